@@ -1,0 +1,189 @@
+"""Distillation objectives as pure functions of tensors.
+
+Every function is keyword-only, computes in float32 (float64 if given float64) whatever the dtype of its inputs (half-precision logits
+lose too much in a softmax over a large vocabulary), and reduces with either ``"mean"`` (the loss of this batch
+alone) or ``"sum"`` (the numerator of an average taken over a larger batch, e.g. the whole gradient-accumulated
+batch across every rank, which is how [`DistillationTrainer`] makes gradient accumulation exact).
+
+The soft-target term is ``T**2 * KL(softmax(t / T) || softmax(s / T))``. The gradient of the KL with respect to
+the student's logits is ``(q - p) / T``, and ``q - p`` itself shrinks like ``1 / T`` as both distributions
+flatten, so the gradient is O(1 / T**2); multiplying by ``T**2`` keeps the soft term's weight independent of the
+temperature (Hinton et al., 2015, sec. 2).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Reduction = Literal["mean", "sum"]
+
+__all__ = [
+    "class_kl_divergence",
+    "regression_mse",
+    "token_kl_divergence",
+    "kl_divergence_per_row",
+]
+
+
+def kl_divergence_per_row(
+    *, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL(softmax(t / T) || softmax(s / T)) over the last dimension, unscaled, in float32.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(..., C)`): the student's logits.
+        teacher_logits (`torch.Tensor` of shape `(..., C)`): the teacher's logits, same shape.
+        temperature (`float`): softmax temperature T > 0.
+
+    Returns:
+        `torch.Tensor` of shape `(...)`: one KL value per row, float32.
+    """
+    _check_same_shape(student_logits, teacher_logits)
+    _check_temperature(temperature)
+    # log_softmax is stable for huge logits; working in log space needs no epsilon (1e-8 rounds to 0 in fp16).
+    student_log_probs = torch.log_softmax(_at_least_float32(student_logits) / temperature, dim=-1)
+    teacher_log_probs = torch.log_softmax(_at_least_float32(teacher_logits) / temperature, dim=-1)
+    teacher_probs = teacher_log_probs.exp()
+    pointwise = teacher_probs * (teacher_log_probs - student_log_probs)
+    # 0 * log 0 = 0: a class the teacher gives no mass (a -inf logit) must not turn the row into NaN.
+    pointwise = torch.where(teacher_probs > 0, pointwise, torch.zeros_like(pointwise))
+    return pointwise.sum(dim=-1)
+
+
+def class_kl_divergence(
+    *,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Soft-target loss for class logits: ``T**2 * KL(softmax(t / T) || softmax(s / T))`` per example.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(B, C)`): the student's class logits, C > 1.
+        teacher_logits (`torch.Tensor` of shape `(B, C)`): the teacher's class logits.
+        temperature (`float`): softmax temperature T > 0.
+        reduction (`"mean"` or `"sum"`): mean over the B examples, or their sum.
+
+    Returns:
+        `torch.Tensor`: a float32 scalar. An empty batch gives 0.
+    """
+    if student_logits.dim() != 2:
+        raise ValueError(
+            f"class_kl_divergence takes class logits of shape (B, C), got shape {tuple(student_logits.shape)}; "
+            "use token_kl_divergence for (B, L, V) token logits."
+        )
+    if student_logits.shape[-1] < 2:
+        raise ValueError(
+            "class_kl_divergence needs C > 1 classes: a softmax over one logit is constant and the KL is always 0. "
+            "Use regression_mse for a regression head."
+        )
+    per_row = kl_divergence_per_row(
+        student_logits=student_logits, teacher_logits=teacher_logits, temperature=temperature
+    )  # (B,)
+    return _reduce(per_row.sum() * temperature**2, count=per_row.numel(), reduction=reduction)
+
+
+def token_kl_divergence(
+    *,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    mask: torch.Tensor | None,
+    temperature: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Soft-target loss for token logits, averaged over the positions that count.
+
+    The softmax runs over the last (vocabulary or tag) dimension, never the sequence axis, and padding never
+    counts: ``batchmean`` on a 3-D tensor would sum over every position and divide by B only.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(B, L, V)`): the student's per-position logits.
+        teacher_logits (`torch.Tensor` of shape `(B, L, V)`): the teacher's per-position logits.
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts (labels != -100, or
+            the attention mask). `None` counts every position.
+        temperature (`float`): softmax temperature T > 0.
+        reduction (`"mean"` or `"sum"`): ``T**2 * sum(KL over counted positions)`` divided by the number of
+            counted positions, or not divided.
+
+    Returns:
+        `torch.Tensor`: a float32 scalar. With no counted position it is 0, never NaN.
+    """
+    if student_logits.dim() != 3:
+        raise ValueError(
+            f"token_kl_divergence takes token logits of shape (B, L, V), got shape {tuple(student_logits.shape)}; "
+            "use class_kl_divergence for (B, C) class logits."
+        )
+    per_position = kl_divergence_per_row(
+        student_logits=student_logits, teacher_logits=teacher_logits, temperature=temperature
+    )  # (B, L)
+    if mask is None:
+        total, count = per_position.sum(), per_position.numel()
+    else:
+        if mask.shape != per_position.shape:
+            raise ValueError(f"mask must have shape (B, L) = {tuple(per_position.shape)}, got {tuple(mask.shape)}.")
+        counted = mask.bool()
+        # where, not multiply: a non-finite KL at a padded position must not leak in as 0 * inf = NaN.
+        total = torch.where(counted, per_position, torch.zeros_like(per_position)).sum()
+        count = counted.sum()
+    return _reduce(total * temperature**2, count=count, reduction=reduction)
+
+
+def regression_mse(
+    *,
+    student_predictions: torch.Tensor,
+    teacher_predictions: torch.Tensor,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Distillation loss for regression heads: squared error between student and teacher predictions.
+
+    A softmax over a single regression output is constant (its KL is identically 0, the STS-B bug of the
+    copied recipe), so regression is distilled by matching the teacher's prediction directly, with no
+    temperature.
+
+    Args:
+        student_predictions (`torch.Tensor` of shape `(B,)` or `(B, K)`): the student's outputs.
+        teacher_predictions (`torch.Tensor`, same shape): the teacher's outputs.
+        reduction (`"mean"` or `"sum"`): the squared error averaged over the K outputs of each example, then
+            averaged (or summed) over the B examples; the mean equals ``F.mse_loss`` for any K.
+
+    Returns:
+        `torch.Tensor`: a float32 scalar. An empty batch gives 0.
+    """
+    _check_same_shape(student_predictions, teacher_predictions)
+    if student_predictions.dim() == 0:
+        raise ValueError("regression_mse takes predictions of shape (B,) or (B, K), got a scalar.")
+    squared = (_at_least_float32(student_predictions) - _at_least_float32(teacher_predictions)).pow(2)
+    per_example = squared.flatten(1).mean(dim=1) if squared.dim() > 1 else squared  # (B,)
+    return _reduce(per_example.sum(), count=per_example.numel(), reduction=reduction)
+
+
+def _reduce(total: torch.Tensor, *, count: torch.Tensor | int, reduction: Reduction) -> torch.Tensor:
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        # clamp: nothing counted gives 0 / 1 = 0 rather than 0 / 0 = NaN.
+        if isinstance(count, torch.Tensor):
+            return total / count.clamp(min=1)
+        return total / max(count, 1)
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
+
+
+def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    # fp16/bf16 are promoted to float32; float64 stays float64 (the reference tests and gradcheck use it).
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor) -> None:
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"student and teacher outputs must have the same shape, got student {tuple(student.shape)} and "
+            f"teacher {tuple(teacher.shape)}: check that both models have the same head and number of labels."
+        )
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}.")

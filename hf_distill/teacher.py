@@ -1,0 +1,143 @@
+"""Placing the frozen teacher for each Accelerate engine.
+
+The teacher only runs forward passes, so it must never be wrapped for DDP (a frozen model has no gradients to
+reduce, and DDP refuses it), never be handed to the optimizer, and never be saved. What it needs depends on the
+engine (REFERENCES.md, "The frozen teacher under each Accelerate mode"):
+
+- one device or DDP: moved to the student's device; under bf16 its weights are stored in bf16 (autocast only caches
+  casts of weights that require grad, so fp32 weights would be re-cast every step); under fp16 the weights stay as
+  they are and autocast runs the matmuls in fp16 (fp16 weights risk overflow);
+- DeepSpeed: its own inference engine, partitioned under ZeRO-3 (a teacher bigger than one GPU must fit);
+- FSDP: sharded with the same plugin as the student, each layer resharded after its forward.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["freeze", "prepare_teacher"]
+
+
+def freeze(teacher: nn.Module) -> nn.Module:
+    """Puts `teacher` in eval mode (no dropout) and turns off gradients for every parameter."""
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def prepare_teacher(teacher: nn.Module, accelerator: Accelerator, *, micro_batch_size: int = 1) -> nn.Module:
+    """Returns the frozen `teacher` ready to run forward passes under `accelerator`'s engine.
+
+    Args:
+        teacher (`nn.Module`): the teacher model; frozen in place.
+        accelerator (`Accelerator`): the Trainer's accelerator (device, mixed precision, engine).
+        micro_batch_size (`int`): per-device batch size, which DeepSpeed's config must state.
+    """
+    freeze(teacher)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return _prepare_deepspeed(teacher, accelerator, micro_batch_size)
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return _prepare_fsdp(teacher, accelerator)
+    dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
+    return teacher.to(device=accelerator.device, dtype=dtype)
+
+
+def _prepare_deepspeed(teacher: nn.Module, accelerator: Accelerator, micro_batch_size: int) -> nn.Module:
+    import deepspeed
+
+    plugin = accelerator.state.deepspeed_plugin
+    config = copy.deepcopy(plugin.deepspeed_config)
+    # Inference only: no optimizer, scheduler or optimizer offload; and never accelerator.prepare(teacher), which
+    # would rebind accelerator.backward to the teacher's engine.
+    for key in ("optimizer", "scheduler"):
+        config.pop(key, None)
+    zero = config.setdefault("zero_optimization", {})
+    zero.pop("offload_optimizer", None)
+    stage = zero.get("stage", 0)
+    if stage != 3:
+        # ZeRO-1/2 shard only optimizer state and gradients, which a frozen teacher has none of: replicate it.
+        zero["stage"] = 0
+    else:
+        hidden_size = _hidden_size(teacher)
+        if hidden_size is not None:
+            # The "auto" values Trainer fills in for the student, sized for this model instead.
+            defaults = {
+                "reduce_bucket_size": hidden_size * hidden_size,
+                "stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
+                "stage3_param_persistence_threshold": 10 * hidden_size,
+            }
+            for key, value in defaults.items():
+                if zero.get(key, "auto") == "auto":
+                    zero[key] = value
+    config["train_micro_batch_size_per_gpu"] = micro_batch_size
+    config.pop("train_batch_size", None)
+    config["gradient_accumulation_steps"] = 1
+    config.pop("gradient_clipping", None)
+    for precision in ("bf16", "fp16"):
+        config[precision] = {"enabled": accelerator.mixed_precision == precision}
+    engine, *_ = deepspeed.initialize(model=teacher, config=config)
+    engine.eval()
+    return engine
+
+
+def _prepare_fsdp(teacher: nn.Module, accelerator: Accelerator) -> nn.Module:
+    plugin = accelerator.state.fsdp_plugin
+    layer_classes = _no_split_classes(teacher)
+    if getattr(plugin, "fsdp_version", 1) == 2:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        teacher.to(accelerator.device)
+        kwargs = {"reshard_after_forward": True}
+        if accelerator.mixed_precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float16
+            kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
+        # Shard each transformer layer, then the root: a forward-only module otherwise stays gathered.
+        for module in teacher.modules():
+            if isinstance(module, layer_classes):
+                fully_shard(module, **kwargs)
+        fully_shard(teacher, **kwargs)
+        return teacher
+
+    import functools
+
+    from torch.distributed.fsdp import FullyShardedDataParallel, MixedPrecision
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    mixed_precision = None
+    if accelerator.mixed_precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float16
+        mixed_precision = MixedPrecision(param_dtype=dtype, reduce_dtype=dtype, buffer_dtype=dtype)
+    # The plugin's own wrap policy was built from the student's layer classes; the teacher's may differ.
+    policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=set(layer_classes))
+    return FullyShardedDataParallel(
+        teacher,
+        auto_wrap_policy=policy,
+        mixed_precision=mixed_precision,
+        sharding_strategy=plugin.sharding_strategy,
+        device_id=accelerator.device,
+        use_orig_params=True,
+    )
+
+
+def _hidden_size(model: nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "hidden_size", None) or getattr(config, "dim", None)
+
+
+def _no_split_classes(model: nn.Module) -> tuple[type, ...]:
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    classes = {type(module) for module in model.modules() if type(module).__name__ in names}
+    if not classes:
+        raise ValueError(
+            f"Cannot shard the teacher ({type(model).__name__}) with FSDP: it declares no `_no_split_modules` "
+            "(its transformer layer classes). Use a transformers model, or DDP/DeepSpeed for this teacher."
+        )
+    return tuple(classes)

@@ -1,0 +1,346 @@
+"""`DistillationTrainer`: a `transformers.Trainer` whose loss mixes the student's task loss with a frozen teacher's.
+
+Trainer and Accelerate own the loop, devices, mixed precision and checkpoints; this file owns only the teacher and
+`compute_loss`. Losses are computed as sums and divided by the number of items in the whole accumulated batch on
+every rank, so gradient accumulation and multi-process training give the update of one large batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel, Trainer
+
+from . import losses
+from .arguments import DistillationTrainingArguments
+from .teacher import prepare_teacher
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DistillationTrainer"]
+
+# Texts both tokenizers must encode identically: words, casing, punctuation, digits, accents, a sentence pair.
+_TOKENIZER_PROBES = (
+    ("The quick brown fox jumps over the lazy dog.", None),
+    ("Distillation keeps 97% of BERT's accuracy — naïvely?", "Yes: 40% smaller, 60% faster!"),
+)
+
+
+class DistillationTrainer(Trainer):
+    """[`~transformers.Trainer`] that distils a frozen `teacher_model` into `model` (the student).
+
+    The training loss is ``alpha_kd * KD + alpha_task * TASK`` (see [`DistillationTrainingArguments`]):
+
+    - class logits `(B, C)`: KD = T**2 * mean over the batch of KL(softmax(t / T) || softmax(s / T));
+    - regression heads (one output, or `problem_type == "regression"`): KD = MSE to the teacher's predictions;
+    - token logits `(B, L, V)`: KD = T**2 * mean over the counted positions of the per-position KL; a position
+      counts when its label is not -100 if the batch has labels, else when its attention mask is 1;
+    - TASK = the student's supervised loss on `labels` (cross-entropy, MSE, token cross-entropy ignoring -100),
+      absent when the batch has no labels.
+
+    Evaluation runs the student alone: `eval_loss` is its own task loss, as in ordinary fine-tuning.
+
+    Args:
+        model (`PreTrainedModel`): the student; trained, saved and checkpointed like any Trainer model.
+        teacher_model (`PreTrainedModel`): the teacher; frozen, never in the optimizer or a checkpoint.
+        args (`DistillationTrainingArguments`): training arguments with `temperature`, `alpha_kd`, `alpha_task`.
+        teacher_processing_class (*optional*): the teacher's tokenizer. When both it and `processing_class` are
+            given they must encode the same text identically, or the teacher would read garbage.
+        **kwargs: any other [`~transformers.Trainer`] argument.
+    """
+
+    # compute_loss returns losses already normalised over the whole accumulated batch: Trainer must not divide
+    # them again by the number of accumulation steps (REFERENCES.md, mistake 4).
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        model: PreTrainedModel | nn.Module | None = None,
+        teacher_model: PreTrainedModel | nn.Module | None = None,
+        args: DistillationTrainingArguments | None = None,
+        *,
+        teacher_processing_class: Any = None,
+        **kwargs: Any,
+    ):
+        if model is None:
+            raise ValueError("DistillationTrainer needs the student as `model=`; got None.")
+        if teacher_model is None:
+            raise ValueError("DistillationTrainer needs the frozen teacher as `teacher_model=`; got None.")
+        if teacher_model is model:
+            raise ValueError("teacher_model is the same object as model: pass a separate student to distil into.")
+        if args is not None and not isinstance(args, DistillationTrainingArguments):
+            raise TypeError(
+                f"args must be DistillationTrainingArguments (it adds temperature, alpha_kd and alpha_task), "
+                f"got {type(args).__name__}. Build it with DistillationTrainingArguments(output_dir=..., ...)."
+            )
+        check_distillable(model, teacher_model)
+        check_tokenizers(kwargs.get("processing_class"), teacher_processing_class)
+        if args is None:
+            args = DistillationTrainingArguments(output_dir="trainer_output")
+        super().__init__(model=model, args=args, **kwargs)
+        self.teacher_model = prepare_teacher(
+            teacher_model, self.accelerator, micro_batch_size=self.args.per_device_train_batch_size
+        )
+        self.student_is_regression = is_regression(model)
+        self._student_input_names = _accepted_inputs(model)
+        self._teacher_input_names = _accepted_inputs(teacher_model)
+        # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
+        self._logged_term_sums = torch.zeros(2, device=self.args.device)
+        self._logged_terms_since_step = 0
+
+    # ---- the loss ----------------------------------------------------------------------------------------------
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        """Returns ``alpha_kd * KD + alpha_task * TASK`` in training, the student's own loss in evaluation.
+
+        In training, `num_items_in_batch` is the `(2,)` tensor built by `get_batch_samples`: the number of
+        examples and of counted token positions in the whole accumulated batch across ranks. Without it (a direct
+        call), the loss is this batch's mean.
+        """
+        labels = inputs.get("labels")
+        # Always call `model`, never a stored reference: it is the DDP/FSDP/DeepSpeed-wrapped student.
+        if not model.training:
+            outputs = model(**_select(inputs, self._student_input_names, keep_labels=True))
+            loss = outputs.loss if labels is not None else None
+            return (loss, outputs) if return_outputs else loss
+
+        outputs = model(**_select(inputs, self._student_input_names, keep_labels=False))
+        student_logits = outputs.logits
+        teacher_logits = self.teacher_logits(inputs)
+        if teacher_logits.shape != student_logits.shape:
+            raise ValueError(
+                f"student logits have shape {tuple(student_logits.shape)} but teacher logits "
+                f"{tuple(teacher_logits.shape)}: the two models must have the same head and output size."
+            )
+        kd_sum, task_sum, num_local, kind = self._loss_sums(student_logits, teacher_logits, inputs, labels)
+
+        if num_items_in_batch is None:
+            normaliser = torch.as_tensor(num_local, device=student_logits.device, dtype=torch.float32).clamp(min=1)
+        else:
+            total = num_items_in_batch[1] if kind == "token" else num_items_in_batch[0]
+            # DDP averages gradients over ranks, so each rank's share is scaled back up by the number of ranks.
+            normaliser = total.clamp(min=1) / self.accelerator.num_processes
+        kd = kd_sum / normaliser
+        task = task_sum / normaliser
+        loss = self.args.alpha_kd * kd + (self.args.alpha_task * task if labels is not None else 0.0)
+        self._logged_term_sums += torch.stack([kd.detach(), task.detach()]).float()
+        return (loss, outputs) if return_outputs else loss
+
+    def _loss_sums(self, student_logits, teacher_logits, inputs, labels):
+        """Sums (not means) of the KD and task terms over this micro-batch, their item count and the output kind."""
+        temperature = self.args.temperature
+        zero = student_logits.new_zeros((), dtype=torch.float32)
+        if student_logits.dim() == 3:  # (B, L, V) token logits
+            if labels is not None:
+                mask = labels.ne(-100)  # (B, L)
+            elif inputs.get("attention_mask") is not None:
+                mask = inputs["attention_mask"].bool()
+            else:
+                mask = torch.ones(student_logits.shape[:2], dtype=torch.bool, device=student_logits.device)
+            kd_sum = losses.token_kl_divergence(
+                student_logits=student_logits,
+                teacher_logits=teacher_logits,
+                mask=mask,
+                temperature=temperature,
+                reduction="sum",
+            )
+            task_sum = zero
+            if labels is not None:
+                task_sum = F.cross_entropy(
+                    student_logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"
+                )
+            return kd_sum, task_sum, mask.sum(), "token"
+
+        num_examples = student_logits.shape[0]
+        if self.student_is_regression or student_logits.shape[-1] == 1:
+            kd_sum = losses.regression_mse(
+                student_predictions=student_logits, teacher_predictions=teacher_logits, reduction="sum"
+            )
+            task_sum = zero
+            if labels is not None:
+                predictions = student_logits.float().view(num_examples, -1)
+                targets = labels.float().view(num_examples, -1)
+                task_sum = F.mse_loss(predictions, targets, reduction="none").mean(dim=1).sum()
+            return kd_sum, task_sum, num_examples, "regression"
+
+        kd_sum = losses.class_kl_divergence(
+            student_logits=student_logits, teacher_logits=teacher_logits, temperature=temperature, reduction="sum"
+        )
+        task_sum = zero
+        if labels is not None:
+            task_sum = F.cross_entropy(student_logits.float(), labels.view(-1), reduction="sum")
+        return kd_sum, task_sum, num_examples, "class"
+
+    @torch.no_grad()  # not inference_mode: its tensors cannot be saved for the student's backward pass
+    def teacher_logits(self, inputs: dict[str, torch.Tensor | Any]) -> torch.Tensor:
+        """Runs the frozen teacher on `inputs` (labels removed) in the training's compute dtype.
+
+        Returns:
+            `torch.Tensor`: the teacher's logits, `(B, C)` or `(B, L, V)`.
+        """
+        # Accelerate autocasts only the prepared student; a teacher left outside runs in fp32 under fp16/bf16
+        # and costs twice what it should (REFERENCES.md, speed).
+        with self.accelerator.autocast():
+            outputs = self.teacher_model(**_select(inputs, self._teacher_input_names, keep_labels=False))
+        return outputs.logits
+
+    # ---- exact normalisation over the accumulated batch ---------------------------------------------------------
+
+    def get_batch_samples(
+        self, epoch_iterator: Iterator, num_batches: int, device: torch.device
+    ) -> tuple[list, torch.Tensor | None]:
+        """Fetches the micro-batches of one optimizer step and counts their items across every rank.
+
+        Returns the batches and a `(2,)` float tensor: examples, and token positions that count (labels != -100
+        when token labels are present, else attention mask == 1).
+        """
+        batch_samples = []
+        for _ in range(num_batches):
+            try:
+                batch_samples.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        if not batch_samples:
+            return batch_samples, None
+        counts = torch.stack([_count_items(batch) for batch in batch_samples]).sum(dim=0).to(device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        return batch_samples, counts
+
+    # ---- logging ---------------------------------------------------------------------------------------------
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds `loss_kd` and `loss_task` (unweighted, averaged over the logging window) beside `loss`."""
+        if "loss" in logs:
+            steps = self.state.global_step - self._logged_terms_since_step
+            if steps > 0:
+                sums = self._logged_term_sums
+                if self.accelerator.num_processes > 1:
+                    sums = self.accelerator.reduce(sums.clone(), reduction="mean")
+                kd, task = (value / steps for value in sums.tolist())
+                logs["loss_kd"] = kd
+                logs["loss_task"] = task
+            self._logged_term_sums.zero_()
+            self._logged_terms_since_step = self.state.global_step
+        super().log(logs, start_time)
+
+
+# ---- construction checks ---------------------------------------------------------------------------------------
+
+
+def is_regression(model: nn.Module) -> bool:
+    """True when `model`'s head is a regression head (`problem_type == "regression"`, or a single output)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return False
+    problem_type = getattr(config, "problem_type", None)
+    return problem_type == "regression" or (
+        problem_type is None and getattr(config, "num_labels", 2) == 1 and _is_sequence_classifier(model)
+    )
+
+
+def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
+    """Raises `ValueError` when `teacher` cannot be distilled into `student`."""
+    student_config = getattr(student, "config", None)
+    teacher_config = getattr(teacher, "config", None)
+    if student_config is None or teacher_config is None:
+        return  # plain nn.Modules: shapes are checked on the first batch
+    for config, role in ((student_config, "student"), (teacher_config, "teacher")):
+        if getattr(config, "problem_type", None) == "multi_label_classification":
+            raise ValueError(
+                f"The {role} has problem_type='multi_label_classification', which DistillationTrainer does not "
+                "distil (its KL assumes one softmax over the classes). Use single-label classification."
+            )
+    student_vocab = getattr(student_config, "vocab_size", None)
+    teacher_vocab = getattr(teacher_config, "vocab_size", None)
+    if student_vocab is not None and teacher_vocab is not None and student_vocab != teacher_vocab:
+        raise ValueError(
+            f"The student's vocabulary has {student_vocab} tokens but the teacher's has {teacher_vocab}: the teacher "
+            "would read different tokens than the student. Build the student from the teacher's tokenizer."
+        )
+    student_regression, teacher_regression = is_regression(student), is_regression(teacher)
+    if student_regression != teacher_regression:
+        heads = {True: "a regression head", False: "a classification head"}
+        raise ValueError(
+            f"The student has {heads[student_regression]} but the teacher has {heads[teacher_regression]}: "
+            "set the same num_labels and problem_type on both models."
+        )
+    student_labels = getattr(student_config, "num_labels", None)
+    teacher_labels = getattr(teacher_config, "num_labels", None)
+    if _has_label_head(student) and _has_label_head(teacher) and student_labels != teacher_labels:
+        raise ValueError(
+            f"The student has num_labels={student_labels} but the teacher has num_labels={teacher_labels}: their "
+            "outputs cannot be compared. Load the student with the teacher's num_labels (and id2label)."
+        )
+
+
+def check_tokenizers(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
+    """Raises `ValueError` when both tokenizers are known and encode the same texts differently."""
+    if student_tokenizer is None or teacher_tokenizer is None or student_tokenizer is teacher_tokenizer:
+        return
+    if not callable(student_tokenizer) or not callable(teacher_tokenizer):
+        return  # image processors and the like: nothing to compare
+    for text, text_pair in _TOKENIZER_PROBES:
+        student_ids = student_tokenizer(text, text_pair)["input_ids"]
+        teacher_ids = teacher_tokenizer(text, text_pair)["input_ids"]
+        if list(student_ids) != list(teacher_ids):
+            raise ValueError(
+                "The student's and the teacher's tokenizers encode the same text differently, so the teacher would "
+                f"read garbage. For {text!r} the student's gives {list(student_ids)[:12]}... and the teacher's "
+                f"{list(teacher_ids)[:12]}.... Use the teacher's tokenizer for the student."
+            )
+
+
+def _is_sequence_classifier(model: nn.Module) -> bool:
+    return type(model).__name__.endswith("ForSequenceClassification")
+
+
+def _has_label_head(model: nn.Module) -> bool:
+    name = type(model).__name__
+    return name.endswith("ForSequenceClassification") or name.endswith("ForTokenClassification")
+
+
+def _accepted_inputs(model: nn.Module) -> frozenset[str] | None:
+    """Names `model.forward` accepts, or None when it takes **kwargs (then everything is passed)."""
+    parameters = inspect.signature(model.forward).parameters.values()
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters)
+
+
+def _select(inputs: dict[str, Any], accepted: frozenset[str] | None, *, keep_labels: bool) -> dict[str, Any]:
+    # A DistilBERT student takes no token_type_ids while its BERT teacher needs them for sentence pairs:
+    # each model gets what its forward accepts.
+    return {
+        key: value
+        for key, value in inputs.items()
+        if (keep_labels or key != "labels") and (accepted is None or key in accepted)
+    }
+
+
+def _count_items(batch: dict[str, Any]) -> torch.Tensor:
+    """`(2,)` float tensor: examples, and token positions that count, in one micro-batch."""
+    labels = batch.get("labels")
+    reference = next(value for value in batch.values() if isinstance(value, torch.Tensor))
+    num_examples = reference.new_tensor(reference.shape[0], dtype=torch.float32)
+    if isinstance(labels, torch.Tensor) and labels.dim() >= 2:
+        positions = labels.ne(-100).sum()
+    elif isinstance(batch.get("attention_mask"), torch.Tensor):
+        positions = batch["attention_mask"].sum()
+    elif isinstance(batch.get("input_ids"), torch.Tensor):
+        positions = reference.new_tensor(batch["input_ids"].numel())
+    else:
+        positions = num_examples
+    return torch.stack([num_examples, positions.float()])

@@ -1,0 +1,55 @@
+"""Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tiny  # noqa: E402
+
+from hf_distill import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
+
+
+def main(output_dir: str, per_device_batch: int, accumulation: int) -> None:
+    teacher = tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.token_classifier(layers=1, seed=1, initializer_range=0.5)
+    args = DistillationTrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=per_device_batch,
+        gradient_accumulation_steps=accumulation,
+        optim="sgd",
+        learning_rate=0.2,
+        lr_scheduler_type="constant",
+        max_grad_norm=0.0,
+        temperature=3.0,
+        alpha_kd=0.6,
+        alpha_task=0.4,
+        num_train_epochs=1,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=args,
+        train_dataset=tiny.token_rows(32, seed=2, ignored_fraction=0.4),
+        data_collator=tiny.collate,
+    )
+    trainer.train()
+    rank = trainer.args.process_index
+    torch.save(
+        {"state": trainer.model.state_dict(), "world_size": trainer.args.world_size, "log": trainer.state.log_history},
+        Path(output_dir) / f"rank{rank}.pt",
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

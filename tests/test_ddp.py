@@ -1,0 +1,41 @@
+"""A real 2-process DDP distillation on CPU (torchrun, gloo)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).parent / "scripts" / "ddp_distill.py"
+
+
+def run(command: list[str], cwd: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_two_rank_ddp_matches_one_process_with_the_whole_batch(tmp_path):
+    run(["torchrun", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / "ddp"), "4", "1"], cwd=tmp_path)
+    run([sys.executable, str(SCRIPT), str(tmp_path / "single"), "8", "1"], cwd=tmp_path)
+    rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    single = torch.load(tmp_path / "single" / "rank0.pt", weights_only=True)
+    assert rank0["world_size"] == rank1["world_size"] == 2 and single["world_size"] == 1
+
+    # Both ranks hold the identical student.
+    for name, tensor in rank0["state"].items():
+        assert torch.equal(tensor, rank1["state"][name]), f"ranks disagree on {name}"
+    # 2 ranks x 4 (token level, uneven padding and label counts) take the updates of one process with batch 8:
+    # the loss is normalised by the items of the whole batch across ranks, and scaled back by the world size.
+    for name, tensor in single["state"].items():
+        torch.testing.assert_close(rank0["state"][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+    ddp_losses = [entry["loss"] for entry in rank0["log"] if "loss" in entry]
+    single_losses = [entry["loss"] for entry in single["log"] if "loss" in entry]
+    assert len(ddp_losses) == 4 and ddp_losses == pytest.approx(single_losses, rel=1e-5)
+    assert all("loss_kd" in entry and "loss_task" in entry for entry in rank0["log"] if "loss" in entry)
