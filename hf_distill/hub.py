@@ -1,0 +1,75 @@
+"""Checks before a run that will push to the Hugging Face Hub, and the push itself.
+
+A run that trains for hours and then fails to push has wasted those hours: the token and the Hub's reachability
+are checked before training. The token is never printed, logged or written to a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["check_can_push", "push_folder", "take_token_out_of_arguments"]
+
+# Files of the output folder that are not the student: intermediate checkpoints, the fine-tuned teacher, the
+# teacher-logit cache and TensorBoard runs.
+IGNORE_ON_PUSH = ["checkpoint-*", "checkpoint-*/**", "teacher/**", "teacher_cache/**", "runs/**", "*.pt"]
+
+
+def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:
+    """Returns the token to push with, or raises `ValueError` saying why a push cannot work.
+
+    Args:
+        token (`str`, *optional*): an explicit token; else the one from `HF_TOKEN` or `huggingface-cli login`.
+        timeout (`float`): seconds to wait for the Hub.
+    """
+    from huggingface_hub import HfApi, constants, get_token
+
+    token = token or get_token()
+    if not token:
+        raise ValueError(
+            "--push_to_hub needs a Hugging Face token, and none was found: run `hf auth login`, or set HF_TOKEN in "
+            "the environment. Nothing was trained; drop --push_to_hub to keep the results local only."
+        )
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError(
+            "--push_to_hub cannot work offline: HF_HUB_OFFLINE is set. Nothing was trained; unset it on a machine "
+            "that reaches the Hub, or drop --push_to_hub."
+        )
+    try:
+        HfApi(token=token).whoami(token=token)
+    except Exception as error:  # network errors come as several types; none of them may leak the token
+        reason = type(error).__name__
+        raise ValueError(
+            f"--push_to_hub: the Hub at {constants.ENDPOINT} could not be reached or refused the token ({reason}). "
+            "Nothing was trained; check the network and the token, or drop --push_to_hub."
+        ) from None
+    return token
+
+
+def push_folder(folder: str | Path, repo_id: str, token: str, *, private: bool | None = None) -> str:
+    """Creates `repo_id` if needed and uploads the student, tokenizer, model card and results from `folder`."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, exist_ok=True, private=private)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message="Distilled with hf-distill",
+        ignore_patterns=IGNORE_ON_PUSH,
+    )
+    logger.info("Pushed %s to %s", folder, repo_id)
+    return str(getattr(commit, "commit_url", repo_id))
+
+
+def take_token_out_of_arguments(training_args) -> str | None:
+    """Moves `--hub_token` out of the arguments (Trainer pickles them to training_args.bin) into the environment."""
+    token = getattr(training_args, "hub_token", None)
+    if token:
+        os.environ["HF_TOKEN"] = token
+        training_args.hub_token = None
+    return token

@@ -1,0 +1,136 @@
+"""The Hub model card (README.md) of a distilled student: metadata, how it was made, teacher vs student."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import yaml
+
+__all__ = ["ModelCardData", "format_table", "render_model_card", "sanitize_command"]
+
+_SECRET_FLAGS = ("--hub_token",)
+
+
+@dataclass
+class ModelCardData:
+    """What the card states. Metric dicts map a metric name (``accuracy``) to its value."""
+
+    teacher: str
+    student_description: str
+    task: str
+    dataset: str
+    temperature: float
+    alpha_kd: float
+    alpha_task: float
+    metric_names: Sequence[str]
+    teacher_metrics: dict[str, float]
+    student_metrics: dict[str, float]
+    teacher_parameters: int
+    student_parameters: int
+    teacher_latency_ms: dict[int, float]
+    student_latency_ms: dict[int, float]
+    command: str
+    language: str = "en"
+    extra_tags: Sequence[str] = field(default_factory=tuple)
+
+
+def sanitize_command(argv: Sequence[str]) -> str:
+    """The command line with secrets (a --hub_token value) replaced, safe to publish."""
+    cleaned: list[str] = []
+    skip_next = False
+    for argument in argv:
+        if skip_next:
+            cleaned.append("<redacted>")
+            skip_next = False
+        elif argument in _SECRET_FLAGS:
+            cleaned.append(argument)
+            skip_next = True
+        elif argument.startswith(tuple(flag + "=" for flag in _SECRET_FLAGS)):
+            cleaned.append(argument.split("=", 1)[0] + "=<redacted>")
+        else:
+            cleaned.append(argument)
+    return shlex.join(cleaned)
+
+
+def format_table(data: ModelCardData) -> str:
+    """Markdown table: one row per model, columns metrics, parameters, latency per batch size and speed-up."""
+    batch_sizes = sorted(data.student_latency_ms)
+    header = ["model", *data.metric_names, "parameters", *(f"latency b={b} (ms)" for b in batch_sizes)]
+    header += [f"speed-up b={b}" for b in batch_sizes]
+    rows = []
+    for name, metrics, parameters, latency in (
+        ("teacher", data.teacher_metrics, data.teacher_parameters, data.teacher_latency_ms),
+        ("student", data.student_metrics, data.student_parameters, data.student_latency_ms),
+    ):
+        speedups = [data.teacher_latency_ms[b] / latency[b] for b in batch_sizes]
+        rows.append(
+            [
+                name,
+                *(f"{metrics[m]:.4f}" if m in metrics else "n/a" for m in data.metric_names),
+                f"{parameters / 1e6:.1f}M",
+                *(f"{latency[b]:.1f}" for b in batch_sizes),
+                *(f"{s:.2f}x" for s in speedups),
+            ]
+        )
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_model_card(data: ModelCardData) -> str:
+    """The README.md text: YAML metadata for the Hub, then the description and the table."""
+    metadata = {
+        "language": data.language,
+        "base_model": data.teacher,
+        "datasets": [data.dataset],
+        "metrics": list(data.metric_names),
+        "tags": ["distillation", "knowledge-distillation", "text-classification", "hf-distill", *data.extra_tags],
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "model-index": [
+            {
+                "name": "student",
+                "results": [
+                    {
+                        "task": {"type": "text-classification"},
+                        "dataset": {"name": data.dataset, "type": data.dataset, "config": data.task},
+                        "metrics": [
+                            {"type": name, "value": round(float(data.student_metrics[name]), 6)}
+                            for name in data.metric_names
+                            if name in data.student_metrics
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    front_matter = yaml.safe_dump(metadata, sort_keys=False).strip()
+    return f"""---
+{front_matter}
+---
+
+# Distilled student of `{data.teacher}` on {data.task}
+
+This model was distilled with [hf-distill](https://pypi.org/project/hf-distill/) from the teacher
+`{data.teacher}`, fine-tuned on {data.task}.
+
+- **Student**: {data.student_description}
+- **Loss**: `{data.alpha_kd} * KD + {data.alpha_task} * task`, where KD is `T^2 * KL(softmax(t/T) || softmax(s/T))`
+  over the class logits (mean squared error to the teacher's predictions for regression) with temperature
+  T = {data.temperature}, and task is the student's own loss on the labels.
+
+## Teacher vs student
+
+Evaluated on the same {data.task} evaluation set; latency is the median CPU forward pass at each batch size,
+measured on the machine that trained it.
+
+{format_table(data)}
+
+## Reproduce
+
+```bash
+{data.command}
+```
+"""
