@@ -69,7 +69,7 @@ def format_table(data: ModelCardData) -> str:
             [
                 name,
                 *(f"{metrics[m]:.4f}" if m in metrics else "n/a" for m in data.metric_names),
-                f"{parameters / 1e6:.1f}M",
+                f"{parameters:,}",
                 *(f"{latency[b]:.1f}" for b in batch_sizes),
                 *(f"{s:.2f}x" for s in speedups),
             ]

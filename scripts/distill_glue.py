@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
 
     # ---- evaluate student and teacher on the same data ----
     metrics: dict[str, float] = {}
