@@ -318,3 +318,22 @@ def test_hub_token_is_never_written_to_output_files(tmp_path, teacher_folder, mo
         "--hub_token '<redacted>'" in (tmp_path / "out" / "README.md").read_text()
         or "<redacted>" in (tmp_path / "out" / "README.md").read_text()
     )
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs" / "glue").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_glue_config_parses_and_names_its_task(config):
+    from hf_distill.script_arguments import parse_arguments
+
+    model_args, data_args, training_args, _ = parse_arguments([str(config), "--bf16", "false"])
+    assert data_args.task_name == config.stem
+    assert model_args.student_num_layers == 6 and training_args.temperature > 0
+    assert config.read_text().startswith("#") and "accelerate launch" in config.read_text()
+
+
+def test_accelerate_configs_cover_every_engine():
+    configs = {p.stem: yaml.safe_load(p.read_text()) for p in (ROOT / "configs" / "accelerate").glob("*.yaml")}
+    engines = {name: (c["distributed_type"], c["mixed_precision"]) for name, c in configs.items()}
+    assert engines["single_gpu_fp16"] == ("NO", "fp16") and engines["single_gpu_bf16"] == ("NO", "bf16")
+    assert engines["multi_gpu_ddp"][0] == "MULTI_GPU" and engines["fsdp"][0] == "FSDP"
+    assert configs["deepspeed_zero2"]["deepspeed_config"]["zero_stage"] == 2
+    assert configs["deepspeed_zero3"]["deepspeed_config"]["zero_stage"] == 3
