@@ -313,11 +313,15 @@ def _has_label_head(model: nn.Module) -> bool:
 
 
 def _accepted_inputs(model: nn.Module) -> frozenset[str] | None:
-    """Names `model.forward` accepts, or None when it takes **kwargs (then everything is passed)."""
+    """Named inputs of `model.forward`, or None when it names none (then everything is passed).
+
+    `**kwargs` is ignored: DistilBERT's forward takes `**kwargs` (attention options) but no `token_type_ids`.
+    """
     parameters = inspect.signature(model.forward).parameters.values()
-    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return frozenset(p.name for p in parameters)
+    named = frozenset(
+        p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    )
+    return named or None
 
 
 def _select(inputs: dict[str, Any], accepted: frozenset[str] | None, *, keep_labels: bool) -> dict[str, Any]:
