@@ -118,8 +118,8 @@ class DataArguments:
     validation_split_size: int | None = field(
         default=None,
         metadata={
-            "help": "With train_file and no validation_file: hold out this many training rows (a fixed, "
-            "seeded split) for evaluation."
+            "help": "Hold out this many training rows (a fixed, seeded, stratified split) and evaluate on them: "
+            "with train_file and no validation_file, or with a GLUE task to tune settings without touching dev."
         },
     )
     max_seq_length: int = field(default=128, metadata={"help": "Longest tokenized input; longer ones are cut."})
@@ -127,6 +127,13 @@ class DataArguments:
         default=None, metadata={"help": "Use only the first N training rows (after any held-out split)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
+    student_training: str = field(
+        default="distill",
+        metadata={
+            "help": "'distill' (DistillationTrainer), 'labels_only' (the same student fine-tuned on the labels alone, "
+            "a baseline), or 'recipe' (the copied blog recipe in benchmarks/recipe.py, a baseline)."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds a model."}
     )
@@ -150,6 +157,10 @@ class DataArguments:
                     "--train_file needs --validation_file or --validation_split_size N (rows held out for "
                     "evaluation) so that the student can be scored."
                 )
+        if self.student_training not in ("distill", "labels_only", "recipe"):
+            raise ValueError(
+                f"student_training must be 'distill', 'labels_only' or 'recipe', got {self.student_training!r}."
+            )
         for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "validation_split_size"):
             value = getattr(self, name)
             if value is not None and value < 1:

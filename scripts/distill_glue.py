@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -114,9 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # ---- distil ----
     first_eval = eval_datasets[eval_splits[0]]
-    trainer = DistillationTrainer(
-        model=student,
-        teacher_model=teacher,
+    common = dict(
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=first_eval,
@@ -124,6 +123,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=collator,
         compute_metrics=compute_metrics,
     )
+    if data_args.student_training == "labels_only":  # baseline: the same student, no teacher
+        trainer = Trainer(model=student, **common)
+    else:
+        trainer_class = recipe_trainer_class() if data_args.student_training == "recipe" else DistillationTrainer
+        trainer = trainer_class(model=student, teacher_model=teacher, **common)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_metrics("train", train_result.metrics)
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # ---- evaluate student and teacher on the same data ----
     metrics: dict[str, float] = {}
     teacher_evaluator = Trainer(
-        model=trainer.teacher_model,
+        model=teacher,
         args=dataclasses.replace(training_args, output_dir=str(output_dir / "teacher_eval"), report_to="none"),
         data_collator=collator,
         compute_metrics=compute_metrics,
@@ -144,11 +148,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             metrics.update({f"{key}{suffix}": value for key, value in result.items()})
 
     if trainer.is_world_process_zero():
-        metrics.update(measure_models(trainer.teacher_model, trainer.model, first_eval, collator, training_args))
+        metrics.update(measure_models(teacher, trainer.model, first_eval, collator, training_args))
+        metrics.update(train_examples=len(train_dataset), eval_examples=len(first_eval))
         trainer.save_metrics("eval", metrics)
         card = ModelCardData(
             teacher=model_args.teacher_model_name_or_path,
-            student_description=describe_student(trainer.model, model_args, layers),
+            student_description=describe_student(trainer.model, model_args, layers, data_args.student_training),
             task=data_args.task_name or Path(data_args.train_file).name,
             dataset="glue" if data_args.task_name else Path(data_args.train_file).name,
             temperature=training_args.temperature,
@@ -239,6 +244,10 @@ def load_data(data_args):
         else:
             hub = load_glue_hub(task.name)
             raw = type(hub)({split: hub[split] for split in ["train", *eval_splits]})
+        if data_args.validation_split_size is not None:
+            # Tune on rows held out of train, never on dev: the held-out rows replace the evaluation splits.
+            raw = hold_out(raw, data_args.validation_split_size, stratify=task.label_names is not None)
+            eval_splits = ["validation"]
         label_names = list(task.label_names) if task.label_names else None
         return raw, label_names, task.text_columns, eval_splits, list(task.metric_names)
     raw, label_names = load_custom_files(
@@ -249,18 +258,19 @@ def load_data(data_args):
         encoding=data_args.file_encoding,
     )
     if data_args.validation_file is None:
-        if data_args.validation_split_size >= len(raw["train"]):
-            raise ValueError(
-                f"validation_split_size={data_args.validation_split_size} leaves no training rows: "
-                f"{data_args.train_file} has {len(raw['train'])}."
-            )
-        stratify = "label" if label_names is not None else None
-        split = raw["train"].train_test_split(
-            test_size=data_args.validation_split_size, seed=HELD_OUT_SEED, stratify_by_column=stratify
-        )
-        raw = type(raw)({"train": split["train"], "validation": split["test"]})
+        raw = hold_out(raw, data_args.validation_split_size, stratify=label_names is not None)
     metric_names = ["pearson", "spearmanr"] if label_names is None else ["accuracy", "f1_macro"]
     return raw, label_names, tuple(data_args.text_column), ["validation"], metric_names
+
+
+def hold_out(raw, size: int, *, stratify: bool):
+    """Splits `size` rows off the training split as the evaluation split ("validation"), with a fixed seed."""
+    if size >= len(raw["train"]):
+        raise ValueError(f"validation_split_size={size} leaves no training rows: train has {len(raw['train'])}.")
+    split = raw["train"].train_test_split(
+        test_size=size, seed=HELD_OUT_SEED, stratify_by_column="label" if stratify else None
+    )
+    return type(raw)({"train": split["train"], "validation": split["test"]})
 
 
 def custom_metrics_fn(is_regression: bool):
@@ -351,8 +361,14 @@ def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, tr
     return trainer.model
 
 
-def describe_student(student, model_args, layers) -> str:
+def describe_student(student, model_args, layers, training: str) -> str:
     name = type(student).__name__
+    how = {"labels_only": " Trained on the labels alone (no teacher): a baseline.", "recipe": " Trained with the "
+           "copied blog recipe (benchmarks/recipe.py): a baseline."}.get(training, "")  # fmt: skip
+    return _describe_init(name, student, model_args, layers) + how
+
+
+def _describe_init(name, student, model_args, layers) -> str:
     depth = getattr(student.config, "num_hidden_layers", None) or getattr(student.config, "n_layers", None)
     if model_args.student_model_name_or_path:
         return f"`{name}` ({depth} layers) loaded from `{model_args.student_model_name_or_path}`."
@@ -385,6 +401,15 @@ def measure_models(teacher, student, dataset, collator, training_args) -> dict[s
             results[f"teacher_latency_ms_batch{batch_size}"] / results[f"student_latency_ms_batch{batch_size}"]
         )
     return results
+
+
+def recipe_trainer_class():
+    """The copied Trainer-subclass recipe, kept in benchmarks/ as the baseline (not part of the library)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe.py"
+    spec = importlib.util.spec_from_file_location("hf_distill_benchmarks_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.RecipeDistillationTrainer
 
 
 def _forward_names(model) -> set[str]:
