@@ -337,3 +337,16 @@ def test_accelerate_configs_cover_every_engine():
     assert engines["multi_gpu_ddp"][0] == "MULTI_GPU" and engines["fsdp"][0] == "FSDP"
     assert configs["deepspeed_zero2"]["deepspeed_config"]["zero_stage"] == 2
     assert configs["deepspeed_zero3"]["deepspeed_config"]["zero_stage"] == 3
+
+
+@needs_glue
+def test_labels_only_baseline_and_held_out_train_split_never_touch_dev(tmp_path):
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    flags += ["--student_num_layers", "1", "--student_training", "labels_only", "--validation_split_size", "16"]
+    distill_glue.main(flags)
+    results = read_results(tmp_path / "out")
+    assert results["eval_examples"] == 16 and results["train_examples"] == 48
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    assert not any("loss_kd" in entry for entry in history)  # a plain Trainer: no teacher term
+    assert "Trained on the labels alone" in (tmp_path / "out" / "README.md").read_text()
