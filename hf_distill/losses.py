@@ -1,9 +1,10 @@
 """Distillation objectives as pure functions of tensors.
 
-Every function is keyword-only, computes in float32 (float64 if given float64) whatever the dtype of its inputs (half-precision logits
-lose too much in a softmax over a large vocabulary), and reduces with either ``"mean"`` (the loss of this batch
-alone) or ``"sum"`` (the numerator of an average taken over a larger batch, e.g. the whole gradient-accumulated
-batch across every rank, which is how [`DistillationTrainer`] makes gradient accumulation exact).
+Every function is keyword-only, computes in float32 (float64 if given float64) whatever the dtype of its inputs
+(half-precision logits lose too much in a softmax over a large vocabulary), and reduces with either ``"mean"``
+(the loss of this batch alone) or ``"sum"`` (the numerator of an average taken over a larger batch, e.g. the whole
+gradient-accumulated batch across every rank, which is how [`DistillationTrainer`] makes gradient accumulation
+exact).
 
 The soft-target term is ``T**2 * KL(softmax(t / T) || softmax(s / T))``. The gradient of the KL with respect to
 the student's logits is ``(q - p) / T``, and ``q - p`` itself shrinks like ``1 / T`` as both distributions
@@ -23,6 +24,7 @@ __all__ = [
     "class_kl_divergence",
     "regression_mse",
     "token_kl_divergence",
+    "token_topk_kl_divergence",
     "kl_divergence_per_row",
 ]
 
@@ -126,6 +128,88 @@ def token_kl_divergence(
             raise ValueError(f"mask must have shape (B, L) = {tuple(per_position.shape)}, got {tuple(mask.shape)}.")
         counted = mask.bool()
         # where, not multiply: a non-finite KL at a padded position must not leak in as 0 * inf = NaN.
+        total = torch.where(counted, per_position, torch.zeros_like(per_position)).sum()
+        count = counted.sum()
+    return _reduce(total * temperature**2, count=count, reduction=reduction)
+
+
+def token_topk_kl_divergence(
+    *,
+    student_logits: torch.Tensor,
+    teacher_topk_log_probs: torch.Tensor,
+    teacher_topk_indices: torch.Tensor,
+    mask: torch.Tensor | None,
+    temperature: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Soft-target loss for token logits against a teacher cached as its top-k log-probabilities per position.
+
+    With S the k cached classes, p_i = exp(teacher_topk_log_probs_i) the teacher's probabilities on S at temperature
+    T, r = 1 - sum_S p_i the teacher's remaining mass and q = softmax(s / T) the student's distribution, the KL is
+    taken between the two distributions coarse-grained to S plus one "rest" bucket:
+
+        KL_k = sum_{i in S} p_i (log p_i - log q_i) + r (log r - log(1 - sum_{i in S} q_i))
+
+    It equals the full KL when S covers the vocabulary (k = V) and is a lower bound of it otherwise (merging classes
+    never increases a KL); the student is still pushed to put the teacher's remaining mass outside S, but not told
+    how to spread it there. ``0 log 0 = 0``; ``log(1 - sum_S q)`` is computed as the logsumexp of the student's
+    logits outside S minus the logsumexp of all of them, so it never cancels to ``log 0``.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(B, L, V)`): the student's per-position logits.
+        teacher_topk_log_probs (`torch.Tensor` of shape `(B, L, k)`): ``log_softmax(teacher_logits / T)`` at the
+            teacher's k most likely classes, k <= V.
+        teacher_topk_indices (`torch.Tensor` of shape `(B, L, k)`): their class indices, distinct within a position.
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts. `None` counts every
+            position. Whatever sits at uncounted positions is ignored.
+        temperature (`float`): the temperature T the cached log-probabilities were taken at.
+        reduction (`"mean"` or `"sum"`): ``T**2 * sum(KL_k over counted positions)`` divided by the number of
+            counted positions, or not divided.
+
+    Returns:
+        `torch.Tensor`: a float32 (float64 for float64 logits) scalar; 0, never NaN, with no counted position.
+    """
+    if student_logits.dim() != 3:
+        raise ValueError(
+            "token_topk_kl_divergence takes token logits of shape (B, L, V), got shape "
+            f"{tuple(student_logits.shape)}."
+        )
+    if teacher_topk_log_probs.shape != teacher_topk_indices.shape:
+        raise ValueError(
+            f"teacher_topk_log_probs {tuple(teacher_topk_log_probs.shape)} and teacher_topk_indices "
+            f"{tuple(teacher_topk_indices.shape)} must have the same shape (B, L, k)."
+        )
+    vocabulary, k = student_logits.shape[-1], teacher_topk_indices.shape[-1]
+    if teacher_topk_indices.shape[:2] != student_logits.shape[:2] or teacher_topk_indices.dim() != 3 or k > vocabulary:
+        raise ValueError(
+            f"the cached teacher top-k must have shape (B, L, k) with k <= V for student logits (B, L, V) = "
+            f"{tuple(student_logits.shape)}, got {tuple(teacher_topk_indices.shape)}."
+        )
+    _check_temperature(temperature)
+    student = _at_least_float32(student_logits) / temperature  # (B, L, V)
+    log_normaliser = torch.logsumexp(student, dim=-1)  # (B, L)
+    indices = teacher_topk_indices.long()
+    student_log_probs = student.gather(-1, indices) - log_normaliser.unsqueeze(-1)  # (B, L, k): log q_i, i in S
+    teacher_log_probs = teacher_topk_log_probs.to(student.dtype)
+    teacher_probs = teacher_log_probs.exp()
+    pointwise = teacher_probs * (teacher_log_probs - student_log_probs)
+    # 0 * log 0 = 0: a cached class with no teacher mass must not turn the position into NaN.
+    per_position = torch.where(teacher_probs > 0, pointwise, torch.zeros_like(pointwise)).sum(dim=-1)  # (B, L)
+    if k < vocabulary:
+        # clamp: rounding can make the cached top-k sum to a hair above 1.
+        teacher_rest = (1 - teacher_probs.sum(dim=-1)).clamp(min=0)  # (B, L)
+        outside = student.scatter(-1, indices, float("-inf"))  # (B, L, V): the logits outside S
+        student_log_rest = torch.logsumexp(outside, dim=-1) - log_normaliser  # log(1 - sum_S q), finite
+        # xlogy(r, r) = r log r with 0 log 0 = 0, and its gradient never reaches the student.
+        per_position = per_position + torch.xlogy(teacher_rest, teacher_rest) - teacher_rest * student_log_rest
+    # With k = V the rest bucket is empty for both distributions and contributes exactly 0; skipping it avoids the
+    # logsumexp of an all -inf row (whose gradient is NaN).
+    if mask is None:
+        total, count = per_position.sum(), per_position.numel()
+    else:
+        if mask.shape != per_position.shape:
+            raise ValueError(f"mask must have shape (B, L) = {tuple(per_position.shape)}, got {tuple(mask.shape)}.")
+        counted = mask.bool()
         total = torch.where(counted, per_position, torch.zeros_like(per_position)).sum()
         count = counted.sum()
     return _reduce(total * temperature**2, count=count, reduction=reduction)
