@@ -9,7 +9,6 @@ TSV files), its metrics and the layout of its files. Datasets loaded here have t
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,12 +17,13 @@ from pathlib import Path
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from .data_files import check_text_columns
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "GLUE_TASKS",
     "GlueTask",
-    "load_custom_files",
     "load_glue",
     "load_glue_hub",
     "load_glue_tsv",
@@ -254,173 +254,6 @@ def _glue_features(spec: GlueTask) -> Features:
     )
 
 
-def load_custom_files(
-    train_file: str | Path,
-    validation_file: str | Path | None,
-    text_columns: Sequence[str],
-    label_column: str = "label",
-    encoding: str = "utf-8",
-) -> tuple[DatasetDict, list[str] | None]:
-    """Load your own train (and validation) files: CSV, TSV or JSON lines, chosen by extension.
-
-    ``.csv`` is read with Python's default CSV dialect (quoted fields allowed); ``.tsv`` tab-separated with quotes
-    taken literally, as GLUE's files are; ``.jsonl``/``.json`` one JSON object per line. Labels:
-
-    - any label written as a decimal (``3.8``, or a JSON float) makes the task a regression: float labels, no names;
-    - all integers: classification; the distinct values, sorted numerically, become ids 0..K-1 (``0``/``1`` keep
-      their values; ``1..5`` stars become ids 0..4), names are the values as strings;
-    - otherwise strings: the distinct strings, sorted, become ids 0..K-1.
-
-    Names come from the training file; a validation label outside them is an error.
-
-    Args:
-        train_file (`str` or `Path`): training data.
-        validation_file (`str` or `Path`, *optional*): evaluation data, same columns.
-        text_columns (`Sequence[str]`): one text column, or two for sentence pairs.
-        label_column (`str`, *optional*, defaults to `"label"`): the label column; it becomes ``"label"``.
-        encoding (`str`, *optional*, defaults to `"utf-8"`): text encoding of the files (e.g. ``"latin-1"``).
-
-    Returns:
-        `tuple[DatasetDict, list[str] | None]`: splits ``train`` (and ``validation``) with columns
-        ``(*text_columns, "label", "idx")``, and the label names (`None` for regression).
-    """
-    text_columns = _check_text_columns(text_columns)
-    files = {"train": Path(train_file)}
-    if validation_file is not None:
-        files["validation"] = Path(validation_file)
-    records = {split: _read_records(path, [*text_columns, label_column], encoding) for split, path in files.items()}
-
-    train_labels = [_typed_label(value) for value, _ in _labels(records["train"], label_column, files["train"])]
-    if any(isinstance(value, float) for value in train_labels):
-        label_names, to_id = None, None
-        label_feature = Value("float32")
-    else:
-        distinct = set(train_labels)
-        ordered = sorted(distinct) if all(isinstance(value, int) for value in distinct) else sorted(map(str, distinct))
-        label_names = [str(value) for value in ordered]
-        to_id = {name: index for index, name in enumerate(label_names)}
-        label_feature = ClassLabel(names=label_names)
-
-    splits = {}
-    for split, path in files.items():
-        columns: dict[str, list] = {column: [row[column] for row, _ in records[split]] for column in text_columns}
-        labels = []
-        for value, line in _labels(records[split], label_column, path):
-            typed = _typed_label(value)
-            if to_id is None:
-                if isinstance(typed, str):
-                    raise ValueError(
-                        f"{path}, line {line}: label {value!r} is not a number, but the task is a regression (the "
-                        "training labels are decimals)."
-                    )
-                labels.append(float(typed))
-            elif str(typed) in to_id:
-                labels.append(to_id[str(typed)])
-            else:
-                raise ValueError(
-                    f"{path}, line {line}: label {value!r} does not occur in the training file {files['train']}, "
-                    f"whose labels are {label_names}. Fix the label or add examples of it to the training data."
-                )
-        columns["label"] = labels
-        columns["idx"] = list(range(len(labels)))
-        features = Features(
-            {**{column: Value("string") for column in text_columns}, "label": label_feature, "idx": Value("int32")}
-        )
-        splits[split] = Dataset.from_dict(columns, features=features)
-    return DatasetDict(splits), label_names
-
-
-def _check_text_columns(text_columns: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(text_columns, str):
-        text_columns = (text_columns,)
-    text_columns = tuple(text_columns)
-    if not 1 <= len(text_columns) <= 2 or not all(isinstance(column, str) for column in text_columns):
-        raise ValueError(
-            f"text_columns must name one text column or two (a sentence pair), got {text_columns!r}: e.g. "
-            "('sentence',) or ('sentence1', 'sentence2')."
-        )
-    return text_columns
-
-
-def _read_records(path: Path, required: list[str], encoding: str) -> list[tuple[dict, int]]:
-    """Rows of a data file as (row, line number) pairs, checked to hold the `required` columns."""
-    if not path.is_file():
-        raise ValueError(f"Data file {str(path)!r} does not exist.")
-    suffix = path.suffix.lower()
-    records: list[tuple[dict, int]] = []
-    with open(path, encoding=encoding, newline="") as handle:
-        if suffix in (".csv", ".tsv"):
-            if suffix == ".csv":
-                reader = csv.DictReader(handle)
-            else:
-                reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            present = reader.fieldnames or []
-            _check_columns(path, required, present)
-            for row in reader:
-                if None in row or None in row.values():  # DictReader's marks for extra / missing fields
-                    raise ValueError(
-                        f"{path}, line {reader.line_num}: expected {len(present)} fields ({present}), got a different "
-                        "number. Fix the line (an unquoted delimiter inside a text?)."
-                    )
-                records.append((row, reader.line_num))
-        elif suffix in (".jsonl", ".json"):
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(
-                        f"{path}, line {line_number}: not a JSON object ({error}); the file must hold one JSON object "
-                        "per line (JSON lines)."
-                    ) from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}, line {line_number}: expected a JSON object per line, got {row!r}.")
-                _check_columns(path, required, list(row), line=line_number)
-                records.append((row, line_number))
-        else:
-            raise ValueError(
-                f"Cannot read {str(path)!r}: unknown extension {path.suffix!r}. Use .csv, .tsv or .jsonl (JSON lines)."
-            )
-    if not records:
-        raise ValueError(f"{path} holds no examples.")
-    return records
-
-
-def _check_columns(path: Path, required: list[str], present: list[str], line: int | None = None) -> None:
-    missing = [column for column in required if column not in present]
-    if missing:
-        where = f"{path}, line {line}" if line is not None else str(path)
-        raise ValueError(
-            f"{where}: missing column(s) {missing}; the columns present are {present}. Pass the right "
-            "text_columns / label_column, or rename the columns in the file."
-        )
-
-
-def _labels(records: list[tuple[dict, int]], label_column: str, path: Path):
-    for row, line in records:
-        value = row[label_column]
-        if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
-            raise ValueError(
-                f"{path}, line {line}: label {value!r} in column {label_column!r} is empty or not a class name or "
-                "number. Fill in the label or drop the line."
-            )
-        yield value, line
-
-
-def _typed_label(value) -> int | float | str:
-    # CSV gives strings; JSON gives numbers or strings. "3" is an integer label, "3.8" a regression target.
-    if isinstance(value, (int, float)):
-        return value
-    text = str(value).strip()
-    for parse in (int, float):
-        try:
-            return parse(text)
-        except ValueError:
-            pass
-    return text
-
-
 def tokenize_dataset(
     dataset_dict: DatasetDict,
     tokenizer,
@@ -446,7 +279,7 @@ def tokenize_dataset(
     if isinstance(task_or_columns, str):
         text_columns = GLUE_TASKS[normalize_task_name(task_or_columns)].text_columns
     else:
-        text_columns = _check_text_columns(task_or_columns)
+        text_columns = check_text_columns(task_or_columns)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise ValueError(f"max_length must be a positive int, got {max_length!r}.")
 

@@ -32,7 +32,8 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer
-from hf_distill.glue import GLUE_TASKS, load_custom_files, load_glue_hub, load_glue_tsv, tokenize_dataset
+from hf_distill.data_files import load_custom_files
+from hf_distill.glue import GLUE_TASKS, load_glue_hub, load_glue_tsv, tokenize_dataset
 from hf_distill.hub import check_can_push, push_folder, take_token_out_of_arguments
 from hf_distill.latency import count_parameters, measure_latency_ms
 from hf_distill.metrics import compute_metrics_fn

@@ -14,9 +14,9 @@ import pytest
 from transformers import BertTokenizer
 
 from hf_distill import glue
+from hf_distill.data_files import load_custom_files
 from hf_distill.glue import (
     GLUE_TASKS,
-    load_custom_files,
     load_glue,
     load_glue_tsv,
     normalize_task_name,
