@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     if trainer.is_world_process_zero():
         metrics.update(measure_models(teacher, trainer.model, first_eval, collator, training_args))
-        metrics.update(train_examples=len(train_dataset), eval_examples=len(first_eval))
+        metrics.update(
+            train_examples=len(train_dataset), eval_examples=len(first_eval), world_size=training_args.world_size
+        )
         trainer.save_metrics("eval", metrics)
         card = ModelCardData(
             teacher=model_args.teacher_model_name_or_path,

