@@ -38,6 +38,40 @@ class DistillationTrainingArguments(TrainingArguments):
             "use the distillation term alone."
         },
     )
+    cache_teacher_logits: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the teacher once over the training set before training, store its outputs beside each "
+            "example (Arrow, under teacher_cache_dir) and read them instead of running the teacher every step. "
+            "Costs one inference pass and the disk space of the outputs; saves the teacher's forward on every later "
+            "epoch. A cache whose teacher, data, tokenisation or settings changed is never reused. Refused with "
+            "collators that mask at random (MLM), where the teacher's outputs would change every epoch."
+        },
+    )
+    teacher_cache_top_k: int = field(
+        default=64,
+        metadata={
+            "help": "Token-level outputs only: the number k of the teacher's most likely classes stored per counted "
+            "token (2k numbers: int32 indices, float32 log-probabilities at the temperature). The KL is then taken "
+            "on those k classes plus one bucket holding the rest of the mass: exact when k >= the vocabulary size, "
+            "a lower bound of the full KL otherwise. Class and regression outputs are stored whole."
+        },
+    )
+    teacher_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of teacher caches, one subfolder per fingerprint. Defaults to <output_dir>/teacher_cache. "
+            "Must be visible to every process that reads it (a shared filesystem across nodes, or "
+            "save_on_each_node=True to build one per node)."
+        },
+    )
+    teacher_cache_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Batch size of the teacher's pass that builds the cache (inference only, examples sorted by "
+            "length, so larger batches than training fit). Defaults to 4 x per_device_eval_batch_size."
+        },
+    )
 
     def __post_init__(self):
         _check_finite("temperature", self.temperature, fix="pass a positive temperature such as 2.0")
@@ -56,9 +90,47 @@ class DistillationTrainingArguments(TrainingArguments):
                 "alpha_kd and alpha_task are both 0, so the loss would be identically 0 and nothing would train. "
                 "Set alpha_kd > 0 to distil, alpha_task > 0 to learn from the labels, or both."
             )
+        if not isinstance(self.cache_teacher_logits, bool):
+            raise ValueError(
+                f"cache_teacher_logits must be true or false, got {self.cache_teacher_logits!r}: pass true to run the "
+                "teacher once before training, false to run it every step."
+            )
+        _check_positive_int("teacher_cache_top_k", self.teacher_cache_top_k, fix="pass a k such as 64")
+        if self.teacher_cache_batch_size is not None:
+            _check_positive_int(
+                "teacher_cache_batch_size",
+                self.teacher_cache_batch_size,
+                fix="pass a batch size such as 128, or leave it unset for 4 x per_device_eval_batch_size",
+            )
+        if self.teacher_cache_dir is not None and not str(self.teacher_cache_dir).strip():
+            raise ValueError(
+                f"teacher_cache_dir must be a folder, got {self.teacher_cache_dir!r}: pass a path, or leave it unset "
+                "for <output_dir>/teacher_cache."
+            )
         super().__post_init__()
+
+    @property
+    def pad_to_multiple_of(self) -> int | None:
+        """8 under fp16/bf16, else None: pass it to the data collator.
+
+        Tensor cores run half-precision matmuls whose dimensions are multiples of 8; padding each batch up to the next
+        multiple costs at most 7 positions. In float32 there is no such gain, so nothing is added.
+        """
+        return 8 if (self.fp16 or self.bf16) else None
+
+    @property
+    def resolved_teacher_cache_batch_size(self) -> int:
+        """`teacher_cache_batch_size`, or 4 x `per_device_eval_batch_size` when it is unset."""
+        if self.teacher_cache_batch_size is not None:
+            return self.teacher_cache_batch_size
+        return 4 * self.per_device_eval_batch_size
 
 
 def _check_finite(name: str, value: float, *, fix: str) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}: {fix}.")
+
+
+def _check_positive_int(name: str, value, *, fix: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}: {fix}.")

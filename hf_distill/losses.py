@@ -171,8 +171,7 @@ def token_topk_kl_divergence(
     """
     if student_logits.dim() != 3:
         raise ValueError(
-            "token_topk_kl_divergence takes token logits of shape (B, L, V), got shape "
-            f"{tuple(student_logits.shape)}."
+            f"token_topk_kl_divergence takes token logits of shape (B, L, V), got shape {tuple(student_logits.shape)}."
         )
     if teacher_topk_log_probs.shape != teacher_topk_indices.shape:
         raise ValueError(

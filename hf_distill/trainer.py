@@ -7,18 +7,38 @@ every rank, so gradient accumulation and multi-process training give the update 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 import torch.nn.functional as F
+from accelerate.utils import DistributedType
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
 from . import losses
 from .arguments import DistillationTrainingArguments
+from .cache import (
+    CACHE_COLUMNS,
+    LOGITS_COLUMN,
+    TOPK_INDICES_COLUMN,
+    TOPK_LOG_PROBS_COLUMN,
+    TeacherCache,
+    TeacherCacheCollator,
+    build_teacher_cache,
+    cache_fingerprint,
+    check_deterministic_collator,
+    fingerprint_model,
+    fingerprint_rows,
+    load_teacher_cache,
+    quiet_datasets,
+    token_mask,
+)
 from .teacher import prepare_teacher
 
 logger = logging.getLogger(__name__)
@@ -45,6 +65,9 @@ class DistillationTrainer(Trainer):
       absent when the batch has no labels.
 
     Evaluation runs the student alone: `eval_loss` is its own task loss, as in ordinary fine-tuning.
+
+    With `args.cache_teacher_logits`, `train()` first runs the teacher once over the training set (or loads the
+    matching cache from disk) and `compute_loss` reads the stored outputs instead of running it (see `cache.py`).
 
     Args:
         model (`PreTrainedModel`): the student; trained, saved and checkpointed like any Trainer model.
@@ -87,12 +110,186 @@ class DistillationTrainer(Trainer):
         self.teacher_model = prepare_teacher(
             teacher_model, self.accelerator, micro_batch_size=self.args.per_device_train_batch_size
         )
+        # The placed teacher, never compiled: hashed for the cache fingerprint and run to build the cache.
+        self._teacher_module = self.teacher_model
+        if self.args.torch_compile and self.accelerator.distributed_type not in (
+            DistributedType.DEEPSPEED,
+            DistributedType.FSDP,
+        ):
+            # Trainer compiles only the student (through Accelerate); the teacher's forward is as much work.
+            # Compilation is lazy: a teacher that only builds the cache is never compiled.
+            self.teacher_model = torch.compile(
+                self.teacher_model, backend=self.args.torch_compile_backend, mode=self.args.torch_compile_mode
+            )
         self.student_is_regression = is_regression(model)
         self._student_input_names = _accepted_inputs(model)
         self._teacher_input_names = _accepted_inputs(teacher_model)
         # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
         self._logged_term_sums = torch.zeros(2, device=self.args.device)
         self._logged_terms_since_step = 0
+        self.teacher_cache: TeacherCache | None = None
+        self._cached_train_dataset = None  # that dataset with the cache columns attached
+        self._cache_length_column: str | None = None
+        if self.args.cache_teacher_logits:
+            self._check_cacheable()
+            self.data_collator = TeacherCacheCollator(self.data_collator)
+
+    # ---- the teacher cache -------------------------------------------------------------------------------------
+
+    def _check_cacheable(self) -> None:
+        check_deterministic_collator(getattr(self.data_collator, "collator", self.data_collator))
+        if isinstance(self.train_dataset, torch.utils.data.IterableDataset | datasets.IterableDataset):
+            raise ValueError(
+                "cache_teacher_logits=True needs a train_dataset with a length and random access (a datasets.Dataset "
+                f"or a map-style torch Dataset), got {type(self.train_dataset).__name__}: the cache is stored as "
+                "columns beside its rows. Set cache_teacher_logits=False for streamed data."
+            )
+        if self.accelerator.distributed_type == DistributedType.FSDP or (
+            self.accelerator.distributed_type == DistributedType.DEEPSPEED
+            and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+        ):
+            raise ValueError(
+                "cache_teacher_logits=True is not supported when the teacher is sharded (FSDP, DeepSpeed ZeRO-3): "
+                "the cache is built by one process, but a sharded teacher needs every process in each forward. "
+                "Set cache_teacher_logits=False, or use DDP or DeepSpeed ZeRO-1/2."
+            )
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
+        """[`~transformers.Trainer.train`], after attaching the teacher cache when `cache_teacher_logits` is on."""
+        if self.args.cache_teacher_logits:
+            self.prepare_teacher_cache()
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+
+    def prepare_teacher_cache(self) -> TeacherCache:
+        """Loads or builds the teacher cache for `self.train_dataset` and adds it to the dataset as columns.
+
+        `train()` calls it; call it yourself to build the cache ahead of training. Returns the cache (also kept as
+        `self.teacher_cache`).
+
+        Every process computes the fingerprint; the main process (of each node with `save_on_each_node`) builds a
+        missing cache while the others wait, then they load it from disk.
+        """
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        if self.train_dataset is self._cached_train_dataset:
+            return self.teacher_cache
+        self._check_cacheable()
+        source = self.train_dataset
+        dataset = source if isinstance(source, datasets.Dataset) else _to_datasets(source)
+        with self._teacher_input_columns_kept():
+            visible = self._remove_unused_columns(dataset, description="Training")
+        collator = self.data_collator.collator
+        path = self._teacher_cache_root() / cache_fingerprint(
+            teacher_hash=fingerprint_model(_unwrap(self._teacher_module)),
+            rows_hash=fingerprint_rows(visible),
+            max_length=getattr(self.processing_class, "model_max_length", None),
+            precision=str(self.accelerator.mixed_precision),
+            collator_name=type(collator).__qualname__,
+            token_level=not self._teacher_output_is_per_example(),
+            top_k=self.args.teacher_cache_top_k,
+            temperature=self.args.temperature,
+        )
+        local = self.args.save_on_each_node  # nodes without a shared filesystem build one cache each
+        is_builder = self.args.local_process_index == 0 if local else self.args.process_index == 0
+        with self.args.main_process_first(local=local, desc="teacher cache"):
+            cache = load_teacher_cache(path, num_rows=len(dataset))
+            if cache is None:
+                if not is_builder:
+                    raise RuntimeError(
+                        f"The main process did not leave a teacher cache in {path}. With several nodes, either put "
+                        "teacher_cache_dir on a filesystem every node shares or set save_on_each_node=True."
+                    )
+                logger.info("Building the teacher cache in %s (%d examples).", path, len(dataset))
+                cache = build_teacher_cache(
+                    dataset=visible,
+                    collator=collator,
+                    run_teacher=self._run_teacher_for_cache,
+                    device=self.args.device,
+                    batch_size=self.args.resolved_teacher_cache_batch_size,
+                    top_k=self.args.teacher_cache_top_k,
+                    temperature=self.args.temperature,
+                    path=path,
+                    length_column=self._length_input_name(),
+                    num_workers=self.args.dataloader_num_workers,
+                    show_progress=self.is_local_process_zero() and not self.args.disable_tqdm,
+                )
+            else:
+                logger.info("Using the teacher cache in %s.", path)
+        with quiet_datasets():
+            attached = datasets.concatenate_datasets([dataset, cache.columns], axis=1)
+        self._cache_length_column = None
+        length_column = self.args.length_column_name
+        if self.args.train_sampling_strategy == "group_by_length" and length_column not in attached.column_names:
+            # Otherwise LengthGroupedSampler reads every row (cache columns included) just to measure its length.
+            lengths = _list_lengths(attached, self._length_input_name())
+            if lengths is not None:
+                attached = attached.add_column(length_column, lengths)
+                self._cache_length_column = length_column
+        if attached.format["type"] is None:
+            # Cache columns come out as numpy arrays, not Python lists of floats; the rest as the user's collator
+            # expects.
+            attached = attached.with_format("numpy", columns=cache.column_names, output_all_columns=True)
+        self.data_collator.top_k = cache.top_k
+        self.data_collator.drop_columns = (self._cache_length_column,) if self._cache_length_column else ()
+        self.teacher_cache = cache
+        self._cached_train_dataset = attached
+        self.train_dataset = attached
+        return cache
+
+    @torch.inference_mode()
+    def _run_teacher_for_cache(self, batch: dict[str, Any]) -> torch.Tensor:
+        # The same placement and precision as the online teacher (teacher_logits), so cached and online agree.
+        with self.accelerator.autocast():
+            return self._teacher_module(**_select(batch, self._teacher_input_names, keep_labels=False)).logits
+
+    def _teacher_output_is_per_example(self) -> bool:
+        """True when the teacher's class says it emits one row of logits per example (read, not run).
+
+        Only then is the cache fingerprint left independent of the temperature and k (raw logits depend on
+        neither); any other model is fingerprinted as token-level, which at worst rebuilds a cache needlessly.
+        """
+        name = type(_unwrap(self._teacher_module)).__name__
+        return name.endswith(("ForSequenceClassification", "ForMultipleChoice"))
+
+    def _teacher_cache_root(self) -> Path:
+        if self.args.teacher_cache_dir is not None:
+            return Path(self.args.teacher_cache_dir)
+        return Path(self.args.output_dir) / "teacher_cache"
+
+    def _length_input_name(self) -> str:
+        # The column LengthGroupedSampler measures.
+        names = getattr(self.processing_class, "model_input_names", None)
+        return names[0] if names else "input_ids"
+
+    @contextlib.contextmanager
+    def _teacher_input_columns_kept(self):
+        """Keeps, for the training set only, the columns the teacher reads and those the cache added.
+
+        Trainer keeps only the student's forward arguments: a DistilBERT student would drop the `token_type_ids`
+        its BERT teacher needs for sentence pairs, and the cache columns would be dropped too.
+        """
+        self._set_signature_columns_if_needed()
+        saved = self._signature_columns
+        extra = list(self._teacher_input_names or ()) + list(CACHE_COLUMNS)
+        if self._cache_length_column:
+            extra.append(self._cache_length_column)
+        self._signature_columns = list(dict.fromkeys(saved + extra))
+        try:
+            yield
+        finally:
+            self._signature_columns = saved
+
+    def _remove_unused_columns(self, dataset: datasets.Dataset, description: str | None = None) -> datasets.Dataset:
+        if description != "Training":
+            return super()._remove_unused_columns(dataset, description=description)
+        with self._teacher_input_columns_kept():
+            return super()._remove_unused_columns(dataset, description=description)
+
+    def _get_collator_with_removed_columns(self, data_collator: Any, description: str | None = None) -> Any:
+        if description != "Training":
+            return super()._get_collator_with_removed_columns(data_collator, description=description)
+        with self._teacher_input_columns_kept():
+            return super()._get_collator_with_removed_columns(data_collator, description=description)
 
     # ---- the loss ----------------------------------------------------------------------------------------------
 
@@ -109,6 +306,9 @@ class DistillationTrainer(Trainer):
         examples and of counted token positions in the whole accumulated batch across ranks. Without it (a direct
         call), the loss is this batch's mean.
         """
+        cached = {key: inputs[key] for key in CACHE_COLUMNS if key in inputs}
+        if cached:  # the teacher's cached outputs: never passed to either model
+            inputs = {key: value for key, value in inputs.items() if key not in cached}
         labels = inputs.get("labels")
         # Always call `model`, never a stored reference: it is the DDP/FSDP/DeepSpeed-wrapped student.
         if not model.training:
@@ -118,13 +318,22 @@ class DistillationTrainer(Trainer):
 
         outputs = model(**_select(inputs, self._student_input_names, keep_labels=False))
         student_logits = outputs.logits
-        teacher_logits = self.teacher_logits(inputs)
-        if teacher_logits.shape != student_logits.shape:
-            raise ValueError(
-                f"student logits have shape {tuple(student_logits.shape)} but teacher logits "
-                f"{tuple(teacher_logits.shape)}: the two models must have the same head and output size."
-            )
-        kd_sum, task_sum, num_local, kind = self._loss_sums(student_logits, teacher_logits, inputs, labels)
+        if TOPK_INDICES_COLUMN in cached:
+            teacher = (cached[TOPK_LOG_PROBS_COLUMN], cached[TOPK_INDICES_COLUMN])  # (B, L, k) each
+            if student_logits.dim() != 3 or teacher[1].shape[:2] != student_logits.shape[:2]:
+                raise ValueError(
+                    f"The teacher cache holds token-level top-k outputs of shape {tuple(teacher[1].shape)} but the "
+                    f"student's logits have shape {tuple(student_logits.shape)}: the cache was built for another "
+                    "kind of model. Delete teacher_cache_dir or set cache_teacher_logits=False."
+                )
+        else:
+            teacher = cached[LOGITS_COLUMN] if LOGITS_COLUMN in cached else self.teacher_logits(inputs)
+            if teacher.shape != student_logits.shape:
+                raise ValueError(
+                    f"student logits have shape {tuple(student_logits.shape)} but teacher logits "
+                    f"{tuple(teacher.shape)}: the two models must have the same head and output size."
+                )
+        kd_sum, task_sum, num_local, kind = self._loss_sums(student_logits, teacher, inputs, labels)
 
         if num_items_in_batch is None:
             normaliser = torch.as_tensor(num_local, device=student_logits.device, dtype=torch.float32).clamp(min=1)
@@ -139,23 +348,32 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _loss_sums(self, student_logits, teacher_logits, inputs, labels):
-        """Sums (not means) of the KD and task terms over this micro-batch, their item count and the output kind."""
+        """Sums (not means) of the KD and task terms over this micro-batch, their item count and the output kind.
+
+        `teacher_logits` is the teacher's logits, or for a token-level cache the pair (top-k log-probabilities,
+        top-k indices).
+        """
         temperature = self.args.temperature
         zero = student_logits.new_zeros((), dtype=torch.float32)
         if student_logits.dim() == 3:  # (B, L, V) token logits
-            if labels is not None:
-                mask = labels.ne(-100)  # (B, L)
-            elif inputs.get("attention_mask") is not None:
-                mask = inputs["attention_mask"].bool()
+            mask = token_mask(labels, inputs.get("attention_mask"), student_logits.shape, student_logits.device)
+            if isinstance(teacher_logits, tuple):
+                kd_sum = losses.token_topk_kl_divergence(
+                    student_logits=student_logits,
+                    teacher_topk_log_probs=teacher_logits[0],
+                    teacher_topk_indices=teacher_logits[1],
+                    mask=mask,
+                    temperature=temperature,
+                    reduction="sum",
+                )
             else:
-                mask = torch.ones(student_logits.shape[:2], dtype=torch.bool, device=student_logits.device)
-            kd_sum = losses.token_kl_divergence(
-                student_logits=student_logits,
-                teacher_logits=teacher_logits,
-                mask=mask,
-                temperature=temperature,
-                reduction="sum",
-            )
+                kd_sum = losses.token_kl_divergence(
+                    student_logits=student_logits,
+                    teacher_logits=teacher_logits,
+                    mask=mask,
+                    temperature=temperature,
+                    reduction="sum",
+                )
             task_sum = zero
             if labels is not None:
                 task_sum = F.cross_entropy(
@@ -183,7 +401,10 @@ class DistillationTrainer(Trainer):
             task_sum = F.cross_entropy(student_logits.float(), labels.view(-1), reduction="sum")
         return kd_sum, task_sum, num_examples, "class"
 
-    @torch.no_grad()  # not inference_mode: its tensors cannot be saved for the student's backward pass
+    # no_grad, not inference_mode: the teacher's logits are saved by the KL's autograd graph for the student's
+    # backward, and autograd refuses to save inference tensors ("Inference tensors cannot be saved for backward").
+    # The cache build, whose outputs leave autograd entirely, does use inference_mode.
+    @torch.no_grad()
     def teacher_logits(self, inputs: dict[str, torch.Tensor | Any]) -> torch.Tensor:
         """Runs the frozen teacher on `inputs` (labels removed) in the training's compute dtype.
 
@@ -301,6 +522,34 @@ def check_tokenizers(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
                 f"read garbage. For {text!r} the student's gives {list(student_ids)[:12]}... and the teacher's "
                 f"{list(teacher_ids)[:12]}.... Use the teacher's tokenizer for the student."
             )
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module under a DeepSpeed engine or DDP wrapper (their `.module`)."""
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    return model
+
+
+def _to_datasets(dataset: Any) -> datasets.Dataset:
+    """A map-style dataset of dict rows as a `datasets.Dataset` (rows then come back as Python lists and numbers)."""
+    try:
+        return datasets.Dataset.from_list([dict(dataset[index]) for index in range(len(dataset))])
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"cache_teacher_logits=True stores the teacher's outputs as columns of the training set, which needs "
+            f"rows that are dicts of lists and numbers; converting the {type(dataset).__name__} failed ({error}). "
+            "Pass a datasets.Dataset, or set cache_teacher_logits=False."
+        ) from error
+
+
+def _list_lengths(dataset: datasets.Dataset, column: str) -> list[int] | None:
+    if column not in dataset.column_names:
+        return None
+    import pyarrow.compute as pc
+
+    array = dataset.with_format("arrow")[:][column]
+    return pc.list_value_length(array).fill_null(0).to_pylist()
 
 
 def _is_sequence_classifier(model: nn.Module) -> bool:

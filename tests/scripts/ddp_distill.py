@@ -1,4 +1,9 @@
-"""Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student."""
+"""Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student.
+
+    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache]
+
+With `cache`, the teacher's outputs are cached first; each rank also saves how often its teacher ran.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ import tiny  # noqa: E402
 from hf_distill import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
 
 
-def main(output_dir: str, per_device_batch: int, accumulation: int) -> None:
+def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False) -> None:
     teacher = tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
+    teacher_calls = []
+    teacher.register_forward_hook(lambda *_: teacher_calls.append(1))
     student = tiny.token_classifier(layers=1, seed=1, initializer_range=0.5)
     args = DistillationTrainingArguments(
         output_dir=output_dir,
@@ -35,6 +42,8 @@ def main(output_dir: str, per_device_batch: int, accumulation: int) -> None:
         use_cpu=True,
         disable_tqdm=True,
         seed=0,
+        cache_teacher_logits=cache,
+        teacher_cache_batch_size=8,
     )
     trainer = DistillationTrainer(
         model=student,
@@ -46,10 +55,16 @@ def main(output_dir: str, per_device_batch: int, accumulation: int) -> None:
     trainer.train()
     rank = trainer.args.process_index
     torch.save(
-        {"state": trainer.model.state_dict(), "world_size": trainer.args.world_size, "log": trainer.state.log_history},
+        {
+            "state": trainer.model.state_dict(),
+            "world_size": trainer.args.world_size,
+            "log": trainer.state.log_history,
+            "teacher_calls": len(teacher_calls),
+            "cache_built": bool(trainer.teacher_cache and trainer.teacher_cache.built),
+        },
         Path(output_dir) / f"rank{rank}.pt",
     )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=sys.argv[4:] == ["cache"])
