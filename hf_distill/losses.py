@@ -121,16 +121,7 @@ def token_kl_divergence(
     per_position = kl_divergence_per_row(
         student_logits=student_logits, teacher_logits=teacher_logits, temperature=temperature
     )  # (B, L)
-    if mask is None:
-        total, count = per_position.sum(), per_position.numel()
-    else:
-        if mask.shape != per_position.shape:
-            raise ValueError(f"mask must have shape (B, L) = {tuple(per_position.shape)}, got {tuple(mask.shape)}.")
-        counted = mask.bool()
-        # where, not multiply: a non-finite KL at a padded position must not leak in as 0 * inf = NaN.
-        total = torch.where(counted, per_position, torch.zeros_like(per_position)).sum()
-        count = counted.sum()
-    return _reduce(total * temperature**2, count=count, reduction=reduction)
+    return _reduce_positions(per_position, mask=mask, temperature=temperature, reduction=reduction)
 
 
 def token_topk_kl_divergence(
@@ -203,15 +194,7 @@ def token_topk_kl_divergence(
         per_position = per_position + torch.xlogy(teacher_rest, teacher_rest) - teacher_rest * student_log_rest
     # With k = V the rest bucket is empty for both distributions and contributes exactly 0; skipping it avoids the
     # logsumexp of an all -inf row (whose gradient is NaN).
-    if mask is None:
-        total, count = per_position.sum(), per_position.numel()
-    else:
-        if mask.shape != per_position.shape:
-            raise ValueError(f"mask must have shape (B, L) = {tuple(per_position.shape)}, got {tuple(mask.shape)}.")
-        counted = mask.bool()
-        total = torch.where(counted, per_position, torch.zeros_like(per_position)).sum()
-        count = counted.sum()
-    return _reduce(total * temperature**2, count=count, reduction=reduction)
+    return _reduce_positions(per_position, mask=mask, temperature=temperature, reduction=reduction)
 
 
 def regression_mse(
@@ -241,6 +224,22 @@ def regression_mse(
     squared = (_at_least_float32(student_predictions) - _at_least_float32(teacher_predictions)).pow(2)
     per_example = squared.flatten(1).mean(dim=1) if squared.dim() > 1 else squared  # (B,)
     return _reduce(per_example.sum(), count=per_example.numel(), reduction=reduction)
+
+
+def _reduce_positions(
+    per_position: torch.Tensor, *, mask: torch.Tensor | None, temperature: float, reduction: Reduction
+) -> torch.Tensor:
+    """``T**2`` times the per-position KL `(B, L)` summed over the counted positions, then reduced."""
+    if mask is None:
+        total, count = per_position.sum(), per_position.numel()
+    else:
+        if mask.shape != per_position.shape:
+            raise ValueError(f"mask must have shape (B, L) = {tuple(per_position.shape)}, got {tuple(mask.shape)}.")
+        counted = mask.bool()
+        # where, not multiply: a non-finite KL at a padded position must not leak in as 0 * inf = NaN.
+        total = torch.where(counted, per_position, torch.zeros_like(per_position)).sum()
+        count = counted.sum()
+    return _reduce(total * temperature**2, count=count, reduction=reduction)
 
 
 def _reduce(total: torch.Tensor, *, count: torch.Tensor | int, reduction: Reduction) -> torch.Tensor:
