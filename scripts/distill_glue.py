@@ -32,7 +32,9 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer
+from hf_distill.compatibility import check_distillable, check_tokenizers
 from hf_distill.data_files import load_custom_files
+from hf_distill.distributed import end_distributed
 from hf_distill.glue import GLUE_TASKS, load_glue_hub, load_glue_tsv, tokenize_dataset
 from hf_distill.hub import check_can_push, push_folder, take_token_out_of_arguments
 from hf_distill.latency import count_parameters, measure_latency_ms
@@ -40,7 +42,6 @@ from hf_distill.metrics import compute_metrics_fn
 from hf_distill.model_card import ModelCardData, format_table, render_model_card, sanitize_command
 from hf_distill.script_arguments import parse_arguments
 from hf_distill.student import build_student, select_layers, validate_layers
-from hf_distill.trainer import check_distillable, check_tokenizers
 
 logger = logging.getLogger("distill_glue")
 
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_dataset = tokenized["train"]
     eval_datasets = {split: tokenized[split] for split in eval_splits}
     mixed = training_args.fp16 or training_args.bf16
+    if training_args.ddp_find_unused_parameters is None:  # all student weights are used: no extra DDP walk
+        training_args.ddp_find_unused_parameters = False
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if mixed else None)  # tensor cores want x8
     compute_metrics = (
         compute_metrics_fn(data_args.task_name) if data_args.task_name else custom_metrics_fn(label_names is None)
@@ -170,6 +173,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             teacher_latency_ms={b: metrics[f"teacher_latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES},
             student_latency_ms={b: metrics[f"student_latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES},
             command=command,
+            base_model=model_args.teacher_hub_id,
+            latency_device=latency_device(training_args),
         )
         (output_dir / "README.md").write_text(render_model_card(card))
         print("\n" + format_table(card) + "\n", flush=True)
@@ -197,13 +202,23 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
 
 
 def check_model_path(name_or_path: str, role: str) -> None:
-    """A name that looks like a local path must exist; anything else is taken for a Hub id."""
+    """A name that looks like a local path must exist; anything else is taken for a Hub id.
+
+    Local-looking: starts with ".", "/" or "~", has more than one "/", ends with "/", or its first part is a folder
+    here (`outputs/teacher` when ./outputs exists, a typo of a local folder, not the Hub's `outputs` namespace).
+    """
     path = Path(name_or_path).expanduser()
-    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or name_or_path.endswith("/")
+    first_part = name_or_path.split("/", 1)[0]
+    looks_local = (
+        name_or_path.startswith((".", "/", "~"))
+        or name_or_path.count("/") > 1
+        or name_or_path.endswith("/")
+        or ("/" in name_or_path and Path(first_part).is_dir())
+    )
     if looks_local and not path.exists():
         raise ValueError(
-            f"The {role} path {name_or_path!r} does not exist. Pass an existing model folder or a Hub id such as "
-            "'bert-base-uncased'."
+            f"The {role} path {name_or_path!r} does not exist (looked in {path.absolute().parent}). Pass an "
+            "existing model folder or a Hub id such as 'bert-base-uncased'."
         )
     if path.exists() and not (path / "config.json").exists():
         raise ValueError(f"The {role} folder {name_or_path!r} has no config.json: it is not a saved model.")
@@ -381,13 +396,25 @@ def _describe_init(name, student, model_args, layers) -> str:
     return text + "; embeddings, pooler and classification head copied from the teacher."
 
 
+def _latency_dtype(training_args) -> torch.dtype:
+    if training_args.device.type == "cuda" and (training_args.bf16 or training_args.fp16):
+        return torch.bfloat16 if training_args.bf16 else torch.float16
+    return torch.float32
+
+
+def latency_device(training_args) -> str:
+    """Where measure_models timed the models, in words, for the model card."""
+    device = training_args.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
+    dtype = str(_latency_dtype(training_args)).removeprefix("torch.")
+    return f"{'a' if device.type == 'cpu' else 'one'} {name}, {dtype}"
+
+
 @torch.inference_mode()
 def measure_models(teacher, student, dataset, collator, training_args) -> dict[str, float]:
     """Parameter counts and median forward latency of both models on real examples, same device and dtype."""
     device = training_args.device
-    dtype = torch.float32
-    if device.type == "cuda" and (training_args.bf16 or training_args.fp16):
-        dtype = torch.bfloat16 if training_args.bf16 else torch.float16
+    dtype = _latency_dtype(training_args)
     models = {"teacher": teacher, "student": student}
     results: dict[str, float] = {f"{role}_parameters": count_parameters(model) for role, model in models.items()}
     for role, model in models.items():
@@ -427,3 +454,5 @@ if __name__ == "__main__":
     except ValueError as error:  # bad input: one clear line, no traceback, nothing half-written
         print(f"distill_glue.py: error: {error}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        end_distributed()

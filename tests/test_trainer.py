@@ -334,6 +334,14 @@ def test_refuses_pairs_that_cannot_be_distilled(tmp_path, student_kwargs, messag
         make_trainer(tmp_path, student, teacher, tiny.class_rows(4))
 
 
+def test_refuses_token_classifiers_with_different_label_counts(tmp_path):
+    teacher = tiny.token_classifier(layers=2, num_labels=5)
+    with pytest.raises(ValueError, match=r"student has num_labels=4 but the teacher has num_labels=5"):
+        make_trainer(tmp_path, tiny.token_classifier(layers=1, num_labels=4), teacher, tiny.token_rows(4))
+    # the same label count is accepted
+    make_trainer(tmp_path, tiny.token_classifier(layers=1, num_labels=5), teacher, tiny.token_rows(4))
+
+
 def test_refuses_tokenizers_that_encode_text_differently(tmp_path):
     student_tokenizer = tiny.tokenizer(tmp_path / "a")
     teacher_tokenizer = tiny.tokenizer(tmp_path / "b", extra_words=("brown", "fox", "dog"))

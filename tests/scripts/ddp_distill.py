@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tiny  # noqa: E402
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
+from hf_distill.distributed import end_distributed  # noqa: E402
 
 
 def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False) -> None:
@@ -61,6 +62,16 @@ def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool 
             "log": trainer.state.log_history,
             "teacher_calls": len(teacher_calls),
             "cache_built": bool(trainer.teacher_cache and trainer.teacher_cache.built),
+            "teacher_type": type(trainer.teacher_model).__name__,
+            "student_wrapper_type": type(trainer.model_wrapped).__name__,
+            "teacher_unchanged": all(
+                torch.equal(tensor, fresh)
+                for tensor, fresh in zip(
+                    trainer.teacher_model.state_dict().values(),
+                    tiny.token_classifier(layers=2, seed=0, initializer_range=0.5).state_dict().values(),
+                    strict=True,
+                )
+            ),
         },
         Path(output_dir) / f"rank{rank}.pt",
     )
@@ -68,3 +79,4 @@ def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool 
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=sys.argv[4:] == ["cache"])
+    end_distributed()

@@ -1,0 +1,91 @@
+"""Can this teacher be distilled into this student? Checks run when a trainer or the script is built.
+
+A teacher and a student must read the same tokens (vocabulary and tokenizer) and produce comparable outputs (the
+same number of labels and the same kind of head); a mismatch is refused before any training, naming both values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+__all__ = ["check_distillable", "check_tokenizers", "is_regression"]
+
+# Texts both tokenizers must encode identically: words, casing, punctuation, digits, accents, a sentence pair.
+_TOKENIZER_PROBES = (
+    ("The quick brown fox jumps over the lazy dog.", None),
+    ("Distillation keeps 97% of BERT's accuracy — naïvely?", "Yes: 40% smaller, 60% faster!"),
+)
+
+
+def is_regression(model: nn.Module) -> bool:
+    """True when `model`'s head is a regression head (`problem_type == "regression"`, or a single output)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return False
+    problem_type = getattr(config, "problem_type", None)
+    return problem_type == "regression" or (
+        problem_type is None and getattr(config, "num_labels", 2) == 1 and _is_sequence_classifier(model)
+    )
+
+
+def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
+    """Raises `ValueError` when `teacher` cannot be distilled into `student`."""
+    student_config = getattr(student, "config", None)
+    teacher_config = getattr(teacher, "config", None)
+    if student_config is None or teacher_config is None:
+        return  # plain nn.Modules: shapes are checked on the first batch
+    for config, role in ((student_config, "student"), (teacher_config, "teacher")):
+        if getattr(config, "problem_type", None) == "multi_label_classification":
+            raise ValueError(
+                f"The {role} has problem_type='multi_label_classification', which DistillationTrainer does not "
+                "distil (its KL assumes one softmax over the classes). Use single-label classification."
+            )
+    student_vocab = getattr(student_config, "vocab_size", None)
+    teacher_vocab = getattr(teacher_config, "vocab_size", None)
+    if student_vocab is not None and teacher_vocab is not None and student_vocab != teacher_vocab:
+        raise ValueError(
+            f"The student's vocabulary has {student_vocab} tokens but the teacher's has {teacher_vocab}: the teacher "
+            "would read different tokens than the student. Build the student from the teacher's tokenizer."
+        )
+    student_regression, teacher_regression = is_regression(student), is_regression(teacher)
+    if student_regression != teacher_regression:
+        heads = {True: "a regression head", False: "a classification head"}
+        raise ValueError(
+            f"The student has {heads[student_regression]} but the teacher has {heads[teacher_regression]}: "
+            "set the same num_labels and problem_type on both models."
+        )
+    student_labels = getattr(student_config, "num_labels", None)
+    teacher_labels = getattr(teacher_config, "num_labels", None)
+    if _has_label_head(student) and _has_label_head(teacher) and student_labels != teacher_labels:
+        raise ValueError(
+            f"The student has num_labels={student_labels} but the teacher has num_labels={teacher_labels}: their "
+            "outputs cannot be compared. Load the student with the teacher's num_labels (and id2label)."
+        )
+
+
+def check_tokenizers(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
+    """Raises `ValueError` when both tokenizers are known and encode the same texts differently."""
+    if student_tokenizer is None or teacher_tokenizer is None or student_tokenizer is teacher_tokenizer:
+        return
+    if not callable(student_tokenizer) or not callable(teacher_tokenizer):
+        return  # image processors and the like: nothing to compare
+    for text, text_pair in _TOKENIZER_PROBES:
+        student_ids = student_tokenizer(text, text_pair)["input_ids"]
+        teacher_ids = teacher_tokenizer(text, text_pair)["input_ids"]
+        if list(student_ids) != list(teacher_ids):
+            raise ValueError(
+                "The student's and the teacher's tokenizers encode the same text differently, so the teacher would "
+                f"read garbage. For {text!r} the student's gives {list(student_ids)[:12]}... and the teacher's "
+                f"{list(teacher_ids)[:12]}.... Use the teacher's tokenizer for the student."
+            )
+
+
+def _is_sequence_classifier(model: nn.Module) -> bool:
+    return type(model).__name__.endswith("ForSequenceClassification")
+
+
+def _has_label_head(model: nn.Module) -> bool:
+    name = type(model).__name__
+    return name.endswith("ForSequenceClassification") or name.endswith("ForTokenClassification")

