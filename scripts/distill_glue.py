@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     num_labels = 1 if label_names is None else len(label_names)
 
     # ---- models: every mismatch is refused before any training ----
+    # Seed before loading: a fine-tuned teacher's (or a Hub student's) new head is initialised here, long before
+    # the first Trainer seeds; unseeded, a rerun with the same --seed refits a different teacher.
+    transformers.set_seed(training_args.seed)
     teacher_config = AutoConfig.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
     check_teacher_head(teacher_config, num_labels, model_args)
     if model_args.student_num_layers is not None:

@@ -69,8 +69,9 @@ def main() -> None:
             for variant in (v for v in VARIANTS if v in options.variants):
                 if variant != "ours":
                     commands[variant] += ["--output_dir", str(run_dir / variant)]
+                ran_now = not (run_dir / variant / "all_results.json").exists()
                 outcome = run(commands[variant] + options.extra, run_dir / variant)
-                record(results, task, seed, variant, outcome, commands[variant] + options.extra)
+                record(results, task, seed, variant, outcome, commands[variant] + options.extra, ran_now)
                 results_path.parent.mkdir(exist_ok=True)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
                 (ROOT / "docs" / "results.md").write_text(render(results))
@@ -90,16 +91,21 @@ def run(arguments: list[str], output_dir: Path) -> dict:
     return json.loads(results_file.read_text())
 
 
-def record(results: dict, task: str, seed: int, variant: str, outcome: dict, arguments: list[str]) -> None:
+def record(
+    results: dict, task: str, seed: int, variant: str, outcome: dict, arguments: list[str], ran_now: bool = False
+) -> None:
     metric = METRICS[task]
     entry = results["tasks"].setdefault(
         task,
         {"metric": metric, "seeds": [], "teacher": [], "student_labels_only": [], "recipe": [], "ours": []},
     )
-    run = entry.setdefault("runs", {})[f"{variant}/{seed}"] = {
+    previous = entry.setdefault("runs", {}).get(f"{variant}/{seed}", {})
+    run = entry["runs"][f"{variant}/{seed}"] = {
         "student": outcome[f"eval_{metric}"],
         "teacher": outcome[f"teacher_eval_{metric}"],
         "command": shlex.join(["python", "scripts/distill_glue.py", *arguments]),
+        # runs made since distill_glue.py seeds before loading: the same command refits the same teacher
+        "teacher_head_seeded": ran_now or previous.get("teacher_head_seeded", False),
     }
     if variant == "ours":
         config = _config(task)
@@ -207,9 +213,12 @@ def _settings_section(results: dict) -> list[str]:
         "whose winner differed were rerun with it (the earlier numbers are in the git history of this file).",
         "Rerunning ours refits that seed's teacher, and refitted teachers did not reproduce their earlier scores with",
         "the same seeds and teacher settings (2026-11-29 vs 2026-11-28: STS-B's three 0.6-0.9 points lower, MRPC's",
-        "seed 42 0.7 higher; cause not found: the fine-tune is seeded, but the code changed between the runs).",
-        "Labels-only and the recipe were therefore rerun against the refitted teachers; every variant of a seed",
-        "shares one teacher (`mismatched_teachers` checks it on every run).",
+        "seed 42 0.7 higher). Cause, found later: the teacher's new classification head was initialised before",
+        "distill_glue.py seeded anything, so every refit started from another random head. Fixed: the script seeds",
+        "before loading (`test_same_seed_reproduces_teacher_and_student_bit_for_bit`). Labels-only and the recipe",
+        "were rerun against the refitted teachers; every variant of a seed shares one teacher (`mismatched_teachers`",
+        "checks it on every run), so the comparisons hold, but only these tasks' runs were made with a seeded head",
+        f"and are reproduced by their commands: {_seeded_tasks(results) or 'none yet'}.",
         "",
         "| task | held-out train rows | best on held-out train | ours' runs above used | used vs best on held-out "
         "| scores on held-out train |",
@@ -228,6 +237,15 @@ def _settings_section(results: dict) -> list[str]:
             f"{'; '.join(sorted(used)) or '?'} | {_gap(found, used)} | {scores} |"
         )
     return lines
+
+
+def _seeded_tasks(results: dict) -> str:
+    """Tasks all of whose runs were made since the teacher's head is seeded (and so rerun to the same numbers)."""
+    return ", ".join(
+        task
+        for task, entry in results["tasks"].items()
+        if all(run.get("teacher_head_seeded") for run in entry["runs"].values())
+    )
 
 
 def _gap(found: dict | None, used: set[str]) -> str:

@@ -466,3 +466,27 @@ def test_mnli_end_to_end_reports_matched_and_mismatched_metrics(tmp_path):
         assert 0 <= results[key] <= 1, key
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     assert student.config.id2label == dict(enumerate(labels))
+
+
+@needs_glue
+def test_same_seed_reproduces_teacher_and_student_bit_for_bit(tmp_path):
+    # Every baseline of a seed reuses that seed's teacher, so a rerun must refit the same teacher and student.
+    base = save_teacher(tmp_path / "base", num_labels=2, base_model=True)
+    flags = ["--task_name", "sst2", "--data_dir", str(GLUE_DIR), "--finetune_teacher", "--student_num_layers", "2"]
+    flags += ["--validation_split_size", "16", "--cache_teacher_logits"]
+    flags += ["--train_sampling_strategy", "group_by_length"]
+    runs = []
+    for run in ("first", "second"):
+        distill_glue.main([*common_flags(tmp_path / run, base, *flags), "--seed", "7"])
+        runs.append({name: safetensors_of(tmp_path / run / "out" / name) for name in ("teacher", ".")})
+    for name in ("teacher", "."):
+        first, second = runs[0][name], runs[1][name]
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[key], second[key]) for key in first), f"{name} differs between runs"
+    assert not torch.equal(runs[0]["teacher"]["classifier.weight"], runs[0]["."]["classifier.weight"])
+
+
+def safetensors_of(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
