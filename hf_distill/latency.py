@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 import statistics
 import time
 
 import torch
 from torch import nn
 
-__all__ = ["count_parameters", "measure_latency_ms"]
+__all__ = ["LATENCY_BATCH_SIZES", "count_parameters", "latency_device", "measure_latency_ms", "measure_models"]
+
+LATENCY_BATCH_SIZES = (1, 32)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -54,3 +58,44 @@ def measure_latency_ms(
         return statistics.median(timings)
     finally:
         model.train(was_training)
+
+
+def _latency_dtype(training_args) -> torch.dtype:
+    if training_args.device.type == "cuda" and (training_args.bf16 or training_args.fp16):
+        return torch.bfloat16 if training_args.bf16 else torch.float16
+    return torch.float32
+
+
+def latency_device(training_args) -> str:
+    """Where measure_models timed the models, in words, for the model card."""
+    device = training_args.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
+    dtype = str(_latency_dtype(training_args)).removeprefix("torch.")
+    return f"{'a' if device.type == 'cpu' else 'one'} {name}, {dtype}"
+
+
+@torch.inference_mode()
+def measure_models(teacher, student, dataset, collator, training_args) -> dict[str, float]:
+    """Parameter counts and median forward latency of both models on real examples, same device and dtype."""
+    device = training_args.device
+    dtype = _latency_dtype(training_args)
+    models = {"teacher": teacher, "student": student}
+    results: dict[str, float] = {f"{role}_parameters": count_parameters(model) for role, model in models.items()}
+    for role, model in models.items():
+        measured = copy.deepcopy(model).to(device=device, dtype=dtype)
+        names = _forward_names(measured)
+        for batch_size in LATENCY_BATCH_SIZES:
+            rows = [dataset[i % len(dataset)] for i in range(batch_size)]
+            features = [{k: v for k, v in row.items() if k != "labels"} for row in rows]
+            batch = {k: v.to(device) for k, v in collator(features).items() if k in names}
+            results[f"{role}_latency_ms_batch{batch_size}"] = measure_latency_ms(measured, batch)
+        del measured
+    for batch_size in LATENCY_BATCH_SIZES:
+        results[f"speedup_batch{batch_size}"] = (
+            results[f"teacher_latency_ms_batch{batch_size}"] / results[f"student_latency_ms_batch{batch_size}"]
+        )
+    return results
+
+
+def _forward_names(model) -> set[str]:
+    return set(inspect.signature(model.forward).parameters)

@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import EvalPrediction
 
 from hf_distill.glue import GLUE_TASKS, normalize_task_name
 
-__all__ = ["GlueMetric", "compute_metrics_fn", "glue_metric", "main_metric"]
+__all__ = ["GlueMetric", "compute_metrics_fn", "custom_metrics_fn", "glue_metric", "main_metric"]
 
 
 class GlueMetric:
@@ -103,5 +103,25 @@ def compute_metrics_fn(task: str, is_regression: bool | None = None) -> Callable
         else:
             predictions = np.argmax(logits, axis=-1)  # (N, C) -> (N,)
         return metric.compute(predictions=predictions, references=eval_prediction.label_ids)
+
+    return compute_metrics
+
+
+def custom_metrics_fn(is_regression: bool):
+    """Accuracy and macro-F1 for your own classification data; Pearson and Spearman for regression."""
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        if is_regression:
+            scores = np.asarray(logits).reshape(-1)
+            return {
+                "pearson": float(pearsonr(scores, prediction.label_ids)[0]),
+                "spearmanr": float(spearmanr(scores, prediction.label_ids)[0]),
+            }
+        predicted = np.asarray(logits).argmax(-1)
+        return {
+            "accuracy": float(accuracy_score(prediction.label_ids, predicted)),
+            "f1_macro": float(f1_score(prediction.label_ids, predicted, average="macro")),
+        }
 
     return compute_metrics

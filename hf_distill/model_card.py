@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-__all__ = ["ModelCardData", "format_table", "render_model_card", "sanitize_command"]
+__all__ = ["ModelCardData", "describe_student", "format_table", "render_model_card", "sanitize_command"]
 
 _SECRET_FLAGS = ("--hub_token",)
 
@@ -136,3 +136,21 @@ Evaluated on the same {data.task} evaluation set; latency is the median forward 
 {data.command}
 ```
 """
+
+
+def describe_student(student, model_args, layers, training: str) -> str:
+    """The card's line on what the student is, how it was initialised, and (for a baseline) how it was trained."""
+    name = type(student).__name__
+    how = {"labels_only": " Trained on the labels alone (no teacher): a baseline.", "recipe": " Trained with the "
+           "copied blog recipe (benchmarks/recipe.py): a baseline."}.get(training, "")  # fmt: skip
+    return _describe_init(name, student, model_args, layers) + how
+
+
+def _describe_init(name, student, model_args, layers) -> str:
+    depth = getattr(student.config, "num_hidden_layers", None) or getattr(student.config, "n_layers", None)
+    if model_args.student_model_name_or_path:
+        return f"`{name}` ({depth} layers) loaded from `{model_args.student_model_name_or_path}`."
+    text = f"`{name}`, {depth} layers initialised from teacher layers {list(layers)}"
+    if model_args.student_architecture == "distilbert":
+        return text + " mapped into DistilBERT (token-type embedding 0 folded into the position embeddings)."
+    return text + "; embeddings, pooler and classification head copied from the teacher."

@@ -15,6 +15,8 @@ import torch
 import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertModel
 
+from hf_distill.script_checks import check_model_path
+
 ROOT = Path(__file__).resolve().parents[1]
 GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
 needs_glue = pytest.mark.skipif(not GLUE_DIR.is_dir(), reason=f"real GLUE data not found at {GLUE_DIR}")
@@ -31,7 +33,7 @@ def fast_latency(monkeypatch):
 
     original = latency.measure_latency_ms
     monkeypatch.setattr(
-        distill_glue,
+        latency,
         "measure_latency_ms",
         lambda model, batch: original(model, batch, warmup=1, repeats=2, min_seconds=0),
     )
@@ -263,8 +265,8 @@ def test_refuses_missing_relative_folder_under_an_existing_one(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     flags = common_flags(tmp_path, Path("outs/teacher"), "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
     refuse(tmp_path, [*flags, "--student_num_layers", "1"], r"teacher path 'outs/teacher' does not exist")
-    assert distill_glue.check_model_path("bert-base-uncased", "teacher") is None  # Hub ids pass through
-    assert distill_glue.check_model_path("textattack/bert-base-uncased-SST-2", "teacher") is None
+    assert check_model_path("bert-base-uncased", "teacher") is None  # Hub ids pass through
+    assert check_model_path("textattack/bert-base-uncased-SST-2", "teacher") is None
 
 
 @needs_glue
