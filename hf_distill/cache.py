@@ -2,7 +2,7 @@
 
 The cache is a set of extra columns of the training dataset, so shuffling, length grouping, DDP sharding,
 gradient accumulation and resume need nothing special: whatever order the sampler picks, each example brings its own
-teacher outputs. [`TeacherCacheCollator`] moves them from the examples into the batch.
+teacher outputs. [`TeacherCacheCollator`] (`cache_collator.py`) moves them from the examples into the batch.
 
 What is stored per example (``CACHE_FORMAT_VERSION`` 1):
 
@@ -12,14 +12,13 @@ What is stored per example (``CACHE_FORMAT_VERSION`` 1):
   indices (``teacher_topk_indices``, int32), flattened: exactly 2k numbers (8k bytes) per counted token.
 
 A cache lives in ``<teacher_cache_dir>/<fingerprint>/``; the fingerprint hashes everything the stored outputs depend
-on (see [`cache_fingerprint`]), so a stale cache is never read: a changed teacher, dataset, tokenisation or setting
+on (see `cache_fingerprint.py`), so a stale cache is never read: a changed teacher, dataset, tokenisation or setting
 simply gets a new folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,8 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import torch
-from torch import nn
+
+from .cache_fingerprint import CACHE_FORMAT_VERSION, is_list_array
 
 logger = logging.getLogger(__name__)
 
@@ -45,24 +45,18 @@ __all__ = [
     "TOPK_INDICES_COLUMN",
     "TOPK_LOG_PROBS_COLUMN",
     "TeacherCache",
-    "TeacherCacheCollator",
     "build_teacher_cache",
-    "cache_fingerprint",
     "check_deterministic_collator",
-    "fingerprint_model",
-    "fingerprint_rows",
     "load_teacher_cache",
     "quiet_datasets",
     "token_mask",
 ]
 
-CACHE_FORMAT_VERSION = 1
 LOGITS_COLUMN = "teacher_logits"
 TOPK_LOG_PROBS_COLUMN = "teacher_topk_log_probs"
 TOPK_INDICES_COLUMN = "teacher_topk_indices"
 CACHE_COLUMNS = (LOGITS_COLUMN, TOPK_LOG_PROBS_COLUMN, TOPK_INDICES_COLUMN)
 _METADATA_FILE = "hf_distill_teacher_cache.json"
-_HASH_ROWS = 10_000  # rows hashed per Arrow slice: bounded memory on large datasets
 
 
 @dataclass
@@ -110,91 +104,6 @@ def check_deterministic_collator(collator: Any) -> None:
             "an example is collated, so teacher outputs cached once would not match the inputs the student sees. "
             "Set cache_teacher_logits=False to run the teacher on every batch."
         )
-
-
-# ---- fingerprints --------------------------------------------------------------------------------------------------
-
-
-def fingerprint_model(model: nn.Module) -> str:
-    """sha256 of a model's class, config and every state_dict tensor (name, dtype, shape, bytes)."""
-    digest = hashlib.sha256()
-    digest.update(type(model).__qualname__.encode())
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "to_dict"):
-        # Where it was loaded from and which library wrote it do not change its outputs.
-        skipped = {"_name_or_path", "transformers_version", "_commit_hash"}
-        values = {key: value for key, value in config.to_dict().items() if key not in skipped}
-        digest.update(json.dumps(values, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def fingerprint_rows(dataset: datasets.Dataset) -> str:
-    """sha256 of every value of every column, in row order, independent of how the Arrow data is chunked or sliced.
-
-    This is the content the collator (and so the teacher) sees: token ids, masks, token types, labels. Hashing the
-    content rather than `datasets`' own `_fingerprint` means a re-tokenised dataset with identical rows keeps its
-    cache, and one with a single changed token does not.
-    """
-    digest = hashlib.sha256()
-    digest.update(json.dumps(sorted(dataset.column_names)).encode())
-    arrow = dataset.with_format("arrow")
-    for start in range(0, len(dataset), _HASH_ROWS):
-        table = arrow[start : start + _HASH_ROWS]
-        for name in sorted(dataset.column_names):
-            _hash_array(digest, table.column(name).combine_chunks())
-    digest.update(str(len(dataset)).encode())
-    return digest.hexdigest()
-
-
-def cache_fingerprint(
-    *,
-    teacher_hash: str,
-    rows_hash: str,
-    max_length: int | None,
-    precision: str,
-    collator_name: str,
-    token_level: bool,
-    top_k: int | None = None,
-    temperature: float | None = None,
-) -> str:
-    """The cache folder's name: a sha256 of everything the stored outputs depend on.
-
-    Class and regression caches store raw logits, which depend neither on the temperature nor on k; token caches
-    store top-k log-probabilities at the temperature, so both are part of their fingerprint.
-    """
-    parts = {
-        "format": CACHE_FORMAT_VERSION,
-        "teacher": teacher_hash,
-        "rows": rows_hash,
-        "max_length": max_length,
-        "precision": precision,
-        "collator": collator_name,
-        "token_level": token_level,
-    }
-    if token_level:
-        parts.update(top_k=top_k, temperature=float(temperature))
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _hash_array(digest: Any, array: pa.Array) -> None:
-    if array.null_count:
-        digest.update(np.asarray(array.is_null()).tobytes())
-    if _is_list(array):
-        # Lengths then values: [[1, 2], [3]] and [[1], [2, 3]] differ. flatten() respects slicing offsets.
-        lengths = pa.compute.list_value_length(array).fill_null(0)
-        digest.update(np.asarray(lengths, dtype=np.int64).tobytes())
-        _hash_array(digest, array.flatten())
-    elif pa.types.is_integer(array.type) or pa.types.is_boolean(array.type):
-        # int32 and int64 ids reach the teacher as the same tokens.
-        digest.update(np.asarray(array.fill_null(0), dtype=np.int64).tobytes())
-    elif pa.types.is_floating(array.type):
-        digest.update(np.asarray(array.fill_null(0), dtype=np.float64).tobytes())
-    else:  # strings and anything else a custom collator might read
-        digest.update(json.dumps(array.to_pylist(), default=str).encode())
 
 
 # ---- building and loading ------------------------------------------------------------------------------------------
@@ -353,14 +262,9 @@ def _large_list(rows: list[np.ndarray | None], dtype: type) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
-def _is_list(array: pa.Array) -> bool:
-    kind = array.type
-    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-
-
 def _leaf_values(array: pa.ChunkedArray) -> pa.Array:
     array = array.combine_chunks()
-    while _is_list(array):
+    while is_list_array(array):
         array = array.flatten()
     return array
 
@@ -387,63 +291,3 @@ def _progress(iterable: Any, total: int, show: bool) -> Iterator:
     from tqdm.auto import tqdm
 
     return iter(tqdm(iterable, total=total, desc="Teacher cache", unit="batch"))
-
-
-# ---- reading it back -----------------------------------------------------------------------------------------------
-
-
-class TeacherCacheCollator:
-    """Wraps a data collator: collates the inputs as before, then adds the examples' cached teacher outputs.
-
-    Adds `teacher_logits` `(B, C)` float32, or `teacher_topk_log_probs` `(B, L, k)` float32 and
-    `teacher_topk_indices` `(B, L, k)` int64 laid out at the batch's counted positions (zeros elsewhere, never
-    read). Examples without cache columns (evaluation) pass through untouched.
-
-    Args:
-        collator: the user's data collator.
-        top_k (`int`, *optional*): k of a token-level cache.
-        drop_columns (`Sequence[str]`): other columns added for the trainer's own use (a length column), removed
-            before the user's collator sees the examples.
-    """
-
-    def __init__(self, collator: Callable, *, top_k: int | None = None, drop_columns: Sequence[str] = ()):
-        self.collator = collator
-        self.top_k = top_k
-        self.drop_columns = tuple(drop_columns)
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        if not features or not any(name in features[0] for name in CACHE_COLUMNS):
-            return self.collator(features)
-        hidden = set(CACHE_COLUMNS) | set(self.drop_columns)
-        batch = self.collator([{key: value for key, value in row.items() if key not in hidden} for row in features])
-        if LOGITS_COLUMN in features[0]:
-            batch[LOGITS_COLUMN] = torch.as_tensor(np.stack([np.asarray(row[LOGITS_COLUMN]) for row in features]))
-            batch[LOGITS_COLUMN] = batch[LOGITS_COLUMN].float()
-            return batch
-        return self._add_topk(batch, features)
-
-    def _add_topk(self, batch: dict[str, Any], features: list[dict[str, Any]]) -> dict[str, Any]:
-        k = self.top_k
-        if k is None:
-            raise ValueError("TeacherCacheCollator needs top_k to read a token-level teacher cache.")
-        reference = batch.get("input_ids", batch.get("attention_mask", batch.get("labels")))
-        mask = token_mask(batch.get("labels"), batch.get("attention_mask"), reference.shape, reference.device)
-        log_probs = [np.asarray(row[TOPK_LOG_PROBS_COLUMN], dtype=np.float32) for row in features]
-        indices = [np.asarray(row[TOPK_INDICES_COLUMN], dtype=np.int64) for row in features]
-        # Checked here on the CPU, where it costs nothing, not in compute_loss where it would stall the GPU.
-        counted = mask.sum(dim=1).tolist()
-        stored = [len(row) // k for row in indices]
-        if counted != stored:
-            raise ValueError(
-                f"The teacher cache holds {stored} counted positions for this batch's examples but the collated "
-                f"batch has {counted}: the collator changes which positions count from one call to the next, or the "
-                "data changed under the cache. Set cache_teacher_logits=False."
-            )
-        dense_log_probs = torch.zeros(*mask.shape, k, dtype=torch.float32)  # (B, L, k)
-        dense_indices = torch.zeros(*mask.shape, k, dtype=torch.long)
-        # Boolean indexing walks the batch row by row, position by position: the order the cache stored them in.
-        dense_log_probs[mask] = torch.from_numpy(np.concatenate(log_probs)).view(-1, k)
-        dense_indices[mask] = torch.from_numpy(np.concatenate(indices)).view(-1, k)
-        batch[TOPK_LOG_PROBS_COLUMN] = dense_log_probs
-        batch[TOPK_INDICES_COLUMN] = dense_indices
-        return batch

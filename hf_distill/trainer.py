@@ -27,9 +27,9 @@ from .cache import (
     TOPK_INDICES_COLUMN,
     TOPK_LOG_PROBS_COLUMN,
     TeacherCache,
-    TeacherCacheCollator,
     token_mask,
 )
+from .cache_collator import TeacherCacheCollator
 from .compatibility import check_distillable, check_tokenizers, is_regression
 from .model_inputs import accepted_inputs, select_inputs
 from .teacher import prepare_teacher

@@ -14,16 +14,8 @@ import datasets
 import torch
 from accelerate.utils import DistributedType
 
-from .cache import (
-    TeacherCache,
-    build_teacher_cache,
-    cache_fingerprint,
-    check_deterministic_collator,
-    fingerprint_model,
-    fingerprint_rows,
-    load_teacher_cache,
-    quiet_datasets,
-)
+from .cache import TeacherCache, build_teacher_cache, check_deterministic_collator, load_teacher_cache, quiet_datasets
+from .cache_fingerprint import cache_fingerprint, fingerprint_model, fingerprint_rows
 from .model_inputs import select_inputs, unwrap
 
 logger = logging.getLogger(__name__)
