@@ -14,9 +14,10 @@ __all__ = ["DistillationTrainingArguments"]
 class DistillationTrainingArguments(TrainingArguments):
     """[`~transformers.TrainingArguments`] for [`DistillationTrainer`].
 
-    The training loss is ``alpha_kd * KD + alpha_task * TASK``, where KD is the temperature-squared KL divergence
-    from the teacher's softened distribution to the student's (mean squared error to the teacher's predictions for
-    regression heads) and TASK is the student's ordinary supervised loss on the batch's labels.
+    The training loss is ``alpha_kd * KD + alpha_task * TASK + alpha_cos * COS``, where KD is the
+    temperature-squared KL divergence from the teacher's softened distribution to the student's (mean squared error
+    to the teacher's predictions for regression heads), TASK is the student's ordinary supervised loss on the
+    batch's labels, and COS (off by default) is the cosine distance between the two models' last hidden states.
     """
 
     temperature: float = field(
@@ -36,6 +37,14 @@ class DistillationTrainingArguments(TrainingArguments):
         metadata={
             "help": "Weight (>= 0) of the student's own supervised loss on the labels. Batches without labels "
             "use the distillation term alone."
+        },
+    )
+    alpha_cos: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight (>= 0) of DistilBERT's cosine loss: 1 - cos(student, teacher) between the two models' "
+            "last hidden states, averaged over the counted positions (Sanh et al., 2019). Needs equal hidden sizes "
+            "and the teacher run online (not with cache_teacher_logits). 0 (default) leaves it out and costs nothing."
         },
     )
     cache_teacher_logits: bool = field(
@@ -80,12 +89,12 @@ class DistillationTrainingArguments(TrainingArguments):
                 f"temperature must be > 0, got {self.temperature!r}: the soft targets are softmax(logits / "
                 "temperature). Pass a positive value such as 2.0."
             )
-        for name in ("alpha_kd", "alpha_task"):
+        for name in ("alpha_kd", "alpha_task", "alpha_cos"):
             value = getattr(self, name)
             _check_finite(name, value, fix=f"pass a weight >= 0 for {name}")
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}: it weighs a loss term. Pass 0 to drop it.")
-        if self.alpha_kd == 0 and self.alpha_task == 0:
+        if self.alpha_kd == 0 and self.alpha_task == 0 and self.alpha_cos == 0:
             raise ValueError(
                 "alpha_kd and alpha_task are both 0, so the loss would be identically 0 and nothing would train. "
                 "Set alpha_kd > 0 to distil, alpha_task > 0 to learn from the labels, or both."
@@ -94,6 +103,12 @@ class DistillationTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"cache_teacher_logits must be true or false, got {self.cache_teacher_logits!r}: pass true to run the "
                 "teacher once before training, false to run it every step."
+            )
+        if self.alpha_cos > 0 and self.cache_teacher_logits:
+            raise ValueError(
+                f"alpha_cos={self.alpha_cos!r} needs the teacher's hidden states every step, but "
+                "cache_teacher_logits=True stores only its logits. Set cache_teacher_logits=False to run the teacher "
+                "online, or alpha_cos=0."
             )
         _check_positive_int("teacher_cache_top_k", self.teacher_cache_top_k, fix="pass a k such as 64")
         if self.teacher_cache_batch_size is not None:

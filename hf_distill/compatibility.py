@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["check_distillable", "check_tokenizers", "is_regression"]
+__all__ = ["check_distillable", "check_hidden_sizes", "check_tokenizers", "is_regression"]
 
 # Texts both tokenizers must encode identically: words, casing, punctuation, digits, accents, a sentence pair.
 _TOKENIZER_PROBES = (
@@ -28,6 +28,18 @@ def is_regression(model: nn.Module) -> bool:
     return problem_type == "regression" or (
         problem_type is None and getattr(config, "num_labels", 2) == 1 and _is_sequence_classifier(model)
     )
+
+
+def check_hidden_sizes(student: nn.Module, teacher: nn.Module) -> None:
+    """Raises `ValueError` when the cosine loss (alpha_cos > 0) cannot compare the two models' hidden states."""
+    sizes = [getattr(getattr(model, "config", None), "hidden_size", None) for model in (student, teacher)]
+    if None in sizes:
+        return  # plain nn.Modules: shapes are checked on the first batch
+    if sizes[0] != sizes[1]:
+        raise ValueError(
+            f"alpha_cos > 0 compares hidden states, but the student's hidden_size is {sizes[0]} and the teacher's "
+            f"{sizes[1]}. Build the student from the teacher (same width, fewer layers), or set alpha_cos=0."
+        )
 
 
 def check_distillable(student: nn.Module, teacher: nn.Module) -> None:

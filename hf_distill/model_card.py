@@ -34,6 +34,7 @@ class ModelCardData:
     command: str
     base_model: str | None = None  # a Hub id; None (omitted) for a local teacher
     latency_device: str = "a CPU, float32"
+    alpha_cos: float = 0.0
     language: str = "en"
     extra_tags: Sequence[str] = field(default_factory=tuple)
 
@@ -109,6 +110,8 @@ def render_model_card(data: ModelCardData) -> str:
         ],
     }
     front_matter = yaml.safe_dump(metadata, sort_keys=False).strip()
+    cos_term = f" + {data.alpha_cos} * cos" if data.alpha_cos else ""
+    cos_text = "; cos is `1 - cos(h_s, h_t)` between the two models' last hidden states" if data.alpha_cos else ""
     return f"""---
 {front_matter}
 ---
@@ -119,9 +122,9 @@ This model was distilled with [hf-distill](https://pypi.org/project/hf-distill/)
 `{data.teacher}`, fine-tuned on {data.task}.
 
 - **Student**: {data.student_description}
-- **Loss**: `{data.alpha_kd} * KD + {data.alpha_task} * task`, where KD is `T^2 * KL(softmax(t/T) || softmax(s/T))`
-  over the class logits (mean squared error to the teacher's predictions for regression) with temperature
-  T = {data.temperature}, and task is the student's own loss on the labels.
+- **Loss**: `{data.alpha_kd} * KD + {data.alpha_task} * task{cos_term}`, where KD is
+  `T^2 * KL(softmax(t/T) || softmax(s/T))` over the class logits (mean squared error to the teacher's predictions
+  for regression) with temperature T = {data.temperature}, and task is the student's own loss on the labels{cos_text}.
 
 ## Teacher vs student
 

@@ -30,7 +30,7 @@ from .cache import (
     token_mask,
 )
 from .cache_collator import TeacherCacheCollator
-from .compatibility import check_distillable, check_tokenizers, is_regression
+from .compatibility import check_distillable, check_hidden_sizes, check_tokenizers, is_regression
 from .model_inputs import accepted_inputs, select_inputs
 from .teacher import prepare_teacher
 from .trainer_cache import TeacherCacheMixin
@@ -43,14 +43,17 @@ __all__ = ["DistillationTrainer"]
 class DistillationTrainer(TeacherCacheMixin, Trainer):
     """[`~transformers.Trainer`] that distils a frozen `teacher_model` into `model` (the student).
 
-    The training loss is ``alpha_kd * KD + alpha_task * TASK`` (see [`DistillationTrainingArguments`]):
+    The training loss is ``alpha_kd * KD + alpha_task * TASK`` (+ ``alpha_cos * COS`` when alpha_cos > 0; see
+    [`DistillationTrainingArguments`]):
 
     - class logits `(B, C)`: KD = T**2 * mean over the batch of KL(softmax(t / T) || softmax(s / T));
     - regression heads (one output, or `problem_type == "regression"`): KD = MSE to the teacher's predictions;
     - token logits `(B, L, V)`: KD = T**2 * mean over the counted positions of the per-position KL; a position
       counts when its label is not -100 if the batch has labels, else when its attention mask is 1;
     - TASK = the student's supervised loss on `labels` (cross-entropy, MSE, token cross-entropy ignoring -100),
-      absent when the batch has no labels.
+      absent when the batch has no labels;
+    - COS = mean over the counted positions (attention mask 1, or labels != -100 for token heads) of
+      1 - cos(student, teacher) between the last hidden states, DistilBERT's L_cos (Sanh et al., 2019).
 
     Evaluation runs the student alone: `eval_loss` is its own task loss, as in ordinary fine-tuning.
 
@@ -94,6 +97,8 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         check_tokenizers(kwargs.get("processing_class"), teacher_processing_class)
         if args is None:
             args = DistillationTrainingArguments(output_dir="trainer_output")
+        if args.alpha_cos > 0:
+            check_hidden_sizes(model, teacher_model)
         super().__init__(model=model, args=args, **kwargs)
         self.teacher_model = prepare_teacher(
             teacher_model, self.accelerator, micro_batch_size=self.args.per_device_train_batch_size
@@ -113,7 +118,7 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         self._student_input_names = accepted_inputs(model)
         self._teacher_input_names = accepted_inputs(teacher_model)
         # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
-        self._logged_term_sums = torch.zeros(2, device=self.args.device)
+        self._logged_term_sums = torch.zeros(3, device=self.args.device)  # KD, TASK, COS
         self._logged_terms_since_step = 0
         self.teacher_cache: TeacherCache | None = None
         self._cached_train_dataset = None  # that dataset with the cache columns attached
@@ -169,7 +174,8 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
-        """Returns ``alpha_kd * KD + alpha_task * TASK`` in training, the student's own loss in evaluation.
+        """Returns ``alpha_kd * KD + alpha_task * TASK (+ alpha_cos * COS)`` in training, the student's own loss in
+        evaluation.
 
         In training, `num_items_in_batch` is the `(2,)` tensor built by `get_batch_samples`: the number of
         examples and of counted token positions in the whole accumulated batch across ranks. Without it (a direct
@@ -185,8 +191,11 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             loss = outputs.loss if labels is not None else None
             return (loss, outputs) if return_outputs else loss
 
-        outputs = model(**select_inputs(inputs, self._student_input_names, keep_labels=False))
+        with_hidden = self.args.alpha_cos > 0  # the cosine term reads both models' last hidden states
+        student_inputs = select_inputs(inputs, self._student_input_names, keep_labels=False)
+        outputs = model(**student_inputs, **({"output_hidden_states": True} if with_hidden else {}))
         student_logits = outputs.logits
+        teacher_outputs = None
         if TOPK_INDICES_COLUMN in cached:
             teacher = (cached[TOPK_LOG_PROBS_COLUMN], cached[TOPK_INDICES_COLUMN])  # (B, L, k) each
             if student_logits.dim() != 3 or teacher[1].shape[:2] != student_logits.shape[:2]:
@@ -196,7 +205,11 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
                     "kind of model. Delete teacher_cache_dir or set cache_teacher_logits=False."
                 )
         else:
-            teacher = cached[LOGITS_COLUMN] if LOGITS_COLUMN in cached else self.teacher_logits(inputs)
+            if LOGITS_COLUMN in cached:
+                teacher = cached[LOGITS_COLUMN]
+            else:
+                teacher_outputs = self._teacher_forward(inputs, output_hidden_states=with_hidden)
+                teacher = teacher_outputs.logits
             if teacher.shape != student_logits.shape:
                 raise ValueError(
                     f"student logits have shape {tuple(student_logits.shape)} but teacher logits "
@@ -213,8 +226,24 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         kd = kd_sum / normaliser
         task = task_sum / normaliser
         loss = self.args.alpha_kd * kd + (self.args.alpha_task * task if labels is not None else 0.0)
-        self._logged_term_sums += torch.stack([kd.detach(), task.detach()]).float()
+        cos = torch.zeros_like(kd)
+        if with_hidden:
+            cos = self._cosine_term(outputs, teacher_outputs, inputs, labels, num_items_in_batch)
+            loss = loss + self.args.alpha_cos * cos
+        self._logged_term_sums += torch.stack([kd.detach(), task.detach(), cos.detach()]).float()
         return (loss, outputs) if return_outputs else loss
+
+    def _cosine_term(self, outputs, teacher_outputs, inputs, labels, num_items_in_batch) -> torch.Tensor:
+        """DistilBERT's cosine loss between last hidden states `(B, L, D)`, averaged over the counted positions of
+        the whole accumulated batch (the positions `get_batch_samples` counts), like the token KL."""
+        student_hidden, teacher_hidden = outputs.hidden_states[-1], teacher_outputs.hidden_states[-1]
+        mask = token_mask(labels, inputs.get("attention_mask"), student_hidden.shape, student_hidden.device)
+        cos_sum = losses.hidden_state_cosine(
+            student_hidden=student_hidden, teacher_hidden=teacher_hidden, mask=mask, reduction="sum"
+        )
+        if num_items_in_batch is None:
+            return cos_sum / mask.sum().clamp(min=1)
+        return cos_sum / (num_items_in_batch[1].clamp(min=1) / self.accelerator.num_processes)
 
     def _loss_sums(self, student_logits, teacher_logits, inputs, labels):
         """Sums (not means) of the KD and task terms over this micro-batch, their item count and the output kind.
@@ -270,21 +299,26 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             task_sum = F.cross_entropy(student_logits.float(), labels.view(-1), reduction="sum")
         return kd_sum, task_sum, num_examples, "class"
 
-    # no_grad, not inference_mode: the teacher's logits are saved by the KL's autograd graph for the student's
-    # backward, and autograd refuses to save inference tensors ("Inference tensors cannot be saved for backward").
-    # The cache build, whose outputs leave autograd entirely, does use inference_mode.
-    @torch.no_grad()
     def teacher_logits(self, inputs: dict[str, torch.Tensor | Any]) -> torch.Tensor:
         """Runs the frozen teacher on `inputs` (labels removed) in the training's compute dtype.
 
         Returns:
             `torch.Tensor`: the teacher's logits, `(B, C)` or `(B, L, V)`.
         """
+        return self._teacher_forward(inputs).logits
+
+    # no_grad, not inference_mode: the teacher's logits are saved by the KL's autograd graph for the student's
+    # backward, and autograd refuses to save inference tensors ("Inference tensors cannot be saved for backward").
+    # The cache build, whose outputs leave autograd entirely, does use inference_mode.
+    @torch.no_grad()
+    def _teacher_forward(self, inputs: dict[str, torch.Tensor | Any], output_hidden_states: bool = False) -> Any:
         # Accelerate autocasts only the prepared student; a teacher left outside runs in fp32 under fp16/bf16
         # and costs twice what it should (REFERENCES.md, speed).
+        teacher_inputs = select_inputs(inputs, self._teacher_input_names, keep_labels=False)
         with self.accelerator.autocast():
-            outputs = self.teacher_model(**select_inputs(inputs, self._teacher_input_names, keep_labels=False))
-        return outputs.logits
+            if output_hidden_states:
+                return self.teacher_model(**teacher_inputs, output_hidden_states=True)
+            return self.teacher_model(**teacher_inputs)
 
     # ---- exact normalisation over the accumulated batch ---------------------------------------------------------
 
@@ -312,16 +346,19 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
     # ---- logging ---------------------------------------------------------------------------------------------
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Adds `loss_kd` and `loss_task` (unweighted, averaged over the logging window) beside `loss`."""
+        """Adds `loss_kd`, `loss_task` (and `loss_cos` when alpha_cos > 0), unweighted and averaged over the logging
+        window, beside `loss`."""
         if "loss" in logs:
             steps = self.state.global_step - self._logged_terms_since_step
             if steps > 0:
                 sums = self._logged_term_sums
                 if self.accelerator.num_processes > 1:
                     sums = self.accelerator.reduce(sums.clone(), reduction="mean")
-                kd, task = (value / steps for value in sums.tolist())
+                kd, task, cos = (value / steps for value in sums.tolist())
                 logs["loss_kd"] = kd
                 logs["loss_task"] = task
+                if self.args.alpha_cos > 0:
+                    logs["loss_cos"] = cos
             self._logged_term_sums.zero_()
             self._logged_terms_since_step = self.state.global_step
         super().log(logs, start_time)

@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             temperature=training_args.temperature,
             alpha_kd=training_args.alpha_kd,
             alpha_task=training_args.alpha_task,
+            alpha_cos=training_args.alpha_cos if data_args.student_training == "distill" else 0.0,
             metric_names=metric_names,
             teacher_metrics={m: metrics[f"teacher_eval_{m}"] for m in metric_names if f"teacher_eval_{m}" in metrics},
             student_metrics={m: metrics[f"eval_{m}"] for m in metric_names if f"eval_{m}" in metrics},

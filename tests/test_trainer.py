@@ -10,7 +10,7 @@ import tiny
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from test_losses import reference_class_loss, reference_token_loss
+from test_losses import reference_class_loss, reference_cosine_loss, reference_token_loss
 from transformers import AutoModelForSequenceClassification, TrainingArguments
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments
@@ -125,6 +125,60 @@ def test_regression_distils_with_mse_not_a_constant_softmax(tmp_path):
 # ---- trainer invariants -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("level", ["class", "token"])
+def test_cosine_term_adds_the_reference_cosine_of_last_hidden_states(tmp_path, level):
+    if level == "class":  # positions counted by the attention mask
+        teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+        student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+        data = tiny.class_rows(8)
+    else:  # token labels: the labelled positions, as for the token KL
+        teacher = tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
+        student = tiny.token_classifier(layers=1, seed=1, initializer_range=0.5)
+        data = tiny.token_rows(8, seed=2, ignored_fraction=0.4)
+    options = dict(temperature=2.0, alpha_kd=0.5, alpha_task=0.3, alpha_cos=0.7)
+    with_cos = make_trainer(tmp_path, student, teacher, data, **options)
+    without = make_trainer(tmp_path, student, teacher, data, **{**options, "alpha_cos": 0.0})
+    batch = tiny.collate([data[i] for i in range(8)])
+    student.train()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        student_hidden = student(**inputs, output_hidden_states=True).hidden_states[-1].double()  # (B, L, D)
+        teacher_hidden = teacher(**inputs, output_hidden_states=True).hidden_states[-1].double()
+    counted = batch["labels"].ne(-100) if level == "token" else batch["attention_mask"].bool()
+    assert counted.logical_not().any()  # some positions must not count
+    cos = reference_cosine_loss(student_hidden, teacher_hidden, counted)
+    assert cos > 1e-3
+    difference = with_cos.compute_loss(student, batch).item() - without.compute_loss(student, batch).item()
+    assert difference == pytest.approx(0.7 * cos, rel=1e-5)
+    # In training the sum is divided by the positions counted over the whole accumulated batch (here: this one).
+    counts = torch.tensor([8.0, float(counted.sum())])
+    in_training = with_cos.compute_loss(student, batch, num_items_in_batch=counts)
+    assert in_training.item() == pytest.approx(with_cos.compute_loss(student, batch).item(), rel=1e-6)
+
+
+def test_cosine_term_is_logged_and_trains(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+    trainer = make_trainer(
+        tmp_path, student, teacher, tiny.class_rows(16), logging_steps=2, alpha_kd=0.3, alpha_task=0.2, alpha_cos=0.5
+    )
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    for entry in logged:
+        weighted = 0.3 * entry["loss_kd"] + 0.2 * entry["loss_task"] + 0.5 * entry["loss_cos"]
+        assert entry["loss_cos"] > 0 and entry["loss"] == pytest.approx(weighted, rel=1e-4)
+
+
+def test_cosine_term_refuses_unequal_hidden_sizes_and_the_logit_cache(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0)
+    narrow = tiny.classifier(layers=1, seed=1, hidden_size=16, intermediate_size=32)
+    with pytest.raises(ValueError, match=r"student's hidden_size is 16 and the teacher's 32.*alpha_cos=0"):
+        make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_cos=0.5)
+    make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4))  # without the cosine term the widths may differ
+    with pytest.raises(ValueError, match=r"alpha_cos=0.5 needs the teacher's hidden states.*cache_teacher_logits"):
+        make_args(tmp_path, alpha_cos=0.5, cache_teacher_logits=True)
+
+
 def test_training_leaves_teacher_bit_identical_and_out_of_optimizer_and_checkpoints(tmp_path):
     teacher = tiny.classifier(layers=2, seed=0, dropout=0.1, initializer_range=0.5)
     student = tiny.classifier(layers=1, seed=1, dropout=0.1)
@@ -201,7 +255,9 @@ def test_bf16_runs_the_teacher_in_half_precision_and_keeps_fp32_student(tmp_path
 # ---- gradient accumulation ----------------------------------------------------------------------------------------
 
 
-def _train_final_state(tmp_path, name, student, teacher, data, *, batch, accumulation, trainer_class=None):
+def _train_final_state(
+    tmp_path, name, student, teacher, data, *, batch, accumulation, trainer_class=None, alpha_cos=0.0
+):
     trainer_class = trainer_class or DistillationTrainer
     args = make_args(
         tmp_path / name,
@@ -214,6 +270,7 @@ def _train_final_state(tmp_path, name, student, teacher, data, *, batch, accumul
         temperature=3.0,
         alpha_kd=0.6,
         alpha_task=0.4,
+        alpha_cos=alpha_cos,
     )
     trainer = trainer_class(
         model=student, teacher_model=teacher, args=args, train_dataset=data, data_collator=tiny.collate
@@ -233,8 +290,9 @@ class _PerMicroBatchMean(DistillationTrainer):
         return batches, None
 
 
-@pytest.mark.parametrize("level", ["class", "token"])
+@pytest.mark.parametrize("level", ["class", "token", "token+cos"])
 def test_gradient_accumulation_matches_one_large_batch(tmp_path, level):
+    alpha_cos = 0.5 if level.endswith("+cos") else 0.0
     if level == "class":
         teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
         student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
@@ -244,16 +302,16 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, level):
         student = tiny.token_classifier(layers=1, seed=1, initializer_range=0.5)
         data = tiny.token_rows(32, seed=2, ignored_fraction=0.4)  # uneven lengths and label counts
     one_batch, losses_one = _train_final_state(
-        tmp_path, "1x8", copy.deepcopy(student), teacher, data, batch=8, accumulation=1
+        tmp_path, "1x8", copy.deepcopy(student), teacher, data, batch=8, accumulation=1, alpha_cos=alpha_cos
     )
     accumulated, losses_acc = _train_final_state(
-        tmp_path, "2x4", copy.deepcopy(student), teacher, data, batch=4, accumulation=2
+        tmp_path, "2x4", copy.deepcopy(student), teacher, data, batch=4, accumulation=2, alpha_cos=alpha_cos
     )
     for name, tensor in one_batch.items():
         # float32 sums in another order, over 4 SGD steps: ~1e-5; a loss scaled 2x too large moves weights ~0.1.
         torch.testing.assert_close(accumulated[name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
     assert losses_acc == pytest.approx(losses_one, rel=1e-5)
-    if level == "token":
+    if level.startswith("token"):
         # The check has teeth: per-micro-batch means weigh unevenly filled micro-batches wrongly.
         naive, _ = _train_final_state(
             tmp_path,
@@ -264,6 +322,7 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, level):
             batch=4,
             accumulation=2,
             trainer_class=_PerMicroBatchMean,
+            alpha_cos=alpha_cos,
         )
         assert any(not torch.allclose(naive[n], t, rtol=1e-4, atol=1e-4) for n, t in one_batch.items())
 
@@ -300,6 +359,7 @@ def test_resume_from_checkpoint_ends_with_the_same_student(tmp_path):
         (dict(temperature=float("nan")), r"temperature must be a finite number, got nan"),
         (dict(alpha_kd=-0.1), r"alpha_kd must be >= 0, got -0.1"),
         (dict(alpha_task=-2), r"alpha_task must be >= 0, got -2"),
+        (dict(alpha_cos=-0.5), r"alpha_cos must be >= 0, got -0.5"),
         (dict(alpha_kd=0.0, alpha_task=0.0), r"alpha_kd and alpha_task are both 0"),
     ],
 )
@@ -312,7 +372,7 @@ def test_arguments_have_help_text_and_serialise():
     from dataclasses import fields
 
     extra = {f.name: f for f in fields(DistillationTrainingArguments)}
-    for name in ("temperature", "alpha_kd", "alpha_task"):
+    for name in ("temperature", "alpha_kd", "alpha_task", "alpha_cos"):
         assert len(extra[name].metadata.get("help", "")) > 20
     args = DistillationTrainingArguments(output_dir="unused", temperature=3.0, report_to="none")
     assert json.loads(args.to_json_string())["temperature"] == 3.0
