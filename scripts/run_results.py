@@ -5,6 +5,7 @@
     python scripts/run_results.py --tasks sst2 --seeds 42       # a part; finished runs are skipped on rerun
     python scripts/run_results.py --tasks stsb --variants ours  # rerun one variant (after a config change)
     python scripts/run_results.py --search --tasks mrpc         # how ours' settings were chosen (train split only)
+    python scripts/run_results.py --search_cos --tasks sst2     # then alpha_cos at those settings (train split only)
 
 Per task and seed, with the settings of configs/offline/<task>.yaml:
   (a) teacher: all-MiniLM-L6-v2 fine-tuned on the task (by run d, with --finetune_teacher; reused by b and c);
@@ -31,6 +32,7 @@ VARIANTS = ("ours", "labels_only", "recipe")
 RECIPE_DEFAULTS = ["--temperature", "2.0", "--alpha_kd", "0.5", "--alpha_task", "0.5"]
 SEARCH_GRID = [(t, a) for t in (1.0, 2.0, 4.0) for a in (0.5, 0.9)]
 REGRESSION_GRID = [(1.0, a) for a in (0.1, 0.5, 0.9)]  # T does not enter the regression (MSE) term
+COS_GRID = (0.0, 0.5, 1.0)  # alpha_cos at the config's T and alpha_kd (--search_cos)
 # rows held out of train to score the search on (dev is never looked at); SST-2 trains on 4,000 rows like its results
 SEARCH_HELD_OUT = {"sst2": 1000, "mrpc": 700, "stsb": 1000, "cola": 1000}
 SEARCH_TRAIN_ROWS = {"sst2": 4000}
@@ -45,13 +47,19 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--search", action="store_true", help="run ours' settings search on each task's train split")
     parser.add_argument(
+        "--search_cos", action="store_true", help="score alpha_cos in 0, 0.5, 1 at the config's T and alpha_kd"
+    )
+    parser.add_argument(
         "extra", nargs="*", help="flags passed to every run (after --), e.g. -- --max_train_samples 500"
     )
     options = parser.parse_args()
     root = Path(options.output_root)
-    if options.search:
+    if options.search or options.search_cos:
         for task in options.tasks:
-            search(task, root / "search" / task, options.data_dir, options.extra)
+            if options.search:
+                search(task, root / "search" / task, options.data_dir, options.extra)
+            if options.search_cos:
+                search_cos(task, root / "search_cos" / task, options.data_dir, options.extra)
         return
     results_path = ROOT / "docs" / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -109,7 +117,7 @@ def record(
     }
     if variant == "ours":
         config = _config(task)
-        run["settings"] = {k: config.get(k) for k in ("temperature", "alpha_kd", "alpha_task")}
+        run["settings"] = {k: config.get(k) for k in ("temperature", "alpha_kd", "alpha_task", "alpha_cos")}
         entry["train_examples"] = outcome.get("train_examples")
         for key in ("teacher_parameters", "student_parameters"):
             entry[key] = outcome[key]
@@ -236,7 +244,30 @@ def _settings_section(results: dict) -> list[str]:
             f"| {task} | {found['held_out_train_rows'] if found else '–'} | {found['best'] if found else '–'} | "
             f"{'; '.join(sorted(used)) or '?'} | {_gap(found, used)} | {scores} |"
         )
+    cos_lines = [
+        f"- {task}: {', '.join(f'{k}: {100 * v:.1f}' for k, v in found['alpha_cos_scores'].items())}; ours' runs "
+        f"above used alpha_cos={_used_cos(results['tasks'].get(task))}"
+        for task, found in searched.items()
+        if "alpha_cos_scores" in found
+    ]
+    if cos_lines:
+        lines += [
+            "",
+            "`--search_cos` then scored DistilBERT's hidden-state cosine term (`alpha_cos`) at each task's T and",
+            "alpha_kd above, on the same held-out train rows (teacher online for every point):",
+            "",
+            *cos_lines,
+        ]
     return lines
+
+
+def _used_cos(entry: dict | None) -> str:
+    used = {
+        str(r["settings"].get("alpha_cos") or 0.0)
+        for key, r in (entry or {}).get("runs", {}).items()
+        if key.startswith("ours/") and "settings" in r
+    }
+    return "/".join(sorted(used)) or "?"
 
 
 def _seeded_tasks(results: dict) -> str:
@@ -316,33 +347,49 @@ def search(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
     """Ours' settings for one task: a T x alpha_kd grid (alpha_kd alone for regression), every run trained on the
     train split minus SEARCH_HELD_OUT[task] rows and scored on those rows; dev is never looked at. The winner goes
     into configs/offline/<task>.yaml by hand; docs/search.json keeps every score."""
-    held_out = SEARCH_HELD_OUT[task]
+    grid = REGRESSION_GRID if task == "stsb" else SEARCH_GRID
+    settings = {
+        f"T={t}, alpha_kd={a}": ["--temperature", str(t), "--alpha_kd", str(a), "--alpha_task", str(round(1 - a, 3))]
+        for t, a in grid
+    }
+    _save_search(task, "scores", _score_on_held_out(task, root, data_dir, settings, extra))
+
+
+def search_cos(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
+    """alpha_cos (DistilBERT's hidden-state cosine term) in 0, 0.5, 1 at the config's T and alpha_kd, scored like
+    `search` on held-out train rows. The cosine term needs the teacher online, so every point runs it online."""
+    settings = {f"alpha_cos={c}": ["--alpha_cos", str(c), "--cache_teacher_logits", "false"] for c in COS_GRID}
+    _save_search(task, "alpha_cos_scores", _score_on_held_out(task, root, data_dir, settings, extra))
+
+
+def _score_on_held_out(task: str, root: Path, data_dir: str, settings: dict, extra: list[str]) -> dict:
+    """{setting: held-out score}; the first setting's run fine-tunes the teacher (seed 42), the others reuse it."""
     base = [f"configs/offline/{task}.yaml", "--data_dir", data_dir, "--seed", "42"]
-    base += ["--validation_split_size", str(held_out)]
+    base += ["--validation_split_size", str(SEARCH_HELD_OUT[task])]
     if task in SEARCH_TRAIN_ROWS:
         base += ["--max_train_samples", str(SEARCH_TRAIN_ROWS[task])]
-    grid = REGRESSION_GRID if task == "stsb" else SEARCH_GRID
     first = root / "teacher_run"
     scores = {}
-    for index, (temperature, alpha) in enumerate(grid):
-        flags = ["--temperature", str(temperature), "--alpha_kd", str(alpha), "--alpha_task", str(round(1 - alpha, 3))]
+    for index, (name, flags) in enumerate(settings.items()):
         teacher = [] if index == 0 else _reuse_teacher_folder(first)
-        output = first if index == 0 else root / f"T{temperature}_a{alpha}"
-        outcome = run([*base, *flags, *teacher, "--output_dir", str(output)], output)
-        scores[f"T={temperature}, alpha_kd={alpha}"] = round(outcome[f"eval_{METRICS[task]}"], 4)
+        output = first if index == 0 else root / name.replace("=", "").replace(", ", "_")
+        outcome = run([*base, *flags, *teacher, "--output_dir", str(output), *extra], output)
+        scores[name] = round(outcome[f"eval_{METRICS[task]}"], 4)
+    scores["_train_rows"] = outcome.get("train_examples")
+    return scores
+
+
+def _save_search(task: str, key: str, scores: dict) -> None:
     path = ROOT / "docs" / "search.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
-    summary.setdefault("tasks", {})[task] = {
-        "metric": METRICS[task],
-        "held_out_train_rows": held_out,
-        "train_rows": outcome.get("train_examples"),
-        "seed": 42,
-        "scores": scores,
-        "best": max(scores, key=scores.get),
-    }
+    entry = summary.setdefault("tasks", {}).setdefault(task, {})
+    train_rows = scores.pop("_train_rows")
+    entry.update(metric=METRICS[task], held_out_train_rows=SEARCH_HELD_OUT[task], train_rows=train_rows, seed=42)
+    entry[key] = scores
+    entry["best" if key == "scores" else f"best_{key.removesuffix('_scores')}"] = max(scores, key=scores.get)
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary["tasks"][task], indent=2))
+    print(json.dumps(entry, indent=2))
 
 
 def _reuse_teacher_folder(first: Path) -> list[str]:
