@@ -96,8 +96,8 @@ class DistillationTrainingArguments(TrainingArguments):
                 raise ValueError(f"{name} must be >= 0, got {value!r}: it weighs a loss term. Pass 0 to drop it.")
         if self.alpha_kd == 0 and self.alpha_task == 0 and self.alpha_cos == 0:
             raise ValueError(
-                "alpha_kd and alpha_task are both 0, so the loss would be identically 0 and nothing would train. "
-                "Set alpha_kd > 0 to distil, alpha_task > 0 to learn from the labels, or both."
+                "alpha_kd and alpha_task are both 0 (and alpha_cos is 0), so the loss would be identically 0 and "
+                "nothing would train. Set alpha_kd > 0 to distil, alpha_task > 0 to learn from the labels, or both."
             )
         if not isinstance(self.cache_teacher_logits, bool):
             raise ValueError(

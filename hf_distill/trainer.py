@@ -63,7 +63,8 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
     Args:
         model (`PreTrainedModel`): the student; trained, saved and checkpointed like any Trainer model.
         teacher_model (`PreTrainedModel`): the teacher; frozen, never in the optimizer or a checkpoint.
-        args (`DistillationTrainingArguments`): training arguments with `temperature`, `alpha_kd`, `alpha_task`.
+        args (`DistillationTrainingArguments`): training arguments with `temperature`, `alpha_kd`, `alpha_task`,
+            `alpha_cos`.
         teacher_processing_class (*optional*): the teacher's tokenizer. When both it and `processing_class` are
             given they must encode the same text identically, or the teacher would read garbage.
         **kwargs: any other [`~transformers.Trainer`] argument.
@@ -236,6 +237,12 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
     def _cosine_term(self, outputs, teacher_outputs, inputs, labels, num_items_in_batch) -> torch.Tensor:
         """DistilBERT's cosine loss between last hidden states `(B, L, D)`, averaged over the counted positions of
         the whole accumulated batch (the positions `get_batch_samples` counts), like the token KL."""
+        for role, result in (("student", outputs), ("teacher", teacher_outputs)):
+            if getattr(result, "hidden_states", None) is None:
+                raise ValueError(
+                    f"alpha_cos={self.args.alpha_cos} needs the {role}'s hidden states, but its forward returned none "
+                    "for output_hidden_states=True. Use a transformers model that returns them, or set alpha_cos=0."
+                )
         student_hidden, teacher_hidden = outputs.hidden_states[-1], teacher_outputs.hidden_states[-1]
         mask = token_mask(labels, inputs.get("attention_mask"), student_hidden.shape, student_hidden.device)
         cos_sum = losses.hidden_state_cosine(

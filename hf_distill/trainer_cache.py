@@ -1,7 +1,7 @@
 """The trainer's side of the teacher cache: load or build it for the training set and attach it as columns.
 
-`DistillationTrainer` mixes this in when `cache_teacher_logits=True`; the cache itself (building, storing,
-fingerprints, the collator) is `cache.py`.
+`DistillationTrainer` mixes this in when `cache_teacher_logits=True`; the cache itself is `cache.py` (building,
+storing, loading), `cache_fingerprint.py` (its folder name) and `cache_collator.py` (reading it back).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, Trainer
 
 from hf_distill import DistillationTrainer
-from hf_distill.compatibility import check_distillable, check_tokenizers
+from hf_distill.compatibility import check_distillable, check_hidden_sizes, check_tokenizers
 from hf_distill.distributed import end_distributed
 from hf_distill.glue import tokenize_dataset
 from hf_distill.hub import check_can_push, push_folder, take_token_out_of_arguments
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if model_args.student_model_name_or_path:
         student = load_student(model_args, num_labels, label_names)
         check_distillable(student, teacher)
+        if training_args.alpha_cos > 0:  # refused now, not after a teacher fine-tune
+            check_hidden_sizes(student, teacher)
         student_tokenizer = AutoTokenizer.from_pretrained(
             model_args.student_model_name_or_path, **hub_kwargs(model_args)
         )
@@ -197,17 +199,13 @@ def recipe_trainer_class():
     return module.RecipeDistillationTrainer
 
 
-def _forward_names(model) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(model.forward).parameters)
-
-
 if __name__ == "__main__":
     try:
         main()
     except ValueError as error:  # bad input: one clear line, no traceback, nothing half-written
         print(f"distill_glue.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    finally:
         end_distributed()
+        sys.exit(2)
+    # Not in a `finally`: after an unexpected error a collective may still be pending, and tearing the group down
+    # then can block; the launcher ends the other ranks instead.
+    end_distributed()

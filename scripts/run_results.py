@@ -3,7 +3,7 @@
 
     python scripts/run_results.py                               # sst2 mrpc stsb cola, seeds 42 43 44
     python scripts/run_results.py --tasks sst2 --seeds 42       # a part; finished runs are skipped on rerun
-    python scripts/run_results.py --tasks stsb --variants ours  # rerun one variant (after a config change)
+    python scripts/run_results.py --tasks stsb --variants ours  # one variant (delete its run folders to rerun it)
     python scripts/run_results.py --search --tasks mrpc         # how ours' settings were chosen (train split only)
     python scripts/run_results.py --search_cos --tasks sst2     # then alpha_cos at those settings (train split only)
 
@@ -117,7 +117,9 @@ def record(
     }
     if variant == "ours":
         config = _config(task)
-        run["settings"] = {k: config.get(k) for k in ("temperature", "alpha_kd", "alpha_task", "alpha_cos")}
+        current = {k: config.get(k) for k in ("temperature", "alpha_kd", "alpha_task", "alpha_cos")}
+        # a run made earlier keeps the settings it was made with, not whatever the config says now
+        run["settings"] = current if ran_now or "settings" not in previous else previous["settings"]
         entry["train_examples"] = outcome.get("train_examples")
         for key in ("teacher_parameters", "student_parameters"):
             entry[key] = outcome[key]

@@ -39,10 +39,14 @@ def fast_latency(monkeypatch):
     )
 
 
-def save_teacher(folder: Path, *, num_labels: int, layers: int = 4, tokenizer_words=(), base_model: bool = False):
+def save_teacher(
+    folder: Path, *, num_labels: int, layers: int = 4, tokenizer_words=(), base_model: bool = False, **overrides
+):
     """A tiny 'fine-tuned' BERT teacher and its tokenizer, saved as a model folder."""
     torch.manual_seed(0)
-    config = tiny.bert_config(layers=layers, num_labels=num_labels, initializer_range=0.2, max_position_embeddings=128)
+    config = tiny.bert_config(
+        layers=layers, num_labels=num_labels, initializer_range=0.2, max_position_embeddings=128, **overrides
+    )
     if num_labels == 1:
         config.problem_type = "regression"
     model = BertModel(config) if base_model else AutoModelForSequenceClassification.from_config(config)
@@ -284,6 +288,10 @@ def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
     three_way_student = save_teacher(models / "three_student", num_labels=3, layers=1)
     refuse(tmp_path, [*flags, "--student_model_name_or_path", str(three_way_student)],
            r"student .*three_student' has num_labels=3 but the task has 2")  # fmt: skip
+
+    narrow = save_teacher(models / "narrow", num_labels=2, layers=1, hidden_size=16, intermediate_size=32)
+    refuse(tmp_path, [*flags, "--student_model_name_or_path", str(narrow), "--alpha_cos", "0.5"],
+           r"student's hidden_size is 16 and the teacher's 32")  # fmt: skip
 
     base = save_teacher(models / "base", num_labels=2, base_model=True)
     flags = common_flags(tmp_path, base, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))

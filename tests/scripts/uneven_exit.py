@@ -22,5 +22,6 @@ for _ in range(20):
     assert torch.equal(total, torch.full((1000,), 2.0))
 if sys.argv[1] == "teardown":
     end_distributed()
+    assert not torch.distributed.is_initialized(), "end_distributed() left the process group alive"
 if rank == 0:
     time.sleep(2.0)
