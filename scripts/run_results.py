@@ -248,7 +248,7 @@ def _settings_section(results: dict) -> list[str]:
         )
     cos_lines = [
         f"- {task}: {', '.join(f'{k}: {100 * v:.1f}' for k, v in found['alpha_cos_scores'].items())}; ours' runs "
-        f"above used alpha_cos={_used_cos(results['tasks'].get(task))}"
+        f"above used alpha_cos={_used_cos(results['tasks'].get(task))}{_refit_note(found)}"
         for task, found in searched.items()
         if "alpha_cos_scores" in found
     ]
@@ -261,6 +261,18 @@ def _settings_section(results: dict) -> list[str]:
             *cos_lines,
         ]
     return lines
+
+
+def _refit_note(found: dict) -> str:
+    """The alpha_cos=0 point repeats the grid's best setting with its own teacher fit: how far apart the two are
+    is the noise floor a difference between alpha_cos values has to clear."""
+    again, before = found["alpha_cos_scores"].get("alpha_cos=0.0"), found["scores"].get(found.get("best", ""))
+    if again is None or before is None:
+        return ""
+    return (
+        f" (alpha_cos=0 is the grid's {found['best']} again with a refitted teacher: {100 * again:.1f} vs "
+        f"{100 * before:.1f} in the grid, a {100 * abs(again - before):.1f}-point teacher-to-teacher spread)"
+    )
 
 
 def _used_cos(entry: dict | None) -> str:
