@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.recipe import RecipeDistillationTrainer  # noqa: E402
 from hf_distill import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
-from hf_distill.student import build_student  # noqa: E402
+from hf_distill.students.build import build_student  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "glue" / "SST-2" / "train.tsv"
 CONFIGS = ("baseline", "ours_online", "ours_cached", "ours_cached_grouped", "student_alone")

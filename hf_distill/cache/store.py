@@ -1,0 +1,279 @@
+"""The teacher-output cache: the teacher runs once over the training set, its outputs travel with each example.
+
+The cache is a set of extra columns of the training dataset, so shuffling, length grouping, DDP sharding,
+gradient accumulation and resume need nothing special: whatever order the sampler picks, each example brings its own
+teacher outputs. [`TeacherCacheCollator`] (`cache_collator.py`) moves them from the examples into the batch.
+
+What is stored per example (``CACHE_FORMAT_VERSION`` 1):
+
+- class and regression heads: ``teacher_logits``, the C raw logits (float32; C = 1 for regression);
+- token heads: for each counted position (labels != -100 when the batch has token labels, else attention mask 1),
+  the k largest ``log_softmax(teacher_logits / T)`` values (``teacher_topk_log_probs``, float32) and their class
+  indices (``teacher_topk_indices``, int32), flattened: exactly 2k numbers (8k bytes) per counted token.
+
+A cache lives in ``<teacher_cache_dir>/<fingerprint>/``; the fingerprint hashes everything the stored outputs depend
+on (see `cache_fingerprint.py`), so a stale cache is never read: a changed teacher, dataset, tokenisation or setting
+simply gets a new folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import torch
+
+from hf_distill.losses.masks import token_mask
+
+from .fingerprint import CACHE_FORMAT_VERSION, is_list_array
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CACHE_COLUMNS",
+    "CACHE_FORMAT_VERSION",
+    "LOGITS_COLUMN",
+    "TOPK_INDICES_COLUMN",
+    "TOPK_LOG_PROBS_COLUMN",
+    "TeacherCache",
+    "build_teacher_cache",
+    "check_deterministic_collator",
+    "load_teacher_cache",
+    "quiet_datasets",
+]
+
+LOGITS_COLUMN = "teacher_logits"
+TOPK_LOG_PROBS_COLUMN = "teacher_topk_log_probs"
+TOPK_INDICES_COLUMN = "teacher_topk_indices"
+CACHE_COLUMNS = (LOGITS_COLUMN, TOPK_LOG_PROBS_COLUMN, TOPK_INDICES_COLUMN)
+_METADATA_FILE = "hf_distill_teacher_cache.json"
+
+
+@dataclass
+class TeacherCache:
+    """A built or loaded cache.
+
+    Attributes:
+        columns (`datasets.Dataset`): the cache columns, row i for training example i.
+        path (`Path`): the folder it is stored in.
+        top_k (`int` or `None`): k for token-level caches, `None` for logits.
+        built (`bool`): True when this process ran the teacher to build it, False when it was loaded.
+        seconds (`float`): time spent building or loading it.
+    """
+
+    columns: datasets.Dataset
+    path: Path
+    top_k: int | None
+    built: bool
+    seconds: float
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.columns.column_names)
+
+    def nbytes(self) -> int:
+        """Bytes of stored teacher outputs (Arrow buffers, without the per-row offsets)."""
+        return sum(_leaf_values(self.columns.data.column(name)).nbytes for name in self.column_names)
+
+
+# ---- what makes a collator unfit for a cache -----------------------------------------------------------------------
+
+
+def check_deterministic_collator(collator: Any) -> None:
+    """Raises `ValueError` for collators that change the inputs at random, where a cached teacher would be wrong.
+
+    Masked language modelling picks different tokens to mask every time an example is collated, so the teacher's
+    outputs on one epoch's masked inputs say nothing about the next epoch's.
+    """
+    name = type(collator).__name__
+    random_masking = getattr(collator, "mlm_probability", None) is not None and getattr(collator, "mlm", True)
+    random_permutation = getattr(collator, "plm_probability", None) is not None
+    if random_masking or random_permutation or "WholeWordMask" in name:
+        raise ValueError(
+            f"cache_teacher_logits=True cannot be used with {name}: it masks different tokens at random each time "
+            "an example is collated, so teacher outputs cached once would not match the inputs the student sees. "
+            "Set cache_teacher_logits=False to run the teacher on every batch."
+        )
+
+
+# ---- building and loading ------------------------------------------------------------------------------------------
+
+
+def build_teacher_cache(
+    *,
+    dataset: datasets.Dataset,
+    collator: Callable[[list[dict]], dict[str, Any]],
+    run_teacher: Callable[[dict[str, Any]], torch.Tensor],
+    device: torch.device,
+    batch_size: int,
+    top_k: int,
+    temperature: float,
+    path: Path,
+    length_column: str = "input_ids",
+    num_workers: int = 0,
+    show_progress: bool = True,
+) -> TeacherCache:
+    """Runs the teacher once over `dataset` and saves its outputs in `path` (written elsewhere, then renamed).
+
+    Args:
+        dataset (`datasets.Dataset`): the rows exactly as the training collator would receive them.
+        collator: the training data collator (deterministic).
+        run_teacher: maps a collated batch (on `device`) to the teacher's logits `(B, C)` or `(B, L, V)`; called
+            under `torch.inference_mode()`.
+        batch_size (`int`): examples per teacher forward.
+        top_k (`int`): classes kept per counted position for token logits (capped at V).
+        temperature (`float`): T of the stored token log-probabilities.
+        path (`Path`): the cache folder (its name is the fingerprint).
+        length_column (`str`): the column whose list lengths order the examples (less padding per batch).
+    """
+    start = time.perf_counter()
+    lengths = _row_lengths(dataset, length_column)
+    # Longest first: the first batch shows at once whether the largest one fits in memory.
+    order = np.argsort(-lengths, kind="stable")
+    batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    # Its own generator: a DataLoader draws a seed when iterated, and drawing it from the global RNG would change the
+    # shuffling of the training that follows (a cached run would then not see the batches an online run sees).
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        collate_fn=collator,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(0),
+    )
+    logits_rows: list[np.ndarray | None] = [None] * len(dataset)
+    log_prob_rows: list[np.ndarray | None] = [None] * len(dataset)
+    index_rows: list[np.ndarray | None] = [None] * len(dataset)
+    token_level = None
+    k = None
+    progress = _progress(loader, len(batches), show_progress)
+    with torch.inference_mode():
+        for batch, rows in zip(progress, batches):  # the bar first, so that it reaches 100%
+            batch = {key: _to(value, device) for key, value in batch.items()}
+            logits = run_teacher(batch)
+            token_level = logits.dim() == 3
+            if not token_level:
+                values = logits.float().cpu().numpy()  # (B, C)
+                for row, value in zip(rows, values):
+                    logits_rows[row] = value
+                continue
+            k = min(top_k, logits.shape[-1])
+            log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, L, V)
+            top_values, top_indices = log_probs.topk(k, dim=-1)  # (B, L, k)
+            mask = token_mask(batch.get("labels"), batch.get("attention_mask"), logits.shape, logits.device)
+            top_values, top_indices, mask = top_values.cpu(), top_indices.to(torch.int32).cpu(), mask.cpu()
+            for position, row in enumerate(rows):
+                counted = mask[position]  # (L,)
+                log_prob_rows[row] = top_values[position][counted].reshape(-1).numpy()  # (n * k,)
+                index_rows[row] = top_indices[position][counted].reshape(-1).numpy()
+    if token_level is None:
+        raise ValueError("The training dataset is empty: there is nothing to cache. Pass a non-empty train_dataset.")
+    if token_level:
+        table = pa.table(
+            {
+                TOPK_LOG_PROBS_COLUMN: _large_list(log_prob_rows, np.float32),
+                TOPK_INDICES_COLUMN: _large_list(index_rows, np.int32),
+            }
+        )
+    else:
+        flat = np.stack(logits_rows).astype(np.float32)  # (N, C)
+        table = pa.table({LOGITS_COLUMN: pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])})
+    columns = datasets.Dataset(datasets.table.InMemoryTable(table))
+    with quiet_datasets():
+        _save_atomically(columns, path, {"format": CACHE_FORMAT_VERSION, "rows": len(dataset), "top_k": k})
+    return TeacherCache(
+        columns=load_teacher_cache(path, num_rows=len(dataset)).columns,
+        path=path,
+        top_k=k,
+        built=True,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def load_teacher_cache(path: Path, *, num_rows: int) -> TeacherCache | None:
+    """The complete cache in `path`, memory-mapped; `None` when there is none (or an incomplete or foreign one)."""
+    start = time.perf_counter()
+    metadata_file = Path(path) / _METADATA_FILE
+    if not metadata_file.is_file():
+        return None
+    metadata = json.loads(metadata_file.read_text())
+    if metadata.get("format") != CACHE_FORMAT_VERSION or metadata.get("rows") != num_rows:
+        logger.warning("Ignoring the teacher cache in %s: it was written for another format or dataset.", path)
+        return None
+    columns = datasets.load_from_disk(str(path))
+    return TeacherCache(
+        columns=columns, path=Path(path), top_k=metadata["top_k"], built=False, seconds=time.perf_counter() - start
+    )
+
+
+def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> None:
+    # Written beside the final folder, then renamed: a crash mid-write never leaves a folder that looks complete.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.parent / f".{path.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    columns.save_to_disk(str(partial))
+    (partial / _METADATA_FILE).write_text(json.dumps(metadata))
+    try:
+        partial.rename(path)
+    except OSError:  # another process finished the same cache first: theirs is identical
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (path / _METADATA_FILE).is_file():
+            raise
+
+
+def _row_lengths(dataset: datasets.Dataset, column: str) -> np.ndarray:
+    if column not in dataset.column_names:
+        return np.zeros(len(dataset), dtype=np.int64)  # no token column: keep the dataset's order
+    array = dataset.with_format("arrow")[:][column].combine_chunks()
+    if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
+        return np.zeros(len(dataset), dtype=np.int64)
+    return np.asarray(pa.compute.list_value_length(array).fill_null(0), dtype=np.int64)
+
+
+def _large_list(rows: list[np.ndarray | None], dtype: type) -> pa.Array:
+    # int64 offsets: a large token-level cache holds more than 2**31 numbers.
+    sizes = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    values = np.concatenate(rows).astype(dtype) if rows else np.zeros(0, dtype=dtype)
+    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
+def _leaf_values(array: pa.ChunkedArray) -> pa.Array:
+    array = array.combine_chunks()
+    while is_list_array(array):
+        array = array.flatten()
+    return array
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Silences `datasets`' own progress bars (saving, flattening) for a moment: the cache has its own."""
+    was_enabled = not datasets.utils.are_progress_bars_disabled()
+    datasets.utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.utils.enable_progress_bars()
+
+
+def _progress(iterable: Any, total: int, show: bool) -> Iterator:
+    if not show:
+        return iter(iterable)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(iterable, total=total, desc="Teacher cache", unit="batch"))

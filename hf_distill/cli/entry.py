@@ -1,0 +1,43 @@
+"""Running an entry point: one clear line on bad input, logging set up once, the distributed exit on every rank."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import transformers
+
+from hf_distill.publish.model_card import sanitize_command
+
+from .distributed import end_distributed
+
+__all__ = ["run_entry_point", "script_argv", "setup_logging"]
+
+
+def script_argv(script: str, argv: Sequence[str] | None, default_config: Path) -> tuple[list[str], str]:
+    """The arguments to parse (the default config when none were given) and the command to state on the card."""
+    argv = list(sys.argv[1:] if argv is None else argv) or [str(default_config)]
+    return argv, sanitize_command(["python", f"scripts/{script}", *argv])
+
+
+def setup_logging() -> None:
+    """Progress and real warnings for the user; transformers' own info chatter stays quiet."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+
+
+def run_entry_point(main: Callable[[], object], program: str) -> None:
+    """Runs `main()`; a `ValueError` (bad input, raised before any training) becomes one line on stderr and exit 2.
+
+    `end_distributed()` runs after a normal end and after bad input, not in a `finally`: after an unexpected error a
+    collective may still be pending, and tearing the group down then can block; the launcher ends the other ranks.
+    """
+    try:
+        main()
+    except ValueError as error:  # bad input: one clear line, no traceback, nothing half-written
+        print(f"{program}: error: {error}", file=sys.stderr)
+        end_distributed()
+        sys.exit(2)
+    end_distributed()

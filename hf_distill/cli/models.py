@@ -1,0 +1,159 @@
+"""The scripts' model step: loading teacher and student (always with explicit dtypes) and checking them before
+any training, fine-tuning the teacher on the task, building the student from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, Trainer
+
+from hf_distill.students import build_student, select_layers, validate_layers
+from hf_distill.trainer.compatibility import check_distillable, check_hidden_sizes, check_tokenizers
+
+from .checks import check_teacher_head
+
+__all__ = [
+    "ScriptModels",
+    "finetune_teacher",
+    "hub_kwargs",
+    "load_models",
+    "load_student",
+    "load_teacher",
+    "ready_models",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def hub_kwargs(model_args) -> dict:
+    """from_pretrained's Hub arguments; remote code only when the user passed --trust_remote_code."""
+    return {
+        "trust_remote_code": model_args.trust_remote_code,
+        "cache_dir": model_args.cache_dir,
+        "revision": model_args.model_revision,
+    }
+
+
+def _label_kwargs(num_labels: int, label_names: list[str] | None) -> dict:
+    if label_names is None:
+        return {"num_labels": 1, "problem_type": "regression"}
+    return {
+        "num_labels": num_labels,
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: index for index, name in enumerate(label_names)},
+    }
+
+
+def load_teacher(model_args, training_args, num_labels: int, label_names):
+    # Fine-tuning needs fp32 master weights; a teacher only run is loaded in the dtype it runs in.
+    dtype = torch.bfloat16 if training_args.bf16 and not model_args.finetune_teacher else torch.float32
+    kwargs = _label_kwargs(num_labels, label_names) if model_args.finetune_teacher else {}
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        model_args.teacher_model_name_or_path, dtype=dtype, **kwargs, **hub_kwargs(model_args)
+    )
+    if not model_args.finetune_teacher and label_names is not None:
+        teacher.config.id2label = dict(enumerate(label_names))
+        teacher.config.label2id = {name: index for index, name in enumerate(label_names)}
+    return teacher
+
+
+def load_student(model_args, num_labels: int, label_names):
+    config = AutoConfig.from_pretrained(model_args.student_model_name_or_path, **hub_kwargs(model_args))
+    is_classifier = any(name.endswith("ForSequenceClassification") for name in config.architectures or [])
+    if is_classifier and config.num_labels != num_labels:
+        raise ValueError(
+            f"The student {model_args.student_model_name_or_path!r} has num_labels={config.num_labels} but the task "
+            f"has {num_labels}. Give a student without a classification head, or one with {num_labels} labels."
+        )
+    # Always fp32: transformers 5 loads a checkpoint's own dtype, and an fp16 student trains badly (REFERENCES.md).
+    return AutoModelForSequenceClassification.from_pretrained(
+        model_args.student_model_name_or_path,
+        dtype=torch.float32,
+        **_label_kwargs(num_labels, label_names),
+        **hub_kwargs(model_args),
+    )
+
+
+def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, training_args):
+    """Fine-tunes a pretrained teacher on the task (plain Trainer) and saves it under <output_dir>/teacher."""
+    teacher_dir = Path(training_args.output_dir) / "teacher"
+    args = dataclasses.replace(
+        training_args,
+        output_dir=str(teacher_dir),
+        num_train_epochs=model_args.teacher_num_train_epochs,
+        learning_rate=model_args.teacher_learning_rate,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        report_to="none",
+        max_steps=-1,
+    )
+    logger.info("Fine-tuning the teacher on the task for %s epochs", args.num_train_epochs)
+    trainer = Trainer(
+        model=teacher, args=args, train_dataset=train_dataset, data_collator=collator, processing_class=tokenizer
+    )
+    trainer.train()
+    trainer.save_model()
+    return trainer.model
+
+
+@dataclasses.dataclass
+class ScriptModels:
+    """The teacher, its tokenizer and, when one was given, the student, loaded and checked before any training.
+
+    `layers` are the teacher layers a built student starts from (None: `build_student`'s default, or a given
+    student).
+    """
+
+    teacher: Any
+    tokenizer: Any
+    student: Any
+    layers: list[int] | None
+
+
+def load_models(model_args, training_args, num_labels: int, label_names) -> ScriptModels:
+    """Loads and checks teacher, tokenizer and any given student; every mismatch is refused here, before training."""
+    # Seed before loading: a fine-tuned teacher's (or a Hub student's) new head is initialised here, long before
+    # the first Trainer seeds; unseeded, a rerun with the same --seed refits a different teacher.
+    transformers.set_seed(training_args.seed)
+    teacher_config = AutoConfig.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
+    check_teacher_head(teacher_config, num_labels, model_args)
+    if model_args.student_num_layers is not None:
+        layers = select_layers(teacher_config.num_hidden_layers, model_args.student_num_layers)
+    elif model_args.student_layers is not None:
+        layers = validate_layers(model_args.student_layers, teacher_config.num_hidden_layers)
+    else:
+        layers = None
+    tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
+    teacher = load_teacher(model_args, training_args, num_labels, label_names)
+    student = None
+    if model_args.student_model_name_or_path:
+        student = load_student(model_args, num_labels, label_names)
+        check_distillable(student, teacher)
+        if training_args.alpha_cos > 0:  # refused now, not after a teacher fine-tune
+            check_hidden_sizes(student, teacher)
+        student_tokenizer = AutoTokenizer.from_pretrained(
+            model_args.student_model_name_or_path, **hub_kwargs(model_args)
+        )
+        check_tokenizers(student_tokenizer, tokenizer)
+    return ScriptModels(teacher=teacher, tokenizer=tokenizer, student=student, layers=layers)
+
+
+def ready_models(models: ScriptModels, train_dataset, collator, model_args, training_args) -> ScriptModels:
+    """Fine-tunes the teacher when asked, builds the student from it when none was given, and stores a bf16 teacher
+    in the dtype it runs in. Returns the models to distil."""
+    teacher, student = models.teacher, models.student
+    if model_args.finetune_teacher:
+        teacher = finetune_teacher(teacher, models.tokenizer, train_dataset, collator, model_args, training_args)
+    if student is None:
+        student = build_student(teacher.float(), layers=models.layers, architecture=model_args.student_architecture)
+        student.config.id2label, student.config.label2id = teacher.config.id2label, teacher.config.label2id
+        student.config.problem_type = teacher.config.problem_type
+    if training_args.bf16:
+        teacher = teacher.to(torch.bfloat16)  # stored in the dtype it runs in (REFERENCES.md, speed)
+    return dataclasses.replace(models, teacher=teacher, student=student)

@@ -1,0 +1,42 @@
+"""The scripts' training step: the trainer for the chosen student training (ours or a baseline), train, save."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer
+
+from hf_distill.trainer import DistillationTrainer
+
+__all__ = ["STUDENT_TRAININGS", "make_trainer", "recipe_trainer_class", "train_and_save"]
+
+# distill: ours; labels_only: the same student without a teacher; recipe: the copied blog recipe. Both baselines
+# are there to measure ours against.
+STUDENT_TRAININGS = ("distill", "labels_only", "recipe")
+
+
+def make_trainer(student_training: str, student: Any, teacher: Any, **trainer_kwargs: Any) -> Trainer:
+    """`DistillationTrainer` for "distill", a plain `Trainer` for "labels_only", the copied recipe for "recipe"."""
+    if student_training == "labels_only":
+        return Trainer(model=student, **trainer_kwargs)
+    trainer_class = recipe_trainer_class() if student_training == "recipe" else DistillationTrainer
+    return trainer_class(model=student, teacher_model=teacher, **trainer_kwargs)
+
+
+def train_and_save(trainer: Trainer) -> None:
+    """Trains (resuming when `--resume_from_checkpoint` says so), then saves the student, its metrics and state."""
+    result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+
+
+def recipe_trainer_class() -> type:
+    """The copied Trainer-subclass recipe, kept in benchmarks/ as the baseline (not part of the library)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "recipe.py"
+    spec = importlib.util.spec_from_file_location("hf_distill_benchmarks_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.RecipeDistillationTrainer

@@ -1,0 +1,54 @@
+"""Reductions and checks shared by every loss: sums or means over counted items, float32 promotion."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Reduction = Literal["mean", "sum"]
+
+
+def reduce_positions(
+    per_position: torch.Tensor, *, mask: torch.Tensor | None, temperature: float, reduction: Reduction
+) -> torch.Tensor:
+    """``T**2`` times the per-position loss `(B, L)` summed over the counted positions, then reduced."""
+    if mask is None:
+        total, count = per_position.sum(), per_position.numel()
+    else:
+        if mask.shape != per_position.shape:
+            raise ValueError(f"mask must have shape (B, L) = {tuple(per_position.shape)}, got {tuple(mask.shape)}.")
+        counted = mask.bool()
+        # where, not multiply: a non-finite KL at a padded position must not leak in as 0 * inf = NaN.
+        total = torch.where(counted, per_position, torch.zeros_like(per_position)).sum()
+        count = counted.sum()
+    return reduce(total * temperature**2, count=count, reduction=reduction)
+
+
+def reduce(total: torch.Tensor, *, count: torch.Tensor | int, reduction: Reduction) -> torch.Tensor:
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        # clamp: nothing counted gives 0 / 1 = 0 rather than 0 / 0 = NaN.
+        if isinstance(count, torch.Tensor):
+            return total / count.clamp(min=1)
+        return total / max(count, 1)
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
+
+
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    # fp16/bf16 are promoted to float32; float64 stays float64 (the reference tests and gradcheck use it).
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def check_same_shape(student: torch.Tensor, teacher: torch.Tensor) -> None:
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"student and teacher outputs must have the same shape, got student {tuple(student.shape)} and "
+            f"teacher {tuple(teacher.shape)}: check that both models have the same head and number of labels."
+        )
+
+
+def check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}.")

@@ -1,0 +1,25 @@
+"""Which token positions count: the one definition the losses, the trainer's counts and the cache share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["token_mask"]
+
+
+def token_mask(
+    labels: torch.Tensor | None, attention_mask: torch.Tensor | None, shape: Sequence[int], device: torch.device
+) -> torch.Tensor:
+    """`(B, L)` bool: the positions whose token-level distillation counts.
+
+    Labels != -100 when the batch has token labels (integer, `(B, L)`), else attention mask 1, else every position.
+    The cache stores outputs at exactly these positions, and the trainer averages over exactly these, so both use
+    this function.
+    """
+    if isinstance(labels, torch.Tensor) and labels.dim() >= 2 and not labels.is_floating_point():
+        return labels.ne(-100)
+    if isinstance(attention_mask, torch.Tensor):
+        return attention_mask.bool()
+    return torch.ones(tuple(shape[:2]), dtype=torch.bool, device=device)

@@ -1,0 +1,127 @@
+"""GLUE metrics computed locally, with the keys and values of the Hub's ``evaluate.load("glue", task)``.
+
+``evaluate.load("glue", ...)`` downloads its script from the Hub and fails offline. The formulas are the same
+scikit-learn / SciPy calls that script makes, so results are interchangeable: accuracy; binary F1 of class 1
+(MRPC, QQP); Matthews correlation (CoLA); Pearson and Spearman correlation (STS-B).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from transformers import EvalPrediction
+
+from .glue import GLUE_TASKS, normalize_task_name
+
+__all__ = ["GlueMetric", "compute_metrics_fn", "custom_metrics_fn", "glue_metric", "main_metric"]
+
+
+class GlueMetric:
+    """One GLUE task's metric, with the `compute(predictions=..., references=...)` interface of `evaluate`.
+
+    Args:
+        task (`str`): a GLUE task name.
+    """
+
+    def __init__(self, task: str):
+        self.task = normalize_task_name(task)
+        self.metric_names = GLUE_TASKS[self.task].metric_names
+
+    def compute(self, *, predictions, references) -> dict[str, float]:
+        """Score predictions against references.
+
+        Args:
+            predictions (array-like of shape `(N,)`): predicted class ids, or predicted scores for STS-B.
+            references (array-like of shape `(N,)`): gold class ids, or gold scores for STS-B.
+
+        Returns:
+            `dict[str, float]`: the task's metrics as Python floats, e.g. ``{"accuracy": ..., "f1": ...}``.
+        """
+        predictions = np.asarray(predictions)
+        references = np.asarray(references)
+        if predictions.shape != references.shape or predictions.ndim != 1:
+            raise ValueError(
+                f"predictions and references must be 1-D and the same length, got shapes {predictions.shape} and "
+                f"{references.shape}. Take the argmax of class logits (or squeeze regression outputs) first."
+            )
+        if predictions.size == 0:
+            raise ValueError("predictions is empty: there is nothing to score.")
+        results = {}
+        for name in self.metric_names:
+            if name == "accuracy":
+                results[name] = float((predictions == references).mean())
+            elif name == "f1":
+                results[name] = float(f1_score(y_true=references, y_pred=predictions))
+            elif name == "matthews_correlation":
+                results[name] = float(matthews_corrcoef(references, predictions))
+            elif name == "pearson":
+                results[name] = float(pearsonr(predictions, references)[0])
+            elif name == "spearmanr":
+                results[name] = float(spearmanr(predictions, references)[0])
+        return results
+
+
+def glue_metric(task: str) -> GlueMetric:
+    """The metric of a GLUE task, a drop-in for ``evaluate.load("glue", task)`` that needs no network."""
+    return GlueMetric(task)
+
+
+def main_metric(task: str) -> str:
+    """The one metric to select checkpoints by (``metric_for_best_model``): F1 for MRPC and QQP, Pearson for STS-B,
+    Matthews correlation for CoLA, accuracy for the rest."""
+    return GLUE_TASKS[normalize_task_name(task)].main_metric
+
+
+def compute_metrics_fn(task: str, is_regression: bool | None = None) -> Callable[[EvalPrediction], dict[str, float]]:
+    """A `compute_metrics` for [`~transformers.Trainer`] that scores a GLUE task.
+
+    Args:
+        task (`str`): a GLUE task name.
+        is_regression (`bool`, *optional*): whether predictions are scores (squeezed) rather than class logits
+            (arg-maxed). Defaults to the task's own kind (only STS-B is a regression).
+
+    Returns:
+        `Callable[[EvalPrediction], dict[str, float]]`: maps the Trainer's predictions, logits of shape `(N, C)` or
+        `(N, 1)`, and label ids `(N,)` to the task's metrics.
+    """
+    metric = glue_metric(task)
+    if is_regression is None:
+        is_regression = GLUE_TASKS[metric.task].is_regression
+
+    def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
+        logits = eval_prediction.predictions
+        # Models asked for hidden states return a tuple; the logits come first.
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        logits = np.asarray(logits)
+        if is_regression:
+            # A one-output head gives (N, 1); some models already give (N,).
+            predictions = logits.reshape(-1) if logits.ndim == 2 and logits.shape[-1] == 1 else logits
+        else:
+            predictions = np.argmax(logits, axis=-1)  # (N, C) -> (N,)
+        return metric.compute(predictions=predictions, references=eval_prediction.label_ids)
+
+    return compute_metrics
+
+
+def custom_metrics_fn(is_regression: bool):
+    """Accuracy and macro-F1 for your own classification data; Pearson and Spearman for regression."""
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        if is_regression:
+            scores = np.asarray(logits).reshape(-1)
+            return {
+                "pearson": float(pearsonr(scores, prediction.label_ids)[0]),
+                "spearmanr": float(spearmanr(scores, prediction.label_ids)[0]),
+            }
+        predicted = np.asarray(logits).argmax(-1)
+        return {
+            "accuracy": float(accuracy_score(prediction.label_ids, predicted)),
+            "f1_macro": float(f1_score(prediction.label_ids, predicted, average="macro")),
+        }
+
+    return compute_metrics

@@ -1,0 +1,156 @@
+"""`DistillationTrainingArguments`: `TrainingArguments` plus the distillation knobs, validated at the boundary."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .loss_terms import LOSS_TERMS
+
+__all__ = ["DistillationTrainingArguments"]
+
+
+@dataclass
+class DistillationTrainingArguments(TrainingArguments):
+    """[`~transformers.TrainingArguments`] for [`DistillationTrainer`].
+
+    The training loss is ``alpha_kd * KD + alpha_task * TASK + alpha_cos * COS``, where KD is the
+    temperature-squared KL divergence from the teacher's softened distribution to the student's (mean squared error
+    to the teacher's predictions for regression heads), TASK is the student's ordinary supervised loss on the
+    batch's labels, and COS (off by default) is the cosine distance between the two models' last hidden states.
+    """
+
+    temperature: float = field(
+        default=2.0,
+        metadata={
+            "help": "Softmax temperature T > 0 for the soft targets softmax(teacher_logits / T). Higher T exposes "
+            "more of how the teacher ranks the wrong classes; the KD term is multiplied by T**2 so its weight does "
+            "not change with T (Hinton et al., 2015). Ignored for regression heads."
+        },
+    )
+    alpha_kd: float = field(
+        default=0.5,
+        metadata={"help": "Weight (>= 0) of the distillation term KD in the training loss."},
+    )
+    alpha_task: float = field(
+        default=0.5,
+        metadata={
+            "help": "Weight (>= 0) of the student's own supervised loss on the labels. Batches without labels "
+            "use the distillation term alone."
+        },
+    )
+    alpha_cos: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight (>= 0) of DistilBERT's cosine loss: 1 - cos(student, teacher) between the two models' "
+            "last hidden states, averaged over the counted positions (Sanh et al., 2019). Needs equal hidden sizes "
+            "and the teacher run online (not with cache_teacher_logits). 0 (default) leaves it out and costs nothing."
+        },
+    )
+    cache_teacher_logits: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the teacher once over the training set before training, store its outputs beside each "
+            "example (Arrow, under teacher_cache_dir) and read them instead of running the teacher every step. "
+            "Costs one inference pass and the disk space of the outputs; saves the teacher's forward on every later "
+            "epoch. A cache whose teacher, data, tokenisation or settings changed is never reused. Refused with "
+            "collators that mask at random (MLM), where the teacher's outputs would change every epoch."
+        },
+    )
+    teacher_cache_top_k: int = field(
+        default=64,
+        metadata={
+            "help": "Token-level outputs only: the number k of the teacher's most likely classes stored per counted "
+            "token (2k numbers: int32 indices, float32 log-probabilities at the temperature). The KL is then taken "
+            "on those k classes plus one bucket holding the rest of the mass: exact when k >= the vocabulary size, "
+            "a lower bound of the full KL otherwise. Class and regression outputs are stored whole."
+        },
+    )
+    teacher_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of teacher caches, one subfolder per fingerprint. Defaults to <output_dir>/teacher_cache. "
+            "Must be visible to every process that reads it (a shared filesystem across nodes, or "
+            "save_on_each_node=True to build one per node)."
+        },
+    )
+    teacher_cache_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Batch size of the teacher's pass that builds the cache (inference only, examples sorted by "
+            "length, so larger batches than training fit). Defaults to 4 x per_device_eval_batch_size."
+        },
+    )
+
+    def __post_init__(self):
+        _check_finite("temperature", self.temperature, fix="pass a positive temperature such as 2.0")
+        if self.temperature <= 0:
+            raise ValueError(
+                f"temperature must be > 0, got {self.temperature!r}: the soft targets are softmax(logits / "
+                "temperature). Pass a positive value such as 2.0."
+            )
+        weights = [term.weight_field for term in LOSS_TERMS]
+        for name in weights:
+            value = getattr(self, name)
+            _check_finite(name, value, fix=f"pass a weight >= 0 for {name}")
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}: it weighs a loss term. Pass 0 to drop it.")
+        if all(getattr(self, name) == 0 for name in weights):
+            raise ValueError(
+                f"every loss weight ({', '.join(weights)}) is 0, so the loss would be identically 0 and nothing would "
+                "train. Set alpha_kd > 0 to distil, alpha_task > 0 to learn from the labels, or both."
+            )
+        if not isinstance(self.cache_teacher_logits, bool):
+            raise ValueError(
+                f"cache_teacher_logits must be true or false, got {self.cache_teacher_logits!r}: pass true to run the "
+                "teacher once before training, false to run it every step."
+            )
+        for term in LOSS_TERMS:
+            weight = getattr(self, term.weight_field)
+            if term.needs_online_teacher and weight > 0 and self.cache_teacher_logits:
+                raise ValueError(
+                    f"{term.weight_field}={weight!r} needs the teacher's hidden states every step, but "
+                    "cache_teacher_logits=True stores only its logits. Set cache_teacher_logits=False to run the "
+                    f"teacher online, or {term.weight_field}=0."
+                )
+        _check_positive_int("teacher_cache_top_k", self.teacher_cache_top_k, fix="pass a k such as 64")
+        if self.teacher_cache_batch_size is not None:
+            _check_positive_int(
+                "teacher_cache_batch_size",
+                self.teacher_cache_batch_size,
+                fix="pass a batch size such as 128, or leave it unset for 4 x per_device_eval_batch_size",
+            )
+        if self.teacher_cache_dir is not None and not str(self.teacher_cache_dir).strip():
+            raise ValueError(
+                f"teacher_cache_dir must be a folder, got {self.teacher_cache_dir!r}: pass a path, or leave it unset "
+                "for <output_dir>/teacher_cache."
+            )
+        super().__post_init__()
+
+    @property
+    def pad_to_multiple_of(self) -> int | None:
+        """8 under fp16/bf16, else None: pass it to the data collator.
+
+        Tensor cores run half-precision matmuls whose dimensions are multiples of 8; padding each batch up to the next
+        multiple costs at most 7 positions. In float32 there is no such gain, so nothing is added.
+        """
+        return 8 if (self.fp16 or self.bf16) else None
+
+    @property
+    def resolved_teacher_cache_batch_size(self) -> int:
+        """`teacher_cache_batch_size`, or 4 x `per_device_eval_batch_size` when it is unset."""
+        if self.teacher_cache_batch_size is not None:
+            return self.teacher_cache_batch_size
+        return 4 * self.per_device_eval_batch_size
+
+
+def _check_finite(name: str, value: float, *, fix: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}: {fix}.")
+
+
+def _check_positive_int(name: str, value, *, fix: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}: {fix}.")

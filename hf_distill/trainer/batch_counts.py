@@ -1,0 +1,61 @@
+"""The item counts that every loss term is averaged over: one definition for a micro-batch, summed over the whole
+accumulated batch on every rank by `DistillationTrainer.get_batch_samples`.
+
+Losses are sums divided by these counts, never per-micro-batch means, so that 2 x 4 micro-batches (or 2 ranks x 4)
+give the update of one batch of 8 even when micro-batches differ in how many rows carry labels or how many token
+positions count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["COUNT_NAMES", "count_index", "count_items", "labelled_rows"]
+
+# examples: every row (the KD term's denominator for class and regression heads);
+# labelled: rows with a label (the task term's denominator), see `labelled_rows`;
+# positions: token positions that count (token-level terms and the hidden-state terms).
+COUNT_NAMES = ("examples", "labelled", "positions")
+
+
+def count_index(name: str) -> int:
+    """Index of count `name` in the `(3,)` tensor of `count_items`."""
+    return COUNT_NAMES.index(name)
+
+
+def labelled_rows(labels: torch.Tensor) -> torch.Tensor:
+    """`(B,)` bool: the rows whose label enters the task loss.
+
+    A row marks "no label" with -100 for classification (as token heads already do with their positions), and with
+    NaN for regression (float) labels, where -100 is a valid target. A token-labelled row `(B, L)` counts as
+    labelled when any of its positions is not -100.
+    """
+    if labels.is_floating_point():
+        return torch.isfinite(labels.view(labels.shape[0], -1)).all(dim=1)
+    if labels.dim() >= 2:
+        return labels.ne(-100).view(labels.shape[0], -1).any(dim=1)
+    return labels.ne(-100)
+
+
+def count_items(batch: dict[str, Any]) -> torch.Tensor:
+    """`(3,)` float tensor for one micro-batch: examples, labelled examples and counted token positions.
+
+    Counted positions are labels != -100 when the batch has token labels `(B, L)` (integer), else attention mask 1,
+    else every input position; the losses' `token_mask` uses the same rule.
+    """
+    labels = batch.get("labels")
+    reference = next(value for value in batch.values() if isinstance(value, torch.Tensor))
+    num_examples = reference.new_tensor(reference.shape[0], dtype=torch.float32)
+    has_labels = isinstance(labels, torch.Tensor)
+    labelled = labelled_rows(labels).sum().float() if has_labels else torch.zeros_like(num_examples)
+    if has_labels and labels.dim() >= 2 and not labels.is_floating_point():
+        positions = labels.ne(-100).sum()
+    elif isinstance(batch.get("attention_mask"), torch.Tensor):
+        positions = batch["attention_mask"].sum()
+    elif isinstance(batch.get("input_ids"), torch.Tensor):
+        positions = reference.new_tensor(batch["input_ids"].numel())
+    else:
+        positions = num_examples
+    return torch.stack([num_examples, labelled, positions.float()])

@@ -1,0 +1,332 @@
+"""`DistillationTrainer`: a `transformers.Trainer` whose loss mixes the student's task loss with a frozen teacher's.
+
+Trainer and Accelerate own the loop, devices, mixed precision and checkpoints; this file owns only the teacher and
+`compute_loss`. Losses are computed as sums and divided by the number of items in the whole accumulated batch on
+every rank, so gradient accumulation and multi-process training give the update of one large batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import datasets
+import torch
+from accelerate.utils import DistributedType
+from torch import nn
+from transformers import PreTrainedModel, Trainer
+
+from hf_distill.cache.collator import TeacherCacheCollator
+from hf_distill.cache.store import (
+    CACHE_COLUMNS,
+    LOGITS_COLUMN,
+    TOPK_INDICES_COLUMN,
+    TOPK_LOG_PROBS_COLUMN,
+    TeacherCache,
+)
+from hf_distill.cache.trainer_mixin import TeacherCacheMixin
+
+from .arguments import DistillationTrainingArguments
+from .batch_counts import count_index, count_items
+from .compatibility import check_distillable, check_hidden_sizes, check_tokenizers, is_regression
+from .loss_terms import LossContext, active_terms
+from .model_inputs import accepted_inputs, select_inputs
+from .teacher import prepare_teacher
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DistillationTrainer"]
+
+
+class DistillationTrainer(TeacherCacheMixin, Trainer):
+    """[`~transformers.Trainer`] that distils a frozen `teacher_model` into `model` (the student).
+
+    The training loss is ``alpha_kd * KD + alpha_task * TASK`` (+ ``alpha_cos * COS`` when alpha_cos > 0; see
+    [`DistillationTrainingArguments`]), the table of terms in `loss_terms.py`; a term of weight 0 costs nothing:
+
+    - class logits `(B, C)`: KD = T**2 * mean over the batch of KL(softmax(t / T) || softmax(s / T));
+    - regression heads (one output, or `problem_type == "regression"`): KD = MSE to the teacher's predictions;
+    - token logits `(B, L, V)`: KD = T**2 * mean over the counted positions of the per-position KL; a position
+      counts when its label is not -100 if the batch has labels, else when its attention mask is 1;
+    - TASK = the student's supervised loss on `labels` (cross-entropy, MSE, token cross-entropy ignoring -100),
+      averaged over the labelled rows only: a row labelled -100 (NaN for regression) is a transfer-set row that
+      only the teacher's terms see; absent when the batch has no labels;
+    - COS = mean over the counted positions (attention mask 1, or labels != -100 for token heads) of
+      1 - cos(student, teacher) between the last hidden states, DistilBERT's L_cos (Sanh et al., 2019).
+
+    Evaluation runs the student alone: `eval_loss` is its own task loss, as in ordinary fine-tuning.
+
+    With `args.cache_teacher_logits`, `train()` first runs the teacher once over the training set (or loads the
+    matching cache from disk) and `compute_loss` reads the stored outputs instead of running it
+    (see `hf_distill.cache`).
+
+    Args:
+        model (`PreTrainedModel`): the student; trained, saved and checkpointed like any Trainer model.
+        teacher_model (`PreTrainedModel`): the teacher; frozen, never in the optimizer or a checkpoint.
+        args (`DistillationTrainingArguments`): training arguments with `temperature`, `alpha_kd`, `alpha_task`,
+            `alpha_cos`.
+        teacher_processing_class (*optional*): the teacher's tokenizer. When both it and `processing_class` are
+            given they must encode the same text identically, or the teacher would read garbage.
+        **kwargs: any other [`~transformers.Trainer`] argument.
+    """
+
+    # compute_loss returns losses already normalised over the whole accumulated batch: Trainer must not divide
+    # them again by the number of accumulation steps (REFERENCES.md, mistake 4).
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        model: PreTrainedModel | nn.Module | None = None,
+        teacher_model: PreTrainedModel | nn.Module | None = None,
+        args: DistillationTrainingArguments | None = None,
+        *,
+        teacher_processing_class: Any = None,
+        **kwargs: Any,
+    ):
+        if model is None:
+            raise ValueError("DistillationTrainer needs the student as `model=`; got None.")
+        if teacher_model is None:
+            raise ValueError("DistillationTrainer needs the frozen teacher as `teacher_model=`; got None.")
+        if teacher_model is model:
+            raise ValueError("teacher_model is the same object as model: pass a separate student to distil into.")
+        if args is not None and not isinstance(args, DistillationTrainingArguments):
+            raise TypeError(
+                f"args must be DistillationTrainingArguments (it adds temperature, alpha_kd and alpha_task), "
+                f"got {type(args).__name__}. Build it with DistillationTrainingArguments(output_dir=..., ...)."
+            )
+        check_distillable(model, teacher_model)
+        check_tokenizers(kwargs.get("processing_class"), teacher_processing_class)
+        if args is None:
+            args = DistillationTrainingArguments(output_dir="trainer_output")
+        if args.alpha_cos > 0:
+            check_hidden_sizes(model, teacher_model)
+        super().__init__(model=model, args=args, **kwargs)
+        self.teacher_model = prepare_teacher(
+            teacher_model, self.accelerator, micro_batch_size=self.args.per_device_train_batch_size
+        )
+        # The placed teacher, never compiled: hashed for the cache fingerprint and run to build the cache.
+        self._teacher_module = self.teacher_model
+        if self.args.torch_compile and self.accelerator.distributed_type not in (
+            DistributedType.DEEPSPEED,
+            DistributedType.FSDP,
+        ):
+            # Trainer compiles only the student (through Accelerate); the teacher's forward is as much work.
+            # Compilation is lazy: a teacher that only builds the cache is never compiled.
+            self.teacher_model = torch.compile(
+                self.teacher_model, backend=self.args.torch_compile_backend, mode=self.args.torch_compile_mode
+            )
+        self.student_is_regression = is_regression(model)
+        self._student_input_names = accepted_inputs(model)
+        self._teacher_input_names = accepted_inputs(teacher_model)
+        # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
+        self._loss_terms = active_terms(self.args)
+        self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
+        self._logged_terms_since_step = 0
+        self.teacher_cache: TeacherCache | None = None
+        self._cached_train_dataset = None  # that dataset with the cache columns attached
+        self._cache_length_column: str | None = None
+        if self.args.cache_teacher_logits:
+            self._check_cacheable()
+            self.data_collator = TeacherCacheCollator(self.data_collator)
+
+    # ---- training, with the teacher cache when asked (hf_distill/cache/trainer_mixin.py) -----------------------
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
+        """[`~transformers.Trainer.train`], after attaching the teacher cache when `cache_teacher_logits` is on."""
+        if self.args.cache_teacher_logits:
+            self.prepare_teacher_cache()
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+
+    @contextlib.contextmanager
+    def _teacher_input_columns_kept(self):
+        """Keeps, for the training set only, the columns the teacher reads and those the cache added.
+
+        Trainer keeps only the student's forward arguments: a DistilBERT student would drop the `token_type_ids`
+        its BERT teacher needs for sentence pairs, and the cache columns would be dropped too.
+        """
+        self._set_signature_columns_if_needed()
+        saved = self._signature_columns
+        extra = list(self._teacher_input_names or ()) + list(CACHE_COLUMNS)
+        if self._cache_length_column:
+            extra.append(self._cache_length_column)
+        self._signature_columns = list(dict.fromkeys(saved + extra))
+        try:
+            yield
+        finally:
+            self._signature_columns = saved
+
+    def _remove_unused_columns(self, dataset: datasets.Dataset, description: str | None = None) -> datasets.Dataset:
+        if description != "Training":
+            return super()._remove_unused_columns(dataset, description=description)
+        with self._teacher_input_columns_kept():
+            return super()._remove_unused_columns(dataset, description=description)
+
+    def _get_collator_with_removed_columns(self, data_collator: Any, description: str | None = None) -> Any:
+        if description != "Training":
+            return super()._get_collator_with_removed_columns(data_collator, description=description)
+        with self._teacher_input_columns_kept():
+            return super()._get_collator_with_removed_columns(data_collator, description=description)
+
+    # ---- the loss: a table of weighted terms (loss_terms.py) -----------------------------------------------------
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        """Returns the weighted sum of the active loss terms in training, the student's own loss in evaluation.
+
+        In training, `num_items_in_batch` is the `(3,)` tensor built by `get_batch_samples`: the examples, labelled
+        examples and counted token positions of the whole accumulated batch across ranks (`batch_counts.py`). Each
+        term's sum over this micro-batch is divided by its count. Without it (a direct call), each term is this
+        batch's mean.
+        """
+        cached = {key: inputs[key] for key in CACHE_COLUMNS if key in inputs}
+        if cached:  # the teacher's cached outputs: never passed to either model
+            inputs = {key: value for key, value in inputs.items() if key not in cached}
+        labels = inputs.get("labels")
+        # Always call `model`, never a stored reference: it is the DDP/FSDP/DeepSpeed-wrapped student.
+        if not model.training:
+            outputs = model(**select_inputs(inputs, self._student_input_names, keep_labels=True))
+            loss = outputs.loss if labels is not None else None
+            return (loss, outputs) if return_outputs else loss
+
+        with_hidden = any(term.needs_hidden_states for term, _ in self._loss_terms)
+        student_inputs = select_inputs(inputs, self._student_input_names, keep_labels=False)
+        outputs = model(**student_inputs, **({"output_hidden_states": True} if with_hidden else {}))
+        teacher, teacher_outputs = self._teacher_targets(inputs, cached, outputs.logits, with_hidden)
+        if with_hidden:
+            self._check_hidden_states(outputs, teacher_outputs)
+        context = LossContext(
+            student_outputs=outputs,
+            teacher=teacher,
+            teacher_outputs=teacher_outputs,
+            inputs=inputs,
+            kind=self._output_kind(outputs.logits),
+            temperature=self.args.temperature,
+        )
+        # clamp: an accumulated batch with nothing to count (no labelled row) gives 0, never 0 / 0.
+        if num_items_in_batch is None:
+            counts = count_items(inputs).to(outputs.logits.device).clamp(min=1)
+        else:
+            # DDP averages gradients over ranks, so each rank's share is scaled back up by the number of ranks.
+            counts = num_items_in_batch.clamp(min=1) / self.accelerator.num_processes
+        loss = outputs.logits.new_zeros((), dtype=torch.float32)
+        values = []
+        for term, weight in self._loss_terms:
+            total = term.compute(context)
+            if total is None:  # e.g. the task term on a batch without labels
+                values.append(loss.new_zeros(()))
+                continue
+            value = total / counts[count_index(term.count(context.kind))]
+            loss = loss + weight * value
+            values.append(value.detach().float())
+        self._logged_term_sums += torch.stack(values)
+        return (loss, outputs) if return_outputs else loss
+
+    def _output_kind(self, student_logits: torch.Tensor) -> str:
+        if student_logits.dim() == 3:
+            return "token"
+        if self.student_is_regression or student_logits.shape[-1] == 1:
+            return "regression"
+        return "class"
+
+    def _teacher_targets(self, inputs, cached, student_logits, with_hidden):
+        """The teacher's side of the loss: (logits, or the cached top-k pair; the online outputs or None)."""
+        if TOPK_INDICES_COLUMN in cached:
+            teacher = (cached[TOPK_LOG_PROBS_COLUMN], cached[TOPK_INDICES_COLUMN])  # (B, L, k) each
+            if student_logits.dim() != 3 or teacher[1].shape[:2] != student_logits.shape[:2]:
+                raise ValueError(
+                    f"The teacher cache holds token-level top-k outputs of shape {tuple(teacher[1].shape)} but the "
+                    f"student's logits have shape {tuple(student_logits.shape)}: the cache was built for another "
+                    "kind of model. Delete teacher_cache_dir or set cache_teacher_logits=False."
+                )
+            return teacher, None
+        teacher_outputs = None
+        if LOGITS_COLUMN in cached:
+            teacher = cached[LOGITS_COLUMN]
+        else:
+            teacher_outputs = self._teacher_forward(inputs, output_hidden_states=with_hidden)
+            teacher = teacher_outputs.logits
+        if teacher.shape != student_logits.shape:
+            raise ValueError(
+                f"student logits have shape {tuple(student_logits.shape)} but teacher logits "
+                f"{tuple(teacher.shape)}: the two models must have the same head and output size."
+            )
+        return teacher, teacher_outputs
+
+    def _check_hidden_states(self, outputs: Any, teacher_outputs: Any) -> None:
+        for role, result in (("student", outputs), ("teacher", teacher_outputs)):
+            if getattr(result, "hidden_states", None) is None:
+                needing = ", ".join(
+                    f"{term.weight_field}={weight}" for term, weight in self._loss_terms if term.needs_hidden_states
+                )
+                raise ValueError(
+                    f"{needing} needs the {role}'s hidden states, but its forward returned none for "
+                    "output_hidden_states=True. Use a transformers model that returns them, or set that weight to 0."
+                )
+
+    def teacher_logits(self, inputs: dict[str, torch.Tensor | Any]) -> torch.Tensor:
+        """Runs the frozen teacher on `inputs` (labels removed) in the training's compute dtype.
+
+        Returns:
+            `torch.Tensor`: the teacher's logits, `(B, C)` or `(B, L, V)`.
+        """
+        return self._teacher_forward(inputs).logits
+
+    # no_grad, not inference_mode: the teacher's logits are saved by the KL's autograd graph for the student's
+    # backward, and autograd refuses to save inference tensors ("Inference tensors cannot be saved for backward").
+    # The cache build, whose outputs leave autograd entirely, does use inference_mode.
+    @torch.no_grad()
+    def _teacher_forward(self, inputs: dict[str, torch.Tensor | Any], output_hidden_states: bool = False) -> Any:
+        # Accelerate autocasts only the prepared student; a teacher left outside runs in fp32 under fp16/bf16
+        # and costs twice what it should (REFERENCES.md, speed).
+        teacher_inputs = select_inputs(inputs, self._teacher_input_names, keep_labels=False)
+        with self.accelerator.autocast():
+            if output_hidden_states:
+                return self.teacher_model(**teacher_inputs, output_hidden_states=True)
+            return self.teacher_model(**teacher_inputs)
+
+    # ---- exact normalisation over the accumulated batch ---------------------------------------------------------
+
+    def get_batch_samples(
+        self, epoch_iterator: Iterator, num_batches: int, device: torch.device
+    ) -> tuple[list, torch.Tensor | None]:
+        """Fetches the micro-batches of one optimizer step and counts their items across every rank.
+
+        Returns the batches and a `(3,)` float tensor: examples, labelled examples and counted token positions
+        (`batch_counts.count_items`), summed over the micro-batches and the ranks.
+        """
+        batch_samples = []
+        for _ in range(num_batches):
+            try:
+                batch_samples.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        if not batch_samples:
+            return batch_samples, None
+        counts = torch.stack([count_items(batch) for batch in batch_samples]).sum(dim=0).to(device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        return batch_samples, counts
+
+    # ---- logging ---------------------------------------------------------------------------------------------
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds ``loss_<name>`` for each active loss term, unweighted and averaged over the logging window, beside
+        `loss`."""
+        if "loss" in logs:
+            steps = self.state.global_step - self._logged_terms_since_step
+            if steps > 0:
+                sums = self._logged_term_sums
+                if self.accelerator.num_processes > 1:
+                    sums = self.accelerator.reduce(sums.clone(), reduction="mean")
+                for (term, _), value in zip(self._loss_terms, sums.tolist()):
+                    logs[f"loss_{term.name}"] = value / steps
+            self._logged_term_sums.zero_()
+            self._logged_terms_since_step = self.state.global_step
+        super().log(logs, start_time)

@@ -1,0 +1,342 @@
+"""The teacher-output cache: the top-k KL, cached == online, fingerprints, reuse, DDP, refusals (CPU, tiny models)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import sys
+
+import datasets
+import pytest
+import tiny
+import torch
+from processes import DDP_SCRIPT, run_checked
+from trainers import EXACT_UPDATES, make_args, state
+from transformers import DataCollatorForLanguageModeling
+
+from hf_distill import DistillationTrainer, DistillationTrainingArguments
+from hf_distill.cache.store import LOGITS_COLUMN, TOPK_INDICES_COLUMN, TOPK_LOG_PROBS_COLUMN
+
+# ---- cached == online ---------------------------------------------------------------------------------------------
+
+
+def models_and_data(level: str):
+    if level == "class":
+        return tiny.classifier(layers=2, seed=0), tiny.classifier(layers=1, seed=1), tiny.class_rows(24, seed=2)
+    if level == "regression":
+        teacher = tiny.classifier(layers=2, num_labels=1, seed=0)
+        return teacher, tiny.classifier(layers=1, num_labels=1, seed=1), tiny.class_rows(24, seed=2, regression=True)
+    data = tiny.token_rows(24, num_labels=tiny.VOCAB_SIZE, seed=2, ignored_fraction=0.4)
+    return tiny.masked_lm(layers=2, seed=0), tiny.masked_lm(layers=1, seed=1), data
+
+
+def cached_trainer(tmp_path, student, teacher, data, **overrides) -> DistillationTrainer:
+    values = dict(cache_teacher_logits=True, teacher_cache_dir=str(tmp_path / "cache"), teacher_cache_batch_size=5)
+    values.update(overrides)
+    return DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=make_args(tmp_path, **values),
+        train_dataset=data,
+        data_collator=tiny.collate,
+    )
+
+
+def count_forwards(model: torch.nn.Module) -> list:
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize("level", ["class", "regression", "token"])
+def test_cached_and_online_give_the_same_loss(tmp_path, level):
+    teacher, student, data = models_and_data(level)
+    trainer = cached_trainer(tmp_path, student, teacher, data, teacher_cache_top_k=tiny.VOCAB_SIZE)
+    cache = trainer.prepare_teacher_cache()
+    assert cache.built
+    rows = [trainer.train_dataset[i] for i in range(8)]
+    batch = trainer.data_collator(rows)
+    cached_keys = {LOGITS_COLUMN} if level != "token" else {TOPK_LOG_PROBS_COLUMN, TOPK_INDICES_COLUMN}
+    assert cached_keys <= set(batch)
+    online_batch = {key: value for key, value in batch.items() if key not in cached_keys}
+    student.train()
+    calls = count_forwards(teacher)
+    cached_loss = trainer.compute_loss(student, batch)
+    assert calls == []  # the cached path never runs the teacher
+    online_loss = trainer.compute_loss(student, online_batch)
+    assert len(calls) == 1
+    assert cached_loss.item() == pytest.approx(online_loss.item(), rel=1e-6)
+
+
+def test_cache_size_is_c_floats_per_example_and_2k_numbers_per_counted_token(tmp_path):
+    teacher, student, data = models_and_data("class")
+    cache = cached_trainer(tmp_path / "c", student, teacher, data).prepare_teacher_cache()
+    assert cache.nbytes() == len(data) * 3 * 4  # C = 3 float32 logits per example
+    teacher, student, data = models_and_data("token")
+    trainer = cached_trainer(tmp_path / "t", student, teacher, data, teacher_cache_top_k=8)
+    cache = trainer.prepare_teacher_cache()
+    counted = sum(sum(label != -100 for label in data[i]["labels"]) for i in range(len(data)))
+    assert cache.top_k == 8 and cache.nbytes() == counted * 8 * (4 + 4)  # k int32 indices + k float32 log-probs
+
+
+# ---- fingerprints -------------------------------------------------------------------------------------------------
+
+
+def cache_dirs(tmp_path) -> set[str]:
+    root = tmp_path / "cache"
+    return {p.name for p in root.iterdir() if not p.name.startswith(".")} if root.exists() else set()
+
+
+def test_changed_teacher_dataset_max_length_or_top_k_gets_a_new_cache(tmp_path):
+    teacher, student, data = models_and_data("token")
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+
+    def prepare(teacher=teacher, data=data, top_k=16, max_length=64, temperature=2.0):
+        tokenizer.model_max_length = max_length
+        trainer = DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=make_args(
+                tmp_path,
+                cache_teacher_logits=True,
+                teacher_cache_dir=str(tmp_path / "cache"),
+                teacher_cache_top_k=top_k,
+                temperature=temperature,
+            ),
+            train_dataset=data,
+            data_collator=tiny.collate,
+            processing_class=tokenizer,
+        )
+        return trainer.prepare_teacher_cache()
+
+    first = prepare()
+    assert first.built and cache_dirs(tmp_path) == {first.path.name}
+    again = prepare(data=tiny.ListDataset([dict(row) for row in data.rows]))  # equal content, another object
+    assert not again.built and again.path == first.path
+
+    changed_teacher = copy.deepcopy(teacher)
+    with torch.no_grad():
+        changed_teacher.bert.encoder.layer[0].output.dense.weight[0, 0] += 1e-3  # one weight
+    rows = [dict(row) for row in data.rows]
+    rows[5] = {**rows[5], "input_ids": [rows[5]["input_ids"][0] % 90 + 5] + rows[5]["input_ids"][1:]}  # one token
+    variants = [
+        prepare(teacher=changed_teacher),
+        prepare(data=tiny.ListDataset(rows)),
+        prepare(max_length=32),
+        prepare(top_k=8),
+        prepare(temperature=3.0),  # top-k log-probabilities are taken at the temperature
+    ]
+    assert all(v.built for v in variants)
+    assert len({first.path, *(v.path for v in variants)}) == 6 == len(cache_dirs(tmp_path))
+
+
+def test_class_cache_does_not_depend_on_temperature_or_k(tmp_path):
+    teacher, student, data = models_and_data("class")
+    first = cached_trainer(tmp_path, student, teacher, data, temperature=2.0).prepare_teacher_cache()
+    second = cached_trainer(
+        tmp_path, student, teacher, data, temperature=5.0, teacher_cache_top_k=3
+    ).prepare_teacher_cache()
+    assert first.built and not second.built and second.path == first.path
+
+
+def test_a_matching_cache_is_reused_without_running_the_teacher_and_trains_identically(tmp_path):
+    teacher, student, data = models_and_data("class")
+    first = cached_trainer(tmp_path, copy.deepcopy(student), teacher, data, max_steps=3)
+    calls = count_forwards(teacher)
+    first.train()
+    assert first.teacher_cache.built and len(calls) == math.ceil(len(data) / 5)  # one pass, batches of 5
+    second = cached_trainer(tmp_path, copy.deepcopy(student), teacher, data, max_steps=3)
+    second.train()
+    assert not second.teacher_cache.built and len(calls) == math.ceil(len(data) / 5)  # not one more call
+    for name, tensor in state(first.model).items():
+        torch.testing.assert_close(state(second.model)[name], tensor, rtol=0, atol=0)
+
+
+def test_resume_reuses_the_cache_and_ends_with_the_same_student(tmp_path):
+    teacher, student, _ = models_and_data("class")
+    data = tiny.class_rows(12, seed=2)
+    common = dict(num_train_epochs=2, save_strategy="steps", save_steps=3, output_dir=str(tmp_path / "run"))
+    full = cached_trainer(tmp_path, copy.deepcopy(student), teacher, data, **common)
+    full.train()
+    assert full.teacher_cache.path.parent == tmp_path / "cache"
+    calls = count_forwards(teacher)
+    resumed = cached_trainer(tmp_path, tiny.classifier(layers=1, seed=99), teacher, data, **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-3"))
+    assert calls == [] and not resumed.teacher_cache.built
+    assert resumed.state.global_step == full.state.global_step == 6
+    for name, tensor in state(resumed.model).items():
+        torch.testing.assert_close(tensor, state(full.model)[name], rtol=1e-5, atol=1e-6)
+
+
+def test_default_cache_dir_is_under_output_dir_and_a_partial_cache_is_never_read(tmp_path):
+    teacher, student, data = models_and_data("class")
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=make_args(tmp_path, cache_teacher_logits=True),
+        train_dataset=data,
+        data_collator=tiny.collate,
+    )
+    cache = trainer.prepare_teacher_cache()
+    assert cache.path.parent == tmp_path / "out" / "teacher_cache"
+    # A folder without its completion file (a crashed build) is rebuilt, not read.
+    (cache.path / "hf_distill_teacher_cache.json").unlink()
+    rebuilt = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=make_args(tmp_path, cache_teacher_logits=True),
+        train_dataset=data,
+        data_collator=tiny.collate,
+    )
+    shutil.rmtree(cache.path)
+    assert rebuilt.prepare_teacher_cache().built
+
+
+# ---- training with the cache --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ["class", "token"])
+def test_gradient_accumulation_with_the_cache_matches_one_large_batch(tmp_path, level):
+    teacher, student, data = models_and_data(level)
+    data = tiny.ListDataset(data.rows[:16])
+    results = {}
+    for name, batch, accumulation in (("1x8", 8, 1), ("2x4", 4, 2)):
+        trainer = cached_trainer(
+            tmp_path / name,
+            copy.deepcopy(student),
+            teacher,
+            data,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            **EXACT_UPDATES,
+            teacher_cache_top_k=8,  # k < V: the top-k KL itself is accumulated exactly
+        )
+        trainer.train()
+        results[name] = state(trainer.model), [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    for name, tensor in results["1x8"][0].items():
+        torch.testing.assert_close(results["2x4"][0][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+    assert results["2x4"][1] == pytest.approx(results["1x8"][1], rel=1e-5)
+
+
+def test_length_grouping_and_evaluation_with_the_cache(tmp_path):
+    teacher, student, data = models_and_data("class")
+    trainer = cached_trainer(
+        tmp_path, student, teacher, data, train_sampling_strategy="group_by_length", max_steps=4, eval_strategy="no"
+    )
+    trainer.train()
+    # The lengths come from a column added beside the cache, not from reading every row; the collator drops it.
+    assert trainer.train_dataset["length"] == [len(data[i]["input_ids"]) for i in range(len(data))]
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    assert "length" not in batch and LOGITS_COLUMN in batch
+    calls = count_forwards(teacher)
+    metrics = trainer.evaluate(eval_dataset=tiny.class_rows(8, seed=7))
+    assert calls == [] and math.isfinite(metrics["eval_loss"])
+
+
+def test_datasets_dataset_with_text_columns_keeps_them_out_of_the_hash_and_batch(tmp_path):
+    teacher, student, rows = models_and_data("class")
+    table = datasets.Dataset.from_list([{**rows[i], "sentence": f"text {i}"} for i in range(len(rows))])
+    trainer = cached_trainer(tmp_path, student, teacher, table, max_steps=2)
+    trainer.train()
+    assert trainer.teacher_cache.built
+    renamed = table.map(lambda row: {"sentence": row["sentence"] + "!"})  # the student never reads it
+    again = cached_trainer(tmp_path, copy.deepcopy(student), teacher, renamed, max_steps=2)
+    assert not again.prepare_teacher_cache().built
+
+
+# ---- refusals -----------------------------------------------------------------------------------------------------
+
+
+def test_refuses_collators_that_mask_at_random(tmp_path):
+    teacher, student, data = models_and_data("token")
+    masking = DataCollatorForLanguageModeling(tiny.tokenizer(tmp_path / "tok"), mlm=True, mlm_probability=0.15)
+    with pytest.raises(ValueError, match="DataCollatorForLanguageModeling: it masks different tokens at random"):
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=make_args(tmp_path, cache_teacher_logits=True),
+            train_dataset=data,
+            data_collator=masking,
+        )
+    # causal LM collation (mlm=False) is deterministic and accepted
+    DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=make_args(tmp_path, cache_teacher_logits=True),
+        train_dataset=data,
+        data_collator=DataCollatorForLanguageModeling(tiny.tokenizer(tmp_path / "tok"), mlm=False),
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(teacher_cache_top_k=0), r"teacher_cache_top_k must be an integer >= 1, got 0"),
+        (dict(teacher_cache_top_k=2.5), r"teacher_cache_top_k must be an integer >= 1, got 2.5"),
+        (dict(teacher_cache_batch_size=-4), r"teacher_cache_batch_size must be an integer >= 1, got -4"),
+        (dict(teacher_cache_dir=" "), r"teacher_cache_dir must be a folder"),
+        (dict(cache_teacher_logits="yes"), r"cache_teacher_logits must be true or false, got 'yes'"),
+    ],
+)
+def test_cache_arguments_refuse_bad_values(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_args(tmp_path, **overrides)
+
+
+def test_cache_arguments_defaults_and_padding_multiple(tmp_path):
+    args = make_args(tmp_path)
+    assert args.cache_teacher_logits is False and args.teacher_cache_top_k == 64
+    assert args.resolved_teacher_cache_batch_size == 4 * args.per_device_eval_batch_size
+    assert args.pad_to_multiple_of is None and make_args(tmp_path, bf16=True).pad_to_multiple_of == 8
+    assert make_args(tmp_path, teacher_cache_batch_size=7).resolved_teacher_cache_batch_size == 7
+
+
+# ---- DDP and torch.compile ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_ddp_builds_the_cache_once_and_matches_online_training(tmp_path):
+    run_checked(
+        ["torchrun", "--nproc_per_node", "2", str(DDP_SCRIPT), str(tmp_path / "ddp"), "4", "1", "cache"], tmp_path
+    )
+    run_checked([sys.executable, str(DDP_SCRIPT), str(tmp_path / "online"), "8", "1"], tmp_path)
+    rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    online = torch.load(tmp_path / "online" / "rank0.pt", weights_only=True)
+    assert rank0["world_size"] == 2
+    # Only the main process ran the teacher over the data; the other loaded what it wrote.
+    assert rank0["teacher_calls"] > 0 and rank1["teacher_calls"] == 0
+    assert rank0["cache_built"] and not rank1["cache_built"]
+    for name, tensor in online["state"].items():
+        assert torch.equal(rank0["state"][name], rank1["state"][name])
+        torch.testing.assert_close(rank0["state"][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+
+
+def test_torch_compile_trains_student_and_teacher(tmp_path):
+    teacher = tiny.classifier(layers=1, seed=0)
+    student = tiny.classifier(layers=1, seed=1)
+    generator = torch.Generator().manual_seed(0)
+    # One sequence length and batch size: one compiled graph each, to keep the test short.
+    rows = [{"input_ids": torch.randint(5, 90, (8,), generator=generator).tolist(), "labels": i % 3} for i in range(8)]
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=make_args(tmp_path, torch_compile=True, max_steps=2),
+        train_dataset=tiny.ListDataset(rows),
+        data_collator=tiny.collate,
+    )
+    assert isinstance(trainer.teacher_model, torch._dynamo.eval_frame.OptimizedModule)
+    before = state(student)
+    trainer.train()
+    losses_seen = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert len(losses_seen) == 2 and all(math.isfinite(v) for v in losses_seen)
+    assert any(not torch.equal(t, before[n]) for n, t in state(student).items())
+
+
+def test_arguments_parse_from_the_command_line():
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(DistillationTrainingArguments).parse_args_into_dataclasses(
+        ["--output_dir", "x", "--cache_teacher_logits", "--teacher_cache_top_k", "16", "--report_to", "none"]
+    )
+    assert args.cache_teacher_logits is True and args.teacher_cache_top_k == 16 and args.teacher_cache_dir is None

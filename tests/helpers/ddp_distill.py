@@ -1,0 +1,70 @@
+"""Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student.
+
+    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache]
+
+With `cache`, the teacher's outputs are cached first; each rank also saves how often its teacher ran.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny.py beside this script
+
+import tiny  # noqa: E402
+from trainers import EXACT_UPDATES, make_args  # noqa: E402
+
+from hf_distill import DistillationTrainer  # noqa: E402
+from hf_distill.cli.distributed import end_distributed  # noqa: E402
+
+
+def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False) -> None:
+    teacher = tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
+    teacher_calls = []
+    teacher.register_forward_hook(lambda *_: teacher_calls.append(1))
+    student = tiny.token_classifier(layers=1, seed=1, initializer_range=0.5)
+    args = make_args(
+        Path(output_dir),
+        per_device_train_batch_size=per_device_batch,
+        gradient_accumulation_steps=accumulation,
+        **EXACT_UPDATES,
+        cache_teacher_logits=cache,
+        teacher_cache_batch_size=8,
+    )
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=args,
+        train_dataset=tiny.token_rows(32, seed=2, ignored_fraction=0.4),
+        data_collator=tiny.collate,
+    )
+    trainer.train()
+    rank = trainer.args.process_index
+    torch.save(
+        {
+            "state": trainer.model.state_dict(),
+            "world_size": trainer.args.world_size,
+            "log": trainer.state.log_history,
+            "teacher_calls": len(teacher_calls),
+            "cache_built": bool(trainer.teacher_cache and trainer.teacher_cache.built),
+            "teacher_type": type(trainer.teacher_model).__name__,
+            "student_wrapper_type": type(trainer.model_wrapped).__name__,
+            "teacher_unchanged": all(
+                torch.equal(tensor, fresh)
+                for tensor, fresh in zip(
+                    trainer.teacher_model.state_dict().values(),
+                    tiny.token_classifier(layers=2, seed=0, initializer_range=0.5).state_dict().values(),
+                    strict=True,
+                )
+            ),
+        },
+        Path(output_dir) / f"rank{rank}.pt",
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=sys.argv[4:] == ["cache"])
+    end_distributed()

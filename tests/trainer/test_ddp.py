@@ -1,0 +1,49 @@
+"""A real 2-process DDP distillation on CPU (torchrun, gloo)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from processes import DDP_SCRIPT, HELPERS, run_checked
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_two_rank_ddp_matches_one_process_with_the_whole_batch(tmp_path):
+    run_checked(["torchrun", "--nproc_per_node", "2", str(DDP_SCRIPT), str(tmp_path / "ddp"), "4", "1"], cwd=tmp_path)
+    run_checked([sys.executable, str(DDP_SCRIPT), str(tmp_path / "single"), "8", "1"], cwd=tmp_path)
+    rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    single = torch.load(tmp_path / "single" / "rank0.pt", weights_only=True)
+    assert rank0["world_size"] == rank1["world_size"] == 2 and single["world_size"] == 1
+    # Only the student is wrapped for DDP; the frozen teacher is neither wrapped nor changed on any rank.
+    for rank in (rank0, rank1):
+        assert rank["student_wrapper_type"] == "DistributedDataParallel"
+        assert rank["teacher_type"] == "BertForTokenClassification" and rank["teacher_unchanged"]
+
+    # Both ranks hold the identical student.
+    for name, tensor in rank0["state"].items():
+        assert torch.equal(tensor, rank1["state"][name]), f"ranks disagree on {name}"
+    # 2 ranks x 4 (token level, uneven padding and label counts) take the updates of one process with batch 8:
+    # the loss is normalised by the items of the whole batch across ranks, and scaled back by the world size.
+    for name, tensor in single["state"].items():
+        torch.testing.assert_close(rank0["state"][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+    ddp_losses = [entry["loss"] for entry in rank0["log"] if "loss" in entry]
+    single_losses = [entry["loss"] for entry in single["log"] if "loss" in entry]
+    assert len(ddp_losses) == 4 and ddp_losses == pytest.approx(single_losses, rel=1e-5)
+    assert all("loss_kd" in entry and "loss_task" in entry for entry in rank0["log"] if "loss" in entry)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_ranks_may_exit_unevenly_after_end_distributed(tmp_path):
+    # CI once failed when rank 1 left while rank 0 still measured latency: rank 1 aborted (SIGABRT) at exit with the
+    # gloo group alive. Without end_distributed() this script aborts in about one run of five here; with it, never.
+    script = HELPERS / "uneven_exit.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for _ in range(3):
+        command = ["torchrun", "--nproc_per_node", "2", str(script), "teardown"]
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]

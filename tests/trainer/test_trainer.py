@@ -1,0 +1,398 @@
+"""DistillationTrainer invariants on tiny random BERTs (CPU, no network)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import tiny
+import torch
+import torch.nn.functional as F
+from references import reference_class_loss, reference_cosine_loss, reference_token_loss
+from safetensors.torch import load_file
+from trainers import EXACT_UPDATES, make_args, make_trainer, state
+from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+from hf_distill import DistillationTrainer, DistillationTrainingArguments
+
+# ---- the loss -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("temperature", "alpha_kd", "alpha_task"), [(2.0, 0.5, 0.5), (4.0, 0.9, 0.1), (1.0, 1.0, 0.0)]
+)
+def test_class_loss_is_weighted_sum_of_reference_terms(tmp_path, temperature, alpha_kd, alpha_task):
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+    trainer = make_trainer(
+        tmp_path,
+        student,
+        teacher,
+        tiny.class_rows(8),
+        temperature=temperature,
+        alpha_kd=alpha_kd,
+        alpha_task=alpha_task,
+    )
+    batch = tiny.collate([tiny.class_rows(8)[i] for i in range(8)])
+    student.train()
+    loss, outputs = trainer.compute_loss(student, batch, return_outputs=True)
+    with torch.no_grad():
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        student_logits = student(**inputs).logits.double()
+        teacher_logits = teacher(**inputs).logits.double()
+    kd = reference_class_loss(student_logits, teacher_logits, temperature)
+    task = F.cross_entropy(student_logits, batch["labels"]).item()
+    assert kd > 1e-3  # the teacher and student really disagree, so the KD term is exercised
+    assert loss.item() == pytest.approx(alpha_kd * kd + alpha_task * task, rel=1e-5)
+    torch.testing.assert_close(outputs.logits.double(), student_logits)  # return_outputs gives the student's
+
+
+def test_token_loss_counts_labelled_positions_else_attention_mask(tmp_path):
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.3)
+    student = tiny.masked_lm(layers=1, seed=1, initializer_range=0.3)
+    data = tiny.token_rows(6, num_labels=tiny.VOCAB_SIZE, ignored_fraction=0.6)
+    trainer = make_trainer(tmp_path, student, teacher, data, temperature=3.0, alpha_kd=0.7, alpha_task=0.3)
+    batch = tiny.collate([data[i] for i in range(6)])
+    student.train()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        student_logits = student(**inputs).logits.double()  # (B, L, V)
+        teacher_logits = teacher(**inputs).logits.double()
+    labelled = batch["labels"].ne(-100)
+    kd = reference_token_loss(student_logits, teacher_logits, labelled, 3.0)
+    task = F.cross_entropy(student_logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100).item()
+    loss = trainer.compute_loss(student, batch)
+    assert loss.item() == pytest.approx(0.7 * kd + 0.3 * task, rel=1e-5)
+    # Without labels the loss is alpha_kd * KD over the attention mask (padding excluded).
+    unlabelled = trainer.compute_loss(student, inputs)
+    kd_attention = reference_token_loss(student_logits, teacher_logits, batch["attention_mask"].bool(), 3.0)
+    assert batch["attention_mask"].eq(0).any()
+    assert unlabelled.item() == pytest.approx(0.7 * kd_attention, rel=1e-5)
+
+
+def test_regression_distils_with_mse_not_a_constant_softmax(tmp_path):
+    # Mistake 3: KL over a one-logit softmax is identically 0 (the copied recipe's STS-B).
+    teacher = tiny.classifier(layers=2, num_labels=1, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, num_labels=1, seed=1, initializer_range=0.5)
+    data = tiny.class_rows(8, regression=True)
+    trainer = make_trainer(tmp_path, student, teacher, data, alpha_kd=0.6, alpha_task=0.4)
+    batch = tiny.collate([data[i] for i in range(8)])
+    student.train()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        s = student(**inputs).logits.double().view(-1)
+        t = teacher(**inputs).logits.double().view(-1)
+    kd = ((s - t) ** 2).mean().item()
+    task = ((s - batch["labels"].double()) ** 2).mean().item()
+    assert kd > 1e-4
+    assert trainer.compute_loss(student, batch).item() == pytest.approx(0.6 * kd + 0.4 * task, rel=1e-5)
+
+
+# ---- trainer invariants -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ["class", "token"])
+def test_cosine_term_adds_the_reference_cosine_of_last_hidden_states(tmp_path, level):
+    if level == "class":  # positions counted by the attention mask
+        teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+        student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+        data = tiny.class_rows(8)
+    else:  # token labels: the labelled positions, as for the token KL
+        teacher = tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
+        student = tiny.token_classifier(layers=1, seed=1, initializer_range=0.5)
+        data = tiny.token_rows(8, seed=2, ignored_fraction=0.4)
+    options = dict(temperature=2.0, alpha_kd=0.5, alpha_task=0.3, alpha_cos=0.7)
+    with_cos = make_trainer(tmp_path, student, teacher, data, **options)
+    without = make_trainer(tmp_path, student, teacher, data, **{**options, "alpha_cos": 0.0})
+    batch = tiny.collate([data[i] for i in range(8)])
+    student.train()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        student_hidden = student(**inputs, output_hidden_states=True).hidden_states[-1].double()  # (B, L, D)
+        teacher_hidden = teacher(**inputs, output_hidden_states=True).hidden_states[-1].double()
+    counted = batch["labels"].ne(-100) if level == "token" else batch["attention_mask"].bool()
+    assert counted.logical_not().any()  # some positions must not count
+    cos = reference_cosine_loss(student_hidden, teacher_hidden, counted)
+    assert cos > 1e-3
+    difference = with_cos.compute_loss(student, batch).item() - without.compute_loss(student, batch).item()
+    assert difference == pytest.approx(0.7 * cos, rel=1e-5)
+    # In training the sum is divided by the positions counted over the whole accumulated batch (here: this one).
+    counts = torch.tensor([8.0, 8.0, float(counted.sum())])
+    in_training = with_cos.compute_loss(student, batch, num_items_in_batch=counts)
+    assert in_training.item() == pytest.approx(with_cos.compute_loss(student, batch).item(), rel=1e-6)
+
+
+def test_cosine_term_is_logged_and_trains(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+    trainer = make_trainer(
+        tmp_path, student, teacher, tiny.class_rows(16), logging_steps=2, alpha_kd=0.3, alpha_task=0.2, alpha_cos=0.5
+    )
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    for entry in logged:
+        weighted = 0.3 * entry["loss_kd"] + 0.2 * entry["loss_task"] + 0.5 * entry["loss_cos"]
+        assert entry["loss_cos"] > 0 and entry["loss"] == pytest.approx(weighted, rel=1e-4)
+
+
+def test_cosine_term_refuses_unequal_hidden_sizes_and_the_logit_cache(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0)
+    narrow = tiny.classifier(layers=1, seed=1, hidden_size=16, intermediate_size=32)
+    with pytest.raises(ValueError, match=r"student's hidden_size is 16 and the teacher's 32.*alpha_cos=0"):
+        make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_cos=0.5)
+    make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4))  # without the cosine term the widths may differ
+    with pytest.raises(ValueError, match=r"alpha_cos=0.5 needs the teacher's hidden states.*cache_teacher_logits"):
+        make_args(tmp_path, alpha_cos=0.5, cache_teacher_logits=True)
+
+
+def test_training_leaves_teacher_bit_identical_and_out_of_optimizer_and_checkpoints(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0, dropout=0.1, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1, dropout=0.1)
+    teacher_before, student_before = state(teacher), state(student)
+    trainer = make_trainer(
+        tmp_path, student, teacher, tiny.class_rows(24), save_strategy="steps", save_steps=3, num_train_epochs=1
+    )
+    trainer.train()
+
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    for name, tensor in state(teacher).items():
+        assert torch.equal(tensor, teacher_before[name]), f"teacher weight {name} changed"
+    assert any(not torch.equal(t, student_before[n]) for n, t in state(student).items()), "student did not train"
+
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert optimised and not optimised & {id(p) for p in teacher.parameters()}
+    assert optimised <= {id(p) for p in student.parameters()}
+
+    trainer.save_model(str(tmp_path / "saved"))
+    checkpoint = tmp_path / "out" / "checkpoint-6"
+    for folder in (tmp_path / "saved", checkpoint):
+        weights = load_file(str(folder / "model.safetensors"))
+        assert set(weights) == set(student.state_dict()), f"{folder} holds more than the student"
+        assert not list(folder.glob("pytorch_model*.bin")), "weights must be saved as safetensors"
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "saved")
+    assert reloaded.config.num_hidden_layers == 1
+    for name, tensor in reloaded.state_dict().items():
+        torch.testing.assert_close(tensor, student.state_dict()[name])
+
+
+def test_logs_loss_terms_beside_loss(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+    trainer = make_trainer(
+        tmp_path, student, teacher, tiny.class_rows(16), logging_steps=2, alpha_kd=0.3, alpha_task=0.7
+    )
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        assert entry["loss_kd"] > 0 and entry["loss_task"] > 0
+        assert entry["loss"] == pytest.approx(0.3 * entry["loss_kd"] + 0.7 * entry["loss_task"], rel=1e-4)
+
+
+def test_evaluation_runs_the_student_alone_and_reports_its_task_loss(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+    eval_data = tiny.class_rows(16, seed=5)
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), eval_dataset=eval_data)
+    teacher_calls = []
+    teacher.register_forward_hook(lambda *_: teacher_calls.append(1))
+    metrics = trainer.evaluate()
+    assert teacher_calls == []
+    batch = tiny.collate([eval_data[i] for i in range(16)])
+    student.eval()
+    with torch.no_grad():
+        expected = student(**batch).loss.item()  # the loss ordinary fine-tuning reports
+    assert metrics["eval_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_bf16_runs_the_teacher_in_half_precision_and_keeps_fp32_student(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1)
+    seen = []
+    teacher.classifier.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), bf16=True, max_steps=2)
+    trainer.train()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert next(teacher.parameters()).dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in student.parameters())
+    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
+
+
+# ---- gradient accumulation ----------------------------------------------------------------------------------------
+
+
+def _train_final_state(
+    tmp_path, name, student, teacher, data, *, batch, accumulation, trainer_class=None, alpha_cos=0.0
+):
+    trainer_class = trainer_class or DistillationTrainer
+    args = make_args(
+        tmp_path / name,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        **EXACT_UPDATES,
+        alpha_cos=alpha_cos,
+    )
+    trainer = trainer_class(
+        model=student, teacher_model=teacher, args=args, train_dataset=data, data_collator=tiny.collate
+    )
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return state(student), losses
+
+
+class _PerMicroBatchMean(DistillationTrainer):
+    """What a copied recipe does: each micro-batch's own mean, divided by the accumulation steps."""
+
+    loss_is_scaled_for_ga = False
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        return batches, None
+
+
+@pytest.mark.parametrize("level", ["class", "token", "token+cos"])
+def test_gradient_accumulation_matches_one_large_batch(tmp_path, level):
+    alpha_cos = 0.5 if level.endswith("+cos") else 0.0
+    if level == "class":
+        teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+        student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+        data = tiny.class_rows(32, seed=2)
+    else:
+        teacher = tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
+        student = tiny.token_classifier(layers=1, seed=1, initializer_range=0.5)
+        data = tiny.token_rows(32, seed=2, ignored_fraction=0.4)  # uneven lengths and label counts
+    one_batch, losses_one = _train_final_state(
+        tmp_path, "1x8", copy.deepcopy(student), teacher, data, batch=8, accumulation=1, alpha_cos=alpha_cos
+    )
+    accumulated, losses_acc = _train_final_state(
+        tmp_path, "2x4", copy.deepcopy(student), teacher, data, batch=4, accumulation=2, alpha_cos=alpha_cos
+    )
+    for name, tensor in one_batch.items():
+        # float32 sums in another order, over 4 SGD steps: ~1e-5; a loss scaled 2x too large moves weights ~0.1.
+        torch.testing.assert_close(accumulated[name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+    assert losses_acc == pytest.approx(losses_one, rel=1e-5)
+    if level.startswith("token"):
+        # The check has teeth: per-micro-batch means weigh unevenly filled micro-batches wrongly.
+        naive, _ = _train_final_state(
+            tmp_path,
+            "naive",
+            copy.deepcopy(student),
+            teacher,
+            data,
+            batch=4,
+            accumulation=2,
+            trainer_class=_PerMicroBatchMean,
+            alpha_cos=alpha_cos,
+        )
+        assert any(not torch.allclose(naive[n], t, rtol=1e-4, atol=1e-4) for n, t in one_batch.items())
+
+
+# ---- resume -------------------------------------------------------------------------------------------------------
+
+
+def test_resume_from_checkpoint_ends_with_the_same_student(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1, dropout=0.1)
+    data = tiny.class_rows(16, seed=3)
+    common = dict(num_train_epochs=2, save_strategy="steps", save_steps=4, output_dir=str(tmp_path / "run"))
+
+    full = make_trainer(tmp_path, copy.deepcopy(student), teacher, data, **common)
+    full.train()
+    expected = state(full.model)
+
+    resumed_student = tiny.classifier(layers=1, seed=99, dropout=0.1)  # weights come from the checkpoint
+    resumed = make_trainer(tmp_path, resumed_student, teacher, data, **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    assert resumed.state.global_step == full.state.global_step == 8
+    for name, tensor in state(resumed.model).items():
+        torch.testing.assert_close(tensor, expected[name], rtol=1e-5, atol=1e-6, msg=f"{name} differs after resume")
+
+
+# ---- refusals -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(temperature=0.0), r"temperature must be > 0, got 0.0"),
+        (dict(temperature=-1.0), r"temperature must be > 0, got -1.0"),
+        (dict(temperature=float("nan")), r"temperature must be a finite number, got nan"),
+        (dict(alpha_kd=-0.1), r"alpha_kd must be >= 0, got -0.1"),
+        (dict(alpha_task=-2), r"alpha_task must be >= 0, got -2"),
+        (dict(alpha_cos=-0.5), r"alpha_cos must be >= 0, got -0.5"),
+        (dict(alpha_kd=0.0, alpha_task=0.0), r"every loss weight .*is 0"),
+    ],
+)
+def test_arguments_refuse_bad_values_naming_field_value_and_fix(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_args(tmp_path, **overrides)
+
+
+def test_arguments_have_help_text_and_serialise():
+    from dataclasses import fields
+
+    extra = {f.name: f for f in fields(DistillationTrainingArguments)}
+    for name in ("temperature", "alpha_kd", "alpha_task", "alpha_cos"):
+        assert len(extra[name].metadata.get("help", "")) > 20
+    args = DistillationTrainingArguments(output_dir="unused", temperature=3.0, report_to="none")
+    assert json.loads(args.to_json_string())["temperature"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("student_kwargs", "message"),
+    [
+        (dict(vocab_size=80), r"vocabulary has 80 tokens but the teacher's has 96"),
+        (dict(num_labels=2), r"student has num_labels=2 but the teacher has num_labels=3"),
+        (dict(num_labels=1), r"student has a regression head but the teacher has a classification head"),
+        (dict(problem_type="multi_label_classification"), r"multi_label_classification"),
+    ],
+)
+def test_refuses_pairs_that_cannot_be_distilled(tmp_path, student_kwargs, message):
+    teacher = tiny.classifier(layers=2, num_labels=3)
+    student = tiny.classifier(layers=1, **{"num_labels": 3, **student_kwargs})
+    with pytest.raises(ValueError, match=message):
+        make_trainer(tmp_path, student, teacher, tiny.class_rows(4))
+
+
+def test_refuses_token_classifiers_with_different_label_counts(tmp_path):
+    teacher = tiny.token_classifier(layers=2, num_labels=5)
+    with pytest.raises(ValueError, match=r"student has num_labels=4 but the teacher has num_labels=5"):
+        make_trainer(tmp_path, tiny.token_classifier(layers=1, num_labels=4), teacher, tiny.token_rows(4))
+    # the same label count is accepted
+    make_trainer(tmp_path, tiny.token_classifier(layers=1, num_labels=5), teacher, tiny.token_rows(4))
+
+
+def test_refuses_tokenizers_that_encode_text_differently(tmp_path):
+    student_tokenizer = tiny.tokenizer(tmp_path / "a")
+    teacher_tokenizer = tiny.tokenizer(tmp_path / "b", extra_words=("brown", "fox", "dog"))
+    with pytest.raises(ValueError, match="tokenizers encode the same text differently"):
+        DistillationTrainer(
+            model=tiny.classifier(layers=1),
+            teacher_model=tiny.classifier(layers=2),
+            args=make_args(tmp_path),
+            processing_class=student_tokenizer,
+            teacher_processing_class=teacher_tokenizer,
+        )
+    # the same vocabulary saved twice is accepted
+    DistillationTrainer(
+        model=tiny.classifier(layers=1),
+        teacher_model=tiny.classifier(layers=2),
+        args=make_args(tmp_path),
+        processing_class=student_tokenizer,
+        teacher_processing_class=tiny.tokenizer(tmp_path / "c"),
+    )
+
+
+def test_refuses_missing_teacher_and_plain_training_arguments(tmp_path):
+    with pytest.raises(ValueError, match="teacher_model="):
+        DistillationTrainer(model=tiny.classifier(layers=1), args=make_args(tmp_path))
+    with pytest.raises(TypeError, match="DistillationTrainingArguments"):
+        DistillationTrainer(
+            model=tiny.classifier(layers=1),
+            teacher_model=tiny.classifier(layers=2),
+            args=TrainingArguments(output_dir=str(tmp_path), report_to="none"),
+        )
+    model = tiny.classifier(layers=1)
+    with pytest.raises(ValueError, match="same object"):
+        DistillationTrainer(model=model, teacher_model=model, args=make_args(tmp_path))
