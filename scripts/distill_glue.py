@@ -14,18 +14,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datasets import concatenate_datasets
 from transformers import DataCollatorWithPadding
 
 from hf_distill.cli.arguments import parse_arguments
 from hf_distill.cli.checks import check_before_loading
 from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
+from hf_distill.cli.hp_search import run_hp_search
 from hf_distill.cli.models import load_models, ready_models
 from hf_distill.cli.training import make_trainer, train_and_save
+from hf_distill.cli.transfer import build_transfer_set, check_mlm_augmenter, pseudo_label
 from hf_distill.publish.evaluation import evaluate_side_by_side
 from hf_distill.publish.model_card import describe_student
 from hf_distill.publish.report import publish_student
-from hf_distill.tasks.loading import limit_and_tokenize, load_data
-from hf_distill.tasks.metrics import compute_metrics_fn, custom_metrics_fn
+from hf_distill.tasks.loading import HP_VALIDATION, limit_and_tokenize, load_data
+from hf_distill.tasks.metrics import compute_metrics_fn, custom_metrics_fn, main_metric
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "offline" / "demo.yaml"
 
@@ -36,16 +39,60 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup_logging()
     push_token = check_before_loading(model_args, data_args, training_args)  # refusals that cost nothing
 
-    # ---- data and models: every mismatch is refused before any training ----
+    # ---- data, transfer set and models: every mismatch is refused before any training ----
     raw, label_names, text_columns, eval_splits, metric_names = load_data(data_args)
-    models = load_models(model_args, training_args, 1 if label_names is None else len(label_names), label_names)
-    train_dataset, eval_datasets = limit_and_tokenize(raw, data_args, models.tokenizer, text_columns, eval_splits)
+    regression = label_names is None
+    models = load_models(model_args, training_args, 1 if regression else len(label_names), label_names)
+    mlm = check_mlm_augmenter(data_args, model_args, models.tokenizer)
+    raw["train"], transfer = build_transfer_set(
+        raw["train"],
+        data_args,
+        text_columns,
+        regression=regression,
+        seed=training_args.seed,
+        mask_token=models.tokenizer.mask_token,
+        mlm=mlm,
+    )
+    if transfer.rows is not None:
+        raw["transfer"] = transfer.rows
+    tokenized, eval_datasets = limit_and_tokenize(raw, data_args, models.tokenizer, text_columns, eval_splits)
     if training_args.ddp_find_unused_parameters is None:  # all student weights are used: no extra DDP walk
         training_args.ddp_find_unused_parameters = False
     collator = DataCollatorWithPadding(models.tokenizer, pad_to_multiple_of=training_args.pad_to_multiple_of)
     task_metrics = compute_metrics_fn(data_args.task_name) if data_args.task_name else None
-    compute_metrics = task_metrics or custom_metrics_fn(label_names is None)
-    models = ready_models(models, train_dataset, collator, model_args, training_args)
+    compute_metrics = task_metrics or custom_metrics_fn(regression)
+    labelled = tokenized["train"]
+    models = ready_models(models, labelled, collator, model_args, training_args)  # the teacher fits labelled rows
+
+    # ---- what the student trains on: labelled rows, plus the transfer set (soft or hard targets) ----
+    train_dataset = labelled
+    if "transfer" in tokenized and data_args.student_training in ("distill", "pseudo_labels"):
+        rows = tokenized["transfer"]
+        if data_args.student_training == "pseudo_labels":
+            rows = pseudo_label(models.teacher, rows, collator, training_args, regression=regression)
+        train_dataset = concatenate_datasets([labelled.cast_column("labels", rows.features["labels"]), rows])
+    trainer_kwargs = dict(processing_class=models.tokenizer, data_collator=collator, compute_metrics=compute_metrics)
+    settings_note = ""
+    if data_args.hp_search_trials:
+        objective = f"eval_{main_metric(data_args.task_name)}" if data_args.task_name else f"eval_{metric_names[0]}"
+        search_rows = tokenized[HP_VALIDATION] if HP_VALIDATION in tokenized else eval_datasets[eval_splits[0]]
+        best = run_hp_search(
+            student=models.student,
+            teacher=models.teacher,
+            training_args=training_args,
+            train_dataset=train_dataset,
+            search_dataset=search_rows,
+            objective_metric=objective,
+            n_trials=data_args.hp_search_trials,
+            **trainer_kwargs,
+        )
+        for name, value in best.items():
+            setattr(training_args, name, value)
+        training_args.validate_distillation()
+        settings_note = (
+            f"chosen by {data_args.hp_search_trials} optuna trials on {len(search_rows):,} training rows held out "
+            f"of train (never dev; every trial in hp_search.json): {best}"
+        )
 
     # ---- distil, then score student and teacher on the same data ----
     first_eval = eval_datasets[eval_splits[0]]
@@ -56,9 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=first_eval,
-        processing_class=models.tokenizer,
-        data_collator=collator,
-        compute_metrics=compute_metrics,
+        **trainer_kwargs,
     )
     train_and_save(trainer)
     metrics = evaluate_side_by_side(trainer, models.teacher, eval_datasets, collator, compute_metrics)
@@ -66,8 +111,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # ---- publish: results, card, push (main process only) ----
     if not trainer.is_world_process_zero():
         return metrics
+    used_transfer = len(train_dataset) > len(labelled)
+    counts = dict(
+        train_labelled_examples=len(labelled),
+        train_unlabeled_examples=transfer.unlabeled if used_transfer else 0,
+        train_augmented_examples=transfer.augmented if used_transfer else 0,
+    )
     metrics.update(
-        train_examples=len(train_dataset), eval_examples=len(first_eval), world_size=training_args.world_size
+        train_examples=len(train_dataset),
+        **counts,
+        eval_examples=len(first_eval),
+        world_size=training_args.world_size,
     )
     distilled = data_args.student_training == "distill"
     card = dict(
@@ -81,6 +135,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         alpha_cos=training_args.alpha_cos if distilled else 0.0,
         command=command,
         base_model=model_args.teacher_hub_id,
+        train_examples={key.split("_")[1]: value for key, value in counts.items()},
+        transfer_description=transfer.describe(data_args) if used_transfer else "none",
+        settings_note=settings_note,
     )
     return publish_student(
         trainer,

@@ -15,8 +15,11 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from hf_distill.tasks.augment import AUGMENTATIONS
 from hf_distill.tasks.glue import normalize_task_name
 from hf_distill.trainer.arguments import DistillationTrainingArguments
+
+from .training import STUDENT_TRAININGS
 
 __all__ = ["DataArguments", "ModelArguments", "hub_id_of", "parse_arguments", "resolve_package_path"]
 
@@ -132,8 +135,63 @@ class DataArguments:
     student_training: str = field(
         default="distill",
         metadata={
-            "help": "'distill' (DistillationTrainer), 'labels_only' (the same student fine-tuned on the labels alone, "
-            "a baseline), or 'recipe' (the copied blog recipe in benchmarks/recipe.py, a baseline)."
+            "help": "'distill' (DistillationTrainer, on the labelled rows plus any transfer set), 'labels_only' (the "
+            "same student fine-tuned on the labelled rows alone, a baseline), 'recipe' (the copied blog recipe in "
+            "benchmarks/recipe.py on the labelled rows, a baseline), or 'pseudo_labels' (the transfer rows labelled "
+            "with the teacher's argmax, or its prediction for regression, and trained as labels with no soft targets)."
+        },
+    )
+    unlabeled_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabelled in-domain text for the transfer set: CSV, TSV or JSON lines with the task's text "
+            "column(s). The teacher labels it; a label column in it is ignored. Costs one teacher pass over it (cached"
+            " with cache_teacher_logits) and a student epoch over it per epoch."
+        },
+    )
+    unlabeled_text_column: list[str] | None = field(
+        default=None,
+        metadata={"help": "Text column(s) of unlabeled_file; defaults to the task's text columns (or text_column)."},
+    )
+    max_unlabeled_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N rows of unlabeled_file."}
+    )
+    unlabeled_train_rows: int | None = field(
+        default=None,
+        metadata={
+            "help": "Experiments with few labels: N rows of the task's own training split after the labelled ones "
+            "(max_train_samples) join the transfer set with their labels dropped. GLUE tasks only."
+        },
+    )
+    augment: str = field(
+        default="none",
+        metadata={
+            "help": "Augmented copies of the labelled rows for the transfer set, labels dropped: 'none', 'mask' "
+            "(words replaced by the mask token), 'ngram' (a random 1..5-gram of the text), 'mask_ngram' (both; "
+            "Tang et al., 2019), or 'mlm' (words replaced by a masked LM's sampled predictions; TinyBERT). "
+            "Sentence pairs augment each side."
+        },
+    )
+    augment_copies: int = field(
+        default=4, metadata={"help": "Copies K per labelled row with --augment (each costs a teacher pass)."}
+    )
+    augment_probability: float = field(
+        default=0.2,
+        metadata={"help": "Per-word probability of masking/replacing (mask, mlm), or of n-gram sampling (ngram)."},
+    )
+    augment_mlm_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "The masked LM for --augment mlm (a folder or Hub id); its vocabulary must be the teacher's."
+        },
+    )
+    hp_search_trials: int | None = field(
+        default=None,
+        metadata={
+            "help": "Search temperature, alpha_kd, alpha_task, learning rate and epochs with N optuna trials, each "
+            "scored on the rows held out by validation_split_size (never the dev set); every trial goes to "
+            "<output_dir>/hp_search.json, and the final student is trained with the best settings. Needs the "
+            "'search' extra (optuna)."
         },
     )
     overwrite_output_dir: bool = field(
@@ -159,14 +217,70 @@ class DataArguments:
                     "--train_file needs --validation_file or --validation_split_size N (rows held out for "
                     "evaluation) so that the student can be scored."
                 )
-        if self.student_training not in ("distill", "labels_only", "recipe"):
+        if self.student_training not in STUDENT_TRAININGS:
             raise ValueError(
-                f"student_training must be 'distill', 'labels_only' or 'recipe', got {self.student_training!r}."
+                f"student_training must be one of {', '.join(map(repr, STUDENT_TRAININGS))}, got "
+                f"{self.student_training!r}."
             )
-        for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "validation_split_size"):
+        self._check_transfer_options()
+        for name in (
+            "max_seq_length",
+            "max_train_samples",
+            "max_eval_samples",
+            "validation_split_size",
+            "max_unlabeled_samples",
+            "unlabeled_train_rows",
+            "hp_search_trials",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
+
+    def _check_transfer_options(self) -> None:
+        """The transfer-set and search options, refused before anything is loaded."""
+        if self.unlabeled_train_rows is not None and self.train_file is not None:
+            raise ValueError(
+                f"--unlabeled_train_rows {self.unlabeled_train_rows} takes rows of a GLUE task's training split, but "
+                "--train_file was given. Put your unlabelled text in --unlabeled_file instead."
+            )
+        if self.unlabeled_file is not None:
+            self.unlabeled_file = resolve_package_path(self.unlabeled_file)
+            if not Path(self.unlabeled_file).is_file():
+                raise ValueError(
+                    f"--unlabeled_file {self.unlabeled_file!r} does not exist. Pass a CSV, TSV or JSON lines file "
+                    "holding the task's text column(s)."
+                )
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}.")
+        if (
+            isinstance(self.augment_copies, bool)
+            or not isinstance(self.augment_copies, int)
+            or self.augment_copies < 0
+        ):
+            raise ValueError(
+                f"--augment_copies must be an integer >= 0, got {self.augment_copies!r}: pass 0 for no copies."
+            )
+        if not 0 <= self.augment_probability <= 1:
+            raise ValueError(
+                f"--augment_probability must be in [0, 1], got {self.augment_probability!r}: it is a per-word "
+                "probability, e.g. 0.2."
+            )
+        if self.augment == "mlm" and not self.augment_mlm_model:
+            raise ValueError(
+                "--augment mlm needs --augment_mlm_model: a masked LM (folder or Hub id) with the teacher's "
+                "vocabulary, e.g. bert-base-uncased."
+            )
+        if self.hp_search_trials is not None:
+            if self.validation_split_size is None:
+                raise ValueError(
+                    f"--hp_search_trials {self.hp_search_trials} needs --validation_split_size N: the trials are "
+                    "scored on N training rows held out for that, never on the dev set."
+                )
+            if importlib.util.find_spec("optuna") is None:
+                raise ValueError(
+                    "--hp_search_trials needs optuna, which is not installed. Install the 'search' extra: "
+                    "pip install 'hf-distill[search]' (or pip install optuna)."
+                )
 
 
 def resolve_package_path(value: str) -> str:

@@ -12,14 +12,14 @@ from hf_distill.trainer import DistillationTrainer
 
 __all__ = ["STUDENT_TRAININGS", "make_trainer", "recipe_trainer_class", "train_and_save"]
 
-# distill: ours; labels_only: the same student without a teacher; recipe: the copied blog recipe. Both baselines
-# are there to measure ours against.
-STUDENT_TRAININGS = ("distill", "labels_only", "recipe")
+# distill: ours; labels_only: the same student without a teacher; recipe: the copied blog recipe; pseudo_labels: the
+# transfer rows labelled with the teacher's argmax, trained as labels. The baselines are there to measure ours against.
+STUDENT_TRAININGS = ("distill", "labels_only", "recipe", "pseudo_labels")
 
 
 def make_trainer(student_training: str, student: Any, teacher: Any, **trainer_kwargs: Any) -> Trainer:
-    """`DistillationTrainer` for "distill", a plain `Trainer` for "labels_only", the copied recipe for "recipe"."""
-    if student_training == "labels_only":
+    """`DistillationTrainer` for "distill", the copied recipe for "recipe", a plain `Trainer` for the others."""
+    if student_training in ("labels_only", "pseudo_labels"):
         return Trainer(model=student, **trainer_kwargs)
     trainer_class = recipe_trainer_class() if student_training == "recipe" else DistillationTrainer
     return trainer_class(model=student, teacher_model=teacher, **trainer_kwargs)

@@ -35,6 +35,9 @@ class ModelCardData:
     base_model: str | None = None  # a Hub id; None (omitted) for a local teacher
     latency_device: str = "a CPU, float32"
     alpha_cos: float = 0.0
+    train_examples: dict[str, int] = field(default_factory=dict)  # labelled / unlabeled / augmented rows
+    transfer_description: str = "none"
+    settings_note: str = ""  # how the settings were chosen, e.g. by --hp_search_trials
     language: str = "en"
     extra_tags: Sequence[str] = field(default_factory=tuple)
 
@@ -125,7 +128,7 @@ This model was distilled with [hf-distill](https://pypi.org/project/hf-distill/)
 - **Loss**: `{data.alpha_kd} * KD + {data.alpha_task} * task{cos_term}`, where KD is
   `T^2 * KL(softmax(t/T) || softmax(s/T))` over the class logits (mean squared error to the teacher's predictions
   for regression) with temperature T = {data.temperature}, and task is the student's own loss on the labels{cos_text}.
-
+{_training_data_lines(data)}
 ## Teacher vs student
 
 Evaluated on the same {data.task} evaluation set; latency is the median forward pass at each batch size on
@@ -141,11 +144,28 @@ Evaluated on the same {data.task} evaluation set; latency is the median forward 
 """
 
 
+def _training_data_lines(data: ModelCardData) -> str:
+    lines = []
+    if data.train_examples:
+        counts = ", ".join(f"{count:,} {kind}" for kind, count in data.train_examples.items())
+        lines.append(f"- **Training rows**: {counts}")
+    if data.transfer_description != "none":
+        lines.append(
+            "- **Transfer set** (rows the teacher labels, labels dropped; the task loss sees only the labelled rows): "
+            f"{data.transfer_description}"
+        )
+    if data.settings_note:
+        lines.append(f"- **Settings**: {data.settings_note}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def describe_student(student, model_args, layers, training: str) -> str:
     """The card's line on what the student is, how it was initialised, and (for a baseline) how it was trained."""
     name = type(student).__name__
     how = {"labels_only": " Trained on the labels alone (no teacher): a baseline.", "recipe": " Trained with the "
-           "copied blog recipe (benchmarks/recipe.py): a baseline."}.get(training, "")  # fmt: skip
+           "copied blog recipe (benchmarks/recipe.py): a baseline.", "pseudo_labels": " Trained on the labelled rows "
+           "and the transfer rows labelled with the teacher's argmax (hard pseudo-labels): a baseline."
+           }.get(training, "")  # fmt: skip
     return _describe_init(name, student, model_args, layers) + how
 
 

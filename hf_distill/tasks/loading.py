@@ -5,9 +5,10 @@ from __future__ import annotations
 from .files import load_custom_files
 from .glue import GLUE_TASKS, load_glue_hub, load_glue_tsv, tokenize_dataset
 
-__all__ = ["HELD_OUT_SEED", "hold_out", "limit_and_tokenize", "load_data"]
+__all__ = ["HELD_OUT_SEED", "HP_VALIDATION", "hold_out", "limit_and_tokenize", "load_data"]
 
 HELD_OUT_SEED = 42  # the held-out split of --validation_split_size never moves with --seed
+HP_VALIDATION = "hp_validation"  # the rows a hyperparameter search scores its trials on
 
 
 def load_data(data_args):
@@ -21,9 +22,14 @@ def load_data(data_args):
             hub = load_glue_hub(task.name)
             raw = type(hub)({split: hub[split] for split in ["train", *eval_splits]})
         if data_args.validation_split_size is not None:
-            # Tune on rows held out of train, never on dev: the held-out rows replace the evaluation splits.
-            raw = hold_out(raw, data_args.validation_split_size, stratify=task.label_names is not None)
-            eval_splits = ["validation"]
+            # Tune on rows held out of train, never on dev. A hyperparameter search scores its trials on them
+            # ("hp_validation") and the final student on dev; otherwise they replace the evaluation splits.
+            held = hold_out(raw, data_args.validation_split_size, stratify=task.label_names is not None)
+            if getattr(data_args, "hp_search_trials", None):
+                raw["train"], raw[HP_VALIDATION] = held["train"], held["validation"]
+            else:
+                raw = held
+                eval_splits = ["validation"]
         label_names = list(task.label_names) if task.label_names else None
         return raw, label_names, task.text_columns, eval_splits, list(task.metric_names)
     raw, label_names = load_custom_files(
@@ -50,13 +56,13 @@ def hold_out(raw, size: int, *, stratify: bool):
 
 
 def limit_and_tokenize(raw, data_args, tokenizer, text_columns, eval_splits):
-    """Cuts train and the evaluation splits to `--max_train_samples` / `--max_eval_samples`, then tokenises.
+    """Cuts the evaluation splits to `--max_eval_samples`, then tokenises every split.
 
-    Returns the tokenised training set and a dict of evaluation split name -> tokenised dataset.
+    `raw["train"]` must already hold the labelled rows only (see `hf_distill.cli.transfer`). Returns the tokenised
+    splits (train, "transfer" and "hp_validation" when present) and a dict of evaluation split -> tokenised dataset.
     """
-    limits = [("train", data_args.max_train_samples)] + [(split, data_args.max_eval_samples) for split in eval_splits]
-    for split, limit in limits:
-        if limit is not None:
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    for split in eval_splits:
+        if data_args.max_eval_samples is not None:
+            raw[split] = raw[split].select(range(min(data_args.max_eval_samples, len(raw[split]))))
     tokenized = tokenize_dataset(raw, tokenizer, text_columns, max_length=data_args.max_seq_length)
-    return tokenized["train"], {split: tokenized[split] for split in eval_splits}
+    return tokenized, {split: tokenized[split] for split in eval_splits}

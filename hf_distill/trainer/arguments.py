@@ -85,6 +85,12 @@ class DistillationTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        self.validate_distillation()
+        super().__post_init__()
+
+    def validate_distillation(self) -> None:
+        """Checks the distillation fields; `__post_init__` calls it, and so does each hyperparameter-search trial
+        after it sets new values."""
         _check_finite("temperature", self.temperature, fix="pass a positive temperature such as 2.0")
         if self.temperature <= 0:
             raise ValueError(
@@ -127,7 +133,6 @@ class DistillationTrainingArguments(TrainingArguments):
                 f"teacher_cache_dir must be a folder, got {self.teacher_cache_dir!r}: pass a path, or leave it unset "
                 "for <output_dir>/teacher_cache."
             )
-        super().__post_init__()
 
     @property
     def pad_to_multiple_of(self) -> int | None:

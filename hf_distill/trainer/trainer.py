@@ -85,8 +85,12 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         teacher_processing_class: Any = None,
         **kwargs: Any,
     ):
-        if model is None:
-            raise ValueError("DistillationTrainer needs the student as `model=`; got None.")
+        model_init = kwargs.get("model_init")
+        if model is None and model_init is None:
+            raise ValueError(
+                "DistillationTrainer needs the student as `model=`, or a `model_init=` function that builds it "
+                "(for hyperparameter_search); got neither."
+            )
         if teacher_model is None:
             raise ValueError("DistillationTrainer needs the frozen teacher as `teacher_model=`; got None.")
         if teacher_model is model:
@@ -96,12 +100,13 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
                 f"args must be DistillationTrainingArguments (it adds temperature, alpha_kd and alpha_task), "
                 f"got {type(args).__name__}. Build it with DistillationTrainingArguments(output_dir=..., ...)."
             )
-        check_distillable(model, teacher_model)
         check_tokenizers(kwargs.get("processing_class"), teacher_processing_class)
         if args is None:
             args = DistillationTrainingArguments(output_dir="trainer_output")
-        if args.alpha_cos > 0:
-            check_hidden_sizes(model, teacher_model)
+        # Read by call_model_init, which Trainer.__init__ already calls when only model_init is given.
+        self._unplaced_teacher = teacher_model
+        if model is not None:
+            self._check_student(model, args)
         super().__init__(model=model, args=args, **kwargs)
         self.teacher_model = prepare_teacher(
             teacher_model, self.accelerator, micro_batch_size=self.args.per_device_train_batch_size
@@ -117,8 +122,8 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             self.teacher_model = torch.compile(
                 self.teacher_model, backend=self.args.torch_compile_backend, mode=self.args.torch_compile_mode
             )
-        self.student_is_regression = is_regression(model)
-        self._student_input_names = accepted_inputs(model)
+        self.student_is_regression = is_regression(self.model)
+        self._student_input_names = accepted_inputs(self.model)
         self._teacher_input_names = accepted_inputs(teacher_model)
         # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
         self._loss_terms = active_terms(self.args)
@@ -130,6 +135,31 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         if self.args.cache_teacher_logits:
             self._check_cacheable()
             self.data_collator = TeacherCacheCollator(self.data_collator)
+
+    # ---- the student: given, or built by model_init for each hyperparameter-search trial -------------------------
+
+    def _check_student(self, student: nn.Module, args: DistillationTrainingArguments) -> None:
+        if student is self._unplaced_teacher:
+            raise ValueError("the student is the teacher object itself: build a separate student to distil into.")
+        check_distillable(student, self._unplaced_teacher)
+        if args.alpha_cos > 0:
+            check_hidden_sizes(student, self._unplaced_teacher)
+
+    def call_model_init(self, trial: Any = None) -> nn.Module:
+        """[`~transformers.Trainer.call_model_init`], with the teacher/student checks on every student it builds."""
+        student = super().call_model_init(trial)
+        self._check_student(student, self.args)
+        return student
+
+    def _hp_search_setup(self, trial: Any) -> None:
+        """Applies a trial's values to `args` (Trainer), then re-validates them and rebuilds the table of loss terms:
+        a trial may change any weight, the temperature or the learning rate."""
+        super()._hp_search_setup(trial)
+        if trial is None or self.hp_search_backend is None:
+            return
+        self.args.validate_distillation()
+        self._loss_terms = active_terms(self.args)
+        self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
 
     # ---- training, with the teacher cache when asked (hf_distill/cache/trainer_mixin.py) -----------------------
 

@@ -1,0 +1,148 @@
+"""The scripts' transfer-set step: which rows the teacher labels beyond the labelled ones, built before any training.
+
+The labelled rows are the first `--max_train_samples` of train; the transfer set is, in this order,
+`--unlabeled_train_rows` more rows of train with their labels dropped, the rows of `--unlabeled_file`, and
+`--augment_copies` augmented copies of each labelled row. The teacher is fine-tuned on the labelled rows only; the
+student is distilled on all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import datasets
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from hf_distill.tasks.augment import augment_dataset
+from hf_distill.tasks.transfer import drop_labels, load_unlabeled_file, mix_transfer_rows
+
+from .models import hub_kwargs
+
+__all__ = ["TransferSet", "build_transfer_set", "check_mlm_augmenter"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TransferSet:
+    """The raw (untokenised) transfer rows, and how many came from where."""
+
+    rows: datasets.Dataset | None
+    unlabeled: int = 0
+    augmented: int = 0
+
+    def describe(self, data_args) -> str:
+        """One sentence for the model card on how the transfer set was made."""
+        parts = []
+        if data_args.unlabeled_train_rows:
+            parts.append(f"{data_args.unlabeled_train_rows:,} rows of the task's training split with labels dropped")
+        if data_args.unlabeled_file:
+            parts.append(f"{self.unlabeled - (data_args.unlabeled_train_rows or 0):,} rows of unlabelled text")
+        if self.augmented:
+            how = f"--augment {data_args.augment}, p = {data_args.augment_probability}"
+            if data_args.augment == "mlm":
+                how += f", masked LM `{data_args.augment_mlm_model}`"
+            parts.append(f"{data_args.augment_copies} augmented copies of each labelled row ({how})")
+        return "; ".join(parts) if parts else "none"
+
+
+def check_mlm_augmenter(data_args, model_args, teacher_tokenizer):
+    """Loads the masked LM of `--augment mlm` and checks it before any training: a mask token, the teacher's
+    vocabulary. Returns (model, tokenizer), or (None, None) without `--augment mlm`."""
+    if data_args.augment != "mlm":
+        return None, None
+    name = data_args.augment_mlm_model
+    tokenizer = AutoTokenizer.from_pretrained(name, **hub_kwargs(model_args))
+    if tokenizer.mask_token is None:
+        raise ValueError(
+            f"--augment_mlm_model {name!r} has a tokenizer without a mask token, so it cannot fill in words. Give a "
+            "masked LM such as bert-base-uncased."
+        )
+    if tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+        raise ValueError(
+            f"--augment_mlm_model {name!r} has a vocabulary of {len(tokenizer)} tokens that differs from the "
+            f"teacher's ({len(teacher_tokenizer)}): its replacement words would be split differently. Give a masked "
+            "LM with the teacher's vocabulary (the teacher's own pretrained checkpoint, for instance)."
+        )
+    model = AutoModelForMaskedLM.from_pretrained(name, dtype=torch.float32, **hub_kwargs(model_args))
+    return model.eval(), tokenizer
+
+
+def build_transfer_set(
+    raw_train, data_args, text_columns, *, regression: bool, seed: int, mask_token=None, mlm=(None, None)
+):
+    """Splits `raw_train` into the labelled rows and the transfer set.
+
+    Returns `(labelled, TransferSet)`; `labelled` is the first `max_train_samples` rows (all of train without it).
+    `seed` (the run's `--seed`) seeds the augmentation: another seed, other copies.
+    Refuses `--unlabeled_train_rows` larger than what train holds after the labelled rows.
+    """
+    count = data_args.max_train_samples or len(raw_train)
+    labelled = raw_train.select(range(min(count, len(raw_train))))
+    parts, unlabeled = [], 0
+    if data_args.unlabeled_train_rows:
+        available = len(raw_train) - len(labelled)
+        if data_args.unlabeled_train_rows > available:
+            raise ValueError(
+                f"--unlabeled_train_rows {data_args.unlabeled_train_rows} asks for more rows than the training split "
+                f"holds after the {len(labelled):,} labelled ones ({available:,}). Pass at most {available}, or fewer "
+                "--max_train_samples."
+            )
+        rows = raw_train.select(range(len(labelled), len(labelled) + data_args.unlabeled_train_rows))
+        parts.append(drop_labels(rows, text_columns, regression=regression))
+        unlabeled += len(rows)
+    if data_args.unlabeled_file:
+        rows = load_unlabeled_file(
+            data_args.unlabeled_file,
+            data_args.unlabeled_text_column or text_columns,
+            regression=regression,
+            max_samples=data_args.max_unlabeled_samples,
+            encoding=data_args.file_encoding,
+        )
+        if data_args.unlabeled_text_column and list(data_args.unlabeled_text_column) != list(text_columns):
+            rows = rows.rename_columns(dict(zip(data_args.unlabeled_text_column, text_columns)))
+        parts.append(rows)
+        unlabeled += len(rows)
+    augmented = 0
+    if data_args.augment != "none" and data_args.augment_copies > 0:
+        copies = augment_dataset(
+            labelled.cast_column("label", datasets.Value("float32" if regression else "int64")),
+            text_columns=text_columns,
+            method=data_args.augment,
+            copies=data_args.augment_copies,
+            probability=data_args.augment_probability,
+            seed=seed,
+            mask_token=mask_token,
+            mlm_model=mlm[0],
+            mlm_tokenizer=mlm[1],
+        )
+        parts.append(copies)
+        augmented = len(copies)
+    if not parts:
+        return labelled, TransferSet(rows=None)
+    logger.info(
+        "Transfer set: %d unlabelled and %d augmented rows beside %d labelled", unlabeled, augmented, len(labelled)
+    )
+    template = labelled.select(range(0))
+    rows = mix_transfer_rows(template, parts, text_columns, regression=regression)
+    return labelled, TransferSet(rows=rows, unlabeled=unlabeled, augmented=augmented)
+
+
+def pseudo_label(teacher, transfer: datasets.Dataset, collator, training_args, *, regression: bool):
+    """The transfer rows labelled with the teacher's argmax (its prediction for regression): hard pseudo-labels, the
+    baseline that shows what the soft targets add."""
+    from transformers import Trainer  # the plain predict loop: sorted batches do not matter for a baseline
+
+    args = dataclasses.replace(
+        training_args, output_dir=str(training_args.output_dir) + "/pseudo_labels", report_to="none"
+    )
+    predictions = Trainer(model=teacher, args=args, data_collator=collator).predict(transfer.remove_columns("labels"))
+    logits = torch.as_tensor(predictions.predictions)
+    labels = logits.view(-1).tolist() if regression else logits.argmax(dim=-1).tolist()
+    return (
+        transfer.remove_columns("labels")
+        .add_column("labels", labels)
+        .cast_column("labels", transfer.features["labels"])
+    )

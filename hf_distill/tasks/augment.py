@@ -1,0 +1,242 @@
+"""Transfer-set augmentation: unlabelled copies of the training rows for a teacher to label.
+
+A small student learns more from a teacher when it sees more inputs than the labelled set holds. The methods here
+follow:
+
+- Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks"
+  (arXiv:1903.12136): ``"mask"`` (each word replaced by the mask token with probability p), ``"ngram"`` (with
+  probability p the text becomes one random n-gram of it, n in 1..5) and ``"mask_ngram"`` (both, in that order);
+- Jiao et al. 2020, "TinyBERT: Distilling BERT for Natural Language Understanding" (arXiv:1909.10351): ``"mlm"``
+  (each word chosen with probability p is replaced by a word sampled among a masked LM's top-k predictions).
+
+The copies carry no label (-100 for classification, NaN for regression): the teacher's outputs are their targets.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from numbers import Integral, Real
+
+import torch
+from datasets import ClassLabel, Dataset, Features, Value
+
+__all__ = ["AUGMENTATIONS", "augment_dataset"]
+
+AUGMENTATIONS = ("none", "mask", "ngram", "mask_ngram", "mlm")
+_MAX_NGRAM = 5
+
+
+def augment_dataset(
+    dataset: Dataset,
+    *,
+    text_columns: Sequence[str],
+    method: str,
+    copies: int,
+    probability: float,
+    seed: int,
+    mask_token: str | None = None,
+    mlm_model=None,
+    mlm_tokenizer=None,
+    label_column: str = "label",
+    mlm_top_k: int = 15,
+    mlm_batch_size: int = 32,
+) -> Dataset:
+    """Make `copies` augmented, unlabelled copies of every row of `dataset`.
+
+    Words are the whitespace-separated tokens of a text (``text.split()``), re-joined with single spaces; every text
+    column (each side of a sentence pair) is augmented independently. Each (row, copy, column) draws from its own
+    `random.Random` seeded from ``(seed, row, copy, column)``, so the output does not depend on batching.
+
+    Args:
+        dataset (`datasets.Dataset`): the labelled rows.
+        text_columns (`Sequence[str]`): one text column (``"sentence"``) or two for pairs (``"sentence1"``,
+            ``"sentence2"``).
+        method (`str`): one of [`AUGMENTATIONS`]: ``"none"``, ``"mask"``, ``"ngram"``, ``"mask_ngram"``, ``"mlm"``.
+        copies (`int`): K >= 0 copies per row.
+        probability (`float`): p in [0, 1]: per-word masking/replacement probability, or for ``"ngram"`` the
+            probability that a text is cut to an n-gram.
+        seed (`int`): seed of the random choices.
+        mask_token (`str`, *optional*): the token written over masked words; needed by ``"mask"`` and
+            ``"mask_ngram"`` (e.g. ``tokenizer.mask_token``).
+        mlm_model (`PreTrainedModel`, *optional*): a ``*ForMaskedLM`` model; needed by ``"mlm"``.
+        mlm_tokenizer (`PreTrainedTokenizerBase`, *optional*): its tokenizer; needed by ``"mlm"``.
+        label_column (`str`, *optional*, defaults to `"label"`): the label column, created if missing.
+        mlm_top_k (`int`, *optional*, defaults to 15): ``"mlm"`` samples among this many top predictions.
+        mlm_batch_size (`int`, *optional*, defaults to 32): texts per forward pass of the masked LM.
+
+    Returns:
+        `datasets.Dataset`: ``len(dataset) * copies`` rows (row 0 copy 0..K-1, row 1 copy 0..K-1, ...) with columns
+        ``(*text_columns, label_column)``; the label is -100 (`Value("int64")`) for integer or `ClassLabel` labels,
+        NaN for float labels. Empty when `method` is ``"none"`` or `copies` is 0.
+
+    Raises:
+        `ValueError`: on an unknown method, a bad number, a missing column or a missing mask token/model.
+    """
+    text_columns = _check_arguments(
+        dataset, text_columns, method, copies, probability, seed, mask_token, mlm_model, mlm_tokenizer, label_column
+    )
+    if method == "mlm":
+        _check_positive_int(mlm_top_k, "mlm_top_k")
+        _check_positive_int(mlm_batch_size, "mlm_batch_size")
+    label_feature, no_label = _unlabelled_feature(dataset, label_column)
+    features = Features({**{column: dataset.features[column] for column in text_columns}, label_column: label_feature})
+    columns: dict[str, list] = {column: [] for column in features}
+    if method == "none" or copies == 0:
+        return Dataset.from_dict(columns, features=features)
+
+    mlm_jobs = []  # (column, output index, words, chosen flags, rng): filled after batched forward passes
+    for column in text_columns:
+        for row, text in enumerate(dataset[column]):
+            for copy in range(copies):
+                rng = random.Random(f"{seed}-{row}-{copy}-{column}")
+                if text is None:
+                    columns[column].append(None)
+                    continue
+                words = text.split()
+                if method in ("mask", "mask_ngram"):
+                    words = [mask_token if rng.random() < probability else word for word in words]
+                if method in ("ngram", "mask_ngram") and words and rng.random() < probability:
+                    n = rng.randint(1, min(_MAX_NGRAM, len(words)))
+                    start = rng.randint(0, len(words) - n)
+                    words = words[start : start + n]
+                if method == "mlm":
+                    chosen = [rng.random() < probability for _ in words]
+                    if any(chosen):
+                        mlm_jobs.append((column, len(columns[column]), words, chosen, rng))
+                columns[column].append(" ".join(words))
+    columns[label_column] = [no_label] * (len(dataset) * copies)
+    if mlm_jobs:
+        _fill_with_mlm(mlm_jobs, columns, mlm_model, mlm_tokenizer, mlm_top_k, mlm_batch_size)
+    return Dataset.from_dict(columns, features=features)
+
+
+def _check_arguments(
+    dataset, text_columns, method, copies, probability, seed, mask_token, mlm_model, mlm_tokenizer, label_column
+) -> tuple[str, ...]:
+    if method not in AUGMENTATIONS:
+        raise ValueError(f"augment_method must be one of {', '.join(AUGMENTATIONS)}, got {method!r}.")
+    if not isinstance(copies, Integral) or isinstance(copies, bool) or copies < 0:
+        raise ValueError(f"augment_copies must be an integer >= 0, got {copies!r}: pass 0 for no copies.")
+    if not isinstance(probability, Real) or isinstance(probability, bool) or not 0 <= probability <= 1:
+        raise ValueError(f"augment_probability must be in [0, 1], got {probability!r}.")
+    if not isinstance(seed, Integral) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}.")
+    # A bare string would otherwise be read as one column per character.
+    text_columns = (text_columns,) if isinstance(text_columns, str) else tuple(text_columns)
+    if not text_columns:
+        raise ValueError("text_columns is empty: pass one text column, or two for sentence pairs.")
+    for column in text_columns:
+        if column not in dataset.column_names:
+            raise ValueError(
+                f"text column {column!r} is not in the dataset, which has columns {dataset.column_names}: "
+                "pass text_columns among them."
+            )
+        feature = dataset.features[column]
+        if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+            raise ValueError(f"text column {column!r} holds {feature}, not text: pass text_columns of strings.")
+    if label_column in text_columns:
+        raise ValueError(f"label_column {label_column!r} is also a text column: pass a different label_column.")
+    if method in ("mask", "mask_ngram") and not mask_token:
+        raise ValueError(
+            f"augment_method {method!r} needs a mask_token, got {mask_token!r}: pass e.g. tokenizer.mask_token."
+        )
+    if method == "mlm":
+        missing = [
+            name for name, value in (("mlm_model", mlm_model), ("mlm_tokenizer", mlm_tokenizer)) if value is None
+        ]
+        if missing:
+            raise ValueError(
+                f"augment_method 'mlm' needs {' and '.join(missing)}, got None: pass a *ForMaskedLM model and its "
+                "tokenizer."
+            )
+        if mlm_tokenizer.mask_token is None or mlm_tokenizer.mask_token_id is None:
+            raise ValueError(
+                "the masked LM's tokenizer has no mask token: pass the tokenizer of a masked LM (mlm_tokenizer)."
+            )
+    return text_columns
+
+
+def _check_positive_int(value, name: str) -> None:
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+
+
+def _unlabelled_feature(dataset: Dataset, label_column: str) -> tuple[Value, float | int]:
+    """The output label feature and the 'no label' value: int64 -100 for classification, NaN for regression."""
+    feature = dataset.features.get(label_column)
+    if feature is None or isinstance(feature, ClassLabel):
+        # A ClassLabel cannot hold -100, so the copies get a plain integer column.
+        return Value("int64"), -100
+    if isinstance(feature, Value) and feature.dtype in ("float32", "float64"):
+        return Value(feature.dtype), math.nan
+    if isinstance(feature, Value) and feature.dtype == "float16":
+        return Value("float32"), math.nan
+    if isinstance(feature, Value) and (feature.dtype.startswith(("int", "uint")) or feature.dtype == "bool"):
+        return Value("int64"), -100
+    raise ValueError(
+        f"label column {label_column!r} holds {feature}: pass a label_column of integer, ClassLabel or float labels."
+    )
+
+
+def _fill_with_mlm(jobs, columns, model, tokenizer, top_k: int, batch_size: int) -> None:
+    """Replace the chosen words of every job by words sampled among the masked LM's top-k predictions."""
+    mask = tokenizer.mask_token
+    special_ids = set(tokenizer.all_special_ids)
+    words_of_id: dict[int, str | None] = {}
+
+    def candidate_word(token_id: int) -> str | None:
+        if token_id not in words_of_id:
+            token = tokenizer.convert_ids_to_tokens(token_id)
+            word = None
+            if token_id not in special_ids and not token.startswith("##"):
+                # convert_tokens_to_string turns a byte-level piece ("Ġcat") into its word; for WordPiece a no-op.
+                word = tokenizer.convert_tokens_to_string([token]).strip()
+                word = word if word and len(word.split()) == 1 else None
+            words_of_id[token_id] = word
+        return words_of_id[token_id]
+
+    device = getattr(model, "device", None) or next(model.parameters()).device
+    max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 512)
+    was_training = model.training
+    model.eval()
+    try:
+        for begin in range(0, len(jobs), batch_size):
+            batch = jobs[begin : begin + batch_size]
+            texts, owners = [], []
+            for _, _, words, chosen, _ in batch:
+                texts.append(" ".join(mask if pick else word for word, pick in zip(words, chosen)))
+                # The k-th mask token of the encoding is the k-th mask in the text: a chosen word, or a literal
+                # mask token already present in an unchosen word (None: left alone).
+                owners.append(
+                    [
+                        slot
+                        for index, word in enumerate(words)
+                        for slot in _mask_slots(index, word, chosen[index], mask)
+                    ]
+                )
+            encoding = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            input_ids = encoding["input_ids"].to(device)
+            with torch.inference_mode():
+                # Only ids and mask: some masked LMs (DistilBERT) take no token_type_ids.
+                logits = model(input_ids=input_ids, attention_mask=encoding["attention_mask"].to(device)).logits
+            top_ids = logits.topk(min(top_k, logits.shape[-1]), dim=-1).indices.cpu()
+            for position_row, (column, out_index, words, _, rng) in enumerate(batch):
+                positions = (input_ids[position_row] == tokenizer.mask_token_id).nonzero().flatten().tolist()
+                new_words = list(words)
+                # Masks cut off by truncation are missing from `positions`: those words keep their original.
+                for owner, position in zip(owners[position_row], positions):
+                    if owner is None:
+                        continue
+                    candidates = [w for w in map(candidate_word, top_ids[position_row, position].tolist()) if w]
+                    if candidates:
+                        new_words[owner] = rng.choice(candidates)
+                columns[column][out_index] = " ".join(new_words)
+    finally:
+        model.train(was_training)
+
+
+def _mask_slots(index: int, word: str, chosen: bool, mask: str) -> list[int | None]:
+    """The owners of the mask tokens a word yields: the word itself when chosen, else None per literal mask."""
+    return [index] if chosen else [None] * word.count(mask)

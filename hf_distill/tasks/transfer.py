@@ -1,0 +1,127 @@
+"""Transfer sets: inputs the teacher labels beyond the labelled rows (Turc et al., 2019; Tang et al., 2019).
+
+A student distilled only on the rows its teacher was fit on sees nearly one-hot soft targets there, which carry little
+beyond the labels. Letting the teacher label more inputs (unlabelled in-domain text, or augmented copies of the
+labelled rows, see `augment.py`) is where distillation beats fine-tuning.
+
+Transfer rows carry a label that marks "no label": -100 for classification, NaN for regression (where -100 is a
+valid target). `DistillationTrainer` averages its task term over the labelled rows only and its teacher terms over
+every row, so both kinds mix freely in any batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from datasets import Dataset, Features, Value, concatenate_datasets
+
+from .files import _read_records, check_text_columns
+
+__all__ = ["NO_LABEL", "drop_labels", "load_unlabeled_file", "mix_transfer_rows", "unlabeled_rows"]
+
+logger = logging.getLogger(__name__)
+
+NO_LABEL = -100  # classification; regression rows use NaN
+
+
+def _label_feature(regression: bool) -> Value:
+    # A ClassLabel cannot hold -100, so mixed training sets carry plain integer labels.
+    return Value("float32") if regression else Value("int64")
+
+
+def _no_label(regression: bool) -> float | int:
+    return math.nan if regression else NO_LABEL
+
+
+def unlabeled_rows(
+    source: Dataset | Sequence[dict],
+    text_columns: Sequence[str],
+    *,
+    regression: bool,
+    max_samples: int | None = None,
+    label_column: str = "label",
+) -> Dataset:
+    """Rows of unlabelled text, ready to mix with labelled ones.
+
+    Args:
+        source (`Dataset` or a sequence of dicts): rows holding the text column(s); other columns are dropped (a label
+            column too: transfer rows are labelled by the teacher alone).
+        text_columns (`Sequence[str]`): one text column, or two for sentence pairs.
+        regression (`bool`): whether the task is a regression (the "no label" mark is then NaN, else -100).
+        max_samples (`int`, *optional*): keep only the first N rows.
+        label_column (`str`): the name of the label column of the result.
+
+    Returns:
+        `Dataset` with columns ``(*text_columns, label_column)``, every label the "no label" mark.
+    """
+    text_columns = check_text_columns(text_columns)
+    dataset = source if isinstance(source, Dataset) else Dataset.from_list(list(source))
+    missing = [column for column in text_columns if column not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"The unlabelled rows lack the text column(s) {missing}; their columns are {dataset.column_names}. Pass "
+            "the column names of your text (unlabeled_text_column)."
+        )
+    if max_samples is not None:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    dataset = dataset.select_columns(list(text_columns))
+    return _with_no_labels(dataset, text_columns, regression, label_column)
+
+
+def load_unlabeled_file(
+    path: str | Path,
+    text_columns: Sequence[str],
+    *,
+    regression: bool,
+    max_samples: int | None = None,
+    encoding: str = "utf-8",
+    label_column: str = "label",
+) -> Dataset:
+    """Unlabelled text from a CSV, TSV or JSON lines file (as `load_custom_files` reads them).
+
+    A label column in the file, if present, is ignored (and the log says so): the teacher labels these rows.
+    Refused with a clear message: a missing or empty file, or one without the text column(s) (naming the columns it
+    has).
+    """
+    text_columns = check_text_columns(text_columns)
+    path = Path(path)
+    records = _read_records(path, list(text_columns), encoding)
+    if label_column in records[0][0]:
+        logger.info("Ignoring the %r column of %s: the teacher labels the unlabelled rows.", label_column, path.name)
+    rows = [{column: str(row[column] or "") for column in text_columns} for row, _ in records]
+    return unlabeled_rows(
+        rows, text_columns, regression=regression, max_samples=max_samples, label_column=label_column
+    )
+
+
+def drop_labels(dataset: Dataset, text_columns: Sequence[str], *, regression: bool, label_column: str = "label"):
+    """`dataset`'s text column(s) with every label replaced by the "no label" mark (e.g. training rows held out as
+    unlabelled text, to simulate few labels)."""
+    return _with_no_labels(dataset.select_columns(list(text_columns)), text_columns, regression, label_column)
+
+
+def mix_transfer_rows(
+    labelled: Dataset, transfer: Sequence[Dataset], text_columns: Sequence[str], *, regression: bool
+) -> Dataset:
+    """The labelled rows followed by every transfer set, with one label feature (int64 or float32) for all.
+
+    Only the text column(s) and ``label`` are kept. Shuffling is left to the Trainer's sampler.
+    """
+    columns = [*text_columns, "label"]
+    features = Features({**{column: Value("string") for column in text_columns}, "label": _label_feature(regression)})
+    parts = [labelled.select_columns(columns).cast(features)]
+    parts += [part.select_columns(columns).cast(features) for part in transfer if len(part)]
+    return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def _with_no_labels(dataset: Dataset, text_columns: Sequence[str], regression: bool, label_column: str) -> Dataset:
+    if label_column in dataset.column_names:
+        dataset = dataset.remove_columns(label_column)
+    labels = [_no_label(regression)] * len(dataset)
+    features = Features(
+        {**{column: Value("string") for column in text_columns}, label_column: _label_feature(regression)}
+    )
+    return dataset.add_column(label_column, labels).cast(features)

@@ -1,0 +1,319 @@
+"""Transfer-set augmentation: mask, n-gram, mask + n-gram and masked-LM word replacement (tiny random BERT)."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, Features, Value
+from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+from hf_distill.tasks.augment import AUGMENTATIONS, augment_dataset
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = (
+    "the a cat dog sat on mat ran in park it was good bad very movie film plot slow fun we liked hated this that "
+    "is are and but not quite long short story actors played well old new day night town"
+).split()
+VOCAB = SPECIAL + WORDS + ["##s", "##ed", "##ing"]
+SENTENCES = [
+    "the cat sat on the mat",
+    "this movie was very good",
+    "we hated the slow plot but the actors played well",
+    "it is a short film",
+]
+MAX_POSITIONS = 64
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    vocab_file = tmp_path_factory.mktemp("mlm") / "vocab.txt"
+    vocab_file.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    return BertTokenizer(str(vocab_file))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=MAX_POSITIONS,
+    )
+    return BertForMaskedLM(config).eval()
+
+
+def sentences(label_feature=None, labels=None) -> Dataset:
+    data = {"sentence": SENTENCES, "idx": list(range(len(SENTENCES)))}
+    features = {"sentence": Value("string"), "idx": Value("int32")}
+    if label_feature is not None:
+        data["label"] = labels
+        features["label"] = label_feature
+    return Dataset.from_dict(data, features=Features(features))
+
+
+def classified() -> Dataset:
+    return sentences(ClassLabel(names=["negative", "positive"]), [1, 1, 0, 1])
+
+
+def pairs() -> Dataset:
+    return Dataset.from_dict(
+        {
+            "sentence1": SENTENCES,
+            "sentence2": list(reversed(SENTENCES)),
+            "label": [0.5, 4.0, 2.25, 3.0],
+        },
+        features=Features({"sentence1": Value("string"), "sentence2": Value("string"), "label": Value("float32")}),
+    )
+
+
+def augment(dataset=None, **kwargs):
+    options = {"text_columns": ["sentence"], "method": "mask", "copies": 3, "probability": 0.5, "seed": 0}
+    options["mask_token"] = "[MASK]"
+    options.update(kwargs)
+    return augment_dataset(classified() if dataset is None else dataset, **options)
+
+
+def mlm(model, tokenizer, dataset=None, **kwargs):
+    return augment(dataset, method="mlm", mask_token=None, mlm_model=model, mlm_tokenizer=tokenizer, **kwargs)
+
+
+# ---- shape, order, labels ----
+
+
+def test_copies_follow_the_rows_in_order_without_labels():
+    out = augment(probability=0.0, copies=3)
+    assert out.column_names == ["sentence", "label"]
+    assert out.features["label"] == Value("int64")
+    assert out["sentence"] == [text for text in SENTENCES for _ in range(3)]
+    assert out["label"] == [-100] * 12
+
+
+def test_integer_labels_become_minus_100():
+    out = augment(sentences(Value("int64"), [0, 2, 1, 2]), copies=2)
+    assert out.features["label"] == Value("int64")
+    assert out["label"] == [-100] * 8
+
+
+def test_float_labels_become_nan_and_pairs_keep_both_columns():
+    out = augment(pairs(), text_columns=["sentence1", "sentence2"], copies=2)
+    assert out.column_names == ["sentence1", "sentence2", "label"]
+    assert out.features["label"].dtype in ("float32", "float64")
+    assert len(out) == 8 and all(math.isnan(label) for label in out["label"])
+
+
+def test_missing_label_column_is_created():
+    out = augment(sentences(), copies=2)
+    assert out.column_names == ["sentence", "label"]
+    assert out.features["label"] == Value("int64") and out["label"] == [-100] * 8
+
+
+@pytest.mark.parametrize("kwargs", [{"copies": 0}, {"method": "none", "copies": 3}])
+def test_no_copies_give_an_empty_dataset_with_the_same_columns(kwargs):
+    out = augment(**kwargs)
+    assert len(out) == 0
+    assert out.features == Features({"sentence": Value("string"), "label": Value("int64")})
+    empty_pairs = augment(pairs(), text_columns=["sentence1", "sentence2"], **kwargs)
+    assert empty_pairs.column_names == ["sentence1", "sentence2", "label"] and len(empty_pairs) == 0
+
+
+@pytest.mark.parametrize("method", ["mask", "ngram", "mask_ngram"])
+def test_empty_text_stays_empty(method):
+    dataset = Dataset.from_dict({"sentence": ["", "   ", "the cat"], "label": [0, 1, 0]})
+    out = augment(dataset, method=method, probability=1.0, copies=2)
+    assert out["sentence"][:4] == ["", "", "", ""]
+
+
+# ---- seeding ----
+
+
+@pytest.mark.parametrize("method", ["mask", "ngram", "mask_ngram"])
+def test_same_seed_same_copies_other_seed_other_copies(method):
+    first = augment(method=method, copies=5, seed=3)["sentence"]
+    assert augment(method=method, copies=5, seed=3)["sentence"] == first
+    assert augment(method=method, copies=5, seed=4)["sentence"] != first
+    assert len(set(first[5:10])) > 1  # the copies of one row differ from each other
+
+
+# ---- mask ----
+
+
+def test_mask_probability_zero_and_one():
+    assert augment(probability=0.0)["sentence"] == [text for text in SENTENCES for _ in range(3)]
+    masked = augment(probability=1.0)["sentence"]
+    for text, original in zip(masked, [text for text in SENTENCES for _ in range(3)]):
+        assert text.split() == ["[MASK]"] * len(original.split())
+
+
+def test_mask_half_masks_about_half_the_words():
+    dataset = Dataset.from_dict({"sentence": [" ".join(WORDS * 5)] * 4, "label": [0] * 4})
+    out = augment(dataset, probability=0.5, copies=5)
+    words = [word for text in out["sentence"] for word in text.split()]
+    assert len(words) == 20 * len(WORDS) * 5
+    assert 0.45 < words.count("[MASK]") / len(words) < 0.55
+    # Unmasked words stay in place.
+    for text in out["sentence"]:
+        for word, original in zip(text.split(), (WORDS * 5)):
+            assert word in ("[MASK]", original)
+
+
+# ---- n-gram ----
+
+
+def is_contiguous(part: list[str], whole: list[str]) -> bool:
+    return any(whole[start : start + len(part)] == part for start in range(len(whole) - len(part) + 1))
+
+
+def test_ngram_outputs_are_contiguous_runs_of_one_to_five_words():
+    out = augment(method="ngram", probability=1.0, copies=20)["sentence"]
+    lengths = set()
+    for index, text in enumerate(out):
+        original = SENTENCES[index // 20].split()
+        words = text.split()
+        assert 1 <= len(words) <= min(5, len(original)) and is_contiguous(words, original)
+        lengths.add(len(words))
+    assert lengths == {1, 2, 3, 4, 5}
+    assert augment(method="ngram", probability=0.0)["sentence"] == [text for text in SENTENCES for _ in range(3)]
+
+
+def test_ngram_at_half_keeps_some_texts_whole():
+    out = augment(method="ngram", probability=0.5, copies=20)["sentence"]
+    long_rows = out[40:60]  # the third sentence has 10 words, so an n-gram of it is always shorter
+    whole = sum(text == SENTENCES[2] for text in long_rows)
+    assert 0 < whole < 20
+
+
+def test_mask_ngram_masks_then_cuts():
+    out = augment(method="mask_ngram", probability=1.0, copies=4)["sentence"]
+    for text in out:
+        assert 1 <= len(text.split()) <= 5 and set(text.split()) == {"[MASK]"}
+
+
+def test_pairs_augment_each_side_independently():
+    out = augment(pairs(), text_columns=["sentence1", "sentence2"], method="ngram", probability=0.5, copies=20)
+    changed_first = [a != SENTENCES[i // 20] for i, a in enumerate(out["sentence1"])]
+    changed_second = [b != SENTENCES[::-1][i // 20] for i, b in enumerate(out["sentence2"])]
+    assert any(changed_first) and any(changed_second)
+    assert any(a and not b for a, b in zip(changed_first, changed_second))
+    assert any(b and not a for a, b in zip(changed_first, changed_second))
+    for i, (a, b) in enumerate(zip(out["sentence1"], out["sentence2"])):
+        assert is_contiguous(a.split(), SENTENCES[i // 20].split())
+        assert is_contiguous(b.split(), SENTENCES[::-1][i // 20].split())
+
+
+# ---- masked LM ----
+
+
+def allowed_replacements() -> set[str]:
+    return {word for word in VOCAB if word not in SPECIAL and not word.startswith("##")}
+
+
+def test_mlm_replaces_all_words_with_plain_vocabulary_words(model, tokenizer):
+    out = mlm(model, tokenizer, probability=1.0, copies=3)["sentence"]
+    for index, text in enumerate(out):
+        words = text.split()
+        assert len(words) == len(SENTENCES[index // 3].split())
+        assert set(words) <= allowed_replacements()
+    assert out != [text for text in SENTENCES for _ in range(3)]
+
+
+def test_mlm_leaves_unchosen_words_in_place(model, tokenizer):
+    out = mlm(model, tokenizer, probability=0.5, copies=6)["sentence"]
+    changed = 0
+    for index, text in enumerate(out):
+        original = SENTENCES[index // 6].split()
+        words = text.split()
+        assert len(words) == len(original)
+        assert all(word == old or word in allowed_replacements() for word, old in zip(words, original))
+        changed += sum(word != old for word, old in zip(words, original))
+    assert changed > 0
+    assert mlm(model, tokenizer, probability=0.0)["sentence"] == [text for text in SENTENCES for _ in range(3)]
+
+
+def test_mlm_is_seeded_and_independent_of_batching(model, tokenizer):
+    first = mlm(model, tokenizer, probability=0.6, copies=4, seed=1)["sentence"]
+    assert mlm(model, tokenizer, probability=0.6, copies=4, seed=1, mlm_batch_size=1)["sentence"] == first
+    assert mlm(model, tokenizer, probability=0.6, copies=4, seed=2)["sentence"] != first
+
+
+def test_mlm_top_1_is_the_best_allowed_prediction_for_every_seed(model, tokenizer):
+    # At p=1 every word is chosen, so with one candidate the seed cannot change anything.
+    first = mlm(model, tokenizer, probability=1.0, copies=2, seed=0, mlm_top_k=1)["sentence"]
+    assert mlm(model, tokenizer, probability=1.0, copies=2, seed=9, mlm_top_k=1)["sentence"] == first
+
+
+def test_mlm_keeps_unchosen_words_that_hold_a_literal_mask_token(model, tokenizer):
+    # "a[MASK]b" tokenizes to a mask too: the chosen words must still get the predictions at their own positions.
+    dataset = Dataset.from_dict({"sentence": ["a[MASK]b the cat sat"]})
+    out = mlm(model, tokenizer, dataset, probability=0.5, copies=12)["sentence"]
+    original = "a[MASK]b the cat sat".split()
+    for text in out:
+        words = text.split()
+        assert len(words) == 4
+        assert all(word == old or word in allowed_replacements() for word, old in zip(words, original))
+    assert any(text.startswith("a[MASK]b ") for text in out) and any(not text.startswith("a[MASK]b") for text in out)
+
+
+def test_mlm_pairs_truncation_and_training_mode(model, tokenizer):
+    long_text = " ".join(WORDS * 3)  # longer than the model's 64 positions
+    dataset = Dataset.from_dict({"sentence1": [long_text, ""], "sentence2": ["the cat sat", "a dog ran"]})
+    model.train()
+    try:
+        out = mlm(model, tokenizer, dataset, text_columns=["sentence1", "sentence2"], probability=1.0, copies=2)
+        assert model.training  # the caller's mode is restored
+    finally:
+        model.eval()
+    assert out["label"] == [-100] * 4 and out["sentence1"][2:] == ["", ""]
+    kept = MAX_POSITIONS - 2  # [CLS] and [SEP]; every word here is one token
+    for text in out["sentence1"][:2]:
+        assert text.split()[kept:] == long_text.split()[kept:]
+        assert set(text.split()[:kept]) <= allowed_replacements()
+
+
+# ---- bad input ----
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"copies": -1}, "augment_copies"),
+        ({"copies": 1.5}, "augment_copies"),
+        ({"probability": 1.5}, "augment_probability"),
+        ({"probability": -0.1}, "augment_probability"),
+        ({"method": "shuffle"}, "augment_method.*mask_ngram"),
+        ({"text_columns": ["text"]}, "text column 'text'.*sentence"),
+        ({"mask_token": None}, "mask_token"),
+        ({"method": "mask_ngram", "mask_token": ""}, "mask_token"),
+        ({"method": "mlm", "mlm_tokenizer": "set below"}, "needs mlm_model,"),
+        ({"method": "mlm", "mlm_model": "set below"}, "needs mlm_tokenizer,"),
+        ({"method": "mlm"}, "needs mlm_model and mlm_tokenizer"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(kwargs, match, model, tokenizer):
+    kwargs = {
+        key: {"mlm_model": model, "mlm_tokenizer": tokenizer}[key] if value == "set below" else value
+        for key, value in kwargs.items()
+    }
+    with pytest.raises(ValueError, match=match):
+        augment(**kwargs)
+
+
+def test_tokenizer_without_mask_token_raises(model):
+    no_mask = types.SimpleNamespace(mask_token=None, mask_token_id=None)
+    with pytest.raises(ValueError, match="masked LM's tokenizer has no mask token"):
+        mlm(model, no_mask)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"mlm_top_k": 0}, "mlm_top_k"), ({"mlm_batch_size": 0}, "mlm_batch")])
+def test_bad_mlm_numbers_raise(kwargs, match, model, tokenizer):
+    with pytest.raises(ValueError, match=match):
+        mlm(model, tokenizer, **kwargs)
+
+
+def test_the_methods_are_listed():
+    assert AUGMENTATIONS == ("none", "mask", "ngram", "mask_ngram", "mlm")
