@@ -190,7 +190,8 @@ def _fill_with_mlm(jobs, columns, model, tokenizer, top_k: int, batch_size: int)
         if token_id not in words_of_id:
             token = tokenizer.convert_ids_to_tokens(token_id)
             word = None
-            if token_id not in special_ids and not token.startswith("##"):
+            # token is None for ids past the tokenizer's vocabulary (a model whose embedding matrix was padded).
+            if token is not None and token_id not in special_ids and not token.startswith("##"):
                 # convert_tokens_to_string turns a byte-level piece ("Ġcat") into its word; for WordPiece a no-op.
                 word = tokenizer.convert_tokens_to_string([token]).strip()
                 word = word if word and len(word.split()) == 1 else None

@@ -1,0 +1,178 @@
+"""scripts/distill_glue.py with a transfer set (unlabelled rows, augmentation), the pseudo-label baseline and the
+hyperparameter search, on tiny BERTs and real GLUE rows; and every refusal of those options."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import tiny
+from test_distill_glue import GLUE_DIR, common_flags, distill_glue, needs_glue, read_results, refuse, save_teacher
+from transformers import BertForMaskedLM
+
+from hf_distill.cache.fingerprint import fingerprint_rows
+from hf_distill.tasks.augment import augment_dataset
+
+
+@pytest.fixture
+def teacher_folder(tmp_path_factory):
+    return save_teacher(tmp_path_factory.mktemp("models") / "teacher", num_labels=2)
+
+
+def sst2_flags(tmp_path, teacher, *extra):
+    return common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR), "--student_num_layers",
+                        "1", *extra)  # fmt: skip
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@needs_glue
+def test_unlabeled_train_rows_join_the_transfer_set_and_the_card_says_so(tmp_path, teacher_folder):
+    distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--unlabeled_train_rows", "64", "--logging_steps", "1"))
+    out = tmp_path / "out"
+    results = read_results(out)
+    assert results["train_labelled_examples"] == 48
+    assert results["train_unlabeled_examples"] == 64 and results["train_augmented_examples"] == 0
+    assert results["train_examples"] == 112
+    card = (out / "README.md").read_text()
+    assert "64 rows of the task's training split with labels dropped" in card and "48 labelled" in card
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert all(entry["loss_task"] >= 0 for entry in history if "loss_task" in entry)
+
+
+@needs_glue
+def test_baselines_stay_on_the_labelled_rows_and_pseudo_labels_use_the_transfer_rows(tmp_path, teacher_folder):
+    for training in ("labels_only", "pseudo_labels"):
+        flags = sst2_flags(tmp_path / training, teacher_folder, "--unlabeled_train_rows", "32")
+        distill_glue.main([*flags, "--student_training", training])
+        results = read_results(tmp_path / training / "out")
+        assert results["train_labelled_examples"] == 48
+        expected = 48 if training == "labels_only" else 80
+        assert results["train_examples"] == expected
+        assert results["train_unlabeled_examples"] == expected - 48
+
+
+@needs_glue
+def test_unlabeled_file_and_augmented_pairs_with_a_masked_lm(tmp_path):
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    mlm = BertForMaskedLM(tiny.bert_config(layers=1, max_position_embeddings=128))
+    mlm.save_pretrained(tmp_path / "mlm")
+    tiny.tokenizer(tmp_path / "mlm_tok").save_pretrained(tmp_path / "mlm")
+    rows = [["a fine day .", "it was fine .", "1"], ["the quick fox", "a fox", "0"], ["so it goes", "it went", "1"]]
+    unlabeled = write_csv(tmp_path / "pairs.csv", ["#1 String", "#2 String", "Quality"], rows)
+    flags = common_flags(tmp_path, teacher, "--task_name", "mrpc", "--data_dir", str(GLUE_DIR), "--student_num_layers",
+                         "1", "--max_train_samples", "16", "--unlabeled_file", str(unlabeled),
+                         "--unlabeled_text_column", "#1 String", "#2 String", "--augment", "mlm", "--augment_copies",
+                         "2", "--augment_probability", "0.5",
+                         "--augment_mlm_model", str(tmp_path / "mlm"))  # fmt: skip
+    distill_glue.main(flags)
+    results = read_results(tmp_path / "out")
+    assert results["train_labelled_examples"] == 16
+    assert results["train_unlabeled_examples"] == 3 and results["train_augmented_examples"] == 32
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "2 augmented copies of each labelled row (--augment mlm, p = 0.5" in card
+
+
+@needs_glue
+def test_hp_search_scores_trials_on_held_out_rows_and_trains_the_best(tmp_path, teacher_folder):
+    pytest.importorskip("optuna")
+    flags = sst2_flags(tmp_path, teacher_folder, "--hp_search_trials", "2", "--validation_split_size", "16")
+    distill_glue.main(flags)
+    out = tmp_path / "out"
+    report = json.loads((out / "hp_search.json").read_text())
+    assert len(report["trials"]) == 2 and "never dev" in report["scored_on"]
+    best = report["best"]
+    results = read_results(out)
+    assert results["eval_examples"] == 32  # the final student is scored on dev (max_eval_samples), not the 16 rows
+    card = (out / "README.md").read_text()
+    assert "chosen by 2 optuna trials on 16 training rows held out" in card
+    assert f"T = {best['temperature']}" in card
+
+
+def test_augmentation_seed_changes_the_rows_and_so_the_cache_fingerprint():
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"sentence": ["a fine and quick day for it"] * 4, "label": [0, 1, 0, 1]})
+    prints = {
+        seed: fingerprint_rows(augment_dataset(rows, text_columns=["sentence"], method="mask", copies=2,
+                                               probability=0.5, seed=seed, mask_token="[MASK]"))
+        for seed in (1, 1, 2)
+    }  # fmt: skip
+    assert len(set(prints.values())) == 2  # same seed, same rows and cache; another seed, a new cache
+
+
+# ---- refusals, before any training, writing nothing ----------------------------------------------------------------
+
+
+@needs_glue
+def test_refuses_bad_unlabelled_files(tmp_path, teacher_folder):
+    flags = sst2_flags(tmp_path, teacher_folder)
+    refuse(
+        tmp_path, [*flags, "--unlabeled_file", str(tmp_path / "none.csv")], r"--unlabeled_file .*none\.csv.* does not"
+    )
+    empty = tmp_path / "empty.csv"
+    empty.write_text("sentence\n")
+    refuse(tmp_path, [*flags, "--unlabeled_file", str(empty)], r"empty\.csv holds no examples")
+    wrong = write_csv(tmp_path / "wrong.csv", ["text", "stars"], [["fine", "5"]])
+    refuse(tmp_path, [*flags, "--unlabeled_file", str(wrong)], r"wrong\.csv: missing column\(s\) \['sentence'\]; the "
+           r"columns present are \['text', 'stars'\]")  # fmt: skip
+
+
+@needs_glue
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--unlabeled_train_rows", "100000"], r"--unlabeled_train_rows 100000 asks for more rows .* at most 67301"),
+        (["--augment", "mask", "--augment_copies", "-1"], r"--augment_copies must be an integer >= 0, got -1"),
+        (
+            ["--augment", "mask", "--augment_probability", "1.5"],
+            r"--augment_probability must be in \[0, 1\], got 1\.5",
+        ),
+        (["--augment", "shuffle"], r"--augment must be one of none, mask, ngram, mask_ngram, mlm, got 'shuffle'"),
+        (["--augment", "mlm"], r"--augment mlm needs --augment_mlm_model"),
+        (["--hp_search_trials", "3"], r"--hp_search_trials 3 needs --validation_split_size"),
+    ],
+)
+def test_refuses_bad_transfer_options(tmp_path, teacher_folder, extra, message):
+    refuse(tmp_path, [*sst2_flags(tmp_path, teacher_folder), *extra], message)
+
+
+def test_refuses_unlabeled_train_rows_with_your_own_files(tmp_path, teacher_folder):
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], [["fine", "1"], ["bad", "0"], ["ok", "1"]])
+    flags = common_flags(tmp_path, teacher_folder, "--train_file", str(train), "--text_column", "text",
+                         "--validation_split_size", "1", "--unlabeled_train_rows", "1",
+                         "--student_num_layers", "1")  # fmt: skip
+    refuse(tmp_path, flags, r"--unlabeled_train_rows 1 takes rows of a GLUE task's training split, but --train_file")
+
+
+@needs_glue
+def test_refuses_hp_search_without_optuna_naming_the_extra(tmp_path, teacher_folder, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    flags = sst2_flags(tmp_path, teacher_folder, "--hp_search_trials", "2", "--validation_split_size", "16")
+    refuse(tmp_path, flags, r"needs optuna, which is not installed\. Install the 'search' extra")
+
+
+@needs_glue
+def test_refuses_a_masked_lm_with_another_vocabulary_or_no_mask_token(tmp_path, teacher_folder):
+    other = tmp_path / "models" / "other_mlm"
+    BertForMaskedLM(tiny.bert_config(layers=1)).save_pretrained(other)
+    tiny.tokenizer(tmp_path / "models" / "tok", extra_words=("zebra",)).save_pretrained(other)
+    flags = sst2_flags(tmp_path, teacher_folder, "--augment", "mlm", "--augment_mlm_model", str(other))
+    refuse(tmp_path, flags, r"has a vocabulary of .* that differs from the teacher's")
+    no_mask = tmp_path / "models" / "no_mask"
+    BertForMaskedLM(tiny.bert_config(layers=1)).save_pretrained(no_mask)
+    tokenizer = tiny.tokenizer(tmp_path / "models" / "tok2")
+    tokenizer.mask_token = None
+    tokenizer.save_pretrained(no_mask)
+    flags = sst2_flags(tmp_path, teacher_folder, "--augment", "mlm", "--augment_mlm_model", str(no_mask))
+    refuse(tmp_path, flags, r"has a tokenizer without a mask token")
