@@ -1,8 +1,9 @@
 """Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student.
 
-    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache]
+    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed]
 
-With `cache`, the teacher's outputs are cached first; each rank also saves how often its teacher ran.
+With `cache`, the teacher's outputs are cached first; each rank also saves how often its teacher ran. With `mixed`,
+a class-level distillation whose every third row is unlabelled (-100): ranks hold different numbers of labelled rows.
 """
 
 from __future__ import annotations
@@ -21,11 +22,27 @@ from hf_distill import DistillationTrainer  # noqa: E402
 from hf_distill.cli.distributed import end_distributed  # noqa: E402
 
 
-def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False) -> None:
-    teacher = tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
+def make_teacher(mixed: bool):
+    if mixed:
+        return tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    return tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
+
+
+def make_rows(mixed: bool):
+    if not mixed:
+        return tiny.token_rows(32, seed=2, ignored_fraction=0.4)
+    rows = tiny.class_rows(32, seed=2).rows
+    for index, row in enumerate(rows):
+        if index % 3 == 1:
+            row["labels"] = -100
+    return tiny.ListDataset(rows)
+
+
+def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False, mixed: bool = False) -> None:
+    teacher = make_teacher(mixed)
     teacher_calls = []
     teacher.register_forward_hook(lambda *_: teacher_calls.append(1))
-    student = tiny.token_classifier(layers=1, seed=1, initializer_range=0.5)
+    student = (tiny.classifier if mixed else tiny.token_classifier)(layers=1, seed=1, initializer_range=0.5)
     args = make_args(
         Path(output_dir),
         per_device_train_batch_size=per_device_batch,
@@ -38,7 +55,7 @@ def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool 
         model=student,
         teacher_model=teacher,
         args=args,
-        train_dataset=tiny.token_rows(32, seed=2, ignored_fraction=0.4),
+        train_dataset=make_rows(mixed),
         data_collator=tiny.collate,
     )
     trainer.train()
@@ -56,7 +73,7 @@ def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool 
                 torch.equal(tensor, fresh)
                 for tensor, fresh in zip(
                     trainer.teacher_model.state_dict().values(),
-                    tiny.token_classifier(layers=2, seed=0, initializer_range=0.5).state_dict().values(),
+                    make_teacher(mixed).state_dict().values(),
                     strict=True,
                 )
             ),
@@ -66,5 +83,6 @@ def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool 
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=sys.argv[4:] == ["cache"])
+    mode = sys.argv[4:]
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=mode == ["cache"], mixed=mode == ["mixed"])
     end_distributed()
