@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from hf_distill.publish.model_card import public_name
 from hf_distill.tasks.augment import AUGMENTATIONS
 from hf_distill.tasks.glue import normalize_task_name
 from hf_distill.trainer.arguments import DistillationTrainingArguments
@@ -91,6 +92,8 @@ class ModelArguments:
             self.student_layers = _parse_layer_list(self.student_layers)
         # what the model card may name as base_model: a Hub id, never a local path
         self.teacher_hub_id = hub_id_of(self.teacher_model_name_or_path)
+        # what a card or a result may call the teacher: a Hub id, a package: spec, or a folder's name (no machine path)
+        self.teacher_display_name = public_name(self.teacher_model_name_or_path)
         self.teacher_model_name_or_path = resolve_package_path(self.teacher_model_name_or_path)
         if self.student_model_name_or_path is not None:
             self.student_model_name_or_path = resolve_package_path(self.student_model_name_or_path)

@@ -19,7 +19,8 @@ __all__ = ["run_entry_point", "script_argv", "setup_logging"]
 def script_argv(script: str, argv: Sequence[str] | None, default_config: Path) -> tuple[list[str], str]:
     """The arguments to parse (the default config when none were given) and the command to state on the card."""
     argv = list(sys.argv[1:] if argv is None else argv) or [str(default_config)]
-    return argv, sanitize_command(["python", f"scripts/{script}", *argv])
+    repository = Path(default_config).resolve().parents[2]  # configs/<kind>/<file>.yaml
+    return argv, sanitize_command(["python", f"scripts/{script}", *argv], root=repository)
 
 
 def setup_logging() -> None:

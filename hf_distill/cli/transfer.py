@@ -15,6 +15,7 @@ import datasets
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+from hf_distill.publish.model_card import public_name
 from hf_distill.tasks.augment import augment_dataset
 from hf_distill.tasks.transfer import drop_labels, load_unlabeled_file, mix_transfer_rows
 
@@ -43,7 +44,7 @@ class TransferSet:
         if self.augmented:
             how = f"--augment {data_args.augment}, p = {data_args.augment_probability}"
             if data_args.augment == "mlm":
-                how += f", masked LM `{data_args.augment_mlm_model}`"
+                how += f", masked LM `{public_name(data_args.augment_mlm_model)}`"
             parts.append(f"{data_args.augment_copies} augmented copies of each labelled row ({how})")
         return "; ".join(parts) if parts else "none"
 

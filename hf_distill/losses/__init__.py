@@ -1,7 +1,8 @@
 """Distillation objectives as pure functions of tensors, split by what they compare.
 
 - `logits.py`: the two models' outputs (class KL, masked token KL, top-k token KL, regression MSE);
-- `hidden_states.py`: their hidden states (DistilBERT's cosine);
+- `hidden_states.py`: their hidden states (DistilBERT's cosine, TinyBERT's MSE);
+- `attention.py`: their self-attention (MiniLM's attention KL, MiniLM/MiniLMv2's value-relation KL);
 - `masks.py`: which token positions count.
 
 Every function is keyword-only, computes in float32 (float64 if given float64) whatever the dtype of its inputs
@@ -11,7 +12,8 @@ gradient-accumulated batch across every rank, which is how [`DistillationTrainer
 exact).
 """
 
-from .hidden_states import hidden_state_cosine
+from .attention import attention_kl, value_relation_kl
+from .hidden_states import hidden_state_cosine, hidden_state_mse
 from .logits import (
     class_kl_divergence,
     kl_divergence_per_row,
@@ -22,11 +24,14 @@ from .logits import (
 from .masks import token_mask
 
 __all__ = [
+    "attention_kl",
     "class_kl_divergence",
     "hidden_state_cosine",
+    "hidden_state_mse",
     "kl_divergence_per_row",
     "regression_mse",
     "token_kl_divergence",
     "token_mask",
     "token_topk_kl_divergence",
+    "value_relation_kl",
 ]

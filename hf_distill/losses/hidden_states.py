@@ -1,4 +1,4 @@
-"""Losses between the two models' hidden states `(B, L, D)`: DistilBERT's cosine."""
+"""Losses between the two models' hidden states `(B, L, D)`: DistilBERT's cosine, TinyBERT's MSE."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 
 from ._common import Reduction, at_least_float32, check_same_shape, reduce_positions
 
-__all__ = ["hidden_state_cosine"]
+__all__ = ["hidden_state_cosine", "hidden_state_mse"]
 
 
 def hidden_state_cosine(
@@ -41,3 +41,51 @@ def hidden_state_cosine(
     norms = (student.norm(dim=-1) * teacher.norm(dim=-1)).clamp(min=eps)  # (B, L)
     distance = 1 - (student * teacher).sum(dim=-1) / norms  # (B, L)
     return reduce_positions(distance, mask=mask, temperature=1.0, reduction=reduction)
+
+
+def hidden_state_mse(
+    *,
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Mean squared error between student and teacher hidden states, per counted position.
+
+    TinyBERT's hidden-state loss (Jiao et al., 2020, eq. 8): ``MSE(H_s W_h, H_t)``, where ``W_h`` is a learned
+    projection from the student's hidden size to the teacher's. This function takes the student's states already
+    projected (the projection is a parameter of the training, not of the loss). Unlike the cosine it also matches
+    the norms of the two representations. Per position it is the mean over D of ``(h_s - h_t)**2``; with no mask
+    and ``"mean"`` it equals ``F.mse_loss(student_hidden, teacher_hidden)``.
+
+    Args:
+        student_hidden (`torch.Tensor` of shape `(B, L, D)`): the student's hidden states, projected to the
+            teacher's width D when the two widths differ.
+        teacher_hidden (`torch.Tensor` of shape `(B, L, D)`): the teacher's hidden states at the same positions.
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts (the attention mask);
+            padding never counts, whatever its states. Default: every position.
+        reduction (`"mean"` or `"sum"`): the per-position error averaged (or summed) over the counted positions.
+
+    Returns:
+        `torch.Tensor`: a float32 (float64 for float64 states) scalar >= 0. Nothing counted gives 0, never NaN.
+    """
+    if student_hidden.dim() != 3 or teacher_hidden.dim() != 3:
+        raise ValueError(
+            f"hidden states must have shape (B, L, D), got student {tuple(student_hidden.shape)} and teacher "
+            f"{tuple(teacher_hidden.shape)}."
+        )
+    if student_hidden.shape[:2] == teacher_hidden.shape[:2] and student_hidden.shape[2] != teacher_hidden.shape[2]:
+        raise ValueError(
+            f"student hidden size {student_hidden.shape[2]} differs from the teacher's {teacher_hidden.shape[2]}: "
+            "project the student's hidden states to the teacher's width first (TinyBERT's W_h, e.g. a learned "
+            f"nn.Linear({student_hidden.shape[2]}, {teacher_hidden.shape[2]}))."
+        )
+    if student_hidden.shape != teacher_hidden.shape:
+        raise ValueError(
+            f"student and teacher hidden states must have the same shape (B, L, D), got student "
+            f"{tuple(student_hidden.shape)} and teacher {tuple(teacher_hidden.shape)}: pass both models the same "
+            "batch."
+        )
+    difference = at_least_float32(student_hidden) - at_least_float32(teacher_hidden)
+    per_position = difference.pow(2).mean(dim=-1)  # (B, L)
+    return reduce_positions(per_position, mask=mask, temperature=1.0, reduction=reduction)

@@ -5,10 +5,18 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 
-__all__ = ["ModelCardData", "describe_student", "format_table", "render_model_card", "sanitize_command"]
+__all__ = [
+    "ModelCardData",
+    "describe_student",
+    "format_table",
+    "public_name",
+    "render_model_card",
+    "sanitize_command",
+]
 
 _SECRET_FLAGS = ("--hub_token",)
 
@@ -42,8 +50,23 @@ class ModelCardData:
     extra_tags: Sequence[str] = field(default_factory=tuple)
 
 
-def sanitize_command(argv: Sequence[str]) -> str:
-    """The command line with secrets (a --hub_token value) replaced, safe to publish."""
+def public_name(value: str) -> str:
+    """How a card may name a model or file argument: a Hub id or a `package:` spec as given, a local path by its last
+    folder or file name only (a machine's folder names are nobody's business and reproduce nothing elsewhere)."""
+    if value.startswith("package:"):
+        return value
+    path = Path(value).expanduser()
+    if value.startswith((".", "/", "~")) or path.exists():
+        return path.resolve().name or value
+    return value
+
+
+def sanitize_command(argv: Sequence[str], root: Path | None = None) -> str:
+    """The command line with secrets (a --hub_token value) replaced and no machine path, safe to publish.
+
+    An absolute path under `root` (the repository) becomes relative to it, one beside it `../...`, any other the
+    last component alone: the command then reads as run from the repository, and names no folder of this machine.
+    """
     cleaned: list[str] = []
     skip_next = False
     for argument in argv:
@@ -56,8 +79,20 @@ def sanitize_command(argv: Sequence[str]) -> str:
         elif argument.startswith(tuple(flag + "=" for flag in _SECRET_FLAGS)):
             cleaned.append(argument.split("=", 1)[0] + "=<redacted>")
         else:
-            cleaned.append(argument)
+            cleaned.append(_relative(argument, root))
     return shlex.join(cleaned)
+
+
+def _relative(argument: str, root: Path | None) -> str:
+    if not argument.startswith(("/", "~")):
+        return argument
+    path = Path(argument).expanduser().resolve()
+    if root is not None:
+        root = root.resolve()
+        for base, prefix in ((root, ""), (root.parent, "../")):
+            if path.is_relative_to(base):
+                return prefix + str(path.relative_to(base))
+    return path.name
 
 
 def format_table(data: ModelCardData) -> str:
@@ -172,7 +207,7 @@ def describe_student(student, model_args, layers, training: str) -> str:
 def _describe_init(name, student, model_args, layers) -> str:
     depth = getattr(student.config, "num_hidden_layers", None) or getattr(student.config, "n_layers", None)
     if model_args.student_model_name_or_path:
-        return f"`{name}` ({depth} layers) loaded from `{model_args.student_model_name_or_path}`."
+        return f"`{name}` ({depth} layers) loaded from `{public_name(model_args.student_model_name_or_path)}`."
     text = f"`{name}`, {depth} layers initialised from teacher layers {list(layers)}"
     if model_args.student_architecture == "distilbert":
         return text + " mapped into DistilBERT (token-type embedding 0 folded into the position embeddings)."

@@ -76,3 +76,81 @@ def reference_topk_loss(student, top_log_probs, top_indices, mask, temperature):
                 )
                 count += 1
     return temperature**2 * total / count if count else 0.0
+
+
+def _nested(values):
+    """A tensor as nested Python lists (a list stays a list): the references below index plain lists only."""
+    return values.tolist() if hasattr(values, "tolist") else values
+
+
+def reference_hidden_mse(student, teacher, mask):
+    """Mean over counted positions of (1 / D) sum_d (s_d - t_d)**2 (TinyBERT), written from the definition."""
+    student, teacher = _nested(student), _nested(teacher)
+    mask = None if mask is None else _nested(mask)
+    total, count = 0.0, 0
+    for b in range(len(student)):
+        for position in range(len(student[b])):
+            if mask is None or mask[b][position]:
+                s, t = student[b][position], teacher[b][position]
+                total += sum((x - y) ** 2 for x, y in zip(s, t)) / len(s)
+                count += 1
+    return total / count if count else 0.0
+
+
+def reference_attention_kl(student, teacher, mask):
+    """MiniLM's attention KL: per head and counted query, KL(teacher row || student row) over the counted keys,
+    each row renormalised over those keys; mean over heads, then mean over counted queries."""
+    student, teacher = _nested(student), _nested(teacher)
+    batch, heads, length = len(student), len(student[0]), len(student[0][0])
+    mask = [[1] * length for _ in range(batch)] if mask is None else _nested(mask)
+    total, count = 0.0, 0
+    for b in range(batch):
+        keys = [j for j in range(length) if mask[b][j]]
+        for i in range(length):
+            if not mask[b][i]:
+                continue
+            per_head = 0.0
+            for h in range(heads):
+                p = [teacher[b][h][i][j] for j in keys]
+                q = [student[b][h][i][j] for j in keys]
+                p = [x / sum(p) for x in p]
+                q = [x / sum(q) for x in q]
+                per_head += sum(pj * math.log(pj / qj) for pj, qj in zip(p, q) if pj > 0)
+            total += per_head / heads
+            count += 1
+    return total / count if count else 0.0
+
+
+def reference_value_relations(values, mask, num_relation_heads):
+    """Relation matrices softmax(V_r V_r^T / sqrt(d)) `(B, R, L, L)` as nested lists, the softmax over the
+    counted keys only (0 elsewhere; a row of an example with no counted key is all 0)."""
+    values = _nested(values)
+    batch, length, width = len(values), len(values[0]), len(values[0][0])
+    mask = [[1] * length for _ in range(batch)] if mask is None else _nested(mask)
+    size = width // num_relation_heads
+    relations = []
+    for b in range(batch):
+        per_head = []
+        for r in range(num_relation_heads):
+            rows = []
+            for i in range(length):
+                scores = {}
+                for j in range(length):
+                    if mask[b][j]:
+                        dot = sum(values[b][i][r * size + k] * values[b][j][r * size + k] for k in range(size))
+                        scores[j] = dot / math.sqrt(size)
+                top = max(scores.values(), default=0.0)
+                normaliser = sum(math.exp(x - top) for x in scores.values())
+                rows.append([math.exp(scores[j] - top) / normaliser if j in scores else 0.0 for j in range(length)])
+            per_head.append(rows)
+        relations.append(per_head)
+    return relations
+
+
+def reference_value_relation_kl(student, teacher, mask, num_relation_heads):
+    """MiniLM(v2)'s value-relation KL: the attention KL between the two models' relation matrices."""
+    return reference_attention_kl(
+        reference_value_relations(student, mask, num_relation_heads),
+        reference_value_relations(teacher, mask, num_relation_heads),
+        mask,
+    )

@@ -176,3 +176,13 @@ def test_refuses_a_masked_lm_with_another_vocabulary_or_no_mask_token(tmp_path, 
     tokenizer.save_pretrained(no_mask)
     flags = sst2_flags(tmp_path, teacher_folder, "--augment", "mlm", "--augment_mlm_model", str(no_mask))
     refuse(tmp_path, flags, r"has a tokenizer without a mask token")
+
+
+@needs_glue
+def test_card_and_recorded_command_hold_no_machine_path(tmp_path):
+    teacher = save_teacher(tmp_path / "my-teacher", num_labels=2)
+    distill_glue.main(sst2_flags(tmp_path, teacher, "--unlabeled_train_rows", "16"))
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert str(tmp_path) not in card and "/tmp" not in card
+    assert "`my-teacher`" in card  # a local teacher is named by its folder's name
+    assert "--data_dir ../shared/data/glue" in card  # beside the repository: relative to it
