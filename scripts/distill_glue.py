@@ -22,7 +22,7 @@ from hf_distill.cli.checks import check_before_loading
 from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
 from hf_distill.cli.hp_search import run_hp_search
 from hf_distill.cli.models import load_models, ready_models
-from hf_distill.cli.training import make_trainer, train_and_save
+from hf_distill.cli.training import make_trainer, script_training_defaults, train_and_save
 from hf_distill.cli.transfer import build_transfer_set, check_mlm_augmenter, pseudo_label
 from hf_distill.publish.evaluation import evaluate_side_by_side
 from hf_distill.publish.model_card import describe_student
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if transfer.rows is not None:
         raw["transfer"] = transfer.rows
     tokenized, eval_datasets = limit_and_tokenize(raw, data_args, models.tokenizer, text_columns, eval_splits)
-    if training_args.ddp_find_unused_parameters is None:  # all student weights are used: no extra DDP walk
-        training_args.ddp_find_unused_parameters = False
+    script_training_defaults(training_args)
     collator = DataCollatorWithPadding(models.tokenizer, pad_to_multiple_of=training_args.pad_to_multiple_of)
     task_metrics = compute_metrics_fn(data_args.task_name) if data_args.task_name else None
     compute_metrics = task_metrics or custom_metrics_fn(regression)

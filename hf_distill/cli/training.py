@@ -10,11 +10,25 @@ from transformers import Trainer
 
 from hf_distill.trainer import DistillationTrainer
 
-__all__ = ["STUDENT_TRAININGS", "make_trainer", "recipe_trainer_class", "train_and_save"]
+__all__ = ["STUDENT_TRAININGS", "make_trainer", "recipe_trainer_class", "script_training_defaults", "train_and_save"]
 
 # distill: ours; labels_only: the same student without a teacher; recipe: the copied blog recipe; pseudo_labels: the
 # transfer rows labelled with the teacher's argmax, trained as labels. The baselines are there to measure ours against.
 STUDENT_TRAININGS = ("distill", "labels_only", "recipe", "pseudo_labels")
+
+
+def script_training_defaults(training_args: Any) -> None:
+    """Defaults the scripts change from Trainer's, each for a reason a user would otherwise meet as noise or cost.
+
+    - `ddp_find_unused_parameters=False` unless set: every student weight is used, so DDP's extra graph walk per step
+      buys nothing.
+    - `dataloader_pin_memory=False` on a machine without an accelerator: pinning needs one, and every dataloader
+      otherwise warns that it is set but unused.
+    """
+    if training_args.ddp_find_unused_parameters is None:
+        training_args.ddp_find_unused_parameters = False
+    if training_args.dataloader_pin_memory and training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False
 
 
 def make_trainer(student_training: str, student: Any, teacher: Any, **trainer_kwargs: Any) -> Trainer:

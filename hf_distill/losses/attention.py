@@ -191,8 +191,8 @@ def _relation_log_probs(values: torch.Tensor, *, num_heads: int, key_counted: to
     scores = heads @ heads.transpose(-1, -2) / math.sqrt(head_size)  # (B, R, L, L)
     if key_counted is not None:
         scores = scores.masked_fill(~key_counted, float("-inf"))
-        # An example with no counted key would softmax a row of -inf (NaN, and NaN gradients): give it a finite,
-        # uniform row instead; its queries never count, and uniform against uniform is a KL of exactly 0.
+        # An example with no counted key would softmax a row of -inf into NaN: give it a finite, uniform row
+        # instead; its queries never count, and uniform against uniform is a KL of exactly 0.
         scores = torch.where(key_counted.any(dim=-1, keepdim=True), scores, torch.zeros_like(scores))
     return torch.log_softmax(scores, dim=-1)
 
@@ -200,7 +200,7 @@ def _relation_log_probs(values: torch.Tensor, *, num_heads: int, key_counted: to
 def _kl_over_keys(*, student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor) -> torch.Tensor:
     """KL(teacher || student) over the last dimension, from log-probabilities where -inf means no mass."""
     teacher_probs = teacher_log_probs.exp()
-    # 0 * log 0 = 0, selected before the product: at a key without teacher mass -inf - -inf is NaN, and a
-    # multiplication by it would turn the (zero) gradient there into NaN.
+    # 0 * log 0 = 0, selected before the product: at a key without teacher mass -inf - -inf is NaN, and the
+    # product's backward would multiply the zero gradient there by it.
     difference = torch.where(teacher_probs > 0, teacher_log_probs - student_log_probs, torch.zeros_like(teacher_probs))
     return (teacher_probs * difference).sum(dim=-1)
