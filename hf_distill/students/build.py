@@ -97,6 +97,9 @@ def build_student(
     check_bert_teacher(teacher)
     if num_layers is not None:
         layers = select_layers(teacher.config.num_hidden_layers, num_layers)
-    if architecture == "bert":
-        return build_bert_student(teacher, layers)
-    return build_distilbert_student(teacher, layers)
+    student = (
+        build_bert_student(teacher, layers) if architecture == "bert" else build_distilbert_student(teacher, layers)
+    )
+    # Which teacher layer each student layer started from: hidden_layer_map="init" matches them to each other.
+    student.config.hf_distill_teacher_layers = [int(layer) for layer in layers]
+    return student

@@ -49,6 +49,44 @@ class DistillationTrainingArguments(TrainingArguments):
             "and the teacher run online (not with cache_teacher_logits). 0 (default) leaves it out and costs nothing."
         },
     )
+    alpha_hidden: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight (>= 0) of TinyBERT's hidden-state MSE between the layers hidden_layer_map pairs (the "
+            "embedding outputs included), averaged over the pairs. A student narrower than the teacher gets a learned "
+            "projection to the teacher's width (trained, checkpointed, left out of the saved student). Needs the "
+            "teacher online. 0 (default) costs nothing."
+        },
+    )
+    hidden_layer_map: str = field(
+        default="uniform",
+        metadata={
+            "help": "Which teacher layer each student layer matches for alpha_hidden: 'uniform' (student layer i -> "
+            "teacher layer (i + 1) * Lt / Ls - 1, TinyBERT), 'init' (the teacher layer it was built from), or pairs "
+            "'student:teacher' such as '0:1,1:3,2:5' (0-based)."
+        },
+    )
+    alpha_attention: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight (>= 0) of MiniLM's KL between the last layers' self-attention distributions (same head "
+            "count needed), recomputed from their query/key projections so SDPA stays on. Needs the teacher online."
+        },
+    )
+    alpha_value_relation: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight (>= 0) of MiniLM's value-relation KL of the last layers: softmax(V V^T / sqrt(d)) per "
+            "relation head, for any widths and head counts. Needs the teacher online."
+        },
+    )
+    value_relation_heads: int | None = field(
+        default=None,
+        metadata={
+            "help": "Relation heads R for alpha_value_relation (must divide both widths); default: the "
+            "teacher's attention heads."
+        },  # fmt: skip
+    )
     cache_teacher_logits: bool = field(
         default=False,
         metadata={
@@ -117,11 +155,16 @@ class DistillationTrainingArguments(TrainingArguments):
             weight = getattr(self, term.weight_field)
             if term.needs_online_teacher and weight > 0 and self.cache_teacher_logits:
                 raise ValueError(
-                    f"{term.weight_field}={weight!r} needs the teacher's hidden states every step, but "
+                    f"{term.weight_field}={weight!r} needs the teacher's internals every step, but "
                     "cache_teacher_logits=True stores only its logits. Set cache_teacher_logits=False to run the "
                     f"teacher online, or {term.weight_field}=0."
                 )
         _check_positive_int("teacher_cache_top_k", self.teacher_cache_top_k, fix="pass a k such as 64")
+        if self.value_relation_heads is not None:
+            _check_positive_int("value_relation_heads", self.value_relation_heads, fix="pass R such as 12")
+        from .intermediate import parse_layer_map  # validates the syntax now; the depths are checked at construction
+
+        parse_layer_map(self.hidden_layer_map)
         if self.teacher_cache_batch_size is not None:
             _check_positive_int(
                 "teacher_cache_batch_size",

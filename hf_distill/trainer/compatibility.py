@@ -101,3 +101,29 @@ def _is_sequence_classifier(model: nn.Module) -> bool:
 def _has_label_head(model: nn.Module) -> bool:
     name = type(model).__name__
     return name.endswith("ForSequenceClassification") or name.endswith("ForTokenClassification")
+
+
+def hidden_size(model: nn.Module) -> int | None:
+    return getattr(getattr(model, "config", None), "hidden_size", None)
+
+
+def check_intermediate(student: nn.Module, teacher: nn.Module, args: Any) -> None:
+    """Refuses intermediate-layer terms the two models cannot support, naming the values and the fix."""
+    from .intermediate import layer_pairs, num_heads
+
+    if args.alpha_hidden > 0:
+        layer_pairs(args.hidden_layer_map, student, teacher)
+    if args.alpha_attention > 0 and num_heads(student) != num_heads(teacher):
+        raise ValueError(
+            f"alpha_attention compares attention heads one to one, but the student has {num_heads(student)} heads "
+            f"and the teacher {num_heads(teacher)}. Use alpha_value_relation (any head count), or set "
+            "alpha_attention=0."
+        )
+    if args.alpha_value_relation > 0:
+        heads = args.value_relation_heads or num_heads(teacher)
+        widths = (hidden_size(student), hidden_size(teacher))
+        if any(width % heads for width in widths):
+            raise ValueError(
+                f"value_relation_heads={heads} must divide both widths (student {widths[0]}, teacher {widths[1]}). "
+                "Pass --value_relation_heads with a common divisor."
+            )

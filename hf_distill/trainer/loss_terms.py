@@ -44,6 +44,11 @@ class LossContext:
     inputs: dict[str, Any]
     kind: str
     temperature: float
+    hidden_pairs: list[tuple[int, int]] = field(default_factory=list)  # (student, teacher) hidden_states indices
+    projection: Any = None  # student width -> teacher width (TinyBERT's W_h), when the widths differ
+    student_tap: Any = None  # LastLayerTap of each model, when an attention/value term is on
+    teacher_tap: Any = None
+    value_relation_heads: int = 1
 
     @property
     def student_logits(self) -> torch.Tensor:
@@ -71,6 +76,7 @@ class LossTerm:
         count: which count of `batch_counts.COUNT_NAMES` the sum is divided by, given the output kind.
         needs_hidden_states: both models must return their hidden states.
         needs_online_teacher: the teacher must run every step (a logit cache does not hold what it reads).
+        needs_last_layer: both models' last-layer query/key/value projections are tapped (`intermediate.py`).
     """
 
     name: str
@@ -79,6 +85,7 @@ class LossTerm:
     count: Callable[[str], str]
     needs_hidden_states: bool = False
     needs_online_teacher: bool = False
+    needs_last_layer: bool = False
     description: str = field(default="", compare=False)
 
 
@@ -137,6 +144,48 @@ def _cos_sum(context: LossContext) -> torch.Tensor:
     )
 
 
+def _hidden_sum(context: LossContext) -> torch.Tensor:
+    """TinyBERT's hidden-state MSE over the mapped layer pairs (embeddings included), averaged over the pairs so that
+    the weight does not grow with depth; the student's states projected to the teacher's width when they differ."""
+    student_states = context.student_outputs.hidden_states
+    teacher_states = context.teacher_outputs.hidden_states
+    total = None
+    for student_index, teacher_index in context.hidden_pairs:
+        student_hidden = student_states[student_index]
+        if context.projection is not None:
+            student_hidden = context.projection(student_hidden.to(context.projection.weight.dtype))
+        term = losses.hidden_state_mse(
+            student_hidden=student_hidden,
+            teacher_hidden=teacher_states[teacher_index],
+            mask=context.token_mask,
+            reduction="sum",
+        )
+        total = term if total is None else total + term
+    return total / len(context.hidden_pairs)
+
+
+def _attention_sum(context: LossContext) -> torch.Tensor:
+    """MiniLM's KL between the last layers' self-attention distributions, over the counted queries and keys."""
+    mask = context.token_mask
+    return losses.attention_kl(
+        student_attentions=context.student_tap.attention_probabilities(mask),
+        teacher_attentions=context.teacher_tap.attention_probabilities(mask),
+        mask=mask,
+        reduction="sum",
+    )
+
+
+def _value_relation_sum(context: LossContext) -> torch.Tensor:
+    """MiniLM's value-relation KL of the last layers (any widths: R relation heads split each model's width)."""
+    return losses.value_relation_kl(
+        student_values=context.student_tap.values(),
+        teacher_values=context.teacher_tap.values(),
+        mask=context.token_mask,
+        num_relation_heads=context.value_relation_heads,
+        reduction="sum",
+    )
+
+
 def _per_example_or_position(kind: str) -> str:
     return "positions" if kind == "token" else "examples"
 
@@ -156,6 +205,33 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         needs_hidden_states=True,
         needs_online_teacher=True,
         description="cosine between last hidden states (Sanh et al., 2019)",
+    ),
+    LossTerm(
+        "hidden",
+        "alpha_hidden",
+        _hidden_sum,
+        lambda kind: "positions",
+        needs_hidden_states=True,
+        needs_online_teacher=True,
+        description="MSE between mapped hidden states (TinyBERT)",
+    ),
+    LossTerm(
+        "attention",
+        "alpha_attention",
+        _attention_sum,
+        lambda kind: "positions",
+        needs_online_teacher=True,
+        needs_last_layer=True,
+        description="KL between last-layer attention distributions (MiniLM)",
+    ),
+    LossTerm(
+        "value_relation",
+        "alpha_value_relation",
+        _value_relation_sum,
+        lambda kind: "positions",
+        needs_online_teacher=True,
+        needs_last_layer=True,
+        description="KL between last-layer value relations (MiniLM)",
     ),
 )
 

@@ -30,9 +30,10 @@ from hf_distill.cache.trainer_mixin import TeacherCacheMixin
 
 from .arguments import DistillationTrainingArguments
 from .batch_counts import count_index, count_items
-from .compatibility import check_distillable, check_hidden_sizes, check_tokenizers, is_regression
+from .compatibility import check_distillable, check_hidden_sizes, check_intermediate, check_tokenizers, is_regression
+from .intermediate import PROJECTION_NAME, LastLayerTap, attach_projection, layer_pairs, num_heads
 from .loss_terms import LossContext, active_terms
-from .model_inputs import accepted_inputs, select_inputs
+from .model_inputs import accepted_inputs, select_inputs, unwrap
 from .teacher import prepare_teacher
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         self._loss_terms = active_terms(self.args)
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
         self._logged_terms_since_step = 0
+        self._student_tap = self._student_tap_owner = self._teacher_tap = None
         self.teacher_cache: TeacherCache | None = None
         self._cached_train_dataset = None  # that dataset with the cache columns attached
         self._cache_length_column: str | None = None
@@ -144,12 +146,38 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         check_distillable(student, self._unplaced_teacher)
         if args.alpha_cos > 0:
             check_hidden_sizes(student, self._unplaced_teacher)
+        check_intermediate(student, self._unplaced_teacher, args)
+        attach_projection(student, self._unplaced_teacher, args)
 
     def call_model_init(self, trial: Any = None) -> nn.Module:
         """[`~transformers.Trainer.call_model_init`], with the teacher/student checks on every student it builds."""
         student = super().call_model_init(trial)
         self._check_student(student, self.args)
         return student
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """[`~transformers.Trainer.save_model`]: checkpoints keep the hidden-state projection (resume is exact); the
+        saved student leaves it out, so it loads as a plain `AutoModelFor...`."""
+        student = unwrap(self.model)
+        projection = getattr(student, PROJECTION_NAME, None)
+        if projection is None or _internal_call:
+            return super().save_model(output_dir, _internal_call=_internal_call)
+        delattr(student, PROJECTION_NAME)
+        try:
+            return super().save_model(output_dir, _internal_call=_internal_call)
+        finally:
+            student.add_module(PROJECTION_NAME, projection)
+
+    def _last_layer_taps(self, model: nn.Module):
+        """The (student, teacher) `LastLayerTap`s, registered once per student object (model_init builds new ones)."""
+        student = unwrap(model)
+        if self._student_tap is None or self._student_tap_owner is not student:
+            if self._student_tap is not None:
+                self._student_tap.remove()
+            self._student_tap, self._student_tap_owner = LastLayerTap(student), student
+        if self._teacher_tap is None:
+            self._teacher_tap = LastLayerTap(unwrap(self._teacher_module))
+        return self._student_tap, self._teacher_tap
 
     def _hp_search_setup(self, trial: Any) -> None:
         """Applies a trial's values to `args` (Trainer), then re-validates them and rebuilds the table of loss terms:
@@ -238,6 +266,7 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             inputs=inputs,
             kind=self._output_kind(outputs.logits),
             temperature=self.args.temperature,
+            **self._intermediate_context(model),
         )
         # clamp: an accumulated batch with nothing to count (no labelled row) gives 0, never 0 / 0.
         if num_items_in_batch is None:
@@ -257,6 +286,18 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             values.append(value.detach().float())
         self._logged_term_sums += torch.stack(values)
         return (loss, outputs) if return_outputs else loss
+
+    def _intermediate_context(self, model: nn.Module) -> dict[str, Any]:
+        """The layer pairs, projection and taps the intermediate-layer terms read (empty when none is on)."""
+        extra: dict[str, Any] = {}
+        student = unwrap(model)
+        if self.args.alpha_hidden > 0:
+            extra["hidden_pairs"] = layer_pairs(self.args.hidden_layer_map, student, self._teacher_module)
+            extra["projection"] = getattr(student, PROJECTION_NAME, None)
+        if any(term.needs_last_layer for term, _ in self._loss_terms):
+            extra["student_tap"], extra["teacher_tap"] = self._last_layer_taps(model)
+            extra["value_relation_heads"] = self.args.value_relation_heads or num_heads(self._teacher_module)
+        return extra
 
     def _output_kind(self, student_logits: torch.Tensor) -> str:
         if student_logits.dim() == 3:

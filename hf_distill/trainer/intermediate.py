@@ -1,0 +1,178 @@
+"""What the intermediate-layer loss terms read from inside both models: mapped hidden states, and the last layer's
+attention probabilities and values, recomputed from its query/key/value projections.
+
+Under SDPA (transformers' default) a model returns no attention weights; switching both models to eager attention for
+the whole step would give them up. Instead, forward hooks on the last layer's query, key and value projections keep
+their outputs, and the attention probabilities are recomputed from them: ``softmax(Q_h K_h^T / sqrt(d_h) + mask)``,
+the same numbers the layer computes (before attention dropout, which a loss must not see), in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "PROJECTION_NAME",
+    "LastLayerTap",
+    "attach_projection",
+    "layer_pairs",
+    "num_heads",
+    "num_layers",
+    "parse_layer_map",
+]
+
+# Projection names of one self-attention block: BERT-like models, then DistilBERT.
+_PROJECTIONS = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
+
+
+def num_layers(model: nn.Module) -> int:
+    config = model.config
+    return getattr(config, "num_hidden_layers", None) or config.n_layers
+
+
+def num_heads(model: nn.Module) -> int:
+    config = model.config
+    return getattr(config, "num_attention_heads", None) or config.n_heads
+
+
+def parse_layer_map(value: str) -> list[tuple[int, int]] | str:
+    """`"uniform"`, `"init"`, or explicit ``"s:t,s:t"`` pairs of (student layer, teacher layer), 0-based."""
+    if value in ("uniform", "init"):
+        return value
+    pairs = []
+    for item in str(value).replace(" ", "").split(","):
+        student, _, teacher = item.partition(":")
+        try:
+            pairs.append((int(student), int(teacher)))
+        except ValueError:
+            raise ValueError(
+                f"hidden_layer_map must be 'uniform', 'init' or pairs 'student:teacher' such as '0:1,1:3,2:5', got "
+                f"{value!r}."
+            ) from None
+    return pairs
+
+
+def layer_pairs(layer_map: str, student: nn.Module, teacher: nn.Module) -> list[tuple[int, int]]:
+    """Pairs of `hidden_states` indices (0 = the embedding output, i + 1 = layer i's output) to match.
+
+    - "uniform" (TinyBERT): the embeddings match each other, student layer i matches teacher layer
+      (i + 1) * Lt / Ls - 1 (Lt / Ls must be an integer);
+    - "init": the embeddings, and each student layer the teacher layer it was initialised from
+      (`config.hf_distill_teacher_layers`, set by `build_student`);
+    - explicit pairs of 0-based layers, validated against both depths.
+    """
+    parsed = parse_layer_map(layer_map)
+    depth_s, depth_t = num_layers(student), num_layers(teacher)
+    if parsed == "uniform":
+        if depth_t % depth_s:
+            raise ValueError(
+                f"hidden_layer_map='uniform' needs the teacher's {depth_t} layers to be a multiple of the student's "
+                f"{depth_s}. Pass explicit pairs such as '0:1,1:3', or 'init' for a student built from the teacher."
+            )
+        step = depth_t // depth_s
+        return [(0, 0)] + [(i + 1, (i + 1) * step) for i in range(depth_s)]
+    if parsed == "init":
+        source = getattr(student.config, "hf_distill_teacher_layers", None)
+        if not source or len(source) != depth_s:
+            raise ValueError(
+                "hidden_layer_map='init' needs a student built from the teacher by hf_distill.build_student (its "
+                "config records the teacher layers it started from); this one records none. Pass 'uniform' or "
+                "explicit pairs such as '0:1,1:3'."
+            )
+        return [(0, 0)] + [(i + 1, int(t) + 1) for i, t in enumerate(source)]
+    for student_layer, teacher_layer in parsed:
+        if not (0 <= student_layer < depth_s and 0 <= teacher_layer < depth_t):
+            raise ValueError(
+                f"hidden_layer_map pair {student_layer}:{teacher_layer} is out of range: the student has layers "
+                f"0..{depth_s - 1} and the teacher 0..{depth_t - 1}."
+            )
+    return [(s + 1, t + 1) for s, t in parsed]
+
+
+class LastLayerTap:
+    """Keeps the last encoder layer's query, key and value projection outputs `(B, L, D)` of every forward.
+
+    Hooks are registered once on the (unwrapped) model; they cost a reference per forward, nothing else.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.heads = num_heads(model)
+        block = _last_attention_block(model)
+        self._handles = [
+            getattr(block, name).register_forward_hook(self._keep(role))
+            for role, name in zip(("query", "key", "value"), _names_in(block))
+        ]
+
+    def _keep(self, role: str):
+        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+            self.outputs[role] = output
+
+        return hook
+
+    def values(self) -> torch.Tensor:
+        """The value projection's output `(B, L, D)` of the last forward."""
+        return self.outputs["value"]
+
+    def attention_probabilities(self, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """`(B, H, L, L)` float32 attention probabilities of the last layer, keys outside the mask at 0."""
+        query, key = self.outputs["query"].float(), self.outputs["key"].float()
+        batch, length, width = query.shape
+        head = width // self.heads
+        query = query.view(batch, length, self.heads, head).transpose(1, 2)  # (B, H, L, d)
+        key = key.view(batch, length, self.heads, head).transpose(1, 2)
+        scores = query @ key.transpose(-1, -2) / math.sqrt(head)  # (B, H, L, L)
+        if attention_mask is not None:
+            keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
+            scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+        return torch.softmax(scores, dim=-1)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def _names_in(block: nn.Module) -> tuple[str, str, str]:
+    for names in _PROJECTIONS:
+        if all(isinstance(getattr(block, name, None), nn.Linear) for name in names):
+            return names
+    raise ValueError("no query/key/value projections found")
+
+
+def _last_attention_block(model: nn.Module) -> nn.Module:
+    blocks = []
+    for module in model.modules():
+        try:
+            _names_in(module)
+        except ValueError:
+            continue
+        blocks.append(module)
+    if not blocks:
+        raise ValueError(
+            f"alpha_attention / alpha_value_relation need a BERT-like model whose attention has query/key/value (or "
+            f"q_lin/k_lin/v_lin) projections; {type(model).__name__} has none. Set both weights to 0."
+        )
+    return blocks[-1]
+
+
+# The learned projection lives on the student as a submodule: the optimizer, DDP, mixed precision and checkpoints see
+# it like any student weight, and `DistillationTrainer.save_model` leaves it out of the saved student.
+PROJECTION_NAME = "hf_distill_hidden_projection"
+
+
+def attach_projection(student: nn.Module, teacher: nn.Module, args: Any) -> None:
+    """Gives a narrower (or wider) student TinyBERT's W_h: a linear map from its width to the teacher's, when
+    alpha_hidden > 0 and the widths differ. Equal widths get none."""
+    widths = [getattr(getattr(model, "config", None), "hidden_size", None) for model in (student, teacher)]
+    if args.alpha_hidden <= 0 or None in widths or widths[0] == widths[1] or hasattr(student, PROJECTION_NAME):
+        return
+    reference = next(student.parameters())
+    with torch.random.fork_rng(devices=[]):  # seeded from args.seed, without moving the caller's random stream
+        torch.manual_seed(args.seed)
+        projection = nn.Linear(widths[0], widths[1])
+    projection = projection.to(device=reference.device, dtype=reference.dtype)
+    student.add_module(PROJECTION_NAME, projection)
