@@ -253,6 +253,7 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             loss = outputs.loss if labels is not None else None
             return (loss, outputs) if return_outputs else loss
 
+        intermediate = self._intermediate_context(model)  # before the forwards: the taps record during them
         with_hidden = any(term.needs_hidden_states for term, _ in self._loss_terms)
         student_inputs = select_inputs(inputs, self._student_input_names, keep_labels=False)
         outputs = model(**student_inputs, **({"output_hidden_states": True} if with_hidden else {}))
@@ -266,7 +267,7 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             inputs=inputs,
             kind=self._output_kind(outputs.logits),
             temperature=self.args.temperature,
-            **self._intermediate_context(model),
+            **intermediate,
         )
         # clamp: an accumulated batch with nothing to count (no labelled row) gives 0, never 0 / 0.
         if num_items_in_batch is None:

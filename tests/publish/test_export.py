@@ -1,0 +1,306 @@
+"""hf_distill.publish.export: ONNX fp32 / int8 exports of tiny BERT and DistilBERT classifiers, re-scored."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiny
+import torch
+from transformers import DataCollatorWithPadding, DistilBertConfig, DistilBertForSequenceClassification
+
+from hf_distill.publish import export
+from hf_distill.publish.export import (
+    EXPORT_FORMATS,
+    ExportError,
+    OnnxClassifier,
+    check_export_formats,
+    evaluate_onnx,
+    export_and_score,
+    export_onnx,
+    measure_onnx_latency_ms,
+    quantize_int8,
+)
+
+onnxruntime = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+ROOT = Path(__file__).resolve().parents[2]
+GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
+needs_glue = pytest.mark.skipif(not (GLUE_DIR / "SST-2").is_dir(), reason=f"real GLUE data not found at {GLUE_DIR}")
+N_ROWS = 40
+
+
+def bert() -> torch.nn.Module:
+    return tiny.classifier(layers=2, num_labels=2, seed=0, initializer_range=0.2).eval()
+
+
+def distilbert() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=tiny.VOCAB_SIZE,
+        dim=32,
+        n_layers=1,
+        n_heads=2,
+        hidden_dim=64,
+        max_position_embeddings=64,
+        num_labels=2,
+        initializer_range=0.2,
+    )
+    return DistilBertForSequenceClassification(config).eval()
+
+
+BUILDERS = {"bert": bert, "distilbert": distilbert}
+INPUTS = {
+    "bert": ["input_ids", "attention_mask", "token_type_ids"],
+    "distilbert": ["input_ids", "attention_mask"],
+}
+
+
+@pytest.fixture(scope="module", params=list(BUILDERS))
+def exported(request, tmp_path_factory):
+    """(kind, model, fp32 path), one export per architecture for the module."""
+    model = BUILDERS[request.param]()
+    return request.param, model, export_onnx(model, tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return tiny.tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="module")
+def sst2_rows(tokenizer):
+    if not (GLUE_DIR / "SST-2").is_dir():
+        pytest.skip(f"real GLUE data not found at {GLUE_DIR}")
+    from hf_distill.tasks.glue import load_glue_tsv
+
+    validation = load_glue_tsv("sst2", GLUE_DIR, splits=["validation"])["validation"].select(range(N_ROWS))
+    encoded = tokenizer(list(validation["sentence"]), truncation=True, max_length=64)
+    rows = [{key: encoded[key][i] for key in encoded} for i in range(N_ROWS)]
+    for row, label in zip(rows, list(validation["label"])):
+        row["labels"] = label
+    return rows
+
+
+def rows_for(kind: str, rows: list[dict]) -> tiny.ListDataset:
+    return tiny.ListDataset([{k: v for k, v in row.items() if k in INPUTS[kind] or k == "labels"} for row in rows])
+
+
+@torch.no_grad()
+def torch_logits(model, dataset, collator, batch_size: int = 16) -> np.ndarray:
+    logits = []
+    for start in range(0, len(dataset), batch_size):
+        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch.pop("labels")
+        logits.append(model(**batch).logits.numpy())
+    return np.concatenate(logits)
+
+
+def accuracy(prediction) -> dict[str, float]:
+    return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+
+
+def random_batch(kind: str, batch_size: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, tiny.VOCAB_SIZE, (batch_size, length), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, max(1, length // 2) :] = 0
+    input_ids[attention_mask == 0] = 0
+    token_type_ids = torch.zeros_like(input_ids)
+    token_type_ids[:, length // 3 :] = 1
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+    return {key: batch[key] for key in INPUTS[kind]}
+
+
+def test_export_file_loads_with_named_dynamic_inputs(exported):
+    kind, _, path = exported
+    assert path.is_file() and path.name == "model.onnx" and path.parent.name == "onnx"
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [node.name for node in session.get_inputs()] == INPUTS[kind]
+    assert [node.name for node in session.get_outputs()] == ["logits"]
+    for node in session.get_inputs():
+        assert node.shape == ["batch", "sequence"]
+    assert session.get_outputs()[0].shape == ["batch", 2]
+    assert OnnxClassifier(path).input_names == INPUTS[kind]
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+@pytest.mark.parametrize("length", [3, 13])
+def test_dynamic_axes_match_pytorch(exported, batch_size, length):
+    kind, model, path = exported
+    batch = random_batch(kind, batch_size, length)
+    with torch.no_grad():
+        expected = model(**batch).logits.numpy()
+    classifier = OnnxClassifier(path)
+    np.testing.assert_allclose(classifier.predict(batch), expected, atol=1e-4, rtol=0)
+    # numpy inputs and extra keys (labels) are accepted too
+    numpy_batch = {key: value.numpy() for key, value in batch.items()} | {"labels": np.zeros(batch_size)}
+    np.testing.assert_allclose(classifier.predict(numpy_batch), expected, atol=1e-4, rtol=0)
+
+
+def test_bert_missing_token_type_ids_default_to_zeros(exported):
+    kind, model, path = exported
+    if kind != "bert":
+        pytest.skip("DistilBERT takes no token_type_ids")
+    batch = random_batch(kind, 3, 7)
+    batch.pop("token_type_ids")
+    with torch.no_grad():
+        expected = model(**batch).logits.numpy()
+    np.testing.assert_allclose(OnnxClassifier(path).predict(batch), expected, atol=1e-4, rtol=0)
+
+
+@needs_glue
+def test_fp32_logits_match_pytorch_on_sst2(exported, sst2_rows, tokenizer):
+    kind, model, path = exported
+    dataset = rows_for(kind, sst2_rows)
+    assert ("token_type_ids" in dataset[0]) == (kind == "bert")
+    collator = DataCollatorWithPadding(tokenizer)
+    expected = torch_logits(model, dataset, collator)
+    metrics, logits = evaluate_onnx(path, dataset, collator, accuracy, batch_size=32)
+    assert logits.shape == (N_ROWS, 2)
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+    labels = np.array([row["labels"] for row in sst2_rows])
+    assert metrics == {"accuracy": pytest.approx(float((expected.argmax(-1) == labels).mean()))}
+
+
+@needs_glue
+def test_export_and_score_keys_and_int8(exported, sst2_rows, tokenizer, tmp_path):
+    kind, model, _ = exported
+    dataset = rows_for(kind, sst2_rows)
+    collator = DataCollatorWithPadding(tokenizer)
+    reference = torch_logits(model, dataset, collator)
+    latency_batches = {b: collator([dataset[i] for i in range(b)]) for b in (1, 4)}
+    results = export_and_score(
+        model,
+        tmp_path,
+        ["int8"],
+        dataset=dataset,
+        collator=collator,
+        compute_metrics=accuracy,
+        torch_logits=reference,
+        latency_batches=latency_batches,
+    )
+    per_format = ["eval_accuracy", "size_bytes", "latency_ms_batch1", "latency_ms_batch4", "agreement"]
+    per_format.append("max_abs_logit_diff")
+    assert set(results) == {f"{prefix}{key}" for prefix in ("onnx_", "onnx_int8_") for key in per_format}
+    assert results["onnx_agreement"] == 1.0
+    assert results["onnx_max_abs_logit_diff"] < 1e-4
+    assert 0.0 <= results["onnx_int8_agreement"] <= 1.0
+    assert results["onnx_int8_max_abs_logit_diff"] >= 0.0
+    for prefix in ("onnx_", "onnx_int8_"):
+        assert 0.0 <= results[f"{prefix}eval_accuracy"] <= 1.0
+        assert results[f"{prefix}latency_ms_batch1"] > 0 and results[f"{prefix}latency_ms_batch4"] > 0
+    fp32, int8 = tmp_path / "onnx" / "model.onnx", tmp_path / "onnx" / "model_int8.onnx"
+    assert fp32.is_file() and int8.is_file()
+    assert results["onnx_size_bytes"] == fp32.stat().st_size
+    assert results["onnx_int8_size_bytes"] == int8.stat().st_size < fp32.stat().st_size
+    int8_logits = OnnxClassifier(int8).predict(latency_batches[4])
+    assert int8_logits.shape == (4, 2) and np.isfinite(int8_logits).all()
+
+
+def test_quantize_int8_explicit_output_path(exported, tmp_path):
+    kind, _, path = exported
+    target = quantize_int8(path, tmp_path / "small.onnx")
+    assert target == tmp_path / "small.onnx" and target.stat().st_size < path.stat().st_size
+    assert OnnxClassifier(target).predict(random_batch(kind, 2, 5)).shape == (2, 2)
+
+
+def test_export_and_score_without_torch_logits_or_latency(tmp_path):
+    model = bert()
+    dataset = tiny.class_rows(6, num_labels=2)
+    results = export_and_score(
+        model, tmp_path, ("onnx",), dataset=dataset, collator=tiny.collate, compute_metrics=accuracy
+    )
+    assert set(results) == {"onnx_eval_accuracy", "onnx_size_bytes"}
+
+
+def test_callers_model_is_left_untouched(tmp_path):
+    model = tiny.classifier(layers=1, num_labels=2, seed=1, hidden_dropout_prob=0.1).train()
+    model.bert.encoder.eval()  # a mixed mode, to check every submodule keeps its own
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    modes = {name: module.training for name, module in model.named_modules()}
+    grads = {name: param.requires_grad for name, param in model.named_parameters()}
+    export_onnx(model, tmp_path)
+    assert {name: module.training for name, module in model.named_modules()} == modes
+    assert {name: param.requires_grad for name, param in model.named_parameters()} == grads
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert after[key].dtype == value.dtype and after[key].device == value.device
+        assert torch.equal(after[key], value), key
+
+
+def test_check_export_formats():
+    assert EXPORT_FORMATS == ("onnx", "int8")
+    assert check_export_formats(["int8"]) == ("onnx", "int8")
+    assert check_export_formats(["int8", "onnx", "ONNX"]) == ("onnx", "int8")
+    assert check_export_formats(["onnx"]) == ("onnx",)
+    assert check_export_formats("int8") == ("onnx", "int8")
+    assert check_export_formats([]) == ()
+    with pytest.raises(ValueError, match="'tflite'") as raised:
+        check_export_formats(["onnx", "tflite"])
+    assert "onnx, int8" in str(raised.value)
+
+
+@pytest.mark.parametrize("missing", ["onnxruntime", "onnx"])
+def test_check_export_formats_without_the_runtime(monkeypatch, missing):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a))
+    with pytest.raises(ValueError, match=r"install the 'export' extra: pip install 'hf-distill\[export\]'") as raised:
+        check_export_formats(["int8"])
+    assert missing in str(raised.value)
+    assert check_export_formats([]) == ()
+
+
+def test_export_failure_raises_export_error_naming_the_format(monkeypatch, tmp_path):
+    def broken_export(*args, **kwargs):
+        raise RuntimeError("tracer exploded")
+
+    monkeypatch.setattr(torch.onnx, "export", broken_export)
+    dataset = tiny.class_rows(4, num_labels=2)
+    with pytest.raises(ExportError, match=r"'onnx'.*tracer exploded") as raised:
+        export_and_score(bert(), tmp_path, ["onnx"], dataset=dataset, collator=tiny.collate, compute_metrics=None)
+    assert isinstance(raised.value, RuntimeError)
+
+
+def test_quantization_failure_raises_export_error_naming_int8(monkeypatch, tmp_path):
+    import onnxruntime.quantization
+
+    def broken_quantize(*args, **kwargs):
+        raise ValueError("no int8 here")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", broken_quantize)
+    dataset = tiny.class_rows(4, num_labels=2)
+    with pytest.raises(ExportError, match=r"'int8'.*no int8 here"):
+        export_and_score(bert(), tmp_path, ["int8"], dataset=dataset, collator=tiny.collate, compute_metrics=None)
+    assert (tmp_path / "onnx" / "model.onnx").is_file()
+
+
+def test_measure_onnx_latency_ms(exported):
+    kind, _, path = exported
+    latency = measure_onnx_latency_ms(path, random_batch(kind, 2, 6), warmup=1, repeats=3, min_seconds=0)
+    assert isinstance(latency, float) and latency > 0
+
+
+def test_agreement_for_a_regression_head():
+    reference = np.array([[0.0], [2.0], [1000.0]], dtype=np.float32)
+    close = reference + np.array([[5e-4], [1e-3], [1.5]], dtype=np.float32)
+    assert export._agreement(close, reference) == pytest.approx(2 / 3)
+    assert export._agreement(reference, reference) == 1.0
+    with pytest.raises(ValueError, match="shape"):
+        export._agreement(reference[:2], reference)
+
+
+def test_a_bfloat16_model_is_exported_in_float32_and_stays_bfloat16(tmp_path):
+    model = bert().to(torch.bfloat16)
+    path = export_onnx(model, tmp_path)
+    assert all(param.dtype == torch.bfloat16 for param in model.parameters())
+    batch = random_batch("bert", 2, 6)
+    with torch.no_grad():
+        expected = model.float()(**batch).logits.numpy()
+    logits = OnnxClassifier(path).predict(batch)
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)

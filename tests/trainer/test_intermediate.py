@@ -1,0 +1,173 @@
+"""Intermediate-layer terms in DistillationTrainer: hidden states over layer maps (with a learned projection for
+narrower students), last-layer attention and value relations; against references, under accumulation, and refused
+where they cannot work."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import tiny
+import torch
+from references import reference_attention_kl, reference_hidden_mse, reference_value_relation_kl
+from safetensors.torch import load_file
+from trainers import EXACT_UPDATES, make_args, make_trainer, state
+from transformers import AutoModelForSequenceClassification
+
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, build_student
+from hf_distill.trainer.intermediate import PROJECTION_NAME, LastLayerTap, layer_pairs
+
+
+def models(student_hidden: int = 32):
+    teacher = tiny.classifier(layers=4, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=2, seed=1, initializer_range=0.5, hidden_size=student_hidden)
+    return teacher, student
+
+
+def batch_of(data, n=8):
+    return tiny.collate([data[i] for i in range(n)])
+
+
+def term_difference(tmp_path, student, teacher, data, **term):
+    """compute_loss with the term on minus with it off, on one batch in training mode."""
+    base = dict(temperature=2.0, alpha_kd=0.5, alpha_task=0.5)
+    with_term = make_trainer(tmp_path / "on", student, teacher, data, **base, **term)
+    without = make_trainer(tmp_path / "off", student, teacher, data, **base)
+    batch = batch_of(data)
+    student.train()
+    return with_term.compute_loss(student, batch).item() - without.compute_loss(student, batch).item(), batch
+
+
+def test_layer_maps_uniform_init_and_explicit():
+    teacher, student = models()
+    assert layer_pairs("uniform", student, teacher) == [(0, 0), (1, 2), (2, 4)]
+    built = build_student(teacher, layers=[0, 3])
+    assert layer_pairs("init", built, teacher) == [(0, 0), (1, 1), (2, 4)]
+    assert layer_pairs("0:1,1:3", student, teacher) == [(1, 2), (2, 4)]
+    with pytest.raises(ValueError, match=r"pair 2:1 is out of range: the student has layers 0\.\.1"):
+        layer_pairs("2:1", student, teacher)
+    with pytest.raises(ValueError, match="records none"):
+        layer_pairs("init", student, teacher)
+    with pytest.raises(ValueError, match="multiple of the student's 3"):
+        layer_pairs("uniform", tiny.classifier(layers=3), teacher)
+    with pytest.raises(ValueError, match="hidden_layer_map must be"):
+        DistillationTrainingArguments(output_dir="x", alpha_hidden=1.0, hidden_layer_map="first")
+
+
+def test_hidden_term_is_the_mean_over_mapped_pairs_of_the_reference_mse(tmp_path):
+    teacher, student = models()
+    data = tiny.class_rows(8, seed=4)
+    difference, batch = term_difference(tmp_path, student, teacher, data, alpha_hidden=0.7)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        s = student(**inputs, output_hidden_states=True).hidden_states
+        t = teacher(**inputs, output_hidden_states=True).hidden_states
+    mask = batch["attention_mask"].bool()
+    pairs = [(0, 0), (1, 2), (2, 4)]
+    expected = sum(reference_hidden_mse(s[i].double(), t[j].double(), mask) for i, j in pairs) / len(pairs)
+    assert expected > 1e-3
+    assert difference == pytest.approx(0.7 * expected, rel=1e-5)
+
+
+def test_recomputed_attention_equals_the_models_eager_attention():
+    teacher, _ = models()
+    eager = copy.deepcopy(teacher)
+    eager.config._attn_implementation = "eager"
+    tap = LastLayerTap(teacher)
+    batch = batch_of(tiny.class_rows(8, seed=5))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        teacher(**inputs)  # SDPA: returns no attention weights
+        reference = eager(**inputs, output_attentions=True).attentions[-1]  # (B, H, L, L)
+    recomputed = tap.attention_probabilities(batch["attention_mask"])
+    keys = batch["attention_mask"].bool()[:, None, None, :].expand_as(reference)
+    torch.testing.assert_close(recomputed[keys], reference[keys], rtol=1e-4, atol=1e-4)  # float32 op order
+    assert recomputed[~keys].abs().max() == 0  # padded keys carry no mass
+
+
+def test_attention_and_value_relation_terms_match_their_references(tmp_path):
+    teacher, student = models()
+    data = tiny.class_rows(8, seed=6)
+    student_tap, teacher_tap = LastLayerTap(student), LastLayerTap(teacher)
+    batch = batch_of(data)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    student.train()
+    with torch.no_grad():
+        student(**inputs)
+        teacher(**inputs)
+    mask = batch["attention_mask"].bool()
+    attention = reference_attention_kl(
+        student_tap.attention_probabilities(mask).double(), teacher_tap.attention_probabilities(mask).double(), mask
+    )
+    values = reference_value_relation_kl(student_tap.values().double(), teacher_tap.values().double(), mask, 4)
+    assert attention > 1e-4 and values > 1e-4
+    difference, _ = term_difference(tmp_path, student, teacher, data, alpha_attention=0.3)
+    assert difference == pytest.approx(0.3 * attention, rel=1e-4)
+    difference, _ = term_difference(tmp_path, student, teacher, data, alpha_value_relation=0.4)
+    assert difference == pytest.approx(0.4 * values, rel=1e-4)
+
+
+def test_every_term_is_exact_under_gradient_accumulation_and_logged(tmp_path):
+    teacher, student = models()
+    data = tiny.class_rows(16, seed=7)
+    terms = dict(alpha_cos=0.2, alpha_hidden=0.3, alpha_attention=0.2, alpha_value_relation=0.2)
+    finals, logs = {}, {}
+    for name, batch, accumulation in (("1x8", 8, 1), ("2x4", 4, 2)):
+        copy_ = copy.deepcopy(student)
+        args = make_args(tmp_path / name, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+                         **EXACT_UPDATES, **terms)  # fmt: skip
+        trainer = DistillationTrainer(
+            model=copy_, teacher_model=teacher, args=args, train_dataset=data, data_collator=tiny.collate
+        )
+        trainer.train()
+        finals[name], logs[name] = state(copy_), trainer.state.log_history
+    for key, value in finals["1x8"].items():
+        torch.testing.assert_close(finals["2x4"][key], value, rtol=1e-4, atol=1e-4, msg=f"{key} differs")
+    entry = next(e for e in logs["1x8"] if "loss" in e)
+    for name in ("kd", "task", "cos", "hidden", "attention", "value_relation"):
+        assert entry[f"loss_{name}"] > 0, name
+
+
+def test_a_narrower_student_gets_a_projection_that_trains_and_stays_out_of_the_saved_model(tmp_path):
+    teacher, student = models(student_hidden=16)
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(16, seed=8), alpha_hidden=1.0,
+                           save_strategy="steps", save_steps=2)  # fmt: skip
+    projection = getattr(student, PROJECTION_NAME)
+    assert tuple(projection.weight.shape) == (32, 16)
+    before = projection.weight.detach().clone()
+    trainer.train()
+    assert not torch.equal(before, getattr(trainer.model, PROJECTION_NAME).weight)  # it is trained
+    checkpoint = load_file(str(tmp_path / "out" / "checkpoint-2" / "model.safetensors"))
+    assert any(key.startswith(PROJECTION_NAME) for key in checkpoint)  # resume restores it
+    trainer.save_model(str(tmp_path / "final"))
+    saved = load_file(str(tmp_path / "final" / "model.safetensors"))
+    assert not any(key.startswith(PROJECTION_NAME) for key in saved)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "final")
+    assert not hasattr(loaded, PROJECTION_NAME)
+    assert hasattr(trainer.model, PROJECTION_NAME)  # still training-ready after the save
+    assert json.loads((tmp_path / "final" / "config.json").read_text())["hidden_size"] == 16
+
+
+def test_equal_widths_get_no_projection(tmp_path):
+    teacher, student = models()
+    make_trainer(tmp_path, student, teacher, tiny.class_rows(4), alpha_hidden=1.0)
+    assert not hasattr(student, PROJECTION_NAME)
+
+
+@pytest.mark.parametrize("weight", ["alpha_hidden", "alpha_attention", "alpha_value_relation"])
+def test_intermediate_terms_refuse_the_logit_cache(tmp_path, weight):
+    with pytest.raises(ValueError, match=rf"{weight}=1\.0 needs the teacher's internals every step.*cache_teacher"):
+        make_args(tmp_path, **{weight: 1.0}, cache_teacher_logits=True)
+
+
+def test_refuses_mismatched_heads_and_relation_heads(tmp_path):
+    teacher, _ = models()
+    other_heads = tiny.classifier(layers=2, seed=1, num_attention_heads=2)
+    with pytest.raises(ValueError, match="student has 2 heads and the teacher 4"):
+        make_trainer(tmp_path, other_heads, teacher, tiny.class_rows(4), alpha_attention=1.0)
+    narrow = tiny.classifier(layers=2, seed=1, hidden_size=16, num_attention_heads=4)
+    with pytest.raises(ValueError, match=r"value_relation_heads=3 must divide both widths \(student 16, teacher 32\)"):
+        make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_value_relation=1.0, value_relation_heads=3)
+    # any widths work when R divides both
+    make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_value_relation=1.0, value_relation_heads=4)
