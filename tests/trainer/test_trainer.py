@@ -142,7 +142,9 @@ def test_cosine_term_refuses_unequal_hidden_sizes_and_the_logit_cache(tmp_path):
     with pytest.raises(ValueError, match=r"student's hidden_size is 16 and the teacher's 32.*alpha_cos=0"):
         make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_cos=0.5)
     make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4))  # without the cosine term the widths may differ
-    with pytest.raises(ValueError, match=r"alpha_cos=0.5 needs the teacher's internals every step.*cache_teacher_logits"):
+    with pytest.raises(
+        ValueError, match=r"alpha_cos=0.5 needs the teacher's internals every step.*cache_teacher_logits"
+    ):
         make_args(tmp_path, alpha_cos=0.5, cache_teacher_logits=True)
 
 
