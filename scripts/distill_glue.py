@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         metric_names=metric_names,
         card=card,
         push_token=push_token,
+        export_formats=tuple(data_args.export.split(",")) if data_args.export else (),
     )
 
 

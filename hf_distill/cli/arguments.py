@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from hf_distill.publish.export import check_export_formats
 from hf_distill.publish.model_card import public_name
 from hf_distill.tasks.augment import AUGMENTATIONS
 from hf_distill.tasks.glue import normalize_task_name
@@ -197,6 +198,15 @@ class DataArguments:
             "'search' extra (optuna)."
         },
     )
+    export: str | None = field(
+        default=None,
+        metadata={
+            "help": "Export the trained student for deployment: 'onnx' (<output_dir>/onnx/model.onnx, dynamic batch "
+            "and sequence axes) and/or 'int8' (model_int8.onnx, dynamically quantised), comma-separated. Each file is "
+            "re-scored on the evaluation set with onnxruntime and timed; the card and all_results.json gain its rows. "
+            "Needs the 'export' extra."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds a model."}
     )
@@ -226,6 +236,9 @@ class DataArguments:
                 f"{self.student_training!r}."
             )
         self._check_transfer_options()
+        if self.export:
+            items = self.export if isinstance(self.export, list) else str(self.export).split(",")
+            self.export = ",".join(check_export_formats([item.strip() for item in items if item.strip()]))
         for name in (
             "max_seq_length",
             "max_train_samples",

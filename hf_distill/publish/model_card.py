@@ -46,6 +46,8 @@ class ModelCardData:
     train_examples: dict[str, int] = field(default_factory=dict)  # labelled / unlabeled / augmented rows
     transfer_description: str = "none"
     settings_note: str = ""  # how the settings were chosen, e.g. by --hp_search_trials
+    # exported students re-scored with onnxruntime: name, metrics, agreement, size_bytes, latency_ms per batch size
+    deployment_rows: Sequence[dict] = field(default_factory=tuple)
     language: str = "en"
     extra_tags: Sequence[str] = field(default_factory=tuple)
 
@@ -120,6 +122,29 @@ def format_table(data: ModelCardData) -> str:
     return "\n".join(lines)
 
 
+def format_deployment_table(data: ModelCardData) -> str:
+    """Markdown table of the exported students beside the PyTorch one: metric, agreement, size, latency, speed-up."""
+    if not data.deployment_rows:
+        return ""
+    batch_sizes = sorted(data.student_latency_ms)
+    header = ["model", *data.metric_names, "agrees with PyTorch", "size on disk"]
+    header += [f"latency b={b} (ms)" for b in batch_sizes] + [
+        f"speed-up b={b} vs PyTorch student" for b in batch_sizes
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in data.deployment_rows:
+        agreement = "n/a" if row.get("agreement") is None else f"{100 * row['agreement']:.1f}%"
+        cells = [
+            row["name"],
+            *(f"{row['metrics'][m]:.4f}" if m in row["metrics"] else "n/a" for m in data.metric_names),
+        ]
+        cells += [agreement, f"{row['size_bytes'] / 1e6:.1f} MB"]
+        cells += [f"{row['latency_ms'][b]:.1f}" for b in batch_sizes]
+        cells += [f"{data.student_latency_ms[b] / row['latency_ms'][b]:.2f}x" for b in batch_sizes]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render_model_card(data: ModelCardData) -> str:
     """The README.md text: YAML metadata for the Hub, then the description and the table."""
     metadata = {
@@ -170,13 +195,23 @@ Evaluated on the same {data.task} evaluation set; latency is the median forward 
 {data.latency_device}, measured on the machine that trained it.
 
 {format_table(data)}
-
+{_deployment_section(data)}
 ## Reproduce
 
 ```bash
 {data.command}
 ```
 """
+
+
+def _deployment_section(data: ModelCardData) -> str:
+    if not data.deployment_rows:
+        return ""
+    return (
+        "\n## Deployment: the exported student, re-scored\n\nThe files in `onnx/`, run with onnxruntime (CPU, "
+        "float32 inputs) on the same evaluation set; agreement is the share of rows whose prediction equals the "
+        f"PyTorch student's.\n\n{format_deployment_table(data)}\n"
+    )
 
 
 def _training_data_lines(data: ModelCardData) -> str:

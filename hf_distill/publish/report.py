@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer
 
+from hf_distill.trainer.model_inputs import unwrap
+
 from .hub import push_folder
 from .latency import LATENCY_BATCH_SIZES, latency_device, measure_models
-from .model_card import ModelCardData, format_table, render_model_card
+from .model_card import ModelCardData, format_deployment_table, format_table, render_model_card
 
 __all__ = ["publish_student"]
 
@@ -27,6 +30,7 @@ def publish_student(
     metric_names: list[str],
     card: dict[str, Any],
     push_token: str | None = None,
+    export_formats: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Adds parameter counts and latencies to `metrics`, saves them (`all_results.json`, `eval_results.json`), writes
     the model card (README.md), prints the teacher-vs-student table and, with `push_token`, pushes the folder.
@@ -39,9 +43,15 @@ def publish_student(
         metric_names: the metrics the card's table shows, e.g. ``["accuracy", "f1"]``.
         card: the rest of [`ModelCardData`]'s fields (teacher, task, dataset, loss weights, command...).
         push_token: a Hub token to push with; None keeps the outputs local.
+        export_formats: "onnx" and/or "int8": the student exported, re-scored on `latency_dataset` with onnxruntime
+            and timed (keys prefixed ``onnx_`` / ``onnx_int8_``). A failed export keeps the student and its results,
+            records ``export_error`` and logs what failed.
     """
     args = trainer.args
     metrics.update(measure_models(teacher, trainer.model, latency_dataset, collator, args))
+    deployment = []
+    if export_formats:
+        deployment = _export(trainer, export_formats, latency_dataset, collator, metrics, metric_names)
     trainer.save_metrics("eval", metrics)
     data = ModelCardData(
         metric_names=metric_names,
@@ -52,12 +62,56 @@ def publish_student(
         teacher_latency_ms={b: metrics[f"teacher_latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES},
         student_latency_ms={b: metrics[f"student_latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES},
         latency_device=latency_device(args),
+        deployment_rows=deployment,
         **card,
     )
     output_dir = Path(args.output_dir)
     (output_dir / "README.md").write_text(render_model_card(data))
-    print("\n" + format_table(data) + "\n", flush=True)
+    deployment_table = format_deployment_table(data)
+    print("\n" + format_table(data) + ("\n\n" + deployment_table if deployment_table else "") + "\n", flush=True)
     if push_token is not None:
         url = push_folder(output_dir, args.hub_model_id or output_dir.name, push_token)
         logger.info("Pushed the student to %s", url)
     return metrics
+
+
+def _export(trainer, formats, dataset, collator, metrics, metric_names) -> list[dict[str, Any]]:
+    """Exports and re-scores the student; returns the card's deployment rows (empty after a failure)."""
+    from .export import ExportError, export_and_score
+
+    names = set(inspect.signature(unwrap(trainer.model).forward).parameters)
+    batches = {}
+    for batch_size in LATENCY_BATCH_SIZES:
+        rows = [{k: v for k, v in dataset[i % len(dataset)].items() if k != "labels"} for i in range(batch_size)]
+        batches[batch_size] = {k: v for k, v in collator(rows).items() if k in names}
+    torch_logits = trainer.predict(dataset, metric_key_prefix="export_check").predictions
+    try:
+        scores = export_and_score(
+            unwrap(trainer.model),
+            trainer.args.output_dir,
+            formats,
+            dataset=dataset,
+            collator=collator,
+            compute_metrics=trainer.compute_metrics,
+            torch_logits=torch_logits,
+            latency_batches=batches,
+        )
+    except ExportError as error:  # the trained student and its results are kept; say what failed
+        logger.error("Export failed, the trained student is kept: %s", error)
+        metrics["export_error"] = str(error)
+        return []
+    metrics.update(scores)
+    rows = []
+    for label, prefix in (("ONNX fp32", "onnx_"), ("ONNX int8", "onnx_int8_")):
+        if f"{prefix}size_bytes" not in scores:
+            continue
+        rows.append(
+            {
+                "name": f"student, {label}",
+                "metrics": {m: scores[f"{prefix}eval_{m}"] for m in metric_names if f"{prefix}eval_{m}" in scores},
+                "agreement": scores.get(f"{prefix}agreement"),
+                "size_bytes": scores[f"{prefix}size_bytes"],
+                "latency_ms": {b: scores[f"{prefix}latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES},
+            }
+        )
+    return rows

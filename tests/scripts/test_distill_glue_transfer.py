@@ -186,3 +186,42 @@ def test_card_and_recorded_command_hold_no_machine_path(tmp_path):
     assert str(tmp_path) not in card and "/tmp" not in card
     assert "`my-teacher`" in card  # a local teacher is named by its folder's name
     assert "--data_dir ../shared/data/glue" in card  # beside the repository: relative to it
+
+
+# ---- export (the script's side; the library's is tests/publish/test_export.py) -------------------------------------
+
+
+@needs_glue
+def test_export_onnx_and_int8_rescored_in_results_and_card(tmp_path, teacher_folder):
+    pytest.importorskip("onnxruntime")
+    distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--export", "onnx,int8"))
+    out = tmp_path / "out"
+    results = read_results(out)
+    assert (out / "onnx" / "model.onnx").is_file() and (out / "onnx" / "model_int8.onnx").is_file()
+    assert results["onnx_agreement"] == 1.0
+    assert results["onnx_eval_accuracy"] == pytest.approx(results["eval_accuracy"])
+    assert 0 <= results["onnx_int8_agreement"] <= 1 and results["onnx_int8_size_bytes"] < results["onnx_size_bytes"]
+    for key in ("onnx_latency_ms_batch1", "onnx_latency_ms_batch32", "onnx_int8_latency_ms_batch1"):
+        assert results[key] > 0
+    card = (out / "README.md").read_text()
+    assert "| student, ONNX fp32 |" in card and "| student, ONNX int8 |" in card and "100.0%" in card
+
+
+@needs_glue
+def test_export_failure_keeps_the_student_and_says_what_failed(tmp_path, teacher_folder, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import torch.onnx
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no exporter today")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--export", "onnx"))
+    results = read_results(tmp_path / "out")
+    assert "onnx" in results["export_error"] and "no exporter today" in results["export_error"]
+    assert (tmp_path / "out" / "model.safetensors").is_file() and "eval_accuracy" in results
+
+
+@needs_glue
+def test_refuses_an_unknown_export_format(tmp_path, teacher_folder):
+    refuse(tmp_path, sst2_flags(tmp_path, teacher_folder, "--export", "tflite"), r"Unknown export format.*'tflite'")
