@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         alpha_kd=training_args.alpha_kd,
         alpha_task=training_args.alpha_task,
         alpha_cos=training_args.alpha_cos if distilled else 0.0,
+        intermediate_terms={
+            name: getattr(training_args, f"alpha_{name}")
+            for name in ("hidden", "attention", "value_relation")
+            if distilled and getattr(training_args, f"alpha_{name}") > 0
+        },
+        hidden_layer_map=training_args.hidden_layer_map,
         command=command,
         base_model=model_args.teacher_hub_id,
         train_examples={key.split("_")[1]: value for key, value in counts.items()},

@@ -13,7 +13,12 @@ import transformers
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, Trainer
 
 from hf_distill.students import build_student, select_layers, validate_layers
-from hf_distill.trainer.compatibility import check_distillable, check_hidden_sizes, check_tokenizers
+from hf_distill.trainer.compatibility import (
+    check_distillable,
+    check_hidden_sizes,
+    check_intermediate,
+    check_tokenizers,
+)
 
 from .checks import check_teacher_head
 
@@ -137,6 +142,7 @@ def load_models(model_args, training_args, num_labels: int, label_names) -> Scri
         check_distillable(student, teacher)
         if training_args.alpha_cos > 0:  # refused now, not after a teacher fine-tune
             check_hidden_sizes(student, teacher)
+        check_intermediate(student, teacher, training_args)
         student_tokenizer = AutoTokenizer.from_pretrained(
             model_args.student_model_name_or_path, **hub_kwargs(model_args)
         )

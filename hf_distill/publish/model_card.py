@@ -43,6 +43,9 @@ class ModelCardData:
     base_model: str | None = None  # a Hub id; None (omitted) for a local teacher
     latency_device: str = "a CPU, float32"
     alpha_cos: float = 0.0
+    # intermediate-layer terms: name -> weight (hidden, attention, value_relation), and the hidden layer pairs
+    intermediate_terms: dict[str, float] = field(default_factory=dict)
+    hidden_layer_map: str = ""
     train_examples: dict[str, int] = field(default_factory=dict)  # labelled / unlabeled / augmented rows
     transfer_description: str = "none"
     settings_note: str = ""  # how the settings were chosen, e.g. by --hp_search_trials
@@ -175,6 +178,9 @@ def render_model_card(data: ModelCardData) -> str:
     front_matter = yaml.safe_dump(metadata, sort_keys=False).strip()
     cos_term = f" + {data.alpha_cos} * cos" if data.alpha_cos else ""
     cos_text = "; cos is `1 - cos(h_s, h_t)` between the two models' last hidden states" if data.alpha_cos else ""
+    for name, weight in data.intermediate_terms.items():
+        cos_term += f" + {weight} * {name}"
+    cos_text += "".join(_INTERMEDIATE_TEXT[name].format(map=data.hidden_layer_map) for name in data.intermediate_terms)
     return f"""---
 {front_matter}
 ---
@@ -202,6 +208,13 @@ Evaluated on the same {data.task} evaluation set; latency is the median forward 
 {data.command}
 ```
 """
+
+
+_INTERMEDIATE_TEXT = {
+    "hidden": "; hidden is the MSE between mapped hidden states (TinyBERT; layer map `{map}`, embeddings included)",
+    "attention": "; attention is the KL between the last layers' self-attention distributions (MiniLM)",
+    "value_relation": "; value_relation is the KL between the last layers' value relations (MiniLM)",
+}
 
 
 def _deployment_section(data: ModelCardData) -> str:

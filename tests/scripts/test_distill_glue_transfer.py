@@ -225,3 +225,26 @@ def test_export_failure_keeps_the_student_and_says_what_failed(tmp_path, teacher
 @needs_glue
 def test_refuses_an_unknown_export_format(tmp_path, teacher_folder):
     refuse(tmp_path, sst2_flags(tmp_path, teacher_folder, "--export", "tflite"), r"Unknown export format.*'tflite'")
+
+
+@needs_glue
+def test_intermediate_terms_from_flags_reach_the_trainer_and_the_card(tmp_path, teacher_folder):
+    # uniform: the 1-layer student's layer matches the teacher's last (a student layer built from teacher layer 0
+    # with "init" would match its source exactly at the first step, and its loss be 0 there)
+    flags = sst2_flags(tmp_path, teacher_folder, "--alpha_hidden", "0.5", "--hidden_layer_map", "uniform",
+                       "--alpha_attention", "0.2", "--alpha_value_relation", "0.1",
+                       "--logging_steps", "1")  # fmt: skip
+    distill_glue.main(flags)
+    out = tmp_path / "out"
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    entry = next(e for e in history if "loss" in e)
+    assert entry["loss_hidden"] > 0 and entry["loss_attention"] > 0 and entry["loss_value_relation"] > 0
+    card = (out / "README.md").read_text()
+    assert "+ 0.5 * hidden + 0.2 * attention + 0.1 * value_relation" in card and "layer map `uniform`" in card
+
+
+@needs_glue
+def test_refuses_intermediate_terms_with_the_cache_and_bad_layer_maps(tmp_path, teacher_folder):
+    flags = sst2_flags(tmp_path, teacher_folder)
+    refuse(tmp_path, [*flags, "--alpha_hidden", "1", "--cache_teacher_logits", "true"], r"alpha_hidden=1\.0 needs")
+    refuse(tmp_path, [*flags, "--alpha_hidden", "1", "--hidden_layer_map", "0:9"], r"pair 0:9 is out of range")
