@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from huggingface_hub import EvalResult
+from huggingface_hub import ModelCardData as HubCardData
 
 __all__ = [
     "ModelCardData",
@@ -52,6 +53,9 @@ class ModelCardData:
     # exported students re-scored with onnxruntime: name, metrics, agreement, size_bytes, latency_ms per batch size
     deployment_rows: Sequence[dict] = field(default_factory=tuple)
     language: str = "en"
+    pipeline_tag: str = "text-classification"
+    hardware: str = ""  # the machine the latency was measured on, in words
+    library_versions: str = ""  # "torch 2.13.0, transformers 5.24.0, ..."
     extra_tags: Sequence[str] = field(default_factory=tuple)
 
 
@@ -98,6 +102,28 @@ def _relative(argument: str, root: Path | None) -> str:
             if path.is_relative_to(base):
                 return prefix + str(path.relative_to(base))
     return path.name
+
+
+def environment() -> tuple[str, str]:
+    """(the hardware in words, the exact versions of the libraries that made the student)."""
+    import platform
+
+    import accelerate
+    import torch
+    import transformers
+
+    import hf_distill
+
+    if torch.cuda.is_available():
+        hardware = f"{torch.cuda.get_device_name(0)} ({torch.cuda.device_count()} GPU(s))"
+    else:
+        hardware = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    versions = ", ".join(
+        f"{name} {module.__version__}"
+        for name, module in (("hf-distill", hf_distill), ("torch", torch), ("transformers", transformers),
+                             ("accelerate", accelerate))
+    )  # fmt: skip
+    return hardware, versions
 
 
 def format_table(data: ModelCardData) -> str:
@@ -150,32 +176,32 @@ def format_deployment_table(data: ModelCardData) -> str:
 
 def render_model_card(data: ModelCardData) -> str:
     """The README.md text: YAML metadata for the Hub, then the description and the table."""
-    metadata = {
-        "language": data.language,
-        **({"base_model": data.base_model} if data.base_model else {}),
-        "datasets": [data.dataset],
-        "metrics": list(data.metric_names),
-        "tags": ["distillation", "knowledge-distillation", "text-classification", "hf-distill", *data.extra_tags],
-        "library_name": "transformers",
-        "pipeline_tag": "text-classification",
-        "model-index": [
-            {
-                "name": "student",
-                "results": [
-                    {
-                        "task": {"type": "text-classification"},
-                        "dataset": {"name": data.dataset, "type": data.dataset, "config": data.task},
-                        "metrics": [
-                            {"type": name, "value": round(float(data.student_metrics[name]), 6)}
-                            for name in data.metric_names
-                            if name in data.student_metrics
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    front_matter = yaml.safe_dump(metadata, sort_keys=False).strip()
+    pipeline = "fill-mask" if data.pipeline_tag == "fill-mask" else "text-classification"
+    card_data = HubCardData(
+        language=data.language,
+        base_model=data.base_model or None,
+        datasets=[data.dataset],
+        metrics=list(data.metric_names),
+        tags=["distillation", "knowledge-distillation", pipeline, "hf-distill", *data.extra_tags],
+        library_name="transformers",
+        pipeline_tag=pipeline,
+        model_name="student",
+        eval_results=[
+            EvalResult(
+                task_type=pipeline,
+                dataset_type=data.dataset,
+                dataset_name=data.dataset,
+                dataset_config=data.task,
+                dataset_split="validation",
+                metric_type=name,
+                metric_value=round(float(data.student_metrics[name]), 6),
+            )
+            for name in data.metric_names
+            if name in data.student_metrics
+        ]
+        or None,
+    )
+    front_matter = card_data.to_yaml()
     cos_term = f" + {data.alpha_cos} * cos" if data.alpha_cos else ""
     cos_text = "; cos is `1 - cos(h_s, h_t)` between the two models' last hidden states" if data.alpha_cos else ""
     for name, weight in data.intermediate_terms.items():
@@ -187,8 +213,7 @@ def render_model_card(data: ModelCardData) -> str:
 
 # Distilled student of `{data.teacher}` on {data.task}
 
-This model was distilled with [hf-distill](https://pypi.org/project/hf-distill/) from the teacher
-`{data.teacher}`, fine-tuned on {data.task}.
+This model was distilled with hf-distill from the teacher `{data.teacher}`, fine-tuned on {data.task}.
 
 - **Student**: {data.student_description}
 - **Loss**: `{data.alpha_kd} * KD + {data.alpha_task} * task{cos_term}`, where KD is
@@ -202,6 +227,10 @@ Evaluated on the same {data.task} evaluation set; latency is the median forward 
 
 {format_table(data)}
 {_deployment_section(data)}
+## Environment
+
+Latency measured on {data.hardware or data.latency_device}; libraries: {data.library_versions or "not recorded"}.
+
 ## Reproduce
 
 ```bash

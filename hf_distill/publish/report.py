@@ -13,7 +13,7 @@ from hf_distill.trainer.model_inputs import unwrap
 
 from .hub import push_folder
 from .latency import LATENCY_BATCH_SIZES, latency_device, measure_models
-from .model_card import ModelCardData, format_deployment_table, format_table, render_model_card
+from .model_card import ModelCardData, environment, format_deployment_table, format_table, render_model_card
 
 __all__ = ["publish_student"]
 
@@ -53,6 +53,7 @@ def publish_student(
     if export_formats:
         deployment = _export(trainer, export_formats, latency_dataset, collator, metrics, metric_names)
     trainer.save_metrics("eval", metrics)
+    hardware, versions = environment()
     data = ModelCardData(
         metric_names=metric_names,
         teacher_metrics={m: metrics[f"teacher_eval_{m}"] for m in metric_names if f"teacher_eval_{m}" in metrics},
@@ -63,6 +64,8 @@ def publish_student(
         student_latency_ms={b: metrics[f"student_latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES},
         latency_device=latency_device(args),
         deployment_rows=deployment,
+        hardware=hardware,
+        library_versions=versions,
         **card,
     )
     output_dir = Path(args.output_dir)

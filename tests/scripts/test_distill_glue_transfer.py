@@ -248,3 +248,20 @@ def test_refuses_intermediate_terms_with_the_cache_and_bad_layer_maps(tmp_path, 
     flags = sst2_flags(tmp_path, teacher_folder)
     refuse(tmp_path, [*flags, "--alpha_hidden", "1", "--cache_teacher_logits", "true"], r"alpha_hidden=1\.0 needs")
     refuse(tmp_path, [*flags, "--alpha_hidden", "1", "--hidden_layer_map", "0:9"], r"pair 0:9 is out of range")
+
+
+@needs_glue
+def test_card_is_valid_hub_metadata_with_an_evaluation_widget_versions_and_hardware(tmp_path, teacher_folder):
+    from huggingface_hub import ModelCard
+
+    distill_glue.main(sst2_flags(tmp_path, teacher_folder))
+    out = tmp_path / "out"
+    card = ModelCard.load(out / "README.md")
+    results = read_results(out)
+    (accuracy,) = [r for r in card.data.eval_results if r.metric_type == "accuracy"]
+    assert accuracy.metric_value == pytest.approx(results["eval_accuracy"], abs=1e-6)
+    assert accuracy.dataset_config == "sst2" and accuracy.task_type == "text-classification"
+    assert card.data.pipeline_tag == "text-classification" and card.data.library_name == "transformers"
+    assert "base_model" not in card.data.to_dict()  # a local teacher has no Hub id to name
+    text = card.text
+    assert "pypi.org" not in text and "torch 2." in text and "transformers 5." in text and "threads" in text
