@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # ---- data, transfer set and models: every mismatch is refused before any training ----
     raw, label_names, text_columns, eval_splits, metric_names = load_data(data_args)
     regression = label_names is None
-    models = load_models(model_args, training_args, 1 if regression else len(label_names), label_names)
+    num_labels = 1 if regression else len(label_names)
+    models = load_models(model_args, training_args, num_labels, label_names, max_seq_length=data_args.max_seq_length)
     mlm = check_mlm_augmenter(data_args, model_args, models.tokenizer)
     raw["train"], transfer = build_transfer_set(
         raw["train"],

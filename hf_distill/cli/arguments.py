@@ -89,6 +89,11 @@ class ModelArguments:
                 "Choose the student with exactly one of student_model_name_or_path, student_num_layers or "
                 f"student_layers; got {chosen or 'none'}. E.g. --student_num_layers 6."
             )
+        if self.student_num_layers is not None and self.student_num_layers < 1:
+            raise ValueError(
+                f"--student_num_layers must be >= 1, got {self.student_num_layers}: it is the student's depth, e.g. "
+                "--student_num_layers 6 for a 12-layer teacher."
+            )
         if self.student_layers is not None:
             self.student_layers = _parse_layer_list(self.student_layers)
         # what the model card may name as base_model: a Hub id, never a local path
@@ -355,16 +360,36 @@ def parse_arguments(
 def _yaml_to_flags(path: Path, parser: HfArgumentParser) -> list[str]:
     if not path.is_file():
         raise ValueError(f"Config file {path} does not exist.")
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"Config file {path} is not valid YAML{where}: {problem}. Fix the file.") from None
     if not isinstance(values, dict):
         raise ValueError(f"Config file {path} must hold a mapping of option: value, got {type(values).__name__}.")
-    known = {f.name for dataclass_type in parser.dataclass_types for f in fields(dataclass_type) if f.init}
+    types = {
+        f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        for dataclass_type in parser.dataclass_types
+        for f in fields(dataclass_type)
+        if f.init
+    }
+    known = set(types)
     flags: list[str] = []
     for key, value in values.items():
         if key not in known:
             raise ValueError(f"Unknown key {key!r} in {path}: it is no model, data or training option (--help).")
         if value is None:
             continue
+        takes = types[key].replace("typing.", "").replace("NoneType", "None")
+        if isinstance(value, list) and "list" not in takes:
+            raise ValueError(
+                f"{key!r} in {path} is a list ({value!r}), but {key} takes one value of type {takes}. Give a single "
+                "value, e.g. " + f"{key}: {value[0] if value else '...'}."
+            )
+        if isinstance(value, dict) and "dict" not in takes and "str" not in takes:
+            raise ValueError(f"{key!r} in {path} is a mapping ({value!r}), but {key} takes a value of type {takes}.")
         flags.append(f"--{key}")
         if isinstance(value, list):
             flags.extend(str(item) for item in value)

@@ -6,13 +6,30 @@ from pathlib import Path
 
 from hf_distill.publish.hub import check_can_push, take_token_out_of_arguments
 
-__all__ = ["check_before_loading", "check_model_path", "check_output_dir", "check_teacher_head"]
+__all__ = [
+    "check_before_loading",
+    "check_model_path",
+    "check_output_dir",
+    "check_sequence_length",
+    "check_teacher_head",
+    "check_training_numbers",
+]
 
 
 def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) -> None:
-    """Refuses an output_dir that already holds a model, unless --overwrite_output_dir (as run_glue does)."""
+    """Refuses an output_dir that is a file, or that already holds a model or an interrupted run's checkpoints,
+    unless --overwrite_output_dir (or --resume_from_checkpoint, for the checkpoints)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {output_dir} is a file, not a folder. Choose another --output_dir.")
     if overwrite or resume_from_checkpoint or not output_dir.is_dir():
         return
+    checkpoints = sorted(path.name for path in output_dir.glob("checkpoint-*") if path.is_dir())
+    if checkpoints and not (output_dir / "all_results.json").exists():
+        raise ValueError(
+            f"Output directory {output_dir} holds {', '.join(checkpoints)} of a run that did not finish; refusing to "
+            f"start over on top of them. Pass --resume_from_checkpoint {output_dir / checkpoints[-1]} to continue it, "
+            "--overwrite_output_dir to start afresh, or choose another --output_dir."
+        )
     found = [
         name for name in ("config.json", "model.safetensors", "pytorch_model.bin") if (output_dir / name).exists()
     ]
@@ -73,6 +90,7 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     check_output_dir(
         Path(training_args.output_dir), data_args.overwrite_output_dir, training_args.resume_from_checkpoint
     )
+    check_training_numbers(training_args)
     push, training_args.push_to_hub = training_args.push_to_hub, False
     token = take_token_out_of_arguments(training_args)
     if push:
@@ -81,3 +99,28 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     if model_args.student_model_name_or_path:
         check_model_path(model_args.student_model_name_or_path, "student")
     return token if push else None
+
+
+def check_training_numbers(training_args) -> None:
+    """Values Trainer would accept and then fail on, or silently train nothing with."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(training_args, name)
+        if value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}. Pass a positive number such as 8.")
+    if training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
+        raise ValueError(
+            f"--num_train_epochs must be > 0 (or --max_steps > 0), got {training_args.num_train_epochs}: the student "
+            "would not train at all. Pass e.g. --num_train_epochs 3."
+        )
+    if not training_args.learning_rate > 0:
+        raise ValueError(f"--learning_rate must be > 0, got {training_args.learning_rate}. Pass e.g. 5e-5.")
+
+
+def check_sequence_length(max_seq_length: int, config, role: str) -> None:
+    """A --max_seq_length longer than a model's position embeddings crashes at the first long input: refuse it."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and max_seq_length > positions:
+        raise ValueError(
+            f"--max_seq_length {max_seq_length} is longer than the {role}'s {positions} position embeddings: the "
+            f"first input longer than {positions} tokens would crash. Pass --max_seq_length {positions} or less."
+        )

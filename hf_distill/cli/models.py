@@ -20,7 +20,7 @@ from hf_distill.trainer.compatibility import (
     check_tokenizers,
 )
 
-from .checks import check_teacher_head
+from .checks import check_sequence_length, check_teacher_head
 
 __all__ = [
     "ScriptModels",
@@ -121,13 +121,21 @@ class ScriptModels:
     layers: list[int] | None
 
 
-def load_models(model_args, training_args, num_labels: int, label_names) -> ScriptModels:
+def load_models(model_args, training_args, num_labels: int, label_names, *, max_seq_length: int) -> ScriptModels:
     """Loads and checks teacher, tokenizer and any given student; every mismatch is refused here, before training."""
     # Seed before loading: a fine-tuned teacher's (or a Hub student's) new head is initialised here, long before
     # the first Trainer seeds; unseeded, a rerun with the same --seed refits a different teacher.
     transformers.set_seed(training_args.seed)
     teacher_config = AutoConfig.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
     check_teacher_head(teacher_config, num_labels, model_args)
+    check_sequence_length(max_seq_length, teacher_config, "teacher")
+    depth = teacher_config.num_hidden_layers
+    if model_args.student_num_layers is not None and model_args.student_num_layers > depth:
+        raise ValueError(
+            f"--student_num_layers {model_args.student_num_layers} is more than the teacher's {depth} layers: a "
+            f"student initialised from the teacher has at most {depth}. Pass e.g. --student_num_layers "
+            f"{max(depth // 2, 1)}."
+        )
     if model_args.student_num_layers is not None:
         layers = select_layers(teacher_config.num_hidden_layers, model_args.student_num_layers)
     elif model_args.student_layers is not None:
@@ -139,6 +147,7 @@ def load_models(model_args, training_args, num_labels: int, label_names) -> Scri
     student = None
     if model_args.student_model_name_or_path:
         student = load_student(model_args, num_labels, label_names)
+        check_sequence_length(max_seq_length, student.config, "student")
         check_distillable(student, teacher)
         if training_args.alpha_cos > 0:  # refused now, not after a teacher fine-tune
             check_hidden_sizes(student, teacher)

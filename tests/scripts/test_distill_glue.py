@@ -302,8 +302,8 @@ def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
 @pytest.mark.parametrize(
     ("student_flags", "message"),
     [
-        (["--student_num_layers", "0"], r"0"),
-        (["--student_num_layers", "5"], r"5"),
+        (["--student_num_layers", "0"], r"--student_num_layers must be >= 1, got 0"),
+        (["--student_num_layers", "5"], r"--student_num_layers 5 is more than the teacher's 4 layers"),
         (["--student_layers", "0,4"], r"4"),
         (["--student_layers", "2,1"], r"increasing"),
     ],

@@ -1,0 +1,95 @@
+"""scripts/distill_glue.py with wrong values of every kind, as a new user would type them: each fails before any
+training with one line naming the problem, the value and the fix, no traceback, and leaves an existing output folder
+untouched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from test_distill_glue import GLUE_DIR, ROOT, common_flags, needs_glue, refuse, save_teacher
+
+
+@pytest.fixture
+def teacher_folder(tmp_path_factory):
+    return save_teacher(tmp_path_factory.mktemp("models") / "teacher", num_labels=2)
+
+
+def sst2(tmp_path, teacher, *extra):
+    return common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR), *extra)
+
+
+def write_config(tmp_path, values: dict | str):
+    path = tmp_path / "config.yaml"
+    path.write_text(values if isinstance(values, str) else yaml.safe_dump(values))
+    return str(path)
+
+
+@needs_glue
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max_seq_length", "4096"], r"--max_seq_length 4096 is longer than the teacher's 128 position embeddings.*"
+                                       r"--max_seq_length 128 or less"),
+        (["--per_device_train_batch_size", "0"], r"--per_device_train_batch_size must be >= 1, got 0"),
+        (["--num_train_epochs", "0"], r"--num_train_epochs must be > 0 \(or --max_steps > 0\), got 0"),
+        (["--learning_rate", "0"], r"--learning_rate must be > 0, got 0"),
+        (["--max_train_samples", "0"], r"max_train_samples must be >= 1, got 0"),
+        (["--temperature", "-1"], r"temperature must be > 0, got -1"),
+        (["--alpha_kd", "0", "--alpha_task", "0"], r"every loss weight .* is 0"),
+        (["--student_training", "teacher"], r"student_training must be one of 'distill'.*got 'teacher'"),
+    ],
+)  # fmt: skip
+def test_bad_option_values(tmp_path, teacher_folder, flags, message):
+    refuse(tmp_path, [*sst2(tmp_path, teacher_folder, "--student_num_layers", "1"), *flags], message)
+
+
+@needs_glue
+def test_bad_yaml_files_name_the_option_and_the_fix(tmp_path, teacher_folder):
+    flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1")
+    listed = write_config(tmp_path, {"temperature": [1, 2]})
+    expected = (
+        r"'temperature' in .*config\.yaml is a list \(\[1, 2\]\), but temperature takes one value of type float\."
+    )
+    refuse(tmp_path, [listed, *flags], expected + r" Give a single value, e\.g\. temperature: 1")
+    broken = write_config(tmp_path, "temperature: 2\n  alpha_kd: [0.5\n")
+    refuse(tmp_path, [broken, *flags], r"config\.yaml is not valid YAML at line \d+, column \d+")
+    scalar = write_config(tmp_path, "just a string\n")
+    refuse(tmp_path, [scalar, *flags], r"must hold a mapping of option: value, got str")
+    refuse(tmp_path, [str(tmp_path / "missing.yaml"), *flags], r"missing\.yaml does not exist")
+
+
+@needs_glue
+def test_bad_output_folders(tmp_path, teacher_folder):
+    as_file = tmp_path / "out"
+    as_file.write_text("not a folder")
+    flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1")
+    refuse(tmp_path, flags, r"--output_dir .*out is a file, not a folder")
+    as_file.unlink()
+    (tmp_path / "out" / "checkpoint-30").mkdir(parents=True)  # an interrupted run: checkpoints, no results
+    refuse(
+        tmp_path, flags, r"holds checkpoint-30 of a run that did not finish.*--resume_from_checkpoint .*checkpoint-30"
+    )
+
+
+@needs_glue
+def test_bad_models(tmp_path, teacher_folder):
+    refuse(tmp_path, sst2(tmp_path, teacher_folder, "--student_num_layers", "9"), r"more than the teacher's 4 layers")
+    not_a_model = tmp_path / "folder"
+    not_a_model.mkdir()
+    flags = common_flags(tmp_path, not_a_model, "--task_name", "sst2", "--data_dir", str(GLUE_DIR),
+                         "--student_num_layers", "1")  # fmt: skip
+    refuse(tmp_path, flags, r"has no config\.json: it is not a saved model")
+
+
+@needs_glue
+def test_a_refusal_is_one_line_on_stderr_exit_2_and_no_traceback(tmp_path, teacher_folder):
+    command = [sys.executable, str(ROOT / "scripts" / "distill_glue.py"),
+               *sst2(tmp_path, teacher_folder, "--student_num_layers", "1", "--max_seq_length", "4096")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("distill_glue.py: error:")]
+    assert len(lines) == 1 and "--max_seq_length 4096" in lines[0]
