@@ -15,6 +15,7 @@ import datasets
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+from hf_distill.publish.evaluation import predict_in_order
 from hf_distill.publish.model_card import public_name
 from hf_distill.tasks.augment import augment_dataset
 from hf_distill.tasks.transfer import drop_labels, load_unlabeled_file, mix_transfer_rows
@@ -134,16 +135,7 @@ def build_transfer_set(
 def pseudo_label(teacher, transfer: datasets.Dataset, collator, training_args, *, regression: bool):
     """The transfer rows labelled with the teacher's argmax (its prediction for regression): hard pseudo-labels, the
     baseline that shows what the soft targets add."""
-    from transformers import Trainer  # the plain predict loop: sorted batches do not matter for a baseline
-
-    args = dataclasses.replace(
-        training_args, output_dir=str(training_args.output_dir) + "/pseudo_labels", report_to="none"
-    )
-    predictions = Trainer(model=teacher, args=args, data_collator=collator).predict(transfer.remove_columns("labels"))
-    logits = torch.as_tensor(predictions.predictions)
+    unlabelled = transfer.remove_columns("labels")
+    logits = torch.as_tensor(predict_in_order(teacher, unlabelled, collator, training_args))
     labels = logits.view(-1).tolist() if regression else logits.argmax(dim=-1).tolist()
-    return (
-        transfer.remove_columns("labels")
-        .add_column("labels", labels)
-        .cast_column("labels", transfer.features["labels"])
-    )
+    return unlabelled.add_column("labels", labels).cast_column("labels", transfer.features["labels"])

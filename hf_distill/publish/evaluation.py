@@ -8,7 +8,24 @@ from typing import Any
 
 from transformers import Trainer
 
-__all__ = ["evaluate_side_by_side"]
+__all__ = ["evaluate_side_by_side", "predict_in_order"]
+
+
+def predict_in_order(model: Any, dataset: Any, collator: Any, args: Any):
+    """`model`'s raw predictions on `dataset`, row i at index i.
+
+    `Trainer.predict` alone does not promise that: with ``train_sampling_strategy="group_by_length"`` transformers 5
+    also length-groups the *evaluation* sampler, so predictions come back in a shuffled order. Metrics survive that
+    (labels travel in the same order); anything matched to rows by position (pseudo-labels, agreement with an
+    exported model) does not.
+    """
+    ordered = dataclasses.replace(
+        args,
+        output_dir=str(Path(args.output_dir) / "predict"),
+        train_sampling_strategy="random",
+        report_to="none",
+    )
+    return Trainer(model=model, args=ordered, data_collator=collator).predict(dataset).predictions
 
 
 def evaluate_side_by_side(

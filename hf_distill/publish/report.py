@@ -11,6 +11,7 @@ from transformers import Trainer
 
 from hf_distill.trainer.model_inputs import unwrap
 
+from .evaluation import predict_in_order
 from .hub import push_folder
 from .latency import LATENCY_BATCH_SIZES, latency_device, measure_models
 from .model_card import ModelCardData, environment, format_deployment_table, format_table, render_model_card
@@ -87,7 +88,7 @@ def _export(trainer, formats, dataset, collator, metrics, metric_names) -> list[
     for batch_size in LATENCY_BATCH_SIZES:
         rows = [{k: v for k, v in dataset[i % len(dataset)].items() if k != "labels"} for i in range(batch_size)]
         batches[batch_size] = {k: v for k, v in collator(rows).items() if k in names}
-    torch_logits = trainer.predict(dataset, metric_key_prefix="export_check").predictions
+    torch_logits = predict_in_order(unwrap(trainer.model), dataset, collator, trainer.args)
     try:
         scores = export_and_score(
             unwrap(trainer.model),
