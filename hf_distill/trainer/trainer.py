@@ -109,6 +109,14 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         if model is not None:
             self._check_student(model, args)
         super().__init__(model=model, args=args, **kwargs)
+        if self.args.fsdp and self.accelerator.distributed_type != DistributedType.FSDP:
+            # Accelerate drops an FSDP plugin on CPU (MULTI_CPU runs DDP) without a word; say what happens instead.
+            logger.warning(
+                "FSDP was asked for (fsdp=%r) but Accelerate runs %s: the student is not sharded and the teacher is "
+                "replicated on every process. FSDP needs GPUs (or another accelerator); on CPU this is DDP.",
+                self.args.fsdp,
+                self.accelerator.distributed_type.value,
+            )
         self.teacher_model = prepare_teacher(
             teacher_model, self.accelerator, micro_batch_size=self.args.per_device_train_batch_size
         )

@@ -1,0 +1,86 @@
+"""Run under `torchrun --nproc_per_node 2` (CPU, gloo): the teacher sharded by hf-distill's FSDP2 path.
+
+    fsdp_teacher.py OUTPUT_DIR [sharded|replicated]
+
+Accelerate runs no FSDP on CPU: with `use_cpu=True` it resolves MULTI_CPU and drops the FSDP plugin (DDP instead),
+and without it Trainer refuses `fsdp` outside distributed GPU training. So the project's path is driven with the
+plugin object directly: `prepare_teacher` sees an accelerator whose state carries an FSDP2 plugin and shards the
+teacher with `fully_shard`. The student trains under DDP, as Trainer sets it up on CPU. Each rank saves its
+teacher's local shard sizes, the sharded and unsharded logits on one batch, and its trained student.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tiny  # noqa: E402
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin  # noqa: E402
+from trainers import EXACT_UPDATES, make_args  # noqa: E402
+
+import hf_distill.trainer.trainer as trainer_module  # noqa: E402
+from hf_distill import DistillationTrainer  # noqa: E402
+from hf_distill.cli.distributed import end_distributed  # noqa: E402
+from hf_distill.trainer.teacher import prepare_teacher  # noqa: E402
+
+
+def shard_with_fsdp2(teacher, accelerator, *, micro_batch_size: int = 1):
+    """`prepare_teacher` as it runs under Accelerate's FSDP2 plugin, on this CPU."""
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
+    state = SimpleNamespace(fsdp_plugin=plugin)
+    fsdp_accelerator = SimpleNamespace(
+        distributed_type=DistributedType.FSDP, state=state, device=accelerator.device, mixed_precision="no"
+    )
+    return prepare_teacher(teacher, fsdp_accelerator, micro_batch_size=micro_batch_size)
+
+
+def main(output_dir: str, mode: str) -> None:
+    data = tiny.class_rows(32, seed=2)
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    reference = tiny.classifier(layers=2, seed=0, initializer_range=0.5).eval()
+    if mode == "sharded":
+        trainer_module.prepare_teacher = shard_with_fsdp2
+    student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+    # replicated: FSDP asked of Trainer on CPU, as a user would; Accelerate runs DDP and the trainer must say so
+    fsdp = {} if mode == "sharded" else {"fsdp": "full_shard", "fsdp_config": {"fsdp_version": 2}}
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("hf_distill.trainer.trainer").addHandler(handler)
+    args = make_args(Path(output_dir), per_device_train_batch_size=4, **EXACT_UPDATES, **fsdp)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data,
+                                  data_collator=tiny.collate)  # fmt: skip
+    batch = tiny.collate([data[i] for i in range(8)])
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        sharded_logits = trainer.teacher_model(**inputs).logits
+        full_logits = reference(**inputs).logits
+    local = {
+        name: (tuple(parameter.to_local().shape) if hasattr(parameter, "to_local") else tuple(parameter.shape))
+        for name, parameter in trainer.teacher_model.named_parameters()
+    }
+    trainer.train()
+    torch.save(
+        {
+            "local_shapes": local,
+            "full_shapes": {name: tuple(p.shape) for name, p in reference.named_parameters()},
+            "is_dtensor": all(hasattr(p, "to_local") for p in trainer.teacher_model.parameters()),
+            "sharded_logits": sharded_logits,
+            "full_logits": full_logits,
+            "state": trainer.model.state_dict() if hasattr(trainer.model, "state_dict") else None,
+            "world_size": trainer.args.world_size,
+            "fsdp_warning": any("FSDP was asked for" in message for message in warnings),
+        },
+        Path(output_dir) / f"rank{trainer.args.process_index}.pt",
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "sharded")
+    end_distributed()
