@@ -1,6 +1,10 @@
-"""Run under `torchrun --nproc_per_node 2` (CPU, gloo): the teacher sharded by hf-distill's FSDP2 path.
+"""Run under `torchrun --nproc_per_node 2` (CPU, gloo): the teacher sharded by hf-distill's FSDP2 or ZeRO-3 path.
 
-    fsdp_teacher.py OUTPUT_DIR [sharded|replicated]
+    fsdp_teacher.py OUTPUT_DIR [sharded|replicated|zero3]
+
+zero3: the teacher partitioned by DeepSpeed ZeRO-3 through `prepare_teacher` (needs deepspeed and DS_ACCELERATOR=cpu:
+DeepSpeed's CPU accelerator, gloo). Under Trainer on CPU, Accelerate counts one process per rank for DeepSpeed (each
+rank would iterate the whole dataset), so here too the plugin object drives the project's path directly.
 
 Accelerate runs no FSDP on CPU: with `use_cpu=True` it resolves MULTI_CPU and drops the FSDP plugin (DDP instead),
 and without it Trainer refuses `fsdp` outside distributed GPU training. So the project's path is driven with the
@@ -40,15 +44,35 @@ def shard_with_fsdp2(teacher, accelerator, *, micro_batch_size: int = 1):
     return prepare_teacher(teacher, fsdp_accelerator, micro_batch_size=micro_batch_size)
 
 
+def partition_with_zero3(teacher, accelerator, *, micro_batch_size: int = 1):
+    """`prepare_teacher` as it runs under Accelerate's DeepSpeed plugin with a ZeRO-3 config, on this CPU."""
+    config = {"zero_optimization": {"stage": 3}, "optimizer": {"type": "AdamW"}, "gradient_clipping": 1.0}
+    state = SimpleNamespace(deepspeed_plugin=SimpleNamespace(deepspeed_config=config))
+    ds_accelerator = SimpleNamespace(
+        distributed_type=DistributedType.DEEPSPEED, state=state, device=accelerator.device, mixed_precision="no"
+    )
+    return prepare_teacher(teacher, ds_accelerator, micro_batch_size=micro_batch_size)
+
+
+def local_shape(parameter) -> tuple[int, ...]:
+    if hasattr(parameter, "to_local"):  # FSDP2: a DTensor
+        return tuple(parameter.to_local().shape)
+    if hasattr(parameter, "ds_tensor"):  # ZeRO-3: this rank's partition, flattened
+        return (parameter.ds_tensor.numel(),)
+    return tuple(parameter.shape)
+
+
 def main(output_dir: str, mode: str) -> None:
     data = tiny.class_rows(32, seed=2)
     teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
     reference = tiny.classifier(layers=2, seed=0, initializer_range=0.5).eval()
     if mode == "sharded":
         trainer_module.prepare_teacher = shard_with_fsdp2
+    elif mode == "zero3":
+        trainer_module.prepare_teacher = partition_with_zero3
     student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
     # replicated: FSDP asked of Trainer on CPU, as a user would; Accelerate runs DDP and the trainer must say so
-    fsdp = {} if mode == "sharded" else {"fsdp": "full_shard", "fsdp_config": {"fsdp_version": 2}}
+    fsdp = {"fsdp": "full_shard", "fsdp_config": {"fsdp_version": 2}} if mode == "replicated" else {}
     warnings = []
     handler = logging.Handler()
     handler.emit = lambda record: warnings.append(record.getMessage())
@@ -61,16 +85,16 @@ def main(output_dir: str, mode: str) -> None:
     with torch.no_grad():
         sharded_logits = trainer.teacher_model(**inputs).logits
         full_logits = reference(**inputs).logits
-    local = {
-        name: (tuple(parameter.to_local().shape) if hasattr(parameter, "to_local") else tuple(parameter.shape))
-        for name, parameter in trainer.teacher_model.named_parameters()
-    }
+    module = getattr(trainer.teacher_model, "module", trainer.teacher_model)  # under a DeepSpeed engine
+    local = {name: local_shape(parameter) for name, parameter in module.named_parameters()}
     trainer.train()
     torch.save(
         {
             "local_shapes": local,
             "full_shapes": {name: tuple(p.shape) for name, p in reference.named_parameters()},
-            "is_dtensor": all(hasattr(p, "to_local") for p in trainer.teacher_model.parameters()),
+            "is_dtensor": all(hasattr(p, "to_local") for p in module.parameters()),
+            "is_partitioned": all(hasattr(p, "ds_tensor") for p in module.parameters()),
+            "teacher_type": type(trainer.teacher_model).__name__,
             "sharded_logits": sharded_logits,
             "full_logits": full_logits,
             "state": trainer.model.state_dict() if hasattr(trainer.model, "state_dict") else None,
