@@ -87,6 +87,14 @@ class DistillationTrainingArguments(TrainingArguments):
             "teacher's attention heads."
         },  # fmt: skip
     )
+    token_kd_gather_positions: bool = field(
+        default=True,
+        metadata={
+            "help": "Language-model heads (models with output embeddings, e.g. *ForMaskedLM): run both models' "
+            "vocabulary heads on the counted positions only (labels != -100), so no (B, L, V) logits are ever built. "
+            "Exact (the same loss and gradients); False computes full logits, for comparison."
+        },
+    )
     cache_teacher_logits: bool = field(
         default=False,
         metadata={

@@ -34,7 +34,8 @@ class LossContext:
             (top-k log-probabilities, top-k indices), each `(B, L, k)`.
         teacher_outputs: the teacher's forward outputs when it ran online, else None.
         inputs: the batch (labels included, cache columns removed).
-        kind: "class", "regression" or "token".
+        kind: "class", "regression", "token" (`(B, L, V)` logits) or "token_selected" (`(N, V)` logits of the N
+            counted positions, in row-major order).
         temperature: the softmax temperature T.
     """
 
@@ -61,8 +62,10 @@ class LossContext:
     @cached_property
     def token_mask(self) -> torch.Tensor:
         """`(B, L)` bool: the positions that count (see `hf_distill.losses.token_mask`)."""
-        logits = self.student_logits
-        return losses.token_mask(self.labels, self.inputs.get("attention_mask"), logits.shape, logits.device)
+        reference = self.inputs.get("input_ids")
+        if not isinstance(reference, torch.Tensor):
+            reference = self.student_logits
+        return losses.token_mask(self.labels, self.inputs.get("attention_mask"), reference.shape, reference.device)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ class LossTerm:
 def _kd_sum(context: LossContext) -> torch.Tensor:
     """KD over every row, labelled or not: T² · KL (class and token heads) or MSE to the teacher (regression)."""
     logits, teacher, temperature = context.student_logits, context.teacher, context.temperature
+    if context.kind == "token_selected":  # (N, V): the heads ran on the counted positions only (token_heads.py)
+        return losses.class_kl_divergence(
+            student_logits=logits, teacher_logits=teacher, temperature=temperature, reduction="sum"
+        )
     if context.kind == "token":
         if isinstance(teacher, tuple):  # the token-level cache: top-k log-probabilities and their indices
             return losses.token_topk_kl_divergence(
@@ -121,6 +128,8 @@ def _task_sum(context: LossContext) -> torch.Tensor | None:
     labels, logits = context.labels, context.student_logits
     if labels is None:
         return None
+    if context.kind == "token_selected":  # (N, V) logits at the counted positions, in row-major order
+        return F.cross_entropy(logits.float(), labels[context.token_mask], ignore_index=-100, reduction="sum")
     if context.kind == "token":
         return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
     if context.kind == "regression":
@@ -187,11 +196,11 @@ def _value_relation_sum(context: LossContext) -> torch.Tensor:
 
 
 def _per_example_or_position(kind: str) -> str:
-    return "positions" if kind == "token" else "examples"
+    return "positions" if kind.startswith("token") else "examples"
 
 
 def _per_label(kind: str) -> str:
-    return "positions" if kind == "token" else "labelled"
+    return "positions" if kind.startswith("token") else "labelled"
 
 
 LOSS_TERMS: tuple[LossTerm, ...] = (

@@ -18,6 +18,7 @@ from accelerate.utils import DistributedType
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
+from hf_distill import losses
 from hf_distill.cache.collator import TeacherCacheCollator
 from hf_distill.cache.store import (
     CACHE_COLUMNS,
@@ -35,8 +36,11 @@ from .intermediate import PROJECTION_NAME, LastLayerTap, attach_projection, laye
 from .loss_terms import LossContext, active_terms
 from .model_inputs import accepted_inputs, select_inputs, unwrap
 from .teacher import prepare_teacher
+from .token_heads import CountedPositions, output_head
 
 logger = logging.getLogger(__name__)
+
+_NOT_SELECTING = contextlib.nullcontext()
 
 __all__ = ["DistillationTrainer"]
 
@@ -139,6 +143,7 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
         self._logged_terms_since_step = 0
         self._student_tap = self._student_tap_owner = self._teacher_tap = None
+        self._counted_positions = CountedPositions()
         self.teacher_cache: TeacherCache | None = None
         self._cached_train_dataset = None  # that dataset with the cache columns attached
         self._cache_length_column: str | None = None
@@ -264,8 +269,10 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         intermediate = self._intermediate_context(model)  # before the forwards: the taps record during them
         with_hidden = any(term.needs_hidden_states for term, _ in self._loss_terms)
         student_inputs = select_inputs(inputs, self._student_input_names, keep_labels=False)
-        outputs = model(**student_inputs, **({"output_hidden_states": True} if with_hidden else {}))
-        teacher, teacher_outputs = self._teacher_targets(inputs, cached, outputs.logits, with_hidden)
+        selecting = self._position_selector(model, inputs, cached)
+        with selecting:  # LM heads on the counted positions only, for both models (token_heads.py)
+            outputs = model(**student_inputs, **({"output_hidden_states": True} if with_hidden else {}))
+            teacher, teacher_outputs = self._teacher_targets(inputs, cached, outputs.logits, with_hidden)
         if with_hidden:
             self._check_hidden_states(outputs, teacher_outputs)
         context = LossContext(
@@ -273,7 +280,7 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             teacher=teacher,
             teacher_outputs=teacher_outputs,
             inputs=inputs,
-            kind=self._output_kind(outputs.logits),
+            kind="token_selected" if selecting is not _NOT_SELECTING else self._output_kind(outputs.logits),
             temperature=self.args.temperature,
             **intermediate,
         )
@@ -307,6 +314,20 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             extra["student_tap"], extra["teacher_tap"] = self._last_layer_taps(model)
             extra["value_relation_heads"] = self.args.value_relation_heads or num_heads(self._teacher_module)
         return extra
+
+    def _position_selector(self, model: nn.Module, inputs: dict[str, Any], cached: dict[str, Any]):
+        """`CountedPositions.selecting(mask)` when both models have vocabulary heads and the teacher runs online,
+        else a context that does nothing."""
+        if not self.args.token_kd_gather_positions or cached or not isinstance(inputs.get("input_ids"), torch.Tensor):
+            return _NOT_SELECTING
+        student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
+        if student_head is None or teacher_head is None:
+            return _NOT_SELECTING
+        self._counted_positions.attach(student_head)
+        self._counted_positions.attach(teacher_head)
+        ids = inputs["input_ids"]
+        mask = losses.token_mask(inputs.get("labels"), inputs.get("attention_mask"), ids.shape, ids.device)
+        return self._counted_positions.selecting(mask)
 
     def _output_kind(self, student_logits: torch.Tensor) -> str:
         if student_logits.dim() == 3:

@@ -1,0 +1,88 @@
+"""The masked-LM token KL with vocabulary heads run on the counted positions only: the same loss and gradients as the
+full-logit path, never a (B, L, V) tensor, exact under gradient accumulation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import tiny
+import torch
+from trainers import EXACT_UPDATES, make_args, state
+
+from hf_distill import DistillationTrainer, build_student
+
+
+def mlm_rows(n: int, *, seed: int = 3, probability: float = 0.25) -> tiny.ListDataset:
+    """Rows whose labels are the token at ~25% of positions (uneven per row), -100 elsewhere."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for row in tiny.class_rows(n, seed=seed).rows:
+        ids = torch.tensor(row["input_ids"])
+        chosen = torch.rand(len(ids), generator=generator) < probability
+        chosen[0] = True  # every row counts at least one position
+        rows.append({"input_ids": ids.tolist(), "labels": torch.where(chosen, ids, -100).tolist()})
+    return tiny.ListDataset(rows)
+
+
+def trainer_for(tmp_path, student, teacher, data, **overrides):
+    args = make_args(tmp_path, temperature=2.0, alpha_kd=5.0, alpha_task=2.0, **overrides)
+    return DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data,
+                               data_collator=tiny.collate)  # fmt: skip
+
+
+@pytest.mark.parametrize("architecture", ["bert", "distilbert"])
+def test_gathered_heads_give_the_full_logit_loss_and_gradients_in_float64(tmp_path, architecture):
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5).double()
+    student = build_student(teacher.float(), layers=[1], architecture=architecture).double()
+    teacher = teacher.double()
+    data = mlm_rows(6)
+    batch = tiny.collate([data[i] for i in range(6)])
+    results = {}
+    for gather in (True, False):
+        copy_ = copy.deepcopy(student).train()
+        shapes = []
+        copy_.get_output_embeddings().register_forward_hook(
+            lambda m, a, out, seen=shapes: seen.append(tuple(out.shape))
+        )
+        trainer = trainer_for(tmp_path / str(gather), copy_, teacher, data, alpha_cos=1.0,
+                              token_kd_gather_positions=gather)  # fmt: skip
+        loss = trainer.compute_loss(copy_, batch)
+        loss.backward()
+        results[gather] = (loss.item(), {n: p.grad.clone() for n, p in copy_.named_parameters() if p.grad is not None})
+        counted = int(batch["labels"].ne(-100).sum())
+        expected = (counted, tiny.VOCAB_SIZE) if gather else (*batch["input_ids"].shape, tiny.VOCAB_SIZE)
+        assert shapes == [expected]  # gathered: the head only ever saw the N counted positions
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-10, abs=1e-10)
+    for name, grad in results[False][1].items():
+        torch.testing.assert_close(results[True][1][name], grad, rtol=1e-9, atol=1e-10, msg=f"{name} differs")
+
+
+def test_gathered_heads_are_exact_under_gradient_accumulation(tmp_path):
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.masked_lm(layers=1, seed=1, initializer_range=0.5)
+    data = mlm_rows(16, seed=5)
+    finals = {}
+    for name, batch, accumulation in (("1x8", 8, 1), ("2x4", 4, 2)):
+        copy_ = copy.deepcopy(student)
+        args = make_args(tmp_path / name, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+                         **EXACT_UPDATES)  # fmt: skip
+        DistillationTrainer(model=copy_, teacher_model=teacher, args=args, train_dataset=data,
+                            data_collator=tiny.collate).train()  # fmt: skip
+        finals[name] = state(copy_)
+    for key, value in finals["1x8"].items():
+        torch.testing.assert_close(finals["2x4"][key], value, rtol=1e-4, atol=1e-4, msg=f"{key} differs")
+
+
+def test_evaluation_still_sees_full_logits(tmp_path):
+    teacher = tiny.masked_lm(layers=2, seed=0)
+    student = tiny.masked_lm(layers=1, seed=1)
+    data = mlm_rows(8)
+    trainer = trainer_for(tmp_path, student, teacher, data)
+    trainer.train()
+    metrics = trainer.evaluate(eval_dataset=data)
+    assert metrics["eval_loss"] > 0
+    batch = tiny.collate([data[i] for i in range(2)])
+    with torch.no_grad():
+        logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert logits.dim() == 3  # the hooks select nothing outside training
