@@ -7,18 +7,15 @@ every rank, so gradient accumulation and multi-process training give the update 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Any
 
-import datasets
 import torch
 from accelerate.utils import DistributedType
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
-from hf_distill import losses
 from hf_distill.cache.collator import TeacherCacheCollator
 from hf_distill.cache.store import (
     CACHE_COLUMNS,
@@ -31,21 +28,22 @@ from hf_distill.cache.trainer_mixin import TeacherCacheMixin
 
 from .arguments import DistillationTrainingArguments
 from .batch_counts import count_index, count_items
-from .compatibility import check_distillable, check_hidden_sizes, check_intermediate, check_tokenizers, is_regression
-from .intermediate import PROJECTION_NAME, LastLayerTap, attach_projection, layer_pairs, num_heads
+from .columns import TeacherColumnsMixin
+from .compatibility import check_tokenizers, is_regression
 from .loss_terms import LossContext, active_terms
-from .model_inputs import accepted_inputs, select_inputs, unwrap
+from .model_inputs import accepted_inputs, select_inputs
+from .model_internals import NOT_SELECTING, ModelInternalsMixin
+from .student_setup import StudentSetupMixin
 from .teacher import prepare_teacher
-from .token_heads import CountedPositions, output_head
+from .token_heads import CountedPositions
 
 logger = logging.getLogger(__name__)
 
-_NOT_SELECTING = contextlib.nullcontext()
 
 __all__ = ["DistillationTrainer"]
 
 
-class DistillationTrainer(TeacherCacheMixin, Trainer):
+class DistillationTrainer(StudentSetupMixin, ModelInternalsMixin, TeacherColumnsMixin, TeacherCacheMixin, Trainer):
     """[`~transformers.Trainer`] that distils a frozen `teacher_model` into `model` (the student).
 
     The training loss is ``alpha_kd * KD + alpha_task * TASK`` (+ ``alpha_cos * COS`` when alpha_cos > 0; see
@@ -151,57 +149,6 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             self._check_cacheable()
             self.data_collator = TeacherCacheCollator(self.data_collator)
 
-    # ---- the student: given, or built by model_init for each hyperparameter-search trial -------------------------
-
-    def _check_student(self, student: nn.Module, args: DistillationTrainingArguments) -> None:
-        if student is self._unplaced_teacher:
-            raise ValueError("the student is the teacher object itself: build a separate student to distil into.")
-        check_distillable(student, self._unplaced_teacher)
-        if args.alpha_cos > 0:
-            check_hidden_sizes(student, self._unplaced_teacher)
-        check_intermediate(student, self._unplaced_teacher, args)
-        attach_projection(student, self._unplaced_teacher, args)
-
-    def call_model_init(self, trial: Any = None) -> nn.Module:
-        """[`~transformers.Trainer.call_model_init`], with the teacher/student checks on every student it builds."""
-        student = super().call_model_init(trial)
-        self._check_student(student, self.args)
-        return student
-
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """[`~transformers.Trainer.save_model`]: checkpoints keep the hidden-state projection (resume is exact); the
-        saved student leaves it out, so it loads as a plain `AutoModelFor...`."""
-        student = unwrap(self.model)
-        projection = getattr(student, PROJECTION_NAME, None)
-        if projection is None or _internal_call:
-            return super().save_model(output_dir, _internal_call=_internal_call)
-        delattr(student, PROJECTION_NAME)
-        try:
-            return super().save_model(output_dir, _internal_call=_internal_call)
-        finally:
-            student.add_module(PROJECTION_NAME, projection)
-
-    def _last_layer_taps(self, model: nn.Module):
-        """The (student, teacher) `LastLayerTap`s, registered once per student object (model_init builds new ones)."""
-        student = unwrap(model)
-        if self._student_tap is None or self._student_tap_owner is not student:
-            if self._student_tap is not None:
-                self._student_tap.remove()
-            self._student_tap, self._student_tap_owner = LastLayerTap(student), student
-        if self._teacher_tap is None:
-            self._teacher_tap = LastLayerTap(unwrap(self._teacher_module))
-        return self._student_tap, self._teacher_tap
-
-    def _hp_search_setup(self, trial: Any) -> None:
-        """Applies a trial's values to `args` (Trainer), then re-validates them and rebuilds the table of loss terms:
-        a trial may change any weight, the temperature or the learning rate."""
-        super()._hp_search_setup(trial)
-        if trial is None or self.hp_search_backend is None:
-            return
-        self.args.validate_distillation()
-        self._loss_terms = active_terms(self.args)
-        self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
-
     # ---- training, with the teacher cache when asked (hf_distill/cache/trainer_mixin.py) -----------------------
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
@@ -209,36 +156,6 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
         if self.args.cache_teacher_logits:
             self.prepare_teacher_cache()
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
-
-    @contextlib.contextmanager
-    def _teacher_input_columns_kept(self):
-        """Keeps, for the training set only, the columns the teacher reads and those the cache added.
-
-        Trainer keeps only the student's forward arguments: a DistilBERT student would drop the `token_type_ids`
-        its BERT teacher needs for sentence pairs, and the cache columns would be dropped too.
-        """
-        self._set_signature_columns_if_needed()
-        saved = self._signature_columns
-        extra = list(self._teacher_input_names or ()) + list(CACHE_COLUMNS)
-        if self._cache_length_column:
-            extra.append(self._cache_length_column)
-        self._signature_columns = list(dict.fromkeys(saved + extra))
-        try:
-            yield
-        finally:
-            self._signature_columns = saved
-
-    def _remove_unused_columns(self, dataset: datasets.Dataset, description: str | None = None) -> datasets.Dataset:
-        if description != "Training":
-            return super()._remove_unused_columns(dataset, description=description)
-        with self._teacher_input_columns_kept():
-            return super()._remove_unused_columns(dataset, description=description)
-
-    def _get_collator_with_removed_columns(self, data_collator: Any, description: str | None = None) -> Any:
-        if description != "Training":
-            return super()._get_collator_with_removed_columns(data_collator, description=description)
-        with self._teacher_input_columns_kept():
-            return super()._get_collator_with_removed_columns(data_collator, description=description)
 
     # ---- the loss: a table of weighted terms (loss_terms.py) -----------------------------------------------------
 
@@ -280,7 +197,7 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             teacher=teacher,
             teacher_outputs=teacher_outputs,
             inputs=inputs,
-            kind="token_selected" if selecting is not _NOT_SELECTING else self._output_kind(outputs.logits),
+            kind="token_selected" if selecting is not NOT_SELECTING else self._output_kind(outputs.logits),
             temperature=self.args.temperature,
             **intermediate,
         )
@@ -302,32 +219,6 @@ class DistillationTrainer(TeacherCacheMixin, Trainer):
             values.append(value.detach().float())
         self._logged_term_sums += torch.stack(values)
         return (loss, outputs) if return_outputs else loss
-
-    def _intermediate_context(self, model: nn.Module) -> dict[str, Any]:
-        """The layer pairs, projection and taps the intermediate-layer terms read (empty when none is on)."""
-        extra: dict[str, Any] = {}
-        student = unwrap(model)
-        if self.args.alpha_hidden > 0:
-            extra["hidden_pairs"] = layer_pairs(self.args.hidden_layer_map, student, self._teacher_module)
-            extra["projection"] = getattr(student, PROJECTION_NAME, None)
-        if any(term.needs_last_layer for term, _ in self._loss_terms):
-            extra["student_tap"], extra["teacher_tap"] = self._last_layer_taps(model)
-            extra["value_relation_heads"] = self.args.value_relation_heads or num_heads(self._teacher_module)
-        return extra
-
-    def _position_selector(self, model: nn.Module, inputs: dict[str, Any], cached: dict[str, Any]):
-        """`CountedPositions.selecting(mask)` when both models have vocabulary heads and the teacher runs online,
-        else a context that does nothing."""
-        if not self.args.token_kd_gather_positions or cached or not isinstance(inputs.get("input_ids"), torch.Tensor):
-            return _NOT_SELECTING
-        student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
-        if student_head is None or teacher_head is None:
-            return _NOT_SELECTING
-        self._counted_positions.attach(student_head)
-        self._counted_positions.attach(teacher_head)
-        ids = inputs["input_ids"]
-        mask = losses.token_mask(inputs.get("labels"), inputs.get("attention_mask"), ids.shape, ids.device)
-        return self._counted_positions.selecting(mask)
 
     def _output_kind(self, student_logits: torch.Tensor) -> str:
         if student_logits.dim() == 3:

@@ -1,0 +1,62 @@
+"""What the loss terms read from inside both models: the intermediate-layer context (layer pairs, projection,
+last-layer taps) and the counted-position selection of the vocabulary heads."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from hf_distill import losses
+
+from .intermediate import PROJECTION_NAME, LastLayerTap, layer_pairs, num_heads
+from .model_inputs import unwrap
+from .token_heads import output_head
+
+__all__ = ["NOT_SELECTING", "ModelInternalsMixin"]
+
+NOT_SELECTING = contextlib.nullcontext()
+
+
+class ModelInternalsMixin:
+    """Methods of `DistillationTrainer`; uses its `args`, `_loss_terms`, `_teacher_module`, `_counted_positions` and
+    the tap attributes set in its `__init__`."""
+
+    def _last_layer_taps(self, model: nn.Module):
+        """The (student, teacher) `LastLayerTap`s, registered once per student object (model_init builds new ones)."""
+        student = unwrap(model)
+        if self._student_tap is None or self._student_tap_owner is not student:
+            if self._student_tap is not None:
+                self._student_tap.remove()
+            self._student_tap, self._student_tap_owner = LastLayerTap(student), student
+        if self._teacher_tap is None:
+            self._teacher_tap = LastLayerTap(unwrap(self._teacher_module))
+        return self._student_tap, self._teacher_tap
+
+    def _intermediate_context(self, model: nn.Module) -> dict[str, Any]:
+        """The layer pairs, projection and taps the intermediate-layer terms read (empty when none is on)."""
+        extra: dict[str, Any] = {}
+        student = unwrap(model)
+        if self.args.alpha_hidden > 0:
+            extra["hidden_pairs"] = layer_pairs(self.args.hidden_layer_map, student, self._teacher_module)
+            extra["projection"] = getattr(student, PROJECTION_NAME, None)
+        if any(term.needs_last_layer for term, _ in self._loss_terms):
+            extra["student_tap"], extra["teacher_tap"] = self._last_layer_taps(model)
+            extra["value_relation_heads"] = self.args.value_relation_heads or num_heads(self._teacher_module)
+        return extra
+
+    def _position_selector(self, model: nn.Module, inputs: dict[str, Any], cached: dict[str, Any]):
+        """`CountedPositions.selecting(mask)` when both models have vocabulary heads and the teacher runs online,
+        else a context that does nothing."""
+        if not self.args.token_kd_gather_positions or cached or not isinstance(inputs.get("input_ids"), torch.Tensor):
+            return NOT_SELECTING
+        student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
+        if student_head is None or teacher_head is None:
+            return NOT_SELECTING
+        self._counted_positions.attach(student_head)
+        self._counted_positions.attach(teacher_head)
+        ids = inputs["input_ids"]
+        mask = losses.token_mask(inputs.get("labels"), inputs.get("attention_mask"), ids.shape, ids.device)
+        return self._counted_positions.selecting(mask)
