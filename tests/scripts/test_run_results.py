@@ -63,3 +63,28 @@ def test_only_tasks_wholly_run_with_a_seeded_teacher_head_are_called_reproducibl
     run_results.record(results, "sst2", 43, "ours", outcome(0.83, 0.86), ["--seed", "43"], ran_now=False)
     assert run_results._seeded_tasks(results) == ""
     assert "reproduced by their commands: none yet." in run_results.render(results)
+
+
+def test_paired_differences_and_one_sided_tests_over_the_seeds_that_ran_both():
+    import math
+
+    scores = {}
+    gains = {42: 0.03, 43: 0.04, 44: 0.02, 45: 0.05, 46: 0.01}
+    for seed, gain in gains.items():
+        scores[f"ours/{seed}"] = (0.80, 0.84)
+        scores[f"labels_only/{seed}"] = (0.80, 0.84)
+        scores[f"ours_transfer/{seed}"] = (0.80 + gain, 0.84)
+    entry = filled(scores)["tasks"]["sst2"]
+    assert entry["paired_seeds"] == list(gains)
+    assert entry["paired_differences"] == pytest.approx(list(gains.values()))
+    # the t statistic by hand: mean / (sd / sqrt(n)) with n - 1 = 4 degrees of freedom
+    values = list(gains.values())
+    mean = sum(values) / 5
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 4)
+    from scipy.stats import t
+
+    assert entry["paired_p_value"] == pytest.approx(t.sf(mean / (sd / math.sqrt(5)), 4), rel=1e-9)
+    assert entry["sign_test_p"] == pytest.approx(0.5**5)  # five wins of five
+    assert entry["ours_transfer"] == pytest.approx([0.80 + g for g in values])
+    text = run_results.render(filled(scores))
+    assert "(e) ours + transfer" in text and "+3.0 +4.0 +2.0 +5.0 +1.0" in text
