@@ -339,12 +339,12 @@ def hub_id_of(value: str) -> str | None:
 
 
 def parse_arguments(
-    argv: list[str],
-) -> tuple[ModelArguments, DataArguments, DistillationTrainingArguments, str | None]:
+    argv: list[str], data_class: type = DataArguments
+) -> tuple[ModelArguments, Any, DistillationTrainingArguments, str | None]:
     """Parses ``[CONFIG.yaml] [--flag value ...]``; flags override the YAML. Returns the three dataclasses and the
-    config path.
+    config path. `data_class` is the entry point's data arguments (the GLUE script's `DataArguments` by default).
     """
-    parser = HfArgumentParser((ModelArguments, DataArguments, DistillationTrainingArguments))
+    parser = HfArgumentParser((ModelArguments, data_class, DistillationTrainingArguments))
     config_path = None
     if argv and argv[0].endswith((".yaml", ".yml")):
         config_path, argv = argv[0], argv[1:]

@@ -54,6 +54,9 @@ class ModelCardData:
     deployment_rows: Sequence[dict] = field(default_factory=tuple)
     language: str = "en"
     pipeline_tag: str = "text-classification"
+    teacher_role: str = "fine-tuned on"  # "...teacher `X`, fine-tuned on sst2."
+    # what KD compares, for the card's loss line
+    kd_target: str = "over the class logits (mean squared error to the teacher's predictions for regression)"
     hardware: str = ""  # the machine the latency was measured on, in words
     library_versions: str = ""  # "torch 2.13.0, transformers 5.24.0, ..."
     extra_tags: Sequence[str] = field(default_factory=tuple)
@@ -213,12 +216,12 @@ def render_model_card(data: ModelCardData) -> str:
 
 # Distilled student of `{data.teacher}` on {data.task}
 
-This model was distilled with hf-distill from the teacher `{data.teacher}`, fine-tuned on {data.task}.
+This model was distilled with hf-distill from the teacher `{data.teacher}`, {data.teacher_role} {data.task}.
 
 - **Student**: {data.student_description}
 - **Loss**: `{data.alpha_kd} * KD + {data.alpha_task} * task{cos_term}`, where KD is
-  `T^2 * KL(softmax(t/T) || softmax(s/T))` over the class logits (mean squared error to the teacher's predictions
-  for regression) with temperature T = {data.temperature}, and task is the student's own loss on the labels{cos_text}.
+  `T^2 * KL(softmax(t/T) || softmax(s/T))` {data.kd_target} with temperature T = {data.temperature}, and task is the
+  student's own loss on the labels{cos_text}.
 {_training_data_lines(data)}
 ## Teacher vs student
 

