@@ -28,7 +28,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from transformers import (
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.memory import PeakMemory  # noqa: E402
 from benchmarks.recipe import RecipeDistillationTrainer  # noqa: E402
 from hf_distill import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
 from hf_distill.students.build import build_student  # noqa: E402
@@ -188,44 +188,6 @@ def gpu_setup(smoke: bool, variable: bool, examples: int, use_cpu: bool) -> Setu
 
 
 # ---- one timed run ------------------------------------------------------------------------------------------------
-
-
-class PeakMemory:
-    """Peak memory above the start of a block: CUDA tensors on a GPU, sampled resident set size on a CPU."""
-
-    def __init__(self, cuda: bool):
-        self.cuda = cuda
-        self.peak = 0
-
-    def __enter__(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-            return self
-        import psutil
-
-        process = psutil.Process()
-        self.start = process.memory_info().rss
-        self.peak = self.start
-        self.stop = threading.Event()
-
-        def sample():
-            while not self.stop.wait(0.005):
-                self.peak = max(self.peak, process.memory_info().rss)
-
-        self.thread = threading.Thread(target=sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self.stop.set()
-            self.thread.join()
-        self.delta = self.peak - self.start
 
 
 def run_one(name: str, setup: Setup, workdir: Path, max_steps: int = -1) -> Result:

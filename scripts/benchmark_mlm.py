@@ -1,0 +1,103 @@
+"""Memory and speed of the masked-LM token KL: full-vocabulary logits against hf-distill's heads on the counted
+positions only, side by side in one process.
+
+    python scripts/benchmark_mlm.py                  # BERT-base-shaped teacher -> 6-layer student, 32 x 128, CPU
+    python scripts/benchmark_mlm.py --device cuda    # the same on a GPU
+    python scripts/benchmark_mlm.py --smoke          # tiny sizes: checks the script, measures nothing
+
+One training step each (forward of both models, DistilBERT's 5 / 2 / 1 loss, backward), random weights, 15% of the
+positions masked, interleaved over `--repeats` rounds (rotated). Peak memory is above what was allocated before the
+step, i.e. above the models' weights: CUDA tensors on a GPU, the sampled resident set size on a CPU (see
+scripts/benchmark.py's PeakMemory). Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.memory import PeakMemory  # noqa: E402
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, build_student  # noqa: E402
+
+
+def setup(smoke: bool, device: str):
+    sizes = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+    batch, length, vocab = 32, 128, 30522
+    if smoke:
+        sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+        batch, length, vocab = 4, 16, 500
+    torch.manual_seed(0)
+    teacher = BertForMaskedLM(BertConfig(vocab_size=vocab, **sizes)).eval()
+    student = build_student(teacher, num_layers=max(1, sizes["num_hidden_layers"] // 2))
+    input_ids = torch.randint(5, vocab, (batch, length))
+    labels = torch.where(torch.rand(batch, length) < 0.15, input_ids, -100)
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    return teacher.to(device), student.to(device), {k: v.to(device) for k, v in inputs.items()}
+
+
+def step(trainer, student, inputs) -> None:
+    student.zero_grad(set_to_none=True)
+    trainer.compute_loss(student, inputs).backward()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true")
+    options = parser.parse_args()
+    teacher, student, inputs = setup(options.smoke, options.device)
+    student.train()
+    trainers = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, gather in (("full logits", False), ("ours: heads on counted positions", True)):
+            args = DistillationTrainingArguments(
+                output_dir=folder, temperature=2.0, alpha_kd=5.0, alpha_task=2.0, alpha_cos=1.0, report_to="none",
+                use_cpu=options.device == "cpu", token_kd_gather_positions=gather,
+            )  # fmt: skip
+            trainers[name] = DistillationTrainer(model=student, teacher_model=teacher, args=args)
+        cuda = options.device.startswith("cuda")
+        for trainer in trainers.values():  # warm-up: first-call allocations and kernels
+            step(trainer, student, inputs)
+        seconds = {name: [] for name in trainers}
+        peaks = {name: [] for name in trainers}
+        for round_index in range(options.repeats):
+            order = list(trainers) if round_index % 2 == 0 else list(reversed(trainers))
+            for name in order:
+                with PeakMemory(cuda) as memory:
+                    start = time.perf_counter()
+                    step(trainers[name], student, inputs)
+                    if cuda:
+                        torch.cuda.synchronize()
+                    seconds[name].append(time.perf_counter() - start)
+                peaks[name].append(memory.delta)
+    batch, length = inputs["input_ids"].shape
+    vocab = teacher.config.vocab_size
+    counted = int(inputs["labels"].ne(-100).sum())
+    print(f"\nOne training step, {batch} x {length} tokens ({counted} masked), V = {vocab:,}, teacher "
+          f"{teacher.config.num_hidden_layers} layers -> student {student.config.num_hidden_layers}, "
+          f"{options.device}; median of {options.repeats} interleaved rounds"
+          f"{' (smoke: measures nothing)' if options.smoke else ''}.\n")  # fmt: skip
+    base = "full logits"
+    print("| configuration | peak memory above weights (MB) | vs full | seconds/step | samples/s | vs full |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in trainers:
+        peak, time_ = statistics.median(peaks[name]), statistics.median(seconds[name])
+        less = statistics.median(peaks[base]) / max(peak, 1)
+        faster = statistics.median(seconds[base]) / time_
+        print(f"| {name} | {peak / 2**20:,.0f} | {less:.2f}x less | {time_:.2f} | {batch / time_:.1f} | "
+              f"{faster:.2f}x |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
