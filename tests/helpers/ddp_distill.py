@@ -1,9 +1,10 @@
 """Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student.
 
-    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed]
+    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed|mlm]
 
 With `cache`, the teacher's outputs are cached first; each rank also saves how often its teacher ran. With `mixed`,
 a class-level distillation whose every third row is unlabelled (-100): ranks hold different numbers of labelled rows.
+With `mlm`, a masked-LM distillation whose vocabulary heads run on the counted positions only.
 """
 
 from __future__ import annotations
@@ -22,13 +23,24 @@ from hf_distill import DistillationTrainer  # noqa: E402
 from hf_distill.cli.distributed import end_distributed  # noqa: E402
 
 
-def make_teacher(mixed: bool):
+def make_teacher(mixed: bool, mlm: bool = False):
+    if mlm:
+        return tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
     if mixed:
         return tiny.classifier(layers=2, seed=0, initializer_range=0.5)
     return tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
 
 
-def make_rows(mixed: bool):
+def make_rows(mixed: bool, mlm: bool = False):
+    if mlm:  # ~25% of the positions counted, unevenly per row: the heads run on those only
+        generator = torch.Generator().manual_seed(4)
+        rows = []
+        for row in tiny.class_rows(32, seed=2).rows:
+            ids = torch.tensor(row["input_ids"])
+            chosen = torch.rand(len(ids), generator=generator) < 0.25
+            chosen[0] = True
+            rows.append({"input_ids": ids.tolist(), "labels": torch.where(chosen, ids, -100).tolist()})
+        return tiny.ListDataset(rows)
     if not mixed:
         return tiny.token_rows(32, seed=2, ignored_fraction=0.4)
     rows = tiny.class_rows(32, seed=2).rows
@@ -38,11 +50,15 @@ def make_rows(mixed: bool):
     return tiny.ListDataset(rows)
 
 
-def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False, mixed: bool = False) -> None:
-    teacher = make_teacher(mixed)
+def main(
+    output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False, mixed: bool = False,
+    mlm: bool = False,
+) -> None:  # fmt: skip
+    teacher = make_teacher(mixed, mlm)
     teacher_calls = []
     teacher.register_forward_hook(lambda *_: teacher_calls.append(1))
-    student = (tiny.classifier if mixed else tiny.token_classifier)(layers=1, seed=1, initializer_range=0.5)
+    factory = tiny.masked_lm if mlm else tiny.classifier if mixed else tiny.token_classifier
+    student = factory(layers=1, seed=1, initializer_range=0.5)
     args = make_args(
         Path(output_dir),
         per_device_train_batch_size=per_device_batch,
@@ -55,7 +71,7 @@ def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool 
         model=student,
         teacher_model=teacher,
         args=args,
-        train_dataset=make_rows(mixed),
+        train_dataset=make_rows(mixed, mlm),
         data_collator=tiny.collate,
     )
     trainer.train()
@@ -73,7 +89,7 @@ def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool 
                 torch.equal(tensor, fresh)
                 for tensor, fresh in zip(
                     trainer.teacher_model.state_dict().values(),
-                    make_teacher(mixed).state_dict().values(),
+                    make_teacher(mixed, mlm).state_dict().values(),
                     strict=True,
                 )
             ),
@@ -84,5 +100,6 @@ def main(output_dir: str, per_device_batch: int, accumulation: int, cache: bool 
 
 if __name__ == "__main__":
     mode = sys.argv[4:]
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=mode == ["cache"], mixed=mode == ["mixed"])
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=mode == ["cache"], mixed=mode == ["mixed"],
+         mlm=mode == ["mlm"])  # fmt: skip
     end_distributed()

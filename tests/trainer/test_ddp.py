@@ -52,6 +52,18 @@ def test_two_rank_ddp_with_unlabelled_rows_matches_one_process(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_two_rank_ddp_with_lm_heads_on_counted_positions_matches_one_process(tmp_path):
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    run_checked(["torchrun", "--nproc_per_node", "2", str(DDP_SCRIPT), str(ddp), "4", "1", "mlm"], cwd=tmp_path)
+    run_checked([sys.executable, str(DDP_SCRIPT), str(single), "8", "1", "mlm"], cwd=tmp_path)
+    rank0, rank1 = (torch.load(ddp / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    one = torch.load(single / "rank0.pt", weights_only=True)
+    for name, tensor in one["state"].items():
+        assert torch.equal(rank0["state"][name], rank1["state"][name]), f"ranks disagree on {name}"
+        torch.testing.assert_close(rank0["state"][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
 def test_ranks_may_exit_unevenly_after_end_distributed(tmp_path):
     # CI once failed when rank 1 left while rank 0 still measured latency: rank 1 aborted (SIGABRT) at exit with the
     # gloo group alive. Without end_distributed() this script aborts in about one run of five here; with it, never.
