@@ -38,24 +38,20 @@ def test_two_rank_ddp_matches_one_process_with_the_whole_batch(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
-def test_two_rank_ddp_with_unlabelled_rows_matches_one_process(tmp_path):
-    # Every third row is unlabelled (-100): the ranks' micro-batches hold different numbers of labelled rows, and the
-    # task term must still average over the labelled rows of the whole batch across ranks.
+@pytest.mark.parametrize(
+    "mode",
+    [
+        # every third row unlabelled (-100): the ranks' micro-batches hold different numbers of labelled rows, and the
+        # task term must still average over the labelled rows of the whole batch across ranks
+        "mixed",
+        # masked LM: both vocabulary heads run on the counted positions only, unevenly many per rank
+        "mlm",
+    ],
+)
+def test_two_rank_ddp_matches_one_process_for_unlabelled_rows_and_lm_heads(tmp_path, mode):
     ddp, single = tmp_path / "ddp", tmp_path / "single"
-    run_checked(["torchrun", "--nproc_per_node", "2", str(DDP_SCRIPT), str(ddp), "4", "1", "mixed"], cwd=tmp_path)
-    run_checked([sys.executable, str(DDP_SCRIPT), str(single), "8", "1", "mixed"], cwd=tmp_path)
-    rank0, rank1 = (torch.load(ddp / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    one = torch.load(single / "rank0.pt", weights_only=True)
-    for name, tensor in one["state"].items():
-        assert torch.equal(rank0["state"][name], rank1["state"][name]), f"ranks disagree on {name}"
-        torch.testing.assert_close(rank0["state"][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
-
-
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
-def test_two_rank_ddp_with_lm_heads_on_counted_positions_matches_one_process(tmp_path):
-    ddp, single = tmp_path / "ddp", tmp_path / "single"
-    run_checked(["torchrun", "--nproc_per_node", "2", str(DDP_SCRIPT), str(ddp), "4", "1", "mlm"], cwd=tmp_path)
-    run_checked([sys.executable, str(DDP_SCRIPT), str(single), "8", "1", "mlm"], cwd=tmp_path)
+    run_checked(["torchrun", "--nproc_per_node", "2", str(DDP_SCRIPT), str(ddp), "4", "1", mode], cwd=tmp_path)
+    run_checked([sys.executable, str(DDP_SCRIPT), str(single), "8", "1", mode], cwd=tmp_path)
     rank0, rank1 = (torch.load(ddp / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     one = torch.load(single / "rank0.pt", weights_only=True)
     for name, tensor in one["state"].items():
