@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arguments import resolve_package_path
+from .paths import resolve_package_path
 
 __all__ = ["MlmDataArguments"]
 

@@ -1,0 +1,215 @@
+"""`scripts/distill_glue.py`'s data arguments: the task or your files, the transfer set, the search, the export."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hf_distill.publish.export import check_export_formats
+from hf_distill.tasks.augment import AUGMENTATIONS
+from hf_distill.tasks.glue import normalize_task_name
+
+from .paths import resolve_package_path
+from .training import STUDENT_TRAININGS
+
+__all__ = ["DataArguments"]
+
+
+@dataclass
+class DataArguments:
+    """Which data to distil on: a GLUE task (TSV folder or the Hub) or your own files."""
+
+    task_name: str | None = field(
+        default=None,
+        metadata={"help": "GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli (any case; SST-2 works)."},
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder with the task's GLUE TSVs (train.tsv, dev.tsv; MNLI dev_matched/dev_mismatched.tsv). "
+            "Without it the task is downloaded from the Hub's glue dataset."
+        },
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "Your own training data instead of GLUE: CSV, TSV or JSON lines."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Your own evaluation data, same columns."})
+    text_column: list[str] | None = field(
+        default=None, metadata={"help": "One text column, or two for sentence pairs (with train_file)."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Label column of train_file (strings or numbers)."})
+    file_encoding: str = field(default="utf-8", metadata={"help": "Text encoding of train_file/validation_file."})
+    validation_split_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Hold out this many training rows (a fixed, seeded, stratified split) and evaluate on them: "
+            "with train_file and no validation_file, or with a GLUE task to tune settings without touching dev."
+        },
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Longest tokenized input; longer ones are cut."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training rows (after any held-out split)."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
+    student_training: str = field(
+        default="distill",
+        metadata={
+            "help": "'distill' (DistillationTrainer, on the labelled rows plus any transfer set), 'labels_only' (the "
+            "same student fine-tuned on the labelled rows alone, a baseline), 'recipe' (the copied blog recipe in "
+            "benchmarks/recipe.py on the labelled rows, a baseline), or 'pseudo_labels' (the transfer rows labelled "
+            "with the teacher's argmax, or its prediction for regression, and trained as labels with no soft targets)."
+        },
+    )
+    unlabeled_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabelled in-domain text for the transfer set: CSV, TSV or JSON lines with the task's text "
+            "column(s). The teacher labels it; a label column in it is ignored. Costs one teacher pass over it (cached"
+            " with cache_teacher_logits) and a student epoch over it per epoch."
+        },
+    )
+    unlabeled_text_column: list[str] | None = field(
+        default=None,
+        metadata={"help": "Text column(s) of unlabeled_file; defaults to the task's text columns (or text_column)."},
+    )
+    max_unlabeled_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N rows of unlabeled_file."}
+    )
+    unlabeled_train_rows: int | None = field(
+        default=None,
+        metadata={
+            "help": "Experiments with few labels: N rows of the task's own training split after the labelled ones "
+            "(max_train_samples) join the transfer set with their labels dropped. GLUE tasks only."
+        },
+    )
+    augment: str = field(
+        default="none",
+        metadata={
+            "help": "Augmented copies of the labelled rows for the transfer set, labels dropped: 'none', 'mask' "
+            "(words replaced by the mask token), 'ngram' (a random 1..5-gram of the text), 'mask_ngram' (both; "
+            "Tang et al., 2019), or 'mlm' (words replaced by a masked LM's sampled predictions; TinyBERT). "
+            "Sentence pairs augment each side."
+        },
+    )
+    augment_copies: int = field(
+        default=4, metadata={"help": "Copies K per labelled row with --augment (each costs a teacher pass)."}
+    )
+    augment_probability: float = field(
+        default=0.2,
+        metadata={"help": "Per-word probability of masking/replacing (mask, mlm), or of n-gram sampling (ngram)."},
+    )
+    augment_mlm_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "The masked LM for --augment mlm (a folder or Hub id); its vocabulary must be the teacher's."
+        },
+    )
+    hp_search_trials: int | None = field(
+        default=None,
+        metadata={
+            "help": "Search temperature, alpha_kd, alpha_task, learning rate and epochs with N optuna trials, each "
+            "scored on the rows held out by validation_split_size (never the dev set); every trial goes to "
+            "<output_dir>/hp_search.json, and the final student is trained with the best settings. Needs the "
+            "'search' extra (optuna)."
+        },
+    )
+    export: str | None = field(
+        default=None,
+        metadata={
+            "help": "Export the trained student for deployment: 'onnx' (<output_dir>/onnx/model.onnx, dynamic batch "
+            "and sequence axes) and/or 'int8' (model_int8.onnx, dynamically quantised), comma-separated. Each file is "
+            "re-scored on the evaluation set with onnxruntime and timed; the card and all_results.json gain its rows. "
+            "Needs the 'export' extra."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds a model."}
+    )
+
+    def __post_init__(self):
+        if (self.task_name is None) == (self.train_file is None):
+            raise ValueError(
+                "Give either --task_name (a GLUE task) or --train_file (your own data), not "
+                f"{'both' if self.task_name else 'neither'}."
+            )
+        if self.task_name is not None:
+            self.task_name = normalize_task_name(self.task_name)
+        else:
+            if not self.text_column:
+                raise ValueError("--train_file needs --text_column naming one or two text columns.")
+            self.train_file = resolve_package_path(self.train_file)
+            if self.validation_file is not None:
+                self.validation_file = resolve_package_path(self.validation_file)
+            elif self.validation_split_size is None:
+                raise ValueError(
+                    "--train_file needs --validation_file or --validation_split_size N (rows held out for "
+                    "evaluation) so that the student can be scored."
+                )
+        if self.student_training not in STUDENT_TRAININGS:
+            raise ValueError(
+                f"student_training must be one of {', '.join(map(repr, STUDENT_TRAININGS))}, got "
+                f"{self.student_training!r}."
+            )
+        self._check_transfer_options()
+        if self.export:
+            items = self.export if isinstance(self.export, list) else str(self.export).split(",")
+            self.export = ",".join(check_export_formats([item.strip() for item in items if item.strip()]))
+        for name in (
+            "max_seq_length",
+            "max_train_samples",
+            "max_eval_samples",
+            "validation_split_size",
+            "max_unlabeled_samples",
+            "unlabeled_train_rows",
+            "hp_search_trials",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
+
+    def _check_transfer_options(self) -> None:
+        """The transfer-set and search options, refused before anything is loaded."""
+        if self.unlabeled_train_rows is not None and self.train_file is not None:
+            raise ValueError(
+                f"--unlabeled_train_rows {self.unlabeled_train_rows} takes rows of a GLUE task's training split, but "
+                "--train_file was given. Put your unlabelled text in --unlabeled_file instead."
+            )
+        if self.unlabeled_file is not None:
+            self.unlabeled_file = resolve_package_path(self.unlabeled_file)
+            if not Path(self.unlabeled_file).is_file():
+                raise ValueError(
+                    f"--unlabeled_file {self.unlabeled_file!r} does not exist. Pass a CSV, TSV or JSON lines file "
+                    "holding the task's text column(s)."
+                )
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}.")
+        if (
+            isinstance(self.augment_copies, bool)
+            or not isinstance(self.augment_copies, int)
+            or self.augment_copies < 0
+        ):
+            raise ValueError(
+                f"--augment_copies must be an integer >= 0, got {self.augment_copies!r}: pass 0 for no copies."
+            )
+        if not 0 <= self.augment_probability <= 1:
+            raise ValueError(
+                f"--augment_probability must be in [0, 1], got {self.augment_probability!r}: it is a per-word "
+                "probability, e.g. 0.2."
+            )
+        if self.augment == "mlm" and not self.augment_mlm_model:
+            raise ValueError(
+                "--augment mlm needs --augment_mlm_model: a masked LM (folder or Hub id) with the teacher's "
+                "vocabulary, e.g. bert-base-uncased."
+            )
+        if self.hp_search_trials is not None:
+            if self.validation_split_size is None:
+                raise ValueError(
+                    f"--hp_search_trials {self.hp_search_trials} needs --validation_split_size N: the trials are "
+                    "scored on N training rows held out for that, never on the dev set."
+                )
+            if importlib.util.find_spec("optuna") is None:
+                raise ValueError(
+                    "--hp_search_trials needs optuna, which is not installed. Install the 'search' extra: "
+                    "pip install 'hf-distill[search]' (or pip install optuna)."
+                )

