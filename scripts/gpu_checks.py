@@ -8,7 +8,8 @@
 2. the FSDP config (`configs/accelerate/fsdp.yaml`) on one process, through `accelerate launch`;
 3. the teacher's precision: a forward hook records the dtype of the teacher's logits during training steps under
    bf16 and fp16 (it must be half precision, not the fp32 the copied recipe runs);
-4. `scripts/benchmark.py --profile gpu` (issue 4's GPU targets), unless --no_benchmark.
+4. `scripts/benchmark.py --profile gpu` (issue 4's GPU targets) and `scripts/benchmark_mlm.py --device cuda` (the
+   masked-LM token KL's memory: full logits vs heads on the counted positions), unless --no_benchmark.
 
 Prints one table: check, result, seconds. Writes only under --out.
 """
@@ -122,6 +123,8 @@ def main() -> None:
     if not options.no_benchmark:
         bench = [sys.executable, "scripts/benchmark.py", "--profile", "gpu", *([] if on_gpu else ["--smoke"])]
         run("benchmark --profile gpu" + ("" if on_gpu else " --smoke"), bench, rows, None)
+        mlm = [sys.executable, "scripts/benchmark_mlm.py", *(["--device", "cuda"] if on_gpu else ["--smoke"])]
+        run("benchmark_mlm" + (" --device cuda" if on_gpu else " --smoke"), mlm, rows, None)
 
     device = torch.cuda.get_device_name(0) if on_gpu else "CPU (smoke: sizes tiny, timings meaningless)"
     print(f"\n# GPU checks on {device}; torch {torch.__version__}\n")
