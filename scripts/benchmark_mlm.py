@@ -60,10 +60,15 @@ def main() -> None:
     student.train()
     trainers = {}
     with tempfile.TemporaryDirectory() as folder:
-        for name, gather in (("full logits", False), ("ours: heads on counted positions", True)):
+        configurations = (
+            ("full logits", False, None),
+            ("ours: heads on counted positions", True, None),
+            ("ours: + chunks of 128 positions", True, 128),
+        )
+        for name, gather, chunk in configurations:
             args = DistillationTrainingArguments(
                 output_dir=folder, temperature=2.0, alpha_kd=5.0, alpha_task=2.0, alpha_cos=1.0, report_to="none",
-                use_cpu=options.device == "cpu", token_kd_gather_positions=gather,
+                use_cpu=options.device == "cpu", token_kd_gather_positions=gather, token_kd_chunk_size=chunk,
             )  # fmt: skip
             trainers[name] = DistillationTrainer(model=student, teacher_model=teacher, args=args)
         cuda = options.device.startswith("cuda")

@@ -95,6 +95,15 @@ class DistillationTrainingArguments(TrainingArguments):
             "Exact (the same loss and gradients); False computes full logits, for comparison."
         },
     )
+    token_kd_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "With token_kd_gather_positions: run the vocabulary heads this many counted positions at a "
+            "time, under activation checkpointing, so at most one chunk's (chunk, V) logits exist even when every "
+            "position counts. Exact; costs one more head forward per chunk in the backward. None: all counted "
+            "positions at once."
+        },
+    )
     cache_teacher_logits: bool = field(
         default=False,
         metadata={
@@ -168,6 +177,10 @@ class DistillationTrainingArguments(TrainingArguments):
                     f"teacher online, or {term.weight_field}=0."
                 )
         _check_positive_int("teacher_cache_top_k", self.teacher_cache_top_k, fix="pass a k such as 64")
+        if self.token_kd_chunk_size is not None:
+            _check_positive_int(
+                "token_kd_chunk_size", self.token_kd_chunk_size, fix="pass e.g. 1024, or leave it unset"
+            )
         if self.value_relation_heads is not None:
             _check_positive_int("value_relation_heads", self.value_relation_heads, fix="pass R such as 12")
         from .intermediate import parse_layer_map  # validates the syntax now; the depths are checked at construction

@@ -50,6 +50,7 @@ class LossContext:
     student_tap: Any = None  # LastLayerTap of each model, when an attention/value term is on
     teacher_tap: Any = None
     value_relation_heads: int = 1
+    chunked: dict[str, Any] | None = None  # the deferred vocabulary heads and their inputs (token_kd_chunk_size)
 
     @property
     def student_logits(self) -> torch.Tensor:
@@ -58,6 +59,22 @@ class LossContext:
     @property
     def labels(self) -> torch.Tensor | None:
         return self.inputs.get("labels")
+
+    @cached_property
+    def chunked_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(KD sum, cross-entropy sum) over the counted positions, the heads run in chunks (`token_heads.py`)."""
+        from .token_heads import chunked_token_sums
+
+        labels = self.labels[self.token_mask] if self.labels is not None else None
+        return chunked_token_sums(
+            student_head=self.chunked["student_head"],
+            teacher_head=self.chunked["teacher_head"],
+            student_hidden=self.chunked["student_head_input"],
+            teacher_hidden=self.chunked["teacher_head_input"],
+            labels=labels,
+            temperature=self.temperature,
+            chunk_size=self.chunked["chunk_size"],
+        )
 
     @cached_property
     def token_mask(self) -> torch.Tensor:
@@ -95,6 +112,8 @@ class LossTerm:
 def _kd_sum(context: LossContext) -> torch.Tensor:
     """KD over every row, labelled or not: T² · KL (class and token heads) or MSE to the teacher (regression)."""
     logits, teacher, temperature = context.student_logits, context.teacher, context.temperature
+    if context.chunked is not None:  # the heads deferred: run in chunks over the counted positions
+        return context.chunked_sums[0]
     if context.kind == "token_selected":  # (N, V): the heads ran on the counted positions only (token_heads.py)
         return losses.class_kl_divergence(
             student_logits=logits, teacher_logits=teacher, temperature=temperature, reduction="sum"
@@ -128,6 +147,8 @@ def _task_sum(context: LossContext) -> torch.Tensor | None:
     labels, logits = context.labels, context.student_logits
     if labels is None:
         return None
+    if context.chunked is not None:
+        return context.chunked_sums[1]
     if context.kind == "token_selected":  # (N, V) logits at the counted positions, in row-major order
         return F.cross_entropy(logits.float(), labels[context.token_mask], ignore_index=-100, reduction="sum")
     if context.kind == "token":

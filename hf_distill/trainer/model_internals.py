@@ -59,4 +59,17 @@ class ModelInternalsMixin:
         self._counted_positions.attach(teacher_head)
         ids = inputs["input_ids"]
         mask = losses.token_mask(inputs.get("labels"), inputs.get("attention_mask"), ids.shape, ids.device)
-        return self._counted_positions.selecting(mask)
+        defer = self.args.token_kd_chunk_size is not None
+        return self._counted_positions.selecting(mask, defer=defer)
+
+    def _chunked_heads(self, model: nn.Module) -> dict[str, Any]:
+        """What `LossContext.chunked_sums` needs when the heads were deferred: both heads, their kept inputs."""
+        student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
+        kept = self._counted_positions.kept
+        return {
+            "student_head": student_head,
+            "teacher_head": teacher_head,
+            "student_head_input": kept[id(student_head)],
+            "teacher_head_input": kept[id(teacher_head)],
+            "chunk_size": self.args.token_kd_chunk_size,
+        }

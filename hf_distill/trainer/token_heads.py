@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["CountedPositions", "output_head"]
+__all__ = ["CountedPositions", "chunked_token_sums", "output_head"]
 
 
 def output_head(model: nn.Module) -> nn.Module | None:
@@ -27,10 +27,16 @@ def output_head(model: nn.Module) -> nn.Module | None:
 
 
 class CountedPositions:
-    """Selects the counted positions `(B, L)` of the input of one or more output heads while `selecting` is active."""
+    """Selects the counted positions `(B, L)` of the input of one or more output heads while `selecting` is active.
+
+    With `deferring`, the heads compute nothing at all inside the forward: each keeps its selected input `(N, D)` in
+    `kept[head]` and gets an empty batch, and the loss runs the heads itself, chunk by chunk (`chunked_token_sums`).
+    """
 
     def __init__(self):
         self._mask: torch.Tensor | None = None
+        self._defer = False
+        self.kept: dict[int, torch.Tensor] = {}
         self._handles = []
         self._heads: list[nn.Module] = []
 
@@ -49,17 +55,68 @@ class CountedPositions:
                 f"the output head got hidden states of shape {tuple(hidden.shape)} but the counted-position mask has "
                 f"shape {tuple(self._mask.shape)}; set token_kd_gather_positions=False for this model."
             )
-        return (hidden[self._mask], *args[1:])  # (N, D)
+        selected = hidden[self._mask]  # (N, D)
+        if self._defer:
+            self.kept[id(module)] = selected
+            return (selected[:0], *args[1:])  # the head runs on no position; the loss runs it in chunks
+        return (selected, *args[1:])
 
     @contextlib.contextmanager
-    def selecting(self, mask: torch.Tensor) -> Iterator[None]:
-        self._mask = mask.bool()
+    def selecting(self, mask: torch.Tensor, *, defer: bool = False) -> Iterator[None]:
+        self._mask, self._defer = mask.bool(), defer
+        self.kept = {}
         try:
             yield
         finally:
-            self._mask = None
+            self._mask, self._defer = None, False
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles, self._heads = [], []
+
+
+def chunked_token_sums(
+    *,
+    student_head: nn.Module,
+    teacher_head: nn.Module,
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    labels: torch.Tensor | None,
+    temperature: float,
+    chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token KD and cross-entropy *sums* over N counted positions, the vocabulary heads run `chunk_size` positions
+    at a time under activation checkpointing: at most one chunk's `(chunk, V)` logits exist, in the forward and in
+    the backward (which recomputes them), so the peak no longer grows with N.
+
+    Args:
+        student_hidden, teacher_hidden (`torch.Tensor` of shape `(N, D)`): the heads' inputs at the counted positions.
+        labels (`torch.Tensor` of shape `(N,)`, *optional*): the targets there (-100: none).
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    from hf_distill import losses
+
+    def sums(student_chunk, teacher_chunk, label_chunk):
+        student_logits = student_head(student_chunk)  # (c, V)
+        with torch.no_grad():
+            teacher_logits = teacher_head(teacher_chunk)
+        kd = losses.class_kl_divergence(
+            student_logits=student_logits, teacher_logits=teacher_logits, temperature=temperature, reduction="sum"
+        )
+        if label_chunk is None:
+            return kd, kd.new_zeros(())
+        ce = torch.nn.functional.cross_entropy(student_logits.float(), label_chunk, ignore_index=-100, reduction="sum")
+        return kd, ce
+
+    kd_total = student_hidden.new_zeros((), dtype=torch.float32)
+    ce_total = kd_total.clone()
+    for start in range(0, student_hidden.shape[0], chunk_size):
+        stop = start + chunk_size
+        label_chunk = None if labels is None else labels[start:stop]
+        kd, ce = checkpoint(
+            sums, student_hidden[start:stop], teacher_hidden[start:stop].detach(), label_chunk, use_reentrant=False
+        )
+        kd_total, ce_total = kd_total + kd, ce_total + ce
+    return kd_total, ce_total

@@ -198,6 +198,7 @@ class DistillationTrainer(StudentSetupMixin, ModelInternalsMixin, TeacherColumns
             teacher_outputs=teacher_outputs,
             inputs=inputs,
             kind="token_selected" if selecting is not NOT_SELECTING else self._output_kind(outputs.logits),
+            chunked=self._chunked_heads(model) if self._counted_positions.kept else None,
             temperature=self.args.temperature,
             **intermediate,
         )

@@ -1,10 +1,11 @@
 """Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student.
 
-    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed|mlm]
+    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed|mlm|mlm_chunked]
 
 With `cache`, the teacher's outputs are cached first; each rank also saves how often its teacher ran. With `mixed`,
 a class-level distillation whose every third row is unlabelled (-100): ranks hold different numbers of labelled rows.
-With `mlm`, a masked-LM distillation whose vocabulary heads run on the counted positions only.
+With `mlm`, a masked-LM distillation whose vocabulary heads run on the counted positions only; `mlm_chunked`, 3
+positions at a time, outside the DDP wrapper's forward.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def make_rows(mixed: bool, mlm: bool = False):
 
 def main(
     output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False, mixed: bool = False,
-    mlm: bool = False,
+    mlm: bool = False, chunk: int | None = None,
 ) -> None:  # fmt: skip
     teacher = make_teacher(mixed, mlm)
     teacher_calls = []
@@ -65,6 +66,7 @@ def main(
         gradient_accumulation_steps=accumulation,
         **EXACT_UPDATES,
         cache_teacher_logits=cache,
+        token_kd_chunk_size=chunk,
         teacher_cache_batch_size=8,
     )
     trainer = DistillationTrainer(
@@ -101,5 +103,5 @@ def main(
 if __name__ == "__main__":
     mode = sys.argv[4:]
     main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=mode == ["cache"], mixed=mode == ["mixed"],
-         mlm=mode == ["mlm"])  # fmt: skip
+         mlm=mode in (["mlm"], ["mlm_chunked"]), chunk=3 if mode == ["mlm_chunked"] else None)  # fmt: skip
     end_distributed()

@@ -46,6 +46,8 @@ def test_two_rank_ddp_matches_one_process_with_the_whole_batch(tmp_path):
         "mixed",
         # masked LM: both vocabulary heads run on the counted positions only, unevenly many per rank
         "mlm",
+        # the same, the heads run by the loss in chunks of 3 positions (outside the DDP wrapper's forward)
+        "mlm_chunked",
     ],
 )
 def test_two_rank_ddp_matches_one_process_for_unlabelled_rows_and_lm_heads(tmp_path, mode):

@@ -31,8 +31,9 @@ def trainer_for(tmp_path, student, teacher, data, **overrides):
                                data_collator=tiny.collate)  # fmt: skip
 
 
+@pytest.mark.parametrize("chunk", [None, 3], ids=["gathered", "gathered+chunked"])
 @pytest.mark.parametrize("architecture", ["bert", "distilbert"])
-def test_gathered_heads_give_the_full_logit_loss_and_gradients_in_float64(tmp_path, architecture):
+def test_gathered_heads_give_the_full_logit_loss_and_gradients_in_float64(tmp_path, architecture, chunk):
     teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5).double()
     student = build_student(teacher.float(), layers=[1], architecture=architecture).double()
     teacher = teacher.double()
@@ -45,20 +46,26 @@ def test_gathered_heads_give_the_full_logit_loss_and_gradients_in_float64(tmp_pa
         copy_.get_output_embeddings().register_forward_hook(
             lambda m, a, out, seen=shapes: seen.append(tuple(out.shape))
         )
-        trainer = trainer_for(tmp_path / str(gather), copy_, teacher, data, alpha_cos=1.0,
-                              token_kd_gather_positions=gather)  # fmt: skip
+        options = dict(token_kd_gather_positions=gather, token_kd_chunk_size=chunk if gather else None)
+        trainer = trainer_for(tmp_path / str(gather), copy_, teacher, data, alpha_cos=1.0, **options)
         loss = trainer.compute_loss(copy_, batch)
         loss.backward()
         results[gather] = (loss.item(), {n: p.grad.clone() for n, p in copy_.named_parameters() if p.grad is not None})
         counted = int(batch["labels"].ne(-100).sum())
-        expected = (counted, tiny.VOCAB_SIZE) if gather else (*batch["input_ids"].shape, tiny.VOCAB_SIZE)
-        assert shapes == [expected]  # gathered: the head only ever saw the N counted positions
+        if not gather:
+            assert shapes == [(*batch["input_ids"].shape, tiny.VOCAB_SIZE)]
+        elif chunk is None:
+            assert shapes == [(counted, tiny.VOCAB_SIZE)]  # gathered: the head only ever saw the N counted positions
+        else:  # deferred in the forward (0 rows), then chunks of at most 3 positions, recomputed in the backward
+            assert shapes[0] == (0, tiny.VOCAB_SIZE) and max(shape[0] for shape in shapes) == 3
+            assert sum(shape[0] for shape in shapes[1:]) == 2 * counted
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-10, abs=1e-10)
     for name, grad in results[False][1].items():
         torch.testing.assert_close(results[True][1][name], grad, rtol=1e-9, atol=1e-10, msg=f"{name} differs")
 
 
-def test_gathered_heads_are_exact_under_gradient_accumulation(tmp_path):
+@pytest.mark.parametrize("chunk", [None, 5], ids=["gathered", "gathered+chunked"])
+def test_gathered_heads_are_exact_under_gradient_accumulation(tmp_path, chunk):
     teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
     student = tiny.masked_lm(layers=1, seed=1, initializer_range=0.5)
     data = mlm_rows(16, seed=5)
@@ -66,7 +73,7 @@ def test_gathered_heads_are_exact_under_gradient_accumulation(tmp_path):
     for name, batch, accumulation in (("1x8", 8, 1), ("2x4", 4, 2)):
         copy_ = copy.deepcopy(student)
         args = make_args(tmp_path / name, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
-                         **EXACT_UPDATES)  # fmt: skip
+                         token_kd_chunk_size=chunk, **EXACT_UPDATES)  # fmt: skip
         DistillationTrainer(model=copy_, teacher_model=teacher, args=args, train_dataset=data,
                             data_collator=tiny.collate).train()  # fmt: skip
         finals[name] = state(copy_)
