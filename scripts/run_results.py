@@ -241,6 +241,12 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(scale):.1f} ± {spread:.1f}"
 
 
+def _cell(entry: dict, column: str) -> str:
+    values = entry.get(column, [])
+    text = _mean_std(values)
+    return f"{text} (n = {len(values)})" if values and len(values) < len(entry["seeds"]) else text
+
+
 def render(results: dict) -> str:
     lines = [
         "# Results: distilling a real pretrained BERT on real GLUE tasks",
@@ -252,8 +258,8 @@ def render(results: dict) -> str:
         "",
         "Version 2 adds (e) ours + transfer set: DistillationTrainer over the labelled rows plus a transfer set the",
         "teacher labels (unlabelled in-domain text for SST-2; augmented copies elsewhere), and (f) hard",
-        "pseudo-labels:",
-        "the same transfer rows labelled with the teacher's argmax and trained as labels (a plain Trainer). (b), (c),",
+        "pseudo-labels: the same transfer rows labelled with the teacher's argmax and trained as labels (a plain",
+        "Trainer). A cell over fewer seeds than its row says so (n = k). (b), (c),",
         "(d) train on the labelled rows only; every variant of a seed shares that seed's teacher, fit on the labelled",
         "rows only.",
         "",
@@ -276,8 +282,8 @@ def render(results: dict) -> str:
         lines.append(
             f"| {task} | {entry['metric']} | {entry.get('train_examples', '?')} | {transfer_rows} | "
             f"{len(entry['seeds'])} | {_mean_std(teacher)} | {_mean_std(entry['student_labels_only'])} | "
-            f"{_mean_std(entry['recipe'])} | {_mean_std(entry['ours'])} | "
-            f"{_mean_std(entry.get('ours_transfer', []))} | {_mean_std(entry.get('pseudo_labels', []))} | "
+            f"{_cell(entry, 'recipe')} | {_cell(entry, 'ours')} | "
+            f"{_cell(entry, 'ours_transfer')} | {_cell(entry, 'pseudo_labels')} | "
             f"{'–' if retention is None else f'{100 * retention:.1f}%'} | "
             f"{differences} | {'–' if p_value is None else f'{p_value:.2g}'} |"
         )
