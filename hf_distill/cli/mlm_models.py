@@ -9,11 +9,11 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
-from hf_distill.students import build_student, select_layers, validate_layers
+from hf_distill.students import build_student, select_layers
 from hf_distill.trainer.compatibility import check_distillable, check_hidden_sizes, check_tokenizers
 
 from .checks import check_sequence_length
-from .models import ScriptModels, finetune_teacher, hub_kwargs
+from .models import ScriptModels, finetune_teacher, hub_kwargs, student_layers
 
 __all__ = ["load_mlm_models", "ready_mlm_models"]
 
@@ -41,16 +41,7 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
             f"The teacher's tokenizer ({type(tokenizer).__name__}) has no mask token, so nothing can be masked. Give "
             "a masked-LM teacher whose tokenizer has one ([MASK])."
         )
-    layers = None
-    if model_args.student_num_layers is not None:
-        if model_args.student_num_layers > config.num_hidden_layers:
-            raise ValueError(
-                f"--student_num_layers {model_args.student_num_layers} is more than the teacher's "
-                f"{config.num_hidden_layers} layers."
-            )
-        layers = select_layers(config.num_hidden_layers, model_args.student_num_layers)
-    elif model_args.student_layers is not None:
-        layers = validate_layers(model_args.student_layers, config.num_hidden_layers)
+    layers = student_layers(model_args, config.num_hidden_layers)
     dtype = torch.bfloat16 if training_args.bf16 and not model_args.finetune_teacher else torch.float32
     teacher = AutoModelForMaskedLM.from_pretrained(name, dtype=dtype, **hub_kwargs(model_args))
     student = None

@@ -30,6 +30,7 @@ __all__ = [
     "load_student",
     "load_teacher",
     "ready_models",
+    "student_layers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,22 @@ class ScriptModels:
     layers: list[int] | None
 
 
+def student_layers(model_args, depth: int) -> list[int] | None:
+    """The teacher layers a built student starts from (`--student_num_layers` or `--student_layers`), checked against
+    the teacher's `depth`; None for a given student."""
+    if model_args.student_num_layers is not None:
+        if model_args.student_num_layers > depth:
+            raise ValueError(
+                f"--student_num_layers {model_args.student_num_layers} is more than the teacher's {depth} layers: a "
+                f"student initialised from the teacher has at most {depth}. Pass e.g. --student_num_layers "
+                f"{max(depth // 2, 1)}."
+            )
+        return select_layers(depth, model_args.student_num_layers)
+    if model_args.student_layers is not None:
+        return validate_layers(model_args.student_layers, depth)
+    return None
+
+
 def load_models(model_args, training_args, num_labels: int, label_names, *, max_seq_length: int) -> ScriptModels:
     """Loads and checks teacher, tokenizer and any given student; every mismatch is refused here, before training."""
     # Seed before loading: a fine-tuned teacher's (or a Hub student's) new head is initialised here, long before
@@ -129,19 +146,7 @@ def load_models(model_args, training_args, num_labels: int, label_names, *, max_
     teacher_config = AutoConfig.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
     check_teacher_head(teacher_config, num_labels, model_args)
     check_sequence_length(max_seq_length, teacher_config, "teacher")
-    depth = teacher_config.num_hidden_layers
-    if model_args.student_num_layers is not None and model_args.student_num_layers > depth:
-        raise ValueError(
-            f"--student_num_layers {model_args.student_num_layers} is more than the teacher's {depth} layers: a "
-            f"student initialised from the teacher has at most {depth}. Pass e.g. --student_num_layers "
-            f"{max(depth // 2, 1)}."
-        )
-    if model_args.student_num_layers is not None:
-        layers = select_layers(teacher_config.num_hidden_layers, model_args.student_num_layers)
-    elif model_args.student_layers is not None:
-        layers = validate_layers(model_args.student_layers, teacher_config.num_hidden_layers)
-    else:
-        layers = None
+    layers = student_layers(model_args, teacher_config.num_hidden_layers)
     tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
     teacher = load_teacher(model_args, training_args, num_labels, label_names)
     student = None

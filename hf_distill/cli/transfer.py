@@ -32,16 +32,21 @@ class TransferSet:
     """The raw (untokenised) transfer rows, and how many came from where."""
 
     rows: datasets.Dataset | None
-    unlabeled: int = 0
+    from_train: int = 0  # rows of the training split, labels dropped (--unlabeled_train_rows)
+    from_file: int = 0  # rows of --unlabeled_file
     augmented: int = 0
+
+    @property
+    def unlabeled(self) -> int:
+        return self.from_train + self.from_file
 
     def describe(self, data_args) -> str:
         """One sentence for the model card on how the transfer set was made."""
         parts = []
-        if data_args.unlabeled_train_rows:
-            parts.append(f"{data_args.unlabeled_train_rows:,} rows of the task's training split with labels dropped")
-        if data_args.unlabeled_file:
-            parts.append(f"{self.unlabeled - (data_args.unlabeled_train_rows or 0):,} rows of unlabelled text")
+        if self.from_train:
+            parts.append(f"{self.from_train:,} rows of the task's training split with labels dropped")
+        if self.from_file:
+            parts.append(f"{self.from_file:,} rows of unlabelled text")
         if self.augmented:
             how = f"--augment {data_args.augment}, p = {data_args.augment_probability}"
             if data_args.augment == "mlm":
@@ -83,7 +88,7 @@ def build_transfer_set(
     """
     count = data_args.max_train_samples or len(raw_train)
     labelled = raw_train.select(range(min(count, len(raw_train))))
-    parts, unlabeled = [], 0
+    parts, from_train, from_file = [], 0, 0
     if data_args.unlabeled_train_rows:
         available = len(raw_train) - len(labelled)
         if data_args.unlabeled_train_rows > available:
@@ -94,7 +99,7 @@ def build_transfer_set(
             )
         rows = raw_train.select(range(len(labelled), len(labelled) + data_args.unlabeled_train_rows))
         parts.append(drop_labels(rows, text_columns, regression=regression))
-        unlabeled += len(rows)
+        from_train = len(rows)
     if data_args.unlabeled_file:
         rows = load_unlabeled_file(
             data_args.unlabeled_file,
@@ -106,7 +111,7 @@ def build_transfer_set(
         if data_args.unlabeled_text_column and list(data_args.unlabeled_text_column) != list(text_columns):
             rows = rows.rename_columns(dict(zip(data_args.unlabeled_text_column, text_columns)))
         parts.append(rows)
-        unlabeled += len(rows)
+        from_file = len(rows)
     augmented = 0
     if data_args.augment != "none" and data_args.augment_copies > 0:
         copies = augment_dataset(
@@ -125,11 +130,14 @@ def build_transfer_set(
     if not parts:
         return labelled, TransferSet(rows=None)
     logger.info(
-        "Transfer set: %d unlabelled and %d augmented rows beside %d labelled", unlabeled, augmented, len(labelled)
+        "Transfer set: %d unlabelled and %d augmented rows beside %d labelled",
+        from_train + from_file,
+        augmented,
+        len(labelled),
     )
     template = labelled.select(range(0))
     rows = mix_transfer_rows(template, parts, text_columns, regression=regression)
-    return labelled, TransferSet(rows=rows, unlabeled=unlabeled, augmented=augmented)
+    return labelled, TransferSet(rows=rows, from_train=from_train, from_file=from_file, augmented=augmented)
 
 
 def pseudo_label(teacher, transfer: datasets.Dataset, collator, training_args, *, regression: bool):

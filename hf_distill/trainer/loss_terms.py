@@ -106,7 +106,6 @@ class LossTerm:
     needs_hidden_states: bool = False
     needs_online_teacher: bool = False
     needs_last_layer: bool = False
-    description: str = field(default="", compare=False)
 
 
 def _kd_sum(context: LossContext) -> torch.Tensor:
@@ -225,8 +224,8 @@ def _per_label(kind: str) -> str:
 
 
 LOSS_TERMS: tuple[LossTerm, ...] = (
-    LossTerm("kd", "alpha_kd", _kd_sum, _per_example_or_position, description="soft targets from the teacher"),
-    LossTerm("task", "alpha_task", _task_sum, _per_label, description="the student's loss on the labels"),
+    LossTerm("kd", "alpha_kd", _kd_sum, _per_example_or_position),  # soft targets from the teacher
+    LossTerm("task", "alpha_task", _task_sum, _per_label),  # the student's own loss on the labelled rows
     LossTerm(
         "cos",
         "alpha_cos",
@@ -234,8 +233,7 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         lambda kind: "positions",
         needs_hidden_states=True,
         needs_online_teacher=True,
-        description="cosine between last hidden states (Sanh et al., 2019)",
-    ),
+    ),  # cosine between last hidden states (Sanh et al., 2019)
     LossTerm(
         "hidden",
         "alpha_hidden",
@@ -243,8 +241,7 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         lambda kind: "positions",
         needs_hidden_states=True,
         needs_online_teacher=True,
-        description="MSE between mapped hidden states (TinyBERT)",
-    ),
+    ),  # MSE between mapped hidden states (TinyBERT)
     LossTerm(
         "attention",
         "alpha_attention",
@@ -252,8 +249,7 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         lambda kind: "positions",
         needs_online_teacher=True,
         needs_last_layer=True,
-        description="KL between last-layer attention distributions (MiniLM)",
-    ),
+    ),  # KL between last-layer attention distributions (MiniLM)
     LossTerm(
         "value_relation",
         "alpha_value_relation",
@@ -261,8 +257,7 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         lambda kind: "positions",
         needs_online_teacher=True,
         needs_last_layer=True,
-        description="KL between last-layer value relations (MiniLM)",
-    ),
+    ),  # KL between last-layer value relations (MiniLM)
 )
 
 

@@ -40,7 +40,9 @@ class ModelInternalsMixin:
         extra: dict[str, Any] = {}
         student = unwrap(model)
         if self.args.alpha_hidden > 0:
-            extra["hidden_pairs"] = layer_pairs(self.args.hidden_layer_map, student, self._teacher_module)
+            if self._hidden_pairs is None or self._hidden_pairs[0] is not student:  # model_init builds new students
+                self._hidden_pairs = (student, layer_pairs(self.args.hidden_layer_map, student, self._teacher_module))
+            extra["hidden_pairs"] = self._hidden_pairs[1]
             extra["projection"] = getattr(student, PROJECTION_NAME, None)
         if any(term.needs_last_layer for term, _ in self._loss_terms):
             extra["student_tap"], extra["teacher_tap"] = self._last_layer_taps(model)
@@ -65,11 +67,10 @@ class ModelInternalsMixin:
     def _chunked_heads(self, model: nn.Module) -> dict[str, Any]:
         """What `LossContext.chunked_sums` needs when the heads were deferred: both heads, their kept inputs."""
         student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
-        kept = self._counted_positions.kept
         return {
             "student_head": student_head,
             "teacher_head": teacher_head,
-            "student_head_input": kept[id(student_head)],
-            "teacher_head_input": kept[id(teacher_head)],
+            "student_head_input": self._counted_positions.take(student_head),
+            "teacher_head_input": self._counted_positions.take(teacher_head),
             "chunk_size": self.args.token_kd_chunk_size,
         }

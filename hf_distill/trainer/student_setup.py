@@ -55,5 +55,6 @@ class StudentSetupMixin:
         if trial is None or self.hp_search_backend is None:
             return
         self.args.validate_distillation()
+        self._hidden_pairs = None  # a trial may change hidden_layer_map
         self._loss_terms = active_terms(self.args)
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)

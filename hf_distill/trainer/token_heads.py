@@ -61,6 +61,10 @@ class CountedPositions:
             return (selected[:0], *args[1:])  # the head runs on no position; the loss runs it in chunks
         return (selected, *args[1:])
 
+    def take(self, head: nn.Module) -> torch.Tensor:
+        """The kept input of `head` from the last deferred forward, forgotten here: it holds that step's graph."""
+        return self.kept.pop(id(head))
+
     @contextlib.contextmanager
     def selecting(self, mask: torch.Tensor, *, defer: bool = False) -> Iterator[None]:
         self._mask, self._defer = mask.bool(), defer

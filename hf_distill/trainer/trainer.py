@@ -141,6 +141,7 @@ class DistillationTrainer(StudentSetupMixin, ModelInternalsMixin, TeacherColumns
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
         self._logged_terms_since_step = 0
         self._student_tap = self._student_tap_owner = self._teacher_tap = None
+        self._hidden_pairs = None  # (student, its layer pairs)
         self._counted_positions = CountedPositions()
         self.teacher_cache: TeacherCache | None = None
         self._cached_train_dataset = None  # that dataset with the cache columns attached

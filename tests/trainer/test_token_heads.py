@@ -49,6 +49,7 @@ def test_gathered_heads_give_the_full_logit_loss_and_gradients_in_float64(tmp_pa
         options = dict(token_kd_gather_positions=gather, token_kd_chunk_size=chunk if gather else None)
         trainer = trainer_for(tmp_path / str(gather), copy_, teacher, data, alpha_cos=1.0, **options)
         loss = trainer.compute_loss(copy_, batch)
+        assert trainer._counted_positions.kept == {}  # deferred head inputs never outlive their step
         loss.backward()
         results[gather] = (loss.item(), {n: p.grad.clone() for n, p in copy_.named_parameters() if p.grad is not None})
         counted = int(batch["labels"].ne(-100).sum())
