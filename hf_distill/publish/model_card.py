@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,13 +100,16 @@ def sanitize_command(argv: Sequence[str], root: Path | None = None) -> str:
 def _relative(argument: str, root: Path | None) -> str:
     if not argument.startswith(("/", "~")):
         return argument
-    path = Path(argument).expanduser().resolve()
-    if root is not None:
-        root = root.resolve()
-        for base, prefix in ((root, ""), (root.parent, "../")):
-            if path.is_relative_to(base):
-                return prefix + str(path.relative_to(base))
-    return path.name
+    given = Path(argument).expanduser()
+    # Both as written and with links resolved: a data folder reached through a link beside the repository (a
+    # `../shared` that links elsewhere) is still named relative to it.
+    paths = (Path(os.path.abspath(given)), given.resolve())
+    roots = () if root is None else (Path(os.path.abspath(root)), root.resolve())
+    bases = [(base, "") for base in roots] + [(base.parent, "../") for base in roots]
+    for (base, prefix), path in itertools.product(bases, paths):
+        if path.is_relative_to(base):
+            return prefix + str(path.relative_to(base))
+    return paths[0].name
 
 
 def environment() -> tuple[str, str]:

@@ -265,3 +265,16 @@ def test_card_is_valid_hub_metadata_with_an_evaluation_widget_versions_and_hardw
     assert "base_model" not in card.data.to_dict()  # a local teacher has no Hub id to name
     text = card.text
     assert "pypi.org" not in text and "torch 2." in text and "transformers 5." in text and "threads" in text
+
+
+def test_a_data_folder_linked_beside_the_repository_is_named_relative_to_it(tmp_path):
+    from hf_distill.publish.model_card import sanitize_command
+
+    (tmp_path / "repo").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "glue").mkdir(parents=True)
+    (tmp_path / "shared").symlink_to(elsewhere)  # ../shared is a link, as a CI checkout may lay it out
+    command = sanitize_command(
+        ["python", "run.py", "--data_dir", str(tmp_path / "shared" / "glue")], root=tmp_path / "repo"
+    )
+    assert command == "python run.py --data_dir ../shared/glue"
