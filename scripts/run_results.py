@@ -35,7 +35,19 @@ METRICS = {
     "stsb": "pearson",
     "cola": "matthews_correlation",
 }
-VARIANTS = ("ours", "labels_only", "recipe", "ours_transfer", "pseudo_labels")
+TRANSFER_VARIANTS = ("ours_transfer", "pseudo_labels")
+# Intermediate-layer rows (issue 12): ours plus hidden-state MSE, plus attention and value-relation KL, plus all,
+# each at the weights its held-out search chose (--search_intermediate, docs/search.json); and ours from other
+# teacher layers. The "_transfer" one adds the recommended terms to ours + transfer.
+INTERMEDIATE_VARIANTS = (
+    "ours_hidden",
+    "ours_attention",
+    "ours_intermediate",
+    "ours_layers_012",
+    "ours_layers_135",
+    "ours_transfer_intermediate",
+)
+VARIANTS = ("ours", "labels_only", "recipe", *TRANSFER_VARIANTS, *INTERMEDIATE_VARIANTS)
 # Task keys that are another task's config with other labelled rows (the few-label SST-2 variant).
 CONFIG_OF = {"sst2_1k": "sst2"}
 TASK_FLAGS = {"sst2_1k": ["--max_train_samples", "1000"]}
@@ -50,6 +62,18 @@ RECIPE_DEFAULTS = ["--temperature", "2.0", "--alpha_kd", "0.5", "--alpha_task", 
 SEARCH_GRID = [(t, a) for t in (1.0, 2.0, 4.0) for a in (0.5, 0.9)]
 REGRESSION_GRID = [(1.0, a) for a in (0.1, 0.5, 0.9)]  # T does not enter the regression (MSE) term
 COS_GRID = (0.0, 0.5, 1.0)  # alpha_cos at the config's T and alpha_kd (--search_cos)
+ONLINE = ["--cache_teacher_logits", "false"]  # the intermediate terms need the teacher's inner states every step
+# --search_intermediate: each point at the config's T and alphas, teacher online; "logits" is the reference point
+INTERMEDIATE_GRID = {
+    "logits": [],
+    "alpha_hidden=0.1": ["--alpha_hidden", "0.1"],
+    "alpha_hidden=1.0": ["--alpha_hidden", "1.0"],
+    "alpha_hidden=1.0, map=init": ["--alpha_hidden", "1.0", "--hidden_layer_map", "init"],
+    "alpha_attention=alpha_value_relation=0.1": ["--alpha_attention", "0.1", "--alpha_value_relation", "0.1"],
+    "alpha_attention=alpha_value_relation=1.0": ["--alpha_attention", "1.0", "--alpha_value_relation", "1.0"],
+    "layers=0,1,2": ["--student_layers", "0,1,2"],
+    "layers=1,3,5": ["--student_layers", "1,3,5"],
+}
 # rows held out of train to score the search on (dev is never looked at); SST-2 trains on 4,000 rows like its results
 SEARCH_HELD_OUT = {"sst2": 1000, "mrpc": 700, "stsb": 1000, "cola": 1000}
 SEARCH_TRAIN_ROWS = {"sst2": 4000}
@@ -68,6 +92,11 @@ def main() -> None:
         "--search_cos", action="store_true", help="score alpha_cos in 0, 0.5, 1 at the config's T and alpha_kd"
     )
     parser.add_argument(
+        "--search_intermediate",
+        action="store_true",
+        help="score the intermediate-layer terms' weights and the student's teacher layers (train split only)",
+    )
+    parser.add_argument(
         "--render", action="store_true", help="rewrite docs/results.md from docs/results.json, running nothing"
     )
     parser.add_argument(
@@ -80,12 +109,14 @@ def main() -> None:
         (ROOT / "docs" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (ROOT / "docs" / "results.md").write_text(render(results))
         return
-    if options.search or options.search_cos:
+    if options.search or options.search_cos or options.search_intermediate:
         for task in options.tasks:
             if options.search:
                 search(task, root / "search" / task, options.data_dir, options.extra)
             if options.search_cos:
                 search_cos(task, root / "search_cos" / task, options.data_dir, options.extra)
+            if options.search_intermediate:
+                search_intermediate(task, root / "search_intermediate" / task, options.data_dir, options.extra)
         return
     results_path = ROOT / "docs" / "results.json"
     results = without_machine_paths(json.loads(results_path.read_text())) if results_path.exists() else {}
@@ -106,7 +137,13 @@ def main() -> None:
                 "ours_transfer": [*transfer, *_reuse_teacher(run_dir)],
                 "pseudo_labels": [*transfer, *_reuse_teacher(run_dir), "--student_training", "pseudo_labels"],
             }
-            for variant in (v for v in VARIANTS if v in options.variants):
+            chosen = [v for v in VARIANTS if v in options.variants]
+            if any(v in INTERMEDIATE_VARIANTS for v in chosen):
+                inner = intermediate_flags(task)
+                for variant, flags in inner.items():
+                    commands[variant] = [*(transfer if "transfer" in variant else base), *_reuse_teacher(run_dir)]
+                    commands[variant] += flags
+            for variant in chosen:
                 if variant != "ours":
                     commands[variant] += ["--output_dir", str(run_dir / variant)]
                 ran_now = not (run_dir / variant / "all_results.json").exists()
@@ -115,6 +152,55 @@ def main() -> None:
                 results_path.parent.mkdir(exist_ok=True)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
                 (ROOT / "docs" / "results.md").write_text(render(results))
+
+
+def intermediate_flags(task: str) -> dict[str, list[str]]:
+    """Each intermediate-layer variant's flags, from the weights --search_intermediate chose on held-out train rows
+    (the better of each term's two weights; the layer-map point counts for the hidden term). The combination the
+    search ranks best of hidden / attention+values / both is what ours_transfer_intermediate adds."""
+    found = _searched(task)
+    if not found or "intermediate_scores" not in found:
+        sys.exit(
+            f"run_results.py: no intermediate-layer search for {task} in docs/search.json; run "
+            f"`python scripts/run_results.py --search_intermediate --tasks {task}` first (train split only)."
+        )
+    scores = found["intermediate_scores"]
+    hidden = max((k for k in scores if k.startswith("alpha_hidden")), key=scores.get)
+    attention = max((k for k in scores if k.startswith("alpha_attention")), key=scores.get)
+    both = INTERMEDIATE_GRID[hidden] + INTERMEDIATE_GRID[attention]
+    flags = {
+        "ours_hidden": ONLINE + INTERMEDIATE_GRID[hidden],
+        "ours_attention": ONLINE + INTERMEDIATE_GRID[attention],
+        "ours_intermediate": ONLINE + both,
+        "ours_layers_012": INTERMEDIATE_GRID["layers=0,1,2"],
+        "ours_layers_135": INTERMEDIATE_GRID["layers=1,3,5"],
+    }
+    best = recommended_intermediate(scores)
+    flags["ours_transfer_intermediate"] = (
+        ONLINE
+        + {
+            "hidden": INTERMEDIATE_GRID[hidden],
+            "attention": INTERMEDIATE_GRID[attention],
+            "both": both,
+        }[best]
+    )
+    return flags
+
+
+def recommended_intermediate(scores: dict) -> str:
+    """hidden, attention or both: the term whose best weight scored highest on held-out train rows ("both" is not
+    scored by the search itself, so it is recommended only when each term alone beat the logits point)."""
+    reference = scores["logits"]
+    hidden = max(v for k, v in scores.items() if k.startswith("alpha_hidden"))
+    attention = max(v for k, v in scores.items() if k.startswith("alpha_attention"))
+    if hidden > reference and attention > reference:
+        return "both"
+    return "hidden" if hidden >= attention else "attention"
+
+
+def _searched(task: str) -> dict | None:
+    path = ROOT / "docs" / "search.json"
+    return json.loads(path.read_text()).get("tasks", {}).get(task) if path.exists() else None
 
 
 def _reuse_teacher(run_dir: Path) -> list[str]:
@@ -139,7 +225,7 @@ def record(
         task,
         {"metric": metric, "seeds": [], "teacher": [], "student_labels_only": [], "recipe": [], "ours": []},
     )
-    if variant in ("ours_transfer", "pseudo_labels"):
+    if variant in (*TRANSFER_VARIANTS, "ours_transfer_intermediate"):
         entry["transfer"] = {
             "unlabeled": outcome.get("train_unlabeled_examples", 0),
             "augmented": outcome.get("train_augmented_examples", 0),
@@ -174,11 +260,19 @@ def record(
         "ours": "ours",
         "ours_transfer": "ours_transfer",
         "pseudo_labels": "pseudo_labels",
+        **{variant: variant for variant in INTERMEDIATE_VARIANTS},
     }
     for column, source in columns.items():
         role = "teacher" if column == "teacher" else "student"
         entry[column] = [entry["runs"][f"{source}/{s}"][role] for s in seeds if f"{source}/{s}" in entry["runs"]]
     entry.update(paired(entry, seeds))
+    entry["intermediate_paired"] = {
+        variant: _paired_against(entry, seeds, variant, "ours_transfer" if "transfer" in variant else "ours")
+        for variant in INTERMEDIATE_VARIANTS
+        if entry.get(variant)
+    }
+    if not entry["intermediate_paired"]:
+        del entry["intermediate_paired"]
     ours_runs = [entry["runs"][f"ours/{s}"] for s in seeds if f"ours/{s}" in entry["runs"]]
     if ours_runs and "latency_ms" in ours_runs[0]:
         for batch in (1, 32):
@@ -204,16 +298,27 @@ def without_machine_paths(results: dict) -> dict:
 def paired(entry: dict, seeds: list[int]) -> dict:
     """ours_transfer minus labels_only per seed (the seeds that have both), and one-sided paired tests of "ours +
     transfer beats labels only": the paired t-test's p (`paired_p_value`) and the sign test's."""
-    both = [s for s in seeds if f"ours_transfer/{s}" in entry["runs"] and f"labels_only/{s}" in entry["runs"]]
-    differences = [
-        entry["runs"][f"ours_transfer/{s}"]["student"] - entry["runs"][f"labels_only/{s}"]["student"] for s in both
-    ]
-    result = {"paired_seeds": both, "paired_differences": differences, "paired_p_value": None, "sign_test_p": None}
+    found = _paired_against(entry, seeds, "ours_transfer", "labels_only")
+    return {
+        "paired_seeds": found["seeds"],
+        "paired_differences": found["differences"],
+        "paired_p_value": found["p_value"],
+        "sign_test_p": found["sign_test_p"],
+    }
+
+
+def _paired_against(entry: dict, seeds: list[int], variant: str, baseline: str) -> dict:
+    """variant minus baseline per seed (the seeds that ran both), with one-sided paired t-test and sign-test p-values
+    of "variant beats baseline" (None below two seeds, or for a t-test over identical differences)."""
+    both = [s for s in seeds if f"{variant}/{s}" in entry["runs"] and f"{baseline}/{s}" in entry["runs"]]
+    runs = entry["runs"]
+    differences = [runs[f"{variant}/{s}"]["student"] - runs[f"{baseline}/{s}"]["student"] for s in both]
+    result = {"baseline": baseline, "seeds": both, "differences": differences, "p_value": None, "sign_test_p": None}
     if len(differences) >= 2:
         from scipy.stats import binomtest, ttest_1samp
 
         if statistics.pstdev(differences) > 0:
-            result["paired_p_value"] = float(ttest_1samp(differences, 0.0, alternative="greater").pvalue)
+            result["p_value"] = float(ttest_1samp(differences, 0.0, alternative="greater").pvalue)
         wins = sum(d > 0 for d in differences)
         nonzero = sum(d != 0 for d in differences)
         if nonzero:
@@ -311,7 +416,7 @@ def render(results: dict) -> str:
             s = statistics.median(entry[f"student_latency_ms_batch{batch}"])
             cells += [f"{t:.1f}", f"{s:.1f}", f"{t / s:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += _transfer_section(results)
+    lines += _transfer_section(results) + _intermediate_section(results)
     lines += _settings_section(results) + _targets_section(results) + _commands_section(results)
     return "\n".join(lines) + "\n"
 
@@ -342,6 +447,89 @@ def _transfer_section(results: dict) -> list[str]:
             f"{' '.join(missing)}` runs them (MRPC, STS-B and CoLA need an augmentation config first)."
         )
     return lines
+
+
+INTERMEDIATE_LABELS = {
+    "ours_hidden": "+ hidden states",
+    "ours_attention": "+ attention & value relations",
+    "ours_intermediate": "+ both",
+    "ours_layers_012": "from layers 0,1,2",
+    "ours_layers_135": "from layers 1,3,5",
+    "ours_transfer_intermediate": "+ transfer + recommended terms",
+}
+
+
+def _intermediate_section(results: dict) -> list[str]:
+    """Issue 12's rows: what each intermediate-layer term adds to ours, paired per seed, and the recommendation."""
+    tasks = {t: e for t, e in results["tasks"].items() if e.get("intermediate_paired")}
+    if not tasks:
+        return []
+    lines = [
+        "",
+        "## Intermediate layers: what the hidden-state, attention and value-relation terms add",
+        "",
+        "Each row adds terms to (d) ours (same seed, same teacher, same student start, same schedule; the terms run",
+        "the teacher online). The weights are the better of two per term on held-out train rows",
+        "(`python scripts/run_results.py --search_intermediate --tasks TASK`, dev never looked at; scores below);",
+        '"from layers" rows are ours with the student started from other teacher layers (default 0,2,4). The last',
+        "row adds the search's recommended terms to (e) ours + transfer and is paired against (e).",
+        "",
+        "| task | variant | flags | seeds | score | baseline | baseline score | difference per seed | mean | p (t) "
+        "| p (sign) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, entry in tasks.items():
+        for variant, found in entry["intermediate_paired"].items():
+            run = next((entry["runs"][f"{variant}/{s}"] for s in found["seeds"]), None)
+            flags = _variant_flags(run["command"]) if run else "–"
+            differences = [100 * d for d in found["differences"]]
+            baseline = [entry["runs"][f"{found['baseline']}/{s}"]["student"] for s in found["seeds"]]
+            mean = f"{statistics.mean(differences):+.2f}" if differences else "–"
+            lines.append(
+                f"| {task} | {INTERMEDIATE_LABELS[variant]} | {flags} | {len(found['seeds'])} | "
+                f"{_mean_std(entry[variant])} | {found['baseline']} | {_mean_std(baseline)} | "
+                f"{' '.join(f'{d:+.1f}' for d in differences) or '–'} | {mean} | {_p(found['p_value'])} | "
+                f"{_p(found['sign_test_p'])} |"
+            )
+    lines += ["", "Held-out train scores of `--search_intermediate` (seed 42; term points run the teacher online):"]
+    lines.append("")
+    for task in tasks:
+        found = _searched(task) or {}
+        scores = found.get("intermediate_scores")
+        if scores:
+            lines.append(
+                f"- {task} ({found['held_out_train_rows']} held-out rows): "
+                + ", ".join(f"{k}: {100 * v:.1f}" for k, v in scores.items())
+                + f"; recommended: {recommended_intermediate(scores)}"
+            )
+    lines += ["", "Target: the recommended combination beats ours on logits by ≥ 0.5 points (paired means):", ""]
+    for task, entry in tasks.items():
+        found = _searched(task) or {}
+        if "intermediate_scores" not in found:
+            continue
+        variant = {"hidden": "ours_hidden", "attention": "ours_attention", "both": "ours_intermediate"}[
+            recommended_intermediate(found["intermediate_scores"])
+        ]
+        paired_runs = entry["intermediate_paired"].get(variant)
+        if paired_runs and paired_runs["differences"]:
+            mean = 100 * statistics.mean(paired_runs["differences"])
+            lines.append(
+                f"- {task}: {INTERMEDIATE_LABELS[variant]} − ours = {mean:+.2f} over {len(paired_runs['seeds'])} "
+                f"seed(s), p = {_p(paired_runs['p_value'])}: {_met(mean >= 0.5)}"
+            )
+    return lines
+
+
+def _variant_flags(command: str) -> str:
+    """The intermediate-layer flags a recorded command passed (what distinguishes its row)."""
+    words = shlex.split(command)
+    names = ("--alpha_hidden", "--hidden_layer_map", "--alpha_attention", "--alpha_value_relation", "--student_layers")
+    pairs = [f"`{w} {words[i + 1]}`" for i, w in enumerate(words[:-1]) if w in names]
+    return " ".join(pairs) or "–"
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2g}"
 
 
 def _settings_section(results: dict) -> list[str]:
@@ -517,8 +705,8 @@ def _commands_section(results: dict) -> list[str]:
         "",
         "## Commands",
         "",
-        "Each number above is one of these runs (SEED = 42, 43, 44; `run_results.py` runs them all). The teacher is",
-        "fine-tuned by the `ours` run and reused, with the same student initialisation, by the other two.",
+        "Each number above is one of these runs (SEED = each seed of its task; `run_results.py` runs them all). The",
+        "teacher is fine-tuned by the `ours` run and reused, with the same student initialisation, by the others.",
         "",
         "```",
     ]
@@ -549,6 +737,16 @@ def search_cos(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
     `search` on held-out train rows. The cosine term needs the teacher online, so every point runs it online."""
     settings = {f"alpha_cos={c}": ["--alpha_cos", str(c), "--cache_teacher_logits", "false"] for c in COS_GRID}
     _save_search(task, "alpha_cos_scores", _score_on_held_out(task, root, data_dir, settings, extra))
+
+
+def search_intermediate(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
+    """The intermediate-layer terms (two weights each, and the "init" layer map) and the teacher layers the student
+    starts from, at the config's T and alphas, scored like `search` on held-out train rows (dev never looked at).
+    The term points run the teacher online; "logits" is the same seed's reference."""
+    settings = {
+        name: ([*ONLINE, *flags] if name.startswith("alpha_") else flags) for name, flags in INTERMEDIATE_GRID.items()
+    }
+    _save_search(task, "intermediate_scores", _score_on_held_out(task, root, data_dir, settings, extra))
 
 
 def _score_on_held_out(task: str, root: Path, data_dir: str, settings: dict, extra: list[str]) -> dict:

@@ -176,3 +176,21 @@ def attach_projection(student: nn.Module, teacher: nn.Module, args: Any) -> None
         projection = nn.Linear(widths[0], widths[1])
     projection = projection.to(device=reference.device, dtype=reference.dtype)
     student.add_module(PROJECTION_NAME, projection)
+    student.register_forward_hook(_tie_projection_to_outputs)
+
+
+def _tie_projection_to_outputs(module: nn.Module, inputs: Any, output: Any) -> Any:
+    """Forward hook on the student, in training: adds 0 x (the projection's weights) to its first output tensor.
+    The projection runs in the loss, after the forward; DDP with find_unused_parameters (Trainer's default for
+    transformers models) marks any weight its forward's outputs do not reach as unused and then fails when that
+    weight's gradient arrives ("marked as ready twice"). The tie makes the forward reach it; values and gradients
+    are unchanged (the projection's gradient still comes from the hidden-state term alone)."""
+    projection = getattr(module, PROJECTION_NAME, None)
+    if projection is None or not module.training or not torch.is_grad_enabled() or not isinstance(output, dict):
+        return None
+    key = next((k for k, v in output.items() if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+    if key is None:
+        return None
+    tie = sum(parameter.sum() for parameter in projection.parameters())
+    output[key] = output[key] + 0.0 * tie.to(output[key].dtype)
+    return output

@@ -1,11 +1,13 @@
 """Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student.
 
-    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed|mlm|mlm_chunked]
+    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed|mlm|mlm_chunked|intermediate]
 
 With `cache`, the teacher's outputs are cached first; each rank also saves how often its teacher ran. With `mixed`,
 a class-level distillation whose every third row is unlabelled (-100): ranks hold different numbers of labelled rows.
 With `mlm`, a masked-LM distillation whose vocabulary heads run on the counted positions only; `mlm_chunked`, 3
-positions at a time, outside the DDP wrapper's forward.
+positions at a time, outside the DDP wrapper's forward. With `intermediate`, the `mixed` rows with every
+intermediate-layer term on and a student half the teacher's width: the learned hidden-state projection trains with
+it (its state is saved with the student's).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from trainers import EXACT_UPDATES, make_args  # noqa: E402
 
 from hf_distill import DistillationTrainer  # noqa: E402
 from hf_distill.cli.distributed import end_distributed  # noqa: E402
+from hf_distill.trainer.intermediate import PROJECTION_NAME  # noqa: E402
 
 
 def make_teacher(mixed: bool, mlm: bool = False):
@@ -53,13 +56,17 @@ def make_rows(mixed: bool, mlm: bool = False):
 
 def main(
     output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False, mixed: bool = False,
-    mlm: bool = False, chunk: int | None = None,
+    mlm: bool = False, chunk: int | None = None, intermediate: bool = False,
 ) -> None:  # fmt: skip
+    mixed = mixed or intermediate
     teacher = make_teacher(mixed, mlm)
     teacher_calls = []
     teacher.register_forward_hook(lambda *_: teacher_calls.append(1))
     factory = tiny.masked_lm if mlm else tiny.classifier if mixed else tiny.token_classifier
-    student = factory(layers=1, seed=1, initializer_range=0.5)
+    student = factory(layers=1, seed=1, initializer_range=0.5, **({"hidden_size": 16} if intermediate else {}))
+    terms = (
+        dict(alpha_hidden=0.5, alpha_attention=0.3, alpha_value_relation=0.3, alpha_cos=0.0) if intermediate else {}
+    )
     args = make_args(
         Path(output_dir),
         per_device_train_batch_size=per_device_batch,
@@ -68,6 +75,7 @@ def main(
         cache_teacher_logits=cache,
         token_kd_chunk_size=chunk,
         teacher_cache_batch_size=8,
+        **terms,
     )
     trainer = DistillationTrainer(
         model=student,
@@ -76,12 +84,15 @@ def main(
         train_dataset=make_rows(mixed, mlm),
         data_collator=tiny.collate,
     )
+    projection = getattr(trainer.model, PROJECTION_NAME, None)
+    initial_projection = None if projection is None else projection.weight.detach().clone()
     trainer.train()
     rank = trainer.args.process_index
     torch.save(
         {
             "state": trainer.model.state_dict(),
             "world_size": trainer.args.world_size,
+            "initial_projection": initial_projection,
             "log": trainer.state.log_history,
             "teacher_calls": len(teacher_calls),
             "cache_built": bool(trainer.teacher_cache and trainer.teacher_cache.built),
@@ -103,5 +114,6 @@ def main(
 if __name__ == "__main__":
     mode = sys.argv[4:]
     main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=mode == ["cache"], mixed=mode == ["mixed"],
-         mlm=mode in (["mlm"], ["mlm_chunked"]), chunk=3 if mode == ["mlm_chunked"] else None)  # fmt: skip
+         mlm=mode in (["mlm"], ["mlm_chunked"]), chunk=3 if mode == ["mlm_chunked"] else None,
+         intermediate=mode == ["intermediate"])  # fmt: skip
     end_distributed()

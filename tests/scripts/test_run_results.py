@@ -102,3 +102,46 @@ def test_recorded_commands_name_no_machine_path():
     results["tasks"]["sst2"]["runs"]["ours/42"]["command"] = command
     cleaned = run_results.without_machine_paths(results)
     assert "/home" not in cleaned["tasks"]["sst2"]["runs"]["ours/42"]["command"]
+
+
+def test_intermediate_rows_are_paired_against_ours_and_the_transfer_row_against_ours_transfer():
+    scores = {}
+    for seed, gain in {42: 0.01, 43: 0.02, 44: -0.01}.items():
+        scores[f"ours/{seed}"] = (0.80, 0.84)
+        scores[f"ours_transfer/{seed}"] = (0.83, 0.84)
+        scores[f"ours_hidden/{seed}"] = (0.80 + gain, 0.84)
+        scores[f"ours_transfer_intermediate/{seed}"] = (0.83 - gain, 0.84)
+    entry = filled(scores)["tasks"]["sst2"]
+    hidden, transfer = (
+        entry["intermediate_paired"]["ours_hidden"],
+        entry["intermediate_paired"]["ours_transfer_intermediate"],
+    )
+    assert hidden["baseline"] == "ours" and hidden["differences"] == pytest.approx([0.01, 0.02, -0.01])
+    assert transfer["baseline"] == "ours_transfer" and transfer["differences"] == pytest.approx([-0.01, -0.02, 0.01])
+    assert hidden["sign_test_p"] == pytest.approx(0.5)  # two wins of three: P(X >= 2) = 4/8
+    assert "ours_attention" not in entry["intermediate_paired"]  # a variant that never ran gets no row
+
+
+@pytest.mark.parametrize(
+    ("hidden", "attention", "recommended"),
+    [(0.86, 0.87, "both"), (0.86, 0.84, "hidden"), (0.84, 0.845, "attention"), (0.80, 0.80, "hidden")],
+)
+def test_the_recommended_terms_come_from_held_out_scores(hidden, attention, recommended):
+    scores = {"logits": 0.85, "alpha_hidden=0.1": hidden - 0.01, "alpha_hidden=1.0": hidden,
+              "alpha_attention=alpha_value_relation=0.1": attention, "layers=0,1,2": 0.9}  # fmt: skip
+    assert run_results.recommended_intermediate(scores) == recommended
+
+
+def test_intermediate_variants_take_each_terms_better_weight_and_need_the_search(monkeypatch):
+    found = {"intermediate_scores": {"logits": 0.85, "alpha_hidden=0.1": 0.84, "alpha_hidden=1.0": 0.83,
+             "alpha_hidden=1.0, map=init": 0.86, "alpha_attention=alpha_value_relation=0.1": 0.80,
+             "alpha_attention=alpha_value_relation=1.0": 0.81}}  # fmt: skip
+    monkeypatch.setattr(run_results, "_searched", lambda task: found)
+    flags = run_results.intermediate_flags("sst2")
+    assert flags["ours_hidden"] == [*run_results.ONLINE, "--alpha_hidden", "1.0", "--hidden_layer_map", "init"]
+    assert flags["ours_attention"][-4:] == ["--alpha_attention", "1.0", "--alpha_value_relation", "1.0"]
+    assert flags["ours_transfer_intermediate"] == flags["ours_hidden"]  # hidden alone beat logits; attention did not
+    assert flags["ours_layers_135"] == ["--student_layers", "1,3,5"]
+    monkeypatch.setattr(run_results, "_searched", lambda task: None)
+    with pytest.raises(SystemExit, match="--search_intermediate --tasks sst2"):
+        run_results.intermediate_flags("sst2")

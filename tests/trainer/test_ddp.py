@@ -11,6 +11,8 @@ import pytest
 import torch
 from processes import DDP_SCRIPT, HELPERS, run_checked
 
+from hf_distill.trainer.intermediate import PROJECTION_NAME
+
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
 def test_two_rank_ddp_matches_one_process_with_the_whole_batch(tmp_path):
@@ -48,6 +50,8 @@ def test_two_rank_ddp_matches_one_process_with_the_whole_batch(tmp_path):
         "mlm",
         # the same, the heads run by the loss in chunks of 3 positions (outside the DDP wrapper's forward)
         "mlm_chunked",
+        # hidden states (through a learned projection: the student is half as wide), attention and value relations
+        "intermediate",
     ],
 )
 def test_two_rank_ddp_matches_one_process_for_unlabelled_rows_and_lm_heads(tmp_path, mode):
@@ -59,6 +63,12 @@ def test_two_rank_ddp_matches_one_process_for_unlabelled_rows_and_lm_heads(tmp_p
     for name, tensor in one["state"].items():
         assert torch.equal(rank0["state"][name], rank1["state"][name]), f"ranks disagree on {name}"
         torch.testing.assert_close(rank0["state"][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+    if mode == "intermediate":  # the projection is part of the DDP-wrapped student: averaged, identical, trained
+        projection = [name for name in one["state"] if name.startswith(PROJECTION_NAME)]
+        assert projection and tuple(one["state"][f"{PROJECTION_NAME}.weight"].shape) == (32, 16)
+        assert not torch.equal(one["state"][f"{PROJECTION_NAME}.weight"], one["initial_projection"])
+        logged = next(entry for entry in rank0["log"] if "loss" in entry)
+        assert all(logged[f"loss_{term}"] > 0 for term in ("hidden", "attention", "value_relation"))
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
