@@ -436,6 +436,9 @@ def _transfer_section(results: dict) -> list[str]:
         "  (`docs/search.json`, dev never looked at); one epoch because the transfer set is 17x the labelled rows.",
         "  They were NOT chosen by `--hp_search_trials`: each trial would be a 67k-row epoch, and the five seeds of",
         "  all variants already took this machine's time. This is a missed part of the transfer-set issue.",
+        "- SST-2 with 1,000 labels (`sst2_1k`): the same configs with `--max_train_samples 1000`; the teacher is fit",
+        "  on the first 1,000 training sentences, (e) and (f) add the next 20,000 with their labels dropped",
+        "  (`--unlabeled_train_rows 20000`), one epoch over the 21,000 rows.",
         "- Each seed changes the teacher's fit, the student's data order and (where used) the augmentation.",
     ]
     missing = [
@@ -444,7 +447,8 @@ def _transfer_section(results: dict) -> list[str]:
     if missing:
         lines.append(
             f"- Not run yet (compute): (e) and (f) for {', '.join(missing)}. `python scripts/run_results.py --tasks "
-            f"{' '.join(missing)}` runs them (MRPC, STS-B and CoLA need an augmentation config first)."
+            f"{' '.join(missing)}` runs them; MRPC, STS-B and CoLA use `configs/offline/TASK_transfer.yaml` (8 "
+            "augmented copies of each labelled row: words masked with p = 0.2, then a random 1..5-gram kept)."
         )
     return lines
 
