@@ -569,7 +569,7 @@ def _settings_section(results: dict) -> list[str]:
             for key, r in entry["runs"].items()
             if key.startswith("ours/") and "settings" in r
         }
-        found = searched.get(task)
+        found = searched.get(CONFIG_OF.get(task, task))  # sst2_1k runs sst2's config and its search
         scores = ", ".join(f"{k}: {100 * v:.1f}" for k, v in found["scores"].items()) if found else "not searched"
         lines.append(
             f"| {task} | {found['held_out_train_rows'] if found else '–'} | {found['best'] if found else '–'} | "
