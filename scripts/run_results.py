@@ -144,6 +144,11 @@ def main() -> None:
                     commands[variant] = [*(transfer if "transfer" in variant else base), *_reuse_teacher(run_dir)]
                     commands[variant] += flags
             for variant in chosen:
+                if variant not in commands:
+                    print(
+                        f"{task}: skipping {variant}: the held-out search recommends no intermediate term", flush=True
+                    )
+                    continue
                 if variant != "ours":
                     commands[variant] += ["--output_dir", str(run_dir / variant)]
                 ran_now = not (run_dir / variant / "all_results.json").exists()
@@ -176,25 +181,23 @@ def intermediate_flags(task: str) -> dict[str, list[str]]:
         "ours_layers_135": INTERMEDIATE_GRID["layers=1,3,5"],
     }
     best = recommended_intermediate(scores)
-    flags["ours_transfer_intermediate"] = (
-        ONLINE
-        + {
-            "hidden": INTERMEDIATE_GRID[hidden],
-            "attention": INTERMEDIATE_GRID[attention],
-            "both": both,
-        }[best]
-    )
+    if best != "none":  # nothing to add to ours + transfer when no term beat logits on held-out rows
+        terms = {"hidden": INTERMEDIATE_GRID[hidden], "attention": INTERMEDIATE_GRID[attention], "both": both}
+        flags["ours_transfer_intermediate"] = ONLINE + terms[best]
     return flags
 
 
 def recommended_intermediate(scores: dict) -> str:
-    """hidden, attention or both: the term whose best weight scored highest on held-out train rows ("both" is not
-    scored by the search itself, so it is recommended only when each term alone beat the logits point)."""
+    """none, hidden, attention or both, from held-out train rows: "none" when no term's best weight beat the logits
+    point; else the term that scored higher ("both" is not scored by the search itself, so it is recommended only
+    when each term alone beat the logits point)."""
     reference = scores["logits"]
     hidden = max(v for k, v in scores.items() if k.startswith("alpha_hidden"))
     attention = max(v for k, v in scores.items() if k.startswith("alpha_attention"))
     if hidden > reference and attention > reference:
         return "both"
+    if max(hidden, attention) <= reference:
+        return "none"
     return "hidden" if hidden >= attention else "attention"
 
 
@@ -511,9 +514,17 @@ def _intermediate_section(results: dict) -> list[str]:
         found = _searched(task) or {}
         if "intermediate_scores" not in found:
             continue
-        variant = {"hidden": "ours_hidden", "attention": "ours_attention", "both": "ours_intermediate"}[
-            recommended_intermediate(found["intermediate_scores"])
-        ]
+        recommended = recommended_intermediate(found["intermediate_scores"])
+        if recommended == "none":
+            best = max(entry["intermediate_paired"].items(), key=lambda item: statistics.mean(item[1]["differences"]))
+            lines.append(
+                f"- {task}: the held-out search recommends no intermediate term (none beat logits there), so the "
+                f"recommended combination is ours on logits and the target is NOT met; the best row on dev is "
+                f"{INTERMEDIATE_LABELS[best[0]]} ({100 * statistics.mean(best[1]['differences']):+.2f} vs "
+                f"{best[1]['baseline']}, p = {_p(best[1]['p_value'])})."
+            )
+            continue
+        variant = {"hidden": "ours_hidden", "attention": "ours_attention", "both": "ours_intermediate"}[recommended]
         paired_runs = entry["intermediate_paired"].get(variant)
         if paired_runs and paired_runs["differences"]:
             mean = 100 * statistics.mean(paired_runs["differences"])

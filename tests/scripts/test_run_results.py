@@ -124,7 +124,7 @@ def test_intermediate_rows_are_paired_against_ours_and_the_transfer_row_against_
 
 @pytest.mark.parametrize(
     ("hidden", "attention", "recommended"),
-    [(0.86, 0.87, "both"), (0.86, 0.84, "hidden"), (0.84, 0.845, "attention"), (0.80, 0.80, "hidden")],
+    [(0.86, 0.87, "both"), (0.86, 0.84, "hidden"), (0.84, 0.855, "attention"), (0.85, 0.80, "none")],
 )
 def test_the_recommended_terms_come_from_held_out_scores(hidden, attention, recommended):
     scores = {"logits": 0.85, "alpha_hidden=0.1": hidden - 0.01, "alpha_hidden=1.0": hidden,
@@ -142,6 +142,8 @@ def test_intermediate_variants_take_each_terms_better_weight_and_need_the_search
     assert flags["ours_attention"][-4:] == ["--alpha_attention", "1.0", "--alpha_value_relation", "1.0"]
     assert flags["ours_transfer_intermediate"] == flags["ours_hidden"]  # hidden alone beat logits; attention did not
     assert flags["ours_layers_135"] == ["--student_layers", "1,3,5"]
+    found["intermediate_scores"]["logits"] = 0.9  # no term beats logits: nothing to add to ours + transfer
+    assert "ours_transfer_intermediate" not in run_results.intermediate_flags("sst2")
     monkeypatch.setattr(run_results, "_searched", lambda task: None)
     with pytest.raises(SystemExit, match="--search_intermediate --tasks sst2"):
         run_results.intermediate_flags("sst2")
