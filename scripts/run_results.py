@@ -476,7 +476,7 @@ def _intermediate_section(results: dict) -> list[str]:
         "## Intermediate layers: what the hidden-state, attention and value-relation terms add",
         "",
         "Each row adds terms to (d) ours (same seed, same teacher, same student start, same schedule; the terms run",
-        "the teacher online). The weights are the better of two per term on held-out train rows",
+        "the teacher online). Each term's weights are its best point of the held-out train search",
         "(`python scripts/run_results.py --search_intermediate --tasks TASK`, dev never looked at; scores below);",
         '"from layers" rows are ours with the student started from other teacher layers (default 0,2,4). The last',
         "row adds the search's recommended terms to (e) ours + transfer and is paired against (e).",
