@@ -161,7 +161,7 @@ def main() -> None:
 
 def intermediate_flags(task: str) -> dict[str, list[str]]:
     """Each intermediate-layer variant's flags, from the weights --search_intermediate chose on held-out train rows
-    (the better of each term's two weights; the layer-map point counts for the hidden term). The combination the
+    (each term's best point; the "init" layer-map point counts for the hidden term). The combination the
     search ranks best of hidden / attention+values / both is what ours_transfer_intermediate adds."""
     found = _searched(task)
     if not found or "intermediate_scores" not in found:
