@@ -444,6 +444,17 @@ def _transfer_section(results: dict) -> list[str]:
         "  (`--unlabeled_train_rows 20000`), one epoch over the 21,000 rows.",
         "- Each seed changes the teacher's fit, the student's data order and (where used) the augmentation.",
     ]
+    augmented = [t for t in ("mrpc", "stsb", "cola") if results["tasks"].get(t, {}).get("ours_transfer")]
+    if augmented:
+        names = ", ".join(TASK_NAMES[t] for t in augmented)
+        lines += [
+            f"- {names}: no other in-domain text, so (e) distils on the labelled rows plus 8 augmented copies",
+            "  of each, labels dropped (`--augment mask_ngram --augment_copies 8 --augment_probability 0.2`: each",
+            "  word masked with p = 0.2, then with p = 0.2 a random 1..5-gram kept; a pair augments each side),",
+            "  two epochs over the 9x rows, the task config's T and alphas (`configs/offline/TASK_transfer.yaml`).",
+            "  TinyBERT's masked-LM word replacement (`--augment mlm`) needs a pretrained masked LM, and none can",
+            "  be downloaded here. (f) pseudo-labels were not run on these tasks (the issue asks for them on SST-2).",
+        ]
     missing = [
         task for task in ("sst2_1k", "mrpc", "stsb", "cola") if not results["tasks"].get(task, {}).get("ours_transfer")
     ]
@@ -454,6 +465,9 @@ def _transfer_section(results: dict) -> list[str]:
             "augmented copies of each labelled row: words masked with p = 0.2, then a random 1..5-gram kept)."
         )
     return lines
+
+
+TASK_NAMES = {"mrpc": "MRPC", "stsb": "STS-B", "cola": "CoLA"}
 
 
 INTERMEDIATE_LABELS = {
