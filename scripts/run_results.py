@@ -151,7 +151,7 @@ def main() -> None:
                     continue
                 if variant != "ours":
                     commands[variant] += ["--output_dir", str(run_dir / variant)]
-                ran_now = not (run_dir / variant / "all_results.json").exists()
+                ran_now = not finished(run_dir / variant)
                 outcome = run(commands[variant] + options.extra, run_dir / variant)
                 record(results, task, seed, variant, outcome, commands[variant] + options.extra, ran_now)
                 results_path.parent.mkdir(exist_ok=True)
@@ -210,10 +210,20 @@ def _reuse_teacher(run_dir: Path) -> list[str]:
     return ["--teacher_model_name_or_path", str(run_dir / "ours" / "teacher"), "--finetune_teacher", "false"]
 
 
-def run(arguments: list[str], output_dir: Path) -> dict:
-    """Runs distill_glue.py unless output_dir already holds its results; returns all_results.json."""
+def finished(output_dir: Path) -> bool:
+    """Whether a run in output_dir got to its evaluation. Trainer writes all_results.json right after training,
+    so a run stopped before the student and teacher were scored leaves one without eval metrics: not finished."""
     results_file = output_dir / "all_results.json"
     if not results_file.exists():
+        return False
+    keys = json.loads(results_file.read_text())
+    return any(k.startswith("eval_") for k in keys) and any(k.startswith("teacher_eval_") for k in keys)
+
+
+def run(arguments: list[str], output_dir: Path) -> dict:
+    """Runs distill_glue.py unless output_dir already holds its finished results; returns all_results.json."""
+    results_file = output_dir / "all_results.json"
+    if not finished(output_dir):
         command = [sys.executable, "scripts/distill_glue.py", *arguments, "--overwrite_output_dir", "true"]
         print("$", shlex.join(command), flush=True)
         subprocess.run(command, cwd=ROOT, check=True)

@@ -147,3 +147,21 @@ def test_intermediate_variants_take_each_terms_better_weight_and_need_the_search
     monkeypatch.setattr(run_results, "_searched", lambda task: None)
     with pytest.raises(SystemExit, match="--search_intermediate --tasks sst2"):
         run_results.intermediate_flags("sst2")
+
+
+def test_a_run_stopped_between_training_and_evaluation_is_run_again(tmp_path, monkeypatch):
+    # Trainer writes all_results.json right after training; a run killed before its evaluation leaves that file
+    # with train metrics only, and resuming must rerun it, not read it as done (nor fail on a missing metric).
+    (tmp_path / "all_results.json").write_text('{"epoch": 2.0, "train_loss": 0.21}')
+    calls = []
+
+    def fake_subprocess_run(command, cwd, check):
+        calls.append(command)
+        (tmp_path / "all_results.json").write_text('{"eval_f1": 0.8, "teacher_eval_f1": 0.85}')
+
+    monkeypatch.setattr(run_results.subprocess, "run", fake_subprocess_run)
+    assert not run_results.finished(tmp_path)
+    assert run_results.run(["configs/offline/mrpc.yaml"], tmp_path)["eval_f1"] == 0.8
+    assert len(calls) == 1 and run_results.finished(tmp_path)
+    assert run_results.run(["configs/offline/mrpc.yaml"], tmp_path)["teacher_eval_f1"] == 0.85
+    assert len(calls) == 1  # finished: not run a second time
