@@ -455,26 +455,44 @@ def _transfer_section(results: dict) -> list[str]:
         "- Each seed changes the teacher's fit, the student's data order and (where used) the augmentation.",
     ]
     augmented = [t for t in ("mrpc", "stsb", "cola") if results["tasks"].get(t, {}).get("ours_transfer")]
-    if augmented:
-        names = ", ".join(TASK_NAMES[t] for t in augmented)
+    for task in augmented:
+        config = _config(f"{task}_transfer")
         lines += [
-            f"- {names}: no other in-domain text, so (e) distils on the labelled rows plus 8 augmented copies",
-            "  of each, labels dropped (`--augment mask_ngram --augment_copies 8 --augment_probability 0.2`: each",
-            "  word masked with p = 0.2, then with p = 0.2 a random 1..5-gram kept; a pair augments each side),",
-            "  two epochs over the 9x rows, the task config's T and alphas (`configs/offline/TASK_transfer.yaml`).",
-            "  TinyBERT's masked-LM word replacement (`--augment mlm`) needs a pretrained masked LM, and none can",
-            "  be downloaded here. (f) pseudo-labels were not run on these tasks (the issue asks for them on SST-2).",
+            f"- {TASK_NAMES[task]}: no other in-domain text, so (e) distils on the labelled rows plus "
+            f"{_augmentation(config)}, labels dropped, {config['num_train_epochs']} epoch(s) over the "
+            f"{config['augment_copies'] + 1}x rows, the task config's T and alphas "
+            f"(`configs/offline/{task}_transfer.yaml`)."
         ]
+    if augmented:
+        lines.append(
+            "- TinyBERT's masked-LM word replacement (`--augment mlm`) needs a pretrained masked LM, and none can be "
+            "downloaded here. (f) pseudo-labels were not run on the augmented tasks (asked for on SST-2 only)."
+        )
     missing = [
         task for task in ("sst2_1k", "mrpc", "stsb", "cola") if not results["tasks"].get(task, {}).get("ours_transfer")
     ]
     if missing:
         lines.append(
             f"- Not run yet (compute): (e) and (f) for {', '.join(missing)}. `python scripts/run_results.py --tasks "
-            f"{' '.join(missing)}` runs them; MRPC, STS-B and CoLA use `configs/offline/TASK_transfer.yaml` (8 "
-            "augmented copies of each labelled row: words masked with p = 0.2, then a random 1..5-gram kept)."
+            f"{' '.join(missing)}` runs them; MRPC, STS-B and CoLA use `configs/offline/TASK_transfer.yaml` "
+            f"({_augmentation(_config('mrpc_transfer'))})."
         )
     return lines
+
+
+AUGMENTATION_WORDS = {
+    "mask": "each word masked with p = {p}",
+    "ngram": "with p = {p} the text cut to a random 1..5-gram of it",
+    "mask_ngram": "each word masked with p = {p}, then with p = {p} a random 1..5-gram kept",
+    "mlm": "each word replaced with p = {p} by a masked LM's guess",
+}
+
+
+def _augmentation(config: dict) -> str:
+    """How a transfer config augments, in words, from its own settings (so the text follows the config)."""
+    words = AUGMENTATION_WORDS[config["augment"]].format(p=config["augment_probability"])
+    copies = f"{config['augment_copies']} `{config['augment']}` copies of each labelled row"
+    return f"{copies} ({words}; a pair augments each side)"
 
 
 TASK_NAMES = {"mrpc": "MRPC", "stsb": "STS-B", "cola": "CoLA"}

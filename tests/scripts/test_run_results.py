@@ -165,3 +165,17 @@ def test_a_run_stopped_between_training_and_evaluation_is_run_again(tmp_path, mo
     assert len(calls) == 1 and run_results.finished(tmp_path)
     assert run_results.run(["configs/offline/mrpc.yaml"], tmp_path)["teacher_eval_f1"] == 0.85
     assert len(calls) == 1  # finished: not run a second time
+
+
+def test_the_augmentation_text_follows_the_transfer_config():
+    text = run_results._augmentation({"augment": "mask", "augment_copies": 3, "augment_probability": 0.1})
+    assert text.startswith("3 `mask` copies") and "masked with p = 0.1" in text
+    results = filled({"ours/42": (0.8, 0.85), "labels_only/42": (0.78, 0.85)})
+    results["tasks"]["mrpc"] = {**results["tasks"]["sst2"], "ours_transfer": [0.81]}
+    config = run_results._config("mrpc_transfer")
+    rendered = "\n".join(run_results._transfer_section(results))
+    assert (
+        f"- MRPC: no other in-domain text, so (e) distils on the labelled rows plus {config['augment_copies']} "
+        in rendered
+    )
+    assert f"{config['num_train_epochs']} epoch(s) over the {config['augment_copies'] + 1}x rows" in rendered
