@@ -293,6 +293,15 @@ def record(
                 entry[f"{role}_latency_ms_batch{batch}"] = [r["latency_ms"][f"{role}_batch{batch}"] for r in ours_runs]
 
 
+def retention_of(entry: dict, variant: str) -> float | None:
+    """variant's mean score over its teacher's, both over the seeds that ran variant (each run records the teacher
+    it was distilled from), so a partly run variant is never divided by teachers of seeds it did not run."""
+    runs = [run for key, run in entry.get("runs", {}).items() if key.split("/")[0] == variant]
+    if not runs:
+        return None
+    return statistics.mean(r["student"] for r in runs) / statistics.mean(r["teacher"] for r in runs)
+
+
 def relative_command(command: str) -> str:
     """A recorded command with every absolute path made relative to the repository (`outputs/...`, `../shared/...`,
     `configs/...`): docs/results.* name no folder of the machine that ran them."""
@@ -389,8 +398,7 @@ def render(results: dict) -> str:
     retentions = []
     for task, entry in results["tasks"].items():
         teacher = entry["teacher"]
-        best = entry.get("ours_transfer") or entry["ours"]
-        retention = statistics.mean(best) / statistics.mean(teacher) if best and teacher else None
+        retention = retention_of(entry, "ours_transfer" if entry.get("ours_transfer") else "ours")
         if retention is not None:
             retentions.append(retention)
         transfer = entry.get("transfer", {})
@@ -698,7 +706,7 @@ def _targets_section(results: dict) -> list[str]:
     retentions = []
     for entry in results["tasks"].values():
         if entry["ours"] and entry["teacher"]:
-            retentions.append(statistics.mean(entry["ours"]) / statistics.mean(entry["teacher"]))
+            retentions.append(retention_of(entry, "ours"))
     sst2 = results["tasks"].get("sst2")
     if sst2 and all(sst2[c] for c in ("teacher", "student_labels_only", "recipe", "ours")):
         ours, teacher = 100 * statistics.mean(sst2["ours"]), 100 * statistics.mean(sst2["teacher"])
@@ -733,8 +741,7 @@ def _targets_section(results: dict) -> list[str]:
             ok = p_value is not None and p_value < 0.05
             lines.append(f"- {task}: ours + transfer > labels only with p < 0.05 ({text}): {_met(ok)}")
     v2 = [
-        statistics.mean(results["tasks"][t].get("ours_transfer") or [0])
-        / statistics.mean(results["tasks"][t]["teacher"])
+        retention_of(results["tasks"][t], "ours_transfer")
         for t in ("sst2", "mrpc", "stsb", "cola")
         if t in results["tasks"] and results["tasks"][t].get("ours_transfer")
     ]

@@ -179,3 +179,14 @@ def test_the_augmentation_text_follows_the_transfer_config():
         in rendered
     )
     assert f"{config['num_train_epochs']} epoch(s) over the {config['augment_copies'] + 1}x rows" in rendered
+
+
+def test_retention_of_a_partly_run_variant_uses_the_teachers_of_the_seeds_it_ran():
+    # ours ran on two seeds whose teachers differ a lot; ours + transfer ran on the first seed only
+    results = filled({"ours/42": (0.80, 0.80), "labels_only/42": (0.78, 0.80), "ours_transfer/42": (0.80, 0.80),
+                      "ours/43": (0.90, 1.00), "labels_only/43": (0.88, 1.00)})  # fmt: skip
+    entry = results["tasks"]["sst2"]
+    assert run_results.retention_of(entry, "ours_transfer") == pytest.approx(1.0)  # 0.80 / 0.80, not / 0.90
+    assert run_results.retention_of(entry, "ours") == pytest.approx(0.85 / 0.90)
+    assert run_results.retention_of(entry, "pseudo_labels") is None
+    assert "| 100.0% |" in run_results.render(results)
