@@ -190,3 +190,22 @@ def test_retention_of_a_partly_run_variant_uses_the_teachers_of_the_seeds_it_ran
     assert run_results.retention_of(entry, "ours") == pytest.approx(0.85 / 0.90)
     assert run_results.retention_of(entry, "pseudo_labels") is None
     assert "| 100.0% |" in run_results.render(results)
+
+
+def test_the_recommended_intermediate_config_is_the_task_config_plus_the_searched_terms():
+    import shlex
+
+    import yaml
+
+    from hf_distill.cli.arguments import parse_arguments
+
+    base = yaml.safe_load((ROOT / "configs" / "offline" / "mrpc.yaml").read_text())
+    recommended = yaml.safe_load((ROOT / "configs" / "offline" / "mrpc_intermediate.yaml").read_text())
+    flags = run_results.intermediate_flags("mrpc")["ours_intermediate"]  # from docs/search.json's held-out scores
+    expected = {**base, "output_dir": "outputs/offline/mrpc_intermediate"}
+    for name, value in zip(flags[::2], flags[1::2], strict=True):
+        expected[name.removeprefix("--")] = yaml.safe_load(value)
+    assert recommended == expected, shlex.join(flags)
+    _, _, training_args, _ = parse_arguments([str(ROOT / "configs" / "offline" / "mrpc_intermediate.yaml")])
+    assert training_args.alpha_hidden > 0 and training_args.alpha_attention > 0
+    assert not training_args.cache_teacher_logits
