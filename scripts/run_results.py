@@ -482,9 +482,14 @@ def _transfer_section(results: dict) -> list[str]:
     if missing:
         lines.append(
             f"- Not run yet (compute): (e) and (f) for {', '.join(missing)}. `python scripts/run_results.py --tasks "
-            f"{' '.join(missing)}` runs them; MRPC, STS-B and CoLA use `configs/offline/TASK_transfer.yaml` "
-            f"({_augmentation(_config('mrpc_transfer'))})."
+            f"{' '.join(missing)}` runs them."
         )
+        lines += [
+            f"  - {TASK_NAMES[task]}: `configs/offline/{task}_transfer.yaml`, "
+            f"{_augmentation(_config(f'{task}_transfer'))}."
+            for task in missing
+            if task in TASK_NAMES
+        ]
     return lines
 
 
@@ -498,9 +503,12 @@ AUGMENTATION_WORDS = {
 
 def _augmentation(config: dict) -> str:
     """How a transfer config augments, in words, from its own settings (so the text follows the config)."""
+    from hf_distill.tasks.glue import GLUE_TASKS
+
     words = AUGMENTATION_WORDS[config["augment"]].format(p=config["augment_probability"])
-    copies = f"{config['augment_copies']} `{config['augment']}` copies of each labelled row"
-    return f"{copies} ({words}; a pair augments each side)"
+    if len(GLUE_TASKS[config["task_name"]].text_columns) == 2:
+        words += "; a pair augments each side"
+    return f"{config['augment_copies']} `{config['augment']}` copies of each labelled row ({words})"
 
 
 TASK_NAMES = {"mrpc": "MRPC", "stsb": "STS-B", "cola": "CoLA"}

@@ -168,8 +168,10 @@ def test_a_run_stopped_between_training_and_evaluation_is_run_again(tmp_path, mo
 
 
 def test_the_augmentation_text_follows_the_transfer_config():
-    text = run_results._augmentation({"augment": "mask", "augment_copies": 3, "augment_probability": 0.1})
-    assert text.startswith("3 `mask` copies") and "masked with p = 0.1" in text
+    single = {"task_name": "cola", "augment": "mask", "augment_copies": 3, "augment_probability": 0.1}
+    text = run_results._augmentation(single)
+    assert text.startswith("3 `mask` copies") and "masked with p = 0.1" in text and "pair" not in text
+    assert "a pair augments each side" in run_results._augmentation({**single, "task_name": "mrpc"})
     results = filled({"ours/42": (0.8, 0.85), "labels_only/42": (0.78, 0.85)})
     results["tasks"]["mrpc"] = {**results["tasks"]["sst2"], "ours_transfer": [0.81]}
     config = run_results._config("mrpc_transfer")
@@ -179,6 +181,9 @@ def test_the_augmentation_text_follows_the_transfer_config():
         in rendered
     )
     assert f"{config['num_train_epochs']} epoch(s) over the {config['augment_copies'] + 1}x rows" in rendered
+    # a task not run yet is described from its own transfer config, not MRPC's
+    stsb = run_results._config("stsb_transfer")
+    assert f"  - STS-B: `configs/offline/stsb_transfer.yaml`, {run_results._augmentation(stsb)}." in rendered
 
 
 def test_retention_of_a_partly_run_variant_uses_the_teachers_of_the_seeds_it_ran():
