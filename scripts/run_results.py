@@ -6,6 +6,7 @@
     python scripts/run_results.py --tasks stsb --variants ours  # one variant (delete its run folders to rerun it)
     python scripts/run_results.py --search --tasks mrpc         # how ours' settings were chosen (train split only)
     python scripts/run_results.py --search_cos --tasks sst2     # then alpha_cos at those settings (train split only)
+    python scripts/run_results.py --search_transfer --tasks cola  # (e)'s settings: --hp_search_trials, train split
 
 Per task and seed, with the settings of configs/offline/<task>.yaml:
   (a) teacher: all-MiniLM-L6-v2 fine-tuned on the task (by run d, with --finetune_teacher; reused by b and c);
@@ -97,6 +98,12 @@ def main() -> None:
         help="score the intermediate-layer terms' weights and the student's teacher layers (train split only)",
     )
     parser.add_argument(
+        "--search_transfer",
+        action="store_true",
+        help="choose ours + transfer's settings with distill_glue.py --hp_search_trials on held-out train rows",
+    )
+    parser.add_argument("--trials", type=int, default=8, help="optuna trials of --search_transfer")
+    parser.add_argument(
         "--render", action="store_true", help="rewrite docs/results.md from docs/results.json, running nothing"
     )
     parser.add_argument(
@@ -109,8 +116,10 @@ def main() -> None:
         (ROOT / "docs" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (ROOT / "docs" / "results.md").write_text(render(results))
         return
-    if options.search or options.search_cos or options.search_intermediate:
+    if options.search or options.search_cos or options.search_intermediate or options.search_transfer:
         for task in options.tasks:
+            if options.search_transfer:
+                search_transfer(task, root / "search_transfer" / task, options.data_dir, options.trials, options.extra)
             if options.search:
                 search(task, root / "search" / task, options.data_dir, options.extra)
             if options.search_cos:
@@ -129,7 +138,7 @@ def main() -> None:
             config = CONFIG_OF.get(task, task)
             common = ["--data_dir", options.data_dir, "--seed", str(seed), *TASK_FLAGS.get(task, [])]
             base = [f"configs/offline/{config}.yaml", *common]
-            transfer = [f"configs/offline/{config}_transfer.yaml", *common, *TRANSFER_FLAGS.get(task, [])]
+            transfer = [transfer_config(task), *common, *TRANSFER_FLAGS.get(task, [])]
             commands = {
                 "ours": [*base, "--output_dir", str(run_dir / "ours")],
                 "labels_only": [*base, *_reuse_teacher(run_dir), "--student_training", "labels_only"],
@@ -157,6 +166,13 @@ def main() -> None:
                 results_path.parent.mkdir(exist_ok=True)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
                 (ROOT / "docs" / "results.md").write_text(render(results))
+
+
+def transfer_config(task: str) -> str:
+    """(e)'s config: the task's own `<task>_transfer.yaml` where its settings were searched apart (sst2_1k), else
+    that of the config it shares (`<config>_transfer.yaml`)."""
+    own, shared = (f"configs/offline/{name}_transfer.yaml" for name in (task, CONFIG_OF.get(task, task)))
+    return own if (ROOT / own).exists() else shared
 
 
 def intermediate_flags(task: str) -> dict[str, list[str]]:
@@ -202,8 +218,7 @@ def recommended_intermediate(scores: dict) -> str:
 
 
 def _searched(task: str) -> dict | None:
-    path = ROOT / "docs" / "search.json"
-    return json.loads(path.read_text()).get("tasks", {}).get(task) if path.exists() else None
+    return _searches().get(task)
 
 
 def _reuse_teacher(run_dir: Path) -> list[str]:
@@ -443,54 +458,99 @@ def render(results: dict) -> str:
 
 
 def _transfer_section(results: dict) -> list[str]:
-    """How (e) and (f) were run, and what compute forced."""
+    """How (e) and (f) were run, with each task's settings read from its transfer config, and where they came from."""
     lines = [
         "",
         "## The transfer set: how (e) and (f) were run",
         "",
         "- SST-2: the teacher is fit on the first 4,000 training sentences (the labelled rows); (e) distils on those",
-        "  plus the other 63,349 training sentences with their labels dropped (`--unlabeled_train_rows 63349`), one",
-        "  epoch, T = 1, alpha_kd = 0.9, alpha_task = 0.1 (`configs/offline/sst2_transfer.yaml`). The teacher labels",
-        "  the 67,349 rows once (the cache); the task term sees only the 4,000 labelled ones. (f) trains the same",
-        "  student on the same rows with the teacher's argmax as labels (a plain Trainer, same schedule).",
-        "- Settings: T and alpha_kd come from the train-split search of `configs/offline/sst2.yaml`",
-        "  (`docs/search.json`, dev never looked at); one epoch because the transfer set is 17x the labelled rows.",
-        "  They were NOT chosen by `--hp_search_trials`: each trial would be a 67k-row epoch, and the five seeds of",
-        "  all variants already took this machine's time. This is a missed part of the transfer-set issue.",
-        "- SST-2 with 1,000 labels (`sst2_1k`): the same configs with `--max_train_samples 1000`; the teacher is fit",
-        "  on the first 1,000 training sentences, (e) and (f) add the next 20,000 with their labels dropped",
-        "  (`--unlabeled_train_rows 20000`), one epoch over the 21,000 rows.",
+        "  plus the other 63,349 training sentences with their labels dropped (`--unlabeled_train_rows 63349`). The",
+        "  teacher labels the 67,349 rows once (the cache); the task term sees only the 4,000 labelled ones. (f)",
+        "  trains the same student on the same rows with the teacher's argmax as labels (a plain Trainer, same",
+        "  schedule).",
+        "- SST-2 with 1,000 labels (`sst2_1k`): `--max_train_samples 1000`; the teacher is fit on the first 1,000",
+        "  training sentences, (e) and (f) add the next 20,000 with their labels dropped (`--unlabeled_train_rows",
+        "  20000`).",
+        "- MRPC, STS-B, CoLA: no other in-domain text, so (e) distils on the labelled rows plus augmented copies of",
+        "  each, labels dropped (below). TinyBERT's masked-LM word replacement (`--augment mlm`) needs a pretrained",
+        "  masked LM, and none can be downloaded here. (f) pseudo-labels were not run on the augmented tasks (asked",
+        "  for on SST-2 only).",
         "- Each seed changes the teacher's fit, the student's data order and (where used) the augmentation.",
+        "",
+        "Each task's (e) settings, from its transfer config, and how they were chosen:",
+        "",
+        "| task | config | transfer set | T | alpha_kd | alpha_task | learning rate | epochs | chosen by |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    augmented = [t for t in ("mrpc", "stsb", "cola") if results["tasks"].get(t, {}).get("ours_transfer")]
-    for task in augmented:
-        config = _config(f"{task}_transfer")
+    for task in ("sst2", "sst2_1k", "mrpc", "stsb", "cola"):
+        if task not in results["tasks"]:
+            continue
+        path = transfer_config(task)
+        config = yaml_config(path)
+        made = (
+            f"`{TRANSFER_FLAGS[task][0]} {TRANSFER_FLAGS[task][1]}`"
+            if task in TRANSFER_FLAGS
+            else _augmentation(config)
+        )
+        lines.append(
+            f"| {task} | `{path}` | {made} | {config['temperature']} | {config['alpha_kd']} | "
+            f"{config['alpha_task']} | {config['learning_rate']} | {config['num_train_epochs']} | "
+            f"{_transfer_settings_source(task, config)} |"
+        )
+    searches = {task: found["transfer_search"] for task, found in _searches().items() if "transfer_search" in found}
+    if searches:
         lines += [
-            f"- {TASK_NAMES[task]}: no other in-domain text, so (e) distils on the labelled rows plus "
-            f"{_augmentation(config)}, labels dropped, {config['num_train_epochs']} epoch(s) over the "
-            f"{config['augment_copies'] + 1}x rows, the task config's T and alphas "
-            f"(`configs/offline/{task}_transfer.yaml`)."
+            "",
+            "`python scripts/run_results.py --search_transfer --tasks TASK` runs `distill_glue.py",
+            "--hp_search_trials` on the transfer config: the teacher is fit (seed 42) on the training split minus",
+            "the held-out rows, each optuna trial (TPE, seeded) distils a fresh student on the remaining labelled",
+            "rows plus their transfer set with its own T, alpha_kd (alpha_task = 1 - alpha_kd), learning rate and",
+            "epochs, and is scored on the held-out training rows; dev is never looked at. Every trial",
+            "(`docs/search.json`, `transfer_search`):",
+            "",
         ]
-    if augmented:
-        lines.append(
-            "- TinyBERT's masked-LM word replacement (`--augment mlm`) needs a pretrained masked LM, and none can be "
-            "downloaded here. (f) pseudo-labels were not run on the augmented tasks (asked for on SST-2 only)."
-        )
-    missing = [
-        task for task in ("sst2_1k", "mrpc", "stsb", "cola") if not results["tasks"].get(task, {}).get("ours_transfer")
-    ]
+        for task, found in searches.items():
+            trials = "; ".join(
+                f"T={t['temperature']}, alpha_kd={t['alpha_kd']:.2f}, lr={t['learning_rate']:.1e}, "
+                f"epochs={t['num_train_epochs']:g}: {100 * t['score']:.1f}"
+                for t in found["trials"]
+            )
+            lines.append(
+                f"- {task} ({found['labelled_rows']:,} labelled + {found['transfer_rows']:,} transfer rows, scored on "
+                f"{found['held_out_train_rows']:,} held-out train rows, {found['metric']}): {trials}"
+            )
+    missing = [task for task, entry in results["tasks"].items() if not entry.get("ours_transfer")]
     if missing:
-        lines.append(
-            f"- Not run yet (compute): (e) and (f) for {', '.join(missing)}. `python scripts/run_results.py --tasks "
-            f"{' '.join(missing)}` runs them."
-        )
         lines += [
-            f"  - {TASK_NAMES[task]}: `configs/offline/{task}_transfer.yaml`, "
-            f"{_augmentation(_config(f'{task}_transfer'))}."
-            for task in missing
-            if task in TASK_NAMES
+            "",
+            f"Not run yet (compute): (e) and (f) for {', '.join(missing)}. `python scripts/run_results.py --tasks "
+            f"{' '.join(missing)}` runs them.",
         ]
     return lines
+
+
+def _transfer_settings_source(task: str, config: dict) -> str:
+    """Whether the config's settings are its held-out --hp_search_trials winner, or the task config's."""
+    found = _searches().get(task, {}).get("transfer_search")
+    if found and all(config[name] == value for name, value in found["best"].items()):
+        return (
+            f"`--hp_search_trials {len(found['trials'])}` on {found['held_out_train_rows']:,} held-out train rows "
+            "(its best trial)"
+        )
+    if found:
+        return "NOT its `--hp_search_trials` winner (see below)"
+    return "the task config's T and alphas (its train-split grid); NOT searched with `--hp_search_trials` (compute)"
+
+
+def _searches() -> dict:
+    path = ROOT / "docs" / "search.json"
+    return json.loads(path.read_text()).get("tasks", {}) if path.exists() else {}
+
+
+def yaml_config(path: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / path).read_text())
 
 
 AUGMENTATION_WORDS = {
@@ -606,8 +666,7 @@ def _p(value: float | None) -> str:
 
 
 def _settings_section(results: dict) -> list[str]:
-    path = ROOT / "docs" / "search.json"
-    searched = json.loads(path.read_text()).get("tasks", {}) if path.exists() else {}
+    searched = _searches()
     lines = [
         "",
         "## Ours' settings and how they were chosen",
@@ -703,9 +762,7 @@ def _gap(found: dict | None, used: set[str]) -> str:
 
 
 def _config(task: str) -> dict:
-    import yaml
-
-    return yaml.safe_load((ROOT / "configs" / "offline" / f"{CONFIG_OF.get(task, task)}.yaml").read_text())
+    return yaml_config(f"configs/offline/{CONFIG_OF.get(task, task)}.yaml")
 
 
 def _targets_section(results: dict) -> list[str]:
@@ -836,6 +893,44 @@ def _score_on_held_out(task: str, root: Path, data_dir: str, settings: dict, ext
         scores[name] = round(outcome[f"eval_{METRICS[task]}"], 4)
     scores["_train_rows"] = outcome.get("train_examples")
     return scores
+
+
+def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: list[str]) -> None:
+    """(e)'s settings for one task: `distill_glue.py --hp_search_trials` over the transfer config (temperature,
+    alpha_kd with alpha_task = 1 - alpha_kd, learning rate, epochs; hf_distill.cli.hp_search.hp_space). The teacher
+    is fit (seed 42) on the train split minus SEARCH_HELD_OUT rows, every trial distils on the remaining labelled rows
+    plus their transfer set and is scored on the held-out rows; dev is never looked at. Every trial goes to
+    docs/search.json ("transfer_search"); the best trial's settings go into the transfer config by hand (a test
+    checks that they did). The final student the script then trains is scored on dev as usual, and not recorded."""
+    from hf_distill.cli.hp_search import SEARCHED_SETTINGS
+
+    config = CONFIG_OF.get(task, task)
+    held_out = SEARCH_HELD_OUT[config]
+    flags = [*TASK_FLAGS.get(task, []), *TRANSFER_FLAGS.get(task, [])]
+    command = [f"configs/offline/{config}_transfer.yaml", "--data_dir", data_dir, "--seed", "42", *flags]
+    command += ["--validation_split_size", str(held_out), "--hp_search_trials", str(trials)]
+    command += ["--output_dir", str(root), *extra]
+    outcome = run(command, root)
+    report = json.loads((root / "hp_search.json").read_text())
+    objective = report["objective"]
+    path = ROOT / "docs" / "search.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    entry = summary.setdefault("tasks", {}).setdefault(task, {})
+    entry["transfer_search"] = {
+        "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *command])),
+        "metric": METRICS[task],
+        "held_out_train_rows": held_out,
+        "labelled_rows": outcome.get("train_labelled_examples"),
+        "transfer_rows": outcome.get("train_unlabeled_examples", 0) + outcome.get("train_augmented_examples", 0),
+        "seed": 42,
+        "trials": [
+            {**{k: v for k, v in trial.items() if k != objective}, "score": round(trial[objective], 4)}
+            for trial in report["trials"]
+        ],
+        "best": {k: report["best"][k] for k in SEARCHED_SETTINGS},
+    }
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(entry["transfer_search"], indent=2))
 
 
 def _save_search(task: str, key: str, scores: dict) -> None:

@@ -174,16 +174,77 @@ def test_the_augmentation_text_follows_the_transfer_config():
     assert "a pair augments each side" in run_results._augmentation({**single, "task_name": "mrpc"})
     results = filled({"ours/42": (0.8, 0.85), "labels_only/42": (0.78, 0.85)})
     results["tasks"]["mrpc"] = {**results["tasks"]["sst2"], "ours_transfer": [0.81]}
-    config = run_results._config("mrpc_transfer")
+    results["tasks"]["stsb"] = dict(results["tasks"]["sst2"])
     rendered = "\n".join(run_results._transfer_section(results))
-    assert (
-        f"- MRPC: no other in-domain text, so (e) distils on the labelled rows plus {config['augment_copies']} "
-        in rendered
-    )
-    assert f"{config['num_train_epochs']} epoch(s) over the {config['augment_copies'] + 1}x rows" in rendered
-    # a task not run yet is described from its own transfer config, not MRPC's
-    stsb = run_results._config("stsb_transfer")
-    assert f"  - STS-B: `configs/offline/stsb_transfer.yaml`, {run_results._augmentation(stsb)}." in rendered
+    for task in ("mrpc", "stsb"):  # each row is read from the task's own transfer config, run or not
+        config = run_results._config(f"{task}_transfer")
+        row = next(line for line in rendered.splitlines() if line.startswith(f"| {task} |"))
+        assert f"`configs/offline/{task}_transfer.yaml` | {run_results._augmentation(config)} |" in row
+        assert f"| {config['learning_rate']} | {config['num_train_epochs']} |" in row
+    assert "Not run yet (compute): (e) and (f) for sst2, stsb." in rendered  # mrpc has its (e)
+
+
+def search_report(tmp_path, best_alpha: float) -> dict:
+    """A hp_search.json as distill_glue.py writes it: two trials, the second the best."""
+    trials = [
+        {"trial": 0, "temperature": 2.0, "alpha_kd": 0.3, "alpha_task": 0.7, "learning_rate": 5e-5,
+         "num_train_epochs": 1.0, "eval_f1": 0.80},
+        {"trial": 1, "temperature": 1.0, "alpha_kd": best_alpha, "alpha_task": 1 - best_alpha, "learning_rate": 1e-4,
+         "num_train_epochs": 2.0, "eval_f1": 0.83},
+    ]  # fmt: skip
+    return {"objective": "eval_f1", "trials": trials, "best": trials[1]}
+
+
+def test_the_transfer_search_runs_hp_search_trials_on_held_out_rows_and_keeps_every_trial(tmp_path, monkeypatch):
+    import json
+
+    search_file = tmp_path / "docs" / "search.json"
+    search_file.parent.mkdir()
+    search_file.write_text('{"tasks": {"mrpc": {"best": "T=1.0, alpha_kd=0.5"}}}')
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    calls = []
+
+    def fake_run(command, output_dir):
+        calls.append(command)
+        output_dir.mkdir(parents=True)
+        (output_dir / "hp_search.json").write_text(json.dumps(search_report(tmp_path, 0.6)))
+        return {"train_labelled_examples": 2968, "train_augmented_examples": 23744, "eval_f1": 0.9}
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    run_results.search_transfer("mrpc", tmp_path / "out", "../shared/data/glue", 2, [])
+    (command,) = calls
+    assert command[0] == "configs/offline/mrpc_transfer.yaml"
+    flags = dict(zip(command[1::2], command[2::2], strict=False))
+    assert flags["--validation_split_size"] == "700" and flags["--hp_search_trials"] == "2"
+    assert flags["--seed"] == "42" and "--finetune_teacher" not in flags  # the teacher is fit without the held-out
+    found = json.loads(search_file.read_text())["tasks"]["mrpc"]
+    assert found["best"] == "T=1.0, alpha_kd=0.5"  # the grid search's entry is kept
+    search = found["transfer_search"]
+    assert [t["score"] for t in search["trials"]] == [0.80, 0.83]
+    assert search["best"] == {"temperature": 1.0, "alpha_kd": 0.6, "alpha_task": 0.4, "learning_rate": 1e-4,
+                              "num_train_epochs": 2.0}  # fmt: skip
+    assert search["labelled_rows"] == 2968 and search["transfer_rows"] == 23744
+    assert "0.9" not in json.dumps(search)  # the final student's dev score is not recorded
+
+
+def test_a_transfer_config_is_credited_to_the_search_only_when_it_holds_the_best_trial(monkeypatch):
+    best = search_report(None, 0.6)["best"]
+    found = {"held_out_train_rows": 700, "trials": [{}, {}]}
+    found["best"] = {
+        k: best[k] for k in ("temperature", "alpha_kd", "alpha_task", "learning_rate", "num_train_epochs")
+    }
+    monkeypatch.setattr(run_results, "_searches", lambda: {"mrpc": {"transfer_search": found}})
+    config = {**found["best"], "num_train_epochs": 2}
+    assert run_results._transfer_settings_source("mrpc", config).startswith("`--hp_search_trials 2` on 700")
+    assert run_results._transfer_settings_source("mrpc", {**config, "alpha_kd": 0.5}).startswith("NOT")
+    assert "NOT searched" in run_results._transfer_settings_source("cola", config)
+
+
+def test_each_searched_transfer_config_holds_its_best_trial():
+    searches = {t: f["transfer_search"] for t, f in run_results._searches().items() if "transfer_search" in f}
+    for task, found in searches.items():
+        config = run_results.yaml_config(run_results.transfer_config(task))
+        assert {k: config[k] for k in found["best"]} == pytest.approx(found["best"]), task
 
 
 def test_retention_of_a_partly_run_variant_uses_the_teachers_of_the_seeds_it_ran():
