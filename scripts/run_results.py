@@ -493,8 +493,8 @@ def _transfer_section(results: dict) -> list[str]:
             else _augmentation(config)
         )
         lines.append(
-            f"| {task} | `{path}` | {made} | {config['temperature']} | {config['alpha_kd']} | "
-            f"{config['alpha_task']} | {config['learning_rate']} | {config['num_train_epochs']} | "
+            f"| {task} | `{path}` | {made} | {config['temperature']:g} | {config['alpha_kd']:.3g} | "
+            f"{config['alpha_task']:.3g} | {config['learning_rate']:.3g} | {config['num_train_epochs']:g} | "
             f"{_transfer_settings_source(task, config)} |"
         )
     searches = {task: found["transfer_search"] for task, found in _searches().items() if "transfer_search" in found}

@@ -180,7 +180,7 @@ def test_the_augmentation_text_follows_the_transfer_config():
         config = run_results._config(f"{task}_transfer")
         row = next(line for line in rendered.splitlines() if line.startswith(f"| {task} |"))
         assert f"`configs/offline/{task}_transfer.yaml` | {run_results._augmentation(config)} |" in row
-        assert f"| {config['learning_rate']} | {config['num_train_epochs']} |" in row
+        assert f"| {config['learning_rate']:.3g} | {config['num_train_epochs']:g} |" in row
     assert "Not run yet (compute): (e) and (f) for sst2, stsb." in rendered  # mrpc has its (e)
 
 
