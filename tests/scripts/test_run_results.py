@@ -240,6 +240,17 @@ def test_a_transfer_config_is_credited_to_the_search_only_when_it_holds_the_best
     assert "NOT searched" in run_results._transfer_settings_source("cola", config)
 
 
+def test_the_rendered_search_and_retention_lines_name_what_they_cover(monkeypatch):
+    found = {"labelled_rows": 2968, "transfer_rows": 23744, "held_out_train_rows": 700, "metric": "f1"}
+    found["trials"] = [{**trial, "score": trial["eval_f1"]} for trial in search_report(None, 0.6)["trials"]]
+    found["best"] = {k: found["trials"][1][k] for k in ("temperature", "alpha_kd", "alpha_task", "learning_rate")}
+    monkeypatch.setattr(run_results, "_searches", lambda: {"mrpc": {"transfer_search": found}})
+    page = run_results.render(filled({"ours/42": (0.80, 0.80), "labels_only/42": (0.78, 0.80)}))
+    # the temperature as the settings table writes it (1, not 1.0)
+    assert "T=2, alpha_kd=0.30, lr=5.0e-05, epochs=1: 80.0; T=1, alpha_kd=0.60" in page
+    assert "over the 1 task(s) of this table (sst2): 100.0%" in page  # which tasks the mean covers
+
+
 def test_each_searched_transfer_config_holds_its_best_trial():
     searches = {t: f["transfer_search"] for t, f in run_results._searches().items() if "transfer_search" in f}
     for task, found in searches.items():
