@@ -8,8 +8,9 @@ Two comparisons, each side by side in one process and interleaved over `--repeat
 runs first); the table reports medians and ratios (this machine is noisy: read the ratios):
 
 1. Labelling the transfer set: hf-distill's teacher-cache build (`build_teacher_cache`: rows sorted by length,
-   batches of 4 x the eval batch, `inference_mode`) against a plain `Trainer.predict` pass of the same teacher over
-   the same rows (dataset order, eval batch size, padding to the batch's longest).
+   batches of 4 x the eval batch, `inference_mode`) and its hard pseudo-labels (`pseudo_label`, the same sorted pass,
+   argmax matched back to the rows) against a plain `Trainer.predict` pass of the same teacher over the same rows
+   (dataset order, eval batch size, padding to the batch's longest), which is how pseudo-labels were made before.
 2. The student's epoch over the transfer set with the cached teacher: `group_by_length` against random batches.
 
 Writes nothing but temporary caches (deleted).
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, build_student  # noqa: E402
 from hf_distill.cache.store import build_teacher_cache  # noqa: E402
+from hf_distill.cli.transfer import pseudo_label  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "glue" / "SST-2" / "train.tsv"
 
@@ -83,6 +85,16 @@ def time_predict(teacher, rows, collator, batch_size: int) -> float:
         return time.perf_counter() - start
 
 
+def time_pseudo_label(teacher, rows, collator, batch_size: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        args = DistillationTrainingArguments(
+            output_dir=folder, per_device_eval_batch_size=batch_size, report_to="none", use_cpu=True, disable_tqdm=True
+        )
+        start = time.perf_counter()
+        pseudo_label(teacher, rows, collator, args, regression=False)
+        return time.perf_counter() - start
+
+
 def time_student_epoch(teacher, student, rows, collator, grouped: bool) -> float:
     with tempfile.TemporaryDirectory() as folder:
         args = DistillationTrainingArguments(
@@ -123,13 +135,19 @@ def main() -> None:
     collator = DataCollatorWithPadding(tokenizer)
     student = build_student(teacher, layers=[0, 2, 4])
     n = len(rows)
-    labelling = {"cache build (sorted, 4x batch, inference_mode)": [], "Trainer.predict (dataset order)": []}
+    labelling = {
+        "cache build (sorted, 4x batch, inference_mode)": [],
+        "pseudo_label (the same sorted pass, argmax per row)": [],
+        "Trainer.predict (dataset order)": [],
+    }
     training = {"student epoch, group_by_length": [], "student epoch, random batches": []}
     for round_index in range(options.repeats):
         order = list(labelling) if round_index % 2 == 0 else list(reversed(labelling))
         for name in order:
             if name.startswith("cache"):
                 seconds = time_cache_build(teacher, rows, collator, 4 * options.eval_batch_size)
+            elif name.startswith("pseudo"):
+                seconds = time_pseudo_label(teacher, rows, collator, options.eval_batch_size)
             else:
                 seconds = time_predict(teacher, rows, collator, options.eval_batch_size)
             labelling[name].append(seconds)

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
+from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from hf_distill.publish.evaluation import predict_in_order
+from hf_distill.cache.store import LOGITS_COLUMN, build_teacher_cache
 from hf_distill.publish.model_card import public_name
 from hf_distill.tasks.augment import augment_dataset
 from hf_distill.tasks.transfer import drop_labels, load_unlabeled_file, mix_transfer_rows
+from hf_distill.trainer.model_inputs import accepted_inputs, select_inputs
 
 from .models import hub_kwargs
 
-__all__ = ["TransferSet", "build_transfer_set", "check_mlm_augmenter"]
+__all__ = ["TransferSet", "build_transfer_set", "check_mlm_augmenter", "pseudo_label", "teacher_logits_in_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +148,45 @@ def pseudo_label(teacher, transfer: datasets.Dataset, collator, training_args, *
     """The transfer rows labelled with the teacher's argmax (its prediction for regression): hard pseudo-labels, the
     baseline that shows what the soft targets add."""
     unlabelled = transfer.remove_columns("labels")
-    logits = torch.as_tensor(predict_in_order(teacher, unlabelled, collator, training_args))
+    logits = torch.as_tensor(teacher_logits_in_order(teacher, unlabelled, collator, training_args))
     labels = logits.view(-1).tolist() if regression else logits.argmax(dim=-1).tolist()
     return unlabelled.add_column("labels", labels).cast_column("labels", transfer.features["labels"])
+
+
+def teacher_logits_in_order(teacher, rows: datasets.Dataset, collator, training_args) -> np.ndarray:
+    """The teacher's logits `(N, C)` on `rows`, row i at index i, from the teacher cache's pass: rows sorted by length
+    (a batch pads to its neighbours, not to the longest of a random batch), batches of
+    `resolved_teacher_cache_batch_size` (4 x the eval batch), `inference_mode`, in the run's fp16/bf16 autocast.
+    scripts/benchmark_transfer.py measures it against the plain `Trainer.predict` pass it replaces
+    (docs/benchmarks.md). Every process labels every row (no sharding): the labels are the same on all of them."""
+    device = training_args.device
+    teacher = teacher.to(device).eval()
+    accepted = accepted_inputs(teacher)
+    precision = torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else None
+
+    def run_teacher(batch: dict) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+            logits = teacher(**select_inputs(batch, accepted, keep_labels=False)).logits
+        if logits.dim() != 2:  # the first batch tells
+            raise ValueError(
+                f"Pseudo-labels need one row of logits per example, but the teacher ({type(teacher).__name__}) gives "
+                f"logits of shape {tuple(logits.shape)}. Use --student_training distill for token heads."
+            )
+        return logits
+
+    batch_size = getattr(
+        training_args, "resolved_teacher_cache_batch_size", 4 * training_args.per_device_eval_batch_size
+    )
+    with tempfile.TemporaryDirectory() as folder:  # the pass keeps nothing: labels go into the rows themselves
+        cache = build_teacher_cache(
+            dataset=rows,
+            collator=collator,
+            run_teacher=run_teacher,
+            device=device,
+            batch_size=batch_size,
+            top_k=1,
+            temperature=1.0,
+            path=Path(folder) / "logits",
+            show_progress=training_args.local_process_index == 0 and not training_args.disable_tqdm,
+        )
+        return np.array(cache.columns.with_format("numpy")[LOGITS_COLUMN], dtype=np.float32)
