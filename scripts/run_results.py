@@ -432,9 +432,11 @@ def render(results: dict) -> str:
         lines += [
             "",
             f"Mean retention (e/a where (e) ran, else d/a) over the {len(retentions)} task(s) of this table "
-            f"({', '.join(retentions)}): {100 * statistics.mean(retentions.values()):.1f}% (the Targets section's",
-            "line averages SST-2, MRPC, STS-B and CoLA only, as issue 11 asks). p: one-sided paired t-test over the",
-            "seeds that ran both (e) and (b); the sign test's p is in results.json (`sign_test_p`).",
+            f"({', '.join(retentions)}):",
+            f"{100 * statistics.mean(retentions.values()):.1f}% (the Targets section's line averages SST-2, MRPC, "
+            "STS-B and CoLA only, as issue 11 asks). p: one-sided",
+            "paired t-test over the seeds that ran both (e) and (b); the sign test's p is in results.json "
+            "(`sign_test_p`).",
         ]
     lines += [
         "",

@@ -248,7 +248,7 @@ def test_the_rendered_search_and_retention_lines_name_what_they_cover(monkeypatc
     page = run_results.render(filled({"ours/42": (0.80, 0.80), "labels_only/42": (0.78, 0.80)}))
     # the temperature as the settings table writes it (1, not 1.0)
     assert "T=2, alpha_kd=0.30, lr=5.0e-05, epochs=1: 80.0; T=1, alpha_kd=0.60" in page
-    assert "over the 1 task(s) of this table (sst2): 100.0%" in page  # which tasks the mean covers
+    assert "over the 1 task(s) of this table (sst2):\n100.0%" in page  # which tasks the mean covers
 
 
 def test_each_searched_transfer_config_holds_its_best_trial():
