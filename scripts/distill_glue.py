@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             search_dataset=search_rows,
             objective_metric=objective,
             n_trials=data_args.hp_search_trials,
+            restart=data_args.overwrite_output_dir,
             **trainer_kwargs,
         )
         for name, value in best.items():

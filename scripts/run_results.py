@@ -913,7 +913,13 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
     command = [f"configs/offline/{config}_transfer.yaml", "--data_dir", data_dir, "--seed", "42", *flags]
     command += ["--validation_split_size", str(held_out), "--hp_search_trials", str(trials)]
     command += ["--output_dir", str(root), *extra]
-    outcome = run(command, root)
+    resume = []
+    if not finished(root) and (root / "teacher" / "model.safetensors").exists():
+        # A search stopped part-way: its teacher, saved before the first trial, is reused, so that the trials in its
+        # journal (hp_search_study.journal) match and are not run again (a refit would have to be bit-identical).
+        resume = ["--teacher_model_name_or_path", str(root / "teacher"), "--finetune_teacher", "false"]
+        print(f"Resuming the search in {root}: its teacher and finished trials are reused.", flush=True)
+    outcome = run([*command, *resume], root)
     report = json.loads((root / "hp_search.json").read_text())
     objective = report["objective"]
     path = ROOT / "docs" / "search.json"

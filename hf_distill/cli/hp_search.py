@@ -4,17 +4,27 @@ Each trial rebuilds the student from the same teacher (`model_init`), trains it 
 loss weights, learning rate and epochs, and is scored on the rows `--validation_split_size` held out of train, never
 on the dev set. Every trial is written to `<output_dir>/hp_search.json`; the best one's settings are returned for the
 final student.
+
+A search resumes where it stopped: each finished trial is kept in an optuna journal,
+`<output_dir>/hp_search_study.journal`. Run the same command again and the trials it holds are not run again,
+provided it was made by the same search (the same teacher, student, rows, objective and fixed training arguments:
+their fingerprint is stored in it); a larger `--hp_search_trials` extends a finished search. A journal of another
+search is refused, or set aside (`hp_search_study.journal.replaced`) with `--overwrite_output_dir`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainingArguments
+
+from hf_distill.cache.fingerprint import fingerprint_model, fingerprint_rows
 from hf_distill.trainer import DistillationTrainer
 
 __all__ = ["SEARCHED_SETTINGS", "hp_space", "run_hp_search", "sampler"]
@@ -22,6 +32,14 @@ __all__ = ["SEARCHED_SETTINGS", "hp_space", "run_hp_search", "sampler"]
 logger = logging.getLogger(__name__)
 
 SEARCHED_SETTINGS = ("temperature", "alpha_kd", "alpha_task", "learning_rate", "num_train_epochs")
+STUDY_FILE = "hp_search_study.journal"
+STUDY_NAME = "hf-distill-hp-search"
+# Training arguments that change what a trial scores (beside the searched ones and every hf-distill argument).
+_FIXED_ARGUMENTS = (
+    "per_device_train_batch_size", "gradient_accumulation_steps", "warmup_steps", "weight_decay",
+    "lr_scheduler_type", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon", "optim", "fp16", "bf16",
+    "seed", "data_seed", "max_steps", "label_smoothing_factor", "train_sampling_strategy",
+)  # fmt: skip
 
 
 def hp_space(trial) -> dict[str, float]:
@@ -55,6 +73,7 @@ def run_hp_search(
     search_dataset: Any,
     objective_metric: str,
     n_trials: int,
+    restart: bool = False,
     **trainer_kwargs: Any,
 ) -> dict[str, float]:
     """Runs `n_trials` trials and returns the best trial's settings (keys of `SEARCHED_SETTINGS`).
@@ -62,8 +81,23 @@ def run_hp_search(
     Args:
         student: the initial student; each trial trains a fresh deep copy of it.
         objective_metric: the metric maximised, e.g. ``"eval_accuracy"``.
+        n_trials: the trials the search holds when it ends, those of a resumed journal included.
+        restart: replace a journal of another search instead of refusing it.
     """
     output_dir = Path(training_args.output_dir)
+    storage, done = None, []
+    if training_args.process_index == 0:  # one process keeps the journal; the others learn how many trials are done
+        try:
+            fingerprint = _search_fingerprint(
+                student, teacher, training_args, train_dataset, search_dataset, objective_metric
+            )
+            storage, finished = _open_study(output_dir / STUDY_FILE, fingerprint, restart=restart)
+            done = [_settings_of(index, trial, objective_metric) for index, trial in enumerate(finished)]
+        except ValueError as error:
+            done = error  # raised on every process below, not only on this one
+    done = _shared_from_first_process(done, training_args)
+    if isinstance(done, ValueError):
+        raise done
     args = dataclasses.replace(
         training_args,
         output_dir=str(output_dir / "hp_search"),
@@ -74,7 +108,10 @@ def run_hp_search(
         # One cache for the trials and the final student: the same teacher over the same rows.
         teacher_cache_dir=training_args.teacher_cache_dir or str(output_dir / "teacher_cache"),
     )
-    trials: list[dict[str, Any]] = []
+    trials: list[dict[str, Any]] = list(done)
+    if done:
+        logger.info("Resuming the search in %s: %d of %d trials already done.", output_dir / STUDY_FILE, len(done),
+                    n_trials)  # fmt: skip
     trainer = DistillationTrainer(
         model_init=lambda: copy.deepcopy(student),
         teacher_model=teacher,
@@ -91,17 +128,86 @@ def run_hp_search(
         trials.append({"trial": len(trials), **settings, objective_metric: metrics[objective_metric]})
         return metrics[objective_metric]
 
-    best = trainer.hyperparameter_search(
+    trainer.hyperparameter_search(
         hp_space=hp_space,
         compute_objective=objective,
-        n_trials=n_trials,
+        n_trials=max(n_trials - len(done), 0),
         direction="maximize",
         backend="optuna",
-        sampler=sampler(n_trials, training_args.seed),
+        # Seeded past the finished trials: a resumed sampler seeded as at the start would propose trial 0 again.
+        sampler=sampler(n_trials, training_args.seed + len(done)),
+        storage=storage,
+        study_name=STUDY_NAME,
+        load_if_exists=True,
     )
     best_trial = max(trials, key=lambda row: row[objective_metric])
     report = {"objective": objective_metric, "scored_on": "rows held out of train (never dev)", "trials": trials}
+    if done:
+        report["resumed_after_trials"] = len(done)
     report["best"] = best_trial
     (output_dir / "hp_search.json").write_text(json.dumps(report, indent=2))
-    logger.info("Best of %d trials (%s = %.4f): %s", n_trials, objective_metric, best.objective, best.hyperparameters)
+    logger.info("Best of %d trials (%s = %.4f): %s", len(trials), objective_metric, best_trial[objective_metric],
+                {name: best_trial[name] for name in SEARCHED_SETTINGS})  # fmt: skip
     return {name: best_trial[name] for name in SEARCHED_SETTINGS}
+
+
+def _search_fingerprint(student, teacher, args, train_dataset, search_dataset, objective_metric: str) -> str:
+    """sha256 of what a trial's score depends on, the searched settings and the number of trials aside."""
+    ours = {f.name for f in dataclasses.fields(args)} - {f.name for f in dataclasses.fields(TrainingArguments)}
+    fixed = {name: getattr(args, name, None) for name in (*_FIXED_ARGUMENTS, *sorted(ours))}
+    fixed = {k: v for k, v in fixed.items() if k not in (*SEARCHED_SETTINGS, "teacher_cache_dir")}
+    parts = {
+        "objective": objective_metric,
+        "arguments": json.dumps(fixed, sort_keys=True, default=str),
+        "student": fingerprint_model(student),
+        "teacher": fingerprint_model(teacher),
+        "train": fingerprint_rows(train_dataset),
+        "search": fingerprint_rows(search_dataset),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _open_study(path: Path, fingerprint: str, *, restart: bool):
+    """The search's journal and its finished trials; interrupted trials are marked failed (never counted)."""
+    import optuna
+
+    def storage():
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        study = optuna.load_study(study_name=STUDY_NAME, storage=storage())
+        if study.user_attrs.get("fingerprint") != fingerprint:
+            if not restart:
+                raise ValueError(
+                    f"{path} holds the trials of another search (another teacher, student, rows or fixed training "
+                    f"arguments), so they cannot be resumed. Pass --overwrite_output_dir to start the search afresh "
+                    f"(that file is kept as {path.name}.replaced), or choose another --output_dir."
+                )
+            logger.warning("Starting the search afresh: %s held another search's trials (kept as .replaced).", path)
+            path.replace(path.with_name(path.name + ".replaced"))
+    journal = storage()
+    study = optuna.create_study(study_name=STUDY_NAME, storage=journal, direction="maximize", load_if_exists=True)
+    study.set_user_attr("fingerprint", fingerprint)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # stopped mid-trial: run again, not counted
+    return journal, study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _settings_of(index: int, trial, objective_metric: str) -> dict[str, Any]:
+    """A finished trial's row of hp_search.json, its settings recomputed from its parameters by `hp_space`."""
+    import optuna
+
+    settings = hp_space(optuna.trial.FixedTrial(trial.params))
+    return {"trial": index, **settings, objective_metric: trial.value}
+
+
+def _shared_from_first_process(value: Any, args: Any) -> Any:
+    """`value` as process 0 has it, on every process (DDP); itself on one process."""
+    import torch.distributed as dist
+
+    if args.world_size > 1 and dist.is_available() and dist.is_initialized():
+        shared = [value]
+        dist.broadcast_object_list(shared, src=0)
+        return shared[0]
+    return value

@@ -22,3 +22,103 @@ def test_the_same_seed_proposes_the_same_trials():
         return [trial.params["x"] for trial in study.trials]
 
     assert proposals(7) == proposals(7) != proposals(8)
+
+
+# ---- a search resumes where it stopped --------------------------------------------------------------------------
+
+
+def class_dataset(n: int, seed: int):
+    import datasets
+    import tiny
+
+    rows = tiny.class_rows(n, seed=seed).rows
+    return datasets.Dataset.from_dict(
+        {"input_ids": [row["input_ids"] for row in rows], "labels": [row["labels"] for row in rows]}
+    )
+
+
+def accuracy(prediction) -> dict[str, float]:
+    return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+
+
+def search(tmp_path, n_trials: int, *, teacher_seed: int = 0, restart: bool = False, monkeypatch=None) -> list:
+    """Runs run_hp_search on tiny models; returns one entry per trial that trained in this call."""
+    import tiny
+
+    from hf_distill import DistillationTrainingArguments, build_student
+    from hf_distill.cli import hp_search
+
+    teacher = tiny.classifier(layers=2, seed=teacher_seed).eval()
+    student = build_student(teacher, layers=[0])
+    args = DistillationTrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, use_cpu=True, report_to="none",
+        disable_tqdm=True, save_strategy="no", seed=3, cache_teacher_logits=True,
+    )  # fmt: skip
+    trained = []
+    original = hp_search.DistillationTrainer.train
+
+    def counting_train(self, *a, **k):
+        trained.append(k.get("trial"))  # (the trial's settings are applied inside train)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(hp_search.DistillationTrainer, "train", counting_train)
+    hp_search.run_hp_search(
+        student=student, teacher=teacher, training_args=args, train_dataset=class_dataset(24, 1),
+        search_dataset=class_dataset(8, 2), objective_metric="eval_accuracy", n_trials=n_trials, restart=restart,
+        data_collator=tiny.collate, compute_metrics=accuracy,
+    )  # fmt: skip
+    return trained
+
+
+def test_a_search_run_again_resumes_and_a_larger_trial_count_extends_it(tmp_path, monkeypatch):
+    import json
+
+    first = search(tmp_path, 2, monkeypatch=monkeypatch)
+    report = json.loads((tmp_path / "out" / "hp_search.json").read_text())
+    assert len(first) == 2 and len(report["trials"]) == 2 and "resumed_after_trials" not in report
+    assert search(tmp_path, 2, monkeypatch=monkeypatch) == []  # finished: nothing trains again
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "out" / "hp_search_study.journal"))
+    )
+    killed = optuna.load_study(study_name="hf-distill-hp-search", storage=storage).ask()  # a process killed mid-trial
+    extended = search(tmp_path, 3, monkeypatch=monkeypatch)
+    states = {t.number: t.state for t in optuna.load_study(study_name="hf-distill-hp-search", storage=storage).trials}
+    assert states[killed.number] == optuna.trial.TrialState.FAIL  # not counted, not left running
+    resumed = json.loads((tmp_path / "out" / "hp_search.json").read_text())
+    assert len(extended) == 1 and resumed["resumed_after_trials"] == 2
+    assert resumed["trials"][:2] == report["trials"]  # the finished trials, as the first run wrote them
+    assert [row["trial"] for row in resumed["trials"]] == [0, 1, 2]
+    settings = [{k: row[k] for k in ("temperature", "alpha_kd", "learning_rate")} for row in resumed["trials"]]
+    assert settings[2] not in settings[:2]  # the resumed sampler does not propose a finished trial again
+
+
+def test_an_interrupted_trial_runs_again_and_another_searchs_journal_is_refused(tmp_path, monkeypatch):
+    import json
+
+    from transformers import Trainer
+
+    calls = []
+    real_evaluate = Trainer.evaluate
+
+    def evaluate_then_stop(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the machine went away in the second trial
+        return real_evaluate(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, 3, monkeypatch=monkeypatch)
+    monkeypatch.setattr(Trainer, "evaluate", real_evaluate)
+    assert len(search(tmp_path, 3, monkeypatch=monkeypatch)) == 2  # the interrupted trial counts for nothing
+    rows = json.loads((tmp_path / "out" / "hp_search.json").read_text())["trials"]
+    settings = [(row["temperature"], row["alpha_kd"], row["learning_rate"]) for row in rows]
+    assert len(set(settings)) == 3  # the random start-up trial after the resume is not trial 0 again
+    journal = tmp_path / "out" / "hp_search_study.journal"
+    before = journal.read_bytes()
+    with pytest.raises(ValueError, match=r"hp_search_study\.journal holds the trials of another search .*"
+                                         r"--overwrite_output_dir"):  # fmt: skip
+        search(tmp_path, 3, teacher_seed=1, monkeypatch=monkeypatch)
+    assert journal.read_bytes() == before  # refused: nothing lost
+    assert len(search(tmp_path, 2, teacher_seed=1, restart=True, monkeypatch=monkeypatch)) == 2  # afresh
+    assert (tmp_path / "out" / "hp_search_study.journal.replaced").read_bytes() == before  # the old one kept

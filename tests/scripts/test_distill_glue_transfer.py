@@ -98,6 +98,22 @@ def test_hp_search_scores_trials_on_held_out_rows_and_trains_the_best(tmp_path, 
     assert f"T = {best['temperature']}" in card
 
 
+@needs_glue
+def test_a_stopped_search_resumes_with_the_teacher_it_fit_and_saved(tmp_path, teacher_folder):
+    pytest.importorskip("optuna")
+    search = ("--hp_search_trials", "1", "--validation_split_size", "16")
+    distill_glue.main(sst2_flags(tmp_path, teacher_folder, *search, "--finetune_teacher", "true",
+                                 "--teacher_num_train_epochs", "1"))  # fmt: skip
+    out = tmp_path / "out"
+    first = json.loads((out / "hp_search.json").read_text())["trials"]
+    # the teacher saved in the first run, loaded from its folder, fingerprints as the one fit in memory did
+    flags = sst2_flags(tmp_path, out / "teacher", "--hp_search_trials", "2", "--validation_split_size", "16",
+                       "--overwrite_output_dir", "true")  # fmt: skip
+    distill_glue.main(flags)
+    report = json.loads((out / "hp_search.json").read_text())
+    assert report["resumed_after_trials"] == 1 and report["trials"][0] == first[0] and len(report["trials"]) == 2
+
+
 def test_augmentation_seed_changes_the_rows_and_so_the_cache_fingerprint():
     import datasets
 

@@ -227,6 +227,29 @@ def test_the_transfer_search_runs_hp_search_trials_on_held_out_rows_and_keeps_ev
     assert "0.9" not in json.dumps(search)  # the final student's dev score is not recorded
 
 
+def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, monkeypatch):
+    import json
+
+    (tmp_path / "docs").mkdir()
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    out = tmp_path / "out"
+    (out / "teacher").mkdir(parents=True)
+    (out / "teacher" / "model.safetensors").write_bytes(b"")  # saved before the first trial; then the run stopped
+    calls = []
+
+    def fake_run(command, output_dir):
+        calls.append(command)
+        (output_dir / "hp_search.json").write_text(json.dumps(search_report(tmp_path, 0.6)))
+        return {"train_labelled_examples": 2968, "train_augmented_examples": 23744}
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
+    flags = dict(zip(calls[0][1::2], calls[0][2::2], strict=False))
+    assert flags["--teacher_model_name_or_path"] == str(out / "teacher") and flags["--finetune_teacher"] == "false"
+    recorded = json.loads((tmp_path / "docs" / "search.json").read_text())["tasks"]["mrpc"]["transfer_search"]
+    assert "--finetune_teacher" not in recorded["command"]  # the search's own command: the reuse changes nothing
+
+
 def test_a_transfer_config_is_credited_to_the_search_only_when_it_holds_the_best_trial(monkeypatch):
     best = search_report(None, 0.6)["best"]
     found = {"held_out_train_rows": 700, "trials": [{}, {}]}
