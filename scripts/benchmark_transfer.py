@@ -3,6 +3,7 @@
     python scripts/benchmark_transfer.py                      # 63,349 real SST-2 sentences, real all-MiniLM-L6-v2
     python scripts/benchmark_transfer.py --examples 20000     # a part (stated in the table)
     python scripts/benchmark_transfer.py --smoke              # 256 sentences: checks the script, times nothing
+    python scripts/benchmark_transfer.py --parts labelling    # the first table only
 
 Two comparisons, each side by side in one process and interleaved over `--repeats` rounds (rotated, so none always
 runs first); the table reports medians and ratios (this machine is noisy: read the ratios):
@@ -128,6 +129,13 @@ def main() -> None:
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--eval_batch_size", type=int, default=128)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["labelling", "training"],
+        choices=["labelling", "training"],
+        help="tables to time",
+    )
     options = parser.parse_args()
     if options.smoke:
         options.examples, options.repeats = 256, 1
@@ -143,7 +151,7 @@ def main() -> None:
     training = {"student epoch, group_by_length": [], "student epoch, random batches": []}
     for round_index in range(options.repeats):
         order = list(labelling) if round_index % 2 == 0 else list(reversed(labelling))
-        for name in order:
+        for name in order if "labelling" in options.parts else []:
             if name.startswith("cache"):
                 seconds = time_cache_build(teacher, rows, collator, 4 * options.eval_batch_size)
             elif name.startswith("pseudo"):
@@ -152,7 +160,7 @@ def main() -> None:
                 seconds = time_predict(teacher, rows, collator, options.eval_batch_size)
             labelling[name].append(seconds)
         order = list(training) if round_index % 2 == 0 else list(reversed(training))
-        for name in order:
+        for name in order if "training" in options.parts else []:
             training[name].append(time_student_epoch(teacher, student, rows, collator, "group" in name))
     print(
         f"\n{n:,} real SST-2 training sentences (max {options.max_length} tokens), all-MiniLM-L6-v2 teacher, 3-layer"
@@ -163,6 +171,8 @@ def main() -> None:
         f"median of {options.repeats} interleaved rounds{' (smoke: times mean nothing)' if options.smoke else ''}.\n"
     )
     for title, table in (("labelling the transfer set", labelling), ("training over it", training)):
+        if not all(table.values()):
+            continue  # not in --parts
         baseline = statistics.median(list(table.values())[-1])
         print(f"| {title} | seconds | samples/s | vs the last row |\n|---|---:|---:|---:|")
         for name, values in table.items():
