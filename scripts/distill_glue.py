@@ -12,6 +12,7 @@ latencies) and a Hub model card (README.md); --push_to_hub uploads them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from datasets import concatenate_datasets
@@ -90,8 +91,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for name, value in best.items():
             setattr(training_args, name, value)
         training_args.validate_distillation()
+        # a resumed journal may hold more trials than asked for now: the card counts those the choice was made from
+        report = Path(training_args.output_dir) / "hp_search.json"
+        n_trials = len(json.loads(report.read_text())["trials"])
         settings_note = (
-            f"chosen by {data_args.hp_search_trials} optuna trials on {len(search_rows):,} training rows held out "
+            f"chosen by {n_trials} optuna trials on {len(search_rows):,} training rows held out "
             f"of train (never dev; every trial in hp_search.json): {best}"
         )
 

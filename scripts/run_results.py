@@ -914,11 +914,18 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
     command += ["--validation_split_size", str(held_out), "--hp_search_trials", str(trials)]
     command += ["--output_dir", str(root), *extra]
     resume = []
-    if not finished(root) and (root / "teacher" / "model.safetensors").exists():
+    started = root / "search_command.json"  # the command a stopped search was started with, its trial count aside
+    without_count = command[: command.index("--hp_search_trials")] + command[command.index("--hp_search_trials") + 2 :]
+    same_search = not started.exists() or json.loads(started.read_text()) == without_count
+    if not finished(root) and (root / "hp_search_study.journal").exists() and same_search:
         # A search stopped part-way: its teacher, saved before the first trial, is reused, so that the trials in its
-        # journal (hp_search_study.journal) match and are not run again (a refit would have to be bit-identical).
-        resume = ["--teacher_model_name_or_path", str(root / "teacher"), "--finetune_teacher", "false"]
-        print(f"Resuming the search in {root}: its teacher and finished trials are reused.", flush=True)
+        # journal match and are not run again (a refit would have to be bit-identical to the first).
+        if (root / "teacher" / "model.safetensors").exists():
+            resume = ["--teacher_model_name_or_path", str(root / "teacher"), "--finetune_teacher", "false"]
+        print(f"Resuming the search in {root}: its finished trials are reused.", flush=True)
+    if not finished(root):
+        root.mkdir(parents=True, exist_ok=True)
+        started.write_text(json.dumps(without_count))
     outcome = run([*command, *resume], root)
     report = json.loads((root / "hp_search.json").read_text())
     objective = report["objective"]

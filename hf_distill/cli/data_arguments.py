@@ -111,9 +111,11 @@ class DataArguments:
             "help": "Search temperature, alpha_kd, alpha_task, learning rate and epochs with N optuna trials, each "
             "scored on the rows held out by validation_split_size (never the dev set); every trial goes to "
             "<output_dir>/hp_search.json, and the final student is trained with the best settings. A stopped "
-            "search resumes: the same command again skips the trials <output_dir>/hp_search_study.journal holds (a "
-            "larger N extends a finished search; a journal of another search is refused, or replaced with "
-            "--overwrite_output_dir). Needs the 'search' extra (optuna)."
+            "search resumes: the same command again (with --overwrite_output_dir, and, if it fine-tuned the teacher, "
+            "--teacher_model_name_or_path <output_dir>/teacher --finetune_teacher false: the teacher its trials were "
+            "scored with) skips the trials <output_dir>/hp_search_study.journal holds; a larger N extends a finished "
+            "search; a journal of another search is refused, or set aside with --overwrite_output_dir. Needs the "
+            "'search' extra (optuna)."
         },
     )
     export: str | None = field(

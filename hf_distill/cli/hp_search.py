@@ -8,7 +8,10 @@ final student.
 A search resumes where it stopped: each finished trial is kept in an optuna journal,
 `<output_dir>/hp_search_study.journal`. Run the same command again and the trials it holds are not run again,
 provided it was made by the same search (the same teacher, student, rows, objective and fixed training arguments:
-their fingerprint is stored in it); a larger `--hp_search_trials` extends a finished search. A journal of another
+their fingerprint is stored in it); a larger `--hp_search_trials` extends a finished search. A teacher fine-tuned
+by the script is saved in `<output_dir>/teacher` before the first trial: pass it (`--teacher_model_name_or_path
+<output_dir>/teacher --finetune_teacher false`) so that a refit that is not bit-identical (GPU kernels) does not
+void the trials. A journal of another
 search is refused, or set aside (`hp_search_study.journal.replaced`) with `--overwrite_output_dir`.
 """
 
@@ -38,7 +41,9 @@ STUDY_NAME = "hf-distill-hp-search"
 _FIXED_ARGUMENTS = (
     "per_device_train_batch_size", "gradient_accumulation_steps", "warmup_steps", "weight_decay",
     "lr_scheduler_type", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon", "optim", "fp16", "bf16",
-    "seed", "data_seed", "max_steps", "label_smoothing_factor", "train_sampling_strategy",
+    "seed", "data_seed", "max_steps", "label_smoothing_factor", "train_sampling_strategy", "world_size",
+    "lr_scheduler_kwargs", "optim_args", "dataloader_drop_last", "tf32", "torch_compile", "neftune_noise_alpha",
+    "average_tokens_across_devices", "full_determinism", "fp16_full_eval", "bf16_full_eval",
 )  # fmt: skip
 
 
@@ -93,10 +98,10 @@ def run_hp_search(
             )
             storage, finished = _open_study(output_dir / STUDY_FILE, fingerprint, restart=restart)
             done = [_settings_of(index, trial, objective_metric) for index, trial in enumerate(finished)]
-        except ValueError as error:
-            done = error  # raised on every process below, not only on this one
+        except Exception as error:  # noqa: BLE001 - raised on every process below: the others must not wait
+            done = error
     done = _shared_from_first_process(done, training_args)
-    if isinstance(done, ValueError):
+    if isinstance(done, Exception):
         raise done
     args = dataclasses.replace(
         training_args,
@@ -176,13 +181,18 @@ def _open_study(path: Path, fingerprint: str, *, restart: bool):
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
-        study = optuna.load_study(study_name=STUDY_NAME, storage=storage())
-        if study.user_attrs.get("fingerprint") != fingerprint:
+        try:
+            stored = optuna.load_study(study_name=STUDY_NAME, storage=storage()).user_attrs.get("fingerprint")
+        except KeyError:  # killed before the study was written: a journal with no search in it
+            stored = None
+        if stored != fingerprint:
             if not restart:
                 raise ValueError(
                     f"{path} holds the trials of another search (another teacher, student, rows or fixed training "
-                    f"arguments), so they cannot be resumed. Pass --overwrite_output_dir to start the search afresh "
-                    f"(that file is kept as {path.name}.replaced), or choose another --output_dir."
+                    f"arguments), so they cannot be resumed. To resume it with the teacher its trials were scored "
+                    f"with, pass --teacher_model_name_or_path {path.parent / 'teacher'} --finetune_teacher false; "
+                    f"pass --overwrite_output_dir to start afresh (that file is kept as {path.name}.replaced); "
+                    "or choose another --output_dir."
                 )
             logger.warning("Starting the search afresh: %s held another search's trials (kept as .replaced).", path)
             path.replace(path.with_name(path.name + ".replaced"))

@@ -112,6 +112,7 @@ def test_a_stopped_search_resumes_with_the_teacher_it_fit_and_saved(tmp_path, te
     distill_glue.main(flags)
     report = json.loads((out / "hp_search.json").read_text())
     assert report["resumed_after_trials"] == 1 and report["trials"][0] == first[0] and len(report["trials"]) == 2
+    assert "chosen by 2 optuna trials" in (out / "README.md").read_text()
 
 
 def test_augmentation_seed_changes_the_rows_and_so_the_cache_fingerprint():

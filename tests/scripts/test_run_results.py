@@ -206,7 +206,7 @@ def test_the_transfer_search_runs_hp_search_trials_on_held_out_rows_and_keeps_ev
 
     def fake_run(command, output_dir):
         calls.append(command)
-        output_dir.mkdir(parents=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "hp_search.json").write_text(json.dumps(search_report(tmp_path, 0.6)))
         return {"train_labelled_examples": 2968, "train_augmented_examples": 23744, "eval_f1": 0.9}
 
@@ -235,6 +235,7 @@ def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, m
     out = tmp_path / "out"
     (out / "teacher").mkdir(parents=True)
     (out / "teacher" / "model.safetensors").write_bytes(b"")  # saved before the first trial; then the run stopped
+    (out / "hp_search_study.journal").write_text("")
     calls = []
 
     def fake_run(command, output_dir):
@@ -248,6 +249,12 @@ def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, m
     assert flags["--teacher_model_name_or_path"] == str(out / "teacher") and flags["--finetune_teacher"] == "false"
     recorded = json.loads((tmp_path / "docs" / "search.json").read_text())["tasks"]["mrpc"]["transfer_search"]
     assert "--finetune_teacher" not in recorded["command"]  # the search's own command: the reuse changes nothing
+    calls.clear()
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 3, [])  # more trials: the same search, extended
+    assert "--finetune_teacher" in calls[0]
+    calls.clear()
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 3, ["--teacher_num_train_epochs", "1"])
+    assert "--finetune_teacher" not in calls[0]  # another search: its teacher is fit afresh, not the stopped one's
 
 
 def test_a_transfer_config_is_credited_to_the_search_only_when_it_holds_the_best_trial(monkeypatch):
