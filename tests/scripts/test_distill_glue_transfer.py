@@ -83,9 +83,10 @@ def test_unlabeled_file_and_augmented_pairs_with_a_masked_lm(tmp_path):
 
 
 @needs_glue
-def test_hp_search_scores_trials_on_held_out_rows_and_trains_the_best(tmp_path, teacher_folder):
+def test_hp_search_scores_trials_on_held_out_rows_trains_the_best_and_resumes(tmp_path, teacher_folder):
     pytest.importorskip("optuna")
-    flags = sst2_flags(tmp_path, teacher_folder, "--hp_search_trials", "2", "--validation_split_size", "16")
+    flags = sst2_flags(tmp_path, teacher_folder, "--hp_search_trials", "2", "--validation_split_size", "16",
+                       "--finetune_teacher", "true", "--teacher_num_train_epochs", "1")  # fmt: skip
     distill_glue.main(flags)
     out = tmp_path / "out"
     report = json.loads((out / "hp_search.json").read_text())
@@ -96,23 +97,14 @@ def test_hp_search_scores_trials_on_held_out_rows_and_trains_the_best(tmp_path, 
     card = (out / "README.md").read_text()
     assert "chosen by 2 optuna trials on 16 training rows held out" in card
     assert f"T = {best['temperature']}" in card
-
-
-@needs_glue
-def test_a_stopped_search_resumes_with_the_teacher_it_fit_and_saved(tmp_path, teacher_folder):
-    pytest.importorskip("optuna")
-    search = ("--hp_search_trials", "1", "--validation_split_size", "16")
-    distill_glue.main(sst2_flags(tmp_path, teacher_folder, *search, "--finetune_teacher", "true",
-                                 "--teacher_num_train_epochs", "1"))  # fmt: skip
-    out = tmp_path / "out"
-    first = json.loads((out / "hp_search.json").read_text())["trials"]
-    # the teacher saved in the first run, loaded from its folder, fingerprints as the one fit in memory did
-    flags = sst2_flags(tmp_path, out / "teacher", "--hp_search_trials", "2", "--validation_split_size", "16",
+    # Resumed with one more trial: the teacher the first run fit and saved, loaded from its folder, fingerprints as
+    # the one in memory did, so the two finished trials are kept and not run again.
+    flags = sst2_flags(tmp_path, out / "teacher", "--hp_search_trials", "3", "--validation_split_size", "16",
                        "--overwrite_output_dir", "true")  # fmt: skip
     distill_glue.main(flags)
-    report = json.loads((out / "hp_search.json").read_text())
-    assert report["resumed_after_trials"] == 1 and report["trials"][0] == first[0] and len(report["trials"]) == 2
-    assert "chosen by 2 optuna trials" in (out / "README.md").read_text()
+    resumed = json.loads((out / "hp_search.json").read_text())
+    assert resumed["resumed_after_trials"] == 2 and resumed["trials"][:2] == report["trials"]
+    assert len(resumed["trials"]) == 3 and "chosen by 3 optuna trials" in (out / "README.md").read_text()
 
 
 def test_augmentation_seed_changes_the_rows_and_so_the_cache_fingerprint():
