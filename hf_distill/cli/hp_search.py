@@ -11,8 +11,8 @@ provided it was made by the same search (the same teacher, student, rows, object
 their fingerprint is stored in it); a larger `--hp_search_trials` extends a finished search. A teacher fine-tuned
 by the script is saved in `<output_dir>/teacher` before the first trial: pass it (`--teacher_model_name_or_path
 <output_dir>/teacher --finetune_teacher false`) so that a refit that is not bit-identical (GPU kernels) does not
-void the trials. A journal of another
-search is refused, or set aside (`hp_search_study.journal.replaced`) with `--overwrite_output_dir`.
+void the trials. A journal of another search is refused, or set aside (`hp_search_study.journal.replaced`) with
+`--overwrite_output_dir`.
 """
 
 from __future__ import annotations
