@@ -316,3 +316,30 @@ def test_the_recommended_intermediate_config_is_the_task_config_plus_the_searche
     _, _, training_args, _ = parse_arguments([str(ROOT / "configs" / "offline" / "mrpc_intermediate.yaml")])
     assert training_args.alpha_hidden > 0 and training_args.alpha_attention > 0
     assert not training_args.cache_teacher_logits
+
+
+def test_holm_multiplies_the_kth_smallest_p_by_the_hypotheses_left_and_keeps_the_order():
+    # by hand: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, raised to the 0.06 before it; capped at 1
+    assert run_results.holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+    assert run_results.holm({"a": 0.6, "b": 0.5}) == pytest.approx({"a": 1.0, "b": 1.0})
+    assert run_results.holm({}) == {}
+
+
+def test_every_variant_is_paired_against_labels_only_with_its_holm_adjusted_p():
+    # ours beats labels only by 1, 2, 3 points; ours + transfer by 2, 2, 5: both one-sided t-tests, then Holm over two
+    from scipy.stats import ttest_1samp
+
+    results = filled({"labels_only/42": (0.80, 0.85), "ours/42": (0.81, 0.85), "ours_transfer/42": (0.82, 0.85),
+                      "labels_only/43": (0.70, 0.85), "ours/43": (0.72, 0.85), "ours_transfer/43": (0.72, 0.85),
+                      "labels_only/44": (0.75, 0.85), "ours/44": (0.78, 0.85),
+                      "ours_transfer/44": (0.80, 0.85)})  # fmt: skip
+    p_ours = ttest_1samp([1, 2, 3], 0.0, alternative="greater").pvalue
+    p_transfer = ttest_1samp([2, 2, 5], 0.0, alternative="greater").pvalue
+    assert p_ours < p_transfer  # t = 3.46 against t = 3.0, both on 2 degrees of freedom
+    holm_ours = 2 * p_ours  # the smaller p, times the two hypotheses
+    holm_transfer = max(p_transfer, holm_ours)  # the larger p, times one, never below the step before it
+    text = run_results.render(results)
+    assert f"| sst2 | (d) ours | 3 | +2.00 | +1.0 +2.0 +3.0 | {p_ours:.2g} | {holm_ours:.2g} | 0.12 |" in text
+    row = f"| sst2 | (e) ours + transfer | 3 | +3.00 | +2.0 +2.0 +5.0 | {p_transfer:.2g} | {holm_transfer:.2g} |"
+    assert row in text
+    assert "(c) recipe" not in text.split("Every student variant against")[1]  # no recipe runs, no row
