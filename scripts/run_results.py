@@ -619,6 +619,19 @@ def _intermediate_section(results: dict) -> list[str]:
                 f"{' '.join(f'{d:+.1f}' for d in differences) or '–'} | {mean} | {_p(found['p_value'])} | "
                 f"{_p(found['sign_test_p'])} |"
             )
+    for task, entry in tasks.items():
+        for variant, found in entry["intermediate_paired"].items():
+            pinned = {
+                _variant_flags(entry["runs"][f"{variant}/{s}"]["command"])
+                for s in found["seeds"]
+                if any(flag in entry["runs"][f"{variant}/{s}"]["command"].split() for flag in SETTING_FLAGS)
+            }
+            if pinned:
+                lines.append(
+                    f"- {task}, {INTERMEDIATE_LABELS[variant]}: ran at settings its command pins over its config "
+                    f"({'; '.join(sorted(pinned))}), so its pairing against {found['baseline']} differs in those "
+                    "settings as well as in the terms."
+                )
     lines += ["", "Held-out train scores of `--search_intermediate` (seed 42; term points run the teacher online):"]
     lines.append("")
     for task in tasks:
@@ -656,10 +669,15 @@ def _intermediate_section(results: dict) -> list[str]:
     return lines
 
 
+# Settings a recorded command may pin over its config: a row run before its config's settings changed keeps them.
+SETTING_FLAGS = ("--temperature", "--alpha_kd", "--alpha_task", "--learning_rate", "--num_train_epochs")
+
+
 def _variant_flags(command: str) -> str:
     """The intermediate-layer flags a recorded command passed (what distinguishes its row)."""
     words = shlex.split(command)
     names = ("--alpha_hidden", "--hidden_layer_map", "--alpha_attention", "--alpha_value_relation", "--student_layers")
+    names += SETTING_FLAGS
     pairs = [f"`{w} {words[i + 1]}`" for i, w in enumerate(words[:-1]) if w in names]
     return " ".join(pairs) or "–"
 

@@ -45,6 +45,18 @@ def test_a_baseline_scored_against_another_teacher_is_flagged():
     assert "WARNING sst2: labels_only/42 used a teacher other than ours'" in run_results.render(results)
 
 
+def test_a_row_run_at_settings_its_config_no_longer_holds_shows_them_and_says_so():
+    results = filled({"ours/42": (0.80, 0.84), "ours_transfer/42": (0.83, 0.84), "ours_hidden/42": (0.81, 0.84)})
+    pinned = ["--seed", "42", "--alpha_hidden", "1.0", "--learning_rate", "0.0001", "--alpha_kd", "0.5"]
+    run_results.record(results, "sst2", 42, "ours_transfer_intermediate", outcome(0.84, 0.84), pinned)
+    text = run_results.render(results)
+    flags = "`--alpha_hidden 1.0` `--learning_rate 0.0001` `--alpha_kd 0.5`"
+    assert f"| sst2 | + transfer + recommended terms | {flags} | 1 |" in text
+    note = f"- sst2, + transfer + recommended terms: ran at settings its command pins over its config ({flags})"
+    assert note in text
+    assert "- sst2, + hidden states: ran at" not in text  # its command pins nothing
+
+
 @pytest.mark.parametrize(
     ("ours", "recipe", "verdict"),
     [(0.82, 0.83, "SST-2: ours ≥ the recipe (82.0 vs 83.0): NOT met"), (0.83, 0.82, "(83.0 vs 82.0): met")],
