@@ -349,7 +349,10 @@ def _paired_against(entry: dict, seeds: list[int], variant: str, baseline: str) 
     of "variant beats baseline" (None below two seeds, or for a t-test over identical differences)."""
     both = [s for s in seeds if f"{variant}/{s}" in entry["runs"] and f"{baseline}/{s}" in entry["runs"]]
     runs = entry["runs"]
-    differences = [runs[f"{variant}/{s}"]["student"] - runs[f"{baseline}/{s}"]["student"] for s in both]
+    # rounded (+ 0.0 makes -0.0 0.0): runs that tie can differ by float32 noise (~1e-8), which a t-test reads as a gain
+    differences = [
+        round(runs[f"{variant}/{s}"]["student"] - runs[f"{baseline}/{s}"]["student"], 6) + 0.0 for s in both
+    ]
     result = {"baseline": baseline, "seeds": both, "differences": differences, "p_value": None, "sign_test_p": None}
     if len(differences) >= 2:
         from scipy.stats import binomtest, ttest_1samp
@@ -621,16 +624,12 @@ def _intermediate_section(results: dict) -> list[str]:
             )
     for task, entry in tasks.items():
         for variant, found in entry["intermediate_paired"].items():
-            pinned = {
-                _variant_flags(entry["runs"][f"{variant}/{s}"]["command"])
-                for s in found["seeds"]
-                if any(flag in entry["runs"][f"{variant}/{s}"]["command"].split() for flag in SETTING_FLAGS)
-            }
+            pinned = {_pinned_settings(entry["runs"][f"{variant}/{s}"]["command"]) for s in found["seeds"]} - {""}
             if pinned:
                 lines.append(
-                    f"- {task}, {INTERMEDIATE_LABELS[variant]}: ran at settings its command pins over its config "
-                    f"({'; '.join(sorted(pinned))}), so its pairing against {found['baseline']} differs in those "
-                    "settings as well as in the terms."
+                    f"- {task}, {INTERMEDIATE_LABELS[variant]}: ran at settings its command pins over its config's "
+                    f"current ones ({'; '.join(sorted(pinned))}), so its pairing against {found['baseline']} "
+                    "differs in those settings as well as in the terms."
                 )
     lines += ["", "Held-out train scores of `--search_intermediate` (seed 42; term points run the teacher online):"]
     lines.append("")
@@ -677,9 +676,22 @@ def _variant_flags(command: str) -> str:
     """The intermediate-layer flags a recorded command passed (what distinguishes its row)."""
     words = shlex.split(command)
     names = ("--alpha_hidden", "--hidden_layer_map", "--alpha_attention", "--alpha_value_relation", "--student_layers")
-    names += SETTING_FLAGS
     pairs = [f"`{w} {words[i + 1]}`" for i, w in enumerate(words[:-1]) if w in names]
-    return " ".join(pairs) or "–"
+    return " ".join(filter(None, [*pairs, _pinned_settings(command)])) or "–"
+
+
+def _pinned_settings(command: str) -> str:
+    """The SETTING_FLAGS a recorded command passes with values other than its config's (the config may have changed
+    since the run): what that run ran at and a rerun of its config would not."""
+    words = shlex.split(command)
+    config_path = next((w for w in words if w.endswith(".yaml")), None)
+    config = yaml_config(config_path) if config_path and (ROOT / config_path).exists() else {}
+    pinned = []
+    for i, word in enumerate(words[:-1]):
+        name = word.removeprefix("--")
+        if word in SETTING_FLAGS and (name not in config or float(words[i + 1]) != float(config[name])):
+            pinned.append(f"`{word} {words[i + 1]}`")
+    return " ".join(pinned)
 
 
 def _p(value: float | None) -> str:
@@ -858,6 +870,8 @@ VARIANT_LABELS = {
 def holm(p_values: dict[str, float]) -> dict[str, float]:
     """Holm's step-down adjustment of a family of p-values (each the chance of a difference this large by luck
     alone): the k-th smallest is multiplied by (m - k + 1), and the adjusted values are kept non-decreasing."""
+    if not all(0.0 <= value <= 1.0 for value in p_values.values()):
+        raise ValueError(f"holm: p-values must lie in [0, 1], got {p_values}")
     adjusted, running = {}, 0.0
     ordered = sorted(p_values.items(), key=lambda item: item[1])
     for rank, (name, value) in enumerate(ordered):
@@ -869,37 +883,42 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
 def _against_labels_only_section(results: dict) -> list[str]:
     """Every student variant of a task against (b) labels only, paired per seed. The best of many variants beats a
     baseline by luck more often than any one does, so the t-test's p is also given Holm-adjusted over the task's
-    variants."""
+    variants (a variant whose t-test is undefined counts in the family at p = 1)."""
     lines = [
         "",
-        "Every student variant against (b) labels only (the same seeds, teachers and student starts; one-sided",
-        'paired tests of "beats labels only"; Holm: the t-test\'s p adjusted over the variants of that task, as',
-        "picking the best of several variants is itself a test). The targets above name (e); this table says which",
-        "of the project's recipes beat fine-tuning reliably.",
+        "Every student variant against (b) labels only (the same seeds and teachers; one-sided paired tests of",
+        '"beats labels only"; Holm: the t-test\'s p adjusted over the variants of that task with two or more paired',
+        "seeds, as picking the best of several variants is itself a test; it does not correct across tasks). The",
+        "targets above name (e); this table shows every variant's paired gain over fine-tuning on these seeds.",
         "",
         "| task | variant | seeds | mean − labels only | per seed | p (t) | p (Holm) | p (sign) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    rows = 0
+    families = []
     for task, entry in results["tasks"].items():
         if "runs" not in entry:
             continue
+        seeds = sorted({int(key.split("/")[1]) for key in entry["runs"]})
         found = {
-            variant: _paired_against(entry, entry["seeds"], variant, "labels_only")
+            variant: _paired_against(entry, seeds, variant, "labels_only")
             for variant in VARIANT_LABELS
             if any(key.startswith(f"{variant}/") for key in entry["runs"])
         }
-        found = {variant: f for variant, f in found.items() if len(f["seeds"]) >= 2}
-        adjusted = holm({v: f["p_value"] for v, f in found.items() if f["p_value"] is not None})
+        family = {v: 1.0 if f["p_value"] is None else f["p_value"] for v, f in found.items() if len(f["seeds"]) >= 2}
+        adjusted = holm(family)
         for variant, f in found.items():
-            differences = " ".join(f"{100 * d:+.1f}" for d in f["differences"])
+            differences = " ".join(f"{100 * d:+.1f}" for d in f["differences"]) or "–"
+            mean = f"{100 * statistics.mean(f['differences']):+.2f}" if f["differences"] else "–"
+            holm_p = _p(adjusted[variant]) if variant in adjusted and f["p_value"] is not None else "–"
             lines.append(
-                f"| {task} | {VARIANT_LABELS[variant]} | {len(f['seeds'])} | "
-                f"{100 * statistics.mean(f['differences']):+.2f} | {differences} | {_p(f['p_value'])} | "
-                f"{_p(adjusted.get(variant))} | {_p(f['sign_test_p'])} |"
+                f"| {task} | {VARIANT_LABELS[variant]} | {len(f['seeds'])} | {mean} | {differences} | "
+                f"{_p(f['p_value'])} | {holm_p} | {_p(f['sign_test_p'])} |"
             )
-            rows += 1
-    return lines if rows else []
+        if found:
+            families.append(f"{task} {len(family)}")
+    if not families:
+        return []
+    return lines + ["", f"Holm family sizes (variants with two or more paired seeds): {', '.join(families)}."]
 
 
 def _met(ok: bool) -> str:

@@ -47,14 +47,30 @@ def test_a_baseline_scored_against_another_teacher_is_flagged():
 
 def test_a_row_run_at_settings_its_config_no_longer_holds_shows_them_and_says_so():
     results = filled({"ours/42": (0.80, 0.84), "ours_transfer/42": (0.83, 0.84), "ours_hidden/42": (0.81, 0.84)})
-    pinned = ["--seed", "42", "--alpha_hidden", "1.0", "--learning_rate", "0.0001", "--alpha_kd", "0.5"]
+    # sst2_transfer.yaml holds alpha_kd 0.9 (the same: not pinned) and learning_rate 1e-4 (pinned at 3e-4)
+    config = run_results.yaml_config("configs/offline/sst2_transfer.yaml")
+    assert config["alpha_kd"] == 0.9 and config["learning_rate"] == 1e-4
+    pinned = ["configs/offline/sst2_transfer.yaml", "--seed", "42", "--alpha_hidden", "1.0", "--learning_rate", "3e-4"]
+    pinned += ["--alpha_kd", "0.9"]
     run_results.record(results, "sst2", 42, "ours_transfer_intermediate", outcome(0.84, 0.84), pinned)
     text = run_results.render(results)
-    flags = "`--alpha_hidden 1.0` `--learning_rate 0.0001` `--alpha_kd 0.5`"
+    flags = "`--alpha_hidden 1.0` `--learning_rate 3e-4`"
     assert f"| sst2 | + transfer + recommended terms | {flags} | 1 |" in text
-    note = f"- sst2, + transfer + recommended terms: ran at settings its command pins over its config ({flags})"
-    assert note in text
+    note = "- sst2, + transfer + recommended terms: ran at settings its command pins over its config's current ones"
+    assert f"{note} (`--learning_rate 3e-4`)" in text
     assert "- sst2, + hidden states: ran at" not in text  # its command pins nothing
+
+
+def test_a_variant_that_ties_labels_only_up_to_float_noise_is_no_gain_and_one_seed_gets_no_test():
+    results = filled({"labels_only/42": (0.8, 0.85), "recipe/42": (0.8 + 3e-8, 0.85), "ours/42": (0.81, 0.85),
+                      "labels_only/43": (0.7, 0.85), "recipe/43": (0.7 + 6e-8, 0.85)})  # fmt: skip
+    entry = results["tasks"]["sst2"]
+    tie = run_results._paired_against(entry, [42, 43], "recipe", "labels_only")
+    assert tie["differences"] == [0.0, 0.0] and tie["p_value"] is None and tie["sign_test_p"] is None
+    text = run_results.render(results)
+    assert "| sst2 | (c) recipe | 2 | +0.00 | +0.0 +0.0 | – | – | – |" in text
+    assert "| sst2 | (d) ours | 1 | +1.00 | +1.0 | – | – | – |" in text
+    assert "Holm family sizes (variants with two or more paired seeds): sst2 1." in text
 
 
 @pytest.mark.parametrize(
@@ -335,6 +351,8 @@ def test_holm_multiplies_the_kth_smallest_p_by_the_hypotheses_left_and_keeps_the
     assert run_results.holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
     assert run_results.holm({"a": 0.6, "b": 0.5}) == pytest.approx({"a": 1.0, "b": 1.0})
     assert run_results.holm({}) == {}
+    with pytest.raises(ValueError, match="must lie in"):
+        run_results.holm({"a": float("nan")})
 
 
 def test_every_variant_is_paired_against_labels_only_with_its_holm_adjusted_p():
