@@ -20,6 +20,7 @@ is collected into docs/results.json, and docs/results.md is rewritten after ever
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import shlex
@@ -78,6 +79,7 @@ INTERMEDIATE_GRID = {
 # rows held out of train to score the search on (dev is never looked at); SST-2 trains on 4,000 rows like its results
 SEARCH_HELD_OUT = {"sst2": 1000, "mrpc": 700, "stsb": 1000, "cola": 1000}
 SEARCH_TRAIN_ROWS = {"sst2": 4000}
+MIN_SEEDS = 5  # issue 11: at least 5 seeds per task and variant before a p-value target counts
 
 
 def main() -> None:
@@ -680,12 +682,18 @@ def _variant_flags(command: str) -> str:
     return " ".join(filter(None, [*pairs, _pinned_settings(command)])) or "–"
 
 
+@functools.lru_cache
+def _config_file(path: str) -> dict:
+    """yaml_config, read once per render's many recorded commands (callers only read it)."""
+    return yaml_config(path)
+
+
 def _pinned_settings(command: str) -> str:
     """The SETTING_FLAGS a recorded command passes with values other than its config's (the config may have changed
     since the run): what that run ran at and a rerun of its config would not."""
     words = shlex.split(command)
     config_path = next((w for w in words if w.endswith(".yaml")), None)
-    config = yaml_config(config_path) if config_path and (ROOT / config_path).exists() else {}
+    config = _config_file(config_path) if config_path and (ROOT / config_path).exists() else {}
     pinned = []
     for i, word in enumerate(words[:-1]):
         name = word.removeprefix("--")
@@ -902,9 +910,8 @@ def _against_labels_only_section(results: dict) -> list[str]:
     for task, entry in results["tasks"].items():
         if "runs" not in entry:
             continue
-        seeds = sorted({int(key.split("/")[1]) for key in entry["runs"]})
         found = {
-            variant: _paired_against(entry, seeds, variant, "labels_only")
+            variant: _paired_against(entry, entry["seeds"], variant, "labels_only")
             for variant in VARIANT_LABELS
             if any(key.startswith(f"{variant}/") for key in entry["runs"])
         }
@@ -923,9 +930,6 @@ def _against_labels_only_section(results: dict) -> list[str]:
     if not families:
         return []
     return lines + ["", f"Holm family sizes (variants with two or more paired seeds): {', '.join(families)}."]
-
-
-MIN_SEEDS = 5  # issue 11: at least 5 seeds per task and variant before a p-value target counts
 
 
 def _met(ok: bool) -> str:
