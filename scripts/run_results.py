@@ -512,8 +512,9 @@ def _transfer_section(results: dict) -> list[str]:
             "`python scripts/run_results.py --search_transfer --tasks TASK` runs `distill_glue.py",
             "--hp_search_trials` on the transfer config: the teacher is fit (seed 42) on the training split minus",
             "the held-out rows, each optuna trial (TPE, seeded) distils a fresh student on the remaining labelled",
-            "rows plus their transfer set with its own T, alpha_kd (alpha_task = 1 - alpha_kd), learning rate and",
-            "epochs, and is scored on the held-out training rows; dev is never looked at. Every trial",
+            "rows plus their transfer set with its own T (not for STS-B's regression head, whose MSE has none),",
+            "alpha_kd (alpha_task = 1 - alpha_kd), learning rate and epochs, and is scored on the held-out training",
+            "rows; dev is never looked at. Every trial",
             "(`docs/search.json`, `transfer_search`):",
             "",
         ]

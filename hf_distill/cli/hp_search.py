@@ -1,9 +1,9 @@
 """`--hp_search_trials N`: optuna trials of the distillation settings, scored on held-out training rows.
 
-Each trial rebuilds the student from the same teacher (`model_init`), trains it with the trial's temperature,
-loss weights, learning rate and epochs, and is scored on the rows `--validation_split_size` held out of train, never
-on the dev set. Every trial is written to `<output_dir>/hp_search.json`; the best one's settings are returned for the
-final student.
+Each trial rebuilds the student from the same teacher (`model_init`), trains it with the trial's temperature (not
+searched for a regression head, whose MSE has none), loss weights, learning rate and epochs, and is scored on the
+rows `--validation_split_size` held out of train, never on the dev set. Every trial is written to
+`<output_dir>/hp_search.json`; the best one's settings are returned for the final student.
 
 A search resumes where it stopped: each finished trial is kept in an optuna journal,
 `<output_dir>/hp_search_study.journal`. Run the same command again and the trials it holds are not run again,
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from transformers import TrainingArguments
 
 from hf_distill.cache.fingerprint import fingerprint_model, fingerprint_rows
 from hf_distill.trainer import DistillationTrainer
+from hf_distill.trainer.compatibility import is_regression
 
 __all__ = ["SEARCHED_SETTINGS", "hp_space", "run_hp_search", "sampler"]
 
@@ -47,12 +49,15 @@ _FIXED_ARGUMENTS = (
 )  # fmt: skip
 
 
-def hp_space(trial) -> dict[str, float]:
+def hp_space(trial, *, regression: bool = False) -> dict[str, float]:
     """The search space. alpha_task = 1 - alpha_kd keeps the total weight fixed, so the learning rate keeps its
-    meaning across trials."""
+    meaning across trials. A regression head's KD term is the MSE to the teacher's prediction, in which the
+    temperature does not enter: it is not searched there (trials differing only in T would train the same student),
+    and each trial keeps the training arguments' temperature."""
     alpha_kd = trial.suggest_float("alpha_kd", 0.1, 1.0)
+    space = {} if regression else {"temperature": trial.suggest_categorical("temperature", [1.0, 2.0, 4.0])}
     return {
-        "temperature": trial.suggest_categorical("temperature", [1.0, 2.0, 4.0]),
+        **space,
         "alpha_kd": alpha_kd,
         "alpha_task": 1.0 - alpha_kd,
         "learning_rate": trial.suggest_float("learning_rate", 2e-5, 3e-4, log=True),
@@ -134,7 +139,7 @@ def run_hp_search(
         return metrics[objective_metric]
 
     trainer.hyperparameter_search(
-        hp_space=hp_space,
+        hp_space=functools.partial(hp_space, regression=is_regression(student)),
         compute_objective=objective,
         n_trials=max(n_trials - len(done), 0),
         direction="maximize",

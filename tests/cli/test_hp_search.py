@@ -123,3 +123,45 @@ def test_an_interrupted_trial_runs_again_and_another_searchs_journal_is_refused(
     journal.write_bytes(b"")  # killed before its study was written
     with pytest.raises(ValueError, match=r"holds the trials of another search"):
         search(tmp_path, 1, teacher_seed=1, monkeypatch=monkeypatch)
+
+
+def test_a_regression_search_does_not_search_the_temperature_it_never_uses(tmp_path):
+    # A regression head's KD term is an MSE to the teacher's prediction: T does not enter it, so trials that differ
+    # only in T would train the same student. The classification space still searches it.
+    import datasets
+    import tiny
+
+    from hf_distill import DistillationTrainingArguments, build_student
+    from hf_distill.cli.hp_search import hp_space, run_hp_search
+
+    fixed = optuna.trial.FixedTrial({"alpha_kd": 0.5, "learning_rate": 1e-4, "num_train_epochs": 1})
+    assert "temperature" not in hp_space(fixed, regression=True)
+    with pytest.raises(ValueError, match="temperature"):  # FixedTrial refuses a parameter it was not given
+        hp_space(fixed)
+
+    def rows(n, seed):
+        found = tiny.class_rows(n, seed=seed, regression=True).rows
+        return datasets.Dataset.from_dict(
+            {"input_ids": [r["input_ids"] for r in found], "labels": [float(r["labels"]) for r in found]}
+        )
+
+    def negative_mse(prediction) -> dict[str, float]:
+        return {"neg_mse": -float(((prediction.predictions.reshape(-1) - prediction.label_ids) ** 2).mean())}
+
+    teacher = tiny.classifier(layers=2, num_labels=1, problem_type="regression").eval()
+    args = DistillationTrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, use_cpu=True, report_to="none",
+        disable_tqdm=True, save_strategy="no", seed=3, temperature=2.5,
+    )  # fmt: skip
+    best = run_hp_search(
+        student=build_student(teacher, layers=[0]), teacher=teacher, training_args=args, train_dataset=rows(16, 1),
+        search_dataset=rows(8, 2), objective_metric="eval_neg_mse", n_trials=3, data_collator=tiny.collate,
+        compute_metrics=negative_mse,
+    )  # fmt: skip
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "out" / "hp_search_study.journal"))
+    )
+    trials = optuna.load_study(study_name="hf-distill-hp-search", storage=journal).trials
+    assert len(trials) == 3 and all(set(t.params) == {"alpha_kd", "learning_rate", "num_train_epochs"} for t in trials)
+    assert best["temperature"] == 2.5  # every trial kept the arguments' temperature
+    assert len({round(t.params["alpha_kd"], 9) for t in trials}) == 3
