@@ -429,7 +429,8 @@ def render(results: dict) -> str:
             f"| {task} | {entry['metric']} | {entry.get('train_examples', '?')} | {transfer_rows} | "
             f"{len(entry['seeds'])} | {_mean_std(teacher)} | {_mean_std(entry['student_labels_only'])} | "
             f"{_cell(entry, 'recipe')} | {_cell(entry, 'ours')} | "
-            f"{_cell(entry, 'ours_transfer')} | {_cell(entry, 'pseudo_labels')} | "
+            f"{_cell(entry, 'ours_transfer')}{_pinned_mark(entry, 'ours_transfer')} | "
+            f"{_cell(entry, 'pseudo_labels')}{_pinned_mark(entry, 'pseudo_labels')} | "
             f"{'–' if retention is None else f'{100 * retention:.1f}%'} | "
             f"{differences} | {'–' if p_value is None else f'{p_value:.2g}'} |"
         )
@@ -443,6 +444,8 @@ def render(results: dict) -> str:
             "paired t-test over the seeds that ran both (e) and (b); the sign test's p is in results.json "
             "(`sign_test_p`).",
         ]
+    if any(_pinned_mark(entry, v) for entry in results["tasks"].values() for v in ("ours_transfer", "pseudo_labels")):
+        lines += ["", "† ran at settings other than its config's current ones (listed under the (e) settings table)."]
     lines += [
         "",
         "## Size and CPU latency",
@@ -505,6 +508,16 @@ def _transfer_section(results: dict) -> list[str]:
             f"{config['alpha_task']:.3g} | {config['learning_rate']:.3g} | {config['num_train_epochs']:g} | "
             f"{_transfer_settings_source(task, config)} |"
         )
+    for task, entry in results["tasks"].items():
+        for variant, label in (("ours_transfer", "(e)"), ("pseudo_labels", "(f)")):
+            pinned = _pinned_runs(entry, variant)
+            if pinned:
+                lines.append(
+                    f"- {task}: {label} over seed{'s' if len(pinned['seeds']) > 1 else ''} "
+                    f"{', '.join(map(str, pinned['seeds']))} ran at settings its "
+                    f"commands pin over the config's current ones ({'; '.join(pinned['settings'])}): its numbers are "
+                    "those settings', and a rerun at the config's settings has not been made yet."
+                )
     searches = {task: found["transfer_search"] for task, found in _searches().items() if "transfer_search" in found}
     if searches:
         lines += [
@@ -701,6 +714,21 @@ def _pinned_settings(command: str) -> str:
         if word in SETTING_FLAGS and (name not in config or float(words[i + 1]) != float(config[name])):
             pinned.append(f"`{word} {words[i + 1]}`")
     return " ".join(pinned)
+
+
+def _pinned_runs(entry: dict, variant: str) -> dict | None:
+    """The seeds of `variant` whose recorded commands pin settings over their config's current ones, and those
+    settings; None when none does."""
+    found = {}
+    for key, run in entry.get("runs", {}).items():
+        name, seed = key.split("/")
+        if name == variant and _pinned_settings(run["command"]):
+            found[int(seed)] = _pinned_settings(run["command"])
+    return {"seeds": sorted(found), "settings": sorted(set(found.values()))} if found else None
+
+
+def _pinned_mark(entry: dict, variant: str) -> str:
+    return " †" if _pinned_runs(entry, variant) else ""
 
 
 def _p(value: float | None) -> str:

@@ -61,6 +61,33 @@ def test_a_row_run_at_settings_its_config_no_longer_holds_shows_them_and_says_so
     assert "- sst2, + hidden states: ran at" not in text  # its command pins nothing
 
 
+def test_an_e_run_made_before_its_config_changed_is_marked_and_its_pinned_settings_listed():
+    # (e) runs recorded before the transfer config took new settings pin the old ones in their commands: the main
+    # table marks the cell, and the note under the (e) settings table names the seeds and the pinned settings
+    results = filled({"ours/42": (0.80, 0.84), "labels_only/42": (0.79, 0.84), "pseudo_labels/42": (0.81, 0.84),
+                      "ours/43": (0.80, 0.84), "labels_only/43": (0.79, 0.84)})  # fmt: skip
+    assert run_results.yaml_config("configs/offline/sst2_transfer.yaml")["learning_rate"] == 1e-4
+    config = ["configs/offline/sst2_transfer.yaml", "--seed"]
+    run_results.record(
+        results,
+        "sst2",
+        42,
+        "ours_transfer",
+        outcome(0.83, 0.84),
+        [*config, "42", "--learning_rate", "3e-4", "--alpha_kd", "0.9"],
+    )
+    run_results.record(results, "sst2", 43, "ours_transfer", outcome(0.82, 0.84), [*config, "43"])
+    text = run_results.render(results)
+    row = next(line for line in text.splitlines() if line.startswith("| sst2 | accuracy |"))
+    assert " †" in row.split("|")[10] and "†" not in row.split("|")[11]  # (e) marked, (f) not
+    assert "† ran at settings other than its config's current ones" in text
+    assert "- sst2: (e) over seed 42 ran at settings its commands pin over the config's current ones " \
+           "(`--learning_rate 3e-4`)" in text  # fmt: skip
+    assert "- sst2: (f) over seed" not in text
+    unpinned = filled({"ours/42": (0.80, 0.84), "ours_transfer/42": (0.83, 0.84)})
+    assert "†" not in run_results.render(unpinned)
+
+
 def test_a_variant_that_ties_labels_only_up_to_float_noise_is_no_gain_and_one_seed_gets_no_test():
     results = filled({"labels_only/42": (0.8, 0.85), "recipe/42": (0.8 + 3e-8, 0.85), "ours/42": (0.81, 0.85),
                       "labels_only/43": (0.7, 0.85), "recipe/43": (0.7 + 6e-8, 0.85)})  # fmt: skip
