@@ -631,10 +631,16 @@ def _intermediate_section(results: dict) -> list[str]:
             flags = _variant_flags(run["command"]) if run else "–"
             differences = [100 * d for d in found["differences"]]
             baseline = [entry["runs"][f"{found['baseline']}/{s}"]["student"] for s in found["seeds"]]
+            # the score over the seeds the pairing uses, as the baseline's; seeds it ran beyond them are counted apart
+            score = _mean_std([entry["runs"][f"{variant}/{s}"]["student"] for s in found["seeds"]])
+            unpaired = len(entry[variant]) - len(found["seeds"])
+            if unpaired:
+                seeds = f"{unpaired} more seed{'s' if unpaired > 1 else ''}"
+                score += f" ({seeds} unpaired: {_mean_std(entry[variant])} over all)"
             mean = f"{statistics.mean(differences):+.2f}" if differences else "–"
             lines.append(
                 f"| {task} | {INTERMEDIATE_LABELS[variant]} | {flags} | {len(found['seeds'])} | "
-                f"{_mean_std(entry[variant])} | {found['baseline']} | {_mean_std(baseline)} | "
+                f"{score} | {found['baseline']} | {_mean_std(baseline)} | "
                 f"{' '.join(f'{d:+.1f}' for d in differences) or '–'} | {mean} | {_p(found['p_value'])} | "
                 f"{_p(found['sign_test_p'])} |"
             )

@@ -88,6 +88,14 @@ def test_an_e_run_made_before_its_config_changed_is_marked_and_its_pinned_settin
     assert "†" not in run_results.render(unpinned)
 
 
+def test_an_intermediate_rows_score_covers_the_seeds_its_pairing_uses():
+    # + hidden states ran seeds 42 and 43, its baseline (ours) only 42: the score beside the pairing is seed 42's,
+    # and the unpaired seed is counted apart, never averaged into the paired score
+    results = filled({"ours/42": (0.80, 0.84), "ours_hidden/42": (0.82, 0.84), "ours_hidden/43": (0.70, 0.84)})
+    row = next(line for line in run_results.render(results).splitlines() if "| + hidden states |" in line)
+    assert "| 1 | 82.0 ± 0.0 (1 more seed unpaired: 76.0 ± 8.5 over all) | ours | 80.0 ± 0.0 | +2.0 |" in row
+
+
 def test_a_variant_that_ties_labels_only_up_to_float_noise_is_no_gain_and_one_seed_gets_no_test():
     results = filled({"labels_only/42": (0.8, 0.85), "recipe/42": (0.8 + 3e-8, 0.85), "ours/42": (0.81, 0.85),
                       "labels_only/43": (0.7, 0.85), "recipe/43": (0.7 + 6e-8, 0.85)})  # fmt: skip
