@@ -415,9 +415,11 @@ def render(results: dict) -> str:
         "| (e) ours + transfer | (f) pseudo-labels | e/a | e − b per seed | p (e > b) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    retentions = {}
+    retentions, marked = {}, False
     for task, entry in results["tasks"].items():
         teacher = entry["teacher"]
+        marks = {v: " †" if _pinned_runs(entry, v) else "" for v in ("ours_transfer", "pseudo_labels")}
+        marked = marked or any(marks.values())
         retention = retention_of(entry, "ours_transfer" if entry.get("ours_transfer") else "ours")
         if retention is not None:
             retentions[task] = retention
@@ -429,8 +431,8 @@ def render(results: dict) -> str:
             f"| {task} | {entry['metric']} | {entry.get('train_examples', '?')} | {transfer_rows} | "
             f"{len(entry['seeds'])} | {_mean_std(teacher)} | {_mean_std(entry['student_labels_only'])} | "
             f"{_cell(entry, 'recipe')} | {_cell(entry, 'ours')} | "
-            f"{_cell(entry, 'ours_transfer')}{_pinned_mark(entry, 'ours_transfer')} | "
-            f"{_cell(entry, 'pseudo_labels')}{_pinned_mark(entry, 'pseudo_labels')} | "
+            f"{_cell(entry, 'ours_transfer')}{marks['ours_transfer']} | "
+            f"{_cell(entry, 'pseudo_labels')}{marks['pseudo_labels']} | "
             f"{'–' if retention is None else f'{100 * retention:.1f}%'} | "
             f"{differences} | {'–' if p_value is None else f'{p_value:.2g}'} |"
         )
@@ -444,7 +446,7 @@ def render(results: dict) -> str:
             "paired t-test over the seeds that ran both (e) and (b); the sign test's p is in results.json "
             "(`sign_test_p`).",
         ]
-    if any(_pinned_mark(entry, v) for entry in results["tasks"].values() for v in ("ours_transfer", "pseudo_labels")):
+    if marked:
         lines += ["", "† ran at settings other than its config's current ones (listed under the (e) settings table)."]
     lines += [
         "",
@@ -728,13 +730,9 @@ def _pinned_runs(entry: dict, variant: str) -> dict | None:
     found = {}
     for key, run in entry.get("runs", {}).items():
         name, seed = key.split("/")
-        if name == variant and _pinned_settings(run["command"]):
-            found[int(seed)] = _pinned_settings(run["command"])
+        if name == variant and (settings := _pinned_settings(run["command"])):
+            found[int(seed)] = settings
     return {"seeds": sorted(found), "settings": sorted(set(found.values()))} if found else None
-
-
-def _pinned_mark(entry: dict, variant: str) -> str:
-    return " †" if _pinned_runs(entry, variant) else ""
 
 
 def _p(value: float | None) -> str:

@@ -109,8 +109,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Search temperature (not for a regression head: T does not enter its MSE), alpha_kd, alpha_task, "
-            "learning rate and epochs with N optuna trials, each "
-            "scored on the rows held out by validation_split_size (never the dev set); every trial goes to "
+            "learning rate and epochs with N optuna trials, each scored on the rows held out by "
+            "validation_split_size (never the dev set); every trial goes to "
             "<output_dir>/hp_search.json, and the final student is trained with the best settings. A stopped "
             "search resumes: the same command again (with --overwrite_output_dir, and, if it fine-tuned the teacher, "
             "--teacher_model_name_or_path <output_dir>/teacher --finetune_teacher false: the teacher its trials were "
