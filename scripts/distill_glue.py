@@ -13,6 +13,7 @@ latencies) and a Hub model card (README.md); --push_to_hub uploads them.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from datasets import concatenate_datasets
@@ -72,11 +73,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if data_args.student_training == "pseudo_labels":
             rows = pseudo_label(models.teacher, rows, collator, training_args, regression=regression)
         train_dataset = concatenate_datasets([labelled.cast_column("labels", rows.features["labels"]), rows])
+    used_transfer = len(train_dataset) > len(labelled)
+    counts = dict(
+        train_labelled_examples=len(labelled),
+        train_unlabeled_examples=transfer.unlabeled if used_transfer else 0,
+        train_augmented_examples=transfer.augmented if used_transfer else 0,
+    )
     trainer_kwargs = dict(processing_class=models.tokenizer, data_collator=collator, compute_metrics=compute_metrics)
     settings_note = ""
     if data_args.hp_search_trials:
         objective = f"eval_{main_metric(data_args.task_name)}" if data_args.task_name else f"eval_{metric_names[0]}"
         search_rows = tokenized[HP_VALIDATION] if HP_VALIDATION in tokenized else eval_datasets[eval_splits[0]]
+        report = Path(training_args.output_dir) / "hp_search.json"
         best = run_hp_search(
             student=models.student,
             teacher=models.teacher,
@@ -86,13 +94,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             objective_metric=objective,
             n_trials=data_args.hp_search_trials,
             restart=data_args.overwrite_output_dir,
+            train_rows={key.split("_")[1]: value for key, value in counts.items()},
             **trainer_kwargs,
         )
+        if data_args.hp_search_only:  # no final student: hp_search.json holds the trials and the best settings
+            logging.getLogger("distill_glue").info("--hp_search_only: the search is done and no student trained.")
+            return {f"best_{objective}": json.loads(report.read_text())["best"][objective], **best}
         for name, value in best.items():
             setattr(training_args, name, value)
         training_args.validate_distillation()
         # a resumed journal may hold more trials than asked for now: the card counts those the choice was made from
-        report = Path(training_args.output_dir) / "hp_search.json"
         n_trials = len(json.loads(report.read_text())["trials"])
         settings_note = (
             f"chosen by {n_trials} optuna trials on {len(search_rows):,} training rows held out "
@@ -116,12 +127,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # ---- publish: results, card, push (main process only) ----
     if not trainer.is_world_process_zero():
         return metrics
-    used_transfer = len(train_dataset) > len(labelled)
-    counts = dict(
-        train_labelled_examples=len(labelled),
-        train_unlabeled_examples=transfer.unlabeled if used_transfer else 0,
-        train_augmented_examples=transfer.augmented if used_transfer else 0,
-    )
     metrics.update(
         train_examples=len(train_dataset),
         **counts,

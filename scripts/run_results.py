@@ -237,10 +237,11 @@ def finished(output_dir: Path) -> bool:
     return any(k.startswith("eval_") for k in keys) and any(k.startswith("teacher_eval_") for k in keys)
 
 
-def run(arguments: list[str], output_dir: Path) -> dict:
-    """Runs distill_glue.py unless output_dir already holds its finished results; returns all_results.json."""
-    results_file = output_dir / "all_results.json"
-    if not finished(output_dir):
+def run(arguments: list[str], output_dir: Path, done=finished, results: str = "all_results.json") -> dict:
+    """Runs distill_glue.py unless `done(output_dir)` (by default: it holds its finished results); returns the
+    output_dir file `results`."""
+    results_file = output_dir / results
+    if not done(output_dir):
         command = [sys.executable, "scripts/distill_glue.py", *arguments, "--overwrite_output_dir", "true"]
         print("$", shlex.join(command), flush=True)
         subprocess.run(command, cwd=ROOT, check=True)
@@ -1041,40 +1042,45 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
     is fit (seed 42) on the train split minus SEARCH_HELD_OUT rows, every trial distils on the remaining labelled rows
     plus their transfer set and is scored on the held-out rows; dev is never looked at. Every trial goes to
     docs/search.json ("transfer_search"); the best trial's settings go into the transfer config by hand (a test
-    checks that they did). The final student the script then trains is scored on dev as usual, and not recorded."""
+    checks that they did)."""
     from hf_distill.cli.hp_search import SEARCHED_SETTINGS
 
     config = CONFIG_OF.get(task, task)
     held_out = SEARCH_HELD_OUT[config]
     flags = [*TASK_FLAGS.get(task, []), *TRANSFER_FLAGS.get(task, [])]
     command = [f"configs/offline/{config}_transfer.yaml", "--data_dir", data_dir, "--seed", "42", *flags]
-    command += ["--validation_split_size", str(held_out), "--hp_search_trials", str(trials)]
-    command += ["--output_dir", str(root), *extra]
+    command += ["--validation_split_size", str(held_out), "--output_dir", str(root), *extra]
+    # The trial count extends a search without changing it; --hp_search_only skips the final student (its dev score
+    # would not be recorded).
+    searching = ["--hp_search_trials", str(trials), "--hp_search_only", "true"]
     resume = []
     started = root / "search_command.json"  # the command a stopped search was started with, its trial count aside
-    without_count = command[: command.index("--hp_search_trials")] + command[command.index("--hp_search_trials") + 2 :]
-    same_search = not started.exists() or json.loads(started.read_text()) == without_count
-    if not finished(root) and (root / "hp_search_study.journal").exists() and same_search:
+    same_search = not started.exists() or json.loads(started.read_text()) == command
+
+    def searched(folder: Path) -> bool:  # this search's report, holding every trial asked for
+        report = folder / "hp_search.json"
+        return same_search and report.exists() and len(json.loads(report.read_text())["trials"]) >= trials
+
+    if not searched(root) and (root / "hp_search_study.journal").exists() and same_search:
         # A search stopped part-way: its teacher, saved before the first trial, is reused, so that the trials in its
         # journal match and are not run again (a refit would have to be bit-identical to the first).
         if (root / "teacher" / "model.safetensors").exists():
             resume = ["--teacher_model_name_or_path", str(root / "teacher"), "--finetune_teacher", "false"]
         print(f"Resuming the search in {root}: its finished trials are reused.", flush=True)
-    if not finished(root):
+    if not searched(root):
         root.mkdir(parents=True, exist_ok=True)
-        started.write_text(json.dumps(without_count))
-    outcome = run([*command, *resume], root)
-    report = json.loads((root / "hp_search.json").read_text())
+        started.write_text(json.dumps(command))
+    report = run([*command, *searching, *resume], root, done=searched, results="hp_search.json")
     objective = report["objective"]
     path = ROOT / "docs" / "search.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
     entry = summary.setdefault("tasks", {}).setdefault(task, {})
     entry["transfer_search"] = {
-        "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *command])),
+        "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *command, *searching])),
         "metric": METRICS[task],
         "held_out_train_rows": held_out,
-        "labelled_rows": outcome.get("train_labelled_examples"),
-        "transfer_rows": outcome.get("train_unlabeled_examples", 0) + outcome.get("train_augmented_examples", 0),
+        "labelled_rows": report["train_rows"]["labelled"],
+        "transfer_rows": report["train_rows"]["unlabeled"] + report["train_rows"]["augmented"],
         "seed": 42,
         "trials": [
             {**{k: v for k, v in trial.items() if k != objective}, "score": round(trial[objective], 4)}

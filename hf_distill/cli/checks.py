@@ -91,6 +91,11 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
         Path(training_args.output_dir), data_args.overwrite_output_dir, training_args.resume_from_checkpoint
     )
     check_training_numbers(training_args)
+    if data_args.hp_search_only and training_args.push_to_hub:
+        raise ValueError(
+            "--hp_search_only trains no student, so --push_to_hub would push nothing: drop one of them (push the "
+            "student you train afterwards with the best settings)."
+        )
     push, training_args.push_to_hub = training_args.push_to_hub, False
     token = take_token_out_of_arguments(training_args)
     if push:

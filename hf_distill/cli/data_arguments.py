@@ -119,6 +119,13 @@ class DataArguments:
             "'search' extra (optuna)."
         },
     )
+    hp_search_only: bool = field(
+        default=False,
+        metadata={
+            "help": "With --hp_search_trials: stop when the search ends, with every trial and the best settings in "
+            "<output_dir>/hp_search.json, instead of also training the final student. Nothing is pushed or exported."
+        },
+    )
     export: str | None = field(
         default=None,
         metadata={
@@ -206,6 +213,16 @@ class DataArguments:
             raise ValueError(
                 "--augment mlm needs --augment_mlm_model: a masked LM (folder or Hub id) with the teacher's "
                 "vocabulary, e.g. bert-base-uncased."
+            )
+        if self.hp_search_only and self.hp_search_trials is None:
+            raise ValueError(
+                "--hp_search_only stops after the search, but --hp_search_trials was not given: add "
+                "--hp_search_trials N (and --validation_split_size M), or drop --hp_search_only."
+            )
+        if self.hp_search_only and self.export:
+            raise ValueError(
+                f"--hp_search_only trains no student, so --export {self.export} would export nothing: drop one of "
+                "them."
             )
         if self.hp_search_trials is not None:
             if self.validation_split_size is None:

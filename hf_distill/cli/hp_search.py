@@ -84,6 +84,7 @@ def run_hp_search(
     objective_metric: str,
     n_trials: int,
     restart: bool = False,
+    train_rows: dict[str, int] | None = None,
     **trainer_kwargs: Any,
 ) -> dict[str, float]:
     """Runs `n_trials` trials and returns the best trial's settings (keys of `SEARCHED_SETTINGS`).
@@ -93,6 +94,7 @@ def run_hp_search(
         objective_metric: the metric maximised, e.g. ``"eval_accuracy"``.
         n_trials: the trials the search holds when it ends, those of a resumed journal included.
         restart: replace a journal of another search instead of refusing it.
+        train_rows: what the trials train on (e.g. labelled and augmented row counts), kept in hp_search.json.
     """
     output_dir = Path(training_args.output_dir)
     storage, done = None, []
@@ -152,6 +154,8 @@ def run_hp_search(
     )
     best_trial = max(trials, key=lambda row: row[objective_metric])
     report = {"objective": objective_metric, "scored_on": "rows held out of train (never dev)", "trials": trials}
+    if train_rows is not None:
+        report["train_rows"] = train_rows
     if done:
         report["resumed_after_trials"] = len(done)
     report["best"] = best_trial

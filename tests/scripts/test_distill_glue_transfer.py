@@ -107,6 +107,23 @@ def test_hp_search_scores_trials_on_held_out_rows_trains_the_best_and_resumes(tm
     assert len(resumed["trials"]) == 3 and "chosen by 3 optuna trials" in (out / "README.md").read_text()
 
 
+@needs_glue
+def test_hp_search_only_keeps_every_trial_and_trains_no_final_student(tmp_path, teacher_folder):
+    pytest.importorskip("optuna")
+    flags = sst2_flags(tmp_path, teacher_folder, "--hp_search_trials", "2", "--validation_split_size", "16",
+                       "--unlabeled_train_rows", "8", "--hp_search_only", "true")  # fmt: skip
+    returned = distill_glue.main(flags)
+    out = tmp_path / "out"
+    report = json.loads((out / "hp_search.json").read_text())
+    assert len(report["trials"]) == 2
+    assert report["train_rows"] == {"labelled": 48, "unlabeled": 8, "augmented": 0}  # what every trial trained on
+    assert returned["best_eval_accuracy"] == report["best"]["eval_accuracy"]
+    assert returned["alpha_kd"] == report["best"]["alpha_kd"]
+    # nothing that would pass for a trained student: no results, no weights, no card
+    assert not (out / "all_results.json").exists() and not (out / "model.safetensors").exists()
+    assert not (out / "README.md").exists()
+
+
 def test_augmentation_seed_changes_the_rows_and_so_the_cache_fingerprint():
     import datasets
 
@@ -149,6 +166,35 @@ def test_refuses_bad_unlabelled_files(tmp_path, teacher_folder):
         (["--augment", "shuffle"], r"--augment must be one of none, mask, ngram, mask_ngram, mlm, got 'shuffle'"),
         (["--augment", "mlm"], r"--augment mlm needs --augment_mlm_model"),
         (["--hp_search_trials", "3"], r"--hp_search_trials 3 needs --validation_split_size"),
+        (["--hp_search_only", "true"], r"--hp_search_only stops after the search, but --hp_search_trials was not"),
+        (
+            [
+                "--hp_search_trials",
+                "2",
+                "--validation_split_size",
+                "16",
+                "--hp_search_only",
+                "true",
+                "--export",
+                "onnx",
+            ],
+            r"--hp_search_only trains no student, so --export onnx would export nothing",
+        ),
+        (
+            [
+                "--hp_search_trials",
+                "2",
+                "--validation_split_size",
+                "16",
+                "--hp_search_only",
+                "true",
+                "--push_to_hub",
+                "true",
+                "--hub_model_id",
+                "me/student",
+            ],
+            r"--hp_search_only trains no student, so --push_to_hub would push nothing",
+        ),
     ],
 )
 def test_refuses_bad_transfer_options(tmp_path, teacher_folder, extra, message):

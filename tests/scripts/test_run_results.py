@@ -255,7 +255,8 @@ def search_report(tmp_path, best_alpha: float) -> dict:
         {"trial": 1, "temperature": 1.0, "alpha_kd": best_alpha, "alpha_task": 1 - best_alpha, "learning_rate": 1e-4,
          "num_train_epochs": 2.0, "eval_f1": 0.83},
     ]  # fmt: skip
-    return {"objective": "eval_f1", "trials": trials, "best": trials[1]}
+    train_rows = {"labelled": 2968, "unlabeled": 0, "augmented": 23744}
+    return {"objective": "eval_f1", "trials": trials, "train_rows": train_rows, "best": trials[1]}
 
 
 def test_the_transfer_search_runs_hp_search_trials_on_held_out_rows_and_keeps_every_trial(tmp_path, monkeypatch):
@@ -267,11 +268,12 @@ def test_the_transfer_search_runs_hp_search_trials_on_held_out_rows_and_keeps_ev
     monkeypatch.setattr(run_results, "ROOT", tmp_path)
     calls = []
 
-    def fake_run(command, output_dir):
+    def fake_run(command, output_dir, done, results):  # distill_glue.py --hp_search_only: hp_search.json, no student
+        assert results == "hp_search.json" and not done(output_dir)
         calls.append(command)
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "hp_search.json").write_text(json.dumps(search_report(tmp_path, 0.6)))
-        return {"train_labelled_examples": 2968, "train_augmented_examples": 23744, "eval_f1": 0.9}
+        (output_dir / results).write_text(json.dumps(search_report(tmp_path, 0.6)))
+        return json.loads((output_dir / results).read_text())
 
     monkeypatch.setattr(run_results, "run", fake_run)
     run_results.search_transfer("mrpc", tmp_path / "out", "../shared/data/glue", 2, [])
@@ -280,6 +282,7 @@ def test_the_transfer_search_runs_hp_search_trials_on_held_out_rows_and_keeps_ev
     flags = dict(zip(command[1::2], command[2::2], strict=False))
     assert flags["--validation_split_size"] == "700" and flags["--hp_search_trials"] == "2"
     assert flags["--seed"] == "42" and "--finetune_teacher" not in flags  # the teacher is fit without the held-out
+    assert flags["--hp_search_only"] == "true"  # no final student: its dev score would not be recorded
     found = json.loads(search_file.read_text())["tasks"]["mrpc"]
     assert found["best"] == "T=1.0, alpha_kd=0.5"  # the grid search's entry is kept
     search = found["transfer_search"]
@@ -287,7 +290,7 @@ def test_the_transfer_search_runs_hp_search_trials_on_held_out_rows_and_keeps_ev
     assert search["best"] == {"temperature": 1.0, "alpha_kd": 0.6, "alpha_task": 0.4, "learning_rate": 1e-4,
                               "num_train_epochs": 2.0}  # fmt: skip
     assert search["labelled_rows"] == 2968 and search["transfer_rows"] == 23744
-    assert "0.9" not in json.dumps(search)  # the final student's dev score is not recorded
+    assert "--hp_search_only true" in search["command"]
 
 
 def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, monkeypatch):
@@ -301,10 +304,11 @@ def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, m
     (out / "hp_search_study.journal").write_text("")
     calls = []
 
-    def fake_run(command, output_dir):
-        calls.append(command)
-        (output_dir / "hp_search.json").write_text(json.dumps(search_report(tmp_path, 0.6)))
-        return {"train_labelled_examples": 2968, "train_augmented_examples": 23744}
+    def fake_run(command, output_dir, done, results):
+        if not done(output_dir):
+            calls.append(command)
+            (output_dir / results).write_text(json.dumps(search_report(tmp_path, 0.6)))
+        return json.loads((output_dir / results).read_text())
 
     monkeypatch.setattr(run_results, "run", fake_run)
     run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
@@ -313,6 +317,8 @@ def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, m
     recorded = json.loads((tmp_path / "docs" / "search.json").read_text())["tasks"]["mrpc"]["transfer_search"]
     assert "--finetune_teacher" not in recorded["command"]  # the search's own command: the reuse changes nothing
     calls.clear()
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])  # done: its report holds the 2 trials
+    assert calls == []
     run_results.search_transfer("mrpc", out, "../shared/data/glue", 3, [])  # more trials: the same search, extended
     assert "--finetune_teacher" in calls[0]
     calls.clear()
