@@ -91,7 +91,8 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
         Path(training_args.output_dir), data_args.overwrite_output_dir, training_args.resume_from_checkpoint
     )
     check_training_numbers(training_args)
-    if data_args.hp_search_only and training_args.push_to_hub:
+    # distill_mlm shares these checks and has no search, so no --hp_search_only
+    if getattr(data_args, "hp_search_only", False) and training_args.push_to_hub:
         raise ValueError(
             "--hp_search_only trains no student, so --push_to_hub would push nothing: drop one of them (push the "
             "student you train afterwards with the best settings)."
