@@ -71,13 +71,19 @@ def teacher_precision(mixed_precision: str, use_cpu: bool) -> str:
     return ", ".join(sorted({str(dtype).removeprefix("torch.") for dtype in seen}))
 
 
+def add(rows: list[tuple[str, str, float]], name: str, result: str, seconds: float) -> None:
+    """Records a check and prints its row at once: a call cut short by its time limit still shows what finished."""
+    rows.append((name, result, seconds))
+    print(f"\n[gpu_checks] | {name} | {result} | {seconds:.0f} |\n", flush=True)
+
+
 def run(name: str, command: list[str], rows: list[tuple[str, str, float]], results_dir: Path | None) -> None:
     print("$", " ".join(command), flush=True)
     start = time.perf_counter()
     completed = subprocess.run(command, cwd=ROOT)
     seconds = time.perf_counter() - start
     if completed.returncode != 0:
-        rows.append((name, f"FAILED (exit {completed.returncode})", seconds))
+        add(rows, name, f"FAILED (exit {completed.returncode})", seconds)
         return
     result = "ok"
     if results_dir is not None and (results_dir / "all_results.json").exists():
@@ -87,7 +93,7 @@ def run(name: str, command: list[str], rows: list[tuple[str, str, float]], resul
             f"{metrics.get('train_samples_per_second', float('nan')):.0f} samples/s, "
             f"speed-up b=32 {metrics['speedup_batch32']:.2f}x"
         )
-    rows.append((name, result, seconds))
+    add(rows, name, result, seconds)
 
 
 def main() -> None:
@@ -110,7 +116,15 @@ def main() -> None:
         run(f"SST-2, {precision}", [*base, f"--{precision}", "true", "--output_dir", str(folder)], rows, folder)
     if on_gpu:
         folder = out / "sst2_fsdp_1process"
-        launch = ["accelerate", "launch", "--config_file", "configs/accelerate/fsdp.yaml", "--num_processes", "1"]
+        launch = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            "configs/accelerate/fsdp.yaml",
+            "--num_processes",
+            "1",
+        ]
         command = [*launch, *base[1:], "--output_dir", str(folder)]
         run("SST-2, FSDP config, 1 process", command, rows, folder)
     for precision in precisions:
@@ -119,12 +133,13 @@ def main() -> None:
             result = f"teacher logits in {teacher_precision(precision, use_cpu=not on_gpu)}"
         except Exception as error:  # reported in the table, the other checks still run
             result = f"FAILED: {type(error).__name__}: {error}"[:200]
-        rows.append((f"teacher precision under {precision}", result, time.perf_counter() - start))
+        add(rows, f"teacher precision under {precision}", result, time.perf_counter() - start)
     if not options.no_benchmark:
-        bench = [sys.executable, "scripts/benchmark.py", "--profile", "gpu", *([] if on_gpu else ["--smoke"])]
-        run("benchmark --profile gpu" + ("" if on_gpu else " --smoke"), bench, rows, None)
+        # The short one first: on 2026-12-04 the call's time ran out inside benchmark_mlm, after benchmark.py.
         mlm = [sys.executable, "scripts/benchmark_mlm.py", *(["--device", "cuda"] if on_gpu else ["--smoke"])]
         run("benchmark_mlm" + (" --device cuda" if on_gpu else " --smoke"), mlm, rows, None)
+        bench = [sys.executable, "scripts/benchmark.py", "--profile", "gpu", *([] if on_gpu else ["--smoke"])]
+        run("benchmark --profile gpu" + ("" if on_gpu else " --smoke"), bench, rows, None)
 
     device = torch.cuda.get_device_name(0) if on_gpu else "CPU (smoke: sizes tiny, timings meaningless)"
     print(f"\n# GPU checks on {device}; torch {torch.__version__}\n")

@@ -105,7 +105,13 @@ def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, tr
     )
     trainer.train()
     trainer.save_model()
-    return trainer.model
+    trainer.accelerator.wait_for_everyone()  # every rank reads back what the main process wrote
+    # The teacher that builds the student and is distilled from is the saved one, read back whole: under FSDP the
+    # trained model's parameters are DTensor shards (ZeRO-3: partitions), which build_student cannot copy (seen on
+    # a GPU: "aten.copy_.default got mixed torch.Tensor and DTensor"). Read back, it equals the trained model.
+    return AutoModelForSequenceClassification.from_pretrained(
+        teacher_dir, dtype=torch.float32, trust_remote_code=model_args.trust_remote_code
+    )
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ import torch
 from processes import DDP_SCRIPT, run_checked
 from trainers import EXACT_UPDATES, make_args, state
 from transformers import DataCollatorForLanguageModeling
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments
 from hf_distill.cache.store import LOGITS_COLUMN, TOPK_INDICES_COLUMN, TOPK_LOG_PROBS_COLUMN
@@ -232,6 +233,23 @@ def test_length_grouping_and_evaluation_with_the_cache(tmp_path):
     calls = count_forwards(teacher)
     metrics = trainer.evaluate(eval_dataset=tiny.class_rows(8, seed=7))
     assert calls == [] and math.isfinite(metrics["eval_loss"])
+
+
+def test_length_grouped_sampler_reads_the_lengths_once_and_orders_rows_as_before(tmp_path):
+    teacher, student, data = models_and_data("class")
+    trainer = cached_trainer(tmp_path, student, teacher, data, train_sampling_strategy="group_by_length")
+    trainer.prepare_teacher_cache()
+    sampler = trainer._get_train_sampler()
+    # A list, not datasets' lazy Column: sorting by a Column reads the table once per row at every epoch's start.
+    assert isinstance(sampler, LengthGroupedSampler) and type(sampler.lengths) is list
+    assert sampler.lengths == [len(data[i]["input_ids"]) for i in range(len(data))]
+    lazy = LengthGroupedSampler(sampler.batch_size, lengths=trainer.train_dataset["length"])
+    assert not isinstance(lazy.lengths, list)  # what Trainer alone would sort by
+    torch.manual_seed(3)
+    order = list(sampler)
+    torch.manual_seed(3)
+    assert order == list(lazy) and sorted(order) == list(range(len(data)))
+    assert type(trainer._get_eval_sampler(trainer.train_dataset).lengths) is list
 
 
 def test_datasets_dataset_with_text_columns_keeps_them_out_of_the_hash_and_batch(tmp_path):
