@@ -41,6 +41,7 @@ from transformers import (
     BertConfig,
     BertForSequenceClassification,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 
@@ -190,8 +191,8 @@ def gpu_setup(smoke: bool, variable: bool, examples: int, use_cpu: bool) -> Setu
 # ---- one timed run ------------------------------------------------------------------------------------------------
 
 
-def run_one(name: str, setup: Setup, workdir: Path, max_steps: int = -1) -> Result:
-    gc.collect()
+def make_trainer(name: str, setup: Setup, workdir: Path, max_steps: int = -1) -> Trainer:
+    """The trainer of configuration `name`, on fresh copies of the setup's teacher and student."""
     teacher = copy.deepcopy(setup.teacher)
     student = copy.deepcopy(setup.student)
     common = dict(
@@ -234,6 +235,12 @@ def run_one(name: str, setup: Setup, workdir: Path, max_steps: int = -1) -> Resu
             train_dataset=setup.train,
             data_collator=pad_collator(args.pad_to_multiple_of),
         )
+    return trainer
+
+
+def run_one(name: str, setup: Setup, workdir: Path, max_steps: int = -1) -> Result:
+    gc.collect()
+    trainer = make_trainer(name, setup, workdir, max_steps)
     cuda = torch.cuda.is_available() and not setup.use_cpu
     with PeakMemory(cuda) as memory:
         start = time.perf_counter()
@@ -293,6 +300,65 @@ def benchmark(setup: Setup, repeats: int, warmup: bool) -> None:
         )
 
 
+class StepEnds(TrainerCallback):
+    """Records when each training step ends, on the host."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.times.append(time.perf_counter())
+
+
+def _self_device_us(event) -> float:
+    # torch >= 2.4 calls it self_device_time_total; before, self_cuda_time_total.
+    value = getattr(event, "self_device_time_total", None)
+    return value if value is not None else getattr(event, "self_cuda_time_total", 0)
+
+
+def host_profile(setup: Setup, steps: int) -> None:
+    """Where a step's time goes, for the student alone and ours online: the training dataloader alone (rows read,
+    collated); the whole step (wall, from the first step's end to the last's, so the Trainer's setup is left out);
+    on a GPU, the device's busy time per step (the sum of kernel times under torch.profiler, which slows the host
+    a little itself). A step much longer
+    than the device's busy time is bound by the host (Python, the Trainer's per-step work, kernel launches), not by
+    the model's arithmetic."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available() and not setup.use_cpu
+    print(f"\n### host profile: {steps} steps after 3 warm-up steps\n", flush=True)
+    print(
+        "| configuration | dataloader alone, ms/batch | step (wall), ms | device busy, ms/step "
+        "| top host ops (self CPU ms/step) |"
+    )
+    print("|---|---:|---:|---:|---|")
+    with tempfile.TemporaryDirectory(prefix="hf-distill-bench-") as tmp:
+        for name in ("student_alone", "ours_online"):
+            run_one(name, setup, Path(tmp) / "warmup", max_steps=3)
+            trainer = make_trainer(name, setup, Path(tmp) / name, max_steps=steps)
+            start, batches = time.perf_counter(), 0
+            for _batch in trainer.get_train_dataloader():
+                batches += 1
+                if batches == steps:
+                    break
+            loader_ms = 1000 * (time.perf_counter() - start) / batches
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            ends = StepEnds()
+            trainer.add_callback(ends)
+            with profile(activities=activities) as profiler:
+                trainer.train()
+                if cuda:
+                    torch.cuda.synchronize()
+                step_ms = 1000 * (time.perf_counter() - ends.times[0]) / (len(ends.times) - 1)
+            events = profiler.key_averages()
+            kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+            device_us = sum(_self_device_us(e) for e in kernels)
+            device = f"{device_us / 1000 / steps:.1f}" if cuda else "-"
+            top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:4]
+            ops = ", ".join(f"{e.key} {e.self_cpu_time_total / 1000 / steps:.1f}" for e in top)
+            print(f"| {LABELS[name]} | {loader_ms:.1f} | {step_ms:.1f} | {device} | {ops} |", flush=True)
+
+
 def token_cache_size(setup: Setup, top_k: int) -> None:
     """Builds a token-level cache (a masked-LM teacher of the same shape) and prints its size per counted token.
 
@@ -329,6 +395,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=None, help="training examples (default: cpu 2000, gpu 8192)")
     parser.add_argument("--lengths", choices=("fixed", "variable", "both"), default="both", help="gpu profile")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on any device: checks, does not time")
+    parser.add_argument(
+        "--host_profile_steps", type=int, default=0, help="gpu profile: also profile this many steps (0: no)"
+    )
     options = parser.parse_args()
     repeats = options.repeats or (1 if options.smoke else 3 if options.profile == "cpu" else 2)
 
@@ -351,6 +420,8 @@ def main() -> None:
     for variable in variants:
         setup = gpu_setup(options.smoke, variable, options.examples or 8192, use_cpu)
         benchmark(setup, repeats, warmup=not options.smoke)
+        if options.host_profile_steps:
+            host_profile(setup, options.host_profile_steps)
     token_cache_size(setup, top_k=64)
 
 
