@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hf_distill.publish.hub import check_can_push, take_token_out_of_arguments
 
 __all__ = [
     "check_before_loading",
+    "check_cache_engine",
     "check_model_path",
     "check_output_dir",
     "check_sequence_length",
@@ -91,6 +93,7 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
         Path(training_args.output_dir), data_args.overwrite_output_dir, training_args.resume_from_checkpoint
     )
     check_training_numbers(training_args)
+    check_cache_engine(training_args)
     # distill_mlm shares these checks and has no search, so no --hp_search_only
     if getattr(data_args, "hp_search_only", False) and training_args.push_to_hub:
         raise ValueError(
@@ -105,6 +108,33 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     if model_args.student_model_name_or_path:
         check_model_path(model_args.student_model_name_or_path, "student")
     return token if push else None
+
+
+def sharding_engine(training_args) -> str | None:
+    """The engine that will shard the teacher, as `accelerate launch` or the arguments ask for it: "FSDP",
+    "DeepSpeed ZeRO-3", or None. Read from the arguments and the launcher's environment, before any model exists."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true") or getattr(training_args, "fsdp", None):
+        return "FSDP"
+    deepspeed = getattr(training_args, "hf_deepspeed_config", None)
+    if deepspeed is not None and deepspeed.is_zero3():
+        return "DeepSpeed ZeRO-3"
+    launched = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
+    if launched and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        return "DeepSpeed ZeRO-3"
+    return None
+
+
+def check_cache_engine(training_args) -> None:
+    """The teacher cache with a sharded teacher: DistillationTrainer refuses it when training starts, which in the
+    scripts comes after the teacher's fine-tune (a GPU run of the FSDP config would have lost it so); refused here,
+    before anything is loaded."""
+    engine = sharding_engine(training_args)
+    if engine is not None and getattr(training_args, "cache_teacher_logits", False):
+        raise ValueError(
+            f"--cache_teacher_logits true with {engine}: the cache is built by one process, but a sharded teacher "
+            "needs every process in each forward. Pass --cache_teacher_logits false (the teacher then runs online), "
+            "or launch with DDP or DeepSpeed ZeRO-1/2."
+        )
 
 
 def check_training_numbers(training_args) -> None:

@@ -93,3 +93,31 @@ def test_a_refusal_is_one_line_on_stderr_exit_2_and_no_traceback(tmp_path, teach
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("distill_glue.py: error:")]
     assert len(lines) == 1 and "--max_seq_length 4096" in lines[0]
+
+
+@needs_glue
+def test_the_teacher_cache_with_fsdp_is_refused_before_the_teachers_fine_tune(tmp_path, teacher_folder, monkeypatch):
+    # What `accelerate launch --config_file configs/accelerate/fsdp.yaml` sets; Trainer refused it only when training
+    # began, after the teacher's fine-tune.
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1", "--cache_teacher_logits", "true")
+    refuse(tmp_path, flags, r"--cache_teacher_logits true with FSDP: .* Pass --cache_teacher_logits false")
+
+
+def test_sharding_engines_are_read_from_the_launcher_and_the_arguments(tmp_path, monkeypatch):
+    from transformers import TrainingArguments
+
+    from hf_distill.cli.checks import check_cache_engine, sharding_engine
+
+    for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
+        monkeypatch.delenv(name, raising=False)
+    plain = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    assert sharding_engine(plain) is None
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    assert sharding_engine(plain) is None  # ZeRO-1/2 replicate the teacher: the cache works
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    assert sharding_engine(plain) == "DeepSpeed ZeRO-3"
+    with pytest.raises(ValueError, match=r"with DeepSpeed ZeRO-3: .* Pass --cache_teacher_logits false"):
+        check_cache_engine(type("Args", (), {"cache_teacher_logits": True, "fsdp": None})())
+    check_cache_engine(type("Args", (), {"cache_teacher_logits": False, "fsdp": None})())  # online teacher: fine
