@@ -153,6 +153,9 @@ def test_refuses_bad_unlabelled_files(tmp_path, teacher_folder):
            r"columns present are \['text', 'stars'\]")  # fmt: skip
 
 
+SEARCH_ONLY = ["--hp_search_trials", "2", "--validation_split_size", "16", "--hp_search_only", "true"]
+
+
 @needs_glue
 @pytest.mark.parametrize(
     ("extra", "message"),
@@ -168,31 +171,11 @@ def test_refuses_bad_unlabelled_files(tmp_path, teacher_folder):
         (["--hp_search_trials", "3"], r"--hp_search_trials 3 needs --validation_split_size"),
         (["--hp_search_only", "true"], r"--hp_search_only stops after the search, but --hp_search_trials was not"),
         (
-            [
-                "--hp_search_trials",
-                "2",
-                "--validation_split_size",
-                "16",
-                "--hp_search_only",
-                "true",
-                "--export",
-                "onnx",
-            ],
+            [*SEARCH_ONLY, "--export", "onnx"],
             r"--hp_search_only trains no student, so --export onnx would export nothing",
         ),
         (
-            [
-                "--hp_search_trials",
-                "2",
-                "--validation_split_size",
-                "16",
-                "--hp_search_only",
-                "true",
-                "--push_to_hub",
-                "true",
-                "--hub_model_id",
-                "me/student",
-            ],
+            [*SEARCH_ONLY, "--push_to_hub", "true", "--hub_model_id", "me/student"],
             r"--hp_search_only trains no student, so --push_to_hub would push nothing",
         ),
     ],
