@@ -320,9 +320,9 @@ def host_profile(setup: Setup, steps: int) -> None:
     """Where a step's time goes, for the student alone and ours online: the training dataloader alone (rows read,
     collated); the whole step (wall, from the first step's end to the last's, so the Trainer's setup is left out);
     on a GPU, the device's busy time per step (the sum of kernel times under torch.profiler, which slows the host
-    a little itself). A step much longer
-    than the device's busy time is bound by the host (Python, the Trainer's per-step work, kernel launches), not by
-    the model's arithmetic."""
+    a little itself; it and the host ops cover the whole of train(), setup included, divided by the steps). A step
+    much longer than the device's busy time is bound by the host (Python, the Trainer's per-step work, kernel
+    launches), not by the model's arithmetic."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.cuda.is_available() and not setup.use_cpu
@@ -349,7 +349,7 @@ def host_profile(setup: Setup, steps: int) -> None:
                 trainer.train()
                 if cuda:
                     torch.cuda.synchronize()
-                step_ms = 1000 * (time.perf_counter() - ends.times[0]) / (len(ends.times) - 1)
+                step_ms = 1000 * (ends.times[-1] - ends.times[0]) / (len(ends.times) - 1)
             events = profiler.key_averages()
             kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
             device_us = sum(_self_device_us(e) for e in kernels)
@@ -399,6 +399,8 @@ def main() -> None:
         "--host_profile_steps", type=int, default=0, help="gpu profile: also profile this many steps (0: no)"
     )
     options = parser.parse_args()
+    if options.host_profile_steps == 1 or options.host_profile_steps < 0:
+        parser.error(f"--host_profile_steps must be 0 (off) or >= 2, got {options.host_profile_steps}")
     repeats = options.repeats or (1 if options.smoke else 3 if options.profile == "cpu" else 2)
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"

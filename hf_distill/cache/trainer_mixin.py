@@ -167,7 +167,8 @@ def _with_listed_lengths(sampler):
     """
     lengths = getattr(sampler, "lengths", None)
     if isinstance(sampler, LengthGroupedSampler) and lengths is not None and not isinstance(lengths, list):
-        sampler.lengths = list(lengths[:])
+        listed = lengths[:]  # a slice of a Column reads the column once, through any indices mapping
+        sampler.lengths = listed.tolist() if hasattr(listed, "tolist") else list(listed)  # numpy/torch formats
     return sampler
 
 

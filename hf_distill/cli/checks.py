@@ -118,6 +118,9 @@ def sharding_engine(training_args) -> str | None:
     deepspeed = getattr(training_args, "hf_deepspeed_config", None)
     if deepspeed is not None and deepspeed.is_zero3():
         return "DeepSpeed ZeRO-3"
+    plugin = getattr(training_args, "deepspeed_plugin", None)  # also built from a launcher's deepspeed_config_file
+    if plugin is not None and getattr(plugin, "zero_stage", None) == 3:
+        return "DeepSpeed ZeRO-3"
     launched = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
     if launched and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
         return "DeepSpeed ZeRO-3"

@@ -3,6 +3,7 @@ any training, fine-tuning the teacher on the task, building the student from it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
@@ -100,18 +101,39 @@ def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, tr
         max_steps=-1,
     )
     logger.info("Fine-tuning the teacher on the task for %s epochs", args.num_train_epochs)
+    teacher_class = type(teacher)  # before training: FSDP2 swaps the class of a module it shards, in place
     trainer = Trainer(
         model=teacher, args=args, train_dataset=train_dataset, data_collator=collator, processing_class=tokenizer
     )
     trainer.train()
     trainer.save_model()
-    trainer.accelerator.wait_for_everyone()  # every rank reads back what the main process wrote
-    # The teacher that builds the student and is distilled from is the saved one, read back whole: under FSDP the
-    # trained model's parameters are DTensor shards (ZeRO-3: partitions), which build_student cannot copy (seen on
-    # a GPU: "aten.copy_.default got mixed torch.Tensor and DTensor"). Read back, it equals the trained model.
-    return AutoModelForSequenceClassification.from_pretrained(
-        teacher_dir, dtype=torch.float32, trust_remote_code=model_args.trust_remote_code
-    )
+    if not is_sharded(trainer.model):
+        return trainer.model
+    # Under FSDP the trained teacher's parameters are DTensor shards (ZeRO-3: empty partitions), which build_student
+    # cannot copy (seen on a GPU: "aten.copy_.default got mixed torch.Tensor and DTensor"): the student is built
+    # from, and distilled by, the saved teacher read back whole.
+    trainer.accelerator.wait_for_everyone()  # every rank reads what the main process wrote
+    if not any(teacher_dir.glob("*.safetensors")) and not any(teacher_dir.glob("*.bin")):
+        raise ValueError(
+            f"The fine-tuned teacher is sharded, and {teacher_dir} holds no full weights to read it back from: with "
+            "FSDP set fsdp_state_dict_type: FULL_STATE_DICT, with DeepSpeed ZeRO-3 zero3_save_16bit_model: true "
+            "(the configs in configs/accelerate do), or fine-tune the teacher beforehand and pass it as the teacher."
+        )
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    unpartitioned = plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
+    with unpartitioned:  # else from_pretrained partitions it again under ZeRO-3
+        return teacher_class.from_pretrained(
+            teacher_dir, dtype=torch.float32, trust_remote_code=model_args.trust_remote_code
+        )
+
+
+def is_sharded(model) -> bool:
+    """True when some parameter of `model` is only a shard: an FSDP2 DTensor, or a DeepSpeed ZeRO-3 partition."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch without distributed support shards nothing
+        DTensor = ()  # noqa: N806
+    return any(isinstance(parameter, DTensor) or hasattr(parameter, "ds_id") for parameter in model.parameters())
 
 
 @dataclasses.dataclass

@@ -1,14 +1,16 @@
-"""The fine-tuned teacher the scripts distil from is the one saved under <output_dir>/teacher, read back whole.
+"""The fine-tuned teacher the scripts distil from: the trained model itself, or, when the engine left it sharded, the
+one saved under <output_dir>/teacher, read back whole in the teacher's own class.
 
 Under FSDP the Trainer leaves the trained teacher's parameters as DTensor shards, which build_student cannot copy
-(a GPU run of `accelerate launch --config_file configs/accelerate/fsdp.yaml` failed so, 2026-12-04). Reading the
-saved teacher back gives plain tensors on every engine; on one process it must equal the trained model bit for bit.
+(a GPU run of `accelerate launch --config_file configs/accelerate/fsdp.yaml` failed so, 2026-12-04). No engine
+shards on a CPU, so the read-back is driven here by declaring the trained teacher sharded.
 """
 
 from __future__ import annotations
 
 import types
 
+import pytest
 import tiny
 import torch
 from transformers import Trainer, TrainingArguments
@@ -16,8 +18,10 @@ from transformers import Trainer, TrainingArguments
 from hf_distill.cli import models
 from hf_distill.students import build_student
 
+MODEL_ARGS = types.SimpleNamespace(teacher_num_train_epochs=1, teacher_learning_rate=1e-2, trust_remote_code=False)
 
-def test_the_fine_tuned_teacher_is_read_back_whole_and_equals_the_trained_one(tmp_path, monkeypatch):
+
+def finetune(tmp_path, monkeypatch, teacher, rows):
     trainers: list[Trainer] = []
 
     class RecordingTrainer(Trainer):
@@ -26,25 +30,47 @@ def test_the_fine_tuned_teacher_is_read_back_whole_and_equals_the_trained_one(tm
             trainers.append(self)
 
     monkeypatch.setattr(models, "Trainer", RecordingTrainer)
-    teacher = tiny.classifier(layers=2, seed=0)
-    before = {name: tensor.clone() for name, tensor in teacher.state_dict().items()}
-    model_args = types.SimpleNamespace(teacher_num_train_epochs=1, teacher_learning_rate=1e-2, trust_remote_code=False)
     args = TrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to="none", disable_tqdm=True,
         save_strategy="no", seed=0,
     )  # fmt: skip
-    finetuned = models.finetune_teacher(teacher, None, tiny.class_rows(32, seed=3), tiny.collate, model_args, args)
+    finetuned = models.finetune_teacher(teacher, None, rows, tiny.collate, MODEL_ARGS, args)
+    return finetuned, trainers[0].model
 
-    trained = trainers[0].model
-    assert finetuned is not trained  # read back from <output_dir>/teacher, not the engine's (maybe sharded) model
+
+def test_an_unsharded_teacher_is_the_trained_model_itself(tmp_path, monkeypatch):
+    teacher = tiny.classifier(layers=2, seed=0)
+    before = {name: tensor.clone() for name, tensor in teacher.state_dict().items()}
+    finetuned, trained = finetune(tmp_path, monkeypatch, teacher, tiny.class_rows(32, seed=3))
+    assert finetuned is trained and not models.is_sharded(finetuned)
     assert (tmp_path / "teacher" / "model.safetensors").exists()
+    assert any(not torch.equal(finetuned.state_dict()[name], before[name]) for name in before)  # it did train
+
+
+@pytest.mark.parametrize("head", ["classifier", "masked_lm"])
+def test_a_sharded_teacher_is_read_back_whole_in_its_own_class(tmp_path, monkeypatch, head):
+    monkeypatch.setattr(models, "is_sharded", lambda model: True)
+    if head == "classifier":
+        teacher, rows = tiny.classifier(layers=2, seed=0), tiny.class_rows(32, seed=3)
+    else:  # distill_mlm --finetune_teacher passes a BertForMaskedLM: it must not come back as a classifier
+        teacher, rows = tiny.masked_lm(layers=2, seed=0), tiny.token_rows(32, num_labels=tiny.VOCAB_SIZE, seed=3)
+    teacher_class = type(teacher)
+    finetuned, trained = finetune(tmp_path, monkeypatch, teacher, rows)
+    assert finetuned is not trained and type(finetuned) is teacher_class
     trained_state, state = trained.state_dict(), finetuned.state_dict()
     assert state.keys() == trained_state.keys()
     for name, tensor in state.items():
         assert type(tensor) is torch.Tensor and tensor.dtype == trained_state[name].dtype, name
         assert torch.equal(tensor, trained_state[name]), f"{name} differs from the trained teacher"
-    assert any(not torch.equal(state[name], before[name]) for name in before)  # it did train
     student = build_student(finetuned, layers=[1])
-    assert torch.equal(
+    assert type(student) is teacher_class
+    torch.testing.assert_close(
         student.bert.encoder.layer[0].output.dense.weight, state["bert.encoder.layer.1.output.dense.weight"]
     )
+
+
+def test_a_sharded_teacher_without_full_weights_on_disk_is_an_error_naming_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "is_sharded", lambda model: True)
+    monkeypatch.setattr(Trainer, "save_model", lambda self, *args, **kwargs: None)  # SHARDED_STATE_DICT writes none
+    with pytest.raises(ValueError, match=r"holds no full weights .*FULL_STATE_DICT.*zero3_save_16bit_model: true"):
+        finetune(tmp_path, monkeypatch, tiny.classifier(layers=2, seed=0), tiny.class_rows(16, seed=3))

@@ -96,7 +96,7 @@ def test_a_refusal_is_one_line_on_stderr_exit_2_and_no_traceback(tmp_path, teach
 
 
 @needs_glue
-def test_the_teacher_cache_with_fsdp_is_refused_before_the_teachers_fine_tune(tmp_path, teacher_folder, monkeypatch):
+def test_the_teacher_cache_with_fsdp_is_refused_before_anything_loads(tmp_path, teacher_folder, monkeypatch):
     # What `accelerate launch --config_file configs/accelerate/fsdp.yaml` sets; Trainer refused it only when training
     # began, after the teacher's fine-tune.
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
@@ -121,3 +121,8 @@ def test_sharding_engines_are_read_from_the_launcher_and_the_arguments(tmp_path,
     with pytest.raises(ValueError, match=r"with DeepSpeed ZeRO-3: .* Pass --cache_teacher_logits false"):
         check_cache_engine(type("Args", (), {"cache_teacher_logits": True, "fsdp": None})())
     check_cache_engine(type("Args", (), {"cache_teacher_logits": False, "fsdp": None})())  # online teacher: fine
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    monkeypatch.delenv("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    for stage, expected in ((2, None), (3, "DeepSpeed ZeRO-3")):  # a plugin built from a deepspeed_config_file
+        args = type("Args", (), {"fsdp": None, "deepspeed_plugin": type("Plugin", (), {"zero_stage": stage})()})()
+        assert sharding_engine(args) == expected
