@@ -138,3 +138,18 @@ def test_mlm_refusals(tmp_path):
     flags[flags.index("--student_num_layers") : flags.index("--student_num_layers") + 2] = [
         "--student_model_name_or_path", str(other)]  # fmt: skip
     refuse(tmp_path, flags, r"vocab")
+
+
+@needs_glue
+def test_finetune_teacher_fits_a_masked_lm_head_on_a_base_bert_then_distils_it(tmp_path):
+    base = save_mlm_teacher(tmp_path / "base", base_model=True)
+    corpus = sentences(tmp_path, n=64)
+    distill_mlm.main(
+        mlm_flags(tmp_path, base, corpus, "--finetune_teacher", "true", "--teacher_num_train_epochs", "1")
+    )
+    out = tmp_path / "mlm_out"
+    teacher = AutoModelForMaskedLM.from_pretrained(out / "teacher")
+    assert type(teacher).__name__ == "BertForMaskedLM"  # the fine-tuned teacher keeps its masked-LM head
+    assert type(AutoModelForMaskedLM.from_pretrained(out)).__name__ == "BertForMaskedLM"
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["teacher_eval_top1_accuracy"] >= 0 and results["eval_masked_positions"] > 0
