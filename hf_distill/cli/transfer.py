@@ -158,8 +158,20 @@ def teacher_logits_in_order(teacher, rows: datasets.Dataset, collator, training_
     (a batch pads to its neighbours, not to the longest of a random batch), batches of
     `resolved_teacher_cache_batch_size` (4 x the eval batch), `inference_mode`, in the run's fp16/bf16 autocast.
     scripts/benchmark_transfer.py measures it against the plain `Trainer.predict` pass it replaces
-    (docs/benchmarks.md). Every process labels every row (no sharding): the labels are the same on all of them."""
-    device = training_args.device
+    (docs/benchmarks.md). Under several processes each labels its contiguous share of the rows and all of them
+    gather the whole, in order."""
+    device = training_args.device  # sets up the process group, when there is one
+    world = training_args.world_size
+    if 1 < world <= len(rows) and torch.distributed.is_available() and torch.distributed.is_initialized():
+        share = rows.shard(num_shards=world, index=training_args.process_index, contiguous=True)
+        logits = _teacher_logits(teacher, share, collator, training_args, device)
+        shares: list = [None] * world
+        torch.distributed.all_gather_object(shares, logits)  # rank order is row order: the shares are contiguous
+        return np.concatenate(shares)
+    return _teacher_logits(teacher, rows, collator, training_args, device)
+
+
+def _teacher_logits(teacher, rows: datasets.Dataset, collator, training_args, device) -> np.ndarray:
     teacher = teacher.to(device).eval()
     accepted = accepted_inputs(teacher)
     precision = torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else None

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+
 import datasets
 import pytest
 import tiny
 import torch
+from processes import HELPERS, run_checked
 from transformers import TrainingArguments
 
 from hf_distill.cli.transfer import pseudo_label, teacher_logits_in_order
 from hf_distill.publish.evaluation import predict_in_order
+
+SCRIPT = HELPERS / "ddp_pseudo_labels.py"
 
 
 def rows(n: int) -> datasets.Dataset:
@@ -65,3 +71,19 @@ def test_the_teacher_pass_is_sorted_by_length_and_needs_one_row_of_logits_per_ex
     token_teacher = tiny.token_classifier(layers=1).eval()
     with pytest.raises(ValueError, match=r"one row of logits per example.*shape \(8, \d+, 5\).*--student_training"):
         teacher_logits_in_order(token_teacher, transfer.remove_columns("labels"), tiny.collate, args)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_two_ranks_each_label_their_share_and_gather_every_row_in_order(tmp_path):
+    run_checked(["torchrun", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / "ddp")], cwd=tmp_path)
+    run_checked([sys.executable, str(SCRIPT), str(tmp_path / "single")], cwd=tmp_path)
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    single = torch.load(tmp_path / "single" / "rank0.pt", weights_only=True)
+    assert single["world_size"] == 1 and single["rows_seen"] == 41
+    assert [rank["world_size"] for rank in ranks] == [2, 2]
+    assert sorted(rank["rows_seen"] for rank in ranks) == [20, 21]  # each rank ran the teacher on its share only
+    # Rows differ enough that a misordered gather could not pass the comparison below.
+    assert (single["logits"] - single["logits"].roll(1, dims=0)).abs().max() > 1e-2
+    for rank in ranks:  # every rank holds every row's logits, in the rows' order (batches differ: float noise only)
+        torch.testing.assert_close(rank["logits"], single["logits"], rtol=1e-4, atol=1e-5)
+        assert torch.equal(rank["logits"].argmax(-1), single["logits"].argmax(-1))
