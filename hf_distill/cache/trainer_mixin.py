@@ -162,12 +162,11 @@ def _with_listed_lengths(sampler):
     """`LengthGroupedSampler` with its lengths as a Python list.
 
     Trainer hands it ``dataset["length"]``, which datasets >= 4 returns as a lazy `Column`; the sampler then sorts by
-    ``lengths[i]``, one Arrow read per row, at every epoch's start: 6 s an epoch for 8,192 rows here, and on an H200
-    it halved the speed of length-grouped training (docs/benchmarks.md). Read once, a list costs nothing.
+    ``lengths[i]``, one Arrow read per row, at every epoch's start: on an H200 that made length-grouped training
+    slower than ungrouped (docs/benchmarks.md). A slice reads the column once, through any indices mapping.
     """
-    lengths = getattr(sampler, "lengths", None)
-    if isinstance(sampler, LengthGroupedSampler) and lengths is not None and not isinstance(lengths, list):
-        listed = lengths[:]  # a slice of a Column reads the column once, through any indices mapping
+    if isinstance(sampler, LengthGroupedSampler) and not isinstance(sampler.lengths, list):
+        listed = sampler.lengths[:]
         sampler.lengths = listed.tolist() if hasattr(listed, "tolist") else list(listed)  # numpy/torch formats
     return sampler
 

@@ -115,10 +115,9 @@ def sharding_engine(training_args) -> str | None:
     "DeepSpeed ZeRO-3", or None. Read from the arguments and the launcher's environment, before any model exists."""
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true") or getattr(training_args, "fsdp", None):
         return "FSDP"
-    deepspeed = getattr(training_args, "hf_deepspeed_config", None)
-    if deepspeed is not None and deepspeed.is_zero3():
-        return "DeepSpeed ZeRO-3"
-    plugin = getattr(training_args, "deepspeed_plugin", None)  # also built from a launcher's deepspeed_config_file
+    # TrainingArguments builds this plugin for --deepspeed CONFIG and under accelerate launch; its zero_stage follows
+    # the config (a deepspeed_config_file included).
+    plugin = getattr(training_args, "deepspeed_plugin", None)
     if plugin is not None and getattr(plugin, "zero_stage", None) == 3:
         return "DeepSpeed ZeRO-3"
     launched = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
