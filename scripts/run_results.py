@@ -60,6 +60,9 @@ TRANSFER_FLAGS = {
     "sst2": ["--unlabeled_train_rows", "63349"],
     "sst2_1k": ["--unlabeled_train_rows", "20000"],
 }
+# --search_transfer holds SEARCH_HELD_OUT rows out of train before the labelled rows are taken, so SST-2's transfer
+# set there is the rest of train after the 4,000 labelled and the 1,000 held-out rows.
+SEARCH_TRANSFER_FLAGS = {"sst2": ["--unlabeled_train_rows", "62349"]}
 RECIPE_DEFAULTS = ["--temperature", "2.0", "--alpha_kd", "0.5", "--alpha_task", "0.5"]
 SEARCH_GRID = [(t, a) for t in (1.0, 2.0, 4.0) for a in (0.5, 0.9)]
 REGRESSION_GRID = [(1.0, a) for a in (0.1, 0.5, 0.9)]  # T does not enter the regression (MSE) term
@@ -1047,7 +1050,7 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
 
     config = CONFIG_OF.get(task, task)
     held_out = SEARCH_HELD_OUT[config]
-    flags = [*TASK_FLAGS.get(task, []), *TRANSFER_FLAGS.get(task, [])]
+    flags = [*TASK_FLAGS.get(task, []), *SEARCH_TRANSFER_FLAGS.get(task, TRANSFER_FLAGS.get(task, []))]
     command = [f"configs/offline/{config}_transfer.yaml", "--data_dir", data_dir, "--seed", "42", *flags]
     command += ["--validation_split_size", str(held_out), "--output_dir", str(root), *extra]
     # The trial count extends a search without changing it; --hp_search_only skips the final student (its dev score

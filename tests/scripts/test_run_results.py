@@ -47,11 +47,11 @@ def test_a_baseline_scored_against_another_teacher_is_flagged():
 
 def test_a_row_run_at_settings_its_config_no_longer_holds_shows_them_and_says_so():
     results = filled({"ours/42": (0.80, 0.84), "ours_transfer/42": (0.83, 0.84), "ours_hidden/42": (0.81, 0.84)})
-    # sst2_transfer.yaml holds alpha_kd 0.9 (the same: not pinned) and learning_rate 1e-4 (pinned at 3e-4)
+    # the command passes sst2_transfer.yaml's own alpha_kd (the same: not pinned) and another learning rate (pinned)
     config = run_results.yaml_config("configs/offline/sst2_transfer.yaml")
-    assert config["alpha_kd"] == 0.9 and config["learning_rate"] == 1e-4
+    assert config["learning_rate"] != 3e-4
     pinned = ["configs/offline/sst2_transfer.yaml", "--seed", "42", "--alpha_hidden", "1.0", "--learning_rate", "3e-4"]
-    pinned += ["--alpha_kd", "0.9"]
+    pinned += ["--alpha_kd", repr(config["alpha_kd"])]
     run_results.record(results, "sst2", 42, "ours_transfer_intermediate", outcome(0.84, 0.84), pinned)
     text = run_results.render(results)
     flags = "`--alpha_hidden 1.0` `--learning_rate 3e-4`"
@@ -66,7 +66,8 @@ def test_an_e_run_made_before_its_config_changed_is_marked_and_its_pinned_settin
     # table marks the cell, and the note under the (e) settings table names the seeds and the pinned settings
     results = filled({"ours/42": (0.80, 0.84), "labels_only/42": (0.79, 0.84), "pseudo_labels/42": (0.81, 0.84),
                       "ours/43": (0.80, 0.84), "labels_only/43": (0.79, 0.84)})  # fmt: skip
-    assert run_results.yaml_config("configs/offline/sst2_transfer.yaml")["learning_rate"] == 1e-4
+    alpha_kd = run_results.yaml_config("configs/offline/sst2_transfer.yaml")["alpha_kd"]  # its own: not pinned
+    assert run_results.yaml_config("configs/offline/sst2_transfer.yaml")["learning_rate"] != 3e-4
     config = ["configs/offline/sst2_transfer.yaml", "--seed"]
     run_results.record(
         results,
@@ -74,7 +75,7 @@ def test_an_e_run_made_before_its_config_changed_is_marked_and_its_pinned_settin
         42,
         "ours_transfer",
         outcome(0.83, 0.84),
-        [*config, "42", "--learning_rate", "3e-4", "--alpha_kd", "0.9"],
+        [*config, "42", "--learning_rate", "3e-4", "--alpha_kd", repr(alpha_kd)],
     )
     run_results.record(results, "sst2", 43, "ours_transfer", outcome(0.82, 0.84), [*config, "43"])
     text = run_results.render(results)
@@ -291,6 +292,27 @@ def test_the_transfer_search_runs_hp_search_trials_on_held_out_rows_and_keeps_ev
                               "num_train_epochs": 2.0}  # fmt: skip
     assert search["labelled_rows"] == 2968 and search["transfer_rows"] == 23744
     assert "--hp_search_only true" in search["command"]
+
+
+def test_sst2s_transfer_search_takes_the_train_rows_left_after_the_held_out_and_labelled_ones(tmp_path, monkeypatch):
+    # (e) on SST-2 takes every train row after the 4,000 labelled ones; the search first holds 1,000 rows out of
+    # train, so its transfer set is 1,000 rows shorter (distill_glue.py refuses more than the split holds)
+    import json
+
+    (tmp_path / "docs").mkdir()
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    calls = []
+
+    def fake_run(command, output_dir, done, results):
+        calls.append(command)
+        return search_report(tmp_path, 0.6)
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    run_results.search_transfer("sst2", tmp_path / "out", "../shared/data/glue", 2, [])
+    flags = dict(zip(calls[0][1::2], calls[0][2::2], strict=False))
+    full = int(run_results.TRANSFER_FLAGS["sst2"][1])
+    assert int(flags["--unlabeled_train_rows"]) == full - run_results.SEARCH_HELD_OUT["sst2"] == 62349
+    assert json.loads((tmp_path / "docs" / "search.json").read_text())["tasks"]["sst2"]["transfer_search"]
 
 
 def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, monkeypatch):
