@@ -900,6 +900,15 @@ def _targets_section(results: dict) -> list[str]:
         )
     else:
         lines.append(f"- Mean retention over the four tasks: NOT measured (ours + transfer ran on {len(v2)} of them).")
+    for task, entry in results["tasks"].items():
+        pinned = _pinned_runs(entry, "ours_transfer")
+        if entry.get("ours_transfer") and pinned and len(pinned["seeds"]) < len(entry["ours_transfer"]):
+            plural = "s" if len(pinned["seeds"]) > 1 else ""
+            lines.append(
+                f"- {task}: the (e) lines above read a mean over two settings: seed{plural} "
+                f"{', '.join(map(str, pinned['seeds']))} ran at the settings its commands pin (†), the others at the "
+                "config's; neither setting is judged by them until every seed runs at the config's."
+            )
     stale = {task: mismatched_teachers(entry) for task, entry in results["tasks"].items()}
     for task, keys in stale.items():
         if keys:

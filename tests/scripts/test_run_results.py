@@ -85,8 +85,9 @@ def test_an_e_run_made_before_its_config_changed_is_marked_and_its_pinned_settin
     assert "- sst2: (e) over seed 42 ran at settings its commands pin over the config's current ones " \
            "(`--learning_rate 3e-4`)" in text  # fmt: skip
     assert "- sst2: (f) over seed" not in text
+    assert "- sst2: the (e) lines above read a mean over two settings: seed 42 ran at the settings its" in text
     unpinned = filled({"ours/42": (0.80, 0.84), "ours_transfer/42": (0.83, 0.84)})
-    assert "†" not in run_results.render(unpinned)
+    assert "†" not in run_results.render(unpinned) and "over two settings" not in run_results.render(unpinned)
 
 
 def test_an_intermediate_rows_score_covers_the_seeds_its_pairing_uses():
