@@ -60,9 +60,6 @@ TRANSFER_FLAGS = {
     "sst2": ["--unlabeled_train_rows", "63349"],
     "sst2_1k": ["--unlabeled_train_rows", "20000"],
 }
-# --search_transfer holds SEARCH_HELD_OUT rows out of train before the labelled rows are taken, so SST-2's transfer
-# set there is the rest of train after the 4,000 labelled and the 1,000 held-out rows.
-SEARCH_TRANSFER_FLAGS = {"sst2": ["--unlabeled_train_rows", "62349"]}
 RECIPE_DEFAULTS = ["--temperature", "2.0", "--alpha_kd", "0.5", "--alpha_task", "0.5"]
 SEARCH_GRID = [(t, a) for t in (1.0, 2.0, 4.0) for a in (0.5, 0.9)]
 REGRESSION_GRID = [(1.0, a) for a in (0.1, 0.5, 0.9)]  # T does not enter the regression (MSE) term
@@ -82,6 +79,11 @@ INTERMEDIATE_GRID = {
 # rows held out of train to score the search on (dev is never looked at); SST-2 trains on 4,000 rows like its results
 SEARCH_HELD_OUT = {"sst2": 1000, "mrpc": 700, "stsb": 1000, "cola": 1000}
 SEARCH_TRAIN_ROWS = {"sst2": 4000}
+# SST-2's (e) takes all of train after the labelled rows; --search_transfer holds SEARCH_HELD_OUT rows out of train
+# before the labelled rows are taken, so its transfer set there is that many rows shorter.
+SEARCH_TRANSFER_FLAGS = {
+    "sst2": ["--unlabeled_train_rows", str(int(TRANSFER_FLAGS["sst2"][1]) - SEARCH_HELD_OUT["sst2"])],
+}
 MIN_SEEDS = 5  # issue 11: at least 5 seeds per task and variant before a p-value target counts
 
 

@@ -66,8 +66,9 @@ def test_an_e_run_made_before_its_config_changed_is_marked_and_its_pinned_settin
     # table marks the cell, and the note under the (e) settings table names the seeds and the pinned settings
     results = filled({"ours/42": (0.80, 0.84), "labels_only/42": (0.79, 0.84), "pseudo_labels/42": (0.81, 0.84),
                       "ours/43": (0.80, 0.84), "labels_only/43": (0.79, 0.84)})  # fmt: skip
-    alpha_kd = run_results.yaml_config("configs/offline/sst2_transfer.yaml")["alpha_kd"]  # its own: not pinned
-    assert run_results.yaml_config("configs/offline/sst2_transfer.yaml")["learning_rate"] != 3e-4
+    transfer_config = run_results.yaml_config("configs/offline/sst2_transfer.yaml")
+    alpha_kd = transfer_config["alpha_kd"]  # the config's own: not pinned
+    assert transfer_config["learning_rate"] != 3e-4
     config = ["configs/offline/sst2_transfer.yaml", "--seed"]
     run_results.record(
         results,
