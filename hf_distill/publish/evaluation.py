@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer
+import torch
+from transformers import EvalPrediction, Trainer
+from transformers.trainer_pt_utils import nested_concat
+from transformers.trainer_utils import speed_metrics
+
+from ..trainer.model_inputs import unwrap
+from ..trainer.teacher import is_engine_wrapped
 
 __all__ = ["evaluate_side_by_side", "predict_in_order"]
 
@@ -34,11 +41,13 @@ def evaluate_side_by_side(
     """Evaluates the trained student (`trainer`) and the teacher on every evaluation split.
 
     Returns the student's metrics under ``eval_*`` and the teacher's under ``teacher_eval_*``; MNLI's mismatched
-    split takes the ``_mm`` suffix.
+    split takes the ``_mm`` suffix. Every rank must call it. A teacher the engine sharded (FSDP, DeepSpeed) is scored
+    where it is, by `evaluate_in_place`.
     """
     args = trainer.args
+    in_place = is_engine_wrapped(teacher)
     teacher_evaluator = Trainer(
-        model=teacher,
+        model=unwrap(teacher) if in_place else teacher,
         args=dataclasses.replace(args, output_dir=str(Path(args.output_dir) / "teacher_eval"), report_to="none"),
         data_collator=collator,
         compute_metrics=compute_metrics,
@@ -46,7 +55,58 @@ def evaluate_side_by_side(
     metrics: dict[str, float] = {}
     for split, dataset in eval_datasets.items():
         suffix = "_mm" if split == "validation_mismatched" else ""
-        for prefix, evaluator in (("eval", trainer), ("teacher_eval", teacher_evaluator)):
-            result = evaluator.evaluate(eval_dataset=dataset, metric_key_prefix=prefix)
-            metrics.update({f"{key}{suffix}": value for key, value in result.items()})
+        result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")
+        if in_place:
+            result.update(evaluate_in_place(teacher_evaluator, teacher, dataset, metric_key_prefix="teacher_eval"))
+        else:
+            result.update(teacher_evaluator.evaluate(eval_dataset=dataset, metric_key_prefix="teacher_eval"))
+        metrics.update({f"{key}{suffix}": value for key, value in result.items()})
     return metrics
+
+
+@torch.no_grad()
+def evaluate_in_place(evaluator: Trainer, model: Any, dataset: Any, metric_key_prefix: str) -> dict[str, float]:
+    """`evaluator.evaluate(dataset)` with `model` run as it is, for a model an engine already sharded.
+
+    A plain Trainer would hand such a model to ``accelerator.prepare`` again, which accelerate < 1.16 refuses under
+    FSDP2 without an optimizer (seen on a GPU: "a model and optimizer must be passed together") and which would put a
+    DeepSpeed engine inside another. The rest is `evaluator`'s: its dataloader (the columns its model's forward
+    takes, split over the ranks), its autocast, its compute_metrics, on predictions gathered from every rank without
+    the rows the last batch repeats. Every rank must call it.
+    """
+    start = time.time()
+    accelerator = evaluator.accelerator
+    was_training = model.training
+    model.eval()
+    losses = predictions = labels = None
+    batches = 0
+    try:
+        for batch in evaluator.get_eval_dataloader(dataset):
+            batch = evaluator._prepare_inputs(batch)
+            with accelerator.autocast():
+                output = model(**batch)
+            batches += 1
+            if output.get("loss") is not None:
+                loss = output["loss"].detach().float().reshape(1).repeat(len(output["logits"]))
+                losses = _append(losses, accelerator.gather_for_metrics(loss))
+            logits = accelerator.pad_across_processes(output["logits"].detach().float(), dim=1, pad_index=-100)
+            predictions = _append(predictions, accelerator.gather_for_metrics(logits))
+            if "labels" in batch:
+                label = accelerator.pad_across_processes(batch["labels"], dim=1, pad_index=-100)
+                labels = _append(labels, accelerator.gather_for_metrics(label))
+    finally:
+        model.train(was_training)
+    metrics: dict[str, float] = {}
+    if evaluator.compute_metrics is not None and predictions is not None and labels is not None:
+        computed = evaluator.compute_metrics(EvalPrediction(predictions=predictions.numpy(), label_ids=labels.numpy()))
+        metrics.update({f"{metric_key_prefix}_{key}": value for key, value in computed.items()})
+    if losses is not None:
+        metrics[f"{metric_key_prefix}_loss"] = losses.mean().item()
+    num_samples = 0 if predictions is None else len(predictions)
+    metrics.update(speed_metrics(metric_key_prefix, start, num_samples=num_samples, num_steps=batches))
+    return metrics
+
+
+def _append(gathered: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
+    new = new.cpu()
+    return new if gathered is None else nested_concat(gathered, new, padding_index=-100)

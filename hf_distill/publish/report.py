@@ -32,6 +32,7 @@ def publish_student(
     card: dict[str, Any],
     push_token: str | None = None,
     export_formats: tuple[str, ...] = (),
+    student: Any = None,
 ) -> dict[str, float]:
     """Adds parameter counts and latencies to `metrics`, saves them (`all_results.json`, `eval_results.json`), writes
     the model card (README.md), prints the teacher-vs-student table and, with `push_token`, pushes the folder.
@@ -47,12 +48,15 @@ def publish_student(
         export_formats: "onnx" and/or "int8": the student exported, re-scored on `latency_dataset` with onnxruntime
             and timed (keys prefixed ``onnx_`` / ``onnx_int8_``). A failed export keeps the student and its results,
             records ``export_error`` and logs what failed.
+        student: the student measured and exported; None: `trainer.model` (give a whole copy of one an engine
+            sharded, `gather_whole`).
     """
     args = trainer.args
-    metrics.update(measure_models(teacher, trainer.model, latency_dataset, collator, args))
+    student = trainer.model if student is None else student
+    metrics.update(measure_models(teacher, student, latency_dataset, collator, args))
     deployment = []
     if export_formats:
-        deployment = _export(trainer, export_formats, latency_dataset, collator, metrics, metric_names)
+        deployment = _export(trainer, student, export_formats, latency_dataset, collator, metrics, metric_names)
     trainer.save_metrics("eval", metrics)
     hardware, versions = environment()
     data = ModelCardData(
@@ -79,19 +83,19 @@ def publish_student(
     return metrics
 
 
-def _export(trainer, formats, dataset, collator, metrics, metric_names) -> list[dict[str, Any]]:
+def _export(trainer, student, formats, dataset, collator, metrics, metric_names) -> list[dict[str, Any]]:
     """Exports and re-scores the student; returns the card's deployment rows (empty after a failure)."""
     from .export import ExportError, export_and_score
 
-    names = set(inspect.signature(unwrap(trainer.model).forward).parameters)
+    names = set(inspect.signature(unwrap(student).forward).parameters)
     batches = {}
     for batch_size in LATENCY_BATCH_SIZES:
         rows = [{k: v for k, v in dataset[i % len(dataset)].items() if k != "labels"} for i in range(batch_size)]
         batches[batch_size] = {k: v for k, v in collator(rows).items() if k in names}
-    torch_logits = predict_in_order(unwrap(trainer.model), dataset, collator, trainer.args)
+    torch_logits = predict_in_order(unwrap(student), dataset, collator, trainer.args)
     try:
         scores = export_and_score(
-            unwrap(trainer.model),
+            unwrap(student),
             trainer.args.output_dir,
             formats,
             dataset=dataset,

@@ -23,7 +23,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["freeze", "prepare_teacher"]
+__all__ = ["freeze", "gather_whole", "is_engine_wrapped", "prepare_teacher"]
 
 
 def freeze(teacher: nn.Module) -> nn.Module:
@@ -125,6 +125,49 @@ def _prepare_fsdp(teacher: nn.Module, accelerator: Accelerator) -> nn.Module:
         device_id=accelerator.device,
         use_orig_params=True,
     )
+
+
+def is_engine_wrapped(model: nn.Module) -> bool:
+    """True for a model an engine placed itself: sharded by FSDP2 or FSDP1, or inside a DeepSpeed engine."""
+    try:
+        from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+    except ImportError:  # a torch without distributed support wraps nothing
+        return False
+    return isinstance(model, (FSDPModule, FullyShardedDataParallel)) or type(model).__name__ == "DeepSpeedEngine"
+
+
+def gather_whole(teacher: nn.Module) -> nn.Module | None:
+    """A whole copy of a model an engine sharded (the teacher `prepare_teacher` placed under FSDP2, FSDP1 or
+    DeepSpeed, or a student Accelerate placed), on the main process's CPU.
+
+    For what runs on the main process alone after training (the latency table, an export): a sharded model's
+    forward there would wait forever for the other ranks' shards. Every rank must call it (the shards are
+    gathered); the other ranks get None. A model no engine wrapped comes back as it is, on every rank.
+    """
+    if not is_engine_wrapped(teacher):
+        return teacher
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FSDPModule
+
+    main = not dist.is_initialized() or dist.get_rank() == 0
+    if type(teacher).__name__ == "DeepSpeedEngine":
+        import deepspeed
+
+        module = teacher.module
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            state = {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}
+    else:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        module = teacher if isinstance(teacher, FSDPModule) else teacher.module  # FSDP1: the wrapped module
+        state = get_model_state_dict(teacher, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not main:
+        return None
+    # FSDP2 swaps the module's class for a subclass of FSDPModule, in place: build the class it had before.
+    model_class = next(cls for cls in type(module).__mro__ if not issubclass(cls, FSDPModule))
+    whole = model_class(copy.deepcopy(module.config))
+    whole.load_state_dict(state)
+    return freeze(whole)
 
 
 def _hidden_size(model: nn.Module) -> int | None:

@@ -10,7 +10,9 @@ Accelerate runs no FSDP on CPU: with `use_cpu=True` it resolves MULTI_CPU and dr
 and without it Trainer refuses `fsdp` outside distributed GPU training. So the project's path is driven with the
 plugin object directly: `prepare_teacher` sees an accelerator whose state carries an FSDP2 plugin and shards the
 teacher with `fully_shard`. The student trains under DDP, as Trainer sets it up on CPU. Each rank saves its
-teacher's local shard sizes, the sharded and unsharded logits on one batch, and its trained student.
+teacher's local shard sizes, the sharded and unsharded logits on one batch, and its trained student; then the
+teacher scored beside the student (`evaluate_side_by_side`; of 13 rows, one rank's last batch repeats 3) and
+gathered whole (`gather_whole`, rank 0 only).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from trainers import EXACT_UPDATES, make_args  # noqa: E402
 import hf_distill.trainer.trainer as trainer_module  # noqa: E402
 from hf_distill import DistillationTrainer  # noqa: E402
 from hf_distill.cli.distributed import end_distributed  # noqa: E402
-from hf_distill.trainer.teacher import prepare_teacher  # noqa: E402
+from hf_distill.publish.evaluation import evaluate_side_by_side  # noqa: E402
+from hf_distill.trainer.teacher import gather_whole, prepare_teacher  # noqa: E402
 
 
 def shard_with_fsdp2(teacher, accelerator, *, micro_batch_size: int = 1):
@@ -62,6 +65,14 @@ def local_shape(parameter) -> tuple[int, ...]:
     return tuple(parameter.shape)
 
 
+TIMINGS = ("runtime", "_per_second", "_preparation_time")
+
+
+def accuracy(prediction) -> dict[str, float]:
+    correct = prediction.predictions.argmax(-1) == prediction.label_ids
+    return {"accuracy": float(correct.mean()), "rows": len(prediction.label_ids)}
+
+
 def main(output_dir: str, mode: str) -> None:
     data = tiny.class_rows(32, seed=2)
     teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
@@ -88,6 +99,17 @@ def main(output_dir: str, mode: str) -> None:
     module = getattr(trainer.teacher_model, "module", trainer.teacher_model)  # under a DeepSpeed engine
     local = {name: local_shape(parameter) for name, parameter in module.named_parameters()}
     trainer.train()
+    splits = {"validation": tiny.class_rows(13, seed=3), "validation_mismatched": tiny.class_rows(16, seed=4)}
+    scores = evaluate_side_by_side(trainer, trainer.teacher_model, splits, tiny.collate, accuracy)
+    with torch.no_grad():  # the unsharded teacher, by hand: float64 cross-entropy over every row of each split
+        expected = {}
+        for split, rows in splits.items():
+            batch = tiny.collate([rows[i] for i in range(len(rows))])
+            logits = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.double()
+            suffix = "_mm" if split == "validation_mismatched" else ""
+            expected[f"loss{suffix}"] = torch.nn.functional.cross_entropy(logits, batch["labels"]).item()
+            expected[f"accuracy{suffix}"] = (logits.argmax(-1) == batch["labels"]).double().mean().item()
+    whole = gather_whole(trainer.teacher_model)
     torch.save(
         {
             "local_shapes": local,
@@ -100,6 +122,10 @@ def main(output_dir: str, mode: str) -> None:
             "state": trainer.model.state_dict() if hasattr(trainer.model, "state_dict") else None,
             "world_size": trainer.args.world_size,
             "fsdp_warning": any("FSDP was asked for" in message for message in warnings),
+            "scores": {k: v for k, v in scores.items() if not any(timing in k for timing in TIMINGS)},
+            "expected": expected,
+            "whole": None if whole is None else {k: v.clone() for k, v in whole.state_dict().items()},
+            "whole_type": type(whole).__name__,
         },
         Path(output_dir) / f"rank{trainer.args.process_index}.pt",
     )

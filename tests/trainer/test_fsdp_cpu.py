@@ -34,6 +34,7 @@ def test_fsdp2_sharded_teacher_matches_the_replicated_one(tmp_path):
     for name, tensor in replicated["state"].items():
         assert torch.equal(sharded[0]["state"][name], sharded[1]["state"][name]), f"ranks disagree on {name}"
         torch.testing.assert_close(sharded[0]["state"][name], tensor, rtol=1e-5, atol=1e-6, msg=f"{name} differs")
+    check_scored_and_gathered(sharded, replicated)
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
@@ -55,3 +56,33 @@ def test_zero3_partitioned_teacher_matches_the_replicated_one(tmp_path):
     for name, tensor in replicated["state"].items():
         assert torch.equal(partitioned[0]["state"][name], partitioned[1]["state"][name]), f"ranks disagree on {name}"
         torch.testing.assert_close(partitioned[0]["state"][name], tensor, rtol=1e-5, atol=1e-6, msg=f"{name} differs")
+    check_scored_and_gathered(partitioned, replicated)
+
+
+def check_scored_and_gathered(ranks: list[dict], replicated: dict) -> None:
+    """The sharded teacher, scored where it is (no second `accelerator.prepare`, which accelerate < 1.16 refuses under
+    FSDP2), scores as the unsharded teacher does by hand and through a plain Trainer; gathered whole, it is the teacher
+    it was."""
+    expected = replicated["expected"]
+    trainer_path = replicated["scores"]  # the replicated teacher goes through a plain Trainer, as before
+    assert trainer_path["teacher_eval_rows"] == 13 and trainer_path["teacher_eval_rows_mm"] == 16
+    assert trainer_path["teacher_eval_accuracy"] == pytest.approx(expected["accuracy"], abs=1e-12)
+    # (its loss is not compared: transformers 5 multiplies a plain Trainer's eval loss by the number of processes
+    # for a model whose forward takes **kwargs, as BERT's does.)
+    assert replicated["whole_type"] == "BertForSequenceClassification"  # not sharded: the teacher itself
+    for rank in ranks:
+        scores = rank["scores"]
+        assert sorted(scores) == sorted(trainer_path)
+        assert scores["teacher_eval_rows"] == 13  # the rows one rank's last batch repeats are dropped
+        assert scores["teacher_eval_rows_mm"] == 16
+        for suffix in ("", "_mm"):
+            assert scores[f"teacher_eval_accuracy{suffix}"] == pytest.approx(expected[f"accuracy{suffix}"], abs=1e-12)
+        # 16 rows split evenly (8 per rank): the mean of the batch losses is the mean over rows
+        assert scores["teacher_eval_loss_mm"] == pytest.approx(expected["loss_mm"], rel=1e-5)
+    assert ranks[1]["whole"] is None and ranks[1]["whole_type"] == "NoneType"
+    whole = ranks[0]["whole"]
+    assert ranks[0]["whole_type"] == "BertForSequenceClassification"
+    reference = replicated["whole"]
+    assert sorted(whole) == sorted(reference)
+    for name, tensor in reference.items():
+        assert torch.equal(whole[name], tensor), f"{name}: the gathered teacher differs from the one sharded"
