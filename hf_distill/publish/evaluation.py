@@ -41,14 +41,26 @@ def evaluate_side_by_side(
     """Evaluates the trained student (`trainer`) and the teacher on every evaluation split.
 
     Returns the student's metrics under ``eval_*`` and the teacher's under ``teacher_eval_*``; MNLI's mismatched
-    split takes the ``_mm`` suffix. Every rank must call it. A teacher the engine sharded (FSDP, DeepSpeed) is scored
-    where it is, by `evaluate_in_place`.
+    split takes the ``_mm`` suffix. Every rank must call it. Under FSDP or DeepSpeed the teacher (sharded by the
+    trainer, or whole when the student trained without it) is scored where it is, by `evaluate_in_place`: a new
+    Trainer would prepare it for the engine again.
     """
     args = trainer.args
-    in_place = is_engine_wrapped(teacher)
+    engine = getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False)
+    in_place = engine or is_engine_wrapped(teacher)
+    if in_place and not is_engine_wrapped(teacher):
+        teacher = teacher.to(args.device)
+    teacher_args = dataclasses.replace(
+        args,
+        output_dir=str(Path(args.output_dir) / "teacher_eval"),
+        report_to="none",
+        # else transformers 5 multiplies the eval loss by the number of processes for a model whose forward takes
+        # **kwargs (BERT's does) even when, as in a classifier's plain cross-entropy mean, nothing was divided by it
+        average_tokens_across_devices=False,
+    )
     teacher_evaluator = Trainer(
         model=unwrap(teacher) if in_place else teacher,
-        args=dataclasses.replace(args, output_dir=str(Path(args.output_dir) / "teacher_eval"), report_to="none"),
+        args=teacher_args,
         data_collator=collator,
         compute_metrics=compute_metrics,
     )
@@ -91,8 +103,9 @@ def evaluate_in_place(evaluator: Trainer, model: Any, dataset: Any, metric_key_p
                 losses = _append(losses, accelerator.gather_for_metrics(loss))
             logits = accelerator.pad_across_processes(output["logits"].detach().float(), dim=1, pad_index=-100)
             predictions = _append(predictions, accelerator.gather_for_metrics(logits))
-            if "labels" in batch:
-                label = accelerator.pad_across_processes(batch["labels"], dim=1, pad_index=-100)
+            label_names = [name for name in evaluator.label_names if name in batch]
+            if label_names:
+                label = accelerator.pad_across_processes(batch[label_names[0]], dim=1, pad_index=-100)
                 labels = _append(labels, accelerator.gather_for_metrics(label))
     finally:
         model.train(was_training)

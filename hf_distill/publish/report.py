@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from transformers import Trainer
 
 from hf_distill.trainer.model_inputs import unwrap
@@ -92,7 +95,10 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
     for batch_size in LATENCY_BATCH_SIZES:
         rows = [{k: v for k, v in dataset[i % len(dataset)].items() if k != "labels"} for i in range(batch_size)]
         batches[batch_size] = {k: v for k, v in collator(rows).items() if k in names}
-    torch_logits = predict_in_order(unwrap(student), dataset, collator, trainer.args)
+    if trainer.args.world_size > 1:  # the main process alone: a Trainer would split the rows over absent ranks
+        torch_logits = _predict_here(unwrap(student), dataset, collator, names, trainer.args)
+    else:
+        torch_logits = predict_in_order(unwrap(student), dataset, collator, trainer.args)
     try:
         scores = export_and_score(
             unwrap(student),
@@ -123,3 +129,21 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
             }
         )
     return rows
+
+
+@torch.no_grad()
+def _predict_here(model, dataset, collator, names, args) -> np.ndarray:
+    """`model`'s logits on every row of `dataset`, in order, in this process alone (no Trainer, no collective)."""
+    device = args.device
+    model = model.to(device).eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+    if args.fp16:
+        autocast = torch.autocast(device.type, dtype=torch.float16)
+    logits = []
+    size = args.per_device_eval_batch_size
+    for start in range(0, len(dataset), size):
+        rows = [dataset[i] for i in range(start, min(start + size, len(dataset)))]
+        batch = {k: v.to(device) for k, v in collator(rows).items() if k in names and k != "labels"}
+        with autocast:
+            logits.append(model(**batch).logits.float().cpu())
+    return torch.cat(logits).numpy()

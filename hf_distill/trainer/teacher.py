@@ -133,6 +133,7 @@ def is_engine_wrapped(model: nn.Module) -> bool:
         from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
     except ImportError:  # a torch without distributed support wraps nothing
         return False
+    model = getattr(model, "_orig_mod", model)  # under torch.compile
     return isinstance(model, (FSDPModule, FullyShardedDataParallel)) or type(model).__name__ == "DeepSpeedEngine"
 
 
@@ -150,12 +151,23 @@ def gather_whole(teacher: nn.Module) -> nn.Module | None:
     from torch.distributed.fsdp import FSDPModule
 
     main = not dist.is_initialized() or dist.get_rank() == 0
+    teacher = getattr(teacher, "_orig_mod", teacher)  # under torch.compile
     if type(teacher).__name__ == "DeepSpeedEngine":
         import deepspeed
 
         module = teacher.module
-        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-            state = {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}
+        keys = set(module.state_dict())  # the names only: under ZeRO-3 each rank's tensors are partitions
+        state = {}
+        # One parameter at a time (a teacher that needed ZeRO-3 may not fit on one GPU whole); tied ones under
+        # each name they have; only the main process keeps a copy.
+        for name, parameter in module.named_parameters(remove_duplicate=False):
+            with deepspeed.zero.GatheredParameters([parameter], modifier_rank=None):
+                if main and name in keys:
+                    state[name] = parameter.detach().to("cpu", copy=True)
+        if main:
+            for name, buffer in module.named_buffers(remove_duplicate=False):
+                if name in keys:
+                    state[name] = buffer.detach().to("cpu", copy=True)
     else:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 

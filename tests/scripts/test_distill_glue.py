@@ -151,13 +151,20 @@ def test_script_under_torchrun_two_processes(tmp_path):
     flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = ["torchrun", "--nproc_per_node", "2", str(ROOT / "scripts" / "distill_glue.py"), *flags]
+    # --export on the main process alone: the PyTorch logits it compares the ONNX model's with are every dev row's,
+    # in order (a Trainer there would split the rows over both ranks and wait for the other one)
+    export = ["--export", "onnx"] if importlib.util.find_spec("onnxruntime") else []
     result = subprocess.run(
-        [*command, "--student_num_layers", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
+        [*command, "--student_num_layers", "2", *export], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     results = read_results(tmp_path / "out")
     assert results["world_size"] == 2
     assert "eval_accuracy" in results and "teacher_eval_accuracy" in results
+    if export:
+        assert results["onnx_agreement"] == 1.0 and results["onnx_max_abs_logit_diff"] < 1e-4
+        assert results["onnx_eval_accuracy"] == results["eval_accuracy"]
     AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
 
 

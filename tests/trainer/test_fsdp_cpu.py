@@ -67,8 +67,9 @@ def check_scored_and_gathered(ranks: list[dict], replicated: dict) -> None:
     trainer_path = replicated["scores"]  # the replicated teacher goes through a plain Trainer, as before
     assert trainer_path["teacher_eval_rows"] == 13 and trainer_path["teacher_eval_rows_mm"] == 16
     assert trainer_path["teacher_eval_accuracy"] == pytest.approx(expected["accuracy"], abs=1e-12)
-    # (its loss is not compared: transformers 5 multiplies a plain Trainer's eval loss by the number of processes
-    # for a model whose forward takes **kwargs, as BERT's does.)
+    # 16 rows split evenly (8 per rank): the mean of the batch losses is the mean over rows. (Before the teacher's
+    # Trainer set average_tokens_across_devices=False, transformers 5 reported it multiplied by the 2 processes.)
+    assert trainer_path["teacher_eval_loss_mm"] == pytest.approx(expected["loss_mm"], rel=1e-5)
     assert replicated["whole_type"] == "BertForSequenceClassification"  # not sharded: the teacher itself
     for rank in ranks:
         scores = rank["scores"]
@@ -77,8 +78,9 @@ def check_scored_and_gathered(ranks: list[dict], replicated: dict) -> None:
         assert scores["teacher_eval_rows_mm"] == 16
         for suffix in ("", "_mm"):
             assert scores[f"teacher_eval_accuracy{suffix}"] == pytest.approx(expected[f"accuracy{suffix}"], abs=1e-12)
-        # 16 rows split evenly (8 per rank): the mean of the batch losses is the mean over rows
-        assert scores["teacher_eval_loss_mm"] == pytest.approx(expected["loss_mm"], rel=1e-5)
+            # 13 rows: one rank's last batch repeats 3, in its batch mean as in the Trainer's
+            loss = trainer_path[f"teacher_eval_loss{suffix}"]
+            assert scores[f"teacher_eval_loss{suffix}"] == pytest.approx(loss, rel=1e-5)
     assert ranks[1]["whole"] is None and ranks[1]["whole_type"] == "NoneType"
     whole = ranks[0]["whole"]
     assert ranks[0]["whole_type"] == "BertForSequenceClassification"

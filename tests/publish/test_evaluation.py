@@ -1,0 +1,75 @@
+"""hf_distill.publish.evaluation: the teacher scored beside the student, through a Trainer or in place."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tiny
+import torch
+from trainers import make_args
+
+from hf_distill import DistillationTrainer
+from hf_distill.publish import evaluation
+from hf_distill.trainer.teacher import gather_whole, is_engine_wrapped
+
+
+def accuracy(prediction) -> dict[str, float]:
+    return {"accuracy": float(np.mean(prediction.predictions.argmax(-1) == prediction.label_ids))}
+
+
+def side_by_side(tmp_path, monkeypatch, *, engine: bool) -> tuple[dict[str, float], list[str]]:
+    teacher = tiny.classifier(layers=2, num_labels=3, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, num_labels=3, seed=1, initializer_range=0.5)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=make_args(tmp_path), data_collator=tiny.collate
+    )
+    if engine:  # what Trainer reports under FSDP or DeepSpeed, which Accelerate runs on no CPU
+        trainer.is_fsdp_enabled = True
+    calls = []
+    in_place = evaluation.evaluate_in_place
+
+    def spy(evaluator, model, dataset, metric_key_prefix):
+        calls.append(metric_key_prefix)
+        return in_place(evaluator, model, dataset, metric_key_prefix)
+
+    monkeypatch.setattr(evaluation, "evaluate_in_place", spy)
+    splits = {"validation": tiny.class_rows(21, seed=3), "validation_mismatched": tiny.class_rows(9, seed=4)}
+    return evaluation.evaluate_side_by_side(trainer, teacher, splits, tiny.collate, accuracy), calls
+
+
+def test_a_whole_teacher_under_an_engine_is_scored_in_place_as_a_trainer_scores_it(tmp_path, monkeypatch):
+    # Under FSDP2, a new Trainer would `accelerator.prepare` the teacher, which accelerate 1.15 refuses without an
+    # optimizer (seen on an H200 with --student_training labels_only's path): the teacher is scored in place instead.
+    through_trainer, calls = side_by_side(tmp_path / "plain", monkeypatch, engine=False)
+    assert calls == []
+    in_place, calls = side_by_side(tmp_path / "engine", monkeypatch, engine=True)
+    assert calls == ["teacher_eval", "teacher_eval"]
+    timings = ("runtime", "per_second", "preparation_time")
+    keys = sorted(key for key in through_trainer if not any(timing in key for timing in timings))
+    assert keys == sorted(key for key in in_place if not any(timing in key for timing in timings))
+    assert {"teacher_eval_accuracy", "teacher_eval_loss", "teacher_eval_accuracy_mm", "eval_loss_mm"} <= set(keys)
+    for key in keys:
+        assert in_place[key] == pytest.approx(through_trainer[key], rel=1e-6), key
+
+
+def test_the_in_place_scores_match_a_float64_reference(tmp_path):
+    teacher = tiny.classifier(layers=2, num_labels=3, seed=0, initializer_range=0.5).eval()
+    rows = tiny.class_rows(21, seed=3)
+    evaluator = evaluation.Trainer(model=teacher, args=make_args(tmp_path), data_collator=tiny.collate,
+                                   compute_metrics=accuracy)  # fmt: skip
+    scores = evaluation.evaluate_in_place(evaluator, teacher, rows, metric_key_prefix="teacher_eval")
+    batch = tiny.collate([rows[i] for i in range(len(rows))])
+    with torch.no_grad():
+        logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.double()
+    # per_device_eval_batch_size 8: batches of 8, 8, 5; the loss is the mean of the batch means weighted by size
+    expected_loss = torch.nn.functional.cross_entropy(logits, batch["labels"]).item()
+    assert scores["teacher_eval_loss"] == pytest.approx(expected_loss, rel=1e-5)
+    expected_accuracy = (logits.argmax(-1) == batch["labels"]).double().mean().item()
+    assert scores["teacher_eval_accuracy"] == pytest.approx(expected_accuracy, abs=1e-12)
+    assert teacher.training is False
+
+
+def test_a_model_no_engine_wrapped_comes_back_as_it_is():
+    teacher = tiny.classifier(layers=1, seed=0)
+    assert not is_engine_wrapped(teacher)
+    assert gather_whole(teacher) is teacher
