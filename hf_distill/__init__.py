@@ -3,7 +3,8 @@
 The package, by architectural part:
 
 - `hf_distill.trainer`: the Python API's core: `DistillationTrainingArguments`, `DistillationTrainer` and its
-  table of loss terms, the teacher's placement per engine, teacher/student compatibility checks.
+  table of loss terms, the teacher's placement per engine, teacher/student compatibility checks; `LabelsTrainer`,
+  the labels-only training (baselines, the teacher's fine-tune) with the same exact loss normalisation.
 - `hf_distill.losses`: pure loss functions of tensors (logits, hidden states, masks).
 - `hf_distill.cache`: the teacher-output cache (store, fingerprint, collator, the trainer's side).
 - `hf_distill.students`: building a student from a teacher (layer choice, BERT and DistilBERT mappings).
@@ -15,8 +16,8 @@ The package, by architectural part:
 """
 
 from .students import build_student
-from .trainer import DistillationTrainer, DistillationTrainingArguments
+from .trainer import DistillationTrainer, DistillationTrainingArguments, LabelsTrainer
 
 __version__ = "0.1.0"
 
-__all__ = ["DistillationTrainer", "DistillationTrainingArguments", "__version__", "build_student"]
+__all__ = ["DistillationTrainer", "DistillationTrainingArguments", "LabelsTrainer", "__version__", "build_student"]

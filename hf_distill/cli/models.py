@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, Trainer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_distill.students import build_student, select_layers, validate_layers
+from hf_distill.trainer import LabelsTrainer
 from hf_distill.trainer.compatibility import (
     check_distillable,
     check_hidden_sizes,
@@ -87,7 +88,7 @@ def load_student(model_args, num_labels: int, label_names):
 
 
 def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, training_args):
-    """Fine-tunes a pretrained teacher on the task (plain Trainer) and saves it under <output_dir>/teacher."""
+    """Fine-tunes a pretrained teacher on the task (`LabelsTrainer`) and saves it under <output_dir>/teacher."""
     teacher_dir = Path(training_args.output_dir) / "teacher"
     args = dataclasses.replace(
         training_args,
@@ -102,7 +103,7 @@ def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, tr
     )
     logger.info("Fine-tuning the teacher on the task for %s epochs", args.num_train_epochs)
     teacher_class = type(teacher)  # before training: FSDP2 swaps the class of a module it shards, in place
-    trainer = Trainer(
+    trainer = LabelsTrainer(
         model=teacher, args=args, train_dataset=train_dataset, data_collator=collator, processing_class=tokenizer
     )
     trainer.train()

@@ -8,7 +8,7 @@ from typing import Any
 
 from transformers import Trainer
 
-from hf_distill.trainer import DistillationTrainer
+from hf_distill.trainer import DistillationTrainer, LabelsTrainer
 
 __all__ = ["STUDENT_TRAININGS", "make_trainer", "recipe_trainer_class", "script_training_defaults", "train_and_save"]
 
@@ -32,9 +32,10 @@ def script_training_defaults(training_args: Any) -> None:
 
 
 def make_trainer(student_training: str, student: Any, teacher: Any, **trainer_kwargs: Any) -> Trainer:
-    """`DistillationTrainer` for "distill", the copied recipe for "recipe", a plain `Trainer` for the others."""
+    """`DistillationTrainer` for "distill", the copied recipe for "recipe", `LabelsTrainer` for the others (a plain
+    `Trainer` would scale their loss wrongly under gradient accumulation and DDP: `labels_trainer.py`)."""
     if student_training in ("labels_only", "pseudo_labels"):
-        return Trainer(model=student, **trainer_kwargs)
+        return LabelsTrainer(model=student, **trainer_kwargs)
     trainer_class = recipe_trainer_class() if student_training == "recipe" else DistillationTrainer
     return trainer_class(model=student, teacher_model=teacher, **trainer_kwargs)
 

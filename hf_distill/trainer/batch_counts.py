@@ -1,5 +1,5 @@
 """The item counts that every loss term is averaged over: one definition for a micro-batch, summed over the whole
-accumulated batch on every rank by `DistillationTrainer.get_batch_samples`.
+accumulated batch on every rank by `WholeBatchCountsMixin.get_batch_samples` (`DistillationTrainer`, `LabelsTrainer`).
 
 Losses are sums divided by these counts, never per-micro-batch means, so that 2 x 4 micro-batches (or 2 ranks x 4)
 give the update of one batch of 8 even when micro-batches differ in how many rows carry labels or how many token
@@ -8,11 +8,12 @@ positions count.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-__all__ = ["COUNT_NAMES", "count_index", "count_items", "labelled_rows"]
+__all__ = ["COUNT_NAMES", "WholeBatchCountsMixin", "count_index", "count_items", "labelled_rows"]
 
 # examples: every row (the KD term's denominator for class and regression heads);
 # labelled: rows with a label (the task term's denominator), see `labelled_rows`;
@@ -59,3 +60,40 @@ def count_items(batch: dict[str, Any]) -> torch.Tensor:
     else:
         positions = num_examples
     return torch.stack([num_examples, labelled, positions.float()])
+
+
+class WholeBatchCountsMixin:
+    """For a `Trainer` whose `compute_loss` divides sums by the counts of the whole accumulated batch on every rank.
+
+    `get_batch_samples` hands `compute_loss` those counts as `num_items_in_batch` (a `(3,)` tensor, `count_items`
+    summed over the micro-batches and the ranks), and `loss_is_scaled_for_ga` tells `Trainer.training_step` not to
+    divide the loss again by the number of accumulation steps.
+    """
+
+    loss_is_scaled_for_ga = True
+
+    def get_batch_samples(
+        self, epoch_iterator: Iterator, num_batches: int, device: torch.device
+    ) -> tuple[list, torch.Tensor | None]:
+        """Fetches the micro-batches of one optimizer step and counts their items across every rank.
+
+        Returns the batches and a `(3,)` float tensor: examples, labelled examples and counted token positions
+        (`count_items`), summed over the micro-batches and the ranks.
+        """
+        batch_samples = []
+        for _ in range(num_batches):
+            try:
+                batch_samples.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        if not batch_samples:
+            return batch_samples, None
+        counts = torch.stack([count_items(batch) for batch in batch_samples]).sum(dim=0).to(device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        return batch_samples, counts
+
+    def rank_counts(self, num_items_in_batch: torch.Tensor) -> torch.Tensor:
+        """This rank's divisors: the whole batch's counts (at least 1: an accumulated batch with nothing to count
+        gives a zero term, never 0 / 0) over the number of ranks, as DDP averages the ranks' gradients."""
+        return num_items_in_batch.clamp(min=1) / self.accelerator.num_processes

@@ -150,9 +150,29 @@ def _task_sum(context: LossContext) -> torch.Tensor | None:
         return context.chunked_sums[1]
     if context.kind == "token_selected":  # (N, V) logits at the counted positions, in row-major order
         return F.cross_entropy(logits.float(), labels[context.token_mask], ignore_index=-100, reduction="sum")
-    if context.kind == "token":
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-    if context.kind == "regression":
+    return task_sum(logits, labels, context.kind)
+
+
+def task_sum(logits: torch.Tensor, labels: torch.Tensor, kind: str, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The supervised loss summed over the labelled rows (class, regression) or counted positions (token).
+
+    Args:
+        logits: `(B, C)`, `(B, 1)` (regression) or `(B, L, V)` (token).
+        labels: `(B,)` class ids (-100: no label), `(B,)`/`(B, 1)` floats (NaN: no label), or `(B, L)` token ids
+            (-100: not counted).
+        kind: "class", "regression" or "token".
+        label_smoothing: cross-entropy's label smoothing (class and token heads; `Trainer`'s
+            `label_smoothing_factor`).
+    """
+    if kind == "token":
+        return F.cross_entropy(
+            logits.float().flatten(0, 1),
+            labels.flatten(),
+            ignore_index=-100,
+            reduction="sum",
+            label_smoothing=label_smoothing,
+        )
+    if kind == "regression":
         num_rows = logits.shape[0]
         # Boolean selection, not a where() over NaN targets: a NaN on the unselected side would still poison the
         # gradient (0 * NaN).
@@ -160,7 +180,9 @@ def _task_sum(context: LossContext) -> torch.Tensor | None:
         predictions = logits.float().view(num_rows, -1)[keep]
         targets = labels.float().view(num_rows, -1)[keep]
         return F.mse_loss(predictions, targets, reduction="none").mean(dim=1).sum()
-    return F.cross_entropy(logits.float(), labels.view(-1), ignore_index=-100, reduction="sum")
+    return F.cross_entropy(
+        logits.float(), labels.view(-1), ignore_index=-100, reduction="sum", label_smoothing=label_smoothing
+    )
 
 
 def _cos_sum(context: LossContext) -> torch.Tensor:

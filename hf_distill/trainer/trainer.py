@@ -8,7 +8,6 @@ every rank, so gradient accumulation and multi-process training give the update 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -27,7 +26,7 @@ from hf_distill.cache.store import (
 from hf_distill.cache.trainer_mixin import TeacherCacheMixin
 
 from .arguments import DistillationTrainingArguments
-from .batch_counts import count_index, count_items
+from .batch_counts import WholeBatchCountsMixin, count_index, count_items
 from .columns import TeacherColumnsMixin
 from .compatibility import check_tokenizers, is_regression
 from .loss_terms import LossContext, active_terms
@@ -43,7 +42,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["DistillationTrainer"]
 
 
-class DistillationTrainer(StudentSetupMixin, ModelInternalsMixin, TeacherColumnsMixin, TeacherCacheMixin, Trainer):
+class DistillationTrainer(
+    StudentSetupMixin, ModelInternalsMixin, TeacherColumnsMixin, TeacherCacheMixin, WholeBatchCountsMixin, Trainer
+):
     """[`~transformers.Trainer`] that distils a frozen `teacher_model` into `model` (the student).
 
     The training loss is ``alpha_kd * KD + alpha_task * TASK`` (+ ``alpha_cos * COS`` when alpha_cos > 0; see
@@ -74,10 +75,6 @@ class DistillationTrainer(StudentSetupMixin, ModelInternalsMixin, TeacherColumns
             given they must encode the same text identically, or the teacher would read garbage.
         **kwargs: any other [`~transformers.Trainer`] argument.
     """
-
-    # compute_loss returns losses already normalised over the whole accumulated batch: Trainer must not divide
-    # them again by the number of accumulation steps (REFERENCES.md, mistake 4).
-    loss_is_scaled_for_ga = True
 
     def __init__(
         self,
@@ -207,8 +204,9 @@ class DistillationTrainer(StudentSetupMixin, ModelInternalsMixin, TeacherColumns
         if num_items_in_batch is None:
             counts = count_items(inputs).to(outputs.logits.device).clamp(min=1)
         else:
-            # DDP averages gradients over ranks, so each rank's share is scaled back up by the number of ranks.
-            counts = num_items_in_batch.clamp(min=1) / self.accelerator.num_processes
+            # Normalised over the whole batch (REFERENCES.md, mistake 4); DDP averages the ranks' gradients, so
+            # each rank's share is scaled back up by the number of ranks.
+            counts = self.rank_counts(num_items_in_batch)
         loss = outputs.logits.new_zeros((), dtype=torch.float32)
         values = []
         for term, weight in self._loss_terms:
@@ -284,29 +282,6 @@ class DistillationTrainer(StudentSetupMixin, ModelInternalsMixin, TeacherColumns
             if output_hidden_states:
                 return self.teacher_model(**teacher_inputs, output_hidden_states=True)
             return self.teacher_model(**teacher_inputs)
-
-    # ---- exact normalisation over the accumulated batch ---------------------------------------------------------
-
-    def get_batch_samples(
-        self, epoch_iterator: Iterator, num_batches: int, device: torch.device
-    ) -> tuple[list, torch.Tensor | None]:
-        """Fetches the micro-batches of one optimizer step and counts their items across every rank.
-
-        Returns the batches and a `(3,)` float tensor: examples, labelled examples and counted token positions
-        (`batch_counts.count_items`), summed over the micro-batches and the ranks.
-        """
-        batch_samples = []
-        for _ in range(num_batches):
-            try:
-                batch_samples.append(next(epoch_iterator))
-            except StopIteration:
-                break
-        if not batch_samples:
-            return batch_samples, None
-        counts = torch.stack([count_items(batch) for batch in batch_samples]).sum(dim=0).to(device)
-        if self.accelerator.num_processes > 1:
-            counts = self.accelerator.reduce(counts, reduction="sum")
-        return batch_samples, counts
 
     # ---- logging ---------------------------------------------------------------------------------------------
 

@@ -13,8 +13,9 @@ import types
 import pytest
 import tiny
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
+from hf_distill import LabelsTrainer
 from hf_distill.cli import models
 from hf_distill.students import build_student
 
@@ -22,14 +23,14 @@ MODEL_ARGS = types.SimpleNamespace(teacher_num_train_epochs=1, teacher_learning_
 
 
 def finetune(tmp_path, monkeypatch, teacher, rows):
-    trainers: list[Trainer] = []
+    trainers: list[LabelsTrainer] = []
 
-    class RecordingTrainer(Trainer):
+    class RecordingTrainer(LabelsTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             trainers.append(self)
 
-    monkeypatch.setattr(models, "Trainer", RecordingTrainer)
+    monkeypatch.setattr(models, "LabelsTrainer", RecordingTrainer)
     args = TrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to="none", disable_tqdm=True,
         save_strategy="no", seed=0,
@@ -71,6 +72,7 @@ def test_a_sharded_teacher_is_read_back_whole_in_its_own_class(tmp_path, monkeyp
 
 def test_a_sharded_teacher_without_full_weights_on_disk_is_an_error_naming_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "is_sharded", lambda model: True)
-    monkeypatch.setattr(Trainer, "save_model", lambda self, *args, **kwargs: None)  # SHARDED_STATE_DICT writes none
+    # SHARDED_STATE_DICT writes none
+    monkeypatch.setattr(LabelsTrainer, "save_model", lambda self, *args, **kwargs: None)
     with pytest.raises(ValueError, match=r"holds no full weights .*FULL_STATE_DICT.*zero3_save_16bit_model: true"):
         finetune(tmp_path, monkeypatch, tiny.classifier(layers=2, seed=0), tiny.class_rows(16, seed=3))

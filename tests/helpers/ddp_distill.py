@@ -1,13 +1,14 @@
 """Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student.
 
-    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed|mlm|mlm_chunked|intermediate]
+    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed|mlm|mlm_chunked|intermediate|labels]
 
 With `cache`, the teacher's outputs are cached first; each rank also saves how often its teacher ran. With `mixed`,
 a class-level distillation whose every third row is unlabelled (-100): ranks hold different numbers of labelled rows.
 With `mlm`, a masked-LM distillation whose vocabulary heads run on the counted positions only; `mlm_chunked`, 3
 positions at a time, outside the DDP wrapper's forward. With `intermediate`, the `mixed` rows with every
 intermediate-layer term on and a student half the teacher's width: the learned hidden-state projection trains with
-it (its state is saved with the student's).
+it (its state is saved with the student's). With `labels`, the `mixed` rows train the student on its labels alone
+(`LabelsTrainer`, no teacher), which is then evaluated on 16 labelled rows (`eval_loss` saved).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny.py beside this 
 import tiny  # noqa: E402
 from trainers import EXACT_UPDATES, make_args  # noqa: E402
 
-from hf_distill import DistillationTrainer  # noqa: E402
+from hf_distill import DistillationTrainer, LabelsTrainer  # noqa: E402
 from hf_distill.cli.distributed import end_distributed  # noqa: E402
 from hf_distill.trainer.intermediate import PROJECTION_NAME  # noqa: E402
 
@@ -56,9 +57,9 @@ def make_rows(mixed: bool, mlm: bool = False):
 
 def main(
     output_dir: str, per_device_batch: int, accumulation: int, cache: bool = False, mixed: bool = False,
-    mlm: bool = False, chunk: int | None = None, intermediate: bool = False,
+    mlm: bool = False, chunk: int | None = None, intermediate: bool = False, labels: bool = False,
 ) -> None:  # fmt: skip
-    mixed = mixed or intermediate
+    mixed = mixed or intermediate or labels
     teacher = make_teacher(mixed, mlm)
     teacher_calls = []
     teacher.register_forward_hook(lambda *_: teacher_calls.append(1))
@@ -77,6 +78,24 @@ def main(
         teacher_cache_batch_size=8,
         **terms,
     )
+    if labels:
+        trainer = LabelsTrainer(model=student, args=args, train_dataset=make_rows(True), data_collator=tiny.collate)
+        trainer.train()
+        # 16 labelled rows, one batch per rank (per_device_eval_batch_size 8 under 2 ranks, 16 alone): the mean of
+        # the ranks' batch means is the mean over the 16 rows.
+        trainer.args.per_device_eval_batch_size = 16 // trainer.args.world_size
+        metrics = trainer.evaluate(eval_dataset=tiny.class_rows(16, seed=6))
+        torch.save(
+            {
+                "state": trainer.model.state_dict(),
+                "world_size": trainer.args.world_size,
+                "log": trainer.state.log_history,
+                "eval_loss": metrics["eval_loss"],
+                "wrapper_type": type(trainer.model_wrapped).__name__,
+            },
+            Path(output_dir) / f"rank{trainer.args.process_index}.pt",
+        )
+        return
     trainer = DistillationTrainer(
         model=student,
         teacher_model=teacher,
@@ -115,5 +134,5 @@ if __name__ == "__main__":
     mode = sys.argv[4:]
     main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=mode == ["cache"], mixed=mode == ["mixed"],
          mlm=mode in (["mlm"], ["mlm_chunked"]), chunk=3 if mode == ["mlm_chunked"] else None,
-         intermediate=mode == ["intermediate"])  # fmt: skip
+         intermediate=mode == ["intermediate"], labels=mode == ["labels"])  # fmt: skip
     end_distributed()

@@ -52,6 +52,9 @@ def test_two_rank_ddp_matches_one_process_with_the_whole_batch(tmp_path):
         "mlm_chunked",
         # hidden states (through a learned projection: the student is half as wide), attention and value relations
         "intermediate",
+        # no teacher: LabelsTrainer, the baselines' and the teacher fine-tune's trainer (a plain Trainer reports and
+        # trains on twice the loss under 2 processes in transformers 5: labels_trainer.py)
+        "labels",
     ],
 )
 def test_two_rank_ddp_matches_one_process_for_unlabelled_rows_and_lm_heads(tmp_path, mode):
@@ -63,6 +66,12 @@ def test_two_rank_ddp_matches_one_process_for_unlabelled_rows_and_lm_heads(tmp_p
     for name, tensor in one["state"].items():
         assert torch.equal(rank0["state"][name], rank1["state"][name]), f"ranks disagree on {name}"
         torch.testing.assert_close(rank0["state"][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+    if mode == "labels":  # the same logged training losses and evaluation loss as one process
+        assert rank0["wrapper_type"] == "DistributedDataParallel" and one["wrapper_type"] != "DistributedDataParallel"
+        ddp_losses = [entry["loss"] for entry in rank0["log"] if "loss" in entry]
+        assert len(ddp_losses) == 4
+        assert ddp_losses == pytest.approx([e["loss"] for e in one["log"] if "loss" in e], rel=1e-4)
+        assert rank0["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-5)
     if mode == "intermediate":  # the projection is part of the DDP-wrapped student: averaged, identical, trained
         projection = [name for name in one["state"] if name.startswith(PROJECTION_NAME)]
         assert projection and tuple(one["state"][f"{PROJECTION_NAME}.weight"].shape) == (32, 16)
