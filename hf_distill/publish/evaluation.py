@@ -98,12 +98,13 @@ def evaluate_in_place(evaluator: Trainer, model: Any, dataset: Any, metric_key_p
             with accelerator.autocast():
                 output = model(**batch)
             batches += 1
-            if output.get("loss") is not None:
-                loss = output["loss"].detach().float().reshape(1).repeat(len(output["logits"]))
-                losses = _append(losses, accelerator.gather_for_metrics(loss))
-            logits = accelerator.pad_across_processes(output["logits"].detach().float(), dim=1, pad_index=-100)
-            predictions = _append(predictions, accelerator.gather_for_metrics(logits))
             label_names = [name for name in evaluator.label_names if name in batch]
+            loss, logits = _loss_and_logits(output, has_labels=bool(label_names))
+            if loss is not None:
+                loss = loss.detach().float().reshape(1).repeat(len(logits))
+                losses = _append(losses, accelerator.gather_for_metrics(loss))
+            logits = accelerator.pad_across_processes(logits.detach().float(), dim=1, pad_index=-100)
+            predictions = _append(predictions, accelerator.gather_for_metrics(logits))
             if label_names:
                 label = accelerator.pad_across_processes(batch[label_names[0]], dim=1, pad_index=-100)
                 labels = _append(labels, accelerator.gather_for_metrics(label))
@@ -118,6 +119,16 @@ def evaluate_in_place(evaluator: Trainer, model: Any, dataset: Any, metric_key_p
     num_samples = 0 if predictions is None else len(predictions)
     metrics.update(speed_metrics(metric_key_prefix, start, num_samples=num_samples, num_steps=batches))
     return metrics
+
+
+def _loss_and_logits(output: Any, has_labels: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(loss or None, logits) of a forward's output: a `ModelOutput`/dict, or the tuple of a model built with
+    `return_dict=False` (loss first when labels were passed, as transformers orders it)."""
+    if isinstance(output, dict):
+        return output.get("loss"), output["logits"]
+    if has_labels and len(output) > 1:
+        return output[0], output[1]
+    return None, output[0]
 
 
 def _append(gathered: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:

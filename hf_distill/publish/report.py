@@ -136,9 +136,8 @@ def _predict_here(model, dataset, collator, names, args) -> np.ndarray:
     """`model`'s logits on every row of `dataset`, in order, in this process alone (no Trainer, no collective)."""
     device = args.device
     model = model.to(device).eval()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
-    if args.fp16:
-        autocast = torch.autocast(device.type, dtype=torch.float16)
+    dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     logits = []
     size = args.per_device_eval_batch_size
     for start in range(0, len(dataset), size):

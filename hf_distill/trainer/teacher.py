@@ -137,7 +137,7 @@ def is_engine_wrapped(model: nn.Module) -> bool:
     return isinstance(model, (FSDPModule, FullyShardedDataParallel)) or type(model).__name__ == "DeepSpeedEngine"
 
 
-def gather_whole(teacher: nn.Module) -> nn.Module | None:
+def gather_whole(model: nn.Module) -> nn.Module | None:
     """A whole copy of a model an engine sharded (the teacher `prepare_teacher` placed under FSDP2, FSDP1 or
     DeepSpeed, or a student Accelerate placed), on the main process's CPU.
 
@@ -145,20 +145,20 @@ def gather_whole(teacher: nn.Module) -> nn.Module | None:
     forward there would wait forever for the other ranks' shards. Every rank must call it (the shards are
     gathered); the other ranks get None. A model no engine wrapped comes back as it is, on every rank.
     """
-    if not is_engine_wrapped(teacher):
-        return teacher
+    if not is_engine_wrapped(model):
+        return model
     import torch.distributed as dist
     from torch.distributed.fsdp import FSDPModule
 
     main = not dist.is_initialized() or dist.get_rank() == 0
-    teacher = getattr(teacher, "_orig_mod", teacher)  # under torch.compile
-    if type(teacher).__name__ == "DeepSpeedEngine":
+    model = getattr(model, "_orig_mod", model)  # under torch.compile
+    if type(model).__name__ == "DeepSpeedEngine":
         import deepspeed
 
-        module = teacher.module
+        module = model.module
         keys = set(module.state_dict())  # the names only: under ZeRO-3 each rank's tensors are partitions
         state = {}
-        # One parameter at a time (a teacher that needed ZeRO-3 may not fit on one GPU whole); tied ones under
+        # One parameter at a time (a model that needed ZeRO-3 may not fit on one GPU whole); tied ones under
         # each name they have; only the main process keeps a copy.
         for name, parameter in module.named_parameters(remove_duplicate=False):
             with deepspeed.zero.GatheredParameters([parameter], modifier_rank=None):
@@ -171,8 +171,8 @@ def gather_whole(teacher: nn.Module) -> nn.Module | None:
     else:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        module = teacher if isinstance(teacher, FSDPModule) else teacher.module  # FSDP1: the wrapped module
-        state = get_model_state_dict(teacher, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        module = model if isinstance(model, FSDPModule) else model.module  # FSDP1: the wrapped module
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if not main:
         return None
     # FSDP2 swaps the module's class for a subclass of FSDPModule, in place: build the class it had before.

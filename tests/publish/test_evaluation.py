@@ -52,15 +52,18 @@ def test_a_whole_teacher_under_an_engine_is_scored_in_place_as_a_trainer_scores_
         assert in_place[key] == pytest.approx(through_trainer[key], rel=1e-6), key
 
 
-def test_the_in_place_scores_match_a_float64_reference(tmp_path):
+@pytest.mark.parametrize("return_dict", [True, False], ids=["model_output", "tuple"])
+def test_the_in_place_scores_match_a_float64_reference(tmp_path, return_dict):
     teacher = tiny.classifier(layers=2, num_labels=3, seed=0, initializer_range=0.5).eval()
+    teacher.config.return_dict = return_dict  # False: the forward returns (loss, logits) tuples
     rows = tiny.class_rows(21, seed=3)
     evaluator = evaluation.Trainer(model=teacher, args=make_args(tmp_path), data_collator=tiny.collate,
                                    compute_metrics=accuracy)  # fmt: skip
     scores = evaluation.evaluate_in_place(evaluator, teacher, rows, metric_key_prefix="teacher_eval")
     batch = tiny.collate([rows[i] for i in range(len(rows))])
     with torch.no_grad():
-        logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.double()
+        logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True)
+        logits = logits.logits.double()
     # per_device_eval_batch_size 8: batches of 8, 8, 5; the loss is the mean of the batch means weighted by size
     expected_loss = torch.nn.functional.cross_entropy(logits, batch["labels"]).item()
     assert scores["teacher_eval_loss"] == pytest.approx(expected_loss, rel=1e-5)
