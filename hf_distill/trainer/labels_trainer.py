@@ -12,19 +12,23 @@ Adam hides most of a constant scale, but not gradient clipping, the logged losse
 
 `LabelsTrainer.compute_loss` sums the supervised loss (the task term of `DistillationTrainer`, `loss_terms.task_sum`)
 and divides it by the labelled rows (token heads: the counted positions) of the whole accumulated batch across the
-ranks, as `DistillationTrainer` does. With one micro-batch per step on one process this is the model's own mean, and
-the updates are a plain Trainer's (tested bit for bit, so the baselines measured before it stand).
+ranks, as `DistillationTrainer` does, for the heads whose loss it knows: sequence classification (single-label or
+regression), token classification and masked LM. With one micro-batch per step on one process this is the model's
+own mean, and the updates are a plain Trainer's (tested bit for bit on CPU in float32, so the baselines measured
+before it stand). Any other head (multi-label, causal or encoder-decoder LMs, question answering...) keeps the
+model's own loss, averaged over the micro-batches of a step; with a `compute_loss_func` it is a plain `Trainer`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch import nn
 from transformers import Trainer
 
 from .batch_counts import WholeBatchCountsMixin, count_index
-from .compatibility import is_regression
 from .loss_terms import task_sum
 
 __all__ = ["LabelsTrainer"]
@@ -33,15 +37,23 @@ __all__ = ["LabelsTrainer"]
 class LabelsTrainer(WholeBatchCountsMixin, Trainer):
     """[`~transformers.Trainer`] whose training loss is the mean over the labelled rows of the whole accumulated batch.
 
-    Class heads `(B, C)`: cross-entropy; regression heads (`problem_type == "regression"`, or one output): MSE;
-    token heads `(B, L, V)`: cross-entropy over the positions whose label is not -100. A row marks "no label" as in
-    `DistillationTrainer`: -100 for classification, NaN for regression; such a row never enters the loss. Evaluation
-    reports the model's own loss. `label_smoothing_factor` applies to class and token heads. A multi-label head, or a
-    `compute_loss_func`, falls back to the model's own loss averaged over the micro-batches of a step (exact when
-    they are the same size).
+    Sequence-classification heads: cross-entropy, or MSE for regression (`problem_type == "regression"`, or one
+    label); token-classification and masked-LM heads `(B, L, V)`: cross-entropy over the positions whose label is
+    not -100. A row marks "no label" as in `DistillationTrainer` (-100 for classification, NaN for regression) and
+    never enters the training loss. `label_smoothing_factor` applies to the classification heads. Evaluation
+    reports the model's own loss (a NaN-labelled regression row makes it NaN, as it would a plain Trainer's). Other
+    heads keep the model's own loss, averaged over the micro-batches of a step (exact when they are the same size);
+    with a `compute_loss_func` this is a plain `Trainer`.
 
     Takes the arguments of [`~transformers.Trainer`].
     """
+
+    def get_batch_samples(self, epoch_iterator: Iterator, num_batches: int, device: torch.device) -> tuple[list, Any]:
+        """The micro-batches of one step and their counts across the ranks (Trainer's own count when a
+        `compute_loss_func`, which expects it, computes the loss)."""
+        if self.compute_loss_func is not None:
+            return Trainer.get_batch_samples(self, epoch_iterator, num_batches, device)
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
 
     def compute_loss(
         self,
@@ -51,28 +63,51 @@ class LabelsTrainer(WholeBatchCountsMixin, Trainer):
         num_items_in_batch: Any = None,
     ):
         """In training, the supervised loss summed over this micro-batch and divided by the whole batch's count."""
+        if self.compute_loss_func is not None:  # Trainer's own path, which normalises by its count
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.get("labels")
-        if not model.training or labels is None or num_items_in_batch is None or not self._sums_its_loss(model):
-            # The model's own loss (Trainer's label smoothing or compute_loss_func where set), never rescaled by
-            # the number of processes: num_items_in_batch is not passed on.
+        in_training_loop = model.training and num_items_in_batch is not None
+        kind = self._summed_kind(model, labels) if in_training_loop else None
+        if kind is None:
+            # The model's own loss (with Trainer's label smoothing where set), never rescaled by the number of
+            # processes: num_items_in_batch is not passed on.
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
-            if model.training:  # a micro-batch mean: the step's loss is their mean (loss_is_scaled_for_ga is True)
+            if in_training_loop:  # a micro-batch mean: the step's loss is their mean (loss_is_scaled_for_ga)
                 loss = loss / self.current_gradient_accumulation_steps
             return (loss, outputs) if return_outputs else loss
         outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        if logits.dim() == 3:
-            kind = "token"
-        else:
-            kind = "regression" if is_regression(self.accelerator.unwrap_model(model)) else "class"
         smoothing = self.args.label_smoothing_factor if kind != "regression" else 0.0
         total = task_sum(logits, labels, kind, label_smoothing=smoothing)
         counts = self.rank_counts(num_items_in_batch)
         loss = total / counts[count_index("positions" if kind == "token" else "labelled")]
         return (loss, outputs) if return_outputs else loss
 
-    def _sums_its_loss(self, model: nn.Module) -> bool:
-        """False where the model's own loss is kept: a multi-label head, or a user's `compute_loss_func`."""
-        config = getattr(self.accelerator.unwrap_model(model), "config", None)
-        multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
-        return self.compute_loss_func is None and not multi_label
+    def _summed_kind(self, model: nn.Module, labels: Any) -> str | None:
+        """ "class", "regression" or "token" for a head whose loss `task_sum` computes as the model would, else None.
+
+        A sequence classifier's `problem_type` is set as the model sets it on its first labelled forward (which the
+        summed path never makes), so that the saved config says what it trained as.
+        """
+        if not isinstance(labels, torch.Tensor):
+            return None
+        unwrapped = self.accelerator.unwrap_model(model)
+        name, config = type(unwrapped).__name__, getattr(unwrapped, "config", None)
+        if name.endswith(("ForTokenClassification", "ForMaskedLM")):
+            return "token" if labels.dim() == 2 and not labels.is_floating_point() else None
+        if not name.endswith("ForSequenceClassification") or config is None:
+            return None
+        problem_type = getattr(config, "problem_type", None)
+        if problem_type is None:
+            if config.num_labels == 1:
+                problem_type = "regression"
+            elif not labels.is_floating_point():
+                problem_type = "single_label_classification"
+            else:
+                return None  # multi-label: the model's own loss
+            config.problem_type = problem_type
+        if problem_type == "regression":
+            return "regression"
+        if problem_type == "single_label_classification" and not labels.is_floating_point():
+            return "class"
+        return None

@@ -235,6 +235,35 @@ def test_length_grouping_and_evaluation_with_the_cache(tmp_path):
     assert calls == [] and math.isfinite(metrics["eval_loss"])
 
 
+@pytest.mark.parametrize(
+    ("level", "sampling"), [("class", "random"), ("class", "group_by_length"), ("token", "group_by_length")]
+)
+def test_dataloader_workers_read_the_cache_and_train_the_same_student(tmp_path, level, sampling):
+    # On a GPU the collation moves to worker processes (dataloader_num_workers): the cache columns, the collator that
+    # splits them off and the length-grouped sampler must work there, and give the batches the main process gives.
+    teacher, student, data = models_and_data(level)
+    results = {}
+    for workers in (0, 2):
+        trainer = cached_trainer(
+            tmp_path / f"workers{workers}",
+            copy.deepcopy(student),
+            teacher,
+            data,
+            max_steps=5,
+            dataloader_num_workers=workers,
+            train_sampling_strategy=sampling,
+        )
+        trainer.prepare_teacher_cache()
+        calls = count_forwards(teacher)  # after the build: training itself never runs the teacher
+        trainer.train()
+        assert calls == []
+        results[workers] = state(trainer.model), [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert any(not torch.equal(results[0][0][name], tensor) for name, tensor in state(student).items())
+    for name, tensor in results[0][0].items():
+        assert torch.equal(results[2][0][name], tensor), f"{name} differs with dataloader workers"
+    assert len(results[2][1]) == 5 and results[2][1] == results[0][1]
+
+
 def test_length_grouped_sampler_reads_the_lengths_once_and_orders_rows_as_before(tmp_path):
     teacher, student, data = models_and_data("class")
     trainer = cached_trainer(tmp_path, student, teacher, data, train_sampling_strategy="group_by_length")

@@ -438,7 +438,7 @@ def test_labels_only_baseline_and_held_out_train_split_never_touch_dev(tmp_path)
     results = read_results(tmp_path / "out")
     assert results["eval_examples"] == 16 and results["train_examples"] == 48
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
-    assert not any("loss_kd" in entry for entry in history)  # a plain Trainer: no teacher term
+    assert not any("loss_kd" in entry for entry in history)  # LabelsTrainer: no teacher term
     assert "Trained on the labels alone" in (tmp_path / "out" / "README.md").read_text()
 
 

@@ -12,7 +12,8 @@ import torch
 from trainers import EXACT_UPDATES, make_args, state
 from transformers import Trainer, TrainingArguments
 
-from hf_distill import LabelsTrainer
+from hf_distill import DistillationTrainer, LabelsTrainer
+from hf_distill.cli.training import make_trainer
 
 
 def model_and_rows(kind: str, *, unlabelled: bool = False):
@@ -152,3 +153,76 @@ def test_evaluation_reports_the_models_own_loss(tmp_path):
     with torch.no_grad():
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
     assert metrics["eval_loss"] == pytest.approx(reference_loss("class", logits, batch["labels"]), rel=1e-5)
+
+
+def multi_label_rows(n: int) -> tiny.ListDataset:
+    """Rows with multi-hot float labels over 3 classes (BERT's multi-label head: BCE with logits)."""
+    generator = torch.Generator().manual_seed(5)
+    rows = tiny.class_rows(n, seed=3).rows
+    for row in rows:
+        row["labels"] = (torch.rand(3, generator=generator) < 0.5).float().tolist()
+    return tiny.ListDataset(rows)
+
+
+def collate_multi_label(rows: list[dict]) -> dict[str, torch.Tensor]:
+    batch = tiny.collate([{**row, "labels": 0} for row in rows])
+    batch["labels"] = torch.tensor([row["labels"] for row in rows])
+    return batch
+
+
+@pytest.mark.parametrize("case", ["multi_label", "compute_loss_func"])
+def test_heads_it_does_not_sum_keep_their_own_loss_averaged_over_the_step(tmp_path, case):
+    # A multi-label head keeps the model's own BCE, averaged over the micro-batches of a step; with a user's
+    # compute_loss_func LabelsTrainer is a plain Trainer. Either way 2 x 4 == 1 x 8 (equal micro-batches, every row
+    # labelled) and, with one micro-batch per step, a plain Trainer's updates bit for bit.
+    if case == "multi_label":
+        model, rows, collate, extra = tiny.classifier(layers=1, seed=1), multi_label_rows(16), collate_multi_label, {}
+    else:
+        model, rows, collate = *model_and_rows("class"), tiny.collate
+
+        def mean_cross_entropy(outputs, labels, num_items_in_batch=None):
+            total = torch.nn.functional.cross_entropy(outputs.logits, labels, reduction="sum")
+            return total / num_items_in_batch if num_items_in_batch is not None else total / len(labels)
+
+        extra = {"compute_loss_func": mean_cross_entropy}
+    finals, problem_types = {}, {}
+    for name, trainer_class, batch, accumulation in (
+        ("labels_1x8", LabelsTrainer, 8, 1),
+        ("labels_2x4", LabelsTrainer, 4, 2),
+        ("plain_1x8", Trainer, 8, 1),
+    ):
+        trained = copy.deepcopy(model)
+        args = make_args(
+            tmp_path / name,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            **EXACT_UPDATES,
+        )
+        trainer_class(model=trained, args=args, train_dataset=rows, data_collator=collate, **extra).train()
+        finals[name], problem_types[name] = state(trained), trained.config.problem_type
+    if case == "multi_label":  # the model computed its own loss, detecting the multi-hot labels itself
+        assert problem_types["labels_2x4"] == "multi_label_classification"
+    assert any(not torch.equal(finals["labels_1x8"][k], v) for k, v in state(model).items())
+    for key, value in finals["labels_1x8"].items():
+        torch.testing.assert_close(finals["labels_2x4"][key], value, rtol=1e-4, atol=1e-4, msg=f"{key} differs")
+        assert torch.equal(finals["plain_1x8"][key], value), f"{key} differs from a plain Trainer's"
+
+
+@pytest.mark.parametrize("kind", ["class", "regression"])
+def test_the_saved_config_says_what_the_head_trained_as(tmp_path, kind):
+    # The summed path calls the model without labels, where BERT would set problem_type itself on its first call.
+    model, rows = model_and_rows(kind)
+    model.config.problem_type = None
+    LabelsTrainer(
+        model=model, args=make_args(tmp_path, max_steps=1), train_dataset=rows, data_collator=tiny.collate
+    ).train()
+    assert model.config.problem_type == ("regression" if kind == "regression" else "single_label_classification")
+
+
+@pytest.mark.parametrize(("training", "expected"), [("labels_only", LabelsTrainer), ("pseudo_labels", LabelsTrainer),
+                                                    ("distill", DistillationTrainer)])  # fmt: skip
+def test_the_scripts_train_their_baselines_with_it(tmp_path, training, expected):
+    teacher, (student, rows) = tiny.classifier(layers=2, seed=0), model_and_rows("class")
+    trainer = make_trainer(training, student, teacher, args=make_args(tmp_path), train_dataset=rows,
+                           data_collator=tiny.collate)  # fmt: skip
+    assert type(trainer) is expected
