@@ -84,7 +84,7 @@ class LabelsTrainer(WholeBatchCountsMixin, Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _summed_kind(self, model: nn.Module, labels: Any) -> str | None:
-        """ "class", "regression" or "token" for a head whose loss `task_sum` computes as the model would, else None.
+        """The kind `task_sum` computes the loss of, as the model would ("class", "regression", "token"), or None.
 
         A sequence classifier's `problem_type` is set as the model sets it on its first labelled forward (which the
         summed path never makes), so that the saved config says what it trained as.
