@@ -54,16 +54,23 @@ def reference_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, smooth
     return total / count
 
 
+def loss_on(trainer: LabelsTrainer, rows, n: int):
+    """The training loss of the first `n` rows as one step (counts from `get_batch_samples`), the student's logits,
+    the batch and its counts."""
+    batch = tiny.collate([rows[i] for i in range(n)])
+    counts = trainer.get_batch_samples(iter([batch]), 1, torch.device("cpu"))[1]
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=counts)
+    with torch.no_grad():
+        logits = trainer.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    return loss, logits, batch, counts
+
+
 @pytest.mark.parametrize("kind", ["class", "regression", "token"])
 def test_the_loss_is_the_mean_over_labelled_rows_or_counted_positions(tmp_path, kind):
     model, rows = model_and_rows(kind, unlabelled=True)
     trainer = LabelsTrainer(model=model, args=make_args(tmp_path), train_dataset=rows, data_collator=tiny.collate)
-    batch = tiny.collate([rows[i] for i in range(9)])
-    counts = trainer.get_batch_samples(iter([batch]), 1, torch.device("cpu"))[1]
-    model.train()
-    loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=counts)
-    with torch.no_grad():
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    loss, logits, batch, counts = loss_on(trainer, rows, 9)
     assert torch.isfinite(loss)
     assert loss.item() == pytest.approx(reference_loss(kind, logits, batch["labels"]), rel=1e-5)
     if kind != "token":  # 6 of the 9 rows carry a label: the unlabelled ones never reach the loss or the gradient
@@ -77,12 +84,7 @@ def test_label_smoothing_matches_its_definition(tmp_path, kind):
     model, rows = model_and_rows(kind)
     args = make_args(tmp_path, label_smoothing_factor=0.1)
     trainer = LabelsTrainer(model=model, args=args, train_dataset=rows, data_collator=tiny.collate)
-    batch = tiny.collate([rows[i] for i in range(6)])
-    counts = trainer.get_batch_samples(iter([batch]), 1, torch.device("cpu"))[1]
-    model.train()
-    loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=counts)
-    with torch.no_grad():
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    loss, logits, batch, _ = loss_on(trainer, rows, 6)
     expected = reference_loss(kind, logits, batch["labels"], smoothing=0.1)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert expected != pytest.approx(reference_loss(kind, logits, batch["labels"]), rel=1e-3)  # smoothing counts
