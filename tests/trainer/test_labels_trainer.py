@@ -90,23 +90,27 @@ def test_label_smoothing_matches_its_definition(tmp_path, kind):
     assert expected != pytest.approx(reference_loss(kind, logits, batch["labels"]), rel=1e-3)  # smoothing counts
 
 
+def train_copy(model, trainer_class, args, rows, collate=tiny.collate, **extra):
+    """Trains a copy of `model`; returns its final state, its logged losses and the copy."""
+    trained = copy.deepcopy(model)
+    trainer = trainer_class(model=trained, args=args, train_dataset=rows, data_collator=collate, **extra)
+    trainer.train()
+    return state(trained), [entry["loss"] for entry in trainer.state.log_history if "loss" in entry], trained
+
+
 @pytest.mark.parametrize("kind", ["class", "regression", "token"])
 def test_gradient_accumulation_matches_one_large_batch(tmp_path, kind):
     # Micro-batches of 4 hold different numbers of labelled rows (class, regression) or counted positions (token).
     model, rows = model_and_rows(kind, unlabelled=True)
     finals, losses = {}, {}
     for name, batch, accumulation in (("1x8", 8, 1), ("2x4", 4, 2)):
-        trained = copy.deepcopy(model)
         args = make_args(
             tmp_path / name,
             per_device_train_batch_size=batch,
             gradient_accumulation_steps=accumulation,
             **EXACT_UPDATES,
         )
-        trainer = LabelsTrainer(model=trained, args=args, train_dataset=rows, data_collator=tiny.collate)
-        trainer.train()
-        finals[name] = state(trained)
-        losses[name] = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        finals[name], losses[name], _ = train_copy(model, LabelsTrainer, args, rows)
     assert any(not torch.equal(finals["1x8"][k], v) for k, v in state(model).items())
     for key, value in finals["1x8"].items():
         torch.testing.assert_close(finals["2x4"][key], value, rtol=1e-4, atol=1e-4, msg=f"{key} differs")
@@ -120,7 +124,6 @@ def test_one_batch_per_step_updates_as_a_plain_trainer_bit_for_bit(tmp_path, kin
     model, rows = model_and_rows(kind)
     finals, losses = {}, {}
     for name, trainer_class in (("plain", Trainer), ("labels", LabelsTrainer)):
-        trained = copy.deepcopy(model)
         args = TrainingArguments(
             output_dir=str(tmp_path / name),
             per_device_train_batch_size=4,
@@ -136,10 +139,7 @@ def test_one_batch_per_step_updates_as_a_plain_trainer_bit_for_bit(tmp_path, kin
             disable_tqdm=True,
             seed=0,
         )
-        trainer = trainer_class(model=trained, args=args, train_dataset=rows, data_collator=tiny.collate)
-        trainer.train()
-        finals[name] = state(trained)
-        losses[name] = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        finals[name], losses[name], _ = train_copy(model, trainer_class, args, rows)
     assert any(not torch.equal(finals["plain"][k], v) for k, v in state(model).items())
     for key, value in finals["plain"].items():
         assert torch.equal(finals["labels"][key], value), f"{key} differs"
@@ -193,15 +193,14 @@ def test_heads_it_does_not_sum_keep_their_own_loss_averaged_over_the_step(tmp_pa
         ("labels_2x4", LabelsTrainer, 4, 2),
         ("plain_1x8", Trainer, 8, 1),
     ):
-        trained = copy.deepcopy(model)
         args = make_args(
             tmp_path / name,
             per_device_train_batch_size=batch,
             gradient_accumulation_steps=accumulation,
             **EXACT_UPDATES,
         )
-        trainer_class(model=trained, args=args, train_dataset=rows, data_collator=collate, **extra).train()
-        finals[name], problem_types[name] = state(trained), trained.config.problem_type
+        finals[name], _, trained = train_copy(model, trainer_class, args, rows, collate, **extra)
+        problem_types[name] = trained.config.problem_type
     if case == "multi_label":  # the model computed its own loss, detecting the multi-hot labels itself
         assert problem_types["labels_2x4"] == "multi_label_classification"
     assert any(not torch.equal(finals["labels_1x8"][k], v) for k, v in state(model).items())
