@@ -20,7 +20,7 @@ from hf_distill import losses
 
 from .batch_counts import labelled_rows
 
-__all__ = ["LOSS_TERMS", "LossContext", "LossTerm", "active_terms"]
+__all__ = ["LOSS_TERMS", "LossContext", "LossTerm", "active_terms", "task_sum"]
 
 
 @dataclass
