@@ -191,11 +191,13 @@ def gpu_setup(smoke: bool, variable: bool, examples: int, use_cpu: bool) -> Setu
 # ---- one timed run ------------------------------------------------------------------------------------------------
 
 
-def make_trainer(name: str, setup: Setup, workdir: Path, max_steps: int = -1) -> Trainer:
-    """The trainer of configuration `name`, on fresh copies of the setup's teacher and student."""
+def make_trainer(name: str, setup: Setup, workdir: Path, max_steps: int = -1, workers: int = 0) -> Trainer:
+    """The trainer of configuration `name`, on fresh copies of the setup's teacher and student; `workers` > 0
+    collates in that many dataloader processes instead of the training process."""
     teacher = copy.deepcopy(setup.teacher)
     student = copy.deepcopy(setup.student)
     common = dict(
+        dataloader_num_workers=workers,
         output_dir=str(workdir / name),
         per_device_train_batch_size=setup.batch_size,
         num_train_epochs=setup.epochs,
@@ -310,13 +312,15 @@ class StepEnds(TrainerCallback):
         self.times.append(time.perf_counter())
 
 
-def host_profile(setup: Setup, steps: int) -> None:
+def host_profile(setup: Setup, steps: int, workers: int = 0) -> None:
     """Where a step's time goes, for the student alone, ours online and ours cached + grouped: the training
     dataloader alone (rows read, collated; the cache is built first); the whole step (wall, from the first step's
     end to the last's, so the Trainer's setup is left out); on a GPU, the device's busy time per step (the sum of
     kernel times under torch.profiler, which slows the host a little itself; it and the host ops cover the whole of
     train(), setup included, divided by the steps). A step much longer than the device's busy time is bound by the
-    host (Python, the Trainer's per-step work, kernel launches), not by the model's arithmetic."""
+    host (Python, the Trainer's per-step work, kernel launches), not by the model's arithmetic. With `workers` > 0,
+    ours cached + grouped runs once more with its collation in that many dataloader processes (its "dataloader
+    alone" then includes starting them)."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.cuda.is_available() and not setup.use_cpu
@@ -327,9 +331,12 @@ def host_profile(setup: Setup, steps: int) -> None:
     )
     print("|---|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="hf-distill-bench-") as tmp:
-        for name in ("student_alone", "ours_online", "ours_cached_grouped"):
+        rows = [("student_alone", 0), ("ours_online", 0), ("ours_cached_grouped", 0)]
+        for name, row_workers in rows + ([("ours_cached_grouped", workers)] if workers > 0 else []):
             run_one(name, setup, Path(tmp) / "warmup", max_steps=3)
-            trainer = make_trainer(name, setup, Path(tmp) / name, max_steps=steps)
+            trainer = make_trainer(
+                name, setup, Path(tmp) / f"{name}-{row_workers}", max_steps=steps, workers=row_workers
+            )
             if name == "ours_cached_grouped":
                 trainer.prepare_teacher_cache()  # train() finds it ready: the profile shows steps, not the build
             start, batches = time.perf_counter(), 0
@@ -352,7 +359,8 @@ def host_profile(setup: Setup, steps: int) -> None:
             device = f"{device_us / 1000 / steps:.1f}" if cuda else "-"
             top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:4]
             ops = ", ".join(f"{e.key} {e.self_cpu_time_total / 1000 / steps:.1f}" for e in top)
-            print(f"| {LABELS[name]} | {loader_ms:.1f} | {step_ms:.1f} | {device} | {ops} |", flush=True)
+            label = LABELS[name] + (f", {row_workers} dataloader workers" if row_workers else "")
+            print(f"| {label} | {loader_ms:.1f} | {step_ms:.1f} | {device} | {ops} |", flush=True)
 
 
 def token_cache_size(setup: Setup, top_k: int) -> None:
@@ -394,7 +402,15 @@ def main() -> None:
     parser.add_argument(
         "--host_profile_steps", type=int, default=0, help="gpu profile: also profile this many steps (0: no)"
     )
+    parser.add_argument(
+        "--host_profile_workers",
+        type=int,
+        default=4,
+        help="host profile: also run ours cached + grouped with this many dataloader workers (0: no)",
+    )
     options = parser.parse_args()
+    if options.host_profile_workers < 0:
+        parser.error(f"--host_profile_workers must be >= 0, got {options.host_profile_workers}")
     if options.host_profile_steps == 1 or options.host_profile_steps < 0:
         parser.error(f"--host_profile_steps must be 0 (off) or >= 2, got {options.host_profile_steps}")
     repeats = options.repeats or (1 if options.smoke else 3 if options.profile == "cpu" else 2)
@@ -419,7 +435,7 @@ def main() -> None:
         setup = gpu_setup(options.smoke, variable, options.examples or 8192, use_cpu)
         benchmark(setup, repeats, warmup=not options.smoke)
         if options.host_profile_steps:
-            host_profile(setup, options.host_profile_steps)
+            host_profile(setup, options.host_profile_steps, options.host_profile_workers)
     token_cache_size(setup, top_k=64)
 
 
