@@ -29,6 +29,7 @@ from torch import nn
 from transformers import Trainer
 
 from .batch_counts import WholeBatchCountsMixin, count_index
+from .compatibility import is_regression
 from .loss_terms import task_sum
 
 __all__ = ["LabelsTrainer"]
@@ -40,7 +41,7 @@ class LabelsTrainer(WholeBatchCountsMixin, Trainer):
     Sequence-classification heads: cross-entropy, or MSE for regression (`problem_type == "regression"`, or one
     label); token-classification and masked-LM heads `(B, L, V)`: cross-entropy over the positions whose label is
     not -100. A row marks "no label" as in `DistillationTrainer` (-100 for classification, NaN for regression) and
-    never enters the training loss. `label_smoothing_factor` applies to the classification heads. Evaluation
+    never enters the training loss. `label_smoothing_factor` applies to the classification heads only. Evaluation
     reports the model's own loss (a NaN-labelled regression row makes it NaN, as it would a plain Trainer's). Other
     heads keep the model's own loss, averaged over the micro-batches of a step (exact when they are the same size);
     with a `compute_loss_func` this is a plain `Trainer`.
@@ -69,9 +70,14 @@ class LabelsTrainer(WholeBatchCountsMixin, Trainer):
         in_training_loop = model.training and num_items_in_batch is not None
         kind = self._summed_kind(model, labels) if in_training_loop else None
         if kind is None:
-            # The model's own loss (with Trainer's label smoothing where set), never rescaled by the number of
-            # processes: num_items_in_batch is not passed on.
-            loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
+            # The model's own loss (with Trainer's label smoothing where set, but never for a regression head, whose
+            # float targets it cannot index), never rescaled by the number of processes: num_items_in_batch is not
+            # passed on.
+            if self.label_smoother is not None and is_regression(self.accelerator.unwrap_model(model)):
+                outputs = model(**inputs)
+                loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+            else:
+                loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
             if in_training_loop:  # a micro-batch mean: the step's loss is their mean (loss_is_scaled_for_ga)
                 loss = loss / self.current_gradient_accumulation_steps
             return (loss, outputs) if return_outputs else loss

@@ -146,6 +146,19 @@ def test_one_batch_per_step_updates_as_a_plain_trainer_bit_for_bit(tmp_path, kin
     assert losses["labels"] == losses["plain"]
 
 
+def test_label_smoothing_leaves_a_regression_head_alone_in_training_and_evaluation(tmp_path):
+    # Trainer's LabelSmoother indexes log-probabilities by the labels: on a regression head's float targets it fails.
+    model, rows = model_and_rows("regression")
+    args = make_args(tmp_path, label_smoothing_factor=0.1, max_steps=2, per_device_eval_batch_size=16)
+    trainer = LabelsTrainer(model=model, args=args, train_dataset=rows, data_collator=tiny.collate)
+    trainer.train()
+    metrics = trainer.evaluate(eval_dataset=rows)
+    batch = tiny.collate(rows.rows)
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    assert metrics["eval_loss"] == pytest.approx(reference_loss("regression", logits, batch["labels"]), rel=1e-5)
+
+
 def test_evaluation_reports_the_models_own_loss(tmp_path):
     model, rows = model_and_rows("class")
     args = make_args(tmp_path, per_device_eval_batch_size=16)
