@@ -12,6 +12,7 @@ from transformers import EvalPrediction, Trainer
 from transformers.trainer_pt_utils import nested_concat
 from transformers.trainer_utils import speed_metrics
 
+from ..trainer.labels_trainer import LabelsTrainer
 from ..trainer.model_inputs import unwrap
 from ..trainer.teacher import is_engine_wrapped
 
@@ -54,11 +55,10 @@ def evaluate_side_by_side(
         args,
         output_dir=str(Path(args.output_dir) / "teacher_eval"),
         report_to="none",
-        # else transformers 5 multiplies the eval loss by the number of processes for a model whose forward takes
-        # **kwargs (BERT's does) even when, as in a classifier's plain cross-entropy mean, nothing was divided by it
-        average_tokens_across_devices=False,
     )
-    teacher_evaluator = Trainer(
+    # LabelsTrainer, not a plain Trainer: transformers 5 multiplies a plain Trainer's eval loss by the number of
+    # processes for a model whose forward takes **kwargs (BERT's), though its cross-entropy mean divided by none.
+    teacher_evaluator = LabelsTrainer(
         model=unwrap(teacher) if in_place else teacher,
         args=teacher_args,
         data_collator=collator,

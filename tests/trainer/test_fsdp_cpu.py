@@ -67,8 +67,8 @@ def check_scored_and_gathered(ranks: list[dict], replicated: dict) -> None:
     trainer_path = replicated["scores"]  # the replicated teacher goes through a plain Trainer, as before
     assert trainer_path["teacher_eval_rows"] == 13 and trainer_path["teacher_eval_rows_mm"] == 16
     assert trainer_path["teacher_eval_accuracy"] == pytest.approx(expected["accuracy"], abs=1e-12)
-    # 16 rows split evenly (8 per rank): the mean of the batch losses is the mean over rows. (Before the teacher's
-    # Trainer set average_tokens_across_devices=False, transformers 5 reported it multiplied by the 2 processes.)
+    # 16 rows split evenly (8 per rank): the mean of the batch losses is the mean over rows. (Through a plain
+    # Trainer, transformers 5 reported it multiplied by the 2 processes; the teacher's evaluator is a LabelsTrainer.)
     assert trainer_path["teacher_eval_loss_mm"] == pytest.approx(expected["loss_mm"], rel=1e-5)
     assert replicated["whole_type"] == "BertForSequenceClassification"  # not sharded: the teacher itself
     for rank in ranks:
