@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     regression = label_names is None
     num_labels = 1 if regression else len(label_names)
     models = load_models(model_args, training_args, num_labels, label_names, max_seq_length=data_args.max_seq_length)
-    mlm = check_mlm_augmenter(data_args, model_args, models.tokenizer)
+    mlm = check_mlm_augmenter(data_args, model_args, models.tokenizer, device=training_args.device)
     raw["train"], transfer = build_transfer_set(
         raw["train"],
         data_args,
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         mask_token=models.tokenizer.mask_token,
         mlm=mlm,
     )
+    del mlm  # the masked LM has filled in its words: not held (on the GPU) through training
     if transfer.rows is not None:
         raw["transfer"] = transfer.rows
     tokenized, eval_datasets = limit_and_tokenize(raw, data_args, models.tokenizer, text_columns, eval_splits)
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     settings_note = ""
     if data_args.hp_search_trials:
         objective = f"eval_{main_metric(data_args.task_name)}" if data_args.task_name else f"eval_{metric_names[0]}"
-        search_rows = tokenized[HP_VALIDATION] if HP_VALIDATION in tokenized else eval_datasets[eval_splits[0]]
+        search_rows = tokenized[HP_VALIDATION]  # held out of train by load_data, never an evaluation split
         report = Path(training_args.output_dir) / "hp_search.json"
         best = run_hp_search(
             student=models.student,

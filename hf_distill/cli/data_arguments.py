@@ -153,6 +153,12 @@ class DataArguments:
             self.train_file = resolve_package_path(self.train_file)
             if self.validation_file is not None:
                 self.validation_file = resolve_package_path(self.validation_file)
+                if self.validation_split_size is not None and self.hp_search_trials is None:
+                    raise ValueError(
+                        f"--validation_split_size {self.validation_split_size} would hold rows out of train for "
+                        f"evaluation, but --validation_file {Path(self.validation_file).name!r} is the evaluation "
+                        "split: drop one of them (--validation_split_size is for --hp_search_trials here)."
+                    )
             elif self.validation_split_size is None:
                 raise ValueError(
                     "--train_file needs --validation_file or --validation_split_size N (rows held out for "
@@ -209,6 +215,18 @@ class DataArguments:
                 f"--augment_probability must be in [0, 1], got {self.augment_probability!r}: it is a per-word "
                 "probability, e.g. 0.2."
             )
+        if self.augment_mlm_model and self.augment != "mlm":
+            raise ValueError(
+                f"--augment_mlm_model {self.augment_mlm_model!r} is used only by --augment mlm, but --augment is "
+                f"{self.augment!r}: add --augment mlm, or drop --augment_mlm_model."
+            )
+        if self.unlabeled_file is None:
+            for name in ("unlabeled_text_column", "max_unlabeled_samples"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"--{name} {getattr(self, name)!r} applies to the rows of --unlabeled_file, which was not "
+                        f"given: add --unlabeled_file PATH, or drop --{name}."
+                    )
         if self.augment == "mlm" and not self.augment_mlm_model:
             raise ValueError(
                 "--augment mlm needs --augment_mlm_model: a masked LM (folder or Hub id) with the teacher's "
@@ -225,6 +243,13 @@ class DataArguments:
                 "them."
             )
         if self.hp_search_trials is not None:
+            if self.student_training != "distill":
+                raise ValueError(
+                    f"--hp_search_trials {self.hp_search_trials} searches DistillationTrainer's settings (T, "
+                    f"alpha_kd, learning rate, epochs), but --student_training {self.student_training!r} trains "
+                    "another way, so the search would tune a run that never happens: drop --hp_search_trials, or "
+                    "use --student_training distill."
+                )
             if self.validation_split_size is None:
                 raise ValueError(
                     f"--hp_search_trials {self.hp_search_trials} needs --validation_split_size N: the trials are "

@@ -153,7 +153,12 @@ def run_hp_search(
         load_if_exists=True,
     )
     best_trial = max(trials, key=lambda row: row[objective_metric])
-    report = {"objective": objective_metric, "scored_on": "rows held out of train (never dev)", "trials": trials}
+    report = {
+        "objective": objective_metric,
+        "scored_on": "rows held out of train (never dev)",
+        "scored_on_rows": len(search_dataset),
+        "trials": trials,
+    }
     if train_rows is not None:
         report["train_rows"] = train_rows
     if done:

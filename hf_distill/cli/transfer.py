@@ -59,9 +59,10 @@ class TransferSet:
         return "; ".join(parts) if parts else "none"
 
 
-def check_mlm_augmenter(data_args, model_args, teacher_tokenizer):
+def check_mlm_augmenter(data_args, model_args, teacher_tokenizer, device=None):
     """Loads the masked LM of `--augment mlm` and checks it before any training: a mask token, the teacher's
-    vocabulary. Returns (model, tokenizer), or (None, None) without `--augment mlm`."""
+    vocabulary. Returns (model, tokenizer), the model on `device` (the run's, so that a GPU fills in the words), or
+    (None, None) without `--augment mlm`."""
     if data_args.augment != "mlm":
         return None, None
     name = data_args.augment_mlm_model
@@ -78,6 +79,8 @@ def check_mlm_augmenter(data_args, model_args, teacher_tokenizer):
             "LM with the teacher's vocabulary (the teacher's own pretrained checkpoint, for instance)."
         )
     model = AutoModelForMaskedLM.from_pretrained(name, dtype=torch.float32, **hub_kwargs(model_args))
+    if device is not None:
+        model = model.to(device)
     return model.eval(), tokenizer
 
 
@@ -96,15 +99,28 @@ def build_transfer_set(
     if data_args.unlabeled_train_rows:
         available = len(raw_train) - len(labelled)
         if data_args.unlabeled_train_rows > available:
+            if data_args.max_train_samples is None or available == 0:
+                fix = (
+                    f"pass --max_train_samples N below {len(raw_train):,}: the first N rows stay labelled and the "
+                    "rows after them can be used"
+                )
+            else:
+                fix = f"pass --unlabeled_train_rows {available} or fewer, or a smaller --max_train_samples"
             raise ValueError(
                 f"--unlabeled_train_rows {data_args.unlabeled_train_rows} asks for more rows than the training split "
-                f"holds after the {len(labelled):,} labelled ones ({available:,}). Pass at most {available}, or fewer "
-                "--max_train_samples."
+                f"holds after the {len(labelled):,} labelled ones ({available:,}): {fix}."
             )
         rows = raw_train.select(range(len(labelled), len(labelled) + data_args.unlabeled_train_rows))
         parts.append(drop_labels(rows, text_columns, regression=regression))
         from_train = len(rows)
     if data_args.unlabeled_file:
+        named = data_args.unlabeled_text_column
+        if named and len(named) != len(text_columns):
+            raise ValueError(
+                f"--unlabeled_text_column {' '.join(named)} names {len(named)} column(s), but the task's text is "
+                f"{len(text_columns)} column(s) ({', '.join(text_columns)}): pass {len(text_columns)} column name(s) "
+                f"of {Path(data_args.unlabeled_file).name}, in that order."
+            )
         rows = load_unlabeled_file(
             data_args.unlabeled_file,
             data_args.unlabeled_text_column or text_columns,
@@ -117,6 +133,11 @@ def build_transfer_set(
         parts.append(rows)
         from_file = len(rows)
     augmented = 0
+    if data_args.augment in ("mask", "mask_ngram") and data_args.augment_copies > 0 and not mask_token:
+        raise ValueError(
+            f"--augment {data_args.augment} masks words with the teacher tokenizer's mask token, and this teacher's "
+            "tokenizer has none: use --augment ngram (or mlm), or a teacher whose tokenizer has a mask token."
+        )
     if data_args.augment != "none" and data_args.augment_copies > 0:
         copies = augment_dataset(
             labelled.cast_column("label", datasets.Value("float32" if regression else "int64")),

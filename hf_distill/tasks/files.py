@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -162,6 +163,13 @@ def _labels(records: list[tuple[dict, int]], label_column: str, path: Path):
             raise ValueError(
                 f"{path}, line {line}: label {value!r} in column {label_column!r} is empty or not a class name or "
                 "number. Fill in the label or drop the line."
+            )
+        typed = _typed_label(value)
+        if isinstance(typed, float) and not math.isfinite(typed):
+            # NaN marks "no label" for a regression head, and "nan" would make a classification a regression.
+            raise ValueError(
+                f"{path}, line {line}: label {value!r} in column {label_column!r} is not a finite number. Fill in "
+                "the label or drop the line (unlabelled text belongs in --unlabeled_file)."
             )
         yield value, line
 

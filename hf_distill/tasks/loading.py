@@ -41,6 +41,11 @@ def load_data(data_args):
     )
     if data_args.validation_file is None:
         raw = hold_out(raw, data_args.validation_split_size, stratify=label_names is not None)
+    if getattr(data_args, "hp_search_trials", None):
+        # The search's own rows, held out of what is left of train: never the evaluation split the final student
+        # is reported on (the validation file, or the rows held out just above).
+        held = hold_out(raw, data_args.validation_split_size, stratify=label_names is not None)
+        raw["train"], raw[HP_VALIDATION] = held["train"], held["validation"]
     metric_names = ["pearson", "spearmanr"] if label_names is None else ["accuracy", "f1_macro"]
     return raw, label_names, tuple(data_args.text_column), ["validation"], metric_names
 
@@ -48,7 +53,10 @@ def load_data(data_args):
 def hold_out(raw, size: int, *, stratify: bool):
     """Splits `size` rows off the training split as the evaluation split ("validation"), with a fixed seed."""
     if size >= len(raw["train"]):
-        raise ValueError(f"validation_split_size={size} leaves no training rows: train has {len(raw['train'])}.")
+        raise ValueError(
+            f"--validation_split_size {size} leaves no training rows: train has {len(raw['train']):,} at this point. "
+            "Pass a smaller --validation_split_size."
+        )
     split = raw["train"].train_test_split(
         test_size=size, seed=HELD_OUT_SEED, stratify_by_column="label" if stratify else None
     )

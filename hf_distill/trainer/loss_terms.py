@@ -37,6 +37,8 @@ class LossContext:
         kind: "class", "regression", "token" (`(B, L, V)` logits) or "token_selected" (`(N, V)` logits of the N
             counted positions, in row-major order).
         temperature: the softmax temperature T.
+        label_smoothing: the task term's cross-entropy label smoothing (`label_smoothing_factor`; class and token
+            heads, never regression).
     """
 
     student_outputs: Any
@@ -51,6 +53,7 @@ class LossContext:
     teacher_tap: Any = None
     value_relation_heads: int = 1
     chunked: dict[str, Any] | None = None  # the deferred vocabulary heads and their inputs (token_kd_chunk_size)
+    label_smoothing: float = 0.0
 
     @property
     def student_logits(self) -> torch.Tensor:
@@ -74,6 +77,7 @@ class LossContext:
             labels=labels,
             temperature=self.temperature,
             chunk_size=self.chunked["chunk_size"],
+            label_smoothing=self.label_smoothing,
         )
 
     @cached_property
@@ -149,8 +153,15 @@ def _task_sum(context: LossContext) -> torch.Tensor | None:
     if context.chunked is not None:
         return context.chunked_sums[1]
     if context.kind == "token_selected":  # (N, V) logits at the counted positions, in row-major order
-        return F.cross_entropy(logits.float(), labels[context.token_mask], ignore_index=-100, reduction="sum")
-    return task_sum(logits, labels, context.kind)
+        return F.cross_entropy(
+            logits.float(),
+            labels[context.token_mask],
+            ignore_index=-100,
+            reduction="sum",
+            label_smoothing=context.label_smoothing,
+        )
+    smoothing = 0.0 if context.kind == "regression" else context.label_smoothing
+    return task_sum(logits, labels, context.kind, label_smoothing=smoothing)
 
 
 def task_sum(logits: torch.Tensor, labels: torch.Tensor, kind: str, label_smoothing: float = 0.0) -> torch.Tensor:

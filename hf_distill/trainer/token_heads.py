@@ -89,6 +89,7 @@ def chunked_token_sums(
     labels: torch.Tensor | None,
     temperature: float,
     chunk_size: int,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The token KD and cross-entropy *sums* over N counted positions, the vocabulary heads run `chunk_size` positions
     at a time under activation checkpointing: at most one chunk's `(chunk, V)` logits exist, in the forward and in
@@ -97,6 +98,7 @@ def chunked_token_sums(
     Args:
         student_hidden, teacher_hidden (`torch.Tensor` of shape `(N, D)`): the heads' inputs at the counted positions.
         labels (`torch.Tensor` of shape `(N,)`, *optional*): the targets there (-100: none).
+        label_smoothing (`float`): the cross-entropy's label smoothing (`label_smoothing_factor`).
     """
     from torch.utils.checkpoint import checkpoint
 
@@ -111,7 +113,9 @@ def chunked_token_sums(
         )
         if label_chunk is None:
             return kd, kd.new_zeros(())
-        ce = torch.nn.functional.cross_entropy(student_logits.float(), label_chunk, ignore_index=-100, reduction="sum")
+        ce = torch.nn.functional.cross_entropy(
+            student_logits.float(), label_chunk, ignore_index=-100, reduction="sum", label_smoothing=label_smoothing
+        )
         return kd, ce
 
     kd_total = student_hidden.new_zeros((), dtype=torch.float32)

@@ -56,7 +56,8 @@ class DistillationTrainer(
       counts when its label is not -100 if the batch has labels, else when its attention mask is 1;
     - TASK = the student's supervised loss on `labels` (cross-entropy, MSE, token cross-entropy ignoring -100),
       averaged over the labelled rows only: a row labelled -100 (NaN for regression) is a transfer-set row that
-      only the teacher's terms see; absent when the batch has no labels;
+      only the teacher's terms see; absent when the batch has no labels; `label_smoothing_factor` smooths its
+      cross-entropy (class and token heads, never regression; the teacher's terms are never smoothed);
     - COS = mean over the counted positions (attention mask 1, or labels != -100 for token heads) of
       1 - cos(student, teacher) between the last hidden states, DistilBERT's L_cos (Sanh et al., 2019).
 
@@ -198,6 +199,7 @@ class DistillationTrainer(
             kind="token_selected" if selecting is not NOT_SELECTING else self._output_kind(outputs.logits),
             chunked=self._chunked_heads(model) if self._counted_positions.kept else None,
             temperature=self.args.temperature,
+            label_smoothing=self.args.label_smoothing_factor,
             **intermediate,
         )
         # clamp: an accumulated batch with nothing to count (no labelled row) gives 0, never 0 / 0.

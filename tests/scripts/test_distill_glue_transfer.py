@@ -107,6 +107,40 @@ def test_hp_search_scores_trials_on_held_out_rows_trains_the_best_and_resumes(tm
     assert len(resumed["trials"]) == 3 and "chosen by 3 optuna trials" in (out / "README.md").read_text()
 
 
+@pytest.mark.parametrize("validation_file", [True, False], ids=["with-validation-file", "split-only"])
+def test_hp_search_on_your_own_files_scores_trials_on_other_rows_than_the_final_evaluation(
+    tmp_path, teacher_folder, validation_file
+):
+    pytest.importorskip("optuna")
+    rows = [[f"{'good fun' if i % 2 else 'bad sad'} {i}", "pos" if i % 2 else "neg"] for i in range(60)]
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], rows)
+    flags = common_flags(tmp_path, teacher_folder, "--train_file", str(train), "--text_column", "text",
+                         "--student_num_layers", "1", "--hp_search_trials", "1",
+                         "--validation_split_size", "10")  # fmt: skip
+    at = flags.index("--max_train_samples")
+    del flags[at : at + 2]
+    if validation_file:
+        flags += ["--validation_file", str(write_csv(tmp_path / "dev.csv", ["text", "label"], rows[:20]))]
+    distill_glue.main(flags)
+    report = json.loads((tmp_path / "out" / "hp_search.json").read_text())
+    results = read_results(tmp_path / "out")
+    assert report["scored_on_rows"] == 10
+    # the final student is scored on the validation file (20 rows), or on 10 other held-out rows; it trains on the rest
+    assert results["eval_examples"] == (20 if validation_file else 10)
+    assert results["train_labelled_examples"] == (50 if validation_file else 40)
+
+
+def test_refuses_validation_split_size_beside_a_validation_file_without_a_search(tmp_path, teacher_folder):
+    rows = [["good fun", "pos"], ["bad sad", "neg"]] * 4
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], rows)
+    dev = write_csv(tmp_path / "dev.csv", ["text", "label"], rows)
+    flags = common_flags(tmp_path, teacher_folder, "--train_file", str(train), "--text_column", "text",
+                         "--validation_file", str(dev), "--validation_split_size", "2",
+                         "--student_num_layers", "1")  # fmt: skip
+    refuse(tmp_path, flags, r"--validation_split_size 2 would hold rows out of train for evaluation, but "
+           r"--validation_file 'dev\.csv' is the evaluation split: drop one of them")  # fmt: skip
+
+
 @needs_glue
 def test_hp_search_only_keeps_every_trial_and_trains_no_final_student(tmp_path, teacher_folder):
     pytest.importorskip("optuna")
@@ -160,7 +194,7 @@ SEARCH_ONLY = ["--hp_search_trials", "2", "--validation_split_size", "16", "--hp
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--unlabeled_train_rows", "100000"], r"--unlabeled_train_rows 100000 asks for more rows .* at most 67301"),
+        (["--unlabeled_train_rows", "100000"], r"--unlabeled_train_rows 100000 asks for more rows .* pass --unlabeled_train_rows 67301 or fewer"),
         (["--augment", "mask", "--augment_copies", "-1"], r"--augment_copies must be an integer >= 0, got -1"),
         (
             ["--augment", "mask", "--augment_probability", "1.5"],
@@ -178,10 +212,53 @@ SEARCH_ONLY = ["--hp_search_trials", "2", "--validation_split_size", "16", "--hp
             [*SEARCH_ONLY, "--push_to_hub", "true", "--hub_model_id", "me/student"],
             r"--hp_search_only trains no student, so --push_to_hub would push nothing",
         ),
+        (
+            ["--student_training", "labels_only", "--hp_search_trials", "2", "--validation_split_size", "16"],
+            r"--hp_search_trials 2 searches DistillationTrainer's settings .* --student_training 'labels_only' "
+            r"trains another way",
+        ),
+        (
+            ["--augment_mlm_model", "some/mlm"],
+            r"--augment_mlm_model 'some/mlm' is used only by --augment mlm, but --augment is 'none'",
+        ),
+        (["--max_unlabeled_samples", "5"], r"--max_unlabeled_samples 5 applies to the rows of --unlabeled_file"),
+        (["--unlabeled_text_column", "text"], r"--unlabeled_text_column \['text'\] applies to the rows of"),
     ],
 )
 def test_refuses_bad_transfer_options(tmp_path, teacher_folder, extra, message):
     refuse(tmp_path, [*sst2_flags(tmp_path, teacher_folder), *extra], message)
+
+
+@needs_glue
+def test_refuses_unlabeled_train_rows_when_every_training_row_is_labelled(tmp_path, teacher_folder):
+    flags = sst2_flags(tmp_path, teacher_folder, "--unlabeled_train_rows", "10")
+    at = flags.index("--max_train_samples")
+    del flags[at : at + 2]  # all of train labelled: the fix is --max_train_samples, not "at most 0"
+    refuse(tmp_path, flags, r"after the 67,349 labelled ones \(0\): pass --max_train_samples N below 67,349")
+
+
+@needs_glue
+def test_refuses_unlabeled_text_columns_that_do_not_match_the_tasks(tmp_path, teacher_folder):
+    one = write_csv(tmp_path / "one.csv", ["text"], [["a fine day"]])
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "mrpc", "--data_dir", str(GLUE_DIR),
+                         "--student_num_layers", "1", "--unlabeled_file", str(one),
+                         "--unlabeled_text_column", "text")  # fmt: skip
+    refuse(tmp_path, flags, r"--unlabeled_text_column text names 1 column\(s\), but the task's text is 2 column\(s\) "
+           r"\(sentence1, sentence2\): pass 2 column name\(s\) of one\.csv")  # fmt: skip
+    two = write_csv(tmp_path / "two.csv", ["a", "b"], [["x", "y"]])
+    flags = sst2_flags(tmp_path, teacher_folder, "--unlabeled_file", str(two), "--unlabeled_text_column", "a", "b")
+    refuse(tmp_path, flags, r"--unlabeled_text_column a b names 2 column\(s\), but the task's text is 1 column")
+
+
+@needs_glue
+def test_refuses_mask_augmentation_when_the_teacher_tokenizer_has_no_mask_token(tmp_path):
+    teacher = save_teacher(tmp_path / "models" / "teacher", num_labels=2)
+    tokenizer = tiny.tokenizer(tmp_path / "models" / "tok")
+    tokenizer.mask_token = None
+    tokenizer.save_pretrained(teacher)
+    flags = sst2_flags(tmp_path, teacher, "--augment", "mask", "--augment_copies", "2")
+    refuse(tmp_path, flags, r"--augment mask masks words with the teacher tokenizer's mask token, and this teacher's "
+           r"tokenizer has none: use --augment ngram")  # fmt: skip
 
 
 def test_refuses_unlabeled_train_rows_with_your_own_files(tmp_path, teacher_folder):

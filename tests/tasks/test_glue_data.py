@@ -384,6 +384,24 @@ def test_custom_files_refuse_bad_rows_and_text_columns(tmp_path):
         load_custom_files(train, None, ["a", "b", "c"], "label")
 
 
+def test_custom_files_refuse_labels_that_are_not_finite_numbers(tmp_path):
+    # "nan" would turn a 0/1 classification into a regression; a NaN regression target is the "no label" mark and
+    # would silently leave the loss; either way the user meant a label that is not there.
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\na,0\nb,1\nc,nan\n")
+    with pytest.raises(ValueError, match=r"train\.csv, line 4: label 'nan' in column 'label' is not a finite number"):
+        load_custom_files(train, None, ["text"], "label")
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text(json.dumps({"s": "a", "y": 0.5}) + "\n" + json.dumps({"s": "b", "y": float("nan")}) + "\n")
+    with pytest.raises(ValueError, match=r"train\.jsonl, line 2: label nan in column 'y' is not a finite number"):
+        load_custom_files(jsonl, None, ["s"], "y")
+    validation = tmp_path / "dev.csv"
+    validation.write_text("text,label\nd,inf\n")
+    train.write_text("text,label\na,0.5\nb,1.5\n")
+    with pytest.raises(ValueError, match=r"dev\.csv, line 2: label 'inf' .* is not a finite number"):
+        load_custom_files(train, validation, ["text"], "label")
+
+
 # ---- tokenization ----
 
 

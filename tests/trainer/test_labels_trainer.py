@@ -90,6 +90,42 @@ def test_label_smoothing_matches_its_definition(tmp_path, kind):
     assert expected != pytest.approx(reference_loss(kind, logits, batch["labels"]), rel=1e-3)  # smoothing counts
 
 
+@pytest.mark.parametrize("kind", ["class", "regression", "token"])
+def test_distillation_trainer_smooths_its_task_term_by_the_same_definition(tmp_path, kind):
+    """label_smoothing_factor reaches DistillationTrainer's task term (a Trainer's label smoother never runs under an
+    overridden compute_loss), over the labelled rows only, and never a regression head's."""
+    model, rows = model_and_rows(kind, unlabelled=True)
+    args = make_args(tmp_path, label_smoothing_factor=0.1, alpha_kd=0.0, alpha_task=1.0)
+    trainer = DistillationTrainer(model=model, teacher_model=copy.deepcopy(model), args=args, train_dataset=rows,
+                                  data_collator=tiny.collate)  # fmt: skip
+    loss, logits, batch, _ = loss_on(trainer, rows, 9)
+    smoothing = 0.0 if kind == "regression" else 0.1
+    assert loss.item() == pytest.approx(reference_loss(kind, logits, batch["labels"], smoothing=smoothing), rel=1e-5)
+
+
+@pytest.mark.parametrize(("gather", "chunk"), [(False, None), (True, None), (True, 3)])
+def test_distillation_trainer_smooths_masked_lm_heads_on_every_path(tmp_path, gather, chunk):
+    """The masked-LM task term with smoothing: full logits, heads on the counted positions, and in chunks."""
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.masked_lm(layers=1, seed=1, initializer_range=0.5)
+    generator = torch.Generator().manual_seed(4)
+    data = []
+    for row in tiny.class_rows(6, seed=3).rows:
+        ids = torch.tensor(row["input_ids"])
+        chosen = torch.rand(len(ids), generator=generator) < 0.3
+        chosen[0] = True
+        data.append({"input_ids": ids.tolist(), "labels": torch.where(chosen, ids, -100).tolist()})
+    data = tiny.ListDataset(data)
+    args = make_args(tmp_path, label_smoothing_factor=0.2, alpha_kd=0.0, alpha_task=1.0,
+                     token_kd_gather_positions=gather, token_kd_chunk_size=chunk)  # fmt: skip
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data,
+                                  data_collator=tiny.collate)  # fmt: skip
+    loss, logits, batch, _ = loss_on(trainer, data, 6)
+    expected = reference_loss("token", logits, batch["labels"], smoothing=0.2)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert expected != pytest.approx(reference_loss("token", logits, batch["labels"]), rel=1e-3)
+
+
 def train_copy(model, trainer_class, args, rows, collate=tiny.collate, **extra):
     """Trains a copy of `model`; returns its final state, its logged losses and the copy."""
     trained = copy.deepcopy(model)
