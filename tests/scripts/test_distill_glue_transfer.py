@@ -194,7 +194,10 @@ SEARCH_ONLY = ["--hp_search_trials", "2", "--validation_split_size", "16", "--hp
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--unlabeled_train_rows", "100000"], r"--unlabeled_train_rows 100000 asks for more rows .* pass --unlabeled_train_rows 67301 or fewer"),
+        (
+            ["--unlabeled_train_rows", "100000"],
+            r"--unlabeled_train_rows 100000 asks for more rows .* pass --unlabeled_train_rows 67301 or fewer",
+        ),
         (["--augment", "mask", "--augment_copies", "-1"], r"--augment_copies must be an integer >= 0, got -1"),
         (
             ["--augment", "mask", "--augment_probability", "1.5"],
