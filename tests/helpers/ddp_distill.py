@@ -38,14 +38,7 @@ def make_teacher(mixed: bool, mlm: bool = False):
 
 def make_rows(mixed: bool, mlm: bool = False):
     if mlm:  # ~25% of the positions counted, unevenly per row: the heads run on those only
-        generator = torch.Generator().manual_seed(4)
-        rows = []
-        for row in tiny.class_rows(32, seed=2).rows:
-            ids = torch.tensor(row["input_ids"])
-            chosen = torch.rand(len(ids), generator=generator) < 0.25
-            chosen[0] = True
-            rows.append({"input_ids": ids.tolist(), "labels": torch.where(chosen, ids, -100).tolist()})
-        return tiny.ListDataset(rows)
+        return tiny.mlm_rows(32, seed=2, mask_seed=4)
     if not mixed:
         return tiny.token_rows(32, seed=2, ignored_fraction=0.4)
     rows = tiny.class_rows(32, seed=2).rows

@@ -89,6 +89,20 @@ def token_rows(n: int, *, num_labels: int = 5, seed: int = 0, ignored_fraction: 
     return ListDataset(rows)
 
 
+def mlm_rows(n: int, *, seed: int = 3, mask_seed: int | None = None, probability: float = 0.25) -> ListDataset:
+    """Masked-LM rows of `class_rows(n, seed=seed)`: each label is the row's own token at ~`probability` of the
+    positions (uneven per row, the first always), -100 elsewhere; the positions drawn with `mask_seed` (default
+    `seed`)."""
+    generator = torch.Generator().manual_seed(seed if mask_seed is None else mask_seed)
+    rows = []
+    for row in class_rows(n, seed=seed).rows:
+        ids = torch.tensor(row["input_ids"])
+        chosen = torch.rand(len(ids), generator=generator) < probability
+        chosen[0] = True  # every row counts at least one position
+        rows.append({"input_ids": ids.tolist(), "labels": torch.where(chosen, ids, -100).tolist()})
+    return ListDataset(rows)
+
+
 def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
     """Pads to the longest row of the batch (so micro-batches are padded unevenly); token labels pad with -100."""
     longest = max(len(row["input_ids"]) for row in rows)

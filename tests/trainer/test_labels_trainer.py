@@ -108,14 +108,7 @@ def test_distillation_trainer_smooths_masked_lm_heads_on_every_path(tmp_path, ga
     """The masked-LM task term with smoothing: full logits, heads on the counted positions, and in chunks."""
     teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
     student = tiny.masked_lm(layers=1, seed=1, initializer_range=0.5)
-    generator = torch.Generator().manual_seed(4)
-    data = []
-    for row in tiny.class_rows(6, seed=3).rows:
-        ids = torch.tensor(row["input_ids"])
-        chosen = torch.rand(len(ids), generator=generator) < 0.3
-        chosen[0] = True
-        data.append({"input_ids": ids.tolist(), "labels": torch.where(chosen, ids, -100).tolist()})
-    data = tiny.ListDataset(data)
+    data = tiny.mlm_rows(6, seed=3, probability=0.3)
     args = make_args(tmp_path, label_smoothing_factor=0.2, alpha_kd=0.0, alpha_task=1.0,
                      token_kd_gather_positions=gather, token_kd_chunk_size=chunk)  # fmt: skip
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data,

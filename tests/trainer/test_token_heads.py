@@ -13,16 +13,9 @@ from trainers import EXACT_UPDATES, make_args, state
 from hf_distill import DistillationTrainer, build_student
 
 
-def mlm_rows(n: int, *, seed: int = 3, probability: float = 0.25) -> tiny.ListDataset:
+def mlm_rows(n: int, *, seed: int = 3) -> tiny.ListDataset:
     """Rows whose labels are the token at ~25% of positions (uneven per row), -100 elsewhere."""
-    generator = torch.Generator().manual_seed(seed)
-    rows = []
-    for row in tiny.class_rows(n, seed=seed).rows:
-        ids = torch.tensor(row["input_ids"])
-        chosen = torch.rand(len(ids), generator=generator) < probability
-        chosen[0] = True  # every row counts at least one position
-        rows.append({"input_ids": ids.tolist(), "labels": torch.where(chosen, ids, -100).tolist()})
-    return tiny.ListDataset(rows)
+    return tiny.mlm_rows(n, seed=seed)
 
 
 def trainer_for(tmp_path, student, teacher, data, **overrides):
