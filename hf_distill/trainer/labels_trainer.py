@@ -83,8 +83,7 @@ class LabelsTrainer(WholeBatchCountsMixin, Trainer):
             return (loss, outputs) if return_outputs else loss
         outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        smoothing = self.args.label_smoothing_factor if kind != "regression" else 0.0
-        total = task_sum(logits, labels, kind, label_smoothing=smoothing)
+        total = task_sum(logits, labels, kind, label_smoothing=self.args.label_smoothing_factor)
         counts = self.rank_counts(num_items_in_batch)
         loss = total / counts[count_index("positions" if kind == "token" else "labelled")]
         return (loss, outputs) if return_outputs else loss

@@ -152,16 +152,9 @@ def _task_sum(context: LossContext) -> torch.Tensor | None:
         return None
     if context.chunked is not None:
         return context.chunked_sums[1]
-    if context.kind == "token_selected":  # (N, V) logits at the counted positions, in row-major order
-        return F.cross_entropy(
-            logits.float(),
-            labels[context.token_mask],
-            ignore_index=-100,
-            reduction="sum",
-            label_smoothing=context.label_smoothing,
-        )
-    smoothing = 0.0 if context.kind == "regression" else context.label_smoothing
-    return task_sum(logits, labels, context.kind, label_smoothing=smoothing)
+    if context.kind == "token_selected":  # (N, V) logits at the counted positions: N rows of a class head
+        return task_sum(logits, labels[context.token_mask], "class", label_smoothing=context.label_smoothing)
+    return task_sum(logits, labels, context.kind, label_smoothing=context.label_smoothing)
 
 
 def task_sum(logits: torch.Tensor, labels: torch.Tensor, kind: str, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -172,8 +165,8 @@ def task_sum(logits: torch.Tensor, labels: torch.Tensor, kind: str, label_smooth
         labels: `(B,)` class ids (-100: no label), `(B,)`/`(B, 1)` floats (NaN: no label), or `(B, L)` token ids
             (-100: not counted).
         kind: "class", "regression" or "token".
-        label_smoothing: cross-entropy's label smoothing (class and token heads; `Trainer`'s
-            `label_smoothing_factor`).
+        label_smoothing: cross-entropy's label smoothing (`Trainer`'s `label_smoothing_factor`); class and token
+            heads only, a regression head's MSE ignores it.
     """
     if kind == "token":
         return F.cross_entropy(

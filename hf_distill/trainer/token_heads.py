@@ -104,6 +104,8 @@ def chunked_token_sums(
 
     from hf_distill import losses
 
+    from .loss_terms import task_sum  # the task term's one definition (loss_terms imports this module lazily)
+
     def sums(student_chunk, teacher_chunk, label_chunk):
         student_logits = student_head(student_chunk)  # (c, V)
         with torch.no_grad():
@@ -113,10 +115,7 @@ def chunked_token_sums(
         )
         if label_chunk is None:
             return kd, kd.new_zeros(())
-        ce = torch.nn.functional.cross_entropy(
-            student_logits.float(), label_chunk, ignore_index=-100, reduction="sum", label_smoothing=label_smoothing
-        )
-        return kd, ce
+        return kd, task_sum(student_logits, label_chunk, "class", label_smoothing=label_smoothing)
 
     kd_total = student_hidden.new_zeros((), dtype=torch.float32)
     ce_total = kd_total.clone()
