@@ -13,7 +13,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["COUNT_NAMES", "WholeBatchCountsMixin", "count_index", "count_items", "labelled_rows"]
+__all__ = [
+    "COUNT_NAMES",
+    "WholeBatchCountsMixin",
+    "check_data_parallel_only",
+    "count_index",
+    "count_items",
+    "labelled_rows",
+]
 
 # examples: every row (the KD term's denominator for class and regression heads);
 # labelled: rows with a label (the task term's denominator), see `labelled_rows`;
@@ -62,6 +69,29 @@ def count_items(batch: dict[str, Any]) -> torch.Tensor:
     return torch.stack([num_examples, labelled, positions.float()])
 
 
+def check_data_parallel_only(trainer: Any) -> None:
+    """Raises `ValueError` when `trainer` splits one batch over several ranks (tensor, context or sequence parallel).
+
+    The counts are summed over every rank and each rank's sum is divided by the number of processes, which is exact
+    when every rank holds different rows (DDP, FSDP, DeepSpeed ZeRO). Ranks that share a batch would count its rows
+    once per rank; `Trainer` divides its own count by those sizes, but a per-row KL over a sequence split across
+    ranks is not a sum of per-rank parts, so these trainers refuse such runs instead of averaging them wrongly.
+    """
+    sizes = {
+        "tp_size": trainer.get_tp_size(),
+        "cp_size": trainer.get_cp_size(),
+        "sp_size": trainer.get_sp_size(),
+    }
+    shared = {name: size for name, size in sizes.items() if size and size > 1}
+    if shared:
+        described = ", ".join(f"{name}={size}" for name, size in shared.items())
+        raise ValueError(
+            f"{type(trainer).__name__} averages its losses over rows that each rank holds alone, but this run splits "
+            f"every batch over ranks ({described}): each row would be counted once per rank. Use data parallelism "
+            "only (DDP, FSDP or DeepSpeed ZeRO) with tensor, context and sequence parallel sizes of 1."
+        )
+
+
 class WholeBatchCountsMixin:
     """For a `Trainer` whose `compute_loss` divides sums by the counts of the whole accumulated batch on every rank.
 
@@ -71,6 +101,15 @@ class WholeBatchCountsMixin:
     """
 
     loss_is_scaled_for_ga = True
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.uses_whole_batch_counts():
+            check_data_parallel_only(self)
+
+    def uses_whole_batch_counts(self) -> bool:
+        """Whether `compute_loss` divides by this mixin's counts (a subclass may hand some runs to `Trainer`)."""
+        return True
 
     def get_batch_samples(
         self, epoch_iterator: Iterator, num_batches: int, device: torch.device

@@ -49,6 +49,10 @@ class LabelsTrainer(WholeBatchCountsMixin, Trainer):
     Takes the arguments of [`~transformers.Trainer`].
     """
 
+    def uses_whole_batch_counts(self) -> bool:
+        """With a `compute_loss_func` this is a plain `Trainer`, which scales its own counts."""
+        return self.compute_loss_func is None
+
     def get_batch_samples(self, epoch_iterator: Iterator, num_batches: int, device: torch.device) -> tuple[list, Any]:
         """The micro-batches of one step and their counts across the ranks (Trainer's own count when a
         `compute_loss_func`, which expects it, computes the loss)."""

@@ -269,3 +269,43 @@ def test_the_scripts_train_their_baselines_with_it(tmp_path, training, expected)
     trainer = make_trainer(training, student, teacher, args=make_args(tmp_path), train_dataset=rows,
                            data_collator=tiny.collate)  # fmt: skip
     assert type(trainer) is expected
+
+
+@pytest.mark.parametrize("size", ["tp_size", "cp_size", "sp_size"])
+@pytest.mark.parametrize("which", ["distill", "labels"])
+def test_runs_that_split_a_batch_over_ranks_are_refused(tmp_path, monkeypatch, which, size):
+    # Ranks of a tensor-, context- or sequence-parallel group share their rows: summing the counts over every rank
+    # would count each row once per rank, so both trainers refuse such a run when built, before any step.
+    getter = "get_" + size
+    monkeypatch.setattr(Trainer, getter, lambda self: 2)
+    model, rows = model_and_rows("class")
+    with pytest.raises(ValueError, match=rf"\({size}=2\).*data parallelism only"):
+        if which == "distill":
+            DistillationTrainer(
+                model=model,
+                teacher_model=tiny.classifier(layers=1, seed=5),
+                args=make_args(tmp_path),
+                train_dataset=rows,
+                data_collator=tiny.collate,
+            )
+        else:
+            LabelsTrainer(
+                model=model,
+                args=TrainingArguments(str(tmp_path / "out"), use_cpu=True, report_to="none"),
+                train_dataset=rows,
+                data_collator=tiny.collate,
+            )
+
+
+def test_a_labels_trainer_with_its_own_loss_function_keeps_trainers_scaling(tmp_path, monkeypatch):
+    # With a compute_loss_func, LabelsTrainer is a plain Trainer, which divides its own count by these sizes.
+    monkeypatch.setattr(Trainer, "get_cp_size", lambda self: 2)
+    model, rows = model_and_rows("class")
+    trainer = LabelsTrainer(
+        model=model,
+        args=TrainingArguments(str(tmp_path / "out"), use_cpu=True, report_to="none"),
+        train_dataset=rows,
+        data_collator=tiny.collate,
+        compute_loss_func=lambda outputs, labels, num_items_in_batch=None: outputs.logits.sum(),
+    )
+    assert trainer.get_cp_size() == 2
