@@ -1,0 +1,167 @@
+"""scripts/build_related_text.py (unlabelled text from the other GLUE tasks) and scripts/hold_out_glue.py (a GLUE
+folder whose dev.tsv is held-out training rows), on small GLUE-layout files written here."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_distill.tasks.glue import load_glue_tsv
+from hf_distill.tasks.transfer import load_unlabeled_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_related_text = _script("build_related_text")
+hold_out_glue = _script("hold_out_glue")
+
+STSB_HEADER = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
+
+
+def _stsb_line(index: int, first: str, second: str, score: float | None = 2.5) -> str:
+    fields = [str(index), "main-news", "f", "2012", str(index), "none", "none", first, second]
+    return "\t".join(fields + ([] if score is None else [str(score)]))
+
+
+def glue_dir(tmp_path: Path) -> Path:
+    """STS-B (train, dev, test), MRPC and RTE (pairs), SST-2 and CoLA (single sentences), a few rows each."""
+    root = tmp_path / "glue"
+    files = {
+        "STS-B/train.tsv": [STSB_HEADER, _stsb_line(0, "A man plays a guitar.", "A man plays music.", 3.8),
+                            _stsb_line(1, "A cat sleeps.", "A dog runs.", 0.4),
+                            _stsb_line(2, "Stocks fell sharply.", "Shares dropped.", 4.0)],
+        "STS-B/dev.tsv": [STSB_HEADER, _stsb_line(0, "The senate passed the bill.", "The bill passed.", 4.2)],
+        "STS-B/test.tsv": [STSB_HEADER.rsplit("\t", 1)[0],
+                           _stsb_line(0, "Rain is likely today.", "It may rain.", None)],
+        # the MRPC header starts with a BOM, as GLUE writes it
+        "MRPC/train.tsv": ["\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+                           "1\t1\t2\tThe company said profits rose.\tProfits rose, the company said.",
+                           # shares a sentence with STS-B's dev, in other case and spacing: left out
+                           "0\t3\t4\tthe  SENATE passed the bill.\tA vote is due.",
+                           "1\t5\t6\tThe company said profits rose.\tProfits rose, the company said."],  # a repeat
+        "RTE/train.tsv": ["index\tsentence1\tsentence2\tlabel",
+                          "0\tParis is the capital of France.\tParis is in France.\tentailment",
+                          "1\tThe team lost the final.\tA man plays a guitar.\tnot_entailment"],  # STS-B train text
+        "SST-2/train.tsv": ["sentence\tlabel", "a gripping , funny film \t1", "dull and overlong \t0"],
+        "CoLA/train.tsv": ["gj04\t1\t\tThe dog barked.", "gj04\t0\t*\tDog the barked."],
+    }  # fmt: skip
+    for name, lines in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def run_main(module, monkeypatch, *arguments: str) -> None:
+    monkeypatch.setattr(sys, "argv", [module.__name__, *arguments])
+    module.main()
+
+
+def test_a_pair_task_gets_the_other_pair_tasks_pairs_minus_any_sharing_a_text_with_it(tmp_path, monkeypatch, capsys):
+    data = glue_dir(tmp_path)
+    output = tmp_path / "stsb.tsv"
+    run_main(build_related_text, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--output", str(output))
+    lines = output.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "sentence1\tsentence2"
+    assert sorted(lines[1:]) == [
+        "Paris is the capital of France.\tParis is in France.",
+        "The company said profits rose.\tProfits rose, the company said.",
+    ]  # SST-2 and CoLA give no pairs; the pairs holding an STS-B dev or train sentence are left out; no repeat
+    printed = capsys.readouterr().out
+    assert "mrpc: 1 rows, 1 left out" in printed and "rte: 1 rows, 1 left out" in printed
+    rows = load_unlabeled_file(output, ("sentence1", "sentence2"), regression=True)
+    assert len(rows) == 2 and set(rows["sentence2"]) == {"Paris is in France.", "Profits rose, the company said."}
+
+
+def test_a_single_sentence_task_gets_every_sentence_of_the_others_as_a_row(tmp_path, monkeypatch):
+    data = glue_dir(tmp_path)
+    output = tmp_path / "cola.tsv"
+    run_main(build_related_text, monkeypatch, "--task", "cola", "--data_dir", str(data), "--output", str(output))
+    rows = load_unlabeled_file(output, ("sentence",), regression=False)
+    sentences = set(rows["sentence"])
+    assert "a gripping , funny film" in sentences and "The senate passed the bill." in sentences
+    assert "Paris is in France." in sentences and "Rain is likely today." in sentences
+    assert not {"The dog barked.", "Dog the barked."} & sentences  # CoLA's own sentences never
+    assert len(rows) == len(sentences)  # no repeats (MRPC's repeated pair, STS-B's shared sentence)
+
+
+def test_the_same_seed_writes_the_same_file_and_another_seed_the_same_rows_reordered(tmp_path, monkeypatch):
+    data = glue_dir(tmp_path)
+    texts = {}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        output = tmp_path / f"{name}.tsv"
+        run_main(build_related_text, monkeypatch, "--task", "cola", "--data_dir", str(data), "--output", str(output),
+                 "--seed", seed)  # fmt: skip
+        texts[name] = output.read_text(encoding="utf-8")
+    assert texts["a"] == texts["b"] and texts["a"] != texts["c"]
+    assert sorted(texts["a"].splitlines()) == sorted(texts["c"].splitlines())
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--task", "stsb", "--sources", "stsb"], r"--sources holds the task itself \(stsb\)"),
+        (["--task", "stsb", "--sources", "qqp"], r"--sources qqp: no folder for them under .*present: "),
+        (["--task", "nope"], r"Unknown GLUE task 'nope'"),
+    ],
+)
+def test_bad_sources_are_refused_with_the_fix(tmp_path, monkeypatch, arguments, message):
+    data = glue_dir(tmp_path)
+    output = tmp_path / "out.tsv"
+    with pytest.raises(SystemExit, match=message):
+        run_main(build_related_text, monkeypatch, *arguments, "--data_dir", str(data), "--output", str(output))
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("module", [build_related_text, hold_out_glue])
+def test_existing_output_is_kept_unless_overwrite(tmp_path, monkeypatch, module):
+    data = glue_dir(tmp_path)
+    if module is build_related_text:
+        target = tmp_path / "out.tsv"
+        arguments = ["--task", "stsb", "--output", str(target)]
+    else:
+        target = tmp_path / "held" / "STS-B" / "dev.tsv"
+        arguments = ["--task", "stsb", "--rows", "1", "--output", str(tmp_path / "held")]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("mine\n")
+    with pytest.raises(SystemExit, match="exist.*pass --overwrite to replace"):
+        run_main(module, monkeypatch, *arguments, "--data_dir", str(data))
+    assert target.read_text() == "mine\n"
+    run_main(module, monkeypatch, *arguments, "--data_dir", str(data), "--overwrite")
+    assert target.read_text() != "mine\n"
+
+
+@pytest.mark.parametrize(("task", "folder"), [("stsb", "STS-B"), ("cola", "CoLA")])
+def test_held_out_rows_become_dev_and_the_rest_train(tmp_path, monkeypatch, task, folder):
+    data = glue_dir(tmp_path)
+    original = load_glue_tsv(task, data, splits=["train"])["train"]
+    for name, seed in (("a", "0"), ("b", "0")):
+        run_main(hold_out_glue, monkeypatch, "--task", task, "--data_dir", str(data), "--rows", "1", "--seed", seed,
+                 "--output", str(tmp_path / name))  # fmt: skip
+    split = load_glue_tsv(task, tmp_path / "a", splits=["train", "validation"])
+    assert len(split["validation"]) == 1 and len(split["train"]) == len(original) - 1
+    key = "sentence" if task == "cola" else "sentence1"
+    pairs = {part: list(zip(split[part][key], split[part]["label"])) for part in ("train", "validation")}
+    assert sorted(pairs["train"] + pairs["validation"]) == sorted(zip(original[key], original["label"]))
+    assert not set(pairs["validation"]) & set(pairs["train"])
+    for name in ("train.tsv", "dev.tsv"):  # the same seed holds out the same rows
+        assert (tmp_path / "a" / folder / name).read_text() == (tmp_path / "b" / folder / name).read_text()
+
+
+@pytest.mark.parametrize("rows", ["0", "3"])
+def test_holding_out_none_or_every_row_is_refused(tmp_path, monkeypatch, rows):
+    data = glue_dir(tmp_path)
+    with pytest.raises(SystemExit, match=rf"--rows {rows}: stsb's train.tsv has 3 rows; hold out between 1 and 2"):
+        run_main(hold_out_glue, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--rows", rows, "--output",
+                 str(tmp_path / "held"))  # fmt: skip
+    assert not (tmp_path / "held").exists()
