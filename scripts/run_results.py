@@ -7,6 +7,7 @@
     python scripts/run_results.py --search --tasks mrpc         # how ours' settings were chosen (train split only)
     python scripts/run_results.py --search_cos --tasks sst2     # then alpha_cos at those settings (train split only)
     python scripts/run_results.py --search_transfer --tasks cola  # (e)'s settings: --hp_search_trials, train split
+    python scripts/run_results.py --search_related --tasks stsb   # augmented copies vs related text, train split
 
 Per task and seed, with the settings of configs/offline/<task>.yaml:
   (a) teacher: all-MiniLM-L6-v2 fine-tuned on the task (by run d, with --finetune_teacher; reused by b and c);
@@ -49,7 +50,11 @@ INTERMEDIATE_VARIANTS = (
     "ours_layers_135",
     "ours_transfer_intermediate",
 )
-VARIANTS = ("ours", "labels_only", "recipe", *TRANSFER_VARIANTS, *INTERMEDIATE_VARIANTS)
+# (g) ours + related text: (e)'s config and settings with unlabelled text from the other GLUE tasks' inputs
+# (scripts/build_related_text.py) in place of augmented copies, for the tasks whose --search_related ran.
+RELATED_VARIANTS = ("ours_related",)
+RELATED_TASKS = ("stsb",)
+VARIANTS = ("ours", "labels_only", "recipe", *TRANSFER_VARIANTS, *INTERMEDIATE_VARIANTS, *RELATED_VARIANTS)
 # Task keys that are another task's config with other labelled rows (the few-label SST-2 variant).
 CONFIG_OF = {"sst2_1k": "sst2"}
 TASK_FLAGS = {"sst2_1k": ["--max_train_samples", "1000"]}
@@ -111,6 +116,11 @@ def main() -> None:
     )
     parser.add_argument("--trials", type=int, default=8, help="optuna trials of --search_transfer")
     parser.add_argument(
+        "--search_related",
+        action="store_true",
+        help="score (e) with its augmented copies against (e) with related text on held-out train rows",
+    )
+    parser.add_argument(
         "--render", action="store_true", help="rewrite docs/results.md from docs/results.json, running nothing"
     )
     parser.add_argument(
@@ -123,8 +133,11 @@ def main() -> None:
         (ROOT / "docs" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (ROOT / "docs" / "results.md").write_text(render(results))
         return
-    if options.search or options.search_cos or options.search_intermediate or options.search_transfer:
+    searches = (options.search, options.search_cos, options.search_intermediate, options.search_transfer)
+    if any(searches) or options.search_related:
         for task in options.tasks:
+            if options.search_related:
+                search_related(task, root / "search_related" / task, options.data_dir, options.extra)
             if options.search_transfer:
                 search_transfer(task, root / "search_transfer" / task, options.data_dir, options.trials, options.extra)
             if options.search:
@@ -153,6 +166,10 @@ def main() -> None:
                 "ours_transfer": [*transfer, *_reuse_teacher(run_dir)],
                 "pseudo_labels": [*transfer, *_reuse_teacher(run_dir), "--student_training", "pseudo_labels"],
             }
+            if task in RELATED_TASKS and "ours_related" in options.variants:
+                related = related_text(task, options.data_dir)
+                commands["ours_related"] = [transfer_config(task), *common, *_related_flags(related)]
+                commands["ours_related"] += _reuse_teacher(run_dir)
             chosen = [v for v in VARIANTS if v in options.variants]
             if any(v in INTERMEDIATE_VARIANTS for v in chosen):
                 inner = intermediate_flags(task)
@@ -161,9 +178,12 @@ def main() -> None:
                     commands[variant] += flags
             for variant in chosen:
                 if variant not in commands:
-                    print(
-                        f"{task}: skipping {variant}: the held-out search recommends no intermediate term", flush=True
+                    why = (
+                        "no related-text search ran for it (RELATED_TASKS)"
+                        if variant in RELATED_VARIANTS
+                        else "the held-out search recommends no intermediate term"
                     )
+                    print(f"{task}: skipping {variant}: {why}", flush=True)
                     continue
                 if variant != "ours":
                     commands[variant] += ["--output_dir", str(run_dir / variant)]
@@ -173,6 +193,26 @@ def main() -> None:
                 results_path.parent.mkdir(exist_ok=True)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
                 (ROOT / "docs" / "results.md").write_text(render(results))
+
+
+def related_text(task: str, data_dir: str) -> str:
+    """The task's related-text file (outputs/related/<task>.tsv), written by scripts/build_related_text.py when
+    missing; the same GLUE files give the same file."""
+    path = f"outputs/related/{task}.tsv"
+    if not (ROOT / path).exists():
+        command = [sys.executable, "scripts/build_related_text.py", *_related_build_arguments(task, data_dir, path)]
+        print("$", shlex.join(command), flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
+    return path
+
+
+def _related_build_arguments(task: str, data_dir: str, path: str) -> list[str]:
+    return ["--task", CONFIG_OF.get(task, task), "--data_dir", data_dir, "--output", path]
+
+
+def _related_flags(path: str) -> list[str]:
+    """(e)'s transfer set swapped for the related text: no augmented copies, the file as unlabelled text."""
+    return ["--augment", "none", "--unlabeled_file", path]
 
 
 def transfer_config(task: str) -> str:
@@ -266,6 +306,8 @@ def record(
             "unlabeled": outcome.get("train_unlabeled_examples", 0),
             "augmented": outcome.get("train_augmented_examples", 0),
         }
+    if variant in RELATED_VARIANTS:
+        entry["related"] = {"unlabeled": outcome.get("train_unlabeled_examples", 0)}
     previous = entry.setdefault("runs", {}).get(f"{variant}/{seed}", {})
     run = entry["runs"][f"{variant}/{seed}"] = {
         "student": outcome[f"eval_{metric}"],
@@ -296,7 +338,7 @@ def record(
         "ours": "ours",
         "ours_transfer": "ours_transfer",
         "pseudo_labels": "pseudo_labels",
-        **{variant: variant for variant in INTERMEDIATE_VARIANTS},
+        **{variant: variant for variant in (*INTERMEDIATE_VARIANTS, *RELATED_VARIANTS)},
     }
     for column, source in columns.items():
         role = "teacher" if column == "teacher" else "student"
@@ -549,6 +591,7 @@ def _transfer_section(results: dict) -> list[str]:
                 f"- {task} ({found['labelled_rows']:,} labelled + {found['transfer_rows']:,} transfer rows, scored on "
                 f"{found['held_out_train_rows']:,} held-out train rows, {found['metric']}): {trials}"
             )
+    lines += _related_section(results)
     missing = [task for task, entry in results["tasks"].items() if not entry.get("ours_transfer")]
     if missing:
         lines += [
@@ -556,6 +599,49 @@ def _transfer_section(results: dict) -> list[str]:
             f"Not run yet (compute): (e) and (f) for {', '.join(missing)}. `python scripts/run_results.py --tasks "
             f"{' '.join(missing)}` runs them.",
         ]
+    return lines
+
+
+def _related_section(results: dict) -> list[str]:
+    """(g) ours + related text: how its transfer set is made, the held-out comparison that chose it, and its rows."""
+    searched = {task: found["related_search"] for task, found in _searches().items() if "related_search" in found}
+    if not searched:
+        return []
+    lines = [
+        "",
+        "### (g) ours + related text",
+        "",
+        "A task with no unlabelled text of its own can still borrow related text: `scripts/build_related_text.py`",
+        "writes the other GLUE tasks' inputs (for a pair task, their pairs; labels never read) as an unlabelled file,",
+        "leaving out every row that shares a sentence with any split of the task itself (compared lowercased, spaces",
+        "collapsed: STS-B's news pairs come partly from MRPC's). (g) is (e)'s config and settings with that file as",
+        "`--unlabeled_file` and `--augment none`: only the transfer set differs from (e). `python",
+        "scripts/run_results.py --search_related --tasks TASK` compares the two on held-out training rows",
+        "(`scripts/hold_out_glue.py` writes them as the dev.tsv of a GLUE folder; dev is never looked at), seed 42,",
+        "with ours and labels only on the same rows for scale (`docs/search.json`, `related_search`):",
+        "",
+    ]
+    for task, found in searched.items():
+        runs = found["runs"]
+        scores = ", ".join(
+            f"{name.replace('_', ' ')} {100 * run['score']:.1f}"
+            + (f" ({run['transfer_rows']:,} transfer rows)" if run["transfer_rows"] else "")
+            for name, run in runs.items()
+        )
+        verdict = (
+            "related text scored higher, so (g) runs for it"
+            if runs["related"]["score"] > runs["augmented"]["score"]
+            else "related text did not score higher"
+        )
+        ran = (
+            f"; (g) ran on {results['tasks'][task]['related']['unlabeled']:,} rows"
+            if task in results["tasks"] and (results["tasks"][task].get("related"))
+            else ""
+        )
+        lines.append(
+            f"- {task} ({found['held_out_train_rows']:,} held-out train rows, {found['metric']}): {scores}: "
+            f"{verdict}{ran}. Built by `{found['related_command']}`."
+        )
     return lines
 
 
@@ -903,6 +989,17 @@ def _targets_section(results: dict) -> list[str]:
     else:
         lines.append(f"- Mean retention over the four tasks: NOT measured (ours + transfer ran on {len(v2)} of them).")
     for task, entry in results["tasks"].items():
+        if entry.get("ours_related") and "runs" in entry:
+            found = _paired_against(entry, entry["seeds"], "ours_related", "labels_only")
+            seeds, p_value = len(found["seeds"]), found["p_value"]
+            text = "not computable" if p_value is None else f"p = {p_value:.2g}"
+            ok = p_value is not None and p_value < 0.05 and seeds >= MIN_SEEDS
+            retention = 100 * retention_of(entry, "ours_related")
+            lines.append(
+                f"- {task}, not a target of the issue (it names (e)): (g) ours + related text > labels only with "
+                f"p < 0.05 ({text}, {seeds} seeds): {_met(ok)}; retention {retention:.1f}%"
+            )
+    for task, entry in results["tasks"].items():
         pinned = _pinned_runs(entry, "ours_transfer")
         if entry.get("ours_transfer") and pinned and len(pinned["seeds"]) < len(entry["ours_transfer"]):
             plural = "s" if len(pinned["seeds"]) > 1 else ""
@@ -923,6 +1020,7 @@ VARIANT_LABELS = {
     "recipe": "(c) recipe",
     "ours_transfer": "(e) ours + transfer",
     "pseudo_labels": "(f) hard pseudo-labels",
+    "ours_related": "(g) ours + related text",
     **INTERMEDIATE_LABELS,
 }
 
@@ -1104,6 +1202,58 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
     }
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(entry["transfer_search"], indent=2))
+
+
+def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
+    """Which transfer set suits a task without text of its own: (e) with its augmented copies, or (e)'s config and
+    settings with related text from the other GLUE tasks (scripts/build_related_text.py) instead. Both, with ours
+    and labels only for scale, are trained (seed 42) on the train split minus SEARCH_HELD_OUT rows and scored on those
+    rows (scripts/hold_out_glue.py writes them as the dev.tsv of a GLUE folder; dev is never looked at). The scores
+    go to docs/search.json ("related_search"); a task whose related text wins is added to RELATED_TASKS by hand."""
+    config = CONFIG_OF.get(task, task)
+    held_out = SEARCH_HELD_OUT[config]
+    glue = root / "glue"
+    hold_out = ["--task", config, "--data_dir", data_dir, "--rows", str(held_out), "--seed", "0"]
+    hold_out += ["--output", str(glue)]
+    if not (glue / "done").exists():
+        command = [sys.executable, "scripts/hold_out_glue.py", *hold_out, "--overwrite"]
+        print("$", shlex.join(command), flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
+        glue.mkdir(parents=True, exist_ok=True)
+        (glue / "done").write_text("")  # the split is whole (a run killed while writing it is redone)
+    related = related_text(task, data_dir)
+    common = ["--data_dir", str(glue), "--seed", "42", *TASK_FLAGS.get(task, [])]
+    teacher = ["--teacher_model_name_or_path", str(root / "ours" / "teacher"), "--finetune_teacher", "false"]
+    base, transfer = f"configs/offline/{config}.yaml", transfer_config(task)
+    commands = {
+        "ours": [base, *common],
+        "labels_only": [base, *common, *teacher, "--student_training", "labels_only"],
+        "augmented": [transfer, *common, *teacher],
+        "related": [transfer, *common, *teacher, *_related_flags(related)],
+    }
+    metric, found = METRICS[task], {}
+    for name, command in commands.items():
+        command = [*command, "--output_dir", str(root / name), *extra]
+        outcome = run(command, root / name)
+        found[name] = {
+            "score": round(outcome[f"eval_{metric}"], 4),
+            "transfer_rows": outcome.get("train_unlabeled_examples", 0) + outcome.get("train_augmented_examples", 0),
+            "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *command])),
+        }
+    path = ROOT / "docs" / "search.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    summary.setdefault("tasks", {}).setdefault(task, {})["related_search"] = {
+        "metric": metric,
+        "held_out_train_rows": held_out,
+        "seed": 42,
+        "hold_out_command": relative_command(shlex.join(["python", "scripts/hold_out_glue.py", *hold_out])),
+        "related_command": relative_command(
+            shlex.join(["python", "scripts/build_related_text.py", *_related_build_arguments(task, data_dir, related)])
+        ),
+        "runs": found,
+    }
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary["tasks"][task]["related_search"], indent=2))
 
 
 def _save_search(task: str, key: str, scores: dict) -> None:

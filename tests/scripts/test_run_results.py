@@ -454,3 +454,81 @@ def test_a_p_value_target_over_fewer_than_five_seeds_is_not_settled():
     five = filled(scores)
     p_value = five["tasks"]["sst2"]["paired_p_value"]
     assert f"(p = {p_value:.2g}, 5 seeds): met" in run_results.render(five)
+
+
+def test_the_related_search_scores_both_transfer_sets_on_held_out_rows_only(tmp_path, monkeypatch):
+    import json
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "search.json").write_text('{"tasks": {"stsb": {"best": "T=1.0, alpha_kd=0.1"}}}')
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    scripts, runs = [], {}
+
+    def fake_subprocess_run(command, cwd, check):  # hold_out_glue.py and build_related_text.py
+        scripts.append(command[1:])
+
+    def fake_run(command, output_dir):
+        runs[output_dir.name] = command
+        rows = {"augmented": (0, 37992), "related": (21576, 0)}.get(output_dir.name, (0, 0))
+        score = {"ours": 0.80, "labels_only": 0.79, "augmented": 0.81, "related": 0.83}[output_dir.name]
+        return {"eval_pearson": score, "train_unlabeled_examples": rows[0], "train_augmented_examples": rows[1]}
+
+    monkeypatch.setattr(run_results.subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(run_results, "run", fake_run)
+    root = tmp_path / "out" / "search_related" / "stsb"
+    run_results.search_related("stsb", root, "../shared/data/glue", [])
+    hold_out, build = scripts
+    assert hold_out[0] == "scripts/hold_out_glue.py" and build[0] == "scripts/build_related_text.py"
+    flags = dict(zip(hold_out[1::2], hold_out[2::2], strict=False))
+    assert flags["--rows"] == "1000" and flags["--output"] == str(root / "glue")
+    assert dict(zip(build[1::2], build[2::2], strict=False))["--output"] == "outputs/related/stsb.tsv"
+    for name, command in runs.items():
+        flags = dict(zip(command[1::2], command[2::2], strict=False))
+        assert flags["--data_dir"] == str(root / "glue")  # scored on held-out train rows, never dev
+        assert flags["--output_dir"] == str(root / name)
+        assert ("--teacher_model_name_or_path" in flags) == (name != "ours")  # one teacher, fit by ours
+    assert runs["augmented"][0] == runs["related"][0] == "configs/offline/stsb_transfer.yaml"
+    assert "--augment" not in runs["augmented"] and "--unlabeled_file" not in runs["augmented"]
+    related = dict(zip(runs["related"][1::2], runs["related"][2::2], strict=False))
+    assert related["--augment"] == "none" and related["--unlabeled_file"] == "outputs/related/stsb.tsv"
+    found = json.loads((tmp_path / "docs" / "search.json").read_text())["tasks"]["stsb"]
+    assert found["best"] == "T=1.0, alpha_kd=0.1"  # other searches' entries kept
+    search = found["related_search"]
+    assert {k: v["score"] for k, v in search["runs"].items()} == {
+        "ours": 0.80, "labels_only": 0.79, "augmented": 0.81, "related": 0.83,
+    }  # fmt: skip
+    assert search["runs"]["related"]["transfer_rows"] == 21576 and search["held_out_train_rows"] == 1000
+    rendered = "\n".join(run_results._related_section({"tasks": {}}))
+    assert "- stsb (1,000 held-out train rows, pearson): ours 80.0, labels only 79.0, augmented 81.0" in rendered
+    assert "related 83.0 (21,576 transfer rows): related text scored higher, so (g) runs for it." in rendered
+
+
+def test_g_swaps_es_augmented_copies_for_related_text_on_the_tasks_it_was_searched_for(tmp_path, monkeypatch, capsys):
+    import json
+
+    for name in ("results.json", "search.json"):
+        (tmp_path / "docs").mkdir(exist_ok=True)
+        (tmp_path / "docs" / name).write_text('{"tasks": {}}')
+    (tmp_path / "outputs" / "related").mkdir(parents=True)
+    (tmp_path / "outputs" / "related" / "stsb.tsv").write_text("sentence1\tsentence2\na\tb\n")
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    monkeypatch.setattr(run_results, "render", lambda results: "")
+    commands = {}
+
+    def fake_run(command, output_dir):
+        commands[output_dir.parent.parent.name] = command
+        return {"eval_pearson": 0.8, "teacher_eval_pearson": 0.82, "train_unlabeled_examples": 1}
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    argv = ["run_results.py", "--tasks", "stsb", "sst2", "--seeds", "42", "--variants", "ours_related"]
+    monkeypatch.setattr(run_results.sys, "argv", argv)
+    run_results.main()
+    assert list(commands) == ["stsb"]  # SST-2 has no related-text search: skipped, said so
+    assert "sst2: skipping ours_related: no related-text search ran for it" in capsys.readouterr().out
+    command = commands["stsb"]
+    assert command[0] == "configs/offline/stsb_transfer.yaml"  # (e)'s config and settings
+    flags = dict(zip(command[1::2], command[2::2], strict=False))
+    assert flags["--augment"] == "none" and flags["--unlabeled_file"] == "outputs/related/stsb.tsv"
+    assert flags["--teacher_model_name_or_path"].endswith("stsb/seed42/ours/teacher")  # (a)'s teacher of the seed
+    entry = json.loads((tmp_path / "docs" / "results.json").read_text())["tasks"]["stsb"]
+    assert entry["ours_related"] == [0.8] and entry["related"] == {"unlabeled": 1}
