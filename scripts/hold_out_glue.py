@@ -22,6 +22,12 @@ from hf_distill.tasks.glue import GLUE_TASKS, normalize_task_name
 def hold_out(task: str, data_dir: Path, rows: int, seed: int) -> tuple[list[str], list[str], str | None]:
     """(training lines kept, held-out lines, header or None) of the task's train.tsv."""
     spec = GLUE_TASKS[normalize_task_name(task)]
+    if spec.split_files.get("validation") != "dev.tsv":
+        scored_on = ", ".join(file for split, file in spec.split_files.items() if split.startswith("validation"))
+        raise ValueError(
+            f"{spec.name} is scored on {scored_on}, not one dev.tsv: this script writes held-out rows for the tasks "
+            "with one dev.tsv only."
+        )
     path = data_dir / spec.folder / spec.split_files["train"]
     if not path.is_file():
         raise ValueError(f"no {spec.name} training file at {path}; pass the GLUE root as --data_dir.")
@@ -53,13 +59,21 @@ def main() -> None:
     except ValueError as error:
         sys.exit(f"hold_out_glue.py: {error}")
     folder = Path(options.output) / spec.folder
+    source = Path(options.data_dir) / spec.folder
+    if folder.resolve() == source.resolve():
+        sys.exit(
+            f"hold_out_glue.py: --output {options.output} would write into the GLUE files it reads ({source}); "
+            "pass another folder."
+        )
     targets = {"train.tsv": kept, "dev.tsv": held}
     existing = [str(folder / name) for name in targets if (folder / name).exists()]
     if existing and not options.overwrite:
         sys.exit(f"hold_out_glue.py: {', '.join(existing)} exist; pass --overwrite to replace them, or another path.")
     folder.mkdir(parents=True, exist_ok=True)
-    for name, lines in targets.items():
-        (folder / name).write_text("\n".join([header, *lines] if header is not None else lines) + "\n", "utf-8")
+    for name, lines in targets.items():  # each file whole or not at all
+        partial = folder / f"{name}.partial"
+        partial.write_text("\n".join([header, *lines] if header is not None else lines) + "\n", "utf-8")
+        partial.replace(folder / name)
     print(f"{spec.name}: {len(kept)} training rows in {folder / 'train.tsv'}, {len(held)} held out in dev.tsv")
 
 

@@ -112,6 +112,7 @@ def test_the_same_seed_writes_the_same_file_and_another_seed_the_same_rows_reord
     [
         (["--task", "stsb", "--sources", "stsb"], r"--sources holds the task itself \(stsb\)"),
         (["--task", "stsb", "--sources", "qqp"], r"--sources qqp: no folder for them under .*present: "),
+        (["--task", "stsb", "--sources", "foo"], r"--sources: Unknown GLUE task 'foo'"),
         (["--task", "nope"], r"Unknown GLUE task 'nope'"),
     ],
 )
@@ -141,7 +142,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, monkeypatch, module)
     assert target.read_text() != "mine\n"
 
 
-@pytest.mark.parametrize(("task", "folder"), [("stsb", "STS-B"), ("cola", "CoLA")])
+@pytest.mark.parametrize(("task", "folder"), [("stsb", "STS-B"), ("cola", "CoLA"), ("mrpc", "MRPC")])
 def test_held_out_rows_become_dev_and_the_rest_train(tmp_path, monkeypatch, task, folder):
     data = glue_dir(tmp_path)
     original = load_glue_tsv(task, data, splits=["train"])["train"]
@@ -151,6 +152,8 @@ def test_held_out_rows_become_dev_and_the_rest_train(tmp_path, monkeypatch, task
     split = load_glue_tsv(task, tmp_path / "a", splits=["train", "validation"])
     assert len(split["validation"]) == 1 and len(split["train"]) == len(original) - 1
     key = "sentence" if task == "cola" else "sentence1"
+    if task == "mrpc":  # the header keeps its BOM, as GLUE writes it
+        assert (tmp_path / "a" / folder / "dev.tsv").read_text(encoding="utf-8").startswith("\ufeffQuality\t")
     pairs = {part: list(zip(split[part][key], split[part]["label"])) for part in ("train", "validation")}
     assert sorted(pairs["train"] + pairs["validation"]) == sorted(zip(original[key], original["label"]))
     assert not set(pairs["validation"]) & set(pairs["train"])
@@ -165,3 +168,42 @@ def test_holding_out_none_or_every_row_is_refused(tmp_path, monkeypatch, rows):
         run_main(hold_out_glue, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--rows", rows, "--output",
                  str(tmp_path / "held"))  # fmt: skip
     assert not (tmp_path / "held").exists()
+
+
+def test_hold_out_never_writes_into_the_files_it_reads_nor_a_task_without_one_dev_file(tmp_path, monkeypatch):
+    data = glue_dir(tmp_path)
+    before = (data / "STS-B" / "train.tsv").read_text()
+    with pytest.raises(
+        SystemExit, match=r"--output .* would write into the GLUE files it reads .*pass another folder"
+    ):
+        run_main(hold_out_glue, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--rows", "1", "--output",
+                 str(data), "--overwrite")  # fmt: skip
+    assert (data / "STS-B" / "train.tsv").read_text() == before
+    assert (data / "STS-B" / "dev.tsv").read_text().count("\n") == 2
+    with pytest.raises(SystemExit, match=r"mnli is scored on dev_matched.tsv, dev_mismatched.tsv, not one dev.tsv"):
+        run_main(hold_out_glue, monkeypatch, "--task", "mnli", "--data_dir", str(data), "--output",
+                 str(tmp_path / "held"))  # fmt: skip
+
+
+def test_the_leak_filter_compares_letters_by_default_or_case_and_spaces(tmp_path, monkeypatch):
+    # "<.SPX>" against ".SPX": the same sentence to a reader, told apart by spaces-only comparison
+    data = glue_dir(tmp_path)
+    with open(data / "RTE" / "train.tsv", "a", encoding="utf-8") as handle:
+        handle.write("2\tThe index <.SPX> fell.\tMarkets fell.\tentailment\n")
+    with open(data / "STS-B" / "dev.tsv", "a", encoding="utf-8") as handle:
+        handle.write(_stsb_line(1, "The index .SPX fell.", "Stocks slid.", 3.0) + "\n")
+    kept = {}
+    for match in ("letters", "spaces"):
+        output = tmp_path / f"{match}.tsv"
+        run_main(build_related_text, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--output", str(output),
+                 "--match", match)  # fmt: skip
+        kept[match] = "The index <.SPX> fell." in output.read_text(encoding="utf-8")
+    assert kept == {"letters": False, "spaces": True}
+
+
+def test_single_sentence_sources_for_a_pair_task_are_refused_by_name(tmp_path, monkeypatch):
+    data = glue_dir(tmp_path)
+    with pytest.raises(SystemExit, match=r"--sources sst2 cola: single-sentence tasks give no pairs for stsb; pass "
+                                         r"pair tasks \(mrpc rte\)"):  # fmt: skip
+        run_main(build_related_text, monkeypatch, "--task", "stsb", "--sources", "sst2", "cola", "--data_dir",
+                 str(data), "--output", str(tmp_path / "out.tsv"))  # fmt: skip

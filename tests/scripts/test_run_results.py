@@ -466,6 +466,10 @@ def test_the_related_search_scores_both_transfer_sets_on_held_out_rows_only(tmp_
 
     def fake_subprocess_run(command, cwd, check):  # hold_out_glue.py and build_related_text.py
         scripts.append(command[1:])
+        if command[1] == "scripts/build_related_text.py":
+            output = tmp_path / command[command.index("--output") + 1]
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text("sentence1\tsentence2\na\tb\n")
 
     def fake_run(command, output_dir):
         runs[output_dir.name] = command
@@ -481,7 +485,8 @@ def test_the_related_search_scores_both_transfer_sets_on_held_out_rows_only(tmp_
     assert hold_out[0] == "scripts/hold_out_glue.py" and build[0] == "scripts/build_related_text.py"
     flags = dict(zip(hold_out[1::2], hold_out[2::2], strict=False))
     assert flags["--rows"] == "1000" and flags["--output"] == str(root / "glue")
-    assert dict(zip(build[1::2], build[2::2], strict=False))["--output"] == "outputs/related/stsb.tsv"
+    built = dict(zip(build[1::2], build[2::2], strict=False))
+    assert built["--output"] == "outputs/related/stsb.tsv" and built["--match"] == "spaces"
     for name, command in runs.items():
         flags = dict(zip(command[1::2], command[2::2], strict=False))
         assert flags["--data_dir"] == str(root / "glue")  # scored on held-out train rows, never dev
@@ -500,7 +505,17 @@ def test_the_related_search_scores_both_transfer_sets_on_held_out_rows_only(tmp_
     assert search["runs"]["related"]["transfer_rows"] == 21576 and search["held_out_train_rows"] == 1000
     rendered = "\n".join(run_results._related_section({"tasks": {}}))
     assert "- stsb (1,000 held-out train rows, pearson): ours 80.0, labels only 79.0, augmented 81.0" in rendered
-    assert "related 83.0 (21,576 transfer rows): related text scored higher, so (g) runs for it." in rendered
+    assert "related 83.0 (21,576 transfer rows): related text scored higher than (e)'s augmented copies; (g) runs" in (
+        rendered
+    )
+    # a second search reuses the split and file their recorded commands made; another held-out size redoes the split
+    scripts.clear()
+    run_results.search_related("stsb", root, "../shared/data/glue", [])
+    assert scripts == []
+    monkeypatch.setitem(run_results.SEARCH_HELD_OUT, "stsb", 500)
+    run_results.search_related("stsb", root, "../shared/data/glue", [])
+    assert [command[0] for command in scripts] == ["scripts/hold_out_glue.py"]
+    assert scripts[0][scripts[0].index("--rows") + 1] == "500"
 
 
 def test_g_swaps_es_augmented_copies_for_related_text_on_the_tasks_it_was_searched_for(tmp_path, monkeypatch, capsys):
@@ -511,6 +526,8 @@ def test_g_swaps_es_augmented_copies_for_related_text_on_the_tasks_it_was_search
         (tmp_path / "docs" / name).write_text('{"tasks": {}}')
     (tmp_path / "outputs" / "related").mkdir(parents=True)
     (tmp_path / "outputs" / "related" / "stsb.tsv").write_text("sentence1\tsentence2\na\tb\n")
+    made_by = run_results._related_build_arguments("stsb", "../shared/data/glue", "outputs/related/stsb.tsv")
+    (tmp_path / "outputs" / "related" / "stsb.tsv.command.json").write_text(json.dumps(made_by))  # built: reused
     monkeypatch.setattr(run_results, "ROOT", tmp_path)
     monkeypatch.setattr(run_results, "render", lambda results: "")
     commands = {}
@@ -524,7 +541,7 @@ def test_g_swaps_es_augmented_copies_for_related_text_on_the_tasks_it_was_search
     monkeypatch.setattr(run_results.sys, "argv", argv)
     run_results.main()
     assert list(commands) == ["stsb"]  # SST-2 has no related-text search: skipped, said so
-    assert "sst2: skipping ours_related: no related-text search ran for it" in capsys.readouterr().out
+    assert "sst2: skipping ours_related: it is not in RELATED_TASKS" in capsys.readouterr().out
     command = commands["stsb"]
     assert command[0] == "configs/offline/stsb_transfer.yaml"  # (e)'s config and settings
     flags = dict(zip(command[1::2], command[2::2], strict=False))
@@ -532,3 +549,10 @@ def test_g_swaps_es_augmented_copies_for_related_text_on_the_tasks_it_was_search
     assert flags["--teacher_model_name_or_path"].endswith("stsb/seed42/ours/teacher")  # (a)'s teacher of the seed
     entry = json.loads((tmp_path / "docs" / "results.json").read_text())["tasks"]["stsb"]
     assert entry["ours_related"] == [0.8] and entry["related"] == {"unlabeled": 1}
+
+
+@pytest.mark.parametrize("task", ["sst2", "sst2_1k"])
+def test_the_related_search_refuses_a_task_whose_transfer_set_is_its_own_text(tmp_path, task):
+    with pytest.raises(SystemExit, match=rf"--search_related {task}: .*mrpc, stsb or cola"):
+        run_results.search_related(task, tmp_path / "out", "../shared/data/glue", [])
+    assert not (tmp_path / "out").exists()

@@ -272,7 +272,7 @@ def test_the_scripts_train_their_baselines_with_it(tmp_path, training, expected)
 
 
 @pytest.mark.parametrize("size", ["tp_size", "cp_size", "sp_size"])
-@pytest.mark.parametrize("which", ["distill", "labels"])
+@pytest.mark.parametrize("which", ["distill", "distill_model_init", "labels"])
 def test_runs_that_split_a_batch_over_ranks_are_refused(tmp_path, monkeypatch, which, size):
     # Ranks of a tensor-, context- or sequence-parallel group share their rows: summing the counts over every rank
     # would count each row once per rank, so both trainers refuse such a run when built, before any step.
@@ -280,7 +280,15 @@ def test_runs_that_split_a_batch_over_ranks_are_refused(tmp_path, monkeypatch, w
     monkeypatch.setattr(Trainer, getter, lambda self: 2)
     model, rows = model_and_rows("class")
     with pytest.raises(ValueError, match=rf"\({size}=2\).*data parallelism only"):
-        if which == "distill":
+        if which == "distill_model_init":  # the student hyperparameter_search would rebuild every trial
+            DistillationTrainer(
+                model_init=lambda: tiny.classifier(layers=1, seed=1),
+                teacher_model=tiny.classifier(layers=1, seed=5),
+                args=make_args(tmp_path),
+                train_dataset=rows,
+                data_collator=tiny.collate,
+            )
+        elif which == "distill":
             DistillationTrainer(
                 model=model,
                 teacher_model=tiny.classifier(layers=1, seed=5),
@@ -308,4 +316,4 @@ def test_a_labels_trainer_with_its_own_loss_function_keeps_trainers_scaling(tmp_
         data_collator=tiny.collate,
         compute_loss_func=lambda outputs, labels, num_items_in_batch=None: outputs.logits.sum(),
     )
-    assert trainer.get_cp_size() == 2
+    assert trainer.get_cp_size() == 2 and not trainer.uses_whole_batch_counts()  # built: Trainer's scaling applies
