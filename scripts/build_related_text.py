@@ -14,7 +14,7 @@ never their labels) is left out: STS-B's news pairs come partly from MRPC, and a
 would let the student copy its teacher on the very rows it is scored on. `--match letters` (the default) compares
 texts by their lowercased letters and digits alone, so markup such as STS-B's `<.SPX>` against MRPC's `.SPX` still
 matches; `--match spaces` compares them lowercased with whitespace collapsed (what docs/results.md's (g) runs used:
-8 of the 21,576 STS-B rows it kept share a text with STS-B by letters, 3 of them dev texts). Rows are deduplicated,
+8 of the 21,576 STS-B rows it kept share a text with STS-B by letters). Rows are deduplicated,
 then shuffled with `--seed` so that `--max_unlabeled_samples N` takes a random N. The script prints what each source
 gave.
 """

@@ -212,7 +212,7 @@ def related_text(task: str, data_dir: str) -> str:
 
 def _related_build_arguments(task: str, data_dir: str, path: str) -> list[str]:
     # --match spaces: the comparison (g)'s runs in docs/results.md were made with (the script's default, letters,
-    # also leaves out 8 of STS-B's 21,576 rows that differ from an STS-B text only in markup, 3 of them dev texts)
+    # also leaves out 8 of STS-B's 21,576 rows that differ from an STS-B text only in markup)
     return ["--task", CONFIG_OF.get(task, task), "--data_dir", data_dir, "--output", path, "--match", "spaces"]
 
 
@@ -621,7 +621,8 @@ def _related_section(results: dict) -> list[str]:
         "writes the other GLUE tasks' inputs (for a pair task, their pairs; labels never read) as an unlabelled file,",
         "leaving out every row that shares a sentence with any split of the task itself (STS-B's news pairs come",
         "partly from MRPC's; the runs here compared texts lowercased with spaces collapsed, `--match spaces`, which",
-        "let 8 of STS-B's 21,576 rows through that differ from an STS-B text only in markup, 3 of them dev texts;",
+        "let 8 of STS-B's 21,576 rows through that differ from an STS-B text only in markup (the two settings'",
+        "printed left-out counts differ by 8);",
         "the script's default now compares letters and digits alone). (g) is (e)'s config and settings with that",
         "file as `--unlabeled_file` and `--augment none`: only the transfer set differs from (e). `python",
         "scripts/run_results.py --search_related --tasks TASK` compares the two on held-out training rows",
