@@ -54,6 +54,15 @@ INTERMEDIATE_VARIANTS = (
 # (scripts/build_related_text.py) in place of augmented copies, for the tasks whose --search_related ran.
 RELATED_VARIANTS = ("ours_related",)
 RELATED_TASKS = ("stsb",)
+# How each task's related text is built (scripts/build_related_text.py flags beyond --task/--data_dir/--output):
+# STS-B's (g) runs in docs/results.md compared texts with --match spaces (the script's default, letters, also
+# leaves out 8 of its 21,576 rows that differ from an STS-B text only in markup); other tasks take the default.
+RELATED_BUILD_FLAGS = {"stsb": ["--match", "spaces"]}
+# A cap on the related rows a task distils on (--max_unlabeled_samples; the file is shuffled, so a random subset):
+# CoLA's related text (116k sentences of six tasks) is capped near its (e) transfer set's size (60,408 augmented
+# rows on the held-out split), so that the held-out comparison is of the kind of transfer text, not of its amount,
+# at the same compute.
+RELATED_MAX_ROWS = {"cola": 60000}
 VARIANTS = ("ours", "labels_only", "recipe", *TRANSFER_VARIANTS, *INTERMEDIATE_VARIANTS, *RELATED_VARIANTS)
 # Task keys that are another task's config with other labelled rows (the few-label SST-2 variant).
 CONFIG_OF = {"sst2_1k": "sst2"}
@@ -168,7 +177,7 @@ def main() -> None:
             }
             if task in RELATED_TASKS and "ours_related" in options.variants:
                 related = related_text(task, options.data_dir)
-                commands["ours_related"] = [transfer_config(task), *common, *_related_flags(related)]
+                commands["ours_related"] = [transfer_config(task), *common, *_related_flags(task, related)]
                 commands["ours_related"] += _reuse_teacher(run_dir)
             chosen = [v for v in VARIANTS if v in options.variants]
             if any(v in INTERMEDIATE_VARIANTS for v in chosen):
@@ -211,14 +220,22 @@ def related_text(task: str, data_dir: str) -> str:
 
 
 def _related_build_arguments(task: str, data_dir: str, path: str) -> list[str]:
-    # --match spaces: the comparison (g)'s runs in docs/results.md were made with (the script's default, letters,
-    # also leaves out 8 of STS-B's 21,576 rows that differ from an STS-B text only in markup)
-    return ["--task", CONFIG_OF.get(task, task), "--data_dir", data_dir, "--output", path, "--match", "spaces"]
+    return [
+        "--task",
+        CONFIG_OF.get(task, task),
+        "--data_dir",
+        data_dir,
+        "--output",
+        path,
+        *RELATED_BUILD_FLAGS.get(task, []),
+    ]
 
 
-def _related_flags(path: str) -> list[str]:
-    """(e)'s transfer set swapped for the related text: no augmented copies, the file as unlabelled text."""
-    return ["--augment", "none", "--unlabeled_file", path]
+def _related_flags(task: str, path: str) -> list[str]:
+    """(e)'s transfer set swapped for the related text: no augmented copies, the file (at most RELATED_MAX_ROWS of
+    it) as unlabelled text."""
+    cap = ["--max_unlabeled_samples", str(RELATED_MAX_ROWS[task])] if task in RELATED_MAX_ROWS else []
+    return ["--augment", "none", "--unlabeled_file", path, *cap]
 
 
 def transfer_config(task: str) -> str:
@@ -620,11 +637,18 @@ def _related_section(results: dict) -> list[str]:
         "A task with no unlabelled text of its own can still borrow related text: `scripts/build_related_text.py`",
         "writes the other GLUE tasks' inputs (for a pair task, their pairs; labels never read) as an unlabelled file,",
         "leaving out every row that shares a sentence with any split of the task itself (STS-B's news pairs come",
-        "partly from MRPC's; the runs here compared texts lowercased with spaces collapsed, `--match spaces`, which",
-        "let 8 of STS-B's 21,576 rows through that differ from an STS-B text only in markup (the two settings'",
-        "printed left-out counts differ by 8);",
-        "the script's default now compares letters and digits alone). (g) is (e)'s config and settings with that",
-        "file as `--unlabeled_file` and `--augment none`: only the transfer set differs from (e). `python",
+        "partly from MRPC's; STS-B's runs here compared texts lowercased with spaces collapsed, `--match spaces`,",
+        "which let 8 of its 21,576 rows through that differ from an STS-B text only in markup (the two settings'",
+        "printed left-out counts differ by 8); the script's default, which other tasks' runs use, compares letters",
+        "and digits alone). (g) is (e)'s config and settings with that file as `--unlabeled_file` and `--augment",
+        "none`: only the transfer set differs from (e)"
+        + "".join(
+            f"; {task}'s rows are capped at {cap:,} (`--max_unlabeled_samples`, a random subset: the file is "
+            "shuffled), near the size of its augmented set"
+            for task, cap in RELATED_MAX_ROWS.items()
+            if task in searched
+        )
+        + ". `python",
         "scripts/run_results.py --search_related --tasks TASK` compares the two on held-out training rows",
         "(`scripts/hold_out_glue.py` writes them as the dev.tsv of a GLUE folder; dev's labels are never read, its",
         "texts only to leave them out of the related text), seed 42,",
@@ -1266,7 +1290,7 @@ def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> No
         "ours": [base, *common],
         "labels_only": [base, *common, *teacher, "--student_training", "labels_only"],
         "augmented": [transfer, *common, *teacher],
-        "related": [transfer, *common, *teacher, *_related_flags(related)],
+        "related": [transfer, *common, *teacher, *_related_flags(task, related)],
     }
     metric, found = METRICS[task], {}
     for name, command in commands.items():

@@ -551,6 +551,45 @@ def test_g_swaps_es_augmented_copies_for_related_text_on_the_tasks_it_was_search
     assert entry["ours_related"] == [0.8] and entry["related"] == {"unlabeled": 1}
 
 
+def test_related_text_is_built_per_task_and_capped_where_the_task_asks(tmp_path, monkeypatch):
+    import json
+
+    # STS-B keeps the comparison its (g) runs were made with; CoLA takes the script's default (letters and digits)
+    # and distils on at most RELATED_MAX_ROWS of its shuffled file, near the size of its (e) transfer set
+    stsb = run_results._related_build_arguments("stsb", "glue", "outputs/related/stsb.tsv")
+    cola = run_results._related_build_arguments("cola", "glue", "outputs/related/cola.tsv")
+    assert stsb[-2:] == ["--match", "spaces"] and "--match" not in cola
+    assert "--max_unlabeled_samples" not in run_results._related_flags("stsb", "outputs/related/stsb.tsv")
+    flags = run_results._related_flags("cola", "outputs/related/cola.tsv")
+    assert flags == [
+        "--augment",
+        "none",
+        "--unlabeled_file",
+        "outputs/related/cola.tsv",
+        "--max_unlabeled_samples",
+    ] + [str(run_results.RELATED_MAX_ROWS["cola"])]
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    (tmp_path / "docs").mkdir()
+    runs = {}
+
+    def fake_subprocess_run(command, cwd, check):
+        if command[1] == "scripts/build_related_text.py":
+            (tmp_path / "outputs" / "related").mkdir(parents=True, exist_ok=True)
+            (tmp_path / "outputs" / "related" / "cola.tsv").write_text("sentence\na\n")
+
+    def fake_run(command, output_dir):
+        runs[output_dir.name] = command
+        return {"eval_matthews_correlation": 0.2, "train_unlabeled_examples": 60000 * (output_dir.name == "related")}
+
+    monkeypatch.setattr(run_results.subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(run_results, "run", fake_run)
+    run_results.search_related("cola", tmp_path / "out", "glue", [])
+    assert runs["related"][runs["related"].index("--max_unlabeled_samples") + 1] == "60000"
+    assert "--max_unlabeled_samples" not in runs["augmented"]
+    made_by = json.loads((tmp_path / "outputs" / "related" / "cola.tsv.command.json").read_text())
+    assert made_by == cola
+
+
 @pytest.mark.parametrize("task", ["sst2", "sst2_1k"])
 def test_the_related_search_refuses_a_task_whose_transfer_set_is_its_own_text(tmp_path, task):
     with pytest.raises(SystemExit, match=rf"--search_related {task}: .*mrpc, stsb or cola"):
