@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from hf_distill.publish.hub import check_can_push, take_token_out_of_arguments
+from hf_distill.trainer.batch_counts import check_planned_data_parallel_only
 
 __all__ = [
     "check_before_loading",
@@ -94,6 +95,7 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     )
     check_training_numbers(training_args)
     check_cache_engine(training_args)
+    check_planned_data_parallel_only(training_args)  # the trainers refuse it too, but only once built
     # distill_mlm shares these checks and has no search, so no --hp_search_only
     if getattr(data_args, "hp_search_only", False) and training_args.push_to_hub:
         raise ValueError(

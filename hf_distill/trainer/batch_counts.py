@@ -8,6 +8,7 @@ positions count.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,9 +18,11 @@ __all__ = [
     "COUNT_NAMES",
     "WholeBatchCountsMixin",
     "check_data_parallel_only",
+    "check_planned_data_parallel_only",
     "count_index",
     "count_items",
     "labelled_rows",
+    "planned_batch_splits",
 ]
 
 # examples: every row (the KD term's denominator for class and regression heads);
@@ -77,16 +80,42 @@ def check_data_parallel_only(trainer: Any) -> None:
     once per rank; `Trainer` divides its own count by those sizes, but a per-row KL over a sequence split across
     ranks is not a sum of per-rank parts, so these trainers refuse such runs instead of averaging them wrongly.
     """
-    sizes = {
-        "tp_size": trainer.get_tp_size(),
-        "cp_size": trainer.get_cp_size(),
-        "sp_size": trainer.get_sp_size(),
-    }
+    sizes = {"tp_size": trainer.get_tp_size(), "cp_size": trainer.get_cp_size(), "sp_size": trainer.get_sp_size()}
+    _refuse_shared_batches(type(trainer).__name__, sizes)
+
+
+def planned_batch_splits(args: Any) -> dict[str, int]:
+    """The tensor, context and sequence parallel sizes a run will have, read from its `TrainingArguments` and the
+    launcher's environment before any model or `Accelerator` exists (what `Trainer.get_tp_size` and friends read
+    once built): `args.parallelism_config`, else `accelerate launch`'s `PARALLELISM_CONFIG_*` variables when it
+    turned the parallelism config on, and a DeepSpeed config's `tensor_parallel.autotp_size`."""
+    sizes = {"tp_size": 1, "cp_size": 1, "sp_size": 1}
+    config = getattr(args, "parallelism_config", None)
+    if config is not None:
+        sizes.update({name: getattr(config, name, None) or 1 for name in sizes})
+    elif os.environ.get("ACCELERATE_USE_PARALLELISM_CONFIG", "false").lower() in ("1", "true"):
+        for name in sizes:
+            sizes[name] = int(os.environ.get(f"PARALLELISM_CONFIG_{name.upper()}", "1"))
+    deepspeed = getattr(args, "hf_deepspeed_config", None)
+    if deepspeed is not None:
+        autotp = deepspeed.config.get("tensor_parallel", {}).get("autotp_size", 1)
+        if isinstance(autotp, int):
+            sizes["tp_size"] = max(sizes["tp_size"], autotp)
+    return sizes
+
+
+def check_planned_data_parallel_only(args: Any, trainer_name: str = "The student's trainer") -> None:
+    """`check_data_parallel_only` for a run not built yet: the scripts call it with their arguments before any
+    model is loaded or trained, so that a split batch is refused before a teacher is fine-tuned, not after."""
+    _refuse_shared_batches(trainer_name, planned_batch_splits(args))
+
+
+def _refuse_shared_batches(trainer_name: str, sizes: dict[str, int | None]) -> None:
     shared = {name: size for name, size in sizes.items() if size and size > 1}
     if shared:
         described = ", ".join(f"{name}={size}" for name, size in shared.items())
         raise ValueError(
-            f"{type(trainer).__name__} averages its losses over rows that each rank holds alone, but this run splits "
+            f"{trainer_name} averages its losses over rows that each rank holds alone, but this run splits "
             f"every batch over ranks ({described}): each row would be counted once per rank. Use data parallelism "
             "only (DDP, FSDP or DeepSpeed ZeRO) with tensor, context and sequence parallel sizes of 1."
         )
