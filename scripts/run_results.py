@@ -643,8 +643,8 @@ def _related_section(results: dict) -> list[str]:
         "and digits alone). (g) is (e)'s config and settings with that file as `--unlabeled_file` and `--augment",
         "none`: only the transfer set differs from (e)"
         + "".join(
-            f"; {task}'s rows are capped at {cap:,} (`--max_unlabeled_samples`, a random subset: the file is "
-            "shuffled), near the size of its augmented set"
+            f"; {TASK_NAMES.get(task, task)}'s rows are capped at {cap:,} (`--max_unlabeled_samples`, a random "
+            "subset: the file is shuffled), near the size of its augmented set"
             for task, cap in RELATED_MAX_ROWS.items()
             if task in searched
         )

@@ -80,44 +80,78 @@ def check_data_parallel_only(trainer: Any) -> None:
     once per rank; `Trainer` divides its own count by those sizes, but a per-row KL over a sequence split across
     ranks is not a sum of per-rank parts, so these trainers refuse such runs instead of averaging them wrongly.
     """
-    sizes = {"tp_size": trainer.get_tp_size(), "cp_size": trainer.get_cp_size(), "sp_size": trainer.get_sp_size()}
-    _refuse_shared_batches(type(trainer).__name__, sizes)
+    sizes = {
+        "tp_size": (trainer.get_tp_size(), "the model or the DeepSpeed/accelerate config"),
+        "cp_size": (trainer.get_cp_size(), "the accelerate parallelism config"),
+        "sp_size": (trainer.get_sp_size(), "the accelerate parallelism config"),
+    }
+    # Trainer.get_tp_size reads DeepSpeed's autotp_size only from --deepspeed, not from a config accelerate launch
+    # handed over (the plugin's), which deepspeed_init applies all the same
+    autotp = _deepspeed_autotp(trainer.args)
+    if autotp[0] > (sizes["tp_size"][0] or 1):
+        sizes["tp_size"] = autotp
+    _refuse_shared_batches(type(trainer).__name__ + ":", sizes)
 
 
-def planned_batch_splits(args: Any) -> dict[str, int]:
-    """The tensor, context and sequence parallel sizes a run will have, read from its `TrainingArguments` and the
-    launcher's environment before any model or `Accelerator` exists (what `Trainer.get_tp_size` and friends read
-    once built): `args.parallelism_config`, else `accelerate launch`'s `PARALLELISM_CONFIG_*` variables when it
-    turned the parallelism config on, and a DeepSpeed config's `tensor_parallel.autotp_size`."""
-    sizes = {"tp_size": 1, "cp_size": 1, "sp_size": 1}
+def planned_batch_splits(args: Any) -> dict[str, tuple[int, str]]:
+    """The tensor, context and sequence parallel sizes a run will have, each with where it was read, from its
+    `TrainingArguments` and the launcher's environment before any model or `Accelerator` exists (what
+    `Trainer.get_tp_size` and friends read once built): `args.parallelism_config` (library use), else the
+    `PARALLELISM_CONFIG_*` variables `accelerate launch` sets when its config turns the parallelism config on, and a
+    DeepSpeed config's `tensor_parallel.autotp_size` (from `--deepspeed` or accelerate's DeepSpeed plugin)."""
+    sizes = {name: (1, "") for name in ("tp_size", "cp_size", "sp_size")}
     config = getattr(args, "parallelism_config", None)
     if config is not None:
-        sizes.update({name: getattr(config, name, None) or 1 for name in sizes})
-    elif os.environ.get("ACCELERATE_USE_PARALLELISM_CONFIG", "false").lower() in ("1", "true"):
+        sizes = {name: (getattr(config, name, None) or 1, "TrainingArguments.parallelism_config") for name in sizes}
+    elif os.environ.get("ACCELERATE_USE_PARALLELISM_CONFIG", "false").lower() == "true":  # as Accelerator reads it
         for name in sizes:
-            sizes[name] = int(os.environ.get(f"PARALLELISM_CONFIG_{name.upper()}", "1"))
-    deepspeed = getattr(args, "hf_deepspeed_config", None)
-    if deepspeed is not None:
-        autotp = deepspeed.config.get("tensor_parallel", {}).get("autotp_size", 1)
-        if isinstance(autotp, int):
-            sizes["tp_size"] = max(sizes["tp_size"], autotp)
+            variable = f"PARALLELISM_CONFIG_{name.upper()}"
+            size = os.environ.get(variable, "1")
+            if not size.strip().isdigit():
+                raise ValueError(
+                    f"{variable}={size!r} is not a whole number: set the accelerate config's size to one."
+                )
+            sizes[name] = (int(size), f"{variable}, from the accelerate config's parallelism_config_{name}")
+    autotp = _deepspeed_autotp(args)
+    if autotp[0] > sizes["tp_size"][0]:
+        sizes["tp_size"] = autotp
     return sizes
 
 
-def check_planned_data_parallel_only(args: Any, trainer_name: str = "The student's trainer") -> None:
+def _deepspeed_autotp(args: Any) -> tuple[int, str]:
+    """DeepSpeed's tensor-parallel size, from `--deepspeed` (`args.hf_deepspeed_config`) or the config of the plugin
+    `accelerate launch` handed over; 1 without one."""
+    deepspeed = getattr(args, "hf_deepspeed_config", None)
+    if deepspeed is None:
+        deepspeed = getattr(getattr(args, "deepspeed_plugin", None), "hf_ds_config", None)
+    config = getattr(deepspeed, "config", None)
+    if not isinstance(config, dict):
+        return 1, ""
+    size = (config.get("tensor_parallel") or {}).get("autotp_size", 1)
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise ValueError(
+            f"DeepSpeed config tensor_parallel.autotp_size={size!r} is not a whole number: give 1 (data parallel "
+            "only) or drop the tensor_parallel section."
+        )
+    return size, "the DeepSpeed config's tensor_parallel.autotp_size"
+
+
+def check_planned_data_parallel_only(args: Any) -> None:
     """`check_data_parallel_only` for a run not built yet: the scripts call it with their arguments before any
     model is loaded or trained, so that a split batch is refused before a teacher is fine-tuned, not after."""
-    _refuse_shared_batches(trainer_name, planned_batch_splits(args))
+    _refuse_shared_batches("This run's trainers (DistillationTrainer, LabelsTrainer):", planned_batch_splits(args))
 
 
-def _refuse_shared_batches(trainer_name: str, sizes: dict[str, int | None]) -> None:
-    shared = {name: size for name, size in sizes.items() if size and size > 1}
+def _refuse_shared_batches(who: str, sizes: dict[str, tuple[int | None, str]]) -> None:
+    shared = {name: found for name, found in sizes.items() if found[0] and found[0] > 1}
     if shared:
-        described = ", ".join(f"{name}={size}" for name, size in shared.items())
+        described = "; ".join(
+            f"{name}={size}" + (f" from {source}" if source else "") for name, (size, source) in shared.items()
+        )
         raise ValueError(
-            f"{trainer_name} averages its losses over rows that each rank holds alone, but this run splits "
-            f"every batch over ranks ({described}): each row would be counted once per rank. Use data parallelism "
-            "only (DDP, FSDP or DeepSpeed ZeRO) with tensor, context and sequence parallel sizes of 1."
+            f"{who} losses are averaged over rows that each rank holds alone, but this run splits every batch over "
+            f"ranks ({described}): each row would be counted once per rank. Use data parallelism only (DDP, FSDP "
+            "or DeepSpeed ZeRO): set those sizes to 1."
         )
 
 

@@ -131,41 +131,58 @@ def test_sharding_engines_are_read_from_the_launcher_and_the_arguments(tmp_path,
 @needs_glue
 def test_a_run_that_splits_batches_over_ranks_is_refused_before_anything_loads(tmp_path, teacher_folder, monkeypatch):
     # What `accelerate launch` sets for a config with a context-parallel size; the trainers refused it only once
-    # built, after the teacher's fine-tune.
+    # built, after the teacher's fine-tune (and without the check a single process dies in torch.distributed's setup)
     monkeypatch.setenv("ACCELERATE_USE_PARALLELISM_CONFIG", "true")
     monkeypatch.setenv("PARALLELISM_CONFIG_CP_SIZE", "2")
     flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1", "--finetune_teacher", "true")
-    refuse(
-        tmp_path,
-        flags,
-        r"^The student.s trainer .* splits every batch over ranks \(cp_size=2\).*data parallelism only",
-    )
+    expected = r"^This run's trainers .* over ranks \(cp_size=2 from PARALLELISM_CONFIG_CP_SIZE, from the accelerate"
+    refuse(tmp_path, flags, expected + r" config's parallelism_config_cp_size\).*data parallelism only")
 
 
 def test_planned_batch_splits_are_read_from_the_arguments_the_launcher_and_deepspeed(tmp_path, monkeypatch):
+    from accelerate import ParallelismConfig
     from transformers import TrainingArguments
 
     from hf_distill.trainer.batch_counts import check_planned_data_parallel_only, planned_batch_splits
 
-    for name in ("ACCELERATE_USE_PARALLELISM_CONFIG", "PARALLELISM_CONFIG_TP_SIZE", "PARALLELISM_CONFIG_SP_SIZE"):
-        monkeypatch.delenv(name, raising=False)
+    def sizes(args):
+        return {name: size for name, (size, _) in planned_batch_splits(args).items()}
+
+    monkeypatch.delenv("ACCELERATE_USE_PARALLELISM_CONFIG", raising=False)
+    for name in ("TP", "CP", "SP", "DP_REPLICATE", "DP_SHARD"):
+        monkeypatch.delenv(f"PARALLELISM_CONFIG_{name}_SIZE", raising=False)
     plain = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    assert planned_batch_splits(plain) == {"tp_size": 1, "cp_size": 1, "sp_size": 1}
+    assert sizes(plain) == {"tp_size": 1, "cp_size": 1, "sp_size": 1}
     check_planned_data_parallel_only(plain)  # data parallel only: nothing to refuse
     monkeypatch.setenv("PARALLELISM_CONFIG_SP_SIZE", "4")
-    assert planned_batch_splits(plain)["sp_size"] == 1  # read only when the launcher turned the config on
-    monkeypatch.setenv("ACCELERATE_USE_PARALLELISM_CONFIG", "true")
-    assert planned_batch_splits(plain) == {"tp_size": 1, "cp_size": 1, "sp_size": 4}
-    with pytest.raises(ValueError, match=r"^The student's trainer averages .* \(sp_size=4\)"):
+    for flag in ("false", "1"):  # Accelerator builds the config only for "true"
+        monkeypatch.setenv("ACCELERATE_USE_PARALLELISM_CONFIG", flag)
+        assert sizes(plain)["sp_size"] == 1
+    monkeypatch.setenv("ACCELERATE_USE_PARALLELISM_CONFIG", "True")
+    assert sizes(plain) == {"tp_size": 1, "cp_size": 1, "sp_size": 4}
+    with pytest.raises(ValueError, match=r"\(sp_size=4 from PARALLELISM_CONFIG_SP_SIZE.*set those sizes to 1"):
         check_planned_data_parallel_only(plain)
-    # an explicit parallelism_config wins over the environment; unset sizes (None) are 1
-    config = type("ParallelismConfig", (), {"tp_size": 2, "cp_size": None, "sp_size": 1})()
-    args = type("Args", (), {"parallelism_config": config})()
-    assert planned_batch_splits(args) == {"tp_size": 2, "cp_size": 1, "sp_size": 1}
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_SIZE", "two")
+    with pytest.raises(ValueError, match=r"PARALLELISM_CONFIG_SP_SIZE='two' is not a whole number"):
+        planned_batch_splits(plain)
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_SIZE", "4")
+    # a parallelism_config given to TrainingArguments (library use) wins over the environment
+    args = type("Args", (), {"parallelism_config": ParallelismConfig(tp_size=2, sp_size=1)})()
+    assert sizes(args) == {"tp_size": 2, "cp_size": 1, "sp_size": 1}
     monkeypatch.delenv("ACCELERATE_USE_PARALLELISM_CONFIG")
-    deepspeed = type("HfDeepSpeedConfig", (), {"config": {"tensor_parallel": {"autotp_size": 2}}})()
-    args = type("Args", (), {"hf_deepspeed_config": deepspeed})()
-    with pytest.raises(ValueError, match=r"\(tp_size=2\)"):
-        check_planned_data_parallel_only(args)
-    deepspeed.config = {"zero_optimization": {"stage": 2}}  # ZeRO alone shards states, not batches
-    assert planned_batch_splits(args) == {"tp_size": 1, "cp_size": 1, "sp_size": 1}
+    # DeepSpeed's tensor parallel size, from --deepspeed or from the plugin accelerate launch hands over
+    config = {"tensor_parallel": {"autotp_size": 2}}
+    deepspeed = type("HfDeepSpeedConfig", (), {"config": config})()
+    for args in (
+        type("Args", (), {"hf_deepspeed_config": deepspeed})(),
+        type("Args", (), {"deepspeed_plugin": type("Plugin", (), {"hf_ds_config": deepspeed})()})(),
+    ):
+        with pytest.raises(ValueError, match=r"\(tp_size=2 from the DeepSpeed config's tensor_parallel.autotp_size\)"):
+            check_planned_data_parallel_only(args)
+        for harmless in ({"zero_optimization": {"stage": 2}}, {"tensor_parallel": None}):  # ZeRO shards states only
+            deepspeed.config = harmless
+            assert sizes(args) == {"tp_size": 1, "cp_size": 1, "sp_size": 1}
+        deepspeed.config = {"tensor_parallel": {"autotp_size": "auto"}}
+        with pytest.raises(ValueError, match=r"autotp_size='auto' is not a whole number"):
+            planned_batch_splits(args)
+        deepspeed.config = config

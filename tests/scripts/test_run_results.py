@@ -588,6 +588,9 @@ def test_related_text_is_built_per_task_and_capped_where_the_task_asks(tmp_path,
     assert "--max_unlabeled_samples" not in runs["augmented"]
     made_by = json.loads((tmp_path / "outputs" / "related" / "cola.tsv.command.json").read_text())
     assert made_by == cola
+    rendered = "\n".join(run_results._related_section({"tasks": {}}))
+    assert "CoLA's rows are capped at 60,000 (`--max_unlabeled_samples`" in rendered
+    assert "(g) does not run for it" in rendered  # related 20.0 is no higher than the copies' 20.0
 
 
 @pytest.mark.parametrize("task", ["sst2", "sst2_1k"])

@@ -279,7 +279,7 @@ def test_runs_that_split_a_batch_over_ranks_are_refused(tmp_path, monkeypatch, w
     getter = "get_" + size
     monkeypatch.setattr(Trainer, getter, lambda self: 2)
     model, rows = model_and_rows("class")
-    with pytest.raises(ValueError, match=rf"\({size}=2\).*data parallelism only"):
+    with pytest.raises(ValueError, match=rf"Trainer: losses .* over ranks \({size}=2 from .*data parallelism only"):
         if which == "distill_model_init":  # the student hyperparameter_search would rebuild every trial
             DistillationTrainer(
                 model_init=lambda: tiny.classifier(layers=1, seed=1),
@@ -317,3 +317,18 @@ def test_a_labels_trainer_with_its_own_loss_function_keeps_trainers_scaling(tmp_
         compute_loss_func=lambda outputs, labels, num_items_in_batch=None: outputs.logits.sum(),
     )
     assert trainer.get_cp_size() == 2 and not trainer.uses_whole_batch_counts()  # built: Trainer's scaling applies
+
+
+def test_a_built_trainer_reads_deepspeeds_tensor_parallel_size_from_the_launchers_plugin_too():
+    # Trainer.get_tp_size reads autotp_size from --deepspeed only; under accelerate launch the config is the
+    # plugin's, and deepspeed_init applies it all the same, so the check reads it there as well.
+    from hf_distill.trainer.batch_counts import check_data_parallel_only
+
+    deepspeed = type("HfDeepSpeedConfig", (), {"config": {"tensor_parallel": {"autotp_size": 4}}})()
+    args = type("Args", (), {"deepspeed_plugin": type("Plugin", (), {"hf_ds_config": deepspeed})()})()
+    sizes = {"get_tp_size": lambda self: 1, "get_cp_size": lambda self: 1, "get_sp_size": lambda self: 1}
+    trainer = type("DistillationTrainer", (), {"args": args, **sizes})()
+    with pytest.raises(ValueError, match=r"^DistillationTrainer: .*\(tp_size=4 from the DeepSpeed config's"):
+        check_data_parallel_only(trainer)
+    deepspeed.config = {"zero_optimization": {"stage": 3}}
+    check_data_parallel_only(trainer)  # ZeRO alone: every rank holds its own rows
