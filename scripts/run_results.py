@@ -196,8 +196,11 @@ def main() -> None:
                     continue
                 if variant != "ours":
                     commands[variant] += ["--output_dir", str(run_dir / variant)]
-                ran_now = not finished(run_dir / variant)
-                outcome = run(commands[variant] + options.extra, run_dir / variant)
+                done = _done_with_related(task, options.data_dir) if variant in RELATED_VARIANTS else finished
+                ran_now = not done(run_dir / variant)
+                outcome = run(commands[variant] + options.extra, run_dir / variant, done=done)
+                if variant in RELATED_VARIANTS:
+                    _mark_related(task, options.data_dir, run_dir / variant)
                 record(results, task, seed, variant, outcome, commands[variant] + options.extra, ran_now)
                 results_path.parent.mkdir(exist_ok=True)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
@@ -229,6 +232,28 @@ def _related_build_arguments(task: str, data_dir: str, path: str) -> list[str]:
         path,
         *RELATED_BUILD_FLAGS.get(task, []),
     ]
+
+
+RELATED_MARK = "related_text.command.json"
+
+
+def _done_with_related(task: str, data_dir: str):
+    """`finished`, for a run on the task's related text: and made from the file the current build command writes.
+    The run's own command names only the file's path, so a file rebuilt with other flags (RELATED_BUILD_FLAGS) would
+    otherwise leave runs on the old file counted as done."""
+    arguments = _related_build_arguments(task, data_dir, f"outputs/related/{task}.tsv")
+
+    def done(output_dir: Path) -> bool:
+        mark = output_dir / RELATED_MARK
+        return finished(output_dir) and mark.exists() and json.loads(mark.read_text()) == arguments
+
+    return done
+
+
+def _mark_related(task: str, data_dir: str, output_dir: Path) -> None:
+    """Records, beside a finished run, the build command of the related text it trained on."""
+    arguments = _related_build_arguments(task, data_dir, f"outputs/related/{task}.tsv")
+    (output_dir / RELATED_MARK).write_text(json.dumps(arguments))
 
 
 def _related_flags(task: str, path: str) -> list[str]:
@@ -1295,7 +1320,9 @@ def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> No
     metric, found = METRICS[task], {}
     for name, command in commands.items():
         command = [*command, "--output_dir", str(root / name), *extra]
-        outcome = run(command, root / name)
+        outcome = run(command, root / name, done=_done_with_related(task, data_dir) if name == "related" else finished)
+        if name == "related":
+            _mark_related(task, data_dir, root / name)
         found[name] = {
             "score": round(outcome[f"eval_{metric}"], 4),
             "transfer_rows": outcome.get("train_unlabeled_examples", 0) + outcome.get("train_augmented_examples", 0),

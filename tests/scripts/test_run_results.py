@@ -471,11 +471,19 @@ def test_the_related_search_scores_both_transfer_sets_on_held_out_rows_only(tmp_
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text("sentence1\tsentence2\na\tb\n")
 
-    def fake_run(command, output_dir):
+    trained = []
+
+    def fake_run(command, output_dir, done):
         runs[output_dir.name] = command
         rows = {"augmented": (0, 37992), "related": (21576, 0)}.get(output_dir.name, (0, 0))
         score = {"ours": 0.80, "labels_only": 0.79, "augmented": 0.81, "related": 0.83}[output_dir.name]
-        return {"eval_pearson": score, "train_unlabeled_examples": rows[0], "train_augmented_examples": rows[1]}
+        outcome = {"eval_pearson": score, "teacher_eval_pearson": 0.85}
+        outcome.update(train_unlabeled_examples=rows[0], train_augmented_examples=rows[1])
+        if not done(output_dir):  # distill_glue.py would train and write its results
+            trained.append(output_dir.name)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / "all_results.json").write_text(json.dumps(outcome))
+        return outcome
 
     monkeypatch.setattr(run_results.subprocess, "run", fake_subprocess_run)
     monkeypatch.setattr(run_results, "run", fake_run)
@@ -509,9 +517,16 @@ def test_the_related_search_scores_both_transfer_sets_on_held_out_rows_only(tmp_
         rendered
     )
     # a second search reuses the split and file their recorded commands made; another held-out size redoes the split
-    scripts.clear()
+    assert trained == ["ours", "labels_only", "augmented", "related"]
+    scripts.clear(), trained.clear()
     run_results.search_related("stsb", root, "../shared/data/glue", [])
-    assert scripts == []
+    assert scripts == [] and trained == []  # every run finished, on the file the current command builds
+    # related text built with other flags: the file is rebuilt and the run on it redone (its own command, naming only
+    # the file's path, is unchanged); the runs that never read it are kept
+    monkeypatch.setitem(run_results.RELATED_BUILD_FLAGS, "stsb", [])
+    run_results.search_related("stsb", root, "../shared/data/glue", [])
+    assert [command[0] for command in scripts] == ["scripts/build_related_text.py"] and trained == ["related"]
+    scripts.clear()
     monkeypatch.setitem(run_results.SEARCH_HELD_OUT, "stsb", 500)
     run_results.search_related("stsb", root, "../shared/data/glue", [])
     assert [command[0] for command in scripts] == ["scripts/hold_out_glue.py"]
@@ -532,12 +547,15 @@ def test_g_swaps_es_augmented_copies_for_related_text_on_the_tasks_it_was_search
     monkeypatch.setattr(run_results, "render", lambda results: "")
     commands = {}
 
-    def fake_run(command, output_dir):
+    def fake_run(command, output_dir, done):
+        assert not done(output_dir)
         commands[output_dir.parent.parent.name] = command
+        output_dir.mkdir(parents=True, exist_ok=True)
         return {"eval_pearson": 0.8, "teacher_eval_pearson": 0.82, "train_unlabeled_examples": 1}
 
     monkeypatch.setattr(run_results, "run", fake_run)
     argv = ["run_results.py", "--tasks", "stsb", "sst2", "--seeds", "42", "--variants", "ours_related"]
+    argv += ["--output_root", str(tmp_path / "out" / "results")]
     monkeypatch.setattr(run_results.sys, "argv", argv)
     run_results.main()
     assert list(commands) == ["stsb"]  # SST-2 has no related-text search: skipped, said so
@@ -549,6 +567,8 @@ def test_g_swaps_es_augmented_copies_for_related_text_on_the_tasks_it_was_search
     assert flags["--teacher_model_name_or_path"].endswith("stsb/seed42/ours/teacher")  # (a)'s teacher of the seed
     entry = json.loads((tmp_path / "docs" / "results.json").read_text())["tasks"]["stsb"]
     assert entry["ours_related"] == [0.8] and entry["related"] == {"unlabeled": 1}
+    mark = tmp_path / "out" / "results" / "stsb" / "seed42" / "ours_related" / run_results.RELATED_MARK
+    assert json.loads(mark.read_text()) == made_by  # the file this run trained on, for the next resume to check
 
 
 def test_related_text_is_built_per_task_and_capped_where_the_task_asks(tmp_path, monkeypatch):
@@ -577,8 +597,9 @@ def test_related_text_is_built_per_task_and_capped_where_the_task_asks(tmp_path,
             (tmp_path / "outputs" / "related").mkdir(parents=True, exist_ok=True)
             (tmp_path / "outputs" / "related" / "cola.tsv").write_text("sentence\na\n")
 
-    def fake_run(command, output_dir):
+    def fake_run(command, output_dir, done):
         runs[output_dir.name] = command
+        output_dir.mkdir(parents=True, exist_ok=True)
         return {"eval_matthews_correlation": 0.2, "train_unlabeled_examples": 60000 * (output_dir.name == "related")}
 
     monkeypatch.setattr(run_results.subprocess, "run", fake_subprocess_run)
