@@ -196,12 +196,13 @@ def main() -> None:
                     continue
                 if variant != "ours":
                     commands[variant] += ["--output_dir", str(run_dir / variant)]
-                done = _done_with_related(task, options.data_dir) if variant in RELATED_VARIANTS else finished
-                ran_now = not done(run_dir / variant)
-                outcome = run(commands[variant] + options.extra, run_dir / variant, done=done)
+                arguments = commands[variant] + options.extra
                 if variant in RELATED_VARIANTS:
-                    _mark_related(task, options.data_dir, run_dir / variant)
-                record(results, task, seed, variant, outcome, commands[variant] + options.extra, ran_now)
+                    outcome, ran_now = _run_on_related(arguments, run_dir / variant, task, options.data_dir)
+                else:
+                    ran_now = not finished(run_dir / variant)
+                    outcome = run(arguments, run_dir / variant)
+                record(results, task, seed, variant, outcome, arguments, ran_now)
                 results_path.parent.mkdir(exist_ok=True)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
                 (ROOT / "docs" / "results.md").write_text(render(results))
@@ -211,7 +212,7 @@ def related_text(task: str, data_dir: str) -> str:
     """The task's related-text file (outputs/related/<task>.tsv), written by scripts/build_related_text.py unless
     the file there was written by the same command (recorded beside it); the same GLUE files give the same file."""
     path = f"outputs/related/{task}.tsv"
-    arguments = _related_build_arguments(task, data_dir, path)
+    arguments = _related_build_arguments(task, data_dir)
     made_by = ROOT / f"{path}.command.json"
     if not (ROOT / path).exists() or not made_by.exists() or json.loads(made_by.read_text()) != arguments:
         command = [sys.executable, "scripts/build_related_text.py", *arguments, "--overwrite"]
@@ -222,7 +223,8 @@ def related_text(task: str, data_dir: str) -> str:
     return path
 
 
-def _related_build_arguments(task: str, data_dir: str, path: str) -> list[str]:
+def _related_build_arguments(task: str, data_dir: str) -> list[str]:
+    path = f"outputs/related/{task}.tsv"
     return [
         "--task",
         CONFIG_OF.get(task, task),
@@ -237,23 +239,21 @@ def _related_build_arguments(task: str, data_dir: str, path: str) -> list[str]:
 RELATED_MARK = "related_text.command.json"
 
 
-def _done_with_related(task: str, data_dir: str):
-    """`finished`, for a run on the task's related text: and made from the file the current build command writes.
-    The run's own command names only the file's path, so a file rebuilt with other flags (RELATED_BUILD_FLAGS) would
-    otherwise leave runs on the old file counted as done."""
-    arguments = _related_build_arguments(task, data_dir, f"outputs/related/{task}.tsv")
+def _run_on_related(arguments: list[str], output_dir: Path, task: str, data_dir: str) -> tuple[dict, bool]:
+    """`run` for a run on the task's related text, which counts as done only when a mark beside it holds the build
+    command of the file the current flags write: the run's own command names only the file's path, so a file rebuilt
+    with other flags (RELATED_BUILD_FLAGS) would otherwise leave runs on the old file counted as done. Returns the
+    outcome and whether it ran now."""
+    built = _related_build_arguments(task, data_dir)
+    mark = output_dir / RELATED_MARK
 
-    def done(output_dir: Path) -> bool:
-        mark = output_dir / RELATED_MARK
-        return finished(output_dir) and mark.exists() and json.loads(mark.read_text()) == arguments
+    def done(folder: Path) -> bool:
+        return finished(folder) and mark.exists() and json.loads(mark.read_text()) == built
 
-    return done
-
-
-def _mark_related(task: str, data_dir: str, output_dir: Path) -> None:
-    """Records, beside a finished run, the build command of the related text it trained on."""
-    arguments = _related_build_arguments(task, data_dir, f"outputs/related/{task}.tsv")
-    (output_dir / RELATED_MARK).write_text(json.dumps(arguments))
+    ran_now = not done(output_dir)
+    outcome = run(arguments, output_dir, done=done)
+    mark.write_text(json.dumps(built))
+    return outcome, ran_now
 
 
 def _related_flags(task: str, path: str) -> list[str]:
@@ -1320,9 +1320,10 @@ def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> No
     metric, found = METRICS[task], {}
     for name, command in commands.items():
         command = [*command, "--output_dir", str(root / name), *extra]
-        outcome = run(command, root / name, done=_done_with_related(task, data_dir) if name == "related" else finished)
         if name == "related":
-            _mark_related(task, data_dir, root / name)
+            outcome, _ = _run_on_related(command, root / name, task, data_dir)
+        else:
+            outcome = run(command, root / name)
         found[name] = {
             "score": round(outcome[f"eval_{metric}"], 4),
             "transfer_rows": outcome.get("train_unlabeled_examples", 0) + outcome.get("train_augmented_examples", 0),
@@ -1336,7 +1337,7 @@ def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> No
         "seed": 42,
         "hold_out_command": relative_command(shlex.join(["python", "scripts/hold_out_glue.py", *hold_out])),
         "related_command": relative_command(
-            shlex.join(["python", "scripts/build_related_text.py", *_related_build_arguments(task, data_dir, related)])
+            shlex.join(["python", "scripts/build_related_text.py", *_related_build_arguments(task, data_dir)])
         ),
         "runs": found,
     }

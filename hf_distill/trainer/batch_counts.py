@@ -109,7 +109,8 @@ def planned_batch_splits(args: Any) -> dict[str, tuple[int, str]]:
             size = os.environ.get(variable, "1")
             if not size.strip().isdigit():
                 raise ValueError(
-                    f"{variable}={size!r} is not a whole number: set the accelerate config's size to one."
+                    f"{variable}={size!r} is not a whole number: set parallelism_config_{name} in the accelerate "
+                    "config to a whole number (1 for data parallelism only)."
                 )
             sizes[name] = (int(size), f"{variable}, from the accelerate config's parallelism_config_{name}")
     autotp = _deepspeed_autotp(args)

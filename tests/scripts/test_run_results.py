@@ -473,7 +473,7 @@ def test_the_related_search_scores_both_transfer_sets_on_held_out_rows_only(tmp_
 
     trained = []
 
-    def fake_run(command, output_dir, done):
+    def fake_run(command, output_dir, done=run_results.finished):
         runs[output_dir.name] = command
         rows = {"augmented": (0, 37992), "related": (21576, 0)}.get(output_dir.name, (0, 0))
         score = {"ours": 0.80, "labels_only": 0.79, "augmented": 0.81, "related": 0.83}[output_dir.name]
@@ -518,7 +518,8 @@ def test_the_related_search_scores_both_transfer_sets_on_held_out_rows_only(tmp_
     )
     # a second search reuses the split and file their recorded commands made; another held-out size redoes the split
     assert trained == ["ours", "labels_only", "augmented", "related"]
-    scripts.clear(), trained.clear()
+    scripts.clear()
+    trained.clear()
     run_results.search_related("stsb", root, "../shared/data/glue", [])
     assert scripts == [] and trained == []  # every run finished, on the file the current command builds
     # related text built with other flags: the file is rebuilt and the run on it redone (its own command, naming only
@@ -541,7 +542,7 @@ def test_g_swaps_es_augmented_copies_for_related_text_on_the_tasks_it_was_search
         (tmp_path / "docs" / name).write_text('{"tasks": {}}')
     (tmp_path / "outputs" / "related").mkdir(parents=True)
     (tmp_path / "outputs" / "related" / "stsb.tsv").write_text("sentence1\tsentence2\na\tb\n")
-    made_by = run_results._related_build_arguments("stsb", "../shared/data/glue", "outputs/related/stsb.tsv")
+    made_by = run_results._related_build_arguments("stsb", "../shared/data/glue")
     (tmp_path / "outputs" / "related" / "stsb.tsv.command.json").write_text(json.dumps(made_by))  # built: reused
     monkeypatch.setattr(run_results, "ROOT", tmp_path)
     monkeypatch.setattr(run_results, "render", lambda results: "")
@@ -576,8 +577,8 @@ def test_related_text_is_built_per_task_and_capped_where_the_task_asks(tmp_path,
 
     # STS-B keeps the comparison its (g) runs were made with; CoLA takes the script's default (letters and digits)
     # and distils on at most RELATED_MAX_ROWS of its shuffled file, near the size of its (e) transfer set
-    stsb = run_results._related_build_arguments("stsb", "glue", "outputs/related/stsb.tsv")
-    cola = run_results._related_build_arguments("cola", "glue", "outputs/related/cola.tsv")
+    stsb = run_results._related_build_arguments("stsb", "glue")
+    cola = run_results._related_build_arguments("cola", "glue")
     assert stsb[-2:] == ["--match", "spaces"] and "--match" not in cola
     assert "--max_unlabeled_samples" not in run_results._related_flags("stsb", "outputs/related/stsb.tsv")
     flags = run_results._related_flags("cola", "outputs/related/cola.tsv")
@@ -597,7 +598,7 @@ def test_related_text_is_built_per_task_and_capped_where_the_task_asks(tmp_path,
             (tmp_path / "outputs" / "related").mkdir(parents=True, exist_ok=True)
             (tmp_path / "outputs" / "related" / "cola.tsv").write_text("sentence\na\n")
 
-    def fake_run(command, output_dir, done):
+    def fake_run(command, output_dir, done=None):
         runs[output_dir.name] = command
         output_dir.mkdir(parents=True, exist_ok=True)
         return {"eval_matthews_correlation": 0.2, "train_unlabeled_examples": 60000 * (output_dir.name == "related")}
