@@ -8,6 +8,7 @@
     python scripts/run_results.py --search_cos --tasks sst2     # then alpha_cos at those settings (train split only)
     python scripts/run_results.py --search_transfer --tasks cola  # (e)'s settings: --hp_search_trials, train split
     python scripts/run_results.py --search_related --tasks stsb   # augmented copies vs related text, train split
+    python scripts/run_results.py --search_transfer_layers --tasks cola  # (e)'s student start layers, train split
 
 Per task and seed, with the settings of configs/offline/<task>.yaml:
   (a) teacher: all-MiniLM-L6-v2 fine-tuned on the task (by run d, with --finetune_teacher; reused by b and c);
@@ -98,6 +99,13 @@ SEARCH_TRAIN_ROWS = {"sst2": 4000}
 SEARCH_TRANSFER_FLAGS = {
     "sst2": ["--unlabeled_train_rows", str(int(TRANSFER_FLAGS["sst2"][1]) - SEARCH_HELD_OUT["sst2"])],
 }
+# --search_transfer_layers: (e)'s transfer config at its searched settings, the student started from each set of
+# teacher layers (the configs' own first: that run fits the teacher), scored on held-out train rows like the others
+TRANSFER_LAYER_GRID = {
+    "layers=0,2,4": ["--student_layers", "0,2,4"],
+    "layers=0,1,2": ["--student_layers", "0,1,2"],
+    "layers=1,3,5": ["--student_layers", "1,3,5"],
+}
 MIN_SEEDS = 5  # issue 11: at least 5 seeds per task and variant before a p-value target counts
 
 
@@ -130,6 +138,11 @@ def main() -> None:
         help="score (e) with its augmented copies against (e) with related text on held-out train rows",
     )
     parser.add_argument(
+        "--search_transfer_layers",
+        action="store_true",
+        help="score (e) with the student started from teacher layers 0,2,4 / 0,1,2 / 1,3,5 on held-out train rows",
+    )
+    parser.add_argument(
         "--render", action="store_true", help="rewrite docs/results.md from docs/results.json, running nothing"
     )
     parser.add_argument(
@@ -143,7 +156,7 @@ def main() -> None:
         (ROOT / "docs" / "results.md").write_text(render(results))
         return
     searches = (options.search, options.search_cos, options.search_intermediate, options.search_transfer)
-    if any(searches) or options.search_related:
+    if any(searches) or options.search_related or options.search_transfer_layers:
         for task in options.tasks:
             if options.search_related:
                 search_related(task, root / "search_related" / task, options.data_dir, options.extra)
@@ -155,6 +168,8 @@ def main() -> None:
                 search_cos(task, root / "search_cos" / task, options.data_dir, options.extra)
             if options.search_intermediate:
                 search_intermediate(task, root / "search_intermediate" / task, options.data_dir, options.extra)
+            if options.search_transfer_layers:
+                search_transfer_layers(task, root / "search_transfer_layers" / task, options.data_dir, options.extra)
         return
     results_path = ROOT / "docs" / "results.json"
     results = without_machine_paths(json.loads(results_path.read_text())) if results_path.exists() else {}
@@ -588,8 +603,9 @@ def _transfer_section(results: dict) -> list[str]:
         "",
         "Each task's (e) settings, from its transfer config, and how they were chosen:",
         "",
-        "| task | config | transfer set | T | alpha_kd | alpha_task | learning rate | epochs | chosen by |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | config | transfer set | T | alpha_kd | alpha_task | learning rate | epochs | chosen by "
+        "| student from teacher layers |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in ("sst2", "sst2_1k", "mrpc", "stsb", "cola"):
         if task not in results["tasks"]:
@@ -604,7 +620,7 @@ def _transfer_section(results: dict) -> list[str]:
         lines.append(
             f"| {task} | `{path}` | {made} | {config['temperature']:g} | {config['alpha_kd']:.3g} | "
             f"{config['alpha_task']:.3g} | {config['learning_rate']:.3g} | {config['num_train_epochs']:g} | "
-            f"{_transfer_settings_source(task, config)} |"
+            f"{_transfer_settings_source(task, config)} | {_transfer_layers_source(task, config)} |"
         )
     for task, entry in results["tasks"].items():
         for variant, label in (("ours_transfer", "(e)"), ("pseudo_labels", "(f)")):
@@ -639,6 +655,7 @@ def _transfer_section(results: dict) -> list[str]:
                 f"- {task} ({found['labelled_rows']:,} labelled + {found['transfer_rows']:,} transfer rows, scored on "
                 f"{found['held_out_train_rows']:,} held-out train rows, {found['metric']}): {trials}"
             )
+    lines += _transfer_layers_lines()
     lines += _related_section(results)
     missing = [task for task, entry in results["tasks"].items() if not entry.get("ours_transfer")]
     if missing:
@@ -734,6 +751,39 @@ def _transfer_settings_source(task: str, config: dict) -> str:
     return "the task config's T and alphas (its train-split grid); NOT searched with `--hp_search_trials` (compute)"
 
 
+def _transfer_layers_source(task: str, config: dict) -> str:
+    """The teacher layers (e)'s student starts from, and whether `--search_transfer_layers` chose them."""
+    layers = config["student_layers"]
+    found = _searches().get(task, {}).get("transfer_layers_search")
+    if not found:
+        return f"{layers} (the default; not searched with the transfer set)"
+    if found["best"] == f"layers={layers}":
+        return f"{layers} (`--search_transfer_layers`' best)"
+    return f"{layers} (NOT `--search_transfer_layers`' best, {found['best']})"
+
+
+def _transfer_layers_lines() -> list[str]:
+    """Every `--search_transfer_layers` score, per task."""
+    searched = {t: f["transfer_layers_search"] for t, f in _searches().items() if "transfer_layers_search" in f}
+    if not searched:
+        return []
+    lines = [
+        "",
+        "`python scripts/run_results.py --search_transfer_layers --tasks TASK` runs (e)'s transfer config and",
+        "settings with the student started from teacher layers 0,2,4, 0,1,2 and 1,3,5 (seed 42, one teacher fit on",
+        "the training split minus the held-out rows), scored on the held-out training rows; dev is never looked at",
+        "(`docs/search.json`, `transfer_layers_search`):",
+        "",
+    ]
+    for task, found in searched.items():
+        scores = ", ".join(f"{name}: {100 * score:.1f}" for name, score in found["scores"].items())
+        lines.append(
+            f"- {task} ({found['train_rows']:,} training rows with the transfer set, {found['held_out_train_rows']:,}"
+            f" held-out train rows, {found['metric']}): {scores}; best {found['best']}"
+        )
+    return lines
+
+
 def _searches() -> dict:
     path = ROOT / "docs" / "search.json"
     return json.loads(path.read_text()).get("tasks", {}) if path.exists() else {}
@@ -825,14 +875,14 @@ def _intermediate_section(results: dict) -> list[str]:
                 )
     lines += ["", "Held-out train scores of `--search_intermediate` (seed 42; term points run the teacher online):"]
     lines.append("")
-    for task in tasks:
-        found = _searched(task) or {}
+    for task, found in _searches().items():  # every task searched, run on dev or not
         scores = found.get("intermediate_scores")
         if scores:
             lines.append(
                 f"- {task} ({found['held_out_train_rows']} held-out rows): "
                 + ", ".join(f"{k}: {100 * v:.1f}" for k, v in scores.items())
                 + f"; recommended: {recommended_intermediate(scores)}"
+                + ("" if task in tasks else " (not run on dev)")
             )
     lines += ["", "Target: the recommended combination beats ours on logits by ≥ 0.5 points (paired means):", ""]
     for task, entry in tasks.items():
@@ -1209,12 +1259,47 @@ def search_intermediate(task: str, root: Path, data_dir: str, extra: list[str]) 
     _save_search(task, "intermediate_scores", _score_on_held_out(task, root, data_dir, settings, extra))
 
 
-def _score_on_held_out(task: str, root: Path, data_dir: str, settings: dict, extra: list[str]) -> dict:
-    """{setting: held-out score}; the first setting's run fine-tunes the teacher (seed 42), the others reuse it."""
-    base = [f"configs/offline/{task}.yaml", "--data_dir", data_dir, "--seed", "42"]
+def search_transfer_layers(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
+    """Which teacher layers (e)'s student starts from: its transfer config and settings from each of
+    TRANSFER_LAYER_GRID's layer sets, scored on held-out train rows (dev never looked at). The scores go to
+    docs/search.json ("transfer_layers_search"); the winner goes into the transfer config by hand (a test checks)."""
+    if task not in SEARCH_HELD_OUT:
+        sys.exit(
+            f"run_results.py: --search_transfer_layers {task}: no held-out split for it; one of "
+            f"{', '.join(SEARCH_HELD_OUT)}."
+        )
+    scores = _score_on_held_out(task, root, data_dir, TRANSFER_LAYER_GRID, extra, transfer=True)
+    train_rows = scores.pop("_train_rows")
+    path = ROOT / "docs" / "search.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    entry = summary.setdefault("tasks", {}).setdefault(task, {})
+    entry["transfer_layers_search"] = {
+        "metric": METRICS[task],
+        "held_out_train_rows": SEARCH_HELD_OUT[task],
+        "train_rows": train_rows,
+        "seed": 42,
+        "config": transfer_config(task),
+        "scores": scores,
+        "best": max(scores, key=scores.get),  # a tie keeps the first: the layers every config starts from
+    }
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(entry["transfer_layers_search"], indent=2))
+
+
+def _score_on_held_out(
+    task: str, root: Path, data_dir: str, settings: dict, extra: list[str], transfer: bool = False
+) -> dict:
+    """{setting: held-out score}; the first setting's run fine-tunes the teacher (seed 42), the others reuse it.
+    With `transfer`, each run is (e): the transfer config and its transfer set (SST-2's the rows left after the
+    held-out and labelled ones)."""
+    config = transfer_config(task) if transfer else f"configs/offline/{task}.yaml"
+    base = [config, "--data_dir", data_dir, "--seed", "42"]
     base += ["--validation_split_size", str(SEARCH_HELD_OUT[task])]
     if task in SEARCH_TRAIN_ROWS:
         base += ["--max_train_samples", str(SEARCH_TRAIN_ROWS[task])]
+    if transfer:
+        base += SEARCH_TRANSFER_FLAGS.get(task, TRANSFER_FLAGS.get(task, []))
     first = root / "teacher_run"
     scores = {}
     for index, (name, flags) in enumerate(settings.items()):

@@ -620,3 +620,52 @@ def test_the_related_search_refuses_a_task_whose_transfer_set_is_its_own_text(tm
     with pytest.raises(SystemExit, match=rf"--search_related {task}: .*mrpc, stsb or cola"):
         run_results.search_related(task, tmp_path / "out", "../shared/data/glue", [])
     assert not (tmp_path / "out").exists()
+
+
+def test_the_transfer_layers_search_scores_e_from_each_start_on_held_out_rows(tmp_path, monkeypatch):
+    import json
+
+    search_file = tmp_path / "docs" / "search.json"
+    search_file.parent.mkdir()
+    search_file.write_text('{"tasks": {"cola": {"best": "T=1.0, alpha_kd=0.9", "train_rows": 7551}}}')
+    (tmp_path / "configs" / "offline").mkdir(parents=True)
+    (tmp_path / "configs" / "offline" / "cola_transfer.yaml").write_text("task_name: cola\n")
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    calls, scores = [], iter([0.25, 0.29, 0.19])
+
+    def fake_run(command, output_dir):
+        calls.append(command)
+        return {"eval_matthews_correlation": next(scores), "train_examples": 67959}
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    run_results.search_transfer_layers("cola", tmp_path / "out", "../shared/data/glue", [])
+    assert all(command[0] == "configs/offline/cola_transfer.yaml" for command in calls)  # (e)'s config, not ours'
+    flags = [dict(zip(command[1::2], command[2::2], strict=False)) for command in calls]
+    assert [f["--student_layers"] for f in flags] == ["0,2,4", "0,1,2", "1,3,5"]
+    assert all(f["--validation_split_size"] == "1000" and f["--seed"] == "42" for f in flags)  # never dev
+    assert "--teacher_model_name_or_path" not in flags[0]  # the first fits the teacher, the others reuse it
+    assert all(f["--teacher_model_name_or_path"].endswith("teacher_run/teacher") for f in flags[1:])
+    found = json.loads(search_file.read_text())["tasks"]["cola"]
+    assert found["best"] == "T=1.0, alpha_kd=0.9" and found["train_rows"] == 7551  # the other searches' entry kept
+    search = found["transfer_layers_search"]
+    assert search["scores"] == {"layers=0,2,4": 0.25, "layers=0,1,2": 0.29, "layers=1,3,5": 0.19}
+    assert search["best"] == "layers=0,1,2" and search["train_rows"] == 67959
+    assert search["config"] == "configs/offline/cola_transfer.yaml"
+    lines = "\n".join(run_results._transfer_layers_lines())
+    assert "- cola (67,959 training rows with the transfer set, 1,000 held-out train rows" in lines
+    assert "layers=0,1,2: 29.0" in lines and "best layers=0,1,2" in lines
+    assert run_results._transfer_layers_source("cola", {"student_layers": "0,2,4"}) == (
+        "0,2,4 (NOT `--search_transfer_layers`' best, layers=0,1,2)"
+    )
+    assert run_results._transfer_layers_source("cola", {"student_layers": "0,1,2"}).endswith("' best)")
+    with pytest.raises(SystemExit, match="no held-out split for it"):
+        run_results.search_transfer_layers("sst2_1k", tmp_path / "out", "../shared/data/glue", [])
+
+
+def test_each_transfer_config_starts_from_its_searched_layers():
+    searches = {
+        t: f["transfer_layers_search"] for t, f in run_results._searches().items() if "transfer_layers_search" in f
+    }
+    for task, found in searches.items():
+        layers = run_results.yaml_config(found["config"])["student_layers"]
+        assert f"layers={layers}" == found["best"], task
