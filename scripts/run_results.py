@@ -622,6 +622,15 @@ def _transfer_section(results: dict) -> list[str]:
             f"{config['alpha_task']:.3g} | {config['learning_rate']:.3g} | {config['num_train_epochs']:g} | "
             f"{_transfer_settings_source(task, config)} | {_transfer_layers_source(task, config)} |"
         )
+    for task in ("sst2", "sst2_1k", "mrpc", "stsb", "cola"):
+        if task not in results["tasks"]:
+            continue
+        start, others = yaml_config(transfer_config(task))["student_layers"], _config(task)["student_layers"]
+        if start != others:
+            lines.append(
+                f"- {task}: (e) starts its student from teacher layers {start}, (b) labels only, (c) and (d) from "
+                f"{others}, so (e)'s gain over labels only holds the start's as well as the transfer set's."
+            )
     for task, entry in results["tasks"].items():
         for variant, label in (("ours_transfer", "(e)"), ("pseudo_labels", "(f)")):
             pinned = _pinned_runs(entry, variant)

@@ -669,3 +669,18 @@ def test_each_transfer_config_starts_from_its_searched_layers():
     for task, found in searches.items():
         layers = run_results.yaml_config(found["config"])["student_layers"]
         assert f"layers={layers}" == found["best"], task
+
+
+def test_an_e_that_starts_from_other_layers_than_labels_only_says_so(tmp_path, monkeypatch):
+    offline = tmp_path / "configs" / "offline"
+    offline.mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
+    common = "temperature: 1.0\nalpha_kd: 0.9\nalpha_task: 0.1\nlearning_rate: 1.0e-4\nnum_train_epochs: 2\n"
+    (offline / "sst2.yaml").write_text(common + 'student_layers: "0,2,4"\n')
+    (offline / "sst2_transfer.yaml").write_text(common + 'student_layers: "0,1,2"\n')
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    results = filled({"ours/42": (0.8, 0.9), "labels_only/42": (0.7, 0.9), "ours_transfer/42": (0.85, 0.9)})
+    text = "\n".join(run_results._transfer_section(results))
+    assert "- sst2: (e) starts its student from teacher layers 0,1,2, (b) labels only, (c) and (d) from 0,2,4" in text
+    (offline / "sst2_transfer.yaml").write_text(common + 'student_layers: "0,2,4"\n')
+    assert "(e) starts its student" not in "\n".join(run_results._transfer_section(results))
