@@ -641,7 +641,7 @@ def _transfer_section(results: dict) -> list[str]:
                     f"commands pin over the config's current ones ({'; '.join(pinned['settings'])}): its numbers are "
                     "those settings', and a rerun at the config's settings has not been made yet."
                 )
-    searches = {task: found["transfer_search"] for task, found in _searches().items() if "transfer_search" in found}
+    searches = _searches_of("transfer_search")
     if searches:
         lines += [
             "",
@@ -678,7 +678,7 @@ def _transfer_section(results: dict) -> list[str]:
 
 def _related_section(results: dict) -> list[str]:
     """(g) ours + related text: how its transfer set is made, the held-out comparison that chose it, and its rows."""
-    searched = {task: found["related_search"] for task, found in _searches().items() if "related_search" in found}
+    searched = _searches_of("related_search")
     if not searched:
         return []
     lines = [
@@ -773,7 +773,7 @@ def _transfer_layers_source(task: str, config: dict) -> str:
 
 def _transfer_layers_lines() -> list[str]:
     """Every `--search_transfer_layers` score, per task."""
-    searched = {t: f["transfer_layers_search"] for t, f in _searches().items() if "transfer_layers_search" in f}
+    searched = _searches_of("transfer_layers_search")
     if not searched:
         return []
     lines = [
@@ -792,6 +792,11 @@ def _transfer_layers_lines() -> list[str]:
             f" held-out train rows, {found['metric']}): {scores}; best {found['best']}"
         )
     return lines
+
+
+def _searches_of(key: str) -> dict:
+    """{task: its docs/search.json entry `key`}, for the tasks that ran that search."""
+    return {task: found[key] for task, found in _searches().items() if key in found}
 
 
 def _searches() -> dict:
