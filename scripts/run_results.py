@@ -607,11 +607,18 @@ def _transfer_section(results: dict) -> list[str]:
         "| student from teacher layers |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    other_starts = []  # (e)s whose student starts from other teacher layers than (b)-(d)'s
     for task in ("sst2", "sst2_1k", "mrpc", "stsb", "cola"):
         if task not in results["tasks"]:
             continue
         path = transfer_config(task)
         config = yaml_config(path)
+        start, others = config["student_layers"], _config(task)["student_layers"]
+        if start != others:
+            other_starts.append(
+                f"- {task}: (e) starts its student from teacher layers {start}, (b) labels only, (c) and (d) from "
+                f"{others}, so (e)'s gain over labels only holds the start's as well as the transfer set's."
+            )
         made = (
             f"`{TRANSFER_FLAGS[task][0]} {TRANSFER_FLAGS[task][1]}`"
             if task in TRANSFER_FLAGS
@@ -622,15 +629,7 @@ def _transfer_section(results: dict) -> list[str]:
             f"{config['alpha_task']:.3g} | {config['learning_rate']:.3g} | {config['num_train_epochs']:g} | "
             f"{_transfer_settings_source(task, config)} | {_transfer_layers_source(task, config)} |"
         )
-    for task in ("sst2", "sst2_1k", "mrpc", "stsb", "cola"):
-        if task not in results["tasks"]:
-            continue
-        start, others = yaml_config(transfer_config(task))["student_layers"], _config(task)["student_layers"]
-        if start != others:
-            lines.append(
-                f"- {task}: (e) starts its student from teacher layers {start}, (b) labels only, (c) and (d) from "
-                f"{others}, so (e)'s gain over labels only holds the start's as well as the transfer set's."
-            )
+    lines += other_starts
     for task, entry in results["tasks"].items():
         for variant, label in (("ours_transfer", "(e)"), ("pseudo_labels", "(f)")):
             pinned = _pinned_runs(entry, variant)
@@ -1285,21 +1284,19 @@ def search_transfer_layers(task: str, root: Path, data_dir: str, extra: list[str
         )
     scores = _score_on_held_out(task, root, data_dir, TRANSFER_LAYER_GRID, extra, transfer=True)
     train_rows = scores.pop("_train_rows")
-    path = ROOT / "docs" / "search.json"
-    summary = json.loads(path.read_text()) if path.exists() else {}
-    entry = summary.setdefault("tasks", {}).setdefault(task, {})
-    entry["transfer_layers_search"] = {
-        "metric": METRICS[task],
-        "held_out_train_rows": SEARCH_HELD_OUT[task],
-        "train_rows": train_rows,
-        "seed": 42,
-        "config": transfer_config(task),
-        "scores": scores,
-        "best": max(scores, key=scores.get),  # a tie keeps the first: the layers every config starts from
-    }
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(entry["transfer_layers_search"], indent=2))
+    _write_search_entry(
+        task,
+        "transfer_layers_search",
+        {
+            "metric": METRICS[task],
+            "held_out_train_rows": SEARCH_HELD_OUT[task],
+            "train_rows": train_rows,
+            "seed": 42,
+            "config": transfer_config(task),
+            "scores": scores,
+            "best": max(scores, key=scores.get),  # a tie keeps the first: the layers every config starts from
+        },
+    )
 
 
 def _score_on_held_out(
@@ -1362,24 +1359,23 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
         started.write_text(json.dumps(command))
     report = run([*command, *searching, *resume], root, done=searched, results="hp_search.json")
     objective = report["objective"]
-    path = ROOT / "docs" / "search.json"
-    summary = json.loads(path.read_text()) if path.exists() else {}
-    entry = summary.setdefault("tasks", {}).setdefault(task, {})
-    entry["transfer_search"] = {
-        "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *command, *searching])),
-        "metric": METRICS[task],
-        "held_out_train_rows": held_out,
-        "labelled_rows": report["train_rows"]["labelled"],
-        "transfer_rows": report["train_rows"]["unlabeled"] + report["train_rows"]["augmented"],
-        "seed": 42,
-        "trials": [
-            {**{k: v for k, v in trial.items() if k != objective}, "score": round(trial[objective], 4)}
-            for trial in report["trials"]
-        ],
-        "best": {k: report["best"][k] for k in SEARCHED_SETTINGS},
-    }
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(entry["transfer_search"], indent=2))
+    _write_search_entry(
+        task,
+        "transfer_search",
+        {
+            "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *command, *searching])),
+            "metric": METRICS[task],
+            "held_out_train_rows": held_out,
+            "labelled_rows": report["train_rows"]["labelled"],
+            "transfer_rows": report["train_rows"]["unlabeled"] + report["train_rows"]["augmented"],
+            "seed": 42,
+            "trials": [
+                {**{k: v for k, v in trial.items() if k != objective}, "score": round(trial[objective], 4)}
+                for trial in report["trials"]
+            ],
+            "best": {k: report["best"][k] for k in SEARCHED_SETTINGS},
+        },
+    )
 
 
 def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
@@ -1429,20 +1425,30 @@ def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> No
             "transfer_rows": outcome.get("train_unlabeled_examples", 0) + outcome.get("train_augmented_examples", 0),
             "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *command])),
         }
+    _write_search_entry(
+        task,
+        "related_search",
+        {
+            "metric": metric,
+            "held_out_train_rows": held_out,
+            "seed": 42,
+            "hold_out_command": relative_command(shlex.join(["python", "scripts/hold_out_glue.py", *hold_out])),
+            "related_command": relative_command(
+                shlex.join(["python", "scripts/build_related_text.py", *_related_build_arguments(task, data_dir)])
+            ),
+            "runs": found,
+        },
+    )
+
+
+def _write_search_entry(task: str, key: str, value: dict) -> None:
+    """Sets docs/search.json's tasks[task][key] to value, keeping every other search's entries, and prints it."""
     path = ROOT / "docs" / "search.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
-    summary.setdefault("tasks", {}).setdefault(task, {})["related_search"] = {
-        "metric": metric,
-        "held_out_train_rows": held_out,
-        "seed": 42,
-        "hold_out_command": relative_command(shlex.join(["python", "scripts/hold_out_glue.py", *hold_out])),
-        "related_command": relative_command(
-            shlex.join(["python", "scripts/build_related_text.py", *_related_build_arguments(task, data_dir)])
-        ),
-        "runs": found,
-    }
+    summary.setdefault("tasks", {}).setdefault(task, {})[key] = value
+    path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary["tasks"][task]["related_search"], indent=2))
+    print(json.dumps(value, indent=2))
 
 
 def _save_search(task: str, key: str, scores: dict) -> None:
