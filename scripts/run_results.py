@@ -786,9 +786,10 @@ def _transfer_layers_lines() -> list[str]:
     ]
     for task, found in searched.items():
         scores = ", ".join(f"{name}: {100 * score:.1f}" for name, score in found["scores"].items())
+        teacher = "" if found.get("teacher") is None else f"; their teacher {100 * found['teacher']:.1f}"
         lines.append(
             f"- {task} ({found['train_rows']:,} training rows with the transfer set, {found['held_out_train_rows']:,}"
-            f" held-out train rows, {found['metric']}): {scores}; best {found['best']}"
+            f" held-out train rows, {found['metric']}): {scores}; best {found['best']}{teacher}"
         )
     return lines
 
@@ -896,6 +897,11 @@ def _intermediate_section(results: dict) -> list[str]:
                 f"- {task} ({found['held_out_train_rows']} held-out rows): "
                 + ", ".join(f"{k}: {100 * v:.1f}" for k, v in scores.items())
                 + f"; recommended: {recommended_intermediate(scores)}"
+                + (
+                    ""
+                    if found.get("teacher_intermediate") is None
+                    else f"; their teacher {100 * found['teacher_intermediate']:.1f}"
+                )
                 + ("" if task in tasks else " (not run on dev)")
             )
     lines += ["", "Target: the recommended combination beats ours on logits by ≥ 0.5 points (paired means):", ""]
@@ -1284,6 +1290,7 @@ def search_transfer_layers(task: str, root: Path, data_dir: str, extra: list[str
         )
     scores = _score_on_held_out(task, root, data_dir, TRANSFER_LAYER_GRID, extra, transfer=True)
     train_rows = scores.pop("_train_rows")
+    teacher = scores.pop("_teacher")
     _write_search_entry(
         task,
         "transfer_layers_search",
@@ -1291,6 +1298,7 @@ def search_transfer_layers(task: str, root: Path, data_dir: str, extra: list[str
             "metric": METRICS[task],
             "held_out_train_rows": SEARCH_HELD_OUT[task],
             "train_rows": train_rows,
+            "teacher": teacher,
             "seed": 42,
             "config": transfer_config(task),
             "scores": scores,
@@ -1313,13 +1321,16 @@ def _score_on_held_out(
     if transfer:
         base += SEARCH_TRANSFER_FLAGS.get(task, TRANSFER_FLAGS.get(task, []))
     first = root / "teacher_run"
-    scores = {}
+    scores, teacher_score = {}, None
     for index, (name, flags) in enumerate(settings.items()):
         teacher = [] if index == 0 else _reuse_teacher_folder(first)
         output = first if index == 0 else root / name.replace("=", "").replace(", ", "_")
         outcome = run([*base, *flags, *teacher, "--output_dir", str(output), *extra], output)
         scores[name] = round(outcome[f"eval_{METRICS[task]}"], 4)
+        if index == 0:  # the teacher every setting shares, on the same held-out rows
+            teacher_score = outcome.get(f"teacher_eval_{METRICS[task]}")
     scores["_train_rows"] = outcome.get("train_examples")
+    scores["_teacher"] = None if teacher_score is None else round(teacher_score, 4)
     return scores
 
 
@@ -1456,7 +1467,11 @@ def _save_search(task: str, key: str, scores: dict) -> None:
     summary = json.loads(path.read_text()) if path.exists() else {}
     entry = summary.setdefault("tasks", {}).setdefault(task, {})
     train_rows = scores.pop("_train_rows")
+    teacher = scores.pop("_teacher", None)
     entry.update(metric=METRICS[task], held_out_train_rows=SEARCH_HELD_OUT[task], train_rows=train_rows, seed=42)
+    if teacher is not None:
+        # The held-out score of the teacher those scores share, named like their best.
+        entry["teacher" if key == "scores" else f"teacher_{key.removesuffix('_scores')}"] = teacher
     entry[key] = scores
     entry["best" if key == "scores" else f"best_{key.removesuffix('_scores')}"] = max(scores, key=scores.get)
     path.parent.mkdir(exist_ok=True)

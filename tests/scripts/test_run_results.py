@@ -635,7 +635,12 @@ def test_the_transfer_layers_search_scores_e_from_each_start_on_held_out_rows(tm
 
     def fake_run(command, output_dir):
         calls.append(command)
-        return {"eval_matthews_correlation": next(scores), "train_examples": 67959}
+        teacher = 0.312 if len(calls) == 1 else 0.5  # only the first run's teacher (fit there) is recorded
+        return {
+            "eval_matthews_correlation": next(scores),
+            "teacher_eval_matthews_correlation": teacher,
+            "train_examples": 67959,
+        }
 
     monkeypatch.setattr(run_results, "run", fake_run)
     run_results.search_transfer_layers("cola", tmp_path / "out", "../shared/data/glue", [])
@@ -650,10 +655,10 @@ def test_the_transfer_layers_search_scores_e_from_each_start_on_held_out_rows(tm
     search = found["transfer_layers_search"]
     assert search["scores"] == {"layers=0,2,4": 0.25, "layers=0,1,2": 0.29}
     assert search["best"] == "layers=0,1,2" and search["train_rows"] == 67959
-    assert search["config"] == "configs/offline/cola_transfer.yaml"
+    assert search["config"] == "configs/offline/cola_transfer.yaml" and search["teacher"] == 0.312
     lines = "\n".join(run_results._transfer_layers_lines())
     assert "- cola (67,959 training rows with the transfer set, 1,000 held-out train rows" in lines
-    assert "layers=0,1,2: 29.0" in lines and "best layers=0,1,2" in lines
+    assert "layers=0,1,2: 29.0" in lines and "best layers=0,1,2; their teacher 31.2" in lines
     assert run_results._transfer_layers_source("cola", {"student_layers": "0,2,4"}) == (
         "0,2,4 (NOT `--search_transfer_layers`' best, layers=0,1,2)"
     )
@@ -684,3 +689,24 @@ def test_an_e_that_starts_from_other_layers_than_labels_only_says_so(tmp_path, m
     assert "- sst2: (e) starts its student from teacher layers 0,1,2, (b) labels only, (c) and (d) from 0,2,4" in text
     (offline / "sst2_transfer.yaml").write_text(common + 'student_layers: "0,2,4"\n')
     assert "(e) starts its student" not in "\n".join(run_results._transfer_section(results))
+
+
+def test_a_held_out_search_records_the_score_of_the_teacher_its_points_share(tmp_path, monkeypatch):
+    import json
+
+    (tmp_path / "docs").mkdir()
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    calls = []
+
+    def fake_run(command, output_dir):
+        calls.append(command)
+        # the first point fits the teacher; a later one's teacher score (the same model, reused) is not read
+        return {"eval_f1": 0.8 + len(calls) / 100, "teacher_eval_f1": 0.857 if len(calls) == 1 else 0.0,
+                "train_examples": 2968}  # fmt: skip
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    run_results.search_intermediate("mrpc", tmp_path / "out", "../shared/data/glue", [])
+    found = json.loads((tmp_path / "docs" / "search.json").read_text())["tasks"]["mrpc"]
+    assert len(found["intermediate_scores"]) == len(calls) == len(run_results.INTERMEDIATE_GRID)
+    assert found["teacher_intermediate"] == 0.857 and "_teacher" not in found["intermediate_scores"]
+    assert found["best_intermediate"] == list(run_results.INTERMEDIATE_GRID)[-1]
