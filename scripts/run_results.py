@@ -378,6 +378,8 @@ def record(
         "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *arguments])),
         # runs made since distill_glue.py seeds before loading: the same command refits the same teacher
         "teacher_head_seeded": ran_now or previous.get("teacher_head_seeded", False),
+        # the teacher layers the student started from: its config's can change after the run, as its settings can
+        "student_layers": start_layers(arguments) if ran_now else previous.get("student_layers"),
     }
     if variant == "ours":
         config = _config(task)
@@ -640,6 +642,14 @@ def _transfer_section(results: dict) -> list[str]:
                     f"commands pin over the config's current ones ({'; '.join(pinned['settings'])}): its numbers are "
                     "those settings', and a rerun at the config's settings has not been made yet."
                 )
+            layers = str(yaml_config(transfer_config(task))["student_layers"])
+            if others := _other_start_runs(entry, variant, layers):
+                lines.append(
+                    f"- {task}: {label} over seed{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} "
+                    f"started its student from teacher layers {' / '.join(sorted(set(others.values())))}, the "
+                    f"config now from {layers}: those seeds' numbers are the old start's, and a rerun from the "
+                    "config's has not been made yet."
+                )
     searches = _searches_of("transfer_search")
     if searches:
         lines += [
@@ -729,9 +739,19 @@ def _related_section(results: dict) -> list[str]:
         if entry.get("ours_related") and "runs" in entry:
             against = _paired_against(entry, entry["seeds"], "ours_related", "ours_transfer")
             differences = " ".join(f"{100 * d:+.1f}" for d in against["differences"])
+            starts = {
+                label: sorted({str(entry["runs"][f"{variant}/{s}"].get("student_layers")) for s in against["seeds"]})
+                for label, variant in (("(g)", "ours_related"), ("(e)", "ours_transfer"))
+            }
+            start = (
+                ""
+                if starts["(g)"] == starts["(e)"]
+                else f" (g)'s student started from teacher layers {' / '.join(starts['(g)'])}, (e)'s from "
+                f"{' / '.join(starts['(e)'])}, so the difference holds the start's as well as the text's."
+            )
             lines.append(
                 f"- {task} on dev, (g) − (e) per seed (same teachers): {differences} (p = {_p(against['p_value'])}); "
-                "against labels only, the variants table below."
+                f"against labels only, the variants table below.{start}"
             )
     if "stsb" in searched:
         lines += [
@@ -1071,6 +1091,27 @@ def _gap(found: dict | None, used: set[str]) -> str:
         return "not in the grid"
     gap = 100 * (found["scores"][found["best"]] - found["scores"][setting])
     return "the best" if gap == 0 else f"{gap:.2f} points below"
+
+
+def start_layers(arguments: list[str]) -> str:
+    """The teacher layers a distill_glue.py command starts its student from: its --student_layers, else its YAML
+    config's; None for a command with neither."""
+    if "--student_layers" in arguments:
+        return arguments[arguments.index("--student_layers") + 1]
+    config = next((a for a in arguments if a.endswith(".yaml")), None)
+    layers = yaml_config(config).get("student_layers") if config and (ROOT / config).exists() else None
+    return None if layers is None else str(layers)
+
+
+def _other_start_runs(entry: dict, variant: str, layers: str) -> dict:
+    """{seed: the teacher layers its run of `variant` recorded starting from}, for the runs that did not start from
+    `layers` (what its config holds now); a run recorded before the starts were is left out."""
+    found = {}
+    for key, run in entry.get("runs", {}).items():
+        name, seed = key.split("/")
+        if name == variant and run.get("student_layers") not in (None, layers):
+            found[int(seed)] = run["student_layers"]
+    return dict(sorted(found.items()))
 
 
 def _config(task: str) -> dict:

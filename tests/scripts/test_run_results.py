@@ -710,3 +710,49 @@ def test_a_held_out_search_records_the_score_of_the_teacher_its_points_share(tmp
     assert len(found["intermediate_scores"]) == len(calls) == len(run_results.INTERMEDIATE_GRID)
     assert found["teacher_intermediate"] == 0.857 and "_teacher" not in found["intermediate_scores"]
     assert found["best_intermediate"] == list(run_results.INTERMEDIATE_GRID)[-1]
+
+
+def test_each_run_records_the_layers_its_student_started_from_and_an_e_from_an_older_start_is_called_out():
+    results = filled({"ours/42": (0.80, 0.84), "labels_only/42": (0.79, 0.84),
+                      "ours/43": (0.80, 0.84), "labels_only/43": (0.79, 0.84)})  # fmt: skip
+    config = run_results.yaml_config("configs/offline/sst2_transfer.yaml")["student_layers"]
+    other = "0,1,2" if config != "0,1,2" else "0,2,4"
+    transfer = ["configs/offline/sst2_transfer.yaml", "--seed"]
+    # seed 42 started from other layers than the config holds now (here by its flag; in life, an older config)
+    run_results.record(
+        results, "sst2", 42, "ours_transfer", outcome(0.83, 0.84), [*transfer, "42", "--student_layers", other], True
+    )
+    run_results.record(results, "sst2", 43, "ours_transfer", outcome(0.82, 0.84), [*transfer, "43"], True)
+    runs = results["tasks"]["sst2"]["runs"]
+    assert runs["ours_transfer/42"]["student_layers"] == other and runs["ours_transfer/43"]["student_layers"] == config
+    assert runs["ours/42"]["student_layers"] is None  # a command without a config or the flag: nothing to record
+    # a run found finished keeps what it recorded when it ran, whatever its config says now
+    run_results.record(results, "sst2", 42, "ours_transfer", outcome(0.83, 0.84), [*transfer, "42"], ran_now=False)
+    assert runs["ours_transfer/42"]["student_layers"] == other
+    entry = results["tasks"]["sst2"]
+    assert run_results._other_start_runs(entry, "ours_transfer", config) == {42: other}
+    text = run_results.render(results)
+    assert (
+        f"- sst2: (e) over seed 42 started its student from teacher layers {other}, the config now from {config}: "
+        "those seeds' numbers are the old start's, and a rerun from the config's has not been made yet."
+    ) in text
+    assert "- sst2: (f) over seed" not in text
+    runs["ours_transfer/42"]["student_layers"] = None  # recorded before the starts were: not called out
+    assert "started its student from teacher layers" not in run_results.render(results)
+
+
+@pytest.mark.parametrize("related_start, said", [("0,2,4", True), ("0,1,2", False)])
+def test_a_g_minus_e_pairing_over_other_starts_says_so(monkeypatch, related_start, said):
+    runs = {f"{variant}/{seed}": {"student": score + seed / 1000, "teacher": 0.85, "student_layers": layers}
+            for variant, score, layers in (("ours_related", 0.80, related_start), ("ours_transfer", 0.81, "0,1,2"))
+            for seed in (42, 43)}  # fmt: skip
+    entry = {"seeds": [42, 43], "runs": runs, "ours_related": [0.842, 0.843], "ours_transfer": [0.852, 0.853],
+             "related": {"unlabeled": 10}}  # fmt: skip
+    found = {"held_out_train_rows": 1000, "metric": "pearson", "related_command": "build",
+             "runs": {"related": {"score": 0.8, "transfer_rows": 10},
+                      "augmented": {"score": 0.81, "transfer_rows": 5}}}  # fmt: skip
+    monkeypatch.setattr(run_results, "_searches_of", lambda key: {"stsb": found})
+    lines = "\n".join(run_results._related_section({"tasks": {"stsb": entry}}))
+    assert "- stsb on dev, (g) − (e) per seed (same teachers): -1.0 -1.0" in lines
+    note = "(g)'s student started from teacher layers 0,2,4, (e)'s from 0,1,2, so the difference holds the start's"
+    assert (note in lines) is said
