@@ -749,8 +749,19 @@ def _related_section(results: dict) -> list[str]:
                 else f" (g)'s student started from teacher layers {' / '.join(starts['(g)'])}, (e)'s from "
                 f"{' / '.join(starts['(e)'])}, so the difference holds the start's as well as the text's."
             )
+            refit = [
+                s
+                for s in against["seeds"]
+                if teacher_of(entry, "ours_related", s) != teacher_of(entry, "ours_transfer", s)
+            ]
+            teachers = (
+                "same teachers"
+                if not refit
+                else f"NOT the same teachers on seed{'s' if len(refit) > 1 else ''} {', '.join(map(str, refit))}: "
+                "one was refit since, see the WARNING below"
+            )
             lines.append(
-                f"- {task} on dev, (g) − (e) per seed (same teachers): {differences} (p = {_p(against['p_value'])}); "
+                f"- {task} on dev, (g) − (e) per seed ({teachers}): {differences} (p = {_p(against['p_value'])}); "
                 f"against labels only, the variants table below.{start}"
             )
     if "stsb" in searched:
@@ -1091,6 +1102,11 @@ def _gap(found: dict | None, used: set[str]) -> str:
         return "not in the grid"
     gap = 100 * (found["scores"][found["best"]] - found["scores"][setting])
     return "the best" if gap == 0 else f"{gap:.2f} points below"
+
+
+def teacher_of(entry: dict, variant: str, seed: int) -> float:
+    """The teacher score a run of `variant` recorded for `seed` (runs on one teacher record the same)."""
+    return entry["runs"][f"{variant}/{seed}"]["teacher"]
 
 
 def start_layers(arguments: list[str]) -> str:

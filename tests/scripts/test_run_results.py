@@ -756,3 +756,6 @@ def test_a_g_minus_e_pairing_over_other_starts_says_so(monkeypatch, related_star
     assert "- stsb on dev, (g) − (e) per seed (same teachers): -1.0 -1.0" in lines
     note = "(g)'s student started from teacher layers 0,2,4, (e)'s from 0,1,2, so the difference holds the start's"
     assert (note in lines) is said
+    runs["ours_transfer/43"]["teacher"] = 0.8501  # seed 43's (e) ran on a refit teacher that differs in its digits
+    lines = "\n".join(run_results._related_section({"tasks": {"stsb": entry}}))
+    assert "(g) − (e) per seed (NOT the same teachers on seed 43: one was refit since, see the WARNING below)" in lines
