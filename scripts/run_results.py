@@ -1109,7 +1109,7 @@ def teacher_of(entry: dict, variant: str, seed: int) -> float:
     return entry["runs"][f"{variant}/{seed}"]["teacher"]
 
 
-def start_layers(arguments: list[str]) -> str:
+def start_layers(arguments: list[str]) -> str | None:
     """The teacher layers a distill_glue.py command starts its student from: its --student_layers, else its YAML
     config's; None for a command with neither."""
     if "--student_layers" in arguments:
