@@ -488,9 +488,14 @@ def mismatched_teachers(entry: dict) -> list[str]:
     for key, run in entry["runs"].items():
         seed = key.split("/")[1]
         reference = entry["runs"].get(f"ours/{seed}")
-        if reference is not None and abs(run["teacher"] - reference["teacher"]) > 1e-6:
+        if reference is not None and not same_teacher(run, reference):
             stale.append(key)
     return stale
+
+
+def same_teacher(run: dict, other: dict) -> bool:
+    """Whether two recorded runs' teachers scored alike (to float noise): the same teacher, refit or reused."""
+    return abs(run["teacher"] - other["teacher"]) <= 1e-6
 
 
 def _mean_std(values: list[float]) -> str:
@@ -610,12 +615,14 @@ def _transfer_section(results: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     other_starts = []  # (e)s whose student starts from other teacher layers than (b)-(d)'s
+    starts = {}  # task: the teacher layers its transfer config starts (e) and (f) from
     for task in ("sst2", "sst2_1k", "mrpc", "stsb", "cola"):
         if task not in results["tasks"]:
             continue
         path = transfer_config(task)
         config = yaml_config(path)
         start, others = config["student_layers"], _config(task)["student_layers"]
+        starts[task] = str(start)
         if start != others:
             other_starts.append(
                 f"- {task}: (e) starts its student from teacher layers {start}, (b) labels only, (c) and (d) from "
@@ -642,8 +649,8 @@ def _transfer_section(results: dict) -> list[str]:
                     f"commands pin over the config's current ones ({'; '.join(pinned['settings'])}): its numbers are "
                     "those settings', and a rerun at the config's settings has not been made yet."
                 )
-            layers = str(yaml_config(transfer_config(task))["student_layers"])
-            if others := _other_start_runs(entry, variant, layers):
+            layers = starts.get(task)
+            if layers and (others := _other_start_runs(entry, variant, layers)):
                 lines.append(
                     f"- {task}: {label} over seed{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} "
                     f"started its student from teacher layers {' / '.join(sorted(set(others.values())))}, the "
@@ -739,8 +746,9 @@ def _related_section(results: dict) -> list[str]:
         if entry.get("ours_related") and "runs" in entry:
             against = _paired_against(entry, entry["seeds"], "ours_related", "ours_transfer")
             differences = " ".join(f"{100 * d:+.1f}" for d in against["differences"])
+            runs = entry["runs"]
             starts = {
-                label: sorted({str(entry["runs"][f"{variant}/{s}"].get("student_layers")) for s in against["seeds"]})
+                label: sorted({str(runs[f"{variant}/{s}"].get("student_layers")) for s in against["seeds"]})
                 for label, variant in (("(g)", "ours_related"), ("(e)", "ours_transfer"))
             }
             start = (
@@ -750,9 +758,7 @@ def _related_section(results: dict) -> list[str]:
                 f"{' / '.join(starts['(e)'])}, so the difference holds the start's as well as the text's."
             )
             refit = [
-                s
-                for s in against["seeds"]
-                if teacher_of(entry, "ours_related", s) != teacher_of(entry, "ours_transfer", s)
+                s for s in against["seeds"] if not same_teacher(runs[f"ours_related/{s}"], runs[f"ours_transfer/{s}"])
             ]
             teachers = (
                 "same teachers"
@@ -1104,11 +1110,6 @@ def _gap(found: dict | None, used: set[str]) -> str:
     return "the best" if gap == 0 else f"{gap:.2f} points below"
 
 
-def teacher_of(entry: dict, variant: str, seed: int) -> float:
-    """The teacher score a run of `variant` recorded for `seed` (runs on one teacher record the same)."""
-    return entry["runs"][f"{variant}/{seed}"]["teacher"]
-
-
 def start_layers(arguments: list[str]) -> str | None:
     """The teacher layers a distill_glue.py command starts its student from: its --student_layers, else its YAML
     config's; None for a command with neither."""
@@ -1316,14 +1317,14 @@ def search(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
         f"T={t}, alpha_kd={a}": ["--temperature", str(t), "--alpha_kd", str(a), "--alpha_task", str(round(1 - a, 3))]
         for t, a in grid
     }
-    _save_search(task, "scores", _score_on_held_out(task, root, data_dir, settings, extra))
+    _save_search(task, "scores", *_score_on_held_out(task, root, data_dir, settings, extra))
 
 
 def search_cos(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
     """alpha_cos (DistilBERT's hidden-state cosine term) in 0, 0.5, 1 at the config's T and alpha_kd, scored like
     `search` on held-out train rows. The cosine term needs the teacher online, so every point runs it online."""
     settings = {f"alpha_cos={c}": ["--alpha_cos", str(c), "--cache_teacher_logits", "false"] for c in COS_GRID}
-    _save_search(task, "alpha_cos_scores", _score_on_held_out(task, root, data_dir, settings, extra))
+    _save_search(task, "alpha_cos_scores", *_score_on_held_out(task, root, data_dir, settings, extra))
 
 
 def search_intermediate(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
@@ -1333,7 +1334,7 @@ def search_intermediate(task: str, root: Path, data_dir: str, extra: list[str]) 
     settings = {
         name: ([*ONLINE, *flags] if name.startswith("alpha_") else flags) for name, flags in INTERMEDIATE_GRID.items()
     }
-    _save_search(task, "intermediate_scores", _score_on_held_out(task, root, data_dir, settings, extra))
+    _save_search(task, "intermediate_scores", *_score_on_held_out(task, root, data_dir, settings, extra))
 
 
 def search_transfer_layers(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
@@ -1345,17 +1346,14 @@ def search_transfer_layers(task: str, root: Path, data_dir: str, extra: list[str
             f"run_results.py: --search_transfer_layers {task}: no held-out split for it; one of "
             f"{', '.join(SEARCH_HELD_OUT)}."
         )
-    scores = _score_on_held_out(task, root, data_dir, TRANSFER_LAYER_GRID, extra, transfer=True)
-    train_rows = scores.pop("_train_rows")
-    teacher = scores.pop("_teacher")
+    scores, shared = _score_on_held_out(task, root, data_dir, TRANSFER_LAYER_GRID, extra, transfer=True)
     _write_search_entry(
         task,
         "transfer_layers_search",
         {
             "metric": METRICS[task],
             "held_out_train_rows": SEARCH_HELD_OUT[task],
-            "train_rows": train_rows,
-            "teacher": teacher,
+            **shared,
             "seed": 42,
             "config": transfer_config(task),
             "scores": scores,
@@ -1366,8 +1364,9 @@ def search_transfer_layers(task: str, root: Path, data_dir: str, extra: list[str
 
 def _score_on_held_out(
     task: str, root: Path, data_dir: str, settings: dict, extra: list[str], transfer: bool = False
-) -> dict:
-    """{setting: held-out score}; the first setting's run fine-tunes the teacher (seed 42), the others reuse it.
+) -> tuple[dict, dict]:
+    """({setting: held-out score}, what the settings share: the training rows and the teacher's held-out score); the
+    first setting's run fine-tunes the teacher (seed 42), the others reuse it.
     With `transfer`, each run is (e): the transfer config and its transfer set (SST-2's the rows left after the
     held-out and labelled ones)."""
     config = transfer_config(task) if transfer else f"configs/offline/{task}.yaml"
@@ -1378,17 +1377,16 @@ def _score_on_held_out(
     if transfer:
         base += SEARCH_TRANSFER_FLAGS.get(task, TRANSFER_FLAGS.get(task, []))
     first = root / "teacher_run"
-    scores, teacher_score = {}, None
+    scores, fitted = {}, None  # fitted: the outcome of the run that fit the teacher every setting shares
     for index, (name, flags) in enumerate(settings.items()):
         teacher = [] if index == 0 else _reuse_teacher_folder(first)
         output = first if index == 0 else root / name.replace("=", "").replace(", ", "_")
         outcome = run([*base, *flags, *teacher, "--output_dir", str(output), *extra], output)
         scores[name] = round(outcome[f"eval_{METRICS[task]}"], 4)
-        if index == 0:  # the teacher every setting shares, on the same held-out rows
-            teacher_score = outcome.get(f"teacher_eval_{METRICS[task]}")
-    scores["_train_rows"] = outcome.get("train_examples")
-    scores["_teacher"] = None if teacher_score is None else round(teacher_score, 4)
-    return scores
+        fitted = fitted or outcome
+    teacher_score = fitted.get(f"teacher_eval_{METRICS[task]}")  # on the same held-out rows
+    rounded = None if teacher_score is None else round(teacher_score, 4)
+    return scores, {"train_rows": outcome.get("train_examples"), "teacher": rounded}
 
 
 def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: list[str]) -> None:
@@ -1511,29 +1509,34 @@ def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> No
 
 def _write_search_entry(task: str, key: str, value: dict) -> None:
     """Sets docs/search.json's tasks[task][key] to value, keeping every other search's entries, and prints it."""
-    path = ROOT / "docs" / "search.json"
-    summary = json.loads(path.read_text()) if path.exists() else {}
-    summary.setdefault("tasks", {}).setdefault(task, {})[key] = value
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    _update_search(task, {key: value})
     print(json.dumps(value, indent=2))
 
 
-def _save_search(task: str, key: str, scores: dict) -> None:
+def _update_search(task: str, fields: dict) -> dict:
+    """Updates docs/search.json's tasks[task] with fields, keeping everything else; returns that task's entry."""
     path = ROOT / "docs" / "search.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
     entry = summary.setdefault("tasks", {}).setdefault(task, {})
-    train_rows = scores.pop("_train_rows")
-    teacher = scores.pop("_teacher", None)
-    entry.update(metric=METRICS[task], held_out_train_rows=SEARCH_HELD_OUT[task], train_rows=train_rows, seed=42)
-    if teacher is not None:
-        # The held-out score of the teacher those scores share, named like their best.
-        entry["teacher" if key == "scores" else f"teacher_{key.removesuffix('_scores')}"] = teacher
-    entry[key] = scores
-    entry["best" if key == "scores" else f"best_{key.removesuffix('_scores')}"] = max(scores, key=scores.get)
+    entry.update(fields)
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(entry, indent=2))
+    return entry
+
+
+def _save_search(task: str, key: str, scores: dict, shared: dict) -> None:
+    """A held-out grid's scores under `key` of the task's flat entry, with its best (and its teacher's score) named
+    after the key: "best"/"teacher" for "scores", else best_<search>/teacher_<search>."""
+    search = "" if key == "scores" else f"_{key.removesuffix('_scores')}"
+    fields = {
+        "metric": METRICS[task],
+        "held_out_train_rows": SEARCH_HELD_OUT[task],
+        "train_rows": shared["train_rows"],
+    }
+    fields.update(seed=42, **{key: scores, f"best{search}": max(scores, key=scores.get)})
+    if shared["teacher"] is not None:
+        fields[f"teacher{search}"] = shared["teacher"]
+    print(json.dumps(_update_search(task, fields), indent=2))
 
 
 def _reuse_teacher_folder(first: Path) -> list[str]:
