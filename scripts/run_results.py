@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import platform
 import re
 import shlex
 import statistics
@@ -380,6 +381,8 @@ def record(
         "teacher_head_seeded": ran_now or previous.get("teacher_head_seeded", False),
         # the teacher layers the student started from: its config's can change after the run, as its settings can
         "student_layers": start_layers(arguments) if ran_now else previous.get("student_layers"),
+        # the CPU it ran on: the same command refits another teacher on another CPU (its float kernels differ)
+        "cpu": cpu_model() if ran_now else previous.get("cpu"),
     }
     if variant == "ours":
         config = _config(task)
@@ -1034,7 +1037,10 @@ def _settings_section(results: dict) -> list[str]:
         "before loading (`test_same_seed_reproduces_teacher_and_student_bit_for_bit`). Labels-only and the recipe",
         "were rerun against the refitted teachers; every variant of a seed shares one teacher (`mismatched_teachers`",
         "checks it on every run), so the comparisons hold, but only these tasks' runs were made with a seeded head",
-        f"and are reproduced by their commands: {_seeded_tasks(results) or 'none yet'}.",
+        f"and are reproduced by their commands: {_seeded_tasks(results) or 'none yet'}. Reproduced on the same",
+        "kind of CPU: a refit on another CPU fits another teacher (its floating-point kernels round differently, and",
+        "fine-tuning amplifies the last digits), so each run records its CPU (`cpu` in results.json, since",
+        f"2026-12-05): {_cpu_counts(results)}.",
         "",
         "| task | held-out train rows | best on held-out train | ours' runs above used | used vs best on held-out "
         "| scores on held-out train |",
@@ -1088,6 +1094,27 @@ def _used_cos(entry: dict | None) -> str:
         if key.startswith("ours/") and "settings" in r
     }
     return "/".join(sorted(used)) or "?"
+
+
+def cpu_model() -> str:
+    """This machine's CPU model name (Linux's /proc/cpuinfo, else what `platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _cpu_counts(results: dict) -> str:
+    """How many runs each CPU made, and how many ran before runs recorded theirs."""
+    counts: dict[str, int] = {}
+    for entry in results["tasks"].values():
+        for run in entry.get("runs", {}).values():
+            name = run.get("cpu") or "not recorded"
+            counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{name}: {n} run{'s' if n != 1 else ''}" for name, n in sorted(counts.items()))
 
 
 def _seeded_tasks(results: dict) -> str:

@@ -759,3 +759,22 @@ def test_a_g_minus_e_pairing_over_other_starts_says_so(monkeypatch, related_star
     runs["ours_transfer/43"]["teacher"] = 0.8501  # seed 43's (e) ran on a refit teacher that differs in its digits
     lines = "\n".join(run_results._related_section({"tasks": {"stsb": entry}}))
     assert "(g) − (e) per seed (NOT the same teachers on seed 43: one was refit since, see the WARNING below)" in lines
+
+
+def test_each_run_records_its_cpu_and_a_run_found_finished_keeps_the_one_it_ran_on(monkeypatch):
+    monkeypatch.setattr(run_results, "cpu_model", lambda: "Some CPU")
+    results = filled({"ours/42": (0.80, 0.84), "labels_only/42": (0.79, 0.84)})
+    runs = results["tasks"]["sst2"]["runs"]
+    assert runs["ours/42"]["cpu"] == runs["labels_only/42"]["cpu"] == "Some CPU"
+    monkeypatch.setattr(run_results, "cpu_model", lambda: "Another CPU")
+    run_results.record(results, "sst2", 42, "ours", outcome(0.80, 0.84), ["--seed", "42"], ran_now=False)
+    assert runs["ours/42"]["cpu"] == "Some CPU"  # found finished: the CPU it ran on, not this one
+    run_results.record(results, "sst2", 43, "ours", outcome(0.81, 0.85), ["--seed", "43"], ran_now=True)
+    del runs["labels_only/42"]["cpu"]  # a run made before runs recorded their CPU
+    text = " ".join(run_results.render(results).split())
+    counts = "Another CPU: 1 run, Some CPU: 1 run, not recorded: 1 run."
+    assert f"(`cpu` in results.json, since 2026-12-05): {counts}" in text
+
+
+def test_cpu_model_names_a_cpu():
+    assert run_results.cpu_model().strip() not in ("", "unknown")
