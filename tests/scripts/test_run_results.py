@@ -128,7 +128,7 @@ def test_only_tasks_wholly_run_with_a_seeded_teacher_head_are_called_reproducibl
     assert run_results._seeded_tasks(results) == "sst2"
     run_results.record(results, "sst2", 43, "ours", outcome(0.83, 0.86), ["--seed", "43"], ran_now=False)
     assert run_results._seeded_tasks(results) == ""
-    assert "reproduced by their commands: none yet." in run_results.render(results)
+    assert "reproduced by their commands: none yet, on the same machine." in run_results.render(results)
 
 
 def test_paired_differences_and_one_sided_tests_over_the_seeds_that_ran_both():
