@@ -496,6 +496,28 @@ def mismatched_teachers(entry: dict) -> list[str]:
     return stale
 
 
+def _same_start_line(entry: dict, start: str) -> str:
+    """(e) paired against ours from (e)'s own start on the labelled rows (its "from layers" row), where that ran: the
+    transfer set's gain with the start held fixed. Empty where it has not run."""
+    found = _paired_against(entry, entry["seeds"], "ours_transfer", f"ours_layers_{start.replace(',', '')}")
+    if not found["seeds"]:
+        return ""
+    runs = entry["runs"]
+    others = [
+        s
+        for s in found["seeds"]
+        if not same_teacher(runs[f"ours_transfer/{s}"], runs[f"ours_layers_{start.replace(',', '')}/{s}"])
+    ]
+    differences = [100 * d for d in found["differences"]]
+    return (
+        f' Against ours from {start} on the labelled rows (the same start; the "from layers {start}" row below), '
+        f"(e) − it per seed {' '.join(f'{d:+.1f}' for d in differences)} (mean {statistics.mean(differences):+.2f}, "
+        f"p = {_p(found['p_value'])}, sign test {_p(found['sign_test_p'])}; {len(found['seeds'])} seeds"
+        + (f"; NOT the same teachers on seeds {', '.join(map(str, others))}" if others else "")
+        + ")."
+    )
+
+
 def same_teacher(run: dict, other: dict) -> bool:
     """Whether two recorded runs' teachers scored alike (to float noise): the same teacher, refit or reused."""
     return abs(run["teacher"] - other["teacher"]) <= 1e-6
@@ -630,6 +652,7 @@ def _transfer_section(results: dict) -> list[str]:
             other_starts.append(
                 f"- {task}: (e) starts its student from teacher layers {start}, (b) labels only, (c) and (d) from "
                 f"{others}, so (e)'s gain over labels only holds the start's as well as the transfer set's."
+                + _same_start_line(results["tasks"][task], str(start))
             )
         made = (
             f"`{TRANSFER_FLAGS[task][0]} {TRANSFER_FLAGS[task][1]}`"
@@ -942,7 +965,7 @@ def _intermediate_section(results: dict) -> list[str]:
                     if found.get("teacher_intermediate") is None
                     else f"; their teacher {100 * found['teacher_intermediate']:.1f}"
                 )
-                + ("" if task in tasks else " (not run on dev)")
+                + ("" if _recommended_ran(tasks.get(task), scores) else " (not run on dev)")
             )
     lines += ["", "Target: the recommended combination beats ours on logits by ≥ 0.5 points (paired means):", ""]
     for task, entry in tasks.items():
@@ -959,7 +982,7 @@ def _intermediate_section(results: dict) -> list[str]:
                 f"{best[1]['baseline']}, p = {_p(best[1]['p_value'])})."
             )
             continue
-        variant = {"hidden": "ours_hidden", "attention": "ours_attention", "both": "ours_intermediate"}[recommended]
+        variant = RECOMMENDED_VARIANTS[recommended]
         paired_runs = entry["intermediate_paired"].get(variant)
         if paired_runs and paired_runs["differences"]:
             mean = 100 * statistics.mean(paired_runs["differences"])
@@ -967,7 +990,24 @@ def _intermediate_section(results: dict) -> list[str]:
                 f"- {task}: {INTERMEDIATE_LABELS[variant]} − ours = {mean:+.2f} over {len(paired_runs['seeds'])} "
                 f"seed(s), p = {_p(paired_runs['p_value'])}: {_met(mean >= 0.5)}"
             )
+        else:
+            lines.append(
+                f"- {task}: the held-out search recommends {INTERMEDIATE_LABELS[variant]}, which has not run on dev: "
+                "not assessed."
+            )
     return lines
+
+
+# The variant each recommend_intermediate answer other than "none" runs on dev.
+RECOMMENDED_VARIANTS = {"hidden": "ours_hidden", "attention": "ours_attention", "both": "ours_intermediate"}
+
+
+def _recommended_ran(entry: dict | None, scores: dict) -> bool:
+    """Whether the task's dev runs hold the variant its held-out search recommends (ours itself for "none")."""
+    if not entry:
+        return False
+    recommended = recommended_intermediate(scores)
+    return recommended == "none" or RECOMMENDED_VARIANTS[recommended] in entry.get("intermediate_paired", {})
 
 
 # Settings a recorded command may pin over its config: a row run before its config's settings changed keeps them.

@@ -778,3 +778,26 @@ def test_each_run_records_its_cpu_and_a_run_found_finished_keeps_the_one_it_ran_
 
 def test_cpu_model_names_a_cpu():
     assert run_results.cpu_model().strip() not in ("", "unknown")
+
+
+def test_a_recommended_term_never_run_on_dev_is_said_not_run_and_its_target_not_assessed(monkeypatch):
+    scores = {"logits": 0.85, "alpha_hidden=0.1": 0.86, "alpha_attention=alpha_value_relation=0.1": 0.87}
+    found = {**run_results._searches()["sst2"], "intermediate_scores": scores}  # now recommends both
+    monkeypatch.setattr(run_results, "_searches", lambda: {"sst2": found})
+    only_layers = {f"{v}/{s}": (0.80, 0.84) for v in ("ours", "ours_layers_012") for s in (42, 43)}
+    text = " ".join(run_results.render(filled(only_layers)).split())
+    assert "recommended: both (not run on dev)" in text
+    assert "- sst2: the held-out search recommends + both, which has not run on dev: not assessed." in text
+    both = {**only_layers, **{f"ours_intermediate/{s}": (0.81, 0.84) for s in (42, 43)}}
+    text = " ".join(run_results.render(filled(both)).split())
+    assert "recommended: both;" not in text and "(not run on dev)" not in text
+    assert "- sst2: + both − ours = +1.00 over 2 seed(s)" in text
+
+
+def test_e_is_paired_against_ours_from_its_own_start_where_that_ran():
+    scores = {f"ours_transfer/{s}": (0.83 + s / 1000, 0.84) for s in (42, 43)}
+    entry = filled(scores)["tasks"]["sst2"]
+    assert run_results._same_start_line(entry, "0,1,2") == ""  # ours from 0,1,2 never ran: nothing to say
+    scores |= {"ours_layers_012/42": (0.80, 0.84), "ours_layers_012/43": (0.82, 0.85)}
+    line = run_results._same_start_line(filled(scores)["tasks"]["sst2"], "0,1,2")
+    assert "(e) − it per seed +7.2 +5.3 (mean +6.25" in line and "2 seeds; NOT the same teachers on seeds 43)" in line
