@@ -381,7 +381,7 @@ def record(
         "teacher_head_seeded": ran_now or previous.get("teacher_head_seeded", False),
         # the teacher layers the student started from: its config's can change after the run, as its settings can
         "student_layers": start_layers(arguments) if ran_now else previous.get("student_layers"),
-        # the CPU it ran on: the same command refits another teacher on another CPU (its float kernels differ)
+        # the CPU it ran on: the same command has refit other teachers on other machines (docs/results.md)
         "cpu": cpu_model() if ran_now else previous.get("cpu"),
     }
     if variant == "ours":
@@ -499,15 +499,12 @@ def mismatched_teachers(entry: dict) -> list[str]:
 def _same_start_line(entry: dict, start: str) -> str:
     """(e) paired against ours from (e)'s own start on the labelled rows (its "from layers" row), where that ran: the
     transfer set's gain with the start held fixed. Empty where it has not run."""
-    found = _paired_against(entry, entry["seeds"], "ours_transfer", f"ours_layers_{start.replace(',', '')}")
+    baseline = f"ours_layers_{start.replace(',', '')}"
+    found = _paired_against(entry, entry["seeds"], "ours_transfer", baseline)
     if not found["seeds"]:
         return ""
     runs = entry["runs"]
-    others = [
-        s
-        for s in found["seeds"]
-        if not same_teacher(runs[f"ours_transfer/{s}"], runs[f"ours_layers_{start.replace(',', '')}/{s}"])
-    ]
+    others = [s for s in found["seeds"] if not same_teacher(runs[f"ours_transfer/{s}"], runs[f"{baseline}/{s}"])]
     differences = [100 * d for d in found["differences"]]
     return (
         f' Against ours from {start} on the labelled rows (the same start; the "from layers {start}" row below), '
