@@ -22,6 +22,7 @@ is collected into docs/results.json, and docs/results.md is rewritten after ever
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import platform
@@ -957,12 +958,12 @@ def _intermediate_section(results: dict) -> list[str]:
                 f"- {task} ({found['held_out_train_rows']} held-out rows): "
                 + ", ".join(f"{k}: {100 * v:.1f}" for k, v in scores.items())
                 + f"; recommended: {recommended_intermediate(scores)}"
+                + ("" if _recommended_ran(tasks.get(task), scores) else " (not run on dev)")
                 + (
                     ""
                     if found.get("teacher_intermediate") is None
                     else f"; their teacher {100 * found['teacher_intermediate']:.1f}"
                 )
-                + ("" if _recommended_ran(tasks.get(task), scores) else " (not run on dev)")
             )
     lines += ["", "Target: the recommended combination beats ours on logits by ≥ 0.5 points (paired means):", ""]
     for task, entry in tasks.items():
@@ -1075,8 +1076,9 @@ def _settings_section(results: dict) -> list[str]:
         "were rerun against the refitted teachers; every variant of a seed shares one teacher (`mismatched_teachers`",
         "checks it on every run), so the comparisons hold, but only these tasks' runs were made with a seeded head",
         f"and are reproduced by their commands: {_seeded_tasks(results) or 'none yet'}, on the same machine. On",
-        "another machine the same command, code and packages have refit other teachers (STS-B 2026-12-05: seed 46's",
-        "80.5 refit at 82.1; seed 42's 82.30 at 82.33), most likely from CPU kernels that round differently, which",
+        "another machine the same command, code and packages have refit other teachers (STS-B's `ours` runs in",
+        "results.json: seed 42's teacher 82.30 at commit 93b37bb^, refit at 82.33 in 93b37bb; seed 46's 80.5 at",
+        "df68cef^, refit at 82.1 in df68cef), most likely from CPU kernels that round differently, which",
         "fine-tuning amplifies (not established: no two CPUs were compared side by side), so each run records its",
         f"CPU (`cpu` in results.json, since 2026-12-05): {_cpu_counts(results)}.",
         "",
@@ -1147,11 +1149,11 @@ def cpu_model() -> str:
 
 def _cpu_counts(results: dict) -> str:
     """How many runs each CPU made, and how many ran before runs recorded theirs."""
-    counts: dict[str, int] = {}
-    for entry in results["tasks"].values():
-        for run in entry.get("runs", {}).values():
-            name = run.get("cpu") or "not recorded"
-            counts[name] = counts.get(name, 0) + 1
+    counts = collections.Counter(
+        run.get("cpu") or "not recorded"
+        for entry in results["tasks"].values()
+        for run in entry.get("runs", {}).values()
+    )
     return ", ".join(f"{name}: {n} run{'s' if n != 1 else ''}" for name, n in sorted(counts.items()))
 
 
