@@ -504,8 +504,7 @@ def _same_start_line(entry: dict, start: str) -> str:
     found = _paired_against(entry, entry["seeds"], "ours_transfer", baseline)
     if not found["seeds"]:
         return ""
-    runs = entry["runs"]
-    others = [s for s in found["seeds"] if not same_teacher(runs[f"ours_transfer/{s}"], runs[f"{baseline}/{s}"])]
+    others = other_teachers(entry, found["seeds"], "ours_transfer", baseline)
     differences = [100 * d for d in found["differences"]]
     return (
         f' Against ours from {start} on the labelled rows (the same start; the "from layers {start}" row below), '
@@ -519,6 +518,12 @@ def _same_start_line(entry: dict, start: str) -> str:
 def same_teacher(run: dict, other: dict) -> bool:
     """Whether two recorded runs' teachers scored alike (to float noise): the same teacher, refit or reused."""
     return abs(run["teacher"] - other["teacher"]) <= 1e-6
+
+
+def other_teachers(entry: dict, seeds: list[int], variant: str, baseline: str) -> list[int]:
+    """The seeds among `seeds` whose variant and baseline runs did not share a teacher (one was refit since)."""
+    runs = entry["runs"]
+    return [s for s in seeds if not same_teacher(runs[f"{variant}/{s}"], runs[f"{baseline}/{s}"])]
 
 
 def _mean_std(values: list[float]) -> str:
@@ -781,9 +786,7 @@ def _related_section(results: dict) -> list[str]:
                 else f" (g)'s student started from teacher layers {' / '.join(starts['(g)'])}, (e)'s from "
                 f"{' / '.join(starts['(e)'])}, so the difference holds the start's as well as the text's."
             )
-            refit = [
-                s for s in against["seeds"] if not same_teacher(runs[f"ours_related/{s}"], runs[f"ours_transfer/{s}"])
-            ]
+            refit = other_teachers(entry, against["seeds"], "ours_related", "ours_transfer")
             teachers = (
                 "same teachers"
                 if not refit
@@ -954,11 +957,12 @@ def _intermediate_section(results: dict) -> list[str]:
     for task, found in _searches().items():  # every task searched, run on dev or not
         scores = found.get("intermediate_scores")
         if scores:
+            recommended = recommended_intermediate(scores)
             lines.append(
                 f"- {task} ({found['held_out_train_rows']} held-out rows): "
                 + ", ".join(f"{k}: {100 * v:.1f}" for k, v in scores.items())
-                + f"; recommended: {recommended_intermediate(scores)}"
-                + ("" if _recommended_ran(tasks.get(task), scores) else " (not run on dev)")
+                + f"; recommended: {recommended}"
+                + ("" if _recommended_ran(tasks.get(task), recommended) else " (not run on dev)")
                 + (
                     ""
                     if found.get("teacher_intermediate") is None
@@ -1000,11 +1004,11 @@ def _intermediate_section(results: dict) -> list[str]:
 RECOMMENDED_VARIANTS = {"hidden": "ours_hidden", "attention": "ours_attention", "both": "ours_intermediate"}
 
 
-def _recommended_ran(entry: dict | None, scores: dict) -> bool:
-    """Whether the task's dev runs hold the variant its held-out search recommends (ours itself for "none")."""
+def _recommended_ran(entry: dict | None, recommended: str) -> bool:
+    """Whether the task's dev runs hold the variant its held-out search recommends (`recommended_intermediate`'s
+    answer; ours itself for "none")."""
     if not entry:
         return False
-    recommended = recommended_intermediate(scores)
     return recommended == "none" or RECOMMENDED_VARIANTS[recommended] in entry.get("intermediate_paired", {})
 
 
