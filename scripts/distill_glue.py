@@ -25,7 +25,7 @@ from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
 from hf_distill.cli.hp_search import run_hp_search
 from hf_distill.cli.models import load_models, ready_models
 from hf_distill.cli.training import make_trainer, script_training_defaults, train_and_save
-from hf_distill.cli.transfer import build_transfer_set, check_mlm_augmenter, pseudo_label
+from hf_distill.cli.transfer import build_transfer_set, check_mlm_augmenter, embedding_table, pseudo_label
 from hf_distill.publish.evaluation import evaluate_side_by_side
 from hf_distill.publish.model_card import describe_student
 from hf_distill.publish.report import publish_student
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         seed=training_args.seed,
         mask_token=models.tokenizer.mask_token,
         mlm=mlm,
+        neighbours=embedding_table(data_args, models.teacher, models.tokenizer),
     )
     del mlm  # the masked LM has filled in its words: not held (on the GPU) through training
     if transfer.rows is not None:

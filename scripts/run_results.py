@@ -9,6 +9,7 @@
     python scripts/run_results.py --search_transfer --tasks cola  # (e)'s settings: --hp_search_trials, train split
     python scripts/run_results.py --search_related --tasks stsb   # augmented copies vs related text, train split
     python scripts/run_results.py --search_transfer_layers --tasks cola  # (e)'s student start layers, train split
+    python scripts/run_results.py --search_augment --tasks cola   # (e)'s copies: mask_ngram vs embedding, train split
 
 Per task and seed, with the settings of configs/offline/<task>.yaml:
   (a) teacher: all-MiniLM-L6-v2 fine-tuned on the task (by run d, with --finetune_teacher; reused by b and c);
@@ -108,6 +109,13 @@ TRANSFER_LAYER_GRID = {
     "layers=0,2,4": ["--student_layers", "0,2,4"],
     "layers=0,1,2": ["--student_layers", "0,1,2"],
 }
+# --search_augment: (e)'s transfer config at its searched settings and layers with its augmentation (the Tang et al.
+# copies every config uses) or with the teacher's embedding-neighbour word replacement (TinyBERT's word-vector path),
+# at the config's copies and probability, scored on held-out train rows like the others.
+AUGMENT_GRID = {
+    "augment=mask_ngram": ["--augment", "mask_ngram"],
+    "augment=embedding": ["--augment", "embedding"],
+}
 MIN_SEEDS = 5  # issue 11: at least 5 seeds per task and variant before a p-value target counts
 
 
@@ -145,6 +153,11 @@ def main() -> None:
         help="score (e) with the student started from teacher layers 0,2,4 or 0,1,2 on held-out train rows",
     )
     parser.add_argument(
+        "--search_augment",
+        action="store_true",
+        help="score (e) with its mask_ngram copies or with embedding-neighbour copies on held-out train rows",
+    )
+    parser.add_argument(
         "--render", action="store_true", help="rewrite docs/results.md from docs/results.json, running nothing"
     )
     parser.add_argument(
@@ -158,7 +171,7 @@ def main() -> None:
         (ROOT / "docs" / "results.md").write_text(render(results))
         return
     searches = (options.search, options.search_cos, options.search_intermediate, options.search_transfer)
-    if any(searches) or options.search_related or options.search_transfer_layers:
+    if any(searches) or options.search_related or options.search_transfer_layers or options.search_augment:
         for task in options.tasks:
             if options.search_related:
                 search_related(task, root / "search_related" / task, options.data_dir, options.extra)
@@ -172,6 +185,8 @@ def main() -> None:
                 search_intermediate(task, root / "search_intermediate" / task, options.data_dir, options.extra)
             if options.search_transfer_layers:
                 search_transfer_layers(task, root / "search_transfer_layers" / task, options.data_dir, options.extra)
+            if options.search_augment:
+                search_augment(task, root / "search_augment" / task, options.data_dir, options.extra)
         return
     results_path = ROOT / "docs" / "results.json"
     results = without_machine_paths(json.loads(results_path.read_text())) if results_path.exists() else {}
@@ -879,6 +894,7 @@ AUGMENTATION_WORDS = {
     "ngram": "with p = {p} the text cut to a random 1..5-gram of it",
     "mask_ngram": "each word masked with p = {p}, then with p = {p} a random 1..5-gram kept",
     "mlm": "each word replaced with p = {p} by a masked LM's guess",
+    "embedding": "each word replaced with p = {p} by one of its 15 nearest words in the teacher's word embeddings",
 }
 
 
@@ -1429,6 +1445,31 @@ def search_transfer_layers(task: str, root: Path, data_dir: str, extra: list[str
             "config": transfer_config(task),
             "scores": scores,
             "best": max(scores, key=scores.get),  # a tie keeps the first: the layers every config starts from
+        },
+    )
+
+
+def search_augment(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
+    """Which augmentation (e)'s copies use: its transfer config, settings and layers with each of AUGMENT_GRID's
+    methods, scored on held-out train rows (dev never looked at). The scores go to docs/search.json
+    ("augment_search"); a winner goes into the transfer config by hand."""
+    if task not in SEARCH_HELD_OUT or task in TRANSFER_FLAGS:
+        sys.exit(
+            f"run_results.py: --search_augment {task}: its transfer set is not augmented copies with a held-out "
+            f"split; one of {', '.join(t for t in SEARCH_HELD_OUT if t not in TRANSFER_FLAGS)}."
+        )
+    scores, shared = _score_on_held_out(task, root, data_dir, AUGMENT_GRID, extra, transfer=True)
+    _write_search_entry(
+        task,
+        "augment_search",
+        {
+            "metric": METRICS[task],
+            "held_out_train_rows": SEARCH_HELD_OUT[task],
+            **shared,
+            "seed": 42,
+            "config": transfer_config(task),
+            "scores": scores,
+            "best": max(scores, key=scores.get),  # a tie keeps the first: the augmentation every config uses
         },
     )
 

@@ -88,8 +88,9 @@ class DataArguments:
         metadata={
             "help": "Augmented copies of the labelled rows for the transfer set, labels dropped: 'none', 'mask' "
             "(words replaced by the mask token), 'ngram' (a random 1..5-gram of the text), 'mask_ngram' (both; "
-            "Tang et al., 2019), or 'mlm' (words replaced by a masked LM's sampled predictions; TinyBERT). "
-            "Sentence pairs augment each side."
+            "Tang et al., 2019), 'mlm' (words replaced by a masked LM's sampled predictions; TinyBERT), or "
+            "'embedding' (words replaced by one of their 15 nearest words in the teacher's input word embeddings; "
+            "TinyBERT's word-vector path, no extra model). Sentence pairs augment each side."
         },
     )
     augment_copies: int = field(
@@ -97,7 +98,9 @@ class DataArguments:
     )
     augment_probability: float = field(
         default=0.2,
-        metadata={"help": "Per-word probability of masking/replacing (mask, mlm), or of n-gram sampling (ngram)."},
+        metadata={
+            "help": "Per-word probability of masking/replacing (mask, mlm, embedding), or of n-gram sampling (ngram)."
+        },
     )
     augment_mlm_model: str | None = field(
         default=None,

@@ -20,15 +20,25 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from hf_distill.cache.store import LOGITS_COLUMN, build_teacher_cache
 from hf_distill.publish.model_card import public_name
-from hf_distill.tasks.augment import augment_dataset
+from hf_distill.tasks.augment import augment_dataset, embedding_neighbours
 from hf_distill.tasks.transfer import drop_labels, load_unlabeled_file, mix_transfer_rows
 from hf_distill.trainer.model_inputs import accepted_inputs, select_inputs
 
 from .models import hub_kwargs
 
-__all__ = ["TransferSet", "build_transfer_set", "check_mlm_augmenter", "pseudo_label", "teacher_logits_in_order"]
+__all__ = [
+    "EMBEDDING_TOP_K",
+    "TransferSet",
+    "build_transfer_set",
+    "check_mlm_augmenter",
+    "embedding_table",
+    "pseudo_label",
+    "teacher_logits_in_order",
+]
 
 logger = logging.getLogger(__name__)
+
+EMBEDDING_TOP_K = 15  # --augment embedding draws among a word's 15 nearest (TinyBERT's K)
 
 
 @dataclasses.dataclass
@@ -55,6 +65,8 @@ class TransferSet:
             how = f"--augment {data_args.augment}, p = {data_args.augment_probability}"
             if data_args.augment == "mlm":
                 how += f", masked LM `{public_name(data_args.augment_mlm_model)}`"
+            if data_args.augment == "embedding":
+                how += f", each replaced word one of its {EMBEDDING_TOP_K} nearest in the teacher's word embeddings"
             parts.append(f"{data_args.augment_copies} augmented copies of each labelled row ({how})")
         return "; ".join(parts) if parts else "none"
 
@@ -84,8 +96,30 @@ def check_mlm_augmenter(data_args, model_args, teacher_tokenizer, device=None):
     return model.eval(), tokenizer
 
 
+def embedding_table(data_args, teacher, tokenizer) -> dict[str, list[str]] | None:
+    """The neighbours table of `--augment embedding`, from the (pretrained) teacher's input word embeddings, or None
+    without it. Under DeepSpeed ZeRO-3 the embedding matrix is gathered for the pass."""
+    if data_args.augment != "embedding" or data_args.augment_copies == 0:
+        return None
+    weight = teacher.get_input_embeddings().weight
+    if hasattr(weight, "ds_id"):  # a ZeRO-3 partition: every rank gathers the whole matrix and builds the table
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([weight], modifier_rank=None):
+            return embedding_neighbours(weight, tokenizer, top_k=EMBEDDING_TOP_K)
+    return embedding_neighbours(weight, tokenizer, top_k=EMBEDDING_TOP_K)
+
+
 def build_transfer_set(
-    raw_train, data_args, text_columns, *, regression: bool, seed: int, mask_token=None, mlm=(None, None)
+    raw_train,
+    data_args,
+    text_columns,
+    *,
+    regression: bool,
+    seed: int,
+    mask_token=None,
+    mlm=(None, None),
+    neighbours=None,
 ):
     """Splits `raw_train` into the labelled rows and the transfer set.
 
@@ -149,6 +183,7 @@ def build_transfer_set(
             mask_token=mask_token,
             mlm_model=mlm[0],
             mlm_tokenizer=mlm[1],
+            neighbours=neighbours,
         )
         parts.append(copies)
         augmented = len(copies)

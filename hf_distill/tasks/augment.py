@@ -7,7 +7,11 @@ follow:
   (arXiv:1903.12136): ``"mask"`` (each word replaced by the mask token with probability p), ``"ngram"`` (with
   probability p the text becomes one random n-gram of it, n in 1..5) and ``"mask_ngram"`` (both, in that order);
 - Jiao et al. 2020, "TinyBERT: Distilling BERT for Natural Language Understanding" (arXiv:1909.10351): ``"mlm"``
-  (each word chosen with probability p is replaced by a word sampled among a masked LM's top-k predictions).
+  (each word chosen with probability p is replaced by a word sampled among a masked LM's top-k predictions), and
+  ``"embedding"``, its word-vector path (TinyBERT uses GloVe neighbours for words a masked LM cannot fill in one
+  piece): each word chosen with probability p is replaced by one of its nearest words in a table, such as the one
+  [`embedding_neighbours`] builds from a model's own input word embeddings (``ran`` -> ``run``, ``running``,
+  ``runs``...), so no extra model is needed.
 
 The copies carry no label (-100 for classification, NaN for regression): the teacher's outputs are their targets.
 """
@@ -16,16 +20,19 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
 
-__all__ = ["AUGMENTATIONS", "augment_dataset"]
+__all__ = ["AUGMENTATIONS", "augment_dataset", "embedding_neighbours"]
 
-AUGMENTATIONS = ("none", "mask", "ngram", "mask_ngram", "mlm")
+AUGMENTATIONS = ("none", "mask", "ngram", "mask_ngram", "mlm", "embedding")
 _MAX_NGRAM = 5
+# A word's replaceable core: what lies between its leading and trailing punctuation ("(rocks)." -> "rocks").
+_CORE = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
 
 
 def augment_dataset(
@@ -42,6 +49,7 @@ def augment_dataset(
     label_column: str = "label",
     mlm_top_k: int = 15,
     mlm_batch_size: int = 32,
+    neighbours: Mapping[str, Sequence[str]] | None = None,
 ) -> Dataset:
     """Make `copies` augmented, unlabelled copies of every row of `dataset`.
 
@@ -53,7 +61,8 @@ def augment_dataset(
         dataset (`datasets.Dataset`): the labelled rows.
         text_columns (`Sequence[str]`): one text column (``"sentence"``) or two for pairs (``"sentence1"``,
             ``"sentence2"``).
-        method (`str`): one of [`AUGMENTATIONS`]: ``"none"``, ``"mask"``, ``"ngram"``, ``"mask_ngram"``, ``"mlm"``.
+        method (`str`): one of [`AUGMENTATIONS`]: ``"none"``, ``"mask"``, ``"ngram"``, ``"mask_ngram"``, ``"mlm"``,
+            ``"embedding"``.
         copies (`int`): K >= 0 copies per row.
         probability (`float`): p in [0, 1]: per-word masking/replacement probability, or for ``"ngram"`` the
             probability that a text is cut to an n-gram.
@@ -65,6 +74,10 @@ def augment_dataset(
         label_column (`str`, *optional*, defaults to `"label"`): the label column, created if missing.
         mlm_top_k (`int`, *optional*, defaults to 15): ``"mlm"`` samples among this many top predictions.
         mlm_batch_size (`int`, *optional*, defaults to 32): texts per forward pass of the masked LM.
+        neighbours (`Mapping[str, Sequence[str]]`, *optional*): needed by ``"embedding"``: each word's replacements
+            (e.g. [`embedding_neighbours`]). A chosen word is looked up by its core (punctuation around it kept),
+            as written, then lower-cased; one of its neighbours is drawn uniformly, capitalised like the word. A
+            word the table lacks, or maps to nothing, stays as it is.
 
     Returns:
         `datasets.Dataset`: ``len(dataset) * copies`` rows (row 0 copy 0..K-1, row 1 copy 0..K-1, ...) with columns
@@ -77,6 +90,11 @@ def augment_dataset(
     text_columns = _check_arguments(
         dataset, text_columns, method, copies, probability, seed, mask_token, mlm_model, mlm_tokenizer, label_column
     )
+    if method == "embedding" and not isinstance(neighbours, Mapping):
+        raise ValueError(
+            f"augment_method 'embedding' needs a neighbours table (word -> replacement words), got "
+            f"{type(neighbours).__name__}: pass neighbours=embedding_neighbours(model, tokenizer)."
+        )
     if method == "mlm":
         _check_positive_int(mlm_top_k, "mlm_top_k")
         _check_positive_int(mlm_batch_size, "mlm_batch_size")
@@ -105,11 +123,77 @@ def augment_dataset(
                     chosen = [rng.random() < probability for _ in words]
                     if any(chosen):
                         mlm_jobs.append((column, len(columns[column]), words, chosen, rng))
+                if method == "embedding":
+                    words = [_replace(word, neighbours, rng) if rng.random() < probability else word for word in words]
                 columns[column].append(" ".join(words))
     columns[label_column] = [no_label] * (len(dataset) * copies)
     if mlm_jobs:
         _fill_with_mlm(mlm_jobs, columns, mlm_model, mlm_tokenizer, mlm_top_k, mlm_batch_size)
     return Dataset.from_dict(columns, features=features)
+
+
+def _replace(word: str, neighbours: Mapping[str, Sequence[str]], rng: random.Random) -> str:
+    """`word` with its core swapped for one of the core's neighbours (drawn with `rng`), or as it is."""
+    before, core, after = _CORE.match(word).groups()
+    candidates = neighbours.get(core) or neighbours.get(core.lower())
+    if not core or not candidates:
+        return word
+    new = rng.choice(list(candidates))
+    if core[0].isupper():
+        new = new[:1].upper() + new[1:]
+    return before + new + after
+
+
+def embedding_neighbours(
+    model, tokenizer, *, top_k: int = 15, words=None, batch_size: int = 1024
+) -> dict[str, list[str]]:
+    """Each vocabulary word's `top_k` nearest words by cosine similarity of a model's input word embeddings.
+
+    The table ``augment_dataset(method="embedding")`` draws replacements from. Only whole alphabetic tokens take
+    part, as keys and as neighbours (no ``##`` piece, special token or punctuation), and a word is never its own
+    neighbour. Computed on the CPU in float32, so every process of a run gets the same table.
+
+    Args:
+        model (`PreTrainedModel` or `torch.Tensor`): a model whose `get_input_embeddings()` rows are indexed by the
+            tokenizer's ids (the teacher), or that `(vocab, dim)` matrix itself.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        top_k (`int`, *optional*, defaults to 15): neighbours per word (TinyBERT samples among 15).
+        words (`Iterable[str]`, *optional*): the keys wanted (e.g. the words of the rows to augment, lower-cased
+            for an uncased tokenizer); words outside the vocabulary are left out. All vocabulary words when None.
+        batch_size (`int`, *optional*, defaults to 1024): keys per similarity product (memory: batch x vocab).
+
+    Returns:
+        `dict[str, list[str]]`: word -> its neighbours, nearest first.
+    """
+    _check_positive_int(top_k, "top_k")
+    _check_positive_int(batch_size, "batch_size")
+    weight = model if isinstance(model, torch.Tensor) else model.get_input_embeddings().weight
+    weight = weight.detach().to("cpu", torch.float32)
+    if weight.dim() != 2 or weight.shape[0] == 0:
+        raise ValueError(
+            f"the input embeddings have shape {tuple(weight.shape)}, not (vocabulary, dim): pass the model whole "
+            "(not a sharded partition) or its embedding matrix."
+        )
+    special = set(tokenizer.all_special_ids)
+    tokens = tokenizer.convert_ids_to_tokens(list(range(weight.shape[0])))
+    ids = [i for i, token in enumerate(tokens) if token and token.isalpha() and i not in special]
+    if not ids:
+        raise ValueError("the tokenizer has no whole alphabetic word in the embedding matrix's rows: no neighbours.")
+    vocabulary = [tokens[i] for i in ids]
+    position = {word: index for index, word in enumerate(vocabulary)}
+    keys = list(position) if words is None else sorted({w for w in words if w in position})
+    unit = torch.nn.functional.normalize(weight[ids], dim=-1)
+    k = min(top_k, len(ids) - 1)
+    table: dict[str, list[str]] = {}
+    for begin in range(0, len(keys), batch_size):
+        batch = keys[begin : begin + batch_size]
+        rows = torch.tensor([position[word] for word in batch])
+        similarity = unit[rows] @ unit.T
+        similarity[torch.arange(len(batch)), rows] = -math.inf  # never the word itself
+        nearest = similarity.topk(k, dim=-1).indices.tolist() if k > 0 else [[] for _ in batch]
+        for word, found in zip(batch, nearest):
+            table[word] = [vocabulary[index] for index in found]
+    return table
 
 
 def _check_arguments(

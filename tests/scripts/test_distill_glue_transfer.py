@@ -83,6 +83,20 @@ def test_unlabeled_file_and_augmented_pairs_with_a_masked_lm(tmp_path):
 
 
 @needs_glue
+def test_augmented_copies_with_the_teachers_embedding_neighbours(tmp_path, teacher_folder):
+    flags = sst2_flags(tmp_path, teacher_folder, "--augment", "embedding", "--augment_copies", "2",
+                       "--augment_probability", "0.5")  # fmt: skip
+    distill_glue.main(flags)
+    results = read_results(tmp_path / "out")
+    assert results["train_labelled_examples"] == 48 and results["train_augmented_examples"] == 96
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert (
+        "2 augmented copies of each labelled row (--augment embedding, p = 0.5, each replaced word one of its 15 "
+        in card
+    )
+
+
+@needs_glue
 def test_hp_search_scores_trials_on_held_out_rows_trains_the_best_and_resumes(tmp_path, teacher_folder):
     pytest.importorskip("optuna")
     flags = sst2_flags(tmp_path, teacher_folder, "--hp_search_trials", "2", "--validation_split_size", "16",

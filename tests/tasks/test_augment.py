@@ -1,4 +1,5 @@
-"""Transfer-set augmentation: mask, n-gram, mask + n-gram and masked-LM word replacement (tiny random BERT)."""
+"""Transfer-set augmentation: mask, n-gram, mask + n-gram, masked-LM word replacement (tiny random BERT) and
+embedding-neighbour replacement (checked against a float64 cosine reference)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Value
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
-from hf_distill.tasks.augment import AUGMENTATIONS, augment_dataset
+from hf_distill.tasks.augment import AUGMENTATIONS, augment_dataset, embedding_neighbours
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = (
@@ -79,6 +80,14 @@ def augment(dataset=None, **kwargs):
     return augment_dataset(classified() if dataset is None else dataset, **options)
 
 
+# A hand-made table for "embedding": each word's replacements.
+NEIGHBOURS = {"cat": ["dog"], "the": ["a", "this"], "movie": ["film", "plot"], "good": ["bad", "fun"], "sat": ["ran"]}
+
+
+def embedding(dataset=None, **kwargs):
+    return augment(dataset, method="embedding", mask_token=None, neighbours=NEIGHBOURS, **kwargs)
+
+
 def mlm(model, tokenizer, dataset=None, **kwargs):
     return augment(dataset, method="mlm", mask_token=None, mlm_model=model, mlm_tokenizer=tokenizer, **kwargs)
 
@@ -122,21 +131,21 @@ def test_no_copies_give_an_empty_dataset_with_the_same_columns(kwargs):
     assert empty_pairs.column_names == ["sentence1", "sentence2", "label"] and len(empty_pairs) == 0
 
 
-@pytest.mark.parametrize("method", ["mask", "ngram", "mask_ngram"])
+@pytest.mark.parametrize("method", ["mask", "ngram", "mask_ngram", "embedding"])
 def test_empty_text_stays_empty(method):
     dataset = Dataset.from_dict({"sentence": ["", "   ", "the cat"], "label": [0, 1, 0]})
-    out = augment(dataset, method=method, probability=1.0, copies=2)
+    out = augment(dataset, method=method, probability=1.0, copies=2, neighbours=NEIGHBOURS)
     assert out["sentence"][:4] == ["", "", "", ""]
 
 
 # ---- seeding ----
 
 
-@pytest.mark.parametrize("method", ["mask", "ngram", "mask_ngram"])
+@pytest.mark.parametrize("method", ["mask", "ngram", "mask_ngram", "embedding"])
 def test_same_seed_same_copies_other_seed_other_copies(method):
-    first = augment(method=method, copies=5, seed=3)["sentence"]
-    assert augment(method=method, copies=5, seed=3)["sentence"] == first
-    assert augment(method=method, copies=5, seed=4)["sentence"] != first
+    first = augment(method=method, copies=5, seed=3, neighbours=NEIGHBOURS)["sentence"]
+    assert augment(method=method, copies=5, seed=3, neighbours=NEIGHBOURS)["sentence"] == first
+    assert augment(method=method, copies=5, seed=4, neighbours=NEIGHBOURS)["sentence"] != first
     assert len(set(first[5:10])) > 1  # the copies of one row differ from each other
 
 
@@ -316,4 +325,89 @@ def test_bad_mlm_numbers_raise(kwargs, match, model, tokenizer):
 
 
 def test_the_methods_are_listed():
-    assert AUGMENTATIONS == ("none", "mask", "ngram", "mask_ngram", "mlm")
+    assert AUGMENTATIONS == ("none", "mask", "ngram", "mask_ngram", "mlm", "embedding")
+
+
+# ---- embedding neighbours ----
+
+
+def test_embedding_replaces_every_word_the_table_has_and_keeps_the_rest():
+    out = embedding(probability=1.0, copies=4)["sentence"]
+    for copy in out[:4]:  # "the cat sat on the mat"
+        first, cat, sat, on, second, mat = copy.split()
+        assert first in ("a", "this") and second in ("a", "this")
+        assert (cat, sat, on, mat) == ("dog", "ran", "on", "mat")
+    for copy in out[4:8]:  # "this movie was very good"
+        this, movie, was, very, good = copy.split()
+        assert (this, was, very) == ("this", "was", "very")
+        assert movie in ("film", "plot") and good in ("bad", "fun")
+    assert set(out[:4]) != {out[0]}  # the draws among several neighbours differ between copies
+    assert embedding(probability=0.0, copies=2)["sentence"] == [text for text in SENTENCES for _ in range(2)]
+
+
+def test_embedding_keeps_punctuation_and_capitals_and_skips_what_the_table_lacks():
+    dataset = Dataset.from_dict(
+        {"sentence": ["The cat, (sat) on Mat's mat.", "... !"], "label": [1, 0]},
+        features=Features({"sentence": Value("string"), "label": Value("int64")}),
+    )
+    out = embedding(dataset, probability=1.0, copies=3)["sentence"]
+    for copy in out[:3]:
+        the, cat, sat, rest = copy.split(" ", 3)
+        assert the in ("A", "This") and cat == "dog," and sat == "(ran)" and rest == "on Mat's mat."
+    assert out[3:] == ["... !"] * 3
+
+
+def test_embedding_with_half_probability_replaces_about_half_the_words():
+    dataset = Dataset.from_dict({"sentence": ["cat " * 200], "label": [0]})
+    (copy,) = embedding(dataset, probability=0.5, copies=1)["sentence"]
+    assert 70 < copy.split().count("dog") < 130
+
+
+@pytest.mark.parametrize("neighbours", [None, ["cat", "dog"]])
+def test_embedding_without_a_table_raises(neighbours):
+    with pytest.raises(ValueError, match="needs a neighbours table.*embedding_neighbours"):
+        augment(method="embedding", neighbours=neighbours)
+
+
+def reference_neighbours(matrix: torch.Tensor, tokenizer, top_k: int) -> dict[str, list[str]]:
+    """The table by brute force in float64: cosine of every whole-word pair, itself excluded, sorted."""
+    words = {token: index for token, index in tokenizer.get_vocab().items() if token in WORDS}
+    vectors = {word: matrix[index].double() for word, index in words.items()}
+    table = {}
+    for word, vector in vectors.items():
+        scores = {
+            other: float(vector @ other_vector / (vector.norm() * other_vector.norm()))
+            for other, other_vector in vectors.items()
+            if other != word
+        }
+        table[word] = sorted(scores, key=scores.get, reverse=True)[:top_k]
+    return table
+
+
+@pytest.mark.parametrize("top_k", [1, 5, 200])
+def test_embedding_neighbours_match_a_float64_cosine_reference(model, tokenizer, top_k):
+    table = embedding_neighbours(model, tokenizer, top_k=top_k, batch_size=7)
+    assert table == reference_neighbours(model.get_input_embeddings().weight.detach(), tokenizer, top_k)
+    assert set(table) == set(WORDS)  # no special token, no ## piece
+    assert all(len(found) == min(top_k, len(WORDS) - 1) for found in table.values())
+
+
+def test_embedding_neighbours_of_chosen_words_from_a_matrix(tokenizer):
+    matrix = torch.zeros(len(VOCAB), 3)
+    matrix[:, 2] = 1.0  # every word alike...
+    ids = tokenizer.convert_tokens_to_ids(["cat", "dog", "sat", "[MASK]", "##s"])
+    matrix[ids] = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    table = embedding_neighbours(matrix, tokenizer, top_k=2, words=["cat", "sat", "unknown"])
+    assert set(table) == {"cat", "sat"}
+    assert table["cat"][0] == "dog" and table["sat"][0] == "dog"  # ...but these: [MASK] and ##s never count
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"top_k": 0}, "top_k"), ({"batch_size": 0}, "batch_size")])
+def test_embedding_neighbours_bad_numbers_raise(model, tokenizer, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        embedding_neighbours(model, tokenizer, **kwargs)
+
+
+def test_embedding_neighbours_refuse_a_partitioned_matrix(tokenizer):
+    with pytest.raises(ValueError, match=r"shape \(0,\).*whole"):
+        embedding_neighbours(torch.empty(0), tokenizer)
