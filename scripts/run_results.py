@@ -67,7 +67,18 @@ RELATED_BUILD_FLAGS = {"stsb": ["--match", "spaces"]}
 # rows on the held-out split), so that the held-out comparison is of the kind of transfer text, not of its amount,
 # at the same compute.
 RELATED_MAX_ROWS = {"cola": 60000}
-VARIANTS = ("ours", "labels_only", "recipe", *TRANSFER_VARIANTS, *INTERMEDIATE_VARIANTS, *RELATED_VARIANTS)
+# (h) ours + embedding copies: (e)'s config, settings and layers with `--augment embedding` in place of its copies,
+# for the tasks whose --search_augment scored embedding copies above the config's on held-out rows (docs/search.json).
+EMBEDDING_VARIANTS = ("ours_embedding",)
+VARIANTS = (
+    "ours",
+    "labels_only",
+    "recipe",
+    *TRANSFER_VARIANTS,
+    *INTERMEDIATE_VARIANTS,
+    *RELATED_VARIANTS,
+    *EMBEDDING_VARIANTS,
+)
 # Task keys that are another task's config with other labelled rows (the few-label SST-2 variant).
 CONFIG_OF = {"sst2_1k": "sst2"}
 TASK_FLAGS = {"sst2_1k": ["--max_train_samples", "1000"]}
@@ -211,6 +222,8 @@ def main() -> None:
                 related = related_text(task, options.data_dir)
                 commands["ours_related"] = [transfer_config(task), *common, *_related_flags(task, related)]
                 commands["ours_related"] += _reuse_teacher(run_dir)
+            if task in embedding_tasks():
+                commands["ours_embedding"] = [*transfer, *_reuse_teacher(run_dir), "--augment", "embedding"]
             chosen = [v for v in VARIANTS if v in options.variants]
             if any(v in INTERMEDIATE_VARIANTS for v in chosen):
                 inner = intermediate_flags(task)
@@ -222,6 +235,8 @@ def main() -> None:
                     why = (
                         "it is not in RELATED_TASKS (the tasks whose --search_related chose related text)"
                         if variant in RELATED_VARIANTS
+                        else "its --search_augment did not score embedding copies higher (docs/search.json)"
+                        if variant in EMBEDDING_VARIANTS
                         else "the held-out search recommends no intermediate term"
                     )
                     print(f"{task}: skipping {variant}: {why}", flush=True)
@@ -238,6 +253,11 @@ def main() -> None:
                 results_path.parent.mkdir(exist_ok=True)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
                 (ROOT / "docs" / "results.md").write_text(render(results))
+
+
+def embedding_tasks() -> list[str]:
+    """The tasks whose `--search_augment` scored (e) with embedding-neighbour copies above its own copies."""
+    return [task for task, found in _searches_of("augment_search").items() if found["best"] == "augment=embedding"]
 
 
 def related_text(task: str, data_dir: str) -> str:
@@ -422,7 +442,7 @@ def record(
         "ours": "ours",
         "ours_transfer": "ours_transfer",
         "pseudo_labels": "pseudo_labels",
-        **{variant: variant for variant in (*INTERMEDIATE_VARIANTS, *RELATED_VARIANTS)},
+        **{variant: variant for variant in (*INTERMEDIATE_VARIANTS, *RELATED_VARIANTS, *EMBEDDING_VARIANTS)},
     }
     for column, source in columns.items():
         role = "teacher" if column == "teacher" else "student"
@@ -726,6 +746,7 @@ def _transfer_section(results: dict) -> list[str]:
             )
     lines += _transfer_layers_lines()
     lines += _related_section(results)
+    lines += _embedding_section(results)
     missing = [task for task, entry in results["tasks"].items() if not entry.get("ours_transfer")]
     if missing:
         lines += [
@@ -786,32 +807,8 @@ def _related_section(results: dict) -> list[str]:
             f"- {task} ({found['held_out_train_rows']:,} held-out train rows, {found['metric']}): {scores}: "
             f"{verdict}{ran}. Built by `{found['related_command']}`."
         )
-        entry = results["tasks"].get(task, {})
-        if entry.get("ours_related") and "runs" in entry:
-            against = _paired_against(entry, entry["seeds"], "ours_related", "ours_transfer")
-            differences = " ".join(f"{100 * d:+.1f}" for d in against["differences"])
-            runs = entry["runs"]
-            starts = {
-                label: sorted({str(runs[f"{variant}/{s}"].get("student_layers")) for s in against["seeds"]})
-                for label, variant in (("(g)", "ours_related"), ("(e)", "ours_transfer"))
-            }
-            start = (
-                ""
-                if starts["(g)"] == starts["(e)"]
-                else f" (g)'s student started from teacher layers {' / '.join(starts['(g)'])}, (e)'s from "
-                f"{' / '.join(starts['(e)'])}, so the difference holds the start's as well as the text's."
-            )
-            refit = other_teachers(entry, against["seeds"], "ours_related", "ours_transfer")
-            teachers = (
-                "same teachers"
-                if not refit
-                else f"NOT the same teachers on seed{'s' if len(refit) > 1 else ''} {', '.join(map(str, refit))}: "
-                "one was refit since, see the WARNING below"
-            )
-            lines.append(
-                f"- {task} on dev, (g) − (e) per seed ({teachers}): {differences} (p = {_p(against['p_value'])}); "
-                f"against labels only, the variants table below.{start}"
-            )
+        line = _against_e_line(task, results["tasks"].get(task, {}), "ours_related", "(g)", "text's")
+        lines += [line] if line else []
     if "stsb" in searched:
         lines += [
             "",
@@ -822,6 +819,65 @@ def _related_section(results: dict) -> list[str]:
             "held-out choices of (e)'s settings have not carried over to dev either. Its (g) result is in the",
             "variants table below.",
         ]
+    return lines
+
+
+def _against_e_line(task: str, entry: dict, variant: str, label: str, what: str) -> str | None:
+    """`variant` (label "(g)", "(h)") minus (e) per seed on dev, with its p and whether the two shared teachers and
+    student start; None where the variant has not run."""
+    if not entry.get(variant) or "runs" not in entry:
+        return None
+    against = _paired_against(entry, entry["seeds"], variant, "ours_transfer")
+    differences = " ".join(f"{100 * d:+.1f}" for d in against["differences"])
+    runs = entry["runs"]
+    starts = {
+        name: sorted({str(runs[f"{v}/{s}"].get("student_layers")) for s in against["seeds"]})
+        for name, v in ((label, variant), ("(e)", "ours_transfer"))
+    }
+    start = (
+        ""
+        if starts[label] == starts["(e)"]
+        else f" {label}'s student started from teacher layers {' / '.join(starts[label])}, (e)'s from "
+        f"{' / '.join(starts['(e)'])}, so the difference holds the start's as well as the {what}."
+    )
+    refit = other_teachers(entry, against["seeds"], variant, "ours_transfer")
+    teachers = (
+        "same teachers"
+        if not refit
+        else f"NOT the same teachers on seed{'s' if len(refit) > 1 else ''} {', '.join(map(str, refit))}: "
+        "one was refit since, see the WARNING below"
+    )
+    return (
+        f"- {task} on dev, {label} − (e) per seed ({teachers}): {differences} (p = {_p(against['p_value'])}); "
+        f"against labels only, the variants table below.{start}"
+    )
+
+
+def _embedding_section(results: dict) -> list[str]:
+    """(h) ours + embedding copies: the held-out comparison of the two augmentations and (h)'s dev rows."""
+    searched = _searches_of("augment_search")
+    if not searched:
+        return []
+    lines = [
+        "",
+        "### (h) ours + embedding copies",
+        "",
+        "(h) is (e)'s config, settings and student layers with `--augment embedding`: as many copies of each",
+        "labelled row at the same p, each chosen word replaced by one of its 15 nearest words in the teacher's",
+        "input word embeddings (TinyBERT's word-vector path; `ran` -> `run`, `running`, `runs`...) instead of",
+        "masked and cut. `python scripts/run_results.py --search_augment --tasks TASK` scores both on held-out",
+        "training rows, seed 42, one teacher (`docs/search.json`, `augment_search`):",
+        "",
+    ]
+    for task, found in searched.items():
+        scores = ", ".join(f"{name}: {100 * score:.1f}" for name, score in found["scores"].items())
+        verdict = "(h) runs for it" if task in embedding_tasks() else "(h) does not run for it"
+        lines.append(
+            f"- {task} ({found['held_out_train_rows']:,} held-out train rows, {found['metric']}, their teacher "
+            f"{100 * found['teacher']:.1f}): {scores}; best {found['best']}: {verdict}."
+        )
+        line = _against_e_line(task, results["tasks"].get(task, {}), "ours_embedding", "(h)", "copies'")
+        lines += [line] if line else []
     return lines
 
 
@@ -1279,15 +1335,19 @@ def _targets_section(results: dict) -> list[str]:
         )
     else:
         lines.append(f"- Mean retention over the four tasks: NOT measured (ours + transfer ran on {len(v2)} of them).")
-    for task, entry in results["tasks"].items():
-        if entry.get("ours_related") and "runs" in entry:
-            found = _paired_against(entry, entry["seeds"], "ours_related", "labels_only")
+    for task, entry, variant in (
+        (task, entry, variant)
+        for task, entry in results["tasks"].items()
+        for variant in (*RELATED_VARIANTS, *EMBEDDING_VARIANTS)
+    ):
+        if entry.get(variant) and "runs" in entry:
+            found = _paired_against(entry, entry["seeds"], variant, "labels_only")
             seeds, p_value = len(found["seeds"]), found["p_value"]
             text = "not computable" if p_value is None else f"p = {p_value:.2g}"
             ok = p_value is not None and p_value < 0.05 and seeds >= MIN_SEEDS
-            retention = 100 * retention_of(entry, "ours_related")
+            retention = 100 * retention_of(entry, variant)
             lines.append(
-                f"- {task}, not a target of the issue (it names (e)): (g) ours + related text > labels only with "
+                f"- {task}, not a target of the issue (it names (e)): {VARIANT_LABELS[variant]} > labels only with "
                 f"p < 0.05 ({text}, {seeds} seed{'' if seeds == 1 else 's'}"
                 + ("" if seeds >= MIN_SEEDS else f": the issue asks for {MIN_SEEDS}, not settled")
                 + f"): {_met(ok)}; retention {retention:.1f}%"
@@ -1314,6 +1374,7 @@ VARIANT_LABELS = {
     "ours_transfer": "(e) ours + transfer",
     "pseudo_labels": "(f) hard pseudo-labels",
     "ours_related": "(g) ours + related text",
+    "ours_embedding": "(h) ours + embedding copies",
     **INTERMEDIATE_LABELS,
 }
 

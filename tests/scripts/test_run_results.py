@@ -667,6 +667,97 @@ def test_the_transfer_layers_search_scores_e_from_each_start_on_held_out_rows(tm
         run_results.search_transfer_layers("sst2_1k", tmp_path / "out", "../shared/data/glue", [])
 
 
+def test_the_augment_search_scores_e_with_each_kind_of_copies_on_held_out_rows(tmp_path, monkeypatch):
+    import json
+
+    search_file = tmp_path / "docs" / "search.json"
+    search_file.parent.mkdir()
+    search_file.write_text('{"tasks": {"cola": {"best": "T=1.0, alpha_kd=0.9"}}}')
+    (tmp_path / "configs" / "offline").mkdir(parents=True)
+    (tmp_path / "configs" / "offline" / "cola_transfer.yaml").write_text("task_name: cola\n")
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    calls, scores = [], iter([0.30, 0.33])
+
+    def fake_run(command, output_dir):
+        calls.append(command)
+        return {
+            "eval_matthews_correlation": next(scores),
+            "teacher_eval_matthews_correlation": 0.312,
+            "train_examples": 67959,
+        }
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    run_results.search_augment("cola", tmp_path / "out", "../shared/data/glue", [])
+    assert all(command[0] == "configs/offline/cola_transfer.yaml" for command in calls)
+    flags = [dict(zip(command[1::2], command[2::2], strict=False)) for command in calls]
+    assert [f["--augment"] for f in flags] == ["mask_ngram", "embedding"]
+    assert all(f["--validation_split_size"] == "1000" and f["--seed"] == "42" for f in flags)  # never dev
+    assert "--teacher_model_name_or_path" not in flags[0]
+    assert flags[1]["--teacher_model_name_or_path"].endswith("teacher_run/teacher")
+    found = json.loads(search_file.read_text())["tasks"]["cola"]
+    assert found["best"] == "T=1.0, alpha_kd=0.9"  # the other searches' entry kept
+    search = found["augment_search"]
+    assert search["scores"] == {"augment=mask_ngram": 0.30, "augment=embedding": 0.33}
+    assert search["best"] == "augment=embedding" and search["teacher"] == 0.312
+    assert run_results.embedding_tasks() == ["cola"]
+    lines = "\n".join(run_results._embedding_section({"tasks": {}}))
+    assert (
+        "- cola (1,000 held-out train rows, matthews_correlation, their teacher 31.2): augment=mask_ngram: 30.0, "
+        in (lines)
+    )
+    assert "augment=embedding: 33.0; best augment=embedding: (h) runs for it." in lines
+    for task in ("sst2", "sst2_1k"):  # their transfer set is unlabelled text, not copies
+        with pytest.raises(SystemExit, match="not augmented copies"):
+            run_results.search_augment(task, tmp_path / "out", "../shared/data/glue", [])
+
+
+def test_h_swaps_es_copies_for_embedding_copies_on_the_tasks_its_search_chose(tmp_path, monkeypatch, capsys):
+    import json
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.json").write_text('{"tasks": {}}')
+    searched = {"cola": {"best": "augment=embedding"}, "mrpc": {"best": "augment=mask_ngram"}}
+    search = {task: {"augment_search": {"best": best["best"]}} for task, best in searched.items()}
+    (tmp_path / "docs" / "search.json").write_text(json.dumps({"tasks": search}))
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    monkeypatch.setattr(run_results, "render", lambda results: "")
+    commands = {}
+
+    def fake_run(command, output_dir):
+        commands[(output_dir.parent.parent.name, output_dir.name)] = command
+        output_dir.mkdir(parents=True, exist_ok=True)
+        seed = int(output_dir.parent.name.removeprefix("seed"))
+        base, step = {"ours_transfer": (0.25, 1), "ours_embedding": (0.27, 2), "labels_only": (0.2, 0)}[
+            output_dir.name
+        ]
+        score = base + step * (seed - 42) / 1000
+        metric = run_results.METRICS[output_dir.parent.parent.name]
+        return {f"eval_{metric}": score, f"teacher_eval_{metric}": 0.3}
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    argv = ["run_results.py", "--tasks", "cola", "mrpc", "--seeds", "42", "43", "--variants", "labels_only"]
+    argv += ["ours_transfer", "ours_embedding", "--output_root", str(tmp_path / "out")]
+    monkeypatch.setattr(run_results.sys, "argv", argv)
+    run_results.main()
+    assert "mrpc: skipping ours_embedding: its --search_augment did not score embedding copies higher" in (
+        capsys.readouterr().out
+    )
+    assert ("mrpc", "ours_embedding") not in commands
+    transfer, embedding = commands[("cola", "ours_transfer")], commands[("cola", "ours_embedding")]
+    assert embedding[0] == transfer[0] == run_results.transfer_config("cola")  # (e)'s config, settings and layers
+    flags = dict(zip(embedding[1::2], embedding[2::2], strict=False))
+    assert flags["--augment"] == "embedding" and flags["--teacher_model_name_or_path"].endswith("seed43/ours/teacher")
+    entry = json.loads((tmp_path / "docs" / "results.json").read_text())["tasks"]["cola"]
+    assert entry["ours_embedding"] == pytest.approx([0.27, 0.272])
+    line = run_results._against_e_line("cola", entry, "ours_embedding", "(h)", "copies'")
+    assert line.startswith("- cola on dev, (h) − (e) per seed (same teachers): +2.0 +2.1 (p = ")
+    targets = "\n".join(run_results._targets_section({"tasks": {"cola": entry}}))
+    assert (
+        "- cola, not a target of the issue (it names (e)): (h) ours + embedding copies > labels only with p < 0.05"
+        in (targets)
+    )
+
+
 def test_each_transfer_config_starts_from_its_searched_layers():
     searches = {
         t: f["transfer_layers_search"] for t, f in run_results._searches().items() if "transfer_layers_search" in f
