@@ -363,6 +363,15 @@ def test_embedding_with_half_probability_replaces_about_half_the_words():
     assert 70 < copy.split().count("dog") < 130
 
 
+def test_embedding_pairs_replace_each_side_independently_and_keep_no_label():
+    out = embedding(pairs(), text_columns=["sentence1", "sentence2"], probability=0.5, copies=20)
+    changed_first = [a != SENTENCES[i // 20] for i, a in enumerate(out["sentence1"])]
+    changed_second = [b != SENTENCES[::-1][i // 20] for i, b in enumerate(out["sentence2"])]
+    assert any(a and not b for a, b in zip(changed_first, changed_second))
+    assert any(b and not a for a, b in zip(changed_first, changed_second))
+    assert all(math.isnan(label) for label in out["label"])
+
+
 @pytest.mark.parametrize("neighbours", [None, ["cat", "dog"]])
 def test_embedding_without_a_table_raises(neighbours):
     with pytest.raises(ValueError, match="needs a neighbours table.*embedding_neighbours"):
