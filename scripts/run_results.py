@@ -866,7 +866,8 @@ def _embedding_section(results: dict) -> list[str]:
         "labelled row at the same p, each chosen word replaced by one of its 15 nearest words in the teacher's",
         "input word embeddings (TinyBERT's word-vector path; `ran` -> `run`, `running`, `runs`...) instead of",
         "masked and cut. `python scripts/run_results.py --search_augment --tasks TASK` scores both on held-out",
-        "training rows, seed 42, one teacher (`docs/search.json`, `augment_search`):",
+        "training rows, seed 42, one teacher (`docs/search.json`, `augment_search`); one seed on one held-out",
+        "split only screens: a point or two between them is within that seed's noise.",
         "",
     ]
     for task, found in searched.items():
