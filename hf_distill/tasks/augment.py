@@ -149,9 +149,10 @@ def embedding_neighbours(
 ) -> dict[str, list[str]]:
     """Each vocabulary word's `top_k` nearest words by cosine similarity of a model's input word embeddings.
 
-    The table ``augment_dataset(method="embedding")`` draws replacements from. Only whole alphabetic tokens take
-    part, as keys and as neighbours (no ``##`` piece, special token or punctuation), and a word is never its own
-    neighbour. Computed on the CPU in float32, so every process of a run gets the same table.
+    The table ``augment_dataset(method="embedding")`` draws replacements from. Only tokens that read as one
+    alphabetic word take part, as keys and as neighbours (no ``##`` piece, special token or punctuation; a
+    byte-level or SentencePiece token by the word it spells), and a word is never its own neighbour. Computed on the
+    CPU in float32, so every process of a run gets the same table.
 
     Args:
         model (`PreTrainedModel` or `torch.Tensor`): a model whose `get_input_embeddings()` rows are indexed by the
@@ -174,12 +175,10 @@ def embedding_neighbours(
             f"the input embeddings have shape {tuple(weight.shape)}, not (vocabulary, dim): pass the model whole "
             "(not a sharded partition) or its embedding matrix."
         )
-    special = set(tokenizer.all_special_ids)
-    tokens = tokenizer.convert_ids_to_tokens(list(range(weight.shape[0])))
-    ids = [i for i, token in enumerate(tokens) if token and token.isalpha() and i not in special]
-    if not ids:
+    rows_of = _word_rows(tokenizer, weight.shape[0])
+    if not rows_of:
         raise ValueError("the tokenizer has no whole alphabetic word in the embedding matrix's rows: no neighbours.")
-    vocabulary = [tokens[i] for i in ids]
+    vocabulary, ids = list(rows_of), list(rows_of.values())
     position = {word: index for index, word in enumerate(vocabulary)}
     keys = list(position) if words is None else sorted({w for w in words if w in position})
     unit = torch.nn.functional.normalize(weight[ids], dim=-1)
@@ -194,6 +193,24 @@ def embedding_neighbours(
         for word, found in zip(batch, nearest):
             table[word] = [vocabulary[index] for index in found]
     return table
+
+
+def _word_rows(tokenizer, rows: int) -> dict[str, int]:
+    """{word: its embedding row} for the tokens (ids below `rows`, no special token) that read as one alphabetic word.
+
+    A token is read as the text the tokenizer makes of it alone (WordPiece's ``##s`` stays ``##s`` and is left out;
+    byte-level BPE's ``Ġcat`` and SentencePiece's ``▁cat`` read `` cat``). Where two tokens read as the same word
+    (byte-level BPE's ``Ġcat`` and ``cat``), the one that starts a word (a leading space) is kept, else the first."""
+    special = set(tokenizer.all_special_ids)
+    found: dict[str, tuple[int, bool]] = {}
+    for index, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(rows)))):
+        if token is None or index in special:  # None: an id past the tokenizer's vocabulary (a padded matrix)
+            continue
+        text = tokenizer.convert_tokens_to_string([token])
+        word, starts = text.strip(), text[:1].isspace()
+        if word.isalpha() and (word not in found or (starts and not found[word][1])):
+            found[word] = (index, starts)
+    return {word: index for word, (index, _) in found.items()}
 
 
 def _check_arguments(

@@ -411,6 +411,26 @@ def test_embedding_neighbours_of_chosen_words_from_a_matrix(tokenizer):
     assert table["cat"][0] == "dog" and table["sat"][0] == "dog"  # ...but these: [MASK] and ##s never count
 
 
+def test_embedding_neighbours_read_byte_level_tokens_as_the_words_they_spell():
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(SENTENCES * 20, vocab_size=400, min_frequency=1, special_tokens=["<pad>", "<mask>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="<pad>", mask_token="<mask>")
+    vocab = tokenizer.get_vocab()
+    assert {"Ġthe", "the", "Ġmovie"} <= set(vocab)  # "the" starts a word (Ġthe) and a text (the)
+    torch.manual_seed(0)
+    matrix = torch.randn(len(tokenizer), 8)
+    matrix[vocab["Ġthe"]] = matrix[vocab["Ġmovie"]]  # the word-start row: nearest to "movie"...
+    matrix[vocab["the"]] = -matrix[vocab["Ġmovie"]]  # ...the other one: farthest from it
+    table = embedding_neighbours(matrix, tokenizer, top_k=3)
+    assert {"the", "movie", "cat"} <= set(table)  # "Ġcat" read as "cat"
+    assert not any(word.startswith("Ġ") or not word.isalpha() for word in table)  # nor lone bytes ("ĸ")
+    assert all(neighbour in table for found in table.values() for neighbour in found)
+    assert table["the"][0] == "movie" and table["movie"][0] == "the"  # a word is its word-start token
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [({"top_k": 0}, "top_k"), ({"batch_size": 0}, "batch_size")])
 def test_embedding_neighbours_bad_numbers_raise(model, tokenizer, kwargs, match):
     with pytest.raises(ValueError, match=match):
