@@ -1495,35 +1495,30 @@ def search_transfer_layers(task: str, root: Path, data_dir: str, extra: list[str
             f"run_results.py: --search_transfer_layers {task}: no held-out split for it; one of "
             f"{', '.join(SEARCH_HELD_OUT)}."
         )
-    scores, shared = _score_on_held_out(task, root, data_dir, TRANSFER_LAYER_GRID, extra, transfer=True)
-    _write_search_entry(
-        task,
-        "transfer_layers_search",
-        {
-            "metric": METRICS[task],
-            "held_out_train_rows": SEARCH_HELD_OUT[task],
-            **shared,
-            "seed": 42,
-            "config": transfer_config(task),
-            "scores": scores,
-            "best": max(scores, key=scores.get),  # a tie keeps the first: the layers every config starts from
-        },
-    )
+    _search_e(task, root, data_dir, TRANSFER_LAYER_GRID, extra, "transfer_layers_search")
 
 
 def search_augment(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
     """Which augmentation (e)'s copies use: its transfer config, settings and layers with each of AUGMENT_GRID's
     methods, scored on held-out train rows (dev never looked at). The scores go to docs/search.json
-    ("augment_search"); a winner goes into the transfer config by hand."""
+    ("augment_search"); where embedding copies win, (h) runs for the task (`embedding_tasks`), and (e) keeps its
+    config."""
     if task not in SEARCH_HELD_OUT or task in TRANSFER_FLAGS:
         sys.exit(
             f"run_results.py: --search_augment {task}: its transfer set is not augmented copies with a held-out "
             f"split; one of {', '.join(t for t in SEARCH_HELD_OUT if t not in TRANSFER_FLAGS)}."
         )
-    scores, shared = _score_on_held_out(task, root, data_dir, AUGMENT_GRID, extra, transfer=True)
+    _search_e(task, root, data_dir, AUGMENT_GRID, extra, "augment_search")
+
+
+def _search_e(task: str, root: Path, data_dir: str, grid: dict, extra: list[str], key: str) -> None:
+    """(e)'s transfer config at its settings with each of `grid`'s flags, scored on held-out train rows (seed 42, one
+    teacher), into docs/search.json `key`. The best is the highest score; a tie keeps the grid's first point (the
+    configs' own layers or augmentation)."""
+    scores, shared = _score_on_held_out(task, root, data_dir, grid, extra, transfer=True)
     _write_search_entry(
         task,
-        "augment_search",
+        key,
         {
             "metric": METRICS[task],
             "held_out_train_rows": SEARCH_HELD_OUT[task],
@@ -1531,7 +1526,7 @@ def search_augment(task: str, root: Path, data_dir: str, extra: list[str]) -> No
             "seed": 42,
             "config": transfer_config(task),
             "scores": scores,
-            "best": max(scores, key=scores.get),  # a tie keeps the first: the augmentation every config uses
+            "best": max(scores, key=scores.get),
         },
     )
 
