@@ -217,7 +217,10 @@ SEARCH_ONLY = ["--hp_search_trials", "2", "--validation_split_size", "16", "--hp
             ["--augment", "mask", "--augment_probability", "1.5"],
             r"--augment_probability must be in \[0, 1\], got 1\.5",
         ),
-        (["--augment", "shuffle"], r"--augment must be one of none, mask, ngram, mask_ngram, mlm, got 'shuffle'"),
+        (
+            ["--augment", "shuffle"],
+            r"--augment must be one of none, mask, ngram, mask_ngram, mlm, embedding, got 'shuffle'",
+        ),
         (["--augment", "mlm"], r"--augment mlm needs --augment_mlm_model"),
         (["--hp_search_trials", "3"], r"--hp_search_trials 3 needs --validation_split_size"),
         (["--hp_search_only", "true"], r"--hp_search_only stops after the search, but --hp_search_trials was not"),
