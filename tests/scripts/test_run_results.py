@@ -622,15 +622,21 @@ def test_the_related_search_refuses_a_task_whose_transfer_set_is_its_own_text(tm
     assert not (tmp_path / "out").exists()
 
 
-def test_the_transfer_layers_search_scores_e_from_each_start_on_held_out_rows(tmp_path, monkeypatch):
-    import json
-
+def cola_search_root(tmp_path, monkeypatch, cola_entry: str):
+    """A repository root holding docs/search.json with CoLA's entry `cola_entry` and its transfer config."""
     search_file = tmp_path / "docs" / "search.json"
     search_file.parent.mkdir()
-    search_file.write_text('{"tasks": {"cola": {"best": "T=1.0, alpha_kd=0.9", "train_rows": 7551}}}')
+    search_file.write_text(f'{{"tasks": {{"cola": {cola_entry}}}}}')
     (tmp_path / "configs" / "offline").mkdir(parents=True)
     (tmp_path / "configs" / "offline" / "cola_transfer.yaml").write_text("task_name: cola\n")
     monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    return search_file
+
+
+def test_the_transfer_layers_search_scores_e_from_each_start_on_held_out_rows(tmp_path, monkeypatch):
+    import json
+
+    search_file = cola_search_root(tmp_path, monkeypatch, '{"best": "T=1.0, alpha_kd=0.9", "train_rows": 7551}')
     calls, scores = [], iter([0.25, 0.29])
 
     def fake_run(command, output_dir):
@@ -670,12 +676,7 @@ def test_the_transfer_layers_search_scores_e_from_each_start_on_held_out_rows(tm
 def test_the_augment_search_scores_e_with_each_kind_of_copies_on_held_out_rows(tmp_path, monkeypatch):
     import json
 
-    search_file = tmp_path / "docs" / "search.json"
-    search_file.parent.mkdir()
-    search_file.write_text('{"tasks": {"cola": {"best": "T=1.0, alpha_kd=0.9"}}}')
-    (tmp_path / "configs" / "offline").mkdir(parents=True)
-    (tmp_path / "configs" / "offline" / "cola_transfer.yaml").write_text("task_name: cola\n")
-    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    search_file = cola_search_root(tmp_path, monkeypatch, '{"best": "T=1.0, alpha_kd=0.9"}')
     calls, scores = [], iter([0.30, 0.33])
 
     def fake_run(command, output_dir):
