@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import itertools
 import json
 import platform
 import re
@@ -855,6 +856,8 @@ def _against_e_line(task: str, entry: dict, variant: str, label: str, what: str)
 
 def _embedding_section(results: dict) -> list[str]:
     """(h) ours + embedding copies: the held-out comparison of the two augmentations and (h)'s dev rows."""
+    from hf_distill.tasks.augment import EMBEDDING_TOP_K
+
     searched = _searches_of("augment_search")
     if not searched:
         return []
@@ -863,7 +866,8 @@ def _embedding_section(results: dict) -> list[str]:
         "### (h) ours + embedding copies",
         "",
         "(h) is (e)'s config, settings and student layers with `--augment embedding`: as many copies of each",
-        "labelled row at the same p, each chosen word replaced by one of its 15 nearest words in the teacher's",
+        f"labelled row at the same p, each chosen word replaced by one of its {EMBEDDING_TOP_K} nearest words in the "
+        "teacher's",
         "input word embeddings (TinyBERT's word-vector path; `ran` -> `run`, `running`, `runs`...) instead of",
         "masked and cut. `python scripts/run_results.py --search_augment --tasks TASK` scores both on held-out",
         "training rows, seed 42, one teacher (`docs/search.json`, `augment_search`); one seed on one held-out",
@@ -951,15 +955,16 @@ AUGMENTATION_WORDS = {
     "ngram": "with p = {p} the text cut to a random 1..5-gram of it",
     "mask_ngram": "each word masked with p = {p}, then with p = {p} a random 1..5-gram kept",
     "mlm": "each word replaced with p = {p} by a masked LM's guess",
-    "embedding": "each word replaced with p = {p} by one of its 15 nearest words in the teacher's word embeddings",
+    "embedding": "each word replaced with p = {p} by one of its {k} nearest words in the teacher's word embeddings",
 }
 
 
 def _augmentation(config: dict) -> str:
     """How a transfer config augments, in words, from its own settings (so the text follows the config)."""
+    from hf_distill.tasks.augment import EMBEDDING_TOP_K
     from hf_distill.tasks.glue import GLUE_TASKS
 
-    words = AUGMENTATION_WORDS[config["augment"]].format(p=config["augment_probability"])
+    words = AUGMENTATION_WORDS[config["augment"]].format(p=config["augment_probability"], k=EMBEDDING_TOP_K)
     if len(GLUE_TASKS[config["task_name"]].text_columns) == 2:
         words += "; a pair augments each side"
     return f"{config['augment_copies']} `{config['augment']}` copies of each labelled row ({words})"
@@ -1336,10 +1341,8 @@ def _targets_section(results: dict) -> list[str]:
         )
     else:
         lines.append(f"- Mean retention over the four tasks: NOT measured (ours + transfer ran on {len(v2)} of them).")
-    for task, entry, variant in (
-        (task, entry, variant)
-        for task, entry in results["tasks"].items()
-        for variant in (*RELATED_VARIANTS, *EMBEDDING_VARIANTS)
+    for (task, entry), variant in itertools.product(
+        results["tasks"].items(), (*RELATED_VARIANTS, *EMBEDDING_VARIANTS)
     ):
         if entry.get(variant) and "runs" in entry:
             found = _paired_against(entry, entry["seeds"], variant, "labels_only")

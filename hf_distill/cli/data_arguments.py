@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_distill.publish.export import check_export_formats
-from hf_distill.tasks.augment import AUGMENTATIONS
+from hf_distill.tasks.augment import AUGMENTATIONS, EMBEDDING_TOP_K
 from hf_distill.tasks.glue import normalize_task_name
 
 from .paths import resolve_package_path
@@ -89,7 +89,8 @@ class DataArguments:
             "help": "Augmented copies of the labelled rows for the transfer set, labels dropped: 'none', 'mask' "
             "(words replaced by the mask token), 'ngram' (a random 1..5-gram of the text), 'mask_ngram' (both; "
             "Tang et al., 2019), 'mlm' (words replaced by a masked LM's sampled predictions; TinyBERT), or "
-            "'embedding' (words replaced by one of their 15 nearest words in the teacher's input word embeddings; "
+            f"'embedding' (words replaced by one of their {EMBEDDING_TOP_K} nearest words in the teacher's input word "
+            "embeddings; "
             "TinyBERT's word-vector path, no extra model). Sentence pairs augment each side."
         },
     )

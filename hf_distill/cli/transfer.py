@@ -8,6 +8,7 @@ student is distilled on all of them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import tempfile
@@ -20,14 +21,13 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from hf_distill.cache.store import LOGITS_COLUMN, build_teacher_cache
 from hf_distill.publish.model_card import public_name
-from hf_distill.tasks.augment import augment_dataset, embedding_neighbours
+from hf_distill.tasks.augment import EMBEDDING_TOP_K, augment_dataset, embedding_neighbours
 from hf_distill.tasks.transfer import drop_labels, load_unlabeled_file, mix_transfer_rows
 from hf_distill.trainer.model_inputs import accepted_inputs, select_inputs
 
 from .models import hub_kwargs
 
 __all__ = [
-    "EMBEDDING_TOP_K",
     "TransferSet",
     "build_transfer_set",
     "check_mlm_augmenter",
@@ -37,8 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-EMBEDDING_TOP_K = 15  # --augment embedding draws among a word's 15 nearest (TinyBERT's K)
 
 
 @dataclasses.dataclass
@@ -102,12 +100,13 @@ def embedding_table(data_args, teacher, tokenizer) -> dict[str, list[str]] | Non
     if data_args.augment != "embedding" or data_args.augment_copies == 0:
         return None
     weight = teacher.get_input_embeddings().weight
+    whole = contextlib.nullcontext()
     if hasattr(weight, "ds_id"):  # a ZeRO-3 partition: every rank gathers the whole matrix and builds the table
         import deepspeed
 
-        with deepspeed.zero.GatheredParameters([weight], modifier_rank=None):
-            return embedding_neighbours(weight, tokenizer, top_k=EMBEDDING_TOP_K)
-    return embedding_neighbours(weight, tokenizer, top_k=EMBEDDING_TOP_K)
+        whole = deepspeed.zero.GatheredParameters([weight], modifier_rank=None)
+    with whole:
+        return embedding_neighbours(weight, tokenizer, top_k=EMBEDDING_TOP_K)
 
 
 def build_transfer_set(

@@ -27,9 +27,10 @@ from numbers import Integral, Real
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
 
-__all__ = ["AUGMENTATIONS", "augment_dataset", "embedding_neighbours"]
+__all__ = ["AUGMENTATIONS", "EMBEDDING_TOP_K", "augment_dataset", "embedding_neighbours"]
 
 AUGMENTATIONS = ("none", "mask", "ngram", "mask_ngram", "mlm", "embedding")
+EMBEDDING_TOP_K = 15  # "embedding" draws among a word's 15 nearest by default (TinyBERT's K)
 _MAX_NGRAM = 5
 # A word's replaceable core: what lies between its leading and trailing punctuation ("(rocks)." -> "rocks").
 _CORE = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
@@ -145,7 +146,7 @@ def _replace(word: str, neighbours: Mapping[str, Sequence[str]], rng: random.Ran
 
 
 def embedding_neighbours(
-    model, tokenizer, *, top_k: int = 15, words=None, batch_size: int = 1024
+    model, tokenizer, *, top_k: int = EMBEDDING_TOP_K, words=None, batch_size: int = 1024
 ) -> dict[str, list[str]]:
     """Each vocabulary word's `top_k` nearest words by cosine similarity of a model's input word embeddings.
 
