@@ -1554,11 +1554,10 @@ def _score_on_held_out(
         teacher = [] if index == 0 else _reuse_teacher_folder(first)
         output = first if index == 0 else root / name.replace("=", "").replace(", ", "_")
         outcome = run([*base, *flags, *teacher, "--output_dir", str(output), *extra], output)
-        scores[name] = round(outcome[f"eval_{METRICS[task]}"], 4)
+        scores[name] = outcome[f"eval_{METRICS[task]}"]
         fitted = fitted or outcome
     teacher_score = fitted.get(f"teacher_eval_{METRICS[task]}")  # on the same held-out rows
-    rounded = None if teacher_score is None else round(teacher_score, 4)
-    return scores, {"train_rows": outcome.get("train_examples"), "teacher": rounded}
+    return scores, {"train_rows": outcome.get("train_examples"), "teacher": teacher_score}
 
 
 def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: list[str]) -> None:
@@ -1608,7 +1607,7 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
             "transfer_rows": report["train_rows"]["unlabeled"] + report["train_rows"]["augmented"],
             "seed": 42,
             "trials": [
-                {**{k: v for k, v in trial.items() if k != objective}, "score": round(trial[objective], 4)}
+                {**{k: v for k, v in trial.items() if k != objective}, "score": trial[objective]}
                 for trial in report["trials"]
             ],
             "best": {k: report["best"][k] for k in SEARCHED_SETTINGS},
@@ -1659,7 +1658,7 @@ def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> No
         else:
             outcome = run(command, root / name)
         found[name] = {
-            "score": round(outcome[f"eval_{metric}"], 4),
+            "score": outcome[f"eval_{metric}"],
             "transfer_rows": outcome.get("train_unlabeled_examples", 0) + outcome.get("train_augmented_examples", 0),
             "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *command])),
         }
