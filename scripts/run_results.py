@@ -10,6 +10,7 @@
     python scripts/run_results.py --search_related --tasks stsb   # augmented copies vs related text, train split
     python scripts/run_results.py --search_transfer_layers --tasks cola  # (e)'s student start layers, train split
     python scripts/run_results.py --search_augment --tasks cola   # (e)'s copies: mask_ngram vs embedding, train split
+    python scripts/run_results.py --reproduce --tasks sst2 --seeds 42 --variants ours_transfer  # rerun recorded runs
 
 Per task and seed, with the settings of configs/offline/<task>.yaml:
   (a) teacher: all-MiniLM-L6-v2 fine-tuned on the task (by run d, with --finetune_teacher; reused by b and c);
@@ -33,6 +34,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +175,12 @@ def main() -> None:
         "--render", action="store_true", help="rewrite docs/results.md from docs/results.json, running nothing"
     )
     parser.add_argument(
+        "--reproduce",
+        action="store_true",
+        help="rerun the recorded commands of --tasks/--seeds/--variants (with their teacher-fitting run) into "
+        "OUTPUT_ROOT/reproduce and record whether each gave its recorded numbers",
+    )
+    parser.add_argument(
         "extra", nargs="*", help="flags passed to every run (after --), e.g. -- --max_train_samples 500"
     )
     options = parser.parse_args()
@@ -181,6 +189,14 @@ def main() -> None:
         results = without_machine_paths(json.loads((ROOT / "docs" / "results.json").read_text()))
         (ROOT / "docs" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (ROOT / "docs" / "results.md").write_text(render(results))
+        return
+    if options.reproduce:
+        if options.extra:
+            sys.exit(
+                f"run_results.py: --reproduce reruns the recorded commands as they were; drop the extra flags "
+                f"{shlex.join(options.extra)}."
+            )
+        reproduce(options.tasks, options.seeds, options.variants, root / "reproduce")
         return
     searches = (options.search, options.search_cos, options.search_intermediate, options.search_transfer)
     if any(searches) or options.search_related or options.search_transfer_layers or options.search_augment:
@@ -254,6 +270,92 @@ def main() -> None:
                 results_path.parent.mkdir(exist_ok=True)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
                 (ROOT / "docs" / "results.md").write_text(render(results))
+
+
+def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Path) -> None:
+    """Reruns recorded runs by their commands in docs/results.json, each into root/<task>/seed<seed>/<variant>, and
+    records under the task's `reproduced` whether the rerun gave the recorded teacher and student scores to the last
+    digit (and on which CPU). A run that reused its seed's teacher gets the teacher refit by rerunning that seed's
+    `ours` first (recorded too). A folder already holding finished results is read, not rerun (delete it to rerun)."""
+    results_path = ROOT / "docs" / "results.json"
+    results = without_machine_paths(json.loads(results_path.read_text()))
+    for task, seed in itertools.product(tasks, seeds):
+        entry = results["tasks"].get(task, {})
+        runs = entry.get("runs", {})
+        wanted = [v for v in VARIANTS if v in variants and f"{v}/{seed}" in runs]
+        missing = [v for v in variants if f"{v}/{seed}" not in runs]
+        if missing:
+            print(f"{task} seed {seed}: no recorded run of {', '.join(missing)} to reproduce; skipped", flush=True)
+        if not wanted:
+            continue
+        commands = {v: shlex.split(runs[f"{v}/{seed}"]["command"])[2:] for v in wanted}
+        recorded_dir = {v: Path(_flag_value(commands[v], "--output_dir")).parent for v in wanted}
+        teacher_of = {v: _flag_value(commands[v], "--teacher_model_name_or_path") for v in wanted}
+        if "ours" not in wanted and any(
+            t and Path(t).parent.name == "ours" and Path(t).parent.parent == recorded_dir[v]
+            for v, t in teacher_of.items()
+        ):
+            if f"ours/{seed}" not in runs:
+                sys.exit(
+                    f"run_results.py: --reproduce {task} seed {seed}: its runs reuse the teacher of ours/{seed}, "
+                    "which is not recorded; run it first (python scripts/run_results.py --tasks "
+                    f"{task} --seeds {seed} --variants ours)."
+                )
+            wanted.insert(0, "ours")
+            commands["ours"] = shlex.split(runs[f"ours/{seed}"]["command"])[2:]
+            recorded_dir["ours"] = Path(_flag_value(commands["ours"], "--output_dir")).parent
+        run_dir = root / task / f"seed{seed}"
+        for variant in wanted:
+            old, new = str(recorded_dir[variant]), str(run_dir)
+            arguments = [new + a[len(old) :] if a == old or a.startswith(old + "/") else a for a in commands[variant]]
+            if variant in RELATED_VARIANTS:
+                related_text(task, _flag_value(arguments, "--data_dir"))
+            ran_now = not finished(run_dir / variant)
+            outcome = run(arguments, run_dir / variant)
+            recorded, metric = runs[f"{variant}/{seed}"], METRICS[task]
+            found = {"student": outcome[f"eval_{metric}"], "teacher": outcome[f"teacher_eval_{metric}"]}
+            found["identical"] = found["student"] == recorded["student"] and found["teacher"] == recorded["teacher"]
+            earlier = entry.get("reproduced", {}).get(f"{variant}/{seed}", {})
+            found["cpu"] = cpu_model() if ran_now or "cpu" not in earlier else earlier["cpu"]  # the CPU that ran it
+            entry.setdefault("reproduced", {})[f"{variant}/{seed}"] = found
+            print(
+                f"{task} {variant}/{seed}: student {found['student']!r} (recorded {recorded['student']!r}), teacher "
+                f"{found['teacher']!r} (recorded {recorded['teacher']!r}): "
+                f"{'identical' if found['identical'] else 'DIFFERENT'}",
+                flush=True,
+            )
+            results_path.write_text(json.dumps(results, indent=2) + "\n")
+            (ROOT / "docs" / "results.md").write_text(render(results))
+
+
+def _flag_value(arguments: list[str], flag: str) -> str | None:
+    """The value after the last `flag` in a command's arguments (argparse keeps the last), else None."""
+    values = [arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a == flag]
+    return values[-1] if values else None
+
+
+def _reproduced_lines(results: dict) -> list[str]:
+    """What `--reproduce` found: recorded runs rerun by their commands, identical or not."""
+    same, other = [], []
+    for task, entry in results["tasks"].items():
+        for key, found in entry.get("reproduced", {}).items():
+            recorded = entry["runs"][key]
+            if found["identical"]:
+                same.append(f"{task} {key}")
+            else:
+                other.append(
+                    f"{task} {key} (student {100 * found['student']:.2f} against {100 * recorded['student']:.2f} "
+                    f"recorded, teacher {100 * found['teacher']:.2f} against {100 * recorded['teacher']:.2f})"
+                )
+    if not same and not other:
+        return ["No recorded run has been rerun by `python scripts/run_results.py --reproduce` yet."]
+    cpus = sorted({f["cpu"] for e in results["tasks"].values() for f in e.get("reproduced", {}).values()})
+    text = (
+        "`python scripts/run_results.py --reproduce --tasks TASK --seeds SEED --variants VARIANT` reruns recorded "
+        f"runs by their commands (on {', '.join(cpus)}; `reproduced` in results.json). Teacher and student "
+        f"identical to the last digit: {', '.join(same) or 'none'}. Different: {'; '.join(other) or 'none'}."
+    )
+    return textwrap.wrap(text, 115)
 
 
 def embedding_tasks() -> list[str]:
@@ -410,6 +512,8 @@ def record(
     if variant in RELATED_VARIANTS:
         entry["related"] = {"unlabeled": outcome.get("train_unlabeled_examples", 0)}
     previous = entry.setdefault("runs", {}).get(f"{variant}/{seed}", {})
+    if ran_now:  # a rerun replaces the numbers an earlier --reproduce checked
+        entry.get("reproduced", {}).pop(f"{variant}/{seed}", None)
     run = entry["runs"][f"{variant}/{seed}"] = {
         "student": outcome[f"eval_{metric}"],
         "teacher": outcome[f"teacher_eval_{metric}"],
@@ -1163,6 +1267,7 @@ def _settings_section(results: dict) -> list[str]:
         "df68cef^, refit at 82.1 in df68cef), most likely from CPU kernels that round differently, which",
         "fine-tuning amplifies (not established: no two CPUs were compared side by side), so each run records its",
         f"CPU (`cpu` in results.json, since 2026-12-05): {_cpu_counts(results)}.",
+        *_reproduced_lines(results),
         "",
         "| task | held-out train rows | best on held-out train | ours' runs above used | used vs best on held-out "
         "| scores on held-out train |",

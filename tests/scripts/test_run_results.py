@@ -894,3 +894,74 @@ def test_e_is_paired_against_ours_from_its_own_start_where_that_ran():
     scores |= {"ours_layers_012/42": (0.80, 0.84), "ours_layers_012/43": (0.82, 0.85)}
     line = run_results._same_start_line(filled(scores)["tasks"]["sst2"], "0,1,2")
     assert "(e) − it per seed +7.2 +5.3 (mean +6.25" in line and "2 seeds; NOT the same teachers on seeds 43)" in line
+
+
+def _recorded_for_reproduce(tmp_path, monkeypatch) -> Path:
+    """docs/results.json of a tmp ROOT holding SST-2 seed 42's ours and (e), recorded by their real commands."""
+    import json
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "configs").symlink_to(ROOT / "configs")  # read, never written
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    monkeypatch.setattr(run_results, "_searches", lambda: {})
+    results = {"teacher_base": "base", "tasks": {}}
+    ours = ["configs/offline/sst2.yaml", "--seed", "42", "--output_dir", "outputs/results/sst2/seed42/ours"]
+    transfer = ["configs/offline/sst2_transfer.yaml", "--seed", "42", "--unlabeled_train_rows", "63349"]
+    transfer += ["--teacher_model_name_or_path", "outputs/results/sst2/seed42/ours/teacher"]
+    transfer += ["--finetune_teacher", "false", "--output_dir", "outputs/results/sst2/seed42/ours_transfer"]
+    run_results.record(results, "sst2", 42, "ours", outcome(0.8176605504587156, 0.8451834862385321), ours, True)
+    run_results.record(results, "sst2", 42, "ours_transfer", outcome(0.841743119266055, 0.8451834862385321),
+                       transfer, True)  # fmt: skip
+    path = tmp_path / "docs" / "results.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+def test_reproduce_reruns_recorded_commands_with_their_teacher_and_records_what_they_gave(tmp_path, monkeypatch):
+    import json
+
+    path = _recorded_for_reproduce(tmp_path, monkeypatch)
+    calls = []
+    given = {
+        "ours": outcome(0.8176605504587156, 0.8451834862385321),
+        "ours_transfer": outcome(0.8417, 0.8451834862385321),
+    }
+
+    def fake_run(arguments, output_dir):
+        calls.append((arguments, output_dir))
+        return given[output_dir.name]
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    monkeypatch.setattr(run_results, "cpu_model", lambda: "Test CPU")
+    run_results.reproduce(["sst2"], [42], ["ours_transfer"], tmp_path / "repro")
+    # (e) reused seed 42's teacher, so ours (which fit it) is rerun first, and (e) reads the refit teacher
+    assert [output.name for _, output in calls] == ["ours", "ours_transfer"]
+    first, second = (dict(zip(a[1::2], a[2::2], strict=False)) for a, _ in calls)
+    assert first["--output_dir"] == str(tmp_path / "repro" / "sst2" / "seed42" / "ours")
+    assert second["--teacher_model_name_or_path"] == str(tmp_path / "repro" / "sst2" / "seed42" / "ours" / "teacher")
+    assert second["--unlabeled_train_rows"] == "63349" and calls[1][0][0] == "configs/offline/sst2_transfer.yaml"
+    found = json.loads(path.read_text())["tasks"]["sst2"]["reproduced"]
+    assert found["ours/42"] == {"student": 0.8176605504587156, "teacher": 0.8451834862385321, "identical": True,
+                                "cpu": "Test CPU"}  # fmt: skip
+    assert found["ours_transfer/42"]["identical"] is False  # 0.8417 is not the recorded 0.841743...
+    text = (tmp_path / "docs" / "results.md").read_text()
+    assert "identical to the last digit: sst2 ours/42." in " ".join(text.split())
+    assert "sst2 ours_transfer/42 (student 84.17 against 84.17 recorded" in " ".join(text.split())
+    # a rerun of the recorded run itself replaces the numbers that were checked: the check goes with them
+    results = json.loads(path.read_text())
+    run_results.record(results, "sst2", 42, "ours", outcome(0.81, 0.84), ["--seed", "42"], ran_now=True)
+    assert "ours/42" not in results["tasks"]["sst2"]["reproduced"]
+
+
+def test_reproduce_refuses_extra_flags_and_skips_runs_never_recorded(tmp_path, monkeypatch, capsys):
+    _recorded_for_reproduce(tmp_path, monkeypatch)
+    monkeypatch.setattr(run_results, "run", lambda *a: pytest.fail("nothing recorded to rerun"))
+    run_results.reproduce(["sst2"], [43], ["ours"], tmp_path / "repro")
+    assert "sst2 seed 43: no recorded run of ours to reproduce; skipped" in capsys.readouterr().out
+    never = " ".join(run_results.render(filled({"ours/42": (0.80, 0.84)})).split())
+    assert "No recorded run has been rerun by `python scripts/run_results.py --reproduce` yet." in never
+    monkeypatch.setattr("sys.argv", ["run_results.py", "--reproduce", "--tasks", "sst2", "--", "--max_steps", "1"])
+    with pytest.raises(
+        SystemExit, match="reruns the recorded commands as they were; drop the extra flags --max_steps 1"
+    ):
+        run_results.main()
