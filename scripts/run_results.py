@@ -276,7 +276,8 @@ def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Pat
     """Reruns recorded runs by their commands in docs/results.json, each into root/<task>/seed<seed>/<variant>, and
     records under the task's `reproduced` whether the rerun gave the recorded teacher and student scores to the last
     digit (and on which CPU). A run that reused its seed's teacher gets the teacher refit by rerunning that seed's
-    `ours` first (recorded too). A folder already holding finished results is read, not rerun (delete it to rerun)."""
+    `ours` first (recorded too). A folder already holding finished results is read, not rerun (delete it to rerun),
+    unless the teacher it reused was refit now."""
     results_path = ROOT / "docs" / "results.json"
     results = without_machine_paths(json.loads(results_path.read_text()))
     for task, seed in itertools.product(tasks, seeds):
@@ -305,13 +306,16 @@ def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Pat
             commands["ours"] = shlex.split(runs[f"ours/{seed}"]["command"])[2:]
             recorded_dir["ours"] = Path(_flag_value(commands["ours"], "--output_dir")).parent
         run_dir = root / task / f"seed{seed}"
+        refit = False  # whether this seed's ours (its teacher) ran now: the runs reusing that teacher rerun too
         for variant in wanted:
             old, new = str(recorded_dir[variant]), str(run_dir)
             arguments = [new + a[len(old) :] if a == old or a.startswith(old + "/") else a for a in commands[variant]]
             if variant in RELATED_VARIANTS:
                 related_text(task, _flag_value(arguments, "--data_dir"))
-            ran_now = not finished(run_dir / variant)
-            outcome = run(arguments, run_dir / variant)
+            reuses = _flag_value(arguments, "--teacher_model_name_or_path") == str(run_dir / "ours" / "teacher")
+            ran_now = not finished(run_dir / variant) or (refit and reuses)
+            outcome = run(arguments, run_dir / variant, done=lambda folder, again=ran_now: not again)
+            refit = refit or (variant == "ours" and ran_now)
             recorded, metric = runs[f"{variant}/{seed}"], METRICS[task]
             found = {"student": outcome[f"eval_{metric}"], "teacher": outcome[f"teacher_eval_{metric}"]}
             found["identical"] = found["student"] == recorded["student"] and found["teacher"] == recorded["teacher"]

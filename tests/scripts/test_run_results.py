@@ -919,6 +919,7 @@ def _recorded_for_reproduce(tmp_path, monkeypatch) -> Path:
 
 def test_reproduce_reruns_recorded_commands_with_their_teacher_and_records_what_they_gave(tmp_path, monkeypatch):
     import json
+    import shutil
 
     path = _recorded_for_reproduce(tmp_path, monkeypatch)
     calls = []
@@ -927,8 +928,11 @@ def test_reproduce_reruns_recorded_commands_with_their_teacher_and_records_what_
         "ours_transfer": outcome(0.8417, 0.8451834862385321),
     }
 
-    def fake_run(arguments, output_dir):
-        calls.append((arguments, output_dir))
+    def fake_run(arguments, output_dir, done):
+        if not done(output_dir):  # run's contract: a folder `done` accepts is read, not rerun
+            calls.append((arguments, output_dir))
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / "all_results.json").write_text(json.dumps(given[output_dir.name]))
         return given[output_dir.name]
 
     monkeypatch.setattr(run_results, "run", fake_run)
@@ -951,11 +955,19 @@ def test_reproduce_reruns_recorded_commands_with_their_teacher_and_records_what_
     results = json.loads(path.read_text())
     run_results.record(results, "sst2", 42, "ours", outcome(0.81, 0.84), ["--seed", "42"], ran_now=True)
     assert "ours/42" not in results["tasks"]["sst2"]["reproduced"]
+    # rerun with both folders finished: both are read, none rerun
+    calls.clear()
+    run_results.reproduce(["sst2"], [42], ["ours_transfer"], tmp_path / "repro")
+    assert calls == []
+    # a teacher refit now (its folder gone) reruns the finished run that reused the old one
+    shutil.rmtree(tmp_path / "repro" / "sst2" / "seed42" / "ours")
+    run_results.reproduce(["sst2"], [42], ["ours_transfer"], tmp_path / "repro")
+    assert [output.name for _, output in calls] == ["ours", "ours_transfer"]
 
 
 def test_reproduce_refuses_extra_flags_and_skips_runs_never_recorded(tmp_path, monkeypatch, capsys):
     _recorded_for_reproduce(tmp_path, monkeypatch)
-    monkeypatch.setattr(run_results, "run", lambda *a: pytest.fail("nothing recorded to rerun"))
+    monkeypatch.setattr(run_results, "run", lambda *a, **k: pytest.fail("nothing recorded to rerun"))
     run_results.reproduce(["sst2"], [43], ["ours"], tmp_path / "repro")
     assert "sst2 seed 43: no recorded run of ours to reproduce; skipped" in capsys.readouterr().out
     never = " ".join(run_results.render(filled({"ours/42": (0.80, 0.84)})).split())
