@@ -289,13 +289,11 @@ def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Pat
             print(f"{task} seed {seed}: no recorded run of {', '.join(missing)} to reproduce; skipped", flush=True)
         if not wanted:
             continue
-        commands = {v: shlex.split(runs[f"{v}/{seed}"]["command"])[2:] for v in wanted}
-        recorded_dir = {v: Path(_flag_value(commands[v], "--output_dir")).parent for v in wanted}
-        teacher_of = {v: _flag_value(commands[v], "--teacher_model_name_or_path") for v in wanted}
-        if "ours" not in wanted and any(
-            t and Path(t).parent.name == "ours" and Path(t).parent.parent == recorded_dir[v]
-            for v, t in teacher_of.items()
-        ):
+        run_dir = root / task / f"seed{seed}"
+        arguments = {v: _moved_command(runs[f"{v}/{seed}"]["command"], run_dir) for v in wanted}
+        teacher = str(run_dir / "ours" / "teacher")
+        reusing = {v for v, a in arguments.items() if _flag_value(a, "--teacher_model_name_or_path") == teacher}
+        if reusing and "ours" not in wanted:
             if f"ours/{seed}" not in runs:
                 sys.exit(
                     f"run_results.py: --reproduce {task} seed {seed}: its runs reuse the teacher of ours/{seed}, "
@@ -303,18 +301,13 @@ def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Pat
                     f"{task} --seeds {seed} --variants ours)."
                 )
             wanted.insert(0, "ours")
-            commands["ours"] = shlex.split(runs[f"ours/{seed}"]["command"])[2:]
-            recorded_dir["ours"] = Path(_flag_value(commands["ours"], "--output_dir")).parent
-        run_dir = root / task / f"seed{seed}"
+            arguments["ours"] = _moved_command(runs[f"ours/{seed}"]["command"], run_dir)
         refit = False  # whether this seed's ours (its teacher) ran now: the runs reusing that teacher rerun too
         for variant in wanted:
-            old, new = str(recorded_dir[variant]), str(run_dir)
-            arguments = [new + a[len(old) :] if a == old or a.startswith(old + "/") else a for a in commands[variant]]
             if variant in RELATED_VARIANTS:
-                related_text(task, _flag_value(arguments, "--data_dir"))
-            reuses = _flag_value(arguments, "--teacher_model_name_or_path") == str(run_dir / "ours" / "teacher")
-            ran_now = not finished(run_dir / variant) or (refit and reuses)
-            outcome = run(arguments, run_dir / variant, done=lambda folder, again=ran_now: not again)
+                related_text(task, _flag_value(arguments[variant], "--data_dir"))
+            ran_now = not finished(run_dir / variant) or (refit and variant in reusing)
+            outcome = run(arguments[variant], run_dir / variant, done=lambda _folder, again=ran_now: not again)
             refit = refit or (variant == "ours" and ran_now)
             recorded, metric = runs[f"{variant}/{seed}"], METRICS[task]
             found = {"student": outcome[f"eval_{metric}"], "teacher": outcome[f"teacher_eval_{metric}"]}
@@ -330,6 +323,14 @@ def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Pat
             )
             results_path.write_text(json.dumps(results, indent=2) + "\n")
             (ROOT / "docs" / "results.md").write_text(render(results))
+
+
+def _moved_command(command: str, run_dir: Path) -> list[str]:
+    """A recorded distill_glue.py command's arguments with its seed's run folder (its --output_dir's parent, where a
+    reused teacher lies too) moved to `run_dir`."""
+    arguments = shlex.split(command)[2:]
+    old = str(Path(_flag_value(arguments, "--output_dir")).parent)
+    return [str(run_dir) + a[len(old) :] if a == old or a.startswith(old + "/") else a for a in arguments]
 
 
 def _flag_value(arguments: list[str], flag: str) -> str | None:

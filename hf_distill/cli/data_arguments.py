@@ -90,8 +90,7 @@ class DataArguments:
             "(words replaced by the mask token), 'ngram' (a random 1..5-gram of the text), 'mask_ngram' (both; "
             "Tang et al., 2019), 'mlm' (words replaced by a masked LM's sampled predictions; TinyBERT), or "
             f"'embedding' (words replaced by one of their {EMBEDDING_TOP_K} nearest words in the teacher's input word "
-            "embeddings; "
-            "TinyBERT's word-vector path, no extra model). Sentence pairs augment each side."
+            "embeddings; TinyBERT's word-vector path, no extra model). Sentence pairs augment each side."
         },
     )
     augment_copies: int = field(
