@@ -53,18 +53,23 @@ class TeacherCacheMixin:
     def prepare_teacher_cache(self) -> TeacherCache:
         """Loads or builds the teacher cache for `self.train_dataset` and adds it to the dataset as columns.
 
-        `train()` calls it; call it yourself to build the cache ahead of training. Returns the cache (also kept as
-        `self.teacher_cache`).
+        `train()` calls it (in a hyperparameter_search, each trial at its own settings); call it yourself to build
+        the cache ahead of training. Returns the cache (also kept as `self.teacher_cache`).
 
         Every process computes the fingerprint; the main process (of each node with `save_on_each_node`) builds a
         missing cache while the others wait, then they load it from disk.
         """
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
-        if self.train_dataset is self._cached_train_dataset:
-            return self.teacher_cache
-        self._check_cacheable()
+        settings = self._cache_settings()
         source = self.train_dataset
+        if source is self._cached_train_dataset:
+            if settings == self._cached_settings:
+                return self.teacher_cache
+            # A trial of hyperparameter_search changed the temperature or k of a token cache: rebuild (or load)
+            # the cache for them from the rows it was attached to, never from rows that already carry it.
+            source = self._cache_source_dataset
+        self._check_cacheable()
         dataset = source if isinstance(source, datasets.Dataset) else _to_datasets(source)
         with self._teacher_input_columns_kept():
             visible = self._remove_unused_columns(dataset, description="Training")
@@ -122,9 +127,17 @@ class TeacherCacheMixin:
         self.data_collator.top_k = cache.top_k
         self.data_collator.drop_columns = (self._cache_length_column,) if self._cache_length_column else ()
         self.teacher_cache = cache
+        self._cache_source_dataset = source
+        self._cached_settings = settings
         self._cached_train_dataset = attached
         self.train_dataset = attached
         return cache
+
+    def _cache_settings(self) -> tuple | None:
+        """What the stored outputs depend on that a trial may change: a token cache's k and temperature."""
+        if self._teacher_output_is_per_example():
+            return None
+        return (self.args.teacher_cache_top_k, float(self.args.temperature))
 
     def _get_train_sampler(self, train_dataset=None):
         return _with_listed_lengths(super()._get_train_sampler(train_dataset))

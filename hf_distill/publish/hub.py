@@ -15,8 +15,17 @@ logger = logging.getLogger(__name__)
 __all__ = ["check_can_push", "push_folder", "take_token_out_of_arguments"]
 
 # Files of the output folder that are not the student: intermediate checkpoints, the fine-tuned teacher, the
-# teacher-logit cache and TensorBoard runs.
-IGNORE_ON_PUSH = ["checkpoint-*", "checkpoint-*/**", "teacher/**", "teacher_cache/**", "runs/**", "*.pt"]
+# teacher-logit cache and TensorBoard runs; and Trainer's training_args.bin, a pickle (which nobody should have to
+# unpickle) holding this machine's folders: the card's command line states the arguments instead.
+IGNORE_ON_PUSH = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "teacher/**",
+    "teacher_cache/**",
+    "runs/**",
+    "*.pt",
+    "training_args.bin",
+]
 
 
 def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:

@@ -21,7 +21,7 @@ __all__ = [
     "sanitize_command",
 ]
 
-_SECRET_FLAGS = ("--hub_token",)
+_SECRET_OPTION = "hub_token"
 
 
 @dataclass
@@ -84,17 +84,23 @@ def sanitize_command(argv: Sequence[str], root: Path | None = None) -> str:
     cleaned: list[str] = []
     skip_next = False
     for argument in argv:
+        flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
         if skip_next:
             cleaned.append("<redacted>")
             skip_next = False
-        elif argument in _SECRET_FLAGS:
-            cleaned.append(argument)
-            skip_next = True
-        elif argument.startswith(tuple(flag + "=" for flag in _SECRET_FLAGS)):
-            cleaned.append(argument.split("=", 1)[0] + "=<redacted>")
+        elif _is_secret(flag):
+            cleaned.append(flag + "=<redacted>" if equals else flag)
+            skip_next = not equals
         else:
-            cleaned.append(_relative(argument, root))
+            # `--data_dir=/home/me/glue` is one argument: its value is a path like any other
+            cleaned.append(flag + equals + _relative(value, root) if equals else _relative(argument, root))
     return shlex.join(cleaned)
+
+
+def _is_secret(flag: str) -> bool:
+    """`--hub_token` as the parser takes it: dashes or underscores, or a prefix it expands (`--hub-tok`)."""
+    name = flag[2:].replace("-", "_")
+    return flag.startswith("--") and name.startswith("hub_t") and _SECRET_OPTION.startswith(name)
 
 
 def _relative(argument: str, root: Path | None) -> str:

@@ -58,3 +58,5 @@ class StudentSetupMixin:
         self._hidden_pairs = None  # a trial may change hidden_layer_map
         self._loss_terms = active_terms(self.args)
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
+        if self.args.cache_teacher_logits:
+            self.prepare_teacher_cache()  # a token cache stores log-probabilities at the trial's temperature and k

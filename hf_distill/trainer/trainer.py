@@ -143,6 +143,8 @@ class DistillationTrainer(
         self._counted_positions = CountedPositions()
         self.teacher_cache: TeacherCache | None = None
         self._cached_train_dataset = None  # that dataset with the cache columns attached
+        self._cache_source_dataset = None  # the training set it was attached to
+        self._cached_settings = None  # a token cache's (k, temperature)
         self._cache_length_column: str | None = None
         if self.args.cache_teacher_logits:
             self._check_cacheable()
@@ -152,8 +154,8 @@ class DistillationTrainer(
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
         """[`~transformers.Trainer.train`], after attaching the teacher cache when `cache_teacher_logits` is on."""
-        if self.args.cache_teacher_logits:
-            self.prepare_teacher_cache()
+        if self.args.cache_teacher_logits and (trial is None or self.hp_search_backend is None):
+            self.prepare_teacher_cache()  # a search trial's cache is prepared at its own settings (_hp_search_setup)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
     # ---- the loss: a table of weighted terms (loss_terms.py) -----------------------------------------------------

@@ -141,6 +141,57 @@ def test_class_cache_does_not_depend_on_temperature_or_k(tmp_path):
     assert first.built and not second.built and second.path == first.path
 
 
+def test_each_search_trial_reads_a_token_cache_taken_at_its_own_temperature(tmp_path):
+    # A token cache stores log-probabilities at T; hyperparameter_search sets a trial's T only inside train(), after
+    # the cache was attached, so the cache must follow the trial, not the arguments it was built with.
+    pytest.importorskip("optuna")
+    from hf_distill.losses.masks import token_mask
+
+    teacher, student, data = models_and_data("token")
+    checked = []
+
+    class Checking(DistillationTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training:
+                mask = token_mask(inputs["labels"], inputs["attention_mask"], inputs["labels"].shape, "cpu")
+                with torch.no_grad():
+                    teacher_inputs = {name: inputs[name] for name in ("input_ids", "attention_mask")}
+                    logits = self._teacher_module(**teacher_inputs).logits
+                expected = torch.log_softmax(logits.double() / self.args.temperature, dim=-1)
+                expected = expected.gather(-1, inputs[TOPK_INDICES_COLUMN])[mask]
+                torch.testing.assert_close(inputs[TOPK_LOG_PROBS_COLUMN][mask].double(), expected, rtol=0, atol=1e-5)
+                checked.append(self.args.temperature)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    trainer = Checking(
+        model_init=lambda: copy.deepcopy(student),
+        teacher_model=teacher,
+        args=make_args(
+            tmp_path,
+            cache_teacher_logits=True,
+            teacher_cache_dir=str(tmp_path / "cache"),
+            teacher_cache_top_k=tiny.VOCAB_SIZE,
+            temperature=2.0,
+            max_steps=2,
+            eval_strategy="no",
+        ),
+        train_dataset=data,
+        eval_dataset=tiny.token_rows(8, num_labels=tiny.VOCAB_SIZE, seed=9),
+        data_collator=tiny.collate,
+    )
+    trainer.hyperparameter_search(
+        hp_space=lambda trial: {"temperature": (1.0, 4.0, 1.0)[trial.number]},
+        backend="optuna",
+        n_trials=3,
+        direction="minimize",
+        compute_objective=lambda metrics: metrics["eval_loss"],
+    )
+    assert checked == [1.0, 1.0, 4.0, 4.0, 1.0, 1.0]
+    # one cache per temperature the trials used (T=1 built once, then read again); none at the arguments' T=2,
+    # which no trial trained with
+    assert len(cache_dirs(tmp_path)) == 2
+
+
 def test_a_matching_cache_is_reused_without_running_the_teacher_and_trains_identically(tmp_path):
     teacher, student, data = models_and_data("class")
     first = cached_trainer(tmp_path, copy.deepcopy(student), teacher, data, max_steps=3)

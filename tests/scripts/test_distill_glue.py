@@ -404,6 +404,9 @@ def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_p
     assert any(p.name.startswith("checkpoint-") for p in out.iterdir()) and (out / "teacher_cache").is_dir()
     assert not any(f.startswith(("checkpoint-", "teacher", "runs/")) or f.endswith(".pt") for f in uploaded)
     assert all(secret.encode() not in content for content in contents)
+    # nor a machine path: the run was given an absolute --output_dir (Trainer pickles it into training_args.bin)
+    leaked = [name for name, content in zip(uploaded, contents) if str(tmp_path).encode() in content]
+    assert leaked == [], f"{leaked} would publish a folder of this machine"
     assert (
         "--hub_token '<redacted>'" in (tmp_path / "out" / "README.md").read_text()
         or "<redacted>" in (tmp_path / "out" / "README.md").read_text()

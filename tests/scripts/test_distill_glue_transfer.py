@@ -413,3 +413,48 @@ def test_a_data_folder_linked_beside_the_repository_is_named_relative_to_it(tmp_
         ["python", "run.py", "--data_dir", str(tmp_path / "shared" / "glue")], root=tmp_path / "repo"
     )
     assert command == "python run.py --data_dir ../shared/glue"
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--hub_token", "SECRET"],
+        ["--hub-token", "SECRET"],  # the parser takes the dashed spelling too
+        ["--hub_token=SECRET"],
+        ["--hub-token=SECRET"],
+        ["--hub_tok", "SECRET"],  # and any unique prefix of the option
+        ["--hub-t=SECRET"],
+    ],
+)
+def test_every_spelling_the_parser_takes_for_the_token_is_redacted(flags):
+    from hf_distill.cli.arguments import parse_arguments
+    from hf_distill.publish.model_card import sanitize_command
+
+    # each spelling really reaches hub_token (so a card would otherwise publish it)
+    *_, training_args, _ = parse_arguments(
+        [
+            "--teacher_model_name_or_path",
+            "t",
+            "--task_name",
+            "sst2",
+            "--student_num_layers",
+            "1",
+            "--output_dir",
+            "o",
+            *flags,
+        ]
+    )
+    assert training_args.hub_token == "SECRET"
+    command = sanitize_command(["python", "run.py", *flags, "--hub_model_id", "me/student"])
+    assert "SECRET" not in command and "<redacted>" in command and command.endswith("--hub_model_id me/student")
+
+
+def test_a_path_given_with_equals_is_named_relative_to_the_repository(tmp_path):
+    from hf_distill.publish.model_card import sanitize_command
+
+    (tmp_path / "repo").mkdir()
+    command = sanitize_command(
+        ["python", "run.py", f"--data_dir={tmp_path}/shared/glue", f"--output_dir={tmp_path}/repo/out", "--x=a=b"],
+        root=tmp_path / "repo",
+    )
+    assert command == "python run.py --data_dir=../shared/glue --output_dir=out --x=a=b"
