@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
 from hf_distill.publish.hub import check_can_push, take_token_out_of_arguments
 from hf_distill.trainer.batch_counts import check_planned_data_parallel_only
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "check_before_loading",
@@ -24,10 +28,14 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
     unless --overwrite_output_dir (or --resume_from_checkpoint, for the checkpoints)."""
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output_dir {output_dir} is a file, not a folder. Choose another --output_dir.")
-    if overwrite or resume_from_checkpoint or not output_dir.is_dir():
+    if overwrite or not output_dir.is_dir():
         return
-    checkpoints = sorted(path.name for path in output_dir.glob("checkpoint-*") if path.is_dir())
-    if checkpoints and not (output_dir / "all_results.json").exists():
+    # by step, not as text: checkpoint-1000 is later than checkpoint-500
+    checkpoints = sorted(
+        (path.name for path in output_dir.glob("checkpoint-*") if path.is_dir()),
+        key=lambda name: (int(name[len("checkpoint-") :]) if name[len("checkpoint-") :].isdigit() else -1, name),
+    )
+    if checkpoints and not resume_from_checkpoint and not (output_dir / "all_results.json").exists():
         raise ValueError(
             f"Output directory {output_dir} holds {', '.join(checkpoints)} of a run that did not finish; refusing to "
             f"start over on top of them. Pass --resume_from_checkpoint {output_dir / checkpoints[-1]} to continue it, "
@@ -66,8 +74,8 @@ def check_model_path(name_or_path: str, role: str) -> None:
         raise ValueError(f"The {role} folder {name_or_path!r} has no config.json: it is not a saved model.")
 
 
-def check_teacher_head(config, num_labels: int, model_args) -> None:
-    """A teacher used as it is must already be a classifier for this task's labels."""
+def check_teacher_head(config, num_labels: int, model_args, label_names=None) -> None:
+    """A teacher used as it is must already be a classifier for this task's labels, in the task's order."""
     if model_args.finetune_teacher:
         return
     architectures = config.architectures or []
@@ -82,6 +90,33 @@ def check_teacher_head(config, num_labels: int, model_args) -> None:
             f"The teacher has num_labels={config.num_labels} but the task has {num_labels} labels: it was fine-tuned "
             "on another task. Give a teacher fine-tuned on this task, or pass --finetune_teacher."
         )
+    if label_names is not None:
+        _check_label_order(config, list(label_names), model_args)
+
+
+def _check_label_order(config, label_names: list[str], model_args) -> None:
+    """The teacher's class i must be the task's class i: an MNLI teacher ordered contradiction, neutral,
+    entailment would teach every entailment as a contradiction. Named the same but ordered otherwise: refused;
+    named otherwise (not LABEL_i): said, as the names alone cannot tell."""
+    id2label = config.id2label or {}
+    theirs = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(len(label_names))]
+    if all(re.fullmatch(r"LABEL_\d+", name) for name in theirs):
+        return  # unnamed: nothing to compare
+    ours = [str(name) for name in label_names]
+    if [name.lower() for name in theirs] == [name.lower() for name in ours]:
+        return
+    teacher_order, task_order = dict(enumerate(theirs)), dict(enumerate(ours))
+    if sorted(name.lower() for name in theirs) == sorted(name.lower() for name in ours):
+        raise ValueError(
+            f"The teacher {model_args.teacher_model_name_or_path!r} orders its labels {teacher_order}, the task "
+            f"{task_order}: its logits would teach the student the wrong classes. Give a teacher fine-tuned with "
+            "the task's label order, or pass --finetune_teacher to fit a new head on the task."
+        )
+    logger.warning(
+        "The teacher names its labels %s and the task %s: they are taken to be the same classes in this order.",
+        teacher_order,
+        task_order,
+    )
 
 
 def check_before_loading(model_args, data_args, training_args) -> str | None:
@@ -93,6 +128,15 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     check_output_dir(
         Path(training_args.output_dir), data_args.overwrite_output_dir, training_args.resume_from_checkpoint
     )
+    teacher_dir = Path(training_args.output_dir) / "teacher"
+    if model_args.finetune_teacher and not data_args.overwrite_output_dir and (teacher_dir / "config.json").exists():
+        # an --hp_search_only run leaves its teacher and no student: a refit would replace the teacher its trials
+        # were scored with (and an interrupted run's, which resuming needs)
+        raise ValueError(
+            f"--finetune_teacher would replace the teacher already fine-tuned in {teacher_dir}. Pass "
+            f"--teacher_model_name_or_path {teacher_dir} --finetune_teacher false to reuse it (to resume its search "
+            "or run), --overwrite_output_dir to refit it, or choose another --output_dir."
+        )
     check_training_numbers(training_args)
     check_cache_engine(training_args)
     check_planned_data_parallel_only(training_args)  # the trainers refuse it too, but only once built

@@ -104,7 +104,10 @@ def run_hp_search(
                 student, teacher, training_args, train_dataset, search_dataset, objective_metric
             )
             storage, finished = _open_study(output_dir / STUDY_FILE, fingerprint, restart=restart)
-            done = [_settings_of(index, trial, objective_metric) for index, trial in enumerate(finished)]
+            done = [
+                _settings_of(index, trial, objective_metric, training_args, regression=is_regression(student))
+                for index, trial in enumerate(finished)
+            ]
         except Exception as error:  # noqa: BLE001 - raised on every process below: the others must not wait
             done = error
     done = _shared_from_first_process(done, training_args)
@@ -218,12 +221,13 @@ def _open_study(path: Path, fingerprint: str, *, restart: bool):
     return journal, study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
 
 
-def _settings_of(index: int, trial, objective_metric: str) -> dict[str, Any]:
-    """A finished trial's row of hp_search.json, its settings recomputed from its parameters by `hp_space`."""
+def _settings_of(index: int, trial, objective_metric: str, training_args: Any, *, regression: bool) -> dict[str, Any]:
+    """A finished trial's row of hp_search.json, its settings recomputed from its parameters by `hp_space` (a
+    regression search's trials kept the arguments' temperature, which it does not search)."""
     import optuna
 
-    settings = hp_space(optuna.trial.FixedTrial(trial.params))
-    return {"trial": index, **settings, objective_metric: trial.value}
+    settings = hp_space(optuna.trial.FixedTrial(trial.params), regression=regression)
+    return {"trial": index, "temperature": training_args.temperature, **settings, objective_metric: trial.value}
 
 
 def _shared_from_first_process(value: Any, args: Any) -> Any:

@@ -10,7 +10,13 @@ import transformers
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 from hf_distill.students import build_student, select_layers
-from hf_distill.trainer.compatibility import check_distillable, check_hidden_sizes, check_tokenizers
+from hf_distill.trainer.compatibility import (
+    check_distillable,
+    check_hidden_sizes,
+    check_intermediate,
+    check_intermediate_for_built_student,
+    check_tokenizers,
+)
 
 from .checks import check_sequence_length
 from .models import ScriptModels, finetune_teacher, hub_kwargs, student_layers
@@ -57,6 +63,10 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
             model_args.student_model_name_or_path, **hub_kwargs(model_args)
         )
         check_tokenizers(student_tokenizer, tokenizer)
+        check_intermediate(student, teacher, training_args)
+    else:  # refused now, not after a teacher fine-tune (the student built then: ready_mlm_models' layers)
+        planned = layers or select_layers(config.num_hidden_layers, 1)
+        check_intermediate_for_built_student(planned, teacher, training_args)
     return ScriptModels(teacher=teacher, tokenizer=tokenizer, student=student, layers=layers)
 
 

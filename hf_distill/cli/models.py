@@ -19,6 +19,7 @@ from hf_distill.trainer.compatibility import (
     check_distillable,
     check_hidden_sizes,
     check_intermediate,
+    check_intermediate_for_built_student,
     check_tokenizers,
 )
 
@@ -173,7 +174,7 @@ def load_models(model_args, training_args, num_labels: int, label_names, *, max_
     # the first Trainer seeds; unseeded, a rerun with the same --seed refits a different teacher.
     transformers.set_seed(training_args.seed)
     teacher_config = AutoConfig.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
-    check_teacher_head(teacher_config, num_labels, model_args)
+    check_teacher_head(teacher_config, num_labels, model_args, label_names)
     check_sequence_length(max_seq_length, teacher_config, "teacher")
     layers = student_layers(model_args, teacher_config.num_hidden_layers)
     tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
@@ -190,6 +191,8 @@ def load_models(model_args, training_args, num_labels: int, label_names, *, max_
             model_args.student_model_name_or_path, **hub_kwargs(model_args)
         )
         check_tokenizers(student_tokenizer, tokenizer)
+    else:  # refused now, not after a teacher fine-tune
+        check_intermediate_for_built_student(layers, teacher, training_args)
     return ScriptModels(teacher=teacher, tokenizer=tokenizer, student=student, layers=layers)
 
 

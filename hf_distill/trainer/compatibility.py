@@ -107,6 +107,22 @@ def hidden_size(model: nn.Module) -> int | None:
     return getattr(getattr(model, "config", None), "hidden_size", None)
 
 
+def check_intermediate_for_built_student(layers: list[int], teacher: nn.Module, args: Any) -> None:
+    """`check_intermediate` for the student `build_student` will make from these teacher layers, before it exists
+    (the scripts build it only after fine-tuning the teacher): its depth and source layers are all that can differ,
+    as it keeps the teacher's heads and width."""
+    from types import SimpleNamespace
+
+    config = teacher.config
+    planned = SimpleNamespace(
+        num_hidden_layers=len(layers),
+        num_attention_heads=getattr(config, "num_attention_heads", None) or config.n_heads,
+        hidden_size=hidden_size(teacher),
+        hf_distill_teacher_layers=list(layers),
+    )
+    check_intermediate(SimpleNamespace(config=planned), teacher, args)
+
+
 def check_intermediate(student: nn.Module, teacher: nn.Module, args: Any) -> None:
     """Refuses intermediate-layer terms the two models cannot support, naming the values and the fix."""
     from .intermediate import layer_pairs, num_heads

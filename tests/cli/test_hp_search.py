@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hf_distill.cli.hp_search import sampler
@@ -165,3 +167,12 @@ def test_a_regression_search_does_not_search_the_temperature_it_never_uses(tmp_p
     assert len(trials) == 3 and all(set(t.params) == {"alpha_kd", "learning_rate", "num_train_epochs"} for t in trials)
     assert best["temperature"] == 2.5  # every trial kept the arguments' temperature
     assert len({round(t.params["alpha_kd"], 9) for t in trials}) == 3
+    # resumed (a fourth trial), its finished trials are read back without the temperature they never searched
+    again = run_hp_search(
+        student=build_student(teacher, layers=[0]), teacher=teacher, training_args=args, train_dataset=rows(16, 1),
+        search_dataset=rows(8, 2), objective_metric="eval_neg_mse", n_trials=4, data_collator=tiny.collate,
+        compute_metrics=negative_mse,
+    )  # fmt: skip
+    report = json.loads((tmp_path / "out" / "hp_search.json").read_text())
+    assert report["resumed_after_trials"] == 3 and len(report["trials"]) == 4 and again["temperature"] == 2.5
+    assert all(row["temperature"] == 2.5 for row in report["trials"])

@@ -4,6 +4,8 @@ untouched."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -71,6 +73,15 @@ def test_bad_output_folders(tmp_path, teacher_folder):
     (tmp_path / "out" / "checkpoint-30").mkdir(parents=True)  # an interrupted run: checkpoints, no results
     refuse(
         tmp_path, flags, r"holds checkpoint-30 of a run that did not finish.*--resume_from_checkpoint .*checkpoint-30"
+    )
+    # a search-only run leaves its fine-tuned teacher and no student: refitting would replace its trials' teacher
+    shutil.rmtree(tmp_path / "out" / "checkpoint-30")
+    shutil.copytree(teacher_folder, tmp_path / "out" / "teacher")
+    refuse(
+        tmp_path,
+        [*flags, "--finetune_teacher", "true"],
+        r"--finetune_teacher would replace the teacher already fine-tuned in .*out/teacher\. Pass "
+        r"--teacher_model_name_or_path .*out/teacher --finetune_teacher false to reuse it",
     )
 
 
@@ -186,3 +197,33 @@ def test_planned_batch_splits_are_read_from_the_arguments_the_launcher_and_deeps
         with pytest.raises(ValueError, match=r"autotp_size='auto' is not a whole number"):
             planned_batch_splits(args)
         deepspeed.config = config
+
+
+@needs_glue
+def test_a_teacher_whose_labels_are_the_tasks_in_another_order_is_refused(tmp_path, teacher_folder, caplog):
+    # SST-2's ids are negative = 0, positive = 1: a teacher saved the other way round would teach the opposite class
+    from transformers import AutoConfig
+
+    from hf_distill.cli.arguments import parse_arguments
+    from hf_distill.cli.checks import check_teacher_head
+
+    config = json.loads((teacher_folder / "config.json").read_text())
+    swapped = tmp_path / "swapped"
+    shutil.copytree(teacher_folder, swapped)
+    config.update(id2label={"0": "POSITIVE", "1": "NEGATIVE"}, label2id={"POSITIVE": 0, "NEGATIVE": 1})
+    (swapped / "config.json").write_text(json.dumps(config))
+    flags = sst2(tmp_path, swapped, "--student_num_layers", "1")
+    refuse(
+        tmp_path,
+        flags,
+        r"orders its labels \{0: 'POSITIVE', 1: 'NEGATIVE'\}, the task \{0: 'negative', 1: 'positive'\}.*"
+        r"--finetune_teacher",
+    )
+    # named otherwise: the names cannot tell the order, so it is said, not refused
+    config.update(id2label={"0": "bad", "1": "good"}, label2id={"bad": 0, "good": 1})
+    (swapped / "config.json").write_text(json.dumps(config))
+    model_args, *_ = parse_arguments(flags)
+    with caplog.at_level("WARNING"):
+        check_teacher_head(AutoConfig.from_pretrained(swapped), 2, model_args, ("negative", "positive"))
+    assert "names its labels {0: 'bad', 1: 'good'} and the task {0: 'negative', 1: 'positive'}" in caplog.text
+    check_teacher_head(AutoConfig.from_pretrained(teacher_folder), 2, model_args, ("negative", "positive"))  # LABEL_i

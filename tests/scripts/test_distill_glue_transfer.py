@@ -383,6 +383,10 @@ def test_refuses_intermediate_terms_with_the_cache_and_bad_layer_maps(tmp_path, 
     flags = sst2_flags(tmp_path, teacher_folder)
     refuse(tmp_path, [*flags, "--alpha_hidden", "1", "--cache_teacher_logits", "true"], r"alpha_hidden=1\.0 needs")
     refuse(tmp_path, [*flags, "--alpha_hidden", "1", "--hidden_layer_map", "0:9"], r"pair 0:9 is out of range")
+    # the student is built only after a teacher fine-tune: refused before it, from the layers it will be built from
+    finetune = [*flags, "--finetune_teacher", "true", "--teacher_num_train_epochs", "1", "--alpha_hidden", "1"]
+    refuse(tmp_path, [*finetune, "--hidden_layer_map", "0:9"], r"pair 0:9 is out of range")
+    refuse(tmp_path, [*finetune, "--student_num_layers", "3"], r"'uniform' needs the teacher's 4 layers to be a")
 
 
 @needs_glue

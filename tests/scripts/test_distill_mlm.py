@@ -114,6 +114,8 @@ def test_mlm_refusals(tmp_path):
     teacher = save_mlm_teacher(tmp_path / "models" / "teacher")
     base = save_mlm_teacher(tmp_path / "models" / "base", base_model=True)
     refuse(tmp_path, mlm_flags(tmp_path, base, corpus), r"has no masked-LM head .* pass --finetune_teacher")
+    finetune = mlm_flags(tmp_path, base, corpus, "--finetune_teacher", "true", "--alpha_hidden", "1")
+    refuse(tmp_path, [*finetune, "--hidden_layer_map", "0:9"], r"pair 0:9 is out of range")  # before the fine-tune
     refuse(tmp_path, mlm_flags(tmp_path, teacher, tmp_path / "none.txt"), r"--train_file .*none\.txt.* does not exist")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")

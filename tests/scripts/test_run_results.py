@@ -233,6 +233,46 @@ def test_a_run_stopped_between_training_and_evaluation_is_run_again(tmp_path, mo
     assert len(calls) == 1  # finished: not run a second time
 
 
+def test_a_finished_run_made_with_other_flags_config_or_teacher_is_run_again(tmp_path, monkeypatch):
+    # a smoke test's folder (or one made before its config was edited, or from a teacher since refit) must never be
+    # read back as the run now asked for
+    config = tmp_path / "task.yaml"
+    config.write_text("temperature: 1\n")
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.safetensors").write_bytes(b"weights")
+    out = tmp_path / "out"
+    out.mkdir()
+    calls = []
+
+    def fake_subprocess_run(command, cwd, check):
+        calls.append(command)
+        (out / "all_results.json").write_text(f'{{"eval_f1": {len(calls)}, "teacher_eval_f1": 0.85}}')
+
+    monkeypatch.setattr(run_results.subprocess, "run", fake_subprocess_run)
+    arguments = [str(config), "--teacher_model_name_or_path", str(teacher), "--seed", "42"]
+    assert run_results.run([*arguments, "--max_train_samples", "500"], out)["eval_f1"] == 1
+    assert run_results.run(arguments, out)["eval_f1"] == 2  # the flags differ: run again, not read back
+    assert run_results.run(arguments, out)["eval_f1"] == 2 and len(calls) == 2  # the same run: read back
+    config.write_text("temperature: 2\n")
+    assert run_results.run(arguments, out)["eval_f1"] == 3  # the config it names was edited
+    (teacher / "model.safetensors").write_bytes(b"refit")
+    assert run_results.run(arguments, out)["eval_f1"] == 4  # the teacher it reuses was refit
+    assert run_results.done_as(out, arguments) and not run_results.done_as(out, [*arguments, "--x", "1"])
+    (out / run_results.RUN_MARK).unlink()  # a folder with results but no mark: nothing says what made them
+    assert not run_results.done_as(out, arguments)
+
+
+def test_the_first_versions_retention_target_averages_its_four_tasks_only():
+    results = {"teacher_base": "base", "tasks": {}}
+    for task, ours in (("sst2", 0.80), ("mrpc", 0.80), ("stsb", 0.80), ("cola", 0.40), ("sst2_1k", 0.80)):
+        metric = run_results.METRICS[task]
+        scores = {k.replace("accuracy", metric): v for k, v in outcome(ours, 0.80).items()}
+        run_results.record(results, task, 42, "ours", scores, ["--seed", "42"], True)
+    targets = "\n".join(run_results._targets_section(results))
+    assert "- Mean retention over the four tasks ≥ 96% (87.5%): NOT met" in targets  # (1 + 1 + 1 + 0.5) / 4
+
+
 def test_the_augmentation_text_follows_the_transfer_config():
     single = {"task_name": "cola", "augment": "mask", "augment_copies": 3, "augment_probability": 0.1}
     text = run_results._augmentation(single)
@@ -473,16 +513,17 @@ def test_the_related_search_scores_both_transfer_sets_on_held_out_rows_only(tmp_
 
     trained = []
 
-    def fake_run(command, output_dir, done=run_results.finished):
+    def fake_run(command, output_dir, done=None):
         runs[output_dir.name] = command
         rows = {"augmented": (0, 37992), "related": (21576, 0)}.get(output_dir.name, (0, 0))
         score = {"ours": 0.80, "labels_only": 0.79, "augmented": 0.81, "related": 0.83}[output_dir.name]
         outcome = {"eval_pearson": score, "teacher_eval_pearson": 0.85}
         outcome.update(train_unlabeled_examples=rows[0], train_augmented_examples=rows[1])
-        if not done(output_dir):  # distill_glue.py would train and write its results
+        if not (done(output_dir) if done else run_results.done_as(output_dir, command)):  # train, write, mark
             trained.append(output_dir.name)
             output_dir.mkdir(parents=True, exist_ok=True)
             (output_dir / "all_results.json").write_text(json.dumps(outcome))
+            (output_dir / run_results.RUN_MARK).write_text(json.dumps(run_results.run_signature(command)))
         return outcome
 
     monkeypatch.setattr(run_results.subprocess, "run", fake_subprocess_run)
@@ -933,6 +974,7 @@ def test_reproduce_reruns_recorded_commands_with_their_teacher_and_records_what_
             calls.append((arguments, output_dir))
             output_dir.mkdir(parents=True, exist_ok=True)
             (output_dir / "all_results.json").write_text(json.dumps(given[output_dir.name]))
+            (output_dir / run_results.RUN_MARK).write_text(json.dumps(run_results.run_signature(arguments)))
         return given[output_dir.name]
 
     monkeypatch.setattr(run_results, "run", fake_run)
