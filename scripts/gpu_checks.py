@@ -30,8 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+HALF = {"bf16": "bfloat16", "fp16": "float16"}
+
+
 def teacher_precision(mixed_precision: str, use_cpu: bool) -> str:
-    """The dtype of the teacher's logits during DistillationTrainer's training steps under `mixed_precision`."""
+    """The dtype of the teacher's logits during DistillationTrainer's training steps under `mixed_precision`; raises
+    unless every one of them was the half precision asked for (a check that saw none did not run)."""
     from transformers import AutoModelForSequenceClassification
 
     from hf_distill import DistillationTrainer, DistillationTrainingArguments
@@ -68,7 +72,13 @@ def teacher_precision(mixed_precision: str, use_cpu: bool) -> str:
     DistillationTrainer(
         model=student, teacher_model=teacher, args=args, train_dataset=rows, data_collator=collate
     ).train()
-    return ", ".join(sorted({str(dtype).removeprefix("torch.") for dtype in seen}))
+    found = sorted({str(dtype).removeprefix("torch.") for dtype in seen})
+    if found != [HALF[mixed_precision]]:
+        raise AssertionError(
+            f"teacher logits in {', '.join(found) or 'nothing (no teacher forward was seen)'}, not "
+            f"{HALF[mixed_precision]} alone"
+        )
+    return found[0]
 
 
 def add(rows: list[tuple[str, str, float]], name: str, result: str, seconds: float) -> None:

@@ -32,6 +32,7 @@ def predict_in_order(model: Any, dataset: Any, collator: Any, args: Any):
         output_dir=str(Path(args.output_dir) / "predict"),
         train_sampling_strategy="random",
         report_to="none",
+        dataloader_drop_last=False,  # every row (transformers 5 drops the last batch of predictions too)
     )
     return Trainer(model=model, args=ordered, data_collator=collator).predict(dataset).predictions
 

@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import inspect
 import logging
+import os
 import statistics
 import time
 import warnings
@@ -187,7 +188,14 @@ class OnnxClassifier:
         import onnxruntime
 
         self.path = Path(path)
-        self.session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        # torch's threads (1 a process under torchrun), not onnxruntime's default of every core: the PyTorch student
+        # it is timed against runs on those
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self.input_names = [node.name for node in self.session.get_inputs()]
 
     def feed(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -298,13 +306,20 @@ def _agreement(logits: np.ndarray, reference: np.ndarray) -> float:
 
 
 @contextlib.contextmanager
-def _failure_names(export_format: str, stage: str) -> Iterator[None]:
+def _failure_names(export_format: str, stage: str, output_dir: str | Path) -> Iterator[None]:
+    """Raises any failure as an `ExportError` naming the format and the stage. The message goes into
+    all_results.json (`export_error`) and may be pushed: the output folder, as given or resolved, reads
+    `<output_dir>` there (onnxruntime's own errors name the whole path)."""
     try:
         yield
     except Exception as error:
-        raise ExportError(
-            f"Export format {export_format!r} failed while {stage}: {type(error).__name__}: {error}"
-        ) from error
+        message = f"Export format {export_format!r} failed while {stage}: {type(error).__name__}: {error}"
+        folder = Path(output_dir)
+        forms = (str(folder), os.path.abspath(folder), str(folder.resolve()))
+        absolute = {name for name in forms if os.path.isabs(name)}  # never a relative "." or "out"
+        for name in sorted(absolute, key=len, reverse=True):
+            message = message.replace(name, "<output_dir>")
+        raise ExportError(message) from error
 
 
 def export_and_score(
@@ -331,14 +346,14 @@ def export_and_score(
     formats = check_export_formats(formats)
     targets: list[tuple[str, str, Path]] = []
     if "onnx" in formats:
-        with _failure_names("onnx", "exporting"):
+        with _failure_names("onnx", "exporting", output_dir):
             targets.append(("onnx", "onnx_", export_onnx(model, output_dir)))
     if "int8" in formats:
-        with _failure_names("int8", "quantizing"):
+        with _failure_names("int8", "quantizing", output_dir):
             targets.append(("int8", "onnx_int8_", quantize_int8(targets[0][2])))
     results: dict[str, float] = {}
     for export_format, prefix, path in targets:
-        with _failure_names(export_format, f"scoring {path}"):
+        with _failure_names(export_format, f"scoring {path}", output_dir):
             classifier = OnnxClassifier(path)
             metrics, logits = evaluate_onnx(classifier, dataset, collator, compute_metrics)
             results.update({f"{prefix}eval_{key}": value for key, value in metrics.items()})

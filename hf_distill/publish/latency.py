@@ -10,7 +10,14 @@ import time
 import torch
 from torch import nn
 
-__all__ = ["LATENCY_BATCH_SIZES", "count_parameters", "latency_device", "measure_latency_ms", "measure_models"]
+__all__ = [
+    "LATENCY_BATCH_SIZES",
+    "count_parameters",
+    "latency_device",
+    "latency_dtype",
+    "measure_latency_ms",
+    "measure_models",
+]
 
 LATENCY_BATCH_SIZES = (1, 32)
 
@@ -60,7 +67,8 @@ def measure_latency_ms(
         model.train(was_training)
 
 
-def _latency_dtype(training_args) -> torch.dtype:
+def latency_dtype(training_args) -> torch.dtype:
+    """The dtype measure_models times both models in: the run's half precision on a GPU, else float32."""
     if training_args.device.type == "cuda" and (training_args.bf16 or training_args.fp16):
         return torch.bfloat16 if training_args.bf16 else torch.float16
     return torch.float32
@@ -70,7 +78,7 @@ def latency_device(training_args) -> str:
     """Where measure_models timed the models, in words, for the model card."""
     device = training_args.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
-    dtype = str(_latency_dtype(training_args)).removeprefix("torch.")
+    dtype = str(latency_dtype(training_args)).removeprefix("torch.")
     return f"{'a' if device.type == 'cpu' else 'one'} {name}, {dtype}"
 
 
@@ -78,7 +86,7 @@ def latency_device(training_args) -> str:
 def measure_models(teacher, student, dataset, collator, training_args) -> dict[str, float]:
     """Parameter counts and median forward latency of both models on real examples, same device and dtype."""
     device = training_args.device
-    dtype = _latency_dtype(training_args)
+    dtype = latency_dtype(training_args)
     models = {"teacher": teacher, "student": student}
     results: dict[str, float] = {f"{role}_parameters": count_parameters(model) for role, model in models.items()}
     for role, model in models.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import logging
 from pathlib import Path
@@ -16,7 +17,7 @@ from hf_distill.trainer.model_inputs import unwrap
 
 from .evaluation import predict_in_order
 from .hub import push_folder
-from .latency import LATENCY_BATCH_SIZES, latency_device, measure_models
+from .latency import LATENCY_BATCH_SIZES, latency_device, latency_dtype, measure_latency_ms, measure_models
 from .model_card import ModelCardData, environment, format_deployment_table, format_table, render_model_card
 
 __all__ = ["publish_student"]
@@ -115,6 +116,15 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
         metrics["export_error"] = str(error)
         return []
     metrics.update(scores)
+    # onnxruntime runs on the CPU in float32: the speed-ups compare it with the PyTorch student there, timed anew
+    # when the run's own latencies were taken on a GPU or in half precision
+    if trainer.args.device.type == "cpu" and latency_dtype(trainer.args) == torch.float32:
+        reference = {b: metrics[f"student_latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES}
+    else:
+        on_cpu = copy.deepcopy(unwrap(student)).to(device="cpu", dtype=torch.float32)
+        reference = {b: measure_latency_ms(on_cpu, batch) for b, batch in batches.items()}
+        metrics.update({f"student_cpu_latency_ms_batch{b}": value for b, value in reference.items()})
+        del on_cpu
     rows = []
     for label, prefix in (("ONNX fp32", "onnx_"), ("ONNX int8", "onnx_int8_")):
         if f"{prefix}size_bytes" not in scores:
@@ -126,6 +136,7 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
                 "agreement": scores.get(f"{prefix}agreement"),
                 "size_bytes": scores[f"{prefix}size_bytes"],
                 "latency_ms": {b: scores[f"{prefix}latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES},
+                "pytorch_cpu_latency_ms": reference,
             }
         )
     return rows

@@ -30,12 +30,13 @@ from transformers import Trainer
 
 from .batch_counts import WholeBatchCountsMixin, count_index
 from .compatibility import is_regression
+from .evaluation_rows import EveryEvaluationRowMixin
 from .loss_terms import task_sum
 
 __all__ = ["LabelsTrainer"]
 
 
-class LabelsTrainer(WholeBatchCountsMixin, Trainer):
+class LabelsTrainer(WholeBatchCountsMixin, EveryEvaluationRowMixin, Trainer):
     """[`~transformers.Trainer`] whose training loss is the mean over the labelled rows of the whole accumulated batch.
 
     Sequence-classification heads: cross-entropy, or MSE for regression (`problem_type == "regression"`, or one

@@ -29,6 +29,7 @@ from .arguments import DistillationTrainingArguments
 from .batch_counts import WholeBatchCountsMixin, count_index, count_items
 from .columns import TeacherColumnsMixin
 from .compatibility import check_tokenizers, is_regression
+from .evaluation_rows import EveryEvaluationRowMixin
 from .loss_terms import LossContext, active_terms
 from .model_inputs import accepted_inputs, select_inputs
 from .model_internals import NOT_SELECTING, ModelInternalsMixin
@@ -43,7 +44,13 @@ __all__ = ["DistillationTrainer"]
 
 
 class DistillationTrainer(
-    StudentSetupMixin, ModelInternalsMixin, TeacherColumnsMixin, TeacherCacheMixin, WholeBatchCountsMixin, Trainer
+    StudentSetupMixin,
+    ModelInternalsMixin,
+    TeacherColumnsMixin,
+    TeacherCacheMixin,
+    WholeBatchCountsMixin,
+    EveryEvaluationRowMixin,
+    Trainer,
 ):
     """[`~transformers.Trainer`] that distils a frozen `teacher_model` into `model` (the student).
 

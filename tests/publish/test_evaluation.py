@@ -76,3 +76,29 @@ def test_a_model_no_engine_wrapped_comes_back_as_it_is():
     teacher = tiny.classifier(layers=1, seed=0)
     assert not is_engine_wrapped(teacher)
     assert gather_whole(teacher) is teacher
+
+
+def test_evaluation_and_predictions_cover_every_row_when_training_drops_its_last_batch(tmp_path):
+    # transformers 5 drops the last batch of evaluation and prediction too under dataloader_drop_last: 21 rows in
+    # batches of 8 were scored on 16
+    teacher = tiny.classifier(layers=2, num_labels=3, seed=0)
+    student = tiny.classifier(layers=1, num_labels=3, seed=1)
+    args = make_args(tmp_path, dataloader_drop_last=True)
+    rows = tiny.class_rows(21, seed=3)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=args,
+        train_dataset=tiny.class_rows(10),
+        data_collator=tiny.collate,
+        compute_metrics=accuracy,
+    )
+    assert len(trainer.get_train_dataloader()) == 2  # training still drops its last, short batch (10 rows, 4 a batch)
+    assert trainer.predict(rows).predictions.shape == (21, 3)
+    metrics = evaluation.evaluate_side_by_side(trainer, teacher, {"validation": rows}, tiny.collate, accuracy)
+    labels = np.array([row["labels"] for row in rows.rows])
+    for model, prefix in ((student, "eval"), (teacher, "teacher_eval")):
+        logits = evaluation.predict_in_order(model, rows, tiny.collate, args)
+        assert logits.shape == (21, 3)
+        assert metrics[f"{prefix}_accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == labels)))
+    assert trainer.args.dataloader_drop_last  # as it was

@@ -279,6 +279,12 @@ def test_quantization_failure_raises_export_error_naming_int8(monkeypatch, tmp_p
     assert (tmp_path / "onnx" / "model.onnx").is_file()
 
 
+def test_onnxruntime_runs_on_torchs_threads_as_the_student_it_is_timed_against(exported, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # what torchrun's OMP_NUM_THREADS=1 gives a process
+    options = OnnxClassifier(exported[2]).session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+
+
 def test_measure_onnx_latency_ms(exported):
     kind, _, path = exported
     latency = measure_onnx_latency_ms(path, random_batch(kind, 2, 6), warmup=1, repeats=3, min_seconds=0)
@@ -304,3 +310,14 @@ def test_a_bfloat16_model_is_exported_in_float32_and_stays_bfloat16(tmp_path):
     logits = OnnxClassifier(path).predict(batch)
     assert logits.dtype == np.float32
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_a_scoring_failure_names_the_file_inside_the_output_folder_not_the_machines_path(tmp_path):
+    # export_error goes into all_results.json, which is pushed: torch_logits of the wrong length fail the scoring
+    dataset = tiny.class_rows(4, num_labels=2)
+    with pytest.raises(ExportError, match=r"'onnx' failed while scoring <output_dir>/onnx/model\.onnx: ") as raised:
+        export_and_score(
+            bert(), tmp_path, ["onnx"], dataset=dataset, collator=tiny.collate, compute_metrics=None,
+            torch_logits=np.zeros((3, 2), dtype=np.float32),
+        )  # fmt: skip
+    assert str(tmp_path) not in str(raised.value) and str(tmp_path.resolve()) not in str(raised.value)

@@ -340,6 +340,28 @@ def test_export_onnx_and_int8_rescored_in_results_and_card(tmp_path, teacher_fol
         assert results[key] > 0
     card = (out / "README.md").read_text()
     assert "| student, ONNX fp32 |" in card and "| student, ONNX int8 |" in card and "100.0%" in card
+    # timed on this CPU in float32 like onnxruntime: the speed-ups divide by the run's own student latencies
+    assert "student_cpu_latency_ms_batch1" not in results
+    speedup = results["student_latency_ms_batch1"] / results["onnx_latency_ms_batch1"]
+    assert f" {speedup:.2f}x |" in card.split("| student, ONNX fp32 |")[1].splitlines()[0]
+
+
+@needs_glue
+def test_an_export_from_a_half_precision_run_is_compared_with_the_student_on_the_cpu(tmp_path, teacher_folder,
+                                                                                      monkeypatch):  # fmt: skip
+    # a GPU run times its students in bf16 on the GPU; onnxruntime runs on the CPU in float32: the card's speed-up
+    # must compare like with like (the run's dtype is faked: there is no GPU here)
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from hf_distill.publish import report
+
+    monkeypatch.setattr(report, "latency_dtype", lambda args: torch.bfloat16)
+    distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--export", "onnx"))
+    results = read_results(tmp_path / "out")
+    speedups = [results[f"student_cpu_latency_ms_batch{b}"] / results[f"onnx_latency_ms_batch{b}"] for b in (1, 32)]
+    row = (tmp_path / "out" / "README.md").read_text().split("| student, ONNX fp32 |")[1].splitlines()[0]
+    assert row.endswith(f" {speedups[0]:.2f}x | {speedups[1]:.2f}x |")
 
 
 @needs_glue
