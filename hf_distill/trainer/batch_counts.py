@@ -27,12 +27,14 @@ __all__ = [
 
 # examples: every row (the KD term's denominator for class and regression heads);
 # labelled: rows with a label (the task term's denominator), see `labelled_rows`;
-# positions: token positions that count (token-level terms and the hidden-state terms).
-COUNT_NAMES = ("examples", "labelled", "positions")
+# positions: token positions that count (the token-level KD and task terms);
+# tokens: every attended token (the hidden-state, cosine, attention and value-relation terms: DistilBERT, TinyBERT
+# and MiniLM match every token, not only a masked LM's ~15% of masked positions; for a class head, = positions).
+COUNT_NAMES = ("examples", "labelled", "positions", "tokens")
 
 
 def count_index(name: str) -> int:
-    """Index of count `name` in the `(3,)` tensor of `count_items`."""
+    """Index of count `name` in the `(4,)` tensor of `count_items`."""
     return COUNT_NAMES.index(name)
 
 
@@ -51,25 +53,28 @@ def labelled_rows(labels: torch.Tensor) -> torch.Tensor:
 
 
 def count_items(batch: dict[str, Any]) -> torch.Tensor:
-    """`(3,)` float tensor for one micro-batch: examples, labelled examples and counted token positions.
+    """`(4,)` float tensor for one micro-batch: examples, labelled examples, counted token positions and tokens.
 
     Counted positions are labels != -100 when the batch has token labels `(B, L)` (integer), else attention mask 1,
-    else every input position; the losses' `token_mask` uses the same rule.
+    else every input position; the losses' `token_mask` uses the same rule. Tokens are attention mask 1, else every
+    input position (`attended_mask`).
     """
     labels = batch.get("labels")
     reference = next(value for value in batch.values() if isinstance(value, torch.Tensor))
     num_examples = reference.new_tensor(reference.shape[0], dtype=torch.float32)
     has_labels = isinstance(labels, torch.Tensor)
     labelled = labelled_rows(labels).sum().float() if has_labels else torch.zeros_like(num_examples)
+    if isinstance(batch.get("attention_mask"), torch.Tensor):
+        tokens = batch["attention_mask"].sum()
+    elif isinstance(batch.get("input_ids"), torch.Tensor):
+        tokens = reference.new_tensor(batch["input_ids"].numel())
+    else:
+        tokens = num_examples
     if has_labels and labels.dim() >= 2 and not labels.is_floating_point():
         positions = labels.ne(-100).sum()
-    elif isinstance(batch.get("attention_mask"), torch.Tensor):
-        positions = batch["attention_mask"].sum()
-    elif isinstance(batch.get("input_ids"), torch.Tensor):
-        positions = reference.new_tensor(batch["input_ids"].numel())
     else:
-        positions = num_examples
-    return torch.stack([num_examples, labelled, positions.float()])
+        positions = tokens
+    return torch.stack([num_examples, labelled, positions.float(), tokens.float()])
 
 
 def check_data_parallel_only(trainer: Any) -> None:
@@ -159,7 +164,7 @@ def _refuse_shared_batches(who: str, sizes: dict[str, tuple[int | None, str]]) -
 class WholeBatchCountsMixin:
     """For a `Trainer` whose `compute_loss` divides sums by the counts of the whole accumulated batch on every rank.
 
-    `get_batch_samples` hands `compute_loss` those counts as `num_items_in_batch` (a `(3,)` tensor, `count_items`
+    `get_batch_samples` hands `compute_loss` those counts as `num_items_in_batch` (a `(4,)` tensor, `count_items`
     summed over the micro-batches and the ranks), and `loss_is_scaled_for_ga` tells `Trainer.training_step` not to
     divide the loss again by the number of accumulation steps.
     """
@@ -180,7 +185,7 @@ class WholeBatchCountsMixin:
     ) -> tuple[list, torch.Tensor | None]:
         """Fetches the micro-batches of one optimizer step and counts their items across every rank.
 
-        Returns the batches and a `(3,)` float tensor: examples, labelled examples and counted token positions
+        Returns the batches and a `(4,)` float tensor: examples, labelled examples, counted positions, tokens
         (`count_items`), summed over the micro-batches and the ranks.
         """
         batch_samples = []

@@ -81,6 +81,15 @@ class LossContext:
         )
 
     @cached_property
+    def attended_mask(self) -> torch.Tensor:
+        """`(B, L)` bool: every attended token (attention mask 1, else every position), which the hidden-state,
+        cosine, attention and value-relation terms match, whatever positions the token-level KD counts."""
+        reference = self.inputs.get("input_ids")
+        if not isinstance(reference, torch.Tensor):
+            reference = self.student_logits
+        return losses.token_mask(None, self.inputs.get("attention_mask"), reference.shape, reference.device)
+
+    @cached_property
     def token_mask(self) -> torch.Tensor:
         """`(B, L)` bool: the positions that count (see `hf_distill.losses.token_mask`)."""
         reference = self.inputs.get("input_ids")
@@ -190,11 +199,11 @@ def task_sum(logits: torch.Tensor, labels: torch.Tensor, kind: str, label_smooth
 
 
 def _cos_sum(context: LossContext) -> torch.Tensor:
-    """DistilBERT's cosine between last hidden states `(B, L, D)`, summed over the counted positions."""
+    """DistilBERT's cosine between last hidden states `(B, L, D)`, summed over the attended tokens."""
     return losses.hidden_state_cosine(
         student_hidden=context.student_outputs.hidden_states[-1],
         teacher_hidden=context.teacher_outputs.hidden_states[-1],
-        mask=context.token_mask,
+        mask=context.attended_mask,
         reduction="sum",
     )
 
@@ -212,7 +221,7 @@ def _hidden_sum(context: LossContext) -> torch.Tensor:
         term = losses.hidden_state_mse(
             student_hidden=student_hidden,
             teacher_hidden=teacher_states[teacher_index],
-            mask=context.token_mask,
+            mask=context.attended_mask,
             reduction="sum",
         )
         total = term if total is None else total + term
@@ -220,8 +229,8 @@ def _hidden_sum(context: LossContext) -> torch.Tensor:
 
 
 def _attention_sum(context: LossContext) -> torch.Tensor:
-    """MiniLM's KL between the last layers' self-attention distributions, over the counted queries and keys."""
-    mask = context.token_mask
+    """MiniLM's KL between the last layers' self-attention distributions, over the attended queries and keys."""
+    mask = context.attended_mask
     return losses.attention_kl(
         student_attentions=context.student_tap.attention_probabilities(mask),
         teacher_attentions=context.teacher_tap.attention_probabilities(mask),
@@ -235,7 +244,7 @@ def _value_relation_sum(context: LossContext) -> torch.Tensor:
     return losses.value_relation_kl(
         student_values=context.student_tap.values(),
         teacher_values=context.teacher_tap.values(),
-        mask=context.token_mask,
+        mask=context.attended_mask,
         num_relation_heads=context.value_relation_heads,
         reduction="sum",
     )
@@ -256,7 +265,7 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         "cos",
         "alpha_cos",
         _cos_sum,
-        lambda kind: "positions",
+        lambda kind: "tokens",
         needs_hidden_states=True,
         needs_online_teacher=True,
     ),  # cosine between last hidden states (Sanh et al., 2019)
@@ -264,7 +273,7 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         "hidden",
         "alpha_hidden",
         _hidden_sum,
-        lambda kind: "positions",
+        lambda kind: "tokens",
         needs_hidden_states=True,
         needs_online_teacher=True,
     ),  # MSE between mapped hidden states (TinyBERT)
@@ -272,7 +281,7 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         "attention",
         "alpha_attention",
         _attention_sum,
-        lambda kind: "positions",
+        lambda kind: "tokens",
         needs_online_teacher=True,
         needs_last_layer=True,
     ),  # KL between last-layer attention distributions (MiniLM)
@@ -280,7 +289,7 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         "value_relation",
         "alpha_value_relation",
         _value_relation_sum,
-        lambda kind: "positions",
+        lambda kind: "tokens",
         needs_online_teacher=True,
         needs_last_layer=True,
     ),  # KL between last-layer value relations (MiniLM)

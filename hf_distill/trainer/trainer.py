@@ -65,8 +65,9 @@ class DistillationTrainer(
       averaged over the labelled rows only: a row labelled -100 (NaN for regression) is a transfer-set row that
       only the teacher's terms see; absent when the batch has no labels; `label_smoothing_factor` smooths its
       cross-entropy (class and token heads, never regression; the teacher's terms are never smoothed);
-    - COS = mean over the counted positions (attention mask 1, or labels != -100 for token heads) of
-      1 - cos(student, teacher) between the last hidden states, DistilBERT's L_cos (Sanh et al., 2019).
+    - COS = mean over the attended tokens (attention mask 1, whatever positions the token KL counts) of
+      1 - cos(student, teacher) between the last hidden states, DistilBERT's L_cos (Sanh et al., 2019); the
+      hidden-state, attention and value-relation terms also match every attended token.
 
     Evaluation runs the student alone: `eval_loss` is its own task loss, as in ordinary fine-tuning.
 
@@ -176,8 +177,9 @@ class DistillationTrainer(
     ):
         """Returns the weighted sum of the active loss terms in training, the student's own loss in evaluation.
 
-        In training, `num_items_in_batch` is the `(3,)` tensor built by `get_batch_samples`: the examples, labelled
-        examples and counted token positions of the whole accumulated batch across ranks (`batch_counts.py`). Each
+        In training, `num_items_in_batch` is the `(4,)` tensor built by `get_batch_samples`: the examples, labelled
+        examples, counted token positions and attended tokens of the whole accumulated batch across ranks
+        (`batch_counts.py`). Each
         term's sum over this micro-batch is divided by its count. Without it (a direct call), each term is this
         batch's mean.
         """

@@ -171,3 +171,49 @@ def test_refuses_mismatched_heads_and_relation_heads(tmp_path):
         make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_value_relation=1.0, value_relation_heads=3)
     # any widths work when R divides both
     make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_value_relation=1.0, value_relation_heads=4)
+
+
+def test_a_masked_lm_matches_hidden_states_and_attention_at_every_token_not_only_the_masked_ones(tmp_path):
+    # DistilBERT's cosine, TinyBERT's hidden MSE and MiniLM's attention transfer match every attended token; the KD
+    # counts a masked LM's masked positions only. Over the masked positions alone, a row with one masked token would
+    # give an attention KL of exactly 0, whatever the two models attend to.
+    teacher = tiny.masked_lm(layers=4, seed=0, initializer_range=0.5)
+    student = tiny.masked_lm(layers=2, seed=1, initializer_range=0.5)
+    data = tiny.mlm_rows(8, seed=8, probability=0.0)  # one masked position per row: the first
+    student_tap, teacher_tap = LastLayerTap(student), LastLayerTap(teacher)
+    batch = batch_of(data)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    student.train()
+    with torch.no_grad():
+        s = student(**inputs, output_hidden_states=True).hidden_states
+        t = teacher(**inputs, output_hidden_states=True).hidden_states
+    mask = batch["attention_mask"].bool()
+    assert int(batch["labels"].ne(-100).sum()) == 8 < int(mask.sum())
+    attention = reference_attention_kl(
+        student_tap.attention_probabilities(mask).double(), teacher_tap.attention_probabilities(mask).double(), mask
+    )
+    values = reference_value_relation_kl(student_tap.values().double(), teacher_tap.values().double(), mask, 4)
+    hidden = sum(reference_hidden_mse(s[i].double(), t[j].double(), mask) for i, j in [(0, 0), (1, 2), (2, 4)]) / 3
+    assert min(attention, values, hidden) > 1e-4
+    for term, expected in (("alpha_attention", attention), ("alpha_value_relation", values), ("alpha_hidden", hidden)):
+        difference, _ = term_difference(tmp_path / term, student, teacher, data, **{term: 0.5})
+        assert difference == pytest.approx(0.5 * expected, rel=1e-4), term
+
+
+def test_masked_lm_intermediate_terms_are_exact_under_gradient_accumulation(tmp_path):
+    # their divisor is the attended tokens of the whole accumulated batch, not the masked positions
+    teacher = tiny.masked_lm(layers=4, seed=0, initializer_range=0.5)
+    student = tiny.masked_lm(layers=2, seed=1, initializer_range=0.5, attention_probs_dropout_prob=0.0)
+    data = tiny.mlm_rows(16, seed=9)
+    terms = dict(alpha_cos=0.2, alpha_hidden=0.3, alpha_attention=0.2, alpha_value_relation=0.2)
+    finals = {}
+    for name, batch, accumulation in (("1x8", 8, 1), ("2x4", 4, 2)):
+        copy_ = copy.deepcopy(student)
+        args = make_args(tmp_path / name, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+                         **EXACT_UPDATES, **terms)  # fmt: skip
+        DistillationTrainer(
+            model=copy_, teacher_model=teacher, args=args, train_dataset=data, data_collator=tiny.collate
+        ).train()
+        finals[name] = state(copy_)
+    for key, value in finals["1x8"].items():
+        torch.testing.assert_close(finals["2x4"][key], value, rtol=1e-4, atol=1e-4, msg=f"{key} differs")

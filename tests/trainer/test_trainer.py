@@ -98,7 +98,7 @@ def test_cosine_term_adds_the_reference_cosine_of_last_hidden_states(tmp_path, l
         teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
         student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
         data = tiny.class_rows(8)
-    else:  # token labels: the labelled positions, as for the token KL
+    else:  # token labels: still every attended token (DistilBERT's L_cos), while the token KL counts labelled ones
         teacher = tiny.token_classifier(layers=2, seed=0, initializer_range=0.5)
         student = tiny.token_classifier(layers=1, seed=1, initializer_range=0.5)
         data = tiny.token_rows(8, seed=2, ignored_fraction=0.4)
@@ -111,14 +111,17 @@ def test_cosine_term_adds_the_reference_cosine_of_last_hidden_states(tmp_path, l
     with torch.no_grad():
         student_hidden = student(**inputs, output_hidden_states=True).hidden_states[-1].double()  # (B, L, D)
         teacher_hidden = teacher(**inputs, output_hidden_states=True).hidden_states[-1].double()
-    counted = batch["labels"].ne(-100) if level == "token" else batch["attention_mask"].bool()
+    counted = batch["attention_mask"].bool()
     assert counted.logical_not().any()  # some positions must not count
+    if level == "token":  # and the labelled positions are fewer
+        assert batch["labels"].ne(-100).sum() < counted.sum()
     cos = reference_cosine_loss(student_hidden, teacher_hidden, counted)
     assert cos > 1e-3
     difference = with_cos.compute_loss(student, batch).item() - without.compute_loss(student, batch).item()
     assert difference == pytest.approx(0.7 * cos, rel=1e-5)
     # In training the sum is divided by the positions counted over the whole accumulated batch (here: this one).
-    counts = torch.tensor([8.0, 8.0, float(counted.sum())])
+    labelled_positions = batch["labels"].ne(-100).sum() if level == "token" else counted.sum()
+    counts = torch.tensor([8.0, 8.0, float(labelled_positions), float(counted.sum())])
     in_training = with_cos.compute_loss(student, batch, num_items_in_batch=counts)
     assert in_training.item() == pytest.approx(with_cos.compute_loss(student, batch).item(), rel=1e-6)
 

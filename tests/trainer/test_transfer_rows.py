@@ -96,7 +96,7 @@ def test_a_batch_with_no_labelled_row_trains_on_the_teacher_alone(tmp_path):
     trainer = make_trainer(tmp_path, student, teacher, tiny.ListDataset(rows), alpha_kd=0.5, alpha_task=0.5)
     batch = tiny.collate(rows)
     student.train()
-    loss = trainer.compute_loss(student, batch, num_items_in_batch=torch.tensor([4.0, 0.0, 30.0]))
+    loss = trainer.compute_loss(student, batch, num_items_in_batch=torch.tensor([4.0, 0.0, 30.0, 30.0]))
     with torch.no_grad():
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         kd = reference_class_loss(student(**inputs).logits.double(), teacher(**inputs).logits.double(), 2.0)
