@@ -78,6 +78,7 @@ class LossContext:
             temperature=self.temperature,
             chunk_size=self.chunked["chunk_size"],
             label_smoothing=self.label_smoothing,
+            autocast=self.chunked.get("autocast"),
         )
 
     @cached_property

@@ -73,4 +73,5 @@ class ModelInternalsMixin:
             "student_head_input": self._counted_positions.take(student_head),
             "teacher_head_input": self._counted_positions.take(teacher_head),
             "chunk_size": self.args.token_kd_chunk_size,
+            "autocast": self._counted_positions.autocast_of(student_head),
         }

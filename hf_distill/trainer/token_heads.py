@@ -37,6 +37,8 @@ class CountedPositions:
         self._mask: torch.Tensor | None = None
         self._defer = False
         self.kept: dict[int, torch.Tensor] = {}
+        # (device type, dtype) of the autocast the deferred heads would have run under in the forward, else None
+        self.kept_autocast: dict[int, tuple[str, torch.dtype] | None] = {}
         self._handles = []
         self._heads: list[nn.Module] = []
 
@@ -58,6 +60,9 @@ class CountedPositions:
         selected = hidden[self._mask]  # (N, D)
         if self._defer:
             self.kept[id(module)] = selected
+            device = hidden.device.type
+            enabled = torch.is_autocast_enabled(device)
+            self.kept_autocast[id(module)] = (device, torch.get_autocast_dtype(device)) if enabled else None
             return (selected[:0], *args[1:])  # the head runs on no position; the loss runs it in chunks
         return (selected, *args[1:])
 
@@ -65,10 +70,14 @@ class CountedPositions:
         """The kept input of `head` from the last deferred forward, forgotten here: it holds that step's graph."""
         return self.kept.pop(id(head))
 
+    def autocast_of(self, head: nn.Module) -> tuple[str, torch.dtype] | None:
+        """The autocast (device type, dtype) `head` ran under in the last deferred forward, None for none."""
+        return self.kept_autocast.get(id(head))
+
     @contextlib.contextmanager
     def selecting(self, mask: torch.Tensor, *, defer: bool = False) -> Iterator[None]:
         self._mask, self._defer = mask.bool(), defer
-        self.kept = {}
+        self.kept, self.kept_autocast = {}, {}
         try:
             yield
         finally:
@@ -90,6 +99,7 @@ def chunked_token_sums(
     temperature: float,
     chunk_size: int,
     label_smoothing: float = 0.0,
+    autocast: tuple[str, torch.dtype] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The token KD and cross-entropy *sums* over N counted positions, the vocabulary heads run `chunk_size` positions
     at a time under activation checkpointing: at most one chunk's `(chunk, V)` logits exist, in the forward and in
@@ -99,6 +109,9 @@ def chunked_token_sums(
         student_hidden, teacher_hidden (`torch.Tensor` of shape `(N, D)`): the heads' inputs at the counted positions.
         labels (`torch.Tensor` of shape `(N,)`, *optional*): the targets there (-100: none).
         label_smoothing (`float`): the cross-entropy's label smoothing (`label_smoothing_factor`).
+        autocast (`(device type, dtype)`, *optional*): the autocast the heads ran under in the forward
+            (`CountedPositions.autocast_of`): they run under it again here, as they would have undeferred (a bf16
+            teacher head fed CUDA autocast's float32 layer-norm output would otherwise fail).
     """
     from torch.utils.checkpoint import checkpoint
 
@@ -106,10 +119,17 @@ def chunked_token_sums(
 
     from .loss_terms import task_sum  # the task term's one definition (loss_terms imports this module lazily)
 
+    def under_autocast():
+        return torch.autocast(autocast[0], dtype=autocast[1]) if autocast else contextlib.nullcontext()
+
+    teacher_dtype = next(teacher_head.parameters()).dtype
+
     def sums(student_chunk, teacher_chunk, label_chunk):
-        student_logits = student_head(student_chunk)  # (c, V)
-        with torch.no_grad():
-            teacher_logits = teacher_head(teacher_chunk)
+        with under_autocast():
+            student_logits = student_head(student_chunk)  # (c, V)
+            with torch.no_grad():
+                # without autocast, a half-precision teacher's head takes its own dtype
+                teacher_logits = teacher_head(teacher_chunk if autocast else teacher_chunk.to(teacher_dtype))
         kd = losses.class_kl_divergence(
             student_logits=student_logits, teacher_logits=teacher_logits, temperature=temperature, reduction="sum"
         )

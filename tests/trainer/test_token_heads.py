@@ -11,6 +11,7 @@ import torch
 from trainers import EXACT_UPDATES, make_args, state
 
 from hf_distill import DistillationTrainer, build_student
+from hf_distill.trainer.token_heads import chunked_token_sums
 
 
 def mlm_rows(n: int, *, seed: int = 3) -> tiny.ListDataset:
@@ -87,3 +88,33 @@ def test_evaluation_still_sees_full_logits(tmp_path):
     with torch.no_grad():
         logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     assert logits.dim() == 3  # the hooks select nothing outside training
+
+
+def test_chunked_heads_run_under_the_forwards_autocast_as_the_gathered_ones_do(tmp_path):
+    # bf16 autocast (here on the CPU): the deferred heads ran outside it in the loss and failed on a bf16 hidden
+    # state against float32 weights (on a GPU, a bf16 teacher head against autocast's float32 layer-norm output)
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.masked_lm(layers=1, seed=1, initializer_range=0.5)
+    data = mlm_rows(6)
+    batch = tiny.collate([data[i] for i in range(6)])
+    losses = {}
+    for chunk in (None, 3):
+        copy_ = copy.deepcopy(student).train()
+        trainer = trainer_for(tmp_path / str(chunk), copy_, teacher, data, bf16=True, token_kd_chunk_size=chunk)
+        model = trainer.accelerator.prepare(copy_)  # its forward under the run's autocast, as in training
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        losses[chunk] = loss.item()
+        assert all(p.grad is not None for p in copy_.parameters() if p.requires_grad)
+    assert losses[3] == pytest.approx(losses[None], rel=1e-6)
+
+
+def test_a_half_precision_teachers_head_takes_float32_inputs_without_autocast():
+    teacher_head = torch.nn.Linear(8, tiny.VOCAB_SIZE).bfloat16()
+    student_head = torch.nn.Linear(8, tiny.VOCAB_SIZE)
+    hidden = torch.randn(5, 8)
+    kd, ce = chunked_token_sums(
+        student_head=student_head, teacher_head=teacher_head, student_hidden=hidden, teacher_hidden=hidden,
+        labels=torch.tensor([1, 2, -100, 3, 4]), temperature=2.0, chunk_size=2,
+    )  # fmt: skip
+    assert torch.isfinite(kd) and torch.isfinite(ce) and kd > 0
