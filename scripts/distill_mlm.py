@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     padded = DataCollatorForTokenClassification(models.tokenizer)  # pads labels with -100
     metrics: dict[str, float] = {}
     for prefix, model in (("eval", trainer.model), ("teacher_eval", models.teacher)):
-        scores = score_masked_lm(model, held_out, padded, batch_size=training_args.per_device_eval_batch_size)
+        # both under the run's autocast: a bf16 run stores the teacher in bf16, and a float32 student scored
+        # without it would be compared at another precision
+        with trainer.accelerator.autocast():
+            scores = score_masked_lm(model, held_out, padded, batch_size=training_args.per_device_eval_batch_size)
         metrics.update({f"{prefix}_{key}": value for key, value in scores.items()})
 
     # ---- publish: results, card, push (main process only) ----

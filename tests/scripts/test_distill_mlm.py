@@ -156,3 +156,23 @@ def test_finetune_teacher_fits_a_masked_lm_head_on_a_base_bert_then_distils_it(t
     assert json.loads((out / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
     results = json.loads((out / "all_results.json").read_text())
     assert results["teacher_eval_top1_accuracy"] >= 0 and results["eval_masked_positions"] > 0
+
+
+@needs_glue
+def test_a_bf16_run_scores_student_and_teacher_under_the_same_autocast(tmp_path, monkeypatch):
+    # the teacher is stored in bf16 there: scored without autocast beside a float32 student, the two would be
+    # compared at different precisions
+    teacher = save_mlm_teacher(tmp_path / "teacher")
+    corpus = sentences(tmp_path, n=64)
+    scored = []
+    original = distill_mlm.score_masked_lm
+
+    def recording(model, *args, **kwargs):
+        autocast = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+        scored.append((next(model.parameters()).dtype, *autocast))
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(distill_mlm, "score_masked_lm", recording)
+    distill_mlm.main(mlm_flags(tmp_path, teacher, corpus, "--bf16", "true", "--alpha_cos", "0"))
+    assert [dtype for dtype, _, _ in scored] == [torch.float32, torch.bfloat16]  # student, teacher as stored
+    assert all(enabled and dtype == torch.bfloat16 for _, enabled, dtype in scored)
