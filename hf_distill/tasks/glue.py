@@ -47,6 +47,8 @@ class GlueTask:
         tsv_columns (`dict[str, str]`): Hub column (text columns and ``"label"``) -> TSV header name.
         headerless (`tuple[int, dict[str, int]]`, *optional*): for a task whose train/dev files have no header
             (CoLA): their column count and the position of each Hub column.
+        skips_cut_lines (`bool`): lines with another field count are skipped, counted and said (QQP, whose
+            official files hold cut lines that every reader of them skips), not refused.
     """
 
     name: str
@@ -58,6 +60,7 @@ class GlueTask:
     split_files: dict[str, str]
     tsv_columns: dict[str, str]
     headerless: tuple[int, dict[str, int]] | None = None
+    skips_cut_lines: bool = False
 
     @property
     def is_regression(self) -> bool:
@@ -97,6 +100,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         GlueTask(
             "qqp", "QQP", ("question1", "question2"), ("not_duplicate", "duplicate"), ("accuracy", "f1"), "f1",
             _SPLITS, {"question1": "question1", "question2": "question2", "label": "is_duplicate"},
+            skips_cut_lines=True,
         ),
         GlueTask(
             "mnli", "MNLI", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), ("accuracy",),
@@ -213,8 +217,12 @@ def _read_glue_file(spec: GlueTask, path: Path, *, has_labels: bool) -> Dataset:
                 )
             width, positions = len(header), {column: header.index(spec.tsv_columns[column]) for column in wanted}
             layout = f"{width} columns, as in the header {header}"
+        skipped: list[int] = []
         for row in reader:
             if not row:  # a blank line, e.g. a doubled final newline
+                continue
+            if len(row) != width and spec.skips_cut_lines:
+                skipped.append(reader.line_num)
                 continue
             if len(row) != width:
                 raise ValueError(
@@ -227,6 +235,15 @@ def _read_glue_file(spec: GlueTask, path: Path, *, has_labels: bool) -> Dataset:
                 columns["label"].append(_parse_label(spec, row[positions["label"]], path, reader.line_num))
             else:
                 columns["label"].append(-1.0 if spec.is_regression else -1)
+    if skipped:
+        logger.warning(
+            "%s: skipped %d line(s) not in %s (first: line %d), as GLUE's readers of %s do.",
+            path,
+            len(skipped),
+            layout,
+            skipped[0],
+            spec.folder,
+        )
     columns["idx"] = list(range(len(columns["label"])))
     return Dataset.from_dict(columns, features=_glue_features(spec))
 

@@ -269,6 +269,19 @@ def test_refuses_a_row_with_the_wrong_number_of_columns(tmp_path):
         load_glue_tsv("sst2", tmp_path)
 
 
+def test_qqps_cut_lines_are_skipped_counted_and_said(tmp_path, caplog):
+    # QQP's official files hold lines cut short (transformers' QqpProcessor and Megatron skip them); invented rows
+    header = ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"]
+    write_tsv(
+        tmp_path / "QQP" / "train.tsv",
+        [header, ["0", "1", "2", "How?", "Why?", "0"], ["1", "3", "4", "What is"], ["2", "5", "6", "A?", "B?", "1"]],
+    )
+    with caplog.at_level("WARNING"):
+        train = load_glue_tsv("qqp", tmp_path, splits=["train"])["train"]
+    assert train["question1"] == ["How?", "A?"] and train["label"] == [0, 1] and train["idx"] == [0, 1]
+    assert "skipped 1 line(s) not in 6 columns" in caplog.text and "(first: line 3)" in caplog.text
+
+
 def test_refuses_a_cola_row_with_the_wrong_number_of_columns(tmp_path):
     write_tsv(tmp_path / "CoLA" / "train.tsv", [["src", "1", "", "Fine."], ["src", "1", "A header?"]])
     with pytest.raises(ValueError, match=r"train\.tsv, line 2: expected 4 columns, no header, got 3"):
