@@ -49,7 +49,11 @@ class DataArguments:
     )
     max_seq_length: int = field(default=128, metadata={"help": "Longest tokenized input; longer ones are cut."})
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N training rows (after any held-out split)."}
+        default=None,
+        metadata={
+            "help": "Use only the first N training rows; after a held-out split (--validation_split_size) the rows "
+            "left come in the split's fixed shuffled order, so these are N of them drawn with its fixed seed."
+        },
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
     student_training: str = field(
