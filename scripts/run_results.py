@@ -520,6 +520,10 @@ def run(arguments: list[str], output_dir: Path, done=None, results: str = "all_r
     results_file = output_dir / results
     if not (done(output_dir) if done is not None else done_as(output_dir, arguments)):
         signature = run_signature(arguments)
+        # the earlier run's mark and results go first: Trainer merges new metrics into an existing all_results.json,
+        # and a run stopped now must not leave the earlier run's mark beside its half-written folder
+        for stale in (RUN_MARK, "all_results.json"):
+            (output_dir / stale).unlink(missing_ok=True)
         command = [sys.executable, "scripts/distill_glue.py", *arguments, "--overwrite_output_dir", "true"]
         print("$", shlex.join(command), flush=True)
         subprocess.run(command, cwd=ROOT, check=True)

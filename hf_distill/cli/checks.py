@@ -38,8 +38,9 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
     if checkpoints and not resume_from_checkpoint and not (output_dir / "all_results.json").exists():
         raise ValueError(
             f"Output directory {output_dir} holds {', '.join(checkpoints)} of a run that did not finish; refusing to "
-            f"start over on top of them. Pass --resume_from_checkpoint {output_dir / checkpoints[-1]} to continue it, "
-            "--overwrite_output_dir to start afresh, or choose another --output_dir."
+            f"start over on top of them. Pass --resume_from_checkpoint {output_dir / checkpoints[-1]} to continue it "
+            f"(and, if it fine-tuned its teacher, --teacher_model_name_or_path {output_dir / 'teacher'} "
+            "--finetune_teacher false), --overwrite_output_dir to start afresh, or choose another --output_dir."
         )
     found = [
         name for name in ("config.json", "model.safetensors", "pytorch_model.bin") if (output_dir / name).exists()

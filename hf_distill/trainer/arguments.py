@@ -45,7 +45,7 @@ class DistillationTrainingArguments(TrainingArguments):
         default=0.0,
         metadata={
             "help": "Weight (>= 0) of DistilBERT's cosine loss: 1 - cos(student, teacher) between the two models' "
-            "last hidden states, averaged over the counted positions (Sanh et al., 2019). Needs equal hidden sizes "
+            "last hidden states, averaged over every attended token (Sanh et al., 2019). Needs equal hidden sizes "
             "and the teacher run online (not with cache_teacher_logits). 0 (default) leaves it out and costs nothing."
         },
     )

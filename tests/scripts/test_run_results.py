@@ -261,6 +261,17 @@ def test_a_finished_run_made_with_other_flags_config_or_teacher_is_run_again(tmp
     assert run_results.done_as(out, arguments) and not run_results.done_as(out, [*arguments, "--x", "1"])
     (out / run_results.RUN_MARK).unlink()  # a folder with results but no mark: nothing says what made them
     assert not run_results.done_as(out, arguments)
+    # another run into the folder, stopped midway (its teacher perhaps refit already): the earlier run's mark and
+    # results are gone with it, so the earlier run is not read back afterwards
+    assert run_results.run(arguments, out)["eval_f1"] == 5 and run_results.done_as(out, arguments)
+
+    def stopped(command, cwd, check):
+        raise run_results.subprocess.CalledProcessError(1, command)
+
+    monkeypatch.setattr(run_results.subprocess, "run", stopped)
+    with pytest.raises(run_results.subprocess.CalledProcessError):
+        run_results.run([*arguments, "--max_train_samples", "200"], out)
+    assert not (out / run_results.RUN_MARK).exists() and not run_results.done_as(out, arguments)
 
 
 def test_the_first_versions_retention_target_averages_its_four_tasks_only():

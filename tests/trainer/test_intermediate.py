@@ -201,7 +201,8 @@ def test_a_masked_lm_matches_hidden_states_and_attention_at_every_token_not_only
 
 
 def test_masked_lm_intermediate_terms_are_exact_under_gradient_accumulation(tmp_path):
-    # their divisor is the attended tokens of the whole accumulated batch, not the masked positions
+    # their divisor (the attended tokens) is counted over the whole accumulated batch, never per micro-batch; which
+    # count it is, the test above checks against references
     teacher = tiny.masked_lm(layers=4, seed=0, initializer_range=0.5)
     student = tiny.masked_lm(layers=2, seed=1, initializer_range=0.5, attention_probs_dropout_prob=0.0)
     data = tiny.mlm_rows(16, seed=9)
