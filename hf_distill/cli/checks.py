@@ -30,11 +30,9 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
         raise ValueError(f"--output_dir {output_dir} is a file, not a folder. Choose another --output_dir.")
     if overwrite or not output_dir.is_dir():
         return
-    # by step, not as text: checkpoint-1000 is later than checkpoint-500
-    checkpoints = sorted(
-        (path.name for path in output_dir.glob("checkpoint-*") if path.is_dir()),
-        key=lambda name: (int(name[len("checkpoint-") :]) if name[len("checkpoint-") :].isdigit() else -1, name),
-    )
+    # by step, not as text: checkpoint-1000 is later than checkpoint-500 (name[11:] follows "checkpoint-")
+    found = [path.name for path in output_dir.glob("checkpoint-*") if path.is_dir()]
+    checkpoints = sorted(found, key=lambda name: (int(name[11:]) if name[11:].isdigit() else -1, name))
     if checkpoints and not resume_from_checkpoint and not (output_dir / "all_results.json").exists():
         raise ValueError(
             f"Output directory {output_dir} holds {', '.join(checkpoints)} of a run that did not finish; refusing to "

@@ -113,10 +113,11 @@ def check_intermediate_for_built_student(layers: list[int], teacher: nn.Module, 
     as it keeps the teacher's heads and width."""
     from types import SimpleNamespace
 
-    config = teacher.config
+    from .intermediate import num_heads
+
     planned = SimpleNamespace(
         num_hidden_layers=len(layers),
-        num_attention_heads=getattr(config, "num_attention_heads", None) or config.n_heads,
+        num_attention_heads=num_heads(teacher),
         hidden_size=hidden_size(teacher),
         hf_distill_teacher_layers=list(layers),
     )

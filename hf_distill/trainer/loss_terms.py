@@ -81,22 +81,22 @@ class LossContext:
             autocast=self.chunked.get("autocast"),
         )
 
+    def _positions(self, labels: torch.Tensor | None) -> torch.Tensor:
+        reference = self.inputs.get("input_ids")
+        if not isinstance(reference, torch.Tensor):
+            reference = self.student_logits
+        return losses.token_mask(labels, self.inputs.get("attention_mask"), reference.shape, reference.device)
+
     @cached_property
     def attended_mask(self) -> torch.Tensor:
         """`(B, L)` bool: every attended token (attention mask 1, else every position), which the hidden-state,
         cosine, attention and value-relation terms match, whatever positions the token-level KD counts."""
-        reference = self.inputs.get("input_ids")
-        if not isinstance(reference, torch.Tensor):
-            reference = self.student_logits
-        return losses.token_mask(None, self.inputs.get("attention_mask"), reference.shape, reference.device)
+        return self._positions(None)
 
     @cached_property
     def token_mask(self) -> torch.Tensor:
         """`(B, L)` bool: the positions that count (see `hf_distill.losses.token_mask`)."""
-        reference = self.inputs.get("input_ids")
-        if not isinstance(reference, torch.Tensor):
-            reference = self.student_logits
-        return losses.token_mask(self.labels, self.inputs.get("attention_mask"), reference.shape, reference.device)
+        return self._positions(self.labels)
 
 
 @dataclass(frozen=True)
