@@ -12,7 +12,6 @@ latencies) and a Hub model card (README.md); --push_to_hub uploads them.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -87,7 +86,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if data_args.hp_search_trials:
         objective = f"eval_{main_metric(data_args.task_name)}" if data_args.task_name else f"eval_{metric_names[0]}"
         search_rows = tokenized[HP_VALIDATION]  # held out of train by load_data, never an evaluation split
-        report = Path(training_args.output_dir) / "hp_search.json"
         best = run_hp_search(
             student=models.student,
             teacher=models.teacher,
@@ -102,12 +100,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         )
         if data_args.hp_search_only:  # no final student: hp_search.json holds the trials and the best settings
             logging.getLogger("distill_glue").info("--hp_search_only: the search is done and no student trained.")
-            return {f"best_{objective}": json.loads(report.read_text())["best"][objective], **best}
+            return {f"best_{objective}": best.report["best"][objective], **best}
         for name, value in best.items():
             setattr(training_args, name, value)
         training_args.validate_distillation()
         # a resumed journal may hold more trials than asked for now: the card counts those the choice was made from
-        n_trials = len(json.loads(report.read_text())["trials"])
+        n_trials = len(best.report["trials"])
         settings_note = (
             f"chosen by {n_trials} optuna trials on {len(search_rows):,} training rows held out "
             f"of train (never dev; every trial in hp_search.json): {best}"

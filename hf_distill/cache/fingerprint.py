@@ -1,13 +1,16 @@
 """The teacher cache's fingerprint: a hash of everything the stored teacher outputs depend on.
 
 A cache folder is named by [`cache_fingerprint`] of the teacher's weights and config ([`fingerprint_model`]), the
-training rows' content ([`fingerprint_rows`]), the tokenisation length, the teacher's precision, the collator and,
+training rows' content ([`fingerprint_rows`]), the tokenisation length, the teacher's precision, the collator
+([`collator_identity`]) and,
 for token heads, k and the temperature. A changed input gets a new folder; a stale cache is never read.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 from typing import Any
 
@@ -17,7 +20,14 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-__all__ = ["CACHE_FORMAT_VERSION", "cache_fingerprint", "fingerprint_model", "fingerprint_rows", "is_list_array"]
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "cache_fingerprint",
+    "collator_identity",
+    "fingerprint_model",
+    "fingerprint_rows",
+    "is_list_array",
+]
 
 CACHE_FORMAT_VERSION = 1
 _HASH_ROWS = 10_000  # rows hashed per Arrow slice: bounded memory on large datasets
@@ -56,6 +66,88 @@ def fingerprint_rows(dataset: datasets.Dataset) -> str:
             _hash_array(digest, table.column(name).combine_chunks())
     digest.update(str(len(dataset)).encode())
     return digest.hexdigest()
+
+
+def collator_identity(collator: Any) -> str:
+    """What the cache fingerprint knows of the collator that pads the teacher's batches, the same in every process of
+    a run and in every run: a function by its module, name, code (constants included), defaults and closure (a
+    factory's `pad_collator(8)` differs from `pad_collator(None)`); a `functools.partial` by its function and
+    arguments; a bound method by its function and object; an object by its class, the code of its `__call__` and its
+    public settings (`padding`, `max_length`, `pad_to_multiple_of`...; a wrapped collator described in turn); a
+    tokenizer by its class, padding side and pad token. Module-level globals a function reads are not part of it."""
+    return json.dumps(_describe(collator, 0), sort_keys=True)
+
+
+_MAX_DEPTH = 4
+
+
+def _describe(value: Any, depth: int) -> Any:
+    """A JSON value standing for `value`; never a repr that holds a memory address."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if depth >= _MAX_DEPTH:
+        return kind
+    if isinstance(value, (list, tuple)):
+        return [_describe(item, depth + 1) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(json.dumps(_describe(item, depth + 1), sort_keys=True) for item in value)
+    if isinstance(value, dict):
+        return {str(key): _describe(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, functools.partial):
+        return {"partial": _describe(value.func, depth + 1), "args": _describe(value.args, depth + 1),
+                "keywords": _describe(value.keywords, depth + 1)}  # fmt: skip
+    if inspect.ismethod(value):
+        return {"method": _describe(value.__func__, depth + 1), "of": _describe(value.__self__, depth + 1)}
+    code = getattr(value, "__code__", None)
+    if code is not None:
+        cells = [cell.cell_contents for cell in value.__closure__ or () if _filled(cell)]
+        return {
+            "function": f"{getattr(value, '__module__', None)}.{getattr(value, '__qualname__', None)}",
+            "code": _code_hash(code),
+            "defaults": _describe(getattr(value, "__defaults__", None), depth + 1),
+            "keyword_defaults": _describe(getattr(value, "__kwdefaults__", None), depth + 1),
+            "closure": _describe(cells, depth + 1),
+        }
+    if callable(getattr(value, "convert_tokens_to_ids", None)):  # a tokenizer: what padding reads of it
+        return {"tokenizer": kind, "padding_side": getattr(value, "padding_side", None),
+                "pad_token_id": _describe(getattr(value, "pad_token_id", None), depth + 1)}  # fmt: skip
+    if isinstance(value, (torch.Tensor, np.ndarray, nn.Module)):
+        return kind
+    call = getattr(type(value).__call__, "__code__", None)  # a class without its own: type.__call__, no code
+    # Public settings only: private ones hold run-time state (a process id, a generator).
+    settings = {name: item for name, item in getattr(value, "__dict__", {}).items() if not name.startswith("_")}
+    return {"object": kind, "call": _code_hash(call) if call is not None else None,
+            "settings": _describe(settings, depth + 1)}  # fmt: skip
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell (a name not bound yet) raises
+    except ValueError:
+        return False
+    return True
+
+
+def _code_hash(code: Any) -> str:
+    """sha256 of a function's bytecode and constants (nested functions' too), not of where it was loaded from."""
+    digest = hashlib.sha256(code.co_code)
+    for constant in code.co_consts:
+        digest.update(_constant(constant).encode())
+    digest.update(repr(code.co_names).encode())
+    return digest.hexdigest()[:16]
+
+
+def _constant(value: Any) -> str:
+    # A frozenset's repr follows string hashing, which differs per process (PYTHONHASHSEED): sorted, every rank of a
+    # run names the same cache.
+    if hasattr(value, "co_code"):
+        return _code_hash(value)
+    if isinstance(value, frozenset):
+        return "frozenset(" + ",".join(sorted(map(_constant, value))) + ")"
+    if isinstance(value, tuple):
+        return "(" + ",".join(map(_constant, value)) + ")"
+    return repr(value)
 
 
 def cache_fingerprint(

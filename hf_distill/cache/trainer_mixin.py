@@ -17,7 +17,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hf_distill.trainer.model_inputs import select_inputs, unwrap
 
-from .fingerprint import cache_fingerprint, fingerprint_model, fingerprint_rows
+from .fingerprint import cache_fingerprint, collator_identity, fingerprint_model, fingerprint_rows
 from .store import TeacherCache, build_teacher_cache, check_deterministic_collator, load_teacher_cache, quiet_datasets
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class TeacherCacheMixin:
             rows_hash=fingerprint_rows(visible),
             max_length=getattr(self.processing_class, "model_max_length", None),
             precision=str(self.accelerator.mixed_precision),
-            collator_name=type(collator).__qualname__,
+            collator_name=collator_identity(collator),
             token_level=not self._teacher_output_is_per_example(),
             top_k=self.args.teacher_cache_top_k,
             temperature=self.args.temperature,

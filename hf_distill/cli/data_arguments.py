@@ -39,7 +39,9 @@ class DataArguments:
         default=None, metadata={"help": "One text column, or two for sentence pairs (with train_file)."}
     )
     label_column: str = field(default="label", metadata={"help": "Label column of train_file (strings or numbers)."})
-    file_encoding: str = field(default="utf-8", metadata={"help": "Text encoding of train_file/validation_file."})
+    file_encoding: str = field(
+        default="utf-8", metadata={"help": "Text encoding of train_file, validation_file and unlabeled_file."}
+    )
     validation_split_size: int | None = field(
         default=None,
         metadata={

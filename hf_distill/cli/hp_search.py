@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from hf_distill.cache.fingerprint import fingerprint_model, fingerprint_rows
 from hf_distill.trainer import DistillationTrainer
 from hf_distill.trainer.compatibility import is_regression
 
-__all__ = ["SEARCHED_SETTINGS", "hp_space", "run_hp_search", "sampler"]
+__all__ = ["SEARCHED_SETTINGS", "BestSettings", "hp_space", "run_hp_search", "sampler"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,10 @@ def run_hp_search(
     restart: bool = False,
     train_rows: dict[str, int] | None = None,
     **trainer_kwargs: Any,
-) -> dict[str, float]:
-    """Runs `n_trials` trials and returns the best trial's settings (keys of `SEARCHED_SETTINGS`).
+) -> BestSettings:
+    """Runs `n_trials` trials and returns the best trial's settings (keys of `SEARCHED_SETTINGS`), with the report
+    written to ``<output_dir>/hp_search.json`` as their `report`. A trial scored NaN or infinite is listed there with
+    ``"failed"`` and never chosen; if every trial failed, `ValueError` (after the report is written).
 
     Args:
         student: the initial student; each trial trains a fresh deep copy of it.
@@ -140,8 +143,12 @@ def run_hp_search(
         if objective_metric not in metrics:
             raise ValueError(f"the search objective {objective_metric!r} is not among the metrics {sorted(metrics)}.")
         settings = {name: getattr(trainer.args, name) for name in SEARCHED_SETTINGS}
-        trials.append({"trial": len(trials), **settings, objective_metric: metrics[objective_metric]})
-        return metrics[objective_metric]
+        value = metrics[objective_metric]
+        trials.append(_scored({"trial": len(trials), **settings}, objective_metric, value))
+        # A trial scored NaN (a diverged regression: Pearson of a constant) is a finished trial never chosen. Given
+        # as NaN, optuna would fail it (a resumed search would drop it and renumber the rest) and, were every trial
+        # NaN, leave transformers' search no best trial to return after all of them ran.
+        return value if math.isfinite(value) else -math.inf
 
     trainer.hyperparameter_search(
         hp_space=functools.partial(hp_space, regression=is_regression(student)),
@@ -155,7 +162,8 @@ def run_hp_search(
         study_name=STUDY_NAME,
         load_if_exists=True,
     )
-    best_trial = max(trials, key=lambda row: row[objective_metric])
+    scored = [row for row in trials if "failed" not in row]
+    best_trial = max(scored, key=lambda row: row[objective_metric]) if scored else None
     report = {
         "objective": objective_metric,
         "scored_on": "rows held out of train (never dev)",
@@ -167,10 +175,38 @@ def run_hp_search(
     if done:
         report["resumed_after_trials"] = len(done)
     report["best"] = best_trial
-    (output_dir / "hp_search.json").write_text(json.dumps(report, indent=2))
+    if training_args.process_index == 0:  # one writer; the others have the same report in hand
+        written = output_dir / "hp_search.json.partial"
+        written.write_text(json.dumps(report, indent=2, allow_nan=False))
+        written.replace(output_dir / "hp_search.json")
+    if best_trial is None:
+        _shared_from_first_process(None, training_args)  # every process raises after the report is written
+        raise ValueError(
+            f"Every one of the {len(trials)} search trials scored a non-number {objective_metric} (all in "
+            f"{output_dir.name}/hp_search.json), so none can be chosen: the student diverged or predicted one value "
+            "for every held-out row. Check the held-out rows (--validation_split_size) and the training arguments "
+            f"kept fixed (fp16, batch size); the same search would resume these trials, so move {STUDY_FILE} out of "
+            "the output folder to search afresh."
+        )
     logger.info("Best of %d trials (%s = %.4f): %s", len(trials), objective_metric, best_trial[objective_metric],
                 {name: best_trial[name] for name in SEARCHED_SETTINGS})  # fmt: skip
-    return {name: best_trial[name] for name in SEARCHED_SETTINGS}
+    return BestSettings({name: best_trial[name] for name in SEARCHED_SETTINGS}, report=report)
+
+
+class BestSettings(dict):
+    """The best trial's settings (the keys of `SEARCHED_SETTINGS`), and in `report` what hp_search.json holds."""
+
+    def __init__(self, settings: dict[str, float], *, report: dict[str, Any]):
+        super().__init__(settings)
+        self.report = report
+
+
+def _scored(row: dict[str, Any], objective_metric: str, value: float) -> dict[str, Any]:
+    """A trial's row of hp_search.json: its score, or null and why it failed (JSON holds no NaN)."""
+    if math.isfinite(value):
+        return {**row, objective_metric: value}
+    # (read back from the journal, where it was told -inf, it says the same as when it ran)
+    return {**row, objective_metric: None, "failed": f"{objective_metric} was not a finite number"}
 
 
 def _search_fingerprint(student, teacher, args, train_dataset, search_dataset, objective_metric: str) -> str:
@@ -227,7 +263,8 @@ def _settings_of(index: int, trial, objective_metric: str, training_args: Any, *
     import optuna
 
     settings = hp_space(optuna.trial.FixedTrial(trial.params), regression=regression)
-    return {"trial": index, "temperature": training_args.temperature, **settings, objective_metric: trial.value}
+    row = {"trial": index, "temperature": training_args.temperature, **settings}
+    return _scored(row, objective_metric, trial.value)  # a failed trial was told -inf: never chosen, still counted
 
 
 def _shared_from_first_process(value: Any, args: Any) -> Any:

@@ -160,9 +160,8 @@ def build_transfer_set(
             regression=regression,
             max_samples=data_args.max_unlabeled_samples,
             encoding=data_args.file_encoding,
+            output_columns=text_columns,
         )
-        if data_args.unlabeled_text_column and list(data_args.unlabeled_text_column) != list(text_columns):
-            rows = rows.rename_columns(dict(zip(data_args.unlabeled_text_column, text_columns)))
         parts.append(rows)
         from_file = len(rows)
     augmented = 0
@@ -183,6 +182,7 @@ def build_transfer_set(
             mlm_model=mlm[0],
             mlm_tokenizer=mlm[1],
             neighbours=neighbours,
+            regression=regression,
         )
         parts.append(copies)
         augmented = len(copies)

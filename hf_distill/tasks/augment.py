@@ -51,6 +51,7 @@ def augment_dataset(
     mlm_top_k: int = 15,
     mlm_batch_size: int = 32,
     neighbours: Mapping[str, Sequence[str]] | None = None,
+    regression: bool | None = None,
 ) -> Dataset:
     """Make `copies` augmented, unlabelled copies of every row of `dataset`.
 
@@ -79,11 +80,15 @@ def augment_dataset(
             (e.g. [`embedding_neighbours`]). A chosen word is looked up by its core (punctuation around it kept),
             as written, then lower-cased; one of its neighbours is drawn uniformly, capitalised like the word. A
             word the table lacks, or maps to nothing, stays as it is.
+        regression (`bool`, *optional*): whether the task is a regression, which sets the copies' "no label" mark
+            (NaN in float32, since -100 is a valid regression target; -100 in int64 otherwise). By default it follows
+            the label column: float labels mean a regression; integer or `ClassLabel` labels, or none, a
+            classification. Pass it where the column does not tell (integer ratings trained as a regression).
 
     Returns:
         `datasets.Dataset`: ``len(dataset) * copies`` rows (row 0 copy 0..K-1, row 1 copy 0..K-1, ...) with columns
-        ``(*text_columns, label_column)``; the label is -100 (`Value("int64")`) for integer or `ClassLabel` labels,
-        NaN for float labels. Empty when `method` is ``"none"`` or `copies` is 0.
+        ``(*text_columns, label_column)``; every label the "no label" mark (see `regression`). Empty when `method`
+        is ``"none"`` or `copies` is 0.
 
     Raises:
         `ValueError`: on an unknown method, a bad number, a missing column or a missing mask token/model.
@@ -99,7 +104,10 @@ def augment_dataset(
     if method == "mlm":
         _check_positive_int(mlm_top_k, "mlm_top_k")
         _check_positive_int(mlm_batch_size, "mlm_batch_size")
-    label_feature, no_label = _unlabelled_feature(dataset, label_column)
+    if regression is None:
+        label_feature, no_label = _unlabelled_feature(dataset, label_column)
+    else:
+        label_feature, no_label = (Value("float32"), math.nan) if regression else (Value("int64"), -100)
     features = Features({**{column: dataset.features[column] for column in text_columns}, label_column: label_feature})
     columns: dict[str, list] = {column: [] for column in features}
     if method == "none" or copies == 0:
@@ -332,7 +340,10 @@ def _fill_with_mlm(jobs, columns, model, tokenizer, top_k: int, batch_size: int)
                 for owner, position in zip(owners[position_row], positions):
                     if owner is None:
                         continue
-                    candidates = [w for w in map(candidate_word, top_ids[position_row, position].tolist()) if w]
+                    # Drawn uniformly, so their order only maps the draw to a word: in token-id order, a draw does
+                    # not hang on how near-tied scores rank on a given device or batch.
+                    top = sorted(top_ids[position_row, position].tolist())
+                    candidates = [w for w in map(candidate_word, top) if w]
                     if candidates:
                         new_words[owner] = rng.choice(candidates)
                 columns[column][out_index] = " ".join(new_words)

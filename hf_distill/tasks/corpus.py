@@ -13,7 +13,7 @@ from pathlib import Path
 import datasets
 import torch
 
-from .files import _read_records
+from .files import _not_text, _opening, _read_records, _text
 
 __all__ = ["fixed_masks", "load_corpus", "tokenize_corpus"]
 
@@ -22,10 +22,14 @@ HELD_OUT_SEED = 42
 
 def _read_lines(path: Path, text_column: str, encoding: str) -> list[str]:
     if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
-        return [str(row[text_column] or "").strip() for row, _ in _read_records(path, [text_column], encoding)]
+        records = _read_records(path, [text_column], encoding)
+        return [_text(row[text_column], path, line, text_column).strip() for row, line in records]
     if not path.is_file():
         raise ValueError(f"Corpus file {str(path)!r} does not exist.")
-    return [line.strip() for line in path.read_text(encoding=encoding).splitlines()]
+    try:
+        return [line.strip() for line in path.read_text(encoding=_opening(encoding)).splitlines()]
+    except UnicodeDecodeError as error:
+        raise _not_text(path, encoding, error) from None
 
 
 def load_corpus(data_args) -> datasets.DatasetDict:

@@ -12,6 +12,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 __all__ = ["check_text_columns", "load_custom_files"]
 
+_COLUMNS_FIX = "Pass the right text_columns / label_column, or rename the columns in the file."
+_FIELD_SIZE_LIMIT = 2**31 - 1  # csv's largest (a C long on every platform)
+
 
 def load_custom_files(
     train_file: str | Path,
@@ -62,7 +65,9 @@ def load_custom_files(
 
     splits = {}
     for split, path in files.items():
-        columns: dict[str, list] = {column: [row[column] for row, _ in records[split]] for column in text_columns}
+        columns: dict[str, list] = {
+            column: [_text(row[column], path, line, column) for row, line in records[split]] for column in text_columns
+        }
         labels = []
         for value, line in _labels(records[split], label_column, path):
             typed = _typed_label(value)
@@ -101,10 +106,38 @@ def check_text_columns(text_columns: Sequence[str]) -> tuple[str, ...]:
     return text_columns
 
 
-def _read_records(path: Path, required: list[str], encoding: str) -> list[tuple[dict, int]]:
-    """Rows of a data file as (row, line number) pairs, checked to hold the `required` columns."""
+def _read_records(
+    path: Path, required: list[str], encoding: str, *, fix: str = _COLUMNS_FIX
+) -> list[tuple[dict, int]]:
+    """Rows of a data file as (row, line number) pairs, checked to hold the `required` columns (`fix`: what the
+    message for a missing one tells the user to change)."""
     if not path.is_file():
         raise ValueError(f"Data file {str(path)!r} does not exist.")
+    previous_limit = csv.field_size_limit(_FIELD_SIZE_LIMIT)  # a long document is one field: no 128 KiB limit
+    try:
+        return _read_open_records(path, required, _opening(encoding), fix)
+    except UnicodeDecodeError as error:
+        raise _not_text(path, encoding, error) from None
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _opening(encoding: str | None) -> str:
+    """The codec a file is opened with: UTF-8 skips a byte-order mark (Excel's "CSV UTF-8"), which would otherwise
+    become part of the first column's name or line."""
+    if encoding is None or encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        return "utf-8-sig"
+    return encoding
+
+
+def _not_text(path: Path, encoding: str | None, error: UnicodeDecodeError) -> ValueError:
+    return ValueError(
+        f"{path} is not valid {encoding or 'utf-8'} text ({error.reason}): pass the file's encoding with "
+        "--file_encoding (e.g. latin-1), or save it as UTF-8."
+    )
+
+
+def _read_open_records(path: Path, required: list[str], encoding: str, fix: str) -> list[tuple[dict, int]]:
     suffix = path.suffix.lower()
     records: list[tuple[dict, int]] = []
     with open(path, encoding=encoding, newline="") as handle:
@@ -114,7 +147,7 @@ def _read_records(path: Path, required: list[str], encoding: str) -> list[tuple[
             else:
                 reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
             present = reader.fieldnames or []
-            _check_columns(path, required, present)
+            _check_columns(path, required, present, fix=fix)
             for row in reader:
                 if None in row or None in row.values():  # DictReader's marks for extra / missing fields
                     raise ValueError(
@@ -135,7 +168,7 @@ def _read_records(path: Path, required: list[str], encoding: str) -> list[tuple[
                     ) from None
                 if not isinstance(row, dict):
                     raise ValueError(f"{path}, line {line_number}: expected a JSON object per line, got {row!r}.")
-                _check_columns(path, required, list(row), line=line_number)
+                _check_columns(path, required, list(row), line=line_number, fix=fix)
                 records.append((row, line_number))
         else:
             raise ValueError(
@@ -146,14 +179,26 @@ def _read_records(path: Path, required: list[str], encoding: str) -> list[tuple[
     return records
 
 
-def _check_columns(path: Path, required: list[str], present: list[str], line: int | None = None) -> None:
+def _check_columns(path: Path, required: list[str], present: list[str], *, fix: str, line: int | None = None) -> None:
     missing = [column for column in required if column not in present]
     if missing:
         where = f"{path}, line {line}" if line is not None else str(path)
-        raise ValueError(
-            f"{where}: missing column(s) {missing}; the columns present are {present}. Pass the right "
-            "text_columns / label_column, or rename the columns in the file."
-        )
+        raise ValueError(f"{where}: missing column(s) {missing}; the columns present are {present}. {fix}")
+
+
+def _text(value, path: Path, line: int, column: str) -> str:
+    """A text column's value as a string: text as it is, a number as written, a missing value (JSON null) as "";
+    anything else (a nested object, a list, true/false) is refused, naming where it is."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(
+        f"{path}, line {line}: column {column!r} holds {type(value).__name__} {value!r}, not text. Write the text "
+        "itself in that field (a nested object's text as a string of its own column)."
+    )
 
 
 def _labels(records: list[tuple[dict, int]], label_column: str, path: Path):

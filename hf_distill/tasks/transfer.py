@@ -18,7 +18,7 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Value, concatenate_datasets
 
-from .files import _read_records, check_text_columns
+from .files import _read_records, _text, check_text_columns
 
 __all__ = ["NO_LABEL", "drop_labels", "load_unlabeled_file", "mix_transfer_rows", "unlabeled_rows"]
 
@@ -48,16 +48,17 @@ def unlabeled_rows(
 
     Args:
         source (`Dataset` or a sequence of dicts): rows holding the text column(s); other columns are dropped (a label
-            column too: transfer rows are labelled by the teacher alone).
+            column too: transfer rows are labelled by the teacher alone). A missing text (None) becomes "".
         text_columns (`Sequence[str]`): one text column, or two for sentence pairs.
         regression (`bool`): whether the task is a regression (the "no label" mark is then NaN, else -100).
         max_samples (`int`, *optional*): keep only the first N rows.
-        label_column (`str`): the name of the label column of the result.
+        label_column (`str`): the name of the label column of the result (not one of `text_columns`).
 
     Returns:
         `Dataset` with columns ``(*text_columns, label_column)``, every label the "no label" mark.
     """
     text_columns = check_text_columns(text_columns)
+    _check_label_name(text_columns, label_column)
     dataset = source if isinstance(source, Dataset) else Dataset.from_list(list(source))
     missing = [column for column in text_columns if column not in dataset.column_names]
     if missing:
@@ -68,6 +69,9 @@ def unlabeled_rows(
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     dataset = dataset.select_columns(list(text_columns))
+    if any(value is None for column in text_columns for value in dataset[column]):
+        # As a data file's empty field reads: a tokenizer refuses None with an error naming no row.
+        dataset = dataset.map(lambda row: {column: row[column] or "" for column in text_columns})
     return _with_no_labels(dataset, text_columns, regression, label_column)
 
 
@@ -79,21 +83,38 @@ def load_unlabeled_file(
     max_samples: int | None = None,
     encoding: str = "utf-8",
     label_column: str = "label",
+    output_columns: Sequence[str] | None = None,
 ) -> Dataset:
     """Unlabelled text from a CSV, TSV or JSON lines file (as `load_custom_files` reads them).
 
-    A label column in the file, if present, is ignored (and the log says so): the teacher labels these rows.
-    Refused with a clear message: a missing or empty file, or one without the text column(s) (naming the columns it
-    has).
+    Every other column of the file (a label column too) is ignored, and the log names them: the teacher labels these
+    rows. A text field holds text, a number (read as written) or nothing (JSON null: ""). Refused with a clear
+    message: a missing or empty file, one without the text column(s) (naming the columns it has), or a text field
+    holding anything else (a nested object, a list, true/false; naming the line).
+
+    Args:
+        text_columns: the file's text column(s).
+        output_columns: the names the text columns get in the result, in the same order (default: `text_columns`),
+            e.g. the task's ``("sentence1", "sentence2")`` for a file that calls them ``("question", "answer")``.
     """
     text_columns = check_text_columns(text_columns)
+    output_columns = text_columns if output_columns is None else check_text_columns(output_columns)
+    if len(output_columns) != len(text_columns):
+        raise ValueError(
+            f"output_columns {list(output_columns)} must name as many columns as text_columns {list(text_columns)}."
+        )
     path = Path(path)
-    records = _read_records(path, list(text_columns), encoding)
-    if label_column in records[0][0]:
-        logger.info("Ignoring the %r column of %s: the teacher labels the unlabelled rows.", label_column, path.name)
-    rows = [{column: str(row[column] or "") for column in text_columns} for row, _ in records]
+    fix = "Pass the file's text column name(s) (--unlabeled_text_column), or rename the columns in the file."
+    records = _read_records(path, list(text_columns), encoding, fix=fix)
+    ignored = sorted({column for row, _ in records for column in row} - set(text_columns))
+    if ignored:
+        logger.info("Ignoring the column(s) %s of %s: the teacher labels the unlabelled rows.", ignored, path.name)
+    rows = [
+        {out: _text(row[column], path, line, column) for column, out in zip(text_columns, output_columns)}
+        for row, line in records
+    ]
     return unlabeled_rows(
-        rows, text_columns, regression=regression, max_samples=max_samples, label_column=label_column
+        rows, output_columns, regression=regression, max_samples=max_samples, label_column=label_column
     )
 
 
@@ -108,16 +129,28 @@ def mix_transfer_rows(
 ) -> Dataset:
     """The labelled rows followed by every transfer set, with one label feature (int64 or float32) for all.
 
-    Only the text column(s) and ``label`` are kept. Shuffling is left to the Trainer's sampler.
+    Only the text column(s) and ``label`` are kept. Every transfer row's label becomes the task's "no label" mark,
+    whatever the set held (an augmented copy of integer-labelled rows carries -100, a valid regression target): the
+    teacher alone labels them. Shuffling is left to the Trainer's sampler.
     """
+    text_columns = check_text_columns(text_columns)
     columns = [*text_columns, "label"]
     features = Features({**{column: Value("string") for column in text_columns}, "label": _label_feature(regression)})
     parts = [labelled.select_columns(columns).cast(features)]
-    parts += [part.select_columns(columns).cast(features) for part in transfer if len(part)]
+    parts += [drop_labels(part, text_columns, regression=regression).cast(features) for part in transfer if len(part)]
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
+def _check_label_name(text_columns: Sequence[str], label_column: str) -> None:
+    if label_column in text_columns:
+        raise ValueError(
+            f"The text column {label_column!r} has the name of the label column the rows get: pass another "
+            "label_column, or rename that text column."
+        )
+
+
 def _with_no_labels(dataset: Dataset, text_columns: Sequence[str], regression: bool, label_column: str) -> Dataset:
+    _check_label_name(text_columns, label_column)
     if label_column in dataset.column_names:
         dataset = dataset.remove_columns(label_column)
     labels = [_no_label(regression)] * len(dataset)

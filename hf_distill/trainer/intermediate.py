@@ -103,10 +103,24 @@ class LastLayerTap:
         self.outputs: dict[str, torch.Tensor] = {}
         self.heads = num_heads(model)
         block = _last_attention_block(model)
-        self._handles = [
-            getattr(block, name).register_forward_hook(self._keep(role))
-            for role, name in zip(("query", "key", "value"), _names_in(block))
-        ]
+        self._modules = {role: getattr(block, name) for role, name in zip(("query", "key", "value"), _names_in(block))}
+        self._handles = [module.register_forward_hook(self._keep(role)) for role, module in self._modules.items()]
+
+    def check_gradients(self) -> None:
+        """Refuses outputs that lost their graph while their projection trains: a forward under reentrant activation
+        checkpointing (``use_reentrant=True``) runs the layers without gradients, so the attention and value-relation
+        terms would send the student none (and fail backward when they are the only terms)."""
+        if not torch.is_grad_enabled():
+            return
+        for role, output in self.outputs.items():
+            trains = any(parameter.requires_grad for parameter in self._modules[role].parameters())
+            if trains and not output.requires_grad:
+                raise ValueError(
+                    f"The student's last-layer {role} projection ran without gradients (activation checkpointing "
+                    "with use_reentrant=True), so alpha_attention / alpha_value_relation would not train it: pass "
+                    "activation_checkpointing_kwargs={'use_reentrant': False} (transformers' default), or set both "
+                    "weights to 0."
+                )
 
     def _keep(self, role: str):
         def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:

@@ -78,7 +78,7 @@ class LabelsTrainer(WholeBatchCountsMixin, EveryEvaluationRowMixin, Trainer):
             # The model's own loss (with Trainer's label smoothing where set, but never for a regression head, whose
             # float targets it cannot index), never rescaled by the number of processes: num_items_in_batch is not
             # passed on.
-            if self.label_smoother is not None and is_regression(self.accelerator.unwrap_model(model)):
+            if self.label_smoother is not None and is_regression(self._unwrapped(model)):
                 outputs = model(**inputs)
                 loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
             else:
@@ -93,6 +93,11 @@ class LabelsTrainer(WholeBatchCountsMixin, EveryEvaluationRowMixin, Trainer):
         loss = total / counts[count_index("positions" if kind == "token" else "labelled")]
         return (loss, outputs) if return_outputs else loss
 
+    def _unwrapped(self, model: nn.Module) -> nn.Module:
+        """The model itself: past DDP and past torch.compile's wrapper, whose class name (``OptimizedModule``) would
+        hide the head's and send every batch to the model's own per-micro-batch loss (NaN on a "no label" row)."""
+        return self.accelerator.unwrap_model(model, keep_torch_compile=False)
+
     def _summed_kind(self, model: nn.Module, labels: Any) -> str | None:
         """The kind `task_sum` computes the loss of, as the model would ("class", "regression", "token"), or None.
 
@@ -101,7 +106,7 @@ class LabelsTrainer(WholeBatchCountsMixin, EveryEvaluationRowMixin, Trainer):
         """
         if not isinstance(labels, torch.Tensor):
             return None
-        unwrapped = self.accelerator.unwrap_model(model)
+        unwrapped = self._unwrapped(model)
         name, config = type(unwrapped).__name__, getattr(unwrapped, "config", None)
         if name.endswith(("ForTokenClassification", "ForMaskedLM")):
             return "token" if labels.dim() == 2 and not labels.is_floating_point() else None

@@ -232,6 +232,7 @@ def _hidden_sum(context: LossContext) -> torch.Tensor:
 def _attention_sum(context: LossContext) -> torch.Tensor:
     """MiniLM's KL between the last layers' self-attention distributions, over the attended queries and keys."""
     mask = context.attended_mask
+    context.student_tap.check_gradients()
     return losses.attention_kl(
         student_attentions=context.student_tap.attention_probabilities(mask),
         teacher_attentions=context.teacher_tap.attention_probabilities(mask),
@@ -242,6 +243,7 @@ def _attention_sum(context: LossContext) -> torch.Tensor:
 
 def _value_relation_sum(context: LossContext) -> torch.Tensor:
     """MiniLM's value-relation KL of the last layers (any widths: R relation heads split each model's width)."""
+    context.student_tap.check_gradients()
     return losses.value_relation_kl(
         student_values=context.student_tap.values(),
         teacher_values=context.teacher_tap.values(),

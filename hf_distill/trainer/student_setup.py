@@ -32,7 +32,10 @@ class StudentSetupMixin:
     def call_model_init(self, trial: Any = None) -> nn.Module:
         """[`~transformers.Trainer.call_model_init`], with the teacher/student checks on every student it builds."""
         student = super().call_model_init(trial)
-        self._check_student(student, self.args)
+        if trial is None or self.hp_search_backend is None:
+            self._check_student(student, self.args)
+        # else: Trainer builds a trial's student before it applies the trial's values to `args`; `_hp_search_setup`
+        # checks it (and attaches its projection) with them
         return student
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -40,13 +43,22 @@ class StudentSetupMixin:
         saved student leaves it out, so it loads as a plain `AutoModelFor...`."""
         student = unwrap(self.model)
         projection = getattr(student, PROJECTION_NAME, None)
-        if projection is None or _internal_call:
+        if projection is None or (_internal_call and not getattr(self, "_saving_to_push", False)):
             return super().save_model(output_dir, _internal_call=_internal_call)
         delattr(student, PROJECTION_NAME)
         try:
             return super().save_model(output_dir, _internal_call=_internal_call)
         finally:
             student.add_module(PROJECTION_NAME, projection)
+
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> Any:
+        """[`~transformers.Trainer.push_to_hub`], whose save (an internal one, which keeps the projection for a
+        checkpoint) writes the student without the hidden-state projection, as `save_model` does."""
+        self._saving_to_push = True
+        try:
+            return super().push_to_hub(*args, **kwargs)
+        finally:
+            self._saving_to_push = False
 
     def _hp_search_setup(self, trial: Any) -> None:
         """Applies a trial's values to `args` (Trainer), then re-validates them and rebuilds the table of loss terms:
@@ -55,6 +67,8 @@ class StudentSetupMixin:
         if trial is None or self.hp_search_backend is None:
             return
         self.args.validate_distillation()
+        if self.model is not None:
+            self._check_student(unwrap(self.model), self.args)  # this trial's weights, map and seed
         self._hidden_pairs = None  # a trial may change hidden_layer_map
         self._loss_terms = active_terms(self.args)
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)

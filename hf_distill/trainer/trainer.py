@@ -30,12 +30,12 @@ from .batch_counts import WholeBatchCountsMixin, count_index, count_items
 from .columns import TeacherColumnsMixin
 from .compatibility import check_tokenizers, is_regression
 from .evaluation_rows import EveryEvaluationRowMixin
-from .loss_terms import LossContext, active_terms
-from .model_inputs import accepted_inputs, select_inputs
+from .loss_terms import LossContext, active_terms, task_sum
+from .model_inputs import accepted_inputs, select_inputs, unwrap
 from .model_internals import NOT_SELECTING, ModelInternalsMixin
 from .student_setup import StudentSetupMixin
 from .teacher import prepare_teacher
-from .token_heads import CountedPositions
+from .token_heads import CountedPositions, output_head
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class DistillationTrainer(
         self._unplaced_teacher = teacher_model
         if model is not None:
             self._check_student(model, args)
+        _refuse_hooks_under_data_parallel(teacher_model, args)
         super().__init__(model=model, args=args, **kwargs)
         if self.args.fsdp and self.accelerator.distributed_type != DistributedType.FSDP:
             # Accelerate drops an FSDP plugin on CPU (MULTI_CPU runs DDP) without a word; say what happens instead.
@@ -145,7 +146,7 @@ class DistillationTrainer(
         # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
         self._loss_terms = active_terms(self.args)
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
-        self._logged_terms_since_step = 0
+        self._logged_terms_since_step: int | None = None  # the logging window's first step, taken at the first step
         self._student_tap = self._student_tap_owner = self._teacher_tap = None
         self._hidden_pairs = None  # (student, its layer pairs)
         self._counted_positions = CountedPositions()
@@ -164,6 +165,11 @@ class DistillationTrainer(
         """[`~transformers.Trainer.train`], after attaching the teacher cache when `cache_teacher_logits` is on."""
         if self.args.cache_teacher_logits and (trial is None or self.hp_search_backend is None):
             self.prepare_teacher_cache()  # a search trial's cache is prepared at its own settings (_hp_search_setup)
+        # Each call's first logging window starts at its first step: a resumed run's checkpoint step (not 0, which
+        # averaged that window over every step since), 0 again for a second call or a search trial (not the last
+        # call's end, which dropped that window's terms).
+        self._logged_terms_since_step = None
+        self._logged_term_sums.zero_()
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
     # ---- the loss: a table of weighted terms (loss_terms.py) -----------------------------------------------------
@@ -191,8 +197,12 @@ class DistillationTrainer(
         if not model.training:
             outputs = model(**select_inputs(inputs, self._student_input_names, keep_labels=True))
             loss = outputs.loss if labels is not None else None
+            if loss is not None and self.args.label_smoothing_factor > 0 and self._smooths(model, outputs, labels):
+                loss = self._smoothed_eval_loss(outputs.logits, labels)
             return (loss, outputs) if return_outputs else loss
 
+        if self._logged_terms_since_step is None:
+            self._logged_terms_since_step = self.state.global_step  # where this train() started (or resumed)
         intermediate = self._intermediate_context(model)  # before the forwards: the taps record during them
         with_hidden = any(term.needs_hidden_states for term, _ in self._loss_terms)
         student_inputs = select_inputs(inputs, self._student_input_names, keep_labels=False)
@@ -232,6 +242,20 @@ class DistillationTrainer(
             values.append(value.detach().float())
         self._logged_term_sums += torch.stack(values)
         return (loss, outputs) if return_outputs else loss
+
+    def _smooths(self, model: nn.Module, outputs: Any, labels: Any) -> bool:
+        """Whether training's task term smooths this head's labels: class ids of a sequence classifier, or token ids
+        of a head that scores each position against its own label (not a causal LM, which shifts them)."""
+        if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
+            return False
+        kind = self._output_kind(outputs.logits)
+        return kind == "class" or (kind == "token" and not type(unwrap(model)).__name__.endswith("ForCausalLM"))
+
+    def _smoothed_eval_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The task loss with `label_smoothing_factor`, as training's task term and `LabelsTrainer`'s evaluation
+        (Trainer's label smoother) take it: the mean over this batch's labelled rows or counted positions."""
+        total = task_sum(logits, labels, self._output_kind(logits), label_smoothing=self.args.label_smoothing_factor)
+        return total / (labels != -100).sum().clamp(min=1)
 
     def _output_kind(self, student_logits: torch.Tensor) -> str:
         if student_logits.dim() == 3:
@@ -302,7 +326,7 @@ class DistillationTrainer(
         """Adds ``loss_<name>`` for each active loss term, unweighted and averaged over the logging window, beside
         `loss`."""
         if "loss" in logs:
-            steps = self.state.global_step - self._logged_terms_since_step
+            steps = self.state.global_step - (self._logged_terms_since_step or 0)
             if steps > 0:
                 sums = self._logged_term_sums
                 if self.accelerator.num_processes > 1:
@@ -312,3 +336,21 @@ class DistillationTrainer(
             self._logged_term_sums.zero_()
             self._logged_terms_since_step = self.state.global_step
         super().log(logs, start_time)
+
+
+def _refuse_hooks_under_data_parallel(teacher: nn.Module, args: DistillationTrainingArguments) -> None:
+    """Refuses the forward hooks' terms under one process driving several GPUs (`torch.nn.DataParallel`, which
+    Trainer uses when a script is run without a launcher on a machine with several visible GPUs): its replicas
+    share the hooks, which see each replica's part of the batch, not the whole batch the loss counts."""
+    if args.n_gpu <= 1:
+        return
+    hooked = [term.name for term, _ in active_terms(args) if term.needs_last_layer]
+    online_heads = output_head(teacher) is not None and not args.cache_teacher_logits  # a cache reads no heads
+    if online_heads and (args.token_kd_gather_positions or args.token_kd_chunk_size):
+        hooked.append("token heads' counted positions (token_kd_gather_positions / token_kd_chunk_size)")
+    if hooked:
+        raise ValueError(
+            f"DistillationTrainer: this process drives {args.n_gpu} GPUs (torch.nn.DataParallel), whose replicas "
+            f"break the hooks of {', '.join(hooked)}: launch one process per GPU (torchrun or accelerate launch), "
+            "make one GPU visible (CUDA_VISIBLE_DEVICES=0), or turn those off."
+        )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import shutil
+import subprocess
 import sys
 
 import datasets
@@ -130,6 +132,63 @@ def test_changed_teacher_dataset_max_length_or_top_k_gets_a_new_cache(tmp_path):
     ]
     assert all(v.built for v in variants)
     assert len({first.path, *(v.path for v in variants)}) == 6 == len(cache_dirs(tmp_path))
+
+
+def test_another_collate_function_or_collator_setting_gets_a_new_cache(tmp_path):
+    # The fingerprint named the collator by its class alone: every plain function was "function", so a changed
+    # collate function (truncating here) reused the teacher outputs of the old one.
+    import functools
+
+    from transformers import DataCollatorWithPadding
+
+    from hf_distill.cache.fingerprint import collator_identity
+
+    teacher, student, data = models_and_data("class")
+
+    def truncating(rows):
+        return tiny.collate([{**row, "input_ids": row["input_ids"][:4]} for row in rows])
+
+    def prepare(collate):
+        return DistillationTrainer(
+            model=student, teacher_model=teacher, data_collator=collate, train_dataset=data,
+            args=make_args(tmp_path, cache_teacher_logits=True, teacher_cache_dir=str(tmp_path / "cache")),
+        ).prepare_teacher_cache()  # fmt: skip
+
+    first, changed = prepare(tiny.collate), prepare(truncating)
+    assert first.built and changed.built and changed.path != first.path
+    assert not prepare(tiny.collate).built  # the same function again: reused
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    padded = {collator_identity(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=n)) for n in (None, 8, 8)}
+    assert len(padded) == 2  # a setting changes it; another tokenizer object with equal settings does not
+    assert collator_identity(functools.partial(truncating)) != collator_identity(functools.partial(tiny.collate))
+
+    def pad_collator(multiple):  # a factory: the setting lives in the closure
+        def collate(rows):
+            return tiny.collate(rows) if multiple is None else tiny.collate(rows)
+
+        return collate
+
+    assert collator_identity(pad_collator(None)) != collator_identity(pad_collator(8))
+    assert collator_identity(pad_collator(8)) == collator_identity(pad_collator(8))
+    with_state = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    before = collator_identity(with_state)
+    with_state._process_id = 1234  # run-time state (transformers' seeded collators keep the pid): not a setting
+    assert collator_identity(with_state) == before
+    # The same run in other processes (other string hashing, other memory addresses): the same name, no address.
+    script = (
+        "import functools\nfrom hf_distill.cache.fingerprint import collator_identity\n"
+        "class Helper:\n    def __init__(self):\n        self.size = 4\n        self._id = id(self)\n"
+        "def collate(rows, helper=None):\n    return [r for r in rows if r in {'a', 'b', 'c', 'd', 'e'}]\n"
+        "print(collator_identity(functools.partial(collate, helper=Helper())))\n"
+    )
+    names = {
+        subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                       capture_output=True, text=True, check=True).stdout
+        for seed in (1, 2, 3)
+    }  # fmt: skip
+    assert len(names) == 1
+    name = names.pop()
+    assert "0x" not in name and '"size": 4' in name and "Helper" in name
 
 
 def test_class_cache_does_not_depend_on_temperature_or_k(tmp_path):

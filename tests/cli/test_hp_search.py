@@ -176,3 +176,69 @@ def test_a_regression_search_does_not_search_the_temperature_it_never_uses(tmp_p
     report = json.loads((tmp_path / "out" / "hp_search.json").read_text())
     assert report["resumed_after_trials"] == 3 and len(report["trials"]) == 4 and again["temperature"] == 2.5
     assert all(row["temperature"] == 2.5 for row in report["trials"])
+
+
+def test_a_trial_scored_nan_is_listed_as_failed_never_chosen_and_kept_on_resume(tmp_path):
+    # A diverged regression trial scores a NaN Pearson. max() over the scores kept a NaN first trial as the "best"
+    # (NaN compares False), optuna failed it (a resume dropped it and renumbered the rest) and hp_search.json held
+    # a bare NaN, which strict JSON readers refuse.
+    import tiny
+
+    from hf_distill import DistillationTrainingArguments, build_student
+    from hf_distill.cli.hp_search import run_hp_search
+
+    scores = iter([float("nan"), 0.5, 0.25, 0.75])
+
+    def metrics(prediction) -> dict[str, float]:
+        return {"score": next(scores)}
+
+    teacher = tiny.classifier(layers=2, seed=0).eval()
+    args = DistillationTrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, use_cpu=True, report_to="none",
+        disable_tqdm=True, save_strategy="no", seed=3,
+    )  # fmt: skip
+
+    def run(n_trials):
+        return run_hp_search(
+            student=build_student(teacher, layers=[0]), teacher=teacher, training_args=args,
+            train_dataset=class_dataset(16, 1), search_dataset=class_dataset(8, 2), objective_metric="eval_score",
+            n_trials=n_trials, data_collator=tiny.collate, compute_metrics=metrics,
+        )  # fmt: skip
+
+    best = run(3)
+    text = (tmp_path / "out" / "hp_search.json").read_text()
+    report = json.loads(text, parse_constant=lambda name: pytest.fail(f"hp_search.json holds {name}"))
+    assert (
+        report["trials"][0]["eval_score"] is None
+        and report["trials"][0]["failed"] == "eval_score was not a finite number"
+    )
+    assert report["best"]["trial"] == 1 and best.report == report
+    assert {name: best[name] for name in best} == {name: report["trials"][1][name] for name in best}
+    again = run(4)  # resumed: the failed trial is read back as failed, with its number, and one more trial runs
+    resumed = json.loads((tmp_path / "out" / "hp_search.json").read_text())
+    assert resumed["resumed_after_trials"] == 3 and resumed["trials"][:3] == report["trials"]
+    assert resumed["best"]["trial"] == 3 and again["alpha_kd"] == resumed["trials"][3]["alpha_kd"]
+
+
+def test_a_search_whose_every_trial_scored_nan_says_so_after_writing_them_all(tmp_path):
+    import tiny
+
+    from hf_distill import DistillationTrainingArguments, build_student
+    from hf_distill.cli.hp_search import run_hp_search
+
+    teacher = tiny.classifier(layers=2, seed=0).eval()
+    args = DistillationTrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, use_cpu=True, report_to="none",
+        disable_tqdm=True, save_strategy="no", seed=3,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"Every one of the 2 search trials scored a non-number eval_score"):
+        run_hp_search(
+            student=build_student(teacher, layers=[0]), teacher=teacher, training_args=args,
+            train_dataset=class_dataset(16, 1), search_dataset=class_dataset(8, 2), objective_metric="eval_score",
+            n_trials=2, data_collator=tiny.collate, compute_metrics=lambda prediction: {"score": float("nan")},
+        )  # fmt: skip
+    report = json.loads((tmp_path / "out" / "hp_search.json").read_text())
+    assert (
+        report["best"] is None
+        and [row["failed"] for row in report["trials"]] == ["eval_score was not a finite number"] * 2
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import types
 
 import pytest
 import tiny
@@ -218,3 +219,75 @@ def test_masked_lm_intermediate_terms_are_exact_under_gradient_accumulation(tmp_
         finals[name] = state(copy_)
     for key, value in finals["1x8"].items():
         torch.testing.assert_close(finals["2x4"][key], value, rtol=1e-4, atol=1e-4, msg=f"{key} differs")
+
+
+def test_a_search_trial_that_turns_the_hidden_term_on_gets_its_projection(tmp_path):
+    # Trainer builds a trial's student (model_init) before it applies the trial's values to args: the student was
+    # checked, and its projection attached, with the previous arguments (here alpha_hidden=0: no projection, and
+    # the first step failed asking for one).
+    pytest.importorskip("optuna")
+    teacher, student = models(student_hidden=16)
+    trainer = DistillationTrainer(
+        model_init=lambda: copy.deepcopy(student), teacher_model=teacher, args=make_args(tmp_path, max_steps=2),
+        train_dataset=tiny.class_rows(8), eval_dataset=tiny.class_rows(8, seed=9), data_collator=tiny.collate,
+    )  # fmt: skip
+    assert not hasattr(trainer.model, PROJECTION_NAME)
+    trained = []
+
+    def objective(metrics):  # called in the trial, after its training and evaluation
+        trained.append((hasattr(trainer.model, PROJECTION_NAME), trainer.args.alpha_hidden, trainer.state.global_step))
+        return metrics["eval_loss"]
+
+    trainer.hyperparameter_search(
+        hp_space=lambda trial: {"alpha_hidden": trial.suggest_categorical("alpha_hidden", [1.0])},
+        backend="optuna", n_trials=1, compute_objective=objective,
+    )  # fmt: skip
+    assert trained == [(True, 1.0, 2)]
+
+
+@pytest.mark.parametrize("term", [{"alpha_attention": 1.0}, {"alpha_value_relation": 1.0}])
+def test_reentrant_activation_checkpointing_is_refused_for_the_last_layer_terms(tmp_path, term):
+    # Reentrant checkpointing runs the layers under no_grad: the tapped query/key/value carry no graph, so these
+    # terms sent the student no gradient (or backward failed with them alone).
+    teacher, student = models()
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_kd=0.5, alpha_task=0.5, **term)
+    student.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+    student.train()
+    with pytest.raises(ValueError, match=r"ran without gradients .*use_reentrant.*'use_reentrant': False"):
+        trainer.compute_loss(student, batch_of(tiny.class_rows(8)))
+    student.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    loss = trainer.compute_loss(student, batch_of(tiny.class_rows(8)))
+    loss.backward()  # transformers' default: the hooks fire again in the recomputation, with the graph
+    assert loss.requires_grad
+
+
+def test_one_process_over_several_gpus_is_refused_for_the_hooked_terms(tmp_path, monkeypatch):
+    # torch.nn.DataParallel's replicas share the forward hooks, which then see a part of the batch each.
+    monkeypatch.setattr(DistillationTrainingArguments, "n_gpu", property(lambda self: 2))
+    teacher, student = models()
+    with pytest.raises(ValueError, match=r"drives 2 GPUs .*hooks of attention: launch one process per GPU"):
+        make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_attention=1.0)
+    with pytest.raises(ValueError, match=r"hooks of token heads' counted positions"):
+        make_trainer(tmp_path, tiny.masked_lm(layers=1, seed=1), tiny.masked_lm(seed=0), tiny.mlm_rows(8))
+
+
+def test_trainers_push_to_hub_uploads_the_student_without_its_projection(tmp_path, monkeypatch):
+    # Trainer.push_to_hub saves with _internal_call=True, which (for checkpoints) keeps the projection.
+    import transformers.trainer
+
+    uploaded = []
+
+    class Api:
+        def create_repo(self, name, **kwargs):
+            return types.SimpleNamespace(repo_id=name)
+
+        def upload_folder(self, *, folder_path, **kwargs):
+            uploaded.append(load_file(str(tmp_path / "out" / "model.safetensors")))
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", Api)
+    teacher, student = models(student_hidden=16)
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_hidden=1.0, hub_model_id="me/s")
+    trainer.train()
+    trainer.push_to_hub()
+    assert len(uploaded) == 1 and uploaded[0] and not any(key.startswith(PROJECTION_NAME) for key in uploaded[0])
+    assert hasattr(trainer.model, PROJECTION_NAME)  # still training-ready

@@ -79,6 +79,47 @@ def test_the_loss_is_the_mean_over_labelled_rows_or_counted_positions(tmp_path, 
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+@pytest.mark.parametrize("kind", ["class", "regression", "token"])
+def test_both_trainers_report_the_same_eval_loss_under_label_smoothing(tmp_path, kind):
+    # DistillationTrainer's eval_loss was the model's own, unsmoothed, beside a smoothed training task term and a
+    # smoothed LabelsTrainer eval_loss: the student's and the baseline's eval losses were different quantities.
+    model, rows = model_and_rows(kind)
+    teacher = copy.deepcopy(model)
+    args = dict(label_smoothing_factor=0.1, per_device_eval_batch_size=5)
+    ours = DistillationTrainer(model=model, teacher_model=teacher, args=make_args(tmp_path / "d", **args),
+                               eval_dataset=rows, data_collator=tiny.collate)  # fmt: skip
+    baseline = LabelsTrainer(model=model, args=make_args(tmp_path / "l", **args), eval_dataset=rows,
+                             data_collator=tiny.collate)  # fmt: skip
+    loss = ours.evaluate()["eval_loss"]
+    assert loss == pytest.approx(baseline.evaluate()["eval_loss"], rel=1e-5)
+    if kind != "token":  # the batches' means, weighted by their rows (Trainer's evaluation loop)
+        logits = torch.cat([model(**{k: v for k, v in tiny.collate([rows[i] for i in range(b, min(b + 5, 16))]).items()
+                                     if k != "labels"}).logits.detach() for b in range(0, 16, 5)])  # fmt: skip
+        labels = torch.tensor([rows[i]["labels"] for i in range(16)])
+        batches = [(b, min(b + 5, 16)) for b in range(0, 16, 5)]
+        smoothing = 0.0 if kind == "regression" else 0.1
+        expected = sum(reference_loss(kind, logits[b:e], labels[b:e], smoothing) * (e - b) for b, e in batches) / 16
+        assert loss == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["class", "regression", "token"])
+def test_a_compiled_model_keeps_the_summed_loss(tmp_path, kind):
+    # Trainer hands compute_loss the torch.compile'd model; unwrapped with accelerate's default
+    # keep_torch_compile=True its class is OptimizedModule, which names no head: every batch took the model's own
+    # per-micro-batch loss, NaN on a row without a label.
+    model, rows = model_and_rows(kind, unlabelled=True)
+    trainer = LabelsTrainer(model=model, args=make_args(tmp_path), train_dataset=rows, data_collator=tiny.collate)
+    compiled = torch.compile(model, backend="eager")
+    batch = tiny.collate([rows[i] for i in range(9)])
+    assert trainer._summed_kind(compiled, batch["labels"]) == kind  # was None: OptimizedModule names no head
+    counts = trainer.get_batch_samples(iter([batch]), 1, torch.device("cpu"))[1]
+    compiled.train()
+    loss = trainer.compute_loss(compiled, dict(batch), num_items_in_batch=counts)
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    assert loss.item() == pytest.approx(reference_loss(kind, logits, batch["labels"]), rel=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["class", "token"])
 def test_label_smoothing_matches_its_definition(tmp_path, kind):
     model, rows = model_and_rows(kind)

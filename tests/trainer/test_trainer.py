@@ -195,6 +195,33 @@ def test_logs_loss_terms_beside_loss(tmp_path):
         assert entry["loss"] == pytest.approx(0.3 * entry["loss_kd"] + 0.7 * entry["loss_task"], rel=1e-4)
 
 
+def test_logged_loss_terms_are_the_windows_own_after_a_resume_and_in_a_second_train(tmp_path):
+    # The window's start was set only at construction: a resume divided its first window by every step since 0,
+    # and a second train() (or search trial) restarted at step 0 below it and logged no terms at all.
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    options = dict(logging_steps=2, max_steps=4, alpha_kd=0.3, alpha_task=0.7, save_strategy="steps", save_steps=2)
+
+    def logged(trainer):
+        return {entry["step"]: entry for entry in trainer.state.log_history if "loss" in entry}
+
+    full = make_trainer(tmp_path / "full", tiny.classifier(layers=1, seed=1), teacher, tiny.class_rows(16), **options)
+    full.train()
+    resumed = make_trainer(tmp_path / "full", tiny.classifier(layers=1, seed=1), teacher, tiny.class_rows(16),
+                           **options)  # fmt: skip
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "out" / "checkpoint-2"))
+    for term in ("loss_kd", "loss_task"):
+        assert logged(resumed)[4][term] == pytest.approx(logged(full)[4][term], rel=1e-5)
+    again = make_trainer(tmp_path / "again", tiny.classifier(layers=1, seed=1), teacher, tiny.class_rows(16),
+                         **options)  # fmt: skip
+    again.train()
+    first = logged(again)
+    again.state.log_history = []
+    again.train()
+    assert set(logged(again)) == {2, 4} and all("loss_kd" in entry for entry in logged(again).values())
+    assert logged(again)[2]["loss"] == pytest.approx(0.3 * logged(again)[2]["loss_kd"] + 0.7 * logged(again)[2][
+        "loss_task"], rel=1e-4) and first[2]["loss_kd"] > 0  # fmt: skip
+
+
 def test_evaluation_runs_the_student_alone_and_reports_its_task_loss(tmp_path):
     teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
     student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)

@@ -1,0 +1,145 @@
+"""Transfer-set builders (`hf_distill.tasks.transfer`) and the data files they read, without the script."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+from datasets import Dataset, Features, Value
+
+from hf_distill.tasks.augment import augment_dataset
+from hf_distill.tasks.files import load_custom_files
+from hf_distill.tasks.transfer import load_unlabeled_file, mix_transfer_rows, unlabeled_rows
+
+
+def scored(scores: list[float]) -> Dataset:
+    features = Features({"sentence": Value("string"), "label": Value("float32")})
+    return Dataset.from_dict({"sentence": [f"text {i}" for i in range(len(scores))], "label": scores}, features)
+
+
+def test_a_regression_mix_turns_every_transfer_label_into_nan():
+    # Copies of rows without a float label column carry int64 -100, a valid regression target once cast to float:
+    # the mix must give them the regression "no label" mark, NaN, which the task term never sees.
+    copies = augment_dataset(Dataset.from_dict({"sentence": ["a b c", "d e"]}), text_columns=["sentence"],
+                             method="ngram", copies=2, probability=0.0, seed=0)  # fmt: skip
+    assert copies["label"] == [-100] * 4
+    mixed = mix_transfer_rows(scored([2.5, 4.0]), [copies], ["sentence"], regression=True)
+    assert mixed["label"][:2] == [2.5, 4.0]
+    assert len(mixed) == 6 and all(math.isnan(label) for label in mixed["label"][2:])
+    assert mixed.features["label"] == Value("float32")
+
+
+def test_a_classification_mix_drops_whatever_label_a_transfer_set_holds():
+    labelled = Dataset.from_dict({"sentence": ["good", "bad"], "label": [1, 0]})
+    transfer = Dataset.from_dict({"sentence": ["fine", "awful"], "label": [1, 0]})  # labels the teacher must give
+    mixed = mix_transfer_rows(labelled, [transfer], ["sentence"], regression=False)
+    assert mixed["label"] == [1, 0, -100, -100] and mixed.features["label"] == Value("int64")
+
+
+def test_augment_takes_the_tasks_kind_when_the_label_column_does_not_tell_it():
+    ratings = Dataset.from_dict({"sentence": ["a b", "c d"], "label": [1, 5]})  # integer ratings, a regression
+    inferred = augment_dataset(ratings, text_columns=["sentence"], method="ngram", copies=1, probability=0.0, seed=0)
+    assert inferred["label"] == [-100, -100]
+    told = augment_dataset(ratings, text_columns=["sentence"], method="ngram", copies=1, probability=0.0, seed=0,
+                           regression=True)  # fmt: skip
+    assert told.features["label"] == Value("float32") and all(math.isnan(label) for label in told["label"])
+    classes = augment_dataset(scored([0.5]), text_columns=["sentence"], method="ngram", copies=1, probability=0.0,
+                              seed=0, regression=False)  # fmt: skip
+    assert classes["label"] == [-100] and classes.features["label"] == Value("int64")
+
+
+def test_unlabeled_rows_from_a_dataset_turn_missing_texts_into_empty_ones():
+    rows = unlabeled_rows(Dataset.from_dict({"sentence": ["ok", None], "label": [1, 0]}), ["sentence"],
+                          regression=False)  # fmt: skip
+    assert rows["sentence"] == ["ok", ""] and rows["label"] == [-100, -100]
+
+
+def test_a_text_column_named_like_the_label_column_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"text column 'label' has the name of the label column"):
+        unlabeled_rows([{"label": "a text"}], ["label"], regression=False)
+
+
+def test_an_unlabelled_files_text_column_named_label_can_be_read_under_the_tasks_name(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_text("label,score\nnice film,1\n")
+    rows = load_unlabeled_file(path, ["label"], regression=False, output_columns=["sentence"])
+    assert rows.column_names == ["sentence", "label"] and rows["sentence"] == ["nice film"] and rows["label"] == [-100]
+
+
+def test_every_ignored_column_of_an_unlabelled_file_is_named_in_the_log(tmp_path, caplog):
+    path = tmp_path / "u.jsonl"
+    path.write_text('{"sentence": "fine"}\n{"sentence": "awful", "sentiment": 0, "idx": 7}\n')
+    with caplog.at_level(logging.INFO, logger="hf_distill.tasks.transfer"):
+        rows = load_unlabeled_file(path, ["sentence"], regression=False)
+    assert rows["sentence"] == ["fine", "awful"] and rows["label"] == [-100, -100]
+    assert "Ignoring the column(s) ['idx', 'sentiment'] of u.jsonl" in caplog.text  # the key from line 2 on too
+
+
+def test_unlabelled_json_lines_refuse_text_fields_that_are_not_text(tmp_path):
+    path = tmp_path / "u.jsonl"
+    for bad, kind in (('{"en": "hi"}', "dict"), ('["a", "b"]', "list"), ("false", "bool")):
+        path.write_text(f'{{"sentence": "fine"}}\n{{"sentence": {bad}}}\n')
+        with pytest.raises(ValueError, match=rf"u\.jsonl, line 2: column 'sentence' holds {kind} .*not text"):
+            load_unlabeled_file(path, ["sentence"], regression=False)
+    path.write_text('{"sentence": 0}\n{"sentence": 2.5}\n{"sentence": null}\n')
+    assert load_unlabeled_file(path, ["sentence"], regression=False)["sentence"] == ["0", "2.5", ""]
+
+
+def test_labelled_json_lines_refuse_text_fields_that_are_not_text(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"sentence": {"text": "hi"}, "label": 1}\n')
+    with pytest.raises(ValueError, match=r"t\.jsonl, line 1: column 'sentence' holds dict"):
+        load_custom_files(path, None, ["sentence"])
+
+
+def test_a_utf8_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_bytes("\ufeffsentence\nfine\n".encode())
+    assert load_unlabeled_file(path, ["sentence"], regression=False)["sentence"] == ["fine"]
+    labelled = tmp_path / "t.csv"
+    labelled.write_bytes("\ufeffsentence,label\nfine,1\n".encode())
+    assert load_custom_files(labelled, None, ["sentence"])[0]["train"]["sentence"] == ["fine"]
+
+
+def test_an_undecodable_file_is_refused_naming_itself_and_the_encoding_flag(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_bytes(b"sentence\ncaf\xe9\n")
+    with pytest.raises(ValueError, match=r"u\.csv is not valid utf-8 text .*--file_encoding"):
+        load_unlabeled_file(path, ["sentence"], regression=False)
+    assert load_unlabeled_file(path, ["sentence"], regression=False, encoding="latin-1")["sentence"] == ["café"]
+
+
+def test_a_csv_field_longer_than_csvs_default_limit_is_read(tmp_path):
+    import csv
+
+    limit = csv.field_size_limit()
+    path = tmp_path / "u.csv"
+    path.write_text("sentence\n" + "word " * 40_000 + "\n")  # 200,000 characters: over the 131,072 default
+    assert len(load_unlabeled_file(path, ["sentence"], regression=False)["sentence"][0]) == 200_000
+    assert csv.field_size_limit() == limit  # the reader's limit is put back
+
+
+def test_an_unlabelled_files_missing_column_message_names_the_flag_to_change(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_text("text\nfine\n")
+    expected = r"missing column\(s\) \['sentence'\]; the columns present are \['text'\]\. Pass the file's text column"
+    with pytest.raises(ValueError, match=expected + r" name\(s\) \(--unlabeled_text_column\)"):
+        load_unlabeled_file(path, ["sentence"], regression=False)
+
+
+def test_a_masked_lm_corpus_reads_text_as_the_other_files_do(tmp_path):
+    from hf_distill.tasks.corpus import _read_lines
+
+    plain = tmp_path / "corpus.txt"
+    plain.write_bytes("\ufefffirst line\nsecond\n".encode())
+    assert _read_lines(plain, "text", "utf-8") == ["first line", "second"]  # no byte-order mark in the first line
+    plain.write_bytes(b"caf\xe9\n")
+    with pytest.raises(ValueError, match=r"corpus\.txt is not valid utf-8 text .*--file_encoding"):
+        _read_lines(plain, "text", "utf-8")
+    lines = tmp_path / "corpus.jsonl"
+    lines.write_text('{"text": "a line"}\n{"text": 0}\n')
+    assert _read_lines(lines, "text", "utf-8") == ["a line", "0"]
+    lines.write_text('{"text": {"en": "a line"}}\n')
+    with pytest.raises(ValueError, match=r"corpus\.jsonl, line 1: column 'text' holds dict"):
+        _read_lines(lines, "text", "utf-8")
