@@ -77,11 +77,7 @@ class ModelArguments:
             raise ValueError(
                 f"student_architecture must be 'bert' or 'distilbert', got {self.student_architecture!r}."
             )
-        chosen = [
-            name
-            for name in ("student_model_name_or_path", "student_num_layers", "student_layers")
-            if getattr(self, name) is not None
-        ]
+        chosen = [name for name in STUDENT_CHOICES if getattr(self, name) is not None]
         if len(chosen) != 1:
             raise ValueError(
                 "Choose the student with exactly one of student_model_name_or_path, student_num_layers or "
@@ -113,7 +109,10 @@ def parse_arguments(
     config_path = None
     if argv and argv[0].endswith((".yaml", ".yml")):
         config_path, argv = argv[0], argv[1:]
-        argv = _yaml_to_flags(Path(config_path), parser) + argv
+        # A student chosen by flag replaces the config's choice (one of the three options is allowed).
+        given = {_option_named(token) for token in argv if token.startswith("--")}
+        replaced = set(STUDENT_CHOICES) if given & set(STUDENT_CHOICES) else set()
+        argv = _yaml_to_flags(Path(config_path), parser, replaced) + argv
     model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
         args=argv, return_remaining_strings=True
     )
@@ -122,7 +121,18 @@ def parse_arguments(
     return model_args, data_args, training_args, config_path
 
 
-def _yaml_to_flags(path: Path, parser: HfArgumentParser) -> list[str]:
+STUDENT_CHOICES = ("student_model_name_or_path", "student_num_layers", "student_layers")
+
+
+def _option_named(token: str) -> str | None:
+    """The student option a command-line token sets (``--student-layers=0,2`` and argparse's unique prefixes such
+    as ``--student_model`` too), else None."""
+    name = token[2:].split("=", 1)[0].replace("-", "_")
+    matches = [choice for choice in STUDENT_CHOICES if choice == name or choice.startswith(name)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = frozenset()) -> list[str]:
     if not path.is_file():
         raise ValueError(f"Config file {path} does not exist.")
     try:
@@ -145,7 +155,7 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser) -> list[str]:
     for key, value in values.items():
         if key not in known:
             raise ValueError(f"Unknown key {key!r} in {path}: it is no model, data or training option (--help).")
-        if value is None:
+        if value is None or key in replaced:
             continue
         takes = types[key].replace("typing.", "").replace("NoneType", "None")
         if isinstance(value, list) and "list" not in takes:

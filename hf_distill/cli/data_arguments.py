@@ -121,11 +121,11 @@ class DataArguments:
             "learning rate and epochs with N optuna trials, each scored on the rows held out by "
             "validation_split_size (never the dev set); every trial goes to "
             "<output_dir>/hp_search.json, and the final student is trained with the best settings. A stopped "
-            "search resumes: the same command again (with --overwrite_output_dir, and, if it fine-tuned the teacher, "
-            "--teacher_model_name_or_path <output_dir>/teacher --finetune_teacher false: the teacher its trials were "
-            "scored with) skips the trials <output_dir>/hp_search_study.journal holds; a larger N extends a finished "
-            "search; a journal of another search is refused, or set aside with --overwrite_output_dir. Needs the "
-            "'search' extra (optuna)."
+            "search resumes: the same command again (if it fine-tuned the teacher, with --teacher_model_name_or_path "
+            "<output_dir>/teacher --finetune_teacher false: the teacher its trials were scored with) skips the trials "
+            "<output_dir>/hp_search_study.journal holds; a larger N extends a finished search (with "
+            "--overwrite_output_dir once its final student is saved, which it replaces); a journal of another search "
+            "is refused, or set aside with --overwrite_output_dir. Needs the 'search' extra (optuna)."
         },
     )
     hp_search_only: bool = field(

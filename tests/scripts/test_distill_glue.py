@@ -226,6 +226,28 @@ def test_yaml_sets_values_flags_override_and_unknown_keys_are_named(tmp_path):
         parse_arguments([str(config)])
 
 
+def test_a_student_chosen_by_flag_replaces_the_configs_choice(tmp_path):
+    # configs/glue/*.yaml choose student_num_layers; the README's `distill_glue.py configs/glue/sst2.yaml
+    # --student_model_name_or_path <DistilBERT>` was refused for choosing two students.
+    from hf_distill.cli.arguments import parse_arguments
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"teacher_model_name_or_path: some/teacher\nstudent_num_layers: 3\ntask_name: sst2\n"
+                      f"output_dir: {tmp_path / 'o'}\nreport_to: none\n")  # fmt: skip
+    for flags, chosen in (
+        (["--student_model_name_or_path", "my/student"], ("my/student", None, None)),
+        (["--student-layers=0,2"], (None, None, [0, 2])),
+        (["--student_model", "my/student"], ("my/student", None, None)),  # argparse's unique prefix
+        (["--temperature", "3.0"], (None, 3, None)),  # no student flag: the config's
+    ):
+        model_args, *_ = parse_arguments([str(config), *flags])
+        assert (model_args.student_model_name_or_path, model_args.student_num_layers, model_args.student_layers) == (
+            chosen
+        )
+    with pytest.raises(ValueError, match="exactly one of"):  # two on the command line are still two
+        parse_arguments([str(config), "--student_num_layers", "2", "--student_layers", "0,1"])
+
+
 # ---- refusals: before any training, nothing lost --------------------------------------------------------------
 
 
