@@ -2,8 +2,8 @@
 
 A cache folder is named by [`cache_fingerprint`] of the teacher's weights and config ([`fingerprint_model`]), the
 training rows' content ([`fingerprint_rows`]), the tokenisation length, the teacher's precision, the collator
-([`collator_identity`]) and,
-for token heads, k and the temperature. A changed input gets a new folder; a stale cache is never read.
+([`collator_identity`]) and, for token heads, k and the temperature. A changed input gets a new folder; a stale
+cache is never read.
 """
 
 from __future__ import annotations

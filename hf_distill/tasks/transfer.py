@@ -58,7 +58,6 @@ def unlabeled_rows(
         `Dataset` with columns ``(*text_columns, label_column)``, every label the "no label" mark.
     """
     text_columns = check_text_columns(text_columns)
-    _check_label_name(text_columns, label_column)
     dataset = source if isinstance(source, Dataset) else Dataset.from_list(list(source))
     missing = [column for column in text_columns if column not in dataset.column_names]
     if missing:
@@ -69,7 +68,7 @@ def unlabeled_rows(
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     dataset = dataset.select_columns(list(text_columns))
-    if any(value is None for column in text_columns for value in dataset[column]):
+    if any(dataset.data.column(column).null_count for column in text_columns):  # Arrow's count: no scan
         # As a data file's empty field reads: a tokenizer refuses None with an error naming no row.
         dataset = dataset.map(lambda row: {column: row[column] or "" for column in text_columns})
     return _with_no_labels(dataset, text_columns, regression, label_column)
@@ -137,20 +136,16 @@ def mix_transfer_rows(
     columns = [*text_columns, "label"]
     features = Features({**{column: Value("string") for column in text_columns}, "label": _label_feature(regression)})
     parts = [labelled.select_columns(columns).cast(features)]
-    parts += [drop_labels(part, text_columns, regression=regression).cast(features) for part in transfer if len(part)]
+    parts += [drop_labels(part, text_columns, regression=regression) for part in transfer if len(part)]  # `features`
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
-def _check_label_name(text_columns: Sequence[str], label_column: str) -> None:
+def _with_no_labels(dataset: Dataset, text_columns: Sequence[str], regression: bool, label_column: str) -> Dataset:
     if label_column in text_columns:
         raise ValueError(
             f"The text column {label_column!r} has the name of the label column the rows get: pass another "
             "label_column, or rename that text column."
         )
-
-
-def _with_no_labels(dataset: Dataset, text_columns: Sequence[str], regression: bool, label_column: str) -> Dataset:
-    _check_label_name(text_columns, label_column)
     if label_column in dataset.column_names:
         dataset = dataset.remove_columns(label_column)
     labels = [_no_label(regression)] * len(dataset)

@@ -197,8 +197,8 @@ class DistillationTrainer(
         if not model.training:
             outputs = model(**select_inputs(inputs, self._student_input_names, keep_labels=True))
             loss = outputs.loss if labels is not None else None
-            if loss is not None and self.args.label_smoothing_factor > 0 and self._smooths(model, outputs, labels):
-                loss = self._smoothed_eval_loss(outputs.logits, labels)
+            if loss is not None and self.args.label_smoothing_factor > 0:
+                loss = self._smoothed_eval_loss(model, outputs.logits, labels, loss)
             return (loss, outputs) if return_outputs else loss
 
         if self._logged_terms_since_step is None:
@@ -243,18 +243,16 @@ class DistillationTrainer(
         self._logged_term_sums += torch.stack(values)
         return (loss, outputs) if return_outputs else loss
 
-    def _smooths(self, model: nn.Module, outputs: Any, labels: Any) -> bool:
-        """Whether training's task term smooths this head's labels: class ids of a sequence classifier, or token ids
-        of a head that scores each position against its own label (not a causal LM, which shifts them)."""
-        if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
-            return False
-        kind = self._output_kind(outputs.logits)
-        return kind == "class" or (kind == "token" and not type(unwrap(model)).__name__.endswith("ForCausalLM"))
-
-    def _smoothed_eval_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The task loss with `label_smoothing_factor`, as training's task term and `LabelsTrainer`'s evaluation
-        (Trainer's label smoother) take it: the mean over this batch's labelled rows or counted positions."""
-        total = task_sum(logits, labels, self._output_kind(logits), label_smoothing=self.args.label_smoothing_factor)
+    def _smoothed_eval_loss(self, model: nn.Module, logits: torch.Tensor, labels: Any, loss: torch.Tensor):
+        """The evaluation loss with `label_smoothing_factor`, as training's task term and `LabelsTrainer`'s evaluation
+        (Trainer's label smoother) take it: the mean over this batch's labelled rows or counted positions, for class
+        ids of a sequence classifier or token ids scored at their own position (not a causal LM, which shifts them).
+        Other heads keep the model's own `loss`."""
+        kind = self._output_kind(logits)
+        causal = type(unwrap(model)).__name__.endswith("ForCausalLM")
+        if labels.is_floating_point() or kind == "regression" or (kind == "token" and causal):
+            return loss
+        total = task_sum(logits, labels, kind, label_smoothing=self.args.label_smoothing_factor)
         return total / (labels != -100).sum().clamp(min=1)
 
     def _output_kind(self, student_logits: torch.Tensor) -> str:
