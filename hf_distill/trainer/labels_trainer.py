@@ -32,6 +32,7 @@ from .batch_counts import WholeBatchCountsMixin, count_index
 from .compatibility import is_regression
 from .evaluation_rows import EveryEvaluationRowMixin
 from .loss_terms import task_sum
+from .secrets import hide_hub_token
 
 __all__ = ["LabelsTrainer"]
 
@@ -49,6 +50,10 @@ class LabelsTrainer(WholeBatchCountsMixin, EveryEvaluationRowMixin, Trainer):
 
     Takes the arguments of [`~transformers.Trainer`].
     """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        hide_hub_token(self.args)  # Trainer pickles its arguments to training_args.bin
 
     def uses_whole_batch_counts(self) -> bool:
         """With a `compute_loss_func` this is a plain `Trainer`, which scales its own counts."""

@@ -33,6 +33,7 @@ from .evaluation_rows import EveryEvaluationRowMixin
 from .loss_terms import LossContext, active_terms, task_sum
 from .model_inputs import accepted_inputs, select_inputs, unwrap
 from .model_internals import NOT_SELECTING, ModelInternalsMixin
+from .secrets import hide_hub_token
 from .student_setup import StudentSetupMixin
 from .teacher import prepare_teacher
 from .token_heads import CountedPositions, output_head
@@ -118,6 +119,7 @@ class DistillationTrainer(
             self._check_student(model, args)
         _refuse_hooks_under_data_parallel(teacher_model, args)
         super().__init__(model=model, args=args, **kwargs)
+        hide_hub_token(self.args)
         if self.args.fsdp and self.accelerator.distributed_type != DistributedType.FSDP:
             # Accelerate drops an FSDP plugin on CPU (MULTI_CPU runs DDP) without a word; say what happens instead.
             logger.warning(
