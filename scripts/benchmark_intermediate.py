@@ -50,8 +50,10 @@ ROWS = {
 
 def make_trainer(teacher, student, rows, collator, folder: str, settings: dict) -> DistillationTrainer:
     settings = dict(settings)
-    if settings.pop("eager", False):
-        teacher, student = copy.deepcopy(teacher), copy.deepcopy(student)
+    # Its own teacher: the attention terms hook the teacher's last layer, and a shared teacher would run those hooks
+    # in every other row's steps too.
+    teacher = copy.deepcopy(teacher)
+    if settings.pop("eager", False):  # the student is already this row's own copy
         for model in (teacher, student):
             model.set_attn_implementation("eager")
             if model.config._attn_implementation != "eager":

@@ -7,8 +7,8 @@ positions only, side by side in one process.
 
 One training step each (forward of both models, DistilBERT's 5 / 2 / 1 loss, backward), random weights, 15% of the
 positions masked, interleaved over `--repeats` rounds (rotated). Peak memory is above what was allocated before the
-step, i.e. above the models' weights: CUDA tensors on a GPU, the sampled resident set size on a CPU (see
-scripts/benchmark.py's PeakMemory). Prints one table.
+step, i.e. above the models' weights (the student's gradients are cleared before each measured step): CUDA tensors
+on a GPU, the sampled resident set size on a CPU (see scripts/benchmark.py's PeakMemory). Prints one table.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ def setup(smoke: bool, device: str):
 
 
 def step(trainer, student, inputs) -> None:
-    student.zero_grad(set_to_none=True)
     trainer.compute_loss(student, inputs).backward()
 
 
@@ -73,12 +72,16 @@ def main() -> None:
             trainers[name] = DistillationTrainer(model=student, teacher_model=teacher, args=args)
         cuda = options.device.startswith("cuda")
         for trainer in trainers.values():  # warm-up: first-call allocations and kernels
+            student.zero_grad(set_to_none=True)
             step(trainer, student, inputs)
         seconds = {name: [] for name in trainers}
         peaks = {name: [] for name in trainers}
         for round_index in range(options.repeats):
             order = list(trainers) if round_index % 2 == 0 else list(reversed(trainers))
             for name in order:
+                # Before the measured block: a start holding the last step's gradients (freed during the step) would
+                # put every peak one student's gradients too low.
+                student.zero_grad(set_to_none=True)
                 with PeakMemory(cuda) as memory:
                     start = time.perf_counter()
                     step(trainers[name], student, inputs)
