@@ -937,6 +937,8 @@ def test_a_recommended_term_never_run_on_dev_is_said_not_run_and_its_target_not_
     text = " ".join(run_results.render(filled(both)).split())
     assert "recommended: both" in text and "(not run on dev)" not in text
     assert "- sst2: + both − ours = +1.00 over 2 seed(s)" in text
+    # a mean gain over fewer seeds than the issue asks for is not a met target
+    assert "p = –: the issue asks for 5, not settled: NOT met" in text
 
 
 def test_e_is_paired_against_ours_from_its_own_start_where_that_ran():
@@ -1030,3 +1032,26 @@ def test_reproduce_refuses_extra_flags_and_skips_runs_never_recorded(tmp_path, m
         SystemExit, match="reruns the recorded commands as they were; drop the extra flags --max_steps 1"
     ):
         run_results.main()
+
+
+def test_the_transfer_targets_compare_means_over_the_seeds_both_sides_ran():
+    # Each column was averaged over its own seeds: (e) on seed 42 only against labels only on 42 and 43 read "NOT met"
+    # where (e) beats labels only by 3 points on the one seed both ran, and the teacher of a seed (e) never ran
+    # entered its "≥ the teacher" line.
+    results = filled({"ours/42": (0.80, 0.80), "labels_only/42": (0.76, 0.80), "ours_transfer/42": (0.795, 0.80),
+                      "ours/43": (0.90, 0.95), "labels_only/43": (0.90, 0.95)})  # fmt: skip
+    targets = "\n".join(run_results._targets_section(results))
+    assert "ours + transfer ≥ labels only + 3.0 (79.5 vs 79.0, 1 seed): met" in targets
+    assert "ours + transfer ≥ the teacher (79.5 vs 80.0, 1 seed): NOT met" in targets
+
+
+def test_a_recipe_that_ties_labels_only_on_the_regression_task_says_why():
+    results = {"teacher_base": "base", "tasks": {}}
+    for seed in (42, 43):
+        for variant, student in (("ours", 0.80), ("labels_only", 0.78), ("recipe", 0.78 + 1e-8)):
+            scores = {"eval_pearson": student, "teacher_eval_pearson": 0.83}
+            run_results.record(results, "stsb", seed, variant, {**outcome(0, 0), **scores}, ["--seed", str(seed)])
+    text = " ".join(run_results.render(results).split())
+    assert "stsb: (c) recipe is labels only here (every seed ties it to 1e-6)" in text
+    results["tasks"]["stsb"]["runs"]["recipe/43"]["student"] = 0.79  # a recipe that differs gets no such line
+    assert "recipe is labels only here" not in run_results.render(results)
