@@ -506,6 +506,17 @@ def run_signature(arguments: list[str]) -> dict:
     return signature
 
 
+def teacher_sha256(arguments: list[str]) -> str | None:
+    """The sha256 of the teacher weights a run distilled from: the folder it reused, else the one it fit and saved
+    (`<output_dir>/teacher`, as `ours` does); None when neither is on disk."""
+    teacher = _flag_value(arguments, "--teacher_model_name_or_path")
+    if teacher is None:
+        output_dir = _flag_value(arguments, "--output_dir")
+        teacher = f"{output_dir}/teacher" if output_dir else None
+    weights = ROOT / teacher / "model.safetensors" if teacher else None
+    return hashlib.sha256(weights.read_bytes()).hexdigest() if weights is not None and weights.is_file() else None
+
+
 def done_as(output_dir: Path, arguments: list[str]) -> bool:
     """Finished (`finished`) by this very run: the mark `run` leaves beside its results holds the signature it ran
     with. A folder left by other flags (a smoke test's --max_train_samples), an edited config or another teacher
@@ -559,7 +570,11 @@ def record(
         "student_layers": start_layers(arguments) if ran_now else previous.get("student_layers"),
         # the CPU it ran on: the same command has refit other teachers on other machines (docs/results.md)
         "cpu": cpu_model() if ran_now else previous.get("cpu"),
+        # the teacher itself, so that two teachers that happen to score alike are never taken for one
+        "teacher_sha256": teacher_sha256(arguments) if ran_now else previous.get("teacher_sha256"),
     }
+    if run["teacher_sha256"] is None:
+        del run["teacher_sha256"]
     if variant == "ours":
         config = _config(task)
         current = {k: config.get(k) for k in ("temperature", "alpha_kd", "alpha_task", "alpha_cos")}
@@ -691,7 +706,10 @@ def _same_start_line(entry: dict, start: str) -> str:
 
 
 def same_teacher(run: dict, other: dict) -> bool:
-    """Whether two recorded runs' teachers scored alike (to float noise): the same teacher, refit or reused."""
+    """Whether two recorded runs distilled from the same teacher: the same weights where both recorded their hash,
+    else teachers that scored alike (to float noise; runs made before the hash was recorded)."""
+    if run.get("teacher_sha256") and other.get("teacher_sha256"):
+        return run["teacher_sha256"] == other["teacher_sha256"]
     return abs(run["teacher"] - other["teacher"]) <= 1e-6
 
 

@@ -45,6 +45,23 @@ def test_a_baseline_scored_against_another_teacher_is_flagged():
     assert "WARNING sst2: labels_only/42 used a teacher other than ours'" in run_results.render(results)
 
 
+def test_two_teachers_that_score_alike_are_told_apart_by_their_weights(tmp_path):
+    # Teachers were compared by dev score alone: sst2_1k's seeds 45 and 46 refit two teachers that both scored 709/872.
+    for folder, weights in (("out/ours/teacher", b"first"), ("refit", b"second")):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "model.safetensors").write_bytes(weights)
+    results, out = {"teacher_base": "base", "tasks": {}}, str(tmp_path / "out")
+    for variant, arguments in (
+        ("ours", ["--output_dir", f"{out}/ours"]),
+        ("labels_only", ["--teacher_model_name_or_path", str(tmp_path / "refit"), "--output_dir", f"{out}/labels"]),
+        ("recipe", ["--teacher_model_name_or_path", f"{out}/ours/teacher", "--output_dir", f"{out}/recipe"]),
+    ):
+        run_results.record(results, "sst2", 42, variant, outcome(0.8, 0.85), arguments, ran_now=True)
+    entry = results["tasks"]["sst2"]
+    assert entry["runs"]["ours/42"]["teacher_sha256"] == entry["runs"]["recipe/42"]["teacher_sha256"]
+    assert run_results.mismatched_teachers(entry) == ["labels_only/42"]  # same score, other weights
+
+
 def test_a_row_run_at_settings_its_config_no_longer_holds_shows_them_and_says_so():
     results = filled({"ours/42": (0.80, 0.84), "ours_transfer/42": (0.83, 0.84), "ours_hidden/42": (0.81, 0.84)})
     # the command passes sst2_transfer.yaml's own alpha_kd (the same: not pinned) and another learning rate (pinned)
