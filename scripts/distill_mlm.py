@@ -22,7 +22,7 @@ from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenCl
 from hf_distill.cli.arguments import parse_arguments
 from hf_distill.cli.checks import check_before_loading
 from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
-from hf_distill.cli.mlm_arguments import MlmDataArguments
+from hf_distill.cli.mlm_arguments import MlmDataArguments, check_mlm_training_arguments
 from hf_distill.cli.mlm_models import load_mlm_models, ready_mlm_models
 from hf_distill.cli.training import script_training_defaults, train_and_save
 from hf_distill.publish.model_card import describe_student, public_name
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, training_args, _ = parse_arguments(argv, data_class=MlmDataArguments)
     setup_logging()
     push_token = check_before_loading(model_args, data_args, training_args)  # refusals that cost nothing
+    check_mlm_training_arguments(training_args)
 
     # ---- corpus and models: every mismatch is refused before any training ----
     raw = load_corpus(data_args)

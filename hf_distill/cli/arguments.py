@@ -52,8 +52,9 @@ class ModelArguments:
     student_architecture: str = field(
         default="bert",
         metadata={
-            "help": "'bert': the teacher's class with fewer layers; 'distilbert': the weights mapped into "
-            "DistilBertForSequenceClassification (no token types, no pooler), as DistilBERT was built."
+            "help": "'bert': the teacher's class with fewer layers; 'distilbert': the weights mapped into the "
+            "DistilBertFor* counterpart of the teacher's head (no token types: type 0 is folded into the positions; "
+            "a classifier's pooler dense becomes pre_classifier, ReLU for tanh), as DistilBERT was built."
         },
     )
     finetune_teacher: bool = field(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .paths import resolve_package_path
 
-__all__ = ["MlmDataArguments"]
+__all__ = ["MlmDataArguments", "check_mlm_training_arguments"]
 
 
 @dataclass
@@ -21,7 +21,9 @@ class MlmDataArguments:
             "--text_column. `package:NAME/file` reads a file shipped in an installed package."
         },
     )
-    text_column: str = field(default="text", metadata={"help": "The text column of a CSV/TSV/JSON lines corpus."})
+    text_column: str = field(
+        default="text", metadata={"help": "The text column of a CSV/TSV/JSON lines corpus or of the --dataset_name."}
+    )
     file_encoding: str = field(default="utf-8", metadata={"help": "Text encoding of the corpus files."})
     dataset_name: str | None = field(
         default=None, metadata={"help": "A Hub dataset instead of a file (wikitext, bookcorpus, ...)."}
@@ -32,7 +34,10 @@ class MlmDataArguments:
         default=None,
         metadata={"help": "Without validation_file: hold out this many lines (a fixed, seeded split) to score on."},
     )
-    max_seq_length: int = field(default=128, metadata={"help": "Tokens per block (or per line with line_by_line)."})
+    max_seq_length: int = field(
+        default=128,
+        metadata={"help": "Tokens per block (or per line with line_by_line), [CLS] and [SEP] included: at least 3."},
+    )
     line_by_line: bool = field(
         default=False,
         metadata={"help": "One example per line (truncated) instead of packing the text into full blocks."},
@@ -40,8 +45,21 @@ class MlmDataArguments:
     mlm_probability: float = field(
         default=0.15, metadata={"help": "Share of tokens masked (80% [MASK], 10% random, 10% kept), in (0, 1)."}
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N corpus lines."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N held-out lines."})
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train on N corpus lines only (before packing): the first N of the corpus with validation_file "
+            "or a Hub validation split; with validation_split_size, N of the lines left once the held-out lines are "
+            "taken, after a fixed, seeded shuffle of the whole corpus (so not its first N)."
+        },
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Score on N held-out lines only: the first N of validation_file (or the Hub validation split), "
+            "or of the lines validation_split_size held out (drawn at random, seeded)."
+        },
+    )
     eval_mask_seed: int = field(
         default=1234,
         metadata={"help": "Seed of the fixed masks the teacher and the student are both scored on (never --seed)."},
@@ -73,7 +91,29 @@ class MlmDataArguments:
                 "--train_file needs --validation_file or --validation_split_size N (lines held out) so that teacher "
                 "and student can be scored."
             )
-        for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "validation_split_size"):
+        if self.max_seq_length < 3:  # else an empty block, or a packing step of 0 tokens (a crash in tokenize_corpus)
+            raise ValueError(
+                f"--max_seq_length must be >= 3, got {self.max_seq_length}: each block holds [CLS] and [SEP] besides "
+                "its tokens. Pass e.g. --max_seq_length 128."
+            )
+        for name in ("max_train_samples", "max_eval_samples", "validation_split_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}.")
+
+
+def check_mlm_training_arguments(training_args) -> None:
+    """Training arguments `scripts/distill_mlm.py` cannot honour, refused before anything is loaded: the Trainer
+    refuses them only when built, after any `--finetune_teacher` has trained and saved its teacher."""
+    if training_args.eval_strategy != "no":
+        strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
+        raise ValueError(
+            f"--eval_strategy {strategy}: distill_mlm.py evaluates nothing during training (teacher and student are "
+            "scored once, after training, on the same fixed masks). Pass --eval_strategy no."
+        )
+    if training_args.cache_teacher_logits:
+        raise ValueError(
+            "--cache_teacher_logits true: distill_mlm.py masks its blocks with DataCollatorForLanguageModeling, which "
+            "masks other tokens at random each time a block is collated, so teacher outputs cached once would not "
+            "match the student's inputs. Pass --cache_teacher_logits false (the teacher then runs on every batch)."
+        )

@@ -7,9 +7,9 @@ import dataclasses
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, BertModel
 
-from hf_distill.students import build_student, select_layers
+from hf_distill.students import build_student, check_buildable, select_layers
 from hf_distill.trainer.compatibility import (
     check_distillable,
     check_hidden_sizes,
@@ -24,22 +24,20 @@ from .models import ScriptModels, finetune_teacher, hub_kwargs, student_layers
 __all__ = ["load_mlm_models", "ready_mlm_models"]
 
 
-def _has_mlm_head(config) -> bool:
-    return any(name.endswith("ForMaskedLM") for name in (config.architectures or []))
+def _missing_head_weights(teacher, loading_info: dict) -> list[str]:
+    """The masked-LM head's weights the checkpoint did not hold (initialised at random by from_pretrained): every
+    missing key outside the encoder. Decided from the weights, not from `config.architectures`: a BertForPreTraining
+    checkpoint holds the whole head, and a config may name a head its weights lack."""
+    encoder = f"{teacher.base_model_prefix}."
+    return sorted(key for key in loading_info["missing_keys"] if not key.startswith(encoder))
 
 
 def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> ScriptModels:
-    """Loads and checks the teacher (a `*ForMaskedLM`, or any BERT with `--finetune_teacher`), its tokenizer and any
-    given student; every mismatch is refused here."""
+    """Loads and checks the teacher (a checkpoint holding a masked-LM head, or any BERT with `--finetune_teacher`),
+    its tokenizer and any given student; every mismatch is refused here."""
     transformers.set_seed(training_args.seed)  # a new MLM head is initialised here: seed first
     name = model_args.teacher_model_name_or_path
     config = AutoConfig.from_pretrained(name, **hub_kwargs(model_args))
-    if not _has_mlm_head(config) and not model_args.finetune_teacher:
-        raise ValueError(
-            f"The teacher {model_args.teacher_display_name!r} has no masked-LM head (architectures="
-            f"{config.architectures}): its predictions would be random. Give a *ForMaskedLM teacher such as "
-            "bert-base-uncased, or pass --finetune_teacher to train a new head on the corpus first."
-        )
     check_sequence_length(max_seq_length, config, "teacher")
     tokenizer = AutoTokenizer.from_pretrained(name, **hub_kwargs(model_args))
     if tokenizer.mask_token is None:
@@ -48,8 +46,30 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
             "a masked-LM teacher whose tokenizer has one ([MASK])."
         )
     layers = student_layers(model_args, config.num_hidden_layers)
-    dtype = torch.bfloat16 if training_args.bf16 and not model_args.finetune_teacher else torch.float32
-    teacher = AutoModelForMaskedLM.from_pretrained(name, dtype=dtype, **hub_kwargs(model_args))
+    # float32 when the teacher is fine-tuned (master weights) or the student is built from it: a student copied from
+    # a bf16 teacher would start from rounded weights. ready_mlm_models casts the teacher to bf16 afterwards.
+    built = model_args.student_model_name_or_path is None
+    dtype = torch.bfloat16 if training_args.bf16 and not model_args.finetune_teacher and not built else torch.float32
+    teacher, loading_info = AutoModelForMaskedLM.from_pretrained(
+        name, dtype=dtype, output_loading_info=True, **hub_kwargs(model_args)
+    )
+    missing = _missing_head_weights(teacher, loading_info)
+    if missing and not model_args.finetune_teacher:
+        raise ValueError(
+            f"The teacher {model_args.teacher_display_name!r} has no masked-LM head ({len(missing)} of its weights "
+            f"are not in the checkpoint, e.g. {missing[0]}; architectures={config.architectures}): its predictions "
+            "would be random. Give a *ForMaskedLM (or *ForPreTraining) teacher such as bert-base-uncased, or pass "
+            "--finetune_teacher to train a new head on the corpus first."
+        )
+    if built and not isinstance(getattr(teacher, "base_model", None), BertModel):
+        # build_student copies BERT layers only: refused now, not after a teacher fine-tune
+        raise ValueError(
+            f"The teacher {model_args.teacher_display_name!r} is a {type(teacher).__name__} (model_type "
+            f"{config.model_type!r}): a student is built from a BERT teacher's layers only. Give a BERT teacher, or "
+            "a ready student of the teacher's vocabulary with --student_model_name_or_path."
+        )
+    if built:  # and one DistilBERT can hold, when asked for: refused now, not after a teacher fine-tune
+        check_buildable(teacher, model_args.student_architecture)
     student = None
     if model_args.student_model_name_or_path:
         student = AutoModelForMaskedLM.from_pretrained(
@@ -76,6 +96,8 @@ def ready_mlm_models(models: ScriptModels, train_dataset, collator, model_args, 
     if model_args.finetune_teacher:
         teacher = finetune_teacher(teacher, models.tokenizer, train_dataset, collator, model_args, training_args)
     if student is None:
+        # load_mlm_models loaded this teacher in float32 (.float() is then a no-op): the student starts from its
+        # exact weights, and only then is the teacher cast to bf16
         layers = models.layers or select_layers(teacher.config.num_hidden_layers, 1)
         student = build_student(teacher.float(), layers=layers, architecture=model_args.student_architecture)
     if training_args.bf16:

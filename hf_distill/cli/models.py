@@ -13,7 +13,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_distill.students import build_student, select_layers, validate_layers
+from hf_distill.students import build_student, check_buildable, select_layers, validate_layers
 from hf_distill.trainer import LabelsTrainer
 from hf_distill.trainer.compatibility import (
     check_distillable,
@@ -59,8 +59,11 @@ def _label_kwargs(num_labels: int, label_names: list[str] | None) -> dict:
 
 
 def load_teacher(model_args, training_args, num_labels: int, label_names):
-    # Fine-tuning needs fp32 master weights; a teacher only run is loaded in the dtype it runs in.
-    dtype = torch.bfloat16 if training_args.bf16 and not model_args.finetune_teacher else torch.float32
+    # Fine-tuning needs fp32 master weights, and a student built from the teacher would start from bf16-rounded
+    # weights: both load it in float32 (ready_models casts it to bf16 after). A teacher only run is loaded in the
+    # dtype it runs in.
+    fp32 = model_args.finetune_teacher or not model_args.student_model_name_or_path
+    dtype = torch.bfloat16 if training_args.bf16 and not fp32 else torch.float32
     kwargs = _label_kwargs(num_labels, label_names) if model_args.finetune_teacher else {}
     teacher = AutoModelForSequenceClassification.from_pretrained(
         model_args.teacher_model_name_or_path, dtype=dtype, **kwargs, **hub_kwargs(model_args)
@@ -192,6 +195,7 @@ def load_models(model_args, training_args, num_labels: int, label_names, *, max_
         )
         check_tokenizers(student_tokenizer, tokenizer)
     else:  # refused now, not after a teacher fine-tune
+        check_buildable(teacher, model_args.student_architecture)
         check_intermediate_for_built_student(layers, teacher, training_args)
     return ScriptModels(teacher=teacher, tokenizer=tokenizer, student=student, layers=layers)
 
@@ -202,7 +206,7 @@ def ready_models(models: ScriptModels, train_dataset, collator, model_args, trai
     teacher, student = models.teacher, models.student
     if model_args.finetune_teacher:
         teacher = finetune_teacher(teacher, models.tokenizer, train_dataset, collator, model_args, training_args)
-    if student is None:
+    if student is None:  # from the float32 teacher load_teacher loaded (.float() is then a no-op), before any cast
         student = build_student(teacher.float(), layers=models.layers, architecture=model_args.student_architecture)
         student.config.id2label, student.config.label2id = teacher.config.id2label, teacher.config.label2id
         student.config.problem_type = teacher.config.problem_type

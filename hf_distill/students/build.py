@@ -20,14 +20,21 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from transformers import PreTrainedModel
+from transformers import BertModel, PreTrainedModel
 
-from .distilbert import build_distilbert_student
+from .distilbert import build_distilbert_student, check_distilbert_teacher
 from .layers import check_bert_teacher, layer_prefix, select_layers, validate_layers
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_bert_student", "build_distilbert_student", "build_student", "select_layers", "validate_layers"]
+__all__ = [
+    "build_bert_student",
+    "build_distilbert_student",
+    "build_student",
+    "check_buildable",
+    "select_layers",
+    "validate_layers",
+]
 
 
 def build_bert_student(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTrainedModel:
@@ -49,7 +56,13 @@ def build_bert_student(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTr
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(layers)
     config.dtype = torch.float32
-    student = type(teacher)(config).to(torch.float32)
+    # Which teacher layer each student layer starts from (hidden_layer_map="init" pairs them); replaces the record a
+    # teacher that was itself built by hf-distill carries in its config.
+    config.hf_distill_teacher_layers = list(layers)
+    if type(teacher) is BertModel:  # a bare encoder may have been built without its pooler
+        student = BertModel(config, add_pooling_layer=teacher.pooler is not None).to(torch.float32)
+    else:
+        student = type(teacher)(config).to(torch.float32)
 
     prefix = layer_prefix(teacher, bert)
     state_dict = {}
@@ -97,9 +110,16 @@ def build_student(
     check_bert_teacher(teacher)
     if num_layers is not None:
         layers = select_layers(teacher.config.num_hidden_layers, num_layers)
-    student = (
-        build_bert_student(teacher, layers) if architecture == "bert" else build_distilbert_student(teacher, layers)
-    )
-    # Which teacher layer each student layer started from: hidden_layer_map="init" matches them to each other.
-    student.config.hf_distill_teacher_layers = [int(layer) for layer in layers]
-    return student
+    layers = validate_layers(layers, teacher.config.num_hidden_layers)  # once: a generator is read only once
+    # Each builder records the layers in the student's config (`hf_distill_teacher_layers`).
+    return build_bert_student(teacher, layers) if architecture == "bert" else build_distilbert_student(teacher, layers)
+
+
+def check_buildable(teacher: PreTrainedModel, architecture: Literal["bert", "distilbert"] = "bert") -> None:
+    """Raises the error [`build_student`] would raise for this teacher and architecture, without building anything:
+    the scripts call it before a teacher's fine-tune, which a refusal at build time would waste."""
+    if architecture not in ("bert", "distilbert"):
+        raise ValueError(f"architecture must be 'bert' or 'distilbert', got {architecture!r}.")
+    check_bert_teacher(teacher)
+    if architecture == "distilbert":
+        check_distilbert_teacher(teacher)

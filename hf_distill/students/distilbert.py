@@ -29,7 +29,7 @@ from .layers import check_bert_teacher, layer_prefix, validate_layers
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DISTILBERT_LAYER_NORM_EPS", "build_distilbert_student"]
+__all__ = ["DISTILBERT_LAYER_NORM_EPS", "build_distilbert_student", "check_distilbert_teacher"]
 
 # DistilBERT's LayerNorms are built with a literal eps=1e-12 (modeling_distilbert.py), not from the config.
 DISTILBERT_LAYER_NORM_EPS = 1e-12
@@ -100,14 +100,10 @@ def build_distilbert_student(teacher: PreTrainedModel, layers: Sequence[int]) ->
     """
     bert = check_bert_teacher(teacher)
     layers = validate_layers(layers, teacher.config.num_hidden_layers)
-    if type(teacher) not in _DISTILBERT_HEADS:
-        supported = ", ".join(cls.__name__ for cls in _DISTILBERT_HEADS)
-        raise ValueError(
-            f"architecture='distilbert' has no DistilBERT counterpart for {type(teacher).__name__}; supported "
-            f"teachers: {supported}. Use architecture='bert' to keep the teacher's class."
-        )
+    check_distilbert_teacher(teacher)
     student_class, head_names = _DISTILBERT_HEADS[type(teacher)]
     config = _distilbert_config(teacher.config, num_layers=len(layers))
+    config.hf_distill_teacher_layers = list(layers)  # which teacher layer each student layer starts from
     student = student_class(config).to(torch.float32)
 
     teacher_weights = teacher.state_dict()
@@ -142,6 +138,17 @@ def build_distilbert_student(teacher: PreTrainedModel, layers: Sequence[int]) ->
     return student
 
 
+def check_distilbert_teacher(teacher: PreTrainedModel) -> None:
+    """Refuses a BERT teacher that has no DistilBERT counterpart, or whose computation DistilBERT cannot hold."""
+    if type(teacher) not in _DISTILBERT_HEADS:
+        supported = ", ".join(cls.__name__ for cls in _DISTILBERT_HEADS)
+        raise ValueError(
+            f"architecture='distilbert' has no DistilBERT counterpart for {type(teacher).__name__}; supported "
+            f"teachers: {supported}. Use architecture='bert' to keep the teacher's class."
+        )
+    _distilbert_config(teacher.config, num_layers=1)
+
+
 def _distilbert_config(bert_config, *, num_layers: int) -> DistilBertConfig:
     if bert_config.layer_norm_eps != DISTILBERT_LAYER_NORM_EPS:
         raise ValueError(
@@ -159,7 +166,9 @@ def _distilbert_config(bert_config, *, num_layers: int) -> DistilBertConfig:
             f"The teacher's hidden_act {bert_config.hidden_act!r} is not an activation name DistilBERT's config can "
             "hold (e.g. 'gelu'). Use architecture='bert' for this teacher."
         )
-    # BERT's heads use classifier_dropout when set, else hidden_dropout_prob.
+    # BERT's classification heads use classifier_dropout when set, else hidden_dropout_prob (DistilBERT's token
+    # classification head uses `dropout`, the encoder's, so a teacher's separate classifier_dropout is not kept
+    # there); its question-answering head applies no dropout at all.
     head_dropout = bert_config.classifier_dropout
     if head_dropout is None:
         head_dropout = bert_config.hidden_dropout_prob
@@ -175,7 +184,7 @@ def _distilbert_config(bert_config, *, num_layers: int) -> DistilBertConfig:
         attention_dropout=bert_config.attention_probs_dropout_prob,
         activation=bert_config.hidden_act,
         initializer_range=bert_config.initializer_range,
-        qa_dropout=head_dropout,
+        qa_dropout=0.0,
         seq_classif_dropout=head_dropout,
         pad_token_id=bert_config.pad_token_id,
         bos_token_id=bert_config.bos_token_id,

@@ -33,9 +33,14 @@ def select_layers(num_teacher_layers: int, num_student_layers: int) -> list[int]
     if num_teacher_layers < 1:
         raise ValueError(f"num_teacher_layers must be >= 1, got {num_teacher_layers}.")
     if not 1 <= num_student_layers <= num_teacher_layers:
+        why = (
+            "a student initialised from the teacher cannot have more layers than it"
+            if num_student_layers > num_teacher_layers
+            else "a student needs a layer"
+        )
         raise ValueError(
             f"num_student_layers must be in [1, {num_teacher_layers}] (the teacher's layer count), got "
-            f"{num_student_layers}: a student initialised from the teacher cannot have more layers than it."
+            f"{num_student_layers}: {why}."
         )
     if num_student_layers == 1:
         return [0]

@@ -1,8 +1,11 @@
 """A masked-LM corpus: text lines from a file or the Hub, held-out lines, blocks of tokens, and fixed masks.
 
-Packing follows run_mlm.py's `group_texts`: every line is tokenised without special tokens, the ids are
-concatenated, cut into blocks of `max_seq_length - 2`, and each block is wrapped in [CLS] ... [SEP], so no position
-is padding. `line_by_line` keeps one (truncated) example per line instead.
+Packing follows run_mlm.py's `group_texts`: every line is tokenised without special tokens, the ids of each map
+batch (1,000 lines) are concatenated, cut into blocks of `max_seq_length - 2`, and each block is wrapped in
+[CLS] ... [SEP]. The batch's remainder shorter than a block is dropped, except in a batch too short to fill one block
+(a small corpus or held-out set, or a last batch of a few lines), which is kept as one shorter block: the collator
+pads it to its batch's longest block (padding is never masked). `line_by_line` keeps one (truncated, padded) example
+per line instead.
 """
 
 from __future__ import annotations
@@ -32,13 +35,30 @@ def _read_lines(path: Path, text_column: str, encoding: str) -> list[str]:
         raise _not_text(path, encoding, error) from None
 
 
+def _hub_column(hub: datasets.DatasetDict, split: str, data_args) -> list:
+    """The `--text_column` of a Hub dataset's `split`, or a one-line refusal naming the columns it has."""
+    column = data_args.text_column
+    if split not in hub:
+        raise ValueError(
+            f"The dataset {data_args.dataset_name!r} has no {split!r} split (it has {list(hub)}). Pass a dataset "
+            "with a train split, or your own text with --train_file."
+        )
+    if column not in hub[split].column_names:
+        raise ValueError(
+            f"The dataset {data_args.dataset_name!r} has no column {column!r} (--text_column) in its {split} split; "
+            f"its columns are {hub[split].column_names}. Pass --text_column with the one holding the text."
+        )
+    return hub[split][column]
+
+
 def load_corpus(data_args) -> datasets.DatasetDict:
     """`train` and `validation` splits with one column, ``text``; empty lines dropped."""
     if data_args.dataset_name:
         hub = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name)
-        splits = {"train": hub["train"]["text"]}
+        names = ["train"]
         if "validation" in hub and data_args.validation_split_size is None:
-            splits["validation"] = hub["validation"]["text"]
+            names.append("validation")
+        splits = {name: _hub_column(hub, name, data_args) for name in names}
     else:
         splits = {"train": _read_lines(Path(data_args.train_file), data_args.text_column, data_args.file_encoding)}
         if data_args.validation_file:
@@ -94,7 +114,10 @@ def tokenize_corpus(raw: datasets.DatasetDict, tokenizer, *, max_seq_length: int
 
 def fixed_masks(dataset: datasets.Dataset, collator, *, seed: int) -> datasets.Dataset:
     """`dataset` masked once by `collator` (a `DataCollatorForLanguageModeling`) under `seed`: teacher and student are
-    then scored on exactly the same masked positions, whatever the training's seed."""
+    then scored on exactly the same masked positions, whatever the training's seed.
+
+    Refuses masks with no masked position at all (a held-out set of a few tokens, or none): both models would then
+    score on nothing, and read as perfect (loss 0, perplexity 1)."""
     rows = [dataset[i] for i in range(len(dataset))]
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -109,4 +132,21 @@ def fixed_masks(dataset: datasets.Dataset, collator, *, seed: int) -> datasets.D
                 columns["labels"].append(batch["labels"][i, :length].tolist())
     finally:
         torch.random.set_rng_state(state)
+    if not any(label != -100 for labels in columns["labels"] for label in labels):
+        maskable = sum(_maskable_tokens(row, collator.tokenizer) for row in rows)
+        raise ValueError(
+            f"The held-out set has no masked position ({len(rows)} block(s), {maskable} maskable token(s), "
+            f"--mlm_probability {collator.mlm_probability}, mask seed {seed}): teacher and student would be scored on "
+            "nothing. Hold out more text: a larger --validation_split_size or --max_eval_samples, or a longer "
+            "--validation_file."
+        )
     return datasets.Dataset.from_dict(columns)
+
+
+def _maskable_tokens(row: dict, tokenizer) -> int:
+    """How many of `row`'s tokens the collator may mask: all but its special tokens (the row's own
+    ``special_tokens_mask`` when it has one, as the collator reads it)."""
+    special = row.get("special_tokens_mask")
+    if special is None:
+        special = tokenizer.get_special_tokens_mask(row["input_ids"], already_has_special_tokens=True)
+    return len(special) - sum(special)

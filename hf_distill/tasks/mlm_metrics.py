@@ -20,7 +20,9 @@ def score_masked_lm(model: nn.Module, dataset: datasets.Dataset, collator, *, ba
 
     Returns:
         `dict`: ``loss`` (mean cross-entropy over the masked positions), ``perplexity`` (exp of it),
-        ``top1_accuracy`` and ``top5_accuracy`` (the original token among the model's 1 or 5 most likely).
+        ``top1_accuracy`` and ``top5_accuracy`` (the original token among the model's 1 or 5 most likely), and
+        ``masked_positions`` (how many were scored). With no masked position every score is NaN (`corpus.fixed_masks`
+        refuses such masks).
     """
     was_training = model.training
     model.eval()
@@ -41,11 +43,13 @@ def score_masked_lm(model: nn.Module, dataset: datasets.Dataset, collator, *, ba
             count += int(counted.sum())
     finally:
         model.train(was_training)
-    loss = total / max(count, 1)
+    if count == 0:  # nothing scored: NaN, never the perfect score (loss 0, perplexity 1) a mean over nothing gave
+        return {**dict.fromkeys(MLM_METRICS, math.nan), "masked_positions": 0}
+    loss = total / count
     return {
         "loss": loss,
         "perplexity": math.exp(min(loss, 50.0)),
-        "top1_accuracy": hits1 / max(count, 1),
-        "top5_accuracy": hits5 / max(count, 1),
+        "top1_accuracy": hits1 / count,
+        "top5_accuracy": hits5 / count,
         "masked_positions": count,
     }

@@ -13,7 +13,7 @@ import tiny
 import torch
 from test_distill_glue import GLUE_DIR, ROOT, common_flags, needs_glue, save_teacher
 from test_distill_glue import distill_glue as glue_script
-from transformers import AutoModelForMaskedLM, BertModel, pipeline
+from transformers import AutoModelForMaskedLM, BertModel, RobertaConfig, RobertaForMaskedLM, pipeline
 
 spec = importlib.util.spec_from_file_location("distill_mlm", ROOT / "scripts" / "distill_mlm.py")
 distill_mlm = importlib.util.module_from_spec(spec)
@@ -45,6 +45,26 @@ def sentences(tmp_path: Path, n: int = 160) -> Path:
     return path
 
 
+def record_scored_batches(monkeypatch) -> list[list[dict]]:
+    """Makes the script's scoring record every batch it scores (one list per scored model, in order)."""
+    scored = []
+    original = distill_mlm.score_masked_lm
+
+    def recording(model, dataset, collator, **kwargs):
+        batches = []
+        scored.append(batches)
+
+        def collate(rows):
+            batch = collator(rows)
+            batches.append({key: batch[key].clone() for key in ("input_ids", "labels")})
+            return batch
+
+        return original(model, dataset, collate, **kwargs)
+
+    monkeypatch.setattr(distill_mlm, "score_masked_lm", recording)
+    return scored
+
+
 def mlm_flags(tmp_path, teacher, corpus, *extra):
     return [
         "--teacher_model_name_or_path", str(teacher), "--student_num_layers", "1",
@@ -58,16 +78,23 @@ def mlm_flags(tmp_path, teacher, corpus, *extra):
 
 @needs_glue
 @pytest.mark.parametrize("architecture", ["bert", "distilbert"])
-def test_mlm_distillation_end_to_end_then_glue_distillation_from_its_student(tmp_path, architecture):
+def test_mlm_distillation_end_to_end_then_glue_distillation_from_its_student(tmp_path, monkeypatch, architecture):
     teacher = save_mlm_teacher(tmp_path / "teacher")
     corpus = sentences(tmp_path)
+    scored = record_scored_batches(monkeypatch)
     distill_mlm.main(mlm_flags(tmp_path, teacher, corpus, "--student_architecture", architecture))
     out = tmp_path / "mlm_out"
     results = json.loads((out / "all_results.json").read_text())
     for role in ("eval", "teacher_eval"):
         assert results[f"{role}_loss"] > 0 and results[f"{role}_perplexity"] > 1
         assert 0 <= results[f"{role}_top1_accuracy"] <= results[f"{role}_top5_accuracy"] <= 1
-    assert results["eval_masked_positions"] == results["teacher_eval_masked_positions"] > 0  # the same masks
+    # the same masks: the same masked inputs and labels, batch for batch, not only as many masked positions
+    student_batches, teacher_batches = scored
+    assert len(student_batches) == len(teacher_batches) > 0
+    for ours, theirs in zip(student_batches, teacher_batches, strict=True):
+        assert torch.equal(ours["input_ids"], theirs["input_ids"]) and torch.equal(ours["labels"], theirs["labels"])
+    masked = sum(int(batch["labels"].ne(-100).sum()) for batch in student_batches)
+    assert results["eval_masked_positions"] == results["teacher_eval_masked_positions"] == masked > 0
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     entry = next(e for e in history if "loss" in e)
     assert entry["loss_kd"] > 0 and entry["loss_task"] > 0 and entry["loss_cos"] > 0
@@ -140,6 +167,47 @@ def test_mlm_refusals(tmp_path):
     flags[flags.index("--student_num_layers") : flags.index("--student_num_layers") + 2] = [
         "--student_model_name_or_path", str(other)]  # fmt: skip
     refuse(tmp_path, flags, r"vocab")
+
+
+def save_roberta_teacher(folder: Path) -> Path:
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=48, max_position_embeddings=66, pad_token_id=0)  # fmt: skip
+    RobertaForMaskedLM(config).save_pretrained(folder)
+    tiny.tokenizer(folder / "tok").save_pretrained(folder)
+    shutil.rmtree(folder / "tok")
+    return folder
+
+
+@needs_glue
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("--eval_strategy steps", r"--eval_strategy steps: .* scored once, after training, .* --eval_strategy no"),
+        ("--cache_teacher_logits true --alpha_cos 0",
+         r"--cache_teacher_logits true: .*DataCollatorForLanguageModeling.* Pass --cache_teacher_logits false"),
+        ("roberta", r"is a RobertaForMaskedLM \(model_type 'roberta'\): a student is built from a BERT teacher's "
+                    r"layers only\. .*--student_model_name_or_path"),
+        ("--max_seq_length 2", r"--max_seq_length must be >= 3, got 2: .*\[CLS\]"),
+        ("nothing masked", r"The held-out set has no masked position \(1 block\(s\), 1 maskable token\(s\).*"
+                           r"larger --validation_split_size or --max_eval_samples"),
+    ],
+    ids=["eval_strategy", "cache_teacher_logits", "roberta_teacher", "max_seq_length", "nothing_masked"],
+)  # fmt: skip
+def test_mlm_refusals_come_before_the_teacher_fine_tune(tmp_path, case, message):
+    # each was refused only after --finetune_teacher had trained and saved a teacher, which then blocked the rerun
+    corpus = sentences(tmp_path)
+    models = tmp_path / "models"
+    teacher = save_roberta_teacher(models / "roberta") if case == "roberta" else save_mlm_teacher(models / "base")
+    flags = mlm_flags(tmp_path, teacher, corpus, "--finetune_teacher", "true")
+    if case.startswith("--"):
+        flags += case.split()
+    if case == "nothing masked":  # one held-out word, and a mask seed that masks nothing in it
+        one_word = tmp_path / "one_word.txt"
+        one_word.write_text("quick\n")
+        del flags[flags.index("--validation_split_size") : flags.index("--validation_split_size") + 2]
+        flags += ["--validation_file", str(one_word), "--eval_mask_seed", "1"]
+    refuse(tmp_path, flags, message)
 
 
 @needs_glue

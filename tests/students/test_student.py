@@ -346,3 +346,64 @@ def test_distilbert_student_refuses_a_head_without_counterpart():
     teacher = BertForMultipleChoice(tiny_bert_config())
     with pytest.raises(ValueError, match="no DistilBERT counterpart for BertForMultipleChoice"):
         build_student(teacher, num_layers=2, architecture="distilbert")
+
+
+# ---- what the student records, and teachers refused before anything is built ----
+
+
+def test_the_student_records_its_teacher_layers_whatever_iterable_gave_them():
+    # validate_layers accepts any iterable; a generator was used up by it and the student recorded no layers.
+    for architecture in ("bert", "distilbert"):
+        student = build_student(tiny_teacher(), layers=(i for i in (0, 2)), architecture=architecture)
+        assert student.config.hf_distill_teacher_layers == [0, 2]
+        assert student.config.num_hidden_layers == 2
+
+
+def test_a_student_built_from_a_student_records_its_own_teacher_layers():
+    # build_bert_student copied the teacher's config, and with it a built teacher's own record of its layers.
+    first = build_student(tiny_teacher(), layers=[0, 1, 3])
+    for builder in (build_bert_student, build_distilbert_student):
+        assert builder(first, [0, 2]).config.hf_distill_teacher_layers == [0, 2]
+
+
+def test_a_bert_model_teacher_without_a_pooler_gives_a_student_without_one():
+    torch.manual_seed(0)
+    teacher = BertModel(tiny_bert_config(), add_pooling_layer=False).eval()
+    student = build_student(teacher, num_layers=NUM_TEACHER_LAYERS).eval()
+    assert student.pooler is None
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        expected = teacher(input_ids, attention_mask=attention_mask).last_hidden_state
+        actual = student(input_ids, attention_mask=attention_mask).last_hidden_state
+    assert torch.equal(actual, expected)
+
+
+def test_a_distilbert_question_answering_student_adds_no_dropout_its_teacher_lacks():
+    from transformers import BertForQuestionAnswering
+
+    labels = {"id2label": {0: "start", 1: "end"}, "label2id": {"start": 0, "end": 1}}
+    teacher = tiny_teacher(BertForQuestionAnswering, num_labels=2, **labels)
+    student = build_student(teacher, num_layers=2, architecture="distilbert")
+    assert student.config.qa_dropout == 0.0  # BERT's QA head applies none
+
+
+def test_zero_student_layers_is_refused_as_zero():
+    with pytest.raises(ValueError, match=r"num_student_layers must be in \[1, 4\].*got 0: a student needs a layer"):
+        build_student(tiny_teacher(), num_layers=0)
+
+
+@pytest.mark.parametrize(
+    ("teacher", "architecture", "match"),
+    [
+        (lambda: tiny_teacher(layer_norm_eps=1e-5), "distilbert", "layer_norm_eps is 1e-05"),
+        (lambda: tiny_teacher(is_decoder=True), "distilbert", "configured as a decoder"),
+        (lambda: BertForMultipleChoice(tiny_bert_config()), "distilbert", "no DistilBERT counterpart"),
+        (lambda: torch.nn.Linear(2, 2), "bert", "teacher must be a BERT model"),
+    ],
+)
+def test_check_buildable_refuses_what_build_student_would_refuse_without_building(teacher, architecture, match):
+    from hf_distill.students.build import check_buildable
+
+    with pytest.raises(ValueError, match=match):
+        check_buildable(teacher(), architecture)
+    check_buildable(tiny_teacher(), architecture)  # a buildable teacher passes

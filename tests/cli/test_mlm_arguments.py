@@ -1,0 +1,26 @@
+"""hf_distill.cli.mlm_arguments: the masked-LM script's data arguments, refused or documented before anything runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hf_distill.cli.mlm_arguments import MlmDataArguments
+
+
+@pytest.mark.parametrize("length", [0, 1, 2])
+def test_a_block_too_short_for_cls_and_sep_and_a_token_is_refused(tmp_path, length):
+    # 1 packed every token into one block past the position embeddings, 2 crashed (a packing step of 0 tokens)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick fox\n" * 4)
+    with pytest.raises(ValueError, match=rf"--max_seq_length must be >= 3, got {length}: .*\[CLS\] and \[SEP\]"):
+        MlmDataArguments(train_file=str(corpus), validation_split_size=1, max_seq_length=length)
+    assert MlmDataArguments(train_file=str(corpus), validation_split_size=1, max_seq_length=3).max_seq_length == 3
+
+
+def test_the_help_says_which_lines_max_train_samples_keeps_and_that_text_column_reads_hub_datasets():
+    helps = {field.name: field.metadata["help"] for field in dataclasses.fields(MlmDataArguments)}
+    assert "first N corpus lines" not in helps["max_train_samples"]  # not with validation_split_size
+    assert "validation_split_size" in helps["max_train_samples"] and "shuffle" in helps["max_train_samples"]
+    assert "--dataset_name" in helps["text_column"]

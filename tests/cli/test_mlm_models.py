@@ -1,0 +1,118 @@
+"""hf_distill.cli.mlm_models (and the GLUE script's models.py, which shares its dtype rule): which teachers are taken,
+and the student built from them, on tiny random BERTs saved to tmp (no training)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import tiny
+import torch
+from transformers import BertForPreTraining, BertModel
+
+from hf_distill.cli.arguments import parse_arguments
+from hf_distill.cli.mlm_arguments import MlmDataArguments
+from hf_distill.cli.mlm_models import load_mlm_models, ready_mlm_models
+from hf_distill.cli.models import load_models, ready_models
+
+
+def arguments(tmp_path, teacher, *extra):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick fox\n" * 8)
+    argv = [
+        "--teacher_model_name_or_path", str(teacher), "--train_file", str(corpus), "--validation_split_size", "2",
+        "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--report_to", "none", *extra,
+    ]  # fmt: skip
+    model_args, _, training_args, _ = parse_arguments(argv, data_class=MlmDataArguments)
+    return model_args, training_args
+
+
+def save(model, folder):
+    model.save_pretrained(folder)
+    tiny.tokenizer(folder / "tok").save_pretrained(folder)
+    shutil.rmtree(folder / "tok")
+    return folder
+
+
+def built_student(tmp_path, teacher, *flags):
+    model_args, training_args = arguments(tmp_path, teacher, "--student_num_layers", "1", *flags)
+    models = load_mlm_models(model_args, training_args, max_seq_length=32)
+    return ready_mlm_models(models, None, None, model_args, training_args)
+
+
+def assert_same_weights(first, second):
+    first, second = first.state_dict(), second.state_dict()
+    assert first.keys() == second.keys()
+    for name, tensor in first.items():
+        assert tensor.dtype == second[name].dtype == torch.float32, name
+        assert torch.equal(tensor, second[name]), name
+
+
+def test_a_bf16_run_builds_the_student_from_the_float32_teacher(tmp_path):
+    # Built from a teacher loaded in bf16, the student started from bf16-rounded weights (up to ~2e-4 off here).
+    teacher = save(tiny.masked_lm(layers=2, seed=0, initializer_range=0.5), tmp_path / "teacher")
+    fp32 = built_student(tmp_path, teacher)
+    bf16 = built_student(tmp_path, teacher, "--bf16", "true")
+    assert_same_weights(bf16.student, fp32.student)
+    assert next(bf16.teacher.parameters()).dtype == torch.bfloat16  # still stored in the dtype it runs in
+
+
+def test_a_bf16_glue_run_builds_the_student_from_the_float32_teacher(tmp_path):
+    teacher = save(tiny.classifier(layers=2, num_labels=2, seed=0, initializer_range=0.5), tmp_path / "teacher")
+    students = []
+    for flags in ([], ["--bf16", "true"]):
+        model_args, training_args = arguments(tmp_path, teacher, "--student_num_layers", "1", *flags)
+        models = load_models(model_args, training_args, 2, None, max_seq_length=32)
+        students.append(ready_models(models, None, None, model_args, training_args))
+    assert_same_weights(students[1].student, students[0].student)
+    assert next(students[1].teacher.parameters()).dtype == torch.bfloat16
+
+
+def test_a_pretraining_checkpoint_is_taken_with_its_masked_lm_head(tmp_path):
+    # BertForPreTraining holds the whole masked-LM head (cls.predictions), which BertForMaskedLM loads as it is.
+    torch.manual_seed(0)
+    pretraining = BertForPreTraining(tiny.bert_config(layers=2))
+    teacher = save(pretraining, tmp_path / "teacher")
+    models = built_student(tmp_path, teacher)
+    head = models.teacher.cls.predictions.transform.dense.weight
+    assert torch.equal(head, pretraining.cls.predictions.transform.dense.weight)
+
+
+def test_a_checkpoint_without_the_head_weights_is_refused_whatever_its_config_names(tmp_path):
+    torch.manual_seed(0)
+    folder = save(BertModel(tiny.bert_config(layers=2)), tmp_path / "teacher")
+    config = folder / "config.json"
+    config.write_text(config.read_text().replace('"BertModel"', '"BertForMaskedLM"'))  # names a head it lacks
+    model_args, training_args = arguments(tmp_path, folder, "--student_num_layers", "1")
+    with pytest.raises(ValueError, match=r"has no masked-LM head \(6 of its weights are not in the checkpoint"):
+        load_mlm_models(model_args, training_args, max_seq_length=32)
+
+
+@pytest.mark.parametrize("script", ["glue", "mlm"])
+@pytest.mark.parametrize(
+    ("teacher", "flags", "match"),
+    [
+        ("eps", ("--student_architecture", "distilbert"), "layer_norm_eps is 1e-05"),
+        ("roberta", (), "BERT"),
+    ],
+)
+def test_a_teacher_no_student_can_be_built_from_is_refused_when_loaded(tmp_path, script, teacher, flags, match):
+    # Both were refused only by build_student, after --finetune_teacher had trained and saved the teacher.
+    from transformers import RobertaConfig, RobertaForMaskedLM, RobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    if teacher == "eps":
+        model = tiny.masked_lm(layers=2, seed=0, layer_norm_eps=1e-5)
+        if script == "glue":
+            model = tiny.classifier(layers=2, seed=0, num_labels=2, layer_norm_eps=1e-5)
+    else:
+        sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, num_labels=2)
+        config = RobertaConfig(vocab_size=tiny.bert_config().vocab_size, max_position_embeddings=64, **sizes)
+        model = (RobertaForMaskedLM if script == "mlm" else RobertaForSequenceClassification)(config)
+    folder = save(model, tmp_path / "teacher")
+    model_args, training_args = arguments(tmp_path, folder, "--student_num_layers", "1", *flags)
+    with pytest.raises(ValueError, match=match):
+        if script == "mlm":
+            load_mlm_models(model_args, training_args, max_seq_length=32)
+        else:
+            load_models(model_args, training_args, 2, None, max_seq_length=32)

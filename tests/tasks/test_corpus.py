@@ -1,0 +1,86 @@
+"""hf_distill.tasks.corpus: the masked-LM script's corpus (Hub datasets by their text column, the held-out lines, the
+blocks) and its fixed masks, on tiny text and a tiny tokenizer (no model)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import datasets
+import pytest
+import tiny
+from transformers import DataCollatorForLanguageModeling
+
+from hf_distill.tasks.corpus import HELD_OUT_SEED, fixed_masks, load_corpus, tokenize_corpus
+
+
+def corpus_arguments(**values):
+    defaults = dict(
+        dataset_name=None, dataset_config_name=None, train_file=None, validation_file=None, text_column="text",
+        file_encoding="utf-8", validation_split_size=None, max_train_samples=None, max_eval_samples=None,
+    )  # fmt: skip
+    return SimpleNamespace(**{**defaults, **values})
+
+
+def hub_folder(tmp_path):
+    """A dataset folder as `datasets.load_dataset` reads it (a Hub dataset's layout: train and validation splits)."""
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    (folder / "train.csv").write_text("sentence,stars\n" + "".join(f"train line {i},5\n" for i in range(20)))
+    (folder / "validation.csv").write_text("sentence,stars\nheld out one,4\nheld out two,3\n")
+    return folder
+
+
+def test_a_hub_dataset_is_read_from_the_text_column(tmp_path):
+    # --text_column was ignored for --dataset_name: "text" was always read
+    folder = hub_folder(tmp_path)
+    raw = load_corpus(corpus_arguments(dataset_name=str(folder), text_column="sentence"))
+    assert raw["train"]["text"][:2] == ["train line 0", "train line 1"]
+    assert raw["validation"]["text"] == ["held out one", "held out two"]
+
+
+def test_a_hub_dataset_without_the_text_column_is_refused_naming_its_columns(tmp_path):
+    folder = hub_folder(tmp_path)
+    message = (
+        rf"The dataset '{folder}' has no column 'text' \(--text_column\) in its train split; its columns are "
+        r"\['sentence', 'stars'\]\. Pass --text_column"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_corpus(corpus_arguments(dataset_name=str(folder)))
+
+
+def test_max_train_samples_with_a_held_out_split_takes_lines_of_the_shuffled_corpus(tmp_path):
+    # what --max_train_samples' help says: with --validation_split_size the corpus is shuffled (seeded) before the cut
+    corpus = tmp_path / "corpus.txt"
+    lines = [f"line {i}" for i in range(40)]
+    corpus.write_text("\n".join(lines) + "\n")
+    raw = load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=4, max_train_samples=5))
+    assert len(raw["train"]) == 5 and len(raw["validation"]) == 4
+    assert raw["train"]["text"] != lines[:5] and raw["train"]["text"] != lines[4:9]
+    assert not set(raw["train"]["text"]) & set(raw["validation"]["text"])
+    assert HELD_OUT_SEED == 42  # the draw is seeded: the same lines every run
+
+
+def test_a_corpus_shorter_than_one_block_is_one_shorter_block(tmp_path):
+    # the module docstring's account of padding: such a block is padded in its batch, and padding is never masked
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    raw = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"text": ["the quick", "quick the"]})})
+    blocks = tokenize_corpus(raw, tokenizer, max_seq_length=32, line_by_line=False)["validation"]
+    assert blocks["input_ids"] == [[2, *tokenizer("the quick quick the", add_special_tokens=False)["input_ids"], 3]]
+    assert len(blocks[0]["input_ids"]) < 32
+
+
+def test_fixed_masks_refuse_a_held_out_set_with_no_masked_position(tmp_path):
+    # scored, such masks gave both models loss 0 and perplexity 1: a perfect score on nothing
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    one_word = datasets.Dataset.from_dict({"input_ids": [[2, 76, 3]], "special_tokens_mask": [[1, 0, 1]]})
+    message = (
+        r"The held-out set has no masked position \(1 block\(s\), 1 maskable token\(s\), --mlm_probability 0\.15, "
+        r"mask seed 1\): .* a larger --validation_split_size or --max_eval_samples"
+    )
+    with pytest.raises(ValueError, match=message):
+        fixed_masks(one_word, collator, seed=1)  # seed 1 masks nothing in it
+    assert sum(label != -100 for label in fixed_masks(one_word, collator, seed=3)["labels"][0]) == 1
+    nothing = datasets.Dataset.from_dict({"input_ids": []})
+    with pytest.raises(ValueError, match=r"no masked position \(0 block\(s\), 0 maskable token\(s\)"):
+        fixed_masks(nothing, collator, seed=1)

@@ -1,0 +1,24 @@
+"""hf_distill.tasks.mlm_metrics.score_masked_lm on a tiny random masked LM."""
+
+from __future__ import annotations
+
+import math
+
+import datasets
+import tiny
+from transformers import DataCollatorForTokenClassification
+
+from hf_distill.tasks.mlm_metrics import MLM_METRICS, score_masked_lm
+
+
+def test_masks_with_no_masked_position_score_nan_not_a_perfect_model(tmp_path):
+    # a mean over nothing read as loss 0, perplexity 1
+    model = tiny.masked_lm(layers=1)
+    collator = DataCollatorForTokenClassification(tiny.tokenizer(tmp_path / "tok"))
+    rows = {"input_ids": [[2, 10, 11, 3]], "attention_mask": [[1, 1, 1, 1]], "labels": [[-100] * 4]}
+    scores = score_masked_lm(model, datasets.Dataset.from_dict(rows), collator)
+    assert scores["masked_positions"] == 0
+    assert all(math.isnan(scores[name]) for name in MLM_METRICS)
+    rows["labels"] = [[-100, 10, -100, -100]]
+    scores = score_masked_lm(model, datasets.Dataset.from_dict(rows), collator)
+    assert scores["masked_positions"] == 1 and scores["loss"] > 0 and scores["perplexity"] > 1
