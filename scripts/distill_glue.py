@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         student_description=describe_student(student, model_args, models.layers, data_args.student_training),
         task=data_args.task_name or Path(data_args.train_file).name,
         dataset="glue" if data_args.task_name else Path(data_args.train_file).name,
+        hub_dataset=bool(data_args.task_name),  # your own file is never named as a Hub dataset
         temperature=training_args.temperature,
         alpha_kd=training_args.alpha_kd,
         alpha_task=training_args.alpha_task,

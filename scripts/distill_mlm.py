@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         student_description=describe_student(trainer.model, model_args, models.layers, "distill"),
         task="masked-lm",
         dataset=corpus,
+        hub_dataset=bool(data_args.dataset_name),  # a corpus file is never named as a Hub dataset
         temperature=training_args.temperature,
         alpha_kd=training_args.alpha_kd,
         alpha_task=training_args.alpha_task,

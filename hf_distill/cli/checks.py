@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import re
 from pathlib import Path
 
-from hf_distill.publish.hub import check_can_push, take_token_out_of_arguments
+from hf_distill.publish.hub import check_can_push, check_repo_id, take_token_out_of_arguments
+from hf_distill.publish.model_card import CARD_TAG
 from hf_distill.trainer.batch_counts import check_planned_data_parallel_only
 
 logger = logging.getLogger(__name__)
@@ -23,12 +25,36 @@ __all__ = [
 ]
 
 
+# What the entry points (and scripts/run_results.py, which runs them) write at the top of --output_dir: the student,
+# its tokenizer, Trainer's results and state, the card, checkpoints, the fine-tuned teacher, its logit cache, the
+# search's files and the exports. Anything else there is the user's.
+OWN_OUTPUTS = (
+    "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+    "model-*-of-*.safetensors", "pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin",
+    "pytorch_model_fsdp*", "tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
+    "merges.txt", "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja",
+    "training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json",
+    "README.md", "checkpoint-*", "teacher", "teacher_cache", "runs", "predict", "teacher_eval", "onnx",
+    "hp_search", "hp_search.json", "hp_search.json.partial", "hp_search_study.journal*",
+    "run_results.command.json", "related_text.command.json", "search_command.json",
+)  # fmt: skip
+
+
 def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) -> None:
-    """Refuses an output_dir that is a file, or that already holds a model or an interrupted run's checkpoints,
-    unless --overwrite_output_dir (or --resume_from_checkpoint, for the checkpoints)."""
+    """Refuses an output_dir that is a file, or that already holds a model, an interrupted run's checkpoints or
+    files this tool did not write, unless --overwrite_output_dir (or --resume_from_checkpoint, for the checkpoints);
+    and, even then, one whose README.md is not an hf-distill model card (the run's card would replace it)."""
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output_dir {output_dir} is a file, not a folder. Choose another --output_dir.")
-    if overwrite or not output_dir.is_dir():
+    if not output_dir.is_dir():
+        return
+    readme = output_dir / "README.md"
+    if readme.is_file() and not _is_our_card(readme):
+        raise ValueError(
+            f"{readme} is not an hf-distill model card, and this run would overwrite it with one (even with "
+            "--overwrite_output_dir). Move that README.md elsewhere, or choose another --output_dir."
+        )
+    if overwrite:
         return
     # by step, not as text: checkpoint-1000 is later than checkpoint-500 (name[11:] follows "checkpoint-")
     found = [path.name for path in output_dir.glob("checkpoint-*") if path.is_dir()]
@@ -48,6 +74,27 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
             f"Output directory {output_dir} already holds a model ({', '.join(found)}); refusing to overwrite it. "
             "Pass --overwrite_output_dir to replace it, or choose another --output_dir."
         )
+    others = sorted(
+        path.name for path in output_dir.iterdir() if not any(fnmatch.fnmatchcase(path.name, p) for p in OWN_OUTPUTS)
+    )
+    if others:
+        named = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise ValueError(
+            f"Output directory {output_dir} holds files hf-distill did not write ({named}): the run would write its "
+            "outputs among them, and --push_to_hub would upload them as part of the student. Choose an empty or new "
+            "--output_dir, or pass --overwrite_output_dir to write into this one anyway."
+        )
+
+
+def _is_our_card(readme: Path) -> bool:
+    """Whether `readme` is a model card this tool wrote: YAML front matter whose tags hold `CARD_TAG`."""
+    from huggingface_hub.repocard import metadata_load
+
+    try:
+        tags = (metadata_load(readme) or {}).get("tags") or []
+    except Exception:  # unreadable, or front matter that is not YAML (or not a mapping): not our card
+        return False
+    return isinstance(tags, list) and CARD_TAG in tags
 
 
 def check_model_path(name_or_path: str, role: str) -> None:
@@ -119,7 +166,7 @@ def _check_label_order(config, label_names: list[str], model_args) -> None:
 
 
 def check_before_loading(model_args, data_args, training_args) -> str | None:
-    """The refusals that cost nothing: the output folder, the Hub push, the model paths.
+    """The refusals that cost nothing: the output folder, the Hub push (its repo id included), the model paths.
 
     Turns `training_args.push_to_hub` off (the script pushes once, at the end, with the card) and takes any
     `--hub_token` out of the arguments. Returns the token to push with, or None when nothing is to be pushed.
@@ -148,6 +195,7 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     push, training_args.push_to_hub = training_args.push_to_hub, False
     token = take_token_out_of_arguments(training_args)
     if push:
+        check_repo_id(training_args)  # the repo id the push after training will use, before the Hub is asked
         token = check_can_push(token)
     check_model_path(model_args.teacher_model_name_or_path, "teacher")
     if model_args.student_model_name_or_path:

@@ -65,7 +65,11 @@ class MlmDataArguments:
         metadata={"help": "Seed of the fixed masks the teacher and the student are both scored on (never --seed)."},
     )
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow writing into an output_dir that already holds a model."}
+        default=False,
+        metadata={
+            "help": "Allow writing into an output_dir that already holds a model or files hf-distill did not write "
+            "(never over a README.md that is not an hf-distill model card)."
+        },
     )
 
     def __post_init__(self):

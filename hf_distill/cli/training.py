@@ -40,8 +40,20 @@ def make_trainer(student_training: str, student: Any, teacher: Any, **trainer_kw
     return trainer_class(model=student, teacher_model=teacher, **trainer_kwargs)
 
 
+# The results files Trainer.save_metrics writes in the output folder. all_results.json is merged into, not replaced:
+# an earlier run's keys there (its onnx_int8_* scores, its export_error) would be published as this student's.
+RESULTS_FILES = ("all_results.json", "train_results.json", "eval_results.json")
+
+
 def train_and_save(trainer: Trainer) -> None:
-    """Trains (resuming when `--resume_from_checkpoint` says so), then saves the student, its metrics and state."""
+    """Trains (resuming when `--resume_from_checkpoint` says so), then saves the student, its metrics and state.
+
+    An earlier run's results files in the output folder (a rerun with --overwrite_output_dir) are removed first, so
+    that the run's results hold only its own keys.
+    """
+    if trainer.is_world_process_zero():  # the process that writes them
+        for name in RESULTS_FILES:
+            (Path(trainer.args.output_dir) / name).unlink(missing_ok=True)
     result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)

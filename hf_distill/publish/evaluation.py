@@ -12,6 +12,7 @@ from transformers import EvalPrediction, Trainer
 from transformers.trainer_pt_utils import nested_concat
 from transformers.trainer_utils import speed_metrics
 
+from ..trainer.evaluation_rows import keeping_the_last_batch
 from ..trainer.labels_trainer import LabelsTrainer
 from ..trainer.model_inputs import unwrap
 from ..trainer.teacher import is_engine_wrapped
@@ -43,9 +44,11 @@ def evaluate_side_by_side(
     """Evaluates the trained student (`trainer`) and the teacher on every evaluation split.
 
     Returns the student's metrics under ``eval_*`` and the teacher's under ``teacher_eval_*``; MNLI's mismatched
-    split takes the ``_mm`` suffix. Every rank must call it. Under FSDP or DeepSpeed the teacher (sharded by the
-    trainer, or whole when the student trained without it) is scored where it is, by `evaluate_in_place`: a new
-    Trainer would prepare it for the engine again.
+    split takes the ``_mm`` suffix. Both are scored on every row, whatever `dataloader_drop_last` says for training
+    and whichever trainer trained the student (the copied recipe's plain Trainer would drop the last batch). Every
+    rank must call it. Under FSDP or DeepSpeed the teacher (sharded by the trainer, or whole when the student
+    trained without it) is scored where it is, by `evaluate_in_place`: a new Trainer would prepare it for the engine
+    again.
     """
     args = trainer.args
     engine = getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False)
@@ -68,7 +71,8 @@ def evaluate_side_by_side(
     metrics: dict[str, float] = {}
     for split, dataset in eval_datasets.items():
         suffix = "_mm" if split == "validation_mismatched" else ""
-        result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")
+        with keeping_the_last_batch(trainer.args):  # the rows the teacher's LabelsTrainer scores: all of them
+            result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")
         if in_place:
             result.update(evaluate_in_place(teacher_evaluator, teacher, dataset, metric_key_prefix="teacher_eval"))
         else:

@@ -29,17 +29,28 @@ __all__ = [
     "export_onnx",
     "measure_onnx_latency_ms",
     "quantize_int8",
+    "remove_exports",
 ]
 
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("onnx", "int8")
+# what each format writes in <output_dir>/onnx (export_onnx, quantize_int8's default), and its results' key prefix
+_FILES = {"onnx": "model.onnx", "int8": "model_int8.onnx"}
+_PREFIXES = {"onnx": "onnx_", "int8": "onnx_int8_"}
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _LABEL_KEYS = ("labels", "label", "label_ids")
 
 
 class ExportError(RuntimeError):
-    """An export (or the scoring of an exported file) failed; the trained student itself is unaffected."""
+    """An export (or the scoring of an exported file) failed; the trained student itself is unaffected.
+
+    `scores`: the keys of the formats `export_and_score` scored before the one that failed (their files are kept).
+    """
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.scores: dict[str, float] = {}
 
 
 def check_export_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -132,7 +143,7 @@ def export_onnx(
     if example_inputs is None:
         example_inputs = _example_inputs(exported, names)
     args = tuple(torch.as_tensor(example_inputs[name]).to(device="cpu", dtype=torch.long) for name in names)
-    path = Path(output_dir) / "onnx" / "model.onnx"
+    path = Path(output_dir) / "onnx" / _FILES["onnx"]
     path.parent.mkdir(parents=True, exist_ok=True)
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in names}
     dynamic_axes["logits"] = {0: "batch"}
@@ -171,7 +182,7 @@ def quantize_int8(onnx_path: str | Path, output_path: str | Path | None = None) 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     onnx_path = Path(onnx_path)
-    output_path = Path(output_path) if output_path is not None else onnx_path.with_name("model_int8.onnx")
+    output_path = Path(output_path) if output_path is not None else onnx_path.with_name(_FILES["int8"])
     quantize_dynamic(str(onnx_path), str(output_path), weight_type=QuantType.QInt8)
     logger.info("Quantised %s to int8: %s", onnx_path, output_path)
     return output_path
@@ -333,7 +344,7 @@ def export_and_score(
     torch_logits: np.ndarray | None = None,
     latency_batches: dict[int, dict] | None = None,
 ) -> dict[str, float]:
-    """Runs the requested exports and scores each file on `dataset`.
+    """Runs the requested exports and scores each file on `dataset`, fp32 first (int8 quantises its file).
 
     Returns flat keys, prefixed ``onnx_`` (fp32) and ``onnx_int8_``: ``{prefix}eval_{metric}``,
     ``{prefix}size_bytes``, ``{prefix}latency_ms_batch{b}`` for each batch size of `latency_batches` and, given
@@ -341,27 +352,54 @@ def export_and_score(
     ``{prefix}max_abs_logit_diff``.
 
     Raises:
-        [`ExportError`]: naming the format and the cause, when exporting or scoring a file fails.
+        [`ExportError`]: naming the format and the cause, when exporting or scoring a file fails. That format's file
+            is removed (an unscored file would be published as the student's); the formats scored before it keep
+            theirs, and their keys are the error's `scores`.
     """
     formats = check_export_formats(formats)
-    targets: list[tuple[str, str, Path]] = []
-    if "onnx" in formats:
-        with _failure_names("onnx", "exporting", output_dir):
-            targets.append(("onnx", "onnx_", export_onnx(model, output_dir)))
-    if "int8" in formats:
-        with _failure_names("int8", "quantizing", output_dir):
-            targets.append(("int8", "onnx_int8_", quantize_int8(targets[0][2])))
     results: dict[str, float] = {}
-    for export_format, prefix, path in targets:
-        with _failure_names(export_format, f"scoring {path}", output_dir):
-            classifier = OnnxClassifier(path)
-            metrics, logits = evaluate_onnx(classifier, dataset, collator, compute_metrics)
-            results.update({f"{prefix}eval_{key}": value for key, value in metrics.items()})
-            results[f"{prefix}size_bytes"] = path.stat().st_size
-            for batch_size, batch in (latency_batches or {}).items():
-                results[f"{prefix}latency_ms_batch{batch_size}"] = measure_onnx_latency_ms(classifier, batch)
-            if torch_logits is not None:
-                reference = np.asarray(torch_logits, dtype=np.float32)
-                results[f"{prefix}agreement"] = _agreement(logits, reference)
-                results[f"{prefix}max_abs_logit_diff"] = float(np.max(np.abs(logits - reference), initial=0.0))
+    onnx_path = None
+    for export_format in formats:  # EXPORT_FORMATS order: "onnx" first
+        prefix = _PREFIXES[export_format]
+        try:
+            if export_format == "onnx":
+                with _failure_names("onnx", "exporting", output_dir):
+                    path = export_onnx(model, output_dir)
+            else:
+                with _failure_names(export_format, "quantizing", output_dir):
+                    path = quantize_int8(onnx_path)
+            with _failure_names(export_format, f"scoring {path}", output_dir):
+                scores = _score(path, dataset, collator, compute_metrics, torch_logits, latency_batches)
+        except ExportError as error:
+            remove_exports(output_dir, [export_format])
+            error.scores = dict(results)
+            raise
+        results.update({f"{prefix}{key}": value for key, value in scores.items()})
+        onnx_path = onnx_path or path
     return results
+
+
+def _score(path, dataset, collator, compute_metrics, torch_logits, latency_batches) -> dict[str, float]:
+    """One exported file's keys, without the format's prefix."""
+    classifier = OnnxClassifier(path)
+    metrics, logits = evaluate_onnx(classifier, dataset, collator, compute_metrics)
+    results = {f"eval_{key}": value for key, value in metrics.items()}
+    results["size_bytes"] = path.stat().st_size
+    for batch_size, batch in (latency_batches or {}).items():
+        results[f"latency_ms_batch{batch_size}"] = measure_onnx_latency_ms(classifier, batch)
+    if torch_logits is not None:
+        reference = np.asarray(torch_logits, dtype=np.float32)
+        results["agreement"] = _agreement(logits, reference)
+        results["max_abs_logit_diff"] = float(np.max(np.abs(logits - reference), initial=0.0))
+    return results
+
+
+def remove_exports(output_dir: str | Path, formats: Sequence[str] = EXPORT_FORMATS) -> None:
+    """Removes the files `export_and_score` writes for `formats` from ``<output_dir>/onnx``, and the folder once
+    nothing else is in it: an earlier run's (or a failed format's) file left there would be published beside a
+    student it was not exported from. Any other file there is the user's and is kept."""
+    folder = Path(output_dir) / "onnx"
+    for export_format in formats:
+        (folder / _FILES[export_format]).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # absent, or holding files this tool did not write
+        folder.rmdir()

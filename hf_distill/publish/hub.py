@@ -12,7 +12,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_can_push", "push_folder", "take_token_out_of_arguments"]
+__all__ = ["check_can_push", "check_repo_id", "hub_repo_id", "push_folder", "take_token_out_of_arguments"]
 
 # Files of the output folder that are not the student: intermediate checkpoints, the fine-tuned teacher, the
 # teacher-logit cache and TensorBoard runs; and Trainer's training_args.bin, a pickle (which nobody should have to
@@ -59,17 +59,52 @@ def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:
     return token
 
 
-def push_folder(folder: str | Path, repo_id: str, token: str, *, private: bool | None = None) -> str:
-    """Creates `repo_id` if needed and uploads the student, tokenizer, model card and results from `folder`."""
+def hub_repo_id(training_args) -> str:
+    """The repo the student is pushed to: `--hub_model_id`, else the output folder's name (as given, not resolved)."""
+    return training_args.hub_model_id or Path(training_args.output_dir).name
+
+
+def check_repo_id(training_args) -> str:
+    """Returns the repo id the push will use, or raises `ValueError` naming it when the Hub would refuse it (found
+    only after training otherwise, when the push creates the repo)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    repo_id = hub_repo_id(training_args)
+    source = "--hub_model_id" if training_args.hub_model_id else "--output_dir's name, as no --hub_model_id was given"
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise ValueError(
+            f"--push_to_hub: {repo_id!r} ({source}) is not a valid Hub repo id. Nothing was trained; pass "
+            "--hub_model_id NAME or NAMESPACE/NAME (letters, digits, '-', '_' and '.', at most 96 characters), e.g. "
+            "--hub_model_id my-user/bert-sst2-student."
+        ) from None
+    return repo_id
+
+
+def push_folder(
+    folder: str | Path, repo_id: str, token: str, *, private: bool | None = None, revision: str | None = None
+) -> str:
+    """Creates `repo_id` if needed and uploads the student, tokenizer, model card and results from `folder`.
+
+    Args:
+        private: as `--hub_private_repo`: True makes a new repo private; None leaves it to the Hub's default (public,
+            or the organization's setting). An existing repo keeps its visibility.
+        revision: as `--hub_revision`: the branch to commit to (created from main when missing); None: main.
+    """
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     api.create_repo(repo_id, exist_ok=True, private=private)
+    if revision is not None and not revision.startswith("refs/pr/"):  # a pull request's ref exists or fails
+        # upload_folder commits only to an existing branch: a new one is made first, as transformers' own push does
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
     commit = api.upload_folder(
         repo_id=repo_id,
         folder_path=str(folder),
         commit_message="Distilled with hf-distill",
         ignore_patterns=IGNORE_ON_PUSH,
+        revision=revision,
     )
     logger.info("Pushed %s to %s", folder, repo_id)
     return str(getattr(commit, "commit_url", repo_id))

@@ -10,6 +10,9 @@ import time
 import torch
 from torch import nn
 
+from ..trainer.intermediate import PROJECTION_NAME
+from ..trainer.model_inputs import unwrap
+
 __all__ = [
     "LATENCY_BATCH_SIZES",
     "count_parameters",
@@ -23,8 +26,16 @@ LATENCY_BATCH_SIZES = (1, 32)
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of parameters, each tied tensor counted once."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    """Number of parameters of the model as saved, each tied tensor counted once.
+
+    A student distilled with `alpha_hidden` carries a training-only hidden-state projection (`PROJECTION_NAME`) that
+    `DistillationTrainer.save_model` leaves out: it is not counted, or the card would state more parameters than the
+    published student has.
+    """
+    projection = getattr(unwrap(model), PROJECTION_NAME, None)
+    left_out = set() if projection is None else {id(p) for p in projection.parameters()}
+    unique = {id(p): p for p in model.parameters() if id(p) not in left_out}
+    return sum(p.numel() for p in unique.values())
 
 
 @torch.inference_mode()

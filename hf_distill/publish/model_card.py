@@ -13,15 +13,18 @@ from huggingface_hub import EvalResult
 from huggingface_hub import ModelCardData as HubCardData
 
 __all__ = [
+    "CARD_TAG",
     "ModelCardData",
     "describe_student",
     "format_table",
+    "is_hub_dataset",
     "public_name",
     "render_model_card",
     "sanitize_command",
 ]
 
 _SECRET_OPTION = "hub_token"
+CARD_TAG = "hf-distill"  # in every card's tags: how a README.md written by this tool is told from the user's
 
 
 @dataclass
@@ -62,6 +65,11 @@ class ModelCardData:
     hardware: str = ""  # the machine the latency was measured on, in words
     library_versions: str = ""  # "torch 2.13.0, transformers 5.24.0, ..."
     extra_tags: Sequence[str] = field(default_factory=tuple)
+    # whether `dataset` is a Hub dataset id (GLUE, a --dataset_name) that the metadata may name; False for your own
+    # files (--train_file); None: judged from the name (`is_hub_dataset`)
+    hub_dataset: bool | None = None
+    # the split the student was scored on; None: MNLI's validation_matched, any other task's validation
+    dataset_split: str | None = None
 
 
 def public_name(value: str) -> str:
@@ -73,6 +81,24 @@ def public_name(value: str) -> str:
     if value.startswith((".", "/", "~")) or path.exists():
         return path.resolve().name or value
     return value
+
+
+# How the files the scripts read end (--train_file, a corpus): a name with one of these is a file, not a Hub dataset.
+_DATA_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".text", ".parquet", ".arrow", ".gz", ".bz2", ".xz",
+                       ".zip", ".zst")  # fmt: skip
+
+
+def is_hub_dataset(name: str) -> bool:
+    """Whether `name` can be a Hub dataset id: a valid repo id (never a path) that is not a data file's name
+    (`train.csv`). The card's `datasets:` metadata links to the Hub, where a file name would point at another dataset
+    or at none. Not whether a local folder of that name exists: GLUE's files often sit in ./glue."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return not name.lower().endswith(_DATA_FILE_SUFFIXES)
 
 
 def sanitize_command(argv: Sequence[str], root: Path | None = None) -> str:
@@ -191,14 +217,21 @@ def format_deployment_table(data: ModelCardData) -> str:
 
 
 def render_model_card(data: ModelCardData) -> str:
-    """The README.md text: YAML metadata for the Hub, then the description and the table."""
+    """The README.md text: YAML metadata for the Hub, then the description and the table.
+
+    The metadata names the dataset (`datasets:` and the evaluation results' `model-index`, which needs a dataset id)
+    only when it is a Hub dataset: your own files are described in the text alone.
+    """
     pipeline = "fill-mask" if data.pipeline_tag == "fill-mask" else "text-classification"
+    hub_dataset = is_hub_dataset(data.dataset) if data.hub_dataset is None else data.hub_dataset
+    # the split `eval_*` holds: MNLI is scored on validation_matched (its mismatched scores are `eval_*_mm`)
+    split = data.dataset_split or ("validation_matched" if data.task == "mnli" else "validation")
     card_data = HubCardData(
         language=data.language,
         base_model=data.base_model or None,
-        datasets=[data.dataset],
+        datasets=[data.dataset] if hub_dataset else None,
         metrics=list(data.metric_names),
-        tags=["distillation", "knowledge-distillation", pipeline, "hf-distill", *data.extra_tags],
+        tags=["distillation", "knowledge-distillation", pipeline, CARD_TAG, *data.extra_tags],
         library_name="transformers",
         pipeline_tag=pipeline,
         model_name="student",
@@ -208,12 +241,12 @@ def render_model_card(data: ModelCardData) -> str:
                 dataset_type=data.dataset,
                 dataset_name=data.dataset,
                 dataset_config=data.task,
-                dataset_split="validation",
+                dataset_split=split,
                 metric_type=name,
                 metric_value=round(float(data.student_metrics[name]), 6),
             )
             for name in data.metric_names
-            if name in data.student_metrics
+            if name in data.student_metrics and hub_dataset
         ]
         or None,
     )

@@ -16,7 +16,8 @@ from transformers import Trainer
 from hf_distill.trainer.model_inputs import unwrap
 
 from .evaluation import predict_in_order
-from .hub import push_folder
+from .export import ExportError, export_and_score, remove_exports
+from .hub import hub_repo_id, push_folder
 from .latency import LATENCY_BATCH_SIZES, latency_device, latency_dtype, measure_latency_ms, measure_models
 from .model_card import ModelCardData, environment, format_deployment_table, format_table, render_model_card
 
@@ -50,13 +51,17 @@ def publish_student(
         card: the rest of [`ModelCardData`]'s fields (teacher, task, dataset, loss weights, command...).
         push_token: a Hub token to push with; None keeps the outputs local.
         export_formats: "onnx" and/or "int8": the student exported, re-scored on `latency_dataset` with onnxruntime
-            and timed (keys prefixed ``onnx_`` / ``onnx_int8_``). A failed export keeps the student and its results,
-            records ``export_error`` and logs what failed.
+            and timed (keys prefixed ``onnx_`` / ``onnx_int8_``). A failed export keeps the student and its results
+            (and a format scored before the failure), records ``export_error``, logs what failed and removes the
+            failed format's file. Any export file already in the folder (an earlier run's) is removed first, with or
+            without `export_formats`: it was not exported from this student.
         student: the student measured and exported; None: `trainer.model` (give a whole copy of one an engine
             sharded, `gather_whole`).
     """
     args = trainer.args
     student = trainer.model if student is None else student
+    output_dir = Path(args.output_dir)
+    remove_exports(output_dir)
     metrics.update(measure_models(teacher, student, latency_dataset, collator, args))
     deployment = []
     if export_formats:
@@ -77,20 +82,19 @@ def publish_student(
         library_versions=versions,
         **card,
     )
-    output_dir = Path(args.output_dir)
     (output_dir / "README.md").write_text(render_model_card(data))
     deployment_table = format_deployment_table(data)
     print("\n" + format_table(data) + ("\n\n" + deployment_table if deployment_table else "") + "\n", flush=True)
     if push_token is not None:
-        url = push_folder(output_dir, args.hub_model_id or output_dir.name, push_token)
+        url = push_folder(
+            output_dir, hub_repo_id(args), push_token, private=args.hub_private_repo, revision=args.hub_revision
+        )
         logger.info("Pushed the student to %s", url)
     return metrics
 
 
 def _export(trainer, student, formats, dataset, collator, metrics, metric_names) -> list[dict[str, Any]]:
-    """Exports and re-scores the student; returns the card's deployment rows (empty after a failure)."""
-    from .export import ExportError, export_and_score
-
+    """Exports and re-scores the student; returns the card's deployment rows (those of the formats scored)."""
     names = set(inspect.signature(unwrap(student).forward).parameters)
     batches = {}
     for batch_size in LATENCY_BATCH_SIZES:
@@ -114,7 +118,9 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
     except ExportError as error:  # the trained student and its results are kept; say what failed
         logger.error("Export failed, the trained student is kept: %s", error)
         metrics["export_error"] = str(error)
-        return []
+        scores = error.scores  # the formats scored before the failure (int8's fp32 file): kept, and on the card
+        if not scores:
+            return []
     metrics.update(scores)
     # onnxruntime runs on the CPU in float32: the speed-ups compare it with the PyTorch student there, timed anew
     # when the run's own latencies were taken on a GPU or in half precision

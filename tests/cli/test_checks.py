@@ -26,3 +26,48 @@ def test_resuming_never_excuses_overwriting_a_finished_model(tmp_path):
         with pytest.raises(ValueError, match=r"already holds a model \(config\.json, model\.safetensors\)"):
             check_output_dir(tmp_path, False, resume)
     check_output_dir(tmp_path, True, "elsewhere/checkpoint-5")
+
+
+def test_a_folder_holding_the_users_files_is_refused_unless_overwrite(tmp_path):
+    # a project folder given as --output_dir: the run would write among its files, push them, replace its README.md
+    (tmp_path / "train.py").write_text("print('mine')\n")
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(ValueError, match=r"holds files hf-distill did not write \(notes, train\.py\).*--overwrite_"):
+        check_output_dir(tmp_path, False, None)
+    check_output_dir(tmp_path, True, None)
+    check_output_dir(tmp_path / "new", False, None)  # a folder that does not exist yet is the usual case
+    for name in "abcdef":
+        (tmp_path / name).write_text("")
+    with pytest.raises(ValueError, match=r"\(a, b, c, d, e and 3 more\)"):
+        check_output_dir(tmp_path, False, None)
+
+
+def test_the_tools_own_outputs_are_no_reason_to_refuse(tmp_path):
+    # an interrupted run resumed, a stopped search run again, a folder that run_results.py marks: all this tool's
+    for name in ("checkpoint-4", "teacher", "teacher_cache", "runs", "hp_search", "onnx"):
+        (tmp_path / name).mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                 "training_args.bin", "trainer_state.json", "train_results.json", "hp_search.json",
+                 "hp_search_study.journal", "run_results.command.json"):  # fmt: skip
+        (tmp_path / name).write_text("{}")
+    check_output_dir(tmp_path, False, str(tmp_path / "checkpoint-4"))
+
+
+def test_a_readme_that_is_not_an_hf_distill_card_is_never_overwritten(tmp_path):
+    from hf_distill.publish.model_card import ModelCardData, render_model_card
+
+    readme = tmp_path / "README.md"
+    for text in ("# My project\n", "---\ntags: [bert]\n---\n# A card of another tool\n", "---\n: [\n---\n"):
+        readme.write_text(text)
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match=r"README\.md is not an hf-distill model card.* Move that README\.md"):
+                check_output_dir(tmp_path, overwrite, None)
+        assert readme.read_text() == text
+    card = ModelCardData(
+        teacher="t", student_description="s", task="sst2", dataset="glue", temperature=2.0, alpha_kd=0.5,
+        alpha_task=0.5, metric_names=["accuracy"], teacher_metrics={}, student_metrics={}, teacher_parameters=2,
+        student_parameters=1, teacher_latency_ms={1: 2.0}, student_latency_ms={1: 1.0}, command="python x",
+    )  # fmt: skip
+    readme.write_text(render_model_card(card))  # an earlier run's card: replaced like the rest of its outputs
+    check_output_dir(tmp_path, False, None)
+    check_output_dir(tmp_path, True, None)

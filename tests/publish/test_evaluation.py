@@ -102,3 +102,28 @@ def test_evaluation_and_predictions_cover_every_row_when_training_drops_its_last
         assert logits.shape == (21, 3)
         assert metrics[f"{prefix}_accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == labels)))
     assert trainer.args.dataloader_drop_last  # as it was
+
+
+def test_a_recipe_student_and_its_teacher_are_scored_on_the_same_rows_when_training_drops_its_last_batch(tmp_path):
+    # --student_training recipe: a plain Trainer, whose evaluate dropped the last batch (16 of 21 rows) while the
+    # teacher's LabelsTrainer scored all 21
+    from hf_distill.cli.training import recipe_trainer_class
+
+    def rows_scored(prediction) -> dict[str, float]:
+        return {"rows": float(len(prediction.label_ids))}
+
+    teacher = tiny.classifier(layers=2, num_labels=3, seed=0)
+    student = tiny.classifier(layers=1, num_labels=3, seed=1)
+    trainer = recipe_trainer_class()(
+        model=student,
+        teacher_model=teacher,
+        args=make_args(tmp_path, dataloader_drop_last=True),
+        train_dataset=tiny.class_rows(10),
+        data_collator=tiny.collate,
+        compute_metrics=rows_scored,
+    )
+    rows = tiny.class_rows(21, seed=3)
+    metrics = evaluation.evaluate_side_by_side(trainer, teacher, {"validation": rows}, tiny.collate, rows_scored)
+    assert metrics["eval_rows"] == metrics["teacher_eval_rows"] == 21
+    assert len(trainer.get_train_dataloader()) == 2  # the recipe still trains as copied: its last, short batch dropped
+    assert trainer.args.dataloader_drop_last

@@ -274,9 +274,32 @@ def test_quantization_failure_raises_export_error_naming_int8(monkeypatch, tmp_p
 
     monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", broken_quantize)
     dataset = tiny.class_rows(4, num_labels=2)
-    with pytest.raises(ExportError, match=r"'int8'.*no int8 here"):
+    with pytest.raises(ExportError, match=r"'int8'.*no int8 here") as raised:
         export_and_score(bert(), tmp_path, ["int8"], dataset=dataset, collator=tiny.collate, compute_metrics=None)
-    assert (tmp_path / "onnx" / "model.onnx").is_file()
+    # the fp32 file was scored before int8 failed: kept, its keys on the error; no int8 file is left
+    assert sorted(path.name for path in (tmp_path / "onnx").iterdir()) == ["model.onnx"]
+    assert raised.value.scores["onnx_size_bytes"] == (tmp_path / "onnx" / "model.onnx").stat().st_size
+    assert not any(key.startswith("onnx_int8_") for key in raised.value.scores)
+
+
+def test_a_file_that_failed_its_scoring_is_removed(tmp_path, monkeypatch):
+    # an unscored model.onnx left in the output folder would be pushed as the student's
+    dataset = tiny.class_rows(4, num_labels=2)
+    with pytest.raises(ExportError, match=r"'onnx' failed while scoring"):
+        export_and_score(
+            bert(), tmp_path, ["int8"], dataset=dataset, collator=tiny.collate, compute_metrics=None,
+            torch_logits=np.zeros((3, 2), dtype=np.float32),
+        )  # fmt: skip
+    assert not (tmp_path / "onnx").exists()
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "notes.md").write_text("the user's")
+    real_score = export._score
+    monkeypatch.setattr(export, "_score", lambda path, *args: real_score(path, *args) if path.name == "model.onnx"
+                        else 1 / 0)  # fmt: skip
+    with pytest.raises(ExportError, match=r"'int8' failed while scoring .*ZeroDivisionError") as raised:
+        export_and_score(bert(), tmp_path, ["int8"], dataset=dataset, collator=tiny.collate, compute_metrics=None)
+    assert sorted(path.name for path in (tmp_path / "onnx").iterdir()) == ["model.onnx", "notes.md"]
+    assert "onnx_size_bytes" in raised.value.scores
 
 
 def test_onnxruntime_runs_on_torchs_threads_as_the_student_it_is_timed_against(exported, monkeypatch):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import yaml
-from test_distill_glue import GLUE_DIR, ROOT, common_flags, needs_glue, refuse, save_teacher
+from test_distill_glue import GLUE_DIR, ROOT, FakeHub, common_flags, needs_glue, refuse, save_teacher
 
 
 @pytest.fixture
@@ -227,3 +227,42 @@ def test_a_teacher_whose_labels_are_the_tasks_in_another_order_is_refused(tmp_pa
         check_teacher_head(AutoConfig.from_pretrained(swapped), 2, model_args, ("negative", "positive"))
     assert "names its labels {0: 'bad', 1: 'good'} and the task {0: 'negative', 1: 'positive'}" in caplog.text
     check_teacher_head(AutoConfig.from_pretrained(teacher_folder), 2, model_args, ("negative", "positive"))  # LABEL_i
+
+
+@needs_glue
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--hub_model_id", "my run"], r"^--push_to_hub: 'my run' \(--hub_model_id\) is not a valid Hub repo id\. "),
+        (["--hub_model_id", "out/sst2/final"], r"'out/sst2/final' \(--hub_model_id\) is not a valid Hub repo id"),
+        (["--output_dir", "my run"], r"'my run' \(--output_dir's name, as no --hub_model_id was given\) is not a"),
+    ],
+)
+def test_a_hub_repo_id_the_hub_would_refuse_is_refused_before_training(
+    tmp_path, teacher_folder, monkeypatch, flags, message
+):
+    # found only after training before, when the push created the repo (the token and the Hub were fine)
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    (tmp_path / "work").mkdir()
+    flags = [*sst2(tmp_path, teacher_folder, "--student_num_layers", "1", "--push_to_hub", "true"), *flags]
+    flags += ["--hub_token", "hf_" + "t" * 34]
+    if "--output_dir" in flags[-4:]:
+        flags[-3] = str(tmp_path / "work" / flags[-3])
+    refuse(tmp_path, flags, message + r".*Nothing was trained; pass --hub_model_id NAME or NAMESPACE/NAME")
+
+
+@needs_glue
+def test_an_output_folder_holding_the_users_files_is_refused(tmp_path, teacher_folder):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.py").write_text("print('mine')\n")
+    flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1")
+    refuse(tmp_path, flags, r"out holds files hf-distill did not write \(train\.py\).* pass --overwrite_output_dir")
+    (out / "README.md").write_text("# My project\n")
+    for overwrite in ([], ["--overwrite_output_dir", "true"]):  # the card would replace it: refused even so
+        refuse(tmp_path, [*flags, *overwrite], r"out/README\.md is not an hf-distill model card.* Move that README")
+    assert (out / "README.md").read_text() == "# My project\n"

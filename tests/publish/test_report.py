@@ -1,0 +1,148 @@
+"""hf_distill.publish.report: what the publish step leaves in the output folder, and what it counts and pushes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import tiny
+from trainers import make_args
+from transformers import AutoModelForSequenceClassification
+
+from hf_distill import DistillationTrainer
+from hf_distill.cli.training import train_and_save
+from hf_distill.publish import latency
+from hf_distill.publish.latency import count_parameters, measure_models
+from hf_distill.publish.report import publish_student
+from hf_distill.trainer.intermediate import PROJECTION_NAME
+
+CARD = dict(
+    teacher="t",
+    student_description="s",
+    task="sst2",
+    dataset="glue",
+    temperature=2.0,
+    alpha_kd=0.5,
+    alpha_task=0.5,
+    command="python scripts/distill_glue.py",
+)
+exports_installed = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
+
+
+@pytest.fixture(autouse=True)
+def fast_latency(monkeypatch):
+    original = latency.measure_latency_ms
+    monkeypatch.setattr(
+        latency,
+        "measure_latency_ms",
+        lambda model, batch: original(model, batch, warmup=1, repeats=2, min_seconds=0),
+    )
+
+
+def accuracy(prediction) -> dict[str, float]:
+    return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+
+
+def trained(tmp_path, **overrides) -> DistillationTrainer:
+    teacher = tiny.classifier(layers=2, num_labels=2, seed=0)
+    student = tiny.classifier(layers=1, num_labels=2, seed=1, **overrides.pop("student", {}))
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=make_args(tmp_path, max_steps=1, **overrides),
+        train_dataset=tiny.class_rows(8, num_labels=2),
+        data_collator=tiny.collate,
+        compute_metrics=accuracy,
+    )
+    train_and_save(trainer)
+    return trainer
+
+
+def publish(trainer, **kwargs) -> dict[str, float]:
+    rows = tiny.class_rows(6, num_labels=2, seed=3)
+    metrics = {"eval_accuracy": 0.5, "teacher_eval_accuracy": 0.5}
+    return publish_student(
+        trainer,
+        trainer.teacher_model,
+        metrics,
+        latency_dataset=rows,
+        collator=tiny.collate,
+        metric_names=["accuracy"],
+        card=CARD,
+        **kwargs,
+    )
+
+
+def test_a_rerun_leaves_no_results_of_the_earlier_run(tmp_path):
+    # an --overwrite_output_dir rerun: the earlier run's export keys and export_error were merged into the new
+    # all_results.json by Trainer's save_metrics, and pushed as the new student's
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {"eval_accuracy": 0.9, "onnx_int8_eval_accuracy": 0.9, "export_error": "an earlier failure"}
+    for name in ("all_results.json", "eval_results.json", "train_results.json"):
+        (out / name).write_text(json.dumps(earlier))
+    publish(trained(tmp_path))
+    for name in ("all_results.json", "eval_results.json"):
+        keys = set(json.loads((out / name).read_text()))
+        assert not keys & {"onnx_int8_eval_accuracy", "export_error"}, name
+    assert json.loads((out / "all_results.json").read_text())["eval_accuracy"] == 0.5
+    assert "train_runtime" in json.loads((out / "all_results.json").read_text())  # this run's training is kept
+
+
+def test_an_earlier_runs_exports_are_never_published_as_this_students(tmp_path):
+    out = tmp_path / "out"
+    (out / "onnx").mkdir(parents=True)
+    for name in ("model.onnx", "model_int8.onnx"):
+        (out / "onnx" / name).write_bytes(b"an earlier student")
+    (out / "onnx" / "notes.txt").write_text("the user's")  # not this tool's: kept
+    publish(trained(tmp_path))  # this run exports nothing
+    assert sorted(path.name for path in (out / "onnx").iterdir()) == ["notes.txt"]
+    (out / "onnx" / "notes.txt").unlink()
+    (out / "onnx" / "model.onnx").write_bytes(b"an earlier student")
+    publish(trained(tmp_path))
+    assert not (out / "onnx").exists()  # emptied of this tool's files: gone
+
+
+@pytest.mark.skipif(not exports_installed, reason="the export extra is not installed")
+def test_an_export_run_leaves_only_its_own_exports(tmp_path):
+    out = tmp_path / "out"
+    (out / "onnx").mkdir(parents=True)
+    (out / "onnx" / "model_int8.onnx").write_bytes(b"an earlier student")
+    metrics = publish(trained(tmp_path), export_formats=("onnx",))
+    assert sorted(path.name for path in (out / "onnx").iterdir()) == ["model.onnx"]
+    assert "onnx_size_bytes" in metrics and not any(key.startswith("onnx_int8_") for key in metrics)
+
+
+@pytest.mark.skipif(not exports_installed, reason="the export extra is not installed")
+def test_a_failed_export_leaves_no_unscored_file(tmp_path, monkeypatch):
+    import onnxruntime.quantization
+
+    def broken_quantize(*args, **kwargs):
+        raise ValueError("no int8 here")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", broken_quantize)
+    out = tmp_path / "out"
+    metrics = publish(trained(tmp_path), export_formats=("int8",))
+    assert "no int8 here" in metrics["export_error"]
+    # the fp32 file was scored before int8 failed: kept, with its scores and its row on the card
+    assert sorted(path.name for path in (out / "onnx").iterdir()) == ["model.onnx"]
+    assert "onnx_eval_accuracy" in metrics and not any(key.startswith("onnx_int8_") for key in metrics)
+    assert "student, ONNX fp32" in (out / "README.md").read_text()
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["export_error"] == metrics["export_error"] and "onnx_eval_accuracy" in results
+
+
+def test_the_card_counts_the_student_as_saved_without_its_training_only_projection(tmp_path):
+    # alpha_hidden with a narrower student gives it a hidden-state projection that the saved student leaves out
+    trainer = trained(tmp_path, alpha_hidden=1.0, student=dict(hidden_size=16, intermediate_size=32))
+    assert hasattr(trainer.model, PROJECTION_NAME)
+    saved = AutoModelForSequenceClassification.from_pretrained(trainer.args.output_dir)
+    rows = tiny.class_rows(4, num_labels=2)
+    counted = measure_models(trainer.teacher_model, trainer.model, rows, tiny.collate, trainer.args)
+    assert counted["student_parameters"] == count_parameters(saved) == saved.num_parameters()
+    assert count_parameters(trainer.teacher_model) == trainer.teacher_model.num_parameters()
+    metrics = publish(trained(tmp_path, alpha_hidden=1.0, student=dict(hidden_size=16, intermediate_size=32)))
+    assert metrics["student_parameters"] == saved.num_parameters()
+    assert f"| {saved.num_parameters():,} |" in (tmp_path / "out" / "README.md").read_text()
+    assert hasattr(trainer.model, PROJECTION_NAME)  # still there: counting leaves the student as it was
