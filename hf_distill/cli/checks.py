@@ -37,6 +37,7 @@ OWN_OUTPUTS = (
     "README.md", "checkpoint-*", "teacher", "teacher_cache", "runs", "predict", "teacher_eval", "onnx",
     "hp_search", "hp_search.json", "hp_search.json.partial", "hp_search_study.journal*",
     "run_results.command.json", "related_text.command.json", "search_command.json",
+    ".DS_Store", "Thumbs.db", ".ipynb_checkpoints",  # what file browsers and notebooks leave: nobody's outputs
 )  # fmt: skip
 
 

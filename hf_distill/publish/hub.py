@@ -16,7 +16,9 @@ __all__ = ["check_can_push", "check_repo_id", "hub_repo_id", "push_folder", "tak
 
 # Files of the output folder that are not the student: intermediate checkpoints, the fine-tuned teacher, the
 # teacher-logit cache and TensorBoard runs; and Trainer's training_args.bin, a pickle (which nobody should have to
-# unpickle) holding this machine's folders: the card's command line states the arguments instead.
+# unpickle) holding this machine's folders: the card's command line states the arguments instead. Also a run's
+# working files: the search's trial folders and optuna journal (hp_search.json, its record, is published), the
+# predictions and teacher scoring folders, and scripts/run_results.py's marks.
 IGNORE_ON_PUSH = [
     "checkpoint-*",
     "checkpoint-*/**",
@@ -25,6 +27,13 @@ IGNORE_ON_PUSH = [
     "runs/**",
     "*.pt",
     "training_args.bin",
+    "hp_search/**",
+    "hp_search_study.journal*",
+    "hp_search.json.partial",
+    "predict/**",
+    "teacher_eval/**",
+    "*.command.json",
+    "search_command.json",
 ]
 
 

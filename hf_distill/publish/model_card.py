@@ -8,6 +8,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import EvalResult
 from huggingface_hub import ModelCardData as HubCardData
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 _SECRET_OPTION = "hub_token"
+_SAME_AS_TASK = object()  # ModelCardData.dataset_config's default
 CARD_TAG = "hf-distill"  # in every card's tags: how a README.md written by this tool is told from the user's
 
 
@@ -70,6 +72,8 @@ class ModelCardData:
     hub_dataset: bool | None = None
     # the split the student was scored on; None: MNLI's validation_matched, any other task's validation
     dataset_split: str | None = None
+    # the dataset's config (GLUE's task, a --dataset_config_name); None: the dataset has none. By default the task.
+    dataset_config: Any = _SAME_AS_TASK
 
 
 def public_name(value: str) -> str:
@@ -240,7 +244,7 @@ def render_model_card(data: ModelCardData) -> str:
                 task_type=pipeline,
                 dataset_type=data.dataset,
                 dataset_name=data.dataset,
-                dataset_config=data.task,
+                dataset_config=data.task if data.dataset_config is _SAME_AS_TASK else data.dataset_config,
                 dataset_split=split,
                 metric_type=name,
                 metric_value=round(float(data.student_metrics[name]), 6),

@@ -44,11 +44,11 @@ def test_a_folder_holding_the_users_files_is_refused_unless_overwrite(tmp_path):
 
 def test_the_tools_own_outputs_are_no_reason_to_refuse(tmp_path):
     # an interrupted run resumed, a stopped search run again, a folder that run_results.py marks: all this tool's
-    for name in ("checkpoint-4", "teacher", "teacher_cache", "runs", "hp_search", "onnx"):
+    for name in ("checkpoint-4", "teacher", "teacher_cache", "runs", "hp_search", "onnx", ".ipynb_checkpoints"):
         (tmp_path / name).mkdir()
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                  "training_args.bin", "trainer_state.json", "train_results.json", "hp_search.json",
-                 "hp_search_study.journal", "run_results.command.json"):  # fmt: skip
+                 "hp_search_study.journal", "run_results.command.json", ".DS_Store"):  # fmt: skip
         (tmp_path / name).write_text("{}")
     check_output_dir(tmp_path, False, str(tmp_path / "checkpoint-4"))
 

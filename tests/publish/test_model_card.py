@@ -62,3 +62,14 @@ def test_which_names_can_be_hub_datasets():
         assert is_hub_dataset(name), name
     for name in ("train.csv", "dev.json", "a/b/c", "/home/me/data", "my data", "../x", "", "package:x/y"):
         assert not is_hub_dataset(name), name
+
+
+def test_a_masked_lm_card_names_the_corpus_config_and_split_it_scored_on():
+    # The config was the card's task ("masked-lm"), and the split "validation" even for lines held out of train.
+    found = metadata(card(task="masked-lm", dataset="wikitext", dataset_config="wikitext-103-raw-v1",
+                          dataset_split="train"))  # fmt: skip
+    assert found["model-index"][0]["results"][0]["dataset"] == {
+        "type": "wikitext", "name": "wikitext", "config": "wikitext-103-raw-v1", "split": "train"
+    }  # fmt: skip
+    without = metadata(card(task="masked-lm", dataset="bookcorpus", dataset_config=None, dataset_split="train"))
+    assert "config" not in without["model-index"][0]["results"][0]["dataset"]  # a dataset with one config: none

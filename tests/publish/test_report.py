@@ -146,3 +146,21 @@ def test_the_card_counts_the_student_as_saved_without_its_training_only_projecti
     assert metrics["student_parameters"] == saved.num_parameters()
     assert f"| {saved.num_parameters():,} |" in (tmp_path / "out" / "README.md").read_text()
     assert hasattr(trainer.model, PROJECTION_NAME)  # still there: counting leaves the student as it was
+
+
+def test_the_push_uploads_the_student_and_its_records_never_a_runs_working_files():
+    from huggingface_hub.utils import filter_repo_objects
+
+    from hf_distill.publish.hub import IGNORE_ON_PUSH
+
+    files = [
+        "model.safetensors", "config.json", "tokenizer.json", "README.md", "all_results.json", "hp_search.json",
+        "onnx/model.onnx", "checkpoint-5/model.safetensors", "teacher/model.safetensors", "teacher_cache/data.arrow",
+        "runs/events.out", "training_args.bin", "hp_search_study.journal", "hp_search_study.journal.lock",
+        "hp_search/checkpoint-3/model.safetensors", "hp_search.json.partial", "predict/predictions.tsv",
+        "teacher_eval/eval_results.json", "run_results.command.json", "related_text.command.json",
+        "search_command.json",
+    ]  # fmt: skip
+    kept = list(filter_repo_objects(files, ignore_patterns=IGNORE_ON_PUSH))
+    assert kept == ["model.safetensors", "config.json", "tokenizer.json", "README.md", "all_results.json",
+                    "hp_search.json", "onnx/model.onnx"]  # fmt: skip
