@@ -1607,13 +1607,13 @@ def _against_labels_only_section(results: dict) -> list[str]:
         return []
     lines += ["", f"Holm family sizes (variants with two or more paired seeds): {', '.join(families)}."]
     if ties:
-        lines += [
-            "",
+        lines += [""] + textwrap.wrap(
             f"{', '.join(ties)}: (c) recipe is labels only here (every seed ties it to 1e-6). Its KL is taken over a "
             "softmax of the regression head's one output, which is always 1, so the KL is 0 and the recipe trains "
             "on alpha x MSE to the labels: labels only at half the scale, which AdamW all but undoes. It still "
             "counts in the task's Holm family at p = 1 (conservative: one more hypothesis).",
-        ]
+            115,
+        )
     return lines
 
 
