@@ -7,12 +7,12 @@ import json
 
 import pytest
 import tiny
+from scripts_under_test import fast_latency
 from trainers import make_args
 from transformers import AutoModelForSequenceClassification
 
 from hf_distill import DistillationTrainer
 from hf_distill.cli.training import train_and_save
-from hf_distill.publish import latency
 from hf_distill.publish.latency import count_parameters, measure_models
 from hf_distill.publish.report import publish_student
 from hf_distill.trainer.intermediate import PROJECTION_NAME
@@ -31,13 +31,8 @@ exports_installed = all(importlib.util.find_spec(name) for name in ("onnx", "onn
 
 
 @pytest.fixture(autouse=True)
-def fast_latency(monkeypatch):
-    original = latency.measure_latency_ms
-    monkeypatch.setattr(
-        latency,
-        "measure_latency_ms",
-        lambda model, batch: original(model, batch, warmup=1, repeats=2, min_seconds=0),
-    )
+def _fast_latency(monkeypatch):
+    fast_latency(monkeypatch)
 
 
 def accuracy(prediction) -> dict[str, float]:

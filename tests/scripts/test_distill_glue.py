@@ -13,6 +13,7 @@ import pytest
 import tiny
 import torch
 import yaml
+from scripts_under_test import fast_latency, load_script
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertModel
 
 from hf_distill.cli.checks import check_model_path
@@ -21,22 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
 needs_glue = pytest.mark.skipif(not GLUE_DIR.is_dir(), reason=f"real GLUE data not found at {GLUE_DIR}")
 
-spec = importlib.util.spec_from_file_location("distill_glue", ROOT / "scripts" / "distill_glue.py")
-distill_glue = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(distill_glue)
+distill_glue = load_script("distill_glue")
 
 
 @pytest.fixture(autouse=True)
-def fast_latency(monkeypatch):
-    # The script times each model for >= 0.5 s per batch size; tests need the numbers, not their precision.
-    from hf_distill.publish import latency
-
-    original = latency.measure_latency_ms
-    monkeypatch.setattr(
-        latency,
-        "measure_latency_ms",
-        lambda model, batch: original(model, batch, warmup=1, repeats=2, min_seconds=0),
-    )
+def _fast_latency(monkeypatch):
+    fast_latency(monkeypatch)
 
 
 def save_teacher(

@@ -3,27 +3,17 @@ folder whose dev.tsv is held-out training rows), on small GLUE-layout files writ
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from scripts_under_test import load_script
 
 from hf_distill.tasks.glue import load_glue_tsv
 from hf_distill.tasks.transfer import load_unlabeled_file
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_related_text = _script("build_related_text")
-hold_out_glue = _script("hold_out_glue")
+build_related_text = load_script("build_related_text")
+hold_out_glue = load_script("hold_out_glue")
 
 STSB_HEADER = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
 
