@@ -83,6 +83,12 @@ def layer_pairs(layer_map: str, student: nn.Module, teacher: nn.Module) -> list[
                 "config records the teacher layers it started from); this one records none. Pass 'uniform' or "
                 "explicit pairs such as '0:1,1:3'."
             )
+        if not all(0 <= int(t) < depth_t for t in source):
+            raise ValueError(
+                f"hidden_layer_map='init': the student records teacher layers {list(source)}, but this teacher has "
+                f"layers 0..{depth_t - 1}: it was built from another teacher. Pass 'uniform' or explicit pairs such "
+                "as '0:1,1:3'."
+            )
         return [(0, 0)] + [(i + 1, int(t) + 1) for i, t in enumerate(source)]
     for student_layer, teacher_layer in parsed:
         if not (0 <= student_layer < depth_s and 0 <= teacher_layer < depth_t):

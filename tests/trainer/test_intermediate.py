@@ -50,6 +50,10 @@ def test_layer_maps_uniform_init_and_explicit():
         layer_pairs("2:1", student, teacher)
     with pytest.raises(ValueError, match="records none"):
         layer_pairs("init", student, teacher)
+    # a student built from a deeper teacher records layers this teacher lacks: refused, never an index past its end
+    deeper = build_student(tiny.classifier(layers=6, seed=0), layers=[0, 5])
+    with pytest.raises(ValueError, match=r"records teacher layers \[0, 5\], but this teacher has layers 0\.\.3"):
+        layer_pairs("init", deeper, teacher)
     with pytest.raises(ValueError, match="multiple of the student's 3"):
         layer_pairs("uniform", tiny.classifier(layers=3), teacher)
     with pytest.raises(ValueError, match="hidden_layer_map must be"):
