@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         card=card,
         push_token=push_token,
         export_formats=tuple(data_args.export.split(",")) if data_args.export else (),
+        # an earlier search's record stays local: its trials did not choose this student's settings
+        not_pushed=() if data_args.hp_search_trials else ("hp_search.json",),
     )
 
 

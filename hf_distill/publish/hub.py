@@ -17,8 +17,8 @@ __all__ = ["check_can_push", "check_repo_id", "hub_repo_id", "push_folder", "tak
 # Files of the output folder that are not the student: intermediate checkpoints, the fine-tuned teacher, the
 # teacher-logit cache and TensorBoard runs; and Trainer's training_args.bin, a pickle (which nobody should have to
 # unpickle) holding this machine's folders: the card's command line states the arguments instead. Also a run's
-# working files: the search's trial folders and optuna journal (hp_search.json, its record, is published), the
-# predictions and teacher scoring folders, and scripts/run_results.py's marks.
+# working files: the search's trial folders and optuna journal (hp_search.json, its record, is published by the run
+# that searched), the predictions and teacher scoring folders, and scripts/run_results.py's marks.
 IGNORE_ON_PUSH = [
     "checkpoint-*",
     "checkpoint-*/**",
@@ -58,13 +58,22 @@ def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:
             "that reaches the Hub, or drop --push_to_hub."
         )
     try:
-        HfApi(token=token).whoami(token=token)
+        identity = HfApi(token=token).whoami(token=token)
     except Exception as error:  # network errors come as several types; none of them may leak the token
         reason = type(error).__name__
         raise ValueError(
             f"--push_to_hub: the Hub at {constants.ENDPOINT} could not be reached or refused the token ({reason}). "
             "Nothing was trained; check the network and the token, or drop --push_to_hub."
         ) from None
+    # A read token passes whoami and fails at create_repo, after training. A fine-grained token's scopes are per
+    # repo and left to the Hub.
+    access = ((identity or {}).get("auth") or {}).get("accessToken") or {}
+    if access.get("role") == "read":
+        raise ValueError(
+            f"--push_to_hub: the Hugging Face token ({access.get('displayName') or 'unnamed'}) is read-only, and a "
+            "push needs write access. Nothing was trained; log in with a write token (`hf auth login`, or HF_TOKEN), "
+            "or drop --push_to_hub."
+        )
     return token
 
 
@@ -92,7 +101,13 @@ def check_repo_id(training_args) -> str:
 
 
 def push_folder(
-    folder: str | Path, repo_id: str, token: str, *, private: bool | None = None, revision: str | None = None
+    folder: str | Path,
+    repo_id: str,
+    token: str,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    not_pushed: tuple[str, ...] = (),
 ) -> str:
     """Creates `repo_id` if needed and uploads the student, tokenizer, model card and results from `folder`.
 
@@ -100,6 +115,7 @@ def push_folder(
         private: as `--hub_private_repo`: True makes a new repo private; None leaves it to the Hub's default (public,
             or the organization's setting). An existing repo keeps its visibility.
         revision: as `--hub_revision`: the branch to commit to (created from main when missing); None: main.
+        not_pushed: patterns kept local besides `IGNORE_ON_PUSH` (an earlier run's records in the folder).
     """
     from huggingface_hub import HfApi
 
@@ -112,7 +128,7 @@ def push_folder(
         repo_id=repo_id,
         folder_path=str(folder),
         commit_message="Distilled with hf-distill",
-        ignore_patterns=IGNORE_ON_PUSH,
+        ignore_patterns=[*IGNORE_ON_PUSH, *not_pushed],
         revision=revision,
     )
     logger.info("Pushed %s to %s", folder, repo_id)

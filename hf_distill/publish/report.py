@@ -38,6 +38,7 @@ def publish_student(
     push_token: str | None = None,
     export_formats: tuple[str, ...] = (),
     student: Any = None,
+    not_pushed: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Adds parameter counts and latencies to `metrics`, saves them (`all_results.json`, `eval_results.json`), writes
     the model card (README.md), prints the teacher-vs-student table and, with `push_token`, pushes the folder.
@@ -57,6 +58,8 @@ def publish_student(
             without `export_formats`: it was not exported from this student.
         student: the student measured and exported; None: `trainer.model` (give a whole copy of one an engine
             sharded, `gather_whole`).
+        not_pushed: files of the folder this run did not write that the push leaves local (push patterns), e.g.
+            an earlier search's ``hp_search.json`` when this run did not search.
     """
     args = trainer.args
     student = trainer.model if student is None else student
@@ -87,7 +90,12 @@ def publish_student(
     print("\n" + format_table(data) + ("\n\n" + deployment_table if deployment_table else "") + "\n", flush=True)
     if push_token is not None:
         url = push_folder(
-            output_dir, hub_repo_id(args), push_token, private=args.hub_private_repo, revision=args.hub_revision
+            output_dir,
+            hub_repo_id(args),
+            push_token,
+            private=args.hub_private_repo,
+            revision=args.hub_revision,
+            not_pushed=not_pushed,
         )
         logger.info("Pushed the student to %s", url)
     return metrics

@@ -433,6 +433,27 @@ def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_p
     )
 
 
+@needs_glue
+def test_a_rerun_without_a_search_does_not_push_an_earlier_searchs_record(tmp_path, teacher_folder, monkeypatch):
+    # the folder's hp_search.json was an earlier run's: its trials did not choose this student's settings
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hp_search.json").write_text('{"trials": [], "best": {}}')
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    flags += ["--push_to_hub", "true", "--hub_model_id", "me/student", "--max_steps", "1", "--student_num_layers", "1"]
+    distill_glue.main([*flags, "--overwrite_output_dir", "true", "--hub_token", "hf_" + "q" * 34])
+    uploaded = FakeHub.calls[-1][2]
+    assert "README.md" in uploaded and "hp_search.json" not in uploaded
+    assert (out / "hp_search.json").exists()  # kept locally: not this run's to delete
+
+
 @pytest.mark.parametrize(
     ("private", "revision", "branches"),
     [(True, None, []), (False, "dev", [("create_branch", "me/student", "dev", True)]), (None, "refs/pr/3", [])],

@@ -1,0 +1,44 @@
+"""check_can_push: a token that cannot push is refused before training, never after it."""
+
+import pytest
+
+
+class _Hub:
+    role: str | None = "write"
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def whoami(self, token=None):
+        access = {"displayName": "t", "role": _Hub.role} if _Hub.role else {}
+        return {"type": "user", "name": "me", "auth": {"accessToken": access}}
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", _Hub)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return _Hub
+
+
+@pytest.mark.parametrize("role", ["write", "fineGrained", None])  # fine-grained scopes are the Hub's to judge
+def test_a_token_that_may_write_passes(hub, role):
+    from hf_distill.publish.hub import check_can_push
+
+    hub.role = role
+    secret = "hf_" + "w" * 34
+    assert check_can_push(secret) == secret
+
+
+def test_a_read_only_token_is_refused_before_training_without_printing_it(hub):
+    # it passed whoami, trained for hours, then failed at create_repo
+    from hf_distill.publish.hub import check_can_push
+
+    hub.role = "read"
+    secret = "hf_" + "r" * 34
+    with pytest.raises(ValueError, match=r"read-only.*write") as error:
+        check_can_push(secret)
+    assert secret not in str(error.value) and "\n" not in str(error.value)
