@@ -25,6 +25,18 @@ def reduce_positions(
     return reduce(total * temperature**2, count=count, reduction=reduction)
 
 
+def counted_positions(values: torch.Tensor, *, mask: torch.Tensor | None) -> torch.Tensor:
+    """`values` `(B, L, ...)` at the positions `mask` `(B, L)` counts, as `(N, ...)` (all B x L without a mask).
+    Selected before any math: a NaN or inf at an uncounted position, hidden from the value by a where() after it,
+    would still reach the gradient (the where's zero gradient times a NaN local derivative is NaN); and the softmaxes
+    run over the counted positions only."""
+    if mask is None:
+        return values.reshape(-1, *values.shape[2:])
+    if mask.shape != values.shape[:2]:
+        raise ValueError(f"mask must have shape (B, L) = {tuple(values.shape[:2])}, got {tuple(mask.shape)}.")
+    return values[mask.bool()]
+
+
 def reduce(total: torch.Tensor, *, count: torch.Tensor | int, reduction: Reduction) -> torch.Tensor:
     if reduction == "sum":
         return total

@@ -32,6 +32,7 @@ def attention_kl(
     teacher_attentions: torch.Tensor,
     mask: torch.Tensor | None = None,
     reduction: Reduction = "mean",
+    log_space: bool = False,
 ) -> torch.Tensor:
     """MiniLM's self-attention transfer: KL(teacher's attention row || student's) per head and counted query.
 
@@ -58,6 +59,10 @@ def attention_kl(
             position.
         reduction (`"mean"` or `"sum"`): the per-query loss (already averaged over heads) averaged over the
             counted queries, or summed over them.
+        log_space (`bool`): the attentions are given as log-probabilities (``log_softmax`` of the scores; -inf
+            carries no mass), renormalised over the counted keys with a logsumexp. Pass them where you can: a
+            peaked row's probability can round to 0 in float32 (a score ~100 below its row's maximum) where the
+            other model's is not, which makes the KL from probabilities infinite; its log stays finite.
 
     Returns:
         `torch.Tensor`: a float32 (float64 for float64 attentions) scalar >= 0. A query with no counted key, or no
@@ -88,9 +93,10 @@ def attention_kl(
             "heads), or map the teacher's heads onto the student's first."
         )
     key_counted = _key_mask(mask, batch=batch, length=length)
+    renormalised = _renormalised_from_log_probs if log_space else _renormalised_log_probs
     per_head = _kl_over_keys(
-        student_log_probs=_renormalised_log_probs(student_attentions, key_counted=key_counted),
-        teacher_log_probs=_renormalised_log_probs(teacher_attentions, key_counted=key_counted),
+        student_log_probs=renormalised(student_attentions, key_counted=key_counted),
+        teacher_log_probs=renormalised(teacher_attentions, key_counted=key_counted),
     )  # (B, H, L)
     return reduce_positions(per_head.mean(dim=1), mask=mask, temperature=1.0, reduction=reduction)
 
@@ -181,6 +187,20 @@ def _renormalised_log_probs(attentions: torch.Tensor, *, key_counted: torch.Tens
     # a row with no mass on the counted keys stays all -inf (it carries no mass) rather than -inf - -inf = NaN.
     log_mass = torch.log(torch.where(mass > 0, mass, torch.ones_like(mass)))
     return log_probs - log_mass
+
+
+def _renormalised_from_log_probs(log_probs: torch.Tensor, *, key_counted: torch.Tensor | None) -> torch.Tensor:
+    """`_renormalised_log_probs` from log-probabilities: restricted to the counted keys, renormalised there by a
+    logsumexp; -inf where no mass."""
+    log_probs = at_least_float32(log_probs)
+    has_mass = log_probs > float("-inf") if key_counted is None else key_counted & (log_probs > float("-inf"))
+    row_has_mass = has_mass.any(dim=-1, keepdim=True)
+    # a row with no mass is summed as zeros (its logsumexp over -inf alone would be -inf, and -inf - -inf NaN), and
+    # stays all -inf: it carries no mass
+    kept = torch.where(has_mass, log_probs, float("-inf"))
+    kept = torch.where(row_has_mass, kept, torch.zeros_like(kept))
+    log_mass = torch.logsumexp(kept, dim=-1, keepdim=True)
+    return torch.where(has_mass, kept - log_mass, float("-inf"))
 
 
 def _relation_log_probs(values: torch.Tensor, *, num_heads: int, key_counted: torch.Tensor | None) -> torch.Tensor:

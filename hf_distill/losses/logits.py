@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from ._common import Reduction, at_least_float32, check_same_shape, check_temperature, reduce, reduce_positions
+from ._common import (
+    Reduction,
+    at_least_float32,
+    check_same_shape,
+    check_temperature,
+    counted_positions,
+    reduce,
+    reduce_positions,
+)
 
 __all__ = [
     "class_kl_divergence",
@@ -98,7 +106,8 @@ def token_kl_divergence(
         student_logits (`torch.Tensor` of shape `(B, L, V)`): the student's per-position logits.
         teacher_logits (`torch.Tensor` of shape `(B, L, V)`): the teacher's per-position logits.
         mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts (labels != -100, or
-            the attention mask). `None` counts every position.
+            the attention mask). `None` counts every position. Only the counted positions are computed: whatever
+            sits elsewhere (even NaN) reaches neither the value nor the gradient.
         temperature (`float`): softmax temperature T > 0.
         reduction (`"mean"` or `"sum"`): ``T**2 * sum(KL over counted positions)`` divided by the number of
             counted positions, or not divided.
@@ -111,10 +120,13 @@ def token_kl_divergence(
             f"token_kl_divergence takes token logits of shape (B, L, V), got shape {tuple(student_logits.shape)}; "
             "use class_kl_divergence for (B, C) class logits."
         )
+    check_same_shape(student_logits, teacher_logits)
     per_position = kl_divergence_per_row(
-        student_logits=student_logits, teacher_logits=teacher_logits, temperature=temperature
-    )  # (B, L)
-    return reduce_positions(per_position, mask=mask, temperature=temperature, reduction=reduction)
+        student_logits=counted_positions(student_logits, mask=mask),
+        teacher_logits=counted_positions(teacher_logits, mask=mask),
+        temperature=temperature,
+    )  # (N,): the counted positions only
+    return reduce_positions(per_position, mask=None, temperature=temperature, reduction=reduction)
 
 
 def token_topk_kl_divergence(
@@ -145,7 +157,7 @@ def token_topk_kl_divergence(
             teacher's k most likely classes, k <= V.
         teacher_topk_indices (`torch.Tensor` of shape `(B, L, k)`): their class indices, distinct within a position.
         mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts. `None` counts every
-            position. Whatever sits at uncounted positions is ignored.
+            position. Whatever sits at uncounted positions (even NaN, or repeated indices) is ignored, in the gradient too.
         temperature (`float`): the temperature T the cached log-probabilities were taken at.
         reduction (`"mean"` or `"sum"`): ``T**2 * sum(KL_k over counted positions)`` divided by the number of
             counted positions, or not divided.
@@ -169,25 +181,27 @@ def token_topk_kl_divergence(
             f"{tuple(student_logits.shape)}, got {tuple(teacher_topk_indices.shape)}."
         )
     check_temperature(temperature)
-    student = at_least_float32(student_logits) / temperature  # (B, L, V)
-    log_normaliser = torch.logsumexp(student, dim=-1)  # (B, L)
-    indices = teacher_topk_indices.long()
-    student_log_probs = student.gather(-1, indices) - log_normaliser.unsqueeze(-1)  # (B, L, k): log q_i, i in S
+    # the counted positions only (N, ...): whatever the cache holds elsewhere never enters, not even the gradient
+    student = at_least_float32(counted_positions(student_logits, mask=mask)) / temperature  # (N, V)
+    log_normaliser = torch.logsumexp(student, dim=-1)  # (N,)
+    indices = counted_positions(teacher_topk_indices, mask=mask).long()
+    teacher_topk_log_probs = counted_positions(teacher_topk_log_probs, mask=mask)
+    student_log_probs = student.gather(-1, indices) - log_normaliser.unsqueeze(-1)  # (N, k): log q_i, i in S
     teacher_log_probs = teacher_topk_log_probs.to(student.dtype)
     teacher_probs = teacher_log_probs.exp()
     pointwise = teacher_probs * (teacher_log_probs - student_log_probs)
     # 0 * log 0 = 0: a cached class with no teacher mass must not turn the position into NaN.
-    per_position = torch.where(teacher_probs > 0, pointwise, torch.zeros_like(pointwise)).sum(dim=-1)  # (B, L)
+    per_position = torch.where(teacher_probs > 0, pointwise, torch.zeros_like(pointwise)).sum(dim=-1)  # (N,)
     if k < vocabulary:
         # clamp: rounding can make the cached top-k sum to a hair above 1.
-        teacher_rest = (1 - teacher_probs.sum(dim=-1)).clamp(min=0)  # (B, L)
-        outside = student.scatter(-1, indices, float("-inf"))  # (B, L, V): the logits outside S
+        teacher_rest = (1 - teacher_probs.sum(dim=-1)).clamp(min=0)  # (N,)
+        outside = student.scatter(-1, indices, float("-inf"))  # (N, V): the logits outside S
         student_log_rest = torch.logsumexp(outside, dim=-1) - log_normaliser  # log(1 - sum_S q), finite
         # xlogy(r, r) = r log r with 0 log 0 = 0, and its gradient never reaches the student.
         per_position = per_position + torch.xlogy(teacher_rest, teacher_rest) - teacher_rest * student_log_rest
     # With k = V the rest bucket is empty for both distributions and contributes exactly 0; skipping it avoids the
     # logsumexp of an all -inf row (whose gradient is NaN).
-    return reduce_positions(per_position, mask=mask, temperature=temperature, reduction=reduction)
+    return reduce_positions(per_position, mask=None, temperature=temperature, reduction=reduction)
 
 
 def regression_mse(

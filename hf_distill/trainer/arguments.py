@@ -63,7 +63,8 @@ class DistillationTrainingArguments(TrainingArguments):
         metadata={
             "help": "Which teacher layer each student layer matches for alpha_hidden: 'uniform' (student layer i -> "
             "teacher layer (i + 1) * Lt / Ls - 1, TinyBERT), 'init' (the teacher layer it was built from), or pairs "
-            "'student:teacher' such as '0:1,1:3,2:5' (0-based)."
+            "'student:teacher' such as '0:1,1:3,2:5' (0-based). Every map also pairs the two models' embedding "
+            "outputs."
         },
     )
     alpha_attention: float = field(

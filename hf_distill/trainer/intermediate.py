@@ -63,7 +63,7 @@ def layer_pairs(layer_map: str, student: nn.Module, teacher: nn.Module) -> list[
       (i + 1) * Lt / Ls - 1 (Lt / Ls must be an integer);
     - "init": the embeddings, and each student layer the teacher layer it was initialised from
       (`config.hf_distill_teacher_layers`, set by `build_student`);
-    - explicit pairs of 0-based layers, validated against both depths.
+    - the embeddings, and explicit pairs of 0-based layers, validated against both depths.
     """
     parsed = parse_layer_map(layer_map)
     depth_s, depth_t = num_layers(student), num_layers(teacher)
@@ -96,7 +96,7 @@ def layer_pairs(layer_map: str, student: nn.Module, teacher: nn.Module) -> list[
                 f"hidden_layer_map pair {student_layer}:{teacher_layer} is out of range: the student has layers "
                 f"0..{depth_s - 1} and the teacher 0..{depth_t - 1}."
             )
-    return [(s + 1, t + 1) for s, t in parsed]
+    return [(0, 0)] + [(s + 1, t + 1) for s, t in parsed]  # the embedding outputs too, as every map
 
 
 class LastLayerTap:
@@ -140,6 +140,13 @@ class LastLayerTap:
 
     def attention_probabilities(self, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """`(B, H, L, L)` float32 attention probabilities of the last layer, keys outside the mask at 0."""
+        return torch.softmax(self._attention_scores(attention_mask), dim=-1)
+
+    def attention_log_probabilities(self, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The log of `attention_probabilities`, taken by log_softmax: finite where a probability rounds to 0."""
+        return torch.log_softmax(self._attention_scores(attention_mask), dim=-1)
+
+    def _attention_scores(self, attention_mask: torch.Tensor | None) -> torch.Tensor:
         query, key = self.outputs["query"].float(), self.outputs["key"].float()
         batch, length, width = query.shape
         head = width // self.heads
@@ -149,7 +156,7 @@ class LastLayerTap:
         if attention_mask is not None:
             keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
             scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
-        return torch.softmax(scores, dim=-1)
+        return scores
 
     def remove(self) -> None:
         for handle in self._handles:

@@ -234,10 +234,11 @@ def _attention_sum(context: LossContext) -> torch.Tensor:
     mask = context.attended_mask
     context.student_tap.check_gradients()
     return losses.attention_kl(
-        student_attentions=context.student_tap.attention_probabilities(mask),
-        teacher_attentions=context.teacher_tap.attention_probabilities(mask),
+        student_attentions=context.student_tap.attention_log_probabilities(mask),
+        teacher_attentions=context.teacher_tap.attention_log_probabilities(mask),
         mask=mask,
         reduction="sum",
+        log_space=True,
     )
 
 

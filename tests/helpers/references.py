@@ -121,6 +121,34 @@ def reference_attention_kl(student, teacher, mask):
     return total / count if count else 0.0
 
 
+def reference_attention_kl_from_scores(student, teacher, mask):
+    """MiniLM's attention KL from the pre-softmax scores `(B, H, L, L)`: each row's log-softmax over the counted keys
+    taken here in float64 (log p_j = s_j - log sum_k exp s_k), so no probability underflows to 0 before its log."""
+    student, teacher = _nested(student), _nested(teacher)
+    batch, heads, length = len(student), len(student[0]), len(student[0][0])
+    mask = [[1] * length for _ in range(batch)] if mask is None else _nested(mask)
+
+    def log_softmax(row):
+        top = max(row)
+        total = top + math.log(sum(math.exp(x - top) for x in row))
+        return [x - total for x in row]
+
+    total, count = 0.0, 0
+    for b in range(batch):
+        keys = [j for j in range(length) if mask[b][j]]
+        for i in range(length):
+            if not mask[b][i]:
+                continue
+            per_head = 0.0
+            for h in range(heads):
+                log_p = log_softmax([teacher[b][h][i][j] for j in keys])
+                log_q = log_softmax([student[b][h][i][j] for j in keys])
+                per_head += sum(math.exp(lp) * (lp - lq) for lp, lq in zip(log_p, log_q))
+            total += per_head / heads
+            count += 1
+    return total / count if count else 0.0
+
+
 def reference_value_relations(values, mask, num_relation_heads):
     """Relation matrices softmax(V_r V_r^T / sqrt(d)) `(B, R, L, L)` as nested lists, the softmax over the
     counted keys only (0 elsewhere; a row of an example with no counted key is all 0)."""

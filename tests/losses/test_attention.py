@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from references import reference_attention_kl, reference_value_relation_kl, reference_value_relations
+from references import (
+    reference_attention_kl,
+    reference_attention_kl_from_scores,
+    reference_value_relation_kl,
+    reference_value_relations,
+)
 
 from hf_distill import losses
 
@@ -97,6 +102,45 @@ def test_attention_kl_gradcheck_with_padding():
     assert torch.autograd.gradcheck(
         lambda s, t: losses.attention_kl(student_attentions=s, teacher_attentions=t, mask=mask), (student, teacher)
     )
+
+
+def test_attention_kl_in_log_space_matches_the_reference_from_scores_and_ignores_padding():
+    generator = torch.Generator().manual_seed(16)
+    student_scores = 3 * torch.randn(3, 2, 5, 5, generator=generator, dtype=torch.float64)
+    teacher_scores = 3 * torch.randn(3, 2, 5, 5, generator=generator, dtype=torch.float64)
+    expected = reference_attention_kl_from_scores(student_scores, teacher_scores, MASK)
+    student = student_scores.log_softmax(-1).requires_grad_(True)  # over every key: renormalised over the counted
+    got = losses.attention_kl(student_attentions=student, teacher_attentions=teacher_scores.log_softmax(-1),
+                              mask=MASK, log_space=True)  # fmt: skip
+    assert got.item() == pytest.approx(expected, abs=1e-10)
+    # transformers' additive mask (-inf on padded keys) gives the same rows
+    masked = student_scores.masked_fill(~MASK.bool()[:, None, None, :], float("-inf")).log_softmax(-1)
+    same = losses.attention_kl(student_attentions=masked, teacher_attentions=teacher_scores.log_softmax(-1),
+                               mask=MASK, log_space=True)  # fmt: skip
+    assert same.item() == pytest.approx(expected, abs=1e-10)
+    assert torch.isfinite(torch.autograd.grad(got, student)[0]).all()
+    nothing = losses.attention_kl(student_attentions=student, teacher_attentions=masked, mask=torch.zeros(3, 5),
+                                  log_space=True)  # fmt: skip
+    assert nothing.item() == 0.0 and (torch.autograd.grad(nothing, student)[0] == 0).all()
+    small = (student_scores[:2, :, :3, :3].log_softmax(-1).detach().requires_grad_(True),
+             teacher_scores[:2, :, :3, :3].log_softmax(-1).detach().requires_grad_(True))  # fmt: skip
+    assert torch.autograd.gradcheck(
+        lambda s, t: losses.attention_kl(student_attentions=s, teacher_attentions=t, mask=torch.tensor(
+            [[1, 1, 0], [1, 0, 0]]), log_space=True), small)  # fmt: skip
+
+
+def test_a_peaked_student_gives_a_finite_kl_in_log_space_where_probabilities_underflow():
+    # float32 rounds exp(-110) to 0: the student's probability of key 1 is 0 where the teacher's is exp(-5)
+    student_scores = torch.tensor([[[[0.0, -110.0], [0.0, -110.0]]]])
+    teacher_scores = torch.tensor([[[[0.0, -5.0], [0.0, -5.0]]]])
+    expected = reference_attention_kl_from_scores(student_scores.double(), teacher_scores.double(), None)
+    assert expected == pytest.approx(0.6960, abs=1e-4)
+    probabilities = losses.attention_kl(student_attentions=student_scores.softmax(-1),
+                                        teacher_attentions=teacher_scores.softmax(-1))  # fmt: skip
+    assert probabilities.item() == float("inf")  # why the trainer passes log-probabilities
+    got = losses.attention_kl(student_attentions=student_scores.log_softmax(-1),
+                              teacher_attentions=teacher_scores.log_softmax(-1), log_space=True)  # fmt: skip
+    assert got.dtype == torch.float32 and got.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_attention_kl_half_precision_gives_float32():

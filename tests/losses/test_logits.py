@@ -138,6 +138,27 @@ def test_token_kl_ignores_padding_and_does_not_scale_with_length():
     assert longer.item() == pytest.approx(value.item(), rel=1e-6)
 
 
+def test_non_finite_values_at_uncounted_positions_leave_the_loss_and_its_gradient_untouched():
+    # where() hid them from the value only: the backward multiplied the zero gradient there by NaN
+    generator = torch.Generator().manual_seed(61)
+    student = torch.randn(2, 3, 5, generator=generator)
+    teacher = torch.randn(2, 3, 5, generator=generator)
+    mask = torch.tensor([[1, 0, 1], [1, 1, 0]])
+    clean = student.clone().requires_grad_(True)
+    expected = losses.token_kl_divergence(student_logits=clean, teacher_logits=teacher, mask=mask, temperature=2.0)
+    expected.backward()
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        dirty_student, dirty_teacher = student.clone(), teacher.clone()
+        dirty_student[0, 1], dirty_teacher[0, 1], dirty_teacher[1, 2] = bad, bad, bad
+        dirty_student.requires_grad_(True)
+        got = losses.token_kl_divergence(
+            student_logits=dirty_student, teacher_logits=dirty_teacher, mask=mask, temperature=2.0
+        )
+        got.backward()
+        assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+        torch.testing.assert_close(dirty_student.grad, clean.grad)  # 0 at the uncounted positions, never NaN
+
+
 def test_nothing_counted_gives_zero_not_nan_with_finite_gradient():
     student = torch.randn(2, 3, 5, requires_grad=True)
     teacher = torch.randn(2, 3, 5)

@@ -116,3 +116,25 @@ def test_topk_kl_refuses_mismatched_shapes():
             mask=None,
             temperature=1.0,
         )
+
+
+def test_topk_kl_ignores_non_finite_values_and_any_index_at_uncounted_positions_in_its_gradient_too():
+    generator = torch.Generator().manual_seed(62)
+    student = torch.randn(2, 3, 7, generator=generator)
+    top_log_probs, top_indices = torch.randn(2, 3, 7, generator=generator).log_softmax(-1).topk(3, dim=-1)
+    mask = torch.tensor([[1, 0, 1], [1, 1, 0]])
+    clean = student.clone().requires_grad_(True)
+    kwargs = dict(mask=mask, temperature=2.0)
+    expected = losses.token_topk_kl_divergence(student_logits=clean, teacher_topk_log_probs=top_log_probs,
+                                               teacher_topk_indices=top_indices, **kwargs)  # fmt: skip
+    expected.backward()
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        dirty, log_probs, indices = student.clone(), top_log_probs.clone(), top_indices.clone()
+        dirty[0, 1], log_probs[0, 1], log_probs[1, 2] = bad, bad, bad
+        indices[1, 2] = torch.tensor([4, 4, 4])  # repeated: what no real top-k holds
+        dirty.requires_grad_(True)
+        got = losses.token_topk_kl_divergence(student_logits=dirty, teacher_topk_log_probs=log_probs,
+                                              teacher_topk_indices=indices, **kwargs)  # fmt: skip
+        got.backward()
+        assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+        torch.testing.assert_close(dirty.grad, clean.grad)

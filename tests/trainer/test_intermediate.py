@@ -11,7 +11,12 @@ import types
 import pytest
 import tiny
 import torch
-from references import reference_attention_kl, reference_hidden_mse, reference_value_relation_kl
+from references import (
+    reference_attention_kl,
+    reference_attention_kl_from_scores,
+    reference_hidden_mse,
+    reference_value_relation_kl,
+)
 from safetensors.torch import load_file
 from trainers import EXACT_UPDATES, make_args, make_trainer, state
 from transformers import AutoModelForSequenceClassification
@@ -45,7 +50,9 @@ def test_layer_maps_uniform_init_and_explicit():
     assert layer_pairs("uniform", student, teacher) == [(0, 0), (1, 2), (2, 4)]
     built = build_student(teacher, layers=[0, 3])
     assert layer_pairs("init", built, teacher) == [(0, 0), (1, 1), (2, 4)]
-    assert layer_pairs("0:1,1:3", student, teacher) == [(1, 2), (2, 4)]
+    # an explicit map pairs the embedding outputs too, as the others and the docs say (it left them out)
+    assert layer_pairs("0:1,1:3", student, teacher) == [(0, 0), (1, 2), (2, 4)]
+    assert layer_pairs("1:3", student, teacher) == [(0, 0), (2, 4)]
     with pytest.raises(ValueError, match=r"pair 2:1 is out of range: the student has layers 0\.\.1"):
         layer_pairs("2:1", student, teacher)
     with pytest.raises(ValueError, match="records none"):
@@ -111,6 +118,41 @@ def test_attention_and_value_relation_terms_match_their_references(tmp_path):
     assert difference == pytest.approx(0.3 * attention, rel=1e-4)
     difference, _ = term_difference(tmp_path, student, teacher, data, alpha_value_relation=0.4)
     assert difference == pytest.approx(0.4 * values, rel=1e-4)
+
+
+def _scores(tap, heads):
+    """The last layer's pre-softmax attention scores `(B, H, L, L)` in float64, from the tapped projections."""
+    query, key = tap.outputs["query"].double(), tap.outputs["key"].double()
+    batch, length, width = query.shape
+    query = query.view(batch, length, heads, width // heads).transpose(1, 2)
+    key = key.view(batch, length, heads, width // heads).transpose(1, 2)
+    return query @ key.transpose(-1, -2) / (width // heads) ** 0.5
+
+
+def test_attention_term_is_finite_and_exact_when_the_students_attention_underflows(tmp_path):
+    # a peaked student (a key's float32 probability rounds to 0 where the teacher's is not 0) made the term inf: the
+    # KL was taken from log(softmax) instead of log_softmax
+    teacher, student = models()
+    with torch.no_grad():
+        for name, parameter in student.named_parameters():
+            if "layer.1.attention.self.query" in name:
+                parameter.mul_(300.0)
+    data = tiny.class_rows(8, seed=6)
+    student_tap, teacher_tap = LastLayerTap(student), LastLayerTap(teacher)
+    batch = batch_of(data)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    student.train()
+    with torch.no_grad():
+        student(**inputs)
+        teacher(**inputs)
+    mask = batch["attention_mask"].bool()
+    assert (
+        student_tap.attention_probabilities(mask)[mask[:, None, None, :].expand(-1, 4, mask.shape[1], -1)] == 0
+    ).any()
+    expected = reference_attention_kl_from_scores(_scores(student_tap, 4), _scores(teacher_tap, 4), mask)
+    assert 0 < expected < float("inf")
+    difference, _ = term_difference(tmp_path, student, teacher, data, alpha_attention=0.3)
+    assert difference == pytest.approx(0.3 * expected, rel=1e-4)
 
 
 def test_every_term_is_exact_under_gradient_accumulation_and_logged(tmp_path):
