@@ -157,7 +157,8 @@ def token_topk_kl_divergence(
             teacher's k most likely classes, k <= V.
         teacher_topk_indices (`torch.Tensor` of shape `(B, L, k)`): their class indices, distinct within a position.
         mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts. `None` counts every
-            position. Whatever sits at uncounted positions (even NaN, or repeated indices) is ignored, in the gradient too.
+            position. Whatever sits at uncounted positions (even NaN, or repeated indices) is ignored, in the
+            gradient too.
         temperature (`float`): the temperature T the cached log-probabilities were taken at.
         reduction (`"mean"` or `"sum"`): ``T**2 * sum(KL_k over counted positions)`` divided by the number of
             counted positions, or not divided.
