@@ -56,18 +56,19 @@ def count_items(batch: dict[str, Any]) -> torch.Tensor:
     """`(4,)` float tensor for one micro-batch: examples, labelled examples, counted token positions and tokens.
 
     Counted positions are labels != -100 when the batch has token labels `(B, L)` (integer), else attention mask 1,
-    else every input position; the losses' `token_mask` uses the same rule. Tokens are attention mask 1, else every
-    input position (`attended_mask`).
+    else every input position (of `input_ids`, else `inputs_embeds`); the losses' `token_mask` uses the same rule.
+    Tokens are attention mask 1, else every input position (`attended_mask`).
     """
     labels = batch.get("labels")
     reference = next(value for value in batch.values() if isinstance(value, torch.Tensor))
     num_examples = reference.new_tensor(reference.shape[0], dtype=torch.float32)
     has_labels = isinstance(labels, torch.Tensor)
     labelled = labelled_rows(labels).sum().float() if has_labels else torch.zeros_like(num_examples)
+    sequence = next((batch[k] for k in ("input_ids", "inputs_embeds") if isinstance(batch.get(k), torch.Tensor)), None)
     if isinstance(batch.get("attention_mask"), torch.Tensor):
         tokens = batch["attention_mask"].sum()
-    elif isinstance(batch.get("input_ids"), torch.Tensor):
-        tokens = reference.new_tensor(batch["input_ids"].numel())
+    elif sequence is not None:  # every position of (B, L) ids or (B, L, D) embeddings
+        tokens = reference.new_tensor(sequence.shape[0] * sequence.shape[1])
     else:
         tokens = num_examples
     if has_labels and labels.dim() >= 2 and not labels.is_floating_point():

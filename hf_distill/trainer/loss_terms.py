@@ -82,9 +82,11 @@ class LossContext:
         )
 
     def _positions(self, labels: torch.Tensor | None) -> torch.Tensor:
-        reference = self.inputs.get("input_ids")
-        if not isinstance(reference, torch.Tensor):
-            reference = self.student_logits
+        # the positions of (B, L) ids or (B, L, D) embeddings, as `batch_counts.count_items` counts them
+        reference = next(
+            (self.inputs[k] for k in ("input_ids", "inputs_embeds") if isinstance(self.inputs.get(k), torch.Tensor)),
+            self.student_logits,
+        )
         return losses.token_mask(labels, self.inputs.get("attention_mask"), reference.shape, reference.device)
 
     @cached_property

@@ -428,3 +428,21 @@ def test_refuses_missing_teacher_and_plain_training_arguments(tmp_path):
     model = tiny.classifier(layers=1)
     with pytest.raises(ValueError, match="same object"):
         DistillationTrainer(model=model, teacher_model=model, args=make_args(tmp_path))
+
+
+@pytest.mark.parametrize("head", ["class", "token"])
+def test_a_batch_of_inputs_embeds_without_a_mask_counts_every_position(tmp_path, head):
+    # no input_ids and no attention_mask: the counts took B tokens where the masks took B x L positions (token
+    # heads' cosine inflated L times; class heads' cosine mask took the logits' shape (B, C) and failed)
+    make = tiny.token_classifier if head == "token" else tiny.classifier
+    teacher, student = make(layers=2, seed=0), make(layers=1, seed=1)
+    generator = torch.Generator().manual_seed(5)
+    embeds = torch.randn(3, 6, 32, generator=generator)
+    labels = torch.randint(0, 3, (3, 6) if head == "token" else (3,), generator=generator)
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(4), temperature=2.0, alpha_kd=0.5,
+                           alpha_task=0.5, alpha_cos=0.3)  # fmt: skip
+    student.train()
+    without = trainer.compute_loss(student, {"inputs_embeds": embeds, "labels": labels}).item()
+    mask = torch.ones(3, 6, dtype=torch.long)
+    with_mask = trainer.compute_loss(student, {"inputs_embeds": embeds, "attention_mask": mask, "labels": labels})
+    assert without == pytest.approx(with_mask.item(), rel=1e-6)
