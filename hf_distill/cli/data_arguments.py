@@ -201,6 +201,8 @@ class DataArguments:
 
     def _check_transfer_options(self) -> None:
         """The transfer-set and search options, refused before anything is loaded."""
+        if self.augment_mlm_model:
+            self.augment_mlm_model = resolve_package_path(self.augment_mlm_model)
         if self.unlabeled_train_rows is not None and self.train_file is not None:
             raise ValueError(
                 f"--unlabeled_train_rows {self.unlabeled_train_rows} takes rows of a GLUE task's training split, but "

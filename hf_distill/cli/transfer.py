@@ -75,7 +75,10 @@ def check_mlm_augmenter(data_args, model_args, teacher_tokenizer, device=None):
     (None, None) without `--augment mlm`."""
     if data_args.augment != "mlm":
         return None, None
+    from .checks import check_model_path  # checks imports the CLI's models, which import this module's users
+
     name = data_args.augment_mlm_model
+    check_model_path(name, "--augment_mlm_model")
     tokenizer = AutoTokenizer.from_pretrained(name, **hub_kwargs(model_args))
     if tokenizer.mask_token is None:
         raise ValueError(
@@ -88,7 +91,17 @@ def check_mlm_augmenter(data_args, model_args, teacher_tokenizer, device=None):
             f"teacher's ({len(teacher_tokenizer)}): its replacement words would be split differently. Give a masked "
             "LM with the teacher's vocabulary (the teacher's own pretrained checkpoint, for instance)."
         )
-    model = AutoModelForMaskedLM.from_pretrained(name, dtype=torch.float32, **hub_kwargs(model_args))
+    model, loading = AutoModelForMaskedLM.from_pretrained(
+        name, dtype=torch.float32, output_loading_info=True, **hub_kwargs(model_args)
+    )
+    if loading["missing_keys"]:  # transformers only warns, and initialises them at random
+        missing = sorted(loading["missing_keys"])
+        raise ValueError(
+            f"--augment_mlm_model {public_name(name)!r} has no trained masked-LM head ({len(missing)} of its weights "
+            f"are missing from the checkpoint, e.g. {missing[0]}): a base model or a classifier would fill in words "
+            "from random weights. Give a masked LM's checkpoint (e.g. bert-base-uncased), or use --augment "
+            "mask_ngram."
+        )
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer

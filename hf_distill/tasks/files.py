@@ -147,6 +147,11 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
             else:
                 reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
             present = reader.fieldnames or []
+            if not present:
+                raise ValueError(
+                    f"{path} is empty (not even a header line): write a header naming its columns and one row per "
+                    "line, or pass another file."
+                )
             _check_columns(path, required, present, fix=fix)
             for row in reader:
                 if None in row or None in row.values():  # DictReader's marks for extra / missing fields
@@ -175,7 +180,8 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                 f"Cannot read {str(path)!r}: unknown extension {path.suffix!r}. Use .csv, .tsv or .jsonl (JSON lines)."
             )
     if not records:
-        raise ValueError(f"{path} holds no examples.")
+        what = "a header line and no rows" if suffix in (".csv", ".tsv") else "no JSON object"
+        raise ValueError(f"{path} holds no examples: {what}. Add rows, one per line, or pass another file.")
     return records
 
 
@@ -187,11 +193,13 @@ def _check_columns(path: Path, required: list[str], present: list[str], *, fix: 
 
 
 def _text(value, path: Path, line: int, column: str) -> str:
-    """A text column's value as a string: text as it is, a number as written, a missing value (JSON null) as "";
+    """A text column's value as a string: text as it is, a number as written, a missing value (JSON null or NaN) as "";
     anything else (a nested object, a list, true/false) is refused, naming where it is."""
     if isinstance(value, str):
         return value
     if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):  # JSON's NaN (Python's json reads it): no value, as null
         return ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)

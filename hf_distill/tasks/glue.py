@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,9 +252,15 @@ def _read_glue_file(spec: GlueTask, path: Path, *, has_labels: bool) -> Dataset:
 def _parse_label(spec: GlueTask, value: str, path: Path, line: int) -> int | float:
     if spec.label_names is None:
         try:
-            return float(value)
+            score = float(value)
         except ValueError:
             raise ValueError(f"{path}, line {line}: the {spec.name} score {value!r} is not a number.") from None
+        if not math.isfinite(score):  # NaN marks "no label" for the student and would poison the teacher's MSE
+            raise ValueError(
+                f"{path}, line {line}: the {spec.name} score {value!r} is not a finite number. Fix the score or drop "
+                "the line."
+            )
+        return score
     if value in spec.label_names:
         return spec.label_names.index(value)
     if value.isdigit() and int(value) < len(spec.label_names):

@@ -87,9 +87,10 @@ def load_unlabeled_file(
     """Unlabelled text from a CSV, TSV or JSON lines file (as `load_custom_files` reads them).
 
     Every other column of the file (a label column too) is ignored, and the log names them: the teacher labels these
-    rows. A text field holds text, a number (read as written) or nothing (JSON null: ""). Refused with a clear
-    message: a missing or empty file, one without the text column(s) (naming the columns it has), or a text field
-    holding anything else (a nested object, a list, true/false; naming the line).
+    rows. A text field holds text, a number (read as written) or nothing (JSON null or NaN: ""); a row without text
+    in any of its columns is dropped, and the log counts them. Refused with a clear message: a missing or empty file,
+    one without the text column(s) (naming the columns it has) or without any text there, or a text field holding
+    anything else (a nested object, a list, true/false; naming the line).
 
     Args:
         text_columns: the file's text column(s).
@@ -108,10 +109,22 @@ def load_unlabeled_file(
     ignored = sorted({column for row, _ in records for column in row} - set(text_columns))
     if ignored:
         logger.info("Ignoring the column(s) %s of %s: the teacher labels the unlabelled rows.", ignored, path.name)
-    rows = [
-        {out: _text(row[column], path, line, column) for column, out in zip(text_columns, output_columns)}
-        for row, line in records
-    ]
+    rows, blank_lines = [], []
+    for row, line in records:
+        texts = {out: _text(row[column], path, line, column) for column, out in zip(text_columns, output_columns)}
+        # a row without text (an empty field, as pandas writes NaN; whitespace; null) gives the teacher [CLS] [SEP]
+        if any(text.strip() for text in texts.values()):
+            rows.append(texts)
+        else:
+            blank_lines.append(line)
+    if not rows:
+        raise ValueError(
+            f"{path} holds no text in column(s) {list(text_columns)}: its {len(blank_lines)} row(s) are all blank. "
+            "Pass the column that holds the text (--unlabeled_text_column), or another file."
+        )
+    if blank_lines:
+        shown = ", ".join(map(str, blank_lines[:10])) + (", ..." if len(blank_lines) > 10 else "")
+        logger.info("Dropped %d row(s) of %s without text (lines %s).", len(blank_lines), path.name, shown)
     return unlabeled_rows(
         rows, output_columns, regression=regression, max_samples=max_samples, label_column=label_column
     )

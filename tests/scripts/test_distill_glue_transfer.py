@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tiny
 from test_distill_glue import GLUE_DIR, common_flags, distill_glue, needs_glue, read_results, refuse, save_teacher
-from transformers import BertForMaskedLM
+from transformers import BertForMaskedLM, BertModel
 
 from hf_distill.cache.fingerprint import fingerprint_rows
 from hf_distill.tasks.augment import augment_dataset
@@ -189,7 +189,7 @@ def test_augmentation_seed_changes_the_rows_and_so_the_cache_fingerprint():
 
 @needs_glue
 def test_refuses_bad_unlabelled_files(tmp_path, teacher_folder):
-    flags = sst2_flags(tmp_path, teacher_folder)
+    flags = sst2_flags(tmp_path, teacher_folder, "--finetune_teacher", "true")  # refused before the fine-tune
     refuse(
         tmp_path, [*flags, "--unlabeled_file", str(tmp_path / "none.csv")], r"--unlabeled_file .*none\.csv.* does not"
     )
@@ -246,7 +246,8 @@ SEARCH_ONLY = ["--hp_search_trials", "2", "--validation_split_size", "16", "--hp
     ],
 )
 def test_refuses_bad_transfer_options(tmp_path, teacher_folder, extra, message):
-    refuse(tmp_path, [*sst2_flags(tmp_path, teacher_folder), *extra], message)
+    # with --finetune_teacher: refused before the fine-tune, which would write <output_dir>/teacher
+    refuse(tmp_path, [*sst2_flags(tmp_path, teacher_folder, "--finetune_teacher", "true"), *extra], message)
 
 
 @needs_glue
@@ -311,6 +312,24 @@ def test_refuses_a_masked_lm_with_another_vocabulary_or_no_mask_token(tmp_path, 
     tokenizer.save_pretrained(no_mask)
     flags = sst2_flags(tmp_path, teacher_folder, "--augment", "mlm", "--augment_mlm_model", str(no_mask))
     refuse(tmp_path, flags, r"has a tokenizer without a mask token")
+
+
+@needs_glue
+def test_refuses_a_masked_lm_that_is_missing_or_has_no_masked_lm_head_before_the_teachers_fine_tune(
+    tmp_path, teacher_folder
+):
+    # a typo'd folder reached from_pretrained (a traceback); a BertModel (the teacher base itself) or a classifier
+    # passed every check and filled in words from a randomly initialised head
+    finetune = ["--finetune_teacher", "true"]
+    missing = str(tmp_path / "nowhere") + "/"
+    flags = sst2_flags(tmp_path, teacher_folder, "--augment", "mlm", "--augment_mlm_model", missing, *finetune)
+    refuse(tmp_path, flags, r"--augment_mlm_model path '.*nowhere/' does not exist")
+    for name, model in (("bare", BertModel(tiny.bert_config(layers=1))), ("classifier", tiny.classifier(layers=1))):
+        folder = tmp_path / "models" / name
+        model.save_pretrained(folder)
+        tiny.tokenizer(tmp_path / "models" / f"{name}_tok").save_pretrained(folder)
+        flags = sst2_flags(tmp_path, teacher_folder, "--augment", "mlm", "--augment_mlm_model", str(folder), *finetune)
+        refuse(tmp_path, flags, rf"--augment_mlm_model '.*{name}' has no trained masked-LM head \(.*cls\.predictions")
 
 
 @needs_glue

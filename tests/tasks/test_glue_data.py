@@ -305,6 +305,11 @@ def test_refuses_a_score_that_is_not_a_number(tmp_path):
     write_tsv(tmp_path / "STS-B" / "dev.tsv", [[*header, "score"], ["0", *"gfyoss", "a", "b", "high"]])
     with pytest.raises(ValueError, match=r"dev\.tsv, line 2: the stsb score 'high' is not a number"):
         load_glue_tsv("stsb", tmp_path)
+    # NaN is the "no label" mark (the row then counted as labelled, the teacher's fine-tune MSE went NaN), inf no score
+    for value in ("nan", "inf", "-Infinity"):
+        write_tsv(tmp_path / "STS-B" / "dev.tsv", [[*header, "score"], ["0", *"gfyoss", "a", "b", value]])
+        with pytest.raises(ValueError, match=rf"dev\.tsv, line 2: the stsb score '{value}' is not a finite number"):
+            load_glue_tsv("stsb", tmp_path)
 
 
 # ---- Hub path ----

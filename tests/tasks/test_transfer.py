@@ -76,6 +76,34 @@ def test_every_ignored_column_of_an_unlabelled_file_is_named_in_the_log(tmp_path
     assert "Ignoring the column(s) ['idx', 'sentiment'] of u.jsonl" in caplog.text  # the key from line 2 on too
 
 
+def test_blank_rows_of_an_unlabelled_file_are_dropped_and_counted_in_the_log(tmp_path, caplog):
+    # an empty field (pandas writes NaN so), whitespace or a JSON null became a transfer row of [CLS] [SEP] alone
+    path = tmp_path / "u.csv"
+    path.write_text('sentence,stars\nfine day,5\n"",3\n   ,1\nawful,0\n')
+    with caplog.at_level(logging.INFO, logger="hf_distill.tasks.transfer"):
+        rows = load_unlabeled_file(path, ["sentence"], regression=False)
+    assert rows["sentence"] == ["fine day", "awful"]
+    assert "Dropped 2 row(s) of u.csv without text (lines 3, 4)" in caplog.text
+    pairs = tmp_path / "p.jsonl"  # a pair counts when either side has text; JSON NaN is no text
+    pairs.write_text('{"a": "q", "b": null}\n{"a": null, "b": NaN}\n{"a": "", "b": "r"}\n')
+    rows = load_unlabeled_file(pairs, ["a", "b"], regression=False)
+    assert rows["a"] == ["q", ""] and rows["b"] == ["", "r"]
+    blank = tmp_path / "blank.csv"
+    blank.write_text('sentence\n""\n \n')
+    with pytest.raises(ValueError, match=r"blank\.csv holds no text in column\(s\) \['sentence'\].*2 row"):
+        load_unlabeled_file(blank, ["sentence"], regression=False)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", r"e\.csv is empty \(not even a header line\).*write a header"),
+    ("sentence\n", r"e\.csv holds no examples: a header line and no rows.*Add rows"),
+])  # fmt: skip
+def test_an_empty_unlabelled_file_is_refused_with_what_to_do(tmp_path, content, message):
+    (tmp_path / "e.csv").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_unlabeled_file(tmp_path / "e.csv", ["sentence"], regression=False)
+
+
 def test_unlabelled_json_lines_refuse_text_fields_that_are_not_text(tmp_path):
     path = tmp_path / "u.jsonl"
     for bad, kind in (('{"en": "hi"}', "dict"), ('["a", "b"]', "list"), ("false", "bool")):
@@ -83,7 +111,8 @@ def test_unlabelled_json_lines_refuse_text_fields_that_are_not_text(tmp_path):
         with pytest.raises(ValueError, match=rf"u\.jsonl, line 2: column 'sentence' holds {kind} .*not text"):
             load_unlabeled_file(path, ["sentence"], regression=False)
     path.write_text('{"sentence": 0}\n{"sentence": 2.5}\n{"sentence": null}\n')
-    assert load_unlabeled_file(path, ["sentence"], regression=False)["sentence"] == ["0", "2.5", ""]
+    # numbers are text as written; the null row has none and is dropped (the test above)
+    assert load_unlabeled_file(path, ["sentence"], regression=False)["sentence"] == ["0", "2.5"]
 
 
 def test_labelled_json_lines_refuse_text_fields_that_are_not_text(tmp_path):
