@@ -72,13 +72,15 @@ def collator_identity(collator: Any) -> str:
     """What the cache fingerprint knows of the collator that pads the teacher's batches, the same in every process of
     a run and in every run: a function by its module, name, code (constants included), defaults and closure (a
     factory's `pad_collator(8)` differs from `pad_collator(None)`); a `functools.partial` by its function and
-    arguments; a bound method by its function and object; an object by its class, the code of its `__call__` and its
-    public settings (`padding`, `max_length`, `pad_to_multiple_of`...; a wrapped collator described in turn); a
-    tokenizer by its class, padding side and pad token. Module-level globals a function reads are not part of it."""
+    arguments; a bound method by its function and object; an object by its class, the code of its methods (its
+    bases' too) and its public settings, in `__dict__` or `__slots__` (`padding`, `max_length`,
+    `pad_to_multiple_of`...; a wrapped collator described in turn); a tokenizer by its class, padding side and pad
+    token. Not part of it: module-level globals a function reads, and private attributes (``self._n``), which hold
+    run-time state (a process id, a generator): keep a setting that changes the batches public, or delete the cache."""
     return json.dumps(_describe(collator, 0), sort_keys=True)
 
 
-_MAX_DEPTH = 4
+_MAX_DEPTH = 8  # an object and its settings take two levels: a collator wrapped twice, its tokenizer
 
 
 def _describe(value: Any, depth: int) -> Any:
@@ -114,11 +116,29 @@ def _describe(value: Any, depth: int) -> Any:
                 "pad_token_id": _describe(getattr(value, "pad_token_id", None), depth + 1)}  # fmt: skip
     if isinstance(value, (torch.Tensor, np.ndarray, nn.Module)):
         return kind
-    call = getattr(type(value).__call__, "__code__", None)  # a class without its own: type.__call__, no code
     # Public settings only: private ones hold run-time state (a process id, a generator).
     settings = {name: item for name, item in getattr(value, "__dict__", {}).items() if not name.startswith("_")}
-    return {"object": kind, "call": _code_hash(call) if call is not None else None,
-            "settings": _describe(settings, depth + 1)}  # fmt: skip
+    for klass in type(value).__mro__:  # and a class with __slots__ keeps them there, not in __dict__
+        slots = getattr(klass, "__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if not name.startswith("_") and hasattr(value, name):
+                settings.setdefault(name, getattr(value, name))
+    return {"object": kind, "methods": _methods(type(value)), "settings": _describe(settings, depth + 1)}  # fmt: skip
+
+
+def _methods(cls: type) -> dict[str, str]:
+    """The code of every method (properties' getters too) of `cls` and its bases outside Python's builtins: a
+    collator's `__call__` may be a base's dispatcher (transformers' `DataCollatorMixin` calls `torch_call`)."""
+    methods: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if klass.__module__ == "builtins":
+            continue
+        for name, member in vars(klass).items():
+            function = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
+            code = getattr(function, "__code__", None)
+            if code is not None and name not in methods:  # the subclass's own wins, as in attribute lookup
+                methods[name] = _code_hash(code)
+    return methods
 
 
 def _filled(cell: Any) -> bool:

@@ -2,7 +2,7 @@
 
 The cache is a set of extra columns of the training dataset, so shuffling, length grouping, DDP sharding,
 gradient accumulation and resume need nothing special: whatever order the sampler picks, each example brings its own
-teacher outputs. [`TeacherCacheCollator`] (`cache_collator.py`) moves them from the examples into the batch.
+teacher outputs. [`TeacherCacheCollator`] (`collator.py`) moves them from the examples into the batch.
 
 What is stored per example (``CACHE_FORMAT_VERSION`` 1):
 
@@ -12,7 +12,7 @@ What is stored per example (``CACHE_FORMAT_VERSION`` 1):
   indices (``teacher_topk_indices``, int32), flattened: exactly 2k numbers (8k bytes) per counted token.
 
 A cache lives in ``<teacher_cache_dir>/<fingerprint>/``; the fingerprint hashes everything the stored outputs depend
-on (see `cache_fingerprint.py`), so a stale cache is never read: a changed teacher, dataset, tokenisation or setting
+on (see `fingerprint.py`), so a stale cache is never read: a changed teacher, dataset, tokenisation or setting
 simply gets a new folder.
 """
 
@@ -23,7 +23,9 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +107,37 @@ def check_deterministic_collator(collator: Any) -> None:
             "an example is collated, so teacher outputs cached once would not match the inputs the student sees. "
             "Set cache_teacher_logits=False to run the teacher on every batch."
         )
+
+
+def check_keeps_row_order(collator: Any, dataset: Any) -> None:
+    """Raises `ValueError` when `collator` returns a batch's rows in another order than it was given them (a collator
+    sorting by length for packed sequences), found by collating a few rows forwards and backwards: the cache stacks
+    each row's stored outputs in the order the rows come, so they would go to other rows' inputs."""
+    count = min(5, len(dataset))  # odd: no reordering but the identity commutes with both probes below
+    if count < 2:
+        return
+    rows = [dataset[index] for index in range(count)]
+    forwards = collator(list(rows))
+    probes = (
+        ("reversed", rows[::-1], lambda value: value.flip(0)),
+        ("rotated by one", rows[1:] + rows[:1], lambda value: value.roll(-1, dims=0)),
+    )
+    for how, probe, expected in probes:
+        collated = collator(probe)
+        for key, value in forwards.items():
+            other = collated.get(key) if hasattr(collated, "get") else None
+            if not isinstance(value, torch.Tensor) or not isinstance(other, torch.Tensor) or value.dim() == 0:
+                continue
+            if value.shape[0] != count or other.shape != value.shape:
+                continue
+            # NaN labels (a transfer set's rows without a label) equal themselves here
+            if not torch.allclose(other.float(), expected(value).float(), rtol=0, atol=0, equal_nan=True):
+                raise ValueError(
+                    f"cache_teacher_logits=True: the data collator does not keep the order of the rows it is given "
+                    f"(or changes them at random): collating {count} rows and the same rows {how} gave {key!r} in "
+                    "another order, so teacher outputs stored per row would go to other rows. Keep the rows' order "
+                    "in the collator, or set cache_teacher_logits=False."
+                )
 
 
 # ---- building and loading ------------------------------------------------------------------------------------------
@@ -219,10 +252,14 @@ def load_teacher_cache(path: Path, *, num_rows: int) -> TeacherCache | None:
 def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> None:
     # Written beside the final folder, then renamed: a crash mid-write never leaves a folder that looks complete.
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.parent / f".{path.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
+    # host, process and a random part: builders on several nodes of one filesystem often share a pid
+    partial = path.parent / f".{path.name}.partial-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     columns.save_to_disk(str(partial))
     (partial / _METADATA_FILE).write_text(json.dumps(metadata))
+    if path.is_dir() and not (path / _METADATA_FILE).is_file():
+        # a folder without its completion file (a copy cut short, a deleted metadata file) is nobody's finished
+        # cache: a rename onto it would fail for ever
+        shutil.rmtree(path, ignore_errors=True)
     try:
         partial.rename(path)
     except OSError:  # another process finished the same cache first: theirs is identical

@@ -1,7 +1,7 @@
 """The trainer's side of the teacher cache: load or build it for the training set and attach it as columns.
 
-`DistillationTrainer` mixes this in when `cache_teacher_logits=True`; the cache itself is `cache.py` (building,
-storing, loading), `cache_fingerprint.py` (its folder name) and `cache_collator.py` (reading it back).
+`DistillationTrainer` mixes this in when `cache_teacher_logits=True`; the cache itself is `store.py` (building,
+storing, loading), `fingerprint.py` (its folder name) and `collator.py` (reading it back).
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from hf_distill.trainer.model_inputs import select_inputs, unwrap
 
 from .fingerprint import cache_fingerprint, collator_identity, fingerprint_model, fingerprint_rows
-from .store import TeacherCache, build_teacher_cache, check_deterministic_collator, load_teacher_cache, quiet_datasets
+from .store import (
+    TeacherCache,
+    build_teacher_cache,
+    check_deterministic_collator,
+    check_keeps_row_order,
+    load_teacher_cache,
+    quiet_datasets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +77,18 @@ class TeacherCacheMixin:
             # the cache for them from the rows it was attached to, never from rows that already carry it.
             source = self._cache_source_dataset
         self._check_cacheable()
+        if isinstance(source, datasets.Dataset) and source.format["type"] == "custom":
+            raise ValueError(
+                "cache_teacher_logits=True cannot keep the train_dataset's transform (set_transform / "
+                "with_transform): the teacher would see its rows transformed once, the fingerprint would not know the "
+                "transform, and a random one would be frozen. Apply it with dataset.map() first, or set "
+                "cache_teacher_logits=False."
+            )
         dataset = source if isinstance(source, datasets.Dataset) else _to_datasets(source)
         with self._teacher_input_columns_kept():
             visible = self._remove_unused_columns(dataset, description="Training")
         collator = self.data_collator.collator
+        check_keeps_row_order(collator, visible)
         path = self._teacher_cache_root() / cache_fingerprint(
             teacher_hash=fingerprint_model(unwrap(self._teacher_module)),
             rows_hash=fingerprint_rows(visible),
@@ -120,7 +135,17 @@ class TeacherCacheMixin:
             if lengths is not None:
                 attached = attached.add_column(length_column, lengths)
                 self._cache_length_column = length_column
-        if attached.format["type"] is None:
+        own = [*cache.column_names, *([self._cache_length_column] if self._cache_length_column else [])]
+        user_format = dataset.format  # concatenate_datasets drops it: the user's collator expects it
+        if user_format["type"] is not None:
+            kept = [column for column in user_format["columns"] or [] if column in attached.column_names]
+            attached = attached.with_format(
+                user_format["type"],
+                columns=[*kept, *own],
+                output_all_columns=user_format["output_all_columns"],
+                **user_format["format_kwargs"],
+            )
+        elif attached.format["type"] is None:
             # Cache columns come out as numpy arrays, not Python lists of floats; the rest as the user's collator
             # expects.
             attached = attached.with_format("numpy", columns=cache.column_names, output_all_columns=True)

@@ -300,8 +300,9 @@ def test_default_cache_dir_is_under_output_dir_and_a_partial_cache_is_never_read
         train_dataset=data,
         data_collator=tiny.collate,
     )
-    shutil.rmtree(cache.path)
-    assert rebuilt.prepare_teacher_cache().built
+    again = rebuilt.prepare_teacher_cache()  # the incomplete folder is in the way of the finished one: replaced
+    assert again.built and again.path == cache.path and (cache.path / "hf_distill_teacher_cache.json").is_file()
+    assert not [p for p in cache.path.parent.iterdir() if ".partial" in p.name]  # no build folder left behind
 
 
 # ---- training with the cache --------------------------------------------------------------------------------------
@@ -403,7 +404,113 @@ def test_datasets_dataset_with_text_columns_keeps_them_out_of_the_hash_and_batch
     assert not again.prepare_teacher_cache().built
 
 
+def test_a_build_folder_names_its_host_and_build_not_only_its_process(tmp_path, monkeypatch):
+    # nodes of a shared filesystem (save_on_each_node) often run their builders under the same pid
+    from hf_distill.cache import store
+
+    seen = []
+    real = store.datasets.Dataset.save_to_disk
+    monkeypatch.setattr(
+        store.datasets.Dataset, "save_to_disk", lambda self, path: (seen.append(path), real(self, path))
+    )
+    teacher, student, data = models_and_data("class")
+    cached_trainer(tmp_path, student, teacher, data).prepare_teacher_cache()
+    cached_trainer(tmp_path / "again", student, teacher, data).prepare_teacher_cache()
+    names = [os.path.basename(path) for path in seen]
+    assert len(names) == 2 and len(set(names)) == 2 and all(f"-{os.getpid()}-" in name for name in names)
+    import socket
+
+    assert all(socket.gethostname() in name for name in names)
+
+
+def test_a_collators_other_methods_and_slots_are_part_of_its_identity():
+    # DataCollatorMixin's __call__ dispatches to torch_call: an edited torch_call kept the old cache
+    from transformers.data.data_collator import DataCollatorMixin
+
+    from hf_distill.cache.fingerprint import collator_identity
+
+    class Truncating(DataCollatorMixin):
+        def torch_call(self, rows):
+            return tiny.collate([{**row, "input_ids": row["input_ids"][:4]} for row in rows])
+
+    class Edited(DataCollatorMixin):
+        def torch_call(self, rows):
+            return tiny.collate([{**row, "input_ids": row["input_ids"][:8]} for row in rows])
+
+    Edited.__qualname__ = Truncating.__qualname__  # the same class, its method edited between two runs
+    assert collator_identity(Truncating()) != collator_identity(Edited())
+
+    class Slotted:
+        __slots__ = ("size",)
+
+        def __init__(self, size):
+            self.size = size
+
+        def __call__(self, rows):
+            return tiny.collate(rows)
+
+    assert collator_identity(Slotted(4)) != collator_identity(Slotted(8))
+
+
+def test_a_wrapped_collators_tokenizer_settings_are_part_of_its_identity(tmp_path):
+    from transformers import DataCollatorWithPadding
+
+    from hf_distill.cache.fingerprint import collator_identity
+
+    class Wrapper:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __call__(self, rows):
+            return self.inner(rows)
+
+    left, right = tiny.tokenizer(tmp_path / "l"), tiny.tokenizer(tmp_path / "r")
+    left.padding_side = "left"
+    names = {collator_identity(Wrapper(Wrapper(DataCollatorWithPadding(t)))) for t in (left, right)}
+    assert len(names) == 2
+
+
 # ---- refusals -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["reversed", "sorted"])
+def test_refuses_a_collator_that_reorders_rows(tmp_path, how):
+    # the cached outputs are stacked in the rows' order: a collator sorting by length (for packed sequences) gave the
+    # student other rows' teacher targets
+    teacher, student, data = models_and_data("class")
+
+    def reordering(rows):
+        if how == "reversed":
+            return tiny.collate(rows[::-1])
+        return tiny.collate(sorted(rows, key=lambda row: (-len(row["input_ids"]), list(row["input_ids"]))))
+
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, data_collator=reordering, train_dataset=data,
+                                  args=make_args(tmp_path, cache_teacher_logits=True))  # fmt: skip
+    with pytest.raises(ValueError, match=r"data collator does not keep the order of the rows .*cache_teacher_logits"):
+        trainer.prepare_teacher_cache()
+    assert not (tmp_path / "out" / "teacher_cache").exists()
+
+
+def test_refuses_a_dataset_transform_and_keeps_the_users_format(tmp_path):
+    teacher, student, rows = models_and_data("class")
+    table = datasets.Dataset.from_list([rows[i] for i in range(len(rows))])
+    transformed = table.with_transform(lambda batch: {**batch, "input_ids": [ids[:4] for ids in batch["input_ids"]]})
+    trainer = cached_trainer(tmp_path, student, teacher, transformed)
+    with pytest.raises(ValueError, match=r"transform .*set_transform.*\.map\(\)"):
+        trainer.prepare_teacher_cache()
+    seen = []
+
+    def collate(rows):
+        seen.append(type(rows[0]["input_ids"]))
+        return tiny.collate([{key: torch.as_tensor(value) for key, value in row.items()} for row in rows])
+
+    torch_format = table.with_format("torch")
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, data_collator=collate,
+                                  train_dataset=torch_format, args=make_args(tmp_path / "t", cache_teacher_logits=True,
+                                                                             max_steps=1))  # fmt: skip
+    seen.clear()
+    trainer.train()
+    assert seen and all(kind is torch.Tensor for kind in seen)  # the rows come as the user formatted them
 
 
 def test_refuses_collators_that_mask_at_random(tmp_path):
