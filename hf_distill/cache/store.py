@@ -19,6 +19,8 @@ simply gets a new folder.
 from __future__ import annotations
 
 import contextlib
+import copy
+import glob
 import json
 import logging
 import os
@@ -117,13 +119,14 @@ def check_keeps_row_order(collator: Any, dataset: Any) -> None:
     if count < 2:
         return
     rows = [dataset[index] for index in range(count)]
-    forwards = collator(list(rows))
+    # each call gets its own copies: a collator may edit its rows (labels = [row.pop("labels") ...])
+    forwards = collator(copy.deepcopy(rows))
     probes = (
         ("reversed", rows[::-1], lambda value: value.flip(0)),
         ("rotated by one", rows[1:] + rows[:1], lambda value: value.roll(-1, dims=0)),
     )
     for how, probe, expected in probes:
-        collated = collator(probe)
+        collated = collator(copy.deepcopy(probe))
         for key, value in forwards.items():
             other = collated.get(key) if hasattr(collated, "get") else None
             if not isinstance(value, torch.Tensor) or not isinstance(other, torch.Tensor) or value.dim() == 0:
@@ -254,18 +257,48 @@ def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     # host, process and a random part: builders on several nodes of one filesystem often share a pid
     partial = path.parent / f".{path.name}.partial-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    _remove_abandoned_builds(path)
     columns.save_to_disk(str(partial))
     (partial / _METADATA_FILE).write_text(json.dumps(metadata))
-    if path.is_dir() and not (path / _METADATA_FILE).is_file():
-        # a folder without its completion file (a copy cut short, a deleted metadata file) is nobody's finished
-        # cache: a rename onto it would fail for ever
-        shutil.rmtree(path, ignore_errors=True)
     try:
         partial.rename(path)
-    except OSError:  # another process finished the same cache first: theirs is identical
+        return
+    except OSError:
+        if (path / _METADATA_FILE).is_file():  # another process finished the same cache first: theirs is identical
+            shutil.rmtree(partial, ignore_errors=True)
+            return
+    # A folder without its completion file (a copy cut short, a deleted metadata file) is in the way, and a rename
+    # onto it fails for ever: moved aside, deleted, and ours put in its place (a builder that completed it in the
+    # meantime wrote the same outputs).
+    aside = path.parent / f".{path.name}.incomplete-{uuid.uuid4().hex[:8]}"
+    with contextlib.suppress(OSError):
+        path.rename(aside)
+    shutil.rmtree(aside, ignore_errors=True)
+    try:
+        partial.rename(path)
+    except OSError:
         shutil.rmtree(partial, ignore_errors=True)
         if not (path / _METADATA_FILE).is_file():
             raise
+
+
+def _remove_abandoned_builds(path: Path) -> None:
+    """Deletes build folders of `path` that this machine's crashed builders left (their process is gone)."""
+    prefix = f".{path.name}.partial-{socket.gethostname()}-"
+    for folder in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def _row_lengths(dataset: datasets.Dataset, column: str) -> np.ndarray:

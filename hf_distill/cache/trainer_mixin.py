@@ -139,11 +139,10 @@ class TeacherCacheMixin:
         user_format = dataset.format  # concatenate_datasets drops it: the user's collator expects it
         if user_format["type"] is not None:
             kept = [column for column in user_format["columns"] or [] if column in attached.column_names]
+            # its type and columns, not its options: a dtype=torch.long or device="cuda" would apply to the cached
+            # float outputs as well (truncated; moved off the CPU the cache collator reads them on)
             attached = attached.with_format(
-                user_format["type"],
-                columns=[*kept, *own],
-                output_all_columns=user_format["output_all_columns"],
-                **user_format["format_kwargs"],
+                user_format["type"], columns=[*kept, *own], output_all_columns=user_format["output_all_columns"]
             )
         elif attached.format["type"] is None:
             # Cache columns come out as numpy arrays, not Python lists of floats; the rest as the user's collator

@@ -115,7 +115,8 @@ def push_folder(
         private: as `--hub_private_repo`: True makes a new repo private; None leaves it to the Hub's default (public,
             or the organization's setting). An existing repo keeps its visibility.
         revision: as `--hub_revision`: the branch to commit to (created from main when missing); None: main.
-        not_pushed: patterns kept local besides `IGNORE_ON_PUSH` (an earlier run's records in the folder).
+        not_pushed: patterns kept local besides `IGNORE_ON_PUSH` (an earlier run's records in the folder), and
+            deleted from the repo in the same commit when an earlier push left them there.
     """
     from huggingface_hub import HfApi
 
@@ -129,6 +130,8 @@ def push_folder(
         folder_path=str(folder),
         commit_message="Distilled with hf-distill",
         ignore_patterns=[*IGNORE_ON_PUSH, *not_pushed],
+        # and an earlier push's copy goes: it would stand beside a student it did not make
+        delete_patterns=list(not_pushed) or None,
         revision=revision,
     )
     logger.info("Pushed %s to %s", folder, repo_id)

@@ -423,6 +423,39 @@ def test_a_build_folder_names_its_host_and_build_not_only_its_process(tmp_path, 
     assert all(socket.gethostname() in name for name in names)
 
 
+def test_build_folders_of_crashed_builders_on_this_machine_are_removed(tmp_path):
+    import socket
+
+    teacher, student, data = models_and_data("class")
+    root = tmp_path / "cache"
+    cache = cached_trainer(tmp_path, student, teacher, data).prepare_teacher_cache()
+    shutil.rmtree(cache.path)
+    dead = next(pid for pid in range(4_000_000, 4_100_000) if not os.path.exists(f"/proc/{pid}"))
+    abandoned = root / f".{cache.path.name}.partial-{socket.gethostname()}-{dead}-0a1b2c3d"
+    elsewhere = root / f".{cache.path.name}.partial-another-host-{dead}-0a1b2c3d"  # its process may still run
+    running = root / f".{cache.path.name}.partial-{socket.gethostname()}-{os.getppid()}-0a1b2c3d"
+    for folder in (abandoned, elsewhere, running):
+        folder.mkdir(parents=True)
+    assert (
+        cached_trainer(tmp_path / "again", student, teacher, data, teacher_cache_dir=str(root))
+        .prepare_teacher_cache()
+        .built
+    )
+    assert not abandoned.exists() and elsewhere.exists() and running.exists()
+
+
+def test_a_collator_that_edits_its_rows_passes_the_order_probe(tmp_path):
+    teacher, student, data = models_and_data("class")
+
+    def popping(rows):  # the tutorial pattern: labels popped out of the rows
+        labels = torch.tensor([row.pop("labels") for row in rows])
+        return {**tiny.collate([{**row, "labels": 0} for row in rows]), "labels": labels}
+
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, data_collator=popping, train_dataset=data,
+                                  args=make_args(tmp_path, cache_teacher_logits=True))  # fmt: skip
+    assert trainer.prepare_teacher_cache().built
+
+
 def test_a_collators_other_methods_and_slots_are_part_of_its_identity():
     # DataCollatorMixin's __call__ dispatches to torch_call: an edited torch_call kept the old cache
     from transformers.data.data_collator import DataCollatorMixin
@@ -511,6 +544,11 @@ def test_refuses_a_dataset_transform_and_keeps_the_users_format(tmp_path):
     seen.clear()
     trainer.train()
     assert seen and all(kind is torch.Tensor for kind in seen)  # the rows come as the user formatted them
+    # the format's options are the user's columns', never the cache's: an integer dtype would truncate the logits
+    long_format = table.with_format("torch", dtype=torch.long)
+    trainer = cached_trainer(tmp_path / "long", student, teacher, long_format)
+    trainer.prepare_teacher_cache()
+    assert trainer.train_dataset[0][LOGITS_COLUMN].is_floating_point()
 
 
 def test_refuses_collators_that_mask_at_random(tmp_path):

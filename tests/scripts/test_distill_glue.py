@@ -373,6 +373,7 @@ class FakeHub:
     """Stands in for huggingface_hub.HfApi: records the calls, uploads nothing, never touches the network."""
 
     calls: list[tuple] = []
+    deleted: list[str] | None = None  # the last upload's delete_patterns
 
     def __init__(self, token=None):
         self.token = token
@@ -387,13 +388,15 @@ class FakeHub:
     def create_branch(self, repo_id, *, branch, exist_ok=False):
         FakeHub.calls.append(("create_branch", repo_id, branch, exist_ok))
 
-    def upload_folder(self, *, repo_id, folder_path, commit_message, ignore_patterns, revision=None):
+    def upload_folder(self, *, repo_id, folder_path, commit_message, ignore_patterns, revision=None,
+                      delete_patterns=None):  # fmt: skip
         from huggingface_hub.utils import filter_repo_objects
 
         files = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
         uploaded = sorted(filter_repo_objects(files, ignore_patterns=ignore_patterns))
         contents = [(Path(folder_path) / name).read_bytes() for name in uploaded]
         FakeHub.calls.append(("upload_folder", repo_id, uploaded, contents, revision))
+        FakeHub.deleted = delete_patterns
 
 
 @needs_glue
@@ -451,6 +454,7 @@ def test_a_rerun_without_a_search_does_not_push_an_earlier_searchs_record(tmp_pa
     distill_glue.main([*flags, "--overwrite_output_dir", "true", "--hub_token", "hf_" + "q" * 34])
     uploaded = FakeHub.calls[-1][2]
     assert "README.md" in uploaded and "hp_search.json" not in uploaded
+    assert FakeHub.deleted == ["hp_search.json"]  # nor left on the Hub by an earlier push
     assert (out / "hp_search.json").exists()  # kept locally: not this run's to delete
 
 
