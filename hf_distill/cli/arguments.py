@@ -164,6 +164,12 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
                 f"{key!r} in {path} is a list ({value!r}), but {key} takes one value of type {takes}. Give a single "
                 "value, e.g. " + f"{key}: {value[0] if value else '...'}."
             )
+        if isinstance(value, bool) and "bool" not in takes:
+            # YAML 1.1 reads an unquoted no/off/yes/on as a boolean: `eval_strategy: no` arrived as "false"
+            raise ValueError(
+                f"{key!r} in {path} is the YAML boolean {str(value).lower()} (an unquoted no, off, yes or on is read "
+                f'as one), but {key} takes a value of type {takes}: quote it, e.g. {key}: "no".'
+            )
         if isinstance(value, dict) and "dict" not in takes and "str" not in takes:
             raise ValueError(f"{key!r} in {path} is a mapping ({value!r}), but {key} takes a value of type {takes}.")
         flags.append(f"--{key}")

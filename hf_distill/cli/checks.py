@@ -166,6 +166,31 @@ def _check_label_order(config, label_names: list[str], model_args) -> None:
     )
 
 
+def check_search_plan(model_args, data_args, training_args) -> None:
+    """Refusals of `--hp_search_trials` that need no data: settings a trial cannot change, and a journal of an earlier
+    search that this run could only find out, after fitting a teacher, it cannot resume."""
+    if training_args.max_steps > 0:
+        raise ValueError(
+            f"--hp_search_trials searches num_train_epochs (1 to 3), which --max_steps {training_args.max_steps} "
+            "overrides: the trials would train alike and report epochs they did not run. Drop --max_steps."
+        )
+    from .hp_search import STUDY_FILE  # optuna's module, imported only when searching
+
+    journal = Path(training_args.output_dir) / STUDY_FILE
+    teacher_dir = Path(training_args.output_dir) / "teacher"
+    if (
+        model_args.finetune_teacher
+        and journal.exists()
+        and not (teacher_dir / "config.json").exists()
+        and not data_args.overwrite_output_dir
+    ):
+        raise ValueError(
+            f"{journal} holds the trials of an earlier search scored with another teacher than the one "
+            "--finetune_teacher would fit now, so they cannot be resumed. Nothing was trained; pass "
+            "--overwrite_output_dir to start afresh (the journal is kept beside it), or choose another --output_dir."
+        )
+
+
 def check_before_loading(model_args, data_args, training_args) -> str | None:
     """The refusals that cost nothing: the output folder, the Hub push (its repo id included), the model paths.
 
@@ -184,6 +209,8 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
             f"--teacher_model_name_or_path {teacher_dir} --finetune_teacher false to reuse it (to resume its search "
             "or run), --overwrite_output_dir to refit it, or choose another --output_dir."
         )
+    if getattr(data_args, "hp_search_trials", None):  # distill_mlm has no search
+        check_search_plan(model_args, data_args, training_args)
     check_training_numbers(training_args)
     check_cache_engine(training_args)
     check_planned_data_parallel_only(training_args)  # the trainers refuse it too, but only once built

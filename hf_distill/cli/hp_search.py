@@ -247,14 +247,23 @@ def _open_study(path: Path, fingerprint: str, *, restart: bool):
                     f"pass --overwrite_output_dir to start afresh (that file is kept as {path.name}.replaced); "
                     "or choose another --output_dir."
                 )
-            logger.warning("Starting the search afresh: %s held another search's trials (kept as .replaced).", path)
-            path.replace(path.with_name(path.name + ".replaced"))
+            kept = _free_name(path.with_name(path.name + ".replaced"))  # an earlier set-aside journal stays too
+            logger.warning("Starting the search afresh: %s held another search's trials (kept as %s).", path, kept)
+            path.replace(kept)
     journal = storage()
     study = optuna.create_study(study_name=STUDY_NAME, storage=journal, direction="maximize", load_if_exists=True)
     study.set_user_attr("fingerprint", fingerprint)
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # stopped mid-trial: run again, not counted
     return journal, study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or `path`-2, -3... the first that does not exist."""
+    candidate, number = path, 2
+    while candidate.exists():
+        candidate, number = path.with_name(f"{path.name}-{number}"), number + 1
+    return candidate
 
 
 def _settings_of(index: int, trial, objective_metric: str, training_args: Any, *, regression: bool) -> dict[str, Any]:

@@ -3,6 +3,9 @@ hyperparameter-search trial), its hidden-state projection attached, and saved wi
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +26,15 @@ class StudentSetupMixin:
     def _check_student(self, student: nn.Module, args: DistillationTrainingArguments) -> None:
         if student is self._unplaced_teacher:
             raise ValueError("the student is the teacher object itself: build a separate student to distil into.")
+        teachers = {id(parameter) for parameter in self._unplaced_teacher.parameters()}
+        shared = [name for name, parameter in student.named_parameters() if id(parameter) in teachers]
+        if shared:
+            # freezing (and casting) the teacher would freeze those student weights too, without a word
+            raise ValueError(
+                f"the student shares {len(shared)} parameter(s) with the teacher (e.g. {shared[0]}): freezing the "
+                "teacher would freeze them in the student. Give the student copies (copy.deepcopy of the teacher's "
+                "module) instead of the teacher's own modules."
+            )
         check_distillable(student, self._unplaced_teacher)
         if args.alpha_cos > 0:
             check_hidden_sizes(student, self._unplaced_teacher)
@@ -34,8 +46,13 @@ class StudentSetupMixin:
         student = super().call_model_init(trial)
         if trial is None or self.hp_search_backend is None:
             self._check_student(student, self.args)
-        # else: Trainer builds a trial's student before it applies the trial's values to `args`; `_hp_search_setup`
-        # checks it (and attaches its projection) with them
+            return student
+        # A trial's student is checked (and given its projection) with the trial's values in `args`: transformers
+        # 5.25 builds it before `_hp_search_setup` applies them, which then checks it; earlier releases built it
+        # after, and it is checked here.
+        self._student_of_trial = trial
+        if getattr(self, "_args_of_trial", None) is trial:
+            self._check_student(student, self.args)
         return student
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -60,6 +77,28 @@ class StudentSetupMixin:
         finally:
             self._saving_to_push = False
 
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """[`~transformers.Trainer._push_from_checkpoint`] (`push_to_hub` with a `hub_strategy` other than "end"):
+        the student it copies from the checkpoint into the repo's root is the checkpoint's weights without the
+        hidden-state projection (the checkpoint keeps it, for resume; a `hub_strategy` that also uploads checkpoints
+        uploads them whole)."""
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+        from transformers.utils import CONFIG_NAME, GENERATION_CONFIG_NAME, SAFE_WEIGHTS_NAME
+
+        source = Path(checkpoint_folder) / SAFE_WEIGHTS_NAME
+        if getattr(unwrap(self.model), PROJECTION_NAME, None) is None or not source.is_file():
+            return super()._push_from_checkpoint(checkpoint_folder)  # no projection, or sharded weights
+        with tempfile.TemporaryDirectory() as folder:
+            with safe_open(str(source), framework="pt") as weights:
+                kept = {k: weights.get_tensor(k) for k in weights.keys() if not k.startswith(PROJECTION_NAME + ".")}
+                metadata = weights.metadata()
+            save_file(kept, str(Path(folder) / SAFE_WEIGHTS_NAME), metadata=metadata)
+            for name in (CONFIG_NAME, GENERATION_CONFIG_NAME):
+                if (Path(checkpoint_folder) / name).is_file():
+                    shutil.copy(Path(checkpoint_folder) / name, Path(folder) / name)
+            return super()._push_from_checkpoint(folder)  # copies the files into output_dir before it returns
+
     def _hp_search_setup(self, trial: Any) -> None:
         """Applies a trial's values to `args` (Trainer), then re-validates them and rebuilds the table of loss terms:
         a trial may change any weight, the temperature or the learning rate."""
@@ -67,7 +106,8 @@ class StudentSetupMixin:
         if trial is None or self.hp_search_backend is None:
             return
         self.args.validate_distillation()
-        if self.model is not None:
+        self._args_of_trial = trial
+        if self.model is not None and getattr(self, "_student_of_trial", None) is trial:
             self._check_student(unwrap(self.model), self.args)  # this trial's weights, map and seed
         self._hidden_pairs = None  # a trial may change hidden_layer_map
         self._loss_terms = active_terms(self.args)

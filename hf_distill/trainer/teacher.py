@@ -5,8 +5,9 @@ reduce, and DDP refuses it), never be handed to the optimizer, and never be save
 engine (REFERENCES.md, "The frozen teacher under each Accelerate mode"):
 
 - one device or DDP: moved to the student's device; under bf16 its weights are stored in bf16 (autocast only caches
-  casts of weights that require grad, so fp32 weights would be re-cast every step); under fp16 the weights stay as
-  they are and autocast runs the matmuls in fp16 (fp16 weights risk overflow);
+  casts of weights that require grad, so fp32 weights would be re-cast every step); otherwise in float32 (a
+  half-precision checkpoint is cast up), and under fp16 autocast runs the matmuls in fp16 (fp16 weights risk
+  overflow);
 - DeepSpeed: its own inference engine, partitioned under ZeRO-3 (a teacher bigger than one GPU must fit);
 - FSDP: sharded with the same plugin as the student, each layer resharded after its forward.
 """
@@ -47,6 +48,11 @@ def prepare_teacher(teacher: nn.Module, accelerator: Accelerator, *, micro_batch
     if accelerator.distributed_type == DistributedType.FSDP:
         return _prepare_fsdp(teacher, accelerator)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
+    if dtype is None and any(p.dtype in (torch.float16, torch.bfloat16) for p in teacher.parameters()):
+        # a half-precision checkpoint (transformers 5 loads it as stored): float32 weights, as the training's, with
+        # autocast doing fp16 matmuls under fp16 (fp16 weights risk overflow)
+        logger.info("The teacher's half-precision weights are cast to float32 (the training runs without bf16).")
+        dtype = torch.float32
     return teacher.to(device=accelerator.device, dtype=dtype)
 
 
@@ -94,7 +100,8 @@ def _prepare_fsdp(teacher: nn.Module, accelerator: Accelerator) -> nn.Module:
     if getattr(plugin, "fsdp_version", 1) == 2:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-        teacher.to(accelerator.device)
+        # no teacher.to(device) first: fully_shard moves each module's own weights to the mesh's device as it shards
+        # them, so a teacher bigger than one GPU is never whole on one
         kwargs = {"reshard_after_forward": True}
         if accelerator.mixed_precision in ("bf16", "fp16"):
             dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float16

@@ -92,6 +92,37 @@ def test_a_search_run_again_resumes_and_a_larger_trial_count_extends_it(tmp_path
     assert [row["trial"] for row in resumed["trials"]] == [0, 1, 2]
 
 
+def test_every_trial_starts_from_the_given_students_weights_and_leaves_them_untouched(tmp_path, monkeypatch):
+    # a model_init handing out the student itself would let each trial start from the last one's training
+    import torch
+
+    from hf_distill.cli import hp_search
+
+    built = []
+    original = hp_search.DistillationTrainer.call_model_init
+
+    def recording(self, trial=None):
+        student = original(self, trial)
+        built.append((id(student), {k: v.detach().clone() for k, v in student.state_dict().items()}))
+        return student
+
+    monkeypatch.setattr(hp_search.DistillationTrainer, "call_model_init", recording)
+    given = {}
+    real_run = hp_search.run_hp_search
+
+    def keeping(*, student, **kwargs):
+        given["student"], given["before"] = student, {k: v.clone() for k, v in student.state_dict().items()}
+        return real_run(student=student, **kwargs)
+
+    monkeypatch.setattr(hp_search, "run_hp_search", keeping)
+    search(tmp_path, 2, monkeypatch=monkeypatch)
+    student, before = given["student"], given["before"]
+    trials = [state for object_id, state in built if object_id != id(student)]
+    assert len(trials) >= 2 and all(object_id != id(student) for object_id, _ in built)
+    for state in [*trials, student.state_dict()]:
+        assert all(torch.equal(state[key], value) for key, value in before.items())
+
+
 def test_an_interrupted_trial_runs_again_and_another_searchs_journal_is_refused(tmp_path, monkeypatch):
     import json
 
@@ -122,6 +153,11 @@ def test_an_interrupted_trial_runs_again_and_another_searchs_journal_is_refused(
     assert journal.read_bytes() == before  # refused: nothing lost
     assert len(search(tmp_path, 2, teacher_seed=1, restart=True, monkeypatch=monkeypatch)) == 2  # afresh
     assert (tmp_path / "out" / "hp_search_study.journal.replaced").read_bytes() == before  # the old one kept
+    second = journal.read_bytes()
+    assert len(search(tmp_path, 1, teacher_seed=2, restart=True, monkeypatch=monkeypatch)) == 1  # afresh again
+    # a second set-aside keeps both (it overwrote the first)
+    assert (tmp_path / "out" / "hp_search_study.journal.replaced").read_bytes() == before
+    assert (tmp_path / "out" / "hp_search_study.journal.replaced-2").read_bytes() == second
     journal.write_bytes(b"")  # killed before its study was written
     with pytest.raises(ValueError, match=r"holds the trials of another search"):
         search(tmp_path, 1, teacher_seed=1, monkeypatch=monkeypatch)

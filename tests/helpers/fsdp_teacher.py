@@ -77,8 +77,11 @@ def main(output_dir: str, mode: str) -> None:
     data = tiny.class_rows(32, seed=2)
     teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
     reference = tiny.classifier(layers=2, seed=0, initializer_range=0.5).eval()
+    moves = []  # whole-model moves of the teacher: fully_shard moves each layer itself, a shard at a time
     if mode == "sharded":
         trainer_module.prepare_teacher = shard_with_fsdp2
+        real_to = teacher.to
+        teacher.to = lambda *a, **k: (moves.append(repr((a, k))), real_to(*a, **k))[1]
     elif mode == "zero3":
         trainer_module.prepare_teacher = partition_with_zero3
     student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
@@ -91,6 +94,7 @@ def main(output_dir: str, mode: str) -> None:
     args = make_args(Path(output_dir), per_device_train_batch_size=4, **EXACT_UPDATES, **fsdp)
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data,
                                   data_collator=tiny.collate)  # fmt: skip
+    moves_before_sharded = list(moves)  # (evaluation later moves the sharded teacher: its shards, a no-op here)
     batch = tiny.collate([data[i] for i in range(8)])
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with torch.no_grad():
@@ -126,6 +130,7 @@ def main(output_dir: str, mode: str) -> None:
             "expected": expected,
             "whole": None if whole is None else {k: v.clone() for k, v in whole.state_dict().items()},
             "whole_type": type(whole).__name__,
+            "teacher_moves": moves_before_sharded,
         },
         Path(output_dir) / f"rank{trainer.args.process_index}.pt",
     )

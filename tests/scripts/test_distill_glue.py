@@ -218,6 +218,15 @@ def test_yaml_sets_values_flags_override_and_unknown_keys_are_named(tmp_path):
     config.write_text(config.read_text() + "temprature: 1.0\n")
     with pytest.raises(ValueError, match="Unknown key 'temprature'"):
         parse_arguments([str(config)])
+    # YAML reads an unquoted `no` as false: it reached the parser as "--eval_strategy false" (invalid choice)
+    config.write_text(
+        f"teacher_model_name_or_path: t\nstudent_num_layers: 1\ntask_name: sst2\noutput_dir: {tmp_path / 'o'}\n"
+        "eval_strategy: no\n"
+    )
+    with pytest.raises(ValueError, match=r"'eval_strategy' in .* is the YAML boolean false .* quote it"):
+        parse_arguments([str(config)])
+    config.write_text(config.read_text().replace("eval_strategy: no", 'eval_strategy: "no"\nbf16: no'))
+    assert parse_arguments([str(config)])[2].eval_strategy == "no"  # quoted; a bool option takes no as false
 
 
 def test_a_student_chosen_by_flag_replaces_the_configs_choice(tmp_path):

@@ -333,6 +333,19 @@ def test_refuses_a_masked_lm_that_is_missing_or_has_no_masked_lm_head_before_the
 
 
 @needs_glue
+def test_refuses_search_plans_that_cannot_work_before_the_teachers_fine_tune(tmp_path, teacher_folder):
+    search = ["--hp_search_trials", "2", "--validation_split_size", "16", "--finetune_teacher", "true"]
+    # --max_steps overrides the searched epochs: the trials trained alike and reported epochs they never ran
+    refuse(tmp_path, sst2_flags(tmp_path, teacher_folder, *search, "--max_steps", "5"),
+           r"--hp_search_trials searches num_train_epochs .* --max_steps 5 overrides.*Drop --max_steps")  # fmt: skip
+    # an earlier search's journal, scored with another teacher: found only after the fine-tune had written one
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "hp_search_study.journal").write_text("{}\n")
+    refuse(tmp_path, sst2_flags(tmp_path, teacher_folder, *search),
+           r"hp_search_study\.journal holds the trials of an earlier search .* --overwrite_output_dir")  # fmt: skip
+
+
+@needs_glue
 def test_card_and_recorded_command_hold_no_machine_path(tmp_path):
     teacher = save_teacher(tmp_path / "my-teacher", num_labels=2)
     distill_glue.main(sst2_flags(tmp_path, teacher, "--unlabeled_train_rows", "16"))

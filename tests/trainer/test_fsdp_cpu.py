@@ -21,6 +21,8 @@ def test_fsdp2_sharded_teacher_matches_the_replicated_one(tmp_path):
     replicated = torch.load(tmp_path / "replicated" / "rank0.pt", weights_only=True)
     for rank in sharded:
         assert rank["world_size"] == 2 and rank["is_dtensor"]
+        # never moved whole before sharding: a teacher bigger than one GPU would not fit there
+        assert rank["teacher_moves"] == []
         # Each rank holds half of every sharded parameter (dim 0 split over 2 ranks) and nothing more.
         local = sum(torch.Size(shape).numel() for shape in rank["local_shapes"].values())
         full = sum(torch.Size(shape).numel() for shape in rank["full_shapes"].values())

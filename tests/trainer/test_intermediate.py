@@ -337,3 +337,61 @@ def test_trainers_push_to_hub_uploads_the_student_without_its_projection(tmp_pat
     trainer.push_to_hub()
     assert len(uploaded) == 1 and uploaded[0] and not any(key.startswith(PROJECTION_NAME) for key in uploaded[0])
     assert hasattr(trainer.model, PROJECTION_NAME)  # still training-ready
+
+
+def test_checkpoint_pushes_upload_the_student_without_its_projection(tmp_path, monkeypatch):
+    # push_to_hub=True (hub_strategy every_save) copied each checkpoint's weights, projection included, into the repo
+    from concurrent.futures import Future
+
+    import transformers.trainer
+
+    uploaded = []
+
+    class Api:
+        def create_repo(self, name, **kwargs):
+            return types.SimpleNamespace(repo_id=name)
+
+        def upload_folder(self, *, folder_path, **kwargs):
+            if str(folder_path) == str(tmp_path / "out"):
+                uploaded.append(load_file(str(tmp_path / "out" / "model.safetensors")))
+            done = Future()
+            done.set_result(None)
+            return done
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", Api)
+    teacher, student = models(student_hidden=16)
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_hidden=1.0, hub_model_id="me/s",
+                           push_to_hub=True, save_strategy="steps", save_steps=1, max_steps=2)  # fmt: skip
+    trainer.train()
+    assert len(uploaded) >= 2 and all(not any(k.startswith(PROJECTION_NAME) for k in state) for state in uploaded)
+    assert all(state.keys() == uploaded[0].keys() and len(state) > 10 for state in uploaded)
+    checkpoint = load_file(str(tmp_path / "out" / "checkpoint-1" / "model.safetensors"))
+    assert any(key.startswith(PROJECTION_NAME) for key in checkpoint)  # the checkpoint keeps it, for resume
+
+
+@pytest.mark.parametrize("order", ["student_first", "values_first"])
+def test_a_trials_student_is_checked_with_the_trials_values_whichever_order_trainer_takes(tmp_path, order):
+    # transformers 5.25 builds the trial's student, then applies the trial's values; earlier releases the reverse,
+    # which checked the last trial's student and gave the new one no projection
+    import optuna
+    from transformers.trainer_utils import HPSearchBackend
+
+    teacher, _ = models()
+    trainer = DistillationTrainer(
+        model_init=lambda: tiny.classifier(layers=2, seed=1, hidden_size=16),
+        teacher_model=teacher,
+        args=make_args(tmp_path),
+        train_dataset=tiny.class_rows(4),
+        data_collator=tiny.collate,
+    )
+    trainer.hp_search_backend = HPSearchBackend.OPTUNA
+    trainer.hp_space = lambda trial: {"alpha_hidden": trial.suggest_float("alpha_hidden", 0.5, 1.0)}
+    for value in (0.5, 1.0):  # two trials, the first leaving its student in trainer.model
+        trial = optuna.trial.FixedTrial({"alpha_hidden": value})
+        if order == "student_first":
+            trainer.model = student = trainer.call_model_init(trial)
+            trainer._hp_search_setup(trial)
+        else:
+            trainer._hp_search_setup(trial)
+            trainer.model = student = trainer.call_model_init(trial)
+        assert trainer.args.alpha_hidden == value and hasattr(student, PROJECTION_NAME)

@@ -251,6 +251,22 @@ def test_bf16_runs_the_teacher_in_half_precision_and_keeps_fp32_student(tmp_path
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
 
 
+def test_a_half_precision_teacher_runs_in_float32_without_bf16(tmp_path):
+    # transformers 5 loads a checkpoint in the dtype it was stored in: an fp16 teacher stayed fp16 in fp32 training
+    teacher = tiny.classifier(layers=2, seed=0).half()
+    trainer = make_trainer(tmp_path, tiny.classifier(layers=1, seed=1), teacher, tiny.class_rows(8), max_steps=1)
+    assert all(p.dtype == torch.float32 for p in trainer.teacher_model.parameters())
+    trainer.train()
+
+
+def test_a_student_sharing_the_teachers_modules_is_refused(tmp_path):
+    # freezing the teacher froze the shared student weights without a word
+    teacher, student = tiny.classifier(layers=2, seed=0), tiny.classifier(layers=1, seed=1)
+    student.bert.embeddings = teacher.bert.embeddings
+    with pytest.raises(ValueError, match=r"shares 5 parameter\(s\) with the teacher \(e\.g\. bert\.embeddings\."):
+        make_trainer(tmp_path, student, teacher, tiny.class_rows(4))
+
+
 # ---- gradient accumulation ----------------------------------------------------------------------------------------
 
 

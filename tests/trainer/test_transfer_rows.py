@@ -147,7 +147,10 @@ def test_hyperparameter_search_tries_distillation_settings_with_optuna(tmp_path)
     class Recording(DistillationTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:
-                seen.append((self.args.temperature, self.args.alpha_kd, [t.name for t, _ in self._loss_terms]))
+                weights = {t.name: w for t, w in self._loss_terms}
+                seen.append((self.args.temperature, self.args.alpha_kd, list(weights)))
+                # the table of terms is rebuilt with the trial's weights, not only the arguments changed
+                assert weights["kd"] == self.args.alpha_kd and weights["task"] == self.args.alpha_task
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     trainer = Recording(
