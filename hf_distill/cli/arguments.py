@@ -146,7 +146,7 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
     if not isinstance(values, dict):
         raise ValueError(f"Config file {path} must hold a mapping of option: value, got {type(values).__name__}.")
     types = {
-        f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        f.name: _type_name(_declared_type(dataclass_type, f))
         for dataclass_type in parser.dataclass_types
         for f in fields(dataclass_type)
         if f.init
@@ -164,11 +164,11 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
                 f"{key!r} in {path} is a list ({value!r}), but {key} takes one value of type {takes}. Give a single "
                 "value, e.g. " + f"{key}: {value[0] if value else '...'}."
             )
-        if isinstance(value, bool) and "bool" not in takes:
+        if isinstance(value, bool) and "bool" not in takes and f"Literal[{value}]" not in takes:
             # YAML 1.1 reads an unquoted no/off/yes/on as a boolean: `eval_strategy: no` arrived as "false"
             raise ValueError(
                 f"{key!r} in {path} is the YAML boolean {str(value).lower()} (an unquoted no, off, yes or on is read "
-                f'as one), but {key} takes a value of type {takes}: quote it, e.g. {key}: "no".'
+                f'as one), but {key} takes a value of type {takes}: quote the text you mean, e.g. {key}: "no".'
             )
         if isinstance(value, dict) and "dict" not in takes and "str" not in takes:
             raise ValueError(f"{key!r} in {path} is a mapping ({value!r}), but {key} takes a value of type {takes}.")
@@ -180,6 +180,22 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
         else:
             flags.append(_scalar(value))
     return flags
+
+
+def _declared_type(dataclass_type: type, field: Any) -> Any:
+    """A field's annotation as written: HfArgumentParser rewrites `field.type` in place (`str | None | Literal[False]`
+    becomes `str`)."""
+    for klass in dataclass_type.__mro__:
+        if field.name in getattr(klass, "__annotations__", {}):
+            return klass.__annotations__[field.name]
+    return field.type
+
+
+def _type_name(annotation: Any) -> str:
+    # a class by its name; unions and generics written out (typing.Union's __name__ is only "Union")
+    if isinstance(annotation, str):
+        return annotation
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
 
 
 def _scalar(value: Any) -> str:

@@ -78,17 +78,25 @@ class StudentSetupMixin:
             self._saving_to_push = False
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        """[`~transformers.Trainer._push_from_checkpoint`] (`push_to_hub` with a `hub_strategy` other than "end"):
-        the student it copies from the checkpoint into the repo's root is the checkpoint's weights without the
-        hidden-state projection (the checkpoint keeps it, for resume; a `hub_strategy` that also uploads checkpoints
-        uploads them whole)."""
+        """[`~transformers.Trainer._push_from_checkpoint`] under `push_to_hub` with `hub_strategy="every_save"` (the
+        default): the student it copies from the checkpoint into the repo's root is the checkpoint's weights without
+        the hidden-state projection (the checkpoint keeps it, for resume). The strategies that also upload the
+        checkpoints ("checkpoint", "all_checkpoints") upload them as saved, and the root's copy with them."""
         from safetensors import safe_open
         from safetensors.torch import save_file
+        from transformers.trainer_utils import HubStrategy
         from transformers.utils import CONFIG_NAME, GENERATION_CONFIG_NAME, SAFE_WEIGHTS_NAME
 
         source = Path(checkpoint_folder) / SAFE_WEIGHTS_NAME
-        if getattr(unwrap(self.model), PROJECTION_NAME, None) is None or not source.is_file():
-            return super()._push_from_checkpoint(checkpoint_folder)  # no projection, or sharded weights
+        busy = self.push_in_progress is not None and not self.push_in_progress.is_done()
+        if (
+            getattr(unwrap(self.model), PROJECTION_NAME, None) is None
+            or not self.is_world_process_zero()  # (Trainer returns at once there, and rank 0 may be writing source)
+            or self.args.hub_strategy != HubStrategy.EVERY_SAVE  # the checkpoint folder itself is uploaded, later
+            or (busy and not self.args.hub_always_push)  # Trainer skips this push
+            or not source.is_file()  # sharded weights
+        ):
+            return super()._push_from_checkpoint(checkpoint_folder)
         with tempfile.TemporaryDirectory() as folder:
             with safe_open(str(source), framework="pt") as weights:
                 kept = {k: weights.get_tensor(k) for k in weights.keys() if not k.startswith(PROJECTION_NAME + ".")}

@@ -223,10 +223,15 @@ def test_yaml_sets_values_flags_override_and_unknown_keys_are_named(tmp_path):
         f"teacher_model_name_or_path: t\nstudent_num_layers: 1\ntask_name: sst2\noutput_dir: {tmp_path / 'o'}\n"
         "eval_strategy: no\n"
     )
-    with pytest.raises(ValueError, match=r"'eval_strategy' in .* is the YAML boolean false .* quote it"):
+    with pytest.raises(
+        ValueError, match=r"'eval_strategy' in .* is the YAML boolean false .* quote the text you mean"
+    ):
         parse_arguments([str(config)])
     config.write_text(config.read_text().replace("eval_strategy: no", 'eval_strategy: "no"\nbf16: no'))
     assert parse_arguments([str(config)])[2].eval_strategy == "no"  # quoted; a bool option takes no as false
+    # an option that takes False among its values (typing.Literal[False]) keeps taking it
+    config.write_text(config.read_text() + "trackio_static_space_id: false\n")
+    assert parse_arguments([str(config)])[2].trackio_static_space_id in (False, "false")
 
 
 def test_a_student_chosen_by_flag_replaces_the_configs_choice(tmp_path):

@@ -367,6 +367,38 @@ def test_checkpoint_pushes_upload_the_student_without_its_projection(tmp_path, m
     assert all(state.keys() == uploaded[0].keys() and len(state) > 10 for state in uploaded)
     checkpoint = load_file(str(tmp_path / "out" / "checkpoint-1" / "model.safetensors"))
     assert any(key.startswith(PROJECTION_NAME) for key in checkpoint)  # the checkpoint keeps it, for resume
+    # another rank returns before reading a file rank 0 may still be writing, as Trainer's own does
+    (tmp_path / "out" / "checkpoint-1" / "model.safetensors").write_bytes(b"half written")
+    monkeypatch.setattr(type(trainer), "is_world_process_zero", lambda self: False)
+    trainer._push_from_checkpoint(str(tmp_path / "out" / "checkpoint-1"))
+
+
+def test_hub_strategy_checkpoint_uploads_the_checkpoint_folder_itself(tmp_path, monkeypatch):
+    # the override handed Trainer a temporary folder, deleted before the background upload of "the checkpoint" read it
+    from concurrent.futures import Future
+
+    import transformers.trainer
+
+    folders = []
+
+    class Api:
+        def create_repo(self, name, **kwargs):
+            return types.SimpleNamespace(repo_id=name)
+
+        def upload_folder(self, *, folder_path, path_in_repo=None, **kwargs):
+            folders.append((str(folder_path), path_in_repo))
+            done = Future()
+            done.set_result(None)
+            return done
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", Api)
+    teacher, student = models(student_hidden=16)
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_hidden=1.0, hub_model_id="me/s",
+                           push_to_hub=True, hub_strategy="all_checkpoints", save_strategy="steps", save_steps=1,
+                           max_steps=1)  # fmt: skip
+    trainer.train()
+    pushed = [(folder, where) for folder, where in folders if where is not None]
+    assert pushed == [(str(tmp_path / "out" / "checkpoint-1"), "checkpoint-1")]
 
 
 @pytest.mark.parametrize("order", ["student_first", "values_first"])
