@@ -97,9 +97,8 @@ def reference_hidden_mse(student, teacher, mask):
     return total / count if count else 0.0
 
 
-def reference_attention_kl(student, teacher, mask):
-    """MiniLM's attention KL: per head and counted query, KL(teacher row || student row) over the counted keys,
-    each row renormalised over those keys; mean over heads, then mean over counted queries."""
+def _mean_over_counted_queries(student, teacher, mask, row_kl):
+    """`row_kl(student_row, teacher_row)` over the counted keys, averaged over heads, then over counted queries."""
     student, teacher = _nested(student), _nested(teacher)
     batch, heads, length = len(student), len(student[0]), len(student[0][0])
     mask = [[1] * length for _ in range(batch)] if mask is None else _nested(mask)
@@ -109,44 +108,37 @@ def reference_attention_kl(student, teacher, mask):
         for i in range(length):
             if not mask[b][i]:
                 continue
-            per_head = 0.0
-            for h in range(heads):
-                p = [teacher[b][h][i][j] for j in keys]
-                q = [student[b][h][i][j] for j in keys]
-                p = [x / sum(p) for x in p]
-                q = [x / sum(q) for x in q]
-                per_head += sum(pj * math.log(pj / qj) for pj, qj in zip(p, q) if pj > 0)
-            total += per_head / heads
+            rows = [([student[b][h][i][j] for j in keys], [teacher[b][h][i][j] for j in keys]) for h in range(heads)]
+            total += sum(row_kl(q, p) for q, p in rows) / heads
             count += 1
     return total / count if count else 0.0
+
+
+def reference_attention_kl(student, teacher, mask):
+    """MiniLM's attention KL: per head and counted query, KL(teacher row || student row) over the counted keys,
+    each row renormalised over those keys; mean over heads, then mean over counted queries."""
+
+    def row_kl(q, p):
+        p, q = [x / sum(p) for x in p], [x / sum(q) for x in q]
+        return sum(pj * math.log(pj / qj) for pj, qj in zip(p, q) if pj > 0)
+
+    return _mean_over_counted_queries(student, teacher, mask, row_kl)
 
 
 def reference_attention_kl_from_scores(student, teacher, mask):
     """MiniLM's attention KL from the pre-softmax scores `(B, H, L, L)`: each row's log-softmax over the counted keys
     taken here in float64 (log p_j = s_j - log sum_k exp s_k), so no probability underflows to 0 before its log."""
-    student, teacher = _nested(student), _nested(teacher)
-    batch, heads, length = len(student), len(student[0]), len(student[0][0])
-    mask = [[1] * length for _ in range(batch)] if mask is None else _nested(mask)
 
     def log_softmax(row):
         top = max(row)
         total = top + math.log(sum(math.exp(x - top) for x in row))
         return [x - total for x in row]
 
-    total, count = 0.0, 0
-    for b in range(batch):
-        keys = [j for j in range(length) if mask[b][j]]
-        for i in range(length):
-            if not mask[b][i]:
-                continue
-            per_head = 0.0
-            for h in range(heads):
-                log_p = log_softmax([teacher[b][h][i][j] for j in keys])
-                log_q = log_softmax([student[b][h][i][j] for j in keys])
-                per_head += sum(math.exp(lp) * (lp - lq) for lp, lq in zip(log_p, log_q))
-            total += per_head / heads
-            count += 1
-    return total / count if count else 0.0
+    def row_kl(q, p):
+        log_p, log_q = log_softmax(p), log_softmax(q)
+        return sum(math.exp(lp) * (lp - lq) for lp, lq in zip(log_p, log_q))
+
+    return _mean_over_counted_queries(student, teacher, mask, row_kl)
 
 
 def reference_value_relations(values, mask, num_relation_heads):

@@ -413,15 +413,20 @@ class FakeHub:
         FakeHub.deleted = delete_patterns
 
 
-@needs_glue
-def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_path, teacher_folder, monkeypatch):
+def use_fake_hub(monkeypatch) -> None:
+    """The Hub as FakeHub, online, with no token in the environment: the run's --hub_token is the only one."""
     import huggingface_hub
     from huggingface_hub import constants
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
-    FakeHub.calls = []
+    FakeHub.calls, FakeHub.deleted = [], None
+
+
+@needs_glue
+def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_path, teacher_folder, monkeypatch):
+    use_fake_hub(monkeypatch)
     secret = "hf_" + "s" * 34
     flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
     flags += ["--push_to_hub", "true", "--hub_model_id", "me/student", "--save_strategy", "steps"]
@@ -453,13 +458,7 @@ def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_p
 @needs_glue
 def test_a_rerun_without_a_search_does_not_push_an_earlier_searchs_record(tmp_path, teacher_folder, monkeypatch):
     # the folder's hp_search.json was an earlier run's: its trials did not choose this student's settings
-    import huggingface_hub
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
-    FakeHub.calls = []
+    use_fake_hub(monkeypatch)
     out = tmp_path / "out"
     out.mkdir()
     (out / "hp_search.json").write_text('{"trials": [], "best": {}}')

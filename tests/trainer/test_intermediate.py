@@ -35,6 +35,30 @@ def batch_of(data, n=8):
     return tiny.collate([data[i] for i in range(n)])
 
 
+def fake_hub(monkeypatch, tmp_path) -> list[tuple[str, str | None, dict]]:
+    """Replaces transformers.trainer's Hub client; returns its uploads as (folder, path in repo, the root's weights
+    at that moment) and finishes each at once."""
+    from concurrent.futures import Future
+
+    import transformers.trainer
+
+    uploads = []
+
+    class Api:
+        def create_repo(self, name, **kwargs):
+            return types.SimpleNamespace(repo_id=name)
+
+        def upload_folder(self, *, folder_path, path_in_repo=None, **kwargs):
+            root = tmp_path / "out" / "model.safetensors"
+            uploads.append((str(folder_path), path_in_repo, load_file(str(root)) if root.is_file() else {}))
+            done = Future()
+            done.set_result(None)
+            return done
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", Api)
+    return uploads
+
+
 def term_difference(tmp_path, student, teacher, data, **term):
     """compute_loss with the term on minus with it off, on one batch in training mode."""
     base = dict(temperature=2.0, alpha_kd=0.5, alpha_task=0.5)
@@ -98,9 +122,8 @@ def test_recomputed_attention_equals_the_models_eager_attention():
     assert recomputed[~keys].abs().max() == 0  # padded keys carry no mass
 
 
-def test_attention_and_value_relation_terms_match_their_references(tmp_path):
-    teacher, student = models()
-    data = tiny.class_rows(8, seed=6)
+def tapped_forward(student, teacher, data):
+    """Both models' last-layer taps after one forward of a batch (the student in training mode), and its mask."""
     student_tap, teacher_tap = LastLayerTap(student), LastLayerTap(teacher)
     batch = batch_of(data)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -108,7 +131,13 @@ def test_attention_and_value_relation_terms_match_their_references(tmp_path):
     with torch.no_grad():
         student(**inputs)
         teacher(**inputs)
-    mask = batch["attention_mask"].bool()
+    return student_tap, teacher_tap, batch["attention_mask"].bool()
+
+
+def test_attention_and_value_relation_terms_match_their_references(tmp_path):
+    teacher, student = models()
+    data = tiny.class_rows(8, seed=6)
+    student_tap, teacher_tap, mask = tapped_forward(student, teacher, data)
     attention = reference_attention_kl(
         student_tap.attention_probabilities(mask).double(), teacher_tap.attention_probabilities(mask).double(), mask
     )
@@ -138,14 +167,7 @@ def test_attention_term_is_finite_and_exact_when_the_students_attention_underflo
             if "layer.1.attention.self.query" in name:
                 parameter.mul_(300.0)
     data = tiny.class_rows(8, seed=6)
-    student_tap, teacher_tap = LastLayerTap(student), LastLayerTap(teacher)
-    batch = batch_of(data)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    student.train()
-    with torch.no_grad():
-        student(**inputs)
-        teacher(**inputs)
-    mask = batch["attention_mask"].bool()
+    student_tap, teacher_tap, mask = tapped_forward(student, teacher, data)
     assert (
         student_tap.attention_probabilities(mask)[mask[:, None, None, :].expand(-1, 4, mask.shape[1], -1)] == 0
     ).any()
@@ -319,50 +341,24 @@ def test_one_process_over_several_gpus_is_refused_for_the_hooked_terms(tmp_path,
 
 def test_trainers_push_to_hub_uploads_the_student_without_its_projection(tmp_path, monkeypatch):
     # Trainer.push_to_hub saves with _internal_call=True, which (for checkpoints) keeps the projection.
-    import transformers.trainer
-
-    uploaded = []
-
-    class Api:
-        def create_repo(self, name, **kwargs):
-            return types.SimpleNamespace(repo_id=name)
-
-        def upload_folder(self, *, folder_path, **kwargs):
-            uploaded.append(load_file(str(tmp_path / "out" / "model.safetensors")))
-
-    monkeypatch.setattr(transformers.trainer, "hf_api", Api)
+    uploads = fake_hub(monkeypatch, tmp_path)
     teacher, student = models(student_hidden=16)
     trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_hidden=1.0, hub_model_id="me/s")
     trainer.train()
     trainer.push_to_hub()
+    uploaded = [weights for _, _, weights in uploads]
     assert len(uploaded) == 1 and uploaded[0] and not any(key.startswith(PROJECTION_NAME) for key in uploaded[0])
     assert hasattr(trainer.model, PROJECTION_NAME)  # still training-ready
 
 
 def test_checkpoint_pushes_upload_the_student_without_its_projection(tmp_path, monkeypatch):
     # push_to_hub=True (hub_strategy every_save) copied each checkpoint's weights, projection included, into the repo
-    from concurrent.futures import Future
-
-    import transformers.trainer
-
-    uploaded = []
-
-    class Api:
-        def create_repo(self, name, **kwargs):
-            return types.SimpleNamespace(repo_id=name)
-
-        def upload_folder(self, *, folder_path, **kwargs):
-            if str(folder_path) == str(tmp_path / "out"):
-                uploaded.append(load_file(str(tmp_path / "out" / "model.safetensors")))
-            done = Future()
-            done.set_result(None)
-            return done
-
-    monkeypatch.setattr(transformers.trainer, "hf_api", Api)
+    uploads = fake_hub(monkeypatch, tmp_path)
     teacher, student = models(student_hidden=16)
     trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_hidden=1.0, hub_model_id="me/s",
                            push_to_hub=True, save_strategy="steps", save_steps=1, max_steps=2)  # fmt: skip
     trainer.train()
+    uploaded = [weights for folder, _, weights in uploads if folder == str(tmp_path / "out")]
     assert len(uploaded) >= 2 and all(not any(k.startswith(PROJECTION_NAME) for k in state) for state in uploaded)
     assert all(state.keys() == uploaded[0].keys() and len(state) > 10 for state in uploaded)
     checkpoint = load_file(str(tmp_path / "out" / "checkpoint-1" / "model.safetensors"))
@@ -375,29 +371,13 @@ def test_checkpoint_pushes_upload_the_student_without_its_projection(tmp_path, m
 
 def test_hub_strategy_checkpoint_uploads_the_checkpoint_folder_itself(tmp_path, monkeypatch):
     # the override handed Trainer a temporary folder, deleted before the background upload of "the checkpoint" read it
-    from concurrent.futures import Future
-
-    import transformers.trainer
-
-    folders = []
-
-    class Api:
-        def create_repo(self, name, **kwargs):
-            return types.SimpleNamespace(repo_id=name)
-
-        def upload_folder(self, *, folder_path, path_in_repo=None, **kwargs):
-            folders.append((str(folder_path), path_in_repo))
-            done = Future()
-            done.set_result(None)
-            return done
-
-    monkeypatch.setattr(transformers.trainer, "hf_api", Api)
+    uploads = fake_hub(monkeypatch, tmp_path)
     teacher, student = models(student_hidden=16)
     trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_hidden=1.0, hub_model_id="me/s",
                            push_to_hub=True, hub_strategy="all_checkpoints", save_strategy="steps", save_steps=1,
                            max_steps=1)  # fmt: skip
     trainer.train()
-    pushed = [(folder, where) for folder, where in folders if where is not None]
+    pushed = [(folder, where) for folder, where, _ in uploads if where is not None]
     assert pushed == [(str(tmp_path / "out" / "checkpoint-1"), "checkpoint-1")]
 
 
