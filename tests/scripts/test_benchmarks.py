@@ -33,9 +33,10 @@ def test_the_masked_lm_memory_is_measured_from_a_start_without_the_last_steps_gr
     monkeypatch.setattr(benchmark_mlm, "PeakMemory", Recorder)
     monkeypatch.setattr("sys.argv", ["benchmark_mlm.py", "--smoke", "--repeats", "2"])
     benchmark_mlm.main()
-    assert len(starts) == 6  # 3 configurations x 2 rounds
+    assert len(starts) == 8  # 4 configurations (the recipe's step too) x 2 rounds
     assert all(all(none) for none in starts), "a measured step started with the last step's gradients allocated"
-    assert "| full logits |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| full logits |" in out and "| recipe: full logits, KL over every position | " in out
 
 
 def test_each_intermediate_benchmark_row_runs_its_own_teacher(monkeypatch, capsys):
