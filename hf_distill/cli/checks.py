@@ -177,13 +177,8 @@ def check_search_plan(model_args, data_args, training_args) -> None:
     from .hp_search import STUDY_FILE  # optuna's module, imported only when searching
 
     journal = Path(training_args.output_dir) / STUDY_FILE
-    teacher_dir = Path(training_args.output_dir) / "teacher"
-    if (
-        model_args.finetune_teacher
-        and journal.exists()
-        and not (teacher_dir / "config.json").exists()
-        and not data_args.overwrite_output_dir
-    ):
+    # (a saved teacher beside it is refused before this, by check_before_loading: its refit would replace it)
+    if model_args.finetune_teacher and journal.exists() and not data_args.overwrite_output_dir:
         raise ValueError(
             f"{journal} holds the trials of an earlier search scored with another teacher than the one "
             "--finetune_teacher would fit now, so they cannot be resumed. Nothing was trained; pass "

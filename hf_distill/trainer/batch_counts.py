@@ -52,6 +52,12 @@ def labelled_rows(labels: torch.Tensor) -> torch.Tensor:
     return labels.ne(-100)
 
 
+def sequence_input(batch: dict[str, Any]) -> torch.Tensor | None:
+    """The batch's per-position input, `(B, L)` ids or `(B, L, D)` embeddings, whose first two dimensions are the
+    positions when no attention mask says which count; None without either."""
+    return next((batch[k] for k in ("input_ids", "inputs_embeds") if isinstance(batch.get(k), torch.Tensor)), None)
+
+
 def count_items(batch: dict[str, Any]) -> torch.Tensor:
     """`(4,)` float tensor for one micro-batch: examples, labelled examples, counted token positions and tokens.
 
@@ -64,7 +70,7 @@ def count_items(batch: dict[str, Any]) -> torch.Tensor:
     num_examples = reference.new_tensor(reference.shape[0], dtype=torch.float32)
     has_labels = isinstance(labels, torch.Tensor)
     labelled = labelled_rows(labels).sum().float() if has_labels else torch.zeros_like(num_examples)
-    sequence = next((batch[k] for k in ("input_ids", "inputs_embeds") if isinstance(batch.get(k), torch.Tensor)), None)
+    sequence = sequence_input(batch)
     if isinstance(batch.get("attention_mask"), torch.Tensor):
         tokens = batch["attention_mask"].sum()
     elif sequence is not None:  # every position of (B, L) ids or (B, L, D) embeddings

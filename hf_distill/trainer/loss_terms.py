@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from hf_distill import losses
 
-from .batch_counts import labelled_rows
+from .batch_counts import labelled_rows, sequence_input
 
 __all__ = ["LOSS_TERMS", "LossContext", "LossTerm", "active_terms", "task_sum"]
 
@@ -82,11 +82,8 @@ class LossContext:
         )
 
     def _positions(self, labels: torch.Tensor | None) -> torch.Tensor:
-        # the positions of (B, L) ids or (B, L, D) embeddings, as `batch_counts.count_items` counts them
-        reference = next(
-            (self.inputs[k] for k in ("input_ids", "inputs_embeds") if isinstance(self.inputs.get(k), torch.Tensor)),
-            self.student_logits,
-        )
+        sequence = sequence_input(self.inputs)  # the positions `batch_counts.count_items` counts
+        reference = self.student_logits if sequence is None else sequence
         return losses.token_mask(labels, self.inputs.get("attention_mask"), reference.shape, reference.device)
 
     @cached_property
