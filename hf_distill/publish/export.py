@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .latency import check_timing
+
 __all__ = [
     "EXPORT_FORMATS",
     "ExportError",
@@ -287,6 +289,7 @@ def measure_onnx_latency_ms(
     """Median wall-clock milliseconds of one onnxruntime forward pass on `batch`, like
     [`~hf_distill.publish.latency.measure_latency_ms`]: `warmup` unmeasured runs, then at least `repeats` measured
     ones and for at least `min_seconds` (at most 1000). Inputs are converted to numpy before timing."""
+    check_timing(warmup, repeats, min_seconds)
     classifier = _as_classifier(path)
     feed = classifier.feed(batch)
     for _ in range(warmup):

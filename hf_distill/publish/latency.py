@@ -15,6 +15,7 @@ from ..trainer.model_inputs import unwrap
 
 __all__ = [
     "LATENCY_BATCH_SIZES",
+    "check_timing",
     "count_parameters",
     "latency_device",
     "latency_dtype",
@@ -38,6 +39,26 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in unique.values())
 
 
+def check_timing(warmup: int, repeats: int, min_seconds: float) -> None:
+    """Refuse timing settings that measure nothing: `repeats` below 1 with `min_seconds` 0 left no timing to take
+    the median of (a `StatisticsError` far from the cause)."""
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0 (unmeasured passes), got {warmup!r}.")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1 (measured passes), got {repeats!r}.")
+    if not min_seconds >= 0:
+        raise ValueError(f"min_seconds must be >= 0, got {min_seconds!r}.")
+
+
+def _synchronizer(device: torch.device):
+    """A call that waits for `device`'s queued work: CUDA, MPS and XPU run kernels asynchronously, so a timer that
+    does not wait measures how long the launches took. The device is named, so a model on `cuda:1` is waited for
+    whichever device is current."""
+    if device.type == "cpu":
+        return lambda: None
+    return lambda: torch.accelerator.synchronize(device)
+
+
 @torch.inference_mode()
 def measure_latency_ms(
     model: nn.Module,
@@ -56,10 +77,10 @@ def measure_latency_ms(
         model (`nn.Module`): the model; its training mode is restored afterwards.
         batch (`dict[str, torch.Tensor]`): model inputs (no labels), already on the model's device.
     """
+    check_timing(warmup, repeats, min_seconds)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    synchronize = _synchronizer(next(model.parameters()).device)
     try:
         for _ in range(warmup):
             model(**batch)

@@ -146,6 +146,13 @@ def check_distilbert_teacher(teacher: PreTrainedModel) -> None:
             f"architecture='distilbert' has no DistilBERT counterpart for {type(teacher).__name__}; supported "
             f"teachers: {supported}. Use architecture='bert' to keep the teacher's class."
         )
+    if isinstance(teacher, BertForQuestionAnswering) and teacher.config.num_labels != 2:
+        # DistilBertForQuestionAnswering's constructor raises on anything but a start and an end logit.
+        raise ValueError(
+            f"The question-answering teacher has num_labels={teacher.config.num_labels}, but "
+            "DistilBertForQuestionAnswering holds exactly 2 (start and end logits). Use architecture='bert' to keep "
+            "the teacher's head."
+        )
     _distilbert_config(teacher.config, num_layers=1)
 
 

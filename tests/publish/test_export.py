@@ -344,3 +344,10 @@ def test_a_scoring_failure_names_the_file_inside_the_output_folder_not_the_machi
             torch_logits=np.zeros((3, 2), dtype=np.float32),
         )  # fmt: skip
     assert str(tmp_path) not in str(raised.value) and str(tmp_path.resolve()) not in str(raised.value)
+
+
+@pytest.mark.parametrize("settings", [{"repeats": 0, "min_seconds": 0}, {"warmup": -1}, {"min_seconds": -1.0}])
+def test_onnx_timing_settings_that_measure_nothing_are_refused(exported, settings):
+    kind, _, path = exported
+    with pytest.raises(ValueError, match=f"{next(iter(settings))} must be"):
+        measure_onnx_latency_ms(path, random_batch(kind, 2, 6), **settings)

@@ -9,6 +9,7 @@ from transformers import (
     BertConfig,
     BertForMaskedLM,
     BertForMultipleChoice,
+    BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
     BertModel,
@@ -22,6 +23,7 @@ from hf_distill.students.build import (
     build_bert_student,
     build_distilbert_student,
     build_student,
+    check_buildable,
     select_layers,
     validate_layers,
 )
@@ -346,6 +348,16 @@ def test_distilbert_student_refuses_a_head_without_counterpart():
     teacher = BertForMultipleChoice(tiny_bert_config())
     with pytest.raises(ValueError, match="no DistilBERT counterpart for BertForMultipleChoice"):
         build_student(teacher, num_layers=2, architecture="distilbert")
+
+
+def test_a_question_answering_teacher_without_two_logits_is_refused_before_the_build():
+    # check_buildable (run before any fine-tune) let it through; DistilBertForQuestionAnswering then raised its own
+    # "config.num_labels should be 2" without the way out.
+    teacher = BertForQuestionAnswering(tiny_bert_config(num_labels=3))
+    with pytest.raises(ValueError, match="num_labels=3, but DistilBertForQuestionAnswering holds exactly 2.*'bert'"):
+        check_buildable(teacher, "distilbert")
+    assert build_student(teacher, num_layers=2, architecture="bert").config.num_labels == 3
+    check_buildable(BertForQuestionAnswering(tiny_bert_config(num_labels=2)), "distilbert")
 
 
 # ---- what the student records, and teachers refused before anything is built ----
