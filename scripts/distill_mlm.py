@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         dataset=corpus,
         hub_dataset=bool(data_args.dataset_name),  # a corpus file is never named as a Hub dataset
         dataset_config=data_args.dataset_config_name,
-        # the held-out lines: the corpus's validation split, or lines --validation_split_size held out of train
-        dataset_split="train" if data_args.validation_split_size is not None else "validation",
+        # the held-out lines: the corpus's validation split (or file), or lines held out of train
+        dataset_split=str(raw["validation"].split),
         temperature=training_args.temperature,
         alpha_kd=training_args.alpha_kd,
         alpha_task=training_args.alpha_task,

@@ -90,6 +90,18 @@ class MlmDataArguments:
                 setattr(self, name, value)
                 if not Path(value).is_file():
                     raise ValueError(f"--{name} {value!r} does not exist. Pass a text, CSV, TSV or JSON lines file.")
+        if self.validation_file and self.dataset_name:  # load_corpus read the Hub's splits and ignored the file
+            raise ValueError(
+                f"--validation_file {self.validation_file!r} with --dataset_name {self.dataset_name!r}: the held-out "
+                "lines come from the Hub dataset (its validation split, or --validation_split_size lines of train). "
+                "Drop --validation_file, or pass your corpus as --train_file."
+            )
+        if self.validation_file and self.validation_split_size is not None:  # the size was ignored
+            raise ValueError(
+                f"--validation_split_size {self.validation_split_size} with --validation_file: the held-out lines are "
+                "the file's, none are split off the corpus. Pass one of the two (--max_eval_samples N caps the file's "
+                "lines)."
+            )
         if self.train_file and self.validation_file is None and self.validation_split_size is None:
             raise ValueError(
                 "--train_file needs --validation_file or --validation_split_size N (lines held out) so that teacher "

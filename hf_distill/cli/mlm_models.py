@@ -16,6 +16,7 @@ from hf_distill.trainer.compatibility import (
     check_intermediate,
     check_intermediate_for_built_student,
     check_tokenizers,
+    check_vocabulary_fits,
 )
 
 from .checks import check_sequence_length
@@ -45,6 +46,7 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
             f"The teacher's tokenizer ({type(tokenizer).__name__}) has no mask token, so nothing can be masked. Give "
             "a masked-LM teacher whose tokenizer has one ([MASK])."
         )
+    check_vocabulary_fits(tokenizer, config)
     layers = student_layers(model_args, config.num_hidden_layers)
     # float32 when the teacher is fine-tuned (master weights) or the student is built from it: a student copied from
     # a bf16 teacher would start from rounded weights. ready_mlm_models casts the teacher to bf16 afterwards.

@@ -21,6 +21,7 @@ from hf_distill.trainer.compatibility import (
     check_intermediate,
     check_intermediate_for_built_student,
     check_tokenizers,
+    check_vocabulary_fits,
 )
 
 from .checks import check_sequence_length, check_teacher_head
@@ -181,6 +182,7 @@ def load_models(model_args, training_args, num_labels: int, label_names, *, max_
     check_sequence_length(max_seq_length, teacher_config, "teacher")
     layers = student_layers(model_args, teacher_config.num_hidden_layers)
     tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
+    check_vocabulary_fits(tokenizer, teacher_config)
     teacher = load_teacher(model_args, training_args, num_labels, label_names)
     student = None
     if model_args.student_model_name_or_path:

@@ -6,10 +6,16 @@ batch (1,000 lines) are concatenated, cut into blocks of `max_seq_length - 2`, a
 (a small corpus or held-out set, or a last batch of a few lines), which is kept as one shorter block: the collator
 pads it to its batch's longest block (padding is never masked). `line_by_line` keeps one (truncated, padded) example
 per line instead.
+
+Which tokens may be masked is decided by the collator alone (every special id of the tokenizer: [CLS], [SEP], [PAD],
+[UNK], [MASK]), in training and for the held-out masks alike: the blocks carry no `special_tokens_mask` of their own
+(Trainer drops such a column before the training collator sees it, so a held-out set masked with it was scored on
+tokens training never masks).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -30,7 +36,9 @@ def _read_lines(path: Path, text_column: str, encoding: str) -> list[str]:
     if not path.is_file():
         raise ValueError(f"Corpus file {str(path)!r} does not exist.")
     try:
-        return [line.strip() for line in path.read_text(encoding=_opening(encoding)).splitlines()]
+        # split on line ends only ("\n", "\r\n", "\r" after universal newlines): str.splitlines also cut at form
+        # feeds, U+2028 and, read as latin-1, at a cp1252 ellipsis (0x85), so one document became several
+        return [line.strip() for line in path.read_text(encoding=_opening(encoding)).split("\n")]
     except UnicodeDecodeError as error:
         raise _not_text(path, encoding, error) from None
 
@@ -52,7 +60,9 @@ def _hub_column(hub: datasets.DatasetDict, split: str, data_args) -> list:
 
 
 def load_corpus(data_args) -> datasets.DatasetDict:
-    """`train` and `validation` splits with one column, ``text``; empty lines dropped."""
+    """`train` and `validation` splits with one column, ``text``; empty lines dropped. The validation Dataset's
+    `split` is ``"train"`` when its lines were held out of the training split (`--validation_split_size`, or a Hub
+    dataset without a validation split), else ``"validation"``."""
     if data_args.dataset_name:
         hub = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name)
         names = ["train"]
@@ -76,9 +86,17 @@ def load_corpus(data_args) -> datasets.DatasetDict:
         lines = list(splits["train"])
         random.Random(HELD_OUT_SEED).shuffle(lines)
         splits = {"train": lines[size:], "validation": lines[:size]}
+        held_out_of = "train"
+    else:
+        held_out_of = "validation"
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
+    # each Dataset's `split` names the corpus split its lines came from: the card's held-out split
+    origins = {"train": "train", "validation": held_out_of}
     return datasets.DatasetDict(
-        {name: datasets.Dataset.from_dict({"text": lines[: limits[name] or None]}) for name, lines in splits.items()}
+        {
+            name: datasets.Dataset.from_dict({"text": lines[: limits[name] or None]}, split=origins[name])
+            for name, lines in splits.items()
+        }
     )
 
 
@@ -87,9 +105,7 @@ def tokenize_corpus(raw: datasets.DatasetDict, tokenizer, *, max_seq_length: int
     if line_by_line:
 
         def encode(batch):
-            return tokenizer(
-                batch["text"], truncation=True, max_length=max_seq_length, return_special_tokens_mask=True
-            )
+            return tokenizer(batch["text"], truncation=True, max_length=max_seq_length)
 
         return raw.map(encode, batched=True, remove_columns=["text"])
 
@@ -101,13 +117,7 @@ def tokenize_corpus(raw: datasets.DatasetDict, tokenizer, *, max_seq_length: int
         first, last = tokenizer.cls_token_id, tokenizer.sep_token_id
         wrap = first is not None and last is not None  # BERT-style [CLS] ... [SEP]; other tokenizers: the block alone
         encoded = [[first, *block, last] if wrap else block for block in blocks if block]
-        return {
-            "input_ids": encoded,
-            "attention_mask": [[1] * len(block) for block in encoded],
-            "special_tokens_mask": [
-                [1, *([0] * (len(block) - 2)), 1] if wrap else [0] * len(block) for block in encoded
-            ],
-        }
+        return {"input_ids": encoded, "attention_mask": [[1] * len(block) for block in encoded]}
 
     return raw.map(pack, batched=True, batch_size=1000, remove_columns=["text"])
 
@@ -118,18 +128,21 @@ def fixed_masks(dataset: datasets.Dataset, collator, *, seed: int) -> datasets.D
 
     Refuses masks with no masked position at all (a held-out set of a few tokens, or none): both models would then
     score on nothing, and read as perfect (loss 0, perplexity 1)."""
-    rows = [dataset[i] for i in range(len(dataset))]
+    # masked as in training: without a row's own special_tokens_mask (Trainer drops it there), and without padding
+    # to a multiple (the draws run over the padded shape: a bf16 run's multiple of 8 gave other masks for one seed)
+    rows = [{k: v for k, v in dataset[i].items() if k != "special_tokens_mask"} for i in range(len(dataset))]
+    collator = dataclasses.replace(collator, pad_to_multiple_of=None)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
         columns = {"input_ids": [], "attention_mask": [], "labels": []}
         for start in range(0, len(rows), 256):
-            batch = collator([{k: v for k, v in row.items()} for row in rows[start : start + 256]])
+            batch = collator([dict(row) for row in rows[start : start + 256]])
             for i in range(batch["input_ids"].shape[0]):
-                length = int(batch["attention_mask"][i].sum())
-                columns["input_ids"].append(batch["input_ids"][i, :length].tolist())
-                columns["attention_mask"].append([1] * length)
-                columns["labels"].append(batch["labels"][i, :length].tolist())
+                real = batch["attention_mask"][i].bool()  # the row's tokens, wherever the tokenizer pads
+                columns["input_ids"].append(batch["input_ids"][i][real].tolist())
+                columns["attention_mask"].append([1] * int(real.sum()))
+                columns["labels"].append(batch["labels"][i][real].tolist())
     finally:
         torch.random.set_rng_state(state)
     if not any(label != -100 for labels in columns["labels"] for label in labels):
@@ -144,9 +157,6 @@ def fixed_masks(dataset: datasets.Dataset, collator, *, seed: int) -> datasets.D
 
 
 def _maskable_tokens(row: dict, tokenizer) -> int:
-    """How many of `row`'s tokens the collator may mask: all but its special tokens (the row's own
-    ``special_tokens_mask`` when it has one, as the collator reads it)."""
-    special = row.get("special_tokens_mask")
-    if special is None:
-        special = tokenizer.get_special_tokens_mask(row["input_ids"], already_has_special_tokens=True)
+    """How many of `row`'s tokens the collator may mask: all but its special tokens."""
+    special = tokenizer.get_special_tokens_mask(row["input_ids"], already_has_special_tokens=True)
     return len(special) - sum(special)

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["check_distillable", "check_hidden_sizes", "check_tokenizers", "is_regression"]
+__all__ = ["check_distillable", "check_hidden_sizes", "check_tokenizers", "check_vocabulary_fits", "is_regression"]
 
 # Texts both tokenizers must encode identically: words, casing, punctuation, digits, accents, a sentence pair.
 _TOKENIZER_PROBES = (
@@ -92,6 +92,24 @@ def check_tokenizers(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
                 f"read garbage. For {text!r} the student's gives {list(student_ids)[:12]}... and the teacher's "
                 f"{list(teacher_ids)[:12]}.... Use the teacher's tokenizer for the student."
             )
+
+
+def check_vocabulary_fits(tokenizer: Any, config: Any, who: str = "teacher") -> None:
+    """Raises `ValueError` when `tokenizer` makes ids past the model's embedding table (`config.vocab_size`): added
+    tokens without resized embeddings. Such an id failed only when a text held it, or, in masked-LM training, when
+    the collator's random replacement (drawn from the whole tokenizer) picked one, at some random step."""
+    vocab_size = getattr(config, "vocab_size", None)
+    if vocab_size is None or not callable(tokenizer):
+        return
+    size = len(tokenizer)
+    if size > vocab_size:
+        added = [token for token, index in tokenizer.get_vocab().items() if index >= vocab_size]
+        raise ValueError(
+            f"The {who}'s tokenizer has {size} tokens but the {who}'s embedding table holds {vocab_size} "
+            f"(config.vocab_size): ids {vocab_size}..{size - 1} (e.g. {sorted(added)[:3]}) would index past it. "
+            f"Save the {who} after model.resize_token_embeddings(len(tokenizer)), or use the tokenizer it was "
+            "trained with."
+        )
 
 
 def _is_sequence_classifier(model: nn.Module) -> bool:

@@ -334,6 +334,12 @@ def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
     flags = common_flags(tmp_path, base, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
     refuse(tmp_path, [*flags, "--student_num_layers", "1"], r"not fine-tuned .* --finetune_teacher")
 
+    # a tokenizer larger than the teacher's embedding table: an IndexError at the first text holding such an id
+    small = save_teacher(models / "small_vocab", num_labels=2, vocab_size=40)
+    flags = common_flags(tmp_path, small, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    message = r"tokenizer has \d+ tokens but the teacher's embedding table holds 40 \(config.vocab_size\)"
+    refuse(tmp_path, [*flags, "--student_num_layers", "1"], message)
+
 
 @needs_glue
 @pytest.mark.parametrize(

@@ -167,6 +167,23 @@ def test_mlm_refusals(tmp_path):
     flags[flags.index("--student_num_layers") : flags.index("--student_num_layers") + 2] = [
         "--student_model_name_or_path", str(other)]  # fmt: skip
     refuse(tmp_path, flags, r"vocab")
+    added = save_mlm_teacher(tmp_path / "models" / "added_tokens")  # a tokenizer larger than the embedding table
+    grown = tiny.tokenizer(tmp_path / "models" / "tok4")
+    grown.add_tokens([f"newword{i}" for i in range(tiny.VOCAB_SIZE - len(grown) + 5)])
+    grown.save_pretrained(added)
+    # the collator's random replacements drew ids past the table: an IndexError at some random step
+    refuse(tmp_path, mlm_flags(tmp_path, added, corpus),
+           rf"tokenizer has {tiny.VOCAB_SIZE + 5} tokens but the teacher's embedding table holds {tiny.VOCAB_SIZE} "
+           r"\(config.vocab_size\).*resize_token_embeddings")  # fmt: skip
+    validation = tmp_path / "held_out.txt"
+    validation.write_text("a held out line\n")
+    # --validation_split_size was ignored beside a --validation_file
+    refuse(tmp_path, mlm_flags(tmp_path, teacher, corpus, "--validation_file", str(validation)),
+           r"--validation_split_size 32 with --validation_file: .*Pass one of the two")  # fmt: skip
+    with_hub = mlm_flags(tmp_path, teacher, corpus, "--validation_file", str(validation))
+    at = with_hub.index("--train_file")
+    with_hub[at : at + 4] = ["--dataset_name", str(tmp_path / "hub")]  # the file was ignored beside a Hub dataset
+    refuse(tmp_path, with_hub, r"--validation_file .* with --dataset_name .*: the held-out lines come from the Hub")
 
 
 def save_roberta_teacher(folder: Path) -> Path:

@@ -84,3 +84,71 @@ def test_fixed_masks_refuse_a_held_out_set_with_no_masked_position(tmp_path):
     nothing = datasets.Dataset.from_dict({"input_ids": []})
     with pytest.raises(ValueError, match=r"no masked position \(0 block\(s\), 0 maskable token\(s\)"):
         fixed_masks(nothing, collator, seed=1)
+
+
+def test_a_text_corpus_is_split_at_line_ends_only(tmp_path):
+    # str.splitlines also cut at a form feed, U+2028 and (read as latin-1) a cp1252 ellipsis, byte 0x85
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"Wait\x85what happened\x0cnext\r\nsecond document\rthird\n")
+    raw = load_corpus(corpus_arguments(train_file=str(corpus), validation_file=str(corpus), file_encoding="latin-1"))
+    assert raw["train"]["text"] == ["Wait\x85what happened\x0cnext", "second document", "third"]
+    separator = tmp_path / "separator.txt"
+    separator.write_text("one\u2028document\nanother\n", encoding="utf-8")
+    raw = load_corpus(corpus_arguments(train_file=str(separator), validation_file=str(separator)))
+    assert raw["train"]["text"] == ["one\u2028document", "another"]
+
+
+def test_the_held_out_split_names_where_its_lines_came_from(tmp_path):
+    # the card said "validation" for lines held out of a Hub dataset's train split
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"line {i}\n" for i in range(10)))
+    assert str(load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=2))["validation"].split) == (
+        "train"
+    )
+    raw = load_corpus(corpus_arguments(train_file=str(corpus), validation_file=str(corpus)))
+    assert str(raw["validation"].split) == "validation"
+    assert str(load_corpus(corpus_arguments(dataset_name=str(hub_folder(tmp_path)), text_column="sentence"))[
+        "validation"].split) == "validation"  # fmt: skip
+    train_only = tmp_path / "train_only"
+    train_only.mkdir()
+    (train_only / "train.csv").write_text("text\n" + "".join(f"row {i}\n" for i in range(20)))
+    raw = load_corpus(corpus_arguments(dataset_name=str(train_only)))
+    assert str(raw["validation"].split) == "train" and len(raw["validation"]) == 1
+
+
+def masking_collator(tokenizer, **options):
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.5, **options)
+
+
+def test_held_out_masks_never_target_a_token_training_never_masks(tmp_path):
+    # the blocks' own special_tokens_mask marked [CLS]/[SEP] only; Trainer drops that column, so training never
+    # masked [UNK] or a literal [MASK], while the held-out masks, made with the column, scored them
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    texts = [f"the € quick [MASK] the {i} € quick" for i in range(40)]
+    raw = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"text": texts})})
+    for line_by_line in (False, True):
+        blocks = tokenize_corpus(raw, tokenizer, max_seq_length=16, line_by_line=line_by_line)["validation"]
+        assert "special_tokens_mask" not in blocks.column_names
+        labels = [label for row in fixed_masks(blocks, masking_collator(tokenizer), seed=0)["labels"] for label in row]
+        assert tokenizer.unk_token_id in blocks["input_ids"][0]
+        assert set(labels) & set(tokenizer.all_special_ids) == set()
+        assert sum(label != -100 for label in labels) > 20
+    marked = blocks.add_column("special_tokens_mask", [[0] * len(ids) for ids in blocks["input_ids"]])
+    labels = [label for row in fixed_masks(marked, masking_collator(tokenizer), seed=0)["labels"] for label in row]
+    assert set(labels) & set(tokenizer.all_special_ids) == set()  # a row's own column is not read either
+
+
+def test_fixed_masks_keep_each_rows_tokens_whatever_the_padding_side_and_multiple(tmp_path):
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    texts = ["the quick" * (1 + i % 5) for i in range(30)]
+    raw = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"text": texts})})
+    blocks = tokenize_corpus(raw, tokenizer, max_seq_length=16, line_by_line=True)["validation"]
+    right = fixed_masks(blocks, masking_collator(tokenizer), seed=5)
+    # a bf16 run pads to a multiple of 8: the same seed drew other masks over the wider batch
+    assert fixed_masks(blocks, masking_collator(tokenizer, pad_to_multiple_of=8), seed=5)["labels"] == right["labels"]
+    tokenizer.padding_side = "left"  # the row was cut at its length from the left: padding kept, tokens lost
+    left = fixed_masks(blocks, masking_collator(tokenizer), seed=5)
+    for original, masked, labels in zip(blocks["input_ids"], left["input_ids"], left["labels"], strict=True):
+        assert len(masked) == len(original)
+        for token, kept, label in zip(original, masked, labels, strict=True):
+            assert label == token if label != -100 else kept == token
