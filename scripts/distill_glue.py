@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_examples={key.split("_")[1]: value for key, value in counts.items()},
         transfer_description=transfer.describe(data_args) if used_transfer else "none",
         settings_note=settings_note,
+        student_training=data_args.student_training,
+        regression=regression,
     )
     return publish_student(
         trainer,

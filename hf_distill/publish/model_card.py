@@ -56,6 +56,9 @@ class ModelCardData:
     hidden_layer_map: str = ""
     train_examples: dict[str, int] = field(default_factory=dict)  # labelled / unlabeled / augmented rows
     transfer_description: str = "none"
+    # how the student was trained (distill_glue.py's --student_training): a baseline's card states the loss it used
+    student_training: str = "distill"
+    regression: bool = False  # a one-output head: the copied recipe's softmax KD term is then 0
     settings_note: str = ""  # how the settings were chosen, e.g. by --hp_search_trials
     # exported students re-scored with onnxruntime: name, metrics, agreement, size_bytes, latency_ms per batch size
     deployment_rows: Sequence[dict] = field(default_factory=tuple)
@@ -269,9 +272,7 @@ def render_model_card(data: ModelCardData) -> str:
 This model was distilled with hf-distill from the teacher `{data.teacher}`, {data.teacher_role} {data.task}.
 
 - **Student**: {data.student_description}
-- **Loss**: `{data.alpha_kd} * KD + {data.alpha_task} * task{cos_term}`, where KD is
-  `T^2 * KL(softmax(t/T) || softmax(s/T))` {data.kd_target} with temperature T = {data.temperature}, and task is the
-  student's own loss on the labels{cos_text}.
+{_loss_line(data, cos_term, cos_text)}
 {_training_data_lines(data)}
 ## Teacher vs student
 
@@ -290,6 +291,34 @@ Latency measured on {data.hardware or data.latency_device}; libraries: {data.lib
 {data.command}
 ```
 """
+
+
+def _loss_line(data: ModelCardData, cos_term: str, cos_text: str) -> str:
+    """The card's loss bullet: the loss the student was trained with, a baseline's included (a labels-only card
+    stated a KD term and a temperature it never had)."""
+    kd = "`T^2 * KL(softmax(t/T) || softmax(s/T))`"
+    if data.student_training == "labels_only":
+        return "- **Loss**: the student's own loss on the labels alone, no teacher term."
+    if data.student_training == "pseudo_labels":
+        return (
+            "- **Loss**: the student's own loss on the labelled rows and on the transfer rows labelled with the "
+            "teacher's hard predictions (its argmax; its value for a regression head), no soft-target term."
+        )
+    if data.student_training == "recipe":
+        weight = round(1.0 - data.alpha_task, 10)
+        text = (
+            f"- **Loss**: the copied recipe's `{data.alpha_task} * task + {weight} * KD`, where KD is {kd} over the "
+            f'class logits (`KLDivLoss(reduction="batchmean")`) with temperature T = {data.temperature}, and task '
+            "is the student's own loss on the labels"
+        )
+        if data.regression:
+            return text + ". On this one-output (regression) head both softmaxes are 1, so KD is 0: the labels alone."
+        return text + "."
+    return (
+        f"- **Loss**: `{data.alpha_kd} * KD + {data.alpha_task} * task{cos_term}`, where KD is\n"
+        f"  {kd} {data.kd_target} with temperature T = {data.temperature}, and task is the\n"
+        f"  student's own loss on the labels{cos_text}."
+    )
 
 
 _INTERMEDIATE_TEXT = {
@@ -315,10 +344,12 @@ def _training_data_lines(data: ModelCardData) -> str:
         counts = ", ".join(f"{count:,} {kind}" for kind, count in data.train_examples.items())
         lines.append(f"- **Training rows**: {counts}")
     if data.transfer_description != "none":
-        lines.append(
-            "- **Transfer set** (rows the teacher labels, labels dropped; the task loss sees only the labelled rows): "
-            f"{data.transfer_description}"
+        how = (
+            "rows the teacher labels with its hard predictions, trained as labels"
+            if data.student_training == "pseudo_labels"
+            else "rows the teacher labels, labels dropped; the task loss sees only the labelled rows"
         )
+        lines.append(f"- **Transfer set** ({how}): {data.transfer_description}")
     if data.settings_note:
         lines.append(f"- **Settings**: {data.settings_note}")
     return "\n".join(lines) + ("\n" if lines else "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -73,3 +75,30 @@ def test_a_masked_lm_card_names_the_corpus_config_and_split_it_scored_on():
     }  # fmt: skip
     without = metadata(card(task="masked-lm", dataset="bookcorpus", dataset_config=None, dataset_split="train"))
     assert "config" not in without["model-index"][0]["results"][0]["dataset"]  # a dataset with one config: none
+
+
+def loss_line(text: str) -> str:
+    """The card's loss bullet, with its indented continuation lines."""
+    return re.search(r"^- \*\*Loss\*\*.*(?:\n  .*)*", text, flags=re.MULTILINE).group(0)
+
+
+def test_a_distilled_students_card_states_its_kd_and_task_weights():
+    line = loss_line(render_model_card(card(alpha_kd=0.9, alpha_task=0.1, temperature=4.0)))
+    assert "`0.9 * KD + 0.1 * task`" in line and "T = 4.0" in line
+
+
+def test_a_baselines_card_states_the_loss_it_was_trained_with():
+    # every baseline's card said "`0.9 * KD + 0.1 * task`, ... temperature T": a labels-only student had no teacher
+    # term, a pseudo-labels student only hard labels, and the recipe weighs KD by 1 - alpha_task
+    labels_only = render_model_card(card(student_training="labels_only", alpha_kd=0.9, alpha_task=0.1))
+    assert "* KD" not in labels_only and "temperature" not in labels_only
+    assert "labels alone, no teacher term" in loss_line(labels_only)
+    pseudo = render_model_card(
+        card(student_training="pseudo_labels", alpha_kd=0.97, alpha_task=0.03, transfer_description="20,000 rows")
+    )
+    assert "* KD" not in pseudo and "the task loss sees only the labelled rows" not in pseudo
+    assert "hard predictions" in loss_line(pseudo) and "trained as labels): 20,000 rows" in pseudo
+    recipe = loss_line(render_model_card(card(student_training="recipe", alpha_kd=0.9, alpha_task=0.25)))
+    assert "`0.25 * task + 0.75 * KD`" in recipe and "KD is 0" not in recipe
+    stsb = loss_line(render_model_card(card(student_training="recipe", alpha_task=0.5, regression=True)))
+    assert "KD is 0: the labels alone" in stsb

@@ -532,7 +532,9 @@ def test_labels_only_baseline_and_held_out_train_split_never_touch_dev(tmp_path)
     assert results["eval_examples"] == 16 and results["train_examples"] == 48
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     assert not any("loss_kd" in entry for entry in history)  # LabelsTrainer: no teacher term
-    assert "Trained on the labels alone" in (tmp_path / "out" / "README.md").read_text()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "Trained on the labels alone" in card
+    assert "* KD" not in card and "temperature" not in card  # the card stated the distilled loss it never used
 
 
 def test_model_card_base_model_is_a_hub_id_never_a_local_path(tmp_path, monkeypatch):
