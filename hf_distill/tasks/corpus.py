@@ -16,6 +16,7 @@ tokens training never masks).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from .files import _not_text, _opening, _read_records, _text
 __all__ = ["fixed_masks", "load_corpus", "tokenize_corpus"]
 
 HELD_OUT_SEED = 42
+
+logger = logging.getLogger(__name__)
 
 
 def _read_lines(path: Path, text_column: str, encoding: str) -> list[str]:
@@ -85,7 +88,22 @@ def load_corpus(data_args) -> datasets.DatasetDict:
             )
         lines = list(splits["train"])
         random.Random(HELD_OUT_SEED).shuffle(lines)
-        splits = {"train": lines[size:], "validation": lines[:size]}
+        held_out = lines[:size]
+        # a line the corpus repeats (a retweet, a boilerplate sentence) is held out or trained on, never both: its
+        # copies left in train would be scored as held-out text the student has seen
+        seen = set(held_out)
+        train = [line for line in lines[size:] if line not in seen]
+        if len(train) < len(lines) - size:
+            logger.info(
+                "Dropped %d training line(s) that repeat a held-out line, so the held-out lines stay unseen.",
+                len(lines) - size - len(train),
+            )
+        if not train:
+            raise ValueError(
+                f"--validation_split_size {size} leaves no training text: every other line of the corpus repeats a "
+                "held-out one. Pass a smaller --validation_split_size or a corpus with more distinct lines."
+            )
+        splits = {"train": train, "validation": held_out}
         held_out_of = "train"
     else:
         held_out_of = "validation"

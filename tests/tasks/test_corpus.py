@@ -152,3 +152,16 @@ def test_fixed_masks_keep_each_rows_tokens_whatever_the_padding_side_and_multipl
         assert len(masked) == len(original)
         for token, kept, label in zip(original, masked, labels, strict=True):
             assert label == token if label != -100 else kept == token
+
+
+def test_a_repeated_line_is_held_out_or_trained_on_never_both(tmp_path):
+    # 8 of the demo corpus's 300 held-out tweets were also in its training lines (retweets)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"line {i % 10}\n" for i in range(60)))  # each line six times
+    raw = load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=3))
+    held_out = set(raw["validation"]["text"])
+    assert len(raw["validation"]) == 3 and not held_out & set(raw["train"]["text"])
+    assert len(raw["train"]) == 60 - 6 * len(held_out)  # every copy of a held-out line left train
+    corpus.write_text("same\n" * 10)
+    with pytest.raises(ValueError, match="every other line of the corpus repeats a held-out one"):
+        load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=1))
