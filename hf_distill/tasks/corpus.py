@@ -38,6 +38,11 @@ def _read_lines(path: Path, text_column: str, encoding: str) -> list[str]:
         return [_text(row[text_column], path, line, text_column).strip() for row, line in records]
     if not path.is_file():
         raise ValueError(f"Corpus file {str(path)!r} does not exist.")
+    if text_column != "text":  # a plain-text file has no columns: the option named one that was never read
+        raise ValueError(
+            f"--text_column {text_column!r} with {path.name!r}, a plain-text corpus (one document per line, no "
+            "columns). Drop --text_column, or give a CSV, TSV or JSON lines file that has that column."
+        )
     try:
         # split on line ends only ("\n", "\r\n", "\r" after universal newlines): str.splitlines also cut at form
         # feeds, U+2028 and, read as latin-1, at a cp1252 ellipsis (0x85), so one document became several

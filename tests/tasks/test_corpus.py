@@ -165,3 +165,11 @@ def test_a_repeated_line_is_held_out_or_trained_on_never_both(tmp_path):
     corpus.write_text("same\n" * 10)
     with pytest.raises(ValueError, match="every other line of the corpus repeats a held-out one"):
         load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=1))
+
+
+def test_a_text_column_for_a_plain_text_corpus_is_refused(tmp_path):
+    # it was never read: every line was taken whole
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("one\ntwo\n")
+    with pytest.raises(ValueError, match=r"--text_column 'review' with 'corpus.txt', a plain-text corpus"):
+        load_corpus(corpus_arguments(train_file=str(corpus), validation_file=str(corpus), text_column="review"))
