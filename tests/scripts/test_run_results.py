@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import itertools
 from pathlib import Path
 
 import pytest
@@ -133,8 +135,13 @@ def test_a_variant_that_ties_labels_only_up_to_float_noise_is_no_gain_and_one_se
     [(0.82, 0.83, "SST-2: ours ≥ the recipe (82.0 vs 83.0): NOT met"), (0.83, 0.82, "(83.0 vs 82.0): met")],
 )
 def test_targets_are_computed_from_the_table_and_a_miss_reads_as_a_miss(ours, recipe, verdict):
-    results = filled({"ours/42": (ours, 0.85), "labels_only/42": (0.80, 0.85), "recipe/42": (recipe, 0.85)})
-    assert verdict in run_results.render(results)
+    values = {"ours": (ours, 0.85), "labels_only": (0.80, 0.85), "recipe": (recipe, 0.85)}
+    seeds = range(42, 42 + run_results.MIN_SEEDS)
+    scores = {f"{variant}/{seed}": value for seed in seeds for variant, value in values.items()}
+    assert verdict in run_results.render(filled(scores))
+    # on one seed a lucky run read as met: no verdict below the issue's five seeds
+    one = filled({"ours/42": (ours, 0.85), "labels_only/42": (0.80, 0.85), "recipe/42": (recipe, 0.85)})
+    assert f"({100 * ours:.1f} vs {100 * recipe:.1f}): not assessable: 1 seed of 5" in run_results.render(one)
 
 
 def test_only_tasks_wholly_run_with_a_seeded_teacher_head_are_called_reproducible():
@@ -298,7 +305,8 @@ def test_the_first_versions_retention_target_averages_its_four_tasks_only():
         scores = {k.replace("accuracy", metric): v for k, v in outcome(ours, 0.80).items()}
         run_results.record(results, task, 42, "ours", scores, ["--seed", "42"], True)
     targets = "\n".join(run_results._targets_section(results))
-    assert "- Mean retention over the four tasks ≥ 96% (87.5%): NOT met" in targets  # (1 + 1 + 1 + 0.5) / 4
+    # (1 + 1 + 1 + 0.5) / 4, over one seed per task: no verdict
+    assert "- Mean retention over the four tasks ≥ 96% (87.5%): not assessable: 1 seed of 5" in targets
 
 
 def test_the_augmentation_text_follows_the_transfer_config():
@@ -955,7 +963,7 @@ def test_a_recommended_term_never_run_on_dev_is_said_not_run_and_its_target_not_
     assert "recommended: both" in text and "(not run on dev)" not in text
     assert "- sst2: + both − ours = +1.00 over 2 seed(s)" in text
     # a mean gain over fewer seeds than the issue asks for is not a met target
-    assert "p = –: the issue asks for 5, not settled: NOT met" in text
+    assert "p = – (all differences equal: t undefined): the issue asks for 5, not settled: NOT met" in text
 
 
 def test_e_is_paired_against_ours_from_its_own_start_where_that_ran():
@@ -1058,8 +1066,8 @@ def test_the_transfer_targets_compare_means_over_the_seeds_both_sides_ran():
     results = filled({"ours/42": (0.80, 0.80), "labels_only/42": (0.76, 0.80), "ours_transfer/42": (0.795, 0.80),
                       "ours/43": (0.90, 0.95), "labels_only/43": (0.90, 0.95)})  # fmt: skip
     targets = "\n".join(run_results._targets_section(results))
-    assert "ours + transfer ≥ labels only + 3.0 (79.5 vs 79.0, 1 seed): met" in targets
-    assert "ours + transfer ≥ the teacher (79.5 vs 80.0, 1 seed): NOT met" in targets
+    assert "ours + transfer ≥ labels only + 3.0 (79.5 vs 79.0, 1 seed): not assessable: 1 seed of 5" in targets
+    assert "ours + transfer ≥ the teacher (79.5 vs 80.0, 1 seed): not assessable: 1 seed of 5" in targets
 
 
 def test_a_recipe_that_ties_labels_only_on_the_regression_task_says_why():
@@ -1072,3 +1080,240 @@ def test_a_recipe_that_ties_labels_only_on_the_regression_task_says_why():
     assert "stsb: (c) recipe is labels only here (every seed ties it to 1e-6)" in text
     results["tasks"]["stsb"]["runs"]["recipe/43"]["student"] = 0.79  # a recipe that differs gets no such line
     assert "recipe is labels only here" not in run_results.render(results)
+
+
+def test_a_hub_token_or_a_machine_path_never_reaches_results_or_a_run_mark(tmp_path, monkeypatch, capsys):
+    import json
+
+    results = {"teacher_base": "base", "tasks": {}}
+    arguments = [
+        "--seed",
+        "42",
+        "--hub_token",
+        "hf_SECRET1",
+        "--hub-token=hf_SECRET2",
+        "--data_dir",
+        "/home/alice/glue",
+    ]
+    run_results.record(results, "sst2", 42, "ours", outcome(0.8, 0.9), arguments, True)
+    text = json.dumps(results) + run_results.render(results)
+    assert "hf_SECRET" not in text and "/home/alice" not in text
+    command = results["tasks"]["sst2"]["runs"]["ours/42"]["command"]
+    assert command.count("<redacted>") == 2 and "--data_dir glue" in command  # outside the repository: its name alone
+    out = tmp_path / "out"
+
+    def fake_subprocess_run(command, cwd, check):
+        assert "hf_SECRET1" in command  # the run itself gets the token
+        out.mkdir(exist_ok=True)
+        (out / "all_results.json").write_text('{"eval_f1": 0.8, "teacher_eval_f1": 0.85}')
+
+    monkeypatch.setattr(run_results.subprocess, "run", fake_subprocess_run)
+    arguments = ["configs/offline/mrpc.yaml", "--hub_token", "hf_SECRET1", "--output_dir", str(out)]
+    run_results.run(arguments, out)
+    assert "hf_SECRET" not in (out / run_results.RUN_MARK).read_text() and "hf_SECRET" not in capsys.readouterr().out
+    assert run_results.done_as(out, arguments)  # the mark still tells this run from another
+
+
+def test_a_recorded_run_into_a_folder_outside_the_repository_is_refused(tmp_path, monkeypatch):
+    # its commands in results.json could name that folder only by a machine path, which they never do
+    monkeypatch.setattr(run_results, "ROOT", tmp_path / "work" / "repo")
+    monkeypatch.setattr(run_results, "run", lambda *a, **k: pytest.fail("nothing may run"))
+    argv = ["run_results.py", "--tasks", "sst2", "--seeds", "42", "--variants", "ours"]
+    monkeypatch.setattr("sys.argv", [*argv, "--output_root", str(tmp_path / "scratch" / "results")])
+    with pytest.raises(SystemExit, match=r"--output_root \S*scratch/results lies outside the repository"):
+        run_results.main()
+
+
+def test_runs_with_extra_flags_never_enter_the_recorded_results_or_their_folders(tmp_path, monkeypatch, capsys):
+    # `-- --max_train_samples 500` (a smoke test) replaced recorded runs, their teachers and their rows in results.md
+    import json
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "configs").symlink_to(ROOT / "configs")  # read, never written
+    recorded = '{"teacher_base": "base", "tasks": {}}\n'
+    (tmp_path / "docs" / "results.json").write_text(recorded)
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    monkeypatch.setattr(run_results, "_searches", lambda: {})
+    ran = []
+
+    def fake_run(arguments, output_dir, done=None):
+        assert arguments[-2:] == ["--max_train_samples", "500"]
+        ran.append(output_dir)
+        return outcome(0.6, 0.65)
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    argv = ["run_results.py", "--tasks", "sst2", "--seeds", "42", "--variants", "ours", "labels_only"]
+    extra = ["--", "--max_train_samples", "500"]
+    for recorded_root in ([], ["--output_root", str(tmp_path / "outputs" / "results" / "smoke")]):
+        monkeypatch.setattr("sys.argv", [*argv, *recorded_root, *extra])
+        with pytest.raises(
+            SystemExit, match="the extra flags --max_train_samples 500 change the runs, .* pass another"
+        ):
+            run_results.main()
+    assert ran == []
+    smoke = tmp_path / "outputs" / "smoke"
+    monkeypatch.setattr("sys.argv", [*argv, "--output_root", str(smoke), *extra])
+    run_results.main()
+    assert [folder.parent.parent for folder in ran] == [smoke / "sst2", smoke / "sst2"]
+    assert (tmp_path / "docs" / "results.json").read_text() == recorded
+    assert not (tmp_path / "docs" / "results.md").exists()
+    kept = json.loads((smoke / "results.json").read_text())["tasks"]["sst2"]["runs"]
+    assert sorted(kept) == ["labels_only/42", "ours/42"] and kept["ours/42"]["student"] == 0.6
+    printed = capsys.readouterr().out
+    assert "sst2 ours/42 with --max_train_samples 500 (not recorded in docs/results.*" in printed
+    assert "student accuracy 0.6, teacher 0.65" in printed
+
+
+def test_a_second_run_results_exits_while_another_holds_the_results(tmp_path, monkeypatch):
+    # two invocations each rewrote their own copy of results.json, and the one that wrote last dropped the other's runs
+    import fcntl
+
+    (tmp_path / "docs").mkdir()
+    recorded = '{"teacher_base": "base", "tasks": {}}\n'
+    (tmp_path / "docs" / "results.json").write_text(recorded)
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    monkeypatch.setattr(run_results, "render", lambda results: "rendered\n")
+    monkeypatch.setattr(run_results, "run", lambda *a, **k: pytest.fail("a second invocation must run nothing"))
+    recording = ["--tasks", "sst2", "--seeds", "42", "--variants", "ours"]
+    with open(tmp_path / "docs" / ".results.json.lock", "a") as first:  # the first invocation, still running
+        fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for argv in (["--render"], ["--reproduce", "--tasks", "sst2"], recording):
+            monkeypatch.setattr("sys.argv", ["run_results.py", *argv])
+            with pytest.raises(SystemExit, match=r"another run_results.py holds \S*\.results\.json\.lock"):
+                run_results.main()
+    assert (tmp_path / "docs" / "results.json").read_text() == recorded
+    assert not (tmp_path / "docs" / "results.md").exists()
+    monkeypatch.setattr("sys.argv", ["run_results.py", "--render"])
+    run_results.main()  # the first one has ended
+    assert (tmp_path / "docs" / "results.md").read_text() == "rendered\n"
+
+
+def test_a_write_that_dies_midway_leaves_results_json_and_md_whole(tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    before = {"results.json": '{\n  "teacher_base": "base",\n  "tasks": {}\n}\n', "results.md": "# before\n"}
+    for name, text in before.items():
+        (tmp_path / "docs" / name).write_text(text)
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    monkeypatch.setattr(run_results, "render", lambda results: "# after\n")
+
+    def killed(source, target):  # the process dies before the new text takes the old one's place
+        raise OSError("killed")
+
+    monkeypatch.setattr("os.replace", killed)
+    monkeypatch.setattr("sys.argv", ["run_results.py", "--render"])
+    with pytest.raises(OSError, match="killed"):
+        run_results.main()
+    assert {name: (tmp_path / "docs" / name).read_text() for name in before} == before
+    assert sorted(path.name for path in (tmp_path / "docs").iterdir()) == [".results.json.lock", *before]
+
+
+def test_every_cell_over_fewer_seeds_than_its_row_says_so():
+    scores = {f"{v}/{s}": (0.8, 0.85) for v in ("ours", "labels_only", "ours_transfer") for s in (42, 43)}
+    scores["ours_transfer/44"] = (0.8, 0.85)  # the row: 3 seeds; the teacher (ours') and labels only over 2
+    row = next(
+        line for line in run_results.render(filled(scores)).splitlines() if line.startswith("| sst2 | accuracy")
+    )
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[4] == "3" and cells[9] == "80.0 ± 0.0"  # (e) ran every seed of the row
+    assert cells[5] == "85.0 ± 0.0 (n = 2)" and cells[6] == "80.0 ± 0.0 (n = 2)" and cells[8] == "80.0 ± 0.0 (n = 2)"
+
+
+def test_a_retention_target_over_fewer_than_five_seeds_is_not_assessable():
+    # one seed per task read "met" for the mean retention targets
+    def recorded(seeds: list[int]) -> dict:
+        results = {"teacher_base": "base", "tasks": {}}
+        for task, seed in itertools.product(("sst2", "mrpc", "stsb", "cola"), seeds):
+            metric = run_results.METRICS[task]
+            for variant, student in (("ours", 0.80), ("labels_only", 0.79), ("recipe", 0.79), ("ours_transfer", 0.80)):
+                scores = {k.replace("accuracy", metric): v for k, v in outcome(student, 0.81).items()}
+                run_results.record(results, task, seed, variant, scores, ["--seed", str(seed)], True)
+        return results
+
+    targets = run_results._targets_section(recorded([42]))
+    lines = [line for line in targets if line.startswith("- ") and ("teacher" in line or "retention" in line)]
+    assert lines == [
+        "- SST-2: ours ≥ 97% of the teacher (80.0 vs 78.6): not assessable: 1 seed of 5",
+        "- Mean retention over the four tasks ≥ 96% (98.8%): not assessable: 1 seed of 5",
+        "- sst2: ours + transfer ≥ the teacher (80.0 vs 81.0, 1 seed): not assessable: 1 seed of 5",
+        "- Mean retention of ours + transfer over SST-2, MRPC, STS-B, CoLA ≥ 97% (98.8%): not assessable: 1 seed of 5",
+    ]
+    targets = run_results._targets_section(recorded([42, 43, 44, 45, 46]))
+    assert "- Mean retention over the four tasks ≥ 96% (98.8%): met" in targets
+    assert "- SST-2: ours ≥ 97% of the teacher (80.0 vs 78.6): met" in targets
+
+
+def test_render_derives_the_paired_statistics_from_the_runs():
+    # --render printed the e − b differences and p stored at record time: a run deleted since stayed in the table
+    import math
+
+    from scipy.stats import t
+
+    gains = {42: 0.03, 43: 0.04, 44: 0.05}
+    scores = {f"labels_only/{s}": (0.80, 0.85) for s in gains}
+    scores |= {f"ours_transfer/{s}": (0.80 + gain, 0.85) for s, gain in gains.items()}
+    results = filled(scores)
+    del results["tasks"]["sst2"]["runs"]["labels_only/44"]
+    text = run_results.render(results)
+    row = next(line for line in text.splitlines() if line.startswith("| sst2 | accuracy"))
+    mean, sd = 0.035, math.sqrt(2 * 0.005**2)  # over the two seeds left: 0.03 and 0.04
+    p_value = t.sf(mean / (sd / math.sqrt(2)), 1)
+    assert row.endswith(f"| +3.0 +4.0 | {p_value:.2g} |")
+    assert f"ours + transfer > labels only with p < 0.05 (p = {p_value:.2g}, 2 seeds:" in text
+    assert "| sst2 | (e) ours + transfer | 2 | +3.50 | +3.0 +4.0 |" in text
+
+
+def test_reproduce_reruns_a_run_recorded_again_since_its_reproduction(tmp_path, monkeypatch):
+    # a run recorded again after --reproduce checked it was given a verdict from the old reproduction, never rerun
+    import json
+    import os
+    import shlex
+
+    path = _recorded_for_reproduce(tmp_path, monkeypatch)
+    calls = []
+
+    def fake_run(arguments, output_dir, done):
+        if not done(output_dir):
+            calls.append(output_dir.name)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / "all_results.json").write_text(json.dumps(outcome(0.8176605504587156, 0.8451834862385321)))
+            (output_dir / run_results.RUN_MARK).write_text(json.dumps(run_results.run_signature(arguments)))
+        return json.loads((output_dir / "all_results.json").read_text())
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    reproduce = functools.partial(run_results.reproduce, ["sst2"], [42], ["ours"], tmp_path / "repro")
+    reproduce()
+    reproduce()
+    assert calls == ["ours"]  # nothing changed since: read back
+    results = json.loads(path.read_text())
+    command = shlex.split(results["tasks"]["sst2"]["runs"]["ours/42"]["command"])[2:]
+    run_results.record(results, "sst2", 42, "ours", outcome(0.70, 0.79), command, ran_now=True)
+    path.write_text(json.dumps(results))
+    reproduce()
+    assert calls == ["ours", "ours"]
+    found = json.loads(path.read_text())["tasks"]["sst2"]["reproduced"]["ours/42"]
+    assert found["identical"] is False and found["student"] == 0.8176605504587156
+    reproduce()
+    assert calls == ["ours", "ours"]
+    # the recorded run's own folder, on this machine, made after the reproduction: reproduced again
+    made = tmp_path / "outputs" / "results" / "sst2" / "seed42" / "ours"
+    made.mkdir(parents=True)
+    (made / run_results.RUN_MARK).write_text("{}")
+    reproduction = tmp_path / "repro" / "sst2" / "seed42" / "ours" / run_results.RUN_MARK
+    earlier = (made / run_results.RUN_MARK).stat().st_mtime - 100
+    os.utime(reproduction, (earlier, earlier))
+    reproduce()
+    assert calls == ["ours", "ours", "ours"]
+
+
+def test_a_constant_gain_has_no_t_test_so_its_target_reads_the_sign_test_and_says_why():
+    # five seeds each one dev sentence better: t is undefined (sd 0), and the target read "not computable: NOT met"
+    gain = 1 / 872
+    scores = {f"labels_only/{s}": (0.80, 0.85) for s in range(42, 47)}
+    scores |= {f"ours_transfer/{s}": (0.80 + gain, 0.85) for s in range(42, 47)}
+    text = " ".join(run_results.render(filled(scores)).split())
+    target = "(all differences equal: t undefined; sign test p = 0.031, 5 seeds): met"
+    assert f"- sst2: ours + transfer > labels only with p < 0.05 {target}" in text
+    row = "| sst2 | (e) ours + transfer | 5 | +0.11 | +0.1 +0.1 +0.1 +0.1 +0.1 |"
+    assert f"{row} – (all differences equal: t undefined) | 0.031 (of the sign test's p) | 0.031 |" in text
+    assert "all differences equal: t undefined: every seed of that row gained the same amount" in text
+    assert "| +0.1 +0.1 +0.1 +0.1 +0.1 | – (all differences equal: t undefined) |" in text  # the main table's p
