@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         settings_note=settings_note,
         student_training=data_args.student_training,
         regression=regression,
+        teacher_dtype=str(next(teacher.parameters()).dtype).removeprefix("torch."),
     )
     return publish_student(
         trainer,

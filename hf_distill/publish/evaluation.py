@@ -71,6 +71,8 @@ def evaluate_side_by_side(
     metrics: dict[str, float] = {}
     for split, dataset in eval_datasets.items():
         suffix = "_mm" if split == "validation_mismatched" else ""
+        for evaluator in (trainer, teacher_evaluator):
+            _forget_eval_dataloader(evaluator)
         with keeping_the_last_batch(trainer.args):  # the rows the teacher's LabelsTrainer scores: all of them
             result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")
         if in_place:
@@ -79,6 +81,16 @@ def evaluate_side_by_side(
             result.update(teacher_evaluator.evaluate(eval_dataset=dataset, metric_key_prefix="teacher_eval"))
         metrics.update({f"{key}{suffix}": value for key, value in result.items()})
     return metrics
+
+
+def _forget_eval_dataloader(evaluator: Trainer) -> None:
+    """Drops the evaluation dataloader a Trainer keeps under ``dataloader_persistent_workers``: transformers keys it
+    "eval" for every dataset passed in and hands it back whatever dataset is asked for next, so MNLI's mismatched split
+    was scored on the matched rows, and a recipe student that evaluated while training kept a dataloader that drops
+    the last batch."""
+    cached = getattr(evaluator, "_eval_dataloaders", None)
+    if isinstance(cached, dict):
+        cached.pop("eval", None)
 
 
 @torch.no_grad()

@@ -59,6 +59,8 @@ class ModelCardData:
     # how the student was trained (distill_glue.py's --student_training): a baseline's card states the loss it used
     student_training: str = "distill"
     regression: bool = False  # a one-output head: the copied recipe's softmax KD term is then 0
+    # the teacher's weights' dtype when it was scored, where not float32 (a bf16 run casts it): "bfloat16"
+    teacher_dtype: str = ""
     settings_note: str = ""  # how the settings were chosen, e.g. by --hp_search_trials
     # exported students re-scored with onnxruntime: name, metrics, agreement, size_bytes, latency_ms per batch size
     deployment_rows: Sequence[dict] = field(default_factory=tuple)
@@ -276,8 +278,8 @@ This model was distilled with hf-distill from the teacher `{data.teacher}`, {dat
 {_training_data_lines(data)}
 ## Teacher vs student
 
-Evaluated on the same {data.task} evaluation set; latency is the median forward pass at each batch size on
-{data.latency_device}, measured on the machine that trained it.
+Evaluated on the same {data.task} evaluation set{_precision_note(data)}; latency is the median forward pass at
+each batch size on {data.latency_device}, measured on the machine that trained it.
 
 {format_table(data)}
 {_deployment_section(data)}
@@ -291,6 +293,15 @@ Latency measured on {data.hardware or data.latency_device}; libraries: {data.lib
 {data.command}
 ```
 """
+
+
+def _precision_note(data: ModelCardData) -> str:
+    if not data.teacher_dtype or data.teacher_dtype == "float32":
+        return ""
+    return (
+        f" (the teacher with the {data.teacher_dtype} weights it distilled with, the student with its float32 "
+        "weights, both under the run's autocast)"
+    )
 
 
 def _loss_line(data: ModelCardData, cos_term: str, cos_text: str) -> str:

@@ -46,7 +46,8 @@ def _read_lines(path: Path, text_column: str, encoding: str) -> list[str]:
     try:
         # split on line ends only ("\n", "\r\n", "\r" after universal newlines): str.splitlines also cut at form
         # feeds, U+2028 and, read as latin-1, at a cp1252 ellipsis (0x85), so one document became several
-        return [line.strip() for line in path.read_text(encoding=_opening(encoding)).split("\n")]
+        text = path.read_text(encoding=_opening(encoding))
+        return [line.strip() for line in text.split("\n")[: -1 if text.endswith("\n") else None]]
     except UnicodeDecodeError as error:
         raise _not_text(path, encoding, error) from None
 

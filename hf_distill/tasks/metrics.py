@@ -8,6 +8,7 @@ scikit-learn / SciPy calls that script makes, so results are interchangeable: ac
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
@@ -97,14 +98,34 @@ def compute_metrics_fn(task: str, is_regression: bool | None = None) -> Callable
         if isinstance(logits, (tuple, list)):
             logits = logits[0]
         logits = np.asarray(logits)
-        if is_regression:
-            # A one-output head gives (N, 1); some models already give (N,).
-            predictions = logits.reshape(-1) if logits.ndim == 2 and logits.shape[-1] == 1 else logits
-        else:
-            predictions = np.argmax(logits, axis=-1)  # (N, C) -> (N,)
+        predictions = _regression_scores(logits) if is_regression else _predicted_classes(logits, task)
         return metric.compute(predictions=predictions, references=eval_prediction.label_ids)
 
     return compute_metrics
+
+
+def _predicted_classes(logits: Any, what: str) -> np.ndarray:
+    """(N, C) class logits -> (N,) predicted classes; one logit per row refused (its argmax is always class 0, so
+    a one-output head scored as a classifier read as a model that always says 0)."""
+    logits = np.asarray(logits)
+    if logits.ndim == 2 and logits.shape[-1] == 1:
+        raise ValueError(
+            f"{what} is a classification task, but the model gives one logit per row (logits of shape {logits.shape}):"
+            " its argmax is always 0. Give a head with one output per class (num_labels), or score it as a regression."
+        )
+    return np.argmax(logits, axis=-1)
+
+
+def _regression_scores(logits: Any) -> np.ndarray:
+    """(N, 1) or (N,) outputs -> (N,) scores; more than one output per row refused (flattened, N x k scores met N
+    labels in a scipy error far from the cause)."""
+    logits = np.asarray(logits)
+    if logits.ndim == 2 and logits.shape[-1] != 1:
+        raise ValueError(
+            f"A regression is scored on one output per row, but the model gives {logits.shape[-1]} (logits of shape "
+            f"{logits.shape}). Give a one-output head (num_labels=1), or score it as a classification."
+        )
+    return logits.reshape(-1)
 
 
 def custom_metrics_fn(is_regression: bool):
@@ -113,12 +134,12 @@ def custom_metrics_fn(is_regression: bool):
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         if is_regression:
-            scores = np.asarray(logits).reshape(-1)
+            scores = _regression_scores(logits)
             return {
                 "pearson": float(pearsonr(scores, prediction.label_ids)[0]),
                 "spearmanr": float(spearmanr(scores, prediction.label_ids)[0]),
             }
-        predicted = np.asarray(logits).argmax(-1)
+        predicted = _predicted_classes(logits, "Your data")
         return {
             "accuracy": float(accuracy_score(prediction.label_ids, predicted)),
             "f1_macro": float(f1_score(prediction.label_ids, predicted, average="macro")),

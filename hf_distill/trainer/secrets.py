@@ -14,7 +14,9 @@ __all__ = ["HiddenToken", "hide_hub_token"]
 
 
 class HiddenToken(str):
-    """A secret `str` that pickles as None (so `training_args.bin` never holds it) and prints redacted."""
+    """A secret `str` that pickles as None (so `training_args.bin` never holds it) and whose `repr` is redacted
+    (TrainingArguments' own repr and logs show that). It is still the token as a `str`: `str()`, an f-string or
+    `json.dumps` give the secret itself, so never format it into a message or a file."""
 
     def __reduce__(self) -> tuple:
         return (type(None), ())

@@ -127,3 +127,24 @@ def test_a_recipe_student_and_its_teacher_are_scored_on_the_same_rows_when_train
     assert metrics["eval_rows"] == metrics["teacher_eval_rows"] == 21
     assert len(trainer.get_train_dataloader()) == 2  # the recipe still trains as copied: its last, short batch dropped
     assert trainer.args.dataloader_drop_last
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_every_split_is_scored_on_its_own_rows_under_persistent_workers(tmp_path, persistent):
+    # transformers keeps one "eval" dataloader under dataloader_persistent_workers, whatever dataset is asked for:
+    # MNLI's mismatched split (9 rows) was scored on the matched one (21), the teacher's too
+    def rows_scored(prediction) -> dict[str, float]:
+        return {"rows": float(len(prediction.label_ids)), "label_sum": float(np.sum(prediction.label_ids))}
+
+    teacher = tiny.classifier(layers=2, num_labels=3, seed=0)
+    student = tiny.classifier(layers=1, num_labels=3, seed=1)
+    args = make_args(tmp_path, dataloader_num_workers=int(persistent), dataloader_persistent_workers=persistent)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=args, data_collator=tiny.collate, compute_metrics=rows_scored
+    )
+    splits = {"validation_matched": tiny.class_rows(21, seed=3), "validation_mismatched": tiny.class_rows(9, seed=4)}
+    metrics = evaluation.evaluate_side_by_side(trainer, teacher, splits, tiny.collate, rows_scored)
+    mismatched_labels = float(sum(int(row["labels"]) for row in splits["validation_mismatched"]))
+    for prefix in ("eval", "teacher_eval"):
+        assert metrics[f"{prefix}_rows"] == 21 and metrics[f"{prefix}_rows_mm"] == 9
+        assert metrics[f"{prefix}_label_sum_mm"] == mismatched_labels

@@ -102,3 +102,9 @@ def test_a_baselines_card_states_the_loss_it_was_trained_with():
     assert "`0.25 * task + 0.75 * KD`" in recipe and "KD is 0" not in recipe
     stsb = loss_line(render_model_card(card(student_training="recipe", alpha_task=0.5, regression=True)))
     assert "KD is 0: the labels alone" in stsb
+
+
+def test_a_teacher_scored_in_half_precision_is_said_so():
+    # a bf16 run casts the teacher in place: its score is of the rounded weights, the student's of float32 ones
+    assert "bfloat16 weights it distilled with" in render_model_card(card(teacher_dtype="bfloat16"))
+    assert "weights it distilled with" not in render_model_card(card(teacher_dtype="float32"))

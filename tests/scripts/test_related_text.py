@@ -197,3 +197,10 @@ def test_single_sentence_sources_for_a_pair_task_are_refused_by_name(tmp_path, m
                                          r"pair tasks \(mrpc rte\)"):  # fmt: skip
         run_main(build_related_text, monkeypatch, "--task", "stsb", "--sources", "sst2", "cola", "--data_dir",
                  str(data), "--output", str(tmp_path / "out.tsv"))  # fmt: skip
+
+
+def test_a_held_out_row_the_training_split_repeats_is_counted():
+    # SST-2's train.tsv repeats 366 lines: 7 of 1,000 held-out rows stood in train.tsv too, unsaid
+    kept = ["a film\t1", "dull\t0", "a film\t1"]
+    assert hold_out_glue.repeated_rows(kept, ["a film\t1", "fine\t1"]) == 1
+    assert hold_out_glue.repeated_rows(kept, ["fine\t1"]) == 0

@@ -9,7 +9,7 @@ import pytest
 from transformers import EvalPrediction
 
 from hf_distill.tasks.glue import GLUE_TASKS
-from hf_distill.tasks.metrics import compute_metrics_fn, glue_metric, main_metric
+from hf_distill.tasks.metrics import compute_metrics_fn, custom_metrics_fn, glue_metric, main_metric
 
 # Binary example shared by accuracy, F1 and Matthews:
 #   position:    0  1  2  3  4  5  6
@@ -132,3 +132,20 @@ def test_metric_refuses_mismatched_shapes():
 def test_metric_refuses_unknown_task():
     with pytest.raises(ValueError, match="Unknown GLUE task 'squad'; valid names: cola, sst2"):
         glue_metric("squad")
+
+
+def test_a_one_logit_head_scored_as_a_classifier_is_refused():
+    # its argmax is always 0: SST-2 scored 0.5 on two rows a one-output head got right
+    prediction = EvalPrediction(predictions=np.array([[3.0], [-3.0]]), label_ids=np.array([1, 0]))
+    with pytest.raises(ValueError, match=r"sst2 is a classification task, but the model gives one logit per row"):
+        compute_metrics_fn("sst2")(prediction)
+    with pytest.raises(ValueError, match=r"one logit per row \(logits of shape \(2, 1\)\)"):
+        custom_metrics_fn(is_regression=False)(prediction)
+
+
+def test_a_regression_with_several_outputs_per_row_is_refused():
+    # flattened, 2 x 3 scores met 2 labels in a scipy error
+    prediction = EvalPrediction(predictions=np.zeros((2, 3)), label_ids=np.array([0.5, 1.0]))
+    for compute_metrics in (compute_metrics_fn("stsb"), custom_metrics_fn(is_regression=True)):
+        with pytest.raises(ValueError, match=r"one output per row, but the model gives 3"):
+            compute_metrics(prediction)
