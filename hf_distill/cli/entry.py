@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,13 +33,24 @@ def setup_logging() -> None:
 def run_entry_point(main: Callable[[], object], program: str) -> None:
     """Runs `main()`; a `ValueError` (bad input, raised before any training) becomes one line on stderr and exit 2.
 
+    A `ValueError` raised inside a training loop (a teacher fine-tune, a search trial, the distillation) is not bad
+    input but a failure: it keeps its traceback, and the group is not torn down (see below).
+
     `end_distributed()` runs after a normal end and after bad input, not in a `finally`: after an unexpected error a
     collective may still be pending, and tearing the group down then can block; the launcher ends the other ranks.
     """
     try:
         main()
-    except ValueError as error:  # bad input: one clear line, no traceback, nothing half-written
-        print(f"{program}: error: {error}", file=sys.stderr)
+    except ValueError as error:
+        if _raised_while_training(error):
+            raise
+        print(f"{program}: error: {error}", file=sys.stderr)  # bad input: one clear line, nothing half-written
         end_distributed()
         sys.exit(2)
     end_distributed()
+
+
+def _raised_while_training(error: BaseException) -> bool:
+    """Whether `error` came from inside `Trainer`'s training loop (its frames' code, not a message's words)."""
+    loop = transformers.Trainer._inner_training_loop.__code__
+    return any(frame.f_code is loop for frame, _ in traceback.walk_tb(error.__traceback__))
