@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import datasets
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 __all__ = ["MLM_METRICS", "score_masked_lm"]
 
 MLM_METRICS = ("loss", "perplexity", "top1_accuracy", "top5_accuracy")
+_LARGEST_EXPONENT = math.log(sys.float_info.max)  # about 709.78: exp of more overflows
 
 
 @torch.inference_mode()
@@ -48,7 +50,8 @@ def score_masked_lm(model: nn.Module, dataset: datasets.Dataset, collator, *, ba
     loss = total / count
     return {
         "loss": loss,
-        "perplexity": math.exp(min(loss, 50.0)),
+        # exp(loss), inf past float range (a silent cap at exp(50) stated a wrong, finite perplexity)
+        "perplexity": math.exp(loss) if loss < _LARGEST_EXPONENT else math.inf,
         "top1_accuracy": hits1 / count,
         "top5_accuracy": hits5 / count,
         "masked_positions": count,

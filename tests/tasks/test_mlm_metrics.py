@@ -22,3 +22,21 @@ def test_masks_with_no_masked_position_score_nan_not_a_perfect_model(tmp_path):
     rows["labels"] = [[-100, 10, -100, -100]]
     scores = score_masked_lm(model, datasets.Dataset.from_dict(rows), collator)
     assert scores["masked_positions"] == 1 and scores["loss"] > 0 and scores["perplexity"] > 1
+
+
+def test_perplexity_is_exp_of_the_loss_however_large(tmp_path):
+    # it was capped at exp(50) without a word: a loss of 60 nats read as perplexity 5.2e21, not 1.1e26
+    import torch
+
+    model = tiny.masked_lm(layers=1)
+    collator = DataCollatorForTokenClassification(tiny.tokenizer(tmp_path / "tok"))
+    rows = datasets.Dataset.from_dict(
+        {"input_ids": [[2, 10, 11, 3]], "attention_mask": [[1, 1, 1, 1]], "labels": [[-100, 10, -100, -100]]}
+    )
+    for scale, finite in ((60.0, True), (1000.0, False)):
+        with torch.no_grad():  # the decoder's bias: every other token far likelier than token 10
+            model.cls.predictions.bias.fill_(scale)
+            model.cls.predictions.bias[10] = 0.0
+        scores = score_masked_lm(model, rows, collator)
+        assert scores["loss"] > scale - 5
+        assert scores["perplexity"] == (math.exp(scores["loss"]) if finite else math.inf)
