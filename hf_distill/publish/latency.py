@@ -40,8 +40,9 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def check_timing(warmup: int, repeats: int, min_seconds: float) -> None:
-    """Refuse timing settings that measure nothing: `repeats` below 1 with `min_seconds` 0 left no timing to take
-    the median of (a `StatisticsError` far from the cause)."""
+    """Refuse timing settings that are not counts and durations: `warmup` >= 0, `repeats` >= 1 (always: with
+    `min_seconds` 0, fewer left no timing to take the median of, a `StatisticsError` far from the cause) and
+    `min_seconds` >= 0."""
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an integer >= 0 (unmeasured passes), got {warmup!r}.")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:

@@ -20,6 +20,7 @@ __all__ = [
     "format_table",
     "is_hub_dataset",
     "public_name",
+    "redact_secrets",
     "render_model_card",
     "sanitize_command",
 ]
@@ -117,9 +118,20 @@ def sanitize_command(argv: Sequence[str], root: Path | None = None) -> str:
     last component alone: the command then reads as run from the repository, and names no folder of this machine.
     """
     cleaned: list[str] = []
+    for argument in redact_secrets(argv):
+        flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
+        # `--data_dir=/home/me/glue` is one argument: its value is a path like any other
+        cleaned.append(flag + equals + _relative(value, root) if equals else _relative(argument, root))
+    return shlex.join(cleaned)
+
+
+def redact_secrets(argv: Sequence[str]) -> list[str]:
+    """The arguments with a Hub token's value replaced by ``<redacted>`` (`--hub_token X`, `--hub_token=X`, and the
+    prefixes and dashes argparse takes for it); paths untouched."""
+    cleaned: list[str] = []
     skip_next = False
     for argument in argv:
-        flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
+        flag, equals, _ = argument.partition("=") if argument.startswith("--") else ("", "", argument)
         if skip_next:
             cleaned.append("<redacted>")
             skip_next = False
@@ -127,9 +139,8 @@ def sanitize_command(argv: Sequence[str], root: Path | None = None) -> str:
             cleaned.append(flag + "=<redacted>" if equals else flag)
             skip_next = not equals
         else:
-            # `--data_dir=/home/me/glue` is one argument: its value is a path like any other
-            cleaned.append(flag + equals + _relative(value, root) if equals else _relative(argument, root))
-    return shlex.join(cleaned)
+            cleaned.append(argument)
+    return cleaned
 
 
 def _is_secret(flag: str) -> bool:

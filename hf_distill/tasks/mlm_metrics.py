@@ -51,7 +51,7 @@ def score_masked_lm(model: nn.Module, dataset: datasets.Dataset, collator, *, ba
     return {
         "loss": loss,
         # exp(loss), inf past float range (a silent cap at exp(50) stated a wrong, finite perplexity)
-        "perplexity": math.exp(loss) if loss < _LARGEST_EXPONENT else math.inf,
+        "perplexity": math.inf if loss >= _LARGEST_EXPONENT else math.exp(loss),  # NaN stays NaN
         "top1_accuracy": hits1 / count,
         "top5_accuracy": hits5 / count,
         "masked_positions": count,

@@ -12,13 +12,19 @@ from transformers import Trainer
 from hf_distill.cli import entry
 
 
-class FailsOnItsFirstStep(torch.nn.Module):
-    def __init__(self):
+class FailsOnStep(torch.nn.Module):
+    """Raises a ValueError on the forward of optimizer step `step` (0: the first batch), trains before it."""
+
+    def __init__(self, step: int):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.step, self.calls = step, 0
 
     def forward(self, input_ids=None, attention_mask=None, labels=None):
-        raise ValueError("a failure inside the training loop")
+        self.calls += 1
+        if self.calls > self.step:
+            raise ValueError("a failure inside the training loop")
+        return {"loss": (self.weight - 1.0).pow(2).sum()}
 
 
 @pytest.fixture
@@ -41,13 +47,25 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(teardowns, capsys):
     )
 
 
+def train_failing_on(step: int, tmp_path):
+    args = make_args(tmp_path, per_device_train_batch_size=2, max_steps=4)
+    Trainer(model=FailsOnStep(step), args=args, train_dataset=tiny.class_rows(8), data_collator=tiny.collate).train()
+
+
 def test_a_value_error_raised_while_training_keeps_its_traceback(tmp_path, teardowns, capsys):
     # it was printed as one "bad input" line and exit 2, its traceback lost, and the group torn down mid-collective
     def main():
-        Trainer(model=FailsOnItsFirstStep(), args=make_args(tmp_path), train_dataset=tiny.class_rows(4),
-                data_collator=tiny.collate).train()  # fmt: skip
+        train_failing_on(2, tmp_path)
 
     with pytest.raises(ValueError, match="a failure inside the training loop") as raised:
         entry.run_entry_point(main, "distill_glue.py")
     assert entry._raised_while_training(raised.value) and teardowns == []
     assert "error:" not in capsys.readouterr().err
+
+
+def test_a_refusal_on_the_first_batch_before_any_step_is_still_one_line(tmp_path, teardowns, capsys):
+    # compute_loss refuses a stale cache or logits of other shapes on the first batch: bad input, nothing trained
+    with pytest.raises(SystemExit) as exited:
+        entry.run_entry_point(lambda: train_failing_on(0, tmp_path), "distill_glue.py")
+    assert exited.value.code == 2 and teardowns == ["end"]
+    assert capsys.readouterr().err.endswith("distill_glue.py: error: a failure inside the training loop\n")

@@ -261,3 +261,5 @@ def test_a_bf16_run_scores_student_and_teacher_under_the_same_autocast(tmp_path,
     distill_mlm.main(mlm_flags(tmp_path, teacher, corpus, "--bf16", "true", "--alpha_cos", "0"))
     assert [dtype for dtype, _, _ in scored] == [torch.float32, torch.bfloat16]  # student, teacher as stored
     assert all(enabled and dtype == torch.bfloat16 for _, enabled, dtype in scored)
+    card = " ".join((tmp_path / "mlm_out" / "README.md").read_text().split())
+    assert "the teacher with the bfloat16 weights it distilled with" in card  # the GLUE card said so, this one not

@@ -424,6 +424,11 @@ def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, m
     calls.clear()
     run_results.search_transfer("mrpc", out, "../shared/data/glue", 3, ["--teacher_num_train_epochs", "1"])
     assert "--finetune_teacher" not in calls[0]  # another search: its teacher is fit afresh, not the stopped one's
+    calls.clear()
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 3, ["--hub_token", "hf_SECRET"])
+    assert "hf_SECRET" in calls[0]  # the run gets it; the record of the search's command on disk does not
+    assert "hf_SECRET" not in (out / "search_command.json").read_text()
+    assert "hf_SECRET" not in (tmp_path / "docs" / "search.json").read_text()
 
 
 def test_a_transfer_config_is_credited_to_the_search_only_when_it_holds_the_best_trial(monkeypatch):
@@ -1122,6 +1127,10 @@ def test_a_recorded_run_into_a_folder_outside_the_repository_is_refused(tmp_path
     monkeypatch.setattr("sys.argv", [*argv, "--output_root", str(tmp_path / "scratch" / "results")])
     with pytest.raises(SystemExit, match=r"--output_root \S*scratch/results lies outside the repository"):
         run_results.main()
+    # nor from a --data_dir there: the recorded command would name its last folder alone, which --reproduce misses
+    monkeypatch.setattr("sys.argv", [*argv, "--data_dir", str(tmp_path / "mnt" / "glue")])
+    with pytest.raises(SystemExit, match=r"--data_dir \S*mnt/glue lies outside the repository"):
+        run_results.main()
 
 
 def test_runs_with_extra_flags_never_enter_the_recorded_results_or_their_folders(tmp_path, monkeypatch, capsys):
@@ -1177,7 +1186,9 @@ def test_a_second_run_results_exits_while_another_holds_the_results(tmp_path, mo
     recording = ["--tasks", "sst2", "--seeds", "42", "--variants", "ours"]
     with open(tmp_path / "docs" / ".results.json.lock", "a") as first:  # the first invocation, still running
         fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        for argv in (["--render"], ["--reproduce", "--tasks", "sst2"], recording):
+        searching = ["--search_transfer", "--tasks", "mrpc"]  # search.json had no lock: two searches lost entries
+        monkeypatch.setattr(run_results, "search_transfer", lambda *a: pytest.fail("a second search must run nothing"))
+        for argv in (["--render"], ["--reproduce", "--tasks", "sst2"], recording, searching):
             monkeypatch.setattr("sys.argv", ["run_results.py", *argv])
             with pytest.raises(SystemExit, match=r"another run_results.py holds \S*\.results\.json\.lock"):
                 run_results.main()

@@ -40,3 +40,17 @@ def test_perplexity_is_exp_of_the_loss_however_large(tmp_path):
         scores = score_masked_lm(model, rows, collator)
         assert scores["loss"] > scale - 5
         assert scores["perplexity"] == (math.exp(scores["loss"]) if finite else math.inf)
+
+
+def test_a_nan_loss_reads_as_a_nan_perplexity_not_an_infinite_one(tmp_path):
+    import torch
+
+    model = tiny.masked_lm(layers=1)
+    with torch.no_grad():
+        model.cls.predictions.bias.fill_(float("nan"))
+    collator = DataCollatorForTokenClassification(tiny.tokenizer(tmp_path / "tok"))
+    rows = datasets.Dataset.from_dict(
+        {"input_ids": [[2, 10, 11, 3]], "attention_mask": [[1, 1, 1, 1]], "labels": [[-100, 10, -100, -100]]}
+    )
+    scores = score_masked_lm(model, rows, collator)
+    assert math.isnan(scores["loss"]) and math.isnan(scores["perplexity"])
