@@ -385,10 +385,19 @@ def inside_repository(path: Path) -> bool:
 
 
 def refuse_the_recorded_root(root: Path, extra: list[str]) -> None:
-    """Exits when runs with extra flags would go into the recorded runs' folders (the default --output_root, or one
-    inside it): they would replace those runs and the teachers their seeds' other runs reuse."""
-    recorded = Path(os.path.abspath(ROOT / "outputs" / "results"))
-    if Path(os.path.abspath(ROOT / root)).is_relative_to(recorded):
+    """Exits when runs with extra flags would go into the recorded runs' folders (the default --output_root, one
+    inside it, or one holding a run docs/results.json records): they would replace those runs and the teachers their
+    seeds' other runs reuse."""
+    given = Path(os.path.abspath(ROOT / root))
+    recorded = [Path(os.path.abspath(ROOT / "outputs" / "results"))]
+    results_path = ROOT / "docs" / "results.json"
+    if results_path.is_file():
+        for entry in json.loads(results_path.read_text()).get("tasks", {}).values():
+            for run in entry.get("runs", {}).values():
+                output_dir = _flag_value(shlex.split(run.get("command", "")), "--output_dir")
+                if output_dir:
+                    recorded.append(Path(os.path.abspath(ROOT / output_dir)))
+    if any(given.is_relative_to(folder) or folder.is_relative_to(given) for folder in recorded):
         sys.exit(
             f"run_results.py: the extra flags {shlex.join(redacted(extra))} change the runs, and --output_root {root} "
             "holds the recorded runs of docs/results.* and the teachers they reuse; pass another --output_root (e.g. "

@@ -1171,6 +1171,13 @@ def test_runs_with_extra_flags_never_enter_the_recorded_results_or_their_folders
     printed = capsys.readouterr().out
     assert "sst2 ours/42 with --max_train_samples 500 (not recorded in docs/results.*" in printed
     assert "student accuracy 0.6, teacher 0.65" in printed
+    # a root holding runs recorded under another --output_root is theirs too
+    elsewhere = {"teacher_base": "base", "tasks": {"sst2": {"runs": {"ours/42": {
+        "command": "python scripts/distill_glue.py --output_dir outputs/mine/sst2/seed42/ours"}}}}}  # fmt: skip
+    (tmp_path / "docs" / "results.json").write_text(json.dumps(elsewhere))
+    monkeypatch.setattr("sys.argv", [*argv, "--output_root", str(tmp_path / "outputs" / "mine"), *extra])
+    with pytest.raises(SystemExit, match="holds the recorded runs of docs/results.*"):
+        run_results.main()
 
 
 def test_a_second_run_results_exits_while_another_holds_the_results(tmp_path, monkeypatch):
