@@ -92,7 +92,7 @@ def test_single_sentence_task_end_to_end(tmp_path):
     card = (out / "README.md").read_text()
     metadata = yaml.safe_load(card.split("---")[1])
     assert "distillation" in metadata["tags"] and "base_model" not in metadata  # a local path is not a Hub id
-    assert "median forward pass at each batch size on\na CPU, float32" in card
+    assert "median forward pass at each batch size on a CPU, float32" in " ".join(card.split())
     assert metadata["datasets"] == ["glue"] and "accuracy" in metadata["metrics"]
     assert "| teacher |" in card and "| student |" in card and "--student_num_layers 2" in card
     assert "teacher layers [0, 3]" in card and "T = 2.0" in card
