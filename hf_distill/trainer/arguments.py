@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -10,6 +11,8 @@ from transformers import TrainingArguments
 from .loss_terms import LOSS_TERMS
 
 __all__ = ["DistillationTrainingArguments"]
+
+HALF_PRECISIONS = ("fp16", "bf16")
 
 
 @dataclass
@@ -142,6 +145,7 @@ class DistillationTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         self.validate_distillation()
+        _check_launcher_precision(self.fp16, self.bf16)
         super().__post_init__()
 
     def validate_distillation(self) -> None:
@@ -224,3 +228,17 @@ def _check_finite(name: str, value: float, *, fix: str) -> None:
 def _check_positive_int(name: str, value, *, fix: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}: {fix}.")
+
+
+def _check_launcher_precision(fp16: bool, bf16: bool) -> None:
+    """Refuses a half precision that would silently replace the launcher's: `accelerate launch` passes its config's
+    `mixed_precision` as ACCELERATE_MIXED_PRECISION, and `TrainingArguments` lets `fp16`/`bf16` override it without a
+    word (a fp16 launch config with a GLUE config's `bf16: true` would train in bf16, emulated on older GPUs)."""
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    for flag, asked in (("bf16", bf16), ("fp16", fp16)):
+        if asked and launcher in HALF_PRECISIONS and launcher != flag:
+            raise ValueError(
+                f"the launcher asks for {launcher} (ACCELERATE_MIXED_PRECISION={launcher}, from `accelerate launch` "
+                f"or its config) but {flag} is true here, which would train in {flag} instead: pass --{flag} false "
+                f"--{launcher} true, or launch with a {flag} config."
+            )

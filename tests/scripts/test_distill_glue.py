@@ -522,6 +522,22 @@ def test_accelerate_configs_cover_every_engine():
     assert configs["deepspeed_zero3"]["deepspeed_config"]["zero_stage"] == 3
 
 
+@pytest.mark.parametrize("config", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.stem)
+def test_each_accelerate_configs_own_command_parses_under_its_precision(config, monkeypatch):
+    # the header's command, continuation lines joined and comments dropped, as `accelerate launch` would run it
+    lines = [line[1:].split("  #")[0].strip() for line in config.read_text().splitlines() if line.startswith("#   ")]
+    command = " ".join(line.rstrip("\\").strip() for line in lines).split()
+    assert command[:4] == ["accelerate", "launch", "--config_file", f"configs/accelerate/{config.name}"]
+    flags = command[command.index("scripts/distill_glue.py") + 1 :]
+    precision = yaml.safe_load(config.read_text())["mixed_precision"]
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", precision)
+    from hf_distill.cli.arguments import parse_arguments
+
+    monkeypatch.chdir(ROOT)
+    _, _, training_args, _ = parse_arguments([*flags, "--use_cpu", "true"])
+    assert training_args.mixed_precision == precision
+
+
 @needs_glue
 def test_labels_only_baseline_and_held_out_train_split_never_touch_dev(tmp_path):
     teacher = save_teacher(tmp_path / "teacher", num_labels=2)

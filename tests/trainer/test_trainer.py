@@ -377,6 +377,22 @@ def test_arguments_refuse_bad_values_naming_field_value_and_fix(tmp_path, overri
         make_args(tmp_path, **overrides)
 
 
+@pytest.mark.parametrize(("launcher", "flag"), [("fp16", "bf16"), ("bf16", "fp16")])
+def test_arguments_refuse_a_precision_that_overrides_the_launchers(tmp_path, monkeypatch, launcher, flag):
+    # `accelerate launch` with a fp16 config sets ACCELERATE_MIXED_PRECISION=fp16, and TrainingArguments then lets a
+    # config's `bf16: true` replace it without a word: the run would train in the other precision.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    with pytest.raises(ValueError, match=rf"launcher asks for {launcher} .*but {flag} is true.*--{flag} false"):
+        make_args(tmp_path, **{flag: True})
+
+
+def test_arguments_accept_the_launchers_own_precision(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert make_args(tmp_path, bf16=True).mixed_precision == "bf16"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert make_args(tmp_path, bf16=True).mixed_precision == "bf16"
+
+
 def test_arguments_have_help_text_and_serialise():
     from dataclasses import fields
 
