@@ -106,11 +106,16 @@ def _prepare_fsdp(teacher: nn.Module, accelerator: Accelerator) -> nn.Module:
         if accelerator.mixed_precision in ("bf16", "fp16"):
             dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float16
             kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
-        # Shard each transformer layer, then the root: a forward-only module otherwise stays gathered.
+        # Shard each transformer layer, then the root: a forward-only module otherwise stays gathered. A unit
+        # holding a tied weight (a masked LM's word embeddings, tied to its decoder) is left to the root, whose
+        # unit holds both ends: FSDP2 refuses one parameter in two units.
+        tied = _tied_parameter_ids(teacher)
         for module in teacher.modules():
-            if isinstance(module, layer_classes):
+            if isinstance(module, layer_classes) and not any(id(p) in tied for p in module.parameters()):
                 fully_shard(module, **kwargs)
-        fully_shard(teacher, **kwargs)
+        # The root stays gathered after its forward (as Accelerate leaves the student's): the chunked token loss
+        # calls the teacher's vocabulary head itself, after the forward (`token_kd_chunk_size`).
+        fully_shard(teacher, **{**kwargs, "reshard_after_forward": False})
         return teacher
 
     import functools
@@ -192,6 +197,14 @@ def gather_whole(model: nn.Module) -> nn.Module | None:
 def _hidden_size(model: nn.Module) -> int | None:
     config = getattr(model, "config", None)
     return getattr(config, "hidden_size", None) or getattr(config, "dim", None)
+
+
+def _tied_parameter_ids(model: nn.Module) -> set[int]:
+    """The ids of parameters registered under more than one name (tied weights)."""
+    seen: dict[int, int] = {}
+    for _, parameter in model.named_parameters(remove_duplicate=False):
+        seen[id(parameter)] = seen.get(id(parameter), 0) + 1
+    return {key for key, count in seen.items() if count > 1}
 
 
 def _no_split_classes(model: nn.Module) -> tuple[type, ...]:

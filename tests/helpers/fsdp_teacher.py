@@ -66,6 +66,7 @@ def local_shape(parameter) -> tuple[int, ...]:
 
 
 TIMINGS = ("runtime", "_per_second", "_preparation_time")
+IN_UNITS = ("bert.embeddings.", "bert.encoder.")  # the FSDP2 units below the root: embeddings and each layer
 
 
 def accuracy(prediction) -> dict[str, float]:
@@ -118,7 +119,8 @@ def main(output_dir: str, mode: str) -> None:
         {
             "local_shapes": local,
             "full_shapes": {name: tuple(p.shape) for name, p in reference.named_parameters()},
-            "is_dtensor": all(hasattr(p, "to_local") for p in module.parameters()),
+            # the layer units' parameters (the root's own, pooler and classifier, stay gathered after its forward)
+            "is_dtensor": all(hasattr(p, "to_local") for n, p in module.named_parameters() if n.startswith(IN_UNITS)),
             "is_partitioned": all(hasattr(p, "ds_tensor") for p in module.parameters()),
             "teacher_type": type(trainer.teacher_model).__name__,
             "sharded_logits": sharded_logits,

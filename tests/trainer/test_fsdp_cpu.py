@@ -11,6 +11,7 @@ import torch
 from processes import HELPERS, run_checked
 
 SCRIPT = HELPERS / "fsdp_teacher.py"
+IN_UNITS = ("bert.embeddings.", "bert.encoder.")  # the FSDP2 units below the teacher's root
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
@@ -23,10 +24,14 @@ def test_fsdp2_sharded_teacher_matches_the_replicated_one(tmp_path):
         assert rank["world_size"] == 2 and rank["is_dtensor"]
         # never moved whole before sharding: a teacher bigger than one GPU would not fit there
         assert rank["teacher_moves"] == []
-        # Each rank holds half of every sharded parameter (dim 0 split over 2 ranks) and nothing more.
-        local = sum(torch.Size(shape).numel() for shape in rank["local_shapes"].values())
-        full = sum(torch.Size(shape).numel() for shape in rank["full_shapes"].values())
+        # Each rank holds half of every parameter of the embeddings' and layers' units (dim 0 split over 2 ranks).
+        units = [name for name in rank["local_shapes"] if name.startswith(IN_UNITS)]
+        local = sum(torch.Size(rank["local_shapes"][name]).numel() for name in units)
+        full = sum(torch.Size(rank["full_shapes"][name]).numel() for name in units)
         assert local <= full / 2 + 64  # odd first dimensions round up by at most one row per parameter
+        # The root's own parameters stay gathered after its forward (the chunked loss calls a teacher head itself).
+        root = {name for name in rank["local_shapes"] if name not in units}
+        assert root == {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
         word = rank["local_shapes"]["bert.embeddings.word_embeddings.weight"]
         assert word[0] == rank["full_shapes"]["bert.embeddings.word_embeddings.weight"][0] // 2
         torch.testing.assert_close(rank["sharded_logits"], rank["full_logits"], rtol=1e-6, atol=1e-6)
@@ -37,6 +42,22 @@ def test_fsdp2_sharded_teacher_matches_the_replicated_one(tmp_path):
         assert torch.equal(sharded[0]["state"][name], sharded[1]["state"][name]), f"ranks disagree on {name}"
         torch.testing.assert_close(sharded[0]["state"][name], tensor, rtol=1e-5, atol=1e-6, msg=f"{name} differs")
     check_scored_and_gathered(sharded, replicated)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_fsdp2_sharded_masked_lm_teacher_keeps_its_tied_head_and_serves_chunked_heads(tmp_path):
+    # A masked-LM teacher's decoder is tied to its word embeddings: sharding the embeddings as their own FSDP unit
+    # split the tied weight over two units (FSDP2 refuses it at the first forward), and a root resharded after the
+    # forward left the head's weight a sharded DTensor when the chunked loss called the head itself.
+    script = HELPERS / "fsdp_mlm_teacher.py"
+    run_checked(["torchrun", "--nproc_per_node", "2", str(script), str(tmp_path)], cwd=tmp_path)
+    for rank in (0, 1):
+        saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert saved["layer_is_dtensor"] and saved["tied"]
+        for logits in saved["logits"]:  # two forwards: the second after the first resharded the layers
+            torch.testing.assert_close(logits, saved["full_logits"], rtol=1e-5, atol=1e-5)
+        assert saved["full_kd"] > 0
+        torch.testing.assert_close(saved["kd"], saved["full_kd"], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
