@@ -30,6 +30,7 @@ from hf_distill.publish.report import publish_student
 from hf_distill.tasks.corpus import fixed_masks, load_corpus, tokenize_corpus
 from hf_distill.tasks.mlm_metrics import MLM_METRICS, score_masked_lm
 from hf_distill.trainer import DistillationTrainer
+from hf_distill.trainer.teacher import gather_whole, is_engine_wrapped
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mlm" / "tiny_demo.yaml"
 
@@ -75,6 +76,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             scores = score_masked_lm(model, held_out, padded, batch_size=training_args.per_device_eval_batch_size)
         metrics.update({f"{prefix}_{key}": value for key, value in scores.items()})
 
+    # a sharded teacher or student (FSDP, ZeRO-3) is gathered whole by every rank: the main process alone measures
+    # them next, and a sharded forward there would wait forever for the other ranks' shards
+    teacher = getattr(trainer, "teacher_model", None)
+    teacher = gather_whole(teacher if teacher is not None and is_engine_wrapped(teacher) else models.teacher)
+    student = gather_whole(trainer.model_wrapped) if is_engine_wrapped(trainer.model_wrapped) else trainer.model
+
     # ---- publish: results, card, push (main process only) ----
     if not trainer.is_world_process_zero():
         return metrics
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metrics.update(train_blocks=len(blocks["train"]), eval_blocks=len(held_out), world_size=training_args.world_size)
     card = dict(
         teacher=model_args.teacher_display_name,
-        student_description=describe_student(trainer.model, model_args, models.layers, "distill"),
+        student_description=describe_student(student, model_args, models.layers, "distill"),
         task="masked-lm",
         dataset=corpus,
         hub_dataset=bool(data_args.dataset_name),  # a corpus file is never named as a Hub dataset
@@ -98,12 +105,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         pipeline_tag="fill-mask",
         teacher_role="over the masked-LM objective (task-agnostic, as DistilBERT), on the corpus",
         kd_target=f"over the vocabulary at the {data_args.mlm_probability:.0%} masked positions (80/10/10)",
-        teacher_dtype=str(next(models.teacher.parameters()).dtype).removeprefix("torch."),
+        teacher_dtype=str(next(teacher.parameters()).dtype).removeprefix("torch."),
     )
     return publish_student(
         trainer,
-        models.teacher,
+        teacher,
         metrics,
+        student=student,
         latency_dataset=held_out.remove_columns("labels"),
         collator=DataCollatorWithPadding(models.tokenizer),
         metric_names=list(MLM_METRICS),

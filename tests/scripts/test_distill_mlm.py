@@ -3,6 +3,7 @@ tweets), the student then fed to the GLUE script, and every refusal."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import shutil
@@ -263,3 +264,32 @@ def test_a_bf16_run_scores_student_and_teacher_under_the_same_autocast(tmp_path,
     assert all(enabled and dtype == torch.bfloat16 for _, enabled, dtype in scored)
     card = " ".join((tmp_path / "mlm_out" / "README.md").read_text().split())
     assert "the teacher with the bfloat16 weights it distilled with" in card  # the GLUE card said so, this one not
+
+
+@needs_glue
+def test_an_engine_sharded_teacher_and_student_are_gathered_whole_before_the_main_process_measures_them(
+    tmp_path, monkeypatch
+):
+    # Under FSDP or ZeRO-3 the main process alone measures latency and writes the card after training: with the
+    # sharded models it would wait forever for the other ranks. Every rank gathers them whole first (gather_whole).
+    teacher = save_mlm_teacher(tmp_path / "teacher")
+    corpus = sentences(tmp_path, n=64)
+    gathered = {}
+
+    def whole(model):
+        gathered[id(model)] = copy.deepcopy(model)
+        return gathered[id(model)]
+
+    published = {}
+
+    def publish(trainer, teacher_model, metrics, **kwargs):
+        published.update(teacher=teacher_model, student=kwargs["student"], trainer=trainer)
+        return metrics
+
+    monkeypatch.setattr(distill_mlm, "is_engine_wrapped", lambda model: True)  # as FSDP2 or ZeRO-3 would leave both
+    monkeypatch.setattr(distill_mlm, "gather_whole", whole)
+    monkeypatch.setattr(distill_mlm, "publish_student", publish)
+    distill_mlm.main(mlm_flags(tmp_path, teacher, corpus, "--alpha_cos", "0"))
+    trainer = published["trainer"]
+    assert published["teacher"] is gathered[id(trainer.teacher_model)]
+    assert published["student"] is gathered[id(trainer.model_wrapped)]
