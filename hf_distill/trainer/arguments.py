@@ -147,6 +147,11 @@ class DistillationTrainingArguments(TrainingArguments):
         self.validate_distillation()
         _check_launcher_precision(self.fp16, self.bf16)
         super().__post_init__()
+        # A half precision asked by the launcher alone (`accelerate launch` with a bf16/fp16 config) reaches only
+        # `mixed_precision`: set its flag too, so that what is chosen from the flags (the teacher's stored dtype,
+        # padding to multiples of 8, the latency's dtype, the pseudo-label pass's autocast) follows the training.
+        if not (self.fp16 or self.bf16) and getattr(self, "mixed_precision", None) in HALF_PRECISIONS:
+            setattr(self, self.mixed_precision, True)
 
     def validate_distillation(self) -> None:
         """Checks the distillation fields; `__post_init__` calls it, and so does each hyperparameter-search trial

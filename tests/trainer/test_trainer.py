@@ -393,6 +393,20 @@ def test_arguments_accept_the_launchers_own_precision(tmp_path, monkeypatch):
     assert make_args(tmp_path, bf16=True).mixed_precision == "bf16"
 
 
+@pytest.mark.parametrize("launcher", ["bf16", "fp16"])
+def test_a_launchers_half_precision_sets_its_flag(tmp_path, monkeypatch, launcher):
+    # `accelerate launch` with a bf16 config and no --bf16: transformers trains in bf16 (mixed_precision) but leaves
+    # args.bf16 False, so every choice made from the flag (teacher weights, padding to multiples of 8, the latency's
+    # dtype, the pseudo-label pass's autocast) would have been made for a float32 run
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    args = make_args(tmp_path)
+    assert args.mixed_precision == launcher and getattr(args, launcher)
+    assert not getattr(args, "fp16" if launcher == "bf16" else "bf16")
+    assert args.pad_to_multiple_of == 8
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert not make_args(tmp_path).bf16 and not make_args(tmp_path).fp16
+
+
 def test_arguments_have_help_text_and_serialise():
     from dataclasses import fields
 
