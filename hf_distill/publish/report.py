@@ -108,7 +108,10 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
     for batch_size in LATENCY_BATCH_SIZES:
         rows = [{k: v for k, v in dataset[i % len(dataset)].items() if k != "labels"} for i in range(batch_size)]
         batches[batch_size] = {k: v for k, v in collator(rows).items() if k in names}
-    if trainer.args.world_size > 1:  # the main process alone: a Trainer would split the rows over absent ranks
+    engine = getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False)
+    # The main process alone: a Trainer would split the rows over absent ranks, and under an engine (even on one
+    # process) its evaluation loop would prepare the student for the engine again.
+    if trainer.args.world_size > 1 or engine:
         torch_logits = _predict_here(unwrap(student), dataset, collator, names, trainer.args)
     else:
         torch_logits = predict_in_order(unwrap(student), dataset, collator, trainer.args)

@@ -159,3 +159,37 @@ def test_the_push_uploads_the_student_and_its_records_never_a_runs_working_files
     kept = list(filter_repo_objects(files, ignore_patterns=IGNORE_ON_PUSH))
     assert kept == ["model.safetensors", "config.json", "tokenizer.json", "README.md", "all_results.json",
                     "hp_search.json", "onnx/model.onnx"]  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", ["is_fsdp_enabled", "is_deepspeed_enabled"])
+def test_an_export_under_an_engine_scores_the_student_in_this_process_without_a_new_trainer(
+    tmp_path, monkeypatch, engine
+):
+    # Under FSDP or DeepSpeed, even on one process, a new Trainer's evaluation loop prepares the student for the
+    # engine again (accelerate 1.15 refuses a model without its optimizer there): the export's reference logits are
+    # computed here instead, row by row in order.
+    import torch
+
+    from hf_distill.publish import report
+
+    def no_new_trainer(*args, **kwargs):
+        raise AssertionError("predict_in_order built a Trainer under an engine")
+
+    seen = {}
+
+    def scored(model, output_dir, formats, **kwargs):
+        seen.update(kwargs)
+        return {}
+
+    monkeypatch.setattr(report, "predict_in_order", no_new_trainer)
+    monkeypatch.setattr(report, "export_and_score", scored)
+    student = tiny.classifier(layers=1, seed=1).eval()
+    rows = tiny.class_rows(11, seed=2)
+    args = make_args(tmp_path, per_device_eval_batch_size=4)
+    trainer = type("EngineTrainer", (), {"args": args, "compute_metrics": None, engine: True})()
+    metrics = {"student_latency_ms_batch1": 1.0, "student_latency_ms_batch32": 2.0}  # the run's own, measured before
+    assert report._export(trainer, student, ("onnx",), rows, tiny.collate, metrics, ["accuracy"]) == []
+    batch = tiny.collate([rows[i] for i in range(len(rows))])
+    with torch.no_grad():
+        expected = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(torch.from_numpy(seen["torch_logits"]), expected, rtol=1e-5, atol=1e-5)
