@@ -182,6 +182,10 @@ class WholeBatchCountsMixin:
         super().__init__(*args, **kwargs)
         if self.uses_whole_batch_counts():
             check_data_parallel_only(self)
+            # transformers 5.0-5.18 have no `loss_is_scaled_for_ga`: their `training_step` divides the loss by the
+            # accumulation steps again unless `model_accepts_loss_kwargs` (read from the model's forward). Our
+            # compute_loss passes no loss kwargs to the model, so this only says the loss is already scaled.
+            self.model_accepts_loss_kwargs = True
 
     def uses_whole_batch_counts(self) -> bool:
         """Whether `compute_loss` divides by this mixin's counts (a subclass may hand some runs to `Trainer`)."""

@@ -336,6 +336,29 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, level):
         assert any(not torch.allclose(naive[n], t, rtol=1e-4, atol=1e-4) for n, t in one_batch.items())
 
 
+class _BeforeTransformers519(DistillationTrainer):
+    """Trainer as transformers 5.0-5.18 have it, without `loss_is_scaled_for_ga`: `training_step` divides the loss by
+    the accumulation steps again unless `model_accepts_loss_kwargs`."""
+
+    loss_is_scaled_for_ga = None
+
+
+def test_gradient_accumulation_holds_where_transformers_decides_the_scaling_from_the_model(tmp_path):
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+    student.accepts_loss_kwargs = False  # as some transformers models declare: Trainer reads it
+    data = tiny.class_rows(32, seed=2)
+
+    def trained(name, batch, steps):
+        return _train_final_state(tmp_path, name, copy.deepcopy(student), teacher, data, batch=batch,
+                                  accumulation=steps, trainer_class=_BeforeTransformers519)  # fmt: skip
+
+    (one_batch, losses_one), (accumulated, losses_acc) = trained("1x8", 8, 1), trained("2x4", 4, 2)
+    for name, tensor in one_batch.items():
+        torch.testing.assert_close(accumulated[name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+    assert losses_acc == pytest.approx(losses_one, rel=1e-5)
+
+
 # ---- resume -------------------------------------------------------------------------------------------------------
 
 
