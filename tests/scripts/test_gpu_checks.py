@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,14 +28,70 @@ def test_the_teacher_runs_in_the_half_precision_asked_for_and_any_other_fails_th
         gpu_checks.teacher_precision("bf16", use_cpu=True)
 
 
-def test_a_teacher_precision_check_that_saw_no_teacher_forward_fails(monkeypatch):
+def test_a_teacher_precision_check_that_saw_no_teacher_forward_fails(monkeypatch, tmp_path):
     from hf_distill import DistillationTrainer
 
     monkeypatch.setattr(DistillationTrainer, "train", lambda self, *a, **k: None)  # no step, no teacher forward
     with pytest.raises(AssertionError, match=r"teacher logits in nothing \(no teacher forward was seen\)"):
         gpu_checks.teacher_precision("bf16", use_cpu=True)
-    monkeypatch.setattr(gpu_checks, "run", lambda name, command, rows, folder: gpu_checks.add(rows, name, "ok", 0))
-    monkeypatch.setattr("sys.argv", ["gpu_checks.py", "--smoke", "--no_benchmark", "--out", "unused"])
+    monkeypatch.setattr(gpu_checks, "run", lambda name, command, rows, *_, **__: gpu_checks.add(rows, name, "ok", 0))
+    flags = ["--smoke", "--no_benchmark", "--out", str(tmp_path / "out"), "--data_dir", str(glue_folder(tmp_path))]
+    monkeypatch.setattr("sys.argv", ["gpu_checks.py", *flags])
     with pytest.raises(SystemExit) as exited:  # and the call fails with it
         gpu_checks.main()
     assert exited.value.code == 1
+    table = (tmp_path / "out" / "gpu_checks.md").read_text()  # written beside the printed table
+    assert "| SST-2, bf16 | ok |" in table and "| teacher precision under bf16 | FAILED" in table
+
+
+def glue_folder(tmp_path: Path) -> Path:
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    for name in ("train.tsv", "dev.tsv"):
+        (tmp_path / "glue" / "SST-2" / name).write_text("sentence\tlabel\n")
+    return tmp_path / "glue"
+
+
+def results_folder(tmp_path: Path, **metrics) -> Path:
+    folder = tmp_path / "sst2_bf16"
+    folder.mkdir()
+    (folder / "all_results.json").write_text(json.dumps(metrics))
+    return folder
+
+
+PASSING = dict(eval_accuracy=0.81, teacher_eval_accuracy=0.84, train_samples_per_second=900.0, speedup_batch32=2.0)
+OK = [sys.executable, "-c", "pass"]
+
+
+def test_an_sst2_run_passes_only_with_readable_results_at_the_accuracy_floor(tmp_path):
+    rows = []
+    folder = results_folder(tmp_path, **PASSING)
+    gpu_checks.run("passing", OK, rows, folder, out=tmp_path / "out", min_accuracy=0.75)
+    gpu_checks.run("below", OK, rows, folder, min_accuracy=0.9)  # a student that trained nothing scores ~0.5
+    (folder / "all_results.json").write_text(json.dumps({"eval_accuracy": 0.8}))
+    gpu_checks.run("unreadable", OK, rows, folder)  # a key missing: reported, never a KeyError ending the call
+    verdicts = {name: result for name, result, _ in rows}
+    assert verdicts["passing"].startswith("student acc 0.810, teacher acc 0.840")
+    assert json.loads((tmp_path / "out" / "sst2_bf16.json").read_text()) == PASSING  # what comes back: small files
+    assert verdicts["below"].startswith("FAILED (student acc 0.810 < --min_accuracy 0.9)")
+    assert verdicts["unreadable"].startswith("FAILED (its results are unreadable: KeyError")
+
+
+def test_a_check_past_the_budget_is_stopped_or_not_started(tmp_path):
+    rows = []
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    gpu_checks.run("overruns", sleeper, rows, None, deadline=time.monotonic() + gpu_checks.MIN_CHECK_SECONDS + 2)
+    gpu_checks.run("too late", OK, rows, None, deadline=time.monotonic() + 5)
+    verdicts = {name: (result, seconds) for name, result, seconds in rows}
+    assert verdicts["overruns"][0].startswith("FAILED (stopped at the --budget_s deadline")
+    assert verdicts["overruns"][1] < 60
+    assert verdicts["too late"][0].startswith("FAILED (not run: 5 s of --budget_s left)")
+
+
+def test_the_preflight_names_a_missing_data_file_or_package(tmp_path, monkeypatch):
+    assert gpu_checks.preflight(glue_folder(tmp_path)) is None
+    assert "no " in gpu_checks.preflight(tmp_path / "nowhere") and "SST-2/train.tsv" in gpu_checks.preflight(
+        tmp_path / "nowhere"
+    )
+    monkeypatch.setattr(gpu_checks, "PREFLIGHT", "import hf_distill, no_such_package_here")
+    problem = gpu_checks.preflight(glue_folder(tmp_path / "again"))
+    assert "could not import" in problem and "no_such_package_here" in problem
