@@ -507,6 +507,13 @@ def _flag_value(arguments: list[str], flag: str) -> str | None:
     return values[-1] if values else None
 
 
+def _versus(found: float, recorded: float) -> str:
+    """A reproduced score beside the recorded one, to 7 decimals with their difference, or "identical"."""
+    if found == recorded:
+        return "identical"
+    return f"{found:.7f} against {recorded:.7f} recorded ({found - recorded:+.1e})"
+
+
 def _reproduced_lines(results: dict) -> list[str]:
     """What `--reproduce` found: recorded runs rerun by their commands, identical or not."""
     same, other = [], []
@@ -515,10 +522,11 @@ def _reproduced_lines(results: dict) -> list[str]:
             recorded = entry["runs"][key]
             if found["identical"]:
                 same.append(f"{task} {key}")
-            else:
+            else:  # in full: a difference under the table's rounding would read "83.30 against 83.30"
                 other.append(
-                    f"{task} {key} (student {100 * found['student']:.2f} against {100 * recorded['student']:.2f} "
-                    f"recorded, teacher {100 * found['teacher']:.2f} against {100 * recorded['teacher']:.2f})"
+                    f"{task} {key} on {found['cpu']} (student {_versus(found['student'], recorded['student'])}; "
+                    f"teacher {_versus(found['teacher'], recorded['teacher'])}; the recorded run's CPU: "
+                    f"{recorded.get('cpu', 'not recorded')})"
                 )
     if not same and not other:
         return ["No recorded run has been rerun by `python scripts/run_results.py --reproduce` yet."]

@@ -1035,7 +1035,12 @@ def test_reproduce_reruns_recorded_commands_with_their_teacher_and_records_what_
     assert found["ours_transfer/42"]["identical"] is False  # 0.8417 is not the recorded 0.841743...
     text = (tmp_path / "docs" / "results.md").read_text()
     assert "identical to the last digit: sst2 ours/42." in " ".join(text.split())
-    assert "sst2 ours_transfer/42 (student 84.17 against 84.17 recorded" in " ".join(text.split())
+    # a difference under the table's rounding is printed in full, with the CPUs that gave each
+    recorded = json.loads(path.read_text())["tasks"]["sst2"]["runs"]["ours_transfer/42"]
+    assert (
+        f"sst2 ours_transfer/42 on Test CPU (student 0.8417000 against {recorded['student']:.7f} recorded "
+        f"({0.8417 - recorded['student']:+.1e}); teacher identical; the recorded run's CPU: {recorded['cpu']})"
+    ) in " ".join(text.split())
     # a rerun of the recorded run itself replaces the numbers that were checked: the check goes with them
     results = json.loads(path.read_text())
     run_results.record(results, "sst2", 42, "ours", outcome(0.81, 0.84), ["--seed", "42"], ran_now=True)
