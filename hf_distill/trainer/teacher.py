@@ -9,7 +9,8 @@ engine (REFERENCES.md, "The frozen teacher under each Accelerate mode"):
   half-precision checkpoint is cast up), and under fp16 autocast runs the matmuls in fp16 (fp16 weights risk
   overflow);
 - DeepSpeed: its own inference engine, partitioned under ZeRO-3 (a teacher bigger than one GPU must fit);
-- FSDP: sharded with the same plugin as the student, each layer resharded after its forward.
+- FSDP: sharded with the same plugin as the student, each layer resharded after its forward; the root's own
+  weights (the heads, and embeddings tied to a head) stay gathered after the first forward.
 """
 
 from __future__ import annotations
