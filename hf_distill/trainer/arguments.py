@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
+from transformers.utils import is_torch_bf16_gpu_available
 
 from .loss_terms import LOSS_TERMS
 
@@ -146,12 +147,16 @@ class DistillationTrainingArguments(TrainingArguments):
     def __post_init__(self):
         self.validate_distillation()
         _check_launcher_precision(self.fp16, self.bf16)
+        # A half precision asked by the launcher alone (`accelerate launch` with a bf16/fp16 config) would reach only
+        # `mixed_precision`: set its flag, before transformers validates the flags and fills a DeepSpeed config's
+        # "auto" precision from them, so that what is chosen from the flags (the teacher's stored dtype, padding to
+        # multiples of 8, the latency's dtype, the pseudo-label pass's autocast) follows the training. Not where
+        # transformers would refuse the flag (bf16 without --use_cpu and without a bf16 GPU: a CPU launch).
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+        if not (self.fp16 or self.bf16) and launcher in HALF_PRECISIONS:
+            if launcher == "fp16" or self.use_cpu or is_torch_bf16_gpu_available():
+                setattr(self, launcher, True)
         super().__post_init__()
-        # A half precision asked by the launcher alone (`accelerate launch` with a bf16/fp16 config) reaches only
-        # `mixed_precision`: set its flag too, so that what is chosen from the flags (the teacher's stored dtype,
-        # padding to multiples of 8, the latency's dtype, the pseudo-label pass's autocast) follows the training.
-        if not (self.fp16 or self.bf16) and getattr(self, "mixed_precision", None) in HALF_PRECISIONS:
-            setattr(self, self.mixed_precision, True)
 
     def validate_distillation(self) -> None:
         """Checks the distillation fields; `__post_init__` calls it, and so does each hyperparameter-search trial

@@ -430,6 +430,27 @@ def test_a_launchers_half_precision_sets_its_flag(tmp_path, monkeypatch, launche
     assert not make_args(tmp_path).bf16 and not make_args(tmp_path).fp16
 
 
+def test_a_launchers_bf16_reaches_a_deepspeed_configs_auto_precision_and_copies_of_the_arguments(
+    tmp_path, monkeypatch
+):
+    pytest.importorskip("deepspeed")
+    import dataclasses
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    deepspeed = {
+        "bf16": {"enabled": "auto"},
+        "zero_optimization": {"stage": 2},
+        "train_micro_batch_size_per_gpu": "auto",
+    }
+    args = make_args(tmp_path, deepspeed=deepspeed)
+    assert args.bf16 and args.hf_deepspeed_config.config["bf16"]["enabled"] is True  # filled from the flag
+    # a bf16 launch on a CPU without --use_cpu: transformers refuses the flag there, so it is left unset, and a copy
+    # of the arguments (evaluation, the teacher's fine-tune) validates as the first construction did
+    on_cpu = make_args(tmp_path, use_cpu=False)
+    assert not on_cpu.bf16 and on_cpu.mixed_precision == "bf16"
+    assert dataclasses.replace(on_cpu, output_dir=str(tmp_path / "copy")).mixed_precision == "bf16"
+
+
 def test_arguments_have_help_text_and_serialise():
     from dataclasses import fields
 
