@@ -9,8 +9,8 @@ engine (REFERENCES.md, "The frozen teacher under each Accelerate mode"):
   half-precision checkpoint is cast up), and under fp16 autocast runs the matmuls in fp16 (fp16 weights risk
   overflow);
 - DeepSpeed: its own inference engine, partitioned under ZeRO-3 (a teacher bigger than one GPU must fit);
-- FSDP: sharded with the same plugin as the student, each layer resharded after its forward; the root's own
-  weights (the heads, and embeddings tied to a head) stay gathered after the first forward.
+- FSDP: sharded with the same plugin as the student, each unit resharded after its forward (the root's own weights
+  stay gathered for the chunked token loss, which calls the teacher's head itself).
 """
 
 from __future__ import annotations
@@ -35,19 +35,24 @@ def freeze(teacher: nn.Module) -> nn.Module:
     return teacher
 
 
-def prepare_teacher(teacher: nn.Module, accelerator: Accelerator, *, micro_batch_size: int = 1) -> nn.Module:
+def prepare_teacher(
+    teacher: nn.Module, accelerator: Accelerator, *, micro_batch_size: int = 1, keep_root_gathered: bool = False
+) -> nn.Module:
     """Returns the frozen `teacher` ready to run forward passes under `accelerator`'s engine.
 
     Args:
         teacher (`nn.Module`): the teacher model; frozen in place.
         accelerator (`Accelerator`): the Trainer's accelerator (device, mixed precision, engine).
         micro_batch_size (`int`): per-device batch size, which DeepSpeed's config must state.
+        keep_root_gathered (`bool`): under FSDP2, keep the root unit's own weights (heads, embeddings tied to a
+            head) gathered after the forward, for a loss that calls the teacher's head itself afterwards (the
+            chunked token loss, `token_kd_chunk_size`); otherwise every unit is resharded after its forward.
     """
     freeze(teacher)
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         return _prepare_deepspeed(teacher, accelerator, micro_batch_size)
     if accelerator.distributed_type == DistributedType.FSDP:
-        return _prepare_fsdp(teacher, accelerator)
+        return _prepare_fsdp(teacher, accelerator, keep_root_gathered=keep_root_gathered)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
     if dtype is None and any(p.dtype in (torch.float16, torch.bfloat16) for p in teacher.parameters()):
         # a half-precision checkpoint (transformers 5 loads it as stored): float32 weights, as the training's, with
@@ -95,7 +100,7 @@ def _prepare_deepspeed(teacher: nn.Module, accelerator: Accelerator, micro_batch
     return engine
 
 
-def _prepare_fsdp(teacher: nn.Module, accelerator: Accelerator) -> nn.Module:
+def _prepare_fsdp(teacher: nn.Module, accelerator: Accelerator, *, keep_root_gathered: bool = False) -> nn.Module:
     plugin = accelerator.state.fsdp_plugin
     layer_classes = _no_split_classes(teacher)
     if getattr(plugin, "fsdp_version", 1) == 2:
@@ -114,9 +119,9 @@ def _prepare_fsdp(teacher: nn.Module, accelerator: Accelerator) -> nn.Module:
         for module in teacher.modules():
             if isinstance(module, layer_classes) and not any(id(p) in tied for p in module.parameters()):
                 fully_shard(module, **kwargs)
-        # The root stays gathered after its forward (as Accelerate leaves the student's): the chunked token loss
-        # calls the teacher's vocabulary head itself, after the forward (`token_kd_chunk_size`).
-        fully_shard(teacher, **{**kwargs, "reshard_after_forward": False})
+        # The chunked token loss calls the teacher's vocabulary head itself, after the forward and again in the
+        # backward's recompute: its root unit then stays gathered (a forward-only module is never resharded after).
+        fully_shard(teacher, **{**kwargs, "reshard_after_forward": not keep_root_gathered})
         return teacher
 
     import functools

@@ -129,7 +129,10 @@ class DistillationTrainer(
                 self.accelerator.distributed_type.value,
             )
         self.teacher_model = prepare_teacher(
-            teacher_model, self.accelerator, micro_batch_size=self.args.per_device_train_batch_size
+            teacher_model,
+            self.accelerator,
+            micro_batch_size=self.args.per_device_train_batch_size,
+            keep_root_gathered=self.args.token_kd_chunk_size is not None,
         )
         # The placed teacher, never compiled: hashed for the cache fingerprint and run to build the cache.
         self._teacher_module = self.teacher_model

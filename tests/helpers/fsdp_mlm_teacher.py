@@ -49,13 +49,18 @@ def main(output_dir: str) -> None:
     teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
     reference = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5).eval().requires_grad_(False)
     student_head = copy.deepcopy(output_head(tiny.masked_lm(layers=1, seed=1)))
-    sharded = shard_with_fsdp2(teacher, SimpleNamespace(device=torch.device("cpu")))
+    # as the trainer asks with token_kd_chunk_size (the loss calls the teacher's head after the forward)
+    sharded = shard_with_fsdp2(teacher, SimpleNamespace(device=torch.device("cpu")), keep_root_gathered=True)
     batch = tiny.collate([tiny.mlm_rows(6, seed=3)[i] for i in range(6)])
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     with torch.no_grad():
         logits = [sharded(**inputs).logits for _ in range(2)]
         full_logits = reference(**inputs).logits
     word = sharded.bert.embeddings.word_embeddings.weight
+    # without the chunked loss every unit, the root too, is resharded after its forward: nothing stays gathered
+    default = shard_with_fsdp2(tiny.masked_lm(layers=2, seed=0, initializer_range=0.5), SimpleNamespace(device="cpu"))
+    with torch.no_grad():
+        default_logits = [default(**inputs).logits for _ in range(2)]
     torch.save(
         {
             "logits": logits,
@@ -64,6 +69,9 @@ def main(output_dir: str) -> None:
             "full_kd": token_kd(reference, student_head, batch),
             "layer_is_dtensor": hasattr(sharded.bert.encoder.layer[0].attention.self.query.weight, "to_local"),
             "tied": word is sharded.cls.predictions.decoder.weight,
+            "default_logits": default_logits,
+            "default_root_is_dtensor": hasattr(default.bert.embeddings.word_embeddings.weight, "to_local"),
+            "kept_root_is_dtensor": hasattr(word, "to_local"),
         },
         Path(output_dir) / f"rank{dist.get_rank()}.pt",
     )

@@ -37,18 +37,21 @@ from hf_distill.publish.evaluation import evaluate_side_by_side  # noqa: E402
 from hf_distill.trainer.teacher import gather_whole, prepare_teacher  # noqa: E402
 
 
-def shard_with_fsdp2(teacher, accelerator, *, micro_batch_size: int = 1):
+def shard_with_fsdp2(teacher, accelerator, *, micro_batch_size: int = 1, keep_root_gathered: bool = False):
     """`prepare_teacher` as it runs under Accelerate's FSDP2 plugin, on this CPU."""
     plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
     state = SimpleNamespace(fsdp_plugin=plugin)
     fsdp_accelerator = SimpleNamespace(
         distributed_type=DistributedType.FSDP, state=state, device=accelerator.device, mixed_precision="no"
     )
-    return prepare_teacher(teacher, fsdp_accelerator, micro_batch_size=micro_batch_size)
+    return prepare_teacher(
+        teacher, fsdp_accelerator, micro_batch_size=micro_batch_size, keep_root_gathered=keep_root_gathered
+    )
 
 
-def partition_with_zero3(teacher, accelerator, *, micro_batch_size: int = 1):
-    """`prepare_teacher` as it runs under Accelerate's DeepSpeed plugin with a ZeRO-3 config, on this CPU."""
+def partition_with_zero3(teacher, accelerator, *, micro_batch_size: int = 1, keep_root_gathered: bool = False):
+    """`prepare_teacher` as it runs under Accelerate's DeepSpeed plugin with a ZeRO-3 config, on this CPU (ZeRO-3
+    gathers a module's weights whenever it is called: `keep_root_gathered` is FSDP2's alone)."""
     config = {"zero_optimization": {"stage": 3}, "optimizer": {"type": "AdamW"}, "gradient_clipping": 1.0}
     state = SimpleNamespace(deepspeed_plugin=SimpleNamespace(deepspeed_config=config))
     ds_accelerator = SimpleNamespace(
@@ -66,7 +69,6 @@ def local_shape(parameter) -> tuple[int, ...]:
 
 
 TIMINGS = ("runtime", "_per_second", "_preparation_time")
-IN_UNITS = ("bert.embeddings.", "bert.encoder.")  # the FSDP2 units below the root: embeddings and each layer
 
 
 def accuracy(prediction) -> dict[str, float]:
@@ -119,8 +121,7 @@ def main(output_dir: str, mode: str) -> None:
         {
             "local_shapes": local,
             "full_shapes": {name: tuple(p.shape) for name, p in reference.named_parameters()},
-            # the layer units' parameters (the root's own, pooler and classifier, stay gathered after its forward)
-            "is_dtensor": all(hasattr(p, "to_local") for n, p in module.named_parameters() if n.startswith(IN_UNITS)),
+            "is_dtensor": all(hasattr(p, "to_local") for p in module.parameters()),
             "is_partitioned": all(hasattr(p, "ds_tensor") for p in module.parameters()),
             "teacher_type": type(trainer.teacher_model).__name__,
             "sharded_logits": sharded_logits,

@@ -11,7 +11,6 @@ import torch
 from processes import HELPERS, run_checked
 
 SCRIPT = HELPERS / "fsdp_teacher.py"
-IN_UNITS = ("bert.embeddings.", "bert.encoder.")  # the FSDP2 units below the teacher's root
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
@@ -24,14 +23,10 @@ def test_fsdp2_sharded_teacher_matches_the_replicated_one(tmp_path):
         assert rank["world_size"] == 2 and rank["is_dtensor"]
         # never moved whole before sharding: a teacher bigger than one GPU would not fit there
         assert rank["teacher_moves"] == []
-        # Each rank holds half of every parameter of the embeddings' and layers' units (dim 0 split over 2 ranks).
-        units = [name for name in rank["local_shapes"] if name.startswith(IN_UNITS)]
-        local = sum(torch.Size(rank["local_shapes"][name]).numel() for name in units)
-        full = sum(torch.Size(rank["full_shapes"][name]).numel() for name in units)
+        # Each rank holds half of every sharded parameter (dim 0 split over 2 ranks) and nothing more.
+        local = sum(torch.Size(shape).numel() for shape in rank["local_shapes"].values())
+        full = sum(torch.Size(shape).numel() for shape in rank["full_shapes"].values())
         assert local <= full / 2 + 64  # odd first dimensions round up by at most one row per parameter
-        # The root's own parameters stay gathered after its forward (the chunked loss calls a teacher head itself).
-        root = {name for name in rank["local_shapes"] if name not in units}
-        assert root == {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
         word = rank["local_shapes"]["bert.embeddings.word_embeddings.weight"]
         assert word[0] == rank["full_shapes"]["bert.embeddings.word_embeddings.weight"][0] // 2
         torch.testing.assert_close(rank["sharded_logits"], rank["full_logits"], rtol=1e-6, atol=1e-6)
@@ -54,8 +49,10 @@ def test_fsdp2_sharded_masked_lm_teacher_keeps_its_tied_head_and_serves_chunked_
     for rank in (0, 1):
         saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert saved["layer_is_dtensor"] and saved["tied"]
-        for logits in saved["logits"]:  # two forwards: the second after the first resharded the layers
+        # two forwards each: the second after the first resharded the layers (and, by default, the root)
+        for logits in [*saved["logits"], *saved["default_logits"]]:
             torch.testing.assert_close(logits, saved["full_logits"], rtol=1e-5, atol=1e-5)
+        assert saved["default_root_is_dtensor"] and not saved["kept_root_is_dtensor"]
         assert saved["full_kd"] > 0
         torch.testing.assert_close(saved["kd"], saved["full_kd"], rtol=1e-5, atol=1e-5)
 
