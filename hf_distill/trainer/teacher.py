@@ -196,7 +196,9 @@ def gather_whole(model: nn.Module) -> nn.Module | None:
     # FSDP2 swaps the module's class for a subclass of FSDPModule, in place: build the class it had before.
     model_class = next(cls for cls in type(module).__mro__ if not issubclass(cls, FSDPModule))
     whole = model_class(copy.deepcopy(module.config))
-    whole.load_state_dict(state)
+    # built in float32 whatever the config says: stored as the sharded model was (a bf16 teacher stays bf16)
+    dtype = next((tensor.dtype for tensor in state.values() if tensor.is_floating_point()), None)
+    whole.to(dtype=dtype).load_state_dict(state)
     return freeze(whole)
 
 

@@ -24,6 +24,7 @@ import tiny  # noqa: E402
 from fsdp_teacher import shard_with_fsdp2  # noqa: E402
 
 from hf_distill import losses  # noqa: E402
+from hf_distill.trainer.teacher import gather_whole  # noqa: E402
 from hf_distill.trainer.token_heads import CountedPositions, chunked_token_sums, output_head  # noqa: E402
 
 
@@ -57,6 +58,9 @@ def main(output_dir: str) -> None:
         logits = [sharded(**inputs).logits for _ in range(2)]
         full_logits = reference(**inputs).logits
     word = sharded.bert.embeddings.word_embeddings.weight
+    # gathered whole on rank 0 (what the main process measures and describes after training), in its stored dtype
+    half = shard_with_fsdp2(tiny.masked_lm(layers=2, seed=0).to(torch.bfloat16), SimpleNamespace(device="cpu"))
+    whole = gather_whole(half)
     # without the chunked loss every unit, the root too, is resharded after its forward: nothing stays gathered
     default = shard_with_fsdp2(tiny.masked_lm(layers=2, seed=0, initializer_range=0.5), SimpleNamespace(device="cpu"))
     with torch.no_grad():
@@ -69,6 +73,11 @@ def main(output_dir: str) -> None:
             "full_kd": token_kd(reference, student_head, batch),
             "layer_is_dtensor": hasattr(sharded.bert.encoder.layer[0].attention.self.query.weight, "to_local"),
             "tied": word is sharded.cls.predictions.decoder.weight,
+            "whole_dtypes": None if whole is None else sorted({str(p.dtype) for p in whole.parameters()}),
+            "whole_state": None if whole is None else {k: v.clone() for k, v in whole.state_dict().items()},
+            "half_reference": {
+                k: v.clone() for k, v in tiny.masked_lm(layers=2, seed=0).to(torch.bfloat16).state_dict().items()
+            },
             "default_logits": default_logits,
             "default_root_is_dtensor": hasattr(default.bert.embeddings.word_embeddings.weight, "to_local"),
             "kept_root_is_dtensor": hasattr(word, "to_local"),

@@ -53,6 +53,12 @@ def test_fsdp2_sharded_masked_lm_teacher_keeps_its_tied_head_and_serves_chunked_
         for logits in [*saved["logits"], *saved["default_logits"]]:
             torch.testing.assert_close(logits, saved["full_logits"], rtol=1e-5, atol=1e-5)
         assert saved["default_root_is_dtensor"] and not saved["kept_root_is_dtensor"]
+        if rank == 0:  # the whole copy: every weight, in the dtype the sharded teacher stored (the card states it)
+            assert saved["whole_dtypes"] == ["torch.bfloat16"]
+            for name, tensor in saved["half_reference"].items():
+                assert torch.equal(saved["whole_state"][name], tensor), f"{name} differs"
+        else:
+            assert saved["whole_state"] is None
         assert saved["full_kd"] > 0
         torch.testing.assert_close(saved["kd"], saved["full_kd"], rtol=1e-5, atol=1e-5)
 
