@@ -526,7 +526,7 @@ def _reproduced_lines(results: dict) -> list[str]:
                 other.append(
                     f"{task} {key} on {found['cpu']} (student {_versus(found['student'], recorded['student'])}; "
                     f"teacher {_versus(found['teacher'], recorded['teacher'])}; the recorded run's CPU: "
-                    f"{recorded.get('cpu', 'not recorded')})"
+                    f"{recorded.get('cpu') or 'not recorded'})"
                 )
     if not same and not other:
         return ["No recorded run has been rerun by `python scripts/run_results.py --reproduce` yet."]

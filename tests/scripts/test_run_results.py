@@ -1340,3 +1340,14 @@ def test_a_constant_gain_has_no_t_test_so_its_target_reads_the_sign_test_and_say
     assert f"{row} – (all differences equal: t undefined) | 0.031 (of the sign test's p) | 0.031 |" in text
     assert "all differences equal: t undefined: every seed of that row gained the same amount" in text
     assert "| +0.1 +0.1 +0.1 +0.1 +0.1 | – (all differences equal: t undefined) |" in text  # the main table's p
+
+
+def test_a_differing_reproduction_names_a_record_without_its_cpu_as_not_recorded():
+    record = {"student": 0.5, "teacher": 0.6, "cpu": None}  # runs from before CPUs were recorded hold null
+    found = {"student": 0.5000012, "teacher": 0.6, "identical": False, "cpu": "Test CPU"}
+    results = {"tasks": {"cola": {"runs": {"ours/45": record}, "reproduced": {"ours/45": found}}}}
+    text = " ".join(" ".join(run_results._reproduced_lines(results)).split())
+    assert (
+        "cola ours/45 on Test CPU (student 0.5000012 against 0.5000000 recorded (+1.2e-06); teacher identical; "
+        "the recorded run's CPU: not recorded)"
+    ) in text
