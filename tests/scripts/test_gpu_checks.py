@@ -35,7 +35,8 @@ def test_a_teacher_precision_check_that_saw_no_teacher_forward_fails(monkeypatch
     with pytest.raises(AssertionError, match=r"teacher logits in nothing \(no teacher forward was seen\)"):
         gpu_checks.teacher_precision("bf16", use_cpu=True)
     monkeypatch.setattr(gpu_checks, "run", lambda name, command, rows, *_, **__: gpu_checks.add(rows, name, "ok", 0))
-    flags = ["--smoke", "--no_benchmark", "--out", str(tmp_path / "out"), "--data_dir", str(glue_folder(tmp_path))]
+    flags = ["--smoke", "--no_benchmark", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    flags += ["--data_dir", str(glue_folder(tmp_path))]
     monkeypatch.setattr("sys.argv", ["gpu_checks.py", *flags])
     with pytest.raises(SystemExit) as exited:  # and the call fails with it
         gpu_checks.main()
@@ -78,13 +79,28 @@ def test_an_sst2_run_passes_only_with_readable_results_at_the_accuracy_floor(tmp
 
 def test_a_check_past_the_budget_is_stopped_or_not_started(tmp_path):
     rows = []
-    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    # a launcher and its worker, as `accelerate launch` starts one: both stop at the deadline
+    worker = tmp_path / "worker.pid"
+    launcher = (
+        "import subprocess, sys, time; "
+        "w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(worker)!r}, 'w').write(str(w.pid)); time.sleep(60)"
+    )
+    sleeper = [sys.executable, "-c", launcher]
     gpu_checks.run("overruns", sleeper, rows, None, deadline=time.monotonic() + gpu_checks.MIN_CHECK_SECONDS + 2)
     gpu_checks.run("too late", OK, rows, None, deadline=time.monotonic() + 5)
     verdicts = {name: (result, seconds) for name, result, seconds in rows}
     assert verdicts["overruns"][0].startswith("FAILED (stopped at the --budget_s deadline")
     assert verdicts["overruns"][1] < 60
     assert verdicts["too late"][0].startswith("FAILED (not run: 5 s of --budget_s left)")
+    pid = int(worker.read_text())
+    for _ in range(50):  # killed with its group; reparented, it may linger a moment as a zombie
+        stat = Path(f"/proc/{pid}/stat")
+        if not stat.exists() or stat.read_text().split(")")[-1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the launcher's worker {pid} outlived the deadline")
 
 
 def test_the_preflight_names_a_missing_data_file_or_package(tmp_path, monkeypatch):
