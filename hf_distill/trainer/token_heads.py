@@ -139,7 +139,9 @@ def chunked_token_sums(
 
     kd_total = student_hidden.new_zeros((), dtype=torch.float32)
     ce_total = kd_total.clone()
-    for start in range(0, student_hidden.shape[0], chunk_size):
+    # With no counted position (a micro-batch the collator masked nothing in) one empty chunk still runs: the sums
+    # are then zeros that reach the student's head, so backward has a graph and DDP sees the head's (zero) gradient.
+    for start in range(0, max(student_hidden.shape[0], 1), chunk_size):
         stop = start + chunk_size
         label_chunk = None if labels is None else labels[start:stop]
         kd, ce = checkpoint(

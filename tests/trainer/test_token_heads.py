@@ -76,6 +76,28 @@ def test_gathered_heads_are_exact_under_gradient_accumulation(tmp_path, chunk):
         torch.testing.assert_close(finals["2x4"][key], value, rtol=1e-4, atol=1e-4, msg=f"{key} differs")
 
 
+@pytest.mark.parametrize("chunk", [None, 5], ids=["gathered", "gathered+chunked"])
+def test_a_micro_batch_with_no_counted_position_still_trains_and_stays_exact(tmp_path, chunk):
+    # a masked-LM collator can mask nothing in a small micro-batch: the chunk loop then never ran, and the loss came
+    # back with no graph (backward raised; under DDP the other ranks would wait)
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.masked_lm(layers=1, seed=1, initializer_range=0.5)
+    rows = mlm_rows(8, seed=5).rows
+    for row in rows[4:]:  # the second micro-batch of each step counts no position
+        row["labels"] = [-100] * len(row["labels"])
+    data = tiny.ListDataset(rows)
+    finals = {}
+    for name, batch, accumulation in (("1x8", 8, 1), ("2x4", 4, 2)):
+        copy_ = copy.deepcopy(student)
+        args = make_args(tmp_path / name, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+                         token_kd_chunk_size=chunk, train_sampling_strategy="sequential", **EXACT_UPDATES)  # fmt: skip
+        DistillationTrainer(model=copy_, teacher_model=teacher, args=args, train_dataset=data,
+                            data_collator=tiny.collate).train()  # fmt: skip
+        finals[name] = state(copy_)
+    for key, value in finals["1x8"].items():
+        torch.testing.assert_close(finals["2x4"][key], value, rtol=1e-4, atol=1e-4, msg=f"{key} differs")
+
+
 def test_evaluation_still_sees_full_logits(tmp_path):
     teacher = tiny.masked_lm(layers=2, seed=0)
     student = tiny.masked_lm(layers=1, seed=1)
