@@ -41,12 +41,13 @@ class ModelInternalsMixin:
         student = unwrap(model)
         if self.args.alpha_hidden > 0:
             if self._hidden_pairs is None or self._hidden_pairs[0] is not student:  # model_init builds new students
-                self._hidden_pairs = (student, layer_pairs(self.args.hidden_layer_map, student, self._teacher_module))
+                teacher = unwrap(self._teacher_module)  # under DeepSpeed the engine's `.config` is its own dict
+                self._hidden_pairs = (student, layer_pairs(self.args.hidden_layer_map, student, teacher))
             extra["hidden_pairs"] = self._hidden_pairs[1]
             extra["projection"] = getattr(student, PROJECTION_NAME, None)
         if any(term.needs_last_layer for term, _ in self._loss_terms):
             extra["student_tap"], extra["teacher_tap"] = self._last_layer_taps(model)
-            extra["value_relation_heads"] = self.args.value_relation_heads or num_heads(self._teacher_module)
+            extra["value_relation_heads"] = self.args.value_relation_heads or num_heads(unwrap(self._teacher_module))
         return extra
 
     def _position_selector(self, model: nn.Module, inputs: dict[str, Any], cached: dict[str, Any]):

@@ -407,3 +407,33 @@ def test_a_trials_student_is_checked_with_the_trials_values_whichever_order_trai
             trainer._hp_search_setup(trial)
             trainer.model = student = trainer.call_model_init(trial)
         assert trainer.args.alpha_hidden == value and hasattr(student, PROJECTION_NAME)
+
+
+class _EngineLike(torch.nn.Module):
+    """What DeepSpeed's `prepare_teacher` returns: an engine whose `.module` is the teacher and whose own `.config`
+    is DeepSpeed's dict, hiding the model's."""
+
+    def __init__(self, teacher):
+        super().__init__()
+        self.module = teacher
+        self.config = {"zero_optimization": {"stage": 3}}
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+def test_intermediate_terms_read_the_teachers_layers_and_heads_through_an_engine(tmp_path):
+    # under DeepSpeed every intermediate term died at its first step: the layer and head counts were read from the
+    # engine's `.config` (a dict) instead of the teacher's
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
+    data = tiny.class_rows(8, seed=2)
+    trainer = make_trainer(tmp_path, student, teacher, data, alpha_hidden=1.0, alpha_attention=1.0,
+                           alpha_value_relation=1.0)  # fmt: skip
+    expected = trainer._intermediate_context(student)
+    trainer._teacher_module = _EngineLike(trainer._teacher_module)
+    trainer._hidden_pairs = None
+    trainer._teacher_tap = None
+    found = trainer._intermediate_context(student)
+    assert found["hidden_pairs"] == expected["hidden_pairs"]
+    assert found["value_relation_heads"] == expected["value_relation_heads"] == teacher.config.num_attention_heads
