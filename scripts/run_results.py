@@ -1556,8 +1556,9 @@ def _settings_section(results: dict) -> list[str]:
         "another machine the same command, code and packages have refit other teachers (STS-B's `ours` runs in",
         "results.json: seed 42's teacher 82.30 at commit 93b37bb^, refit at 82.33 in 93b37bb; seed 46's 80.5 at",
         "df68cef^, refit at 82.1 in df68cef), most likely from CPU kernels that round differently, which",
-        "fine-tuning amplifies (not established: no two CPUs were compared side by side), so each run records its",
-        f"CPU (`cpu` in results.json, since 2026-12-05): {_cpu_counts(results)}.",
+        "fine-tuning amplifies (not established with one and the same code: the reproductions below name the CPU",
+        "of each record and of its rerun, and a record made at an earlier commit may differ by the code too), so each",
+        f"run records its CPU (`cpu` in results.json, since 2026-12-05): {_cpu_counts(results)}.",
         *_reproduced_lines(results),
         "",
         "| task | held-out train rows | best on held-out train | ours' runs above used | used vs best on held-out "
