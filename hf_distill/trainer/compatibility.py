@@ -10,7 +10,15 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["check_distillable", "check_hidden_sizes", "check_tokenizers", "check_vocabulary_fits", "is_regression"]
+__all__ = [
+    "check_distillable",
+    "check_hidden_sizes",
+    "check_task_term",
+    "check_tokenizers",
+    "check_vocabulary_fits",
+    "is_causal_lm",
+    "is_regression",
+]
 
 # Texts both tokenizers must encode identically: words, casing, punctuation, digits, accents, a sentence pair.
 _TOKENIZER_PROBES = (
@@ -74,6 +82,26 @@ def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
         raise ValueError(
             f"The student has num_labels={student_labels} but the teacher has num_labels={teacher_labels}: their "
             "outputs cannot be compared. Load the student with the teacher's num_labels (and id2label)."
+        )
+
+
+def is_causal_lm(model: nn.Module) -> bool:
+    """Whether `model` is a causal LM (`*ForCausalLM`, `GPT2LMHeadModel`...): its logits at position i predict the
+    token at i + 1."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    name = type(model).__name__
+    return name.endswith("ForCausalLM") or name in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+
+
+def check_task_term(student: nn.Module, alpha_task: float) -> None:
+    """Refuses the task term for a causal-LM student, whose labels it would score unshifted."""
+    if alpha_task > 0 and is_causal_lm(student):
+        raise ValueError(
+            f"The student ({type(student).__name__}) is a causal LM, whose logits at each position predict the next "
+            f"token, but the task term (alpha_task={alpha_task}) scores each position against its own label: it would "
+            "train the student to copy its input. Set alpha_task=0 (the token KL compares the two models position by "
+            "position, which holds for causal LMs), or distil an encoder (masked LM, token or sequence classifier)."
         )
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .arguments import DistillationTrainingArguments
-from .compatibility import check_distillable, check_hidden_sizes, check_intermediate
+from .compatibility import check_distillable, check_hidden_sizes, check_intermediate, check_task_term
 from .intermediate import PROJECTION_NAME, attach_projection
 from .loss_terms import active_terms
 from .model_inputs import unwrap
@@ -36,6 +36,7 @@ class StudentSetupMixin:
                 "module) instead of the teacher's own modules."
             )
         check_distillable(student, self._unplaced_teacher)
+        check_task_term(student, args.alpha_task)
         if args.alpha_cos > 0:
             check_hidden_sizes(student, self._unplaced_teacher)
         check_intermediate(student, self._unplaced_teacher, args)

@@ -28,7 +28,7 @@ from hf_distill.cache.trainer_mixin import TeacherCacheMixin
 from .arguments import DistillationTrainingArguments
 from .batch_counts import WholeBatchCountsMixin, count_index, count_items
 from .columns import TeacherColumnsMixin
-from .compatibility import check_tokenizers, is_regression
+from .compatibility import check_tokenizers, is_causal_lm, is_regression
 from .evaluation_rows import EveryEvaluationRowMixin
 from .loss_terms import LossContext, active_terms, task_sum
 from .model_inputs import accepted_inputs, select_inputs, unwrap
@@ -254,7 +254,7 @@ class DistillationTrainer(
         ids of a sequence classifier or token ids scored at their own position (not a causal LM, which shifts them).
         Other heads keep the model's own `loss`."""
         kind = self._output_kind(logits)
-        causal = type(unwrap(model)).__name__.endswith("ForCausalLM")
+        causal = is_causal_lm(unwrap(model))
         if labels.is_floating_point() or kind == "regression" or (kind == "token" and causal):
             return loss
         total = task_sum(logits, labels, kind, label_smoothing=self.args.label_smoothing_factor)

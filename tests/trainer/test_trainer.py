@@ -536,3 +536,25 @@ def test_a_batch_of_inputs_embeds_without_a_mask_counts_every_position(tmp_path,
     mask = torch.ones(3, 6, dtype=torch.long)
     with_mask = trainer.compute_loss(student, {"inputs_embeds": embeds, "attention_mask": mask, "labels": labels})
     assert without == pytest.approx(with_mask.item(), rel=1e-6)
+
+
+def test_a_causal_lm_student_is_refused_the_unshifted_task_term_but_distils_on_the_kl(tmp_path):
+    # its logits at position i predict token i + 1; the task term scores position i against label i, which would
+    # train it to copy its input
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    def gpt2(seed):
+        torch.manual_seed(seed)
+        return GPT2LMHeadModel(GPT2Config(vocab_size=tiny.VOCAB_SIZE, n_positions=32, n_embd=16, n_layer=1, n_head=2))
+
+    teacher, student = gpt2(0), gpt2(1)
+    rows = tiny.ListDataset(
+        [{"input_ids": row["input_ids"], "labels": row["input_ids"]} for row in tiny.class_rows(8)]
+    )
+    with pytest.raises(
+        ValueError, match=r"student \(GPT2LMHeadModel\) is a causal LM.*alpha_task=0.5.*Set alpha_task=0"
+    ):
+        make_trainer(tmp_path / "task", student, teacher, rows)
+    trainer = make_trainer(tmp_path / "kl", student, teacher, rows, alpha_task=0.0, max_steps=1)
+    trainer.train()
+    assert trainer.state.global_step == 1
