@@ -58,6 +58,10 @@ class ModelInternalsMixin:
         student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
         if student_head is None or teacher_head is None:
             return NOT_SELECTING
+        if self._counted_student_head is not None and self._counted_student_head is not student_head:
+            # model_init built a new student: the old one's head (and its hook) is let go, not kept alive
+            self._counted_positions.detach(self._counted_student_head)
+        self._counted_student_head = student_head
         self._counted_positions.attach(student_head)
         self._counted_positions.attach(teacher_head)
         ids = inputs["input_ids"]

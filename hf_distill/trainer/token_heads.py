@@ -48,6 +48,14 @@ class CountedPositions:
         self._heads.append(head)
         self._handles.append(head.register_forward_pre_hook(self._select))
 
+    def detach(self, head: nn.Module) -> None:
+        """Removes `head`'s hook and forgets it (a student a new hyperparameter-search trial replaced)."""
+        for index, known in enumerate(self._heads):
+            if known is head:
+                self._handles.pop(index).remove()
+                self._heads.pop(index)
+                return
+
     def _select(self, module: nn.Module, args: tuple) -> tuple | None:
         if self._mask is None:
             return None

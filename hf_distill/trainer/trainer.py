@@ -155,6 +155,7 @@ class DistillationTrainer(
         self._student_tap = self._student_tap_owner = self._teacher_tap = None
         self._hidden_pairs = None  # (student, its layer pairs)
         self._counted_positions = CountedPositions()
+        self._counted_student_head: nn.Module | None = None  # the student head whose hook `_counted_positions` holds
         self.teacher_cache: TeacherCache | None = None
         self._cached_train_dataset = None  # that dataset with the cache columns attached
         self._cache_source_dataset = None  # the training set it was attached to

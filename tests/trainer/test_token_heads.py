@@ -140,3 +140,29 @@ def test_a_half_precision_teachers_head_takes_float32_inputs_without_autocast():
         labels=torch.tensor([1, 2, -100, 3, 4]), temperature=2.0, chunk_size=2,
     )  # fmt: skip
     assert torch.isfinite(kd) and torch.isfinite(ce) and kd > 0
+
+
+def test_a_new_trials_student_lets_the_old_students_head_go(tmp_path):
+    # model_init builds a new student per hyperparameter-search trial: each old head (with the word embeddings it is
+    # tied to) stayed hooked, and alive, for the whole search
+    import weakref
+
+    teacher = tiny.masked_lm(layers=2, seed=0)
+    data = mlm_rows(4)
+    first = tiny.masked_lm(layers=1, seed=1)
+    trainer = trainer_for(tmp_path, first, teacher, data)
+    batch = tiny.collate([data[i] for i in range(4)])
+    heads = []
+    for student in (first, tiny.masked_lm(layers=1, seed=2)):
+        with trainer._position_selector(student, batch, {}):
+            pass
+        heads.append(weakref.ref(student.get_output_embeddings()))
+    del first, student
+    trainer.model = trainer.model_wrapped = trainer.callback_handler.model = None  # as a new trial's student does
+    import gc
+
+    gc.collect()
+    assert heads[0]() is None  # the first student's head is gone
+    hooked = trainer._counted_positions._heads
+    assert len(hooked) == 2 and any(head is teacher.get_output_embeddings() for head in hooked)
+    assert heads[1]() is not None and any(head is heads[1]() for head in hooked)
