@@ -88,9 +88,14 @@ def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
 def is_causal_lm(model: nn.Module) -> bool:
     """Whether `model` is a causal LM (`*ForCausalLM`, `GPT2LMHeadModel`...): its logits at position i predict the
     token at i + 1."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     name = type(model).__name__
+    if name in set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values()):  # XLMWithLMHeadModel is in both maps, and unshifted
+        return False
     return name.endswith("ForCausalLM") or name in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
 
 

@@ -558,3 +558,17 @@ def test_a_causal_lm_student_is_refused_the_unshifted_task_term_but_distils_on_t
     trainer = make_trainer(tmp_path / "kl", student, teacher, rows, alpha_task=0.0, max_steps=1)
     trainer.train()
     assert trainer.state.global_step == 1
+
+
+def test_only_causal_lms_count_as_causal():
+    from transformers import BertConfig, BertLMHeadModel, GPT2Config, GPT2LMHeadModel, XLMConfig, XLMWithLMHeadModel
+
+    from hf_distill.trainer.compatibility import is_causal_lm
+
+    small = dict(vocab_size=tiny.VOCAB_SIZE, n_positions=32, n_embd=16, n_layer=1, n_head=2)
+    assert is_causal_lm(GPT2LMHeadModel(GPT2Config(**small)))
+    assert is_causal_lm(BertLMHeadModel(BertConfig(**{**tiny.bert_config(layers=1).to_dict(), "is_decoder": True})))
+    assert not is_causal_lm(tiny.masked_lm(layers=1))
+    # XLM's LM head model is in transformers' causal and masked maps alike, and its loss does not shift: a masked LM
+    xlm = XLMWithLMHeadModel(XLMConfig(vocab_size=tiny.VOCAB_SIZE, emb_dim=16, n_layers=1, n_heads=2, causal=False))
+    assert not is_causal_lm(xlm)
