@@ -30,7 +30,7 @@ from hf_distill.publish.model_card import describe_student
 from hf_distill.publish.report import publish_student
 from hf_distill.tasks.loading import HP_VALIDATION, limit_and_tokenize, load_data
 from hf_distill.tasks.metrics import compute_metrics_fn, custom_metrics_fn, main_metric
-from hf_distill.trainer.teacher import gather_whole, is_engine_wrapped
+from hf_distill.trainer.teacher import gather_for_main_process, placed_teacher
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "offline" / "demo.yaml"
 
@@ -125,11 +125,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_and_save(trainer)
     # Under FSDP or DeepSpeed the trainer holds the teacher sharded: scored in place, then both models gathered
     # whole (by every rank) for what the main process alone runs next (latency, export).
-    teacher = getattr(trainer, "teacher_model", None)
-    teacher = teacher if teacher is not None and is_engine_wrapped(teacher) else models.teacher
+    teacher = placed_teacher(trainer, models.teacher)
     metrics = evaluate_side_by_side(trainer, teacher, eval_datasets, collator, compute_metrics)
-    teacher = gather_whole(teacher)
-    student = gather_whole(trainer.model_wrapped) if is_engine_wrapped(trainer.model_wrapped) else trainer.model
+    teacher, student = gather_for_main_process(trainer, teacher)
 
     # ---- publish: results, card, push (main process only) ----
     if not trainer.is_world_process_zero():

@@ -30,7 +30,7 @@ from hf_distill.publish.report import publish_student
 from hf_distill.tasks.corpus import fixed_masks, load_corpus, tokenize_corpus
 from hf_distill.tasks.mlm_metrics import MLM_METRICS, score_masked_lm
 from hf_distill.trainer import DistillationTrainer
-from hf_distill.trainer.teacher import gather_whole, is_engine_wrapped
+from hf_distill.trainer.teacher import gather_for_main_process
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mlm" / "tiny_demo.yaml"
 
@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # a sharded teacher or student (FSDP, ZeRO-3) is gathered whole by every rank: the main process alone measures
     # them next, and a sharded forward there would wait forever for the other ranks' shards
-    teacher = getattr(trainer, "teacher_model", None)
-    teacher = gather_whole(teacher if teacher is not None and is_engine_wrapped(teacher) else models.teacher)
-    student = gather_whole(trainer.model_wrapped) if is_engine_wrapped(trainer.model_wrapped) else trainer.model
+    teacher, student = gather_for_main_process(trainer, models.teacher)
 
     # ---- publish: results, card, push (main process only) ----
     if not trainer.is_world_process_zero():

@@ -103,6 +103,15 @@ def add(rows: list[tuple[str, str, float]], name: str, result: str, seconds: flo
     print(f"\n[gpu_checks] | {name} | {result} | {seconds:.0f} |\n", flush=True)
 
 
+def too_late(rows: list[tuple[str, str, float]], name: str, deadline: float) -> bool:
+    """Whether the check `name` would start with less than MIN_CHECK_SECONDS of the budget left (reported not run)."""
+    remaining = deadline - time.monotonic()
+    if remaining >= MIN_CHECK_SECONDS:
+        return False
+    add(rows, name, f"FAILED (not run: {max(remaining, 0):.0f} s of --budget_s left)", 0.0)
+    return True
+
+
 def run(
     name: str,
     command: list[str],
@@ -116,10 +125,9 @@ def run(
     """Runs one check's command, stopped at `deadline` (time.monotonic()); an SST-2 run (`results_dir`) passes only
     with readable results and a student accuracy of at least `min_accuracy`, and its all_results.json is copied to
     `out`."""
-    remaining = deadline - time.monotonic()
-    if remaining < MIN_CHECK_SECONDS:
-        add(rows, name, f"FAILED (not run: {max(remaining, 0):.0f} s of --budget_s left)", 0.0)
+    if too_late(rows, name, deadline):
         return
+    remaining = deadline - time.monotonic()
     print("$", " ".join(command), flush=True)
     start = time.perf_counter()
     # its own process group: at the deadline the whole check stops, with the workers a launcher started
@@ -230,9 +238,7 @@ def main() -> None:
         run("SST-2, FSDP config, 1 process", command, rows, folder, **checked)
     for precision in precisions:
         start = time.perf_counter()
-        if deadline - time.monotonic() < MIN_CHECK_SECONDS:
-            left = max(deadline - time.monotonic(), 0)
-            add(rows, f"teacher precision under {precision}", f"FAILED (not run: {left:.0f} s of --budget_s left)", 0)
+        if too_late(rows, f"teacher precision under {precision}", deadline):
             continue
         try:
             result = f"teacher logits in {teacher_precision(precision, use_cpu=not on_gpu)}"

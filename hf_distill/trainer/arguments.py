@@ -146,13 +146,13 @@ class DistillationTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         self.validate_distillation()
-        _check_launcher_precision(self.fp16, self.bf16)
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+        _check_launcher_precision(launcher, self.fp16, self.bf16)
         # A half precision asked by the launcher alone (`accelerate launch` with a bf16/fp16 config) would reach only
         # `mixed_precision`: set its flag, before transformers validates the flags and fills a DeepSpeed config's
         # "auto" precision from them, so that what is chosen from the flags (the teacher's stored dtype, padding to
         # multiples of 8, the latency's dtype, the pseudo-label pass's autocast) follows the training. Not where
         # transformers would refuse the flag (bf16 without --use_cpu and without a bf16 GPU: a CPU launch).
-        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
         if not (self.fp16 or self.bf16) and launcher in HALF_PRECISIONS:
             if launcher == "fp16" or self.use_cpu or is_torch_bf16_gpu_available():
                 setattr(self, launcher, True)
@@ -240,11 +240,10 @@ def _check_positive_int(name: str, value, *, fix: str) -> None:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}: {fix}.")
 
 
-def _check_launcher_precision(fp16: bool, bf16: bool) -> None:
+def _check_launcher_precision(launcher: str, fp16: bool, bf16: bool) -> None:
     """Refuses a half precision that would silently replace the launcher's: `accelerate launch` passes its config's
     `mixed_precision` as ACCELERATE_MIXED_PRECISION, and `TrainingArguments` lets `fp16`/`bf16` override it without a
     word (a fp16 launch config with a GLUE config's `bf16: true` would train in bf16, emulated on older GPUs)."""
-    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     for flag, asked in (("bf16", bf16), ("fp16", fp16)):
         if asked and launcher in HALF_PRECISIONS and launcher != flag:
             raise ValueError(

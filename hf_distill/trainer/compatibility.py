@@ -6,6 +6,7 @@ same number of labels and the same kind of head); a mismatch is refused before a
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from torch import nn
@@ -88,15 +89,19 @@ def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
 def is_causal_lm(model: nn.Module) -> bool:
     """Whether `model` is a causal LM (`*ForCausalLM`, `GPT2LMHeadModel`...): its logits at position i predict the
     token at i + 1."""
+    return _is_causal_lm_class(type(model).__name__)
+
+
+@functools.cache  # evaluation asks once per batch
+def _is_causal_lm_class(name: str) -> bool:
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     )
 
-    name = type(model).__name__
-    if name in set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values()):  # XLMWithLMHeadModel is in both maps, and unshifted
+    if name in MODEL_FOR_MASKED_LM_MAPPING_NAMES.values():  # XLMWithLMHeadModel is in both maps, and unshifted
         return False
-    return name.endswith("ForCausalLM") or name in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    return name.endswith("ForCausalLM") or name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
 
 
 def check_task_term(student: nn.Module, alpha_task: float) -> None:

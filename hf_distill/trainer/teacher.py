@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -25,7 +26,14 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["freeze", "gather_whole", "is_engine_wrapped", "prepare_teacher"]
+__all__ = [
+    "freeze",
+    "gather_for_main_process",
+    "gather_whole",
+    "is_engine_wrapped",
+    "placed_teacher",
+    "prepare_teacher",
+]
 
 
 def freeze(teacher: nn.Module) -> nn.Module:
@@ -200,6 +208,23 @@ def gather_whole(model: nn.Module) -> nn.Module | None:
     dtype = next((tensor.dtype for tensor in state.values() if tensor.is_floating_point()), None)
     whole.to(dtype=dtype).load_state_dict(state)
     return freeze(whole)
+
+
+def placed_teacher(trainer: Any, teacher: nn.Module) -> nn.Module:
+    """The teacher as `trainer` placed it where an engine sharded it (every rank scores it in place), else
+    `teacher`."""
+    placed = getattr(trainer, "teacher_model", None)
+    return placed if placed is not None and is_engine_wrapped(placed) else teacher
+
+
+def gather_for_main_process(trainer: Any, teacher: nn.Module) -> tuple[nn.Module | None, nn.Module | None]:
+    """The teacher and the trained student whole, for what the main process alone runs after training (latency, an
+    export, the card): a sharded forward there would wait forever for the other ranks. Every rank must call it."""
+    student = trainer.model_wrapped
+    return (
+        gather_whole(placed_teacher(trainer, teacher)),
+        gather_whole(student) if is_engine_wrapped(student) else trainer.model,
+    )
 
 
 def _hidden_size(model: nn.Module) -> int | None:

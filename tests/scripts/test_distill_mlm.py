@@ -286,8 +286,10 @@ def test_an_engine_sharded_teacher_and_student_are_gathered_whole_before_the_mai
         published.update(teacher=teacher_model, student=kwargs["student"], trainer=trainer)
         return metrics
 
-    monkeypatch.setattr(distill_mlm, "is_engine_wrapped", lambda model: True)  # as FSDP2 or ZeRO-3 would leave both
-    monkeypatch.setattr(distill_mlm, "gather_whole", whole)
+    from hf_distill.trainer import teacher as placing
+
+    monkeypatch.setattr(placing, "is_engine_wrapped", lambda model: True)  # as FSDP2 or ZeRO-3 would leave both
+    monkeypatch.setattr(placing, "gather_whole", whole)
     monkeypatch.setattr(distill_mlm, "publish_student", publish)
     distill_mlm.main(mlm_flags(tmp_path, teacher, corpus, "--alpha_cos", "0"))
     trainer = published["trainer"]
