@@ -18,7 +18,7 @@ def reduce_positions(
     else:
         if mask.shape != per_position.shape:
             raise ValueError(f"mask must have shape (B, L) = {tuple(per_position.shape)}, got {tuple(mask.shape)}.")
-        counted = mask.bool()
+        counted = as_counted(mask)
         # where, not multiply: a non-finite KL at a padded position must not leak in as 0 * inf = NaN.
         total = torch.where(counted, per_position, torch.zeros_like(per_position)).sum()
         count = counted.sum()
@@ -34,7 +34,30 @@ def counted_positions(values: torch.Tensor, *, mask: torch.Tensor | None) -> tor
         return values.reshape(-1, *values.shape[2:])
     if mask.shape != values.shape[:2]:
         raise ValueError(f"mask must have shape (B, L) = {tuple(values.shape[:2])}, got {tuple(mask.shape)}.")
-    return values[mask.bool()]
+    return values[as_counted(mask)]
+
+
+def as_counted(mask: torch.Tensor) -> torch.Tensor:
+    """`mask` as booleans. A non-boolean mask must hold 0/1: labels passed as the mask would count their -100s."""
+    if mask.dtype != torch.bool:
+        stray = mask[(mask != 0) & (mask != 1)]
+        if stray.numel():
+            shown = stray.unique()[:4].tolist()
+            raise ValueError(
+                f"mask must hold 0/1 or booleans (1: the position counts), got values such as {shown}: for token "
+                "labels pass `labels != -100` (hf_distill.losses.token_mask), else the attention mask."
+            )
+    return mask.bool()
+
+
+def zero_uncounted(values: torch.Tensor, *, mask: torch.Tensor) -> torch.Tensor:
+    """`values` `(B, L, ...)` with 0 at the positions `mask` `(B, L)` does not count, chosen by a where: math on a NaN
+    or inf left there would reach the gradient of the counted positions, or be multiplied by a zero gradient into
+    NaN."""
+    if mask.shape != values.shape[:2]:
+        raise ValueError(f"mask must have shape (B, L) = {tuple(values.shape[:2])}, got {tuple(mask.shape)}.")
+    counted = as_counted(mask).reshape(*mask.shape, *([1] * (values.dim() - 2)))
+    return torch.where(counted, values, torch.zeros_like(values))
 
 
 def reduce(total: torch.Tensor, *, count: torch.Tensor | int, reduction: Reduction) -> torch.Tensor:

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from ._common import Reduction, at_least_float32, reduce_positions
+from ._common import Reduction, at_least_float32, reduce_positions, zero_uncounted
 
 __all__ = ["attention_kl", "value_relation_kl"]
 
@@ -157,6 +157,9 @@ def value_relation_kl(
         )
     batch, length = student_values.shape[:2]
     key_counted = _key_mask(mask, batch=batch, length=length)
+    if mask is not None:
+        # padded rows as 0 before the relations' matmul, whose backward sums every key's row into each query's
+        student_values, teacher_values = (zero_uncounted(v, mask=mask) for v in (student_values, teacher_values))
     per_head = _kl_over_keys(
         student_log_probs=_relation_log_probs(student_values, num_heads=num_relation_heads, key_counted=key_counted),
         teacher_log_probs=_relation_log_probs(teacher_values, num_heads=num_relation_heads, key_counted=key_counted),

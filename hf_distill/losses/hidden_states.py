@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import Reduction, at_least_float32, check_same_shape, reduce_positions
+from ._common import Reduction, at_least_float32, reduce_positions, zero_uncounted
 
 __all__ = ["hidden_state_cosine", "hidden_state_mse"]
 
@@ -34,10 +34,13 @@ def hidden_state_cosine(
     Returns:
         `torch.Tensor`: a float32 scalar in [0, 2] per position. Nothing counted gives 0.
     """
-    check_same_shape(student_hidden, teacher_hidden)
-    if student_hidden.dim() != 3:
-        raise ValueError(f"hidden states must have shape (B, L, D), got {tuple(student_hidden.shape)}.")
-    student, teacher = at_least_float32(student_hidden), at_least_float32(teacher_hidden)
+    _check_hidden_shapes(
+        student_hidden,
+        teacher_hidden,
+        fix="use a student of the teacher's width (a DistilBERT-style "
+        "one), or hidden_state_mse with a learned projection",
+    )
+    student, teacher = _padding_zeroed(student_hidden, teacher_hidden, mask=mask)
     norms = (student.norm(dim=-1) * teacher.norm(dim=-1)).clamp(min=eps)  # (B, L)
     distance = 1 - (student * teacher).sum(dim=-1) / norms  # (B, L)
     return reduce_positions(distance, mask=mask, temperature=1.0, reduction=reduction)
@@ -69,6 +72,31 @@ def hidden_state_mse(
     Returns:
         `torch.Tensor`: a float32 (float64 for float64 states) scalar >= 0. Nothing counted gives 0, never NaN.
     """
+    width, teacher_width = student_hidden.shape[-1], teacher_hidden.shape[-1]
+    _check_hidden_shapes(
+        student_hidden,
+        teacher_hidden,
+        fix="project the student's hidden states to the teacher's width first (TinyBERT's W_h, e.g. a learned "
+        f"nn.Linear({width}, {teacher_width}))",
+    )
+    student, teacher = _padding_zeroed(student_hidden, teacher_hidden, mask=mask)
+    per_position = (student - teacher).pow(2).mean(dim=-1)  # (B, L)
+    return reduce_positions(per_position, mask=mask, temperature=1.0, reduction=reduction)
+
+
+def _padding_zeroed(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, *, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both states in at least float32, 0 at the positions that do not count: a NaN or inf in a padded row then
+    reaches neither the value nor the gradient (a where after the math hides it from the value only). A where
+    rather than selecting the counted rows: no host sync on a GPU."""
+    student, teacher = at_least_float32(student_hidden), at_least_float32(teacher_hidden)
+    if mask is None:
+        return student, teacher
+    return zero_uncounted(student, mask=mask), zero_uncounted(teacher, mask=mask)
+
+
+def _check_hidden_shapes(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, *, fix: str) -> None:
     if student_hidden.dim() != 3 or teacher_hidden.dim() != 3:
         raise ValueError(
             f"hidden states must have shape (B, L, D), got student {tuple(student_hidden.shape)} and teacher "
@@ -77,8 +105,7 @@ def hidden_state_mse(
     if student_hidden.shape[:2] == teacher_hidden.shape[:2] and student_hidden.shape[2] != teacher_hidden.shape[2]:
         raise ValueError(
             f"student hidden size {student_hidden.shape[2]} differs from the teacher's {teacher_hidden.shape[2]}: "
-            "project the student's hidden states to the teacher's width first (TinyBERT's W_h, e.g. a learned "
-            f"nn.Linear({student_hidden.shape[2]}, {teacher_hidden.shape[2]}))."
+            f"{fix}."
         )
     if student_hidden.shape != teacher_hidden.shape:
         raise ValueError(
@@ -86,6 +113,3 @@ def hidden_state_mse(
             f"{tuple(student_hidden.shape)} and teacher {tuple(teacher_hidden.shape)}: pass both models the same "
             "batch."
         )
-    difference = at_least_float32(student_hidden) - at_least_float32(teacher_hidden)
-    per_position = difference.pow(2).mean(dim=-1)  # (B, L)
-    return reduce_positions(per_position, mask=mask, temperature=1.0, reduction=reduction)

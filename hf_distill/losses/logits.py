@@ -197,9 +197,16 @@ def token_topk_kl_divergence(
         # clamp: rounding can make the cached top-k sum to a hair above 1.
         teacher_rest = (1 - teacher_probs.sum(dim=-1)).clamp(min=0)  # (N,)
         outside = student.scatter(-1, indices, float("-inf"))  # (N, V): the logits outside S
-        student_log_rest = torch.logsumexp(outside, dim=-1) - log_normaliser  # log(1 - sum_S q), finite
-        # xlogy(r, r) = r log r with 0 log 0 = 0, and its gradient never reaches the student.
-        per_position = per_position + torch.xlogy(teacher_rest, teacher_rest) - teacher_rest * student_log_rest
+        # a student with no mass outside S (every logit there -inf) gets log 0 = -inf, and a logsumexp over zeros
+        # instead of over -inf alone (whose gradient is NaN)
+        has_rest = (outside > float("-inf")).any(dim=-1)  # (N,)
+        outside = torch.where(has_rest.unsqueeze(-1), outside, torch.zeros_like(outside))
+        student_log_rest = torch.where(
+            has_rest, torch.logsumexp(outside, dim=-1) - log_normaliser, float("-inf")
+        )  # log(1 - sum_S q)
+        # 0 log 0 = 0 on both sides: xlogy(r, r) = r log r, and no teacher rest adds nothing whatever the student's
+        cross = torch.where(teacher_rest > 0, teacher_rest * student_log_rest, torch.zeros_like(teacher_rest))
+        per_position = per_position + torch.xlogy(teacher_rest, teacher_rest) - cross
     # With k = V the rest bucket is empty for both distributions and contributes exactly 0; skipping it avoids the
     # logsumexp of an all -inf row (whose gradient is NaN).
     return reduce_positions(per_position, mask=None, temperature=temperature, reduction=reduction)
@@ -226,7 +233,12 @@ def regression_mse(
     Returns:
         `torch.Tensor`: a float32 scalar. An empty batch gives 0.
     """
-    check_same_shape(student_predictions, teacher_predictions)
+    if student_predictions.shape != teacher_predictions.shape:
+        raise ValueError(
+            f"student predictions {tuple(student_predictions.shape)} and teacher predictions "
+            f"{tuple(teacher_predictions.shape)} must have the same shape: reshape one like the other (e.g. "
+            "predictions.view(-1) for a one-output head)."
+        )
     if student_predictions.dim() == 0:
         raise ValueError("regression_mse takes predictions of shape (B,) or (B, K), got a scalar.")
     squared = (at_least_float32(student_predictions) - at_least_float32(teacher_predictions)).pow(2)

@@ -49,8 +49,10 @@ def test_hidden_state_cosine_gradcheck_and_refusals():
     assert torch.autograd.gradcheck(
         lambda s: losses.hidden_state_cosine(student_hidden=s, teacher_hidden=teacher, mask=mask), (student,)
     )
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match="hidden size 4 differs from the teacher's 5"):
         losses.hidden_state_cosine(student_hidden=torch.randn(2, 3, 4), teacher_hidden=torch.randn(2, 3, 5))
+    with pytest.raises(ValueError, match="same shape"):
+        losses.hidden_state_cosine(student_hidden=torch.randn(2, 3, 4), teacher_hidden=torch.randn(2, 4, 4))
     with pytest.raises(ValueError, match=r"\(B, L, D\)"):
         losses.hidden_state_cosine(student_hidden=torch.randn(2, 4), teacher_hidden=torch.randn(2, 4))
 
