@@ -17,25 +17,7 @@ from ..trainer.labels_trainer import LabelsTrainer
 from ..trainer.model_inputs import unwrap
 from ..trainer.teacher import is_engine_wrapped
 
-__all__ = ["evaluate_side_by_side", "predict_in_order"]
-
-
-def predict_in_order(model: Any, dataset: Any, collator: Any, args: Any):
-    """`model`'s raw predictions on `dataset`, row i at index i.
-
-    `Trainer.predict` alone does not promise that: with ``train_sampling_strategy="group_by_length"`` transformers 5
-    also length-groups the *evaluation* sampler, so predictions come back in a shuffled order. Metrics survive that
-    (labels travel in the same order); anything matched to rows by position (pseudo-labels, agreement with an
-    exported model) does not.
-    """
-    ordered = dataclasses.replace(
-        args,
-        output_dir=str(Path(args.output_dir) / "predict"),
-        train_sampling_strategy="random",
-        report_to="none",
-        dataloader_drop_last=False,  # every row (transformers 5 drops the last batch of predictions too)
-    )
-    return Trainer(model=model, args=ordered, data_collator=collator).predict(dataset).predictions
+__all__ = ["evaluate_side_by_side"]
 
 
 def evaluate_side_by_side(

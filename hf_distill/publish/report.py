@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import logging
@@ -15,7 +14,6 @@ from transformers import Trainer
 
 from hf_distill.trainer.model_inputs import unwrap
 
-from .evaluation import predict_in_order
 from .export import ExportError, export_and_score, remove_exports
 from .hub import hub_repo_id, push_folder
 from .latency import LATENCY_BATCH_SIZES, latency_device, latency_dtype, measure_latency_ms, measure_models
@@ -108,13 +106,12 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
     for batch_size in LATENCY_BATCH_SIZES:
         rows = [{k: v for k, v in dataset[i % len(dataset)].items() if k != "labels"} for i in range(batch_size)]
         batches[batch_size] = {k: v for k, v in collator(rows).items() if k in names}
-    engine = getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False)
-    # The main process alone: a Trainer would split the rows over absent ranks, and under an engine (even on one
-    # process) its evaluation loop would prepare the student for the engine again.
-    if trainer.args.world_size > 1 or engine:
-        torch_logits = _predict_here(unwrap(student), dataset, collator, names, trainer.args)
-    else:
-        torch_logits = predict_in_order(unwrap(student), dataset, collator, trainer.args)
+    # The ONNX file holds the float32 student run on the CPU: its agreement and logit difference are measured against
+    # those same weights there, in this process alone. Never under the run's half-precision autocast (its rounding
+    # would count as the export's) or a GPU's TF32; and no Trainer: under an engine (even on one process) its
+    # evaluation loop would prepare the student for the engine again, and with several ranks split the rows.
+    on_cpu = copy.deepcopy(unwrap(student)).to(device="cpu", dtype=torch.float32).eval()
+    torch_logits = _predict_here(on_cpu, dataset, collator, names, batch_size=trainer.args.per_device_eval_batch_size)
     try:
         scores = export_and_score(
             unwrap(student),
@@ -138,10 +135,9 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
     if trainer.args.device.type == "cpu" and latency_dtype(trainer.args) == torch.float32:
         reference = {b: metrics[f"student_latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES}
     else:
-        on_cpu = copy.deepcopy(unwrap(student)).to(device="cpu", dtype=torch.float32)
         reference = {b: measure_latency_ms(on_cpu, batch) for b, batch in batches.items()}
         metrics.update({f"student_cpu_latency_ms_batch{b}": value for b, value in reference.items()})
-        del on_cpu
+    del on_cpu
     rows = []
     for label, prefix in (("ONNX fp32", "onnx_"), ("ONNX int8", "onnx_int8_")):
         if f"{prefix}size_bytes" not in scores:
@@ -160,17 +156,13 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
 
 
 @torch.no_grad()
-def _predict_here(model, dataset, collator, names, args) -> np.ndarray:
-    """`model`'s logits on every row of `dataset`, in order, in this process alone (no Trainer, no collective)."""
-    device = args.device
-    model = model.to(device).eval()
-    dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+def _predict_here(model, dataset, collator, names, *, batch_size: int) -> np.ndarray:
+    """`model`'s logits on every row of `dataset`, in order, in this process alone (no Trainer, no collective), where
+    the model is, in its dtype."""
+    device = next(model.parameters()).device
     logits = []
-    size = args.per_device_eval_batch_size
-    for start in range(0, len(dataset), size):
-        rows = [dataset[i] for i in range(start, min(start + size, len(dataset)))]
+    for start in range(0, len(dataset), batch_size):
+        rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         batch = {k: v.to(device) for k, v in collator(rows).items() if k in names and k != "labels"}
-        with autocast:
-            logits.append(model(**batch).logits.float().cpu())
+        logits.append(model(**batch).logits.float().cpu())
     return torch.cat(logits).numpy()

@@ -161,19 +161,22 @@ def test_the_push_uploads_the_student_and_its_records_never_a_runs_working_files
                     "hp_search.json", "onnx/model.onnx"]  # fmt: skip
 
 
-@pytest.mark.parametrize("engine", ["is_fsdp_enabled", "is_deepspeed_enabled"])
-def test_an_export_under_an_engine_scores_the_student_in_this_process_without_a_new_trainer(
-    tmp_path, monkeypatch, engine
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("engine", [None, "is_fsdp_enabled", "is_deepspeed_enabled"])
+def test_the_exports_reference_logits_are_the_float32_students_row_by_row_in_this_process(
+    tmp_path, monkeypatch, engine, bf16
 ):
-    # Under FSDP or DeepSpeed, even on one process, a new Trainer's evaluation loop prepares the student for the
-    # engine again (accelerate 1.15 refuses a model without its optimizer there): the export's reference logits are
-    # computed here instead, row by row in order.
+    # The ONNX file holds the float32 student: its agreement and max logit difference are measured against the same
+    # weights in float32, never a bf16 autocast forward (whose rounding would be counted as the export's). And no
+    # Trainer: under FSDP or DeepSpeed, even on one process, a new Trainer's evaluation loop prepares the student for
+    # the engine again (accelerate 1.15 refuses a model without its optimizer there).
     import torch
+    import transformers
 
     from hf_distill.publish import report
 
     def no_new_trainer(*args, **kwargs):
-        raise AssertionError("predict_in_order built a Trainer under an engine")
+        raise AssertionError("the export's reference logits built a Trainer")
 
     seen = {}
 
@@ -181,13 +184,13 @@ def test_an_export_under_an_engine_scores_the_student_in_this_process_without_a_
         seen.update(kwargs)
         return {}
 
-    monkeypatch.setattr(report, "predict_in_order", no_new_trainer)
     monkeypatch.setattr(report, "export_and_score", scored)
+    monkeypatch.setattr(transformers.Trainer, "__init__", no_new_trainer)
     student = tiny.classifier(layers=1, seed=1).eval()
     rows = tiny.class_rows(11, seed=2)
-    args = make_args(tmp_path, per_device_eval_batch_size=4)
-    trainer = type("EngineTrainer", (), {"args": args, "compute_metrics": None, engine: True})()
-    metrics = {"student_latency_ms_batch1": 1.0, "student_latency_ms_batch32": 2.0}  # the run's own, measured before
+    args = make_args(tmp_path, per_device_eval_batch_size=4, bf16=bf16)
+    trainer = type("Run", (), {"args": args, "compute_metrics": None, **({engine: True} if engine else {})})()
+    metrics = {"student_latency_ms_batch1": 1.0, "student_latency_ms_batch32": 2.0}
     assert report._export(trainer, student, ("onnx",), rows, tiny.collate, metrics, ["accuracy"]) == []
     batch = tiny.collate([rows[i] for i in range(len(rows))])
     with torch.no_grad():
