@@ -23,9 +23,9 @@ from hf_distill.cli.arguments import parse_arguments
 from hf_distill.cli.checks import check_before_loading
 from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
 from hf_distill.cli.mlm_arguments import MlmDataArguments, check_mlm_training_arguments
-from hf_distill.cli.mlm_models import load_mlm_models, ready_mlm_models
+from hf_distill.cli.mlm_models import fitting_multiple, load_mlm_models, masks_of_this_rank, ready_mlm_models
 from hf_distill.cli.training import script_training_defaults, train_and_save
-from hf_distill.publish.model_card import describe_student, public_name
+from hf_distill.publish.model_card import corpus_card_name, describe_student
 from hf_distill.publish.report import publish_student
 from hf_distill.tasks.corpus import fixed_masks, load_corpus, tokenize_corpus
 from hf_distill.tasks.mlm_metrics import MLM_METRICS, score_masked_lm
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     masking = DataCollatorForLanguageModeling(
         models.tokenizer,
         mlm_probability=data_args.mlm_probability,
-        pad_to_multiple_of=training_args.pad_to_multiple_of,
+        pad_to_multiple_of=fitting_multiple(training_args.pad_to_multiple_of, data_args.max_seq_length, models),
     )
     held_out = fixed_masks(blocks["validation"], masking, seed=data_args.eval_mask_seed)  # the same for both
     models = ready_mlm_models(models, blocks["train"], masking, model_args, training_args)
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=models.tokenizer,
         data_collator=masking,
     )
+    masks_of_this_rank(training_args)
     train_and_save(trainer)
     padded = DataCollatorForTokenClassification(models.tokenizer)  # pads labels with -100
     metrics: dict[str, float] = {}
@@ -83,14 +84,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # ---- publish: results, card, push (main process only) ----
     if not trainer.is_world_process_zero():
         return metrics
-    corpus = data_args.dataset_name or public_name(data_args.train_file)
+    corpus, hub_dataset = corpus_card_name(data_args.dataset_name, data_args.train_file)
     metrics.update(train_blocks=len(blocks["train"]), eval_blocks=len(held_out), world_size=training_args.world_size)
     card = dict(
         teacher=model_args.teacher_display_name,
         student_description=describe_student(student, model_args, models.layers, "distill"),
-        task="masked-lm",
+        task=corpus,
         dataset=corpus,
-        hub_dataset=bool(data_args.dataset_name),  # a corpus file is never named as a Hub dataset
+        hub_dataset=hub_dataset,  # a corpus file or folder is never named as a Hub dataset
         dataset_config=data_args.dataset_config_name,
         # the held-out lines: the corpus's validation split (or file), or lines held out of train
         dataset_split=str(raw["validation"].split),

@@ -9,6 +9,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, BertModel
 
+from hf_distill.publish.model_card import public_name
 from hf_distill.students import build_student, check_buildable, select_layers
 from hf_distill.trainer.compatibility import (
     check_distillable,
@@ -19,7 +20,7 @@ from hf_distill.trainer.compatibility import (
     check_vocabulary_fits,
 )
 
-from .checks import check_sequence_length
+from .checks import check_sequence_length, usable_positions
 from .models import ScriptModels, finetune_teacher, hub_kwargs, student_layers
 
 __all__ = ["load_mlm_models", "ready_mlm_models"]
@@ -39,6 +40,7 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
     transformers.set_seed(training_args.seed)  # a new MLM head is initialised here: seed first
     name = model_args.teacher_model_name_or_path
     config = AutoConfig.from_pretrained(name, **hub_kwargs(model_args))
+    check_bidirectional(config, model_args.teacher_display_name)
     check_sequence_length(max_seq_length, config, "teacher")
     tokenizer = AutoTokenizer.from_pretrained(name, **hub_kwargs(model_args))
     if tokenizer.mask_token is None:
@@ -77,6 +79,7 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
         student = AutoModelForMaskedLM.from_pretrained(
             model_args.student_model_name_or_path, dtype=torch.float32, **hub_kwargs(model_args)
         )
+        check_bidirectional(student.config, model_args.student_model_name_or_path)
         check_distillable(student, teacher)  # vocabulary sizes, head types
         if training_args.alpha_cos > 0:
             check_hidden_sizes(student, teacher)
@@ -90,6 +93,36 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
         planned = layers or select_layers(config.num_hidden_layers, 1)
         check_intermediate_for_built_student(planned, teacher, training_args)
     return ScriptModels(teacher=teacher, tokenizer=tokenizer, student=student, layers=layers)
+
+
+def check_bidirectional(config, name: str) -> None:
+    """A BERT configured as a decoder (a BertLMHeadModel checkpoint) loads as a masked LM whose predictions at a
+    [MASK] see only the tokens before it; a student built from it would be causal too."""
+    for flag in ("is_decoder", "add_cross_attention"):
+        if getattr(config, flag, False):
+            raise ValueError(
+                f"The model {public_name(str(name))!r} is configured with {flag}=True (a causal decoder): its "
+                "masked-token predictions would see only the left context. Give a masked-LM checkpoint, or set "
+                f"{flag} to false in its config.json."
+            )
+
+
+def fitting_multiple(multiple: int | None, max_seq_length: int, models: ScriptModels) -> int | None:
+    """The training collator's pad_to_multiple_of (8 under fp16/bf16), or None where a full block rounded up to it
+    would run past a model's position table (a raw index error at some step)."""
+    if not multiple:
+        return multiple
+    tables = [usable_positions(m.config) for m in (models.teacher, models.student) if m is not None]
+    rounded = -(-max_seq_length // multiple) * multiple
+    return multiple if all(t is None or rounded <= t for t in tables) else None
+
+
+def masks_of_this_rank(training_args) -> None:
+    """Reseeds each process with seed + its rank before training, when there are several: Trainer seeds every rank
+    alike and the masking collator draws from the global RNG, so every rank masked the same positions at every step.
+    Trainer checkpoints each rank's RNG state, so a resumed run continues each rank's own draws."""
+    if training_args.world_size > 1:
+        transformers.set_seed(training_args.seed + training_args.process_index)
 
 
 def ready_mlm_models(models: ScriptModels, train_dataset, collator, model_args, training_args) -> ScriptModels:

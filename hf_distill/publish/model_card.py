@@ -93,6 +93,15 @@ def public_name(value: str) -> str:
     return value
 
 
+def corpus_card_name(dataset_name: str | None, train_file: str | None) -> tuple[str, bool]:
+    """How the masked-LM card names its corpus, and whether that name is a Hub dataset's: a file, or a local folder
+    given as --dataset_name (which `datasets.load_dataset` reads), by its last name only and never as a Hub id."""
+    if dataset_name is None:
+        return public_name(train_file or ""), False
+    local = Path(dataset_name).expanduser().exists()
+    return public_name(dataset_name), not local and is_hub_dataset(dataset_name)
+
+
 # How the files the scripts read end (--train_file, a corpus): a name with one of these is a file, not a Hub dataset.
 _DATA_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".text", ".parquet", ".arrow", ".gz", ".bz2", ".xz",
                        ".zip", ".zst")  # fmt: skip
@@ -394,4 +403,23 @@ def _describe_init(name, student, model_args, layers) -> str:
     text = f"`{name}`, {depth} layers initialised from teacher layers {list(layers)}"
     if model_args.student_architecture == "distilbert":
         return text + " mapped into DistilBERT (token-type embedding 0 folded into the position embeddings)."
-    return text + "; embeddings, pooler and classification head copied from the teacher."
+    return text + f"; {_copied_parts(student)} copied from the teacher."
+
+
+def _copied_parts(student) -> str:
+    """What a `bert` student took from its teacher beside the layers: the parts it has."""
+    parts = ["embeddings"]
+    if getattr(getattr(student, "base_model", None), "pooler", None) is not None:
+        parts.append("pooler")
+    head = next((h for suffix, h in _HEADS.items() if type(student).__name__.endswith(suffix)), None)
+    if head:
+        parts.append(head)
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+
+
+_HEADS = {
+    "ForSequenceClassification": "classification head",
+    "ForTokenClassification": "token-classification head",
+    "ForQuestionAnswering": "span head",
+    "ForMaskedLM": "masked-LM head",
+}

@@ -116,3 +116,35 @@ def test_a_teacher_no_student_can_be_built_from_is_refused_when_loaded(tmp_path,
             load_mlm_models(model_args, training_args, max_seq_length=32)
         else:
             load_models(model_args, training_args, 2, None, max_seq_length=32)
+
+
+def test_each_rank_draws_its_own_masks_and_one_process_keeps_the_trainers_seed():
+    # Trainer seeds every rank alike and the masking collator draws from the global RNG: every rank masked the
+    # same positions at every step
+    from types import SimpleNamespace
+
+    from hf_distill.cli.mlm_models import masks_of_this_rank
+
+    def draws(world_size, process_index):
+        torch.manual_seed(42)  # what Trainer did on every rank
+        masks_of_this_rank(SimpleNamespace(seed=42, world_size=world_size, process_index=process_index))
+        return torch.rand(16)
+
+    assert not torch.equal(draws(2, 0), draws(2, 1))
+    assert torch.equal(draws(1, 0), torch.manual_seed(42) and torch.rand(16))  # one process: untouched
+
+
+def test_a_block_is_padded_to_bf16s_multiple_only_where_the_position_table_holds_it(tmp_path):
+    from types import SimpleNamespace
+
+    from hf_distill.cli.mlm_models import fitting_multiple
+
+    def models(positions, model_type="bert", pad=0):
+        config = SimpleNamespace(max_position_embeddings=positions, model_type=model_type, pad_token_id=pad)
+        return SimpleNamespace(teacher=SimpleNamespace(config=config), student=None)
+
+    assert fitting_multiple(8, 30, models(64)) == 8
+    assert fitting_multiple(8, 30, models(30)) is None  # 32 > 30
+    assert fitting_multiple(8, 32, models(34, "roberta", pad=1)) == 8  # 32 of roberta's 34 - 2
+    assert fitting_multiple(8, 30, models(33, "roberta", pad=1)) is None  # 31 usable
+    assert fitting_multiple(None, 30, models(30)) is None

@@ -108,3 +108,14 @@ def test_a_teacher_scored_in_half_precision_is_said_so():
     # a bf16 run casts the teacher in place: its score is of the rounded weights, the student's of float32 ones
     assert "bfloat16 weights it distilled with" in render_model_card(card(teacher_dtype="bfloat16"))
     assert "weights it distilled with" not in render_model_card(card(teacher_dtype="float32"))
+
+
+def test_the_masked_lm_card_names_a_corpus_file_or_local_folder_by_its_name_never_as_a_hub_dataset(tmp_path):
+    from hf_distill.publish.model_card import corpus_card_name
+
+    folder = tmp_path / "my_private_corpus"
+    folder.mkdir()
+    assert corpus_card_name(str(folder), None) == ("my_private_corpus", False)  # its path was the card's dataset id
+    assert corpus_card_name(None, str(tmp_path / "corpus.txt")) == ("corpus.txt", False)
+    assert corpus_card_name("wikitext", None) == ("wikitext", True)
+    assert corpus_card_name("Salesforce/wikitext", None) == ("Salesforce/wikitext", True)
