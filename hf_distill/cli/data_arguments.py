@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_distill.publish.export import check_export_formats
 from hf_distill.tasks.augment import AUGMENTATIONS, EMBEDDING_TOP_K
-from hf_distill.tasks.glue import normalize_task_name
+from hf_distill.tasks.glue import GLUE_TASKS, normalize_task_name
 
 from .paths import resolve_package_path
 from .training import STUDENT_TRAININGS
@@ -160,7 +161,13 @@ class DataArguments:
             )
         if self.task_name is not None:
             self.task_name = normalize_task_name(self.task_name)
+            self._check_glue_options()
         else:
+            if self.data_dir is not None:
+                raise ValueError(
+                    f"--data_dir {self.data_dir!r} goes with --task_name (a GLUE task's TSV folder); --train_file is "
+                    "read from its own path: drop --data_dir."
+                )
             if not self.text_column:
                 raise ValueError("--train_file needs --text_column naming one or two text columns.")
             self.train_file = resolve_package_path(self.train_file)
@@ -198,6 +205,47 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
+        if self.task_name is not None and GLUE_TASKS[self.task_name].is_regression:
+            self._check_regression_rows()
+        try:
+            codecs.lookup(self.file_encoding)
+        except LookupError:
+            raise ValueError(
+                f"--file_encoding {self.file_encoding!r} is not an encoding Python knows: pass one such as utf-8 or "
+                "latin-1."
+            ) from None
+
+    def _check_glue_options(self) -> None:
+        """Your own files' options, which a GLUE task ignores: scores on its dev set would pass for your file's."""
+        task = GLUE_TASKS[self.task_name]
+        if self.validation_file is not None:
+            raise ValueError(
+                f"--validation_file {self.validation_file!r} goes with --train_file (your own data), but --task_name "
+                f"{task.name} evaluates on the task's own dev set: drop --validation_file, or pass your files with "
+                "--train_file instead of --task_name."
+            )
+        if self.text_column:
+            raise ValueError(
+                f"--text_column {' '.join(_as_list(self.text_column))} goes with --train_file (your own data); "
+                f"--task_name {task.name} reads the task's own column(s) ({', '.join(task.text_columns)}): drop "
+                "--text_column."
+            )
+        if self.label_column != "label":
+            raise ValueError(
+                f"--label_column {self.label_column!r} goes with --train_file (your own data); --task_name "
+                f"{task.name} reads the task's own label: drop --label_column."
+            )
+
+    def _check_regression_rows(self) -> None:
+        """Pearson and Spearman fail on one row, at the first evaluation: after a teacher fine-tune or an epoch."""
+        task = GLUE_TASKS[self.task_name].folder
+        for option in ("max_eval_samples", "validation_split_size"):
+            value = getattr(self, option)
+            if value is not None and value < 2:
+                raise ValueError(
+                    f"--{option} {value} leaves {task}'s evaluation {value} row, but Pearson and Spearman need at "
+                    f"least 2: pass --{option} 2 or more."
+                )
 
     def _check_transfer_options(self) -> None:
         """The transfer-set and search options, refused before anything is loaded."""
@@ -207,6 +255,14 @@ class DataArguments:
             raise ValueError(
                 f"--unlabeled_train_rows {self.unlabeled_train_rows} takes rows of a GLUE task's training split, but "
                 "--train_file was given. Put your unlabelled text in --unlabeled_file instead."
+            )
+        if self.unlabeled_train_rows is not None and self.max_train_samples is None:
+            # build_transfer_set would refuse it too, but only once the models (and a masked LM) are loaded
+            raise ValueError(
+                f"--unlabeled_train_rows {self.unlabeled_train_rows} takes the training rows after the labelled ones, "
+                "but without --max_train_samples every training row is labelled and none is left: pass "
+                "--max_train_samples N below the training split's size: the first N rows stay labelled and the rows "
+                "after them can be used."
             )
         if self.unlabeled_file is not None:
             self.unlabeled_file = resolve_package_path(self.unlabeled_file)
@@ -275,3 +331,7 @@ class DataArguments:
                     "--hp_search_trials needs optuna, which is not installed. Install the 'search' extra: "
                     "pip install 'hf-distill[search]' (or pip install optuna)."
                 )
+
+
+def _as_list(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)

@@ -72,8 +72,8 @@ class TransferSet:
 def check_mlm_augmenter(data_args, model_args, teacher_tokenizer, device=None):
     """Loads the masked LM of `--augment mlm` and checks it before any training: a mask token, the teacher's
     vocabulary. Returns (model, tokenizer), the model on `device` (the run's, so that a GPU fills in the words), or
-    (None, None) without `--augment mlm`."""
-    if data_args.augment != "mlm":
+    (None, None) without `--augment mlm` or with `--augment_copies 0` (no word to fill in)."""
+    if data_args.augment != "mlm" or data_args.augment_copies == 0:
         return None, None
     from .checks import check_model_path  # checks imports the CLI's models, which import this module's users
 

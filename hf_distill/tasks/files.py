@@ -14,6 +14,8 @@ __all__ = ["check_text_columns", "load_custom_files"]
 
 _COLUMNS_FIX = "Pass the right text_columns / label_column, or rename the columns in the file."
 _FIELD_SIZE_LIMIT = 2**31 - 1  # csv's largest (a C long on every platform)
+_OUTPUT_COLUMNS = ("label", "idx")  # what load_custom_files writes beside the text columns
+_SHOWN = 80  # characters of a bad value quoted in a message: a whole file can be one JSON line
 
 
 def load_custom_files(
@@ -47,6 +49,7 @@ def load_custom_files(
         ``(*text_columns, "label", "idx")``, and the label names (`None` for regression).
     """
     text_columns = check_text_columns(text_columns)
+    _check_file_columns(text_columns, label_column)
     files = {"train": Path(train_file)}
     if validation_file is not None:
         files["validation"] = Path(validation_file)
@@ -91,6 +94,13 @@ def load_custom_files(
             {**{column: Value("string") for column in text_columns}, "label": label_feature, "idx": Value("int32")}
         )
         splits[split] = Dataset.from_dict(columns, features=features)
+    if label_names is not None and len(label_names) < 2:  # after the rows' own errors, which name their line
+        # num_labels = 1, which transformers trains as a regression on class id 0
+        raise ValueError(
+            f"{files['train']}: every label in column {label_column!r} is {label_names[0]!r}, so there is one class "
+            "and nothing to classify: add examples of the other classes, or write the labels as decimals (e.g. 3.0) "
+            "for a regression."
+        )
     return DatasetDict(splits), label_names
 
 
@@ -104,6 +114,28 @@ def check_text_columns(text_columns: Sequence[str]) -> tuple[str, ...]:
             "('sentence',) or ('sentence1', 'sentence2')."
         )
     return text_columns
+
+
+def _check_file_columns(text_columns: tuple[str, ...], label_column: str) -> None:
+    """Refuses text columns the loader would overwrite or misread: the output has one column per name, and writes
+    "label" and "idx" itself."""
+    if len(text_columns) == 2 and text_columns[0] == text_columns[1]:
+        raise ValueError(
+            f"--text_column names {text_columns[0]!r} twice: a sentence pair would be that text with itself. Pass "
+            "one text column, or two different ones for a pair."
+        )
+    if label_column in text_columns:
+        raise ValueError(
+            f"--text_column {label_column!r} is also the --label_column: the text would become the class label. Pass "
+            "the label's own column with --label_column, or another text column with --text_column."
+        )
+    reserved = [column for column in text_columns if column in _OUTPUT_COLUMNS]
+    if reserved:
+        raise ValueError(
+            f"--text_column {reserved[0]!r} has the name of a column the loader writes ('label', 'idx'), which "
+            "would replace the text: rename that column in the file (e.g. to 'text') and pass the new name with "
+            "--text_column."
+        )
 
 
 def _read_records(
@@ -153,6 +185,13 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                     "line, or pass another file."
                 )
             _check_columns(path, required, present, fix=fix)
+            # DictReader keeps the last field of a repeated name; one no column is read from loses nothing
+            repeated = sorted({column for column in required if present.count(column) > 1})
+            if repeated:
+                raise ValueError(
+                    f"{path}, line 1: the header names the column(s) {repeated} more than once, so only the last "
+                    "one's values would be read. Rename the repeated column(s) in the header."
+                )
             for row in reader:
                 if None in row or None in row.values():  # DictReader's marks for extra / missing fields
                     raise ValueError(
@@ -171,8 +210,16 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                         f"{path}, line {line_number}: not a JSON object ({error}); the file must hold one JSON object "
                         "per line (JSON lines)."
                     ) from None
+                if isinstance(row, list):  # pandas' to_json(orient="records"): the whole file on one line
+                    raise ValueError(
+                        f"{path}, line {line_number}: a JSON array of {len(row):,} item(s), not one JSON object per "
+                        "line: write JSON lines (pandas: to_json(orient='records', lines=True))."
+                    )
                 if not isinstance(row, dict):
-                    raise ValueError(f"{path}, line {line_number}: expected a JSON object per line, got {row!r}.")
+                    raise ValueError(
+                        f"{path}, line {line_number}: expected a JSON object per line, got {_shown(row)}. Write one "
+                        "JSON object per line (JSON lines)."
+                    )
                 _check_columns(path, required, list(row), line=line_number, fix=fix)
                 records.append((row, line_number))
         else:
@@ -204,7 +251,7 @@ def _text(value, path: Path, line: int, column: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     raise ValueError(
-        f"{path}, line {line}: column {column!r} holds {type(value).__name__} {value!r}, not text. Write the text "
+        f"{path}, line {line}: column {column!r} holds {_shown(value)}, not text. Write the text "
         "itself in that field (a nested object's text as a string of its own column)."
     )
 
@@ -217,6 +264,11 @@ def _labels(records: list[tuple[dict, int]], label_column: str, path: Path):
                 f"{path}, line {line}: label {value!r} in column {label_column!r} is empty or not a class name or "
                 "number. Fill in the label or drop the line."
             )
+        if not isinstance(value, (str, int, float)):  # a JSON list or object: str() would make it a class name
+            raise ValueError(
+                f"{path}, line {line}: label {_shown(value, with_type=False)} in column {label_column!r} is a "
+                f"{type(value).__name__}, not a class name or number. Write the label itself (a string or a number)."
+            )
         typed = _typed_label(value)
         if isinstance(typed, float) and not math.isfinite(typed):
             # NaN marks "no label" for a regression head, and "nan" would make a classification a regression.
@@ -225,6 +277,14 @@ def _labels(records: list[tuple[dict, int]], label_column: str, path: Path):
                 "the label or drop the line (unlabelled text belongs in --unlabeled_file)."
             )
         yield value, line
+
+
+def _shown(value, *, with_type: bool = True) -> str:
+    """A value for a message: its type and the start of its repr, never a whole file's worth."""
+    text = repr(value)
+    if len(text) > _SHOWN:
+        text = text[:_SHOWN] + "..."
+    return f"{type(value).__name__} {text}" if with_type else text
 
 
 def _typed_label(value) -> int | float | str:

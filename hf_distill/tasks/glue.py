@@ -294,7 +294,8 @@ def tokenize_dataset(
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]): the tokenizer shared by teacher and student.
         task_or_columns (`str` or `Sequence[str]`): a GLUE task name (its text columns come from [`GLUE_TASKS`]) or
             the one or two text columns themselves.
-        max_length (`int`, *optional*, defaults to 128): longest tokenized example, special tokens included.
+        max_length (`int`, *optional*, defaults to 128): longest tokenized example, special tokens included; more
+            than the tokenizer's special tokens.
 
     Returns:
         [`~datasets.DatasetDict`]: the tokenizer's outputs (``input_ids``, ``attention_mask``, ...) and ``labels``;
@@ -306,6 +307,13 @@ def tokenize_dataset(
         text_columns = check_text_columns(task_or_columns)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise ValueError(f"max_length must be a positive int, got {max_length!r}.")
+    special = tokenizer.num_special_tokens_to_add(pair=len(text_columns) == 2)
+    if max_length <= special:  # transformers then returns every example whole, not even a warning
+        raise ValueError(
+            f"max_length {max_length} (--max_seq_length) leaves no room for text: the tokenizer adds {special} "
+            "special tokens to each example, and with no room left it truncates nothing. Pass --max_seq_length "
+            f"{special + 1} or more."
+        )
 
     def tokenize(batch):
         return tokenizer(*(batch[column] for column in text_columns), truncation=True, max_length=max_length)

@@ -254,8 +254,9 @@ def test_refuses_bad_transfer_options(tmp_path, teacher_folder, extra, message):
 def test_refuses_unlabeled_train_rows_when_every_training_row_is_labelled(tmp_path, teacher_folder):
     flags = sst2_flags(tmp_path, teacher_folder, "--unlabeled_train_rows", "10")
     at = flags.index("--max_train_samples")
-    del flags[at : at + 2]  # all of train labelled: the fix is --max_train_samples, not "at most 0"
-    refuse(tmp_path, flags, r"after the 67,349 labelled ones \(0\): pass --max_train_samples N below 67,349")
+    del flags[at : at + 2]  # all of train labelled: the fix is --max_train_samples (said before the data loads)
+    refuse(tmp_path, flags, r"without --max_train_samples every training row is labelled and none is left: pass "
+           r"--max_train_samples N below the training split's size")  # fmt: skip
 
 
 @needs_glue

@@ -469,6 +469,26 @@ def test_tokenize_dataset_refuses_missing_columns_and_bad_lengths(tokenizer):
         tokenize_dataset(data, tokenizer, ["text"], max_length=0)
 
 
+@pytest.mark.parametrize(("columns", "length", "minimum"), [(["text"], 2, 3), (["text", "other"], 3, 4)])
+def test_tokenize_dataset_refuses_a_max_length_that_leaves_no_room_past_the_special_tokens(
+    tokenizer, columns, length, minimum
+):
+    # transformers then truncates nothing: every example kept its whole length
+    data = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"text": ["the cat sat"], "other": ["a dog ran"], "label": [1]})}
+    )
+    special = minimum - 1
+    message = (
+        rf"max_length {length} \(--max_seq_length\) leaves no room for text: the tokenizer adds {special} special "
+        rf"tokens to each example, and with no room left it truncates nothing\. Pass --max_seq_length {minimum} or "
+        r"more\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        tokenize_dataset(data, tokenizer, columns, max_length=length)
+    kept = tokenize_dataset(data, tokenizer, columns, max_length=minimum)["train"]["input_ids"][0]
+    assert len(kept) == minimum
+
+
 # ---- real GLUE rows ----
 
 REAL_ROW_COUNTS = {

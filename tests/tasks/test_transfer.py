@@ -127,8 +127,8 @@ def test_a_utf8_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
     path.write_bytes("\ufeffsentence\nfine\n".encode())
     assert load_unlabeled_file(path, ["sentence"], regression=False)["sentence"] == ["fine"]
     labelled = tmp_path / "t.csv"
-    labelled.write_bytes("\ufeffsentence,label\nfine,1\n".encode())
-    assert load_custom_files(labelled, None, ["sentence"])[0]["train"]["sentence"] == ["fine"]
+    labelled.write_bytes("\ufeffsentence,label\nfine,1\nawful,0\n".encode())  # two classes: one is refused
+    assert load_custom_files(labelled, None, ["sentence"])[0]["train"]["sentence"] == ["fine", "awful"]
 
 
 def test_an_undecodable_file_is_refused_naming_itself_and_the_encoding_flag(tmp_path):

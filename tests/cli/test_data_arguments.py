@@ -1,0 +1,87 @@
+"""hf_distill.cli.data_arguments: options the run would ignore or fail on later are refused before anything loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_distill.cli.data_arguments import DataArguments
+
+GLUE = {"task_name": "sst2", "data_dir": "/nowhere/glue"}  # nothing is read: the arguments are checked alone
+OWN = {"train_file": "/nowhere/train.csv", "text_column": ["text"], "validation_split_size": 10}
+
+
+# ---- options of the other data source ----
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"validation_file": "/nowhere/my_dev.tsv"},
+         r"--validation_file '/nowhere/my_dev\.tsv' goes with --train_file \(your own data\), but --task_name sst2 "
+         r"evaluates on the task's own dev set: drop --validation_file, or pass your files with --train_file instead "
+         r"of --task_name\.$"),
+        ({"text_column": ["text"]},
+         r"--text_column text goes with --train_file \(your own data\); --task_name sst2 reads the task's own "
+         r"column\(s\) \(sentence\): drop --text_column\.$"),
+        ({"label_column": "y"},
+         r"--label_column 'y' goes with --train_file \(your own data\); --task_name sst2 reads the task's own label: "
+         r"drop --label_column\.$"),
+    ],
+)  # fmt: skip
+def test_options_of_your_own_files_are_refused_with_a_glue_task(extra, message):
+    # they were ignored: scores on GLUE dev looked like scores on the user's file
+    with pytest.raises(ValueError, match=message):
+        DataArguments(**GLUE, **extra)
+
+
+def test_the_default_label_column_is_fine_with_a_glue_task():
+    assert DataArguments(**GLUE, label_column="label").task_name == "sst2"
+
+
+def test_data_dir_is_refused_with_your_own_files():
+    message = (
+        r"--data_dir '/nowhere/glue' goes with --task_name \(a GLUE task's TSV folder\); --train_file is read from "
+        r"its own path: drop --data_dir\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        DataArguments(**OWN, data_dir="/nowhere/glue")
+
+
+# ---- refused here, not after the models load ----
+
+
+def test_unlabeled_train_rows_without_max_train_samples_is_refused_with_the_later_errors_advice():
+    message = (
+        r"--unlabeled_train_rows 10 takes the training rows after the labelled ones, but without --max_train_samples "
+        r"every training row is labelled and none is left: pass --max_train_samples N below the training split's "
+        r"size: the first N rows stay labelled and the rows after them can be used\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        DataArguments(**GLUE, unlabeled_train_rows=10)
+    assert DataArguments(**GLUE, unlabeled_train_rows=10, max_train_samples=100).unlabeled_train_rows == 10
+
+
+def test_an_unknown_file_encoding_is_refused_naming_the_option():
+    message = r"--file_encoding 'utf-9' is not an encoding Python knows: pass one such as utf-8 or latin-1\.$"
+    with pytest.raises(ValueError, match=message):
+        DataArguments(**OWN, file_encoding="utf-9")
+    assert DataArguments(**OWN, file_encoding="Latin-1").file_encoding == "Latin-1"
+
+
+@pytest.mark.parametrize(
+    ("extra", "option"),
+    [({"max_eval_samples": 1}, "--max_eval_samples 1"), ({"validation_split_size": 1}, "--validation_split_size 1")],
+)
+def test_a_regression_task_scored_on_one_row_is_refused(extra, option):
+    # Pearson and Spearman fail on one row: after the teacher's fine-tune or a whole training epoch
+    message = (
+        rf"{option} leaves STS-B's evaluation 1 row, but Pearson and Spearman need at least 2: pass {option[:-1]}2"
+    )
+    with pytest.raises(ValueError, match=message):
+        DataArguments(task_name="stsb", data_dir="/nowhere/glue", **extra)
+    assert DataArguments(task_name="sst2", data_dir="/nowhere/glue", **extra).task_name == "sst2"
+
+
+def test_a_zero_is_still_said_as_out_of_range_for_a_regression():
+    with pytest.raises(ValueError, match=r"max_eval_samples must be >= 1, got 0"):
+        DataArguments(task_name="stsb", data_dir="/nowhere/glue", max_eval_samples=0)

@@ -1,0 +1,130 @@
+"""hf_distill.tasks.files: your own data files that would be read wrongly without a word are refused in one line.
+
+The rows below are written for these tests (tmp files); no GLUE rows are copied here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hf_distill.tasks.files import load_custom_files
+from hf_distill.tasks.transfer import load_unlabeled_file
+
+
+def write(path, text: str):
+    path.write_text(text)
+    return path
+
+
+# ---- text columns the loader would overwrite or misread ----
+
+
+@pytest.mark.parametrize("reserved", ["label", "idx"])
+def test_a_text_column_named_like_a_column_the_loader_writes_is_refused(tmp_path, reserved):
+    # the loader writes "label" and "idx" itself: a text column of either name was replaced, its text lost
+    train = write(tmp_path / "train.csv", f"{reserved},rating\ngreat movie,pos\nawful film,neg\n")
+    message = (
+        rf"--text_column '{reserved}' has the name of a column the loader writes \('label', 'idx'\), which would "
+        rf"replace the text: rename that column in the file \(e\.g\. to 'text'\) and pass the new name with "
+        r"--text_column\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_custom_files(train, None, [reserved], label_column="rating")
+
+
+def test_a_text_column_that_is_also_the_label_column_is_refused(tmp_path):
+    # the text became the class label and the real label column was ignored
+    train = write(tmp_path / "train.csv", "s,label\ngreat movie,1\nawful film,0\n")
+    message = (
+        r"--text_column 's' is also the --label_column: the text would become the class label\. Pass the label's "
+    )
+    with pytest.raises(ValueError, match=message):
+        load_custom_files(train, None, ["s"], label_column="s")
+
+
+def test_a_text_column_named_twice_is_refused(tmp_path):
+    # one "s" column, later tokenised as the pair (s, s)
+    train = write(tmp_path / "train.csv", "s,label\ngreat movie,1\nawful film,0\n")
+    message = r"--text_column names 's' twice: a sentence pair would be that text with itself\. Pass one text column"
+    with pytest.raises(ValueError, match=message):
+        load_custom_files(train, None, ["s", "s"])
+
+
+def test_a_text_column_named_label_is_still_fine_in_an_unlabelled_file(tmp_path):
+    # the unlabelled file's columns are renamed to the task's: nothing there is overwritten
+    path = write(tmp_path / "u.csv", "label\nnice film\n")
+    assert load_unlabeled_file(path, ["label"], regression=False, output_columns=["sentence"])["sentence"] == [
+        "nice film"
+    ]
+
+
+# ---- labels ----
+
+
+@pytest.mark.parametrize(("rows", "shown"), [("a,pos\nb,pos\n", "'pos'"), ("a,1\nb,1\n", "'1'")])
+def test_a_classification_training_file_with_one_class_is_refused(tmp_path, rows, shown):
+    # one label gave num_labels = 1, which transformers trains as a regression on class id 0
+    train = write(tmp_path / "train.csv", "text,label\n" + rows)
+    message = (
+        rf"train\.csv: every label in column 'label' is {shown}, so there is one class and nothing to classify: add "
+        r"examples of the other classes, or write the labels as decimals \(e\.g\. 3\.0\) for a regression\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_custom_files(train, None, ["text"])
+
+
+def test_a_single_decimal_label_is_still_a_regression(tmp_path):
+    train = write(tmp_path / "train.csv", "text,label\na,2.5\nb,2.5\n")
+    assert load_custom_files(train, None, ["text"])[1] is None
+
+
+@pytest.mark.parametrize("label", [[0], {"class": 1}])
+def test_a_json_label_that_is_a_list_or_an_object_is_refused(tmp_path, label):
+    # a list became a class named "[0]"
+    rows = [{"sentence": "a", "label": label}, {"sentence": "b", "label": 1}]
+    train = write(tmp_path / "train.jsonl", "\n".join(json.dumps(row) for row in rows) + "\n")
+    kind = type(label).__name__
+    with pytest.raises(
+        ValueError, match=rf"train\.jsonl, line 1: label .* in column 'label' is a {kind}, not a class"
+    ):
+        load_custom_files(train, None, ["sentence"])
+
+
+# ---- file layout ----
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_header_that_repeats_a_column_read_is_refused_naming_it(tmp_path, suffix):
+    # csv.DictReader kept the last column of a repeated name, silently
+    sep = "," if suffix == ".csv" else "\t"
+    train = write(tmp_path / f"train{suffix}", f"sentence{sep}sentence{sep}label\na{sep}b{sep}1\nc{sep}d{sep}0\n")
+    message = rf"train\{suffix}, line 1: the header names the column\(s\) \['sentence'\] more than once"
+    with pytest.raises(ValueError, match=message):
+        load_custom_files(train, None, ["sentence"])
+
+
+def test_a_repeated_column_that_is_not_read_is_left_alone(tmp_path):
+    # two empty names from trailing commas: no column the run reads is lost
+    train = write(tmp_path / "train.csv", "sentence,label,,\na,1,,\nb,0,,\n")
+    assert load_custom_files(train, None, ["sentence"])[0]["train"]["sentence"] == ["a", "b"]
+
+
+def test_a_json_array_is_refused_in_a_short_line_that_says_to_write_json_lines(tmp_path):
+    # pandas' to_json(orient="records") writes one line holding the whole array: the message quoted all of it
+    rows = [{"sentence": f"this is example sentence number {index}", "label": index % 2} for index in range(2000)]
+    train = write(tmp_path / "records.json", json.dumps(rows))
+    with pytest.raises(ValueError) as error:
+        load_custom_files(train, None, ["sentence"])
+    message = str(error.value)
+    assert "\n" not in message and len(message) < 400
+    assert "records.json, line 1: a JSON array" in message
+    assert "write JSON lines (pandas: to_json(orient='records', lines=True))" in message
+
+
+def test_a_long_json_value_that_is_not_an_object_is_quoted_short(tmp_path):
+    train = write(tmp_path / "train.jsonl", json.dumps("x" * 10_000) + "\n")
+    with pytest.raises(ValueError, match=r"line 1: expected a JSON object per line, got str 'xxx") as error:
+        load_custom_files(train, None, ["sentence"])
+    assert len(str(error.value)) < 300
