@@ -65,7 +65,26 @@ def _hub_column(hub: datasets.DatasetDict, split: str, data_args) -> list:
             f"The dataset {data_args.dataset_name!r} has no column {column!r} (--text_column) in its {split} split; "
             f"its columns are {hub[split].column_names}. Pass --text_column with the one holding the text."
         )
-    return hub[split][column]
+    feature = hub[split].features[column]
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise ValueError(
+            f"The dataset {data_args.dataset_name!r}'s column {column!r} (--text_column) holds {feature}, not text. "
+            "Pass --text_column with the column holding the text."
+        )
+    # stripped as a file's lines are: the held-out lines are compared with the training ones as written
+    return [line.strip() if line else line for line in hub[split][column]]
+
+
+def _load_hub(data_args) -> datasets.DatasetDict:
+    """The Hub dataset (or local dataset folder) of `--dataset_name`, or one line saying it is not there."""
+    try:
+        return datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+    except FileNotFoundError as error:  # datasets' DatasetNotFoundError is one too
+        raise ValueError(
+            f"--dataset_name {data_args.dataset_name!r} could not be loaded ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'not found'}). Check the name, or pass your text with "
+            "--train_file."
+        ) from None
 
 
 def load_corpus(data_args) -> datasets.DatasetDict:
@@ -73,7 +92,7 @@ def load_corpus(data_args) -> datasets.DatasetDict:
     `split` is ``"train"`` when its lines were held out of the training split (`--validation_split_size`, or a Hub
     dataset without a validation split), else ``"validation"``."""
     if data_args.dataset_name:
-        hub = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+        hub = _load_hub(data_args)
         names = ["train"]
         if "validation" in hub and data_args.validation_split_size is None:
             names.append("validation")

@@ -173,3 +173,26 @@ def test_a_text_column_for_a_plain_text_corpus_is_refused(tmp_path):
     corpus.write_text("one\ntwo\n")
     with pytest.raises(ValueError, match=r"--text_column 'review' with 'corpus.txt', a plain-text corpus"):
         load_corpus(corpus_arguments(train_file=str(corpus), validation_file=str(corpus), text_column="review"))
+
+
+def test_a_hub_text_column_that_holds_no_text_is_refused_naming_it(tmp_path):
+    # the numbers reached str.strip: an AttributeError traceback
+    folder = hub_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"column 'stars' \(--text_column\) holds Value\('int64'\), not text"):
+        load_corpus(corpus_arguments(dataset_name=str(folder), text_column="stars"))
+
+
+def test_a_hub_corpus_line_repeated_with_other_spaces_is_held_out_or_trained_on_never_both(tmp_path):
+    folder = tmp_path / "spaced"
+    folder.mkdir()
+    lines = [f"line {i}" for i in range(30)] + ["repeated line"] * 10 + [" repeated line "] * 10
+    (folder / "train.csv").write_text("text\n" + "".join(f'"{line}"\n' for line in lines))
+    raw = load_corpus(corpus_arguments(dataset_name=str(folder), validation_split_size=9))
+    held, trained = set(raw["validation"]["text"]), set(raw["train"]["text"])
+    assert "repeated line" in held | trained and not held & trained
+    assert all(line == line.strip() for line in held | trained)
+
+
+def test_a_missing_local_dataset_is_one_line_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=r"--dataset_name '.*no_such_corpus' could not be loaded .* --train_file"):
+        load_corpus(corpus_arguments(dataset_name=str(tmp_path / "no_such_corpus")))
