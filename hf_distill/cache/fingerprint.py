@@ -4,6 +4,11 @@ A cache folder is named by [`cache_fingerprint`] of the teacher's weights and co
 training rows' content ([`fingerprint_rows`]), the tokenisation length, the teacher's precision, the collator
 ([`collator_identity`]) and, for token heads, k and the temperature. A changed input gets a new folder; a stale
 cache is never read.
+
+Not part of it, because code cannot be hashed faithfully: a custom teacher module's plain Python attributes and its
+`forward` code (a wrapper scaling the logits by `self.scale`, ensemble weights kept in a list). Keep such a setting in
+a buffer or parameter (`register_buffer`), which the state_dict hash sees, or rebuild the cache after changing it
+(delete its folder or pass another `teacher_cache_dir`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 from typing import Any
 
 import datasets
@@ -34,7 +40,12 @@ _HASH_ROWS = 10_000  # rows hashed per Arrow slice: bounded memory on large data
 
 
 def fingerprint_model(model: nn.Module) -> str:
-    """sha256 of a model's class, config and every state_dict tensor (name, dtype, shape, bytes)."""
+    """sha256 of a model's class, config and every state_dict tensor (name, dtype, shape, bytes).
+
+    A custom wrapper's plain Python attributes (`self.scale = 0.5`) and its `forward` code are not part of it: keep a
+    setting that changes the outputs in a buffer or parameter, or rebuild the cache (delete its folder, or pass
+    another `teacher_cache_dir`) after changing one.
+    """
     digest = hashlib.sha256()
     digest.update(type(model).__qualname__.encode())
     config = getattr(model, "config", None)
@@ -74,9 +85,12 @@ def collator_identity(collator: Any) -> str:
     factory's `pad_collator(8)` differs from `pad_collator(None)`); a `functools.partial` by its function and
     arguments; a bound method by its function and object; an object by its class, the code of its methods (its
     bases' too) and its public settings, in `__dict__` or `__slots__` (`padding`, `max_length`,
-    `pad_to_multiple_of`...; a wrapped collator described in turn); a tokenizer by its class, padding side and pad
-    token. Not part of it: module-level globals a function reads, and private attributes (``self._n``), which hold
-    run-time state (a process id, a generator): keep a setting that changes the batches public, or delete the cache."""
+    `pad_to_multiple_of`...; a wrapped collator described in turn); a numpy scalar, tensor or array by its value
+    (dtype, shape, bytes), a path by its text; a tokenizer by its whole state (its vocabulary, normalisation and
+    special tokens, and the settings that change its outputs: padding and truncation sides, model_max_length,
+    do_lower_case...). Not part of it: module-level globals a function reads, and private attributes (``self._n``),
+    which hold run-time state (a process id, a generator): keep a setting that changes the batches public, or delete
+    the cache."""
     return json.dumps(_describe(collator, 0), sort_keys=True)
 
 
@@ -85,11 +99,17 @@ _MAX_DEPTH = 8  # an object and its settings take two levels: a collator wrapped
 
 def _describe(value: Any, depth: int) -> Any:
     """A JSON value standing for `value`; never a repr that holds a memory address."""
+    if isinstance(value, np.generic):  # np.int64 is no int: np.max(lengths) as a truncation length
+        value = value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
     if depth >= _MAX_DEPTH:
         return kind
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return _describe_array(value, kind, depth)
     if isinstance(value, (list, tuple)):
         return [_describe(item, depth + 1) for item in value]
     if isinstance(value, (set, frozenset)):
@@ -111,10 +131,9 @@ def _describe(value: Any, depth: int) -> Any:
             "keyword_defaults": _describe(getattr(value, "__kwdefaults__", None), depth + 1),
             "closure": _describe(cells, depth + 1),
         }
-    if callable(getattr(value, "convert_tokens_to_ids", None)):  # a tokenizer: what padding reads of it
-        return {"tokenizer": kind, "padding_side": getattr(value, "padding_side", None),
-                "pad_token_id": _describe(getattr(value, "pad_token_id", None), depth + 1)}  # fmt: skip
-    if isinstance(value, (torch.Tensor, np.ndarray, nn.Module)):
+    if callable(getattr(value, "convert_tokens_to_ids", None)):
+        return _describe_tokenizer(value, kind, depth)
+    if isinstance(value, nn.Module):
         return kind
     # Public settings only: private ones hold run-time state (a process id, a generator).
     settings = {name: item for name, item in getattr(value, "__dict__", {}).items() if not name.startswith("_")}
@@ -124,6 +143,56 @@ def _describe(value: Any, depth: int) -> Any:
             if not name.startswith("_") and hasattr(value, name):
                 settings.setdefault(name, getattr(value, name))
     return {"object": kind, "methods": _methods(type(value)), "settings": _describe(settings, depth + 1)}  # fmt: skip
+
+
+def _describe_array(value: torch.Tensor | np.ndarray, kind: str, depth: int) -> Any:
+    """A tensor or array by its dtype, shape and a hash of its bytes (an object array by its items: its bytes are
+    memory addresses)."""
+    if isinstance(value, np.ndarray) and value.dtype.hasobject:
+        return {"array": kind, "shape": list(value.shape), "items": _describe(value.tolist(), depth + 1)}
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
+        tensor = tensor.to_dense() if tensor.layout != torch.strided else tensor
+        data = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()  # any dtype, bfloat16 too
+    else:
+        data = np.ascontiguousarray(value).tobytes()
+    return {"array": kind, "dtype": str(value.dtype), "shape": list(value.shape),
+            "bytes": hashlib.sha256(data).hexdigest()[:16]}  # fmt: skip
+
+
+# Tokenizer settings that change what it returns, besides its vocabulary and pipeline.
+_TOKENIZER_SETTINGS = ("padding_side", "truncation_side", "model_max_length", "pad_token_id", "pad_token_type_id")
+
+
+def _describe_tokenizer(tokenizer: Any, kind: str, depth: int) -> dict[str, Any]:
+    """A tokenizer by its whole state: a collator that tokenizes text gives other ids for a cased tokenizer, another
+    vocabulary of the same class or another truncation side."""
+    settings = {name: getattr(tokenizer, name, None) for name in _TOKENIZER_SETTINGS}
+    # by their text: an AddedToken has no public attributes to describe it by
+    settings["special_tokens"] = json.loads(json.dumps(getattr(tokenizer, "special_tokens_map", None), default=str))
+    # Its constructor's plain settings (do_lower_case, strip_accents, add_prefix_space...), not where its files were.
+    settings["init"] = {
+        name: value
+        for name, value in (getattr(tokenizer, "init_kwargs", None) or {}).items()
+        if isinstance(value, (bool, int, float, str, type(None)))
+        and not name.endswith(("_file", "_path", "_dir", "name_or_path"))
+    }
+    return {"tokenizer": kind, "state": _tokenizer_state(tokenizer), "settings": _describe(settings, depth + 1)}
+
+
+def _tokenizer_state(tokenizer: Any) -> str:
+    """sha256 of a fast tokenizer's serialised pipeline (vocabulary, normaliser, pre-tokenizer, post-processor, added
+    tokens), or of a slow one's vocabulary."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        # Left by the last call (truncation=True, padding=...): every call sets its own, they are not the tokenizer's
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        text = json.dumps(state, sort_keys=True)
+    else:
+        text = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _methods(cls: type) -> dict[str, str]:
@@ -208,9 +277,11 @@ def _hash_array(digest: Any, array: pa.Array) -> None:
         lengths = pa.compute.list_value_length(array).fill_null(0)
         digest.update(np.asarray(lengths, dtype=np.int64).tobytes())
         _hash_array(digest, array.flatten())
-    elif pa.types.is_integer(array.type) or pa.types.is_boolean(array.type):
+    elif pa.types.is_integer(array.type):
         # int32 and int64 ids reach the teacher as the same tokens.
         digest.update(np.asarray(array.fill_null(0), dtype=np.int64).tobytes())
+    elif pa.types.is_boolean(array.type):  # (pyarrow refuses an integer fill value for booleans)
+        digest.update(np.asarray(array.fill_null(False), dtype=np.int64).tobytes())
     elif pa.types.is_floating(array.type):
         digest.update(np.asarray(array.fill_null(0), dtype=np.float64).tobytes())
     else:  # strings and anything else a custom collator might read

@@ -6,11 +6,14 @@ storing, loading), `fingerprint.py` (its folder name) and `collator.py` (reading
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from accelerate.utils import DistributedType
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -19,6 +22,7 @@ from hf_distill.trainer.model_inputs import select_inputs, unwrap
 
 from .fingerprint import cache_fingerprint, collator_identity, fingerprint_model, fingerprint_rows
 from .store import (
+    CACHE_COLUMNS,
     TeacherCache,
     build_teacher_cache,
     check_deterministic_collator,
@@ -39,8 +43,25 @@ class TeacherCacheMixin:
     and `_teacher_input_columns_kept()`.
     """
 
+    def _refuse_cache_columns(self, dataset: Any = None) -> None:
+        """Raises `ValueError` when the training set (or `dataset`) already holds teacher cache columns: an earlier
+        cached trainer's `train_dataset`, whose stored outputs are another teacher's (or another run's). Read as this
+        teacher's outputs with the cache off, and run again, then duplicated, with it on. This trainer's own attached
+        dataset (a second `train()`, a search trial) is the one exception."""
+        dataset = self.train_dataset if dataset is None else dataset
+        if dataset is None or dataset is self._cached_train_dataset:
+            return
+        found = [name for name in CACHE_COLUMNS if name in (getattr(dataset, "column_names", None) or ())]
+        if found:
+            raise ValueError(
+                f"train_dataset already holds the teacher cache's columns {found} (an earlier cached trainer's "
+                "train_dataset?), whose stored outputs are not this teacher's: pass the dataset without them, "
+                f"train_dataset = train_dataset.remove_columns({found})."
+            )
+
     def _check_cacheable(self) -> None:
         check_deterministic_collator(getattr(self.data_collator, "collator", self.data_collator))
+        _check_cache_root(self._teacher_cache_root(), given=self.args.teacher_cache_dir is not None)
         if isinstance(self.train_dataset, torch.utils.data.IterableDataset | datasets.IterableDataset):
             raise ValueError(
                 "cache_teacher_logits=True needs a train_dataset with a length and random access (a datasets.Dataset "
@@ -76,6 +97,7 @@ class TeacherCacheMixin:
             # A trial of hyperparameter_search changed the temperature or k of a token cache: rebuild (or load)
             # the cache for them from the rows it was attached to, never from rows that already carry it.
             source = self._cache_source_dataset
+        self._refuse_cache_columns(source)
         self._check_cacheable()
         if isinstance(source, datasets.Dataset) and source.format["type"] == "custom":
             raise ValueError(
@@ -85,6 +107,13 @@ class TeacherCacheMixin:
                 "cache_teacher_logits=False."
             )
         dataset = source if isinstance(source, datasets.Dataset) else _to_datasets(source)
+        self._refuse_cache_columns(dataset)  # a torch Dataset's rows may hold them too
+        if dataset._indices is not None:
+            # Shuffled, selected or split: concatenate_datasets would flatten every input, the memory-mapped cache
+            # too, writing a second full copy of it into its folder. The rows (token ids, far smaller than the
+            # teacher's outputs) are flattened in memory instead, so the cache is attached as it lies on disk.
+            with quiet_datasets():
+                dataset = dataset.flatten_indices(keep_in_memory=True)
         with self._teacher_input_columns_kept():
             visible = self._remove_unused_columns(dataset, description="Training")
         collator = self.data_collator.collator
@@ -101,30 +130,43 @@ class TeacherCacheMixin:
         )
         local = self.args.save_on_each_node  # nodes without a shared filesystem build one cache each
         is_builder = self.args.local_process_index == 0 if local else self.args.process_index == 0
+        cache, error = None, None
         with self.args.main_process_first(local=local, desc="teacher cache"):
-            cache = load_teacher_cache(path, num_rows=len(dataset))
-            if cache is None:
-                if not is_builder:
-                    raise RuntimeError(
-                        f"The main process did not leave a teacher cache in {path}. With several nodes, either put "
-                        "teacher_cache_dir on a filesystem every node shares or set save_on_each_node=True."
+            try:
+                cache = load_teacher_cache(path, num_rows=len(dataset))
+                if cache is None and is_builder:
+                    logger.info("Building the teacher cache in %s (%d examples).", path, len(dataset))
+                    cache = build_teacher_cache(
+                        dataset=visible,
+                        collator=collator,
+                        run_teacher=self._run_teacher_for_cache,
+                        device=self.args.device,
+                        batch_size=self.args.resolved_teacher_cache_batch_size,
+                        top_k=self.args.teacher_cache_top_k,
+                        temperature=self.args.temperature,
+                        path=path,
+                        length_column=self._length_input_name(),
+                        num_workers=self.args.dataloader_num_workers,
+                        show_progress=self.is_local_process_zero() and not self.args.disable_tqdm,
                     )
-                logger.info("Building the teacher cache in %s (%d examples).", path, len(dataset))
-                cache = build_teacher_cache(
-                    dataset=visible,
-                    collator=collator,
-                    run_teacher=self._run_teacher_for_cache,
-                    device=self.args.device,
-                    batch_size=self.args.resolved_teacher_cache_batch_size,
-                    top_k=self.args.teacher_cache_top_k,
-                    temperature=self.args.temperature,
-                    path=path,
-                    length_column=self._length_input_name(),
-                    num_workers=self.args.dataloader_num_workers,
-                    show_progress=self.is_local_process_zero() and not self.args.disable_tqdm,
+                elif cache is not None:
+                    logger.info("Using the teacher cache in %s.", path)
+            # Raised below, once every process knows whether a builder failed: each one must reach that reduction.
+            except BaseException as caught:
+                error = caught
+        builders_failed = self._count_failed_builders(failed=is_builder and error is not None)
+        if error is not None:
+            raise error
+        if cache is None:
+            if builders_failed:
+                raise RuntimeError(
+                    f"The main process failed to build the teacher cache in {path} (see its error, the cause): this "
+                    "process had no cache to load. Fix that error and rerun."
                 )
-            else:
-                logger.info("Using the teacher cache in %s.", path)
+            raise RuntimeError(
+                f"The main process did not leave a teacher cache in {path}. With several nodes, either put "
+                "teacher_cache_dir on a filesystem every node shares or set save_on_each_node=True."
+            )
         with quiet_datasets():
             attached = datasets.concatenate_datasets([dataset, cache.columns], axis=1)
         self._cache_length_column = None
@@ -156,6 +198,18 @@ class TeacherCacheMixin:
         self._cached_train_dataset = attached
         self.train_dataset = attached
         return cache
+
+    def _count_failed_builders(self, *, failed: bool) -> int:
+        """How many processes failed to build the cache, summed over every process (0 without others to tell).
+
+        `main_process_first` lets the others through when a builder raises; without this, they found no cache and
+        blamed the filesystem. Every process reaches this one reduction (each catches its own error first), so a
+        failure anywhere hangs no one.
+        """
+        if self.args.world_size <= 1:
+            return int(failed)
+        flag = torch.tensor([int(failed)], device=self.args.device)
+        return int(self.accelerator.reduce(flag, reduction="sum").item())
 
     def _cache_settings(self) -> tuple | None:
         """What the stored outputs depend on that a trial may change: a token cache's k and temperature."""
@@ -208,16 +262,78 @@ def _with_listed_lengths(sampler):
     return sampler
 
 
+_REREAD_ROWS = 3  # rows read twice to tell a random __getitem__ (augmentation) from a fixed one
+
+
 def _to_datasets(dataset: Any) -> datasets.Dataset:
-    """A map-style dataset of dict rows as a `datasets.Dataset` (rows then come back as Python lists and numbers)."""
+    """A map-style dataset of dict rows as a `datasets.Dataset`; columns whose values were tensors (numpy arrays)
+    come back as tensors (arrays), the rest as Python lists and numbers, as the collator got them without the cache.
+    """
+    rows = [dataset[index] for index in range(len(dataset))]
     try:
-        return datasets.Dataset.from_list([dict(dataset[index]) for index in range(len(dataset))])
+        converted = datasets.Dataset.from_list([dict(row) for row in rows])
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"cache_teacher_logits=True stores the teacher's outputs as columns of the training set, which needs "
             f"rows that are dicts of lists and numbers; converting the {type(dataset).__name__} failed ({error}). "
             "Pass a datasets.Dataset, or set cache_teacher_logits=False."
         ) from error
+    _refuse_random_rows(dataset, rows)
+    first = rows[0] if rows else {}
+    for kind, formatting in ((torch.Tensor, "torch"), (np.ndarray, "numpy")):
+        columns = [name for name, value in first.items() if isinstance(value, kind)]
+        if columns:
+            # One format type per dataset: tensors win over arrays (a collator for tensors takes few arrays).
+            return converted.with_format(formatting, columns=columns, output_all_columns=True)
+    return converted
+
+
+def _refuse_random_rows(dataset: Any, rows: list) -> None:
+    """Raises `ValueError` when reading a few rows again gives other rows: an augmentation in `__getitem__`, which
+    the cache would freeze to one draw for every epoch (as it would a `set_transform`, refused likewise)."""
+    for index in range(min(_REREAD_ROWS, len(rows))):
+        if _row_text(dataset[index]) != _row_text(rows[index]):
+            raise ValueError(
+                f"cache_teacher_logits=True cannot cache {type(dataset).__name__}: its __getitem__ returns another "
+                f"row each time it is read (row {index} differed when read again; a random augmentation?): "
+                "the teacher would see one draw of each row, frozen for every epoch. Apply the augmentation once "
+                "(a fixed copy of the data), or set cache_teacher_logits=False."
+            )
+
+
+def _row_text(value: Any) -> str:
+    """A row as comparable text: tensors and arrays by dtype and values, NaN equal to NaN (a transfer set's label);
+    another object by its class alone (a repr may hold its memory address)."""
+    return json.dumps(_plain(value), sort_keys=True, default=lambda item: type(item).__qualname__)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return [str(value.dtype), value.detach().cpu().tolist()]
+    if isinstance(value, np.ndarray):
+        return [str(value.dtype), value.tolist()]
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _check_cache_root(root: Path, *, given: bool) -> None:
+    """Raises `ValueError` when the cache folder is, or lies under, a file: saving would fail only after the whole
+    teacher pass."""
+    for folder in (root, *root.parents):
+        if folder.exists():
+            if folder.is_dir():
+                return
+            where = "is a file" if folder == root else f"lies under {str(folder)!r}, which is a file"
+            value = repr(str(root)) if given else f"unset (the default, {str(root)!r})"
+            raise ValueError(
+                f"teacher_cache_dir {value} {where}: pass a folder (an existing one or a new path) as "
+                "teacher_cache_dir, or move that file away."
+            )
 
 
 def _list_lengths(dataset: datasets.Dataset, column: str) -> list[int] | None:

@@ -115,8 +115,10 @@ class DistillationTrainingArguments(TrainingArguments):
             "help": "Run the teacher once over the training set before training, store its outputs beside each "
             "example (Arrow, under teacher_cache_dir) and read them instead of running the teacher every step. "
             "Costs one inference pass and the disk space of the outputs; saves the teacher's forward on every later "
-            "epoch. A cache whose teacher, data, tokenisation or settings changed is never reused. Refused with "
-            "collators that mask at random (MLM), where the teacher's outputs would change every epoch."
+            "epoch. A cache whose teacher, data, tokenisation or settings changed is never reused (but a custom "
+            "teacher module's plain Python attributes and code are not seen: keep such settings in buffers, or "
+            "delete the cache). Refused with collators that mask at random (MLM), where the teacher's outputs would "
+            "change every epoch."
         },
     )
     teacher_cache_top_k: int = field(

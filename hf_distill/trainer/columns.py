@@ -25,7 +25,9 @@ class TeacherColumnsMixin:
         """
         self._set_signature_columns_if_needed()
         saved = self._signature_columns
-        extra = list(self._teacher_input_names or ()) + list(CACHE_COLUMNS)
+        extra = list(self._teacher_input_names or ())
+        if self.args.cache_teacher_logits:  # off, cache columns are another run's: never passed on to the loss
+            extra += list(CACHE_COLUMNS)
         if self._cache_length_column:
             extra.append(self._cache_length_column)
         self._signature_columns = list(dict.fromkeys(saved + extra))

@@ -3,8 +3,11 @@ hyperparameter-search trial), its hidden-state projection attached, and saved wi
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,8 @@ __all__ = ["StudentSetupMixin"]
 
 
 class StudentSetupMixin:
-    """Methods of `DistillationTrainer` (a `transformers.Trainer`); uses its `_unplaced_teacher` and `args`."""
+    """Methods of `DistillationTrainer` (a `transformers.Trainer`); uses its `_unplaced_teacher`, `args` and
+    `_teacher_cache_root()`."""
 
     def _check_student(self, student: nn.Module, args: DistillationTrainingArguments) -> None:
         if student is self._unplaced_teacher:
@@ -71,18 +75,63 @@ class StudentSetupMixin:
 
     def push_to_hub(self, *args: Any, **kwargs: Any) -> Any:
         """[`~transformers.Trainer.push_to_hub`], whose save (an internal one, which keeps the projection for a
-        checkpoint) writes the student without the hidden-state projection, as `save_model` does."""
+        checkpoint) writes the student without the hidden-state projection, as `save_model` does; output_dir is
+        uploaded without what is not the student (`_not_pushed`)."""
         self._saving_to_push = True
         try:
-            return super().push_to_hub(*args, **kwargs)
+            with self._not_pushed():
+                return super().push_to_hub(*args, **kwargs)
         finally:
             self._saving_to_push = False
+
+    @contextlib.contextmanager
+    def _not_pushed(self) -> Iterator[None]:
+        """Adds the scripts' `IGNORE_ON_PUSH` and the teacher cache folder to the ignore patterns of Trainer's uploads
+        of output_dir (it passes its own, fixed ones): the default teacher cache lives in output_dir, and a crashed
+        build's folder there names this machine. Other uploads (a checkpoint folder) keep Trainer's patterns."""
+        import transformers.trainer as trainer_module
+
+        from hf_distill.publish.hub import IGNORE_ON_PUSH
+
+        patterns = list(IGNORE_ON_PUSH)
+        output_dir = Path(os.path.abspath(self.args.output_dir))
+        root = Path(os.path.abspath(self._teacher_cache_root()))
+        if root.is_relative_to(output_dir) and root != output_dir:  # a teacher_cache_dir of another name in it
+            patterns.append(f"{root.relative_to(output_dir).as_posix()}/**")
+
+        def leaving_out(upload: Any) -> Any:
+            def upload_folder(*, folder_path: str, ignore_patterns: Any = None, **kwargs: Any) -> Any:
+                if Path(os.path.abspath(folder_path)) == output_dir:
+                    given = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
+                    ignore_patterns = [*given, *patterns]
+                return upload(folder_path=folder_path, ignore_patterns=ignore_patterns, **kwargs)
+
+            return upload_folder
+
+        # transformers 5 uploads through its shared client, `hf_api()`; earlier releases called huggingface_hub's
+        # `upload_folder`, imported into the module.
+        saved = {name: getattr(trainer_module, name) for name in ("hf_api", "upload_folder")
+                 if hasattr(trainer_module, name)}  # fmt: skip
+        if "hf_api" in saved:
+            trainer_module.hf_api = lambda: _Uploads(saved["hf_api"](), leaving_out)
+        if "upload_folder" in saved:
+            trainer_module.upload_folder = leaving_out(saved["upload_folder"])
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(trainer_module, name, value)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """[`~transformers.Trainer._push_from_checkpoint`] under `push_to_hub` with `hub_strategy="every_save"` (the
         default): the student it copies from the checkpoint into the repo's root is the checkpoint's weights without
         the hidden-state projection (the checkpoint keeps it, for resume). The strategies that also upload the
-        checkpoints ("checkpoint", "all_checkpoints") upload them as saved, and the root's copy with them."""
+        checkpoints ("checkpoint", "all_checkpoints") upload them as saved, and the root's copy with them. The root
+        is uploaded without what is not the student (`_not_pushed`)."""
+        with self._not_pushed():
+            return self._push_student_from_checkpoint(checkpoint_folder)
+
+    def _push_student_from_checkpoint(self, checkpoint_folder: str) -> None:
         from safetensors import safe_open
         from safetensors.torch import save_file
         from transformers.trainer_utils import HubStrategy
@@ -123,3 +172,14 @@ class StudentSetupMixin:
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
         if self.args.cache_teacher_logits:
             self.prepare_teacher_cache()  # a token cache stores log-probabilities at the trial's temperature and k
+
+
+class _Uploads:
+    """A Hub client whose `upload_folder` is wrapped by `wrap` (the rest is the client's own)."""
+
+    def __init__(self, api: Any, wrap: Any):
+        self._api = api
+        self.upload_folder = wrap(api.upload_folder)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)

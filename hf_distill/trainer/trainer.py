@@ -161,6 +161,7 @@ class DistillationTrainer(
         self._cache_source_dataset = None  # the training set it was attached to
         self._cached_settings = None  # a token cache's (k, temperature)
         self._cache_length_column: str | None = None
+        self._refuse_cache_columns()
         if self.args.cache_teacher_logits:
             self._check_cacheable()
             self.data_collator = TeacherCacheCollator(self.data_collator)
@@ -169,6 +170,7 @@ class DistillationTrainer(
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
         """[`~transformers.Trainer.train`], after attaching the teacher cache when `cache_teacher_logits` is on."""
+        self._refuse_cache_columns()  # the training set may have been replaced since __init__
         if self.args.cache_teacher_logits and (trial is None or self.hp_search_backend is None):
             self.prepare_teacher_cache()  # a search trial's cache is prepared at its own settings (_hp_search_setup)
         # Each call's first logging window starts at its first step: a resumed run's checkpoint step (not 0, which
@@ -196,6 +198,12 @@ class DistillationTrainer(
         batch's mean.
         """
         cached = {key: inputs[key] for key in CACHE_COLUMNS if key in inputs}
+        if cached and model.training and not self.args.cache_teacher_logits:
+            raise ValueError(
+                f"The training batch holds cached teacher outputs {sorted(cached)} but cache_teacher_logits=False, "
+                "so they may be another teacher's: remove those columns from the train_dataset (or the collator's "
+                "output)."
+            )
         if cached:  # the teacher's cached outputs: never passed to either model
             inputs = {key: value for key, value in inputs.items() if key not in cached}
         labels = inputs.get("labels")

@@ -83,6 +83,59 @@ def test_cache_size_is_c_floats_per_example_and_2k_numbers_per_counted_token(tmp
     assert cache.top_k == 8 and cache.nbytes() == counted * 8 * (4 + 4)  # k int32 indices + k float32 log-probs
 
 
+def test_a_dataset_with_an_indices_mapping_gets_the_cache_attached_without_a_second_copy(tmp_path):
+    # concatenate_datasets flattens every input of a dataset with an indices mapping (shuffle, select, a split),
+    # the memory-mapped cache included: a second full copy of it was written into the cache folder, on every run.
+    teacher, student, data = models_and_data("class")
+    table = datasets.Dataset.from_list([data[i] for i in range(len(data))])
+    subsets = {
+        "split": table.train_test_split(test_size=0.25, seed=0)["train"],
+        "shuffled": table.shuffle(seed=1),
+        "selected": table.select([5, 3, 3, 0, 20, 7]),
+    }
+    for name, subset in subsets.items():
+        for run in range(2):  # the build, then a run that loads it
+            trainer = cached_trainer(tmp_path / name, copy.deepcopy(student), teacher, subset)
+            assert trainer.prepare_teacher_cache().built == (run == 0)
+            arrow_files = [path.name for path in (tmp_path / name / "cache").rglob("*.arrow")]
+            assert arrow_files == ["data-00000-of-00001.arrow"]  # no flattened copy beside it
+        # each row still brings its own teacher outputs
+        teacher.eval()
+        for index in range(len(subset)):
+            with torch.no_grad():
+                online = teacher(input_ids=torch.tensor([subset[index]["input_ids"]])).logits[0]
+            cached = torch.as_tensor(trainer.train_dataset[index][LOGITS_COLUMN])
+            torch.testing.assert_close(cached, online, rtol=1e-4, atol=1e-5, msg=f"{name} row {index}")
+        assert trainer.train_dataset[0]["input_ids"] == subset[0]["input_ids"]
+
+
+def test_a_torch_dataset_of_tensor_rows_reaches_the_collator_as_tensors(tmp_path):
+    # The rows were converted to a datasets.Dataset of Python lists: a collator written for tensor rows
+    # (pad_sequence) worked without the cache and failed with it.
+    teacher, student, data = models_and_data("class")
+    rows = [{"input_ids": torch.tensor(row["input_ids"]), "labels": torch.tensor(row["labels"])} for row in data.rows]
+    seen = []
+
+    def collate(rows):
+        seen.extend(type(value) for row in rows for value in row.values())
+        ids = torch.nn.utils.rnn.pad_sequence([row["input_ids"] for row in rows], batch_first=True)
+        labels = torch.stack([row["labels"] for row in rows])
+        return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": labels}
+
+    results = {}
+    for cache in (False, True):
+        trainer = DistillationTrainer(model=copy.deepcopy(student), teacher_model=teacher, data_collator=collate,
+                                      train_dataset=tiny.ListDataset(rows),
+                                      args=make_args(tmp_path / str(cache), cache_teacher_logits=cache, max_steps=3,
+                                                     **EXACT_UPDATES))  # fmt: skip
+        seen.clear()
+        trainer.train()
+        assert seen and set(seen) == {torch.Tensor}
+        results[cache] = state(trainer.model)
+    for name, tensor in results[False].items():
+        torch.testing.assert_close(results[True][name], tensor, rtol=1e-4, atol=1e-5, msg=f"{name} differs")
+
+
 # ---- fingerprints -------------------------------------------------------------------------------------------------
 
 
@@ -503,6 +556,103 @@ def test_a_wrapped_collators_tokenizer_settings_are_part_of_its_identity(tmp_pat
     assert len(names) == 2
 
 
+def test_a_collators_tokenizer_is_described_by_its_whole_state(tmp_path):
+    # A tokenizer was named by its class, padding side and pad id: a cased tokenizer (or another vocabulary, another
+    # truncation side) of the same class reused the cache of the uncased one, for collators that tokenize text.
+    from transformers import BertTokenizerFast, DataCollatorWithPadding
+
+    from hf_distill.cache.fingerprint import collator_identity
+
+    uncased = tiny.tokenizer(tmp_path / "u")
+    cased = BertTokenizerFast(vocab=dict(uncased.get_vocab()), do_lower_case=False)  # the same vocabulary
+    assert uncased("The Quick")["input_ids"] != cased("The Quick")["input_ids"]
+
+    def name(tokenizer) -> str:
+        return collator_identity(DataCollatorWithPadding(tokenizer))
+
+    other_vocabulary = tiny.tokenizer(tmp_path / "v", extra_words=("fox",))
+    left_truncating = tiny.tokenizer(tmp_path / "t")
+    left_truncating.truncation_side = "left"
+    shorter = tiny.tokenizer(tmp_path / "m")
+    shorter.model_max_length = 8
+    names = {name(tokenizer) for tokenizer in (uncased, cased, other_vocabulary, left_truncating, shorter)}
+    assert len(names) == 5
+    # What the last call left in the backend (its truncation and padding) is not the tokenizer's state.
+    before = name(uncased)
+    uncased(["the quick brown fox"] * 2, truncation=True, max_length=3, padding="max_length")
+    assert name(uncased) == before == name(tiny.tokenizer(tmp_path / "again"))
+    # The same in other processes (other string hashing).
+    script = (
+        f"import sys; sys.path.insert(0, {os.path.dirname(tiny.__file__)!r})\nimport pathlib, tiny\n"
+        "from transformers import DataCollatorWithPadding\n"
+        "from hf_distill.cache.fingerprint import collator_identity\n"
+        f"print(collator_identity(DataCollatorWithPadding(tiny.tokenizer(pathlib.Path({str(tmp_path / 'p')!r})))))\n"
+    )
+    outputs = {
+        subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                       capture_output=True, text=True, check=True).stdout.strip()
+        for seed in (1, 2)
+    }  # fmt: skip
+    assert outputs == {before}
+
+
+def test_numpy_tensor_and_path_settings_keep_their_values_in_the_collators_identity():
+    # np.int64 (np.max of the lengths), a tensor or a Path was reduced to its class name: n=4 reused n=12's cache.
+    import functools
+    from pathlib import Path
+
+    import numpy as np
+
+    from hf_distill.cache.fingerprint import collator_identity
+
+    def truncating(rows, n=None):
+        return tiny.collate([{**row, "input_ids": row["input_ids"][:n]} for row in rows])
+
+    def name(value) -> str:
+        return collator_identity(functools.partial(truncating, n=value))
+
+    pairs = [
+        (np.int64(4), np.int64(12)),
+        (np.float32(0.5), np.float32(0.25)),
+        (torch.tensor(4), torch.tensor(12)),
+        (torch.tensor([1, 2]), torch.tensor([1, 3])),
+        (torch.tensor([1, 2]), torch.tensor([1, 2], dtype=torch.int32)),
+        (np.array([1.0, 2.0]), np.array([1.0, 2.5])),
+        (Path("/data/a"), Path("/data/b")),
+    ]
+    for first, second in pairs:
+        assert name(first) != name(second), (first, second)
+    assert name(np.int64(4)) == name(4)  # the value, as a Python int
+    assert name(torch.tensor([1, 2])) == name(torch.tensor([1, 2]))  # equal values, other objects
+    assert name(np.array([1.0, 2.0])) == name(np.array([1.0, 2.0]))
+    assert name(Path("/data/a")) == name("/data/a")
+    assert "0x" not in name(torch.tensor(4)) + name(np.array([1]))
+
+
+def test_boolean_columns_are_hashed_by_value(tmp_path):
+    # pyarrow refused fill_null(0) on a boolean array: a bool column (or a list of bools) crashed the fingerprint.
+    from hf_distill.cache.fingerprint import fingerprint_rows
+
+    def rows_hash(flags, masks):
+        return fingerprint_rows(datasets.Dataset.from_dict({"input_ids": [[1, 2], [3]], "flag": flags, "keep": masks}))
+
+    first = rows_hash([True, False], [[True, False], [True]])
+    assert first == rows_hash([True, False], [[True, False], [True]])
+    assert first != rows_hash([False, False], [[True, False], [True]])
+    assert first != rows_hash([True, False], [[True, True], [True]])
+    assert first != rows_hash([True, None], [[True, False], [True]])  # a null is not False
+    teacher, student, data = models_and_data("class")
+    table = datasets.Dataset.from_list([{**data[i], "is_augmented": i % 2 == 0} for i in range(len(data))])
+
+    def collate(rows):  # reads only what it needs
+        return tiny.collate([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in rows])
+
+    args = make_args(tmp_path, cache_teacher_logits=True, remove_unused_columns=False)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, data_collator=collate, train_dataset=table,
+                                  args=args)  # fmt: skip
+    assert trainer.prepare_teacher_cache().built
+
+
 # ---- refusals -----------------------------------------------------------------------------------------------------
 
 
@@ -572,6 +722,96 @@ def test_refuses_collators_that_mask_at_random(tmp_path):
     )
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_refuses_a_train_dataset_that_already_holds_the_cache_columns(tmp_path, cache):
+    # An earlier cached trainer's train_dataset carries its teacher's outputs: with the cache off they were read as
+    # this teacher's (which never ran); with it on, the teacher ran again, then datasets refused duplicated columns.
+    from transformers import default_data_collator
+
+    teacher, student, _ = models_and_data("class")
+    generator = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": torch.randint(5, 90, (8,), generator=generator).tolist(), "attention_mask": [1] * 8,
+             "labels": index % 3} for index in range(12)]  # fmt: skip
+    first = DistillationTrainer(model=copy.deepcopy(student), teacher_model=teacher,
+                                train_dataset=datasets.Dataset.from_list(rows), data_collator=default_data_collator,
+                                args=make_args(tmp_path / "first", cache_teacher_logits=True))  # fmt: skip
+    first.prepare_teacher_cache()
+    stale = first.train_dataset
+    other_teacher = tiny.classifier(layers=2, seed=5)
+    calls = count_forwards(other_teacher)
+
+    def second(train_dataset):
+        args = make_args(tmp_path / "second", cache_teacher_logits=cache, max_steps=1,
+                         teacher_cache_dir=str(tmp_path / "cache"))  # fmt: skip
+        return DistillationTrainer(model=copy.deepcopy(student), teacher_model=other_teacher, args=args,
+                                   train_dataset=train_dataset, data_collator=default_data_collator)  # fmt: skip
+
+    message = (
+        r"train_dataset already holds the teacher cache's columns \['teacher_logits'\].*"
+        r"\.remove_columns\(\['teacher_logits'\]\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        second(stale)
+    trainer = second(datasets.Dataset.from_list(rows))
+    trainer.train_dataset = stale  # set after construction
+    with pytest.raises(ValueError, match=message):
+        trainer.train()
+    if cache:
+        with pytest.raises(ValueError, match=message):
+            trainer.prepare_teacher_cache()
+    assert calls == [] and not (tmp_path / "cache").exists()
+    trainer.train_dataset = stale.remove_columns(["teacher_logits"])  # the fix the message gives
+    trainer.train()
+    assert calls  # this run's teacher, not the stale outputs
+
+
+def test_with_the_cache_off_a_batch_holding_cached_outputs_is_refused(tmp_path):
+    # any source of such a batch (a torch Dataset's rows, a collator): never read as the teacher's outputs
+    teacher, student, data = models_and_data("class")
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, train_dataset=data, data_collator=tiny.collate,
+                                  args=make_args(tmp_path))  # fmt: skip
+    batch = {**tiny.collate([data[i] for i in range(4)]), LOGITS_COLUMN: torch.zeros(4, 3)}
+    student.train()
+    with pytest.raises(ValueError, match=r"'teacher_logits'.*cache_teacher_logits=False"):
+        trainer.compute_loss(student, batch)
+
+
+def test_refuses_a_torch_dataset_whose_rows_change_at_each_read(tmp_path):
+    # random augmentation in __getitem__: the cache would freeze one draw of each row for every epoch
+    import random
+
+    teacher, student, data = models_and_data("class")
+
+    class Augmented(tiny.ListDataset):
+        draws = random.Random(0)
+
+        def __getitem__(self, index):  # random token dropout
+            ids = self.rows[index]["input_ids"]
+            return {**self.rows[index], "input_ids": [t for t in ids if self.draws.random() > 0.3] or ids[:1]}
+
+    trainer = cached_trainer(tmp_path, student, teacher, Augmented(data.rows))
+    calls = count_forwards(teacher)
+    with pytest.raises(ValueError, match=r"cannot cache Augmented: its __getitem__ .*cache_teacher_logits=False"):
+        trainer.prepare_teacher_cache()
+    assert calls == [] and not (tmp_path / "cache").exists()
+
+
+def test_refuses_a_teacher_cache_dir_that_is_a_file(tmp_path):
+    # it failed only after the whole teacher pass, with a bare FileExistsError
+    teacher, student, data = models_and_data("class")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file, not a folder")
+    calls = count_forwards(teacher)
+    for value in (notes, notes / "caches"):
+        with pytest.raises(ValueError, match=r"teacher_cache_dir .*notes\.txt.* is a file.*pass a folder"):
+            cached_trainer(tmp_path, student, teacher, data, teacher_cache_dir=str(value)).prepare_teacher_cache()
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (tmp_path / "out" / "teacher_cache").write_text("")  # the default, under output_dir
+    with pytest.raises(ValueError, match=r"teacher_cache_dir .*out/teacher_cache.* is a file"):
+        cached_trainer(tmp_path, student, teacher, data, teacher_cache_dir=None).prepare_teacher_cache()
+    assert calls == []
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -613,6 +853,52 @@ def test_ddp_builds_the_cache_once_and_matches_online_training(tmp_path):
     for name, tensor in online["state"].items():
         assert torch.equal(rank0["state"][name], rank1["state"][name])
         torch.testing.assert_close(rank0["state"][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+
+
+FAILING_BUILD = """
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, {helpers!r})
+import tiny
+from trainers import make_args
+
+from hf_distill import DistillationTrainer
+from hf_distill.cli.distributed import end_distributed
+
+out = Path(sys.argv[1])
+trainer = DistillationTrainer(model=tiny.classifier(layers=1, seed=1), teacher_model=tiny.classifier(layers=2, seed=0),
+                              train_dataset=tiny.class_rows(16, seed=2), data_collator=tiny.collate,
+                              args=make_args(out, cache_teacher_logits=True, teacher_cache_batch_size=4, max_steps=1))
+if trainer.args.process_index == 0:
+    def failing(batch):
+        raise torch.cuda.OutOfMemoryError("simulated on rank 0 during the cache build")
+    trainer._run_teacher_for_cache = failing
+try:
+    trainer.prepare_teacher_cache()
+    message = "built"
+except Exception as error:
+    message = f"{{type(error).__name__}}: {{error}}"
+(out / f"rank{{trainer.args.process_index}}.txt").write_text(message)
+end_distributed()
+"""
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_ddp_ranks_say_the_main_process_failed_to_build_the_cache(tmp_path):
+    # the barrier let rank 1 in after rank 0's failure, and rank 1 blamed the filesystem ("With several nodes...")
+    from processes import HELPERS
+
+    script = tmp_path / "failing_build.py"
+    script.write_text(FAILING_BUILD.format(helpers=str(HELPERS)))
+    (tmp_path / "run").mkdir()
+    run_checked(["torchrun", "--nproc_per_node", "2", str(script), str(tmp_path / "run")], tmp_path, timeout=300)
+    rank0, rank1 = ((tmp_path / "run" / f"rank{rank}.txt").read_text() for rank in (0, 1))
+    assert rank0 == "OutOfMemoryError: simulated on rank 0 during the cache build"
+    assert rank1.startswith("RuntimeError: The main process failed to build the teacher cache") and "\n" not in rank1
+    assert "several nodes" not in rank1
 
 
 def test_torch_compile_trains_student_and_teacher(tmp_path):
