@@ -227,8 +227,14 @@ def build_teacher_cache(
     columns = datasets.Dataset(datasets.table.InMemoryTable(table))
     with quiet_datasets():
         _save_atomically(columns, path, {"format": CACHE_FORMAT_VERSION, "rows": len(dataset), "top_k": k})
+    stored = load_teacher_cache(path, num_rows=len(dataset))
+    if stored is None:
+        raise RuntimeError(
+            f"The teacher cache just written to {path} cannot be read back (see the warning above): check the disk "
+            "(space, a filesystem every process shares) or pass another teacher_cache_dir."
+        )
     return TeacherCache(
-        columns=load_teacher_cache(path, num_rows=len(dataset)).columns,
+        columns=stored.columns,
         path=path,
         top_k=k,
         built=True,
@@ -239,17 +245,57 @@ def build_teacher_cache(
 def load_teacher_cache(path: Path, *, num_rows: int) -> TeacherCache | None:
     """The complete cache in `path`, memory-mapped; `None` when there is none (or an incomplete or foreign one)."""
     start = time.perf_counter()
-    metadata_file = Path(path) / _METADATA_FILE
-    if not metadata_file.is_file():
+    if not (Path(path) / _METADATA_FILE).is_file():
         return None
-    metadata = json.loads(metadata_file.read_text())
+    metadata = _read_metadata(path)
+    if metadata is None:
+        logger.warning("Ignoring the teacher cache in %s: its completion file is unreadable (cut short?).", path)
+        return None
     if metadata.get("format") != CACHE_FORMAT_VERSION or metadata.get("rows") != num_rows:
         logger.warning("Ignoring the teacher cache in %s: it was written for another format or dataset.", path)
         return None
-    columns = datasets.load_from_disk(str(path))
+    columns = _read_columns(path)
+    if columns is None:
+        logger.warning("Ignoring the teacher cache in %s: its data files are unreadable (cut short?).", path)
+        return None
     return TeacherCache(
         columns=columns, path=Path(path), top_k=metadata["top_k"], built=False, seconds=time.perf_counter() - start
     )
+
+
+def _read_metadata(path: Path) -> dict | None:
+    """The completion file's contents; None when it is missing or unreadable (empty or cut short by a power loss)."""
+    try:
+        metadata = json.loads((Path(path) / _METADATA_FILE).read_text())
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return metadata if isinstance(metadata, dict) else None
+
+
+def _read_columns(path: Path) -> datasets.Dataset | None:
+    """The stored columns, memory-mapped; None when the data files are unreadable."""
+    try:
+        return datasets.load_from_disk(str(path))
+    except (OSError, ValueError, pa.lib.ArrowException):  # ArrowInvalid: an empty or truncated .arrow file
+        return None
+
+
+def _complete(path: Path) -> bool:
+    """Whether `path` holds a cache that can be read: its completion file and its data."""
+    return _read_metadata(path) is not None and _read_columns(path) is not None
+
+
+def _synced(folder: Path) -> None:
+    """Flushes every file of `folder`, and the folder, to disk: renamed into place after a power loss, a folder whose
+    files were still in the page cache would look complete and hold empty files."""
+    for file in [*folder.rglob("*"), folder]:
+        if file.is_file() or file == folder:
+            with contextlib.suppress(OSError):  # a filesystem without fsync on folders
+                descriptor = os.open(file, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
 
 
 def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> None:
@@ -260,16 +306,17 @@ def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> N
     _remove_abandoned_builds(path)
     columns.save_to_disk(str(partial))
     (partial / _METADATA_FILE).write_text(json.dumps(metadata))
+    _synced(partial)
     try:
         partial.rename(path)
         return
     except OSError:
-        if (path / _METADATA_FILE).is_file():  # another process finished the same cache first: theirs is identical
+        if _complete(path):  # another process finished the same cache first: theirs is identical
             shutil.rmtree(partial, ignore_errors=True)
             return
-    # A folder without its completion file (a copy cut short, a deleted metadata file) is in the way, and a rename
-    # onto it fails for ever: moved aside, deleted, and ours put in its place (a builder that completed it in the
-    # meantime wrote the same outputs).
+    # A folder without a readable completion file or data (a copy cut short, a deleted metadata file) is in the way,
+    # and a rename onto it fails for ever: moved aside, deleted, and ours put in its place (a builder that completed
+    # it in the meantime wrote the same outputs).
     aside = path.parent / f".{path.name}.incomplete-{uuid.uuid4().hex[:8]}"
     with contextlib.suppress(OSError):
         path.rename(aside)
@@ -278,7 +325,7 @@ def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> N
         partial.rename(path)
     except OSError:
         shutil.rmtree(partial, ignore_errors=True)
-        if not (path / _METADATA_FILE).is_file():
+        if not _complete(path):
             raise
 
 

@@ -929,3 +929,31 @@ def test_arguments_parse_from_the_command_line():
         ["--output_dir", "x", "--cache_teacher_logits", "--teacher_cache_top_k", "16", "--report_to", "none"]
     )
     assert args.cache_teacher_logits is True and args.teacher_cache_top_k == 16 and args.teacher_cache_dir is None
+
+
+@pytest.mark.parametrize("cut", ["metadata", "data"])
+def test_a_cache_whose_files_were_cut_short_is_rebuilt_not_a_crash_on_every_run(tmp_path, cut, caplog):
+    # After a power loss a folder can hold an empty completion file or data file: every later run crashed (a
+    # JSONDecodeError or ArrowInvalid) until the folder was deleted by hand.
+    teacher, student, data = models_and_data("class")
+
+    def trainer():
+        return DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=make_args(tmp_path, cache_teacher_logits=True),
+            train_dataset=data,
+            data_collator=tiny.collate,
+        )
+
+    first = trainer().prepare_teacher_cache()
+    expected = first.columns[:]
+    files = [first.path / "hf_distill_teacher_cache.json"] if cut == "metadata" else sorted(first.path.glob("*.arrow"))
+    for file in files:
+        file.write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        again = trainer().prepare_teacher_cache()
+    assert again.built and again.path == first.path
+    assert "unreadable" in caplog.text
+    assert again.columns[:] == expected
+    assert not [p for p in first.path.parent.iterdir() if p != first.path]  # nothing left beside it
