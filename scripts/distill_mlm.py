@@ -23,7 +23,7 @@ from hf_distill.cli.arguments import parse_arguments
 from hf_distill.cli.checks import check_before_loading
 from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
 from hf_distill.cli.mlm_arguments import MlmDataArguments, check_mlm_training_arguments
-from hf_distill.cli.mlm_models import fitting_multiple, load_mlm_models, masks_of_this_rank, ready_mlm_models
+from hf_distill.cli.mlm_models import fitting_multiple, load_mlm_models, rank_mask_seed, ready_mlm_models
 from hf_distill.cli.training import script_training_defaults, train_and_save
 from hf_distill.publish.model_card import corpus_card_name, describe_student
 from hf_distill.publish.report import publish_student
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         models.tokenizer,
         mlm_probability=data_args.mlm_probability,
         pad_to_multiple_of=fitting_multiple(training_args.pad_to_multiple_of, data_args.max_seq_length, models),
+        seed=rank_mask_seed(training_args),  # each rank its own masks (they masked the same positions)
     )
     held_out = fixed_masks(blocks["validation"], masking, seed=data_args.eval_mask_seed)  # the same for both
     models = ready_mlm_models(models, blocks["train"], masking, model_args, training_args)
@@ -66,7 +67,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=models.tokenizer,
         data_collator=masking,
     )
-    masks_of_this_rank(training_args)
     train_and_save(trainer)
     padded = DataCollatorForTokenClassification(models.tokenizer)  # pads labels with -100
     metrics: dict[str, float] = {}

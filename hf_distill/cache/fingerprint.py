@@ -162,6 +162,11 @@ def _describe_array(value: torch.Tensor | np.ndarray, kind: str, depth: int) -> 
 
 # Tokenizer settings that change what it returns, besides its vocabulary and pipeline.
 _TOKENIZER_SETTINGS = ("padding_side", "truncation_side", "model_max_length", "pad_token_id", "pad_token_type_id")
+_TOKENIZER_INIT_SETTINGS = (
+    "do_lower_case", "strip_accents", "tokenize_chinese_chars", "do_basic_tokenize", "never_split", "add_prefix_space",
+    "trim_offsets", "lowercase", "add_bos_token", "add_eos_token", "legacy", "split_special_tokens",
+    "clean_up_tokenization_spaces",
+)  # fmt: skip
 
 
 def _describe_tokenizer(tokenizer: Any, kind: str, depth: int) -> dict[str, Any]:
@@ -170,13 +175,11 @@ def _describe_tokenizer(tokenizer: Any, kind: str, depth: int) -> dict[str, Any]
     settings = {name: getattr(tokenizer, name, None) for name in _TOKENIZER_SETTINGS}
     # by their text: an AddedToken has no public attributes to describe it by
     settings["special_tokens"] = json.loads(json.dumps(getattr(tokenizer, "special_tokens_map", None), default=str))
-    # Its constructor's plain settings (do_lower_case, strip_accents, add_prefix_space...), not where its files were.
-    settings["init"] = {
-        name: value
-        for name, value in (getattr(tokenizer, "init_kwargs", None) or {}).items()
-        if isinstance(value, (bool, int, float, str, type(None)))
-        and not name.endswith(("_file", "_path", "_dir", "name_or_path"))
-    }
+    # Its constructor's settings that change the ids (a slow tokenizer has no serialised pipeline to hash); not the
+    # rest of init_kwargs, which also holds where it was loaded from and the last call's options (max_length, stride)
+    # saved with it: the same tokenizer saved and reloaded would describe as another.
+    init = getattr(tokenizer, "init_kwargs", None) or {}
+    settings["init"] = {name: init[name] for name in _TOKENIZER_INIT_SETTINGS if name in init}
     return {"tokenizer": kind, "state": _tokenizer_state(tokenizer), "settings": _describe(settings, depth + 1)}
 
 

@@ -4,6 +4,7 @@ checked before any training."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 import transformers
@@ -24,6 +25,8 @@ from .checks import check_sequence_length, usable_positions
 from .models import ScriptModels, finetune_teacher, hub_kwargs, student_layers
 
 __all__ = ["load_mlm_models", "ready_mlm_models"]
+
+logger = logging.getLogger(__name__)
 
 
 def _missing_head_weights(teacher, loading_info: dict) -> list[str]:
@@ -114,15 +117,34 @@ def fitting_multiple(multiple: int | None, max_seq_length: int, models: ScriptMo
         return multiple
     tables = [usable_positions(m.config) for m in (models.teacher, models.student) if m is not None]
     rounded = -(-max_seq_length // multiple) * multiple
-    return multiple if all(t is None or rounded <= t for t in tables) else None
+    if all(t is None or rounded <= t for t in tables):
+        return multiple
+    logger.info(
+        "Training batches are not padded to a multiple of %d: a %d-token block would become %d, past the position "
+        "table (%s).",
+        multiple,
+        max_seq_length,
+        rounded,
+        min(t for t in tables if t is not None),
+    )
+    return None
 
 
-def masks_of_this_rank(training_args) -> None:
-    """Reseeds each process with seed + its rank before training, when there are several: Trainer seeds every rank
-    alike and the masking collator draws from the global RNG, so every rank masked the same positions at every step.
-    Trainer checkpoints each rank's RNG state, so a resumed run continues each rank's own draws."""
-    if training_args.world_size > 1:
-        transformers.set_seed(training_args.seed + training_args.process_index)
+# Apart by more than any DataLoader's worker count: the collator seeds each worker with its seed + the worker's id.
+_RANK_SEED_STRIDE = 10_000
+
+
+def rank_mask_seed(training_args) -> int | None:
+    """The training masking collator's own seed under several processes, one per rank (None on one process, which
+    masks from the global RNG as before).
+
+    Trainer seeds every rank alike and the collator drew its masks from the global RNG, so every rank masked the same
+    positions at every step. Reseeding the global RNG per rank instead would split the ranks' samplers (each shard
+    taken from another shuffle: rows seen twice, others never). A resumed run's masks then differ from an uninterrupted
+    run's: Trainer checkpoints the global RNG states, not the collator's generator."""
+    if training_args.world_size <= 1:
+        return None
+    return training_args.seed + _RANK_SEED_STRIDE * (training_args.process_index + 1)
 
 
 def ready_mlm_models(models: ScriptModels, train_dataset, collator, model_args, training_args) -> ScriptModels:

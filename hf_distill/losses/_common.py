@@ -37,8 +37,12 @@ def counted_positions(values: torch.Tensor, *, mask: torch.Tensor | None) -> tor
     return values[as_counted(mask)]
 
 
-def as_counted(mask: torch.Tensor) -> torch.Tensor:
-    """`mask` as booleans. A non-boolean mask must hold 0/1: labels passed as the mask would count their -100s."""
+def as_counted(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """`mask` as booleans (None stays None). A non-boolean mask must hold 0/1: labels passed as the mask would count
+    their -100s. Checking it waits for the GPU once; a boolean mask (what the trainer passes) is taken as it is, so
+    each loss converts its mask once, first."""
+    if mask is None:
+        return None
     if mask.dtype != torch.bool:
         stray = mask[(mask != 0) & (mask != 1)]
         if stray.numel():

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from ._common import Reduction, at_least_float32, reduce_positions, zero_uncounted
+from ._common import Reduction, as_counted, at_least_float32, reduce_positions, zero_uncounted
 
 __all__ = ["attention_kl", "value_relation_kl"]
 
@@ -54,7 +54,7 @@ def attention_kl(
             probabilities as transformers returns them with ``output_attentions=True`` (query, key), e.g.
             ``outputs.attentions[-1]``. Entries <= 0 carry no mass.
         teacher_attentions (`torch.Tensor` of shape `(B, H, L, L)`): the teacher's, same H and L.
-        mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts (the attention mask).
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1/True where a position counts (the attention mask).
             Queries outside it do not count and keys outside it carry no mass in either model. Default: every
             position.
         reduction (`"mean"` or `"sum"`): the per-query loss (already averaged over heads) averaged over the
@@ -68,6 +68,7 @@ def attention_kl(
         `torch.Tensor`: a float32 (float64 for float64 attentions) scalar >= 0. A query with no counted key, or no
         counted query at all, gives 0, never NaN, with finite gradients.
     """
+    mask = as_counted(mask)  # once: checking a 0/1 mask waits for the GPU
     for name, attentions in (("student", student_attentions), ("teacher", teacher_attentions)):
         if (
             not isinstance(attentions, torch.Tensor)
@@ -122,7 +123,7 @@ def value_relation_kl(
         student_values (`torch.Tensor` of shape `(B, L, D_s)`): the student's value vectors at the chosen layer,
             the value projection's output before the split into attention heads.
         teacher_values (`torch.Tensor` of shape `(B, L, D_t)`): the teacher's, same B and L.
-        mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts, as a query and as a
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1/True where a position counts, as a query and as a
             key. Default: every position.
         num_relation_heads (`int`): R >= 1, which must divide both D_s and D_t.
         reduction (`"mean"` or `"sum"`): the per-query loss (already averaged over the R heads) averaged over the
@@ -132,6 +133,7 @@ def value_relation_kl(
         `torch.Tensor`: a float32 (float64 for float64 values) scalar >= 0. An example with no counted position gives
         0, never NaN, with finite gradients.
     """
+    mask = as_counted(mask)  # once: checking a 0/1 mask waits for the GPU
     for name, values in (("student", student_values), ("teacher", teacher_values)):
         if not isinstance(values, torch.Tensor) or values.dim() != 3:
             shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import Reduction, at_least_float32, reduce_positions, zero_uncounted
+from ._common import Reduction, as_counted, at_least_float32, reduce_positions, zero_uncounted
 
 __all__ = ["hidden_state_cosine", "hidden_state_mse"]
 
@@ -34,6 +34,7 @@ def hidden_state_cosine(
     Returns:
         `torch.Tensor`: a float32 scalar in [0, 2] per position. Nothing counted gives 0.
     """
+    mask = as_counted(mask)  # once: checking a 0/1 mask waits for the GPU
     _check_hidden_shapes(
         student_hidden,
         teacher_hidden,
@@ -65,13 +66,14 @@ def hidden_state_mse(
         student_hidden (`torch.Tensor` of shape `(B, L, D)`): the student's hidden states, projected to the
             teacher's width D when the two widths differ.
         teacher_hidden (`torch.Tensor` of shape `(B, L, D)`): the teacher's hidden states at the same positions.
-        mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts (the attention mask);
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1/True where a position counts (the attention mask);
             padding never counts, whatever its states. Default: every position.
         reduction (`"mean"` or `"sum"`): the per-position error averaged (or summed) over the counted positions.
 
     Returns:
         `torch.Tensor`: a float32 (float64 for float64 states) scalar >= 0. Nothing counted gives 0, never NaN.
     """
+    mask = as_counted(mask)  # once: checking a 0/1 mask waits for the GPU
     width, teacher_width = student_hidden.shape[-1], teacher_hidden.shape[-1]
     _check_hidden_shapes(
         student_hidden,
@@ -89,7 +91,7 @@ def _padding_zeroed(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Both states in at least float32, 0 at the positions that do not count: a NaN or inf in a padded row then
     reaches neither the value nor the gradient (a where after the math hides it from the value only). A where
-    rather than selecting the counted rows: no host sync on a GPU."""
+    rather than selecting the counted rows: no host sync on a GPU for a boolean mask."""
     student, teacher = at_least_float32(student_hidden), at_least_float32(teacher_hidden)
     if mask is None:
         return student, teacher

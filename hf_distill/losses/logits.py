@@ -13,6 +13,7 @@ import torch
 
 from ._common import (
     Reduction,
+    as_counted,
     at_least_float32,
     check_same_shape,
     check_temperature,
@@ -105,7 +106,7 @@ def token_kl_divergence(
     Args:
         student_logits (`torch.Tensor` of shape `(B, L, V)`): the student's per-position logits.
         teacher_logits (`torch.Tensor` of shape `(B, L, V)`): the teacher's per-position logits.
-        mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts (labels != -100, or
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1/True where a position counts (labels != -100, or
             the attention mask). `None` counts every position. Only the counted positions are computed: whatever
             sits elsewhere (even NaN) reaches neither the value nor the gradient.
         temperature (`float`): softmax temperature T > 0.
@@ -115,6 +116,7 @@ def token_kl_divergence(
     Returns:
         `torch.Tensor`: a float32 scalar. With no counted position it is 0, never NaN.
     """
+    mask = as_counted(mask)  # once: checking a 0/1 mask waits for the GPU
     if student_logits.dim() != 3:
         raise ValueError(
             f"token_kl_divergence takes token logits of shape (B, L, V), got shape {tuple(student_logits.shape)}; "
@@ -156,7 +158,7 @@ def token_topk_kl_divergence(
         teacher_topk_log_probs (`torch.Tensor` of shape `(B, L, k)`): ``log_softmax(teacher_logits / T)`` at the
             teacher's k most likely classes, k <= V.
         teacher_topk_indices (`torch.Tensor` of shape `(B, L, k)`): their class indices, distinct within a position.
-        mask (`torch.Tensor` of shape `(B, L)`, *optional*): nonzero where a position counts. `None` counts every
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1/True where a position counts. `None` counts every
             position. Whatever sits at uncounted positions (even NaN, or repeated indices) is ignored, in the
             gradient too.
         temperature (`float`): the temperature T the cached log-probabilities were taken at.
@@ -166,6 +168,7 @@ def token_topk_kl_divergence(
     Returns:
         `torch.Tensor`: a float32 (float64 for float64 logits) scalar; 0, never NaN, with no counted position.
     """
+    mask = as_counted(mask)  # once: checking a 0/1 mask waits for the GPU
     if student_logits.dim() != 3:
         raise ValueError(
             f"token_topk_kl_divergence takes token logits of shape (B, L, V), got shape {tuple(student_logits.shape)}."

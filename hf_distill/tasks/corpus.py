@@ -174,7 +174,8 @@ def fixed_masks(dataset: datasets.Dataset, collator, *, seed: int) -> datasets.D
     # masked as in training: without a row's own special_tokens_mask (Trainer drops it there), and without padding
     # to a multiple (the draws run over the padded shape: a bf16 run's multiple of 8 gave other masks for one seed)
     rows = [{k: v for k, v in dataset[i].items() if k != "special_tokens_mask"} for i in range(len(dataset))]
-    collator = dataclasses.replace(collator, pad_to_multiple_of=None)
+    # and under `seed`, not the collator's own (a training collator's per-rank seed would give each rank other masks)
+    collator = dataclasses.replace(collator, pad_to_multiple_of=None, seed=None)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:

@@ -581,6 +581,12 @@ def test_a_collators_tokenizer_is_described_by_its_whole_state(tmp_path):
     before = name(uncased)
     uncased(["the quick brown fox"] * 2, truncation=True, max_length=3, padding="max_length")
     assert name(uncased) == before == name(tiny.tokenizer(tmp_path / "again"))
+    # Nor where it was loaded from and the options of its last call, saved with it (as a fine-tuned teacher's is):
+    # the same tokenizer saved and reloaded rebuilt the cache.
+    from transformers import AutoTokenizer
+
+    uncased.save_pretrained(tmp_path / "saved")
+    assert name(AutoTokenizer.from_pretrained(tmp_path / "saved")) == before
     # The same in other processes (other string hashing).
     script = (
         f"import sys; sys.path.insert(0, {os.path.dirname(tiny.__file__)!r})\nimport pathlib, tiny\n"

@@ -118,20 +118,30 @@ def test_a_teacher_no_student_can_be_built_from_is_refused_when_loaded(tmp_path,
             load_models(model_args, training_args, 2, None, max_seq_length=32)
 
 
-def test_each_rank_draws_its_own_masks_and_one_process_keeps_the_trainers_seed():
-    # Trainer seeds every rank alike and the masking collator draws from the global RNG: every rank masked the
-    # same positions at every step
+def test_each_rank_masks_with_its_own_seed_and_the_global_rng_is_left_to_trainer(tmp_path):
+    # Trainer seeds every rank alike and the collator masked from the global RNG: every rank masked the same
+    # positions. Reseeding the global RNG per rank instead split the ranks' samplers (rows seen twice, others never).
     from types import SimpleNamespace
 
-    from hf_distill.cli.mlm_models import masks_of_this_rank
+    from transformers import DataCollatorForLanguageModeling
 
-    def draws(world_size, process_index):
+    from hf_distill.cli.mlm_models import rank_mask_seed
+
+    def args(world_size, process_index):
+        return SimpleNamespace(seed=42, world_size=world_size, process_index=process_index)
+
+    assert rank_mask_seed(args(1, 0)) is None  # one process: the global RNG, as before
+    seeds = [rank_mask_seed(args(4, rank)) for rank in range(4)]
+    # the collator seeds its DataLoader workers seed + worker id: no rank's worker takes another rank's seed
+    assert len({seed + worker for seed in seeds for worker in range(64)}) == 4 * 64
+    rows = [{"input_ids": list(range(5, 45))} for _ in range(8)]
+    masks = []
+    for seed in seeds[:2]:
         torch.manual_seed(42)  # what Trainer did on every rank
-        masks_of_this_rank(SimpleNamespace(seed=42, world_size=world_size, process_index=process_index))
-        return torch.rand(16)
-
-    assert not torch.equal(draws(2, 0), draws(2, 1))
-    assert torch.equal(draws(1, 0), torch.manual_seed(42) and torch.rand(16))  # one process: untouched
+        collator = DataCollatorForLanguageModeling(tiny.tokenizer(tmp_path / "tok"), mlm_probability=0.3, seed=seed)
+        masks.append(collator(rows)["labels"].ne(-100))
+        assert torch.equal(torch.random.get_rng_state(), torch.manual_seed(42).get_state())  # sampler's RNG untouched
+    assert not torch.equal(masks[0], masks[1])
 
 
 def test_a_block_is_padded_to_bf16s_multiple_only_where_the_position_table_holds_it(tmp_path):

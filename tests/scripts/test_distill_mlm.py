@@ -138,6 +138,10 @@ def test_fixed_masks_are_the_same_whatever_the_training_seed(tmp_path):
     second = fixed_masks(rows, collator, seed=7)
     assert first["labels"] == second["labels"] and first["input_ids"] == second["input_ids"]
     assert any(label != -100 for row in first["labels"] for label in row)
+    # nor the training collator's own seed (each rank's, under several processes): every rank scores the same masks
+    for rank_seed in (10_042, 20_042):
+        seeded = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3, seed=rank_seed)
+        assert fixed_masks(rows, seeded, seed=7)["labels"] == first["labels"]
 
 
 # ---- refusals, before any training, writing nothing ----------------------------------------------------------------
