@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -314,3 +316,52 @@ def test_an_engine_sharded_teacher_and_student_are_gathered_whole_before_the_mai
     trainer = published["trainer"]
     assert published["teacher"] is gathered[id(trainer.teacher_model)]
     assert published["student"] is gathered[id(trainer.model_wrapped)]
+
+
+# Run under torchrun by the test below: records, per training batch, the rows this rank read and the positions it
+# masked, then writes them to masks_<rank>.json.
+_RANKS_DRIVER = """
+import importlib.util, json, os, sys
+from pathlib import Path
+from transformers import DataCollatorForLanguageModeling
+
+spec = importlib.util.spec_from_file_location("distill_mlm", sys.argv[1])
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
+log, original = [], DataCollatorForLanguageModeling.torch_mask_tokens
+
+def recording(self, inputs, *args, **kwargs):
+    rows = [row.tolist() for row in inputs]
+    masked, labels = original(self, inputs, *args, **kwargs)
+    log.append({"rows": rows, "masked": labels.ne(-100).nonzero().tolist()})
+    return masked, labels
+
+DataCollatorForLanguageModeling.torch_mask_tokens = recording
+script.main(sys.argv[3:])
+Path(sys.argv[2], f"masks_{os.environ['RANK']}.json").write_text(json.dumps(log[1:]))  # [0]: the held-out masks
+"""
+
+
+@needs_glue
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_two_ranks_mask_their_own_positions_and_read_their_own_rows(tmp_path):
+    # Every rank masked the same positions (Trainer seeds them alike, the collator drew from the global RNG); and a
+    # fix that reseeded the global RNG per rank split the ranks' samplers: rows read by both ranks, others by none.
+    teacher = save_mlm_teacher(tmp_path / "teacher")
+    corpus = sentences(tmp_path, n=400)
+    driver = tmp_path / "driver.py"
+    driver.write_text(_RANKS_DRIVER)
+    flags = mlm_flags(tmp_path, teacher, corpus, "--ddp_backend", "gloo", "--alpha_cos", "0")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = ["torchrun", "--nproc_per_node", "2", str(driver), str(ROOT / "scripts" / "distill_mlm.py"),
+               str(tmp_path), *flags]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    first, second = (json.loads((tmp_path / f"masks_{rank}.json").read_text()) for rank in (0, 1))
+    assert len(first) == len(second) >= 2
+    for ours, theirs in zip(first, second, strict=True):
+        assert ours["masked"] != theirs["masked"]
+    # One shuffle, split: every training block read in the epoch (the split reseeded per rank left 5 of 16 unread)
+    blocks = json.loads((tmp_path / "mlm_out" / "all_results.json").read_text())["train_blocks"]
+    read = {tuple(row) for log in (first, second) for batch in log for row in batch["rows"]}
+    assert len(read) == blocks
