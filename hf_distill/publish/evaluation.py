@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ from ..trainer.model_inputs import unwrap
 from ..trainer.teacher import is_engine_wrapped
 
 __all__ = ["evaluate_side_by_side"]
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate_side_by_side(
@@ -37,11 +42,24 @@ def evaluate_side_by_side(
     in_place = engine or is_engine_wrapped(teacher)
     if in_place and not is_engine_wrapped(teacher):
         teacher = teacher.to(args.device)
+    # An evaluator only: it trains nothing, saves nothing, pushes nothing (the run's eval_strategy without an
+    # eval_dataset is refused by Trainer, after training), and never casts the teacher in place (below)
     teacher_args = dataclasses.replace(
         args,
         output_dir=str(Path(args.output_dir) / "teacher_eval"),
         report_to="none",
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        push_to_hub=False,
+        bf16_full_eval=False,
+        fp16_full_eval=False,
     )
+    if args.bf16_full_eval or args.fp16_full_eval:
+        logger.info(
+            "Scoring the student and the teacher under the run's autocast, not --bf16_full_eval/--fp16_full_eval: "
+            "those cast a model to half precision in place, and the student is exported and pushed afterwards."
+        )
     # LabelsTrainer, not a plain Trainer: transformers 5 multiplies a plain Trainer's eval loss by the number of
     # processes for a model whose forward takes **kwargs (BERT's), though its cross-entropy mean divided by none.
     teacher_evaluator = LabelsTrainer(
@@ -55,14 +73,29 @@ def evaluate_side_by_side(
         suffix = "_mm" if split == "validation_mismatched" else ""
         for evaluator in (trainer, teacher_evaluator):
             _forget_eval_dataloader(evaluator)
-        with keeping_the_last_batch(trainer.args):  # the rows the teacher's LabelsTrainer scores: all of them
+        # the rows the teacher's LabelsTrainer scores: all of them; and the student in its own precision
+        with keeping_the_last_batch(trainer.args), _in_stored_precision(trainer.args):
             result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")
         if in_place:
-            result.update(evaluate_in_place(teacher_evaluator, teacher, dataset, metric_key_prefix="teacher_eval"))
+            scored = evaluate_in_place(teacher_evaluator, teacher, dataset, metric_key_prefix="teacher_eval")
         else:
-            result.update(teacher_evaluator.evaluate(eval_dataset=dataset, metric_key_prefix="teacher_eval"))
+            scored = teacher_evaluator.evaluate(eval_dataset=dataset, metric_key_prefix="teacher_eval")
+        scored.pop("epoch", None)  # the teacher evaluator's 0 would replace the student's
+        result.update(scored)
         metrics.update({f"{key}{suffix}": value for key, value in result.items()})
     return metrics
+
+
+@contextlib.contextmanager
+def _in_stored_precision(args: Any) -> Iterator[None]:
+    """`bf16_full_eval` and `fp16_full_eval` off for the block: Trainer's evaluation would cast the trained student to
+    half precision in place, and the float32 weights it then exports and pushes would be lost."""
+    saved = args.bf16_full_eval, args.fp16_full_eval
+    args.bf16_full_eval = args.fp16_full_eval = False
+    try:
+        yield
+    finally:
+        args.bf16_full_eval, args.fp16_full_eval = saved
 
 
 def _forget_eval_dataloader(evaluator: Trainer) -> None:

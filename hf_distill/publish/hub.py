@@ -12,7 +12,14 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_can_push", "check_repo_id", "hub_repo_id", "push_folder", "take_token_out_of_arguments"]
+__all__ = [
+    "cache_folder_patterns",
+    "check_can_push",
+    "check_repo_id",
+    "hub_repo_id",
+    "push_folder",
+    "take_token_out_of_arguments",
+]
 
 # Files of the output folder that are not the student: intermediate checkpoints, the fine-tuned teacher, the
 # teacher-logit cache and TensorBoard runs; and Trainer's training_args.bin, a pickle (which nobody should have to
@@ -34,7 +41,24 @@ IGNORE_ON_PUSH = [
     "teacher_eval/**",
     "*.command.json",
     "search_command.json",
+    # Trainer's state names the best checkpoint by this machine's path (load_best_model_at_end)
+    "trainer_state.json",
 ]
+# Files an earlier push may have left in the repo that this run's folder may not hold: deleted in the push's commit
+# unless this run uploads them again (an earlier run's ONNX files would stand beside a student they were not
+# exported from).
+STALE_ON_PUSH = ["onnx/*.onnx", "trainer_state.json"]
+
+
+def cache_folder_patterns(output_dir: str | Path, cache_root: str | Path | None) -> list[str]:
+    """The ignore pattern of a teacher cache folder inside `output_dir` under a name other than `teacher_cache`
+    (`--teacher_cache_dir`), which `IGNORE_ON_PUSH` would not know; none for a folder elsewhere."""
+    if cache_root is None:
+        return []
+    output_dir, cache_root = Path(os.path.abspath(output_dir)), Path(os.path.abspath(cache_root))
+    if cache_root == output_dir or not cache_root.is_relative_to(output_dir):
+        return []
+    return [f"{cache_root.relative_to(output_dir).as_posix()}/**"]
 
 
 def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:
@@ -131,7 +155,7 @@ def push_folder(
         commit_message="Distilled with hf-distill",
         ignore_patterns=[*IGNORE_ON_PUSH, *not_pushed],
         # and an earlier push's copy goes: it would stand beside a student it did not make
-        delete_patterns=list(not_pushed) or None,
+        delete_patterns=[*not_pushed, *STALE_ON_PUSH],
         revision=revision,
     )
     logger.info("Pushed %s to %s", folder, repo_id)

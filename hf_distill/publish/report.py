@@ -15,7 +15,7 @@ from transformers import Trainer
 from hf_distill.trainer.model_inputs import unwrap
 
 from .export import ExportError, export_and_score, remove_exports
-from .hub import hub_repo_id, push_folder
+from .hub import cache_folder_patterns, hub_repo_id, push_folder
 from .latency import LATENCY_BATCH_SIZES, latency_device, latency_dtype, measure_latency_ms, measure_models
 from .model_card import ModelCardData, environment, format_deployment_table, format_table, render_model_card
 
@@ -93,10 +93,16 @@ def publish_student(
             push_token,
             private=args.hub_private_repo,
             revision=args.hub_revision,
-            not_pushed=not_pushed,
+            # the teacher cache kept in output_dir under another name (--teacher_cache_dir)
+            not_pushed=(*not_pushed, *_cache_patterns(trainer)),
         )
         logger.info("Pushed the student to %s", url)
     return metrics
+
+
+def _cache_patterns(trainer) -> list[str]:
+    root = getattr(trainer, "_teacher_cache_root", None)
+    return cache_folder_patterns(trainer.args.output_dir, root() if root is not None else None)
 
 
 def _export(trainer, student, formats, dataset, collator, metrics, metric_names) -> list[dict[str, Any]]:

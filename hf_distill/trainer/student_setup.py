@@ -91,13 +91,11 @@ class StudentSetupMixin:
         build's folder there names this machine. Other uploads (a checkpoint folder) keep Trainer's patterns."""
         import transformers.trainer as trainer_module
 
-        from hf_distill.publish.hub import IGNORE_ON_PUSH
+        from hf_distill.publish.hub import IGNORE_ON_PUSH, cache_folder_patterns
 
-        patterns = list(IGNORE_ON_PUSH)
+        # and a teacher_cache_dir of another name in output_dir
+        patterns = [*IGNORE_ON_PUSH, *cache_folder_patterns(self.args.output_dir, self._teacher_cache_root())]
         output_dir = Path(os.path.abspath(self.args.output_dir))
-        root = Path(os.path.abspath(self._teacher_cache_root()))
-        if root.is_relative_to(output_dir) and root != output_dir:  # a teacher_cache_dir of another name in it
-            patterns.append(f"{root.relative_to(output_dir).as_posix()}/**")
 
         def leaving_out(upload: Any) -> Any:
             def upload_folder(*, folder_path: str, ignore_patterns: Any = None, **kwargs: Any) -> Any:

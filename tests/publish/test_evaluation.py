@@ -148,3 +148,34 @@ def test_every_split_is_scored_on_its_own_rows_under_persistent_workers(tmp_path
     for prefix in ("eval", "teacher_eval"):
         assert metrics[f"{prefix}_rows"] == 21 and metrics[f"{prefix}_rows_mm"] == 9
         assert metrics[f"{prefix}_label_sum_mm"] == mismatched_labels
+
+
+def test_a_run_that_evaluated_and_kept_its_best_checkpoint_is_scored_beside_its_teacher(tmp_path):
+    # The teacher's evaluator copied the run's eval_strategy without an eval_dataset: transformers refused to build
+    # it, after training (every configs/glue/*.yaml evaluates each epoch). Its "epoch": 0 also overwrote the student's.
+    teacher = tiny.classifier(layers=2, num_labels=3, seed=0)
+    student = tiny.classifier(layers=1, num_labels=3, seed=1)
+    args = make_args(tmp_path, eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True)
+    rows = tiny.class_rows(12, seed=3)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=args, train_dataset=tiny.class_rows(8), eval_dataset=rows,
+        data_collator=tiny.collate, compute_metrics=accuracy,
+    )  # fmt: skip
+    trainer.train()
+    metrics = evaluation.evaluate_side_by_side(trainer, teacher, {"validation": rows}, tiny.collate, accuracy)
+    assert "eval_accuracy" in metrics and "teacher_eval_accuracy" in metrics
+    assert metrics["epoch"] == 1.0  # the student's, not the teacher evaluator's 0
+
+
+@pytest.mark.parametrize("flag", ["bf16_full_eval", "fp16_full_eval"])
+def test_scoring_under_a_half_precision_eval_leaves_both_models_in_float32(tmp_path, flag):
+    # Trainer's evaluation casts the model it scores to half precision in place: the student then exported and
+    # described afterwards was the rounded one, and the teacher too
+    teacher = tiny.classifier(layers=2, num_labels=3, seed=0)
+    student = tiny.classifier(layers=1, num_labels=3, seed=1)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=make_args(tmp_path, **{flag: True}), data_collator=tiny.collate
+    )
+    evaluation.evaluate_side_by_side(trainer, teacher, {"validation": tiny.class_rows(6)}, tiny.collate, accuracy)
+    assert next(student.parameters()).dtype == torch.float32
+    assert next(teacher.parameters()).dtype == torch.float32

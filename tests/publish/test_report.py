@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import tiny
@@ -196,3 +197,39 @@ def test_the_exports_reference_logits_are_the_float32_students_row_by_row_in_thi
     with torch.no_grad():
         expected = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(torch.from_numpy(seen["torch_logits"]), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_push_leaves_out_a_cache_folder_of_any_name_and_deletes_files_no_longer_the_students(
+    tmp_path, monkeypatch
+):
+    # A --teacher_cache_dir inside output_dir under another name was uploaded whole (the trainer's own push left it
+    # out); trainer_state.json names this machine's best checkpoint; an earlier push's ONNX files stayed in the repo
+    # beside a student they were not exported from.
+    import huggingface_hub
+    from huggingface_hub.utils import filter_repo_objects
+
+    calls = {}
+
+    class Hub:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            calls["repo"] = repo_id
+
+        def upload_folder(self, *, folder_path, ignore_patterns, delete_patterns, **kwargs):
+            files = [p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()]
+            calls["uploaded"] = list(filter_repo_objects(files, ignore_patterns=ignore_patterns))
+            calls["deleted"] = list(
+                filter_repo_objects(["onnx/model.onnx", "onnx/model_int8.onnx", "trainer_state.json",
+                                     "model.safetensors", "README.md"], allow_patterns=delete_patterns)
+            )  # fmt: skip
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Hub)
+    trainer = trained(tmp_path, cache_teacher_logits=True, teacher_cache_dir=str(tmp_path / "out" / "logits"))
+    trainer.save_state()
+    assert any((tmp_path / "out" / "logits").rglob("*.arrow")) and (tmp_path / "out" / "trainer_state.json").exists()
+    publish(trainer, push_token="token")
+    assert "model.safetensors" in calls["uploaded"] and "README.md" in calls["uploaded"]
+    assert not [f for f in calls["uploaded"] if f.startswith("logits/") or f == "trainer_state.json"]
+    assert calls["deleted"] == ["onnx/model.onnx", "onnx/model_int8.onnx", "trainer_state.json"]
