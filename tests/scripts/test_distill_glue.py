@@ -114,11 +114,15 @@ def test_sentence_pair_task_with_distilbert_student(tmp_path):
 def test_regression_task_stsb(tmp_path):
     teacher = save_teacher(tmp_path / "teacher", num_labels=1)
     flags = common_flags(tmp_path, teacher, "--task_name", "stsb", "--data_dir", str(GLUE_DIR))
-    distill_glue.main([*flags, "--student_num_layers", "1", "--logging_steps", "1"])
+    # evaluated each epoch, keeping the best checkpoint, as every configs/glue/*.yaml does: the teacher's evaluator
+    # took that strategy without an evaluation set, and the run crashed after training
+    best = ["--eval_strategy", "epoch", "--save_strategy", "epoch", "--load_best_model_at_end", "true"]
+    distill_glue.main([*flags, "--student_num_layers", "1", "--logging_steps", "1", *best])
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     assert student.config.num_labels == 1 and student.config.problem_type == "regression"
     results = read_results(tmp_path / "out")
     assert {"eval_pearson", "eval_spearmanr", "teacher_eval_pearson"} <= set(results)
+    assert results["epoch"] == 1.0 and (tmp_path / "out" / "README.md").is_file()
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     assert any(entry.get("loss_kd", 0) > 0 for entry in history)  # MSE to the teacher, never a constant softmax
 
