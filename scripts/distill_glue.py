@@ -26,7 +26,7 @@ from hf_distill.cli.models import load_models, ready_models
 from hf_distill.cli.training import make_trainer, script_training_defaults, train_and_save
 from hf_distill.cli.transfer import build_transfer_set, check_mlm_augmenter, embedding_table, pseudo_label
 from hf_distill.publish.evaluation import evaluate_side_by_side
-from hf_distill.publish.model_card import describe_student
+from hf_distill.publish.model_card import describe_student, scored_rows
 from hf_distill.publish.report import publish_student
 from hf_distill.tasks.loading import HP_VALIDATION, limit_and_tokenize, load_data
 from hf_distill.tasks.metrics import compute_metrics_fn, custom_metrics_fn, main_metric
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         student_training=data_args.student_training,
         regression=regression,
         teacher_dtype=str(next(teacher.parameters()).dtype).removeprefix("torch."),
+        **scored_rows(data_args, len(first_eval)),
     )
     return publish_student(
         trainer,

@@ -78,6 +78,11 @@ class ModelCardData:
     hub_dataset: bool | None = None
     # the split the student was scored on; None: MNLI's validation_matched, any other task's validation
     dataset_split: str | None = None
+    # which rows of it, where not all: " (its first 32 rows)"; said after "Evaluated on the same ... evaluation set"
+    evaluation_note: str = ""
+    # whether the scores go into the metadata's model-index: not for rows held out of the training split, which the
+    # Hub would read as the dataset's own evaluation split
+    index_results: bool = True
     # the dataset's config (GLUE's task, a --dataset_config_name); None: the dataset has none. By default the task.
     dataset_config: Any = _SAME_AS_TASK
 
@@ -275,7 +280,7 @@ def render_model_card(data: ModelCardData) -> str:
                 metric_value=round(float(data.student_metrics[name]), 6),
             )
             for name in data.metric_names
-            if name in data.student_metrics and hub_dataset
+            if name in data.student_metrics and hub_dataset and data.index_results
         ]
         or None,
     )
@@ -298,8 +303,8 @@ This model was distilled with hf-distill from the teacher `{data.teacher}`, {dat
 {_training_data_lines(data)}
 ## Teacher vs student
 
-Evaluated on the same {data.task} evaluation set{_precision_note(data)}; latency is the median forward pass at
-each batch size on {data.latency_device}, measured on the machine that trained it.
+Evaluated on the same {data.task} evaluation set{data.evaluation_note}{_precision_note(data)}; latency is the median
+forward pass at each batch size on {data.latency_device}, measured on the machine that trained it.
 
 {format_table(data)}
 {_deployment_section(data)}
@@ -384,6 +389,22 @@ def _training_data_lines(data: ModelCardData) -> str:
     if data.settings_note:
         lines.append(f"- **Settings**: {data.settings_note}")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def scored_rows(data_args, rows: int) -> dict[str, Any]:
+    """The card's account of the rows both models were scored on (`rows` of them), where they are not a dataset's
+    whole evaluation split: rows held out of train (`--validation_split_size`; then no model-index, which the Hub
+    would read as the dataset's evaluation split) or the first N of it (`--max_eval_samples`: a sliced split)."""
+    if data_args.task_name is not None:
+        held_out = data_args.validation_split_size is not None and not getattr(data_args, "hp_search_trials", None)
+    else:
+        held_out = data_args.validation_file is None  # your own file's evaluation rows are held out of it
+    if held_out:
+        return {"index_results": False, "evaluation_note": f" ({rows:,} rows held out of the training split)"}
+    if data_args.max_eval_samples is not None and rows >= data_args.max_eval_samples:  # fewer: the whole split
+        split = "validation_matched" if data_args.task_name == "mnli" else "validation"
+        return {"dataset_split": f"{split}[:{rows}]", "evaluation_note": f" (its first {rows:,} rows)"}
+    return {}
 
 
 def describe_student(student, model_args, layers, training: str) -> str:

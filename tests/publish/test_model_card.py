@@ -119,3 +119,30 @@ def test_the_masked_lm_card_names_a_corpus_file_or_local_folder_by_its_name_neve
     assert corpus_card_name(None, str(tmp_path / "corpus.txt")) == ("corpus.txt", False)
     assert corpus_card_name("wikitext", None) == ("wikitext", True)
     assert corpus_card_name("Salesforce/wikitext", None) == ("Salesforce/wikitext", True)
+
+
+def test_scores_on_rows_held_out_of_train_or_on_part_of_the_split_are_never_indexed_as_the_whole_split():
+    # --validation_split_size scored rows held out of GLUE's train split, and the model-index claimed its dev split
+    from types import SimpleNamespace
+
+    from hf_distill.publish.model_card import scored_rows
+
+    def glue(**values):
+        defaults = dict(task_name="sst2", validation_split_size=None, hp_search_trials=None, max_eval_samples=None,
+                        validation_file=None)  # fmt: skip
+        return SimpleNamespace(**{**defaults, **values})
+
+    held = scored_rows(glue(validation_split_size=1000), 1000)
+    found = metadata(card(**held))
+    assert "model-index" not in found and found["datasets"] == ["glue"]
+    assert "evaluation set (1,000 rows held out of the training split)" in render_model_card(card(**held))
+    # a search scores its trials on held-out rows, the final student on dev
+    assert scored_rows(glue(validation_split_size=1000, hp_search_trials=5), 872) == {}
+    assert splits(metadata(card(**scored_rows(glue(max_eval_samples=32), 32)))) == ["validation[:32]"]
+    assert splits(metadata(card(task="mnli", **scored_rows(glue(task_name="mnli", max_eval_samples=64), 64)))) == [
+        "validation_matched[:64]"
+    ]
+    assert scored_rows(glue(max_eval_samples=2000), 872) == {}  # the cap above the split's size: all of it
+    own = dict(task_name=None, train_file="t.csv")
+    assert scored_rows(glue(**own, validation_split_size=50), 50)["index_results"] is False
+    assert scored_rows(glue(**own, validation_file="v.csv"), 300) == {}
