@@ -82,9 +82,9 @@ def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:
             "that reaches the Hub, or drop --push_to_hub."
         )
     try:
-        identity = HfApi(token=token).whoami(token=token)
+        identity = _within(timeout, lambda: HfApi(token=token).whoami(token=token))
     except Exception as error:  # network errors come as several types; none of them may leak the token
-        reason = type(error).__name__
+        reason = f"no answer within {timeout:g} s" if isinstance(error, TimeoutError) else type(error).__name__
         raise ValueError(
             f"--push_to_hub: the Hub at {constants.ENDPOINT} could not be reached or refused the token ({reason}). "
             "Nothing was trained; check the network and the token, or drop --push_to_hub."
@@ -99,6 +99,30 @@ def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:
             "or drop --push_to_hub."
         )
     return token
+
+
+def _within(timeout: float, call):
+    """`call()`'s result, or `TimeoutError` after `timeout` seconds: huggingface_hub's client waits for ever on a
+    connection that never answers (a firewall dropping packets), and every rank would hang before training. The
+    call is left to finish in a daemon thread."""
+    import threading
+
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True, name="hub-check")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def hub_repo_id(training_args) -> str:

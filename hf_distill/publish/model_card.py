@@ -178,8 +178,9 @@ def _relative(argument: str, root: Path | None) -> str:
     return paths[0].name
 
 
-def environment() -> tuple[str, str]:
-    """(the hardware in words, the exact versions of the libraries that made the student)."""
+def environment(device: Any = None) -> tuple[str, str]:
+    """(the hardware the latency was measured on, in words, the exact versions of the libraries that made the
+    student). `device`: where the models were timed (the run's); None: a GPU when there is one."""
     import platform
 
     import accelerate
@@ -188,10 +189,15 @@ def environment() -> tuple[str, str]:
 
     import hf_distill
 
-    if torch.cuda.is_available():
-        hardware = f"{torch.cuda.get_device_name(0)} ({torch.cuda.device_count()} GPU(s))"
-    else:
+    # the one device the latency ran on, not the machine's GPUs (a --use_cpu run on a GPU machine times the CPU)
+    device = torch.device(device) if device is not None else None
+    kind = device.type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind == "cuda":
+        hardware = f"one {torch.cuda.get_device_name(device.index if device and device.index is not None else 0)}"
+    elif kind == "cpu":
         hardware = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    else:
+        hardware = f"{kind} ({platform.machine()})"
     versions = ", ".join(
         f"{name} {module.__version__}"
         for name, module in (("hf-distill", hf_distill), ("torch", torch), ("transformers", transformers),

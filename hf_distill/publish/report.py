@@ -68,7 +68,7 @@ def publish_student(
     if export_formats:
         deployment = _export(trainer, student, export_formats, latency_dataset, collator, metrics, metric_names)
     trainer.save_metrics("eval", metrics)
-    hardware, versions = environment()
+    hardware, versions = environment(args.device)
     data = ModelCardData(
         metric_names=metric_names,
         teacher_metrics={m: metrics[f"teacher_eval_{m}"] for m in metric_names if f"teacher_eval_{m}" in metrics},

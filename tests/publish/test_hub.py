@@ -42,3 +42,16 @@ def test_a_read_only_token_is_refused_before_training_without_printing_it(hub):
     with pytest.raises(ValueError, match=r"read-only.*write") as error:
         check_can_push(secret)
     assert secret not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_hub_that_never_answers_is_refused_after_the_timeout(hub, monkeypatch):
+    # the timeout argument was never used: a silent connection (a firewall dropping packets) hung every rank
+    import time
+
+    from hf_distill.publish.hub import check_can_push
+
+    monkeypatch.setattr(_Hub, "whoami", lambda self, token=None: time.sleep(30))
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"could not be reached or refused the token \(no answer within 0.5 s\)"):
+        check_can_push("hf_secret_token", timeout=0.5)
+    assert time.monotonic() - start < 5

@@ -146,3 +146,18 @@ def test_scores_on_rows_held_out_of_train_or_on_part_of_the_split_are_never_inde
     own = dict(task_name=None, train_file="t.csv")
     assert scored_rows(glue(**own, validation_split_size=50), 50)["index_results"] is False
     assert scored_rows(glue(**own, validation_file="v.csv"), 300) == {}
+
+
+def test_the_environment_line_names_the_device_the_latency_ran_on(monkeypatch):
+    # it named the machine's GPUs whatever the run used: a --use_cpu run on a GPU machine read "NVIDIA ... (8 GPU(s))"
+    # under a latency table the card says was measured on a CPU
+    import torch
+
+    from hf_distill.publish.model_card import environment
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: f"NVIDIA H100 #{index}")
+    assert environment(torch.device("cpu"))[0].endswith(f"CPU, {torch.get_num_threads()} threads")
+    assert environment(torch.device("cuda", 3))[0] == "one NVIDIA H100 #3"
+    assert environment("cuda")[0] == "one NVIDIA H100 #0"
