@@ -58,24 +58,21 @@ def test_held_out_pairs_are_compared_on_both_texts_and_nothing_is_said_without_r
 # ---- the stratified split's conditions, said with the option ----
 
 
-def test_a_class_with_a_single_row_is_refused_naming_the_option_and_the_class():
-    raw = classes([0] * 10 + [1] * 10 + [2])
-    message = (
-        r"--validation_split_size 5: a stratified hold-out needs at least 2 rows of each class, but class 'c2' has 1 "
-        r"\(class counts: c0 10, c1 10, c2 1\)\. Add rows of that class, or drop its row from the training data\.$"
-    )
+@pytest.mark.parametrize(
+    ("labels", "size", "message"),
+    [
+        ([0] * 10 + [1] * 10 + [2], 5,
+         r"--validation_split_size 5: a stratified hold-out needs at least 2 rows of each class, but class 'c2' has 1 "
+         r"\(class counts: c0 10, c1 10, c2 1\)\. Add rows of that class, or drop its row from the training data\.$"),
+        ([0] * 10 + [1] * 10 + [2] * 10, 2,
+         r"--validation_split_size 2 is smaller than the number of classes \(3; class counts: c0 10, c1 10, c2 10\): "
+         r"a stratified hold-out takes at least one row of each\. Pass --validation_split_size 3 or more\.$"),
+    ],
+    ids=["a_class_of_one_row", "fewer_rows_than_classes"],
+)  # fmt: skip
+def test_a_stratified_split_datasets_would_refuse_is_refused_naming_the_option_and_the_fix(labels, size, message):
     with pytest.raises(ValueError, match=message):
-        hold_out(raw, 5, stratify=True)
-
-
-def test_a_split_size_smaller_than_the_number_of_classes_is_refused_with_the_smallest_that_works():
-    raw = classes([0] * 10 + [1] * 10 + [2] * 10)
-    message = (
-        r"--validation_split_size 2 is smaller than the number of classes \(3; class counts: c0 10, c1 10, c2 10\): "
-        r"a stratified hold-out takes at least one row of each\. Pass --validation_split_size 3 or more\.$"
-    )
-    with pytest.raises(ValueError, match=message):
-        hold_out(raw, 2, stratify=True)
+        hold_out(classes(labels), size, stratify=True)
 
 
 def test_a_split_that_leaves_fewer_training_rows_than_classes_is_refused_with_the_largest_that_works():
