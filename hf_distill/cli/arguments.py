@@ -10,6 +10,7 @@ A YAML file sets values, command-line flags override it, and an unknown key is a
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,18 @@ class ModelArguments:
             )
         if self.student_layers is not None:
             self.student_layers = _parse_layer_list(self.student_layers)
+        if self.student_model_name_or_path is not None and self.student_architecture != "bert":
+            raise ValueError(
+                f"--student_architecture {self.student_architecture} builds a student from the teacher's layers, but "
+                "--student_model_name_or_path gives a ready one (loaded as it is): drop --student_architecture, or "
+                "build the student with --student_num_layers or --student_layers instead."
+            )
+        if self.finetune_teacher and not (self.teacher_num_train_epochs > 0 and self.teacher_learning_rate > 0):
+            raise ValueError(
+                f"--finetune_teacher with --teacher_num_train_epochs {self.teacher_num_train_epochs} and "
+                f"--teacher_learning_rate {self.teacher_learning_rate} would leave the teacher's new head untrained "
+                "(random), and the student distilled from it: pass both > 0, e.g. 3 and 2e-5."
+            )
         # what the model card may name as base_model: a Hub id, never a local path
         self.teacher_hub_id = hub_id_of(self.teacher_model_name_or_path)
         # what a card or a result may call the teacher: a Hub id, a package: spec, or a folder's name (no machine path)
@@ -118,11 +131,36 @@ def parse_arguments(
         args=argv, return_remaining_strings=True
     )
     if remaining:
-        raise ValueError(f"Unknown command-line argument(s) {remaining}: see `--help` for the options.")
+        hint = (
+            "a config file goes first, before the flags"
+            if any(token.endswith((".yaml", ".yml")) for token in remaining)
+            else "see `--help` for the options"
+        )
+        raise ValueError(f"Unknown command-line argument(s) {_shown(remaining)}: {hint}.")
     return model_args, data_args, training_args, config_path
 
 
+def _shown(remaining: list[str]) -> list[str]:
+    """Unknown arguments for the error message, with the value of anything that may be a token hidden: a misspelled
+    --hub_token (`--hub-tokn X`) is no option the parser knows, and its value would be printed to the log."""
+    shown: list[str] = []
+    hide_next = False
+    for token in remaining:
+        if token.startswith("--"):
+            flag, equals, value = token.partition("=")
+            name = flag[2:].replace("-", "_")
+            secret = "tok" in name or name.startswith("hub_t")
+            shown.append(flag + (f"={'<redacted>' if secret else value}" if equals else ""))
+            hide_next = secret and not equals
+        else:
+            shown.append("<redacted>" if hide_next else token)
+            hide_next = False
+    return shown
+
+
 STUDENT_CHOICES = ("student_model_name_or_path", "student_num_layers", "student_layers")
+# Options that take one comma-separated text: a YAML list of them is joined with commas
+COMMA_SEPARATED = frozenset({"student_layers", "export", "hidden_layer_map"})
 
 
 def _option_named(token: str) -> str | None:
@@ -159,6 +197,8 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
         if value is None or key in replaced:
             continue
         takes = types[key].replace("typing.", "").replace("NoneType", "None")
+        if isinstance(value, list) and key in COMMA_SEPARATED:  # `student_layers: [0, 3]` means "0,3"
+            value = ",".join(_scalar(item) for item in value)
         if isinstance(value, list) and "list" not in takes:
             raise ValueError(
                 f"{key!r} in {path} is a list ({value!r}), but {key} takes one value of type {takes}. Give a single "
@@ -205,7 +245,8 @@ def _scalar(value: Any) -> str:
 
 
 def _parse_layer_list(value: str | list) -> list[int]:
-    items = value if isinstance(value, list) else str(value).replace(" ", "").split(",")
+    # commas and/or spaces: dropping the spaces first read "0 3" as layer 3 and "0 2 4" as layer 24
+    items = value if isinstance(value, list) else re.split(r"[,\s]+", str(value).strip())
     try:
         return [int(item) for item in items if item != ""]
     except ValueError:

@@ -98,6 +98,22 @@ def _is_our_card(readme: Path) -> bool:
     return isinstance(tags, list) and CARD_TAG in tags
 
 
+def check_checkpoint(checkpoint, output_dir: Path) -> None:
+    """A --resume_from_checkpoint folder must hold a Trainer checkpoint: Trainer finds out only after the data, the
+    models and a teacher fine-tune (whose saved teacher then blocks the same command's rerun)."""
+    if not checkpoint or isinstance(checkpoint, bool):
+        return
+    path = Path(checkpoint)
+    if (path / "trainer_state.json").is_file():
+        return
+    found = sorted(p.name for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file())
+    held = f"{output_dir} holds {', '.join(found)}" if found else f"{output_dir} holds no checkpoint"
+    raise ValueError(
+        f"--resume_from_checkpoint {checkpoint} is not a Trainer checkpoint (a folder with trainer_state.json); "
+        f"{held}. Pass one of its checkpoint folders, or drop --resume_from_checkpoint to start afresh."
+    )
+
+
 def check_model_path(name_or_path: str, role: str) -> None:
     """A name that looks like a local path must exist; anything else is taken for a Hub id.
 
@@ -119,6 +135,12 @@ def check_model_path(name_or_path: str, role: str) -> None:
         )
     if path.exists() and not (path / "config.json").exists():
         raise ValueError(f"The {role} folder {name_or_path!r} has no config.json: it is not a saved model.")
+    weights = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
+    if path.is_dir() and not any(any(path.glob(pattern)) for pattern in weights):
+        raise ValueError(
+            f"The {role} folder {name_or_path!r} holds a config.json but no weights (model.safetensors or "
+            "pytorch_model.bin): save the model there with save_pretrained(), or pass another folder."
+        )
 
 
 def check_teacher_head(config, num_labels: int, model_args, label_names=None) -> None:
@@ -195,6 +217,7 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     check_output_dir(
         Path(training_args.output_dir), data_args.overwrite_output_dir, training_args.resume_from_checkpoint
     )
+    check_checkpoint(training_args.resume_from_checkpoint, Path(training_args.output_dir))
     teacher_dir = Path(training_args.output_dir) / "teacher"
     if model_args.finetune_teacher and not data_args.overwrite_output_dir and (teacher_dir / "config.json").exists():
         # an --hp_search_only run leaves its teacher and no student: a refit would replace the teacher its trials

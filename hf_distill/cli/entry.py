@@ -13,6 +13,7 @@ import transformers
 from hf_distill.publish.model_card import sanitize_command
 
 from .distributed import end_distributed
+from .training import TRAINED
 
 __all__ = ["run_entry_point", "script_argv", "setup_logging"]
 
@@ -33,7 +34,9 @@ def setup_logging() -> None:
 def run_entry_point(main: Callable[[], object], program: str) -> None:
     """Runs `main()`; a `ValueError` (bad input, raised before any training) becomes one line on stderr and exit 2.
 
-    A `ValueError` raised inside a training loop (a teacher fine-tune, a search trial, the distillation) once an
+    A `ValueError` raised once the student is trained (`train_and_save` returned from training: scoring, exporting,
+    pushing) is a failure too: the student is saved, and the traceback says where it stopped. One raised inside a
+    training loop (a teacher fine-tune, a search trial, the distillation) once an
     optimizer step has been taken is not bad input but a failure: it keeps its traceback, and the group is not torn
     down (see below). Raised on the first batch, before any step (`compute_loss`'s refusals of a stale cache or of
     logits that differ in shape), it is still bad input.
@@ -41,10 +44,12 @@ def run_entry_point(main: Callable[[], object], program: str) -> None:
     `end_distributed()` runs after a normal end and after bad input, not in a `finally`: after an unexpected error a
     collective may still be pending, and tearing the group down then can block; the launcher ends the other ranks.
     """
+    TRAINED.clear()
     try:
         main()
     except ValueError as error:
-        if _raised_while_training(error):
+        # after a training loop's first step, or once the student is trained (evaluation, export, push): a failure
+        if _raised_while_training(error) or TRAINED:
             raise
         print(f"{program}: error: {error}", file=sys.stderr)  # bad input: one clear line, nothing half-written
         end_distributed()

@@ -65,7 +65,10 @@ def load_teacher(model_args, training_args, num_labels: int, label_names):
     # dtype it runs in.
     fp32 = model_args.finetune_teacher or not model_args.student_model_name_or_path
     dtype = torch.bfloat16 if training_args.bf16 and not fp32 else torch.float32
-    kwargs = _label_kwargs(num_labels, label_names) if model_args.finetune_teacher else {}
+    # a head refit on the task may have another size than the checkpoint's (a teacher fine-tuned on other labels)
+    kwargs = {}
+    if model_args.finetune_teacher:
+        kwargs = {**_label_kwargs(num_labels, label_names), "ignore_mismatched_sizes": True}
     teacher = AutoModelForSequenceClassification.from_pretrained(
         model_args.teacher_model_name_or_path, dtype=dtype, **kwargs, **hub_kwargs(model_args)
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from transformers import Trainer
 
+from hf_distill.publish.export import remove_exports
 from hf_distill.trainer import DistillationTrainer, LabelsTrainer
 
 __all__ = ["STUDENT_TRAININGS", "make_trainer", "recipe_trainer_class", "script_training_defaults", "train_and_save"]
@@ -45,16 +46,24 @@ def make_trainer(student_training: str, student: Any, teacher: Any, **trainer_kw
 RESULTS_FILES = ("all_results.json", "train_results.json", "eval_results.json")
 
 
+# The students `train_and_save` trained in this run (their trainers' class names): run_entry_point tells a failure
+# after training (it keeps its traceback) from bad input (one line) by it, and empties it when a run starts.
+TRAINED: list[str] = []
+
+
 def train_and_save(trainer: Trainer) -> None:
     """Trains (resuming when `--resume_from_checkpoint` says so), then saves the student, its metrics and state.
 
-    An earlier run's results files in the output folder (a rerun with --overwrite_output_dir) are removed first, so
-    that the run's results hold only its own keys.
+    An earlier run's results files, card and exports in the output folder (a rerun with --overwrite_output_dir) are
+    removed first, so that the run's results hold only its own keys, and a run that fails after saving its student
+    never leaves it under the earlier student's card (check_output_dir refused a README.md that is not our card).
     """
     if trainer.is_world_process_zero():  # the process that writes them
-        for name in RESULTS_FILES:
+        for name in (*RESULTS_FILES, "README.md"):
             (Path(trainer.args.output_dir) / name).unlink(missing_ok=True)
+        remove_exports(trainer.args.output_dir)
     result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+    TRAINED.append(type(trainer).__name__)  # a ValueError from here on is no bad input (run_entry_point)
     trainer.save_model()
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()

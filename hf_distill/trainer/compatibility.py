@@ -148,6 +148,13 @@ def check_vocabulary_fits(tokenizer: Any, config: Any, who: str = "teacher") -> 
             f"Save the {who} after model.resize_token_embeddings(len(tokenizer)), or use the tokenizer it was "
             "trained with."
         )
+    if size < vocab_size // 2:
+        raise ValueError(
+            f"The {who}'s tokenizer has {size} tokens but the {who}'s embedding table holds {vocab_size}: it is not "
+            f"the tokenizer the {who} was trained with (a folder without tokenizer files gives one of the special "
+            f"tokens alone, and every word becomes [UNK]). Save the tokenizer beside the {who} "
+            "(tokenizer.save_pretrained(folder)), or pass a folder that holds it."
+        )
 
 
 def _is_sequence_classifier(model: nn.Module) -> bool:

@@ -71,3 +71,29 @@ def test_a_readme_that_is_not_an_hf_distill_card_is_never_overwritten(tmp_path):
     readme.write_text(render_model_card(card))  # an earlier run's card: replaced like the rest of its outputs
     check_output_dir(tmp_path, False, None)
     check_output_dir(tmp_path, True, None)
+
+
+def test_a_resume_path_that_holds_no_checkpoint_is_refused_naming_the_ones_there(tmp_path):
+    # Trainer found out only after the data, the models and a teacher fine-tune, whose saved teacher then refused
+    # the same command's rerun
+    from hf_distill.cli.checks import check_checkpoint
+
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"checkpoint-99 is not a Trainer checkpoint .* holds checkpoint-4\. Pass"):
+        check_checkpoint(str(tmp_path / "checkpoint-99"), tmp_path)
+    with pytest.raises(ValueError, match=r"--resume_from_checkpoint true is not a Trainer checkpoint"):
+        check_checkpoint("true", tmp_path)  # the parser takes it as text, a folder named "true"
+    check_checkpoint(str(tmp_path / "checkpoint-4"), tmp_path)
+    check_checkpoint(None, tmp_path)
+
+
+def test_a_model_folder_without_weights_is_refused_in_one_line(tmp_path):
+    from hf_distill.cli.checks import check_model_path
+
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"student folder .* holds a config\.json but no weights"):
+        check_model_path(str(tmp_path / "student"), "student")
+    (tmp_path / "student" / "model.safetensors").write_bytes(b"")
+    check_model_path(str(tmp_path / "student"), "student")

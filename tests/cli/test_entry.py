@@ -69,3 +69,21 @@ def test_a_refusal_on_the_first_batch_before_any_step_is_still_one_line(tmp_path
         entry.run_entry_point(lambda: train_failing_on(0, tmp_path), "distill_glue.py")
     assert exited.value.code == 2 and teardowns == ["end"]
     assert capsys.readouterr().err.endswith("distill_glue.py: error: a failure inside the training loop\n")
+
+
+def test_a_value_error_once_the_student_is_trained_keeps_its_traceback(tmp_path, teardowns, capsys):
+    # raised while scoring or publishing, after the student was saved: it was printed as bad input, exit 2
+    from hf_distill.cli.training import train_and_save
+
+    def main():
+        model = FailsOnStep(step=10**6)
+        trainer = Trainer(model=model, args=make_args(tmp_path, max_steps=1), train_dataset=tiny.class_rows(4),
+                          data_collator=tiny.collate)  # fmt: skip
+        train_and_save(trainer)
+        raise ValueError("a failure after training")
+
+    with pytest.raises(ValueError, match="a failure after training"):
+        entry.run_entry_point(main, "distill_glue.py")
+    assert "error:" not in capsys.readouterr().err and teardowns == []
+    with pytest.raises(SystemExit):  # the next run starts afresh: its bad input is one line again
+        entry.run_entry_point(lambda: (_ for _ in ()).throw(ValueError("bad input")), "distill_glue.py")

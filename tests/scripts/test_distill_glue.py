@@ -127,6 +127,18 @@ def test_regression_task_stsb(tmp_path):
     assert any(entry.get("loss_kd", 0) > 0 for entry in history)  # MSE to the teacher, never a constant softmax
 
 
+@needs_glue
+def test_finetune_teacher_refits_the_head_of_a_teacher_fine_tuned_on_other_labels(tmp_path):
+    # the fix the refusal of a 3-label teacher on SST-2 recommends: it crashed on the classifier's size mismatch
+    teacher = save_teacher(tmp_path / "teacher", num_labels=3, layers=2)
+    flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    with pytest.raises(ValueError, match=r"num_labels=3 but the task has 2 .* --finetune_teacher"):
+        distill_glue.main([*flags, "--student_num_layers", "1"])
+    distill_glue.main([*flags, "--student_num_layers", "1", "--finetune_teacher", "true",
+                       "--teacher_num_train_epochs", "1"])  # fmt: skip
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").config.num_labels == 2
+
+
 def test_finetune_teacher_then_distil_from_a_pretrained_base(tmp_path):
     base = save_teacher(tmp_path / "base", num_labels=2, base_model=True)
     rows = "\n".join(f"{'good fun' if i % 2 else 'bad sad'} {i},{'pos' if i % 2 else 'neg'}" for i in range(40))
@@ -343,6 +355,15 @@ def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
     flags = common_flags(tmp_path, small, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
     message = r"tokenizer has \d+ tokens but the teacher's embedding table holds 40 \(config.vocab_size\)"
     refuse(tmp_path, [*flags, "--student_num_layers", "1"], message)
+
+    # a folder saved without its tokenizer: transformers 5 builds one of the 5 special tokens, and every word of the
+    # run was [UNK], exit 0
+    bare = save_teacher(models / "no_tokenizer", num_labels=2)
+    for file in bare.iterdir():
+        if file.name not in ("config.json", "model.safetensors"):
+            file.unlink()
+    flags = common_flags(tmp_path, bare, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, "--student_num_layers", "1"], r"tokenizer has 5 tokens .* not the tokenizer the teacher")
 
 
 @needs_glue

@@ -1,0 +1,56 @@
+"""hf_distill.cli.arguments: what a YAML config and the command line set, and what they refuse."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_distill.cli.arguments import parse_arguments
+
+
+def parsed(tmp_path, *flags, config: str | None = None):
+    argv = ["--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--output_dir",
+            str(tmp_path / "out"), "--use_cpu", "true", *flags]  # fmt: skip
+    if config is not None:
+        path = tmp_path / "c.yaml"
+        path.write_text(config)
+        argv = [str(path), *argv]
+    return parse_arguments(argv)
+
+
+@pytest.mark.parametrize("layers", ["0,3", "0, 3", "0 3", " 0  3 "])
+def test_student_layers_split_on_commas_and_spaces(tmp_path, layers):
+    # the spaces were dropped first: "0 3" built a one-layer student from layer 3, "0 2 4" from layer 24
+    assert parsed(tmp_path, "--student_layers", layers)[0].student_layers == [0, 3]
+
+
+def test_a_yaml_list_for_a_comma_separated_option_means_its_items(tmp_path):
+    # refused with "e.g. student_layers: 0", a fix that built a one-layer student (and "export: onnx" dropped int8)
+    model_args, data_args, _, _ = parsed(tmp_path, config="student_layers: [0, 3]\nexport: [onnx, int8]\n")
+    assert model_args.student_layers == [0, 3] and data_args.export == "onnx,int8"
+
+
+def test_a_misspelled_token_option_never_prints_its_value(tmp_path):
+    with pytest.raises(ValueError) as refused:
+        parsed(tmp_path, "--student_num_layers", "1", "--hub-tokn", "hf_SECRETVALUE", "--hub_tokenz=hf_OTHER")
+    assert "SECRET" not in str(refused.value) and "OTHER" not in str(refused.value)
+    assert "'--hub-tokn', '<redacted>', '--hub_tokenz=<redacted>'" in str(refused.value)
+
+
+def test_a_config_after_the_flags_is_said_to_go_first(tmp_path):
+    config = tmp_path / "late.yaml"
+    config.write_text("student_num_layers: 1\n")
+    with pytest.raises(ValueError, match=r"late\.yaml.*: a config file goes first, before the flags\.$"):
+        parsed(tmp_path, "--student_num_layers", "1", str(config))
+
+
+def test_an_architecture_for_a_ready_student_is_refused(tmp_path):
+    # it was ignored: the BERT student was loaded as it was, and the card's command named distilbert
+    with pytest.raises(ValueError, match=r"--student_architecture distilbert builds a student .* drop"):
+        parsed(tmp_path, "--student_model_name_or_path", "prajjwal1/bert-tiny", "--student_architecture", "distilbert")
+
+
+@pytest.mark.parametrize("flag", ["--teacher_num_train_epochs", "--teacher_learning_rate"])
+def test_a_teacher_fine_tune_that_trains_nothing_is_refused(tmp_path, flag):
+    # the new head stayed random, and the student was distilled from it, exit 0
+    with pytest.raises(ValueError, match=rf"{flag} 0(\.0)? .*new head untrained"):
+        parsed(tmp_path, "--student_num_layers", "1", "--finetune_teacher", "true", flag, "0")

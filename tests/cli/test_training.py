@@ -1,0 +1,25 @@
+"""hf_distill.cli.training.train_and_save: what a rerun into the same folder leaves of the earlier run."""
+
+from __future__ import annotations
+
+import tiny
+from trainers import make_args
+
+from hf_distill.cli.training import train_and_save
+from hf_distill.trainer import LabelsTrainer
+
+
+def test_a_rerun_removes_the_earlier_students_card_and_exports_before_training(tmp_path):
+    # a rerun that failed after saving its student left it under the earlier student's card (its architecture, its
+    # scores), and beside the earlier student's ONNX file
+    out = tmp_path / "out"
+    (out / "onnx").mkdir(parents=True)
+    (out / "onnx" / "model.onnx").write_bytes(b"earlier")
+    (out / "README.md").write_text("the earlier student's card")
+    (out / "all_results.json").write_text('{"eval_accuracy": 0.9}')
+    trainer = LabelsTrainer(model=tiny.classifier(layers=1), args=make_args(tmp_path, max_steps=1),
+                            train_dataset=tiny.class_rows(4), data_collator=tiny.collate)  # fmt: skip
+    train_and_save(trainer)
+    assert not (out / "README.md").exists() and not (out / "onnx").exists()
+    assert "eval_accuracy" not in (out / "all_results.json").read_text()
+    assert (out / "model.safetensors").is_file()
