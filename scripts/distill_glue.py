@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         student_training=data_args.student_training,
         regression=regression,
         teacher_dtype=str(next(teacher.parameters()).dtype).removeprefix("torch."),
-        **scored_rows(data_args, len(first_eval)),
+        **scored_rows(data_args, len(first_eval), chosen_on_it=training_args.load_best_model_at_end),
     )
     return publish_student(
         trainer,

@@ -397,10 +397,20 @@ def _training_data_lines(data: ModelCardData) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def scored_rows(data_args, rows: int) -> dict[str, Any]:
+def scored_rows(data_args, rows: int, *, chosen_on_it: bool = False) -> dict[str, Any]:
     """The card's account of the rows both models were scored on (`rows` of them), where they are not a dataset's
     whole evaluation split: rows held out of train (`--validation_split_size`; then no model-index, which the Hub
-    would read as the dataset's evaluation split) or the first N of it (`--max_eval_samples`: a sliced split)."""
+    would read as the dataset's evaluation split) or the first N of it (`--max_eval_samples`: a sliced split).
+    `chosen_on_it`: the student's checkpoint was the best on those rows (`--load_best_model_at_end`), which the card
+    says: its score is then an optimistic one."""
+    found = _scored_rows(data_args, rows)
+    if chosen_on_it:
+        note = "; the student's checkpoint is the one that scored best on it (--load_best_model_at_end): optimistic"
+        found["evaluation_note"] = found.get("evaluation_note", "") + note
+    return found
+
+
+def _scored_rows(data_args, rows: int) -> dict[str, Any]:
     if data_args.task_name is not None:
         held_out = data_args.validation_split_size is not None and not getattr(data_args, "hp_search_trials", None)
     else:

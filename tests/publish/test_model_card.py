@@ -146,6 +146,11 @@ def test_scores_on_rows_held_out_of_train_or_on_part_of_the_split_are_never_inde
     own = dict(task_name=None, train_file="t.csv")
     assert scored_rows(glue(**own, validation_split_size=50), 50)["index_results"] is False
     assert scored_rows(glue(**own, validation_file="v.csv"), 300) == {}
+    # a checkpoint kept for its score on those rows: said, as its score is optimistic
+    chosen = scored_rows(glue(), 872, chosen_on_it=True)
+    assert "evaluation set; the student's checkpoint is the one that scored best on it" in render_model_card(
+        card(**chosen)
+    )
 
 
 def test_the_environment_line_names_the_device_the_latency_ran_on(monkeypatch):
