@@ -126,6 +126,8 @@ def parse_arguments(
         # A student chosen by flag replaces the config's choice (one of the three options is allowed).
         given = {_option_named(token) for token in argv if token.startswith("--")}
         replaced = set(STUDENT_CHOICES) if given & set(STUDENT_CHOICES) else set()
+        if "student_model_name_or_path" in given and "student_architecture" not in given:
+            replaced.add("student_architecture")  # the config's way to build one: a ready student is loaded as it is
         argv = _yaml_to_flags(Path(config_path), parser, replaced) + argv
     model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
         args=argv, return_remaining_strings=True
@@ -146,10 +148,10 @@ def _shown(remaining: list[str]) -> list[str]:
     shown: list[str] = []
     hide_next = False
     for token in remaining:
-        if token.startswith("--"):
+        if token.startswith("-"):
             flag, equals, value = token.partition("=")
-            name = flag[2:].replace("-", "_")
-            secret = "tok" in name or name.startswith("hub_t")
+            name = flag.lstrip("-").replace("-", "_").lower()  # -token, --HF_TOKEN, --Hub-Token=...
+            secret = "tok" in name or name.startswith("hub_t") or "secret" in name or "key" in name
             shown.append(flag + (f"={'<redacted>' if secret else value}" if equals else ""))
             hide_next = secret and not equals
         else:
@@ -164,10 +166,12 @@ COMMA_SEPARATED = frozenset({"student_layers", "export", "hidden_layer_map"})
 
 
 def _option_named(token: str) -> str | None:
-    """The student option a command-line token sets (``--student-layers=0,2`` and argparse's unique prefixes such
-    as ``--student_model`` too), else None."""
+    """The student option (or student_architecture) a command-line token sets (``--student-layers=0,2`` and
+    argparse's unique prefixes such as ``--student_model`` too), else None."""
     name = token[2:].split("=", 1)[0].replace("-", "_")
-    matches = [choice for choice in STUDENT_CHOICES if choice == name or choice.startswith(name)]
+    matches = [
+        choice for choice in (*STUDENT_CHOICES, "student_architecture") if choice == name or choice.startswith(name)
+    ]
     return matches[0] if len(matches) == 1 else None
 
 

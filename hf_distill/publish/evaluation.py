@@ -51,6 +51,7 @@ def evaluate_side_by_side(
         eval_strategy="no",
         save_strategy="no",
         load_best_model_at_end=False,
+        lr_scheduler_type="linear",  # reduce_lr_on_plateau and greedy need an eval strategy; it trains nothing
         push_to_hub=False,
         bf16_full_eval=False,
         fp16_full_eval=False,

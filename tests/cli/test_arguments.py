@@ -54,3 +54,28 @@ def test_a_teacher_fine_tune_that_trains_nothing_is_refused(tmp_path, flag):
     # the new head stayed random, and the student was distilled from it, exit 0
     with pytest.raises(ValueError, match=rf"{flag} 0(\.0)? .*new head untrained"):
         parsed(tmp_path, "--student_num_layers", "1", "--finetune_teacher", "true", flag, "0")
+
+
+def test_a_ready_student_by_flag_replaces_the_configs_way_to_build_one(tmp_path):
+    # configs/mlm/*.yaml set student_architecture: distilbert; a --student_model_name_or_path given by flag was then
+    # refused, with a fix ("drop --student_architecture") the user could not apply without editing the config
+    from hf_distill.cli.mlm_arguments import MlmDataArguments
+
+    config = tmp_path / "mlm.yaml"
+    config.write_text("student_num_layers: 6\nstudent_architecture: distilbert\n")
+    (tmp_path / "corpus.txt").write_text("a line\n")
+    argv = [str(config), "--teacher_model_name_or_path", "bert-base-uncased", "--train_file",
+            str(tmp_path / "corpus.txt"), "--validation_split_size", "1", "--output_dir", str(tmp_path / "out"),
+            "--use_cpu", "true"]  # fmt: skip
+    model_args = parse_arguments([*argv, "--student_model_name_or_path", "my/student"], MlmDataArguments)[0]
+    assert model_args.student_architecture == "bert" and model_args.student_num_layers is None
+    built = parse_arguments([*argv, "--student_num_layers", "3"], MlmDataArguments)[0]
+    assert built.student_architecture == "distilbert"  # a student built by flag keeps the config's architecture
+
+
+@pytest.mark.parametrize("token", ["-token", "--HF_TOKEN", "--Hub-Token=hf_SECRETVALUE", "--api-key"])
+def test_an_unknown_argument_that_may_hold_a_secret_never_prints_it(tmp_path, token):
+    extra = [token] if "=" in token else [token, "hf_SECRETVALUE"]
+    with pytest.raises(ValueError) as refused:
+        parsed(tmp_path, "--student_num_layers", "1", *extra)
+    assert "SECRET" not in str(refused.value) and "<redacted>" in str(refused.value)

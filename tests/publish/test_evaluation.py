@@ -155,7 +155,9 @@ def test_a_run_that_evaluated_and_kept_its_best_checkpoint_is_scored_beside_its_
     # it, after training (every configs/glue/*.yaml evaluates each epoch). Its "epoch": 0 also overwrote the student's.
     teacher = tiny.classifier(layers=2, num_labels=3, seed=0)
     student = tiny.classifier(layers=1, num_labels=3, seed=1)
-    args = make_args(tmp_path, eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True)
+    # and a scheduler that needs an evaluation strategy too (transformers refuses it without one)
+    args = make_args(tmp_path, eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+                     lr_scheduler_type="reduce_lr_on_plateau")  # fmt: skip
     rows = tiny.class_rows(12, seed=3)
     trainer = DistillationTrainer(
         model=student, teacher_model=teacher, args=args, train_dataset=tiny.class_rows(8), eval_dataset=rows,

@@ -222,7 +222,8 @@ def test_the_push_leaves_out_a_cache_folder_of_any_name_and_deletes_files_no_lon
             calls["uploaded"] = list(filter_repo_objects(files, ignore_patterns=ignore_patterns))
             calls["deleted"] = list(
                 filter_repo_objects(["onnx/model.onnx", "onnx/model_int8.onnx", "trainer_state.json",
-                                     "model.safetensors", "README.md"], allow_patterns=delete_patterns)
+                                     "model.safetensors", "README.md", "onnx/model_quantized.onnx",
+                                     "onnx/fp16/model.onnx"], allow_patterns=delete_patterns)
             )  # fmt: skip
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Hub)
@@ -232,4 +233,5 @@ def test_the_push_leaves_out_a_cache_folder_of_any_name_and_deletes_files_no_lon
     publish(trainer, push_token="token")
     assert "model.safetensors" in calls["uploaded"] and "README.md" in calls["uploaded"]
     assert not [f for f in calls["uploaded"] if f.startswith("logits/") or f == "trainer_state.json"]
+    # only what an earlier run of ours wrote: never the user's own ONNX files in the repo
     assert calls["deleted"] == ["onnx/model.onnx", "onnx/model_int8.onnx", "trainer_state.json"]

@@ -114,8 +114,8 @@ def test_sentence_pair_task_with_distilbert_student(tmp_path):
 def test_regression_task_stsb(tmp_path):
     teacher = save_teacher(tmp_path / "teacher", num_labels=1)
     flags = common_flags(tmp_path, teacher, "--task_name", "stsb", "--data_dir", str(GLUE_DIR))
-    # evaluated each epoch, keeping the best checkpoint, as every configs/glue/*.yaml does: the teacher's evaluator
-    # took that strategy without an evaluation set, and the run crashed after training
+    # evaluated each epoch, as every configs/glue/*.yaml does, and keeping the best checkpoint: the teacher's
+    # evaluator took that strategy without an evaluation set, and the run crashed after training
     best = ["--eval_strategy", "epoch", "--save_strategy", "epoch", "--load_best_model_at_end", "true"]
     distill_glue.main([*flags, "--student_num_layers", "1", "--logging_steps", "1", *best])
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
