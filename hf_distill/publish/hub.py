@@ -58,7 +58,8 @@ def cache_folder_patterns(output_dir: str | Path, cache_root: str | Path | None)
     output_dir, cache_root = Path(os.path.abspath(output_dir)), Path(os.path.abspath(cache_root))
     if cache_root == output_dir or not cache_root.is_relative_to(output_dir):
         return []
-    return [f"{cache_root.relative_to(output_dir).as_posix()}/**"]
+    pattern = f"{cache_root.relative_to(output_dir).as_posix()}/**"
+    return [] if pattern in IGNORE_ON_PUSH else [pattern]  # the default teacher_cache/ is left out already
 
 
 def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:

@@ -500,7 +500,8 @@ def test_a_rerun_without_a_search_does_not_push_an_earlier_searchs_record(tmp_pa
     distill_glue.main([*flags, "--overwrite_output_dir", "true", "--hub_token", "hf_" + "q" * 34])
     uploaded = FakeHub.calls[-1][2]
     assert "README.md" in uploaded and "hp_search.json" not in uploaded
-    assert FakeHub.deleted == ["hp_search.json"]  # nor left on the Hub by an earlier push
+    # nor left on the Hub by an earlier push, with an earlier run's exports and state
+    assert FakeHub.deleted == ["hp_search.json", "onnx/model.onnx", "onnx/model_int8.onnx", "trainer_state.json"]
     assert (out / "hp_search.json").exists()  # kept locally: not this run's to delete
 
 
