@@ -91,7 +91,12 @@ def collator_identity(collator: Any) -> str:
     do_lower_case...). Not part of it: module-level globals a function reads, and private attributes (``self._n``),
     which hold run-time state (a process id, a generator): keep a setting that changes the batches public, or delete
     the cache."""
-    return json.dumps(_describe(collator, 0), sort_keys=True)
+    return value_identity(collator)
+
+
+def value_identity(value: Any) -> str:
+    """`value` as comparable text (see `collator_identity`): a tensor or array by its dtype, shape and bytes."""
+    return json.dumps(_describe(value, 0), sort_keys=True)
 
 
 _MAX_DEPTH = 8  # an object and its settings take two levels: a collator wrapped twice, its tokenizer

@@ -6,9 +6,7 @@ storing, loading), `fingerprint.py` (its folder name) and `collator.py` (reading
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hf_distill.trainer.model_inputs import select_inputs, unwrap
 
-from .fingerprint import cache_fingerprint, collator_identity, fingerprint_model, fingerprint_rows
+from .fingerprint import cache_fingerprint, collator_identity, fingerprint_model, fingerprint_rows, value_identity
 from .store import (
     CACHE_COLUMNS,
     TeacherCache,
@@ -292,33 +290,13 @@ def _refuse_random_rows(dataset: Any, rows: list) -> None:
     """Raises `ValueError` when reading a few rows again gives other rows: an augmentation in `__getitem__`, which
     the cache would freeze to one draw for every epoch (as it would a `set_transform`, refused likewise)."""
     for index in range(min(_REREAD_ROWS, len(rows))):
-        if _row_text(dataset[index]) != _row_text(rows[index]):
+        if value_identity(dataset[index]) != value_identity(rows[index]):
             raise ValueError(
                 f"cache_teacher_logits=True cannot cache {type(dataset).__name__}: its __getitem__ returns another "
                 f"row each time it is read (row {index} differed when read again; a random augmentation?): "
                 "the teacher would see one draw of each row, frozen for every epoch. Apply the augmentation once "
                 "(a fixed copy of the data), or set cache_teacher_logits=False."
             )
-
-
-def _row_text(value: Any) -> str:
-    """A row as comparable text: tensors and arrays by dtype and values, NaN equal to NaN (a transfer set's label);
-    another object by its class alone (a repr may hold its memory address)."""
-    return json.dumps(_plain(value), sort_keys=True, default=lambda item: type(item).__qualname__)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, torch.Tensor):
-        return [str(value.dtype), value.detach().cpu().tolist()]
-    if isinstance(value, np.ndarray):
-        return [str(value.dtype), value.tolist()]
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _check_cache_root(root: Path, *, given: bool) -> None:

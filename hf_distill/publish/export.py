@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 EXPORT_FORMATS = ("onnx", "int8")
 # what each format writes in <output_dir>/onnx (export_onnx, quantize_int8's default), and its results' key prefix
 _FILES = {"onnx": "model.onnx", "int8": "model_int8.onnx"}
+# where each lands in the output folder (and in a pushed repo)
+EXPORTED_FILES = tuple(f"onnx/{name}" for name in _FILES.values())
 _PREFIXES = {"onnx": "onnx_", "int8": "onnx_int8_"}
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _LABEL_KEYS = ("labels", "label", "label_ids")

@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from .export import EXPORTED_FILES
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -47,7 +49,7 @@ IGNORE_ON_PUSH = [
 # Files an earlier push may have left in the repo that this run's folder may not hold: deleted in the push's commit
 # unless this run uploads them again (an earlier run's ONNX files would stand beside a student they were not
 # exported from).
-STALE_ON_PUSH = ["onnx/model.onnx", "onnx/model_int8.onnx", "trainer_state.json"]  # exports: export._FILES
+STALE_ON_PUSH = [*EXPORTED_FILES, "trainer_state.json"]
 
 
 def cache_folder_patterns(output_dir: str | Path, cache_root: str | Path | None) -> list[str]:
