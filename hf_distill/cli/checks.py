@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hf_distill.publish.hub import check_can_push, check_repo_id, take_token_out_of_arguments
 from hf_distill.publish.model_card import CARD_TAG
+from hf_distill.tasks.positions import usable_positions
 from hf_distill.trainer.batch_counts import check_planned_data_parallel_only
 
 logger = logging.getLogger(__name__)
@@ -291,23 +292,6 @@ def check_training_numbers(training_args) -> None:
         )
     if not training_args.learning_rate > 0:
         raise ValueError(f"--learning_rate must be > 0, got {training_args.learning_rate}. Pass e.g. 5e-5.")
-
-
-# Models whose position ids start after the padding id (RoBERTa's create_position_ids_from_input_ids): the first
-# pad_token_id + 1 rows of the position table are never a token's, so roberta-base fits 512 of its 514.
-_OFFSET_POSITIONS = frozenset(
-    {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm", "data2vec-text", "ibert",
-     "longformer", "mpnet", "xmod", "luke", "markuplm"}
-)  # fmt: skip
-
-
-def usable_positions(config) -> int | None:
-    """How many tokens a model's position table holds: max_position_embeddings, less the offset of RoBERTa-style
-    position ids."""
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions is not None and getattr(config, "model_type", None) in _OFFSET_POSITIONS:
-        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
-    return positions
 
 
 def check_sequence_length(max_seq_length: int, config, role: str) -> None:

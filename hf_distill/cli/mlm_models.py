@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, BertMo
 
 from hf_distill.publish.model_card import public_name
 from hf_distill.students import build_student, check_buildable, select_layers
+from hf_distill.tasks.positions import usable_positions
 from hf_distill.trainer.compatibility import (
     check_distillable,
     check_hidden_sizes,
@@ -21,7 +22,7 @@ from hf_distill.trainer.compatibility import (
     check_vocabulary_fits,
 )
 
-from .checks import check_sequence_length, usable_positions
+from .checks import check_sequence_length
 from .models import ScriptModels, finetune_teacher, hub_kwargs, student_layers
 
 __all__ = ["load_mlm_models", "ready_mlm_models"]

@@ -27,6 +27,8 @@ from numbers import Integral, Real
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
 
+from .positions import usable_positions
+
 __all__ = ["AUGMENTATIONS", "EMBEDDING_TOP_K", "augment_dataset", "embedding_neighbours"]
 
 AUGMENTATIONS = ("none", "mask", "ngram", "mask_ngram", "mlm", "embedding")
@@ -309,7 +311,8 @@ def _fill_with_mlm(jobs, columns, model, tokenizer, top_k: int, batch_size: int)
         return words_of_id[token_id]
 
     device = getattr(model, "device", None) or next(model.parameters()).device
-    max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 512)
+    # RoBERTa-style models read fewer tokens than their position table's rows (usable_positions).
+    max_length = min(tokenizer.model_max_length, usable_positions(model.config) or 512)
     was_training = model.training
     model.eval()
     try:

@@ -440,3 +440,31 @@ def test_embedding_neighbours_bad_numbers_raise(model, tokenizer, kwargs, match)
 def test_embedding_neighbours_refuse_a_partitioned_matrix(tokenizer):
     with pytest.raises(ValueError, match=r"shape \(0,\).*whole"):
         embedding_neighbours(torch.empty(0), tokenizer)
+
+
+def test_mlm_with_roberta_positions_fits_the_text_to_its_offset_position_table():
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaForMaskedLM
+
+    bpe = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe.train_from_iterator(SENTENCES * 20, vocab_size=300, min_frequency=1, special_tokens=specials)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<s>", pad_token="<pad>", eos_token="</s>", mask_token="<mask>"
+    )
+    tokenizer.model_max_length = 10**6  # unset, as in many saved tokenizers: the position table decides
+    torch.manual_seed(0)
+    positions = 24  # pad id 1: position ids start at 2, so 22 tokens fit
+    config = RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=positions, pad_token_id=tokenizer.pad_token_id, type_vocab_size=1,
+    )  # fmt: skip
+    model = RobertaForMaskedLM(config).eval()
+    long_text = " ".join(SENTENCES * 3)  # far more than 22 tokens
+    out = augment(
+        sentences().select([0]).map(lambda row: {"sentence": long_text}),
+        method="mlm", mask_token=None, mlm_model=model, mlm_tokenizer=tokenizer, probability=1.0, copies=1,
+    )  # fmt: skip
+    words = out["sentence"][0].split()
+    assert len(words) == len(long_text.split())
+    assert words[-5:] == long_text.split()[-5:]  # cut off by truncation: kept as they were
