@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+from transformers import SchedulerType
+
 from hf_distill.publish.hub import check_can_push, check_repo_id, take_token_out_of_arguments
 from hf_distill.publish.model_card import CARD_TAG
 from hf_distill.tasks.positions import usable_positions
@@ -189,6 +191,10 @@ def _check_label_order(config, label_names: list[str], model_args) -> None:
     )
 
 
+# Learning-rate schedules that step on evaluations during training: transformers refuses them without an eval strategy.
+EVALUATION_SCHEDULES = frozenset({SchedulerType.REDUCE_ON_PLATEAU, SchedulerType.GREEDY})
+
+
 def check_search_plan(model_args, data_args, training_args) -> None:
     """Refusals of `--hp_search_trials` that need no data: settings a trial cannot change, and a journal of an earlier
     search that this run could only find out, after fitting a teacher, it cannot resume."""
@@ -196,6 +202,13 @@ def check_search_plan(model_args, data_args, training_args) -> None:
         raise ValueError(
             f"--hp_search_trials searches num_train_epochs (1 to 3), which --max_steps {training_args.max_steps} "
             "overrides: the trials would train alike and report epochs they did not run. Drop --max_steps."
+        )
+    if training_args.lr_scheduler_type in EVALUATION_SCHEDULES:
+        name = training_args.lr_scheduler_type.value
+        raise ValueError(
+            f"--lr_scheduler_type {name} steps on evaluations during training, but the trials of --hp_search_trials "
+            "are scored once, after training, with no evaluation to step on. Search with a schedule that needs none "
+            "(--lr_scheduler_type linear or cosine)."
         )
     from .hp_search import STUDY_FILE  # optuna's module, imported only when searching
 

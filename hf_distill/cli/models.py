@@ -24,7 +24,7 @@ from hf_distill.trainer.compatibility import (
     check_vocabulary_fits,
 )
 
-from .checks import check_sequence_length, check_teacher_head
+from .checks import EVALUATION_SCHEDULES, check_sequence_length, check_teacher_head
 
 __all__ = [
     "ScriptModels",
@@ -98,8 +98,15 @@ def load_student(model_args, num_labels: int, label_names):
 def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, training_args):
     """Fine-tunes a pretrained teacher on the task (`LabelsTrainer`) and saves it under <output_dir>/teacher."""
     teacher_dir = Path(training_args.output_dir) / "teacher"
+    schedule = {}
+    if training_args.lr_scheduler_type in EVALUATION_SCHEDULES:
+        # They step on evaluations, and the fine-tune has no eval set (transformers refuses them without one).
+        logger.info("The teacher's fine-tune evaluates nothing, so it decays its learning rate linearly instead of "
+                    "with %s (the student's schedule).", training_args.lr_scheduler_type.value)  # fmt: skip
+        schedule = {"lr_scheduler_type": "linear", "lr_scheduler_kwargs": {}}
     args = dataclasses.replace(
         training_args,
+        **schedule,
         output_dir=str(teacher_dir),
         num_train_epochs=model_args.teacher_num_train_epochs,
         learning_rate=model_args.teacher_learning_rate,

@@ -22,7 +22,7 @@ from hf_distill.students import build_student
 MODEL_ARGS = types.SimpleNamespace(teacher_num_train_epochs=1, teacher_learning_rate=1e-2, trust_remote_code=False)
 
 
-def finetune(tmp_path, monkeypatch, teacher, rows):
+def finetune(tmp_path, monkeypatch, teacher, rows, **arguments):
     trainers: list[LabelsTrainer] = []
 
     class RecordingTrainer(LabelsTrainer):
@@ -33,7 +33,7 @@ def finetune(tmp_path, monkeypatch, teacher, rows):
     monkeypatch.setattr(models, "LabelsTrainer", RecordingTrainer)
     args = TrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to="none", disable_tqdm=True,
-        save_strategy="no", seed=0,
+        save_strategy="no", seed=0, **arguments,
     )  # fmt: skip
     finetuned = models.finetune_teacher(teacher, None, rows, tiny.collate, MODEL_ARGS, args)
     return finetuned, trainers[0].model
@@ -76,3 +76,16 @@ def test_a_sharded_teacher_without_full_weights_on_disk_is_an_error_naming_the_f
     monkeypatch.setattr(LabelsTrainer, "save_model", lambda self, *args, **kwargs: None)
     with pytest.raises(ValueError, match=r"holds no full weights .*FULL_STATE_DICT.*zero3_save_16bit_model: true"):
         finetune(tmp_path, monkeypatch, tiny.classifier(layers=2, seed=0), tiny.class_rows(16, seed=3))
+
+
+@pytest.mark.parametrize(("scheduler", "kwargs"), [("reduce_lr_on_plateau", {"patience": 0}), ("greedy", {})])
+def test_a_schedule_that_steps_on_evaluations_leaves_the_teachers_fine_tune_on_a_linear_one(
+    tmp_path, monkeypatch, scheduler, kwargs
+):
+    # The student's run evaluates each epoch; the teacher's fine-tune has no eval set, and transformers refuses these
+    # schedules without one ("requires an eval strategy"): the run crashed after loading its data.
+    finetuned, trained = finetune(
+        tmp_path, monkeypatch, tiny.classifier(layers=2, seed=0), tiny.class_rows(16, seed=3),
+        eval_strategy="epoch", lr_scheduler_type=scheduler, lr_scheduler_kwargs=kwargs,
+    )  # fmt: skip
+    assert finetuned is trained and (tmp_path / "teacher" / "model.safetensors").exists()

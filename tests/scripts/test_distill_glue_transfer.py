@@ -339,6 +339,11 @@ def test_refuses_search_plans_that_cannot_work_before_the_teachers_fine_tune(tmp
     # --max_steps overrides the searched epochs: the trials trained alike and reported epochs they never ran
     refuse(tmp_path, sst2_flags(tmp_path, teacher_folder, *search, "--max_steps", "5"),
            r"--hp_search_trials searches num_train_epochs .* --max_steps 5 overrides.*Drop --max_steps")  # fmt: skip
+    # the trials score once, after training: a schedule that steps on evaluations has none to step on
+    for scheduler in ("reduce_lr_on_plateau", "greedy"):
+        flags = [*search, "--lr_scheduler_type", scheduler, "--eval_strategy", "epoch"]
+        refuse(tmp_path, sst2_flags(tmp_path, teacher_folder, *flags),
+               rf"--lr_scheduler_type {scheduler} steps on evaluations .* --hp_search_trials .* linear")  # fmt: skip
     # an earlier search's journal, scored with another teacher: found only after the fine-tune had written one
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "hp_search_study.journal").write_text("{}\n")
