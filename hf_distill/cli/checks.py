@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+from safetensors import SafetensorError, safe_open
 from transformers import SchedulerType
 
 from hf_distill.publish.hub import check_can_push, check_repo_id, take_token_out_of_arguments
@@ -144,6 +145,16 @@ def check_model_path(name_or_path: str, role: str) -> None:
             f"The {role} folder {name_or_path!r} holds a config.json but no weights (model.safetensors or "
             "pytorch_model.bin): save the model there with save_pretrained(), or pass another folder."
         )
+    for weights_file in sorted(path.glob("*.safetensors")) if path.is_dir() else ():
+        try:  # reads the header only, and checks that it covers the whole file
+            with safe_open(str(weights_file), framework="pt"):
+                pass
+        except SafetensorError as error:
+            raise ValueError(
+                f"The {role} folder {name_or_path!r}: {weights_file.name} is not a whole safetensors file ({error}), "
+                "probably cut off while it was saved. Save the model there again; a teacher this script fine-tuned "
+                "is refit with --overwrite_output_dir."
+            ) from None
 
 
 def check_teacher_head(config, num_labels: int, model_args, label_names=None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from hf_distill.cli.checks import check_output_dir
 
@@ -95,5 +97,22 @@ def test_a_model_folder_without_weights_is_refused_in_one_line(tmp_path):
     (tmp_path / "student" / "config.json").write_text("{}")
     with pytest.raises(ValueError, match=r"student folder .* holds a config\.json but no weights"):
         check_model_path(str(tmp_path / "student"), "student")
-    (tmp_path / "student" / "model.safetensors").write_bytes(b"")
+    save_file({"weight": torch.zeros(64)}, tmp_path / "student" / "model.safetensors")
     check_model_path(str(tmp_path / "student"), "student")
+
+
+def test_a_model_folder_whose_weights_were_cut_off_mid_save_is_refused_in_one_line(tmp_path):
+    # a teacher fine-tune killed while saving: the refit refusal sent the user to reuse it, and from_pretrained then
+    # failed with safetensors' "Error while deserializing header: incomplete metadata" traceback
+    from hf_distill.cli.checks import check_model_path
+
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "config.json").write_text("{}")
+    weights = tmp_path / "teacher" / "model.safetensors"
+    save_file({"weight": torch.zeros(64)}, weights)
+    whole = weights.read_bytes()
+    for cut in (whole[: len(whole) - 8], whole[:4], b""):
+        weights.write_bytes(cut)
+        with pytest.raises(ValueError, match=r"teacher folder .*model\.safetensors is not a whole safetensors file "
+                                             r".* --overwrite_output_dir"):  # fmt: skip
+            check_model_path(str(tmp_path / "teacher"), "teacher")
