@@ -266,8 +266,8 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     push, training_args.push_to_hub = training_args.push_to_hub, False
     token = take_token_out_of_arguments(training_args)
     if push:
-        check_repo_id(training_args)  # the repo id the push after training will use, before the Hub is asked
-        token = check_can_push(token)
+        # the repo id the push after training will use, before the Hub is asked
+        token = check_can_push(token, repo_id=check_repo_id(training_args))
     check_model_path(model_args.teacher_model_name_or_path, "teacher")
     if model_args.student_model_name_or_path:
         check_model_path(model_args.student_model_name_or_path, "student")

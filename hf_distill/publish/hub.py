@@ -64,12 +64,14 @@ def cache_folder_patterns(output_dir: str | Path, cache_root: str | Path | None)
     return [] if pattern in IGNORE_ON_PUSH else [pattern]  # the default teacher_cache/ is left out already
 
 
-def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:
+def check_can_push(token: str | None, *, timeout: float = 10.0, repo_id: str | None = None) -> str:
     """Returns the token to push with, or raises `ValueError` saying why a push cannot work.
 
     Args:
         token (`str`, *optional*): an explicit token; else the one from `HF_TOKEN` or `huggingface-cli login`.
         timeout (`float`): seconds to wait for the Hub.
+        repo_id (`str`, *optional*): the repo the push will create or update: its namespace must be the token's
+            user or an organisation the user may write in.
     """
     from huggingface_hub import HfApi, constants, get_token
 
@@ -101,7 +103,34 @@ def check_can_push(token: str | None, *, timeout: float = 10.0) -> str:
             "push needs write access. Nothing was trained; log in with a write token (`hf auth login`, or HF_TOKEN), "
             "or drop --push_to_hub."
         )
+    if repo_id is not None and "/" in repo_id:
+        _check_namespace(repo_id, identity or {})
     return token
+
+
+def _check_namespace(repo_id: str, identity: dict) -> None:
+    """create_repo refuses a namespace that is neither the user's nor one of their organisations (or one they only
+    read in), after training: refused here. An organisation's own token (`type` "org") is left to the Hub."""
+    user = identity.get("name")
+    if identity.get("type", "user") != "user" or not user:
+        return
+    namespace = repo_id.split("/", 1)[0]
+    if namespace.lower() == user.lower():
+        return
+    roles = {org.get("name", "").lower(): org.get("roleInOrg") for org in identity.get("orgs") or []}
+    fix = ("Nothing was trained; pass --hub_model_id with your user name or a writable organisation as namespace, "
+           "or drop --push_to_hub.")  # fmt: skip
+    if namespace.lower() not in roles:
+        names = ", ".join(org.get("name", "") for org in identity.get("orgs") or []) or "none"
+        raise ValueError(
+            f"--push_to_hub to {repo_id!r}: the token's user {user!r} is not {namespace!r} nor in an organisation of "
+            f"that name (its organisations: {names}). {fix}"
+        )
+    if roles[namespace.lower()] == "read":
+        raise ValueError(
+            f"--push_to_hub to {repo_id!r}: the token's user {user!r} may only read in the organisation "
+            f"{namespace!r}. {fix}"
+        )
 
 
 def _within(timeout: float, call):

@@ -11,7 +11,8 @@ class _Hub:
 
     def whoami(self, token=None):
         access = {"displayName": "t", "role": _Hub.role} if _Hub.role else {}
-        return {"type": "user", "name": "me", "auth": {"accessToken": access}}
+        orgs = [{"name": "my-lab", "roleInOrg": "write"}, {"name": "their-lab", "roleInOrg": "read"}]
+        return {"type": "user", "name": "me", "orgs": orgs, "auth": {"accessToken": access}}
 
 
 @pytest.fixture
@@ -20,6 +21,7 @@ def hub(monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(huggingface_hub, "HfApi", _Hub)
+    monkeypatch.setattr(_Hub, "role", "write")  # a test's role is undone after it
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return _Hub
 
@@ -55,3 +57,29 @@ def test_a_hub_that_never_answers_is_refused_after_the_timeout(hub, monkeypatch)
     with pytest.raises(ValueError, match=r"could not be reached or refused the token \(no answer within 0.5 s\)"):
         check_can_push("hf_secret_token", timeout=0.5)
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("repo_id", ["me/student", "my-lab/student", "student", None])
+def test_a_repo_in_the_users_own_or_writable_namespace_passes(hub, repo_id):
+    from hf_distill.publish.hub import check_can_push
+
+    assert check_can_push("hf_" + "w" * 34, repo_id=repo_id).startswith("hf_")
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "match"),
+    [
+        ("someone-else/student", r"'someone-else/student': the token's user 'me' is not 'someone-else' nor in an "
+                                 r"organisation of that name \(its organisations: my-lab, their-lab\)"),
+        ("their-lab/student", r"'their-lab/student': the token's user 'me' may only read in the organisation "
+                              r"'their-lab'"),
+    ],
+)  # fmt: skip
+def test_a_repo_in_a_namespace_the_user_cannot_write_to_is_refused_before_training(hub, repo_id, match):
+    # create_repo refused it after hours of training
+    from hf_distill.publish.hub import check_can_push
+
+    secret = "hf_" + "w" * 34
+    with pytest.raises(ValueError, match=match + r".*Nothing was trained.*--hub_model_id") as error:
+        check_can_push(secret, repo_id=repo_id)
+    assert secret not in str(error.value) and "\n" not in str(error.value)
