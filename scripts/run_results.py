@@ -778,6 +778,8 @@ def summarise(entry: dict) -> None:
     stale number in results.md)."""
     seeds = sorted({int(key.split("/")[1]) for key in entry["runs"]})
     entry["seeds"] = seeds
+    if "reproduced" in entry:  # a reproduced run deleted since takes its verdict with it
+        entry["reproduced"] = {key: found for key, found in entry["reproduced"].items() if key in entry["runs"]}
     columns = {
         "teacher": "ours",
         "student_labels_only": "labels_only",
@@ -1371,8 +1373,12 @@ def _intermediate_section(results: dict) -> list[str]:
     ]
     for task, entry in tasks.items():
         for variant, found in entry["intermediate_paired"].items():
-            run = next((entry["runs"][f"{variant}/{s}"] for s in found["seeds"]), None)
-            flags = _variant_flags(run["command"]) if run else "–"
+            # every set of flags its paired seeds ran with (a later --search_intermediate changes them for new seeds)
+            groups = _by_seeds({s: _variant_flags(entry["runs"][f"{variant}/{s}"]["command"]) for s in found["seeds"]})
+            if len(groups) > 1:
+                flags = "; ".join(f"{text} ({_seeds_named(seeds)})" for text, seeds in groups)
+            else:
+                flags = groups[0][0] if groups else "–"
             differences = [100 * d for d in found["differences"]]
             baseline = [entry["runs"][f"{found['baseline']}/{s}"]["student"] for s in found["seeds"]]
             # the score over the seeds the pairing uses, as the baseline's; seeds it ran beyond them are counted apart
@@ -1899,13 +1905,32 @@ def _commands_section(results: dict) -> list[str]:
         "```",
     ]
     for entry in results["tasks"].values():
-        first = entry["seeds"][0]
         for variant in VARIANTS:
-            run = entry["runs"].get(f"{variant}/{first}")
-            if run:
-                command = run["command"].replace(f"--seed {first}", "--seed SEED").replace(f"seed{first}", "seedSEED")
-                lines.append(command.replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../"))
+            commands = {}
+            for seed in entry["seeds"]:
+                run = entry["runs"].get(f"{variant}/{seed}")
+                if run:
+                    command = run["command"].replace(f"--seed {seed}", "--seed SEED")
+                    command = command.replace(f"seed{seed}", "seedSEED").replace(str(ROOT) + "/", "")
+                    commands[seed] = command.replace(str(ROOT.parent) + "/", "../")
+            groups = _by_seeds(commands)
+            # every seed's command, named by its seeds where they differ (or where only some seeds ran the variant)
+            for command, seeds in groups:
+                alike = len(groups) == 1 and len(seeds) == len(entry["seeds"])
+                lines.append(command if alike else f"{command}  # {_seeds_named(seeds)}")
     return [*lines, "```"]
+
+
+def _by_seeds(values: dict[int, str]) -> list[tuple[str, list[int]]]:
+    """{seed: text} as (text, the seeds that have it), in the order of their first seed."""
+    groups: dict[str, list[int]] = {}
+    for seed in sorted(values):
+        groups.setdefault(values[seed], []).append(seed)
+    return list(groups.items())
+
+
+def _seeds_named(seeds: list[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
 def search(task: str, root: Path, data_dir: str, extra: list[str]) -> None:
@@ -2026,12 +2051,17 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
     # would not be recorded).
     searching = ["--hp_search_trials", str(trials), "--hp_search_only", "true"]
     resume = []
-    started = root / "search_command.json"  # the command a stopped search was started with, its trial count aside
-    same_search = not started.exists() or json.loads(started.read_text()) == redacted(command)
+    # The command a stopped search was started with, its trial count aside, and the settings of its config that
+    # its trials depend on: an edited student start or augmentation is another search.
+    started = root / "search_command.json"
+    signature = {"arguments": redacted(command), "config": _unsearched_settings(command[0])}
+    same_search = not started.exists() or json.loads(started.read_text()) == signature
 
-    def searched(folder: Path) -> bool:  # this search's report, holding every trial asked for
-        report = folder / "hp_search.json"
-        return same_search and report.exists() and len(json.loads(report.read_text())["trials"]) >= trials
+    def searched(folder: Path) -> bool:  # this search's report, holding every trial asked for and a best one
+        path = folder / "hp_search.json"
+        report = json.loads(path.read_text()) if path.exists() else {}
+        # "best": null when every trial failed (distill_glue.py then stopped): run again, which says so
+        return same_search and len(report.get("trials", [])) >= trials and report.get("best") is not None
 
     if not searched(root) and (root / "hp_search_study.journal").exists() and same_search:
         # A search stopped part-way: its teacher, saved before the first trial, is reused, so that the trials in its
@@ -2041,7 +2071,7 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
         print(f"Resuming the search in {root}: its finished trials are reused.", flush=True)
     if not searched(root):
         root.mkdir(parents=True, exist_ok=True)
-        write_atomic(started, json.dumps(redacted(command)))  # no Hub token on disk
+        write_atomic(started, json.dumps(signature))  # no Hub token on disk
     report = run([*command, *searching, *resume], root, done=searched, results="hp_search.json")
     objective = report["objective"]
     _write_search_entry(
@@ -2061,6 +2091,17 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
             "best": {k: report["best"][k] for k in SEARCHED_SETTINGS},
         },
     )
+
+
+def _unsearched_settings(config: str) -> dict | None:
+    """A search's config less the settings it searches: the best trial's go into the config after the search, which
+    must not make the search stale (None: no such file)."""
+    from hf_distill.cli.hp_search import SEARCHED_SETTINGS
+
+    path = ROOT / config
+    if not path.is_file():
+        return None
+    return {k: v for k, v in (yaml_config(config) or {}).items() if k not in SEARCHED_SETTINGS}
 
 
 def search_related(task: str, root: Path, data_dir: str, extra: list[str]) -> None:

@@ -118,6 +118,26 @@ def test_an_intermediate_rows_score_covers_the_seeds_its_pairing_uses():
     assert "| 1 | 82.0 ± 0.0 (1 more seed unpaired: 76.0 ± 8.5 over all) | ours | 80.0 ± 0.0 | +2.0 |" in row
 
 
+def test_an_intermediate_row_whose_seeds_ran_other_flags_shows_each_set_and_every_command_is_listed():
+    # the flags cell and the Commands section showed the first seed's command only: seeds run after a new
+    # --search_intermediate, at other term weights, were hidden in one paired row
+    scores = {f"{variant}/{seed}": (0.80, 0.84) for variant in ("ours", "ours_hidden") for seed in (42, 43, 44)}
+    scores["pseudo_labels/43"] = (0.79, 0.84)  # a variant its task's first seed never ran
+    results = filled(scores)
+    runs = results["tasks"]["sst2"]["runs"]
+    for seed, weight in ((42, "1.0"), (43, "1.0"), (44, "0.1")):
+        command = f"python scripts/distill_glue.py --alpha_hidden {weight} --seed {seed}"
+        runs[f"ours_hidden/{seed}"]["command"] = command
+    text = run_results.render(results)
+    row = next(line for line in text.splitlines() if "| + hidden states |" in line)
+    assert "| `--alpha_hidden 1.0` (seeds 42, 43); `--alpha_hidden 0.1` (seed 44) | 3 |" in row
+    commands = text[text.index("## Commands") :]
+    assert "python scripts/distill_glue.py --alpha_hidden 1.0 --seed SEED  # seeds 42, 43" in commands
+    assert "python scripts/distill_glue.py --alpha_hidden 0.1 --seed SEED  # seed 44" in commands
+    assert "python scripts/distill_glue.py --seed SEED  # seed 43" in commands  # pseudo_labels
+    assert commands.count("python scripts/distill_glue.py --seed SEED\n") == 1  # ours: every seed alike
+
+
 def test_a_variant_that_ties_labels_only_up_to_float_noise_is_no_gain_and_one_seed_gets_no_test():
     results = filled({"labels_only/42": (0.8, 0.85), "recipe/42": (0.8 + 3e-8, 0.85), "ours/42": (0.81, 0.85),
                       "labels_only/43": (0.7, 0.85), "recipe/43": (0.7 + 6e-8, 0.85)})  # fmt: skip
@@ -429,6 +449,67 @@ def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, m
     assert "hf_SECRET" in calls[0]  # the run gets it; the record of the search's command on disk does not
     assert "hf_SECRET" not in (out / "search_command.json").read_text()
     assert "hf_SECRET" not in (tmp_path / "docs" / "search.json").read_text()
+
+
+def test_a_transfer_search_runs_again_after_its_config_changed_other_than_in_the_searched_settings(
+    tmp_path, monkeypatch
+):
+    # only the arguments were compared: a config edited after the search (its student_layers, its augmentation) had
+    # the old trials read back as this search's
+    import json
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "configs" / "offline").mkdir(parents=True)
+    config = tmp_path / "configs" / "offline" / "mrpc_transfer.yaml"
+    config.write_text('task_name: mrpc\nstudent_layers: "0,2,4"\nalpha_kd: 0.5\nlearning_rate: 5.0e-5\n')
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    calls = []
+
+    def fake_run(command, output_dir, done, results):
+        if not done(output_dir):
+            calls.append(command)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / results).write_text(json.dumps(search_report(tmp_path, 0.6)))
+        return json.loads((output_dir / results).read_text())
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    out = tmp_path / "out"
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
+    assert len(calls) == 1
+    # the best trial's settings written into the config (as they are, by hand): the search stays done
+    config.write_text('task_name: mrpc\nstudent_layers: "0,2,4"\nalpha_kd: 0.6\nlearning_rate: 1.0e-4\n')
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
+    assert len(calls) == 1
+    config.write_text('task_name: mrpc\nstudent_layers: "0,1,2"\nalpha_kd: 0.6\nlearning_rate: 1.0e-4\n')
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
+    assert len(calls) == 2  # another student start: searched again
+
+
+def test_a_transfer_search_whose_every_trial_failed_is_never_read_back_as_done(tmp_path, monkeypatch):
+    # hp_search.json holds "best": null when every trial failed; the next invocation skipped the search and crashed
+    # on report["best"][k] (TypeError)
+    import json
+
+    (tmp_path / "docs").mkdir()
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    failed = search_report(tmp_path, 0.6)
+    failed["best"] = None
+    (out / "hp_search.json").write_text(json.dumps(failed))
+    calls = []
+
+    def fake_run(command, output_dir, done, results):
+        if not done(output_dir):
+            calls.append(command)
+            (output_dir / results).write_text(json.dumps(search_report(tmp_path, 0.6)))
+        return json.loads((output_dir / results).read_text())
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
+    assert len(calls) == 1
+    recorded = json.loads((tmp_path / "docs" / "search.json").read_text())["tasks"]["mrpc"]["transfer_search"]
+    assert recorded["best"]["alpha_kd"] == 0.6
 
 
 def test_a_transfer_config_is_credited_to_the_search_only_when_it_holds_the_best_trial(monkeypatch):
@@ -1275,8 +1356,14 @@ def test_render_derives_the_paired_statistics_from_the_runs():
     scores = {f"labels_only/{s}": (0.80, 0.85) for s in gains}
     scores |= {f"ours_transfer/{s}": (0.80 + gain, 0.85) for s, gain in gains.items()}
     results = filled(scores)
+    # a run --reproduce had checked: its verdict went on being read (KeyError) once the run was deleted
+    reproduced = {"identical": True, "cpu": "some CPU", "student": 0.80, "teacher": 0.85}
+    results["tasks"]["sst2"]["reproduced"] = {"labels_only/44": reproduced, "labels_only/43": dict(reproduced)}
     del results["tasks"]["sst2"]["runs"]["labels_only/44"]
     text = run_results.render(results)
+    assert "identical to the last digit: sst2 labels_only/43." in " ".join(text.split())
+    assert "labels_only/44" not in text
+    assert list(run_results.summarised(results)["tasks"]["sst2"]["reproduced"]) == ["labels_only/43"]
     row = next(line for line in text.splitlines() if line.startswith("| sst2 | accuracy"))
     mean, sd = 0.035, math.sqrt(2 * 0.005**2)  # over the two seeds left: 0.03 and 0.04
     p_value = t.sf(mean / (sd / math.sqrt(2)), 1)
