@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import TrainingArguments
 from transformers.utils import is_torch_bf16_gpu_available
 
 from .loss_terms import LOSS_TERMS
 
-__all__ = ["DistillationTrainingArguments"]
+__all__ = ["DistillationTrainingArguments", "distillation_settings"]
 
 HALF_PRECISIONS = ("fp16", "bf16")
 
@@ -169,12 +171,16 @@ class DistillationTrainingArguments(TrainingArguments):
                 f"temperature must be > 0, got {self.temperature!r}: the soft targets are softmax(logits / "
                 "temperature). Pass a positive value such as 2.0."
             )
+        # Floats, even when given as ints: a search trial's value is cast to the type of the one it replaces
+        # (Trainer._hp_search_setup), and int(2.9) would train at T = 2.
+        self.temperature = float(self.temperature)
         weights = [term.weight_field for term in LOSS_TERMS]
         for name in weights:
             value = getattr(self, name)
             _check_finite(name, value, fix=f"pass a weight >= 0 for {name}")
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}: it weighs a loss term. Pass 0 to drop it.")
+            setattr(self, name, float(value))
         if all(getattr(self, name) == 0 for name in weights):
             raise ValueError(
                 f"every loss weight ({', '.join(weights)}) is 0, so the loss would be identically 0 and nothing would "
@@ -230,6 +236,12 @@ class DistillationTrainingArguments(TrainingArguments):
         if self.teacher_cache_batch_size is not None:
             return self.teacher_cache_batch_size
         return 4 * self.per_device_eval_batch_size
+
+
+def distillation_settings(args: DistillationTrainingArguments) -> dict[str, Any]:
+    """The values of the fields DistillationTrainingArguments adds to TrainingArguments."""
+    inherited = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.name not in inherited}
 
 
 def _check_finite(name: str, value: float, *, fix: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .arguments import DistillationTrainingArguments
+from .arguments import DistillationTrainingArguments, distillation_settings
 from .compatibility import check_distillable, check_hidden_sizes, check_intermediate, check_task_term
 from .intermediate import PROJECTION_NAME, attach_projection
 from .loss_terms import active_terms
@@ -168,6 +168,7 @@ class StudentSetupMixin:
         self._hidden_pairs = None  # a trial may change hidden_layer_map
         self._loss_terms = active_terms(self.args)
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
+        self._applied_settings = distillation_settings(self.args)
         if self.args.cache_teacher_logits:
             self.prepare_teacher_cache()  # a token cache stores log-probabilities at the trial's temperature and k
 

@@ -25,7 +25,7 @@ from hf_distill.cache.store import (
 )
 from hf_distill.cache.trainer_mixin import TeacherCacheMixin
 
-from .arguments import DistillationTrainingArguments
+from .arguments import DistillationTrainingArguments, distillation_settings
 from .batch_counts import WholeBatchCountsMixin, count_index, count_items
 from .columns import TeacherColumnsMixin
 from .compatibility import check_tokenizers, is_causal_lm, is_regression
@@ -151,6 +151,7 @@ class DistillationTrainer(
         # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
         self._loss_terms = active_terms(self.args)
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
+        self._applied_settings = distillation_settings(self.args)  # what _loss_terms and the checks were made from
         self._logged_terms_since_step: int | None = None  # the logging window's first step, taken at the first step
         self._student_tap = self._student_tap_owner = self._teacher_tap = None
         self._hidden_pairs = None  # (student, its layer pairs)
@@ -171,14 +172,33 @@ class DistillationTrainer(
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
         """[`~transformers.Trainer.train`], after attaching the teacher cache when `cache_teacher_logits` is on."""
         self._refuse_cache_columns()  # the training set may have been replaced since __init__
-        if self.args.cache_teacher_logits and (trial is None or self.hp_search_backend is None):
-            self.prepare_teacher_cache()  # a search trial's cache is prepared at its own settings (_hp_search_setup)
+        if trial is None or self.hp_search_backend is None:
+            # The arguments may have changed since __init__ (a search's best run applied with setattr(args, ...)):
+            # checked again and the loss terms rebuilt from them, as a search trial's are (_hp_search_setup).
+            self._apply_distillation_args()
+            if self.args.cache_teacher_logits:
+                self.prepare_teacher_cache()  # a trial's cache is prepared at its own settings (_hp_search_setup)
         # Each call's first logging window starts at its first step: a resumed run's checkpoint step (not 0, which
         # averaged that window over every step since), 0 again for a second call or a search trial (not the last
         # call's end, which dropped that window's terms).
         self._logged_terms_since_step = None
         self._logged_term_sums.zero_()
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+
+    def _apply_distillation_args(self) -> None:
+        """Checks the distillation arguments again and rebuilds the table of loss terms from them, when they changed
+        since they were last applied (`__init__`, or a search trial)."""
+        settings = distillation_settings(self.args)
+        if settings == self._applied_settings:
+            return
+        self.args.validate_distillation()
+        _refuse_hooks_under_data_parallel(self._unplaced_teacher, self.args)
+        if self.model is not None and self.model_init is None:  # a model_init student is checked as it is built
+            self._check_student(unwrap(self.model), self.args)
+        self._hidden_pairs = None  # hidden_layer_map may have changed
+        self._loss_terms = active_terms(self.args)
+        self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
+        self._applied_settings = distillation_settings(self.args)
 
     # ---- the loss: a table of weighted terms (loss_terms.py) -----------------------------------------------------
 

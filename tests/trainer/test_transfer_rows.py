@@ -172,3 +172,65 @@ def test_hyperparameter_search_tries_distillation_settings_with_optuna(tmp_path)
     trial_settings = {(t, round(a, 6)) for t, a, _ in seen}
     assert len(trial_settings) == 2  # each trial trained with its own temperature and alpha_kd
     assert all(names == ["kd", "task"] for _, _, names in seen)
+
+
+class _WeightsSeen(DistillationTrainer):
+    """Records the (term, weight) table and the temperature each training step used."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.seen.append(({t.name: w for t, w in self._loss_terms}, self.args.temperature))
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def test_the_best_trial_applied_to_args_after_a_search_is_what_the_next_train_uses(tmp_path):
+    # the table of terms was built in __init__ and rebuilt only by a trial: setattr(trainer.args, k, v) for the best
+    # run's values, then train() (transformers' documented way), trained at the LAST trial's weights
+    pytest.importorskip("optuna")
+    teacher, student = models(False)
+    trials = iter([{"alpha_kd": 0.9, "alpha_task": 0.1}, {"alpha_kd": 0.2, "alpha_task": 0.8}])
+
+    def hp_space(trial):
+        values = next(trials)
+        return {name: trial.suggest_float(name, value, value) for name, value in values.items()}
+
+    trainer = _WeightsSeen(
+        model_init=lambda: copy.deepcopy(student), teacher_model=teacher, args=make_args(tmp_path, eval_strategy="no"),
+        train_dataset=tiny.class_rows(8), eval_dataset=tiny.class_rows(4, seed=9), data_collator=tiny.collate,
+    )  # fmt: skip
+    trainer.seen = []
+    trainer.hyperparameter_search(
+        hp_space=hp_space, backend="optuna", n_trials=2, direction="minimize", compute_objective=lambda m: 0.0
+    )
+    assert trainer.seen[-1][0] == {"kd": 0.2, "task": 0.8}
+    for name, value in {"alpha_kd": 0.9, "alpha_task": 0.1, "temperature": 3.0}.items():
+        setattr(trainer.args, name, value)
+    trainer.seen = []
+    trainer.train()
+    assert trainer.seen and all(seen == ({"kd": 0.9, "task": 0.1}, 3.0) for seen in trainer.seen)
+    trainer.args.alpha_kd = trainer.args.alpha_task = 0.0  # checked again, before training
+    with pytest.raises(ValueError, match="every loss weight"):
+        trainer.train()
+
+
+def test_a_trial_value_is_never_cut_to_an_int_when_the_argument_was_given_as_one(tmp_path):
+    # Trainer casts a trial's value to the type of the argument it replaces: temperature=4, alpha_kd=1 (ints) made
+    # a trial's 2.9 and 0.7 train at T = 2 and alpha_kd = 0 (no teacher term), while optuna recorded 2.9 and 0.7
+    pytest.importorskip("optuna")
+    teacher, student = models(False)
+    args = make_args(tmp_path, eval_strategy="no", temperature=4, alpha_kd=1, alpha_task=1)
+    assert type(args.temperature) is float and type(args.alpha_kd) is float
+    trainer = _WeightsSeen(
+        model_init=lambda: copy.deepcopy(student), teacher_model=teacher, args=args,
+        train_dataset=tiny.class_rows(8), eval_dataset=tiny.class_rows(4, seed=9), data_collator=tiny.collate,
+    )  # fmt: skip
+    trainer.seen = []
+
+    def hp_space(trial):
+        return {"temperature": trial.suggest_float("temperature", 2.9, 2.9), "alpha_kd": trial.suggest_float(
+            "alpha_kd", 0.7, 0.7)}  # fmt: skip
+
+    trainer.hyperparameter_search(
+        hp_space=hp_space, backend="optuna", n_trials=1, direction="minimize", compute_objective=lambda m: 0.0
+    )
+    assert trainer.seen and all(seen == ({"kd": 0.7, "task": 1.0}, 2.9) for seen in trainer.seen)
