@@ -61,13 +61,16 @@ def prepare_teacher(
         return _prepare_deepspeed(teacher, accelerator, micro_batch_size)
     if accelerator.distributed_type == DistributedType.FSDP:
         return _prepare_fsdp(teacher, accelerator, keep_root_gathered=keep_root_gathered)
+    if getattr(teacher, "is_quantized", False) or getattr(teacher, "quantization_method", None) is not None:
+        # an 8-bit or 4-bit teacher (bitsandbytes, GPTQ...) runs as loaded: transformers refuses any dtype cast of it
+        return teacher.to(device=accelerator.device)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
     if dtype is None and any(p.dtype in (torch.float16, torch.bfloat16) for p in teacher.parameters()):
         # a half-precision checkpoint (transformers 5 loads it as stored): float32 weights, as the training's, with
         # autocast doing fp16 matmuls under fp16 (fp16 weights risk overflow)
         logger.info("The teacher's half-precision weights are cast to float32 (the training runs without bf16).")
         dtype = torch.float32
-    return teacher.to(device=accelerator.device, dtype=dtype)
+    return teacher.to(device=accelerator.device, **({"dtype": dtype} if dtype is not None else {}))
 
 
 def _prepare_deepspeed(teacher: nn.Module, accelerator: Accelerator, micro_batch_size: int) -> nn.Module:

@@ -259,6 +259,21 @@ def test_a_half_precision_teacher_runs_in_float32_without_bf16(tmp_path):
     trainer.train()
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_quantized_teacher_is_moved_never_cast(tmp_path, bf16):
+    # prepare_teacher passed dtype= (None included) to .to(), which transformers refuses for a bitsandbytes or GPTQ
+    # model ("You cannot cast a bitsandbytes model in a new `dtype`"): an 8-bit teacher could not be used at all.
+    # bitsandbytes is not installed here: the teacher is marked as from_pretrained marks one, which .to() reads.
+    from transformers.utils.quantization_config import QuantizationMethod
+
+    teacher = tiny.classifier(layers=2, seed=0)
+    teacher.half()  # a quantized model's other weights are half precision: kept as they are
+    teacher.quantization_method = QuantizationMethod.BITS_AND_BYTES
+    teacher.is_quantized = True
+    trainer = make_trainer(tmp_path, tiny.classifier(layers=1, seed=1), teacher, tiny.class_rows(8), bf16=bf16)
+    assert all(p.dtype == torch.float16 for p in trainer.teacher_model.parameters())
+
+
 def test_a_student_sharing_the_teachers_modules_is_refused(tmp_path):
     # freezing the teacher froze the shared student weights without a word
     teacher, student = tiny.classifier(layers=2, seed=0), tiny.classifier(layers=1, seed=1)
