@@ -20,12 +20,18 @@ def unwrap(model: nn.Module) -> nn.Module:
 def accepted_inputs(model: nn.Module) -> frozenset[str] | None:
     """Named inputs of `model.forward`, or None when it names none (then everything is passed).
 
-    `**kwargs` is ignored: DistilBERT's forward takes `**kwargs` (attention options) but no `token_type_ids`.
+    `**kwargs` is ignored: DistilBERT's forward takes `**kwargs` (attention options) but no `token_type_ids`. A
+    wrapper that hands its `**kwargs` on to the model `get_base_model()` returns (peft's models) accepts that model's
+    inputs too: a LoRA-tuned BERT needs its `token_type_ids`.
     """
     parameters = inspect.signature(model.forward).parameters.values()
     named = frozenset(
         p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
     )
+    passes_on = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    base = model.get_base_model() if passes_on and callable(getattr(model, "get_base_model", None)) else None
+    if isinstance(base, nn.Module) and base is not model:
+        named |= accepted_inputs(base) or frozenset()
     return named or None
 
 

@@ -274,6 +274,41 @@ def test_a_quantized_teacher_is_moved_never_cast(tmp_path, bf16):
     assert all(p.dtype == torch.float16 for p in trainer.teacher_model.parameters())
 
 
+class _PeftLike(torch.nn.Module):
+    """peft's PeftModelForSequenceClassification as the trainer sees it: a forward naming some inputs and passing
+    **kwargs (token_type_ids among them) on to the model `get_base_model()` returns. peft is not installed here."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+        self.config = base.config
+
+    def get_base_model(self):
+        return self.base
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, task_ids=None, **kwargs):  # fmt: skip
+        return self.base(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                         labels=labels, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states, return_dict=return_dict, **kwargs)  # fmt: skip
+
+
+def test_a_wrapped_teacher_taking_its_inputs_through_kwargs_still_gets_the_segment_ids(tmp_path):
+    # only the wrapper's named inputs were passed: a LoRA teacher read every sentence pair as one segment
+    base = tiny.classifier(layers=2, seed=0, type_vocab_size=2)
+    with torch.no_grad():
+        base.bert.embeddings.token_type_embeddings.weight[1].normal_(0, 1.0)  # segments matter, as when pretrained
+    teacher = _PeftLike(base)
+    trainer = make_trainer(tmp_path, tiny.classifier(layers=1, seed=1, type_vocab_size=2), teacher, tiny.class_rows(8))
+    batch = tiny.collate(list(tiny.class_rows(4)))
+    length = batch["input_ids"].shape[1]
+    batch["token_type_ids"] = (torch.arange(length) >= length // 2).long().expand(4, -1)  # sentence pairs
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    with torch.no_grad():
+        expected = base(**inputs).logits
+    torch.testing.assert_close(trainer.teacher_logits(batch), expected, rtol=0, atol=0)
+
+
 def test_a_student_sharing_the_teachers_modules_is_refused(tmp_path):
     # freezing the teacher froze the shared student weights without a word
     teacher, student = tiny.classifier(layers=2, seed=0), tiny.classifier(layers=1, seed=1)
