@@ -57,6 +57,7 @@ def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
     teacher_config = getattr(teacher, "config", None)
     if student_config is None or teacher_config is None:
         return  # plain nn.Modules: shapes are checked on the first batch
+    _check_heads(student, teacher)
     for config, role in ((student_config, "student"), (teacher_config, "teacher")):
         if getattr(config, "problem_type", None) == "multi_label_classification":
             raise ValueError(
@@ -154,6 +155,51 @@ def check_vocabulary_fits(tokenizer: Any, config: Any, who: str = "teacher") -> 
             f"the tokenizer the {who} was trained with (a folder without tokenizer files gives one of the special "
             f"tokens alone, and every word becomes [UNK]). Save the tokenizer beside the {who} "
             "(tokenizer.save_pretrained(folder)), or pass a folder that holds it."
+        )
+
+
+# Heads by what their logits hold, read from the class name (a peft wrapper's too: PeftModelForSequenceClassification).
+_PER_EXAMPLE = ("ForSequenceClassification", "ForMultipleChoice", "ForNextSentencePrediction")
+_PER_TOKEN = ("ForTokenClassification", "ForMaskedLM", "ForCausalLM", "LMHeadModel")
+_OTHER_OUTPUTS = {"ForQuestionAnswering": "start_logits and end_logits", "ForPreTraining": "prediction_logits and "
+                  "seq_relationship_logits"}  # fmt: skip
+
+
+def _head_kind(model: nn.Module) -> str | None:
+    """ "example", "token", what the model gives instead of one `logits` output, or None (a class not known here)."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    name = type(model).__name__
+    if name.endswith(_PER_EXAMPLE):
+        return "example"
+    if name.endswith(_PER_TOKEN):
+        return "token"
+    other = next((outputs for suffix, outputs in _OTHER_OUTPUTS.items() if name.endswith(suffix)), None)
+    if other is None and name in MODEL_MAPPING_NAMES.values():
+        other = "hidden states only (a base model without a head)"
+    return other
+
+
+def _check_heads(student: nn.Module, teacher: nn.Module) -> None:
+    """Refuses, before any teacher pass, heads whose logits cannot be compared: a head without one `logits` output
+    (failed at the first step), or a per-example head with a per-token one (refused at the first step, after the
+    teacher cache was built)."""
+    kinds = {"student": _head_kind(student), "teacher": _head_kind(teacher)}
+    models = {"student": student, "teacher": teacher}
+    for role, kind in kinds.items():
+        if kind not in (None, "example", "token"):
+            raise ValueError(
+                f"The {role} ({type(models[role]).__name__}) has no single logits output (it gives {kind}), which "
+                "DistillationTrainer's losses compare. Distil a sequence or token classifier, or a masked or causal "
+                "LM, into one of the same kind."
+            )
+    if {kinds["student"], kinds["teacher"]} == {"example", "token"}:
+        per_example = "student" if kinds["student"] == "example" else "teacher"
+        per_token = "teacher" if per_example == "student" else "student"
+        raise ValueError(
+            f"The {per_example} gives one output per example ({type(models[per_example]).__name__}), the "
+            f"{per_token} one per token ({type(models[per_token]).__name__}): their logits cannot be compared. "
+            "Load both with the same kind of head (both sequence classifiers, or both per-token heads)."
         )
 
 

@@ -535,6 +535,32 @@ def test_refuses_token_classifiers_with_different_label_counts(tmp_path):
     make_trainer(tmp_path, tiny.token_classifier(layers=1, num_labels=5), teacher, tiny.token_rows(4))
 
 
+def test_refuses_a_per_example_head_with_a_per_token_one_before_the_teacher_cache_is_built(tmp_path):
+    # the same label count passed every check; the first step refused the logits' shapes, after the whole teacher
+    # pass over the training set (cache_teacher_logits) had run and been written
+    teacher, student = tiny.classifier(layers=2, num_labels=5), tiny.token_classifier(layers=1, num_labels=5)
+    for first, second in ((student, teacher), (teacher, student)):
+        with pytest.raises(ValueError, match=r"one output per example .*Bert\w+Classification.* one per token"):
+            make_trainer(tmp_path, first, second, tiny.token_rows(4), cache_teacher_logits=True)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match=r"one output per example .* one per token \(BertForMaskedLM\)"):
+        make_trainer(tmp_path, tiny.classifier(layers=1, num_labels=tiny.VOCAB_SIZE), tiny.masked_lm(layers=2),
+                     tiny.token_rows(4))  # fmt: skip
+
+
+@pytest.mark.parametrize("head", ["BertForQuestionAnswering", "BertForPreTraining", "BertModel"])
+def test_refuses_a_head_without_one_logits_output_when_built(tmp_path, head):
+    # a question-answering student (build_student makes one) failed at the first step: AttributeError 'logits'
+    import transformers
+
+    torch.manual_seed(0)
+    model = getattr(transformers, head)(tiny.bert_config(layers=1))
+    with pytest.raises(ValueError, match=rf"The student \({head}\) has no single logits output .*sequence"):
+        make_trainer(tmp_path, model, tiny.classifier(layers=2), tiny.class_rows(4))
+    with pytest.raises(ValueError, match=rf"The teacher \({head}\) has no single logits output"):
+        make_trainer(tmp_path, tiny.classifier(layers=1), model, tiny.class_rows(4))
+
+
 def test_refuses_tokenizers_that_encode_text_differently(tmp_path):
     student_tokenizer = tiny.tokenizer(tmp_path / "a")
     teacher_tokenizer = tiny.tokenizer(tmp_path / "b", extra_words=("brown", "fox", "dog"))
