@@ -120,8 +120,8 @@ def check_tokenizers(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
     """Raises `ValueError` when both tokenizers are known and encode the same texts differently."""
     if student_tokenizer is None or teacher_tokenizer is None or student_tokenizer is teacher_tokenizer:
         return
-    if not callable(student_tokenizer) or not callable(teacher_tokenizer):
-        return  # image processors and the like: nothing to compare
+    if not all(callable(getattr(t, "get_vocab", None)) for t in (student_tokenizer, teacher_tokenizer)):
+        return  # image processors and the like (callable too, on images): nothing to compare
     for text, text_pair in _TOKENIZER_PROBES:
         student_ids = student_tokenizer(text, text_pair)["input_ids"]
         teacher_ids = teacher_tokenizer(text, text_pair)["input_ids"]

@@ -582,6 +582,18 @@ def test_refuses_tokenizers_that_encode_text_differently(tmp_path):
     )
 
 
+def test_processors_that_are_not_tokenizers_are_never_called_with_text(tmp_path):
+    # image processors are callable too: the check called two of them with a sentence, as if it were an image
+    class ImageProcessor:
+        def __call__(self, images, *args, **kwargs):
+            raise TypeError(f"not an image: {images!r}")
+
+    DistillationTrainer(
+        model=tiny.classifier(layers=1), teacher_model=tiny.classifier(layers=2), args=make_args(tmp_path),
+        processing_class=ImageProcessor(), teacher_processing_class=ImageProcessor(),
+    )  # fmt: skip
+
+
 def test_refuses_missing_teacher_and_plain_training_arguments(tmp_path):
     with pytest.raises(ValueError, match="teacher_model="):
         DistillationTrainer(model=tiny.classifier(layers=1), args=make_args(tmp_path))
