@@ -178,12 +178,18 @@ class DistillationTrainer(
             self._apply_distillation_args()
             if self.args.cache_teacher_logits:
                 self.prepare_teacher_cache()  # a trial's cache is prepared at its own settings (_hp_search_setup)
-        # Each call's first logging window starts at its first step: a resumed run's checkpoint step (not 0, which
-        # averaged that window over every step since), 0 again for a second call or a search trial (not the last
-        # call's end, which dropped that window's terms).
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+
+    def _inner_training_loop(self, *args: Any, **kwargs: Any):
+        """[`~transformers.Trainer._inner_training_loop`], with a fresh logging window for the loss terms.
+
+        Each run of the loop logs from its first step: a resumed run's checkpoint step (not 0, which averaged that
+        window over every step since), 0 again for a second `train()`, a search trial (not the last call's end,
+        which dropped that window's terms) or the retry `auto_find_batch_size` makes at a smaller batch after an
+        out-of-memory error (which logged the failed attempt's terms)."""
         self._logged_terms_since_step = None
         self._logged_term_sums.zero_()
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+        return super()._inner_training_loop(*args, **kwargs)
 
     def _apply_distillation_args(self) -> None:
         """Checks the distillation arguments again and rebuilds the table of loss terms from them, when they changed

@@ -222,6 +222,35 @@ def test_logged_loss_terms_are_the_windows_own_after_a_resume_and_in_a_second_tr
         "loss_task"], rel=1e-4) and first[2]["loss_kd"] > 0  # fmt: skip
 
 
+def test_logged_loss_terms_restart_with_the_smaller_batch_after_an_out_of_memory_retry(tmp_path):
+    # auto_find_batch_size reruns the training loop at half the batch after an out-of-memory error: the terms the
+    # failed attempt had summed were logged in the retry's first window (and its start was the failed one's step)
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+
+    class RunsOutOfMemoryOnce(DistillationTrainer):
+        steps = 0
+
+        def training_step(self, *args, **kwargs):
+            loss = super().training_step(*args, **kwargs)  # the terms are summed for the log: then memory runs out
+            RunsOutOfMemoryOnce.steps += 1
+            if RunsOutOfMemoryOnce.steps == 3:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return loss
+
+    trainer = RunsOutOfMemoryOnce(
+        model=tiny.classifier(layers=1, seed=1, initializer_range=0.5), teacher_model=teacher,
+        args=make_args(tmp_path, auto_find_batch_size=True, per_device_train_batch_size=8, logging_steps=2,
+                       alpha_kd=0.3, alpha_task=0.7),
+        train_dataset=tiny.class_rows(64), data_collator=tiny.collate,
+    )  # fmt: skip
+    trainer.train()
+    assert trainer.state.train_batch_size == 7  # it did retry, at 90% of the batch
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["step"] for entry in logged] == [2, 4, 6, 8, 10]  # the retry's log alone: 64 rows / 7
+    for entry in logged:
+        assert entry["loss"] == pytest.approx(0.3 * entry["loss_kd"] + 0.7 * entry["loss_task"], rel=1e-4)
+
+
 def test_evaluation_runs_the_student_alone_and_reports_its_task_loss(tmp_path):
     teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
     student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
