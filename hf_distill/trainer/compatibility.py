@@ -11,9 +11,13 @@ from typing import Any
 
 from torch import nn
 
+from .loss_terms import active_terms
+from .token_heads import output_head
+
 __all__ = [
     "check_distillable",
     "check_hidden_sizes",
+    "check_hooks_under_data_parallel",
     "check_task_term",
     "check_tokenizers",
     "check_vocabulary_fits",
@@ -84,6 +88,24 @@ def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
         raise ValueError(
             f"The student has num_labels={student_labels} but the teacher has num_labels={teacher_labels}: their "
             "outputs cannot be compared. Load the student with the teacher's num_labels (and id2label)."
+        )
+
+
+def check_hooks_under_data_parallel(teacher: nn.Module, args: Any) -> None:
+    """Refuses the forward hooks' terms under one process driving several GPUs (`torch.nn.DataParallel`, which
+    Trainer uses when a script is run without a launcher on a machine with several visible GPUs): its replicas
+    share the hooks, which see each replica's part of the batch, not the whole batch the loss counts."""
+    if args.n_gpu <= 1:
+        return
+    hooked = [term.name for term, _ in active_terms(args) if term.needs_last_layer]
+    online_heads = output_head(teacher) is not None and not args.cache_teacher_logits  # a cache reads no heads
+    if online_heads and (args.token_kd_gather_positions or args.token_kd_chunk_size):
+        hooked.append("token heads' counted positions (token_kd_gather_positions / token_kd_chunk_size)")
+    if hooked:
+        raise ValueError(
+            f"DistillationTrainer: this process drives {args.n_gpu} GPUs (torch.nn.DataParallel), whose replicas "
+            f"break the hooks of {', '.join(hooked)}: launch one process per GPU (torchrun or accelerate launch), "
+            "make one GPU visible (CUDA_VISIBLE_DEVICES=0), or turn those off."
         )
 
 

@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from .arguments import DistillationTrainingArguments, distillation_settings
-from .compatibility import check_distillable, check_hidden_sizes, check_intermediate, check_task_term
+from .compatibility import (
+    check_distillable,
+    check_hidden_sizes,
+    check_hooks_under_data_parallel,
+    check_intermediate,
+    check_task_term,
+)
 from .intermediate import PROJECTION_NAME, attach_projection
 from .loss_terms import active_terms
 from .model_inputs import unwrap
@@ -162,6 +168,7 @@ class StudentSetupMixin:
         if trial is None or self.hp_search_backend is None:
             return
         self.args.validate_distillation()
+        check_hooks_under_data_parallel(self._unplaced_teacher, self.args)  # a trial may turn a hooked term on
         self._args_of_trial = trial
         if self.model is not None and getattr(self, "_student_of_trial", None) is trial:
             self._check_student(unwrap(self.model), self.args)  # this trial's weights, map and seed

@@ -28,7 +28,7 @@ from hf_distill.cache.trainer_mixin import TeacherCacheMixin
 from .arguments import DistillationTrainingArguments, distillation_settings
 from .batch_counts import WholeBatchCountsMixin, count_index, count_items
 from .columns import TeacherColumnsMixin
-from .compatibility import check_tokenizers, is_causal_lm, is_regression
+from .compatibility import check_hooks_under_data_parallel, check_tokenizers, is_causal_lm, is_regression
 from .evaluation_rows import EveryEvaluationRowMixin
 from .loss_terms import LossContext, active_terms, task_sum
 from .model_inputs import accepted_inputs, select_inputs, unwrap
@@ -36,7 +36,7 @@ from .model_internals import NOT_SELECTING, ModelInternalsMixin
 from .secrets import hide_hub_token
 from .student_setup import StudentSetupMixin
 from .teacher import prepare_teacher
-from .token_heads import CountedPositions, output_head
+from .token_heads import CountedPositions
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class DistillationTrainer(
         self._unplaced_teacher = teacher_model
         if model is not None:
             self._check_student(model, args)
-        _refuse_hooks_under_data_parallel(teacher_model, args)
+        check_hooks_under_data_parallel(teacher_model, args)
         super().__init__(model=model, args=args, **kwargs)
         hide_hub_token(self.args)
         if self.args.fsdp and self.accelerator.distributed_type != DistributedType.FSDP:
@@ -198,7 +198,7 @@ class DistillationTrainer(
         if settings == self._applied_settings:
             return
         self.args.validate_distillation()
-        _refuse_hooks_under_data_parallel(self._unplaced_teacher, self.args)
+        check_hooks_under_data_parallel(self._unplaced_teacher, self.args)
         if self.model is not None and self.model_init is None:  # a model_init student is checked as it is built
             self._check_student(unwrap(self.model), self.args)
         self._hidden_pairs = None  # hidden_layer_map may have changed
@@ -374,21 +374,3 @@ class DistillationTrainer(
             self._logged_term_sums.zero_()
             self._logged_terms_since_step = self.state.global_step
         super().log(logs, start_time)
-
-
-def _refuse_hooks_under_data_parallel(teacher: nn.Module, args: DistillationTrainingArguments) -> None:
-    """Refuses the forward hooks' terms under one process driving several GPUs (`torch.nn.DataParallel`, which
-    Trainer uses when a script is run without a launcher on a machine with several visible GPUs): its replicas
-    share the hooks, which see each replica's part of the batch, not the whole batch the loss counts."""
-    if args.n_gpu <= 1:
-        return
-    hooked = [term.name for term, _ in active_terms(args) if term.needs_last_layer]
-    online_heads = output_head(teacher) is not None and not args.cache_teacher_logits  # a cache reads no heads
-    if online_heads and (args.token_kd_gather_positions or args.token_kd_chunk_size):
-        hooked.append("token heads' counted positions (token_kd_gather_positions / token_kd_chunk_size)")
-    if hooked:
-        raise ValueError(
-            f"DistillationTrainer: this process drives {args.n_gpu} GPUs (torch.nn.DataParallel), whose replicas "
-            f"break the hooks of {', '.join(hooked)}: launch one process per GPU (torchrun or accelerate launch), "
-            "make one GPU visible (CUDA_VISIBLE_DEVICES=0), or turn those off."
-        )

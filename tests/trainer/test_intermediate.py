@@ -337,6 +337,21 @@ def test_one_process_over_several_gpus_is_refused_for_the_hooked_terms(tmp_path,
         make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_attention=1.0)
     with pytest.raises(ValueError, match=r"hooks of token heads' counted positions"):
         make_trainer(tmp_path, tiny.masked_lm(layers=1, seed=1), tiny.masked_lm(seed=0), tiny.mlm_rows(8))
+    # turned on after the trainer was built: by hand, or by a search trial (the check ran in __init__ alone)
+    trainer = make_trainer(tmp_path, copy.deepcopy(student), teacher, tiny.class_rows(8))
+    trainer.args.alpha_attention = 1.0
+    with pytest.raises(ValueError, match=r"drives 2 GPUs .*hooks of attention"):
+        trainer.train()
+    pytest.importorskip("optuna")
+    trainer = DistillationTrainer(
+        model_init=lambda: copy.deepcopy(student), teacher_model=teacher, args=make_args(tmp_path),
+        train_dataset=tiny.class_rows(8), eval_dataset=tiny.class_rows(4), data_collator=tiny.collate,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"drives 2 GPUs .*hooks of attention"):
+        trainer.hyperparameter_search(
+            hp_space=lambda trial: {"alpha_attention": trial.suggest_float("alpha_attention", 1.0, 1.0)},
+            backend="optuna", n_trials=1, direction="minimize", compute_objective=lambda metrics: 0.0,
+        )  # fmt: skip
 
 
 def test_trainers_push_to_hub_uploads_the_student_without_its_projection(tmp_path, monkeypatch):
