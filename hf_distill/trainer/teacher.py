@@ -61,6 +61,11 @@ def prepare_teacher(
         return _prepare_deepspeed(teacher, accelerator, micro_batch_size)
     if accelerator.distributed_type == DistributedType.FSDP:
         return _prepare_fsdp(teacher, accelerator, keep_root_gathered=keep_root_gathered)
+    placed = getattr(teacher, "hf_device_map", None) or {}
+    if len(set(placed.values())) > 1:
+        # loaded with device_map="auto" over several devices (accelerate's hooks move the activations): kept so
+        logger.info("The teacher stays where its device_map put it: %s.", sorted(set(map(str, placed.values()))))
+        return teacher
     if getattr(teacher, "is_quantized", False) or getattr(teacher, "quantization_method", None) is not None:
         # an 8-bit or 4-bit teacher (bitsandbytes, GPTQ...) runs as loaded: transformers refuses any dtype cast of it
         return teacher.to(device=accelerator.device)

@@ -338,6 +338,17 @@ def test_a_wrapped_teacher_taking_its_inputs_through_kwargs_still_gets_the_segme
     torch.testing.assert_close(trainer.teacher_logits(batch), expected, rtol=0, atol=0)
 
 
+def test_a_teacher_spread_over_devices_by_its_device_map_stays_there(tmp_path):
+    # .to(device) pulled a device_map="auto" teacher, spread over several GPUs, onto one
+    teacher = tiny.classifier(layers=2, seed=0)
+    teacher.hf_device_map = {"bert": 0, "classifier": 1}
+    moved = []
+    teacher.to = lambda *args, **kwargs: moved.append((args, kwargs))
+    trainer = make_trainer(tmp_path, tiny.classifier(layers=1, seed=1), teacher, tiny.class_rows(8), bf16=True)
+    assert trainer.teacher_model is teacher and moved == []
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())  # frozen all the same
+
+
 def test_a_student_sharing_the_teachers_modules_is_refused(tmp_path):
     # freezing the teacher froze the shared student weights without a word
     teacher, student = tiny.classifier(layers=2, seed=0), tiny.classifier(layers=1, seed=1)
