@@ -935,8 +935,9 @@ def _mean_std(values: list[float]) -> str:
     if not values:
         return "–"
     scale = [100 * v for v in values]
-    spread = statistics.stdev(scale) if len(scale) > 1 else 0.0
-    return f"{statistics.mean(scale):.1f} ± {spread:.1f}"
+    if len(scale) == 1:  # no spread to tell over one seed (0.0 would claim one)
+        return f"{scale[0]:.1f} ± –"
+    return f"{statistics.mean(scale):.1f} ± {statistics.stdev(scale):.1f}"
 
 
 def _cell(entry: dict, column: str) -> str:
@@ -952,7 +953,8 @@ def render(results: dict) -> str:
         "",
         f"Teacher base: {results['teacher_base']} (BERT, 6 layers, hidden 384), fine-tuned per task by",
         "`scripts/distill_glue.py --finetune_teacher`. Student: 3 layers from teacher layers 0, 2, 4. Metric ×100 on",
-        "GLUE dev, mean ± standard deviation over seeds; retention = ours / teacher. Written by",
+        "GLUE dev, mean ± standard deviation over seeds (± – over one seed); retention = a student's mean over its",
+        "teacher's (the table's e/a: ours + transfer, else ours, over the teacher). Written by",
         "`scripts/run_results.py` (every number below comes from a run it made; the commands are in results.json).",
         "",
         "Version 2 adds (e) ours + transfer set: DistillationTrainer over the labelled rows plus a transfer set the",
@@ -1427,13 +1429,21 @@ def _intermediate_section(results: dict) -> list[str]:
             continue
         recommended = recommended_intermediate(found["intermediate_scores"])
         if recommended == "none":
-            best = max(entry["intermediate_paired"].items(), key=lambda item: statistics.mean(item[1]["differences"]))
-            lines.append(
+            paired_rows = [item for item in entry["intermediate_paired"].items() if item[1]["differences"]]
+            text = (
                 f"- {task}: the held-out search recommends no intermediate term (none beat logits there), so the "
-                f"recommended combination is ours on logits and the target is NOT met; the best row on dev is "
-                f"{INTERMEDIATE_LABELS[best[0]]} ({100 * statistics.mean(best[1]['differences']):+.2f} vs "
-                f"{best[1]['baseline']}, p = {_p_t(best[1])})."
+                "recommended combination is ours on logits and the target is NOT met; "
             )
+            if paired_rows:
+                best = max(paired_rows, key=lambda item: statistics.mean(item[1]["differences"]))
+                text += (
+                    f"the best row on dev is {INTERMEDIATE_LABELS[best[0]]} "
+                    f"({100 * statistics.mean(best[1]['differences']):+.2f} vs {best[1]['baseline']}, p = "
+                    f"{_p_t(best[1])})."
+                )
+            else:
+                text += "no row is paired with ours on dev (no seed in common)."
+            lines.append(text)
             continue
         variant = RECOMMENDED_VARIANTS[recommended]
         paired_runs = entry["intermediate_paired"].get(variant)

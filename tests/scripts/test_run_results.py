@@ -115,7 +115,7 @@ def test_an_intermediate_rows_score_covers_the_seeds_its_pairing_uses():
     # and the unpaired seed is counted apart, never averaged into the paired score
     results = filled({"ours/42": (0.80, 0.84), "ours_hidden/42": (0.82, 0.84), "ours_hidden/43": (0.70, 0.84)})
     row = next(line for line in run_results.render(results).splitlines() if "| + hidden states |" in line)
-    assert "| 1 | 82.0 ± 0.0 (1 more seed unpaired: 76.0 ± 8.5 over all) | ours | 80.0 ± 0.0 | +2.0 |" in row
+    assert "| 1 | 82.0 ± – (1 more seed unpaired: 76.0 ± 8.5 over all) | ours | 80.0 ± – | +2.0 |" in row
 
 
 def test_an_intermediate_row_whose_seeds_ran_other_flags_shows_each_set_and_every_command_is_listed():
@@ -136,6 +136,21 @@ def test_an_intermediate_row_whose_seeds_ran_other_flags_shows_each_set_and_ever
     assert "python scripts/distill_glue.py --alpha_hidden 0.1 --seed SEED  # seed 44" in commands
     assert "python scripts/distill_glue.py --seed SEED  # seed 43" in commands  # pseudo_labels
     assert commands.count("python scripts/distill_glue.py --seed SEED\n") == 1  # ours: every seed alike
+
+
+def test_an_intermediate_variant_with_no_seed_paired_is_left_out_of_the_best_row(monkeypatch):
+    # the held-out search recommends no term: the best row on dev was the max of every row's mean difference, and a
+    # row with no seed in common with ours (an empty list) crashed the render (StatisticsError)
+    scores = {"logits": 0.85, "alpha_hidden=1.0": 0.80, "alpha_attention=1.0": 0.80}
+    searched = {"intermediate_scores": scores, "held_out_train_rows": 1000, "scores": {"T=1.0, alpha_kd=0.5": 0.85},
+                "best": "T=1.0, alpha_kd=0.5"}  # fmt: skip
+    monkeypatch.setattr(run_results, "_searches", lambda: {"sst2": searched})
+    results = filled({"ours/42": (0.80, 0.84), "ours_hidden/42": (0.81, 0.84), "ours_attention/43": (0.82, 0.84)})
+    text = " ".join(run_results.render(results).split())
+    assert "the best row on dev is + hidden states (+1.00 vs ours" in text
+    alone = filled({"ours/42": (0.80, 0.84), "ours_attention/43": (0.82, 0.84)})
+    rendered = " ".join(run_results.render(alone).split())
+    assert "ours on logits and the target is NOT met; no row is paired with ours on dev" in rendered
 
 
 def test_a_variant_that_ties_labels_only_up_to_float_noise_is_no_gain_and_one_seed_gets_no_test():
