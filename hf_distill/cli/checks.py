@@ -256,6 +256,7 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
         check_search_plan(model_args, data_args, training_args)
     check_training_numbers(training_args)
     check_cache_engine(training_args)
+    check_fsdp_wrap(model_args, training_args)
     check_planned_data_parallel_only(training_args)  # the trainers refuse it too, but only once built
     # distill_mlm shares these checks and has no search, so no --hp_search_only
     if getattr(data_args, "hp_search_only", False) and training_args.push_to_hub:
@@ -300,6 +301,26 @@ def check_cache_engine(training_args) -> None:
             f"--cache_teacher_logits true with {engine}: the cache is built by one process, but a sharded teacher "
             "needs every process in each forward. Pass --cache_teacher_logits false (the teacher then runs online), "
             "or launch with DDP or DeepSpeed ZeRO-1/2."
+        )
+
+
+def check_fsdp_wrap(model_args, training_args) -> None:
+    """A DistilBERT student built under FSDP with a wrap policy naming other layer classes (configs/accelerate/
+    fsdp.yaml's BertLayer): Accelerate finds none in it and fails when it prepares the student, after the teacher's
+    fine-tune. Refused here. The teacher is wrapped by its own layer classes (trainer/teacher.py)."""
+    built = getattr(model_args, "student_model_name_or_path", None) is None
+    if sharding_engine(training_args) != "FSDP" or not built or model_args.student_architecture != "distilbert":
+        return
+    names = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP") or ",".join(
+        (getattr(training_args, "fsdp_config", None) or {}).get("transformer_layer_cls_to_wrap") or []
+    )
+    classes = [name.strip() for name in names.split(",") if name.strip()]
+    if classes and "TransformerBlock" not in classes:
+        raise ValueError(
+            f"--student_architecture distilbert under FSDP: the wrap policy names {', '.join(classes)}, which a "
+            "DistilBERT student lacks (its layers are TransformerBlock), so Accelerate would fail when it prepares "
+            "the student. Launch with --fsdp_transformer_layer_cls_to_wrap TransformerBlock (the teacher is "
+            "wrapped by its own layers), or use --student_architecture bert."
         )
 
 

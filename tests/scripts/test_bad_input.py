@@ -115,6 +115,29 @@ def test_the_teacher_cache_with_fsdp_is_refused_before_anything_loads(tmp_path, 
     refuse(tmp_path, flags, r"--cache_teacher_logits true with FSDP: .* Pass --cache_teacher_logits false")
 
 
+@needs_glue
+def test_a_distilbert_student_under_a_bert_layer_wrap_policy_is_refused_before_anything_loads(
+    tmp_path, teacher_folder, monkeypatch
+):
+    # configs/accelerate/fsdp.yaml wraps BertLayer, which a DistilBERT student lacks (TransformerBlock): Accelerate
+    # failed when preparing the student, after the teacher's fine-tune
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "BertLayer")
+    flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1", "--cache_teacher_logits", "false")
+    refuse(tmp_path, [*flags, "--student_architecture", "distilbert"],
+           r"--student_architecture distilbert under FSDP: the wrap policy names BertLayer, .* TransformerBlock.*"
+           r"--fsdp_transformer_layer_cls_to_wrap TransformerBlock")  # fmt: skip
+    from hf_distill.cli import checks
+
+    model_args = type("ModelArgs", (), {"student_architecture": "distilbert", "student_model_name_or_path": None})
+    training_args = type("Args", (), {"fsdp": None, "fsdp_config": {}})()
+    monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "TransformerBlock")
+    checks.check_fsdp_wrap(model_args, training_args)  # the student's own layer class: fine
+    monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "BertLayer")
+    model_args.student_architecture = "bert"
+    checks.check_fsdp_wrap(model_args, training_args)  # a BERT student: fine
+
+
 def test_sharding_engines_are_read_from_the_launcher_and_the_arguments(tmp_path, monkeypatch):
     from transformers import TrainingArguments
 
