@@ -23,7 +23,7 @@ from hf_distill.trainer.compatibility import (
 )
 
 from .checks import check_sequence_length
-from .models import ScriptModels, finetune_teacher, hub_kwargs, student_layers
+from .models import ScriptModels, finetune_teacher, hub_kwargs, loaded_whole, student_layers
 
 __all__ = ["load_mlm_models", "ready_mlm_models"]
 
@@ -58,9 +58,10 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
     # a bf16 teacher would start from rounded weights. ready_mlm_models casts the teacher to bf16 afterwards.
     built = model_args.student_model_name_or_path is None
     dtype = torch.bfloat16 if training_args.bf16 and not model_args.finetune_teacher and not built else torch.float32
-    teacher, loading_info = AutoModelForMaskedLM.from_pretrained(
-        name, dtype=dtype, output_loading_info=True, **hub_kwargs(model_args)
-    )
+    with loaded_whole(built and not model_args.finetune_teacher):  # the student copies its weights
+        teacher, loading_info = AutoModelForMaskedLM.from_pretrained(
+            name, dtype=dtype, output_loading_info=True, **hub_kwargs(model_args)
+        )
     missing = _missing_head_weights(teacher, loading_info)
     if missing and not model_args.finetune_teacher:
         raise ValueError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "load_models",
     "load_student",
     "load_teacher",
+    "loaded_whole",
     "ready_models",
     "student_layers",
 ]
@@ -69,13 +71,39 @@ def load_teacher(model_args, training_args, num_labels: int, label_names):
     kwargs = {}
     if model_args.finetune_teacher:
         kwargs = {**_label_kwargs(num_labels, label_names), "ignore_mismatched_sizes": True}
-    teacher = AutoModelForSequenceClassification.from_pretrained(
-        model_args.teacher_model_name_or_path, dtype=dtype, **kwargs, **hub_kwargs(model_args)
-    )
+    # A student built from a teacher that is not fine-tuned first is copied from its weights: whole, not ZeRO-3's
+    # partitions (a refit teacher is read back whole after its fine-tune, in finetune_teacher).
+    with loaded_whole(not model_args.finetune_teacher and not model_args.student_model_name_or_path):
+        teacher = AutoModelForSequenceClassification.from_pretrained(
+            model_args.teacher_model_name_or_path, dtype=dtype, **kwargs, **hub_kwargs(model_args)
+        )
     if not model_args.finetune_teacher and label_names is not None:
         teacher.config.id2label = dict(enumerate(label_names))
         teacher.config.label2id = {name: index for index, name in enumerate(label_names)}
     return teacher
+
+
+@contextlib.contextmanager
+def loaded_whole(whole: bool = True) -> Iterator[None]:
+    """A context in which `from_pretrained` loads a model whole when `whole` and DeepSpeed ZeRO-3 is on (whose
+    zero.Init would leave each process an empty partition of every weight); else nothing.
+
+    transformers starts zero.Init whenever its DeepSpeed config says stage 3, and accelerate's
+    `zero3_init_context_manager(enable=False)` leaves that config in place (transformers 5.25, accelerate 1.16):
+    the config is taken away for the load and put back after."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    if not whole or not hf_deepspeed.is_deepspeed_zero3_enabled():
+        yield
+        return
+    reference = hf_deepspeed._hf_deepspeed_config_weak_ref  # no public getter; restored through the public setter
+    config = reference() if reference is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if config is not None:
+            hf_deepspeed.set_hf_deepspeed_config(config)
 
 
 def load_student(model_args, num_labels: int, label_names):
@@ -135,9 +163,7 @@ def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, tr
             "FSDP set fsdp_state_dict_type: FULL_STATE_DICT, with DeepSpeed ZeRO-3 zero3_save_16bit_model: true "
             "(the configs in configs/accelerate do), or fine-tune the teacher beforehand and pass it as the teacher."
         )
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-    unpartitioned = plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
-    with unpartitioned:  # else from_pretrained partitions it again under ZeRO-3
+    with loaded_whole():  # else from_pretrained partitions it again under ZeRO-3
         return teacher_class.from_pretrained(
             teacher_dir, dtype=torch.float32, trust_remote_code=model_args.trust_remote_code
         )

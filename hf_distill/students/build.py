@@ -23,7 +23,7 @@ import torch
 from transformers import BertModel, PreTrainedModel
 
 from .distilbert import build_distilbert_student, check_distilbert_teacher
-from .layers import check_bert_teacher, layer_prefix, select_layers, validate_layers
+from .layers import check_bert_teacher, check_weights_in_memory, layer_prefix, select_layers, validate_layers
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def build_bert_student(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTr
         [`~transformers.PreTrainedModel`]: a float32 model of `type(teacher)` on the CPU, in training mode.
     """
     bert = check_bert_teacher(teacher)
+    check_weights_in_memory(teacher)
     layers = validate_layers(layers, teacher.config.num_hidden_layers)
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(layers)

@@ -25,7 +25,7 @@ from transformers import (
 )
 from transformers.activations import ACT2FN
 
-from .layers import check_bert_teacher, layer_prefix, validate_layers
+from .layers import check_bert_teacher, check_weights_in_memory, layer_prefix, validate_layers
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ def build_distilbert_student(teacher: PreTrainedModel, layers: Sequence[int]) ->
         [`~transformers.PreTrainedModel`]: a float32 `DistilBert*` model on the CPU, in training mode.
     """
     bert = check_bert_teacher(teacher)
+    check_weights_in_memory(teacher)
     layers = validate_layers(layers, teacher.config.num_hidden_layers)
     check_distilbert_teacher(teacher)
     student_class, head_names = _DISTILBERT_HEADS[type(teacher)]

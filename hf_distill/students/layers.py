@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from transformers import BertModel, PreTrainedModel
 
-__all__ = ["check_bert_teacher", "layer_prefix", "select_layers", "validate_layers"]
+__all__ = ["check_bert_teacher", "check_weights_in_memory", "layer_prefix", "select_layers", "validate_layers"]
 
 
 def select_layers(num_teacher_layers: int, num_student_layers: int) -> list[int]:
@@ -93,6 +93,26 @@ def check_bert_teacher(teacher: PreTrainedModel) -> BertModel:
             "out their layers differently; load a BERT checkpoint such as bert-base-uncased as the teacher."
         )
     return base
+
+
+def check_weights_in_memory(teacher: PreTrainedModel) -> None:
+    """Refuses a teacher whose weights this process does not hold whole (on the meta device, a DeepSpeed ZeRO-3
+    partition, an FSDP shard): a student copied from them failed inside torch (a size mismatch, "Cannot copy out of
+    meta tensor")."""
+    for name, tensor in [*teacher.named_parameters(), *teacher.named_buffers()]:
+        why = None
+        if tensor.is_meta:
+            why = "on the meta device: loaded without its weights, or offloaded by a device_map"
+        elif hasattr(tensor, "ds_id") and tensor.numel() == 0 and getattr(tensor, "ds_numel", 0) > 0:
+            why = "a DeepSpeed ZeRO-3 partition (not gathered)"
+        elif type(tensor).__name__ == "DTensor" or type(getattr(tensor, "data", None)).__name__ == "DTensor":
+            why = "an FSDP shard (DTensor)"
+        if why is not None:
+            raise ValueError(
+                f"build_student copies the teacher's weights, but {name} is {why}. Load the teacher whole in this "
+                "process (outside ZeRO-3's zero.Init, without a device_map that offloads it, before FSDP shards it), "
+                "build the student, then hand both to the trainer."
+            )
 
 
 def layer_prefix(teacher: PreTrainedModel, bert: BertModel) -> str:

@@ -89,3 +89,47 @@ def test_a_schedule_that_steps_on_evaluations_leaves_the_teachers_fine_tune_on_a
         eval_strategy="epoch", lr_scheduler_type=scheduler, lr_scheduler_kwargs=kwargs,
     )  # fmt: skip
     assert finetuned is trained and (tmp_path / "teacher" / "model.safetensors").exists()
+
+
+_ZERO3_BUILD = """
+import json, sys
+from hf_distill import build_student
+from hf_distill.cli.arguments import parse_arguments
+from hf_distill.cli.models import load_teacher
+from transformers.integrations import is_deepspeed_zero3_enabled
+
+model_args, _, training_args, _ = parse_arguments(sys.argv[1:])
+assert is_deepspeed_zero3_enabled()
+teacher = load_teacher(model_args, training_args, 2, ["negative", "positive"])
+assert is_deepspeed_zero3_enabled()  # put back after the load: the trainers' engines still partition
+weight = teacher.bert.embeddings.word_embeddings.weight
+student = build_student(teacher, layers=[0, 2], architecture="distilbert")
+print(json.dumps({"teacher": list(weight.shape), "student": list(student.get_input_embeddings().weight.shape)}))
+"""
+
+
+def test_under_zero3_a_teacher_a_student_is_built_from_is_loaded_whole(tmp_path):
+    # accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml, no --finetune_teacher: zero.Init left
+    # the teacher in empty partitions and build_student failed inside torch (a size mismatch from shape [0])
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("deepspeed")
+    teacher = tiny.classifier(layers=4, num_labels=2)
+    teacher.save_pretrained(tmp_path / "teacher")
+    env = {
+        **os.environ, "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
+        "ACCELERATE_DEEPSPEED_ZERO3_INIT": "true", "ACCELERATE_MIXED_PRECISION": "no", "DS_ACCELERATOR": "cpu",
+        "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29531", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+    }  # fmt: skip
+    arguments = ["--task_name", "sst2", "--teacher_model_name_or_path", str(tmp_path / "teacher"), "--output_dir",
+                 str(tmp_path / "out"), "--finetune_teacher", "false", "--cache_teacher_logits", "false",
+                 "--use_cpu", "true", "--report_to", "none", "--student_layers", "0,2"]  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", _ZERO3_BUILD, *arguments], env=env, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    shapes = json.loads(result.stdout.strip().splitlines()[-1])
+    assert shapes == {"teacher": [tiny.VOCAB_SIZE, 32], "student": [tiny.VOCAB_SIZE, 32]}

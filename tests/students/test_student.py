@@ -150,6 +150,23 @@ def test_build_student_refuses_a_teacher_that_is_not_bert():
         build_student(torch.nn.Linear(2, 2), num_layers=1)
 
 
+@pytest.mark.parametrize("architecture", ["bert", "distilbert"])
+def test_build_student_refuses_a_teacher_whose_weights_are_not_in_memory(architecture):
+    # a meta-device teacher (loaded without weights, or offloaded) and a ZeRO-3 partition passed every check and
+    # failed inside torch: a multi-line load_state_dict size mismatch, "Cannot copy out of meta tensor"
+    with torch.device("meta"):
+        meta = BertForSequenceClassification(tiny_bert_config())
+    with pytest.raises(ValueError, match=r"bert\.embeddings\.word_embeddings\.weight is on the meta device.*whole"):
+        build_student(meta, num_layers=2, architecture=architecture)
+    partitioned = tiny_teacher()
+    weight = partitioned.bert.embeddings.word_embeddings.weight
+    weight.data = torch.empty(0)  # as deepspeed.zero.Init leaves it: an empty local tensor and the partition's ids
+    weight.ds_id, weight.ds_numel = 0, 99 * 32
+    with pytest.raises(ValueError, match=r"word_embeddings\.weight is a DeepSpeed ZeRO-3 partition .*zero\.Init"):
+        build_student(partitioned, num_layers=2, architecture=architecture)
+    check_buildable(partitioned, architecture)  # before a fine-tune, whose teacher is read back whole: accepted
+
+
 def test_build_student_refuses_more_layers_than_the_teacher():
     with pytest.raises(ValueError, match=r"num_student_layers must be in \[1, 4\]"):
         build_student(tiny_teacher(), num_layers=5)
