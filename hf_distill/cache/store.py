@@ -215,12 +215,12 @@ def build_teacher_cache(
     if token_level is None:
         raise ValueError("The training dataset is empty: there is nothing to cache. Pass a non-empty train_dataset.")
     if token_level:
-        table = pa.table(
-            {
-                TOPK_LOG_PROBS_COLUMN: _large_list(log_prob_rows, np.float32),
-                TOPK_INDICES_COLUMN: _large_list(index_rows, np.int32),
-            }
-        )
+        # Each column's rows are let go once it is built: a large cache is never held three times over.
+        log_probs_column = _large_list(log_prob_rows, np.float32)
+        log_prob_rows = None
+        indices_column = _large_list(index_rows, np.int32)
+        index_rows = None
+        table = pa.table({TOPK_LOG_PROBS_COLUMN: log_probs_column, TOPK_INDICES_COLUMN: indices_column})
     else:
         flat = np.stack(logits_rows).astype(np.float32)  # (N, C)
         table = pa.table({LOGITS_COLUMN: pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])})
@@ -361,7 +361,8 @@ def _large_list(rows: list[np.ndarray | None], dtype: type) -> pa.Array:
     # int64 offsets: a large token-level cache holds more than 2**31 numbers.
     sizes = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    values = np.concatenate(rows).astype(dtype) if rows else np.zeros(0, dtype=dtype)
+    # copy=False: the rows are already of `dtype`, and a second copy of every value would be held at once
+    values = np.concatenate(rows).astype(dtype, copy=False) if rows else np.zeros(0, dtype=dtype)
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 

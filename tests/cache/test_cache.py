@@ -963,3 +963,24 @@ def test_a_cache_whose_files_were_cut_short_is_rebuilt_not_a_crash_on_every_run(
     assert "unreadable" in caplog.text
     assert again.columns[:] == expected
     assert not [p for p in first.path.parent.iterdir() if p != first.path]  # nothing left beside it
+
+
+def test_a_token_cache_column_is_built_without_a_second_copy_of_its_values():
+    # _large_list concatenated the rows, then copied the result again (astype): a token cache of many positions held
+    # its values three times at once (rows, concatenation, copy)
+    import tracemalloc
+
+    import numpy as np
+
+    from hf_distill.cache.store import _large_list
+
+    rows = [np.arange(n * 64, dtype=np.float32) for n in range(1, 200)]
+    values_bytes = sum(row.nbytes for row in rows)
+    tracemalloc.start()
+    try:
+        array = _large_list(rows, np.float32)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(array.flatten().to_numpy(), np.concatenate(rows))
+    assert peak < 1.5 * values_bytes, f"{peak} bytes at peak for {values_bytes} bytes of values"
