@@ -301,8 +301,8 @@ def _synced(folder: Path) -> None:
 def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> None:
     # Written beside the final folder, then renamed: a crash mid-write never leaves a folder that looks complete.
     path.parent.mkdir(parents=True, exist_ok=True)
-    # host, process and a random part: builders on several nodes of one filesystem often share a pid
-    partial = path.parent / f".{path.name}.partial-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # host, pid namespace, process and a random part: builders on several nodes of one filesystem often share a pid
+    partial = path.parent / f".{path.name}.partial-{_builder()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     _remove_abandoned_builds(path)
     columns.save_to_disk(str(partial))
     (partial / _METADATA_FILE).write_text(json.dumps(metadata))
@@ -329,9 +329,21 @@ def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> N
             raise
 
 
+def _builder() -> str:
+    """Who builds, beside the pid: the host and its pid namespace. Containers can share a hostname (Kubernetes pods
+    on the host network take the node's) while each numbers its processes from 1: a pid is only checked among the
+    builders of this namespace, never a live build of another container."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux: the host alone
+        namespace = 0
+    return f"{socket.gethostname()}-{namespace}"
+
+
 def _remove_abandoned_builds(path: Path) -> None:
-    """Deletes build folders of `path` that this machine's crashed builders left (their process is gone)."""
-    prefix = f".{path.name}.partial-{socket.gethostname()}-"
+    """Deletes build folders of `path` that crashed builders of this machine and pid namespace left (their process
+    is gone)."""
+    prefix = f".{path.name}.partial-{_builder()}-"
     for folder in path.parent.glob(f"{glob.escape(prefix)}*"):
         pid = folder.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):

@@ -484,17 +484,22 @@ def test_build_folders_of_crashed_builders_on_this_machine_are_removed(tmp_path)
     cache = cached_trainer(tmp_path, student, teacher, data).prepare_teacher_cache()
     shutil.rmtree(cache.path)
     dead = next(pid for pid in range(4_000_000, 4_100_000) if not os.path.exists(f"/proc/{pid}"))
-    abandoned = root / f".{cache.path.name}.partial-{socket.gethostname()}-{dead}-0a1b2c3d"
-    elsewhere = root / f".{cache.path.name}.partial-another-host-{dead}-0a1b2c3d"  # its process may still run
-    running = root / f".{cache.path.name}.partial-{socket.gethostname()}-{os.getppid()}-0a1b2c3d"
-    for folder in (abandoned, elsewhere, running):
+    namespace = os.stat("/proc/self/ns/pid").st_ino
+    here = f"{socket.gethostname()}-{namespace}"
+    abandoned = root / f".{cache.path.name}.partial-{here}-{dead}-0a1b2c3d"
+    elsewhere = root / f".{cache.path.name}.partial-another-host-{namespace}-{dead}-0a1b2c3d"  # may still run
+    # a container sharing this hostname (pods on the host network) numbers its own processes: its pid means nothing
+    # here, and its live build was deleted as abandoned
+    other_container = root / f".{cache.path.name}.partial-{socket.gethostname()}-{namespace + 1}-{dead}-0a1b2c3d"
+    running = root / f".{cache.path.name}.partial-{here}-{os.getppid()}-0a1b2c3d"
+    for folder in (abandoned, elsewhere, other_container, running):
         folder.mkdir(parents=True)
     assert (
         cached_trainer(tmp_path / "again", student, teacher, data, teacher_cache_dir=str(root))
         .prepare_teacher_cache()
         .built
     )
-    assert not abandoned.exists() and elsewhere.exists() and running.exists()
+    assert not abandoned.exists() and elsewhere.exists() and other_container.exists() and running.exists()
 
 
 def test_a_collator_that_edits_its_rows_passes_the_order_probe(tmp_path):
