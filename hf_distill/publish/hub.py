@@ -177,7 +177,33 @@ def check_repo_id(training_args) -> str:
             "--hub_model_id NAME or NAMESPACE/NAME (letters, digits, '-', '_' and '.', at most 96 characters), e.g. "
             "--hub_model_id my-user/bert-sst2-student."
         ) from None
+    check_revision(getattr(training_args, "hub_revision", None))
     return repo_id
+
+
+def check_revision(revision: str | None) -> None:
+    """Refuses a `--hub_revision` that git's ref rules (`git check-ref-format`) refuse as a branch: the push creates
+    the branch after training, where it failed."""
+    if revision is None:
+        return
+    parts = revision.split("/")
+    bad = (
+        not revision
+        or revision.startswith("-")
+        or revision.endswith(".")
+        or ".." in revision
+        or "@{" in revision
+        or revision == "@"
+        or any(c in revision for c in " ~^:?*[\\")
+        or any(ord(c) < 32 or ord(c) == 127 for c in revision)
+        or any(not part or part.startswith(".") or part.endswith(".lock") for part in parts)
+    )
+    if bad:
+        raise ValueError(
+            f"--hub_revision {revision!r} is not a branch name git accepts (no spaces, '..', '~^:?*[\\', control "
+            "characters, leading '-', empty or dot-led parts, or a part ending in '.lock'). Nothing was trained; "
+            "pass e.g. --hub_revision experiment-2, or drop it to push to main."
+        )
 
 
 def push_folder(

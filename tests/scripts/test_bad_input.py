@@ -279,6 +279,29 @@ def test_a_hub_repo_id_the_hub_would_refuse_is_refused_before_training(
 
 
 @needs_glue
+@pytest.mark.parametrize("revision", ["my branch", "v1..2", "a//b", "exp/", "x.lock", "a:b", "what?", ".hidden"])
+def test_a_hub_revision_git_would_refuse_as_a_branch_is_refused_before_training(
+    tmp_path, teacher_folder, monkeypatch, revision
+):
+    # the push creates the branch after training, where git's ref rules refused it
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1", "--push_to_hub", "true", "--hub_model_id",
+                 "me/student", "--hub_revision", revision, "--hub_token", "hf_" + "t" * 34)  # fmt: skip
+    refuse(tmp_path, flags, r"^--hub_revision '.*' is not a branch name git accepts .*Nothing was trained")
+
+
+def test_hub_revisions_git_accepts_pass():
+    from hf_distill.publish.hub import check_revision
+
+    for revision in (None, "main", "experiment-2", "v1.0", "runs/sst2/seed-42", "refs/pr/3"):
+        check_revision(revision)
+
+
+@needs_glue
 def test_an_output_folder_holding_the_users_files_is_refused(tmp_path, teacher_folder):
     out = tmp_path / "out"
     out.mkdir()
