@@ -28,6 +28,8 @@ __all__ = [
 _SECRET_OPTION = "hub_token"
 _SAME_AS_TASK = object()  # ModelCardData.dataset_config's default
 CARD_TAG = "hf-distill"  # in every card's tags: how a README.md written by this tool is told from the user's
+# This project's metric names that are not the Hub's metric ids: the id, and its arguments.
+_HUB_METRICS = {"pearson": ("pearsonr", None), "f1_macro": ("f1", {"average": "macro"})}
 
 
 @dataclass
@@ -270,7 +272,7 @@ def render_model_card(data: ModelCardData) -> str:
         language=data.language,
         base_model=data.base_model or None,
         datasets=[data.dataset] if hub_dataset else None,
-        metrics=list(data.metric_names),
+        metrics=list(dict.fromkeys(_HUB_METRICS.get(name, (name, None))[0] for name in data.metric_names)),
         tags=["distillation", "knowledge-distillation", pipeline, CARD_TAG, *data.extra_tags],
         library_name="transformers",
         pipeline_tag=pipeline,
@@ -282,7 +284,9 @@ def render_model_card(data: ModelCardData) -> str:
                 dataset_name=data.dataset,
                 dataset_config=data.task if data.dataset_config is _SAME_AS_TASK else data.dataset_config,
                 dataset_split=split,
-                metric_type=name,
+                metric_type=_HUB_METRICS.get(name, (name, None))[0],
+                metric_name=name,
+                metric_args=_HUB_METRICS.get(name, (name, None))[1],
                 metric_value=round(float(data.student_metrics[name]), 6),
             )
             for name in data.metric_names

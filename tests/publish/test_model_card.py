@@ -77,6 +77,23 @@ def test_a_masked_lm_card_names_the_corpus_config_and_split_it_scored_on():
     assert "config" not in without["model-index"][0]["results"][0]["dataset"]  # a dataset with one config: none
 
 
+def test_the_metadata_names_metrics_by_the_hubs_ids():
+    # "pearson" and "f1_macro" are this project's names, not Hub metric ids ("pearsonr", "f1" averaged "macro"):
+    # the Hub warned, and left the scores off the model's evaluation results
+    found = metadata(card(task="stsb", metric_names=["pearson", "spearmanr"], teacher_metrics={"pearson": 0.9,
+                          "spearmanr": 0.9}, student_metrics={"pearson": 0.85, "spearmanr": 0.84}))  # fmt: skip
+    assert found["metrics"] == ["pearsonr", "spearmanr"]
+    metrics = found["model-index"][0]["results"][0]["metrics"]
+    assert [(m["type"], m["name"], m["value"]) for m in metrics] == [("pearsonr", "pearson", 0.85),
+                                                                     ("spearmanr", "spearmanr", 0.84)]  # fmt: skip
+    own = metadata(card(task="tweets.csv", dataset="tweets.csv", metric_names=["accuracy", "f1_macro"],
+                        student_metrics={"accuracy": 0.8, "f1_macro": 0.7}))  # fmt: skip
+    assert own["metrics"] == ["accuracy", "f1"]
+    glue = metadata(card(metric_names=["accuracy", "f1_macro"], student_metrics={"accuracy": 0.8, "f1_macro": 0.7}))
+    f1 = glue["model-index"][0]["results"][0]["metrics"][1]
+    assert f1["type"] == "f1" and f1["args"] == {"average": "macro"} and f1["name"] == "f1_macro"
+
+
 def loss_line(text: str) -> str:
     """The card's loss bullet, with its indented continuation lines."""
     return re.search(r"^- \*\*Loss\*\*.*(?:\n  .*)*", text, flags=re.MULTILINE).group(0)
