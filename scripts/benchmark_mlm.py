@@ -129,7 +129,7 @@ def main() -> None:
           f"{options.device}; median of {options.repeats} interleaved rounds"
           f"{' (smoke: measures nothing)' if options.smoke else ''}.\n")  # fmt: skip
     base = RECIPE
-    print("| configuration | peak memory above weights (MB) | vs recipe | seconds/step | samples/s | vs recipe |")
+    print("| configuration | peak memory above weights (MiB) | vs recipe | seconds/step | samples/s | vs recipe |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in trainers:
         peak, time_ = statistics.median(peaks[name]), statistics.median(seconds[name])
