@@ -305,19 +305,28 @@ def check_cache_engine(training_args) -> None:
 
 
 def check_fsdp_wrap(model_args, training_args) -> None:
-    """A DistilBERT student built under FSDP with a wrap policy naming other layer classes (configs/accelerate/
-    fsdp.yaml's BertLayer): Accelerate finds none in it and fails when it prepares the student, after the teacher's
-    fine-tune. Refused here. The teacher is wrapped by its own layer classes (trainer/teacher.py)."""
+    """A DistilBERT student built under FSDP with a transformer-based wrap policy naming other layer classes
+    (configs/accelerate/fsdp.yaml's BertLayer): Accelerate finds them missing from it and fails when it prepares the
+    student, after the teacher's fine-tune. Refused here. The teacher is wrapped by its own layer classes
+    (trainer/teacher.py); size-based and no wrapping name no classes."""
     built = getattr(model_args, "student_model_name_or_path", None) is None
     if sharding_engine(training_args) != "FSDP" or not built or model_args.student_architecture != "distilbert":
         return
+    fsdp_config = getattr(training_args, "fsdp_config", None) or {}
     names = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP") or ",".join(
-        (getattr(training_args, "fsdp_config", None) or {}).get("transformer_layer_cls_to_wrap") or []
+        fsdp_config.get("transformer_layer_cls_to_wrap") or []
     )
     classes = [name.strip() for name in names.split(",") if name.strip()]
-    if classes and "TransformerBlock" not in classes:
+    # the launcher's policy (Accelerate's default: none); else, with --fsdp, the arguments' (transformers' default:
+    # transformer-based)
+    policy = os.environ.get("FSDP_AUTO_WRAP_POLICY") or (
+        fsdp_config.get("auto_wrap_policy") or "TRANSFORMER_BASED_WRAP" if getattr(training_args, "fsdp", None)
+        else "NO_WRAP"
+    )  # fmt: skip
+    missing = [name for name in classes if name != "TransformerBlock"]
+    if policy.upper() == "TRANSFORMER_BASED_WRAP" and missing:
         raise ValueError(
-            f"--student_architecture distilbert under FSDP: the wrap policy names {', '.join(classes)}, which a "
+            f"--student_architecture distilbert under FSDP: the wrap policy names {', '.join(missing)}, which a "
             "DistilBERT student lacks (its layers are TransformerBlock), so Accelerate would fail when it prepares "
             "the student. Launch with --fsdp_transformer_layer_cls_to_wrap TransformerBlock (the teacher is "
             "wrapped by its own layers), or use --student_architecture bert."

@@ -122,6 +122,7 @@ def test_a_distilbert_student_under_a_bert_layer_wrap_policy_is_refused_before_a
     # configs/accelerate/fsdp.yaml wraps BertLayer, which a DistilBERT student lacks (TransformerBlock): Accelerate
     # failed when preparing the student, after the teacher's fine-tune
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_AUTO_WRAP_POLICY", "TRANSFORMER_BASED_WRAP")
     monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "BertLayer")
     flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1", "--cache_teacher_logits", "false")
     refuse(tmp_path, [*flags, "--student_architecture", "distilbert"],
@@ -133,9 +134,22 @@ def test_a_distilbert_student_under_a_bert_layer_wrap_policy_is_refused_before_a
     training_args = type("Args", (), {"fsdp": None, "fsdp_config": {}})()
     monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "TransformerBlock")
     checks.check_fsdp_wrap(model_args, training_args)  # the student's own layer class: fine
+    monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "BertLayer,TransformerBlock")  # Accelerate wants every one
+    with pytest.raises(ValueError, match=r"the wrap policy names BertLayer, which a DistilBERT student lacks"):
+        checks.check_fsdp_wrap(model_args, training_args)
     monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "BertLayer")
+    for policy in ("SIZE_BASED_WRAP", "NO_WRAP"):  # the launcher sets the classes even so, and they are unused
+        monkeypatch.setenv("FSDP_AUTO_WRAP_POLICY", policy)
+        checks.check_fsdp_wrap(model_args, training_args)
+    monkeypatch.setenv("FSDP_AUTO_WRAP_POLICY", "TRANSFORMER_BASED_WRAP")
+    for name in ("ACCELERATE_USE_FSDP", "FSDP_AUTO_WRAP_POLICY", "FSDP_TRANSFORMER_CLS_TO_WRAP"):
+        monkeypatch.delenv(name)
+    by_arguments = type("Args", (), {"fsdp": "full_shard auto_wrap",  # --fsdp: transformers wraps by class
+                                     "fsdp_config": {"transformer_layer_cls_to_wrap": ["BertLayer"]}})()  # fmt: skip
+    with pytest.raises(ValueError, match=r"the wrap policy names BertLayer"):
+        checks.check_fsdp_wrap(model_args, by_arguments)
     model_args.student_architecture = "bert"
-    checks.check_fsdp_wrap(model_args, training_args)  # a BERT student: fine
+    checks.check_fsdp_wrap(model_args, by_arguments)  # a BERT student: fine
 
 
 def test_sharding_engines_are_read_from_the_launcher_and_the_arguments(tmp_path, monkeypatch):
