@@ -200,11 +200,30 @@ class DistillationTrainer(
         self.args.validate_distillation()
         check_hooks_under_data_parallel(self._unplaced_teacher, self.args)
         if self.model is not None and self.model_init is None:  # a model_init student is checked as it is built
-            self._check_student(unwrap(self.model), self.args)
+            student = unwrap(self.model)
+            held = len(list(student.parameters()))
+            self._check_student(student, self.args)
+            if len(list(student.parameters())) != held:  # a projection, for alpha_hidden turned on since
+                self._restart_optimizer_for_new_parameters()
         self._hidden_pairs = None  # hidden_layer_map may have changed
         self._loss_terms = active_terms(self.args)
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
         self._applied_settings = distillation_settings(self.args)
+
+    def _restart_optimizer_for_new_parameters(self) -> None:
+        """The student gained parameters (the hidden-state projection) after a first `train()`: the optimizer and
+        scheduler it kept do not hold them, so they are built again by the next; an engine that already wrapped the
+        student (DDP, FSDP, DeepSpeed) would leave them out of its gradient sync and shards, so that is refused."""
+        if self.model_wrapped is not self.model:
+            raise ValueError(
+                f"The arguments now need the student's hidden-state projection (alpha_hidden="
+                f"{self.args.alpha_hidden}), but {type(self.model_wrapped).__name__} already wraps the student from "
+                "an earlier train(), without it. Build a new DistillationTrainer with these arguments."
+            )
+        if self.optimizer is not None:
+            logger.warning("The student gained the hidden-state projection since the last train(): its optimizer and "
+                           "learning-rate schedule start afresh, holding it.")  # fmt: skip
+        self.optimizer, self.lr_scheduler = None, None
 
     # ---- the loss: a table of weighted terms (loss_terms.py) -----------------------------------------------------
 

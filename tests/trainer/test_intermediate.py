@@ -354,6 +354,37 @@ def test_one_process_over_several_gpus_is_refused_for_the_hooked_terms(tmp_path,
         )  # fmt: skip
 
 
+def test_a_projection_the_arguments_ask_for_after_a_first_train_is_trained_by_the_next(tmp_path):
+    # alpha_hidden turned on between two train() calls attached the projection, but the first call's optimizer
+    # (kept by Trainer) did not hold it: the hidden-state term ran through random, untrained weights
+    teacher, student = models(student_hidden=16)
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), max_steps=2)
+    trainer.train()
+    assert not hasattr(student, PROJECTION_NAME)
+    trainer.args.alpha_hidden = 1.0
+    trainer.train()
+    projection = getattr(student, PROJECTION_NAME)
+    held = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert all(id(p) in held for p in projection.parameters())
+    start = attach_projection_weights(tmp_path, teacher)
+    assert not torch.equal(projection.weight, start)  # it trained
+    # a student an engine already wrapped (DDP, FSDP, DeepSpeed; stood in for here) would leave it out: refused
+    _, student = models(student_hidden=16)
+    wrapped = make_trainer(tmp_path / "wrapped", student, teacher, tiny.class_rows(8), max_steps=1)
+    wrapped.train()
+    wrapped.model_wrapped = torch.nn.ModuleList([student])
+    wrapped.args.alpha_hidden = 1.0
+    with pytest.raises(ValueError, match=r"ModuleList already wraps the student .* Build a new DistillationTrainer"):
+        wrapped.train()
+
+
+def attach_projection_weights(tmp_path, teacher) -> torch.Tensor:
+    """The projection's starting weights (attach_projection seeds it from args.seed)."""
+    fresh = tiny.classifier(layers=2, seed=1, initializer_range=0.5, hidden_size=16)
+    make_trainer(tmp_path / "fresh", fresh, teacher, tiny.class_rows(8), alpha_hidden=1.0)
+    return getattr(fresh, PROJECTION_NAME).weight.detach().clone()
+
+
 def test_trainers_push_to_hub_uploads_the_student_without_its_projection(tmp_path, monkeypatch):
     # Trainer.push_to_hub saves with _internal_call=True, which (for checkpoints) keeps the projection.
     uploads = fake_hub(monkeypatch, tmp_path)
