@@ -2065,7 +2065,10 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
     # its trials depend on: an edited student start or augmentation is another search.
     started = root / "search_command.json"
     signature = {"arguments": redacted(command), "config": _unsearched_settings(command[0])}
-    same_search = not started.exists() or json.loads(started.read_text()) == signature
+    stored = json.loads(started.read_text()) if started.exists() else signature
+    if isinstance(stored, list):  # written before the config was part of it: its arguments alone can be compared
+        stored = {**signature, "arguments": stored}
+    same_search = stored == signature
 
     def searched(folder: Path) -> bool:  # this search's report, holding every trial asked for and a best one
         path = folder / "hp_search.json"

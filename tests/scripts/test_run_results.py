@@ -498,6 +498,11 @@ def test_a_transfer_search_runs_again_after_its_config_changed_other_than_in_the
     config.write_text('task_name: mrpc\nstudent_layers: "0,1,2"\nalpha_kd: 0.6\nlearning_rate: 1.0e-4\n')
     run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
     assert len(calls) == 2  # another student start: searched again
+    # a search finished before the config was recorded (its arguments alone) is still done: not hours again
+    started = out / "search_command.json"
+    started.write_text(json.dumps(json.loads(started.read_text())["arguments"]))
+    run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
+    assert len(calls) == 2
 
 
 def test_a_transfer_search_whose_every_trial_failed_is_never_read_back_as_done(tmp_path, monkeypatch):
