@@ -142,6 +142,7 @@ def check_tokenizers(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
     """Raises `ValueError` when both tokenizers are known and encode the same texts differently."""
     if student_tokenizer is None or teacher_tokenizer is None or student_tokenizer is teacher_tokenizer:
         return
+    student_tokenizer, teacher_tokenizer = _text_tokenizer(student_tokenizer), _text_tokenizer(teacher_tokenizer)
     if not all(callable(getattr(t, "get_vocab", None)) for t in (student_tokenizer, teacher_tokenizer)):
         return  # image processors and the like (callable too, on images): nothing to compare
     for text, text_pair in _TOKENIZER_PROBES:
@@ -153,6 +154,13 @@ def check_tokenizers(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
                 f"read garbage. For {text!r} the student's gives {list(student_ids)[:12]}... and the teacher's "
                 f"{list(teacher_ids)[:12]}.... Use the teacher's tokenizer for the student."
             )
+
+
+def _text_tokenizer(processor: Any) -> Any:
+    """A tokenizer itself, or the one a multimodal processor holds (compared by it)."""
+    if callable(getattr(processor, "get_vocab", None)):
+        return processor
+    return getattr(processor, "tokenizer", processor)
 
 
 def check_vocabulary_fits(tokenizer: Any, config: Any, who: str = "teacher") -> None:
@@ -183,8 +191,7 @@ def check_vocabulary_fits(tokenizer: Any, config: Any, who: str = "teacher") -> 
 # Heads by what their logits hold, read from the class name (a peft wrapper's too: PeftModelForSequenceClassification).
 _PER_EXAMPLE = ("ForSequenceClassification", "ForMultipleChoice", "ForNextSentencePrediction")
 _PER_TOKEN = ("ForTokenClassification", "ForMaskedLM", "ForCausalLM", "LMHeadModel")
-_OTHER_OUTPUTS = {"ForQuestionAnswering": "start_logits and end_logits", "ForPreTraining": "prediction_logits and "
-                  "seq_relationship_logits"}  # fmt: skip
+_OTHER_OUTPUTS = {"ForQuestionAnswering": "start_logits and end_logits", "ForPreTraining": "pre-training outputs"}
 
 
 def _head_kind(model: nn.Module) -> str | None:
@@ -197,7 +204,8 @@ def _head_kind(model: nn.Module) -> str | None:
     if name.endswith(_PER_TOKEN):
         return "token"
     other = next((outputs for suffix, outputs in _OTHER_OUTPUTS.items() if name.endswith(suffix)), None)
-    if other is None and name in MODEL_MAPPING_NAMES.values():
+    bare = {n for names in MODEL_MAPPING_NAMES.values() for n in ((names,) if isinstance(names, str) else names)}
+    if other is None and name in bare:
         other = "hidden states only (a base model without a head)"
     return other
 

@@ -199,6 +199,9 @@ class DistillationTrainer(
             return
         self.args.validate_distillation()
         check_hooks_under_data_parallel(self._unplaced_teacher, self.args)
+        if self.args.cache_teacher_logits and not isinstance(self.data_collator, TeacherCacheCollator):
+            self._check_cacheable()  # turned on since __init__: the collator that reads the cache, as __init__ gives
+            self.data_collator = TeacherCacheCollator(self.data_collator)
         if self.model is not None and self.model_init is None:  # a model_init student is checked as it is built
             student = unwrap(self.model)
             held = len(list(student.parameters()))

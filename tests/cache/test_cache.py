@@ -989,3 +989,14 @@ def test_a_token_cache_column_is_built_without_a_second_copy_of_its_values():
         tracemalloc.stop()
     assert np.array_equal(array.flatten().to_numpy(), np.concatenate(rows))
     assert peak < 1.5 * values_bytes, f"{peak} bytes at peak for {values_bytes} bytes of values"
+
+
+def test_the_cache_turned_on_after_the_trainer_was_built_is_built_and_read(tmp_path):
+    # train() found the user's collator where the cache's wrapper should be: AttributeError 'collator'
+    teacher, student, data = models_and_data("class")
+    trainer = cached_trainer(tmp_path, student, teacher, data, cache_teacher_logits=False, max_steps=2)
+    trainer.args.cache_teacher_logits = True
+    forwards = count_forwards(teacher)
+    trainer.train()
+    assert trainer.teacher_cache is not None and trainer.teacher_cache.built
+    assert len(forwards) == math.ceil(len(data) / 5)  # the build's batches alone: training read the cache

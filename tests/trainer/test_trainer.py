@@ -632,6 +632,17 @@ def test_processors_that_are_not_tokenizers_are_never_called_with_text(tmp_path)
         model=tiny.classifier(layers=1), teacher_model=tiny.classifier(layers=2), args=make_args(tmp_path),
         processing_class=ImageProcessor(), teacher_processing_class=ImageProcessor(),
     )  # fmt: skip
+    # a multimodal processor holding a tokenizer is compared by it
+    processors = []
+    for folder, extra in (("a", ()), ("b", ("brown", "fox", "dog"))):
+        processor = ImageProcessor()
+        processor.tokenizer = tiny.tokenizer(tmp_path / folder, extra_words=extra)
+        processors.append(processor)
+    with pytest.raises(ValueError, match="tokenizers encode the same text differently"):
+        DistillationTrainer(
+            model=tiny.classifier(layers=1), teacher_model=tiny.classifier(layers=2), args=make_args(tmp_path),
+            processing_class=processors[0], teacher_processing_class=processors[1],
+        )  # fmt: skip
 
 
 def test_refuses_missing_teacher_and_plain_training_arguments(tmp_path):
