@@ -103,8 +103,8 @@ def check_can_push(token: str | None, *, timeout: float = 10.0, repo_id: str | N
             "push needs write access. Nothing was trained; log in with a write token (`hf auth login`, or HF_TOKEN), "
             "or drop --push_to_hub."
         )
-    if repo_id is not None and "/" in repo_id:
-        _check_namespace(repo_id, identity or {})
+    if repo_id is not None and "/" in repo_id and access.get("role") != "fineGrained":
+        _check_namespace(repo_id, identity or {})  # a fine-grained token's scopes, organisations too, are the Hub's
     return token
 
 
@@ -127,9 +127,13 @@ def _check_namespace(repo_id: str, identity: dict) -> None:
             f"that name (its organisations: {names}). {fix}"
         )
     if roles[namespace.lower()] == "read":
-        raise ValueError(
-            f"--push_to_hub to {repo_id!r}: the token's user {user!r} may only read in the organisation "
-            f"{namespace!r}. {fix}"
+        # warned, not refused: an Enterprise organisation's resource groups can grant write on some repos
+        logger.warning(
+            "--push_to_hub to %r: the token's user %r has the read role in the organisation %r; the push will fail "
+            "after training unless a resource group lets them write there.",
+            repo_id,
+            user,
+            namespace,
         )
 
 
