@@ -373,6 +373,21 @@ def search_report(tmp_path, best_alpha: float) -> dict:
     return {"objective": "eval_f1", "trials": trials, "train_rows": train_rows, "best": trials[1]}
 
 
+def recording_search_run(tmp_path, calls: list):
+    """A stand-in for run_results.run under --search_transfer: unless the search is done, records its command and
+    writes the hp_search.json distill_glue.py would (search_report's)."""
+    import json
+
+    def fake_run(command, output_dir, done, results):
+        if not done(output_dir):
+            calls.append(command)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / results).write_text(json.dumps(search_report(tmp_path, 0.6)))
+        return json.loads((output_dir / results).read_text())
+
+    return fake_run
+
+
 def test_the_transfer_search_runs_hp_search_trials_on_held_out_rows_and_keeps_every_trial(tmp_path, monkeypatch):
     import json
 
@@ -438,14 +453,7 @@ def test_a_stopped_transfer_search_is_resumed_with_its_saved_teacher(tmp_path, m
     (out / "teacher" / "model.safetensors").write_bytes(b"")  # saved before the first trial; then the run stopped
     (out / "hp_search_study.journal").write_text("")
     calls = []
-
-    def fake_run(command, output_dir, done, results):
-        if not done(output_dir):
-            calls.append(command)
-            (output_dir / results).write_text(json.dumps(search_report(tmp_path, 0.6)))
-        return json.loads((output_dir / results).read_text())
-
-    monkeypatch.setattr(run_results, "run", fake_run)
+    monkeypatch.setattr(run_results, "run", recording_search_run(tmp_path, calls))
     run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
     flags = dict(zip(calls[0][1::2], calls[0][2::2], strict=False))
     assert flags["--teacher_model_name_or_path"] == str(out / "teacher") and flags["--finetune_teacher"] == "false"
@@ -479,15 +487,7 @@ def test_a_transfer_search_runs_again_after_its_config_changed_other_than_in_the
     config.write_text('task_name: mrpc\nstudent_layers: "0,2,4"\nalpha_kd: 0.5\nlearning_rate: 5.0e-5\n')
     monkeypatch.setattr(run_results, "ROOT", tmp_path)
     calls = []
-
-    def fake_run(command, output_dir, done, results):
-        if not done(output_dir):
-            calls.append(command)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            (output_dir / results).write_text(json.dumps(search_report(tmp_path, 0.6)))
-        return json.loads((output_dir / results).read_text())
-
-    monkeypatch.setattr(run_results, "run", fake_run)
+    monkeypatch.setattr(run_results, "run", recording_search_run(tmp_path, calls))
     out = tmp_path / "out"
     run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
     assert len(calls) == 1
@@ -518,14 +518,7 @@ def test_a_transfer_search_whose_every_trial_failed_is_never_read_back_as_done(t
     failed["best"] = None
     (out / "hp_search.json").write_text(json.dumps(failed))
     calls = []
-
-    def fake_run(command, output_dir, done, results):
-        if not done(output_dir):
-            calls.append(command)
-            (output_dir / results).write_text(json.dumps(search_report(tmp_path, 0.6)))
-        return json.loads((output_dir / results).read_text())
-
-    monkeypatch.setattr(run_results, "run", fake_run)
+    monkeypatch.setattr(run_results, "run", recording_search_run(tmp_path, calls))
     run_results.search_transfer("mrpc", out, "../shared/data/glue", 2, [])
     assert len(calls) == 1
     recorded = json.loads((tmp_path / "docs" / "search.json").read_text())["tasks"]["mrpc"]["transfer_search"]
