@@ -415,6 +415,8 @@ def main() -> None:
         parser.error(f"--host_profile_workers must be >= 0, got {options.host_profile_workers}")
     if options.host_profile_steps == 1 or options.host_profile_steps < 0:
         parser.error(f"--host_profile_steps must be 0 (off) or >= 2, got {options.host_profile_steps}")
+    if options.host_profile_steps and options.profile == "cpu":
+        parser.error("--host_profile_steps profiles the gpu profile's steps; --profile cpu has none to profile")
     if options.repeats is not None and options.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {options.repeats}")
     repeats = options.repeats or (1 if options.smoke else 3 if options.profile == "cpu" else 2)
