@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
@@ -143,11 +143,19 @@ def _read_records(
 ) -> list[tuple[dict, int]]:
     """Rows of a data file as (row, line number) pairs, checked to hold the `required` columns (`fix`: what the
     message for a missing one tells the user to change)."""
+    return list(_iter_records(path, required, encoding, fix=fix))
+
+
+def _iter_records(
+    path: Path, required: list[str], encoding: str, *, fix: str = _COLUMNS_FIX
+) -> Iterator[tuple[dict, int]]:
+    """`_read_records`' rows one at a time, each checked as it is read: a reader that stops early (the first N rows
+    of a large unlabelled file) neither holds nor checks the rest."""
     if not path.is_file():
         raise ValueError(f"Data file {str(path)!r} does not exist.")
     previous_limit = csv.field_size_limit(_FIELD_SIZE_LIMIT)  # a long document is one field: no 128 KiB limit
     try:
-        return _read_open_records(path, required, _opening(encoding), fix)
+        yield from _read_open_records(path, required, _opening(encoding), fix)
     except UnicodeDecodeError as error:
         raise _not_text(path, encoding, error) from None
     finally:
@@ -169,9 +177,9 @@ def _not_text(path: Path, encoding: str | None, error: UnicodeDecodeError) -> Va
     )
 
 
-def _read_open_records(path: Path, required: list[str], encoding: str, fix: str) -> list[tuple[dict, int]]:
+def _read_open_records(path: Path, required: list[str], encoding: str, fix: str) -> Iterator[tuple[dict, int]]:
     suffix = path.suffix.lower()
-    records: list[tuple[dict, int]] = []
+    records = 0
     with open(path, encoding=encoding, newline="") as handle:
         if suffix in (".csv", ".tsv"):
             if suffix == ".csv":
@@ -198,7 +206,8 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                         f"{path}, line {reader.line_num}: expected {len(present)} fields ({present}), got a different "
                         "number. Fix the line (an unquoted delimiter inside a text?)."
                     )
-                records.append((row, reader.line_num))
+                records += 1
+                yield row, reader.line_num
         elif suffix in (".jsonl", ".json"):
             for line_number, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -221,7 +230,8 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                         "JSON object per line (JSON lines)."
                     )
                 _check_columns(path, required, list(row), line=line_number, fix=fix)
-                records.append((row, line_number))
+                records += 1
+                yield row, line_number
         else:
             raise ValueError(
                 f"Cannot read {str(path)!r}: unknown extension {path.suffix!r}. Use .csv, .tsv or .jsonl (JSON lines)."
@@ -229,7 +239,6 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
     if not records:
         what = "a header line and no rows" if suffix in (".csv", ".tsv") else "no JSON object"
         raise ValueError(f"{path} holds no examples: {what}. Add rows, one per line, or pass another file.")
-    return records
 
 
 def _check_columns(path: Path, required: list[str], present: list[str], *, fix: str, line: int | None = None) -> None:

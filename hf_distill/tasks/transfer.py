@@ -18,7 +18,7 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Value, concatenate_datasets
 
-from .files import _read_records, _text, check_text_columns
+from .files import _iter_records, _text, check_text_columns
 
 __all__ = ["NO_LABEL", "drop_labels", "load_unlabeled_file", "mix_transfer_rows", "unlabeled_rows"]
 
@@ -105,18 +105,22 @@ def load_unlabeled_file(
         )
     path = Path(path)
     fix = "Pass the file's text column name(s) (--unlabeled_text_column), or rename the columns in the file."
-    records = _read_records(path, list(text_columns), encoding, fix=fix)
-    ignored = sorted({column for row, _ in records for column in row} - set(text_columns))
-    if ignored:
-        logger.info("Ignoring the column(s) %s of %s: the teacher labels the unlabelled rows.", ignored, path.name)
-    rows, blank_lines = [], []
-    for row, line in records:
+    # Read one row at a time, keeping only the text, and no further than max_samples rows with text: a large corpus
+    # cut to a few rows is neither held whole nor checked past them.
+    rows, blank_lines, ignored = [], [], set()
+    for row, line in _iter_records(path, list(text_columns), encoding, fix=fix):
+        ignored.update(set(row) - set(text_columns))
         texts = {out: _text(row[column], path, line, column) for column, out in zip(text_columns, output_columns)}
         # a row without text (an empty field, as pandas writes NaN; whitespace; null) gives the teacher [CLS] [SEP]
         if any(text.strip() for text in texts.values()):
             rows.append(texts)
+            if max_samples is not None and len(rows) >= max_samples:
+                break
         else:
             blank_lines.append(line)
+    if ignored:
+        logger.info("Ignoring the column(s) %s of %s: the teacher labels the unlabelled rows.", sorted(ignored),
+                    path.name)  # fmt: skip
     if not rows:
         raise ValueError(
             f"{path} holds no text in column(s) {list(text_columns)}: its {len(blank_lines)} row(s) are all blank. "

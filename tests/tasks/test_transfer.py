@@ -172,3 +172,22 @@ def test_a_masked_lm_corpus_reads_text_as_the_other_files_do(tmp_path):
     lines.write_text('{"text": {"en": "a line"}}\n')
     with pytest.raises(ValueError, match=r"corpus\.jsonl, line 1: column 'text' holds dict"):
         _read_lines(lines, "text", "utf-8")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_max_samples_reads_only_the_rows_it_keeps(tmp_path, suffix):
+    # the whole file was read into memory and checked before the first N rows were kept: a large corpus cut to a few
+    # rows ran out of memory, and a bad line far past them stopped the run
+    import json
+
+    path = tmp_path / f"big{suffix}"
+    lines = [f"line {i}" for i in range(1000)]
+    if suffix == ".csv":
+        path.write_text("sentence,label\n" + "".join(f"{text},1\n" for text in lines) + "broken,line,here\n")
+    else:
+        rows = "".join(json.dumps({"sentence": text, "label": 1}) + "\n" for text in lines)
+        path.write_text(rows + "{not json\n")
+    out = load_unlabeled_file(path, ["sentence"], regression=False, max_samples=10)
+    assert out["sentence"] == lines[:10] and out["label"] == [-100] * 10
+    with pytest.raises(ValueError, match=r"line 100[12]"):  # read whole, the bad line is still refused
+        load_unlabeled_file(path, ["sentence"], regression=False)
