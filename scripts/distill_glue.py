@@ -24,7 +24,13 @@ from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
 from hf_distill.cli.hp_search import run_hp_search
 from hf_distill.cli.models import load_models, ready_models
 from hf_distill.cli.training import make_trainer, script_training_defaults, train_and_save
-from hf_distill.cli.transfer import build_transfer_set, check_mlm_augmenter, embedding_table, pseudo_label
+from hf_distill.cli.transfer import (
+    build_transfer_set,
+    check_mlm_augmenter,
+    embedding_table,
+    pseudo_label,
+    warn_of_evaluation_rows,
+)
 from hf_distill.publish.evaluation import evaluate_side_by_side
 from hf_distill.publish.model_card import describe_student, scored_rows
 from hf_distill.publish.report import publish_student
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     del mlm  # the masked LM has filled in its words: not held (on the GPU) through training
     if transfer.rows is not None:
         raw["transfer"] = transfer.rows
+        warn_of_evaluation_rows(transfer.rows, raw, eval_splits, text_columns)
     tokenized, eval_datasets = limit_and_tokenize(raw, data_args, models.tokenizer, text_columns, eval_splits)
     script_training_defaults(training_args)
     collator = DataCollatorWithPadding(models.tokenizer, pad_to_multiple_of=training_args.pad_to_multiple_of)

@@ -12,7 +12,15 @@ from .glue import GLUE_TASKS, load_glue_hub, load_glue_tsv, tokenize_dataset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HELD_OUT_SEED", "HP_VALIDATION", "check_regression_rows", "hold_out", "limit_and_tokenize", "load_data"]
+__all__ = [
+    "HELD_OUT_SEED",
+    "HP_VALIDATION",
+    "check_regression_rows",
+    "hold_out",
+    "limit_and_tokenize",
+    "load_data",
+    "repeated_texts",
+]
 
 HELD_OUT_SEED = 42  # the held-out split of --validation_split_size never moves with --seed
 HP_VALIDATION = "hp_validation"  # the rows a hyperparameter search scores its trials on
@@ -91,7 +99,7 @@ def hold_out(raw, size: int, *, stratify: bool, text_columns: Sequence[str] | No
     )
     if text_columns is None:
         text_columns = [column for column in split["train"].column_names if column not in ("label", "idx")]
-    repeated = _repeated_texts(split["train"], split["test"], text_columns)
+    repeated = repeated_texts(split["train"], split["test"], text_columns)
     if repeated:
         logger.warning(
             "%d of the %d held-out rows (--validation_split_size %d) have a text identical to a remaining "
@@ -132,7 +140,7 @@ def _check_stratified(train, size: int) -> None:
         )
 
 
-def _repeated_texts(train, held, text_columns: Sequence[str]) -> int:
+def repeated_texts(train, held, text_columns: Sequence[str]) -> int:
     """How many `held` rows have the text (every text column alike) of a `train` row."""
     texts = set(zip(*_columns(train, text_columns)))
     return sum(row in texts for row in zip(*_columns(held, text_columns)))

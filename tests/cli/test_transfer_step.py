@@ -12,3 +12,26 @@ def test_augment_mlm_with_no_copies_loads_no_masked_lm(tmp_path):
     data_args = SimpleNamespace(augment="mlm", augment_copies=0, augment_mlm_model=str(tmp_path / "never_read"))
     model_args = SimpleNamespace(trust_remote_code=False, cache_dir=None, model_revision="main")
     assert check_mlm_augmenter(data_args, model_args, teacher_tokenizer=None) == (None, None)
+
+
+def test_transfer_rows_that_repeat_evaluation_rows_are_counted_in_a_warning(caplog):
+    # an unlabelled corpus holding the dev sentences (the task's own dev file, a scrape) trained the student on the
+    # teacher's soft targets for exactly the rows it is scored on, and nothing said so
+    from datasets import Dataset, DatasetDict
+
+    from hf_distill.cli.transfer import warn_of_evaluation_rows
+
+    pairs = ("sentence1", "sentence2")
+    raw = DatasetDict(
+        validation=Dataset.from_dict({"sentence1": ["a", "b", "c"], "sentence2": ["x", "y", "z"]}),
+        hp_validation=Dataset.from_dict({"sentence1": ["d"], "sentence2": ["w"]}),
+    )
+    transfer = Dataset.from_dict({"sentence1": ["a", "b", "d", "c"], "sentence2": ["x", "other", "w", "z"]})
+    with caplog.at_level("WARNING"):
+        warn_of_evaluation_rows(transfer, raw, ["validation"], pairs)
+    assert "3 of the 4 transfer rows repeat the text of a row it is evaluated or searched on" in caplog.text
+    assert "validation: 2, hp_validation: 1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_of_evaluation_rows(transfer.select([1]), raw, ["validation"], pairs)
+    assert caplog.text == ""  # a pair repeats only with both sides alike
