@@ -27,6 +27,7 @@ from hf_distill.cli.training import make_trainer, script_training_defaults, trai
 from hf_distill.cli.transfer import (
     build_transfer_set,
     check_mlm_augmenter,
+    check_unlabeled_file,
     embedding_table,
     pseudo_label,
     warn_of_evaluation_rows,
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # ---- data, transfer set and models: every mismatch is refused before any training ----
     raw, label_names, text_columns, eval_splits, metric_names = load_data(data_args)
+    check_unlabeled_file(data_args, text_columns)  # its first row: before any model loads
     regression = label_names is None
     num_labels = 1 if regression else len(label_names)
     models = load_models(model_args, training_args, num_labels, label_names, max_seq_length=data_args.max_seq_length)

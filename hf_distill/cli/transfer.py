@@ -32,6 +32,7 @@ __all__ = [
     "TransferSet",
     "build_transfer_set",
     "check_mlm_augmenter",
+    "check_unlabeled_file",
     "embedding_table",
     "pseudo_label",
     "teacher_logits_in_order",
@@ -143,6 +144,31 @@ def warn_of_evaluation_rows(transfer, raw, eval_splits, text_columns) -> None:
         )
 
 
+def check_unlabeled_file(data_args, text_columns) -> None:
+    """Refuses a bad `--unlabeled_file` (its columns, no rows, no text) from its first row with text, before any model
+    is loaded: `build_transfer_set` reads it after the teacher (and a masked LM, an embedding table)."""
+    if getattr(data_args, "unlabeled_file", None):
+        _unlabeled_file_rows(data_args, text_columns, regression=False, max_samples=1)
+
+
+def _unlabeled_file_rows(data_args, text_columns, regression: bool, max_samples: int | None):
+    named = data_args.unlabeled_text_column
+    if named and len(named) != len(text_columns):
+        raise ValueError(
+            f"--unlabeled_text_column {' '.join(named)} names {len(named)} column(s), but the task's text is "
+            f"{len(text_columns)} column(s) ({', '.join(text_columns)}): pass {len(text_columns)} column name(s) "
+            f"of {Path(data_args.unlabeled_file).name}, in that order."
+        )
+    return load_unlabeled_file(
+        data_args.unlabeled_file,
+        named or text_columns,
+        regression=regression,
+        max_samples=max_samples,
+        encoding=data_args.file_encoding,
+        output_columns=text_columns,
+    )
+
+
 def build_transfer_set(
     raw_train,
     data_args,
@@ -181,21 +207,7 @@ def build_transfer_set(
         parts.append(drop_labels(rows, text_columns, regression=regression))
         from_train = len(rows)
     if data_args.unlabeled_file:
-        named = data_args.unlabeled_text_column
-        if named and len(named) != len(text_columns):
-            raise ValueError(
-                f"--unlabeled_text_column {' '.join(named)} names {len(named)} column(s), but the task's text is "
-                f"{len(text_columns)} column(s) ({', '.join(text_columns)}): pass {len(text_columns)} column name(s) "
-                f"of {Path(data_args.unlabeled_file).name}, in that order."
-            )
-        rows = load_unlabeled_file(
-            data_args.unlabeled_file,
-            data_args.unlabeled_text_column or text_columns,
-            regression=regression,
-            max_samples=data_args.max_unlabeled_samples,
-            encoding=data_args.file_encoding,
-            output_columns=text_columns,
-        )
+        rows = _unlabeled_file_rows(data_args, text_columns, regression, data_args.max_unlabeled_samples)
         parts.append(rows)
         from_file = len(rows)
     augmented = 0

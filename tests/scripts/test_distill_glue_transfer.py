@@ -188,8 +188,10 @@ def test_augmentation_seed_changes_the_rows_and_so_the_cache_fingerprint():
 
 
 @needs_glue
-def test_refuses_bad_unlabelled_files(tmp_path, teacher_folder):
+def test_refuses_bad_unlabelled_files(tmp_path, teacher_folder, monkeypatch):
     flags = sst2_flags(tmp_path, teacher_folder, "--finetune_teacher", "true")  # refused before the fine-tune
+    # and before any model loads (the teacher, a masked LM, the embedding table): the file's first row tells
+    monkeypatch.setattr(distill_glue, "load_models", lambda *args, **kwargs: pytest.fail("models loaded first"))
     refuse(
         tmp_path, [*flags, "--unlabeled_file", str(tmp_path / "none.csv")], r"--unlabeled_file .*none\.csv.* does not"
     )
