@@ -22,7 +22,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from hf_distill.cache.store import LOGITS_COLUMN, build_teacher_cache
 from hf_distill.publish.model_card import public_name
 from hf_distill.tasks.augment import EMBEDDING_TOP_K, augment_dataset, embedding_neighbours
-from hf_distill.tasks.loading import HP_VALIDATION, repeated_texts
+from hf_distill.tasks.loading import HP_VALIDATION, text_rows
 from hf_distill.tasks.transfer import drop_labels, load_unlabeled_file, mix_transfer_rows
 from hf_distill.trainer.model_inputs import accepted_inputs, select_inputs
 
@@ -128,18 +128,20 @@ def embedding_table(data_args, teacher, tokenizer) -> dict[str, list[str]] | Non
 def warn_of_evaluation_rows(transfer, raw, eval_splits, text_columns) -> None:
     """Warns when transfer rows repeat the text of rows the student is evaluated on (the evaluation splits) or its
     search scores trials on: the teacher's soft targets for exactly those rows would inflate their scores."""
-    splits = [name for name in (*eval_splits, HP_VALIDATION) if name in raw]
-    counts = {name: repeated_texts(raw[name], transfer, text_columns) for name in splits}
-    overlapping = {name: count for name, count in counts.items() if count}
-    if overlapping:
-        shown = ", ".join(f"{name}: {count}" for name, count in overlapping.items())
-        evaluated = datasets.concatenate_datasets([raw[name].select_columns(list(text_columns)) for name in splits])
+    evaluated = {
+        name: set(text_rows(raw[name], text_columns)) for name in (*eval_splits, HP_VALIDATION) if name in raw
+    }
+    transferred = text_rows(transfer, text_columns)  # read once
+    counts = {name: sum(row in texts for row in transferred) for name, texts in evaluated.items()}
+    shown = ", ".join(f"{name}: {count}" for name, count in counts.items() if count)
+    if shown:
+        anywhere = set().union(*evaluated.values())  # a row repeating rows of two splits counts once
         logger.warning(
             "%d of the %d transfer rows repeat the text of a row it is evaluated or searched on (%s): the student "
             "learns the teacher's outputs on those rows, which inflates their scores. Remove them from the "
             "unlabelled text (--unlabeled_file), or evaluate on other rows.",
-            repeated_texts(evaluated, transfer, text_columns),  # a row repeating rows of two splits counts once
-            len(transfer),
+            sum(row in anywhere for row in transferred),
+            len(transferred),
             shown,
         )
 

@@ -109,8 +109,9 @@ def check_can_push(token: str | None, *, timeout: float = 10.0, repo_id: str | N
 
 
 def _check_namespace(repo_id: str, identity: dict) -> None:
-    """create_repo refuses a namespace that is neither the user's nor one of their organisations (or one they only
-    read in), after training: refused here. An organisation's own token (`type` "org") is left to the Hub."""
+    """create_repo refuses a namespace that is neither the user's nor one of their organisations, after training:
+    refused here (the read role in the organisation is warned of). An organisation's own token (`type` "org") is left
+    to the Hub."""
     user = identity.get("name")
     if identity.get("type", "user") != "user" or not user:
         return
@@ -118,13 +119,12 @@ def _check_namespace(repo_id: str, identity: dict) -> None:
     if namespace.lower() == user.lower():
         return
     roles = {org.get("name", "").lower(): org.get("roleInOrg") for org in identity.get("orgs") or []}
-    fix = ("Nothing was trained; pass --hub_model_id with your user name or a writable organisation as namespace, "
-           "or drop --push_to_hub.")  # fmt: skip
     if namespace.lower() not in roles:
         names = ", ".join(org.get("name", "") for org in identity.get("orgs") or []) or "none"
         raise ValueError(
             f"--push_to_hub to {repo_id!r}: the token's user {user!r} is not {namespace!r} nor in an organisation of "
-            f"that name (its organisations: {names}). {fix}"
+            f"that name (its organisations: {names}). Nothing was trained; pass --hub_model_id with your user name "
+            "or a writable organisation as namespace, or drop --push_to_hub."
         )
     if roles[namespace.lower()] == "read":
         # warned, not refused: an Enterprise organisation's resource groups can grant write on some repos

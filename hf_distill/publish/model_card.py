@@ -272,7 +272,7 @@ def render_model_card(data: ModelCardData) -> str:
         language=data.language,
         base_model=data.base_model or None,
         datasets=[data.dataset] if hub_dataset else None,
-        metrics=list(dict.fromkeys(_HUB_METRICS.get(name, (name, None))[0] for name in data.metric_names)),
+        metrics=list(dict.fromkeys(_hub_metric(name)[0] for name in data.metric_names)),
         tags=["distillation", "knowledge-distillation", pipeline, CARD_TAG, *data.extra_tags],
         library_name="transformers",
         pipeline_tag=pipeline,
@@ -284,9 +284,9 @@ def render_model_card(data: ModelCardData) -> str:
                 dataset_name=data.dataset,
                 dataset_config=data.task if data.dataset_config is _SAME_AS_TASK else data.dataset_config,
                 dataset_split=split,
-                metric_type=_HUB_METRICS.get(name, (name, None))[0],
+                metric_type=_hub_metric(name)[0],
                 metric_name=name,
-                metric_args=_HUB_METRICS.get(name, (name, None))[1],
+                metric_args=_hub_metric(name)[1],
                 metric_value=round(float(data.student_metrics[name]), 6),
             )
             for name in data.metric_names
@@ -399,6 +399,11 @@ def _training_data_lines(data: ModelCardData) -> str:
     if data.settings_note:
         lines.append(f"- **Settings**: {data.settings_note}")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _hub_metric(name: str) -> tuple[str, dict | None]:
+    """The Hub's metric id for one of this project's metric names, and its arguments."""
+    return _HUB_METRICS.get(name, (name, None))
 
 
 def scored_rows(data_args, rows: int, *, chosen_on_it: bool = False) -> dict[str, Any]:

@@ -20,6 +20,7 @@ __all__ = [
     "limit_and_tokenize",
     "load_data",
     "repeated_texts",
+    "text_rows",
 ]
 
 HELD_OUT_SEED = 42  # the held-out split of --validation_split_size never moves with --seed
@@ -142,8 +143,13 @@ def _check_stratified(train, size: int) -> None:
 
 def repeated_texts(train, held, text_columns: Sequence[str]) -> int:
     """How many `held` rows have the text (every text column alike) of a `train` row."""
-    texts = set(zip(*_columns(train, text_columns)))
-    return sum(row in texts for row in zip(*_columns(held, text_columns)))
+    texts = set(text_rows(train, text_columns))
+    return sum(row in texts for row in text_rows(held, text_columns))
+
+
+def text_rows(dataset, text_columns: Sequence[str]) -> list[tuple]:
+    """Each row's text, every text column together, as a tuple."""
+    return list(zip(*_columns(dataset, text_columns)))
 
 
 def _columns(dataset, names: Sequence[str]) -> list[list]:

@@ -196,18 +196,25 @@ _OTHER_OUTPUTS = {"ForQuestionAnswering": "start_logits and end_logits", "ForPre
 
 def _head_kind(model: nn.Module) -> str | None:
     """ "example", "token", what the model gives instead of one `logits` output, or None (a class not known here)."""
-    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
-
     name = type(model).__name__
     if name.endswith(_PER_EXAMPLE):
         return "example"
     if name.endswith(_PER_TOKEN):
         return "token"
     other = next((outputs for suffix, outputs in _OTHER_OUTPUTS.items() if name.endswith(suffix)), None)
-    bare = {n for names in MODEL_MAPPING_NAMES.values() for n in ((names,) if isinstance(names, str) else names)}
-    if other is None and name in bare:
+    if other is None and name in _bare_model_names():
         other = "hidden states only (a base model without a head)"
     return other
+
+
+@functools.cache
+def _bare_model_names() -> frozenset[str]:
+    """The classes of transformers' base models (no head): a name or a tuple of names per model type."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    return frozenset(
+        n for names in MODEL_MAPPING_NAMES.values() for n in ((names,) if isinstance(names, str) else names)
+    )
 
 
 def _check_heads(student: nn.Module, teacher: nn.Module) -> None:

@@ -52,6 +52,21 @@ class StudentSetupMixin:
         check_intermediate(student, self._unplaced_teacher, args)
         attach_projection(student, self._unplaced_teacher, args)
 
+    def _check_distillation_args(self) -> None:
+        """The checks of the distillation arguments that hold whatever the student: their values, and the hooked
+        terms under one process over several GPUs."""
+        self.args.validate_distillation()
+        check_hooks_under_data_parallel(self._unplaced_teacher, self.args)
+
+    def _rebuild_loss_terms(self) -> None:
+        """The table of loss terms, and what depends on it, from the current arguments (`__init__`, a search trial,
+        arguments changed before a `train()`)."""
+        self._hidden_pairs = None  # (student, its layer pairs): hidden_layer_map may have changed
+        self._loss_terms = active_terms(self.args)
+        # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
+        self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
+        self._applied_settings = distillation_settings(self.args)  # what the terms and the checks were made from
+
     def call_model_init(self, trial: Any = None) -> nn.Module:
         """[`~transformers.Trainer.call_model_init`], with the teacher/student checks on every student it builds."""
         student = super().call_model_init(trial)
@@ -167,15 +182,11 @@ class StudentSetupMixin:
         super()._hp_search_setup(trial)
         if trial is None or self.hp_search_backend is None:
             return
-        self.args.validate_distillation()
-        check_hooks_under_data_parallel(self._unplaced_teacher, self.args)  # a trial may turn a hooked term on
+        self._check_distillation_args()  # a trial may turn a hooked term on
         self._args_of_trial = trial
         if self.model is not None and getattr(self, "_student_of_trial", None) is trial:
             self._check_student(unwrap(self.model), self.args)  # this trial's weights, map and seed
-        self._hidden_pairs = None  # a trial may change hidden_layer_map
-        self._loss_terms = active_terms(self.args)
-        self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
-        self._applied_settings = distillation_settings(self.args)
+        self._rebuild_loss_terms()
         if self.args.cache_teacher_logits:
             self.prepare_teacher_cache()  # a token cache stores log-probabilities at the trial's temperature and k
 

@@ -30,7 +30,7 @@ from .batch_counts import WholeBatchCountsMixin, count_index, count_items
 from .columns import TeacherColumnsMixin
 from .compatibility import check_hooks_under_data_parallel, check_tokenizers, is_causal_lm, is_regression
 from .evaluation_rows import EveryEvaluationRowMixin
-from .loss_terms import LossContext, active_terms, task_sum
+from .loss_terms import LossContext, task_sum
 from .model_inputs import accepted_inputs, select_inputs, unwrap
 from .model_internals import NOT_SELECTING, ModelInternalsMixin
 from .secrets import hide_hub_token
@@ -148,13 +148,9 @@ class DistillationTrainer(
         self.student_is_regression = is_regression(self.model)
         self._student_input_names = accepted_inputs(self.model)
         self._teacher_input_names = accepted_inputs(teacher_model)
-        # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
-        self._loss_terms = active_terms(self.args)
-        self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
-        self._applied_settings = distillation_settings(self.args)  # what _loss_terms and the checks were made from
+        self._rebuild_loss_terms()
         self._logged_terms_since_step: int | None = None  # the logging window's first step, taken at the first step
         self._student_tap = self._student_tap_owner = self._teacher_tap = None
-        self._hidden_pairs = None  # (student, its layer pairs)
         self._counted_positions = CountedPositions()
         self._counted_student_head: nn.Module | None = None  # the student head whose hook `_counted_positions` holds
         self.teacher_cache: TeacherCache | None = None
@@ -194,11 +190,9 @@ class DistillationTrainer(
     def _apply_distillation_args(self) -> None:
         """Checks the distillation arguments again and rebuilds the table of loss terms from them, when they changed
         since they were last applied (`__init__`, or a search trial)."""
-        settings = distillation_settings(self.args)
-        if settings == self._applied_settings:
+        if distillation_settings(self.args) == self._applied_settings:
             return
-        self.args.validate_distillation()
-        check_hooks_under_data_parallel(self._unplaced_teacher, self.args)
+        self._check_distillation_args()
         if self.args.cache_teacher_logits and not isinstance(self.data_collator, TeacherCacheCollator):
             self._check_cacheable()  # turned on since __init__: the collator that reads the cache, as __init__ gives
             self.data_collator = TeacherCacheCollator(self.data_collator)
@@ -208,10 +202,7 @@ class DistillationTrainer(
             self._check_student(student, self.args)
             if len(list(student.parameters())) != held:  # a projection, for alpha_hidden turned on since
                 self._restart_optimizer_for_new_parameters()
-        self._hidden_pairs = None  # hidden_layer_map may have changed
-        self._loss_terms = active_terms(self.args)
-        self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
-        self._applied_settings = distillation_settings(self.args)
+        self._rebuild_loss_terms()
 
     def _restart_optimizer_for_new_parameters(self) -> None:
         """The student gained parameters (the hidden-state projection) after a first `train()`: the optimizer and
