@@ -88,9 +88,9 @@ def load_unlabeled_file(
 
     Every other column of the file (a label column too) is ignored, and the log names them: the teacher labels these
     rows. A text field holds text, a number (read as written) or nothing (JSON null or NaN: ""); a row without text
-    in any of its columns is dropped, and the log counts them. Refused with a clear message: a missing or empty file,
-    one without the text column(s) (naming the columns it has) or without any text there, or a text field holding
-    anything else (a nested object, a list, true/false; naming the line).
+    in any of its columns is dropped, and so is a pair with one side blank; the log counts both. Refused with a clear
+    message: a missing or empty file, one without the text column(s) (naming the columns it has) or without any text
+    there, or a text field holding anything else (a nested object, a list, true/false; naming the line).
 
     Args:
         text_columns: the file's text column(s).
@@ -107,28 +107,37 @@ def load_unlabeled_file(
     fix = "Pass the file's text column name(s) (--unlabeled_text_column), or rename the columns in the file."
     # Read one row at a time, keeping only the text, and no further than max_samples rows with text: a large corpus
     # cut to a few rows is neither held whole nor checked past them.
-    rows, blank_lines, ignored = [], [], set()
+    rows, blank_lines, half_lines, ignored = [], [], [], set()
     for row, line in _iter_records(path, list(text_columns), encoding, fix=fix):
         ignored.update(set(row) - set(text_columns))
         texts = {out: _text(row[column], path, line, column) for column, out in zip(text_columns, output_columns)}
-        # a row without text (an empty field, as pandas writes NaN; whitespace; null) gives the teacher [CLS] [SEP]
-        if any(text.strip() for text in texts.values()):
+        # a row without text (an empty field, as pandas writes NaN; whitespace; null) gives the teacher [CLS] [SEP];
+        # a pair with one side blank, [CLS] a [SEP] [SEP]: an input no row of a pair task looks like
+        filled = [bool(text.strip()) for text in texts.values()]
+        if all(filled):
             rows.append(texts)
             if max_samples is not None and len(rows) >= max_samples:
                 break
         else:
-            blank_lines.append(line)
+            (half_lines if any(filled) else blank_lines).append(line)
     if ignored:
         logger.info("Ignoring the column(s) %s of %s: the teacher labels the unlabelled rows.", sorted(ignored),
                     path.name)  # fmt: skip
     if not rows:
+        if half_lines:
+            raise ValueError(
+                f"{path} holds no pair with text on both sides in columns {list(text_columns)}: of its "
+                f"{len(blank_lines) + len(half_lines)} row(s), {len(half_lines)} have one side blank and the rest "
+                "both. Pass the two columns that hold the pairs' texts (--unlabeled_text_column), or another file."
+            )
         raise ValueError(
             f"{path} holds no text in column(s) {list(text_columns)}: its {len(blank_lines)} row(s) are all blank. "
             "Pass the column that holds the text (--unlabeled_text_column), or another file."
         )
-    if blank_lines:
-        shown = ", ".join(map(str, blank_lines[:10])) + (", ..." if len(blank_lines) > 10 else "")
-        logger.info("Dropped %d row(s) of %s without text (lines %s).", len(blank_lines), path.name, shown)
+    for lines, what in ((blank_lines, "without text"), (half_lines, "with one side of the pair blank")):
+        if lines:
+            shown = ", ".join(map(str, lines[:10])) + (", ..." if len(lines) > 10 else "")
+            logger.info("Dropped %d row(s) of %s %s (lines %s).", len(lines), path.name, what, shown)
     return unlabeled_rows(
         rows, output_columns, regression=regression, max_samples=max_samples, label_column=label_column
     )

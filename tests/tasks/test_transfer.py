@@ -84,14 +84,25 @@ def test_blank_rows_of_an_unlabelled_file_are_dropped_and_counted_in_the_log(tmp
         rows = load_unlabeled_file(path, ["sentence"], regression=False)
     assert rows["sentence"] == ["fine day", "awful"]
     assert "Dropped 2 row(s) of u.csv without text (lines 3, 4)" in caplog.text
-    pairs = tmp_path / "p.jsonl"  # a pair counts when either side has text; JSON NaN is no text
-    pairs.write_text('{"a": "q", "b": null}\n{"a": null, "b": NaN}\n{"a": "", "b": "r"}\n')
-    rows = load_unlabeled_file(pairs, ["a", "b"], regression=False)
-    assert rows["a"] == ["q", ""] and rows["b"] == ["", "r"]
     blank = tmp_path / "blank.csv"
     blank.write_text('sentence\n""\n \n')
     with pytest.raises(ValueError, match=r"blank\.csv holds no text in column\(s\) \['sentence'\].*2 row"):
         load_unlabeled_file(blank, ["sentence"], regression=False)
+
+
+def test_a_pair_with_one_side_blank_is_dropped_and_counted_apart(tmp_path, caplog):
+    # it gave the teacher [CLS] q [SEP] [SEP], an input no pair task's row looks like; JSON NaN is no text
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text('{"a": "q", "b": null}\n{"a": null, "b": NaN}\n{"a": "", "b": "r"}\n{"a": "s", "b": "t"}\n')
+    with caplog.at_level(logging.INFO, logger="hf_distill.tasks.transfer"):
+        rows = load_unlabeled_file(pairs, ["a", "b"], regression=False)
+    assert rows["a"] == ["s"] and rows["b"] == ["t"]
+    assert "Dropped 1 row(s) of p.jsonl without text (lines 2)" in caplog.text
+    assert "Dropped 2 row(s) of p.jsonl with one side of the pair blank (lines 1, 3)" in caplog.text
+    half = tmp_path / "half.jsonl"
+    half.write_text('{"a": "q", "b": ""}\n{"a": "", "b": ""}\n')
+    with pytest.raises(ValueError, match=r"half\.jsonl holds no pair with text on both sides.*2 row\(s\), 1 have one"):
+        load_unlabeled_file(half, ["a", "b"], regression=False)
 
 
 @pytest.mark.parametrize(("content", "message"), [
