@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # ---- what the student trains on: labelled rows, plus the transfer set (soft or hard targets) ----
     train_dataset = labelled
-    if "transfer" in tokenized and data_args.student_training in ("distill", "pseudo_labels"):
+    if "transfer" in tokenized:  # built for distill and pseudo_labels only
         rows = tokenized["transfer"]
         if data_args.student_training == "pseudo_labels":
             rows = pseudo_label(models.teacher, rows, collator, training_args, regression=regression)

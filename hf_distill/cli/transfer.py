@@ -72,11 +72,32 @@ class TransferSet:
         return "; ".join(parts) if parts else "none"
 
 
+TRANSFER_TRAININGS = ("distill", "pseudo_labels")  # the --student_training ways that train on the transfer set
+
+
+def _requested(data_args) -> list[str]:
+    """The flags that ask for transfer rows."""
+    flags = []
+    if data_args.unlabeled_train_rows:
+        flags.append(f"--unlabeled_train_rows {data_args.unlabeled_train_rows}")
+    if data_args.unlabeled_file:
+        flags.append(f"--unlabeled_file {Path(data_args.unlabeled_file).name}")
+    if data_args.augment != "none" and data_args.augment_copies > 0:
+        flags.append(f"--augment {data_args.augment} --augment_copies {data_args.augment_copies}")
+    return flags
+
+
+def _built(data_args) -> bool:
+    """Whether the run trains on a transfer set: labels only and the recipe train on the labelled rows alone."""
+    return data_args.student_training in TRANSFER_TRAININGS
+
+
 def check_mlm_augmenter(data_args, model_args, teacher_tokenizer, device=None):
     """Loads the masked LM of `--augment mlm` and checks it before any training: a mask token, the teacher's
     vocabulary. Returns (model, tokenizer), the model on `device` (the run's, so that a GPU fills in the words), or
-    (None, None) without `--augment mlm` or with `--augment_copies 0` (no word to fill in)."""
-    if data_args.augment != "mlm" or data_args.augment_copies == 0:
+    (None, None) without `--augment mlm`, with `--augment_copies 0` (no word to fill in) or when the run trains on
+    no transfer set (`--student_training labels_only` or `recipe`)."""
+    if data_args.augment != "mlm" or data_args.augment_copies == 0 or not _built(data_args):
         return None, None
     from .checks import check_model_path  # checks imports the CLI's models, which import this module's users
 
@@ -112,8 +133,8 @@ def check_mlm_augmenter(data_args, model_args, teacher_tokenizer, device=None):
 
 def embedding_table(data_args, teacher, tokenizer) -> dict[str, list[str]] | None:
     """The neighbours table of `--augment embedding`, from the (pretrained) teacher's input word embeddings, or None
-    without it. Under DeepSpeed ZeRO-3 the embedding matrix is gathered for the pass."""
-    if data_args.augment != "embedding" or data_args.augment_copies == 0:
+    without it (or without a transfer set). Under DeepSpeed ZeRO-3 the embedding matrix is gathered for the pass."""
+    if data_args.augment != "embedding" or data_args.augment_copies == 0 or not _built(data_args):
         return None
     weight = teacher.get_input_embeddings().weight
     whole = contextlib.nullcontext()
@@ -186,10 +207,21 @@ def build_transfer_set(
 
     Returns `(labelled, TransferSet)`; `labelled` is the first `max_train_samples` rows (all of train without it).
     `seed` (the run's `--seed`) seeds the augmentation: another seed, other copies.
-    Refuses `--unlabeled_train_rows` larger than what train holds after the labelled rows.
+    Refuses `--unlabeled_train_rows` larger than what train holds after the labelled rows. Under
+    `--student_training labels_only` or `recipe`, which train on the labelled rows alone, no transfer set is built
+    (no teacher pass, no augmentation) and a warning names the flags that asked for one.
     """
     count = data_args.max_train_samples or len(raw_train)
     labelled = raw_train.select(range(min(count, len(raw_train))))
+    if not _built(data_args):
+        if _requested(data_args):
+            logger.warning(
+                "--student_training %s trains on the labelled rows alone: the transfer set (%s) is not built. Use "
+                "--student_training distill (or pseudo_labels) to train on it.",
+                data_args.student_training,
+                ", ".join(_requested(data_args)),
+            )
+        return labelled, TransferSet(rows=None)
     parts, from_train, from_file = [], 0, 0
     if data_args.unlabeled_train_rows:
         available = len(raw_train) - len(labelled)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,24 @@ def test_unlabeled_train_rows_join_the_transfer_set_and_the_card_says_so(tmp_pat
 
 
 @needs_glue
-def test_baselines_stay_on_the_labelled_rows_and_pseudo_labels_use_the_transfer_rows(tmp_path, teacher_folder):
+def test_baselines_stay_on_the_labelled_rows_and_pseudo_labels_use_the_transfer_rows(
+    tmp_path, teacher_folder, monkeypatch, caplog
+):
+    import hf_distill.cli.transfer as transfer_step
+
+    built = []
+    monkeypatch.setattr(transfer_step, "augment_dataset", lambda rows, **kw: built.append(kw["copies"]) or rows)
     for training in ("labels_only", "pseudo_labels"):
         flags = sst2_flags(tmp_path / training, teacher_folder, "--unlabeled_train_rows", "32")
-        distill_glue.main([*flags, "--student_training", training])
+        augment = ["--augment", "mask", "--augment_copies", "2"] if training == "labels_only" else []
+        with caplog.at_level(logging.WARNING, logger="hf_distill.cli.transfer"):
+            distill_glue.main([*flags, *augment, "--student_training", training])
+        if training == "labels_only":  # the transfer set it would not train on was built, augmentation and all
+            assert not built
+            assert (
+                "--student_training labels_only trains on the labelled rows alone: the transfer set "
+                "(--unlabeled_train_rows 32, --augment mask --augment_copies 2) is not built"
+            ) in caplog.text
         results = read_results(tmp_path / training / "out")
         assert results["train_labelled_examples"] == 48
         expected = 48 if training == "labels_only" else 80
