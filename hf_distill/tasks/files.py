@@ -28,7 +28,8 @@ def load_custom_files(
     """Load your own train (and validation) files: CSV, TSV or JSON lines, chosen by extension.
 
     ``.csv`` is read with Python's default CSV dialect (quoted fields allowed); ``.tsv`` tab-separated with quotes
-    taken literally, as GLUE's files are; ``.jsonl``/``.json`` one JSON object per line. Labels:
+    taken literally, as GLUE's files are (a text field quoted the CSV way is refused, naming its line: save such a file
+    as .csv); ``.jsonl``/``.json`` one JSON object per line. Labels:
 
     - any label written as a decimal (``3.8``, or a JSON float) makes the task a regression: float labels, no names;
     - all integers: classification; the distinct values, sorted numerically, become ids 0..K-1 (``0``/``1`` keep
@@ -206,6 +207,8 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                         f"{path}, line {reader.line_num}: expected {len(present)} fields ({present}), got a different "
                         "number. Fix the line (an unquoted delimiter inside a text?)."
                     )
+                if suffix == ".tsv":
+                    _check_unquoted(path, reader.line_num, row, required)
                 records += 1
                 yield row, reader.line_num
         elif suffix in (".jsonl", ".json"):
@@ -239,6 +242,21 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
     if not records:
         what = "a header line and no rows" if suffix in (".csv", ".tsv") else "no JSON object"
         raise ValueError(f"{path} holds no examples: {what}. Add rows, one per line, or pass another file.")
+
+
+def _check_unquoted(path: Path, line: int, row: dict, columns: list[str]) -> None:
+    """A .tsv is read with its quotes as text (as GLUE's files are), so a field quoted the CSV way, as pandas and Excel
+    write one holding a quote (`"He said ""hi"" to me"`), would be read with its quotes doubled. Refused, naming the
+    line."""
+    for column in columns:
+        value = row[column]
+        inner = value[1:-1]
+        if len(value) > 2 and value[0] == value[-1] == '"' and '""' in inner and '"' not in inner.replace('""', ""):
+            raise ValueError(
+                f"{path}, line {line}: column {column!r} holds {_shown(value, with_type=False)}, a field quoted the "
+                "CSV way (the quotes around it and each inner quote doubled), but a .tsv file's quotes are read as "
+                "text: save the file as .csv (pandas: to_csv('file.csv', index=False)), read with CSV quoting."
+            )
 
 
 def _check_columns(path: Path, required: list[str], present: list[str], *, fix: str, line: int | None = None) -> None:

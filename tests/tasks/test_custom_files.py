@@ -128,3 +128,26 @@ def test_a_long_json_value_that_is_not_an_object_is_quoted_short(tmp_path):
     with pytest.raises(ValueError, match=r"line 1: expected a JSON object per line, got str 'xxx") as error:
         load_custom_files(train, None, ["sentence"])
     assert len(str(error.value)) < 300
+
+
+def test_a_tsv_field_quoted_the_csv_way_is_refused_naming_its_line(tmp_path):
+    # pandas' to_csv(sep="\t") quotes a field holding a quote and doubles it: read with the quotes as text (as GLUE's
+    # .tsv files must be), the sentence became '"He said ""hi"" to me"'
+    path = tmp_path / "t.tsv"
+    path.write_text('text\tlabel\nplain text\t0\n"He said ""hi"" to me"\t1\n')
+    with pytest.raises(
+        ValueError, match=r"t\.tsv, line 3: column 'text' holds '\"He said.*quoted the CSV way.*as \.csv"
+    ):
+        load_custom_files(path, None, ["text"], "label")
+    with pytest.raises(ValueError, match=r"t\.tsv, line 3: column 'text'"):
+        load_unlabeled_file(path, ["text"], regression=False)
+    (tmp_path / "t.csv").write_text(path.read_text().replace("\t", ","))  # the same rows as CSV read as meant
+    data, _ = load_custom_files(tmp_path / "t.csv", None, ["text"], "label")
+    assert data["train"]["text"] == ["plain text", 'He said "hi" to me']
+
+
+def test_literal_quotes_in_a_tsv_are_text_as_in_glue(tmp_path):
+    path = tmp_path / "g.tsv"  # GLUE's own style: quotes are part of the sentence, and "" alone is no CSV quoting
+    path.write_text('text\tlabel\n"a quoted sentence"\t0\nhe said "hi\t1\n"" is two quotes\t0\n')
+    data, _ = load_custom_files(path, None, ["text"], "label")
+    assert data["train"]["text"] == ['"a quoted sentence"', 'he said "hi', '"" is two quotes']
