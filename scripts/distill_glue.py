@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         },
         hidden_layer_map=training_args.hidden_layer_map,
         command=command,
-        base_model=model_args.teacher_hub_id,
+        base_model=model_args.base_model_hub_id,
         train_examples={key.split("_")[1]: value for key, value in counts.items()},
         transfer_description=transfer.describe(data_args) if used_transfer else "none",
         settings_note=settings_note,

@@ -104,8 +104,11 @@ class ModelArguments:
                 f"--teacher_learning_rate {self.teacher_learning_rate} would leave the teacher's new head untrained "
                 "(random), and the student distilled from it: pass both > 0, e.g. 3 and 2e-5."
             )
-        # what the model card may name as base_model: a Hub id, never a local path
+        # what the model card may name as base_model: a Hub id, never a local path; the checkpoint the student's
+        # weights come from (a ready student's own, else the teacher whose layers it takes)
         self.teacher_hub_id = hub_id_of(self.teacher_model_name_or_path)
+        student = self.student_model_name_or_path
+        self.base_model_hub_id = hub_id_of(student) if student is not None else self.teacher_hub_id
         # what a card or a result may call the teacher: a Hub id, a package: spec, or a folder's name (no machine path)
         self.teacher_display_name = public_name(self.teacher_model_name_or_path)
         self.teacher_model_name_or_path = resolve_package_path(self.teacher_model_name_or_path)

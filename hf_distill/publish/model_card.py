@@ -67,6 +67,7 @@ class ModelCardData:
     settings_note: str = ""  # how the settings were chosen, e.g. by --hp_search_trials
     # exported students re-scored with onnxruntime: name, metrics, agreement, size_bytes, latency_ms per batch size
     deployment_rows: Sequence[dict] = field(default_factory=tuple)
+    export_error: str = ""  # an asked-for export that failed (all_results.json's export_error)
     language: str = "en"
     pipeline_tag: str = "text-classification"
     teacher_role: str = "fine-tuned on"  # "...teacher `X`, fine-tuned on sst2."
@@ -273,7 +274,8 @@ def render_model_card(data: ModelCardData) -> str:
         base_model=data.base_model or None,
         datasets=[data.dataset] if hub_dataset else None,
         metrics=list(dict.fromkeys(_hub_metric(name)[0] for name in data.metric_names)),
-        tags=["distillation", "knowledge-distillation", pipeline, CARD_TAG, *data.extra_tags],
+        # a labels-only baseline learnt nothing from a teacher: no distillation tags
+        tags=[*(() if data.student_training == "labels_only" else _KD_TAGS), pipeline, CARD_TAG, *data.extra_tags],
         library_name="transformers",
         pipeline_tag=pipeline,
         model_name="student",
@@ -304,9 +306,7 @@ def render_model_card(data: ModelCardData) -> str:
 {front_matter}
 ---
 
-# Distilled student of `{data.teacher}` on {data.task}
-
-This model was distilled with hf-distill from the teacher `{data.teacher}`, {data.teacher_role} {data.task}.
+{_title(data)}
 
 - **Student**: {data.student_description}
 {_loss_line(data, cos_term, cos_text)}
@@ -317,7 +317,7 @@ Evaluated on the same {data.task} evaluation set{data.evaluation_note}{_precisio
 forward pass at each batch size on {data.latency_device}, measured on the machine that trained it.
 
 {format_table(data)}
-{_deployment_section(data)}
+{_deployment_section(data)}{_export_failure(data)}
 ## Environment
 
 Latency measured on {data.hardware or data.latency_device}; libraries: {data.library_versions or "not recorded"}.
@@ -328,6 +328,42 @@ Latency measured on {data.hardware or data.latency_device}; libraries: {data.lib
 {data.command}
 ```
 """
+
+
+_KD_TAGS = ("distillation", "knowledge-distillation")
+
+
+def _title(data: ModelCardData) -> str:
+    """The card's heading and first line, by how the student was trained (a baseline is not called distilled)."""
+    teacher = f"the teacher `{data.teacher}`, {data.teacher_role} {data.task}"
+    if data.student_training == "labels_only":
+        return (
+            f"# Baseline student on {data.task}: the labels alone\n\nThis model was trained with hf-distill as the "
+            f"baseline for distilling {teacher}: the same student fine-tuned on the labels alone, without the teacher."
+        )
+    if data.student_training == "pseudo_labels":
+        return (
+            f"# Baseline student of `{data.teacher}` on {data.task}: hard pseudo-labels\n\nThis model was trained "
+            f"with hf-distill as a baseline on the labels and on {teacher}'s hard predictions (no soft targets)."
+        )
+    if data.student_training == "recipe":
+        return (
+            f"# Baseline student of `{data.teacher}` on {data.task}: the copied recipe\n\nThis model was distilled "
+            f"with hf-distill from {teacher}, with the copied blog recipe as a baseline."
+        )
+    return (
+        f"# Distilled student of `{data.teacher}` on {data.task}\n\nThis model was distilled with hf-distill from "
+        f"{teacher}."
+    )
+
+
+def _export_failure(data: ModelCardData) -> str:
+    if not data.export_error:
+        return ""
+    return (
+        f"\n## Export\n\nAn export was asked for and failed; the formats it names are not in this folder: "
+        f"{data.export_error}\n"
+    )
 
 
 def _precision_note(data: ModelCardData) -> str:
@@ -360,9 +396,13 @@ def _loss_line(data: ModelCardData, cos_term: str, cos_text: str) -> str:
         if data.regression:
             return text + ". On this one-output (regression) head both softmaxes are 1, so KD is 0: the labels alone."
         return text + "."
+    if data.regression:  # one output: MSE to the teacher's prediction, which has no temperature
+        kd_text = "the mean squared error between the student's and the teacher's predictions (no temperature)"
+    else:
+        kd_text = f"{kd} {data.kd_target} with temperature T = {data.temperature}"
     return (
         f"- **Loss**: `{data.alpha_kd} * KD + {data.alpha_task} * task{cos_term}`, where KD is\n"
-        f"  {kd} {data.kd_target} with temperature T = {data.temperature}, and task is the\n"
+        f"  {kd_text}, and task is the\n"
         f"  student's own loss on the labels{cos_text}."
     )
 

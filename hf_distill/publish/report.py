@@ -19,7 +19,12 @@ from .hub import cache_folder_patterns, hub_repo_id, push_folder
 from .latency import LATENCY_BATCH_SIZES, latency_device, latency_dtype, measure_latency_ms, measure_models
 from .model_card import ModelCardData, environment, format_deployment_table, format_table, render_model_card
 
-__all__ = ["publish_student"]
+__all__ = ["ExportFailed", "publish_student"]
+
+
+class ExportFailed(RuntimeError):
+    """An asked-for export failed after training: the student, its results and card are saved, nothing is pushed."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +56,10 @@ def publish_student(
         push_token: a Hub token to push with; None keeps the outputs local.
         export_formats: "onnx" and/or "int8": the student exported, re-scored on `latency_dataset` with onnxruntime
             and timed (keys prefixed ``onnx_`` / ``onnx_int8_``). A failed export keeps the student and its results
-            (and a format scored before the failure), records ``export_error``, logs what failed and removes the
-            failed format's file. Any export file already in the folder (an earlier run's) is removed first, with or
-            without `export_formats`: it was not exported from this student.
+            (and a format scored before the failure), records ``export_error`` (results and card), logs what failed
+            and removes the failed format's file; then nothing is pushed and `ExportFailed` is raised. Any export
+            file already in the folder (an earlier run's) is removed first, with or without `export_formats`: it was
+            not exported from this student.
         student: the student measured and exported; None: `trainer.model` (give a whole copy of one an engine
             sharded, `gather_whole`).
         not_pushed: files of the folder this run did not write that the push leaves local (push patterns), e.g.
@@ -63,6 +69,7 @@ def publish_student(
     student = trainer.model if student is None else student
     output_dir = Path(args.output_dir)
     remove_exports(output_dir)
+    trainer.save_metrics("eval", metrics)  # the scores first: a failure timing or exporting (memory) keeps them
     metrics.update(measure_models(teacher, student, latency_dataset, collator, args))
     deployment = []
     if export_formats:
@@ -81,11 +88,18 @@ def publish_student(
         deployment_rows=deployment,
         hardware=hardware,
         library_versions=versions,
+        export_error=metrics.get("export_error", ""),
         **card,
     )
     (output_dir / "README.md").write_text(render_model_card(data))
     deployment_table = format_deployment_table(data)
     print("\n" + format_table(data) + ("\n\n" + deployment_table if deployment_table else "") + "\n", flush=True)
+    if "export_error" in metrics:  # asked for and failed: no push without it, and the run does not end as a success
+        pushed = "; the push to the Hub was skipped" if push_token is not None else ""
+        raise ExportFailed(
+            f"--export {','.join(export_formats)} failed: {metrics['export_error']}. The trained student, its results "
+            f"and its card are in {output_dir}{pushed}. Fix the cause and rerun, or rerun without --export."
+        )
     if push_token is not None:
         url = push_folder(
             output_dir,

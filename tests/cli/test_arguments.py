@@ -79,3 +79,13 @@ def test_an_unknown_argument_that_may_hold_a_secret_never_prints_it(tmp_path, to
     with pytest.raises(ValueError) as refused:
         parsed(tmp_path, "--student_num_layers", "1", *extra)
     assert "SECRET" not in str(refused.value) and "<redacted>" in str(refused.value)
+
+
+def test_the_cards_base_model_is_the_checkpoint_the_students_weights_come_from(tmp_path):
+    # a ready student's card named the teacher as base_model: the Hub's model tree showed it as the weights' source
+    assert parsed(tmp_path, "--student_num_layers", "2")[0].base_model_hub_id == "bert-base-uncased"  # its layers
+    ready = parsed(tmp_path, "--student_model_name_or_path", "google/bert_uncased_L-4_H-256_A-4")[0]
+    assert ready.base_model_hub_id == "google/bert_uncased_L-4_H-256_A-4"
+    (tmp_path / "student").mkdir()
+    local = parsed(tmp_path, "--student_model_name_or_path", str(tmp_path / "student"))[0]
+    assert local.base_model_hub_id is None  # a folder of this machine is never Hub metadata

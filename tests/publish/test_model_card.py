@@ -121,6 +121,29 @@ def test_a_baselines_card_states_the_loss_it_was_trained_with():
     assert "KD is 0: the labels alone" in stsb
 
 
+def test_a_baseline_is_not_titled_or_tagged_as_distilled():
+    # a labels-only student's card was titled "Distilled student of ...", "distilled ... from the teacher", and tagged
+    # distillation, beside its own "Trained on the labels alone (no teacher)"
+    labels_only = render_model_card(card(student_training="labels_only"))
+    assert "distilled" not in labels_only.lower().split("## teacher vs student")[0].split("---")[2]
+    assert "# Baseline student on sst2: the labels alone" in labels_only
+    assert not {"distillation", "knowledge-distillation"} & set(metadata(card(student_training="labels_only"))["tags"])
+    for training, title in (("pseudo_labels", "hard pseudo-labels"), ("recipe", "the copied recipe")):
+        assert f"# Baseline student of `bert-base-uncased` on sst2: {title}" in render_model_card(
+            card(student_training=training)
+        )
+        assert "distillation" in metadata(card(student_training=training))["tags"]
+    assert "# Distilled student of `bert-base-uncased` on sst2\n" in render_model_card(card())
+    assert "distillation" in metadata(card())["tags"]
+
+
+def test_a_regression_students_kd_is_stated_as_the_mse_it_is():
+    # an STS-B card said "KD is T^2 * KL(softmax(t/T) || softmax(s/T)) ... with temperature T = 2.0"
+    line = loss_line(render_model_card(card(regression=True, temperature=2.0)))
+    assert "KL" not in line and "temperature T" not in line
+    assert "mean squared error between the student's and the teacher's predictions (no temperature)" in line
+
+
 def test_a_teacher_scored_in_half_precision_is_said_so():
     # a bf16 run casts the teacher in place: its score is of the rounded weights, the student's of float32 ones
     assert "bfloat16 weights it distilled with" in render_model_card(card(teacher_dtype="bfloat16"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import tiny
+import torch
 from scripts_under_test import fast_latency
 from trainers import make_args
 from transformers import AutoModelForSequenceClassification
@@ -15,7 +16,7 @@ from transformers import AutoModelForSequenceClassification
 from hf_distill import DistillationTrainer
 from hf_distill.cli.training import train_and_save
 from hf_distill.publish.latency import count_parameters, measure_models
-from hf_distill.publish.report import publish_student
+from hf_distill.publish.report import ExportFailed, publish_student
 from hf_distill.trainer.intermediate import PROJECTION_NAME
 
 CARD = dict(
@@ -111,22 +112,44 @@ def test_an_export_run_leaves_only_its_own_exports(tmp_path):
 
 
 @pytest.mark.skipif(not exports_installed, reason="the export extra is not installed")
-def test_a_failed_export_leaves_no_unscored_file(tmp_path, monkeypatch):
+def test_a_failed_export_leaves_no_unscored_file_says_so_and_pushes_nothing(tmp_path, monkeypatch):
+    # It ended as a success (exit 0) and pushed a repo without the asked-for int8 file, the card silent about it.
+    import huggingface_hub
     import onnxruntime.quantization
 
     def broken_quantize(*args, **kwargs):
         raise ValueError("no int8 here")
 
+    def no_push(*args, **kwargs):
+        raise AssertionError("pushed a student whose asked-for export failed")
+
     monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", broken_quantize)
+    monkeypatch.setattr(huggingface_hub, "HfApi", no_push)
     out = tmp_path / "out"
-    metrics = publish(trained(tmp_path), export_formats=("int8",))
-    assert "no int8 here" in metrics["export_error"]
+    with pytest.raises(ExportFailed, match=r"--export int8 failed: .*no int8 here.*the push to the Hub was skipped"):
+        publish(trained(tmp_path), export_formats=("int8",), push_token="token")
+    results = json.loads((out / "all_results.json").read_text())
+    assert "no int8 here" in results["export_error"]
     # the fp32 file was scored before int8 failed: kept, with its scores and its row on the card
     assert sorted(path.name for path in (out / "onnx").iterdir()) == ["model.onnx"]
-    assert "onnx_eval_accuracy" in metrics and not any(key.startswith("onnx_int8_") for key in metrics)
-    assert "student, ONNX fp32" in (out / "README.md").read_text()
-    results = json.loads((out / "all_results.json").read_text())
-    assert results["export_error"] == metrics["export_error"] and "onnx_eval_accuracy" in results
+    assert "onnx_eval_accuracy" in results and not any(key.startswith("onnx_int8_") for key in results)
+    card = (out / "README.md").read_text()
+    assert "student, ONNX fp32" in card
+    assert "## Export\n\nAn export was asked for and failed" in card and "no int8 here" in card
+
+
+def test_the_scores_are_saved_before_latency_and_export_run(tmp_path, monkeypatch):
+    # an out-of-memory error timing the models lost the side-by-side evaluation (saved only after them)
+    import hf_distill.publish.report as report
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("timing")
+
+    monkeypatch.setattr(report, "measure_models", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        publish(trained(tmp_path))
+    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert results["eval_accuracy"] == 0.5 and results["teacher_eval_accuracy"] == 0.5
 
 
 def test_the_card_counts_the_student_as_saved_without_its_training_only_projection(tmp_path):

@@ -15,6 +15,7 @@ from test_distill_glue import GLUE_DIR, common_flags, distill_glue, needs_glue, 
 from transformers import BertForMaskedLM, BertModel
 
 from hf_distill.cache.fingerprint import fingerprint_rows
+from hf_distill.publish.report import ExportFailed
 from hf_distill.tasks.augment import augment_dataset
 
 
@@ -428,7 +429,8 @@ def test_export_failure_keeps_the_student_and_says_what_failed(tmp_path, teacher
         raise RuntimeError("no exporter today")
 
     monkeypatch.setattr(torch.onnx, "export", broken)
-    distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--export", "onnx"))
+    with pytest.raises(ExportFailed, match=r"--export onnx failed"):  # not a success: the asked-for file is missing
+        distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--export", "onnx"))
     results = read_results(tmp_path / "out")
     assert "onnx" in results["export_error"] and "no exporter today" in results["export_error"]
     assert (tmp_path / "out" / "model.safetensors").is_file() and "eval_accuracy" in results
