@@ -254,9 +254,11 @@ def load_teacher_cache(path: Path, *, num_rows: int) -> TeacherCache | None:
     if metadata.get("format") != CACHE_FORMAT_VERSION or metadata.get("rows") != num_rows:
         logger.warning("Ignoring the teacher cache in %s: it was written for another format or dataset.", path)
         return None
-    columns = _read_columns(path)
+    columns = _read_columns(path, metadata)
     if columns is None:
-        logger.warning("Ignoring the teacher cache in %s: its data files are unreadable (cut short?).", path)
+        logger.warning(
+            "Ignoring the teacher cache in %s: its data files are unreadable or short of rows (cut short?).", path
+        )
         return None
     return TeacherCache(
         columns=columns, path=Path(path), top_k=metadata["top_k"], built=False, seconds=time.perf_counter() - start
@@ -272,17 +274,20 @@ def _read_metadata(path: Path) -> dict | None:
     return metadata if isinstance(metadata, dict) else None
 
 
-def _read_columns(path: Path) -> datasets.Dataset | None:
-    """The stored columns, memory-mapped; None when the data files are unreadable."""
+def _read_columns(path: Path, metadata: dict) -> datasets.Dataset | None:
+    """The stored columns, memory-mapped; None when the data files are unreadable or hold another number of rows
+    than the completion file says (an .arrow file cut at a record batch's end still reads, short of rows)."""
     try:
-        return datasets.load_from_disk(str(path))
+        columns = datasets.load_from_disk(str(path))
     except (OSError, ValueError, pa.lib.ArrowException):  # ArrowInvalid: an empty or truncated .arrow file
         return None
+    return columns if len(columns) == metadata.get("rows") else None
 
 
 def _complete(path: Path) -> bool:
-    """Whether `path` holds a cache that can be read: its completion file and its data."""
-    return _read_metadata(path) is not None and _read_columns(path) is not None
+    """Whether `path` holds a cache that can be read: its completion file and its data, every row of it."""
+    metadata = _read_metadata(path)
+    return metadata is not None and _read_columns(path, metadata) is not None
 
 
 def _synced(folder: Path) -> None:
