@@ -19,7 +19,7 @@ from datasets import concatenate_datasets
 from transformers import DataCollatorWithPadding
 
 from hf_distill.cli.arguments import parse_arguments
-from hf_distill.cli.checks import check_before_loading
+from hf_distill.cli.checks import check_before_loading, check_metric_for_best_model
 from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
 from hf_distill.cli.hp_search import run_hp_search
 from hf_distill.cli.models import load_models, ready_models
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # ---- data, transfer set and models: every mismatch is refused before any training ----
     raw, label_names, text_columns, eval_splits, metric_names = load_data(data_args)
     check_unlabeled_file(data_args, text_columns)  # its first row: before any model loads
+    check_metric_for_best_model(training_args, metric_names)
     regression = label_names is None
     num_labels = 1 if regression else len(label_names)
     models = load_models(model_args, training_args, num_labels, label_names, max_seq_length=data_args.max_seq_length)

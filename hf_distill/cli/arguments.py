@@ -131,6 +131,9 @@ def parse_arguments(
         replaced = set(STUDENT_CHOICES) if given & set(STUDENT_CHOICES) else set()
         if "student_model_name_or_path" in given and "student_architecture" not in given:
             replaced.add("student_architecture")  # the config's way to build one: a ready student is loaded as it is
+        if "output_dir" in given and "overwrite_output_dir" not in given:
+            # a config's overwrite is for its own output_dir (the demo's): a folder given by flag may hold a student
+            replaced.add("overwrite_output_dir")
         argv = _yaml_to_flags(Path(config_path), parser, replaced) + argv
     model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
         args=argv, return_remaining_strings=True
@@ -169,20 +172,33 @@ COMMA_SEPARATED = frozenset({"student_layers", "export", "hidden_layer_map"})
 
 
 def _option_named(token: str) -> str | None:
-    """The student option (or student_architecture) a command-line token sets (``--student-layers=0,2`` and
-    argparse's unique prefixes such as ``--student_model`` too), else None."""
+    """The student option (or student_architecture, output_dir, overwrite_output_dir) a command-line token sets
+    (``--student-layers=0,2`` and argparse's unique prefixes such as ``--student_model`` too), else None."""
     name = token[2:].split("=", 1)[0].replace("-", "_")
-    matches = [
-        choice for choice in (*STUDENT_CHOICES, "student_architecture") if choice == name or choice.startswith(name)
-    ]
+    choices = (*STUDENT_CHOICES, "student_architecture", "output_dir", "overwrite_output_dir")
+    matches = [choice for choice in choices if choice == name]
+    matches = matches or [choice for choice in choices if choice.startswith(name)]
     return matches[0] if len(matches) == 1 else None
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-6` (no dot) as text: harmless for a top-level option (argparse converts it), but a value
+    inside a mapping (`lr_scheduler_kwargs: {min_lr: 1e-6}`) reached the scheduler as a string and crashed it once
+    training had started. Here it is the float it looks like, as in YAML 1.2."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = frozenset()) -> list[str]:
     if not path.is_file():
         raise ValueError(f"Config file {path} does not exist.")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.load(path.read_text(), Loader=_ConfigLoader) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -348,6 +348,20 @@ def check_training_numbers(training_args) -> None:
         raise ValueError(f"--learning_rate must be > 0, got {training_args.learning_rate}. Pass e.g. 5e-5.")
 
 
+def check_metric_for_best_model(training_args, metric_names) -> None:
+    """A `--metric_for_best_model` the evaluation does not compute fails at the first evaluation, after training (and
+    a teacher fine-tune whose saved teacher then refuses the rerun): refused once the task's metrics are known."""
+    name = training_args.metric_for_best_model
+    if name is None:
+        return
+    known = ["loss", *metric_names]
+    if name.removeprefix("eval_") not in known:
+        raise ValueError(
+            f"--metric_for_best_model {name!r} is not a metric this run's evaluation computes ({', '.join(known)}): "
+            f"pass one of them, e.g. --metric_for_best_model {metric_names[0]}."
+        )
+
+
 def check_sequence_length(max_seq_length: int, config, role: str) -> None:
     """A --max_seq_length longer than a model's position embeddings crashes at the first long input: refuse it."""
     positions = usable_positions(config)

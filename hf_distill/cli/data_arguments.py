@@ -303,6 +303,15 @@ class DataArguments:
                 "--augment mlm needs --augment_mlm_model: a masked LM (folder or Hub id) with the teacher's "
                 "vocabulary, e.g. bert-base-uncased."
             )
+        has_transfer = (
+            self.unlabeled_train_rows or self.unlabeled_file or (self.augment != "none" and self.augment_copies > 0)
+        )
+        if self.student_training == "pseudo_labels" and not has_transfer:
+            raise ValueError(
+                "--student_training pseudo_labels labels the transfer rows with the teacher's argmax, but no transfer "
+                "set was asked for, so it would train on the labels alone: add --unlabeled_file, "
+                "--unlabeled_train_rows or --augment, or use --student_training labels_only."
+            )
         if self.hp_search_only and self.hp_search_trials is None:
             raise ValueError(
                 "--hp_search_only stops after the search, but --hp_search_trials was not given: add "

@@ -42,10 +42,41 @@ def write_config(tmp_path, values: dict | str):
         (["--temperature", "-1"], r"temperature must be > 0, got -1"),
         (["--alpha_kd", "0", "--alpha_task", "0"], r"every loss weight .* is 0"),
         (["--student_training", "teacher"], r"student_training must be one of 'distill'.*got 'teacher'"),
+        # trained (and fine-tuned a teacher, which then refused the rerun) before failing at the first evaluation
+        (["--metric_for_best_model", "f1", "--load_best_model_at_end", "true", "--eval_strategy", "steps",
+          "--save_strategy", "steps"],
+         r"--metric_for_best_model 'f1' is not a metric this run's evaluation computes \(loss, accuracy\): pass one"),
+        # ran as labels only, and its card said it trained on pseudo-labelled transfer rows
+        (["--student_training", "pseudo_labels"], r"no transfer set was asked for.*--student_training labels_only"),
     ],
 )  # fmt: skip
 def test_bad_option_values(tmp_path, teacher_folder, flags, message):
     refuse(tmp_path, [*sst2(tmp_path, teacher_folder, "--student_num_layers", "1"), *flags], message)
+
+
+def test_a_yaml_number_without_a_dot_inside_a_mapping_is_a_number(tmp_path):
+    # `min_lr: 1e-6` reached the scheduler as the text "1e-6" (YAML 1.1) and crashed it once training had started
+    from hf_distill.cli.arguments import parse_arguments
+
+    config = write_config(tmp_path, "lr_scheduler_type: cosine_with_min_lr\nlr_scheduler_kwargs: {min_lr: 1e-6}\n"
+                                    "learning_rate: 5e-5\nstudent_num_layers: 1\n")  # fmt: skip
+    argv = [config, "--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--output_dir",
+            str(tmp_path / "out"), "--use_cpu", "true"]  # fmt: skip
+    training_args = parse_arguments(argv)[2]
+    assert training_args.lr_scheduler_kwargs == {"min_lr": 1e-6} and training_args.learning_rate == 5e-5
+
+
+def test_a_configs_overwrite_stays_with_its_own_output_folder(tmp_path):
+    # configs/offline/demo.yaml sets overwrite_output_dir for outputs/demo; a user's --output_dir holding a finished
+    # student was overwritten by `distill_glue.py configs/offline/demo.yaml --output_dir my_student`
+    from hf_distill.cli.arguments import parse_arguments
+
+    demo = str(ROOT / "configs" / "offline" / "demo.yaml")
+    assert parse_arguments([demo])[1].overwrite_output_dir
+    for flags in (["--output_dir", str(tmp_path)], [f"--output-dir={tmp_path}"]):
+        assert not parse_arguments([demo, *flags])[1].overwrite_output_dir
+    asked = parse_arguments([demo, "--output_dir", str(tmp_path), "--overwrite_output_dir", "true"])[1]
+    assert asked.overwrite_output_dir
 
 
 @needs_glue
