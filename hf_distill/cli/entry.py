@@ -32,7 +32,8 @@ def setup_logging() -> None:
 
 
 def run_entry_point(main: Callable[[], object], program: str) -> None:
-    """Runs `main()`; a `ValueError` (bad input, raised before any training) becomes one line on stderr and exit 2.
+    """Runs `main()`; a `ValueError` (bad input, raised before any training) becomes one line on stderr and exit 2, and
+    so does an `OSError` from a `from_pretrained` before any training (a model that cannot be loaded, named).
 
     A `ValueError` raised once the student is trained (`train_and_save` returned from training: scoring, exporting,
     pushing) is a failure too: the student is saved, and the traceback says where it stopped. One raised inside a
@@ -54,7 +55,29 @@ def run_entry_point(main: Callable[[], object], program: str) -> None:
         print(f"{program}: error: {error}", file=sys.stderr)  # bad input: one clear line, nothing half-written
         end_distributed()
         sys.exit(2)
+    except OSError as error:
+        # a model or tokenizer that cannot be loaded (a misspelled Hub id, no network) is bad input too
+        name = _loading(error)
+        if name is None or TRAINED or _raised_while_training(error):
+            raise
+        message = " ".join(str(error).split())  # transformers' message spans lines
+        print(
+            f"{program}: error: cannot load {name!r}: {message} Pass an existing model folder or a Hub id (check "
+            "its spelling), with the network up or the files in the Hugging Face cache.",
+            file=sys.stderr,
+        )
+        end_distributed()
+        sys.exit(2)
     end_distributed()
+
+
+def _loading(error: BaseException) -> str | None:
+    """The name a `from_pretrained` the error came from was given, or None when it came from anywhere else."""
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        if frame.f_code.co_name == "from_pretrained":
+            name = frame.f_locals.get("pretrained_model_name_or_path")
+            return str(name) if name is not None else None
+    return None
 
 
 def _raised_while_training(error: BaseException) -> bool:

@@ -87,3 +87,27 @@ def test_a_value_error_once_the_student_is_trained_keeps_its_traceback(tmp_path,
     assert "error:" not in capsys.readouterr().err and teardowns == []
     with pytest.raises(SystemExit):  # the next run starts afresh: its bad input is one line again
         entry.run_entry_point(lambda: (_ for _ in ()).throw(ValueError("bad input")), "distill_glue.py")
+
+
+def test_a_model_that_cannot_be_loaded_is_one_line_naming_it(teardowns, capsys):
+    # a misspelled Hub id (or no network) was a traceback ending in transformers' OSError, naming no model
+    from transformers import AutoConfig
+
+    def main():
+        AutoConfig.from_pretrained("no-such-org/no-such-model", local_files_only=True)
+
+    with pytest.raises(SystemExit) as exited:
+        entry.run_entry_point(main, "distill_glue.py")
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and teardowns == ["end"] and err.count("\n") == 1
+    assert err.startswith("distill_glue.py: error: cannot load 'no-such-org/no-such-model': ")
+    assert "Pass an existing model folder or a Hub id" in err
+
+
+def test_an_os_error_from_anywhere_else_keeps_its_traceback(teardowns):
+    def main():
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        entry.run_entry_point(main, "distill_glue.py")
+    assert teardowns == []
