@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -319,9 +320,16 @@ def _typed_label(value) -> int | float | str:
     if isinstance(value, (int, float)):
         return value
     text = str(value).strip()
-    for parse in (int, float):
-        try:
-            return parse(text)
-        except ValueError:
-            pass
+    # plain ASCII numbers only: int() and float() also read "1_2" as 12 and Arabic-Indic digits as their values, which
+    # merged labels the file keeps apart ("1_2" and "12") into one class
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _DECIMAL.fullmatch(text):
+        return float(text)
     return text
+
+
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+_DECIMAL = re.compile(
+    r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|infinity|nan)", flags=re.IGNORECASE
+)

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from .files import load_custom_files
+from .files import check_text_columns, load_custom_files
 from .glue import GLUE_TASKS, load_glue_hub, load_glue_tsv, tokenize_dataset
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def load_data(data_args):
         data_args.label_column,
         encoding=data_args.file_encoding,
     )
-    text_columns = tuple(data_args.text_column)
+    text_columns = tuple(check_text_columns(data_args.text_column))  # a Python caller's "text" is one column
     if data_args.validation_file is None:
         raw = hold_out(
             raw, data_args.validation_split_size, stratify=label_names is not None, text_columns=text_columns

@@ -132,7 +132,10 @@ def custom_metrics_fn(is_regression: bool):
     """Accuracy and macro-F1 for your own classification data; Pearson and Spearman for regression."""
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        logits = prediction.predictions
+        if isinstance(logits, (tuple, list)):  # hidden states too: the logits come first (as compute_metrics_fn)
+            logits = logits[0]
+        logits = np.asarray(logits)
         if is_regression:
             scores = _regression_scores(logits)
             return {

@@ -151,3 +151,19 @@ def test_literal_quotes_in_a_tsv_are_text_as_in_glue(tmp_path):
     path.write_text('text\tlabel\n"a quoted sentence"\t0\nhe said "hi\t1\n"" is two quotes\t0\n')
     data, _ = load_custom_files(path, None, ["text"], "label")
     assert data["train"]["text"] == ['"a quoted sentence"', 'he said "hi', '"" is two quotes']
+
+
+def test_labels_are_numbers_only_when_written_as_plain_ascii_numbers(tmp_path):
+    # int() reads "1_2" as 12 and "٣" as 3: labels the file kept apart were merged into one class
+    path = tmp_path / "l.csv"
+    path.write_text("text,label\na,1_2\nb,12\nc,2_3\nd,٣\ne,3\n")
+    data, names = load_custom_files(path, None, ["text"], "label")
+    assert names == sorted(["1_2", "12", "2_3", "٣", "3"]) and len(set(data["train"]["label"])) == 5
+    numbers = tmp_path / "n.csv"
+    numbers.write_text("text,label\na, 2\nb,+1\nc,-1\n")  # plain integers, spaces and signs as before
+    data, names = load_custom_files(numbers, None, ["text"], "label")
+    assert names == ["-1", "1", "2"] and data["train"]["label"] == [2, 1, 0]
+    decimals = tmp_path / "d.csv"
+    decimals.write_text("text,label\na,3.8\nb,1e-1\nc,2\n")
+    data, names = load_custom_files(decimals, None, ["text"], "label")
+    assert names is None and data["train"]["label"] == pytest.approx([3.8, 0.1, 2.0])

@@ -125,3 +125,11 @@ def test_a_classification_may_evaluate_on_one_row(tmp_path):
     path.write_text("text,label\na,0\nb,1\nc,0\nd,1\n")
     args = DataArguments(train_file=str(path), text_column=["text"], validation_file=str(path), max_eval_samples=1)
     assert load_data(args)[0]["validation"].num_rows == 4  # cut to 1 later, by limit_and_tokenize
+
+
+def test_a_text_column_given_as_one_string_is_one_column(tmp_path):
+    # DataArguments(text_column="text") from Python was read character by character: columns ('t', 'e', 'x', 't')
+    path = tmp_path / "train.csv"
+    path.write_text("text,label\na,0\nb,1\nc,0\nd,1\n")
+    args = DataArguments(train_file=str(path), text_column="text", validation_file=str(path))
+    assert load_data(args)[2] == ("text",)

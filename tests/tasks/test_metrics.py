@@ -149,3 +149,10 @@ def test_a_regression_with_several_outputs_per_row_is_refused():
     for compute_metrics in (compute_metrics_fn("stsb"), custom_metrics_fn(is_regression=True)):
         with pytest.raises(ValueError, match=r"one output per row, but the model gives 3"):
             compute_metrics(prediction)
+
+
+def test_custom_metrics_use_the_logits_of_a_list_of_outputs_as_of_a_tuple():
+    logits = np.array([[0.1, 0.9], [2.0, -1.0], [0.0, 0.5]])
+    for outputs in ((logits, np.zeros((3, 4))), [logits, np.zeros((3, 4))]):
+        result = custom_metrics_fn(False)(EvalPrediction(predictions=outputs, label_ids=np.array([1, 0, 0])))
+        assert result["accuracy"] == pytest.approx(2 / 3)
