@@ -209,19 +209,41 @@ def embedding_neighbours(
 def _word_rows(tokenizer, rows: int) -> dict[str, int]:
     """{word: its embedding row} for the tokens (ids below `rows`, no special token) that read as one alphabetic word.
 
-    A token is read as the text the tokenizer makes of it alone (WordPiece's ``##s`` stays ``##s`` and is left out;
-    byte-level BPE's ``Ġcat`` and SentencePiece's ``▁cat`` read `` cat``). Where two tokens read as the same word
-    (byte-level BPE's ``Ġcat`` and ``cat``), the one that starts a word (a leading space) is kept, else the first."""
+    A token is read as the text the tokenizer makes of it alone (WordPiece's ``##s`` is left out; byte-level BPE's
+    ``Ġcat`` and SentencePiece's ``▁cat`` read ``cat``). Where the vocabulary marks word starts (``Ġ``, ``▁``), only
+    marked tokens count: an unmarked one is a piece of a word (``lay`` of ``Ġp lay ed``)."""
     special = set(tokenizer.all_special_ids)
+    marks_starts = _marks_word_starts(tokenizer)
     found: dict[str, tuple[int, bool]] = {}
     for index, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(rows)))):
         if token is None or index in special:  # None: an id past the tokenizer's vocabulary (a padded matrix)
             continue
-        text = tokenizer.convert_tokens_to_string([token])
-        word, starts = text.strip(), text[:1].isspace()
-        if word.isalpha() and (word not in found or (starts and not found[word][1])):
+        word, starts = _token_word(tokenizer, token, marks_starts)
+        if word is not None and word.isalpha() and (word not in found or (starts and not found[word][1])):
             found[word] = (index, starts)
     return {word: index for word, (index, _) in found.items()}
+
+
+def _marks_word_starts(tokenizer) -> bool:
+    """Whether the vocabulary marks the token that starts a word (byte-level BPE's ``Ġ``, SentencePiece's ``▁``),
+    so that an unmarked token is a piece of a word, rather than marking a word's later pieces (WordPiece's ``##``)."""
+    return any(token[:1] in ("Ġ", "▁") for token in tokenizer.tokenize("a b"))
+
+
+def _token_word(tokenizer, token: str, marks_starts: bool) -> tuple[str | None, bool]:
+    """(the one word a vocabulary token spells, whether it starts a word), or (None, False) for a token that is no
+    whole word: WordPiece's ``##ed``; where the vocabulary marks word starts, a token without the mark (byte-level
+    BPE's ``lay`` of ``Ġp lay ed``: "played" cut up). A replacement drawn from such pieces turned "the cat sat" into
+    "ed ed ed"."""
+    if token.startswith("##"):
+        return None, False
+    text = tokenizer.convert_tokens_to_string([token])
+    word, starts = text.strip(), text[:1].isspace() or token[:1] in ("Ġ", "▁")
+    if not word or len(word.split()) != 1:
+        return None, False
+    if marks_starts and not starts:  # a text's first word ("the") has its marked twin ("Ġthe"), which counts
+        return None, False
+    return word, starts
 
 
 def _check_arguments(
@@ -298,15 +320,17 @@ def _fill_with_mlm(jobs, columns, model, tokenizer, top_k: int, batch_size: int)
     special_ids = set(tokenizer.all_special_ids)
     words_of_id: dict[int, str | None] = {}
 
+    marks_starts = _marks_word_starts(tokenizer)
+
     def candidate_word(token_id: int) -> str | None:
         if token_id not in words_of_id:
             token = tokenizer.convert_ids_to_tokens(token_id)
             word = None
             # token is None for ids past the tokenizer's vocabulary (a model whose embedding matrix was padded).
-            if token is not None and token_id not in special_ids and not token.startswith("##"):
-                # convert_tokens_to_string turns a byte-level piece ("Ġcat") into its word; for WordPiece a no-op.
-                word = tokenizer.convert_tokens_to_string([token]).strip()
-                word = word if word and len(word.split()) == 1 else None
+            if token is not None and token_id not in special_ids:
+                # a whole word only (no ## piece, no unmarked BPE piece), of letters or digits (no "," or [unused0])
+                word = _token_word(tokenizer, token, marks_starts)[0]
+                word = word if word is not None and word.isalnum() else None
             words_of_id[token_id] = word
         return words_of_id[token_id]
 

@@ -431,6 +431,49 @@ def test_embedding_neighbours_read_byte_level_tokens_as_the_words_they_spell():
     assert table["the"][0] == "movie" and table["movie"][0] == "the"  # a word is its word-start token
 
 
+def byte_level_tokenizer(vocab_size: int):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe.train_from_iterator(SENTENCES * 20, vocab_size=vocab_size, min_frequency=1, special_tokens=specials)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<s>", pad_token="<pad>", eos_token="</s>", mask_token="<mask>"
+    )
+
+
+def word_pieces(tokenizer) -> list[str]:
+    """Byte-level tokens that only ever continue a word: letters, no Ġ, and no Ġ twin in the vocabulary."""
+    vocab = tokenizer.get_vocab()
+    return [t for t in vocab if t.isalpha() and t.isascii() and "Ġ" + t not in vocab and len(t) > 1]
+
+
+def test_byte_level_pieces_of_words_are_never_neighbours_or_replacements():
+    # "played" is Ġp lay ed: "lay" and "ed" were taken for words, and a masked LM favouring "ed" turned every chosen
+    # word into "ed"; the embedding table held "lay", "ed" as keys and neighbours
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    tokenizer = byte_level_tokenizer(300)
+    pieces = word_pieces(tokenizer)
+    assert pieces  # the vocabulary is small enough to cut words: the case under test
+    torch.manual_seed(0)
+    table = embedding_neighbours(torch.randn(len(tokenizer), 8), tokenizer, top_k=3)
+    assert not set(pieces) & (set(table) | {word for found in table.values() for word in found})
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                           type_vocab_size=1)  # fmt: skip
+    model = RobertaForMaskedLM(config).eval()
+    with torch.no_grad():  # the LM's two favourites everywhere: a word piece, then the word "cat"
+        model.lm_head.bias.zero_()
+        model.lm_head.bias[tokenizer.convert_tokens_to_ids(pieces[0])] = 100.0
+        model.lm_head.bias[tokenizer.convert_tokens_to_ids("Ġcat")] = 50.0
+    out = augment(sentences().select([2]), method="mlm", mask_token=None, mlm_model=model, mlm_tokenizer=tokenizer,
+                  probability=1.0, copies=2, mlm_top_k=2)  # fmt: skip
+    for text in out["sentence"]:
+        assert set(text.split()) == {"cat"}
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [({"top_k": 0}, "top_k"), ({"batch_size": 0}, "batch_size")])
 def test_embedding_neighbours_bad_numbers_raise(model, tokenizer, kwargs, match):
     with pytest.raises(ValueError, match=match):
