@@ -7,7 +7,8 @@ follow:
   (arXiv:1903.12136): ``"mask"`` (each word replaced by the mask token with probability p), ``"ngram"`` (with
   probability p the text becomes one random n-gram of it, n in 1..5) and ``"mask_ngram"`` (both, in that order);
 - Jiao et al. 2020, "TinyBERT: Distilling BERT for Natural Language Understanding" (arXiv:1909.10351): ``"mlm"``
-  (each word chosen with probability p is replaced by a word sampled among a masked LM's top-k predictions), and
+  (each word chosen with probability p is replaced by a word sampled among a masked LM's top-k predictions for
+  it, its punctuation and capital kept: "Mat." -> "Rug."; never a piece of a word such as ``##ed``), and
   ``"embedding"``, its word-vector path (TinyBERT uses GloVe neighbours for words a masked LM cannot fill in one
   piece): each word chosen with probability p is replaced by one of its nearest words in a table, such as the one
   [`embedding_neighbours`] builds from a model's own input word embeddings (``ran`` -> ``run``, ``running``,
@@ -344,7 +345,8 @@ def _fill_with_mlm(jobs, columns, model, tokenizer, top_k: int, batch_size: int)
             batch = jobs[begin : begin + batch_size]
             texts, owners = [], []
             for _, _, words, chosen, _ in batch:
-                texts.append(" ".join(mask if pick else word for word, pick in zip(words, chosen)))
+                # a chosen word's core is masked, its punctuation kept ("mat." -> "[MASK].")
+                texts.append(" ".join(_masked(word, mask) if pick else word for word, pick in zip(words, chosen)))
                 # The k-th mask token of the encoding is the k-th mask in the text: a chosen word, or a literal
                 # mask token already present in an unchosen word (None: left alone).
                 owners.append(
@@ -372,12 +374,39 @@ def _fill_with_mlm(jobs, columns, model, tokenizer, top_k: int, batch_size: int)
                     top = sorted(top_ids[position_row, position].tolist())
                     candidates = [w for w in map(candidate_word, top) if w]
                     if candidates:
-                        new_words[owner] = rng.choice(candidates)
+                        new_words[owner] = _recased(words[owner], rng.choice(candidates), mask)
                 columns[column][out_index] = " ".join(new_words)
     finally:
         model.train(was_training)
 
 
 def _mask_slots(index: int, word: str, chosen: bool, mask: str) -> list[int | None]:
-    """The owners of the mask tokens a word yields: the word itself when chosen, else None per literal mask."""
-    return [index] if chosen else [None] * word.count(mask)
+    """The owners of the mask tokens a word yields: the word itself when chosen (one mask, where it has something to
+    mask), else None per literal mask."""
+    if chosen and _mask_parts(word, mask) is not None:
+        return [index]
+    return [None] * word.count(mask)
+
+
+def _mask_parts(word: str, mask: str) -> tuple[str, str] | None:
+    """What stays around a chosen word's mask: its leading and trailing punctuation ("mat." -> "[MASK]."); nothing
+    for a word holding a literal mask (replaced whole, as one mask); None for punctuation alone (nothing to mask)."""
+    if mask in word:
+        return "", ""
+    before, core, after = _CORE.match(word).groups()
+    return (before, after) if core else None
+
+
+def _masked(word: str, mask: str) -> str:
+    parts = _mask_parts(word, mask)
+    return word if parts is None else parts[0] + mask + parts[1]
+
+
+def _recased(word: str, new: str, mask: str) -> str:
+    """`new` in `word`'s place, with `word`'s punctuation and capital kept ("Mat." and "rug" give "Rug.")."""
+    before, after = _mask_parts(word, mask)
+    if not (before or after) and mask in word:
+        return new
+    if _CORE.match(word).group(2)[:1].isupper():
+        new = new[:1].upper() + new[1:]
+    return before + new + after

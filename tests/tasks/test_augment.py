@@ -452,26 +452,43 @@ def word_pieces(tokenizer) -> list[str]:
 def test_byte_level_pieces_of_words_are_never_neighbours_or_replacements():
     # "played" is Ġp lay ed: "lay" and "ed" were taken for words, and a masked LM favouring "ed" turned every chosen
     # word into "ed"; the embedding table held "lay", "ed" as keys and neighbours
-    from transformers import RobertaConfig, RobertaForMaskedLM
-
     tokenizer = byte_level_tokenizer(300)
     pieces = word_pieces(tokenizer)
     assert pieces  # the vocabulary is small enough to cut words: the case under test
     torch.manual_seed(0)
     table = embedding_neighbours(torch.randn(len(tokenizer), 8), tokenizer, top_k=3)
     assert not set(pieces) & (set(table) | {word for found in table.values() for word in found})
-    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=32, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
-                           type_vocab_size=1)  # fmt: skip
-    model = RobertaForMaskedLM(config).eval()
-    with torch.no_grad():  # the LM's two favourites everywhere: a word piece, then the word "cat"
-        model.lm_head.bias.zero_()
-        model.lm_head.bias[tokenizer.convert_tokens_to_ids(pieces[0])] = 100.0
-        model.lm_head.bias[tokenizer.convert_tokens_to_ids("Ġcat")] = 50.0
+    model = biased_roberta(tokenizer, {pieces[0]: 100.0, "Ġcat": 50.0})  # favourites: a word piece, then "cat"
     out = augment(sentences().select([2]), method="mlm", mask_token=None, mlm_model=model, mlm_tokenizer=tokenizer,
                   probability=1.0, copies=2, mlm_top_k=2)  # fmt: skip
     for text in out["sentence"]:
         assert set(text.split()) == {"cat"}
+
+
+def biased_roberta(tokenizer, favourites: dict[str, float]):
+    """A tiny random RoBERTa masked LM whose output bias makes `favourites` its top predictions everywhere."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                           type_vocab_size=1)  # fmt: skip
+    model = RobertaForMaskedLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.bias.zero_()
+        for token, bias in favourites.items():
+            model.lm_head.bias[tokenizer.convert_tokens_to_ids(token)] = bias
+    return model
+
+
+def test_mlm_replacement_keeps_the_words_punctuation_and_capital():
+    # "The cat sat on the mat." became "cat cat cat cat cat cat": each word masked whole, its "." and capital lost
+    tokenizer = byte_level_tokenizer(300)
+    model = biased_roberta(tokenizer, {"Ġcat": 50.0})
+    rows = sentences().select([0]).map(lambda row: {"sentence": 'The cat sat on "the mat." ...'})
+    out = augment(rows, method="mlm", mask_token=None, mlm_model=model, mlm_tokenizer=tokenizer, probability=1.0,
+                  copies=1, mlm_top_k=1)  # fmt: skip
+    assert out["sentence"] == ['Cat cat cat cat "cat cat." ...']  # "..." alone: nothing to mask
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [({"top_k": 0}, "top_k"), ({"batch_size": 0}, "batch_size")])
