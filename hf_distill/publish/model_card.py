@@ -131,8 +131,9 @@ def is_hub_dataset(name: str) -> bool:
 def sanitize_command(argv: Sequence[str], root: Path | None = None) -> str:
     """The command line with secrets (a --hub_token value) replaced and no machine path, safe to publish.
 
-    An absolute path under `root` (the repository) becomes relative to it, one beside it `../...`, any other the
-    last component alone: the command then reads as run from the repository, and names no folder of this machine.
+    An absolute path (or a relative one written with ``./`` or ``..``, from the working folder) under `root` (the
+    repository) becomes relative to it, one beside it `../...`, any other the last component alone: the command then
+    reads as run from the repository, and names no folder of this machine.
     """
     cleaned: list[str] = []
     for argument in redact_secrets(argv):
@@ -167,7 +168,9 @@ def _is_secret(flag: str) -> bool:
 
 
 def _relative(argument: str, root: Path | None) -> str:
-    if not argument.startswith(("/", "~")):
+    # absolute paths, and relative ones that are surely paths (./x, ../x, a/../b: a Hub id never holds a dot part),
+    # which could climb out to any folder of this machine (../../home/me/private)
+    if not argument.startswith(("/", "~", "./", "../")) and "/../" not in argument:
         return argument
     given = Path(argument).expanduser()
     # Both as written and with links resolved: a data folder reached through a link beside the repository (a

@@ -541,3 +541,19 @@ def test_a_path_given_with_equals_is_named_relative_to_the_repository(tmp_path):
         root=tmp_path / "repo",
     )
     assert command == "python run.py --data_dir=../shared/glue --output_dir=out --x=a=b"
+
+
+def test_a_relative_path_climbing_out_of_the_repository_names_no_folder_of_this_machine(tmp_path, monkeypatch):
+    # "--data_dir ../../home/alice/private/glue" was published as typed
+    from hf_distill.publish.model_card import sanitize_command
+
+    repo = tmp_path / "home" / "alice" / "repo"
+    repo.mkdir(parents=True)
+    monkeypatch.chdir(repo)
+    argv = ["python", "run.py", "--data_dir", "../../../bob/private/glue", "--train_file", "./data/../data/t.csv",
+            "--teacher_model_name_or_path", "google/bert_uncased_L-4_H-256_A-4", "--x", "../shared/glue"]  # fmt: skip
+    command = sanitize_command(argv, root=repo)
+    assert command == (
+        "python run.py --data_dir glue --train_file data/t.csv --teacher_model_name_or_path "
+        "google/bert_uncased_L-4_H-256_A-4 --x ../shared/glue"
+    )
