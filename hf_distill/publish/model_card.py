@@ -242,13 +242,18 @@ def format_deployment_table(data: ModelCardData) -> str:
     if not data.deployment_rows:
         return ""
     batch_sizes = sorted(data.student_latency_ms)
-    header = ["model", *data.metric_names, "agrees with PyTorch", "size on disk"]
+    # a regression's int8 prediction is never within rounding of PyTorch's: its largest difference says more
+    closeness = "largest difference from PyTorch" if data.regression else "agrees with PyTorch"
+    header = ["model", *data.metric_names, closeness, "size on disk"]
     header += [f"latency b={b} (ms)" for b in batch_sizes] + [
         f"speed-up b={b} vs PyTorch student (CPU, float32)" for b in batch_sizes
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in data.deployment_rows:
-        agreement = "n/a" if row.get("agreement") is None else f"{100 * row['agreement']:.1f}%"
+        if data.regression:
+            agreement = "n/a" if row.get("max_abs_diff") is None else f"{row['max_abs_diff']:.4f}"
+        else:
+            agreement = "n/a" if row.get("agreement") is None else f"{100 * row['agreement']:.1f}%"
         cells = [
             row["name"],
             *(f"{row['metrics'][m]:.4f}" if m in row["metrics"] else "n/a" for m in data.metric_names),
@@ -420,10 +425,14 @@ _INTERMEDIATE_TEXT = {
 def _deployment_section(data: ModelCardData) -> str:
     if not data.deployment_rows:
         return ""
+    closeness = (
+        "the largest difference is the largest absolute difference between its prediction and the PyTorch student's"
+        if data.regression
+        else "agreement is the share of rows whose prediction equals the PyTorch student's"
+    )
     return (
         "\n## Deployment: the exported student, re-scored\n\nThe files in `onnx/`, run with onnxruntime (CPU, "
-        "float32 inputs) on the same evaluation set; agreement is the share of rows whose prediction equals the "
-        f"PyTorch student's.\n\n{format_deployment_table(data)}\n"
+        f"float32 inputs) on the same evaluation set; {closeness}.\n\n{format_deployment_table(data)}\n"
     )
 
 

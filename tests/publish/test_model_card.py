@@ -206,3 +206,15 @@ def test_the_environment_line_names_the_device_the_latency_ran_on(monkeypatch):
     assert environment(torch.device("cpu"))[0].endswith(f"CPU, {torch.get_num_threads()} threads")
     assert environment(torch.device("cuda", 3))[0] == "one NVIDIA H100 #3"
     assert environment("cuda")[0] == "one NVIDIA H100 #0"
+
+
+def test_a_regression_exports_closeness_is_its_largest_difference_not_an_agreement_that_is_always_0():
+    # a regression's int8 file agreed with PyTorch on 0.0% of rows (within 1e-3): its card read "0.0% agrees"
+    row = {"name": "student, ONNX int8", "metrics": {"pearson": 0.8}, "agreement": 0.0, "max_abs_diff": 0.1412,
+           "size_bytes": 2e6, "latency_ms": {1: 1.0}}  # fmt: skip
+    text = render_model_card(card(metric_names=["pearson"], student_metrics={"pearson": 0.81}, teacher_metrics={},
+                                  regression=True, deployment_rows=[row]))  # fmt: skip
+    assert "| largest difference from PyTorch |" in text and "| 0.1412 |" in text and "0.0%" not in text
+    assert "largest absolute difference between its prediction and the PyTorch student's" in text
+    classified = render_model_card(card(deployment_rows=[{**row, "metrics": {"accuracy": 0.8}, "agreement": 0.99}]))
+    assert "| agrees with PyTorch |" in classified and "| 99.0% |" in classified
