@@ -193,13 +193,22 @@ def test_half_precision_and_huge_logits_stay_finite_and_accurate():
     value = losses.class_kl_divergence(student_logits=huge_student, teacher_logits=huge_teacher, temperature=1.0)
     assert torch.isfinite(value)
     assert value.item() == pytest.approx(1.2e5, rel=1e-3)  # KL = t_max - s_at_argmax(t) when both are one-hot
-    bf16 = losses.token_kl_divergence(
-        student_logits=torch.randn(2, 3, 50).bfloat16() * 1e3,
-        teacher_logits=torch.randn(2, 3, 50).bfloat16() * 1e3,
+    huge = losses.token_kl_divergence(
+        student_logits=(torch.randn(2, 3, 50, generator=generator) * 1e3).bfloat16(),
+        teacher_logits=(torch.randn(2, 3, 50, generator=generator) * 1e3).bfloat16(),
         mask=torch.ones(2, 3),
         temperature=2.0,
     )
-    assert torch.isfinite(bf16)
+    assert torch.isfinite(huge)
+    student_bf16 = (torch.randn(2, 3, 50, generator=generator) * 10).bfloat16()
+    teacher_bf16 = (torch.randn(2, 3, 50, generator=generator) * 10).bfloat16()
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    bf16 = losses.token_kl_divergence(
+        student_logits=student_bf16, teacher_logits=teacher_bf16, mask=mask, temperature=2.0
+    )
+    assert bf16.dtype == torch.float32  # computed in float32 from the bf16 inputs: the float64 value of those inputs
+    expected = reference_token_loss(student_bf16.double(), teacher_bf16.double(), mask.double(), 2.0)
+    assert bf16.item() == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_teacher_minus_infinity_logits_do_not_produce_nan():
