@@ -322,7 +322,8 @@ def render_model_card(data: ModelCardData) -> str:
 ## Teacher vs student
 
 Evaluated on the same {data.task} evaluation set{data.evaluation_note}{_precision_note(data)}; latency is the median
-forward pass at each batch size on {data.latency_device}, measured on the machine that trained it.
+forward pass at each batch size on {data.latency_device} (the two models timed in turns), measured on the machine
+that trained it.
 
 {format_table(data)}
 {_deployment_section(data)}{_export_failure(data)}

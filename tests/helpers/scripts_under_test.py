@@ -23,9 +23,9 @@ def fast_latency(monkeypatch) -> None:
     precision: one warm-up and two timed calls."""
     from hf_distill.publish import latency
 
-    original = latency.measure_latency_ms
+    original = latency.measure_latencies_ms
     monkeypatch.setattr(
         latency,
-        "measure_latency_ms",
-        lambda model, batch: original(model, batch, warmup=1, repeats=2, min_seconds=0),
+        "measure_latencies_ms",
+        lambda runs, **settings: original(runs, warmup=1, repeats=2, min_seconds=0),
     )

@@ -47,3 +47,43 @@ def test_an_asynchronous_device_is_waited_for_by_name(device, monkeypatch):
 def test_a_cpu_model_is_not_synchronised(monkeypatch):
     monkeypatch.setattr(torch.accelerator, "synchronize", lambda named=None: pytest.fail("synchronised a CPU"))
     latency._synchronizer(torch.device("cpu"))()
+
+
+class Slept(torch.nn.Module):
+    """A model whose forward takes `seconds`, and writes its name into `order`."""
+
+    def __init__(self, name: str, seconds: float, order: list[str]):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.name, self.seconds, self.order = name, seconds, order
+
+    def forward(self, input_ids=None):
+        import time
+
+        time.sleep(self.seconds)
+        self.order.append(self.name)
+        return input_ids
+
+
+def test_models_are_timed_in_turns_so_a_busy_spell_falls_on_both():
+    # timed one after the other, a student timed while the machine was busy measured slower than its teacher
+    order: list[str] = []
+    batch = {"input_ids": torch.ones(1, 2)}
+    runs = {"teacher": (Slept("teacher", 0.004, order), batch), "student": (Slept("student", 0.001, order), batch)}
+    timed = latency.measure_latencies_ms(runs, warmup=1, repeats=4, min_seconds=0)
+    assert order == ["teacher", "student"] + ["teacher", "student"] * 4  # warm-up each, then in turns
+    assert timed["teacher"] > timed["student"] >= 1.0
+
+
+def test_a_student_that_measures_slower_than_its_teacher_is_warned_of(monkeypatch, caplog):
+    teacher, small = tiny.classifier(layers=2, num_labels=2), tiny.classifier(layers=1, num_labels=2)
+    monkeypatch.setattr(latency, "measure_latencies_ms", lambda runs: {"teacher": 2.0, "student": 5.0})
+
+    class Args:
+        device = torch.device("cpu")
+        bf16 = fp16 = False
+
+    with caplog.at_level("WARNING", logger="hf_distill.publish.latency"):
+        results = latency.measure_models(teacher, small, tiny.class_rows(4), tiny.collate, Args())
+    assert results["speedup_batch1"] == pytest.approx(0.4)
+    assert "measured slower than its teacher" in caplog.text and "rerun on an idle machine" in caplog.text
