@@ -65,9 +65,11 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
     found = [path.name for path in output_dir.glob("checkpoint-*") if path.is_dir()]
     checkpoints = sorted(found, key=lambda name: (int(name[11:]) if name[11:].isdigit() else -1, name))
     if checkpoints and not resume_from_checkpoint and not (output_dir / "all_results.json").exists():
+        # the one written last: an --overwrite_output_dir rerun leaves an earlier run's (higher) steps beside its own
+        latest = max(checkpoints, key=lambda name: (_written_at(output_dir / name), checkpoints.index(name)))
         raise ValueError(
             f"Output directory {output_dir} holds {', '.join(checkpoints)} of a run that did not finish; refusing to "
-            f"start over on top of them. Pass --resume_from_checkpoint {output_dir / checkpoints[-1]} to continue it "
+            f"start over on top of them. Pass --resume_from_checkpoint {output_dir / latest} to continue it "
             f"(and, if it fine-tuned its teacher, --teacher_model_name_or_path {output_dir / 'teacher'} "
             "--finetune_teacher false), --overwrite_output_dir to start afresh, or choose another --output_dir."
         )
@@ -89,6 +91,14 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
             "outputs among them, and --push_to_hub would upload them as part of the student. Choose an empty or new "
             "--output_dir, or pass --overwrite_output_dir to write into this one anyway."
         )
+
+
+def _written_at(checkpoint: Path) -> float:
+    """When a checkpoint's trainer_state.json (written last of its files) was written; 0 for none."""
+    try:
+        return (checkpoint / "trainer_state.json").stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _is_our_card(readme: Path) -> bool:

@@ -20,6 +20,21 @@ def test_an_interrupted_run_is_resumed_from_its_latest_checkpoint_by_step(tmp_pa
     check_output_dir(tmp_path, True, None)
 
 
+def test_the_checkpoint_to_resume_is_the_one_written_last_not_an_earlier_runs_higher_step(tmp_path):
+    # an --overwrite_output_dir rerun left an earlier run's checkpoint-1000 beside its own checkpoint-4: the hint
+    # named checkpoint-1000
+    import os
+
+    for step, written in ((1000, 1_000_000), (4, 2_000_000)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text("{}")
+        os.utime(folder / "trainer_state.json", (written, written))
+    with pytest.raises(ValueError) as refused:
+        check_output_dir(tmp_path, False, None)
+    assert f"--resume_from_checkpoint {tmp_path / 'checkpoint-4'} to continue" in str(refused.value)
+
+
 def test_resuming_never_excuses_overwriting_a_finished_model(tmp_path):
     (tmp_path / "checkpoint-5").mkdir()
     for name in ("config.json", "model.safetensors", "all_results.json"):
