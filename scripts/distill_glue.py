@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if transfer.rows is not None:
         raw["transfer"] = transfer.rows
         warn_of_evaluation_rows(transfer.rows, raw, eval_splits, text_columns)
+    split_rows = len(raw[eval_splits[0]])  # before --max_eval_samples cuts it (in place)
     tokenized, eval_datasets = limit_and_tokenize(raw, data_args, models.tokenizer, text_columns, eval_splits)
     script_training_defaults(training_args)
     collator = DataCollatorWithPadding(models.tokenizer, pad_to_multiple_of=training_args.pad_to_multiple_of)
@@ -173,7 +174,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         student_training=data_args.student_training,
         regression=regression,
         teacher_dtype=str(next(teacher.parameters()).dtype).removeprefix("torch."),
-        **scored_rows(data_args, len(first_eval), chosen_on_it=training_args.load_best_model_at_end),
+        language="en" if data_args.task_name else None,  # GLUE is English; your own file's language is not known
+        **scored_rows(
+            data_args,
+            len(first_eval),
+            chosen_on_it=training_args.load_best_model_at_end,
+            split_rows=split_rows,
+        ),
     )
     return publish_student(
         trainer,

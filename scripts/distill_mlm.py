@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         command=command,
         base_model=model_args.base_model_hub_id,
         pipeline_tag="fill-mask",
+        language=None,  # a corpus's language is not known here
         teacher_role="over the masked-LM objective (task-agnostic, as DistilBERT), on the corpus",
         kd_target=f"over the vocabulary at the {data_args.mlm_probability:.0%} masked positions (80/10/10)",
         teacher_dtype=str(next(teacher.parameters()).dtype).removeprefix("torch."),

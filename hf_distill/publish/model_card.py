@@ -68,7 +68,7 @@ class ModelCardData:
     # exported students re-scored with onnxruntime: name, metrics, agreement, size_bytes, latency_ms per batch size
     deployment_rows: Sequence[dict] = field(default_factory=tuple)
     export_error: str = ""  # an asked-for export that failed (all_results.json's export_error)
-    language: str = "en"
+    language: str | None = "en"  # None: not stated (your own files, a corpus: their language is not known here)
     pipeline_tag: str = "text-classification"
     teacher_role: str = "fine-tuned on"  # "...teacher `X`, fine-tuned on sst2."
     # what KD compares, for the card's loss line
@@ -370,7 +370,7 @@ def _export_failure(data: ModelCardData) -> str:
     if not data.export_error:
         return ""
     return (
-        f"\n## Export\n\nAn export was asked for and failed; the formats it names are not in this folder: "
+        f"\n## Export\n\nAn export was asked for and failed (no file of the format that failed is in this folder): "
         f"{data.export_error}\n"
     )
 
@@ -459,27 +459,30 @@ def _hub_metric(name: str) -> tuple[str, dict | None]:
     return _HUB_METRICS.get(name, (name, None))
 
 
-def scored_rows(data_args, rows: int, *, chosen_on_it: bool = False) -> dict[str, Any]:
+def scored_rows(data_args, rows: int, *, chosen_on_it: bool = False, split_rows: int | None = None) -> dict[str, Any]:
     """The card's account of the rows both models were scored on (`rows` of them), where they are not a dataset's
     whole evaluation split: rows held out of train (`--validation_split_size`; then no model-index, which the Hub
     would read as the dataset's evaluation split) or the first N of it (`--max_eval_samples`: a sliced split).
     `chosen_on_it`: the student's checkpoint was the best on those rows (`--load_best_model_at_end`), which the card
-    says: its score is then an optimistic one."""
-    found = _scored_rows(data_args, rows)
+    says: its score is then an optimistic one. `split_rows`: the rows the split holds before any cut (a
+    `--max_eval_samples` equal to it cuts nothing)."""
+    found = _scored_rows(data_args, rows, split_rows)
     if chosen_on_it:
         note = "; the student's checkpoint is the one that scored best on it (--load_best_model_at_end): optimistic"
         found["evaluation_note"] = found.get("evaluation_note", "") + note
     return found
 
 
-def _scored_rows(data_args, rows: int) -> dict[str, Any]:
+def _scored_rows(data_args, rows: int, split_rows: int | None = None) -> dict[str, Any]:
     if data_args.task_name is not None:
         held_out = data_args.validation_split_size is not None and not getattr(data_args, "hp_search_trials", None)
     else:
         held_out = data_args.validation_file is None  # your own file's evaluation rows are held out of it
     if held_out:
         return {"index_results": False, "evaluation_note": f" ({rows:,} rows held out of the training split)"}
-    if data_args.max_eval_samples is not None and rows >= data_args.max_eval_samples:  # fewer: the whole split
+    # fewer: the whole split; as many as the split holds (`split_rows`, when known): the whole split too
+    cut = split_rows is None or rows < split_rows
+    if data_args.max_eval_samples is not None and rows >= data_args.max_eval_samples and cut:
         split = "validation_matched" if data_args.task_name == "mnli" else "validation"
         return {"dataset_split": f"{split}[:{rows}]", "evaluation_note": f" (its first {rows:,} rows)"}
     return {}

@@ -17,9 +17,16 @@ from transformers import TrainingArguments
 
 from hf_distill import LabelsTrainer
 from hf_distill.cli import models
+from hf_distill.cli.paths import recorded_teacher
 from hf_distill.students import build_student
 
-MODEL_ARGS = types.SimpleNamespace(teacher_num_train_epochs=1, teacher_learning_rate=1e-2, trust_remote_code=False)
+MODEL_ARGS = types.SimpleNamespace(
+    teacher_num_train_epochs=1,
+    teacher_learning_rate=1e-2,
+    trust_remote_code=False,
+    teacher_card_name="bert-base-uncased",
+    teacher_hub_id="bert-base-uncased",
+)
 
 
 def finetune(tmp_path, monkeypatch, teacher, rows, **arguments):
@@ -46,6 +53,9 @@ def test_an_unsharded_teacher_is_the_trained_model_itself(tmp_path, monkeypatch)
     assert finetuned is trained and not models.is_sharded(finetuned)
     assert (tmp_path / "teacher" / "model.safetensors").exists()
     assert any(not torch.equal(finetuned.state_dict()[name], before[name]) for name in before)  # it did train
+    # the model it was fine-tuned from, for the cards of later runs reading the folder
+    record = recorded_teacher(str(tmp_path / "teacher"))
+    assert record == {"teacher": "bert-base-uncased", "hub_id": "bert-base-uncased"}
 
 
 @pytest.mark.parametrize("head", ["classifier", "masked_lm"])

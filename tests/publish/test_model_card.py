@@ -144,6 +144,11 @@ def test_a_regression_students_kd_is_stated_as_the_mse_it_is():
     assert "mean squared error between the student's and the teacher's predictions (no temperature)" in line
 
 
+def test_a_card_states_a_language_only_when_it_is_known():
+    assert metadata(card())["language"] == "en"
+    assert "language" not in metadata(card(language=None))  # your own file's language is not known here
+
+
 def test_a_teacher_scored_in_half_precision_is_said_so():
     # a bf16 run casts the teacher in place: its score is of the rounded weights, the student's of float32 ones
     assert "bfloat16 weights it distilled with" in render_model_card(card(teacher_dtype="bfloat16"))
@@ -183,6 +188,8 @@ def test_scores_on_rows_held_out_of_train_or_on_part_of_the_split_are_never_inde
         "validation_matched[:64]"
     ]
     assert scored_rows(glue(max_eval_samples=2000), 872) == {}  # the cap above the split's size: all of it
+    assert scored_rows(glue(max_eval_samples=872), 872, split_rows=872) == {}  # the cap at the split's size too
+    assert scored_rows(glue(max_eval_samples=800), 800, split_rows=872)["dataset_split"] == "validation[:800]"
     own = dict(task_name=None, train_file="t.csv")
     assert scored_rows(glue(**own, validation_split_size=50), 50)["index_results"] is False
     assert scored_rows(glue(**own, validation_file="v.csv"), 300) == {}

@@ -154,6 +154,7 @@ def test_finetune_teacher_then_distil_from_a_pretrained_base(tmp_path):
     # your own file is no Hub dataset: the card's metadata names none (and never the file's path)
     metadata = yaml.safe_load((tmp_path / "out" / "README.md").read_text().split("---")[1])
     assert "datasets" not in metadata and "model-index" not in metadata
+    assert "language" not in metadata  # a file's language is not known here: the card said "en"
     # a baseline reading the fine-tuned teacher's folder names it as the run that fit it did: the card said `teacher`
     baseline = tmp_path / "baseline"
     distill_glue.main([*flags, "--validation_split_size", "8", "--student_num_layers", "2",
