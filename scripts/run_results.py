@@ -38,10 +38,12 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import platform
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -617,8 +619,8 @@ def intermediate_flags(task: str) -> dict[str, list[str]]:
             f"`python scripts/run_results.py --search_intermediate --tasks {task}` first (train split only)."
         )
     scores = found["intermediate_scores"]
-    hidden = max((k for k in scores if k.startswith("alpha_hidden")), key=scores.get)
-    attention = max((k for k in scores if k.startswith("alpha_attention")), key=scores.get)
+    hidden = best_point({k: v for k, v in scores.items() if k.startswith("alpha_hidden")})
+    attention = best_point({k: v for k, v in scores.items() if k.startswith("alpha_attention")})
     both = INTERMEDIATE_GRID[hidden] + INTERMEDIATE_GRID[attention]
     flags = {
         "ours_hidden": ONLINE + INTERMEDIATE_GRID[hidden],
@@ -634,13 +636,28 @@ def intermediate_flags(task: str) -> dict[str, list[str]]:
     return flags
 
 
+def best_point(scores: dict) -> str:
+    """The grid point that scored highest, among those with a finite score: `max` keeps a NaN that comes first (a
+    diverged STS-B point's Pearson), every comparison with it being false."""
+    finite = [key for key, value in scores.items() if value is not None and math.isfinite(value)]
+    if not finite:
+        sys.exit(f"run_results.py: no point of the search scored a finite number ({scores}): nothing to choose.")
+    return max(finite, key=scores.get)
+
+
+def _best_score(scores: dict, prefix: str) -> float:
+    """The highest finite score of the points whose name starts with `prefix` (-inf where none is finite)."""
+    values = [v for k, v in scores.items() if k.startswith(prefix) and v is not None and math.isfinite(v)]
+    return max(values, default=-math.inf)
+
+
 def recommended_intermediate(scores: dict) -> str:
     """none, hidden, attention or both, from held-out train rows: "none" when no term's best weight beat the logits
     point; else the term that scored higher ("both" is not scored by the search itself, so it is recommended only
     when each term alone beat the logits point)."""
-    reference = scores["logits"]
-    hidden = max(v for k, v in scores.items() if k.startswith("alpha_hidden"))
-    attention = max(v for k, v in scores.items() if k.startswith("alpha_attention"))
+    reference = _best_score(scores, "logits")
+    hidden = _best_score(scores, "alpha_hidden")
+    attention = _best_score(scores, "alpha_attention")
     if hidden > reference and attention > reference:
         return "both"
     if max(hidden, attention) <= reference:
@@ -866,15 +883,20 @@ def paired(entry: dict, seeds: list[int]) -> dict:
 
 
 def _paired_against(entry: dict, seeds: list[int], variant: str, baseline: str) -> dict:
-    """variant minus baseline per seed (the seeds that ran both), with one-sided paired t-test and sign-test p-values
-    of "variant beats baseline" (None below two seeds, or for a t-test over identical differences)."""
-    both = [s for s in seeds if f"{variant}/{s}" in entry["runs"] and f"{baseline}/{s}" in entry["runs"]]
+    """variant minus baseline per seed (the seeds that ran both, from the same teacher), with one-sided paired t-test
+    and sign-test p-values of "variant beats baseline" (None below two seeds, or for a t-test over identical
+    differences). A seed whose two runs distilled from different teachers (one refit since) is left out of the pairing
+    (`left_out`): their difference holds the teachers' as well."""
     runs = entry["runs"]
+    both = [s for s in seeds if f"{variant}/{s}" in runs and f"{baseline}/{s}" in runs]
+    left_out = [s for s in both if not same_teacher(runs[f"{variant}/{s}"], runs[f"{baseline}/{s}"])]
+    both = [s for s in both if s not in left_out]
     # rounded (+ 0.0 makes -0.0 0.0): runs that tie can differ by float32 noise (~1e-8), which a t-test reads as a gain
     differences = [
         round(runs[f"{variant}/{s}"]["student"] - runs[f"{baseline}/{s}"]["student"], 6) + 0.0 for s in both
     ]
     result = {"baseline": baseline, "seeds": both, "differences": differences, "p_value": None, "sign_test_p": None}
+    result["left_out"] = left_out
     if len(differences) >= 2:
         from scipy.stats import binomtest, ttest_1samp
 
@@ -906,14 +928,24 @@ def _same_start_line(entry: dict, start: str) -> str:
     found = _paired_against(entry, entry["seeds"], "ours_transfer", baseline)
     if not found["seeds"]:
         return ""
-    others = other_teachers(entry, found["seeds"], "ours_transfer", baseline)
     differences = [100 * d for d in found["differences"]]
     return (
         f' Against ours from {start} on the labelled rows (the same start; the "from layers {start}" row below), '
         f"(e) − it per seed {' '.join(f'{d:+.1f}' for d in differences)} (mean {statistics.mean(differences):+.2f}, "
         f"p = {_p_t(found)}, sign test {_p(found['sign_test_p'])}; {len(found['seeds'])} seeds"
-        + (f"; NOT the same teachers on seeds {', '.join(map(str, others))}" if others else "")
+        + _left_out_note(found)
         + ")."
+    )
+
+
+def _left_out_note(found: dict) -> str:
+    """What a pairing left out: seeds whose two runs had other teachers (see `_paired_against`)."""
+    seeds = found.get("left_out") or []
+    if not seeds:
+        return ""
+    return (
+        f"; seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} left out: its two runs had other "
+        "teachers (one was refit since, see the WARNING below)"
     )
 
 
@@ -923,12 +955,6 @@ def same_teacher(run: dict, other: dict) -> bool:
     if run.get("teacher_sha256") and other.get("teacher_sha256"):
         return run["teacher_sha256"] == other["teacher_sha256"]
     return abs(run["teacher"] - other["teacher"]) <= 1e-6
-
-
-def other_teachers(entry: dict, seeds: list[int], variant: str, baseline: str) -> list[int]:
-    """The seeds among `seeds` whose variant and baseline runs did not share a teacher (one was refit since)."""
-    runs = entry["runs"]
-    return [s for s in seeds if not same_teacher(runs[f"{variant}/{s}"], runs[f"{baseline}/{s}"])]
 
 
 def _mean_std(values: list[float]) -> str:
@@ -1109,7 +1135,8 @@ def _transfer_section(results: dict) -> list[str]:
         for task, found in searches.items():
             trials = "; ".join(
                 f"T={t['temperature']:g}, alpha_kd={t['alpha_kd']:.2f}, lr={t['learning_rate']:.1e}, "
-                f"epochs={t['num_train_epochs']:g}: {100 * t['score']:.1f}"
+                f"epochs={t['num_train_epochs']:g}: "
+                + ("failed" if t.get("score") is None else f"{100 * t['score']:.1f}")
                 for t in found["trials"]
             )
             lines.append(
@@ -1212,13 +1239,7 @@ def _against_e_line(task: str, entry: dict, variant: str, label: str, what: str)
         else f" {label}'s student started from teacher layers {' / '.join(starts[label])}, (e)'s from "
         f"{' / '.join(starts['(e)'])}, so the difference holds the start's as well as the {what}."
     )
-    refit = other_teachers(entry, against["seeds"], variant, "ours_transfer")
-    teachers = (
-        "same teachers"
-        if not refit
-        else f"NOT the same teachers on seed{'s' if len(refit) > 1 else ''} {', '.join(map(str, refit))}: "
-        "one was refit since, see the WARNING below"
-    )
+    teachers = "same teachers" + _left_out_note(against)
     return (
         f"- {task} on dev, {label} − (e) per seed ({teachers}): {differences} (p = {_p_t(against)}); "
         f"against labels only, the variants table below.{start}"
@@ -1709,15 +1730,22 @@ def _targets_section(results: dict) -> list[str]:
     sst2 = results["tasks"].get("sst2")
     if sst2 and all(sst2[c] for c in ("teacher", "student_labels_only", "recipe", "ours")):
         ours, teacher = 100 * statistics.mean(sst2["ours"]), 100 * statistics.mean(sst2["teacher"])
-        labels, recipe = 100 * statistics.mean(sst2["student_labels_only"]), 100 * statistics.mean(sst2["recipe"])
-        checks = [
-            (f"SST-2: ours ≥ 97% of the teacher ({ours:.1f} vs {0.97 * teacher:.1f})", ours >= 0.97 * teacher),
-            (f"SST-2: ours ≥ labels-only + 0.5 ({ours:.1f} vs {labels + 0.5:.1f})", ours >= labels + 0.5),
-            (f"SST-2: ours ≥ the recipe ({ours:.1f} vs {recipe:.1f})", ours >= recipe),
-        ]
-        counted = [_runs_of(sst2, variant) for variant in ("ours", "labels_only", "recipe")]
-        lines += [f"- {text}: {_verdict_over_seeds(counted if i else counted[:1], ok)}" for i, (text, ok) in
-                  enumerate(checks)]  # fmt: skip
+        lines.append(
+            f"- SST-2: ours ≥ 97% of the teacher ({ours:.1f} vs {0.97 * teacher:.1f}): "
+            f"{_verdict_over_seeds([_runs_of(sst2, 'ours')], ours >= 0.97 * teacher)}"
+        )
+        # each comparison over the seeds both sides ran from the same teacher: columns averaged over their own seeds
+        # could call a loss on every shared seed a gain
+        for baseline, name, floor in (("labels_only", "labels-only + 0.5", 0.5), ("recipe", "the recipe", 0.0)):
+            both = _paired_against(sst2, sst2["seeds"], "ours", baseline)["seeds"] if "runs" in sst2 else []
+            if not both:
+                continue
+            ours_here = 100 * statistics.mean(sst2["runs"][f"ours/{s}"]["student"] for s in both)
+            theirs = 100 * statistics.mean(sst2["runs"][f"{baseline}/{s}"]["student"] for s in both)
+            lines.append(
+                f"- SST-2: ours ≥ {name} ({ours_here:.1f} vs {theirs + floor:.1f}, {_seeds(len(both))}): "
+                f"{_verdict_over_seeds([len(both)], ours_here >= theirs + floor)}"
+            )
     if len(retentions) == 4:
         mean = 100 * statistics.mean(retentions)
         lines.append(
@@ -2012,7 +2040,7 @@ def _search_e(task: str, root: Path, data_dir: str, grid: dict, extra: list[str]
             "seed": 42,
             "config": transfer_config(task),
             "scores": scores,
-            "best": max(scores, key=scores.get),
+            "best": best_point(scores),
         },
     )
 
@@ -2055,7 +2083,7 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
     config = CONFIG_OF.get(task, task)
     held_out = SEARCH_HELD_OUT[config]
     flags = [*TASK_FLAGS.get(task, []), *SEARCH_TRANSFER_FLAGS.get(task, TRANSFER_FLAGS.get(task, []))]
-    command = [f"configs/offline/{config}_transfer.yaml", "--data_dir", data_dir, "--seed", "42", *flags]
+    command = [transfer_config(task), "--data_dir", data_dir, "--seed", "42", *flags]  # the config (e) runs on
     command += ["--validation_split_size", str(held_out), "--output_dir", str(root), *extra]
     # The trial count extends a search without changing it; --hp_search_only skips the final student (its dev score
     # would not be recorded).
@@ -2076,6 +2104,13 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
         # "best": null when every trial failed (distill_glue.py then stopped): run again, which says so
         return same_search and len(report.get("trials", [])) >= trials and report.get("best") is not None
 
+    if not same_search and root.exists():
+        # another search's folder: its report, journal and teacher would pass for this search's once the new command
+        # is written (a stopped rerun read the old report, or resumed the old journal with the old teacher)
+        previous = root.with_name(root.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        root.rename(previous)
+        print(f"The search's command or config changed: the earlier search's folder is now {previous}.", flush=True)
     if not searched(root) and (root / "hp_search_study.journal").exists() and same_search:
         # A search stopped part-way: its teacher, saved before the first trial, is reused, so that the trials in its
         # journal match and are not run again (a refit would have to be bit-identical to the first).
@@ -2091,7 +2126,13 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
         task,
         "transfer_search",
         {
-            "command": relative_command(shlex.join(["python", "scripts/distill_glue.py", *command, *searching])),
+            # the trials it holds: a finished larger search is what a smaller --trials found
+            "command": relative_command(
+                shlex.join(
+                    ["python", "scripts/distill_glue.py", *command, "--hp_search_trials", str(len(report["trials"]))]
+                    + searching[2:]
+                )
+            ),
             "metric": METRICS[task],
             "held_out_train_rows": held_out,
             "labelled_rows": report["train_rows"]["labelled"],
@@ -2206,7 +2247,7 @@ def _save_search(task: str, key: str, scores: dict, shared: dict) -> None:
         "held_out_train_rows": SEARCH_HELD_OUT[task],
         "train_rows": shared["train_rows"],
     }
-    fields.update(seed=42, **{key: scores, f"best{search}": max(scores, key=scores.get)})
+    fields.update(seed=42, **{key: scores, f"best{search}": best_point(scores)})
     if shared["teacher"] is not None:
         fields[f"teacher{search}"] = shared["teacher"]
     print(json.dumps(_update_search(task, fields), indent=2))
