@@ -847,7 +847,8 @@ def relative_command(command: str) -> str:
     relative to the repository, `../` beside it, else cut to its last component), after the paths of a run recorded
     on another machine are moved by the folders every checkout shares (`/.../outputs/` to `outputs/`, `/.../shared/`
     to `../shared/`): docs/results.* name no secret and no folder of the machine that ran them."""
-    return sanitize_command([_moved_path(argument) for argument in shlex.split(command)], ROOT)
+    # its relative paths are the repository's: every run's command runs there (cwd=ROOT), wherever this one runs
+    return sanitize_command([_moved_path(argument) for argument in shlex.split(command)], ROOT, cwd=ROOT)
 
 
 def _moved_path(argument: str) -> str:

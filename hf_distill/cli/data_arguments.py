@@ -154,6 +154,9 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        for name in ("text_column", "unlabeled_text_column"):  # from Python, "text" is one column, not four
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
         if (self.task_name is None) == (self.train_file is None):
             raise ValueError(
                 "Give either --task_name (a GLUE task) or --train_file (your own data), not "

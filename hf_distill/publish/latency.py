@@ -151,7 +151,9 @@ def measure_models(teacher, student, dataset, collator, training_args) -> dict[s
     dtype = latency_dtype(training_args)
     models = {"teacher": teacher, "student": student}
     results: dict[str, float] = {f"{role}_parameters": count_parameters(model) for role, model in models.items()}
-    measured = {role: copy.deepcopy(model).to(device=device, dtype=dtype) for role, model in models.items()}
+    # both held at once (timed in turns): a model already on the device in the dtype is timed as it is (its mode is
+    # restored), only the others are copied there, so that no model is held twice
+    measured = {role: _on(model, device, dtype) for role, model in models.items()}
     for batch_size in LATENCY_BATCH_SIZES:
         rows = [dataset[i % len(dataset)] for i in range(batch_size)]
         features = collator([{k: v for k, v in row.items() if k != "labels"} for row in rows])
@@ -175,6 +177,15 @@ def measure_models(teacher, student, dataset, collator, training_args) -> dict[s
             )
     del measured
     return results
+
+
+def _on(model, device: torch.device, dtype: torch.dtype):
+    """`model` itself when every floating-point weight is on `device` in `dtype`, else a copy moved and cast there
+    (the original, the trained student or the teacher, is never cast in place)."""
+    weights = [p for p in model.parameters() if p.is_floating_point()]
+    if weights and all(p.device == torch.device(device) and p.dtype == dtype for p in weights):
+        return model
+    return copy.deepcopy(model).to(device=device, dtype=dtype)
 
 
 def _forward_names(model) -> set[str]:

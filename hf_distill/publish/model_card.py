@@ -128,18 +128,19 @@ def is_hub_dataset(name: str) -> bool:
     return not name.lower().endswith(_DATA_FILE_SUFFIXES)
 
 
-def sanitize_command(argv: Sequence[str], root: Path | None = None) -> str:
+def sanitize_command(argv: Sequence[str], root: Path | None = None, *, cwd: Path | None = None) -> str:
     """The command line with secrets (a --hub_token value) replaced and no machine path, safe to publish.
 
-    An absolute path (or a relative one written with ``./`` or ``..``, from the working folder) under `root` (the
-    repository) becomes relative to it, one beside it `../...`, any other the last component alone: the command then
-    reads as run from the repository, and names no folder of this machine.
+    An absolute path (or a relative one written with a leading ``./`` or ``../``, from `cwd`, the folder the command
+    ran in: the working folder by default) under `root` (the repository) becomes relative to it, one beside it
+    `../...`, any other the last component alone: the command then reads as run from the repository, and names no
+    folder of this machine.
     """
     cleaned: list[str] = []
     for argument in redact_secrets(argv):
         flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
         # `--data_dir=/home/me/glue` is one argument: its value is a path like any other
-        cleaned.append(flag + equals + _relative(value, root) if equals else _relative(argument, root))
+        cleaned.append(flag + equals + _relative(value, root, cwd) if equals else _relative(argument, root, cwd))
     return shlex.join(cleaned)
 
 
@@ -167,12 +168,14 @@ def _is_secret(flag: str) -> bool:
     return flag.startswith("--") and name.startswith("hub_t") and _SECRET_OPTION.startswith(name)
 
 
-def _relative(argument: str, root: Path | None) -> str:
-    # absolute paths, and relative ones that are surely paths (./x, ../x, a/../b: a Hub id never holds a dot part),
-    # which could climb out to any folder of this machine (../../home/me/private)
-    if not argument.startswith(("/", "~", "./", "../")) and "/../" not in argument:
+def _relative(argument: str, root: Path | None, cwd: Path | None = None) -> str:
+    # absolute paths, and relative ones that are surely paths (./x, ../x: no Hub id or other value starts so), which
+    # could climb out to any folder of this machine (../../home/me/private)
+    if not argument.startswith(("/", "~", "./", "../")):
         return argument
     given = Path(argument).expanduser()
+    if not given.is_absolute():
+        given = (Path.cwd() if cwd is None else Path(cwd)) / given
     # Both as written and with links resolved: a data folder reached through a link beside the repository (a
     # `../shared` that links elsewhere) is still named relative to it.
     paths = (Path(os.path.abspath(given)), given.resolve())
@@ -353,7 +356,7 @@ def _title(data: ModelCardData) -> str:
     if data.student_training == "pseudo_labels":
         return (
             f"# Baseline student of `{data.teacher}` on {data.task}: hard pseudo-labels\n\nThis model was trained "
-            f"with hf-distill as a baseline on the labels and on {teacher}'s hard predictions (no soft targets)."
+            f"with hf-distill as a baseline on the labels and on the hard predictions (no soft targets) of {teacher}."
         )
     if data.student_training == "recipe":
         return (

@@ -87,3 +87,12 @@ def test_a_student_that_measures_slower_than_its_teacher_is_warned_of(monkeypatc
         results = latency.measure_models(teacher, small, tiny.class_rows(4), tiny.collate, Args())
     assert results["speedup_batch1"] == pytest.approx(0.4)
     assert "measured slower than its teacher" in caplog.text and "rerun on an idle machine" in caplog.text
+
+
+def test_a_model_already_on_the_device_in_the_dtype_is_timed_as_it_is_and_never_cast_in_place():
+    # both models are held at once (timed in turns): copying one already in place held it twice
+    model = student()
+    assert latency._on(model, torch.device("cpu"), torch.float32) is model
+    half = latency._on(model, torch.device("cpu"), torch.bfloat16)
+    assert half is not model and next(half.parameters()).dtype == torch.bfloat16
+    assert next(model.parameters()).dtype == torch.float32

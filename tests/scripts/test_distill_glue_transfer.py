@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import json
 import logging
+import shlex
 from pathlib import Path
 
 import pytest
@@ -557,3 +558,6 @@ def test_a_relative_path_climbing_out_of_the_repository_names_no_folder_of_this_
         "python run.py --data_dir glue --train_file data/t.csv --teacher_model_name_or_path "
         "google/bert_uncased_L-4_H-256_A-4 --x ../shared/glue"
     )
+    # values that merely hold a "/../" are not paths: untouched
+    kept = ["python", "run.py", "--run_name", "ablation/../v2", "--lr_scheduler_kwargs", '{"note": "a/../b"}']
+    assert sanitize_command(kept, root=repo) == shlex.join(kept)

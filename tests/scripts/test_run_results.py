@@ -269,6 +269,15 @@ def test_recorded_commands_name_no_machine_path():
     assert "/home" not in cleaned["tasks"]["sst2"]["runs"]["ours/42"]["command"]
 
 
+def test_recorded_relative_paths_are_the_repositorys_wherever_the_runner_runs(tmp_path, monkeypatch):
+    # relative paths were resolved from the working folder: run from scripts/ or /tmp, every recorded
+    # --data_dir ../shared/data/glue became shared/data/glue or glue
+    command = "python scripts/distill_glue.py configs/offline/sst2.yaml --data_dir ../shared/data/glue"
+    for folder in (tmp_path, run_results.ROOT / "scripts"):
+        monkeypatch.chdir(folder)
+        assert run_results.relative_command(command) == command
+
+
 def test_intermediate_rows_are_paired_against_ours_and_the_transfer_row_against_ours_transfer():
     scores = {}
     for seed, gain in {42: 0.01, 43: 0.02, 44: -0.01}.items():

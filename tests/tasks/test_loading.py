@@ -133,3 +133,8 @@ def test_a_text_column_given_as_one_string_is_one_column(tmp_path):
     path.write_text("text,label\na,0\nb,1\nc,0\nd,1\n")
     args = DataArguments(train_file=str(path), text_column="text", validation_file=str(path))
     assert load_data(args)[2] == ("text",)
+    unlabeled = tmp_path / "u.csv"
+    unlabeled.write_text("sentence\nmore\n")
+    args = DataArguments(train_file=str(path), text_column="text", validation_file=str(path),
+                         unlabeled_file=str(unlabeled), unlabeled_text_column="sentence")  # fmt: skip
+    assert args.text_column == ["text"] and args.unlabeled_text_column == ["sentence"]
