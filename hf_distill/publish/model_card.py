@@ -72,7 +72,7 @@ class ModelCardData:
     pipeline_tag: str = "text-classification"
     teacher_role: str = "fine-tuned on"  # "...teacher `X`, fine-tuned on sst2."
     # what KD compares, for the card's loss line
-    kd_target: str = "over the class logits (mean squared error to the teacher's predictions for regression)"
+    kd_target: str = "over the class logits"  # a regression card states its MSE instead (_loss_line)
     hardware: str = ""  # the machine the latency was measured on, in words
     library_versions: str = ""  # "torch 2.13.0, transformers 5.24.0, ..."
     extra_tags: Sequence[str] = field(default_factory=tuple)

@@ -102,6 +102,7 @@ def loss_line(text: str) -> str:
 def test_a_distilled_students_card_states_its_kd_and_task_weights():
     line = loss_line(render_model_card(card(alpha_kd=0.9, alpha_task=0.1, temperature=4.0)))
     assert "`0.9 * KD + 0.1 * task`" in line and "T = 4.0" in line
+    assert "regression" not in line  # a classifier's card: no aside on what a regression head would do
 
 
 def test_a_baselines_card_states_the_loss_it_was_trained_with():
