@@ -636,19 +636,23 @@ def intermediate_flags(task: str) -> dict[str, list[str]]:
     return flags
 
 
+def _finite(scores: dict) -> dict:
+    """The points with a finite score: `max` keeps a NaN that comes first (a diverged STS-B point's Pearson), every
+    comparison with it being false."""
+    return {key: value for key, value in scores.items() if value is not None and math.isfinite(value)}
+
+
 def best_point(scores: dict) -> str:
-    """The grid point that scored highest, among those with a finite score: `max` keeps a NaN that comes first (a
-    diverged STS-B point's Pearson), every comparison with it being false."""
-    finite = [key for key, value in scores.items() if value is not None and math.isfinite(value)]
+    """The grid point that scored highest, among those with a finite score."""
+    finite = _finite(scores)
     if not finite:
         sys.exit(f"run_results.py: no point of the search scored a finite number ({scores}): nothing to choose.")
-    return max(finite, key=scores.get)
+    return max(finite, key=finite.get)
 
 
 def _best_score(scores: dict, prefix: str) -> float:
     """The highest finite score of the points whose name starts with `prefix` (-inf where none is finite)."""
-    values = [v for k, v in scores.items() if k.startswith(prefix) and v is not None and math.isfinite(v)]
-    return max(values, default=-math.inf)
+    return max((v for k, v in _finite(scores).items() if k.startswith(prefix)), default=-math.inf)
 
 
 def recommended_intermediate(scores: dict) -> str:
@@ -2086,9 +2090,13 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
     flags = [*TASK_FLAGS.get(task, []), *SEARCH_TRANSFER_FLAGS.get(task, TRANSFER_FLAGS.get(task, []))]
     command = [transfer_config(task), "--data_dir", data_dir, "--seed", "42", *flags]  # the config (e) runs on
     command += ["--validation_split_size", str(held_out), "--output_dir", str(root), *extra]
+
     # The trial count extends a search without changing it; --hp_search_only skips the final student (its dev score
     # would not be recorded).
-    searching = ["--hp_search_trials", str(trials), "--hp_search_only", "true"]
+    def searching_flags(count: int) -> list[str]:
+        return ["--hp_search_trials", str(count), "--hp_search_only", "true"]
+
+    searching = searching_flags(trials)
     resume = []
     # The command a stopped search was started with, its trial count aside, and the settings of its config that
     # its trials depend on: an edited student start or augmentation is another search.
@@ -2129,10 +2137,7 @@ def search_transfer(task: str, root: Path, data_dir: str, trials: int, extra: li
         {
             # the trials it holds: a finished larger search is what a smaller --trials found
             "command": relative_command(
-                shlex.join(
-                    ["python", "scripts/distill_glue.py", *command, "--hp_search_trials", str(len(report["trials"]))]
-                    + searching[2:]
-                )
+                shlex.join(["python", "scripts/distill_glue.py", *command, *searching_flags(len(report["trials"]))])
             ),
             "metric": METRICS[task],
             "held_out_train_rows": held_out,

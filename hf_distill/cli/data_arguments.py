@@ -218,6 +218,17 @@ class DataArguments:
                 "latin-1."
             ) from None
 
+    def transfer_flags(self) -> list[str]:
+        """The options that ask for transfer rows, as the user gave them (empty: no transfer set)."""
+        flags = []
+        if self.unlabeled_train_rows:
+            flags.append(f"--unlabeled_train_rows {self.unlabeled_train_rows}")
+        if self.unlabeled_file:
+            flags.append(f"--unlabeled_file {Path(self.unlabeled_file).name}")
+        if self.augment != "none" and self.augment_copies > 0:
+            flags.append(f"--augment {self.augment} --augment_copies {self.augment_copies}")
+        return flags
+
     def _check_glue_options(self) -> None:
         """Your own files' options, which a GLUE task ignores: scores on its dev set would pass for your file's."""
         task = GLUE_TASKS[self.task_name]
@@ -306,10 +317,7 @@ class DataArguments:
                 "--augment mlm needs --augment_mlm_model: a masked LM (folder or Hub id) with the teacher's "
                 "vocabulary, e.g. bert-base-uncased."
             )
-        has_transfer = (
-            self.unlabeled_train_rows or self.unlabeled_file or (self.augment != "none" and self.augment_copies > 0)
-        )
-        if self.student_training == "pseudo_labels" and not has_transfer:
+        if self.student_training == "pseudo_labels" and not self.transfer_flags():
             raise ValueError(
                 "--student_training pseudo_labels labels the transfer rows with the teacher's argmax, but no transfer "
                 "set was asked for, so it would train on the labels alone: add --unlabeled_file, "

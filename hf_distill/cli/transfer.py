@@ -75,18 +75,6 @@ class TransferSet:
 TRANSFER_TRAININGS = ("distill", "pseudo_labels")  # the --student_training ways that train on the transfer set
 
 
-def _requested(data_args) -> list[str]:
-    """The flags that ask for transfer rows."""
-    flags = []
-    if data_args.unlabeled_train_rows:
-        flags.append(f"--unlabeled_train_rows {data_args.unlabeled_train_rows}")
-    if data_args.unlabeled_file:
-        flags.append(f"--unlabeled_file {Path(data_args.unlabeled_file).name}")
-    if data_args.augment != "none" and data_args.augment_copies > 0:
-        flags.append(f"--augment {data_args.augment} --augment_copies {data_args.augment_copies}")
-    return flags
-
-
 def _built(data_args) -> bool:
     """Whether the run trains on a transfer set: labels only and the recipe train on the labelled rows alone."""
     return data_args.student_training in TRANSFER_TRAININGS
@@ -214,12 +202,13 @@ def build_transfer_set(
     count = data_args.max_train_samples or len(raw_train)
     labelled = raw_train.select(range(min(count, len(raw_train))))
     if not _built(data_args):
-        if _requested(data_args):
+        requested = data_args.transfer_flags()
+        if requested:
             logger.warning(
                 "--student_training %s trains on the labelled rows alone: the transfer set (%s) is not built. Use "
                 "--student_training distill (or pseudo_labels) to train on it.",
                 data_args.student_training,
-                ", ".join(_requested(data_args)),
+                ", ".join(requested),
             )
         return labelled, TransferSet(rows=None)
     parts, from_train, from_file = [], 0, 0

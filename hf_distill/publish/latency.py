@@ -154,11 +154,12 @@ def measure_models(teacher, student, dataset, collator, training_args) -> dict[s
     # both held at once (timed in turns): a model already on the device in the dtype is timed as it is (its mode is
     # restored), only the others are copied there, so that no model is held twice
     measured = {role: _on(model, device, dtype) for role, model in models.items()}
+    names = {role: _forward_names(model) for role, model in measured.items()}
     for batch_size in LATENCY_BATCH_SIZES:
         rows = [dataset[i % len(dataset)] for i in range(batch_size)]
         features = collator([{k: v for k, v in row.items() if k != "labels"} for row in rows])
         runs = {
-            role: (model, {k: v.to(device) for k, v in features.items() if k in _forward_names(model)})
+            role: (model, {k: v.to(device) for k, v in features.items() if k in names[role]})
             for role, model in measured.items()
         }
         for role, value in measure_latencies_ms(runs).items():  # in turns: a busy machine slows both alike

@@ -146,12 +146,17 @@ def augment_dataset(
 
 def _replace(word: str, neighbours: Mapping[str, Sequence[str]], rng: random.Random) -> str:
     """`word` with its core swapped for one of the core's neighbours (drawn with `rng`), or as it is."""
-    before, core, after = _CORE.match(word).groups()
+    core = _CORE.match(word).group(2)
     candidates = neighbours.get(core) or neighbours.get(core.lower())
     if not core or not candidates:
         return word
-    new = rng.choice(list(candidates))
-    if core[0].isupper():
+    return _in_place_of(word, rng.choice(list(candidates)))
+
+
+def _in_place_of(word: str, new: str) -> str:
+    """`new` in place of `word`'s core, with `word`'s punctuation and capital kept ("Mat." and "rug" give "Rug.")."""
+    before, core, after = _CORE.match(word).groups()
+    if core[:1].isupper():
         new = new[:1].upper() + new[1:]
     return before + new + after
 
@@ -403,10 +408,5 @@ def _masked(word: str, mask: str) -> str:
 
 
 def _recased(word: str, new: str, mask: str) -> str:
-    """`new` in `word`'s place, with `word`'s punctuation and capital kept ("Mat." and "rug" give "Rug.")."""
-    before, after = _mask_parts(word, mask)
-    if not (before or after) and mask in word:
-        return new
-    if _CORE.match(word).group(2)[:1].isupper():
-        new = new[:1].upper() + new[1:]
-    return before + new + after
+    """`new` in the place of a chosen `word` (`_mask_parts`): whole for one holding a literal mask, else its core."""
+    return new if mask in word else _in_place_of(word, new)
