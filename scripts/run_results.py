@@ -984,8 +984,8 @@ def render(results: dict) -> str:
         "",
         f"Teacher base: {results['teacher_base']} (BERT, 6 layers, hidden 384), fine-tuned per task by",
         "`scripts/distill_glue.py --finetune_teacher`. Student: 3 layers from teacher layers 0, 2, 4. Metric ×100 on",
-        "GLUE dev, mean ± standard deviation over seeds (± – over one seed); retention = a student's mean over its",
-        "teacher's (the table's e/a: ours + transfer, else ours, over the teacher). Written by",
+        "GLUE dev, mean ± sample standard deviation (n − 1) over seeds (± – over one seed); retention = a student's",
+        "mean over its teacher's (the table's e/a: ours + transfer, else ours, over the teacher). Written by",
         "`scripts/run_results.py` (every number below comes from a run it made; the commands are in results.json).",
         "",
         "Version 2 adds (e) ours + transfer set: DistillationTrainer over the labelled rows plus a transfer set the",
@@ -1028,7 +1028,9 @@ def render(results: dict) -> str:
             f"{100 * statistics.mean(retentions.values()):.1f}% (the Targets section's line averages SST-2, MRPC, "
             "STS-B and CoLA only, as issue 11 asks). p: one-sided",
             "paired t-test over the seeds that ran both (e) and (b); the sign test's p is in results.json "
-            "(`sign_test_p`).",
+            "(`sign_test_p`;",
+            "a seed whose difference is 0 to 1e-6, a tie, is left out of it, and the one-sided binomial test",
+            "runs over the other seeds).",
         ]
     if marked:
         lines += ["", "† ran at settings other than its config's current ones (listed under the (e) settings table)."]
@@ -1545,7 +1547,10 @@ def _pinned_runs(entry: dict, variant: str) -> dict | None:
 
 
 def _p(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2g}"
+    if value is None:
+        return "–"
+    # two figures round 0.0499 and 0.0501 alike to 0.05, beside "met" and "NOT met": three near the threshold
+    return f"{value:.3g}" if 0.045 < value < 0.055 else f"{value:.2g}"
 
 
 def _all_equal(differences: list[float]) -> bool:
@@ -1568,9 +1573,9 @@ def _target_p(found: dict) -> tuple[float | None, str]:
     """The p a p-value target reads, and its words: the paired t-test's; over a constant non-zero gain, where t is
     undefined, the sign test's, stated as such; else none."""
     if found["p_value"] is not None:
-        return found["p_value"], f"p = {found['p_value']:.2g}"
+        return found["p_value"], f"p = {_p(found['p_value'])}"
     if _all_equal(found["differences"]) and found["sign_test_p"] is not None:
-        return found["sign_test_p"], f"{T_UNDEFINED}; sign test p = {found['sign_test_p']:.2g}"
+        return found["sign_test_p"], f"{T_UNDEFINED}; sign test p = {_p(found['sign_test_p'])}"
     return None, "not computable"
 
 
@@ -1593,8 +1598,10 @@ def _settings_section(results: dict) -> list[str]:
         "distill_glue.py seeded anything, so every refit started from another random head. Fixed: the script seeds",
         "before loading (`test_same_seed_reproduces_teacher_and_student_bit_for_bit`). Labels-only and the recipe",
         "were rerun against the refitted teachers; every variant of a seed shares one teacher (`mismatched_teachers`",
-        "checks it on every run), so the comparisons hold, but only these tasks' runs were made with a seeded head",
-        f"and are reproduced by their commands: {_seeded_tasks(results) or 'none yet'}, on the same machine. On",
+        "checks it on every run: by the teacher's weights' hash where both runs recorded it, else by its dev score",
+        "to 1e-6, which two refit teachers could share), so the comparisons hold, but only these tasks' runs were",
+        f"made with a seeded head and are reproduced by their commands: {_seeded_tasks(results) or 'none yet'},",
+        "on the same machine. On",
         "another machine the same command, code and packages have refit other teachers (STS-B's `ours` runs in",
         "results.json: seed 42's teacher 82.30 at commit 93b37bb^, refit at 82.33 in 93b37bb; seed 46's 80.5 at",
         "df68cef^, refit at 82.1 in df68cef), most likely from CPU kernels that round differently, which",
@@ -1864,6 +1871,7 @@ def _against_labels_only_section(results: dict) -> list[str]:
         '"beats labels only"; Holm: the t-test\'s p adjusted over the variants of that task with two or more paired',
         "seeds, as picking the best of several variants is itself a test; it does not correct across tasks). The",
         "targets above name (e); this table shows every variant's paired gain over fine-tuning on these seeds.",
+        "The sign test leaves out a seed whose difference is 0 to 1e-6 (a tie) and runs over the other seeds.",
         "",
         "| task | variant | seeds | mean − labels only | per seed | p (t) | p (Holm) | p (sign) |",
         "|---|---|---|---|---|---|---|---|",

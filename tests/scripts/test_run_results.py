@@ -227,7 +227,8 @@ def test_only_tasks_wholly_run_with_a_seeded_teacher_head_are_called_reproducibl
     assert run_results._seeded_tasks(results) == "sst2"
     run_results.record(results, "sst2", 43, "ours", outcome(0.83, 0.86), ["--seed", "43"], ran_now=False)
     assert run_results._seeded_tasks(results) == ""
-    assert "reproduced by their commands: none yet, on the same machine." in run_results.render(results)
+    text = " ".join(run_results.render(results).split())
+    assert "reproduced by their commands: none yet, on the same machine." in text
 
 
 def test_paired_differences_and_one_sided_tests_over_the_seeds_that_ran_both():
@@ -658,8 +659,9 @@ def test_every_variant_is_paired_against_labels_only_with_its_holm_adjusted_p():
     holm_ours = 2 * p_ours  # the smaller p, times the two hypotheses
     holm_transfer = max(p_transfer, holm_ours)  # the larger p, times one, never below the step before it
     text = run_results.render(results)
+    assert 0.045 < p_transfer < 0.055  # three figures beside the threshold, two elsewhere
     assert f"| sst2 | (d) ours | 3 | +2.00 | +1.0 +2.0 +3.0 | {p_ours:.2g} | {holm_ours:.2g} | 0.12 |" in text
-    row = f"| sst2 | (e) ours + transfer | 3 | +3.00 | +2.0 +2.0 +5.0 | {p_transfer:.2g} | {holm_transfer:.2g} |"
+    row = f"| sst2 | (e) ours + transfer | 3 | +3.00 | +2.0 +2.0 +5.0 | {p_transfer:.3g} | {holm_transfer:.2g} |"
     assert row in text
     assert "(c) recipe" not in text.split("Every student variant against")[1]  # no recipe runs, no row
 
@@ -1434,8 +1436,9 @@ def test_render_derives_the_paired_statistics_from_the_runs():
     row = next(line for line in text.splitlines() if line.startswith("| sst2 | accuracy"))
     mean, sd = 0.035, math.sqrt(2 * 0.005**2)  # over the two seeds left: 0.03 and 0.04
     p_value = t.sf(mean / (sd / math.sqrt(2)), 1)
-    assert row.endswith(f"| +3.0 +4.0 | {p_value:.2g} |")
-    assert f"ours + transfer > labels only with p < 0.05 (p = {p_value:.2g}, 2 seeds:" in text
+    assert 0.045 < p_value < 0.055  # written to three figures beside the threshold
+    assert row.endswith(f"| +3.0 +4.0 | {p_value:.3g} |")
+    assert f"ours + transfer > labels only with p < 0.05 (p = {p_value:.3g}, 2 seeds:" in text
     assert "| sst2 | (e) ours + transfer | 2 | +3.50 | +3.0 +4.0 |" in text
 
 
@@ -1569,3 +1572,29 @@ def test_a_failed_trial_of_a_transfer_search_renders_as_failed(monkeypatch):
                         original(key))  # fmt: skip
     text = "\n".join(run_results._transfer_section({"tasks": {}}))
     assert "epochs=1: 80.0; T=1, alpha_kd=0.90, lr=3.0e-04, epochs=3: failed" in text
+
+
+def test_the_sign_test_leaves_a_tie_out_and_the_documents_say_so():
+    # the stated sign-test p's (sst2 recipe 0.31) rest on dropping tied seeds; results.md did not say it
+    from scipy.stats import binomtest
+
+    scores = {}
+    for seed, gain in zip(range(42, 47), (0.01, 0.02, 0.0, -0.01, 0.03)):
+        scores[f"ours/{seed}"] = scores[f"labels_only/{seed}"] = (0.80, 0.85)
+        scores[f"ours_transfer/{seed}"] = (0.80 + gain, 0.85)
+    results = filled(scores)
+    assert results["tasks"]["sst2"]["sign_test_p"] == pytest.approx(binomtest(3, 4, alternative="greater").pvalue)
+    text = " ".join(run_results.render(results).split())
+    assert "a seed whose difference is 0 to 1e-6, a tie, is left out of it" in text
+    assert "The sign test leaves out a seed whose difference is 0 to 1e-6 (a tie)" in text
+    assert "mean ± sample standard deviation (n − 1) over seeds" in text
+    assert "else by its dev score to 1e-6, which two refit teachers could share" in text
+    assert run_results._mean_std([0.80, 0.82]) == "81.0 ± 1.4"  # n − 1: the population's would be ± 1.0
+
+
+def test_a_p_value_beside_the_threshold_is_never_rounded_onto_it():
+    # two figures printed 0.0499 ("met") and 0.0501 ("NOT met") both as 0.05
+    assert run_results._p(0.0499) == "0.0499" and run_results._p(0.0501) == "0.0501"
+    assert run_results._p(0.011) == "0.011" and run_results._p(0.31) == "0.31" and run_results._p(None) == "–"
+    found = {"p_value": 0.0499, "differences": [0.01, 0.02], "sign_test_p": 0.25}
+    assert run_results._target_p(found) == (0.0499, "p = 0.0499")
