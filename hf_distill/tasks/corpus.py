@@ -1,11 +1,12 @@
 """A masked-LM corpus: text lines from a file or the Hub, held-out lines, blocks of tokens, and fixed masks.
 
 Packing follows run_mlm.py's `group_texts`: every line is tokenised without special tokens, the ids of each map
-batch (1,000 lines) are concatenated, cut into blocks of `max_seq_length - 2`, and each block is wrapped in
-[CLS] ... [SEP]. The batch's remainder shorter than a block is dropped, except in a batch too short to fill one block
-(a small corpus or held-out set, or a last batch of a few lines), which is kept as one shorter block: the collator
-pads it to its batch's longest block (padding is never masked). `line_by_line` keeps one (truncated, padded) example
-per line instead.
+batch (1,000 lines) are concatenated with a [SEP] between two lines (as between BERT's sentences), cut into blocks of
+`max_seq_length - 2`, and each block is wrapped in [CLS] ... [SEP] (a [SEP] the cut left at a block's edge is
+dropped: a block then holds one token fewer). The batch's remainder shorter than a block is dropped, except in a
+batch too short to fill one block (a small corpus or held-out set, or a last batch of a few lines), which is kept as
+one shorter block: the collator pads it to its batch's longest block (padding is never masked). `line_by_line`
+keeps one (truncated, padded) example per line instead.
 
 Which tokens may be masked is decided by the collator alone (every special id of the tokenizer: [CLS], [SEP], [PAD],
 [UNK], [MASK]), in training and for the held-out masks alike: the blocks carry no `special_tokens_mask` of their own
@@ -153,12 +154,23 @@ def tokenize_corpus(raw: datasets.DatasetDict, tokenizer, *, max_seq_length: int
         return raw.map(encode, batched=True, remove_columns=["text"])
 
     body = max_seq_length - 2  # room for [CLS] and [SEP]
+    first, last = tokenizer.cls_token_id, tokenizer.sep_token_id
+    wrap = first is not None and last is not None  # BERT-style [CLS] ... [SEP]; other tokenizers: the block alone
+    # between two lines, as between BERT's two sentences (RoBERTa's packing marks documents alike): without it one
+    # line's last word runs into the next one's first, and the student learns to predict across unrelated text
+    boundary = last if last is not None else tokenizer.eos_token_id
 
     def pack(batch):
-        ids = [token for text in batch["text"] for token in tokenizer(text, add_special_tokens=False)["input_ids"]]
+        ids = []
+        for text in batch["text"]:
+            tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if ids and tokens and boundary is not None:
+                ids.append(boundary)
+            ids.extend(tokens)
         blocks = [ids[start : start + body] for start in range(0, len(ids) - body + 1, body)] or [ids]
-        first, last = tokenizer.cls_token_id, tokenizer.sep_token_id
-        wrap = first is not None and last is not None  # BERT-style [CLS] ... [SEP]; other tokenizers: the block alone
+        # a boundary at a block's edge would sit beside its own [CLS] or [SEP]: dropped there
+        blocks = [block[block[:1] == [boundary] :] for block in blocks]
+        blocks = [block[: len(block) - (block[-1:] == [boundary])] for block in blocks]
         encoded = [[first, *block, last] if wrap else block for block in blocks if block]
         return {"input_ids": encoded, "attention_mask": [[1] * len(block) for block in encoded]}
 

@@ -65,8 +65,27 @@ def test_a_corpus_shorter_than_one_block_is_one_shorter_block(tmp_path):
     tokenizer = tiny.tokenizer(tmp_path / "tok")
     raw = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"text": ["the quick", "quick the"]})})
     blocks = tokenize_corpus(raw, tokenizer, max_seq_length=32, line_by_line=False)["validation"]
-    assert blocks["input_ids"] == [[2, *tokenizer("the quick quick the", add_special_tokens=False)["input_ids"], 3]]
+    ids = tokenizer("the quick", add_special_tokens=False)["input_ids"]
+    other = tokenizer("quick the", add_special_tokens=False)["input_ids"]
+    assert blocks["input_ids"] == [[2, *ids, 3, *other, 3]]  # the lines apart by [SEP], as BERT's sentences
     assert len(blocks[0]["input_ids"]) < 32
+
+
+def test_packed_lines_are_separated_and_no_block_doubles_its_edges(tmp_path):
+    # the lines' tokens were joined with nothing between them: one tweet's last word ran into the next one's first
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    texts = [f"the quick {i}" for i in range(60)]
+    raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts})})
+    blocks = tokenize_corpus(raw, tokenizer, max_seq_length=9, line_by_line=False)["train"]["input_ids"]
+    sep, cls = tokenizer.sep_token_id, tokenizer.cls_token_id
+    assert len(blocks) > 10
+    for block in blocks:
+        assert block[0] == cls and block[-1] == sep and len(block) <= 9
+        assert block[1] != sep and block[-2] != sep  # a boundary at a block's edge is the block's own [SEP]
+        assert all(not (a == sep and b == sep) for a, b in zip(block, block[1:]))
+    words = len(tokenizer("the quick 0", add_special_tokens=False)["input_ids"])
+    inner = [token for block in blocks for token in block[1:-1]]
+    assert inner.count(sep) >= len(inner) // (words + 1) - len(blocks)  # every line boundary inside a block marked
 
 
 def test_fixed_masks_refuse_a_held_out_set_with_no_masked_position(tmp_path):
