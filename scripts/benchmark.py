@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import gc
 import importlib.util
 import platform
@@ -48,12 +49,14 @@ from transformers import (
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.arguments import positive_int, refuse_sizes_with_smoke  # noqa: E402
 from benchmarks.memory import PeakMemory  # noqa: E402
 from benchmarks.recipe import RecipeDistillationTrainer  # noqa: E402
 from hf_distill import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
 from hf_distill.students.build import build_student  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "glue" / "SST-2" / "train.tsv"
+WARMUP_ROWS = 128  # each configuration's warm-up: 3 steps, and a cache built over this many rows
 CONFIGS = ("baseline", "ours_online", "ours_cached", "ours_cached_grouped", "student_alone")
 LABELS = {
     "baseline": "baseline: copied recipe",
@@ -125,6 +128,7 @@ def cpu_setup(smoke: bool, examples: int) -> Setup:
     generator = torch.Generator().manual_seed(0)
     count = 64 if smoke else examples
     picked = torch.randperm(len(lines), generator=generator)[:count].tolist()
+    count = len(picked)  # the rows there are, where more were asked for than the split holds
     sentences, labels = zip(*(lines[i].rsplit("\t", 1) for i in picked))
     encoded = tokenizer(list(sentences), truncation=True, max_length=128)
     rows = {key: encoded[key] for key in ("input_ids", "token_type_ids", "attention_mask")}
@@ -269,8 +273,11 @@ def benchmark(setup: Setup, repeats: int, warmup: bool) -> None:
     results: dict[str, list[Result]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory(prefix="hf-distill-bench-") as tmp:
         if warmup:  # kernels, allocator, thread pools: paid once, by nobody's timing
-            for name in ("baseline", "ours_online", "student_alone"):
-                run_one(name, setup, Path(tmp) / "warmup", max_steps=3)
+            # every configuration, the cached ones' cache build too (its inference pass at a larger batch), on a few
+            # rows: a cached run had paid its first-use costs inside its first timed round
+            few = dataclasses.replace(setup, train=setup.train.select(range(min(len(setup.train), WARMUP_ROWS))))
+            for name in CONFIGS:
+                run_one(name, few, Path(tmp) / "warmup", max_steps=3)
         for round_index in range(repeats):
             order = CONFIGS[round_index % len(CONFIGS) :] + CONFIGS[: round_index % len(CONFIGS)]
             for name in order:
@@ -397,9 +404,9 @@ def token_cache_size(setup: Setup, top_k: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=("cpu", "gpu"), required=True)
-    parser.add_argument("--repeats", type=int, default=None, help="rounds (default: 3 on cpu, 2 on gpu, 1 smoke)")
-    parser.add_argument("--examples", type=int, default=None, help="training examples (default: cpu 2000, gpu 8192)")
-    parser.add_argument("--lengths", choices=("fixed", "variable", "both"), default="both", help="gpu profile")
+    parser.add_argument("--repeats", type=positive_int, help="rounds (default: 3 on cpu, 2 on gpu, 1 smoke)")
+    parser.add_argument("--examples", type=positive_int, help="training examples (default: cpu 2000, gpu 8192)")
+    parser.add_argument("--lengths", choices=("fixed", "variable", "both"), help="gpu profile (default: both)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on any device: checks, does not time")
     parser.add_argument(
         "--host_profile_steps", type=int, default=0, help="gpu profile: also profile this many steps (0: no)"
@@ -407,18 +414,21 @@ def main() -> None:
     parser.add_argument(
         "--host_profile_workers",
         type=int,
-        default=4,
-        help="host profile: also run ours cached + grouped with this many dataloader workers (0: no)",
+        help="host profile: also run ours cached + grouped with this many dataloader workers (default 4; 0: no)",
     )
     options = parser.parse_args()
-    if options.host_profile_workers < 0:
+    refuse_sizes_with_smoke(parser, options, "examples")
+    if options.host_profile_workers is not None and options.host_profile_workers < 0:
         parser.error(f"--host_profile_workers must be >= 0, got {options.host_profile_workers}")
     if options.host_profile_steps == 1 or options.host_profile_steps < 0:
         parser.error(f"--host_profile_steps must be 0 (off) or >= 2, got {options.host_profile_steps}")
     if options.host_profile_steps and options.profile == "cpu":
         parser.error("--host_profile_steps profiles the gpu profile's steps; --profile cpu has none to profile")
-    if options.repeats is not None and options.repeats < 1:
-        parser.error(f"--repeats must be >= 1, got {options.repeats}")
+    if options.host_profile_workers is not None and not options.host_profile_steps:
+        parser.error("--host_profile_workers sets the host profile's workers: pass --host_profile_steps N too")
+    if options.lengths is not None and options.profile == "cpu":
+        parser.error("--lengths picks the gpu profile's random lengths; --profile cpu reads real sentences: drop it")
+    workers = 4 if options.host_profile_workers is None else options.host_profile_workers
     repeats = options.repeats or (1 if options.smoke else 3 if options.profile == "cpu" else 2)
 
     on_gpu = options.profile == "gpu" and torch.cuda.is_available()  # --profile cpu trains on the CPU on any host
@@ -437,12 +447,12 @@ def main() -> None:
     use_cpu = not torch.cuda.is_available()
     if use_cpu and not options.smoke:
         raise SystemExit("benchmark.py --profile gpu needs a CUDA GPU (use --smoke to check the script on a CPU).")
-    variants = {"fixed": [False], "variable": [True], "both": [False, True]}[options.lengths]
+    variants = {"fixed": [False], "variable": [True], "both": [False, True]}[options.lengths or "both"]
     for variable in variants:
         setup = gpu_setup(options.smoke, variable, options.examples or 8192, use_cpu)
         benchmark(setup, repeats, warmup=not options.smoke)
         if options.host_profile_steps:
-            host_profile(setup, options.host_profile_steps, options.host_profile_workers)
+            host_profile(setup, options.host_profile_steps, workers)
     token_cache_size(setup, top_k=64)
 
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchmark_transfer import load  # noqa: E402
 
+from benchmarks.arguments import positive_int, refuse_sizes_with_smoke  # noqa: E402
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, build_student  # noqa: E402
 
 ROWS = {
@@ -89,12 +90,14 @@ def time_steps(trainer: DistillationTrainer, batches: list[dict]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=positive_int, help="batches of 32 per round (default 30)")
+    parser.add_argument("--repeats", type=positive_int, help="rounds (default 3)")
     parser.add_argument("--smoke", action="store_true")
     options = parser.parse_args()
+    refuse_sizes_with_smoke(parser, options, "steps", "repeats")
     if options.smoke:
         options.steps, options.repeats = 2, 1
+    options.steps, options.repeats = options.steps or 30, options.repeats or 3
     teacher, tokenizer, rows = load(32 * options.steps, 64)
     rows = rows.map(lambda row: {"labels": row["input_ids"][1] % 2})  # some labels: the task term runs too
     collator = DataCollatorWithPadding(tokenizer)

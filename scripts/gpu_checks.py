@@ -19,14 +19,16 @@ check that would start past it is reported not run, and one that overruns it is 
    masked-LM token KL's memory: full logits vs heads on the counted positions), unless --no_benchmark.
 
 Prints one table: check, result, seconds, and writes it to --out (`gpu_checks.md`) with each SST-2 run's
-`all_results.json` (`<run>.json`): the runs' own folders (models, ~0.5 GB in all) go to --work, so that what comes
-back from the device machine stays small. An SST-2 run passes only with a student accuracy of at least
---min_accuracy on dev (on a GPU): a run that trained nothing (an fp16 scaler that skipped every step) scores ~0.5.
+`all_results.json` (`<run>.json`) and each benchmark's whole output (`benchmark.log`, `benchmark_mlm.log`): the
+runs' own folders (models, ~0.5 GB in all) go to --work, so that what comes back from the device machine stays small.
+An SST-2 run passes only with a student accuracy of at least --min_accuracy on dev (on a GPU): a run that trained
+nothing (an fp16 scaler that skipped every step) scores ~0.5.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 HALF = {"bf16": "bfloat16", "fp16": "float16"}
 STARTED = time.monotonic()  # the budget counts from the imports' end (560 of 600 s leaves the rest to them, pip)
 MIN_CHECK_SECONDS = 30  # a check with less time left than this is reported not run
+LOG_TAIL_LINES = 40  # of a logged check's output, printed after it: a benchmark's last table
 DEVICE_CALL_BUDGET_S = 560.0  # one device call may run 600 s: the table must be printed before that
 
 
@@ -121,22 +124,32 @@ def run(
     deadline: float = float("inf"),
     out: Path | None = None,
     min_accuracy: float | None = None,
+    log: Path | None = None,
 ) -> None:
     """Runs one check's command, stopped at `deadline` (time.monotonic()); an SST-2 run (`results_dir`) passes only
     with readable results and a student accuracy of at least `min_accuracy`, and its all_results.json is copied to
-    `out`."""
+    `out`. With `log`, the command's output goes to that file (a benchmark's tables come back whole with --out, where
+    the device call returns only the last 12,000 characters of what is printed), and its last lines are printed."""
     if too_late(rows, name, deadline):
         return
     remaining = deadline - time.monotonic()
     print("$", " ".join(command), flush=True)
     start = time.perf_counter()
-    # its own process group: at the deadline the whole check stops, with the workers a launcher started
-    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
-    try:
-        returncode = process.wait(timeout=None if remaining == float("inf") else remaining)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") if log is not None else contextlib.nullcontext() as stream:
+        # its own process group: at the deadline the whole check stops, with the workers a launcher started
+        output = {"stdout": stream, "stderr": subprocess.STDOUT} if stream is not None else {}
+        process = subprocess.Popen(command, cwd=ROOT, start_new_session=True, **output)
+        try:
+            returncode = process.wait(timeout=None if remaining == float("inf") else remaining)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            returncode = None
+    if log is not None:
+        print("\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]), flush=True)
+    if returncode is None:
         add(rows, name, f"FAILED (stopped at the --budget_s deadline, after {remaining:.0f} s)", remaining)
         return
     seconds = time.perf_counter() - start
@@ -248,12 +261,14 @@ def main() -> None:
     if not options.no_benchmark:
         # The short one first: on 2026-12-04 the call's time ran out inside benchmark_mlm, after benchmark.py.
         mlm = [sys.executable, "scripts/benchmark_mlm.py", *(["--device", "cuda"] if on_gpu else ["--smoke"])]
-        run("benchmark_mlm" + (" --device cuda" if on_gpu else " --smoke"), mlm, rows, None, deadline=deadline)
+        name = "benchmark_mlm" + (" --device cuda" if on_gpu else " --smoke")
+        run(name, mlm, rows, None, deadline=deadline, log=out / "benchmark_mlm.log")
         # 4,096 examples (the first 2026-12-04 run took 8,192 and ran out of time), one round (the second, with two,
         # ran out inside the last host profile after ~300 s here): ratios, not totals, are the result.
         sizes = ["--examples", "4096", "--repeats", "1"] if on_gpu else ["--smoke"]
         bench = [sys.executable, "scripts/benchmark.py", "--profile", "gpu", *sizes, "--host_profile_steps", "30"]
-        run("benchmark --profile gpu" + ("" if on_gpu else " --smoke"), bench, rows, None, deadline=deadline)
+        name = "benchmark --profile gpu" + ("" if on_gpu else " --smoke")
+        run(name, bench, rows, None, deadline=deadline, log=out / "benchmark.log")
 
     device = torch.cuda.get_device_name(0) if on_gpu else "CPU (smoke: sizes tiny, timings meaningless)"
     table = [

@@ -4,6 +4,7 @@ publishing step fast in tests."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,6 +15,7 @@ def load_script(name: str) -> ModuleType:
     """scripts/<name>.py as a module, run from the top (its `main` is not called)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # a script's dataclasses look their module up while it runs
     spec.loader.exec_module(module)
     return module
 

@@ -63,3 +63,91 @@ def test_each_intermediate_benchmark_row_runs_its_own_teacher(monkeypatch, capsy
     assert hooks[False] == {0}, f"a logits-only row ran its teacher with other rows' hooks: {hooks}"
     assert min(hooks[True]) > 0  # the rows with intermediate terms do hook theirs
     assert "| logits only (SDPA) |" in capsys.readouterr().out
+
+
+def _refused(script, argv, capsys):
+    import pytest
+
+    module = _script(script)
+    with pytest.raises(SystemExit) as stopped:
+        with _argv([f"{script}.py", *argv]):
+            module.main()
+    assert stopped.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+class _argv:
+    def __init__(self, argv):
+        self.argv = argv
+
+    def __enter__(self):
+        import sys
+
+        self.saved, sys.argv = sys.argv, self.argv
+
+    def __exit__(self, *exc):
+        import sys
+
+        sys.argv = self.saved
+        return False
+
+
+def test_benchmark_flags_that_would_be_ignored_or_crash_are_refused_before_anything_runs(capsys):
+    # --repeats 0 printed no table (exit 0) or crashed after the warm-up; --smoke replaced the sizes given silently;
+    # --lengths did nothing under --profile cpu, --host_profile_workers nothing without --host_profile_steps
+    cases = {
+        ("benchmark", "--profile", "cpu", "--repeats", "0"): "--repeats: expected a whole number >= 1, got 0",
+        ("benchmark", "--profile", "gpu", "--examples", "-5"): "--examples: expected a whole number >= 1, got -5",
+        ("benchmark", "--profile", "gpu", "--smoke", "--examples", "100"): "--smoke sets its own sizes and would "
+        "ignore --examples 100: drop one",
+        ("benchmark", "--profile", "cpu", "--lengths", "fixed"): "--lengths picks the gpu profile's random lengths",
+        ("benchmark", "--profile", "gpu", "--host_profile_workers", "2"): "pass --host_profile_steps N too",
+        ("benchmark_mlm", "--repeats", "0"): "--repeats: expected a whole number >= 1, got 0",
+        ("benchmark_mlm", "--device", "cuda:1"): "invalid choice: 'cuda:1'",
+        ("benchmark_intermediate", "--smoke", "--steps", "5"): "--smoke sets its own sizes and would ignore --steps 5",
+        ("benchmark_intermediate", "--repeats", "zero"): "--repeats: expected a whole number >= 1, got 'zero'",
+        ("benchmark_transfer", "--repeats", "0"): "--repeats: expected a whole number >= 1, got 0",
+        ("benchmark_transfer", "--smoke", "--examples", "50"): "would ignore --examples 50",
+    }
+    for (script, *argv), message in cases.items():
+        assert message in _refused(script, argv, capsys), (script, argv)
+
+
+def test_a_cpu_peak_under_one_mib_gets_no_memory_ratio(monkeypatch, capsys):
+    # the sampled resident set can grow by 0 bytes (or shrink): 0 MiB rows read "2.00x less"
+    benchmark_mlm = _script("benchmark_mlm")
+
+    class Flat:
+        def __init__(self, cuda):
+            self.delta = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(benchmark_mlm, "PeakMemory", Flat)
+    with _argv(["benchmark_mlm.py", "--smoke", "--repeats", "1"]):
+        benchmark_mlm.main()
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| configuration")]
+    assert len(rows) == 4 and all("| n/a (< 1 MiB) |" in row and "x less" not in row for row in rows)
+
+
+def test_every_configuration_is_warmed_up_before_its_timed_rounds(monkeypatch, capsys):
+    # only the recipe, ours online and the student alone were: the cached rows paid first-use costs in round 1
+    benchmark = _script("benchmark")
+    calls = []
+
+    def run_one(name, setup, workdir, max_steps=-1):
+        calls.append((name, len(setup.train), max_steps))
+        return benchmark.Result(seconds=1.0, build_seconds=0.0, peak_bytes=0, cache_bytes_per_example=8.0)
+
+    monkeypatch.setattr(benchmark, "run_one", run_one)
+    setup = benchmark.gpu_setup(smoke=True, variable=False, examples=300, use_cpu=True)
+    setup = benchmark.dataclasses.replace(setup, train=setup.train.select([i % 64 for i in range(300)]))
+    benchmark.benchmark(setup, repeats=1, warmup=True)
+    warm = [(name, rows) for name, rows, steps in calls if steps == 3]
+    assert warm == [(name, benchmark.WARMUP_ROWS) for name in benchmark.CONFIGS]
+    assert calls[len(warm) :] == [(name, 300, -1) for name in benchmark.CONFIGS]  # timed: every row, whole run

@@ -111,3 +111,21 @@ def test_the_preflight_names_a_missing_data_file_or_package(tmp_path, monkeypatc
     monkeypatch.setattr(gpu_checks, "PREFLIGHT", "import hf_distill, no_such_package_here")
     problem = gpu_checks.preflight(glue_folder(tmp_path / "again"))
     assert "could not import" in problem and "no_such_package_here" in problem
+
+
+def test_a_logged_check_keeps_its_whole_output_and_prints_its_last_lines(tmp_path, capfd):
+    # the benchmarks' tables went to stdout only: the device call returns its last 12,000 characters
+    lines = [f"| row {i} |" for i in range(gpu_checks.LOG_TAIL_LINES + 20)]
+    code = f"import sys; [print(f'| row {{i}} |') for i in range({len(lines)})]; print('warned', file=sys.stderr)"
+    printer = [sys.executable, "-c", code]
+    rows = []
+    log = tmp_path / "out" / "benchmark.log"
+    gpu_checks.run("bench", printer, rows, None, log=log)
+    assert rows == [("bench", "ok", rows[0][2])]
+    assert log.read_text().splitlines() == [*lines, "warned"]  # stderr too, in the one file
+    printed = capfd.readouterr().out
+    assert "| row 0 |" not in printed and lines[-1] in printed and "warned" in printed
+    failing = [sys.executable, "-c", "print('partial table'); raise SystemExit(3)"]
+    gpu_checks.run("broken", failing, rows, None, log=tmp_path / "out" / "broken.log")
+    assert rows[-1][:2] == ("broken", "FAILED (exit 3)")
+    assert (tmp_path / "out" / "broken.log").read_text() == "partial table\n"
