@@ -11,6 +11,7 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 from transformers import SchedulerType
 
+from hf_distill.publish.export import ONNX_FOLDER_FILES
 from hf_distill.publish.hub import check_can_push, check_repo_id, take_token_out_of_arguments
 from hf_distill.publish.model_card import CARD_TAG
 from hf_distill.tasks.positions import usable_positions
@@ -84,6 +85,11 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
     others = sorted(
         path.name for path in output_dir.iterdir() if not any(fnmatch.fnmatchcase(path.name, p) for p in OWN_OUTPUTS)
     )
+    # onnx/ is ours only as far as it holds our exports: a file of the user's there would be pushed with the student
+    # (and a user's model.onnx beside it replaced)
+    exports = output_dir / "onnx"
+    if exports.is_dir():
+        others += sorted(f"onnx/{path.name}" for path in exports.iterdir() if path.name not in ONNX_FOLDER_FILES)
     if others:
         named = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise ValueError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from hf_distill.publish.export import check_export_formats
@@ -228,6 +228,18 @@ class DataArguments:
         if self.augment != "none" and self.augment_copies > 0:
             flags.append(f"--augment {self.augment} --augment_copies {self.augment_copies}")
         return flags
+
+    def ignored_augment_flags(self) -> list[str]:
+        """--augment_copies / --augment_probability set away from their defaults (by flag or config) while --augment
+        is 'none', which reads neither: the user asked for copies that are not made."""
+        if self.augment != "none":
+            return []
+        defaults = {f.name: f.default for f in fields(self)}
+        return [
+            f"--{name} {getattr(self, name)}"
+            for name in ("augment_copies", "augment_probability")
+            if getattr(self, name) != defaults[name]
+        ]
 
     def _check_glue_options(self) -> None:
         """Your own files' options, which a GLUE task ignores: scores on its dev set would pass for your file's."""

@@ -211,6 +211,14 @@ def build_transfer_set(
                 ", ".join(requested),
             )
         return labelled, TransferSet(rows=None)
+    ignored = data_args.ignored_augment_flags()
+    if ignored:
+        logger.warning(
+            "%s set%s how augmented copies are made, but --augment is 'none': no copies are made. Pass --augment "
+            "mask_ngram (or mask, ngram, mlm, embedding) to make them.",
+            " and ".join(ignored),
+            "s" if len(ignored) == 1 else "",
+        )
     parts, from_train, from_file = [], 0, 0
     if data_args.unlabeled_train_rows:
         available = len(raw_train) - len(labelled)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .latency import check_timing
+from .latency import check_timing, measure_latencies_ms
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -41,6 +41,8 @@ EXPORT_FORMATS = ("onnx", "int8")
 _FILES = {"onnx": "model.onnx", "int8": "model_int8.onnx"}
 # where each lands in the output folder (and in a pushed repo)
 EXPORTED_FILES = tuple(f"onnx/{name}" for name in _FILES.values())
+# every name this tool writes in the onnx/ folder, an interrupted export's included: anything else there is the user's
+ONNX_FOLDER_FILES = (*_FILES.values(), *(f"{name}.partial" for name in _FILES.values()))
 _PREFIXES = {"onnx": "onnx_", "int8": "onnx_int8_"}
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _LABEL_KEYS = ("labels", "label", "label_ids")
@@ -128,8 +130,8 @@ def export_onnx(
 
     Uses the legacy TorchScript exporter (``dynamo=False``): the dynamo exporter needs ``onnxscript``, which is not a
     dependency here, whereas the traced graphs of BERT and DistilBERT under transformers 5 reproduce PyTorch's logits
-    (to ~1e-8) for any batch size and sequence length, padded rows included (transformers keeps the padding mask in
-    the graph while tracing).
+    (to about 1e-6, float32 rounding) for any batch size and sequence length, padded rows included (transformers
+    keeps the padding mask in the graph while tracing). Only sequence classifiers are exported.
 
     Args:
         model (`nn.Module`): the classifier.
@@ -142,6 +144,14 @@ def export_onnx(
     """
     import onnx
 
+    kind = type(model).__name__
+    if not kind.endswith("ForSequenceClassification"):
+        # a token classifier traced too, but its logits' sequence axis was left unnamed and its agreement would be
+        # counted per token: what is not checked is not exported
+        raise ValueError(
+            f"export_onnx exports sequence classifiers (*ForSequenceClassification, one row of logits per text); got "
+            f"{kind}. Export it with torch.onnx.export directly."
+        )
     exported = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
     names = _input_names(exported)
     if example_inputs is None:
@@ -149,6 +159,8 @@ def export_onnx(
     args = tuple(torch.as_tensor(example_inputs[name]).to(device="cpu", dtype=torch.long) for name in names)
     path = Path(output_dir) / "onnx" / _FILES["onnx"]
     path.parent.mkdir(parents=True, exist_ok=True)
+    # written under another name and renamed once checked: a run killed mid-export leaves no model.onnx
+    partial = _partial(path)
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in names}
     dynamic_axes["logits"] = {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
@@ -161,14 +173,15 @@ def export_onnx(
         torch.onnx.export(
             _LogitsOnly(exported, names),
             args,
-            str(path),
+            str(partial),
             input_names=names,
             output_names=["logits"],
             dynamic_axes=dynamic_axes,
             opset_version=opset,
             dynamo=False,
         )
-    onnx.checker.check_model(str(path))
+    onnx.checker.check_model(str(partial))
+    os.replace(partial, path)
     logger.info("Exported ONNX model (inputs %s, opset %d) to %s", ", ".join(names), opset, path)
     return path
 
@@ -187,7 +200,9 @@ def quantize_int8(onnx_path: str | Path, output_path: str | Path | None = None) 
 
     onnx_path = Path(onnx_path)
     output_path = Path(output_path) if output_path is not None else onnx_path.with_name(_FILES["int8"])
-    quantize_dynamic(str(onnx_path), str(output_path), weight_type=QuantType.QInt8)
+    partial = _partial(output_path)
+    quantize_dynamic(str(onnx_path), str(partial), weight_type=QuantType.QInt8)
+    os.replace(partial, output_path)  # whole or absent: a run killed mid-quantisation leaves no model_int8.onnx
     logger.info("Quantised %s to int8: %s", onnx_path, output_path)
     return output_path
 
@@ -348,18 +363,26 @@ def export_and_score(
     compute_metrics: Callable | None,
     torch_logits: np.ndarray | None = None,
     latency_batches: dict[int, dict] | None = None,
+    reference_model: nn.Module | None = None,
 ) -> dict[str, float]:
     """Runs the requested exports and scores each file on `dataset`, fp32 first (int8 quantises its file).
 
     Returns flat keys, prefixed ``onnx_`` (fp32) and ``onnx_int8_``: ``{prefix}eval_{metric}``,
     ``{prefix}size_bytes``, ``{prefix}latency_ms_batch{b}`` for each batch size of `latency_batches` and, given
     `torch_logits` (the PyTorch student's ``(N, C)`` logits on `dataset`), ``{prefix}agreement`` and
-    ``{prefix}max_abs_logit_diff``.
+    ``{prefix}max_abs_logit_diff``. Given `reference_model` (the student on the CPU in float32, `latency_batches`
+    fitting its forward), each file is timed in turns with it, whose latency is
+    ``{prefix}reference_latency_ms_batch{b}``: a burst of load on a shared machine then slows both alike.
+
+    Checked against `torch_logits`: logits that are not all finite fail a file, and the fp32 file fails when any
+    logit differs from the PyTorch student's by more than `FP32_TOLERANCE` x max(1, the largest |logit|) (it does not
+    compute the student); an int8 file that predicts as the student on fewer than `INT8_AGREEMENT_WARNING` of the
+    rows is kept, with a warning (quantisation rounds the weights).
 
     Raises:
-        [`ExportError`]: naming the format and the cause, when exporting or scoring a file fails. That format's file
-            is removed (an unscored file would be published as the student's); the formats scored before it keep
-            theirs, and their keys are the error's `scores`.
+        [`ExportError`]: naming the format and the cause, when exporting, scoring or checking a file fails. That
+            format's file is removed (an unscored file would be published as the student's); the formats scored
+            before it keep theirs, and their keys are the error's `scores`.
     """
     formats = check_export_formats(formats)
     results: dict[str, float] = {}
@@ -374,7 +397,10 @@ def export_and_score(
                 with _failure_names(export_format, "quantizing", output_dir):
                     path = quantize_int8(onnx_path)
             with _failure_names(export_format, f"scoring {path}", output_dir):
-                scores = _score(path, dataset, collator, compute_metrics, torch_logits, latency_batches)
+                scores = _score(
+                    path, export_format, dataset, collator, compute_metrics, torch_logits, latency_batches,
+                    reference_model,
+                )  # fmt: skip
         except ExportError as error:
             remove_exports(output_dir, [export_format])
             error.scores = dict(results)
@@ -384,27 +410,91 @@ def export_and_score(
     return results
 
 
-def _score(path, dataset, collator, compute_metrics, torch_logits, latency_batches) -> dict[str, float]:
-    """One exported file's keys, without the format's prefix."""
+FP32_TOLERANCE = 1e-3  # the fp32 file's largest logit difference from PyTorch, over max(1, the largest |logit|)
+INT8_AGREEMENT_WARNING = 0.9  # an int8 file agreeing with the student on fewer rows than this is warned of
+
+
+def _score(
+    path, export_format, dataset, collator, compute_metrics, torch_logits, latency_batches, reference_model
+) -> dict[str, float]:
+    """One exported file's keys, without the format's prefix; raises where its logits do not stand (see
+    `export_and_score`), before any timing."""
     classifier = OnnxClassifier(path)
     metrics, logits = evaluate_onnx(classifier, dataset, collator, compute_metrics)
+    bad = int(np.sum(~np.isfinite(logits).reshape(len(logits), -1).all(axis=-1))) if len(logits) else 0
+    if bad:
+        raise ValueError(f"its logits hold NaN or infinite values on {bad} of the {len(logits)} rows")
     results = {f"eval_{key}": value for key, value in metrics.items()}
     results["size_bytes"] = path.stat().st_size
-    for batch_size, batch in (latency_batches or {}).items():
-        results[f"latency_ms_batch{batch_size}"] = measure_onnx_latency_ms(classifier, batch)
     if torch_logits is not None:
         reference = np.asarray(torch_logits, dtype=np.float32)
         results["agreement"] = _agreement(logits, reference)
-        results["max_abs_logit_diff"] = float(np.max(np.abs(logits - reference), initial=0.0))
+        largest = float(np.max(np.abs(logits - reference), initial=0.0))
+        results["max_abs_logit_diff"] = largest
+        bound = FP32_TOLERANCE * max(1.0, float(np.max(np.abs(reference), initial=0.0)))
+        if export_format == "onnx" and not largest <= bound:  # a NaN in the student's own logits fails it too
+            raise ValueError(
+                f"its logits differ from the PyTorch student's by up to {largest:.3g}, more than the {bound:.3g} a "
+                "float32 export allows: the file does not compute the student"
+            )
+        if export_format != "onnx" and results["agreement"] < INT8_AGREEMENT_WARNING:
+            logger.warning(
+                "The %s file predicts as the PyTorch student on %.1f%% of the evaluation rows (largest logit "
+                "difference %.3g): quantisation changed its predictions; check its scores before deploying it.",
+                export_format,
+                100 * results["agreement"],
+                largest,
+            )
+    for batch_size, batch in (latency_batches or {}).items():
+        if reference_model is None:
+            results[f"latency_ms_batch{batch_size}"] = measure_onnx_latency_ms(classifier, batch)
+            continue
+        timed = measure_latencies_ms(
+            {"pytorch": (reference_model, batch), "onnx": (_TimedSession(classifier, batch), {})}
+        )
+        results[f"latency_ms_batch{batch_size}"] = timed["onnx"]
+        results[f"reference_latency_ms_batch{batch_size}"] = timed["pytorch"]
     return results
 
 
+def onnx_runtime() -> str:
+    """Where the exported files were scored and timed, in words, for the card: onnxruntime's version and the CPU
+    (int8 kernels, and so the int8 file's scores and speed, vary with both)."""
+    import platform
+
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    return f"onnxruntime {onnxruntime.__version__} on a {cpu} CPU ({os.cpu_count()} logical cores)"
+
+
+class _TimedSession(nn.Module):
+    """An onnxruntime session on one batch as a module, for `measure_latencies_ms` (which times it in turns with
+    the PyTorch student): the batch is converted to numpy once, outside the timing."""
+
+    def __init__(self, classifier: OnnxClassifier, batch: dict[str, Any]):
+        super().__init__()
+        self.session, self.inputs = classifier.session, classifier.feed(batch)
+        # measure_latencies_ms reads where a model runs from its parameters: onnxruntime runs on the CPU
+        self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
+
+    def forward(self):
+        return self.session.run(["logits"], self.inputs)
+
+
+def _partial(path: Path) -> Path:
+    """Where `path` is written before it is whole (an ``.onnx.partial`` file is never loaded or pushed as a model)."""
+    return path.with_name(path.name + ".partial")
+
+
 def remove_exports(output_dir: str | Path, formats: Sequence[str] = EXPORT_FORMATS) -> None:
-    """Removes the files `export_and_score` writes for `formats` from ``<output_dir>/onnx``, and the folder once
-    nothing else is in it: an earlier run's (or a failed format's) file left there would be published beside a
-    student it was not exported from. Any other file there is the user's and is kept."""
+    """Removes the files `export_and_score` writes for `formats` from ``<output_dir>/onnx`` (and what an interrupted
+    export left under its `.partial` name), and the folder once nothing else is in it: an earlier run's (or a failed
+    format's) file left there would be published beside a student it was not exported from. Any other file there is
+    the user's and is kept."""
     folder = Path(output_dir) / "onnx"
     for export_format in formats:
         (folder / _FILES[export_format]).unlink(missing_ok=True)
+        _partial(folder / _FILES[export_format]).unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # absent, or holding files this tool did not write
         folder.rmdir()

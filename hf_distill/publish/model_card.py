@@ -434,9 +434,13 @@ def _deployment_section(data: ModelCardData) -> str:
         if data.regression
         else "agreement is the share of rows whose prediction equals the PyTorch student's"
     )
+    runtimes = sorted({row["runtime"] for row in data.deployment_rows if row.get("runtime")})
+    where = f"run with {' and '.join(runtimes)}" if runtimes else "run with onnxruntime on the CPU"
     return (
-        "\n## Deployment: the exported student, re-scored\n\nThe files in `onnx/`, run with onnxruntime (CPU, "
-        f"float32 inputs) on the same evaluation set; {closeness}.\n\n{format_deployment_table(data)}\n"
+        f"\n## Deployment: the exported student, re-scored\n\nThe files in `onnx/` (token ids in, float32 logits "
+        f"out; the int8 file's weights are int8), {where}, on the same evaluation set; {closeness}. Each speed-up "
+        "divides the float32 PyTorch student's latency on that CPU, timed in turns with the file, by the file's."
+        f"\n\n{format_deployment_table(data)}\n"
     )
 
 

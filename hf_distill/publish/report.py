@@ -14,9 +14,9 @@ from transformers import Trainer
 
 from hf_distill.trainer.model_inputs import unwrap
 
-from .export import ExportError, export_and_score, remove_exports
+from .export import ExportError, _failure_names, export_and_score, onnx_runtime, remove_exports
 from .hub import cache_folder_patterns, hub_repo_id, push_folder
-from .latency import LATENCY_BATCH_SIZES, latency_device, latency_dtype, measure_latency_ms, measure_models
+from .latency import LATENCY_BATCH_SIZES, latency_device, measure_models
 from .model_card import ModelCardData, environment, format_deployment_table, format_table, render_model_card
 
 __all__ = ["ExportFailed", "publish_student"]
@@ -121,43 +121,45 @@ def _cache_patterns(trainer) -> list[str]:
 
 def _export(trainer, student, formats, dataset, collator, metrics, metric_names) -> list[dict[str, Any]]:
     """Exports and re-scores the student; returns the card's deployment rows (those of the formats scored)."""
-    names = set(inspect.signature(unwrap(student).forward).parameters)
-    batches = {}
-    for batch_size in LATENCY_BATCH_SIZES:
-        rows = [{k: v for k, v in dataset[i % len(dataset)].items() if k != "labels"} for i in range(batch_size)]
-        batches[batch_size] = {k: v for k, v in collator(rows).items() if k in names}
-    # The ONNX file holds the float32 student run on the CPU: its agreement and logit difference are measured against
-    # those same weights there, in this process alone. Never under the run's half-precision autocast (its rounding
-    # would count as the export's) or a GPU's TF32; and no Trainer: under an engine (even on one process) its
-    # evaluation loop would prepare the student for the engine again, and with several ranks split the rows.
-    on_cpu = copy.deepcopy(unwrap(student)).to(device="cpu", dtype=torch.float32).eval()
-    torch_logits = _predict_here(on_cpu, dataset, collator, names, batch_size=trainer.args.per_device_eval_batch_size)
+    output_dir = trainer.args.output_dir
     try:
+        # what the exports are checked and timed against, made inside the failure handling too: a failure here
+        # (memory for the copy, a collator error) is the export's, recorded as such, with the student kept
+        with _failure_names(",".join(formats), "preparing the PyTorch student it is checked against", output_dir):
+            names = set(inspect.signature(unwrap(student).forward).parameters)
+            batches = {}
+            for batch_size in LATENCY_BATCH_SIZES:
+                rows = [
+                    {k: v for k, v in dataset[i % len(dataset)].items() if k != "labels"} for i in range(batch_size)
+                ]
+                batches[batch_size] = {k: v for k, v in collator(rows).items() if k in names}
+            # The ONNX file holds the float32 student run on the CPU: its agreement and logit difference are measured
+            # against those same weights there, in this process alone. Never under the run's half-precision autocast
+            # (its rounding would count as the export's) or a GPU's TF32; and no Trainer: under an engine (even on one
+            # process) its evaluation loop would prepare the student for the engine again, and with several ranks
+            # split the rows. Each file's speed-up is against this copy, timed in turns with the file.
+            on_cpu = copy.deepcopy(unwrap(student)).to(device="cpu", dtype=torch.float32).eval()
+            eval_batch = trainer.args.per_device_eval_batch_size
+            torch_logits = _predict_here(on_cpu, dataset, collator, names, batch_size=eval_batch)
         scores = export_and_score(
             unwrap(student),
-            trainer.args.output_dir,
+            output_dir,
             formats,
             dataset=dataset,
             collator=collator,
             compute_metrics=trainer.compute_metrics,
             torch_logits=torch_logits,
             latency_batches=batches,
+            reference_model=on_cpu,
         )
     except ExportError as error:  # the trained student and its results are kept; say what failed
         logger.error("Export failed, the trained student is kept: %s", error)
         metrics["export_error"] = str(error)
-        scores = error.scores  # the formats scored before the failure (int8's fp32 file): kept, and on the card
+        scores = getattr(error, "scores", {})  # the formats scored before the failure (int8's fp32 file): kept
         if not scores:
             return []
     metrics.update(scores)
-    # onnxruntime runs on the CPU in float32: the speed-ups compare it with the PyTorch student there, timed anew
-    # when the run's own latencies were taken on a GPU or in half precision
-    if trainer.args.device.type == "cpu" and latency_dtype(trainer.args) == torch.float32:
-        reference = {b: metrics[f"student_latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES}
-    else:
-        reference = {b: measure_latency_ms(on_cpu, batch) for b, batch in batches.items()}
-        metrics.update({f"student_cpu_latency_ms_batch{b}": value for b, value in reference.items()})
-    del on_cpu
+    runtime = onnx_runtime()
     rows = []
     for label, prefix in (("ONNX fp32", "onnx_"), ("ONNX int8", "onnx_int8_")):
         if f"{prefix}size_bytes" not in scores:
@@ -170,7 +172,10 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
                 "max_abs_diff": scores.get(f"{prefix}max_abs_logit_diff"),
                 "size_bytes": scores[f"{prefix}size_bytes"],
                 "latency_ms": {b: scores[f"{prefix}latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES},
-                "pytorch_cpu_latency_ms": reference,
+                "pytorch_cpu_latency_ms": {
+                    b: scores[f"{prefix}reference_latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES
+                },
+                "runtime": runtime,
             }
         )
     return rows

@@ -78,7 +78,10 @@ class DistillationTrainer(
 
     Args:
         model (`PreTrainedModel`): the student; trained, saved and checkpointed like any Trainer model.
-        teacher_model (`PreTrainedModel`): the teacher; frozen, never in the optimizer or a checkpoint.
+        teacher_model (`PreTrainedModel`): the teacher; frozen, never in the optimizer or a checkpoint. Prepared in
+            place, with no second copy of its weights: frozen (`requires_grad` off, eval mode), moved to the
+            training device and, under bf16, cast to bfloat16 (half-precision weights to float32 without bf16).
+            Pass a copy (`copy.deepcopy`) to keep the object you hold as it was.
         args (`DistillationTrainingArguments`): training arguments with `temperature`, `alpha_kd`, `alpha_task`,
             `alpha_cos`.
         teacher_processing_class (*optional*): the teacher's tokenizer. When both it and `processing_class` are

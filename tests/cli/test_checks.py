@@ -131,3 +131,14 @@ def test_a_model_folder_whose_weights_were_cut_off_mid_save_is_refused_in_one_li
         with pytest.raises(ValueError, match=r"teacher folder .*model\.safetensors is not a whole safetensors file "
                                              r".* --overwrite_output_dir"):  # fmt: skip
             check_model_path(str(tmp_path / "teacher"), "teacher")
+
+
+def test_an_onnx_folder_is_ours_only_as_far_as_it_holds_our_exports(tmp_path):
+    # a user's onnx/notes.md passed as ours (the run would push it with the student)
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "model.onnx").write_bytes(b"")
+    (tmp_path / "onnx" / "model_int8.onnx.partial").write_bytes(b"")  # an interrupted export's
+    check_output_dir(tmp_path, False, None)
+    (tmp_path / "onnx" / "notes.md").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files hf-distill did not write \(onnx/notes\.md\)"):
+        check_output_dir(tmp_path, False, None)

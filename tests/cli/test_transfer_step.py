@@ -35,3 +35,29 @@ def test_transfer_rows_that_repeat_evaluation_rows_are_counted_in_a_warning(capl
     with caplog.at_level("WARNING"):
         warn_of_evaluation_rows(transfer.select([1]), raw, ["validation"], pairs)
     assert caplog.text == ""  # a pair repeats only with both sides alike
+
+
+def test_augment_settings_without_an_augmentation_are_said_to_make_no_copies(caplog):
+    # --augment_copies 8 alone trained on the labelled rows with no copies, and nothing said so
+    from datasets import Dataset
+
+    from hf_distill.cli.data_arguments import DataArguments
+    from hf_distill.cli.transfer import build_transfer_set
+
+    rows = Dataset.from_dict({"sentence": ["a b", "c d", "e f"], "label": [0, 1, 0]})
+    for extra, said in [
+        ({"augment_copies": 8}, "--augment_copies 8 sets how augmented copies are made, but --augment is 'none'"),
+        ({"augment_copies": 8, "augment_probability": 0.5}, "--augment_copies 8 and --augment_probability 0.5 set "),
+        ({}, None),
+        ({"augment": "mask", "augment_copies": 1}, None),
+    ]:
+        data_args = DataArguments(
+            train_file="/nowhere/train.csv", text_column=["sentence"], validation_split_size=1, **extra
+        )
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hf_distill.cli.transfer"):
+            build_transfer_set(rows, data_args, ["sentence"], regression=False, seed=0, mask_token="[MASK]")
+        if said is None:
+            assert "no copies are made" not in caplog.text
+        else:
+            assert said in caplog.text and "Pass --augment mask_ngram" in caplog.text

@@ -351,3 +351,109 @@ def test_onnx_timing_settings_that_measure_nothing_are_refused(exported, setting
     kind, _, path = exported
     with pytest.raises(ValueError, match=f"{next(iter(settings))} must be"):
         measure_onnx_latency_ms(path, random_batch(kind, 2, 6), **settings)
+
+
+# ---- checked against the student, timed in turns, written whole (from a review) ----
+
+
+def test_an_fp32_file_that_does_not_compute_the_student_fails_and_is_removed(tmp_path, caplog):
+    # another model's logits as the reference: agreement 0.1 and a logit difference of 3 were published silently
+    model, other = bert(), tiny.classifier(layers=2, num_labels=2, seed=7, initializer_range=0.2).eval()
+    dataset = tiny.class_rows(12, num_labels=2)
+    wrong = torch_logits(other, dataset, tiny.collate)
+    data = {"dataset": dataset, "collator": tiny.collate, "compute_metrics": None}
+    with pytest.raises(ExportError, match=r"'onnx' failed while scoring .*differ from the PyTorch student's by up to"):
+        export_and_score(model, tmp_path, ("onnx",), **data, torch_logits=wrong)
+    assert not (tmp_path / "onnx").exists()
+    nan = torch_logits(model, dataset, tiny.collate)
+    nan[3] = np.nan  # a diverged student: its own logits hold a NaN
+    with pytest.raises(ExportError, match=r"by up to nan"):
+        export_and_score(model, tmp_path, ("onnx",), **data, torch_logits=nan)
+    right = torch_logits(model, dataset, tiny.collate)
+    with caplog.at_level("WARNING", logger="hf_distill.publish.export"):
+        scores = export_and_score(model, tmp_path, ("onnx",), **data, torch_logits=right)
+    assert scores["onnx_agreement"] == 1.0 and scores["onnx_max_abs_logit_diff"] < 1e-4 and caplog.text == ""
+
+
+def test_a_file_whose_logits_are_not_finite_fails(tmp_path, monkeypatch):
+    model = bert()
+    dataset = tiny.class_rows(6, num_labels=2)
+    original = export.evaluate_onnx
+
+    def with_nan(*args, **kwargs):
+        metrics, logits = original(*args, **kwargs)
+        logits[2, 1] = np.inf
+        return metrics, logits
+
+    monkeypatch.setattr(export, "evaluate_onnx", with_nan)
+    with pytest.raises(ExportError, match=r"its logits hold NaN or infinite values on 1 of the 6 rows"):
+        export_and_score(model, tmp_path, ("onnx",), dataset=dataset, collator=tiny.collate, compute_metrics=None)
+    assert not (tmp_path / "onnx" / "model.onnx").exists()
+
+
+def test_an_int8_file_that_predicts_otherwise_is_kept_with_a_warning(tmp_path, monkeypatch, caplog):
+    model = bert()
+    dataset = tiny.class_rows(10, num_labels=2)
+    reference = torch_logits(model, dataset, tiny.collate)
+    original = export.evaluate_onnx
+
+    def flipped_when_int8(classifier, *args, **kwargs):
+        metrics, logits = original(classifier, *args, **kwargs)
+        return metrics, (logits[:, ::-1].copy() if "int8" in classifier.path.name else logits)
+
+    monkeypatch.setattr(export, "evaluate_onnx", flipped_when_int8)
+    with caplog.at_level("WARNING", logger="hf_distill.publish.export"):
+        scores = export_and_score(
+            model, tmp_path, ("int8",), dataset=dataset, collator=tiny.collate, compute_metrics=None,
+            torch_logits=reference,
+        )  # fmt: skip
+    assert scores["onnx_agreement"] == 1.0 and scores["onnx_int8_agreement"] < 0.9
+    assert "The int8 file predicts as the PyTorch student on" in caplog.text
+    assert (tmp_path / "onnx" / "model_int8.onnx").is_file()
+
+
+def test_each_file_is_timed_in_turns_with_the_pytorch_student(tmp_path, monkeypatch):
+    # the files were timed alone and divided by a student latency taken minutes earlier, in other load
+    model = bert()
+    dataset = tiny.class_rows(6, num_labels=2)
+    batches = {b: tiny.collate([dataset[i] for i in range(b)]) for b in (1, 4)}
+    timed_together = []
+    original = export.measure_latencies_ms
+
+    def recording(runs, **kwargs):
+        timed_together.append(sorted(runs))
+        return original(runs, warmup=1, repeats=2, min_seconds=0)
+
+    monkeypatch.setattr(export, "measure_latencies_ms", recording)
+    scores = export_and_score(
+        model, tmp_path, ("int8",), dataset=dataset, collator=tiny.collate, compute_metrics=None,
+        latency_batches=batches, reference_model=model,
+    )  # fmt: skip
+    assert timed_together == [["onnx", "pytorch"]] * 4  # two files x two batch sizes
+    for prefix in ("onnx_", "onnx_int8_"):
+        for b in (1, 4):
+            assert scores[f"{prefix}latency_ms_batch{b}"] > 0 and scores[f"{prefix}reference_latency_ms_batch{b}"] > 0
+
+
+def test_an_export_cut_short_leaves_no_file_under_the_final_name(tmp_path, monkeypatch):
+    # a Ctrl-C or a kill inside the exporter left a truncated model.onnx, loaded and pushed as the student
+    def killed(module, args, path, **kwargs):
+        Path(path).write_bytes(b"half a graph")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx, "export", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(bert(), tmp_path)
+    assert not (tmp_path / "onnx" / "model.onnx").exists()
+    assert (tmp_path / "onnx" / "model.onnx.partial").is_file()
+    export.remove_exports(tmp_path)  # the next run's clean-up takes the partial file too
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_only_sequence_classifiers_are_exported(tmp_path):
+    from transformers import BertForTokenClassification
+
+    tagger = BertForTokenClassification(tiny.bert_config(layers=1)).eval()
+    with pytest.raises(ValueError, match=r"exports sequence classifiers .*got BertForTokenClassification"):
+        export_onnx(tagger, tmp_path)
+    assert not (tmp_path / "onnx").exists()

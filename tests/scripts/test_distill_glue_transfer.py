@@ -397,10 +397,12 @@ def test_export_onnx_and_int8_rescored_in_results_and_card(tmp_path, teacher_fol
         assert results[key] > 0
     card = (out / "README.md").read_text()
     assert "| student, ONNX fp32 |" in card and "| student, ONNX int8 |" in card and "100.0%" in card
-    # timed on this CPU in float32 like onnxruntime: the speed-ups divide by the run's own student latencies
-    assert "student_cpu_latency_ms_batch1" not in results
-    speedup = results["student_latency_ms_batch1"] / results["onnx_latency_ms_batch1"]
+    # each file timed in turns with the float32 PyTorch student on this CPU: the speed-ups divide by that timing
+    speedup = results["onnx_reference_latency_ms_batch1"] / results["onnx_latency_ms_batch1"]
     assert f" {speedup:.2f}x |" in card.split("| student, ONNX fp32 |")[1].splitlines()[0]
+    int8_speedup = results["onnx_int8_reference_latency_ms_batch1"] / results["onnx_int8_latency_ms_batch1"]
+    assert f" {int8_speedup:.2f}x |" in card.split("| student, ONNX int8 |")[1].splitlines()[0]
+    assert "timed in turns with the file" in card and "run with onnxruntime " in card and " logical cores)" in card
 
 
 @needs_glue
@@ -411,12 +413,18 @@ def test_an_export_from_a_half_precision_run_is_compared_with_the_student_on_the
     pytest.importorskip("onnxruntime")
     import torch
 
-    from hf_distill.publish import report
+    from hf_distill.publish import latency, report
 
-    monkeypatch.setattr(report, "latency_dtype", lambda args: torch.bfloat16)
+    monkeypatch.setattr(latency, "latency_dtype", lambda args: torch.bfloat16)  # the run's models timed in bf16
+    copies = []
+    original = report.export_and_score
+    monkeypatch.setattr(
+        report, "export_and_score", lambda *a, **k: copies.append(k["reference_model"]) or original(*a, **k)
+    )
     distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--export", "onnx"))
+    assert {p.dtype for p in copies[0].parameters()} == {torch.float32} and copies[0].device.type == "cpu"
     results = read_results(tmp_path / "out")
-    speedups = [results[f"student_cpu_latency_ms_batch{b}"] / results[f"onnx_latency_ms_batch{b}"] for b in (1, 32)]
+    speedups = [results[f"onnx_reference_latency_ms_batch{b}"] / results[f"onnx_latency_ms_batch{b}"] for b in (1, 32)]
     row = (tmp_path / "out" / "README.md").read_text().split("| student, ONNX fp32 |")[1].splitlines()[0]
     assert row.endswith(f" {speedups[0]:.2f}x | {speedups[1]:.2f}x |")
 
@@ -435,6 +443,19 @@ def test_export_failure_keeps_the_student_and_says_what_failed(tmp_path, teacher
     results = read_results(tmp_path / "out")
     assert "onnx" in results["export_error"] and "no exporter today" in results["export_error"]
     assert (tmp_path / "out" / "model.safetensors").is_file() and "eval_accuracy" in results
+    # before the exporter: the float32 CPU copy the files are checked against failed outside the export's handling
+    # (no export_error, no card, a traceback)
+    from hf_distill.publish import report
+
+    monkeypatch.setattr(report, "_predict_here", lambda *args, **kwargs: broken())
+    with pytest.raises(ExportFailed, match=r"--export onnx failed"):
+        distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--export", "onnx", "--overwrite_output_dir", "true"))
+    error = read_results(tmp_path / "out")["export_error"]
+    assert "failed while preparing the PyTorch student it is checked against" in error and "no exporter" in error
+    assert (
+        f"An export was asked for and failed (no file of the format that failed is in this folder): {error}"
+        in (tmp_path / "out" / "README.md").read_text()
+    )
 
 
 @needs_glue

@@ -1598,3 +1598,33 @@ def test_a_p_value_beside_the_threshold_is_never_rounded_onto_it():
     assert run_results._p(0.011) == "0.011" and run_results._p(0.31) == "0.31" and run_results._p(None) == "–"
     found = {"p_value": 0.0499, "differences": [0.01, 0.02], "sign_test_p": 0.25}
     assert run_results._target_p(found) == (0.0499, "p = 0.0499")
+
+
+def test_search_json_holds_no_bare_nan_and_a_point_without_a_finite_score_says_so(tmp_path, monkeypatch):
+    # a diverged point's NaN was written as a bare NaN, which JSON has not (strict readers refuse the file), and the
+    # text printed it as "nan"
+    import json
+
+    summary = json.loads((run_results.ROOT / "docs" / "search.json").read_text())
+    sst2, stsb = summary["tasks"]["sst2"], summary["tasks"]["stsb"]
+    sst2["scores"]["T=1.0, alpha_kd=0.5"] = float("nan")
+    sst2["alpha_cos_scores"]["alpha_cos=0.5"] = float("inf")
+    sst2["intermediate_scores"]["alpha_hidden=0.1"] = float("nan")
+    sst2["transfer_layers_search"]["scores"]["layers=0,1,2"] = float("nan")
+    stsb["augment_search"]["scores"]["augment=embedding"] = float("nan")
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps(summary))  # Python writes the NaN bare
+    monkeypatch.setattr(run_results, "search_file", path)
+    run_results._update_search("sst2", {})
+    text = path.read_text()
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    strict = json.loads(text, parse_constant=refuse)
+    assert strict["tasks"]["sst2"]["scores"]["T=1.0, alpha_kd=0.5"] is None
+    results = json.loads((run_results.ROOT / "docs" / "results.json").read_text())
+    rendered = run_results.render(results)
+    assert ": nan" not in rendered and ": inf" not in rendered
+    for point in ("T=1.0, alpha_kd=0.5", "alpha_cos=0.5", "alpha_hidden=0.1", "layers=0,1,2", "augment=embedding"):
+        assert f"{point}: no finite score" in rendered, point

@@ -275,7 +275,7 @@ def test_bf16_runs_the_teacher_in_half_precision_and_keeps_fp32_student(tmp_path
     trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), bf16=True, max_steps=2)
     trainer.train()
     assert seen and set(seen) == {torch.bfloat16}
-    assert next(teacher.parameters()).dtype == torch.bfloat16
+    assert next(teacher.parameters()).dtype == torch.bfloat16  # the caller's object, cast in place (no second copy)
     assert all(p.dtype == torch.float32 for p in student.parameters())
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
 
