@@ -425,7 +425,10 @@ def main() -> None:
     if options.host_profile_steps and options.profile == "cpu":
         parser.error("--host_profile_steps profiles the gpu profile's steps; --profile cpu has none to profile")
     if options.host_profile_workers is not None and not options.host_profile_steps:
-        parser.error("--host_profile_workers sets the host profile's workers: pass --host_profile_steps N too")
+        parser.error(
+            f"--host_profile_workers {options.host_profile_workers} sets the host profile's workers, which runs only "
+            "with --host_profile_steps N (>= 2): pass it too, or drop --host_profile_workers"
+        )
     if options.lengths is not None and options.profile == "cpu":
         parser.error("--lengths picks the gpu profile's random lengths; --profile cpu reads real sentences: drop it")
     workers = 4 if options.host_profile_workers is None else options.host_profile_workers

@@ -137,8 +137,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for name in trainers:
         peak, time_ = statistics.median(peaks[name]), statistics.median(seconds[name])
-        # a resident-set peak under 1 MiB is the CPU sampler's noise (it can read 0 or below): no ratio over it
-        less = f"{statistics.median(peaks[base]) / peak:.2f}x less" if peak >= MIN_PEAK_BYTES else "n/a (< 1 MiB)"
+        # a resident-set peak under 1 MiB is the CPU sampler's noise (it can read 0 or below): no ratio with it
+        baseline_peak = statistics.median(peaks[base])
+        measured = min(peak, baseline_peak) >= MIN_PEAK_BYTES
+        less = f"{baseline_peak / peak:.2f}x less" if measured else "n/a (< 1 MiB)"
         faster = statistics.median(seconds[base]) / time_
         print(f"| {name} | {peak / 2**20:,.0f} | {less} | {time_:.2f} | {batch / time_:.1f} | "
               f"{faster:.2f}x |")  # fmt: skip

@@ -40,7 +40,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -50,6 +49,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from hf_distill.publish.latency import cpu_model
 from hf_distill.publish.model_card import redact_secrets, sanitize_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1029,8 +1029,8 @@ def render(results: dict) -> str:
             "STS-B and CoLA only, as issue 11 asks). p: one-sided",
             "paired t-test over the seeds that ran both (e) and (b); the sign test's p is in results.json "
             "(`sign_test_p`;",
-            "a seed whose difference is 0 to 1e-6, a tie, is left out of it, and the one-sided binomial test",
-            "runs over the other seeds).",
+            "a seed whose difference rounds to 0 at 6 decimals of the metric, a tie, is left out of it, and the",
+            "one-sided binomial test runs over the other seeds).",
         ]
     if marked:
         lines += ["", "† ran at settings other than its config's current ones (listed under the (e) settings table)."]
@@ -1274,7 +1274,7 @@ def _embedding_section(results: dict) -> list[str]:
         "",
     ]
     for task, found in searched.items():
-        scores = ", ".join(f"{name}: {100 * score:.1f}" for name, score in found["scores"].items())
+        scores = _points(found["scores"])
         verdict = "(h) runs for it" if task in embedding_tasks() else "(h) does not run for it"
         lines.append(
             f"- {task} ({found['held_out_train_rows']:,} held-out train rows, {found['metric']}, their teacher "
@@ -1324,7 +1324,7 @@ def _transfer_layers_lines() -> list[str]:
         "",
     ]
     for task, found in searched.items():
-        scores = ", ".join(f"{name}: {100 * score:.1f}" for name, score in found["scores"].items())
+        scores = _points(found["scores"])
         teacher = "" if found.get("teacher") is None else f"; their teacher {100 * found['teacher']:.1f}"
         lines.append(
             f"- {task} ({found['train_rows']:,} training rows with the transfer set, {found['held_out_train_rows']:,}"
@@ -1441,7 +1441,7 @@ def _intermediate_section(results: dict) -> list[str]:
             recommended = recommended_intermediate(scores)
             lines.append(
                 f"- {task} ({found['held_out_train_rows']} held-out rows): "
-                + ", ".join(f"{k}: {100 * v:.1f}" for k, v in scores.items())
+                + _points(scores)
                 + f"; recommended: {recommended}"
                 + ("" if _recommended_ran(tasks.get(task), recommended) else " (not run on dev)")
                 + (
@@ -1549,8 +1549,15 @@ def _pinned_runs(entry: dict, variant: str) -> dict | None:
 def _p(value: float | None) -> str:
     if value is None:
         return "–"
-    # two figures round 0.0499 and 0.0501 alike to 0.05, beside "met" and "NOT met": three near the threshold
-    return f"{value:.3g}" if 0.045 < value < 0.055 else f"{value:.2g}"
+    if not 0.045 < value < 0.055:
+        return f"{value:.2g}"
+    # two figures round 0.0499 and 0.0501 alike to 0.05, beside "met" and "NOT met": near the threshold, as many
+    # figures as put the printed number on the value's side of 0.05
+    for digits in range(3, 8):
+        text = f"{value:.{digits}g}"
+        if (float(text) < 0.05) == (value < 0.05):
+            return text
+    return repr(value)
 
 
 def _all_equal(differences: list[float]) -> bool:
@@ -1621,13 +1628,13 @@ def _settings_section(results: dict) -> list[str]:
             if key.startswith("ours/") and "settings" in r
         }
         found = searched.get(CONFIG_OF.get(task, task))  # sst2_1k runs sst2's config and its search
-        scores = ", ".join(f"{k}: {100 * v:.1f}" for k, v in found["scores"].items()) if found else "not searched"
+        scores = _points(found["scores"]) if found else "not searched"
         lines.append(
             f"| {task} | {found['held_out_train_rows'] if found else '–'} | {found['best'] if found else '–'} | "
             f"{'; '.join(sorted(used)) or '?'} | {_gap(found, used)} | {scores} |"
         )
     cos_lines = [
-        f"- {task}: {', '.join(f'{k}: {100 * v:.1f}' for k, v in found['alpha_cos_scores'].items())}; ours' runs "
+        f"- {task}: {_points(found['alpha_cos_scores'])}; ours' runs "
         f"above used alpha_cos={_used_cos(results['tasks'].get(task))}{_refit_note(found)}"
         for task, found in searched.items()
         if "alpha_cos_scores" in found
@@ -1662,17 +1669,6 @@ def _used_cos(entry: dict | None) -> str:
         if key.startswith("ours/") and "settings" in r
     }
     return "/".join(sorted(used)) or "?"
-
-
-def cpu_model() -> str:
-    """This machine's CPU model name (Linux's /proc/cpuinfo, else what `platform` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def _cpu_counts(results: dict) -> str:
@@ -1871,7 +1867,8 @@ def _against_labels_only_section(results: dict) -> list[str]:
         '"beats labels only"; Holm: the t-test\'s p adjusted over the variants of that task with two or more paired',
         "seeds, as picking the best of several variants is itself a test; it does not correct across tasks). The",
         "targets above name (e); this table shows every variant's paired gain over fine-tuning on these seeds.",
-        "The sign test leaves out a seed whose difference is 0 to 1e-6 (a tie) and runs over the other seeds.",
+        "The sign test leaves out a seed whose difference rounds to 0 at 6 decimals of the metric (a tie) and runs",
+        "over the other seeds.",
         "",
         "| task | variant | seeds | mean − labels only | per seed | p (t) | p (Holm) | p (sign) |",
         "|---|---|---|---|---|---|---|---|",
@@ -2248,8 +2245,28 @@ def _update_search(task: str, fields: dict) -> dict:
     entry = summary.setdefault("tasks", {}).setdefault(task, {})
     entry.update(fields)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(summary, indent=2) + "\n")
+    write_atomic(path, json.dumps(_strict(summary), indent=2, allow_nan=False) + "\n")
     return entry
+
+
+def _strict(value):
+    """`value` with every NaN or infinite float as None: JSON has no NaN (Python wrote it bare, which other readers
+    refuse); a point without a finite score is never best (`_finite`) and reads "no finite score"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(item) for item in value]
+    return value
+
+
+def _points(scores: dict) -> str:
+    """A search's points and their held-out scores, x100, for the text; a point without a finite score says so."""
+    return ", ".join(
+        f"{name}: {100 * score:.1f}" if score is not None and math.isfinite(score) else f"{name}: no finite score"
+        for name, score in scores.items()
+    )
 
 
 def _save_search(task: str, key: str, scores: dict, shared: dict) -> None:

@@ -201,6 +201,14 @@ def build_transfer_set(
     """
     count = data_args.max_train_samples or len(raw_train)
     labelled = raw_train.select(range(min(count, len(raw_train))))
+    ignored = data_args.ignored_augment_flags()
+    if ignored:
+        logger.warning(
+            "%s set%s how augmented copies are made, but --augment is 'none': no copies are made. Pass --augment "
+            "mask_ngram (or mask, ngram, mlm, embedding) to make them.",
+            " and ".join(ignored),
+            "s" if len(ignored) == 1 else "",
+        )
     if not _built(data_args):
         requested = data_args.transfer_flags()
         if requested:
@@ -211,14 +219,6 @@ def build_transfer_set(
                 ", ".join(requested),
             )
         return labelled, TransferSet(rows=None)
-    ignored = data_args.ignored_augment_flags()
-    if ignored:
-        logger.warning(
-            "%s set%s how augmented copies are made, but --augment is 'none': no copies are made. Pass --augment "
-            "mask_ngram (or mask, ngram, mlm, embedding) to make them.",
-            " and ".join(ignored),
-            "s" if len(ignored) == 1 else "",
-        )
     parts, from_train, from_file = [], 0, 0
     if data_args.unlabeled_train_rows:
         available = len(raw_train) - len(labelled)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,6 +20,7 @@ __all__ = [
     "LATENCY_BATCH_SIZES",
     "check_timing",
     "count_parameters",
+    "cpu_model",
     "latency_device",
     "latency_dtype",
     "measure_latencies_ms",
@@ -28,6 +31,18 @@ __all__ = [
 LATENCY_BATCH_SIZES = (1, 32)
 
 logger = logging.getLogger(__name__)
+
+
+def cpu_model() -> str:
+    """This machine's CPU model name (Linux's /proc/cpuinfo; `platform.processor()` is empty there), else what
+    `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -198,13 +198,15 @@ def environment(device: Any = None) -> tuple[str, str]:
 
     import hf_distill
 
+    from .latency import cpu_model
+
     # the one device the latency ran on, not the machine's GPUs (a --use_cpu run on a GPU machine times the CPU)
     device = torch.device(device) if device is not None else None
     kind = device.type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     if kind == "cuda":
         hardware = f"one {torch.cuda.get_device_name(device.index if device and device.index is not None else 0)}"
     elif kind == "cpu":
-        hardware = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+        hardware = f"{cpu_model()} CPU, {torch.get_num_threads()} threads"
     else:
         hardware = f"{kind} ({platform.machine()})"
     versions = ", ".join(

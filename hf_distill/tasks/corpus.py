@@ -3,10 +3,10 @@
 Packing follows run_mlm.py's `group_texts`: every line is tokenised without special tokens, the ids of each map
 batch (1,000 lines) are concatenated with a [SEP] between two lines (as between BERT's sentences), cut into blocks of
 `max_seq_length - 2`, and each block is wrapped in [CLS] ... [SEP] (a [SEP] the cut left at a block's edge is
-dropped: a block then holds one token fewer). The batch's remainder shorter than a block is dropped, except in a
-batch too short to fill one block (a small corpus or held-out set, or a last batch of a few lines), which is kept as
-one shorter block: the collator pads it to its batch's longest block (padding is never masked). `line_by_line`
-keeps one (truncated, padded) example per line instead.
+dropped: a block then holds one or two tokens fewer). The batch's remainder shorter than a block is dropped, except
+in a batch too short to fill one block (a small corpus or held-out set, or a last batch of a few lines), which is
+kept as one shorter block: the collator pads it to its batch's longest block (padding is never masked).
+`line_by_line` keeps one (truncated, padded) example per line instead.
 
 Which tokens may be masked is decided by the collator alone (every special id of the tokenizer: [CLS], [SEP], [PAD],
 [UNK], [MASK]), in training and for the held-out masks alike: the blocks carry no `special_tokens_mask` of their own

@@ -50,6 +50,7 @@ def test_augment_settings_without_an_augmentation_are_said_to_make_no_copies(cap
         ({"augment_copies": 8, "augment_probability": 0.5}, "--augment_copies 8 and --augment_probability 0.5 set "),
         ({}, None),
         ({"augment": "mask", "augment_copies": 1}, None),
+        ({"augment_copies": 8, "student_training": "labels_only"}, "--augment_copies 8 sets how augmented copies"),
     ]:
         data_args = DataArguments(
             train_file="/nowhere/train.csv", text_column=["sentence"], validation_split_size=1, **extra

@@ -101,7 +101,7 @@ def test_benchmark_flags_that_would_be_ignored_or_crash_are_refused_before_anyth
         ("benchmark", "--profile", "gpu", "--smoke", "--examples", "100"): "--smoke sets its own sizes and would "
         "ignore --examples 100: drop one",
         ("benchmark", "--profile", "cpu", "--lengths", "fixed"): "--lengths picks the gpu profile's random lengths",
-        ("benchmark", "--profile", "gpu", "--host_profile_workers", "2"): "pass --host_profile_steps N too",
+        ("benchmark", "--profile", "gpu", "--host_profile_workers", "2"): "--host_profile_workers 2 sets the host",
         ("benchmark_mlm", "--repeats", "0"): "--repeats: expected a whole number >= 1, got 0",
         ("benchmark_mlm", "--device", "cuda:1"): "invalid choice: 'cuda:1'",
         ("benchmark_intermediate", "--smoke", "--steps", "5"): "--smoke sets its own sizes and would ignore --steps 5",
@@ -117,9 +117,11 @@ def test_a_cpu_peak_under_one_mib_gets_no_memory_ratio(monkeypatch, capsys):
     # the sampled resident set can grow by 0 bytes (or shrink): 0 MiB rows read "2.00x less"
     benchmark_mlm = _script("benchmark_mlm")
 
+    peaks = iter([4 << 20, 4 << 20, 4 << 20, 0])  # the recipe's step is measured last in round 1: its 0 is noise
+
     class Flat:
         def __init__(self, cuda):
-            self.delta = 0
+            self.delta = next(peaks)
 
         def __enter__(self):
             return self

@@ -86,6 +86,11 @@ def test_packed_lines_are_separated_and_no_block_doubles_its_edges(tmp_path):
     words = len(tokenizer("the quick 0", add_special_tokens=False)["input_ids"])
     inner = [token for block in blocks for token in block[1:-1]]
     assert inner.count(sep) >= len(inner) // (words + 1) - len(blocks)  # every line boundary inside a block marked
+    one_word = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["quick"] * 12})})
+    word = tokenizer("quick", add_special_tokens=False)["input_ids"]
+    cut = tokenize_corpus(one_word, tokenizer, max_seq_length=7, line_by_line=False)["train"]["input_ids"]
+    # bodies of 5: "q S q S q", then "S q S q S" loses both edges (two tokens fewer)
+    assert cut[:2] == [[cls, *word, sep, *word, sep, *word, sep], [cls, *word, sep, *word, sep]]
 
 
 def test_fixed_masks_refuse_a_held_out_set_with_no_masked_position(tmp_path):
