@@ -44,7 +44,8 @@ class LabelsTrainer(WholeBatchCountsMixin, EveryEvaluationRowMixin, Trainer):
     label); token-classification and masked-LM heads `(B, L, V)`: cross-entropy over the positions whose label is
     not -100. A row marks "no label" as in `DistillationTrainer` (-100 for classification, NaN for regression) and
     never enters the training loss. `label_smoothing_factor` applies to the classification heads only. Evaluation
-    reports the model's own loss (a NaN-labelled regression row makes it NaN, as it would a plain Trainer's). Other
+    reports the model's own loss (a NaN-labelled regression row makes its batch's loss NaN, as a plain Trainer's,
+    and Trainer then leaves that whole batch, its labelled rows too, out of `eval_loss`). Other
     heads keep the model's own loss, averaged over the micro-batches of a step (exact when they are the same size);
     with a `compute_loss_func` this is a plain `Trainer`.
 

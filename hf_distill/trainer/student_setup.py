@@ -4,6 +4,7 @@ hyperparameter-search trial), its hidden-state projection attached, and saved wi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,8 @@ from .compatibility import (
 from .intermediate import PROJECTION_NAME, attach_projection
 from .loss_terms import active_terms
 from .model_inputs import unwrap
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["StudentSetupMixin"]
 
@@ -63,6 +66,15 @@ class StudentSetupMixin:
         arguments changed before a `train()`)."""
         self._hidden_pairs = None  # (student, its layer pairs): hidden_layer_map may have changed
         self._loss_terms = active_terms(self.args)
+        if all(term.name == "task" for term, _ in self._loss_terms):
+            # the teacher still runs every step (or builds its cache): nothing reads it
+            logger.warning(
+                "No active loss term reads the teacher (alpha_kd, alpha_cos, alpha_hidden, alpha_attention and "
+                "alpha_value_relation are all 0): the student trains on its labels alone while the teacher still runs "
+                "%s. Set alpha_kd > 0 to distil, or train without a teacher (transformers.Trainer, or "
+                "--student_training labels_only in the scripts).",
+                "once over the training set for its cache" if self.args.cache_teacher_logits else "on every step",
+            )
         # Running sums of the logged terms stay on the device: one reduction per logging window, no sync per step.
         self._logged_term_sums = torch.zeros(len(self._loss_terms), device=self.args.device)
         self._applied_settings = distillation_settings(self.args)  # what the terms and the checks were made from

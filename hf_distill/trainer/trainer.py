@@ -56,7 +56,8 @@ class DistillationTrainer(
     """[`~transformers.Trainer`] that distils a frozen `teacher_model` into `model` (the student).
 
     The training loss is ``alpha_kd * KD + alpha_task * TASK`` (+ ``alpha_cos * COS`` when alpha_cos > 0; see
-    [`DistillationTrainingArguments`]), the table of terms in `loss_terms.py`; a term of weight 0 costs nothing:
+    [`DistillationTrainingArguments`]), the table of terms in `loss_terms.py`; a term of weight 0 is not computed
+    (the teacher itself runs whatever the weights: with no term reading it, a warning says so):
 
     - class logits `(B, C)`: KD = T**2 * mean over the batch of KL(softmax(t / T) || softmax(s / T));
     - regression heads (one output, or `problem_type == "regression"`): KD = MSE to the teacher's predictions;
@@ -309,7 +310,9 @@ class DistillationTrainer(
         if labels.is_floating_point() or kind == "regression" or (kind == "token" and causal):
             return loss
         total = task_sum(logits, labels, kind, label_smoothing=self.args.label_smoothing_factor)
-        return total / (labels != -100).sum().clamp(min=1)
+        # 0 / 0 = NaN for a batch with no labelled row, as the model's own loss and LabelsTrainer's give (Trainer
+        # leaves such a batch out of eval_loss); a clamp made it 0, weighed in by the batch's rows
+        return total / (labels != -100).sum()
 
     def _output_kind(self, student_logits: torch.Tensor) -> str:
         if student_logits.dim() == 3:

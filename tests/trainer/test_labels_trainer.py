@@ -102,6 +102,26 @@ def test_both_trainers_report_the_same_eval_loss_under_label_smoothing(tmp_path,
         assert loss == pytest.approx(expected, rel=1e-5)
 
 
+def test_an_evaluation_batch_without_a_label_is_left_out_under_label_smoothing_too(tmp_path):
+    # its smoothed loss was clamped to 0 / 1 = 0, which Trainer weighed in by the batch's rows: a low eval_loss
+    model, rows = model_and_rows("class")
+    for row in rows.rows[:5]:
+        row["labels"] = -100  # the first evaluation batch holds no labelled row
+    args = dict(label_smoothing_factor=0.1, per_device_eval_batch_size=5)
+    ours = DistillationTrainer(model=model, teacher_model=copy.deepcopy(model), args=make_args(tmp_path / "d", **args),
+                               eval_dataset=rows, data_collator=tiny.collate)  # fmt: skip
+    baseline = LabelsTrainer(model=model, args=make_args(tmp_path / "l", **args), eval_dataset=rows,
+                             data_collator=tiny.collate)  # fmt: skip
+    loss = ours.evaluate()["eval_loss"]
+    assert loss == pytest.approx(baseline.evaluate()["eval_loss"], rel=1e-5)
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in tiny.collate(rows.rows).items() if k != "labels"}).logits
+    labels = torch.tensor([row["labels"] for row in rows.rows])
+    batches = [(5, 10), (10, 15), (15, 16)]  # the labelled batches, weighted by their rows
+    expected = sum(reference_loss("class", logits[b:e], labels[b:e], 0.1) * (e - b) for b, e in batches) / 11
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["class", "regression", "token"])
 def test_a_compiled_model_keeps_the_summed_loss(tmp_path, kind):
     # Trainer hands compute_loss the torch.compile'd model; unwrapped with accelerate's default

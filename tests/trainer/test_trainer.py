@@ -711,3 +711,20 @@ def test_only_causal_lms_count_as_causal():
     # XLM's LM head model is in transformers' causal and masked maps alike, and its loss does not shift: a masked LM
     xlm = XLMWithLMHeadModel(XLMConfig(vocab_size=tiny.VOCAB_SIZE, emb_dim=16, n_layers=1, n_heads=2, causal=False))
     assert not is_causal_lm(xlm)
+
+
+def test_a_trainer_whose_terms_never_read_the_teacher_says_it_still_runs(tmp_path, caplog):
+    # alpha_kd=0 and no other teacher term: the teacher ran forward on every step for nothing, silently
+    teacher, student = tiny.classifier(layers=2, seed=0), tiny.classifier(layers=1, seed=1)
+    calls = []
+    teacher.register_forward_hook(lambda *args: calls.append(1))
+    with caplog.at_level("WARNING", logger="hf_distill.trainer.student_setup"):
+        trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_kd=0.0, alpha_task=1.0,
+                               max_steps=2)  # fmt: skip
+    assert "No active loss term reads the teacher" in caplog.text and "on every step" in caplog.text
+    trainer.train()
+    assert len(calls) == 2  # as said: the teacher still ran
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_distill.trainer.student_setup"):
+        make_trainer(tmp_path / "kd", tiny.classifier(layers=1, seed=1), teacher, tiny.class_rows(8), max_steps=2)
+    assert "No active loss term reads the teacher" not in caplog.text
