@@ -25,7 +25,9 @@ class DistillationTrainingArguments(TrainingArguments):
     The training loss is ``alpha_kd * KD + alpha_task * TASK + alpha_cos * COS``, where KD is the
     temperature-squared KL divergence from the teacher's softened distribution to the student's (mean squared error
     to the teacher's predictions for regression heads), TASK is the student's ordinary supervised loss on the
-    batch's labels, and COS (off by default) is the cosine distance between the two models' last hidden states.
+    batch's labels, and COS (off by default) is the cosine distance between the two models' last hidden states;
+    ``alpha_hidden``, ``alpha_attention`` and ``alpha_value_relation`` (off by default) add the intermediate-layer
+    terms (hidden-state MSE, last-layer attention KL, value-relation KL; the table of terms in `loss_terms.py`).
     """
 
     temperature: float = field(

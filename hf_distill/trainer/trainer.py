@@ -55,7 +55,8 @@ class DistillationTrainer(
 ):
     """[`~transformers.Trainer`] that distils a frozen `teacher_model` into `model` (the student).
 
-    The training loss is ``alpha_kd * KD + alpha_task * TASK`` (+ ``alpha_cos * COS`` when alpha_cos > 0; see
+    The training loss is ``alpha_kd * KD + alpha_task * TASK`` (+ ``alpha_cos * COS``, and the intermediate-layer
+    terms ``alpha_hidden``, ``alpha_attention``, ``alpha_value_relation``, when > 0; see
     [`DistillationTrainingArguments`]), the table of terms in `loss_terms.py`; a term of weight 0 is not computed
     (the teacher itself runs whatever the weights: with no term reading it, a warning says so):
 
@@ -81,7 +82,8 @@ class DistillationTrainer(
         model (`PreTrainedModel`): the student; trained, saved and checkpointed like any Trainer model.
         teacher_model (`PreTrainedModel`): the teacher; frozen, never in the optimizer or a checkpoint. Prepared in
             place, with no second copy of its weights: frozen (`requires_grad` off, eval mode), moved to the
-            training device and, under bf16, cast to bfloat16 (half-precision weights to float32 without bf16).
+            training device and, under bf16, cast to bfloat16 (half-precision weights to float32 without bf16); a
+            quantized teacher is moved, never cast, and one spread by a `device_map` stays where it is.
             Pass a copy (`copy.deepcopy`) to keep the object you hold as it was.
         args (`DistillationTrainingArguments`): training arguments with `temperature`, `alpha_kd`, `alpha_task`,
             `alpha_cos`.
