@@ -1278,7 +1278,7 @@ def _embedding_section(results: dict) -> list[str]:
         verdict = "(h) runs for it" if task in embedding_tasks() else "(h) does not run for it"
         lines.append(
             f"- {task} ({found['held_out_train_rows']:,} held-out train rows, {found['metric']}, their teacher "
-            f"{100 * found['teacher']:.1f}): {scores}; best {found['best']}: {verdict}."
+            f"{_score_text(found['teacher'])}): {scores}; best {found['best']}: {verdict}."
         )
         line = _against_e_line(task, results["tasks"].get(task, {}), "ours_embedding", "(h)", "copies'")
         lines += [line] if line else []
@@ -1697,6 +1697,8 @@ def _gap(found: dict | None, used: set[str]) -> str:
     (setting,) = used
     if setting not in found["scores"]:
         return "not in the grid"
+    if not _finite({setting: found["scores"][setting]}):
+        return "no finite score"
     gap = 100 * (found["scores"][found["best"]] - found["scores"][setting])
     return "the best" if gap == 0 else f"{gap:.2f} points below"
 
@@ -2263,10 +2265,12 @@ def _strict(value):
 
 def _points(scores: dict) -> str:
     """A search's points and their held-out scores, x100, for the text; a point without a finite score says so."""
-    return ", ".join(
-        f"{name}: {100 * score:.1f}" if score is not None and math.isfinite(score) else f"{name}: no finite score"
-        for name, score in scores.items()
-    )
+    return ", ".join(f"{name}: {_score_text(score)}" for name, score in scores.items())
+
+
+def _score_text(score: float | None) -> str:
+    """A held-out score x100, or "no finite score" (null in search.json: NaN or infinite when it ran)."""
+    return f"{100 * score:.1f}" if score is not None and math.isfinite(score) else "no finite score"
 
 
 def _save_search(task: str, key: str, scores: dict, shared: dict) -> None:

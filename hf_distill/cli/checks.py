@@ -88,7 +88,9 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
     # onnx/ is ours only as far as it holds our exports: a file of the user's there would be pushed with the student
     # (and a user's model.onnx beside it replaced)
     exports = output_dir / "onnx"
-    if exports.is_dir():
+    if exports.exists() and not exports.is_dir():
+        others.append("onnx (a file where the exports' folder goes)")
+    elif exports.is_dir():
         others += sorted(f"onnx/{path.name}" for path in exports.iterdir() if path.name not in ONNX_FOLDER_FILES)
     if others:
         named = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")

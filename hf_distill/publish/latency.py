@@ -21,6 +21,7 @@ __all__ = [
     "check_timing",
     "count_parameters",
     "cpu_model",
+    "cpu_name",
     "latency_device",
     "latency_dtype",
     "measure_latencies_ms",
@@ -43,6 +44,13 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_name() -> str:
+    """The CPU model for a sentence: "AMD EPYC CPU", "Intel(R) Xeon(R) CPU @ 2.20GHz", "AMD EPYC 7B13 64-Core
+    Processor" (no second "CPU")."""
+    name = cpu_model()
+    return name if {"CPU", "Processor"} & set(name.split()) else f"{name} CPU"
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -198,7 +198,7 @@ def environment(device: Any = None) -> tuple[str, str]:
 
     import hf_distill
 
-    from .latency import cpu_model
+    from .latency import cpu_name
 
     # the one device the latency ran on, not the machine's GPUs (a --use_cpu run on a GPU machine times the CPU)
     device = torch.device(device) if device is not None else None
@@ -206,7 +206,7 @@ def environment(device: Any = None) -> tuple[str, str]:
     if kind == "cuda":
         hardware = f"one {torch.cuda.get_device_name(device.index if device and device.index is not None else 0)}"
     elif kind == "cpu":
-        hardware = f"{cpu_model()} CPU, {torch.get_num_threads()} threads"
+        hardware = f"{cpu_name()}, {torch.get_num_threads()} threads"
     else:
         hardware = f"{kind} ({platform.machine()})"
     versions = ", ".join(
@@ -441,7 +441,8 @@ def _deployment_section(data: ModelCardData) -> str:
     return (
         f"\n## Deployment: the exported student, re-scored\n\nThe files in `onnx/` (token ids in, float32 logits "
         f"out; the int8 file's weights are int8), {where}, on the same evaluation set; {closeness}. Each speed-up "
-        "divides the float32 PyTorch student's latency on that CPU, timed in turns with the file, by the file's."
+        "divides the float32 PyTorch student's latency on that CPU, timed in blocks in turns with the file's, by the "
+        "file's."
         f"\n\n{format_deployment_table(data)}\n"
     )
 

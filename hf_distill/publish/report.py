@@ -137,7 +137,7 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
             # against those same weights there, in this process alone. Never under the run's half-precision autocast
             # (its rounding would count as the export's) or a GPU's TF32; and no Trainer: under an engine (even on one
             # process) its evaluation loop would prepare the student for the engine again, and with several ranks
-            # split the rows. Each file's speed-up is against this copy, timed in turns with the file.
+            # split the rows. Each file's speed-up is against this copy, timed in blocks in turns with the file.
             on_cpu = copy.deepcopy(unwrap(student)).to(device="cpu", dtype=torch.float32).eval()
             eval_batch = trainer.args.per_device_eval_batch_size
             torch_logits = _predict_here(on_cpu, dataset, collator, names, batch_size=eval_batch)

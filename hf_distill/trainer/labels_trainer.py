@@ -45,7 +45,8 @@ class LabelsTrainer(WholeBatchCountsMixin, EveryEvaluationRowMixin, Trainer):
     not -100. A row marks "no label" as in `DistillationTrainer` (-100 for classification, NaN for regression) and
     never enters the training loss. `label_smoothing_factor` applies to the classification heads only. Evaluation
     reports the model's own loss (a NaN-labelled regression row makes its batch's loss NaN, as a plain Trainer's,
-    and Trainer then leaves that whole batch, its labelled rows too, out of `eval_loss`). Other
+    and Trainer, with `logging_nan_inf_filter` on, its default, then leaves that whole batch, its labelled rows too,
+    out of `eval_loss`). Other
     heads keep the model's own loss, averaged over the micro-batches of a step (exact when they are the same size);
     with a `compute_loss_func` this is a plain `Trainer`.
 

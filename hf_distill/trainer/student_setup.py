@@ -66,7 +66,8 @@ class StudentSetupMixin:
         arguments changed before a `train()`)."""
         self._hidden_pairs = None  # (student, its layer pairs): hidden_layer_map may have changed
         self._loss_terms = active_terms(self.args)
-        if all(term.name == "task" for term, _ in self._loss_terms):
+        if all(term.name == "task" for term, _ in self._loss_terms) and not getattr(self, "_said_no_teacher", False):
+            self._said_no_teacher = True  # once: a search trial rebuilds the terms, with the same weights or others
             # the teacher still runs every step (or builds its cache): nothing reads it
             logger.warning(
                 "No active loss term reads the teacher (alpha_kd, alpha_cos, alpha_hidden, alpha_attention and "

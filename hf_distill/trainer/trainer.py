@@ -312,8 +312,9 @@ class DistillationTrainer(
         if labels.is_floating_point() or kind == "regression" or (kind == "token" and causal):
             return loss
         total = task_sum(logits, labels, kind, label_smoothing=self.args.label_smoothing_factor)
-        # 0 / 0 = NaN for a batch with no labelled row, as the model's own loss and LabelsTrainer's give (Trainer
-        # leaves such a batch out of eval_loss); a clamp made it 0, weighed in by the batch's rows
+        # 0 / 0 = NaN for a batch with no labelled row, as the model's own loss and LabelsTrainer's give (Trainer,
+        # with logging_nan_inf_filter on, its default, leaves such a batch out of eval_loss, which is NaN only when
+        # every batch is); a clamp made it 0, weighed in by the batch's rows
         return total / (labels != -100).sum()
 
     def _output_kind(self, student_logits: torch.Tensor) -> str:

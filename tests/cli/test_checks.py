@@ -142,3 +142,8 @@ def test_an_onnx_folder_is_ours_only_as_far_as_it_holds_our_exports(tmp_path):
     (tmp_path / "onnx" / "notes.md").write_text("mine")
     with pytest.raises(ValueError, match=r"holds files hf-distill did not write \(onnx/notes\.md\)"):
         check_output_dir(tmp_path, False, None)
+    file = tmp_path / "file"
+    file.mkdir()
+    (file / "onnx").write_text("not a folder")  # removing the exports from it crashed after training
+    with pytest.raises(ValueError, match=r"did not write \(onnx \(a file where the exports' folder goes\)\)"):
+        check_output_dir(file, False, None)

@@ -96,3 +96,14 @@ def test_a_model_already_on_the_device_in_the_dtype_is_timed_as_it_is_and_never_
     half = latency._on(model, torch.device("cpu"), torch.bfloat16)
     assert half is not model and next(half.parameters()).dtype == torch.bfloat16
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_the_cpu_is_named_once_by_its_model(monkeypatch):
+    # platform.processor() is empty on Linux: the card read "x86_64 CPU"; Intel's names hold "CPU" already
+    from hf_distill.publish import latency
+
+    assert latency.cpu_model().strip() not in ("", "unknown", "x86_64")
+    intel, amd = "Intel(R) Xeon(R) CPU @ 2.20GHz", "AMD EPYC 7B13 64-Core Processor"
+    for model, said in [("AMD EPYC", "AMD EPYC CPU"), (intel, intel), (amd, amd)]:
+        monkeypatch.setattr(latency, "cpu_model", lambda model=model: model)
+        assert latency.cpu_name() == said

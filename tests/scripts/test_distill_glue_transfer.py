@@ -402,7 +402,7 @@ def test_export_onnx_and_int8_rescored_in_results_and_card(tmp_path, teacher_fol
     assert f" {speedup:.2f}x |" in card.split("| student, ONNX fp32 |")[1].splitlines()[0]
     int8_speedup = results["onnx_int8_reference_latency_ms_batch1"] / results["onnx_int8_latency_ms_batch1"]
     assert f" {int8_speedup:.2f}x |" in card.split("| student, ONNX int8 |")[1].splitlines()[0]
-    assert "timed in turns with the file" in card and "run with onnxruntime " in card
+    assert "timed in blocks in turns with the file's" in card and "run with onnxruntime " in card
     from hf_distill.publish.latency import cpu_model
 
     assert f"on {cpu_model()} CPU, " in card and " threads, on the same evaluation set" in card

@@ -722,6 +722,10 @@ def test_a_trainer_whose_terms_never_read_the_teacher_says_it_still_runs(tmp_pat
         trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_kd=0.0, alpha_task=1.0,
                                max_steps=2)  # fmt: skip
     assert "No active loss term reads the teacher" in caplog.text and "on every step" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_distill.trainer.student_setup"):
+        trainer._rebuild_loss_terms()  # as every search trial does: said once
+    assert "No active loss term reads the teacher" not in caplog.text
     trainer.train()
     assert len(calls) == 2  # as said: the teacher still ran
     caplog.clear()
