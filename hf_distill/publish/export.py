@@ -431,21 +431,20 @@ def _score(
     `export_and_score`), before any timing."""
     classifier = OnnxClassifier(path)
     metrics, logits = evaluate_onnx(classifier, dataset, collator, compute_metrics)
-    bad = int(np.sum(~np.isfinite(logits).reshape(len(logits), -1).all(axis=-1))) if len(logits) else 0
+    reference = None if torch_logits is None else np.asarray(torch_logits, dtype=np.float32)
+    # the student's own logits first: a diverged student's file is NaN too, and the student is the cause
+    diverged = _rows_not_finite(reference) if reference is not None else 0
+    if diverged:
+        raise ValueError(
+            f"the PyTorch student's own logits hold NaN or infinite values on {diverged} of the {len(reference)} "
+            "rows (its training diverged): there is no student to check the file against"
+        )
+    bad = _rows_not_finite(logits)
     if bad:
         raise ValueError(f"its logits hold NaN or infinite values on {bad} of the {len(logits)} rows")
     results = {f"eval_{key}": value for key, value in metrics.items()}
     results["size_bytes"] = path.stat().st_size
-    if torch_logits is not None:
-        reference = np.asarray(torch_logits, dtype=np.float32)
-        diverged = (
-            int(np.sum(~np.isfinite(reference).reshape(len(reference), -1).all(axis=-1))) if len(reference) else 0
-        )
-        if diverged:
-            raise ValueError(
-                f"the PyTorch student's own logits hold NaN or infinite values on {diverged} of the {len(reference)} "
-                "rows (its training diverged): there is no student to check the file against"
-            )
+    if reference is not None:
         results["agreement"] = _agreement(logits, reference)
         largest = float(np.max(np.abs(logits - reference), initial=0.0))
         results["max_abs_logit_diff"] = largest
@@ -481,6 +480,11 @@ def _score(
         results[f"latency_ms_batch{batch_size}"] = statistics.median(onnx_ms)
         results[f"reference_latency_ms_batch{batch_size}"] = statistics.median(torch_ms)
     return results
+
+
+def _rows_not_finite(logits: np.ndarray) -> int:
+    """How many rows of `logits` hold a NaN or an infinite value."""
+    return int(np.sum(~np.isfinite(logits).reshape(len(logits), -1).all(axis=-1))) if len(logits) else 0
 
 
 def onnx_runtime() -> str:

@@ -370,6 +370,12 @@ def test_an_fp32_file_that_does_not_compute_the_student_fails_and_is_removed(tmp
     nan[3] = np.nan  # a diverged student: its own logits hold a NaN, which is not the file's fault
     with pytest.raises(ExportError, match=r"the PyTorch student's own logits hold NaN or infinite values on 1 of"):
         export_and_score(model, tmp_path, ("onnx",), **data, torch_logits=nan)
+    diverged = copy.deepcopy(model)
+    with torch.no_grad():
+        diverged.classifier.weight.fill_(float("nan"))  # its file computes NaN too: the student is still named
+    on_cpu = torch_logits(diverged, dataset, tiny.collate)
+    with pytest.raises(ExportError, match=r"the PyTorch student's own logits hold NaN or infinite values on 12 of"):
+        export_and_score(diverged, tmp_path, ("onnx",), **data, torch_logits=on_cpu)
     right = torch_logits(model, dataset, tiny.collate)
     with caplog.at_level("WARNING", logger="hf_distill.publish.export"):
         scores = export_and_score(model, tmp_path, ("onnx",), **data, torch_logits=right)
