@@ -470,9 +470,9 @@ def _score(
             results[f"latency_ms_batch{batch_size}"] = measure_onnx_latency_ms(classifier, batch)
             continue
         # In blocks taken in turns, each with its own warm-up, not pass by pass: after each pass onnxruntime's and
-        # torch's idle threads keep spinning and take the cores from the other runtime (measured once, the 3-layer
-        # MiniLM student on 2 cores: pass by pass, torch's batch-1 latency doubled, 6.8 -> 14.4 ms, and the
-        # speed-up read 5.7x for 3.6x). Blocks in turns still spread a burst of load over both.
+        # torch's idle threads keep spinning and take the cores from the other runtime (seen once on 2 cores with a
+        # scratch script the project does not keep: pass by pass, the speed-up read far too high). Blocks in turns
+        # still spread a burst of load over both.
         onnx_ms, torch_ms = [], []
         for _ in range(LATENCY_BLOCKS):
             onnx_ms.append(measure_onnx_latency_ms(classifier, batch, min_seconds=0.2))
