@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, DataCollatorWithPadding
+from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
 from hf_distill.cli.arguments import parse_arguments
 from hf_distill.cli.checks import check_before_loading
@@ -27,7 +27,7 @@ from hf_distill.cli.mlm_models import fitting_multiple, load_mlm_models, rank_ma
 from hf_distill.cli.training import script_training_defaults, train_and_save
 from hf_distill.publish.model_card import corpus_card_name, describe_student
 from hf_distill.publish.report import publish_student
-from hf_distill.tasks.corpus import fixed_masks, load_corpus, tokenize_corpus
+from hf_distill.tasks.corpus import MaskingCollator, fixed_masks, load_corpus, tokenize_corpus
 from hf_distill.tasks.mlm_metrics import MLM_METRICS, score_masked_lm
 from hf_distill.trainer import DistillationTrainer
 from hf_distill.trainer.teacher import gather_for_main_process
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         raw, models.tokenizer, max_seq_length=data_args.max_seq_length, line_by_line=data_args.line_by_line
     )
     script_training_defaults(training_args)
-    masking = DataCollatorForLanguageModeling(
+    masking = MaskingCollator(
         models.tokenizer,
         mlm_probability=data_args.mlm_probability,
         pad_to_multiple_of=fitting_multiple(training_args.pad_to_multiple_of, data_args.max_seq_length, models),

@@ -46,7 +46,9 @@ _FIXED_ARGUMENTS = (
     "lr_scheduler_type", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon", "optim", "fp16", "bf16",
     "seed", "data_seed", "max_steps", "label_smoothing_factor", "train_sampling_strategy", "world_size",
     "lr_scheduler_kwargs", "optim_args", "dataloader_drop_last", "tf32", "torch_compile", "neftune_noise_alpha",
-    "average_tokens_across_devices", "full_determinism", "fp16_full_eval", "bf16_full_eval",
+    "average_tokens_across_devices", "full_determinism", "fp16_full_eval", "bf16_full_eval", "use_cpu",
+    "auto_find_batch_size", "use_liger_kernel", "torch_compile_backend", "torch_compile_mode", "fsdp", "fsdp_config",
+    "deepspeed",
 )  # fmt: skip
 
 
@@ -121,6 +123,9 @@ def run_hp_search(
         output_dir=str(output_dir / "hp_search"),
         save_strategy="no",
         eval_strategy="no",
+        # an evaluation before the first step would hand the untrained student's score to the search as the
+        # trial's objective, and transformers' optuna loop then skips the one after training: every trial tied
+        eval_on_start=False,
         load_best_model_at_end=False,
         report_to="none",
         # One cache for the trials and the final student: the same teacher over the same rows.
@@ -216,6 +221,7 @@ def _search_fingerprint(student, teacher, args, train_dataset, search_dataset, o
     fixed = {k: v for k, v in fixed.items() if k not in (*SEARCHED_SETTINGS, "teacher_cache_dir")}
     parts = {
         "objective": objective_metric,
+        "device": args.device.type,  # trials scored on a GPU are not resumed beside a CPU's
         "arguments": json.dumps(fixed, sort_keys=True, default=str),
         "student": fingerprint_model(student),
         "teacher": fingerprint_model(teacher),

@@ -32,7 +32,11 @@ class MlmDataArguments:
     validation_file: str | None = field(default=None, metadata={"help": "Held-out text, same format as train_file."})
     validation_split_size: int | None = field(
         default=None,
-        metadata={"help": "Without validation_file: hold out this many lines (a fixed, seeded split) to score on."},
+        metadata={
+            "help": "Without validation_file: hold out this many lines (drawn at random, seeded) to score on; the "
+            "rest train in corpus order. A Hub dataset without a validation split holds out 5% of its lines (at "
+            "most 10,000) unless this is given."
+        },
     )
     max_seq_length: int = field(
         default=128,
@@ -48,9 +52,9 @@ class MlmDataArguments:
     max_train_samples: int | None = field(
         default=None,
         metadata={
-            "help": "Train on N corpus lines only (before packing): the first N of the corpus with validation_file "
-            "or a Hub validation split; with validation_split_size, N of the lines left once the held-out lines are "
-            "taken, after a fixed, seeded shuffle of the whole corpus (so not its first N)."
+            "help": "Train on N corpus lines only (before packing), in corpus order: the first N of the corpus "
+            "with validation_file or a Hub validation split; with validation_split_size, the first N of the lines "
+            "left once the held-out lines (drawn at random) are taken out."
         },
     )
     max_eval_samples: int | None = field(

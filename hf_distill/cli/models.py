@@ -141,6 +141,7 @@ def finetune_teacher(teacher, tokenizer, train_dataset, collator, model_args, tr
         num_train_epochs=model_args.teacher_num_train_epochs,
         learning_rate=model_args.teacher_learning_rate,
         eval_strategy="no",
+        eval_on_start=False,  # there is no eval set: transformers would fail as the fine-tune starts
         save_strategy="no",
         load_best_model_at_end=False,
         report_to="none",

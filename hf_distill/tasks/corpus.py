@@ -6,7 +6,11 @@ batch (1,000 lines) are concatenated with a [SEP] between two lines (as between 
 dropped: a block then holds one or two tokens fewer). The batch's remainder shorter than a block is dropped, except
 in a batch too short to fill one block (a small corpus or held-out set, or a last batch of a few lines), which is
 kept as one shorter block: the collator pads it to its batch's longest block (padding is never masked).
-`line_by_line` keeps one (truncated, padded) example per line instead.
+`line_by_line` keeps one (truncated, padded) example per line instead; a warning counts the lines and tokens cut.
+Literal special-token text in a line ("[MASK]", "[SEP]") is tokenised as text, not as the special id.
+
+Held-out lines (`--validation_split_size`) are drawn at random (seeded); the training lines keep the corpus's order,
+so that a block holds consecutive text.
 
 Which tokens may be masked is decided by the collator alone (every special id of the tokenizer: [CLS], [SEP], [PAD],
 [UNK], [MASK]), in training and for the held-out masks alike: the blocks carry no `special_tokens_mask` of their own
@@ -18,17 +22,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 from pathlib import Path
 
 import datasets
 import torch
+from transformers import DataCollatorForLanguageModeling
 
 from .files import _not_text, _opening, _read_records, _text
 
-__all__ = ["fixed_masks", "load_corpus", "tokenize_corpus"]
+__all__ = ["MaskingCollator", "fixed_masks", "load_corpus", "tokenize_corpus"]
 
 HELD_OUT_SEED = 42
+_CUT = "_tokens_cut"  # line_by_line's count of each line's tokens past max_seq_length (a column dropped again)
+# 5% of bookcorpus is 3.7M lines, each masked in Python and scored by both models: enough lines to score on, and no
+# more, when the corpus names no held-out split and --validation_split_size is not given
+DEFAULT_HELD_OUT_CAP = 10_000
 
 logger = logging.getLogger(__name__)
 
@@ -107,18 +117,26 @@ def load_corpus(data_args) -> datasets.DatasetDict:
     if not splits["train"]:
         raise ValueError("The corpus holds no text: every line is empty. Pass a file with text in it.")
     if "validation" not in splits:
-        size = data_args.validation_split_size or max(1, len(splits["train"]) // 20)
+        size = data_args.validation_split_size
+        if size is None:  # a Hub dataset without a validation split: 5% of its lines, at most DEFAULT_HELD_OUT_CAP
+            size = max(1, min(len(splits["train"]) // 20, DEFAULT_HELD_OUT_CAP))
+            logger.info("Holding out %d of the corpus's %d lines to score on (--validation_split_size).", size,
+                        len(splits["train"]))  # fmt: skip
         if size >= len(splits["train"]):
             raise ValueError(
                 f"--validation_split_size {size} leaves no training text: the corpus has {len(splits['train'])} lines."
             )
-        lines = list(splits["train"])
-        random.Random(HELD_OUT_SEED).shuffle(lines)
-        held_out = lines[:size]
-        # a line the corpus repeats (a retweet, a boilerplate sentence) is held out or trained on, never both: its
-        # copies left in train would be scored as held-out text the student has seen
-        seen = set(held_out)
-        train = [line for line in lines[size:] if line not in seen]
+        lines = splits["train"]
+        order = list(range(len(lines)))
+        random.Random(HELD_OUT_SEED).shuffle(order)
+        drawn = order[:size]
+        held_out = [lines[index] for index in drawn]  # in the draw's order: --max_eval_samples keeps a random few
+        # The training lines stay in corpus order: blocks pack consecutive lines, and a shuffled corpus made every
+        # block a string of unrelated sentences (a book's, a document's context lost). A line the corpus repeats (a
+        # retweet, a boilerplate sentence) is held out or trained on, never both: its copies left in train would be
+        # scored as held-out text the student has seen.
+        seen, taken = set(held_out), set(drawn)
+        train = [line for index, line in enumerate(lines) if index not in taken and line not in seen]
         if len(train) < len(lines) - size:
             logger.info(
                 "Dropped %d training line(s) that repeat a held-out line, so the held-out lines stay unseen.",
@@ -149,9 +167,24 @@ def tokenize_corpus(raw: datasets.DatasetDict, tokenizer, *, max_seq_length: int
     if line_by_line:
 
         def encode(batch):
-            return tokenizer(batch["text"], truncation=True, max_length=max_seq_length)
+            # split_special_tokens: a literal "[MASK]" or "[SEP]" in the text is text, not the special id (an
+            # unlabelled [MASK] for the model, or a false sentence boundary)
+            whole = tokenizer(batch["text"], split_special_tokens=True)
+            cut = tokenizer(batch["text"], truncation=True, max_length=max_seq_length, split_special_tokens=True)
+            return {**cut, _CUT: [len(a) - len(b) for a, b in zip(whole["input_ids"], cut["input_ids"])]}
 
-        return raw.map(encode, batched=True, remove_columns=["text"])
+        encoded = raw.map(encode, batched=True, remove_columns=["text"])
+        for name, split in encoded.items():
+            dropped = [count for count in split[_CUT] if count]
+            if dropped:
+                logger.warning(
+                    "%d of the %d %s lines are longer than --max_seq_length %d tokens and were cut (%d tokens "
+                    "dropped, %.1f%% of the split's): drop --line_by_line to pack the text into blocks instead, or "
+                    "raise --max_seq_length.",
+                    len(dropped), len(split), name, max_seq_length, sum(dropped),
+                    100 * sum(dropped) / (sum(dropped) + sum(map(len, split["input_ids"]))),
+                )  # fmt: skip
+        return encoded.remove_columns(_CUT)
 
     body = max_seq_length - 2  # room for [CLS] and [SEP]
     first, last = tokenizer.cls_token_id, tokenizer.sep_token_id
@@ -163,7 +196,7 @@ def tokenize_corpus(raw: datasets.DatasetDict, tokenizer, *, max_seq_length: int
     def pack(batch):
         ids = []
         for text in batch["text"]:
-            tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+            tokens = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
             if ids and tokens and boundary is not None:
                 ids.append(boundary)
             ids.extend(tokens)
@@ -177,6 +210,20 @@ def tokenize_corpus(raw: datasets.DatasetDict, tokenizer, *, max_seq_length: int
     return raw.map(pack, batched=True, batch_size=1000, remove_columns=["text"])
 
 
+class MaskingCollator(DataCollatorForLanguageModeling):
+    """`DataCollatorForLanguageModeling` whose `seed` holds in any process: its generator is seeded with `seed` (plus
+    the DataLoader worker's id in a worker, as transformers does).
+
+    transformers 5.25 refuses a seeded collator in any process not named "MainProcess" outside a DataLoader worker,
+    so a run started by `notebook_launcher` or `torch.multiprocessing.spawn` (processes named "SpawnProcess-N")
+    failed at its first batch, after its models had loaded."""
+
+    def create_rng(self, return_tensors=None):
+        worker = torch.utils.data.get_worker_info()
+        self.generator = self.get_generator(self.seed + (worker.id if worker is not None else 0), return_tensors)
+        self._generator_pid = os.getpid()
+
+
 def fixed_masks(dataset: datasets.Dataset, collator, *, seed: int) -> datasets.Dataset:
     """`dataset` masked once by `collator` (a `DataCollatorForLanguageModeling`) under `seed`: teacher and student are
     then scored on exactly the same masked positions, whatever the training's seed.
@@ -188,9 +235,9 @@ def fixed_masks(dataset: datasets.Dataset, collator, *, seed: int) -> datasets.D
     rows = [{k: v for k, v in dataset[i].items() if k != "special_tokens_mask"} for i in range(len(dataset))]
     # and under `seed`, not the collator's own (a training collator's per-rank seed would give each rank other masks)
     collator = dataclasses.replace(collator, pad_to_multiple_of=None, seed=None)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    # the CPU generator alone, put back after: torch.manual_seed also reseeded every CUDA generator of the caller
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
         columns = {"input_ids": [], "attention_mask": [], "labels": []}
         for start in range(0, len(rows), 256):
             batch = collator([dict(row) for row in rows[start : start + 256]])
@@ -199,8 +246,6 @@ def fixed_masks(dataset: datasets.Dataset, collator, *, seed: int) -> datasets.D
                 columns["input_ids"].append(batch["input_ids"][i][real].tolist())
                 columns["attention_mask"].append([1] * int(real.sum()))
                 columns["labels"].append(batch["labels"][i][real].tolist())
-    finally:
-        torch.random.set_rng_state(state)
     if not any(label != -100 for labels in columns["labels"] for label in labels):
         maskable = sum(_maskable_tokens(row, collator.tokenizer) for row in rows)
         raise ValueError(

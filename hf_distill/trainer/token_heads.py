@@ -65,7 +65,7 @@ class CountedPositions:
                 f"the output head got hidden states of shape {tuple(hidden.shape)} but the counted-position mask has "
                 f"shape {tuple(self._mask.shape)}; set token_kd_gather_positions=False for this model."
             )
-        selected = hidden[self._mask]  # (N, D)
+        selected = hidden[self._mask.to(hidden.device)]  # (N, D); a teacher spread by device_map: its own device
         if self._defer:
             self.kept[id(module)] = selected
             device = hidden.device.type

@@ -143,3 +143,13 @@ def test_under_zero3_a_teacher_a_student_is_built_from_is_loaded_whole(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     shapes = json.loads(result.stdout.strip().splitlines()[-1])
     assert shapes == {"teacher": [tiny.VOCAB_SIZE, 32], "student": [tiny.VOCAB_SIZE, 32]}
+
+
+def test_eval_on_start_does_not_stop_the_teachers_fine_tune_which_has_no_eval_set(tmp_path, monkeypatch):
+    # the student's run may evaluate before its first step; the teacher's fine-tune, with no eval set, failed as it
+    # started (after the models had loaded)
+    finetuned, trained = finetune(
+        tmp_path, monkeypatch, tiny.classifier(layers=2, seed=0), tiny.class_rows(16, seed=3),
+        eval_strategy="epoch", eval_on_start=True,
+    )  # fmt: skip
+    assert finetuned is trained and (tmp_path / "teacher" / "model.safetensors").exists()

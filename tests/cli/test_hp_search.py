@@ -43,7 +43,9 @@ def accuracy(prediction) -> dict[str, float]:
     return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
 
 
-def search(tmp_path, n_trials: int, *, teacher_seed: int = 0, restart: bool = False, monkeypatch=None) -> list:
+def search(
+    tmp_path, n_trials: int, *, teacher_seed: int = 0, restart: bool = False, monkeypatch=None, **arguments
+) -> list:
     """Runs run_hp_search on tiny models; returns one entry per trial that trained in this call."""
     import tiny
 
@@ -54,7 +56,7 @@ def search(tmp_path, n_trials: int, *, teacher_seed: int = 0, restart: bool = Fa
     student = build_student(teacher, layers=[0])
     args = DistillationTrainingArguments(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, use_cpu=True, report_to="none",
-        disable_tqdm=True, save_strategy="no", seed=3, cache_teacher_logits=True,
+        disable_tqdm=True, save_strategy="no", seed=3, cache_teacher_logits=True, **arguments,
     )  # fmt: skip
     trained = []
     original = hp_search.DistillationTrainer.train
@@ -90,6 +92,43 @@ def test_a_search_run_again_resumes_and_a_larger_trial_count_extends_it(tmp_path
     assert len(extended) == 1 and resumed["resumed_after_trials"] == 2
     assert resumed["trials"][:2] == report["trials"]  # the finished trials, as the first run wrote them
     assert [row["trial"] for row in resumed["trials"]] == [0, 1, 2]
+
+
+def test_eval_on_start_leaves_every_trial_scored_after_its_training(tmp_path, monkeypatch):
+    # eval_on_start handed the untrained student's score to the search as each trial's objective, and transformers'
+    # optuna loop then skipped the evaluation after training: every trial tied, and trial 0 was "best"
+    def scores(folder, **arguments):
+        search(folder, 3, monkeypatch=monkeypatch, **arguments)
+        report = json.loads((folder / "out" / "hp_search.json").read_text())
+        return [row["eval_accuracy"] for row in report["trials"]]
+
+    plain = scores(tmp_path / "plain")
+    assert len(set(plain)) > 1  # the trials' settings do change their held-out score here
+    assert scores(tmp_path / "on_start", eval_on_start=True) == plain
+
+
+def test_the_search_fingerprint_tells_apart_devices_and_settings_that_change_a_trials_score(tmp_path, monkeypatch):
+    # a search stopped on a GPU and resumed on a CPU kept the GPU's trials beside the CPU's
+    import tiny
+    import torch
+
+    from hf_distill import DistillationTrainingArguments, build_student
+    from hf_distill.cli.hp_search import _search_fingerprint
+
+    teacher = tiny.classifier(layers=2, seed=0).eval()
+    student = build_student(teacher, layers=[0])
+    train, held = class_dataset(8, 1), class_dataset(4, 2)
+
+    def fingerprint(**arguments):
+        values = dict(output_dir=str(tmp_path), use_cpu=True, report_to="none", **arguments)
+        args = DistillationTrainingArguments(**values)
+        return _search_fingerprint(student, teacher, args, train, held, "eval_accuracy")
+
+    cpu = fingerprint()
+    assert fingerprint() == cpu
+    assert fingerprint(auto_find_batch_size=True) != cpu
+    monkeypatch.setattr(DistillationTrainingArguments, "device", property(lambda self: torch.device("cuda", 0)))
+    assert fingerprint() != cpu
 
 
 def test_every_trial_starts_from_the_given_students_weights_and_leaves_them_untouched(tmp_path, monkeypatch):

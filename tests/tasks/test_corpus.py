@@ -48,16 +48,31 @@ def test_a_hub_dataset_without_the_text_column_is_refused_naming_its_columns(tmp
         load_corpus(corpus_arguments(dataset_name=str(folder)))
 
 
-def test_max_train_samples_with_a_held_out_split_takes_lines_of_the_shuffled_corpus(tmp_path):
-    # what --max_train_samples' help says: with --validation_split_size the corpus is shuffled (seeded) before the cut
+def test_held_out_lines_are_drawn_at_random_and_the_training_lines_keep_the_corpus_order(tmp_path):
+    # the whole corpus was shuffled before the split, so blocks (which pack consecutive lines) strung together
+    # unrelated sentences; --max_train_samples keeps the first N training lines, as its help says
     corpus = tmp_path / "corpus.txt"
     lines = [f"line {i}" for i in range(40)]
     corpus.write_text("\n".join(lines) + "\n")
-    raw = load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=4, max_train_samples=5))
-    assert len(raw["train"]) == 5 and len(raw["validation"]) == 4
-    assert raw["train"]["text"] != lines[:5] and raw["train"]["text"] != lines[4:9]
-    assert not set(raw["train"]["text"]) & set(raw["validation"]["text"])
+    raw = load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=4))
+    held_out = raw["validation"]["text"]
+    assert len(held_out) == 4 and held_out != lines[:4] and held_out != sorted(held_out, key=lines.index)
+    assert raw["train"]["text"] == [line for line in lines if line not in held_out]
+    capped = load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=4, max_train_samples=5))
+    assert capped["train"]["text"] == raw["train"]["text"][:5] and capped["validation"]["text"] == held_out
     assert HELD_OUT_SEED == 42  # the draw is seeded: the same lines every run
+
+
+def test_a_hub_dataset_without_a_validation_split_holds_out_a_capped_share(tmp_path, monkeypatch):
+    # 5% of bookcorpus is 3.7M lines, each masked in Python and scored twice: capped
+    from hf_distill.tasks import corpus as module
+
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text\n" + "".join(f"line {i}\n" for i in range(400)))
+    assert len(load_corpus(corpus_arguments(dataset_name=str(folder)))["validation"]) == 20  # 5%
+    monkeypatch.setattr(module, "DEFAULT_HELD_OUT_CAP", 7)
+    assert len(load_corpus(corpus_arguments(dataset_name=str(folder)))["validation"]) == 7
 
 
 def test_a_corpus_shorter_than_one_block_is_one_shorter_block(tmp_path):
@@ -220,3 +235,67 @@ def test_a_hub_corpus_line_repeated_with_other_spaces_is_held_out_or_trained_on_
 def test_a_missing_local_dataset_is_one_line_naming_it(tmp_path):
     with pytest.raises(ValueError, match=r"--dataset_name '.*no_such_corpus' could not be loaded .* --train_file"):
         load_corpus(corpus_arguments(dataset_name=str(tmp_path / "no_such_corpus")))
+
+
+def test_literal_special_token_text_in_the_corpus_stays_text(tmp_path):
+    # "[MASK]" in a line became the real [MASK] id (never a label: the model saw a mask with no target), and "[SEP]"
+    # a false sentence boundary
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["see [MASK] and [SEP] here"] * 3})})
+    for line_by_line in (False, True):
+        ids = tokenize_corpus(raw, tokenizer, max_seq_length=64, line_by_line=line_by_line)["train"]["input_ids"]
+        assert tokenizer.mask_token_id not in ids[0]
+        # [SEP]s only where the packing or the tokenizer put them: the block's end, and between lines
+        assert ids[0].count(tokenizer.sep_token_id) == (1 if line_by_line else 3)
+
+
+def test_line_by_line_says_how_much_text_it_cut(tmp_path, caplog):
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    texts = ["the quick " * 20, "the quick", "quick " * 30]
+    raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts})})
+    with caplog.at_level("WARNING", logger="hf_distill.tasks.corpus"):
+        blocks = tokenize_corpus(raw, tokenizer, max_seq_length=16, line_by_line=True)["train"]
+    assert "_tokens_cut" not in blocks.column_names
+    assert [len(ids) for ids in blocks["input_ids"]] == [16, 4, 16]
+    cut = (40 + 2 - 16) + (30 + 2 - 16)
+    assert f"2 of the 3 train lines are longer than --max_seq_length 16 tokens and were cut ({cut} tokens" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_distill.tasks.corpus"):
+        tokenize_corpus(raw, tokenizer, max_seq_length=64, line_by_line=True)
+    assert "were cut" not in caplog.text
+
+
+def test_the_held_out_masks_leave_the_callers_cuda_generators_alone(tmp_path, monkeypatch):
+    # torch.manual_seed also reseeds every CUDA generator: a caller's GPU random state changed under it
+    import torch
+
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    raw = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"text": ["the quick fox"] * 8})})
+    blocks = tokenize_corpus(raw, tokenizer, max_seq_length=16, line_by_line=True)["validation"]
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    before = torch.random.get_rng_state()
+    first = fixed_masks(blocks, masking_collator(tokenizer), seed=4)["labels"]
+    assert reseeded == [] and torch.equal(torch.random.get_rng_state(), before)
+    assert fixed_masks(blocks, masking_collator(tokenizer), seed=4)["labels"] == first
+
+
+def test_a_seeded_masking_collator_works_in_a_spawned_process(tmp_path, monkeypatch):
+    # transformers refuses a seeded collator in a process not named MainProcess outside a DataLoader worker:
+    # notebook_launcher's and torch.multiprocessing.spawn's processes ("SpawnProcess-N") failed at their first batch
+    import multiprocessing
+
+    from hf_distill.tasks.corpus import MaskingCollator
+
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    rows = [{"input_ids": tokenizer("the quick fox the quick fox")["input_ids"]} for _ in range(4)]
+    in_main = MaskingCollator(tokenizer, mlm_probability=0.5, seed=11)(rows)
+    monkeypatch.setattr(multiprocessing.current_process(), "name", "SpawnProcess-1")
+    with pytest.raises(ValueError):
+        masking_collator(tokenizer, seed=11)(rows)  # transformers' own
+    spawned = MaskingCollator(tokenizer, mlm_probability=0.5, seed=11)(rows)
+    assert spawned["labels"].tolist() == in_main["labels"].tolist()  # the same seed, the same masks
+    other = MaskingCollator(tokenizer, mlm_probability=0.5, seed=12)(rows)
+    assert other["labels"].tolist() != in_main["labels"].tolist()
