@@ -1135,7 +1135,10 @@ def _transfer_section(results: dict) -> list[str]:
             "the held-out rows, each optuna trial (TPE, seeded) distils a fresh student on the remaining labelled",
             "rows plus their transfer set with its own T (not for STS-B's regression head, whose MSE has none),",
             "alpha_kd (alpha_task = 1 - alpha_kd), learning rate and epochs, and is scored on the held-out training",
-            "rows; dev is never looked at. Every trial",
+            "rows; dev is never looked at. The held-out rows are training rows beside the labelled ones, not among",
+            "them: their labels score the trials and train nothing, so a search reads the labels of the labelled",
+            "rows plus the held-out ones (SST-2's 1,000-label search: 2,000 labels in all; a strict few-label",
+            "budget would hold its search rows out of its labelled rows). Every trial",
             "(`docs/search.json`, `transfer_search`):",
             "",
         ]
