@@ -48,7 +48,11 @@ class TeacherCacheCollator:
     def _add_topk(self, batch: dict[str, Any], features: list[dict[str, Any]]) -> dict[str, Any]:
         k = self.top_k
         if k is None:
-            raise ValueError("TeacherCacheCollator needs top_k to read a token-level teacher cache.")
+            raise ValueError(
+                "TeacherCacheCollator needs top_k (the k its token-level teacher cache was built with) to read that "
+                "cache, got None: pass top_k=cache.top_k (the TeacherCache that prepare_teacher_cache() returns) or "
+                "set collator.top_k before collating."
+            )
         reference = batch.get("input_ids", batch.get("attention_mask", batch.get("labels")))
         mask = token_mask(batch.get("labels"), batch.get("attention_mask"), reference.shape, reference.device)
         log_probs = [np.asarray(row[TOPK_LOG_PROBS_COLUMN], dtype=np.float32) for row in features]

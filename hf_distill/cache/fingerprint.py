@@ -7,17 +7,21 @@ cache is never read.
 
 Not part of it, because code cannot be hashed faithfully: a custom teacher module's plain Python attributes and its
 `forward` code (a wrapper scaling the logits by `self.scale`, ensemble weights kept in a list). Keep such a setting in
-a buffer or parameter (`register_buffer`), which the state_dict hash sees, or rebuild the cache after changing it
-(delete its folder or pass another `teacher_cache_dir`).
+a buffer or parameter (`register_buffer`), which the hash sees (non-persistent buffers too), or rebuild the cache after
+changing it (delete its folder or pass another `teacher_cache_dir`).
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
+import re
+import types
 from typing import Any
 
 import datasets
@@ -40,7 +44,8 @@ _HASH_ROWS = 10_000  # rows hashed per Arrow slice: bounded memory on large data
 
 
 def fingerprint_model(model: nn.Module) -> str:
-    """sha256 of a model's class, config and every state_dict tensor (name, dtype, shape, bytes).
+    """sha256 of a model's class, config, every state_dict tensor and every non-persistent buffer (name, dtype,
+    shape, bytes).
 
     A custom wrapper's plain Python attributes (`self.scale = 0.5`) and its `forward` code are not part of it: keep a
     setting that changes the outputs in a buffer or parameter, or rebuild the cache (delete its folder, or pass
@@ -54,11 +59,21 @@ def fingerprint_model(model: nn.Module) -> str:
         skipped = {"_name_or_path", "transformers_version", "_commit_hash"}
         values = {key: value for key, value in config.to_dict().items() if key not in skipped}
         digest.update(json.dumps(values, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    state = model.state_dict()
+    for name, tensor in sorted(state.items()):
+        _hash_tensor(digest, name, tensor)
+    # Buffers registered with persistent=False (a scale, a mask, rotary tables) change the outputs as much, but
+    # state_dict() leaves them out.
+    buffers = dict(model.named_buffers())
+    for name in sorted(set(buffers) - set(state)):
+        _hash_tensor(digest, f"buffer:{name}", buffers[name])
     return digest.hexdigest()
+
+
+def _hash_tensor(digest: Any, name: str, tensor: torch.Tensor) -> None:
+    tensor = tensor.detach()
+    digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+    digest.update(tensor.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def fingerprint_rows(dataset: datasets.Dataset) -> str:
@@ -85,12 +100,17 @@ def collator_identity(collator: Any) -> str:
     factory's `pad_collator(8)` differs from `pad_collator(None)`); a `functools.partial` by its function and
     arguments; a bound method by its function and object; an object by its class, the code of its methods (its
     bases' too) and its public settings, in `__dict__` or `__slots__` (`padding`, `max_length`,
-    `pad_to_multiple_of`...; a wrapped collator described in turn); a numpy scalar, tensor or array by its value
-    (dtype, shape, bytes), a path by its text; a tokenizer by its whole state (its vocabulary, normalisation and
-    special tokens, and the settings that change its outputs: padding and truncation sides, model_max_length,
-    do_lower_case...). Not part of it: module-level globals a function reads, and private attributes (``self._n``),
-    which hold run-time state (a process id, a generator): keep a setting that changes the batches public, or delete
-    the cache."""
+    `pad_to_multiple_of`...; a wrapped collator described in turn) or in its class body (`max_length = 128`: every
+    public class attribute of its classes that is a value, not a method, class or property, an instance's own value
+    winning; none of Python's own classes (`object`, `typing`, `dataclasses`, `enum`), while transformers' collator
+    classes are read like any other: their class attributes are their dataclass fields' defaults, which every
+    instance holds in its `__dict__`, so they change no identity); a numpy scalar, tensor or array by its value
+    (dtype, shape, bytes), a `torch.dtype`, `numpy.dtype` or `torch.device` by its text, an `Enum` member by its
+    class and value, a compiled regex by its pattern and flags, bytes by their hash, a class by its name and code,
+    a path by its text; a tokenizer by its whole state (its vocabulary, normalisation and special tokens, and the
+    settings that change its outputs: padding and truncation sides, model_max_length, do_lower_case...). Not part of
+    it: module-level globals a function reads, and private attributes (``self._n``), which hold run-time state (a
+    process id, a generator): keep a setting that changes the batches public, or delete the cache."""
     return value_identity(collator)
 
 
@@ -113,6 +133,22 @@ def _describe(value: Any, depth: int) -> Any:
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
     if depth >= _MAX_DEPTH:
         return kind
+    if isinstance(value, (torch.dtype, np.dtype)):  # no public attributes: each would describe as its type alone
+        return {"dtype": str(value)}
+    if isinstance(value, torch.device):
+        return {"device": str(value)}
+    if isinstance(value, enum.Enum):
+        return {"enum": kind, "value": _describe(value.value, depth + 1)}
+    if isinstance(value, re.Pattern):
+        return {"regex": _describe(value.pattern, depth + 1), "flags": int(value.flags)}
+    if isinstance(value, (bytes, bytearray)):
+        return {"bytes": hashlib.sha256(value).hexdigest()[:16], "length": len(value)}
+    if isinstance(value, type):  # a class as a setting (dtype=np.float16): by its name and code, not its namespace
+        return {"class": f"{value.__module__}.{value.__qualname__}", "methods": _methods(value)}
+    if isinstance(value, types.ModuleType):
+        return {"module": value.__name__}
+    if isinstance(value, logging.Logger):  # its manager holds every logger of the process
+        return {"logger": value.name}
     if isinstance(value, (torch.Tensor, np.ndarray)):
         return _describe_array(value, kind, depth)
     if isinstance(value, (list, tuple)):
@@ -147,7 +183,30 @@ def _describe(value: Any, depth: int) -> Any:
         for name in (slots,) if isinstance(slots, str) else slots:
             if not name.startswith("_") and hasattr(value, name):
                 settings.setdefault(name, getattr(value, name))
+    for name, item in _class_settings(type(value)).items():
+        settings.setdefault(name, item)  # the instance's own value wins, as in attribute lookup
     return {"object": kind, "methods": _methods(type(value)), "settings": _describe(settings, depth + 1)}  # fmt: skip
+
+
+# Python's own classes, whose class attributes are no collator's settings.
+_PYTHON_MODULES = frozenset(
+    {"builtins", "abc", "typing", "typing_extensions", "dataclasses", "enum", "collections.abc", "_collections_abc"}
+)
+
+
+def _class_settings(cls: type) -> dict[str, Any]:
+    """The public class attributes of `cls` and its bases that are values, not methods or descriptors (a
+    `max_length = 128` in the class body), the subclass's winning; none from Python's own classes."""
+    settings: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if klass.__module__ in _PYTHON_MODULES:
+            continue
+        for name, member in vars(klass).items():
+            # functions, classes, properties, classmethods, slots: code or descriptors, not values
+            if name.startswith("_") or callable(member) or hasattr(type(member), "__get__"):
+                continue
+            settings.setdefault(name, member)
+    return settings
 
 
 def _describe_array(value: torch.Tensor | np.ndarray, kind: str, depth: int) -> Any:

@@ -204,14 +204,18 @@ def build_teacher_cache(
                     logits_rows[row] = value
                 continue
             k = min(top_k, logits.shape[-1])
-            log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, L, V)
-            top_values, top_indices = log_probs.topk(k, dim=-1)  # (B, L, k)
             mask = token_mask(batch.get("labels"), batch.get("attention_mask"), logits.shape, logits.device)
-            top_values, top_indices, mask = top_values.cpu(), top_indices.to(torch.int32).cpu(), mask.cpu()
-            for position, row in enumerate(rows):
-                counted = mask[position]  # (L,)
-                log_prob_rows[row] = top_values[position][counted].reshape(-1).numpy()  # (n * k,)
-                index_rows[row] = top_indices[position][counted].reshape(-1).numpy()
+            mask = mask.to(logits.device)  # (B, L); a teacher spread by a device_map returns its logits elsewhere
+            # Only the stored positions: a float32 softmax over padding and -100 positions too is a (B, L, V) copy
+            # of the logits, mostly thrown away. Each position's softmax is its own, so the values are the same.
+            counted = logits[mask]  # (N, V): row by row, position by position, the order rows are stored in
+            log_probs = torch.log_softmax(counted.float() / temperature, dim=-1)  # (N, V)
+            top_values, top_indices = log_probs.topk(k, dim=-1)  # (N, k)
+            per_row = mask.sum(dim=1).tolist()
+            top_values, top_indices = top_values.cpu().split(per_row), top_indices.to(torch.int32).cpu().split(per_row)
+            for row, values, indices in zip(rows, top_values, top_indices):
+                log_prob_rows[row] = values.reshape(-1).numpy()  # (n * k,)
+                index_rows[row] = indices.reshape(-1).numpy()
     if token_level is None:
         raise ValueError("The training dataset is empty: there is nothing to cache. Pass a non-empty train_dataset.")
     if token_level:
@@ -306,9 +310,20 @@ def _synced(folder: Path) -> None:
 def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> None:
     # Written beside the final folder, then renamed: a crash mid-write never leaves a folder that looks complete.
     path.parent.mkdir(parents=True, exist_ok=True)
-    # host, pid namespace, process and a random part: builders on several nodes of one filesystem often share a pid
+    # host, boot, pid namespace, process and a random part: builders on several nodes of one filesystem often share
+    # a pid (see _builder)
     partial = path.parent / f".{path.name}.partial-{_builder()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     _remove_abandoned_builds(path)
+    try:
+        _write_and_rename(columns, partial, path, metadata)
+    except BaseException:
+        # A failed save, metadata write or flush (a full disk, an interrupt) left the build folder behind: while this
+        # process lives no sweep takes it for abandoned, nor ever one on another machine. (Gone once renamed.)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _write_and_rename(columns: datasets.Dataset, partial: Path, path: Path, metadata: dict) -> None:
     columns.save_to_disk(str(partial))
     (partial / _METADATA_FILE).write_text(json.dumps(metadata))
     _synced(partial)
@@ -334,24 +349,51 @@ def _save_atomically(columns: datasets.Dataset, path: Path, metadata: dict) -> N
             raise
 
 
+_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+
+
+def _boot_id() -> str | None:
+    """This boot of this machine (Linux: a random id drawn at boot, the host's own inside containers); None where
+    there is none to read."""
+    try:
+        text = Path(_BOOT_ID_FILE).read_text()
+    except OSError:
+        return None
+    digits = "".join(character for character in text.strip().lower() if character in "0123456789abcdef")
+    return digits[:12] if len(digits) >= 12 else None
+
+
 def _builder() -> str:
-    """Who builds, beside the pid: the host and its pid namespace. Containers can share a hostname (Kubernetes pods
-    on the host network take the node's) while each numbers its processes from 1: a pid is only checked among the
-    builders of this namespace, never a live build of another container."""
+    """Who builds, beside the pid: the host, this boot of it and its pid namespace.
+
+    Machines of one hostname (cloned nodes, Kubernetes pods on the host network take the node's) can share a cache
+    folder, and every Linux host numbers its initial pid namespace alike: the boot id tells the machines apart, the
+    pid namespace the containers of one machine (each numbers its processes from 1). A pid is only checked among the
+    builders of this boot and namespace, never a live build of another machine or container.
+    """
     try:
         namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:  # not Linux: the host alone
+    except OSError:  # not Linux
         namespace = 0
-    return f"{socket.gethostname()}-{namespace}"
+    return f"{socket.gethostname()}-{_boot_id() or 'noboot'}-{namespace}"
 
 
 def _remove_abandoned_builds(path: Path) -> None:
-    """Deletes build folders of `path` that crashed builders of this machine and pid namespace left (their process
-    is gone)."""
+    """Deletes build folders of `path` that crashed builders of this machine, boot and pid namespace left (their
+    process is gone).
+
+    Only what is proven abandoned: without a boot id to tell this machine from another of its name nothing is
+    deleted, nor a folder named in the older format (host and pid namespace alone), which may be another machine's.
+    """
+    if _boot_id() is None:
+        return
     prefix = f".{path.name}.partial-{_builder()}-"
     for folder in path.parent.glob(f"{glob.escape(prefix)}*"):
-        pid = folder.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        pid, _, rest = folder.name[len(prefix) :].partition("-")
+        # <pid>-<8 hex digits>: the whole name ours, not a longer identity that starts like it
+        if not (pid.isdigit() and len(rest) == 8 and all(c in "0123456789abcdef" for c in rest)):
+            continue
+        if int(pid) != os.getpid() and not _process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 

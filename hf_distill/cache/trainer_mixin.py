@@ -14,9 +14,10 @@ import datasets
 import numpy as np
 import torch
 from accelerate.utils import DistributedType
+from torch import nn
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from hf_distill.trainer.model_inputs import select_inputs, unwrap
+from hf_distill.trainer.model_inputs import select_inputs
 
 from .fingerprint import cache_fingerprint, collator_identity, fingerprint_model, fingerprint_rows, value_identity
 from .store import (
@@ -75,6 +76,17 @@ class TeacherCacheMixin:
                 "the cache is built by one process, but a sharded teacher needs every process in each forward. "
                 "Set cache_teacher_logits=False, or use DDP or DeepSpeed ZeRO-1/2."
             )
+        teacher = _engine_unwrapped(self._teacher_module)
+        on_meta = [name for name, tensor in (*teacher.named_parameters(), *teacher.named_buffers()) if tensor.is_meta]
+        if on_meta:
+            # Their values are elsewhere (accelerate's offload hooks load them for each forward): nothing to hash,
+            # and "Cannot copy out of meta tensor" after the checks.
+            raise ValueError(
+                "cache_teacher_logits=True cannot hash a teacher whose weights are on the meta device (offloaded to "
+                f"the CPU or disk by a device_map or accelerate's cpu_offload): {len(on_meta)} of them, the first "
+                f"{on_meta[0]!r}. Load the teacher whole on one device (no offloading device_map), or set "
+                "cache_teacher_logits=False."
+            )
 
     def prepare_teacher_cache(self) -> TeacherCache:
         """Loads or builds the teacher cache for `self.train_dataset` and adds it to the dataset as columns.
@@ -82,18 +94,17 @@ class TeacherCacheMixin:
         `train()` calls it (in a hyperparameter_search, each trial at its own settings); call it yourself to build
         the cache ahead of training. Returns the cache (also kept as `self.teacher_cache`).
 
-        Every process computes the fingerprint; the main process (of each node with `save_on_each_node`) builds a
-        missing cache while the others wait, then they load it from disk.
+        Every process computes the fingerprint, at every call: a teacher edited in place since the last one (or
+        another collator, precision, k or temperature) gets its own cache. The main process (of each node with
+        `save_on_each_node`) builds a missing cache while the others wait, then they load it from disk.
         """
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
-        settings = self._cache_settings()
         source = self.train_dataset
         if source is self._cached_train_dataset:
-            if settings == self._cached_settings:
-                return self.teacher_cache
-            # A trial of hyperparameter_search changed the temperature or k of a token cache: rebuild (or load)
-            # the cache for them from the rows it was attached to, never from rows that already carry it.
+            # A second train() or a search trial: the fingerprint is taken again, from the rows the cache was
+            # attached to (never from rows that already carry it). The teacher's weights may have been edited in
+            # place since, the collator, precision, k or temperature changed: each gets its own cache.
             source = self._cache_source_dataset
         self._refuse_cache_columns(source)
         self._check_cacheable()
@@ -117,7 +128,7 @@ class TeacherCacheMixin:
         collator = self.data_collator.collator
         check_keeps_row_order(collator, visible)
         path = self._teacher_cache_root() / cache_fingerprint(
-            teacher_hash=fingerprint_model(unwrap(self._teacher_module)),
+            teacher_hash=fingerprint_model(_engine_unwrapped(self._teacher_module)),
             rows_hash=fingerprint_rows(visible),
             max_length=getattr(self.processing_class, "model_max_length", None),
             precision=str(self.accelerator.mixed_precision),
@@ -126,6 +137,9 @@ class TeacherCacheMixin:
             top_k=self.args.teacher_cache_top_k,
             temperature=self.args.temperature,
         )
+        settings = (path, self.args.train_sampling_strategy, self.args.length_column_name)
+        if self.train_dataset is self._cached_train_dataset and settings == self._cached_settings:
+            return self.teacher_cache  # the same fingerprint: the attached cache is this teacher's
         local = self.args.save_on_each_node  # nodes without a shared filesystem build one cache each
         is_builder = self.args.local_process_index == 0 if local else self.args.process_index == 0
         cache, error = None, None
@@ -209,12 +223,6 @@ class TeacherCacheMixin:
         flag = torch.tensor([int(failed)], device=self.args.device)
         return int(self.accelerator.reduce(flag, reduction="sum").item())
 
-    def _cache_settings(self) -> tuple | None:
-        """What the stored outputs depend on that a trial may change: a token cache's k and temperature."""
-        if self._teacher_output_is_per_example():
-            return None
-        return (self.args.teacher_cache_top_k, float(self.args.temperature))
-
     def _get_train_sampler(self, train_dataset=None):
         return _with_listed_lengths(super()._get_train_sampler(train_dataset))
 
@@ -233,7 +241,7 @@ class TeacherCacheMixin:
         Only then is the cache fingerprint left independent of the temperature and k (raw logits depend on
         neither); any other model is fingerprinted as token-level, which at worst rebuilds a cache needlessly.
         """
-        name = type(unwrap(self._teacher_module)).__name__
+        name = type(_engine_unwrapped(self._teacher_module)).__name__  # a wrapper of the user's may change the outputs
         return name.endswith(("ForSequenceClassification", "ForMultipleChoice"))
 
     def _teacher_cache_root(self) -> Path:
@@ -245,6 +253,25 @@ class TeacherCacheMixin:
         # The column LengthGroupedSampler measures.
         names = getattr(self.processing_class, "model_input_names", None)
         return names[0] if names else "input_ids"
+
+
+def _engine_unwrapped(model: nn.Module) -> nn.Module:
+    """The teacher under the wrappers an engine placed it in (DDP, DataParallel, FSDP, a DeepSpeed engine), which
+    hold its weights unchanged: a cache built on one GPU serves a run on several.
+
+    Not `unwrap`, which goes under any `.module`: a module of the user's that holds the teacher there (a calibration
+    wrapper scaling its logits by its own `scale` parameter) changes the outputs, so it is hashed as given.
+    """
+    while isinstance(getattr(model, "module", None), nn.Module) and _is_engine(model):
+        model = model.module
+    return model
+
+
+def _is_engine(model: nn.Module) -> bool:
+    if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        return True
+    # by name: neither DeepSpeed nor torch.distributed need be importable here
+    return any(cls.__name__ in ("DeepSpeedEngine", "FullyShardedDataParallel") for cls in type(model).__mro__)
 
 
 def _with_listed_lengths(sampler):

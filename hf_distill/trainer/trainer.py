@@ -162,7 +162,7 @@ class DistillationTrainer(
         self.teacher_cache: TeacherCache | None = None
         self._cached_train_dataset = None  # that dataset with the cache columns attached
         self._cache_source_dataset = None  # the training set it was attached to
-        self._cached_settings = None  # a token cache's (k, temperature)
+        self._cached_settings = None  # (cache folder, sampling strategy, length column) it was attached under
         self._cache_length_column: str | None = None
         self._refuse_cache_columns()
         if self.args.cache_teacher_logits:

@@ -479,18 +479,22 @@ def test_a_build_folder_names_its_host_and_build_not_only_its_process(tmp_path, 
 def test_build_folders_of_crashed_builders_on_this_machine_are_removed(tmp_path):
     import socket
 
+    from hf_distill.cache.store import _boot_id
+
     teacher, student, data = models_and_data("class")
     root = tmp_path / "cache"
     cache = cached_trainer(tmp_path, student, teacher, data).prepare_teacher_cache()
     shutil.rmtree(cache.path)
     dead = next(pid for pid in range(4_000_000, 4_100_000) if not os.path.exists(f"/proc/{pid}"))
     namespace = os.stat("/proc/self/ns/pid").st_ino
-    here = f"{socket.gethostname()}-{namespace}"
+    boot = _boot_id()
+    host = socket.gethostname()
+    here = f"{host}-{boot}-{namespace}"
     abandoned = root / f".{cache.path.name}.partial-{here}-{dead}-0a1b2c3d"
-    elsewhere = root / f".{cache.path.name}.partial-another-host-{namespace}-{dead}-0a1b2c3d"  # may still run
+    elsewhere = root / f".{cache.path.name}.partial-another-host-{boot}-{namespace}-{dead}-0a1b2c3d"  # may still run
     # a container sharing this hostname (pods on the host network) numbers its own processes: its pid means nothing
     # here, and its live build was deleted as abandoned
-    other_container = root / f".{cache.path.name}.partial-{socket.gethostname()}-{namespace + 1}-{dead}-0a1b2c3d"
+    other_container = root / f".{cache.path.name}.partial-{host}-{boot}-{namespace + 1}-{dead}-0a1b2c3d"
     running = root / f".{cache.path.name}.partial-{here}-{os.getppid()}-0a1b2c3d"
     for folder in (abandoned, elsewhere, other_container, running):
         folder.mkdir(parents=True)
