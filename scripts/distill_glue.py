@@ -33,7 +33,7 @@ from hf_distill.cli.transfer import (
     warn_of_evaluation_rows,
 )
 from hf_distill.publish.evaluation import evaluate_side_by_side
-from hf_distill.publish.model_card import describe_student, scored_rows
+from hf_distill.publish.model_card import describe_student, scored_rows, search_settings_note
 from hf_distill.publish.report import publish_student
 from hf_distill.tasks.loading import HP_VALIDATION, limit_and_tokenize, load_data
 from hf_distill.tasks.metrics import compute_metrics_fn, custom_metrics_fn, main_metric
@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_unlabeled_examples=transfer.unlabeled if used_transfer else 0,
         train_augmented_examples=transfer.augmented if used_transfer else 0,
     )
+    # the labelled rows a search scores its trials on, held out of train beside --max_train_samples' N: they choose
+    # the settings, never train, and are counted apart
+    searched_rows = len(tokenized[HP_VALIDATION]) if data_args.hp_search_trials else 0
     trainer_kwargs = dict(processing_class=models.tokenizer, data_collator=collator, compute_metrics=compute_metrics)
     settings_note = ""
     if data_args.hp_search_trials:
@@ -116,10 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             setattr(training_args, name, value)
         training_args.validate_distillation()
         # a resumed journal may hold more trials than asked for now: the card counts those the choice was made from
-        n_trials = len(best.report["trials"])
-        settings_note = (
-            f"chosen by {n_trials} optuna trials on {len(search_rows):,} training rows held out "
-            f"of train (never dev; every trial in hp_search.json): {best}"
+        settings_note = search_settings_note(
+            best, trials=len(best.report["trials"]), rows=len(search_rows), regression=regression
         )
 
     # ---- distil, then score student and teacher on the same data ----
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metrics.update(
         train_examples=len(train_dataset),
         **counts,
+        search_held_out_examples=searched_rows,
         eval_examples=len(first_eval),
         world_size=training_args.world_size,
     )
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_examples={key.split("_")[1]: value for key, value in counts.items()},
         transfer_description=transfer.describe(data_args) if used_transfer else "none",
         settings_note=settings_note,
+        search_held_out_examples=searched_rows,
         student_training=data_args.student_training,
         regression=regression,
         teacher_dtype=str(next(teacher.parameters()).dtype).removeprefix("torch."),

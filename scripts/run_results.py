@@ -76,6 +76,7 @@ INTERMEDIATE_VARIANTS = (
 # (scripts/build_related_text.py) in place of augmented copies, for the tasks whose --search_related ran.
 RELATED_VARIANTS = ("ours_related",)
 RELATED_TASKS = ("stsb",)
+REGRESSION_TASKS = ("stsb",)  # a regression head's KD term is the MSE to the teacher: no temperature enters it
 # How each task's related text is built (scripts/build_related_text.py flags beyond --task/--data_dir/--output):
 # STS-B's (g) runs in docs/results.md compared texts with --match spaces (the script's default, letters, also
 # leaves out 8 of its 21,576 rows that differ from an STS-B text only in markup); other tasks take the default.
@@ -1103,7 +1104,7 @@ def _transfer_section(results: dict) -> list[str]:
             else _augmentation(config)
         )
         lines.append(
-            f"| {task} | `{path}` | {made} | {config['temperature']:g} | {config['alpha_kd']:.3g} | "
+            f"| {task} | `{path}` | {made} | {_temperature_cell(task, config)} | {config['alpha_kd']:.3g} | "
             f"{config['alpha_task']:.3g} | {config['learning_rate']:.3g} | {config['num_train_epochs']:g} | "
             f"{_transfer_settings_source(task, config)} | {_transfer_layers_source(task, config)} |"
         )
@@ -1144,7 +1145,8 @@ def _transfer_section(results: dict) -> list[str]:
         ]
         for task, found in searches.items():
             trials = "; ".join(
-                f"T={t['temperature']:g}, alpha_kd={t['alpha_kd']:.2f}, lr={t['learning_rate']:.1e}, "
+                ("" if task in REGRESSION_TASKS else f"T={t['temperature']:g}, ")
+                + f"alpha_kd={t['alpha_kd']:.2f}, lr={t['learning_rate']:.1e}, "
                 f"epochs={t['num_train_epochs']:g}: "
                 + ("failed" if t.get("score") is None else f"{100 * t['score']:.1f}")
                 for t in found["trials"]
@@ -1286,6 +1288,12 @@ def _embedding_section(results: dict) -> list[str]:
         line = _against_e_line(task, results["tasks"].get(task, {}), "ours_embedding", "(h)", "copies'")
         lines += [line] if line else []
     return lines
+
+
+def _temperature_cell(task: str, config: dict) -> str:
+    """The settings table's T: none for a regression task, whose MSE term has no temperature (its search never
+    chose one; the config's value is unread)."""
+    return "– (MSE)" if task in REGRESSION_TASKS else f"{config['temperature']:g}"
 
 
 def _transfer_settings_source(task: str, config: dict) -> str:

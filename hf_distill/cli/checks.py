@@ -25,6 +25,7 @@ __all__ = [
     "check_model_path",
     "check_output_dir",
     "check_sequence_length",
+    "check_teacher_cache_dir",
     "check_teacher_head",
     "check_training_numbers",
 ]
@@ -46,10 +47,12 @@ OWN_OUTPUTS = (
 )  # fmt: skip
 
 
-def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) -> None:
+def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint, *, push: bool = False) -> None:
     """Refuses an output_dir that is a file, or that already holds a model, an interrupted run's checkpoints or
     files this tool did not write, unless --overwrite_output_dir (or --resume_from_checkpoint, for the checkpoints);
-    and, even then, one whose README.md is not an hf-distill model card (the run's card would replace it)."""
+    and, even then, one whose README.md is not an hf-distill model card (the run's card would replace it), or, with
+    `push` (--push_to_hub), one holding files this tool did not write: the push uploads the folder (less its working
+    files), so they would be published with the student."""
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output_dir {output_dir} is a file, not a folder. Choose another --output_dir.")
     if not output_dir.is_dir():
@@ -60,6 +63,8 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
             f"{readme} is not an hf-distill model card, and this run would overwrite it with one (even with "
             "--overwrite_output_dir). Move that README.md elsewhere, or choose another --output_dir."
         )
+    if push:
+        _refuse_pushing_others(output_dir)
     if overwrite:
         return
     # by step, not as text: checkpoint-1000 is later than checkpoint-500 (name[11:] follows "checkpoint-")
@@ -82,6 +87,30 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
             f"Output directory {output_dir} already holds a model ({', '.join(found)}); refusing to overwrite it. "
             "Pass --overwrite_output_dir to replace it, or choose another --output_dir."
         )
+    others = _not_written_by_us(output_dir)
+    if others:
+        raise ValueError(
+            f"Output directory {output_dir} holds files hf-distill did not write ({_named(others)}): the run would "
+            "write its outputs among them, and --push_to_hub would upload them as part of the student. Choose an "
+            "empty or new --output_dir, or pass --overwrite_output_dir to write into this one anyway."
+        )
+
+
+def _refuse_pushing_others(output_dir: Path) -> None:
+    """A push uploads the output folder less the working files hf-distill knows (`IGNORE_ON_PUSH`): refused over
+    files it did not write, --overwrite_output_dir or not (which lets a run write among them, never publish them).
+    Refused rather than left out of the push: a file left out is a push that differs from the folder, silently."""
+    others = _not_written_by_us(output_dir)
+    if others:
+        raise ValueError(
+            f"Output directory {output_dir} holds files hf-distill did not write ({_named(others)}), and "
+            "--push_to_hub would upload them with the student, --overwrite_output_dir or not. Nothing was trained; "
+            "move them out of the folder, or choose another --output_dir."
+        )
+
+
+def _not_written_by_us(output_dir: Path) -> list[str]:
+    """The names at the top of `output_dir` (and in its onnx/ folder) that are not hf-distill's outputs."""
     others = sorted(
         path.name for path in output_dir.iterdir() if not any(fnmatch.fnmatchcase(path.name, p) for p in OWN_OUTPUTS)
     )
@@ -92,12 +121,26 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint) 
         others.append("onnx (a file where the exports' folder goes)")
     elif exports.is_dir():
         others += sorted(f"onnx/{path.name}" for path in exports.iterdir() if path.name not in ONNX_FOLDER_FILES)
-    if others:
-        named = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    return others
+
+
+def _named(others: list[str]) -> str:
+    return ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+
+
+def check_teacher_cache_dir(training_args) -> None:
+    """A --teacher_cache_dir that is --output_dir puts each cache in <output_dir>/<fingerprint>/, among the student's
+    outputs, where --push_to_hub would upload every training row's teacher outputs with it. Compared resolved (a
+    trailing slash, ./, a link)."""
+    given = getattr(training_args, "teacher_cache_dir", None)
+    if given is None:
+        return
+    output_dir = Path(training_args.output_dir).expanduser()
+    if Path(given).expanduser().resolve() == output_dir.resolve():
         raise ValueError(
-            f"Output directory {output_dir} holds files hf-distill did not write ({named}): the run would write its "
-            "outputs among them, and --push_to_hub would upload them as part of the student. Choose an empty or new "
-            "--output_dir, or pass --overwrite_output_dir to write into this one anyway."
+            f"--teacher_cache_dir {given} is --output_dir {training_args.output_dir}: its caches would lie among the "
+            "student's outputs and be pushed with it. Give the cache a folder of its own, e.g. --teacher_cache_dir "
+            f"{output_dir / 'teacher_cache'}, or leave it unset (that same default)."
         )
 
 
@@ -258,8 +301,12 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     `--hub_token` out of the arguments. Returns the token to push with, or None when nothing is to be pushed.
     """
     check_output_dir(
-        Path(training_args.output_dir), data_args.overwrite_output_dir, training_args.resume_from_checkpoint
+        Path(training_args.output_dir),
+        data_args.overwrite_output_dir,
+        training_args.resume_from_checkpoint,
+        push=training_args.push_to_hub,
     )
+    check_teacher_cache_dir(training_args)
     check_checkpoint(training_args.resume_from_checkpoint, Path(training_args.output_dir))
     teacher_dir = Path(training_args.output_dir) / "teacher"
     if model_args.finetune_teacher and not data_args.overwrite_output_dir and (teacher_dir / "config.json").exists():

@@ -47,7 +47,9 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Hold out this many training rows (a fixed, seeded, stratified split) and evaluate on them: "
-            "with train_file and no validation_file, or with a GLUE task to tune settings without touching dev."
+            "with train_file and no validation_file, or with a GLUE task to tune settings without touching dev. "
+            "With --hp_search_trials the trials are scored on them: their labels are read to choose the settings, "
+            "never to train, on top of --max_train_samples' N (all_results.json's search_held_out_examples)."
         },
     )
     max_seq_length: int = field(default=128, metadata={"help": "Longest tokenized input; longer ones are cut."})
@@ -55,7 +57,9 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Use only the first N training rows; after a held-out split (--validation_split_size) the rows "
-            "left come in the split's fixed shuffled order, so these are N of them drawn with its fixed seed."
+            "left come in the split's fixed shuffled order, so these are N of them drawn with its fixed seed. The "
+            "held-out rows are not among the N: a --hp_search_trials search reads the labels of N + "
+            "validation_split_size rows (search_held_out_examples in all_results.json and the card)."
         },
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})

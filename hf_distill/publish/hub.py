@@ -21,6 +21,7 @@ __all__ = [
     "hub_repo_id",
     "push_folder",
     "take_token_out_of_arguments",
+    "teacher_cache_folders",
 ]
 
 # Files of the output folder that are not the student: intermediate checkpoints, the fine-tuned teacher, the
@@ -53,15 +54,29 @@ STALE_ON_PUSH = [*EXPORTED_FILES, "trainer_state.json"]
 
 
 def cache_folder_patterns(output_dir: str | Path, cache_root: str | Path | None) -> list[str]:
-    """The ignore pattern of a teacher cache folder inside `output_dir` under a name other than `teacher_cache`
-    (`--teacher_cache_dir`), which `IGNORE_ON_PUSH` would not know; none for a folder elsewhere."""
+    """The ignore patterns of teacher caches inside `output_dir` that `IGNORE_ON_PUSH` would not know: the cache
+    folder `cache_root` (`--teacher_cache_dir`) under a name other than `teacher_cache`, and any folder holding a
+    cache's metadata file (`teacher_cache_folders`: a `cache_root` equal to `output_dir` puts each cache in
+    `<output_dir>/<fingerprint>/`, which no name tells)."""
+    patterns = teacher_cache_folders(output_dir)
     if cache_root is None:
-        return []
+        return patterns
     output_dir, cache_root = Path(os.path.abspath(output_dir)), Path(os.path.abspath(cache_root))
     if cache_root == output_dir or not cache_root.is_relative_to(output_dir):
-        return []
+        return patterns
     pattern = f"{cache_root.relative_to(output_dir).as_posix()}/**"
-    return [] if pattern in IGNORE_ON_PUSH else [pattern]  # the default teacher_cache/ is left out already
+    # the default teacher_cache/ is left out already
+    return patterns if pattern in IGNORE_ON_PUSH else [pattern, *patterns]
+
+
+def teacher_cache_folders(folder: str | Path) -> list[str]:
+    """Ignore patterns of every folder under `folder` that holds a teacher cache's metadata file: each holds every
+    training row's teacher outputs, never part of the student, wherever `--teacher_cache_dir` put it."""
+    from hf_distill.cache.store import _METADATA_FILE  # the file every finished cache folder holds
+
+    folder = Path(folder)
+    found = sorted(path.parent.relative_to(folder) for path in folder.rglob(_METADATA_FILE))
+    return [f"{parent.as_posix()}/**" for parent in found if parent.parts]
 
 
 def check_can_push(token: str | None, *, timeout: float = 10.0, repo_id: str | None = None) -> str:
@@ -239,7 +254,8 @@ def push_folder(
         repo_id=repo_id,
         folder_path=str(folder),
         commit_message="Distilled with hf-distill",
-        ignore_patterns=[*IGNORE_ON_PUSH, *not_pushed],
+        # and any teacher cache, whatever its folder is called (the caller's `not_pushed` may not know it)
+        ignore_patterns=list(dict.fromkeys([*IGNORE_ON_PUSH, *not_pushed, *teacher_cache_folders(folder)])),
         # and an earlier push's copy goes: it would stand beside a student it did not make
         delete_patterns=[*not_pushed, *STALE_ON_PUSH],
         revision=revision,

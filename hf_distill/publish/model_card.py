@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import shlex
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ __all__ = [
     "redact_secrets",
     "render_model_card",
     "sanitize_command",
+    "search_settings_note",
 ]
 
 _SECRET_OPTION = "hub_token"
@@ -64,7 +66,9 @@ class ModelCardData:
     regression: bool = False  # a one-output head: the copied recipe's softmax KD term is then 0
     # the teacher's weights' dtype when it was scored, where not float32 (a bf16 run casts it): "bfloat16"
     teacher_dtype: str = ""
-    settings_note: str = ""  # how the settings were chosen, e.g. by --hp_search_trials
+    settings_note: str = ""  # how the settings were chosen, e.g. by --hp_search_trials (`search_settings_note`)
+    # labelled rows held out of train that a search scored its trials on: read to choose the settings, not trained on
+    search_held_out_examples: int = 0
     # exported students re-scored with onnxruntime: name, metrics, agreement, size_bytes, latency_ms per batch size
     deployment_rows: Sequence[dict] = field(default_factory=tuple)
     export_error: str = ""  # an asked-for export that failed (all_results.json's export_error)
@@ -81,7 +85,10 @@ class ModelCardData:
     hub_dataset: bool | None = None
     # the split the student was scored on; None: MNLI's validation_matched, any other task's validation
     dataset_split: str | None = None
-    # which rows of it, where not all: " (its first 32 rows)"; said after "Evaluated on the same ... evaluation set"
+    # what both models were scored on, after "Evaluated on the same": "dev.csv evaluation set" (your own
+    # --validation_file); "" for the task's: "sst2 evaluation set"
+    evaluation_set: str = ""
+    # which rows of it, where not all: " (its first 32 rows)"; said after the evaluation set
     evaluation_note: str = ""
     # whether the scores go into the metadata's model-index: not for rows held out of the training split, which the
     # Hub would read as the dataset's own evaluation split
@@ -134,7 +141,8 @@ def sanitize_command(argv: Sequence[str], root: Path | None = None, *, cwd: Path
     An absolute path (or a relative one written with a leading ``./`` or ``../``, from `cwd`, the folder the command
     ran in: the working folder by default) under `root` (the repository) becomes relative to it, one beside it
     `../...`, any other the last component alone: the command then reads as run from the repository, and names no
-    folder of this machine.
+    folder of this machine. Never relative to the filesystem's root or to the home folder or one above it (a
+    repository at /app, in ~ or in /home): there, the last component alone.
     """
     cleaned: list[str] = []
     for argument in redact_secrets(argv):
@@ -182,9 +190,22 @@ def _relative(argument: str, root: Path | None, cwd: Path | None = None) -> str:
     roots = () if root is None else (Path(os.path.abspath(root)), root.resolve())
     bases = [(base, "") for base in roots] + [(base.parent, "../") for base in roots]
     for (base, prefix), path in itertools.product(bases, paths):
-        if path.is_relative_to(base):
+        if path.is_relative_to(base) and not _names_the_machine(base):
             return prefix + str(path.relative_to(base))
     return paths[0].name
+
+
+def _names_the_machine(base: Path) -> bool:
+    """Whether a path relative to `base` would name this machine's folders: `base` is the filesystem's root (a
+    repository at /app: "beside" it is everywhere, ../home/alice/...) or the user's home folder or one above it (a
+    repository in ~ or in /home: ../alice/private/...)."""
+    if base == Path(base.anchor):
+        return True
+    try:
+        home = Path.home()
+    except RuntimeError:  # no home folder can be found: none to name
+        return False
+    return any(folder.is_relative_to(base) for folder in {Path(os.path.abspath(home)), home.resolve()})
 
 
 def environment(device: Any = None) -> tuple[str, str]:
@@ -256,9 +277,9 @@ def format_deployment_table(data: ModelCardData) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in data.deployment_rows:
         if data.regression:
-            agreement = "n/a" if row.get("max_abs_diff") is None else f"{row['max_abs_diff']:.4f}"
+            agreement = "n/a" if row.get("max_abs_diff") is None else _difference(row["max_abs_diff"])
         else:
-            agreement = "n/a" if row.get("agreement") is None else f"{100 * row['agreement']:.1f}%"
+            agreement = "n/a" if row.get("agreement") is None else _agreement(row["agreement"], row.get("rows"))
         cells = [
             row["name"],
             *(f"{row['metrics'][m]:.4f}" if m in row["metrics"] else "n/a" for m in data.metric_names),
@@ -270,6 +291,29 @@ def format_deployment_table(data: ModelCardData) -> str:
         cells += [f"{reference[b] / row['latency_ms'][b]:.2f}x" for b in batch_sizes]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _agreement(share: float, rows: int | None) -> str:
+    """The share of rows an export predicts as PyTorch does, rounded down (4 of 9,815 rows disagreeing is not
+    "100.0%"): `9,811/9,815 (99.95%)` when the number of rows is known, else `99.95%`; 100% only when every row
+    agrees."""
+    if rows:
+        agreed = round(share * rows)  # a mean of `rows` booleans: exact once rounded
+        if agreed == rows:
+            return f"{agreed:,}/{rows:,} (100%)"
+        return f"{agreed:,}/{rows:,} ({agreed * 10_000 // rows / 100:.2f}%)"
+    if share >= 1.0:
+        return "100%"
+    # (a hair above the exact product before flooring: 0.99 is 98.999...% in floats)
+    return f"{min(math.floor(share * 10_000 + 1e-6), 9_999) / 100:.2f}%"
+
+
+def _difference(value: float) -> str:
+    """A regression export's largest difference from PyTorch: 4 decimals, or, below what they can show, in
+    scientific notation (3.2e-06 is not "0.0000"); exactly 0 as 0."""
+    if value == 0:
+        return "0"
+    return f"{value:.4f}" if abs(value) >= 5e-5 else f"{value:.1e}"
 
 
 def render_model_card(data: ModelCardData) -> str:
@@ -315,6 +359,7 @@ def render_model_card(data: ModelCardData) -> str:
     for name, weight in data.intermediate_terms.items():
         cos_term += f" + {weight} * {name}"
     cos_text += "".join(_INTERMEDIATE_TEXT[name].format(map=data.hidden_layer_map) for name in data.intermediate_terms)
+    scored_on = data.evaluation_set or f"{data.task} evaluation set"
     return f"""---
 {front_matter}
 ---
@@ -326,7 +371,7 @@ def render_model_card(data: ModelCardData) -> str:
 {_training_data_lines(data)}
 ## Teacher vs student
 
-Evaluated on the same {data.task} evaluation set{data.evaluation_note}{_precision_note(data)}; latency is the median
+Evaluated on the same {scored_on}{data.evaluation_note}{_precision_note(data)}; latency is the median
 forward pass at each batch size on {data.latency_device} (the two models timed in turns), measured on the machine
 that trained it.
 
@@ -434,7 +479,7 @@ def _deployment_section(data: ModelCardData) -> str:
     closeness = (
         "the largest difference is the largest absolute difference between its prediction and the PyTorch student's"
         if data.regression
-        else "agreement is the share of rows whose prediction equals the PyTorch student's"
+        else "agreement counts the rows whose prediction equals the PyTorch student's (the share rounded down)"
     )
     runtimes = sorted({row["runtime"] for row in data.deployment_rows if row.get("runtime")})
     where = f"run with {' and '.join(runtimes)}" if runtimes else "run with onnxruntime on the CPU"
@@ -459,9 +504,25 @@ def _training_data_lines(data: ModelCardData) -> str:
             else "rows the teacher labels, labels dropped; the task loss sees only the labelled rows"
         )
         lines.append(f"- **Transfer set** ({how}): {data.transfer_description}")
+    if data.search_held_out_examples:
+        lines.append(
+            f"- **Search rows**: {data.search_held_out_examples:,} labelled rows held out of the training data, "
+            "on top of those above: the search's trials were scored on them, to choose the settings only, not to train"
+        )
     if data.settings_note:
         lines.append(f"- **Settings**: {data.settings_note}")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def search_settings_note(settings: dict[str, Any], *, trials: int, rows: int, regression: bool) -> str:
+    """The card's account of settings chosen by `--hp_search_trials`: how many trials on how many held-out rows, and
+    the settings they chose. A regression head's temperature is left out: the search does not try it (it does not
+    enter the head's MSE), so no trial chose it."""
+    chosen = {name: value for name, value in settings.items() if not (regression and name == "temperature")}
+    return (
+        f"chosen by {trials} optuna trials on {rows:,} training rows held out of train (never dev; every trial in "
+        f"hp_search.json): {chosen}"
+    )
 
 
 def _hub_metric(name: str) -> tuple[str, dict | None]:
@@ -484,18 +545,22 @@ def scored_rows(data_args, rows: int, *, chosen_on_it: bool = False, split_rows:
 
 
 def _scored_rows(data_args, rows: int, split_rows: int | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {}
     if data_args.task_name is not None:
         held_out = data_args.validation_split_size is not None and not getattr(data_args, "hp_search_trials", None)
-    else:
-        held_out = data_args.validation_file is None  # your own file's evaluation rows are held out of it
+    elif data_args.validation_file is None:  # your own file's evaluation rows are held out of it, and named so
+        train = public_name(data_args.train_file)
+        return {"index_results": False, "evaluation_set": f"{rows:,} rows held out of {train} (never trained on)"}
+    else:  # your own evaluation file, by its name (the card's task is the training file's)
+        held_out, found = False, {"evaluation_set": f"{public_name(data_args.validation_file)} evaluation set"}
     if held_out:
         return {"index_results": False, "evaluation_note": f" ({rows:,} rows held out of the training split)"}
     # fewer: the whole split; as many as the split holds (`split_rows`, when known): the whole split too
     cut = split_rows is None or rows < split_rows
     if data_args.max_eval_samples is not None and rows >= data_args.max_eval_samples and cut:
         split = "validation_matched" if data_args.task_name == "mnli" else "validation"
-        return {"dataset_split": f"{split}[:{rows}]", "evaluation_note": f" (its first {rows:,} rows)"}
-    return {}
+        found.update(dataset_split=f"{split}[:{rows}]", evaluation_note=f" (its first {rows:,} rows)")
+    return found
 
 
 def describe_student(student, model_args, layers, training: str) -> str:

@@ -169,6 +169,7 @@ def _export(trainer, student, formats, dataset, collator, metrics, metric_names)
                 "name": f"student, {label}",
                 "metrics": {m: scores[f"{prefix}eval_{m}"] for m in metric_names if f"{prefix}eval_{m}" in scores},
                 "agreement": scores.get(f"{prefix}agreement"),
+                "rows": len(dataset),  # what the agreement is a share of: the card counts them
                 "max_abs_diff": scores.get(f"{prefix}max_abs_logit_diff"),
                 "size_bytes": scores[f"{prefix}size_bytes"],
                 "latency_ms": {b: scores[f"{prefix}latency_ms_batch{b}"] for b in LATENCY_BATCH_SIZES},

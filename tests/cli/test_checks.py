@@ -147,3 +147,38 @@ def test_an_onnx_folder_is_ours_only_as_far_as_it_holds_our_exports(tmp_path):
     (file / "onnx").write_text("not a folder")  # removing the exports from it crashed after training
     with pytest.raises(ValueError, match=r"did not write \(onnx \(a file where the exports' folder goes\)\)"):
         check_output_dir(file, False, None)
+
+
+def test_a_push_never_uploads_the_users_files_even_with_overwrite_output_dir(tmp_path):
+    # --overwrite_output_dir skipped the check of files hf-distill did not write, and --push_to_hub uploaded them
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / ".env").write_text("SECRET=1")
+    (tmp_path / "all_results.json").write_text("{}")  # an earlier run's: ours
+    for overwrite in (True, False):
+        with pytest.raises(ValueError, match=r"holds files hf-distill did not write \(\.env, notes\.txt\), and "
+                                             r"--push_to_hub would upload them.* move them out of .*, or choose "
+                                             r"another --output_dir") as refused:  # fmt: skip
+            check_output_dir(tmp_path, overwrite, None, push=True)
+        assert "\n" not in str(refused.value)
+    check_output_dir(tmp_path, True, None)  # kept local: written among, never published
+
+
+def test_a_teacher_cache_dir_that_is_the_output_dir_is_refused(tmp_path, monkeypatch):
+    # the cache went to <output_dir>/<fingerprint>/, among the outputs, and was pushed with the student
+    from types import SimpleNamespace
+
+    from hf_distill.cli.checks import check_teacher_cache_dir
+
+    out = tmp_path / "out"
+    (tmp_path / "link").symlink_to(out, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    for given in (str(out), f"{out}/", "out", "./out/", str(tmp_path / "link")):
+        refusal = (
+            r"--teacher_cache_dir .* is --output_dir .*: its caches would lie among the student's outputs.* "
+            r"a folder of its own, e\.g\. --teacher_cache_dir .*out/teacher_cache, or leave it unset"
+        )
+        with pytest.raises(ValueError, match=refusal) as refused:
+            check_teacher_cache_dir(SimpleNamespace(output_dir=str(out), teacher_cache_dir=given))
+        assert "\n" not in str(refused.value)
+    for fine in (None, str(out / "teacher_cache"), str(tmp_path / "caches")):
+        check_teacher_cache_dir(SimpleNamespace(output_dir=str(out), teacher_cache_dir=fine))

@@ -82,3 +82,43 @@ def test_a_repo_in_a_namespace_the_user_cannot_write_to_is_refused_before_traini
     assert "the read role in the organisation 'their-lab'" in caplog.text and secret not in caplog.text
     hub.role = "fineGrained"  # its scopes, organisations included, are the Hub's to judge
     assert check_can_push(secret, repo_id="someone-else/student") == secret
+
+
+class _Uploads:
+    """Stands in for HfApi in a push: what `upload_folder` would upload, filtered as huggingface_hub filters it."""
+
+    uploaded: list[str] = []
+
+    def __init__(self, token=None):
+        pass
+
+    def create_repo(self, repo_id, **kwargs):
+        pass
+
+    def upload_folder(self, *, folder_path, ignore_patterns, **kwargs):
+        from pathlib import Path
+
+        from huggingface_hub.utils import filter_repo_objects
+
+        files = [p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()]
+        _Uploads.uploaded = sorted(filter_repo_objects(files, ignore_patterns=ignore_patterns))
+
+
+def test_a_teacher_cache_in_the_output_folder_is_never_pushed_whatever_its_folder_is_called(tmp_path, monkeypatch):
+    # --teacher_cache_dir equal to --output_dir put the cache in <output_dir>/<fingerprint>/, which no ignore pattern
+    # named: the push uploaded every training row's teacher logits
+    import huggingface_hub
+
+    from hf_distill.cache.store import _METADATA_FILE
+    from hf_distill.publish.hub import cache_folder_patterns, push_folder
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", _Uploads)
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    for cache in (tmp_path / "0f3a9c", tmp_path / "logits" / "a" / "1b2c"):
+        cache.mkdir(parents=True)
+        (cache / "data-00000-of-00001.arrow").write_bytes(b"")
+        (cache / _METADATA_FILE).write_text("{}")
+    push_folder(tmp_path, "me/student", "hf_token")
+    assert _Uploads.uploaded == ["model.safetensors"]
+    # the trainer's own push (student_setup) leaves out what these patterns name
+    assert cache_folder_patterns(tmp_path, tmp_path) == ["0f3a9c/**", "logits/a/1b2c/**"]

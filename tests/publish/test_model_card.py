@@ -193,7 +193,7 @@ def test_scores_on_rows_held_out_of_train_or_on_part_of_the_split_are_never_inde
     assert scored_rows(glue(max_eval_samples=800), 800, split_rows=872)["dataset_split"] == "validation[:800]"
     own = dict(task_name=None, train_file="t.csv")
     assert scored_rows(glue(**own, validation_split_size=50), 50)["index_results"] is False
-    assert scored_rows(glue(**own, validation_file="v.csv"), 300) == {}
+    assert scored_rows(glue(**own, validation_file="v.csv"), 300) == {"evaluation_set": "v.csv evaluation set"}
     # a checkpoint kept for its score on those rows: said, as its score is optimistic
     chosen = scored_rows(glue(), 872, chosen_on_it=True)
     assert "evaluation set; the student's checkpoint is the one that scored best on it" in render_model_card(
@@ -225,4 +225,99 @@ def test_a_regression_exports_closeness_is_its_largest_difference_not_an_agreeme
     assert "| largest difference from PyTorch |" in text and "| 0.1412 |" in text and "0.0%" not in text
     assert "largest absolute difference between its prediction and the PyTorch student's" in text
     classified = render_model_card(card(deployment_rows=[{**row, "metrics": {"accuracy": 0.8}, "agreement": 0.99}]))
-    assert "| agrees with PyTorch |" in classified and "| 99.0% |" in classified
+    assert "| agrees with PyTorch |" in classified and "| 99.00% |" in classified
+
+
+def test_a_repository_in_a_top_level_folder_publishes_no_machine_path(monkeypatch):
+    # With the repository at /app (a Docker image) every absolute path was named "beside" it, relative to /, so
+    # published whole: "--train_file ../home/alice/private/customers.csv --output_dir=../tmp/alice-run/sst2".
+    from pathlib import Path
+
+    from hf_distill.publish.model_card import sanitize_command
+
+    argv = ["python", "scripts/distill_glue.py", "configs/glue/sst2.yaml", "--train_file",
+            "/home/alice/private/customers.csv", "--output_dir=/tmp/alice-run/sst2", "--data_dir",
+            "~/glue"]  # fmt: skip
+    command = sanitize_command(argv, root=Path("/app"), cwd=Path("/home/alice"))
+    assert "home" not in command and "tmp" not in command and "root/" not in command
+    assert command.endswith("--train_file customers.csv --output_dir=sst2 --data_dir glue")
+    assert sanitize_command(["x", "/app/data/t.csv"], root=Path("/app")) == "x data/t.csv"  # inside it: as before
+    # nor relative to the user's home folder or a folder above it (a repository in ~ or in /home): it names the user
+    monkeypatch.setenv("HOME", "/home/alice")
+    for root in ("/home/alice/repo", "/home/repo", "/home/alice", "/"):
+        assert sanitize_command(["x", "/home/alice/private/t.csv"], root=Path(root)) == "x t.csv", root
+    assert sanitize_command(["x", "/srv/data/t.csv"], root=Path("/srv/repo")) == "x ../data/t.csv"  # beside it
+
+
+def test_the_export_agreement_is_never_rounded_up_to_every_row():
+    # an int8 file disagreeing with PyTorch on 4 of 9,815 rows read "100.0%"
+    row = {"name": "student, ONNX int8", "metrics": {"accuracy": 0.8}, "agreement": 9811 / 9815, "rows": 9815,
+           "size_bytes": 2e6, "latency_ms": {1: 1.0}}  # fmt: skip
+
+    def cell(**values) -> str:
+        text = render_model_card(card(deployment_rows=[{**row, **values}]))
+        return text.split("| student, ONNX int8 | 0.8000 | ")[1].split(" |")[0]
+
+    assert cell() == "9,811/9,815 (99.95%)"  # rounded down, never up
+    assert cell(agreement=1.0) == "9,815/9,815 (100%)"
+    without_count = {key: value for key, value in row.items() if key != "rows"}
+    text = render_model_card(card(deployment_rows=[without_count]))
+    assert "| 99.95% |" in text and "100" not in text.split("| agrees with PyTorch |")[1].split("\n\n")[0]
+    assert cell(rows=None, agreement=0.99) == "99.00%" and cell(rows=None, agreement=1.0) == "100%"
+    assert cell(rows=None, agreement=0.999999) == "99.99%"
+
+
+def test_a_regression_exports_difference_below_the_printed_precision_is_not_printed_as_zero():
+    row = {"name": "student, ONNX fp32", "metrics": {"pearson": 0.8}, "agreement": 1.0, "max_abs_diff": 3.2e-6,
+           "size_bytes": 2e6, "latency_ms": {1: 1.0}}  # fmt: skip
+
+    def cell(difference) -> str:
+        text = render_model_card(card(metric_names=["pearson"], student_metrics={"pearson": 0.81},
+                                      teacher_metrics={}, regression=True,
+                                      deployment_rows=[{**row, "max_abs_diff": difference}]))  # fmt: skip
+        return text.split("| student, ONNX fp32 | 0.8000 | ")[1].split(" |")[0]
+
+    assert cell(3.2e-6) == "3.2e-06" and cell(0.1412) == "0.1412" and cell(0.0) == "0"
+
+
+def test_a_regression_searchs_settings_name_no_temperature_it_did_not_search():
+    # the card said "chosen by 2 optuna trials ...: {'temperature': 2.0, ...}" for STS-B, whose head's MSE has no
+    # temperature: the search never tried another value
+    from hf_distill.publish.model_card import search_settings_note
+
+    best = {"temperature": 2.0, "alpha_kd": 0.7, "alpha_task": 0.3, "learning_rate": 1e-4, "num_train_epochs": 2}
+    note = search_settings_note(best, trials=2, rows=16, regression=True)
+    assert "temperature" not in note and "'alpha_kd': 0.7" in note
+    assert note.startswith("chosen by 2 optuna trials on 16 training rows held out of train (never dev")
+    assert "'temperature': 2.0" in search_settings_note(best, trials=2, rows=16, regression=False)
+
+
+def test_your_own_validation_file_is_named_as_the_evaluation_set_never_the_training_file(tmp_path):
+    # "Evaluated on the same train.csv evaluation set (its first 500 rows)": the rows were dev.csv's
+    from types import SimpleNamespace
+
+    from hf_distill.publish.model_card import scored_rows
+
+    for name in ("train.csv", "dev.csv"):
+        (tmp_path / name).write_text("text,label\n")
+
+    def own(**values):
+        defaults = dict(task_name=None, train_file=str(tmp_path / "train.csv"), validation_split_size=None,
+                        hp_search_trials=None, max_eval_samples=None,
+                        validation_file=str(tmp_path / "dev.csv"))  # fmt: skip
+        return SimpleNamespace(**{**defaults, **values})
+
+    own_card = dict(task="train.csv", dataset="train.csv")
+    text = render_model_card(card(**own_card, **scored_rows(own(max_eval_samples=500), 500)))
+    assert "Evaluated on the same dev.csv evaluation set (its first 500 rows)" in text and "same train.csv" not in text
+    held = render_model_card(card(**own_card, **scored_rows(own(validation_file=None, validation_split_size=50), 50)))
+    assert "Evaluated on the same 50 rows held out of train.csv (never trained on)" in held
+    assert "train.csv evaluation set" not in held
+
+
+def test_a_search_states_the_labelled_rows_it_read_to_choose_the_settings():
+    # a search reads the labels of --validation_split_size rows beyond --max_train_samples' N; the card said N alone
+    text = render_model_card(card(train_examples={"labelled": 48}, search_held_out_examples=16))
+    assert "- **Training rows**: 48 labelled\n" in text
+    assert "- **Search rows**: 16 labelled rows held out of the training data" in text and "not to train" in text
+    assert "Search rows" not in render_model_card(card(train_examples={"labelled": 48}))

@@ -258,3 +258,17 @@ def test_the_push_leaves_out_a_cache_folder_of_any_name_and_deletes_files_no_lon
     assert not [f for f in calls["uploaded"] if f.startswith("logits/") or f == "trainer_state.json"]
     # only what an earlier run of ours wrote: never the user's own ONNX files in the repo
     assert calls["deleted"] == ["onnx/model.onnx", "onnx/model_int8.onnx", "trainer_state.json"]
+
+
+def test_the_cards_export_agreement_is_counted_over_the_rows_it_was_measured_on(tmp_path, monkeypatch):
+    # the card printed the agreement as a share rounded to 0.1%: 4 of 9,815 rows disagreeing read "100.0%"
+    from hf_distill.publish import report
+
+    scores = {"onnx_agreement": 10 / 11, "onnx_max_abs_logit_diff": 0.1, "onnx_size_bytes": 1000,
+              "onnx_eval_accuracy": 0.5,
+              **{f"onnx_{kind}latency_ms_batch{b}": 1.0 for kind in ("", "reference_") for b in (1, 32)}}  # fmt: skip
+    monkeypatch.setattr(report, "export_and_score", lambda *args, **kwargs: dict(scores))
+    student = tiny.classifier(layers=1, seed=1).eval()
+    trainer = type("Run", (), {"args": make_args(tmp_path), "compute_metrics": None})()
+    rows = report._export(trainer, student, ("onnx",), tiny.class_rows(11, seed=2), tiny.collate, {}, ["accuracy"])
+    assert rows[0]["rows"] == 11 and rows[0]["agreement"] == 10 / 11

@@ -357,3 +357,36 @@ def test_an_output_folder_holding_the_users_files_is_refused(tmp_path, teacher_f
     for overwrite in ([], ["--overwrite_output_dir", "true"]):  # the card would replace it: refused even so
         refuse(tmp_path, [*flags, *overwrite], r"out/README\.md is not an hf-distill model card.* Move that README")
     assert (out / "README.md").read_text() == "# My project\n"
+
+
+@needs_glue
+def test_a_push_into_a_folder_holding_the_users_files_is_refused_even_with_overwrite(
+    tmp_path, teacher_folder, monkeypatch
+):
+    # --overwrite_output_dir --push_to_hub trained, then uploaded the user's .env and notes.txt with the student
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    (out / ".env").write_text("SECRET=1\n")
+    flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1", "--overwrite_output_dir", "true",
+                 "--push_to_hub", "true", "--hub_model_id", "me/student", "--hub_token", "hf_" + "t" * 34)  # fmt: skip
+    refuse(tmp_path, flags, r"out holds files hf-distill did not write \(\.env, notes\.txt\), and --push_to_hub would "
+           r"upload them")  # fmt: skip
+    assert FakeHub.calls == []  # refused before the Hub was asked
+
+
+@needs_glue
+@pytest.mark.parametrize("trailing", ["", "/"])
+def test_a_teacher_cache_dir_that_is_the_output_dir_is_refused_before_training(tmp_path, teacher_folder, trailing):
+    # the cache went into <output_dir>/<fingerprint>/ and was pushed with the student: every row's teacher logits
+    flags = sst2(tmp_path, teacher_folder, "--student_num_layers", "1", "--cache_teacher_logits", "true",
+                 "--teacher_cache_dir", str(tmp_path / "out") + trailing)  # fmt: skip
+    refuse(tmp_path, flags, r"--teacher_cache_dir .*out/? is --output_dir .*: its caches would lie among the "
+           r"student's outputs.* a folder of its own, e\.g\. --teacher_cache_dir .*out/teacher_cache, or leave it "
+           r"unset")  # fmt: skip

@@ -43,7 +43,7 @@ def test_unlabeled_train_rows_join_the_transfer_set_and_the_card_says_so(tmp_pat
     distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--unlabeled_train_rows", "64", "--logging_steps", "1"))
     out = tmp_path / "out"
     results = read_results(out)
-    assert results["train_labelled_examples"] == 48
+    assert results["train_labelled_examples"] == 48 and results["search_held_out_examples"] == 0  # no search
     assert results["train_unlabeled_examples"] == 64 and results["train_augmented_examples"] == 0
     assert results["train_examples"] == 112
     card = (out / "README.md").read_text()
@@ -128,6 +128,9 @@ def test_hp_search_scores_trials_on_held_out_rows_trains_the_best_and_resumes(tm
     card = (out / "README.md").read_text()
     assert "chosen by 2 optuna trials on 16 training rows held out" in card
     assert f"T = {best['temperature']}" in card
+    # the trials read the labels of 16 rows beyond the 48 labelled ones (--max_train_samples): stated, apart
+    assert results["train_labelled_examples"] == 48 and results["search_held_out_examples"] == 16
+    assert "- **Search rows**: 16 labelled rows held out of the training data" in card
     # Resumed with one more trial: the teacher the first run fit and saved, loaded from its folder, fingerprints as
     # the one in memory did, so the two finished trials are kept and not run again.
     flags = sst2_flags(tmp_path, out / "teacher", "--hp_search_trials", "3", "--validation_split_size", "16",
@@ -159,6 +162,11 @@ def test_hp_search_on_your_own_files_scores_trials_on_other_rows_than_the_final_
     # the final student is scored on the validation file (20 rows), or on 10 other held-out rows; it trains on the rest
     assert results["eval_examples"] == (20 if validation_file else 10)
     assert results["train_labelled_examples"] == (50 if validation_file else 40)
+    assert results["search_held_out_examples"] == 10
+    # the card names what the student was scored on: the validation file, or the rows held out of the training file
+    card = (tmp_path / "out" / "README.md").read_text()
+    scored = "dev.csv evaluation set" if validation_file else "10 rows held out of train.csv (never trained on)"
+    assert f"Evaluated on the same {scored}" in card and "train.csv evaluation set" not in card
 
 
 def test_refuses_validation_split_size_beside_a_validation_file_without_a_search(tmp_path, teacher_folder):
