@@ -46,6 +46,15 @@ class MlmDataArguments:
         default=False,
         metadata={"help": "One example per line (truncated) instead of packing the text into full blocks."},
     )
+    shuffle_lines: bool = field(
+        default=False,
+        metadata={
+            "help": "Shuffle the training lines (seeded) before max_train_samples takes its N and the blocks are "
+            "packed: for a corpus of independent lines stored in some order (tweets sorted by label, reviews by "
+            "product), whose first N would be one kind only. Not for documents cut into lines, whose neighbours "
+            "are their context."
+        },
+    )
     mlm_probability: float = field(
         default=0.15, metadata={"help": "Share of tokens masked (80% [MASK], 10% random, 10% kept), in (0, 1)."}
     )

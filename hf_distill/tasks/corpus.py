@@ -10,7 +10,8 @@ kept as one shorter block: the collator pads it to its batch's longest block (pa
 Literal special-token text in a line ("[MASK]", "[SEP]") is tokenised as text, not as the special id.
 
 Held-out lines (`--validation_split_size`) are drawn at random (seeded); the training lines keep the corpus's order,
-so that a block holds consecutive text.
+so that a block holds consecutive text, unless `--shuffle_lines` (independent lines stored in some order: tweets
+sorted by label) shuffles them, with the held-out draw's permutation.
 
 Which tokens may be masked is decided by the collator alone (every special id of the tokenizer: [CLS], [SEP], [PAD],
 [UNK], [MASK]), in training and for the held-out masks alike: the blocks carry no `special_tokens_mask` of their own
@@ -136,7 +137,8 @@ def load_corpus(data_args) -> datasets.DatasetDict:
         # retweet, a boilerplate sentence) is held out or trained on, never both: its copies left in train would be
         # scored as held-out text the student has seen.
         seen, taken = set(held_out), set(drawn)
-        train = [line for index, line in enumerate(lines) if index not in taken and line not in seen]
+        kept = order[size:] if getattr(data_args, "shuffle_lines", False) else range(len(lines))
+        train = [lines[index] for index in kept if index not in taken and lines[index] not in seen]
         if len(train) < len(lines) - size:
             logger.info(
                 "Dropped %d training line(s) that repeat a held-out line, so the held-out lines stay unseen.",
@@ -151,6 +153,9 @@ def load_corpus(data_args) -> datasets.DatasetDict:
         held_out_of = "train"
     else:
         held_out_of = "validation"
+        if getattr(data_args, "shuffle_lines", False):
+            splits["train"] = list(splits["train"])
+            random.Random(HELD_OUT_SEED).shuffle(splits["train"])
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
     # each Dataset's `split` names the corpus split its lines came from: the card's held-out split
     origins = {"train": "train", "validation": held_out_of}

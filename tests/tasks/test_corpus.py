@@ -63,6 +63,25 @@ def test_held_out_lines_are_drawn_at_random_and_the_training_lines_keep_the_corp
     assert HELD_OUT_SEED == 42  # the draw is seeded: the same lines every run
 
 
+def test_shuffle_lines_draws_the_training_lines_of_a_corpus_stored_in_some_order(tmp_path):
+    # tweets sorted by sentiment: the first N in corpus order were one kind only
+    import random
+
+    corpus = tmp_path / "corpus.txt"
+    lines = [f"line {i}" for i in range(40)]
+    corpus.write_text("\n".join(lines) + "\n")
+    ordered = load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=4))
+    shuffled = load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=4, shuffle_lines=True))
+    assert shuffled["validation"]["text"] == ordered["validation"]["text"]  # the same held-out lines
+    assert sorted(shuffled["train"]["text"]) == sorted(ordered["train"]["text"]) != shuffled["train"]["text"]
+    order = list(range(40))
+    random.Random(HELD_OUT_SEED).shuffle(order)
+    assert shuffled["train"]["text"] == [lines[i] for i in order[4:]]  # the held-out draw's permutation
+    given = load_corpus(corpus_arguments(train_file=str(corpus), validation_file=str(corpus), shuffle_lines=True))
+    assert sorted(given["train"]["text"]) == sorted(lines) != given["train"]["text"]
+    assert given["validation"]["text"] == lines  # held-out lines as given
+
+
 def test_a_hub_dataset_without_a_validation_split_holds_out_a_capped_share(tmp_path, monkeypatch):
     # 5% of bookcorpus is 3.7M lines, each masked in Python and scored twice: capped
     from hf_distill.tasks import corpus as module
