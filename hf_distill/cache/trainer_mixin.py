@@ -17,7 +17,7 @@ from accelerate.utils import DistributedType
 from torch import nn
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from hf_distill.trainer.model_inputs import select_inputs
+from hf_distill.trainer.model_inputs import select_inputs, unwrap
 
 from .fingerprint import cache_fingerprint, collator_identity, fingerprint_model, fingerprint_rows, value_identity
 from .store import (
@@ -241,7 +241,9 @@ class TeacherCacheMixin:
         Only then is the cache fingerprint left independent of the temperature and k (raw logits depend on
         neither); any other model is fingerprinted as token-level, which at worst rebuilds a cache needlessly.
         """
-        name = type(_engine_unwrapped(self._teacher_module)).__name__  # a wrapper of the user's may change the outputs
+        # under any wrapper (`unwrap`): a user's wrapper of a sequence classifier (a calibration) keeps its
+        # per-example outputs, and read by its own name it put T and k in the key, a teacher pass per searched T
+        name = type(unwrap(self._teacher_module)).__name__
         return name.endswith(("ForSequenceClassification", "ForMultipleChoice"))
 
     def _teacher_cache_root(self) -> Path:

@@ -42,17 +42,21 @@ OWN_OUTPUTS = (
     "training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json",
     "README.md", "checkpoint-*", "teacher", "teacher_cache", "runs", "predict", "teacher_eval", "onnx",
     "hp_search", "hp_search.json", "hp_search.json.partial", "hp_search_study.journal*",
-    "run_results.command.json", "related_text.command.json", "search_command.json",
+    "run_results.command.json", "related_text.command.json", "search_command.json", "run_results.reproduces.json",
+    "emissions.csv",
     ".DS_Store", "Thumbs.db", ".ipynb_checkpoints",  # what file browsers and notebooks leave: nobody's outputs
 )  # fmt: skip
 
 
-def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint, *, push: bool = False) -> None:
+def check_output_dir(
+    output_dir: Path, overwrite: bool, resume_from_checkpoint, *, push: bool = False, cache_root=None
+) -> None:
     """Refuses an output_dir that is a file, or that already holds a model, an interrupted run's checkpoints or
     files this tool did not write, unless --overwrite_output_dir (or --resume_from_checkpoint, for the checkpoints);
     and, even then, one whose README.md is not an hf-distill model card (the run's card would replace it), or, with
     `push` (--push_to_hub), one holding files this tool did not write: the push uploads the folder (less its working
-    files), so they would be published with the student."""
+    files), so they would be published with the student. `cache_root`: the run's `--teacher_cache_dir`, whose folder
+    inside `output_dir` (under any name) is the run's own and never pushed."""
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output_dir {output_dir} is a file, not a folder. Choose another --output_dir.")
     if not output_dir.is_dir():
@@ -64,7 +68,7 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint, 
             "--overwrite_output_dir). Move that README.md elsewhere, or choose another --output_dir."
         )
     if push:
-        _refuse_pushing_others(output_dir)
+        _refuse_pushing_others(output_dir, cache_root)
     if overwrite:
         return
     # by step, not as text: checkpoint-1000 is later than checkpoint-500 (name[11:] follows "checkpoint-")
@@ -87,7 +91,7 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint, 
             f"Output directory {output_dir} already holds a model ({', '.join(found)}); refusing to overwrite it. "
             "Pass --overwrite_output_dir to replace it, or choose another --output_dir."
         )
-    others = _not_written_by_us(output_dir)
+    others = _not_written_by_us(output_dir, cache_root)
     if others:
         raise ValueError(
             f"Output directory {output_dir} holds files hf-distill did not write ({_named(others)}): the run would "
@@ -96,11 +100,11 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume_from_checkpoint, 
         )
 
 
-def _refuse_pushing_others(output_dir: Path) -> None:
+def _refuse_pushing_others(output_dir: Path, cache_root=None) -> None:
     """A push uploads the output folder less the working files hf-distill knows (`IGNORE_ON_PUSH`): refused over
     files it did not write, --overwrite_output_dir or not (which lets a run write among them, never publish them).
     Refused rather than left out of the push: a file left out is a push that differs from the folder, silently."""
-    others = _not_written_by_us(output_dir)
+    others = _not_written_by_us(output_dir, cache_root)
     if others:
         raise ValueError(
             f"Output directory {output_dir} holds files hf-distill did not write ({_named(others)}), and "
@@ -109,10 +113,17 @@ def _refuse_pushing_others(output_dir: Path) -> None:
         )
 
 
-def _not_written_by_us(output_dir: Path) -> list[str]:
-    """The names at the top of `output_dir` (and in its onnx/ folder) that are not hf-distill's outputs."""
+def _not_written_by_us(output_dir: Path, cache_root=None) -> list[str]:
+    """The names at the top of `output_dir` (and in its onnx/ folder) that are not hf-distill's outputs: neither
+    named in `OWN_OUTPUTS`, nor the top of the teacher cache folder `cache_root` (inside it under another name),
+    nor a folder holding a teacher cache (an earlier run's `--teacher_cache_dir`), all of which a push leaves out."""
+    from hf_distill.publish.hub import cache_root_inside, teacher_cache_folders
+
+    inner = cache_root_inside(output_dir, cache_root)
+    own = {*OWN_OUTPUTS, *({inner.split("/")[0]} if inner else set())}
+    own |= {pattern.split("/")[0] for pattern in teacher_cache_folders(output_dir)}
     others = sorted(
-        path.name for path in output_dir.iterdir() if not any(fnmatch.fnmatchcase(path.name, p) for p in OWN_OUTPUTS)
+        path.name for path in output_dir.iterdir() if not any(fnmatch.fnmatchcase(path.name, p) for p in own)
     )
     # onnx/ is ours only as far as it holds our exports: a file of the user's there would be pushed with the student
     # (and a user's model.onnx beside it replaced)
@@ -133,7 +144,7 @@ def check_teacher_cache_dir(training_args) -> None:
     outputs, where --push_to_hub would upload every training row's teacher outputs with it. Compared resolved (a
     trailing slash, ./, a link)."""
     given = getattr(training_args, "teacher_cache_dir", None)
-    if given is None:
+    if given is None or not getattr(training_args, "cache_teacher_logits", False):  # no cache is built
         return
     output_dir = Path(training_args.output_dir).expanduser()
     if Path(given).expanduser().resolve() == output_dir.resolve():
@@ -305,6 +316,7 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
         data_args.overwrite_output_dir,
         training_args.resume_from_checkpoint,
         push=training_args.push_to_hub,
+        cache_root=getattr(training_args, "teacher_cache_dir", None),
     )
     check_teacher_cache_dir(training_args)
     check_checkpoint(training_args.resume_from_checkpoint, Path(training_args.output_dir))

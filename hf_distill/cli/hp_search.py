@@ -247,8 +247,9 @@ def _open_study(path: Path, fingerprint: str, *, restart: bool):
         if stored != fingerprint:
             if not restart:
                 raise ValueError(
-                    f"{path} holds the trials of another search (another teacher, student, rows or fixed training "
-                    f"arguments), so they cannot be resumed. To resume it with the teacher its trials were scored "
+                    f"{path} holds the trials of another search (another teacher, student, rows, device or fixed "
+                    f"training arguments, or one an older hf-distill fingerprinted otherwise), so they cannot be "
+                    f"resumed. To resume it with the teacher its trials were scored "
                     f"with, pass --teacher_model_name_or_path {path.parent / 'teacher'} --finetune_teacher false; "
                     f"pass --overwrite_output_dir to start afresh (that file is kept as {path.name}.replaced); "
                     "or choose another --output_dir."

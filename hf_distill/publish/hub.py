@@ -44,6 +44,11 @@ IGNORE_ON_PUSH = [
     "teacher_eval/**",
     "*.command.json",
     "search_command.json",
+    "run_results.reproduces.json",  # run_results.py's record of a reproduction
+    "emissions.csv",  # codecarbon's (report_to codecarbon): it holds the machine's location
+    # a teacher cache's build folder, when the cache root is the output folder (the library allows it)
+    ".*.partial-*",
+    ".*.partial-*/**",
     # Trainer's state names the best checkpoint by this machine's path (load_best_model_at_end)
     "trainer_state.json",
 ]
@@ -59,14 +64,20 @@ def cache_folder_patterns(output_dir: str | Path, cache_root: str | Path | None)
     cache's metadata file (`teacher_cache_folders`: a `cache_root` equal to `output_dir` puts each cache in
     `<output_dir>/<fingerprint>/`, which no name tells)."""
     patterns = teacher_cache_folders(output_dir)
+    inner = cache_root_inside(output_dir, cache_root)
+    # the default teacher_cache/ is left out already
+    return patterns if inner is None or f"{inner}/**" in IGNORE_ON_PUSH else [f"{inner}/**", *patterns]
+
+
+def cache_root_inside(output_dir: str | Path, cache_root: str | Path | None) -> str | None:
+    """`cache_root`'s path relative to `output_dir` (posix) when it lies inside it, else None (elsewhere, the same
+    folder, or not given)."""
     if cache_root is None:
-        return patterns
+        return None
     output_dir, cache_root = Path(os.path.abspath(output_dir)), Path(os.path.abspath(cache_root))
     if cache_root == output_dir or not cache_root.is_relative_to(output_dir):
-        return patterns
-    pattern = f"{cache_root.relative_to(output_dir).as_posix()}/**"
-    # the default teacher_cache/ is left out already
-    return patterns if pattern in IGNORE_ON_PUSH else [pattern, *patterns]
+        return None
+    return cache_root.relative_to(output_dir).as_posix()
 
 
 def teacher_cache_folders(folder: str | Path) -> list[str]:

@@ -174,7 +174,12 @@ def tokenize_corpus(raw: datasets.DatasetDict, tokenizer, *, max_seq_length: int
         def encode(batch):
             # split_special_tokens: a literal "[MASK]" or "[SEP]" in the text is text, not the special id (an
             # unlabelled [MASK] for the model, or a false sentence boundary)
-            whole = tokenizer(batch["text"], split_special_tokens=True)
+            # the lengths alone (verbose=False: transformers' "longer than the maximum" warning is for inputs
+            # that are not cut, and these are)
+            whole = tokenizer(
+                batch["text"], split_special_tokens=True, verbose=False, return_attention_mask=False,
+                return_token_type_ids=False,
+            )  # fmt: skip
             cut = tokenizer(batch["text"], truncation=True, max_length=max_seq_length, split_special_tokens=True)
             return {**cut, _CUT: [len(a) - len(b) for a, b in zip(whole["input_ids"], cut["input_ids"])]}
 

@@ -178,7 +178,28 @@ def test_a_teacher_cache_dir_that_is_the_output_dir_is_refused(tmp_path, monkeyp
             r"a folder of its own, e\.g\. --teacher_cache_dir .*out/teacher_cache, or leave it unset"
         )
         with pytest.raises(ValueError, match=refusal) as refused:
-            check_teacher_cache_dir(SimpleNamespace(output_dir=str(out), teacher_cache_dir=given))
+            check_teacher_cache_dir(
+                SimpleNamespace(output_dir=str(out), teacher_cache_dir=given, cache_teacher_logits=True)
+            )
         assert "\n" not in str(refused.value)
     for fine in (None, str(out / "teacher_cache"), str(tmp_path / "caches")):
-        check_teacher_cache_dir(SimpleNamespace(output_dir=str(out), teacher_cache_dir=fine))
+        check_teacher_cache_dir(SimpleNamespace(output_dir=str(out), teacher_cache_dir=fine, cache_teacher_logits=1))
+    # no cache is built: nothing would lie among the outputs
+    check_teacher_cache_dir(SimpleNamespace(output_dir=str(out), teacher_cache_dir=str(out), cache_teacher_logits=0))
+
+
+def test_a_push_rerun_into_the_folder_an_earlier_run_wrote_is_not_refused(tmp_path):
+    # the push refusal of files hf-distill did not write took an earlier run's own folders for the user's: a teacher
+    # cache under another name (--teacher_cache_dir out/logits), run_results' record, codecarbon's emissions.csv
+    from hf_distill.cache.store import _METADATA_FILE
+
+    for name in ("all_results.json", "run_results.reproduces.json", "emissions.csv", "model.safetensors"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "logits" / "0f3a9c").mkdir(parents=True)
+    (tmp_path / "logits" / "0f3a9c" / _METADATA_FILE).write_text("{}")
+    (tmp_path / "checkpoint-500").mkdir()
+    check_output_dir(tmp_path, True, None, push=True, cache_root=tmp_path / "logits")
+    check_output_dir(tmp_path, True, None, push=True)  # the cache's folder known by the metadata file it holds
+    (tmp_path / "logs").mkdir()  # not a cache: the user's
+    with pytest.raises(ValueError, match=r"did not write \(logs\)"):
+        check_output_dir(tmp_path, True, None, push=True, cache_root=tmp_path / "logits")

@@ -235,6 +235,7 @@ def test_a_repository_in_a_top_level_folder_publishes_no_machine_path(monkeypatc
 
     from hf_distill.publish.model_card import sanitize_command
 
+    monkeypatch.setenv("HOME", "/home/alice")  # not the machine's: in a Docker image it may well be /app
     argv = ["python", "scripts/distill_glue.py", "configs/glue/sst2.yaml", "--train_file",
             "/home/alice/private/customers.csv", "--output_dir=/tmp/alice-run/sst2", "--data_dir",
             "~/glue"]  # fmt: skip
@@ -243,7 +244,6 @@ def test_a_repository_in_a_top_level_folder_publishes_no_machine_path(monkeypatc
     assert command.endswith("--train_file customers.csv --output_dir=sst2 --data_dir glue")
     assert sanitize_command(["x", "/app/data/t.csv"], root=Path("/app")) == "x data/t.csv"  # inside it: as before
     # nor relative to the user's home folder or a folder above it (a repository in ~ or in /home): it names the user
-    monkeypatch.setenv("HOME", "/home/alice")
     for root in ("/home/alice/repo", "/home/repo", "/home/alice", "/"):
         assert sanitize_command(["x", "/home/alice/private/t.csv"], root=Path(root)) == "x t.csv", root
     assert sanitize_command(["x", "/srv/data/t.csv"], root=Path("/srv/repo")) == "x ../data/t.csv"  # beside it
