@@ -43,7 +43,7 @@ OWN_OUTPUTS = (
     "README.md", "checkpoint-*", "teacher", "teacher_cache", "runs", "predict", "teacher_eval", "onnx",
     "hp_search", "hp_search.json", "hp_search.json.partial", "hp_search_study.journal*",
     "run_results.command.json", "related_text.command.json", "search_command.json", "run_results.reproduces.json",
-    "emissions.csv",
+    "emissions.csv", ".*.partial-*",  # codecarbon's; a teacher cache's build folder (a cache root here: library)
     ".DS_Store", "Thumbs.db", ".ipynb_checkpoints",  # what file browsers and notebooks leave: nobody's outputs
 )  # fmt: skip
 

@@ -198,6 +198,7 @@ def test_a_push_rerun_into_the_folder_an_earlier_run_wrote_is_not_refused(tmp_pa
     (tmp_path / "logits" / "0f3a9c").mkdir(parents=True)
     (tmp_path / "logits" / "0f3a9c" / _METADATA_FILE).write_text("{}")
     (tmp_path / "checkpoint-500").mkdir()
+    (tmp_path / ".0f3a9c.partial-host-1a2b3c4d5e6f-4026531836-77-0a1b2c3d").mkdir()  # a crashed build's (never pushed)
     check_output_dir(tmp_path, True, None, push=True, cache_root=tmp_path / "logits")
     check_output_dir(tmp_path, True, None, push=True)  # the cache's folder known by the metadata file it holds
     (tmp_path / "logs").mkdir()  # not a cache: the user's
