@@ -1377,7 +1377,15 @@ def _augmentation(config: dict) -> str:
     words = AUGMENTATION_WORDS[config["augment"]].format(p=config["augment_probability"], k=EMBEDDING_TOP_K)
     if len(GLUE_TASKS[config["task_name"]].text_columns) == 2:
         words += "; a pair augments each side"
-    return f"{config['augment_copies']} `{config['augment']}` copies of each labelled row ({words})"
+    if not config.get("augment_keep_duplicates"):
+        return (
+            f"up to {config['augment_copies']} `{config['augment']}` copies of each labelled row ({words}; copies "
+            "identical to their row or to one another dropped)"
+        )
+    return (
+        f"{config['augment_copies']} `{config['augment']}` copies of each labelled row ({words}; copies identical "
+        "to their row or to one another kept, as before hf-distill dropped them)"
+    )
 
 
 TASK_NAMES = {"mrpc": "MRPC", "stsb": "STS-B", "cola": "CoLA"}

@@ -113,6 +113,14 @@ class DataArguments:
             "help": "Per-word probability of masking/replacing (mask, mlm, embedding), or of n-gram sampling (ngram)."
         },
     )
+    augment_keep_duplicates: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep augmented copies identical to their labelled row (nothing masked or cut) or to another "
+            "copy of it; by default they are dropped, as Tang et al. (2019) discard duplicates, and "
+            "train_augmented_examples counts the copies kept."
+        },
+    )
     augment_mlm_model: str | None = field(
         default=None,
         metadata={
@@ -241,7 +249,7 @@ class DataArguments:
         defaults = {f.name: f.default for f in fields(self)}
         return [
             f"--{name} {getattr(self, name)}"
-            for name in ("augment_copies", "augment_probability")
+            for name in ("augment_copies", "augment_probability", "augment_keep_duplicates")
             if getattr(self, name) != defaults[name]
         ]
 

@@ -68,7 +68,13 @@ class TransferSet:
                 how += f", masked LM `{public_name(data_args.augment_mlm_model)}`"
             if data_args.augment == "embedding":
                 how += f", each replaced word one of its {EMBEDDING_TOP_K} nearest in the teacher's word embeddings"
-            parts.append(f"{data_args.augment_copies} augmented copies of each labelled row ({how})")
+            if data_args.augment_keep_duplicates:
+                parts.append(f"{data_args.augment_copies} augmented copies of each labelled row ({how})")
+            else:  # the copies identical to their row or to one another were dropped
+                parts.append(
+                    f"{self.augmented:,} augmented copies of the labelled rows (up to {data_args.augment_copies} per "
+                    f"row, those identical to their row or to one another dropped; {how})"
+                )
         return "; ".join(parts) if parts else "none"
 
 
@@ -260,6 +266,7 @@ def build_transfer_set(
             mlm_tokenizer=mlm[1],
             neighbours=neighbours,
             regression=regression,
+            keep_duplicates=data_args.augment_keep_duplicates,
         )
         parts.append(copies)
         augmented = len(copies)

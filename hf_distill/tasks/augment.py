@@ -55,8 +55,14 @@ def augment_dataset(
     mlm_batch_size: int = 32,
     neighbours: Mapping[str, Sequence[str]] | None = None,
     regression: bool | None = None,
+    keep_duplicates: bool = False,
 ) -> Dataset:
-    """Make `copies` augmented, unlabelled copies of every row of `dataset`.
+    """Make up to `copies` augmented, unlabelled copies of every row of `dataset`.
+
+    A copy that nothing changed (no word chosen, no n-gram cut: an `ngram` copy at p = 0.2 is its row 4 times in 5)
+    or that repeats an earlier copy of its row is dropped, as Tang et al. (2019) discard duplicates: each would be a
+    teacher pass over text the student already has, counted as new. Compared on every text column with whitespace
+    collapsed. `keep_duplicates=True` keeps all K (what hf-distill did before 2026-12-07).
 
     Words are the whitespace-separated tokens of a text (``text.split()``), re-joined with single spaces; every text
     column (each side of a sentence pair) is augmented independently. Each (row, copy, column) draws from its own
@@ -87,11 +93,13 @@ def augment_dataset(
             (NaN in float32, since -100 is a valid regression target; -100 in int64 otherwise). By default it follows
             the label column: float labels mean a regression; integer or `ClassLabel` labels, or none, a
             classification. Pass it where the column does not tell (integer ratings trained as a regression).
+        keep_duplicates (`bool`, *optional*, defaults to `False`): keep copies identical to their row or to an
+            earlier copy of it.
 
     Returns:
-        `datasets.Dataset`: ``len(dataset) * copies`` rows (row 0 copy 0..K-1, row 1 copy 0..K-1, ...) with columns
-        ``(*text_columns, label_column)``; every label the "no label" mark (see `regression`). Empty when `method`
-        is ``"none"`` or `copies` is 0.
+        `datasets.Dataset`: up to ``len(dataset) * copies`` rows (row 0's copies, then row 1's, ...; exactly that
+        many with `keep_duplicates`) with columns ``(*text_columns, label_column)``; every label the "no label"
+        mark (see `regression`). Empty when `method` is ``"none"`` or `copies` is 0.
 
     Raises:
         `ValueError`: on an unknown method, a bad number, a missing column or a missing mask token/model.
@@ -141,7 +149,29 @@ def augment_dataset(
     columns[label_column] = [no_label] * (len(dataset) * copies)
     if mlm_jobs:
         _fill_with_mlm(mlm_jobs, columns, mlm_model, mlm_tokenizer, mlm_top_k, mlm_batch_size)
+    if not keep_duplicates:
+        kept = _new_copies(dataset, columns, text_columns, copies)
+        columns = {column: [values[index] for index in kept] for column, values in columns.items()}
     return Dataset.from_dict(columns, features=features)
+
+
+def _new_copies(dataset: Dataset, columns: dict[str, list], text_columns: Sequence[str], copies: int) -> list[int]:
+    """The indices of the copies that differ from their row and from every earlier copy of it (texts compared with
+    whitespace collapsed: the copies are re-joined with single spaces)."""
+
+    def key(texts) -> tuple:
+        return tuple(None if text is None else " ".join(text.split()) for text in texts)
+
+    originals = zip(*(dataset[column] for column in text_columns))
+    kept = []
+    for row, original in enumerate(originals):
+        seen = {key(original)}
+        for index in range(row * copies, (row + 1) * copies):
+            texts = key(columns[column][index] for column in text_columns)
+            if texts not in seen:
+                seen.add(texts)
+                kept.append(index)
+    return kept
 
 
 def _replace(word: str, neighbours: Mapping[str, Sequence[str]], rng: random.Random) -> str:

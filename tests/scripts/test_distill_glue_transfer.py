@@ -94,16 +94,22 @@ def test_unlabeled_file_and_augmented_pairs_with_a_masked_lm(tmp_path):
     distill_glue.main(flags)
     results = read_results(tmp_path / "out")
     assert results["train_labelled_examples"] == 16
-    assert results["train_unlabeled_examples"] == 3 and results["train_augmented_examples"] == 32
+    # up to 2 copies of each of the 16 pairs: one identical to its pair, or to the other copy, is dropped
+    augmented = results["train_augmented_examples"]
+    assert results["train_unlabeled_examples"] == 3 and 0 < augmented <= 32
+    assert results["train_examples"] == 16 + 3 + augmented
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "2 augmented copies of each labelled row (--augment mlm, p = 0.5" in card
+    assert (
+        f"{augmented:,} augmented copies of the labelled rows (up to 2 per row, those identical to their row or to "
+        "one another dropped; --augment mlm, p = 0.5"
+    ) in card
 
 
 @needs_glue
 def test_augmented_copies_with_the_teachers_embedding_neighbours(tmp_path, teacher_folder):
     flags = sst2_flags(tmp_path, teacher_folder, "--augment", "embedding", "--augment_copies", "2",
-                       "--augment_probability", "0.5")  # fmt: skip
-    distill_glue.main(flags)
+                       "--augment_probability", "0.5", "--augment_keep_duplicates", "true")  # fmt: skip
+    distill_glue.main(flags)  # every copy kept: exactly K per row
     results = read_results(tmp_path / "out")
     assert results["train_labelled_examples"] == 48 and results["train_augmented_examples"] == 96
     card = (tmp_path / "out" / "README.md").read_text()

@@ -74,7 +74,9 @@ def pairs() -> Dataset:
 
 
 def augment(dataset=None, **kwargs):
-    options = {"text_columns": ["sentence"], "method": "mask", "copies": 3, "probability": 0.5, "seed": 0}
+    # every draw kept: these tests check the draws themselves (the dropping of duplicates has tests of its own)
+    options = {"text_columns": ["sentence"], "method": "mask", "copies": 3, "probability": 0.5, "seed": 0,
+               "keep_duplicates": True}  # fmt: skip
     options["mask_token"] = "[MASK]"
     options.update(kwargs)
     return augment_dataset(classified() if dataset is None else dataset, **options)
@@ -528,3 +530,55 @@ def test_mlm_with_roberta_positions_fits_the_text_to_its_offset_position_table()
     words = out["sentence"][0].split()
     assert len(words) == len(long_text.split())
     assert words[-5:] == long_text.split()[-5:]  # cut off by truncation: kept as they were
+
+
+# ---- duplicates dropped (Tang et al., 2019) ----
+
+
+def keys(dataset, columns=("sentence",)):
+    return [tuple(" ".join(text.split()) for text in texts) for texts in zip(*(dataset[c] for c in columns))]
+
+
+@pytest.mark.parametrize("method", ["mask", "ngram", "mask_ngram", "embedding"])
+def test_copies_identical_to_their_row_or_to_one_another_are_dropped(method):
+    # an ngram copy at p = 0.2 is its row 4 times in 5: each was a teacher pass over text the student already had,
+    # counted as an augmented example
+    options = dict(method=method, copies=8, probability=0.2, seed=3)
+    if method == "embedding":
+        options.update(mask_token=None, neighbours=NEIGHBOURS)
+    every = augment(**options)
+    kept = augment(**options, keep_duplicates=False)
+    originals = keys(classified())
+    per_row = [keys(every)[row * 8 : (row + 1) * 8] for row in range(len(SENTENCES))]
+    expected = []
+    for original, draws in zip(originals, per_row):
+        seen = {original}
+        for draw in draws:
+            if draw not in seen:
+                seen.add(draw)
+                expected.append(draw)
+    assert keys(kept) == expected  # the first of each new text, in order, row by row
+    assert len(kept) < len(every)  # p = 0.2 leaves some copies whole here
+    assert not set(keys(kept)) & set(originals)
+    assert kept.features == every.features and set(kept["label"]) <= {-100}
+
+
+def test_a_pair_copy_is_new_when_either_side_changed():
+    every = augment(pairs(), text_columns=["sentence1", "sentence2"], copies=6, probability=0.3, seed=1)
+    kept = augment(pairs(), text_columns=["sentence1", "sentence2"], copies=6, probability=0.3, seed=1,
+                   keep_duplicates=False)  # fmt: skip
+    columns = ("sentence1", "sentence2")
+    originals = keys(pairs(), columns)
+    assert not set(keys(kept, columns)) & set(originals)
+    # a copy with one side unchanged and the other masked is kept
+    one_side = [
+        k for k in keys(kept, columns) if k[0] in {o[0] for o in originals} or k[1] in {o[1] for o in originals}
+    ]
+    assert one_side and len(kept) <= len(every)
+    assert all(math.isnan(label) for label in kept["label"])
+
+
+def test_probability_zero_makes_no_copy_and_whitespace_alone_is_no_change():
+    assert len(augment(probability=0.0, keep_duplicates=False)) == 0
+    spaced = Dataset.from_dict({"sentence": ["the  cat sat ", "a dog"], "label": [0, 1]})
+    assert len(augment(spaced, method="ngram", probability=0.0, keep_duplicates=False)) == 0
