@@ -397,7 +397,10 @@ def test_the_first_versions_retention_target_averages_its_four_tasks_only():
 def test_the_augmentation_text_follows_the_transfer_config():
     single = {"task_name": "cola", "augment": "mask", "augment_copies": 3, "augment_probability": 0.1}
     text = run_results._augmentation(single)
-    assert text.startswith("3 `mask` copies") and "masked with p = 0.1" in text and "pair" not in text
+    assert text.startswith("up to 3 `mask` copies") and "masked with p = 0.1" in text and "pair" not in text
+    assert "identical to their row or to one another dropped" in text
+    kept = run_results._augmentation({**single, "augment_keep_duplicates": True})
+    assert kept.startswith("3 `mask` copies") and "one another kept" in kept
     assert "a pair augments each side" in run_results._augmentation({**single, "task_name": "mrpc"})
     results = filled({"ours/42": (0.8, 0.85), "labels_only/42": (0.78, 0.85)})
     results["tasks"]["mrpc"] = {**results["tasks"]["sst2"], "ours_transfer": [0.81]}

@@ -22,7 +22,7 @@ def test_a_regression_mix_turns_every_transfer_label_into_nan():
     # Copies of rows without a float label column carry int64 -100, a valid regression target once cast to float:
     # the mix must give them the regression "no label" mark, NaN, which the task term never sees.
     copies = augment_dataset(Dataset.from_dict({"sentence": ["a b c", "d e"]}), text_columns=["sentence"],
-                             method="ngram", copies=2, probability=0.0, seed=0)  # fmt: skip
+                             method="ngram", copies=2, probability=0.0, seed=0, keep_duplicates=True)  # fmt: skip
     assert copies["label"] == [-100] * 4
     mixed = mix_transfer_rows(scored([2.5, 4.0]), [copies], ["sentence"], regression=True)
     assert mixed["label"][:2] == [2.5, 4.0]
@@ -39,13 +39,15 @@ def test_a_classification_mix_drops_whatever_label_a_transfer_set_holds():
 
 def test_augment_takes_the_tasks_kind_when_the_label_column_does_not_tell_it():
     ratings = Dataset.from_dict({"sentence": ["a b", "c d"], "label": [1, 5]})  # integer ratings, a regression
-    inferred = augment_dataset(ratings, text_columns=["sentence"], method="ngram", copies=1, probability=0.0, seed=0)
+    # (p = 0 copies every row unchanged: kept, these check the labels alone)
+    inferred = augment_dataset(ratings, text_columns=["sentence"], method="ngram", copies=1, probability=0.0, seed=0,
+                               keep_duplicates=True)  # fmt: skip
     assert inferred["label"] == [-100, -100]
     told = augment_dataset(ratings, text_columns=["sentence"], method="ngram", copies=1, probability=0.0, seed=0,
-                           regression=True)  # fmt: skip
+                           regression=True, keep_duplicates=True)  # fmt: skip
     assert told.features["label"] == Value("float32") and all(math.isnan(label) for label in told["label"])
     classes = augment_dataset(scored([0.5]), text_columns=["sentence"], method="ngram", copies=1, probability=0.0,
-                              seed=0, regression=False)  # fmt: skip
+                              seed=0, regression=False, keep_duplicates=True)  # fmt: skip
     assert classes["label"] == [-100] and classes.features["label"] == Value("int64")
 
 
