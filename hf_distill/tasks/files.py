@@ -30,7 +30,8 @@ def load_custom_files(
 
     ``.csv`` is read with Python's default CSV dialect (quoted fields allowed); ``.tsv`` tab-separated with quotes
     taken literally, as GLUE's files are (a text field quoted the CSV way is refused, naming its line: save such a file
-    as .csv); ``.jsonl``/``.json`` one JSON object per line. Labels:
+    as .csv); ``.jsonl``/``.json`` one JSON object per line, or a ``.json`` file holding one JSON array of objects
+    (pandas' ``to_json(orient="records")``). Labels:
 
     - any label written as a decimal (``3.8``, or a JSON float) makes the task a regression: float labels, no names;
     - all integers: classification; the distinct values, sorted numerically, become ids 0..K-1 (``0``/``1`` keep
@@ -212,6 +213,13 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                     _check_unquoted(path, reader.line_num, row, required)
                 records += 1
                 yield row, reader.line_num
+        elif suffix == ".json" and _starts_an_array(handle):
+            # a JSON array of objects (pandas' to_json(orient="records"), datasets' to_json(lines=False)): read
+            # whole, each object named by the line it starts on
+            for row, line_number in _json_array(path, handle.read()):
+                _check_columns(path, required, list(row), line=line_number, fix=fix)
+                records += 1
+                yield row, line_number
         elif suffix in (".jsonl", ".json"):
             for line_number, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -223,10 +231,11 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                         f"{path}, line {line_number}: not a JSON object ({error}); the file must hold one JSON object "
                         "per line (JSON lines)."
                     ) from None
-                if isinstance(row, list):  # pandas' to_json(orient="records"): the whole file on one line
+                if isinstance(row, list):  # a .jsonl holding an array (a .json array is read above)
                     raise ValueError(
                         f"{path}, line {line_number}: a JSON array of {len(row):,} item(s), not one JSON object per "
-                        "line: write JSON lines (pandas: to_json(orient='records', lines=True))."
+                        "line: write JSON lines (pandas: to_json(orient='records', lines=True)), or name the file "
+                        ".json to have it read as one JSON array."
                     )
                 if not isinstance(row, dict):
                     raise ValueError(
@@ -238,11 +247,68 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                 yield row, line_number
         else:
             raise ValueError(
-                f"Cannot read {str(path)!r}: unknown extension {path.suffix!r}. Use .csv, .tsv or .jsonl (JSON lines)."
+                f"Cannot read {str(path)!r}: unknown extension {path.suffix!r}. Use .csv, .tsv, .jsonl (JSON lines) "
+                "or .json (JSON lines, or one array of objects)."
             )
     if not records:
         what = "a header line and no rows" if suffix in (".csv", ".tsv") else "no JSON object"
         raise ValueError(f"{path} holds no examples: {what}. Add rows, one per line, or pass another file.")
+
+
+def _starts_an_array(handle) -> bool:
+    """Whether an open text file's first character past whitespace is "[" (the position is put back)."""
+    start = handle.tell()
+    character = handle.read(1)
+    while character and character.isspace():
+        character = handle.read(1)
+    handle.seek(start)
+    return character == "["
+
+
+def _json_array(path: Path, text: str) -> Iterator[tuple[dict, int]]:
+    """The objects of a JSON array file, each with the line it starts on."""
+    decoder = json.JSONDecoder()
+    position = text.index("[") + 1
+
+    def skip(at: int) -> int:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        return at
+
+    def line(at: int) -> int:
+        return text.count("\n", 0, at) + 1
+
+    position = skip(position)
+    if position < len(text) and text[position] == "]":
+        return
+    while True:
+        try:
+            item, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path}, line {line(error.pos)}: not valid JSON ({error.msg}); the file must hold one JSON array of "
+                "objects, or one JSON object per line (JSON lines)."
+            ) from None
+        if not isinstance(item, dict):
+            raise ValueError(
+                f"{path}, line {line(position)}: expected a JSON object in the array, got {_shown(item)}. Write one "
+                "object per row, its columns as keys."
+            )
+        yield item, line(position)
+        position = skip(end)
+        if position < len(text) and text[position] == "]":
+            if skip(position + 1) != len(text):
+                raise ValueError(
+                    f"{path}, line {line(skip(position + 1))}: text after the JSON array's end. Remove it, or write "
+                    "one JSON array only."
+                )
+            return
+        if position >= len(text) or text[position] != ",":
+            raise ValueError(
+                f"{path}, line {line(min(position, len(text)))}: expected ',' or ']' after an object of the JSON "
+                "array. Fix the file (a JSON array of objects, or JSON lines)."
+            )
+        position = skip(position + 1)
 
 
 def _check_unquoted(path: Path, line: int, row: dict, columns: list[str]) -> None:

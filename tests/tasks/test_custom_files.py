@@ -111,16 +111,52 @@ def test_a_repeated_column_that_is_not_read_is_left_alone(tmp_path):
     assert load_custom_files(train, None, ["sentence"])[0]["train"]["sentence"] == ["a", "b"]
 
 
-def test_a_json_array_is_refused_in_a_short_line_that_says_to_write_json_lines(tmp_path):
-    # pandas' to_json(orient="records") writes one line holding the whole array: the message quoted all of it
+def test_a_json_array_file_is_read_as_rows(tmp_path):
+    # pandas' to_json(orient="records") writes one line holding the whole array: it was refused ("write JSON lines")
     rows = [{"sentence": f"this is example sentence number {index}", "label": index % 2} for index in range(2000)]
     train = write(tmp_path / "records.json", json.dumps(rows))
+    loaded = load_custom_files(train, None, ["sentence"])[0]["train"]
+    assert loaded["sentence"] == [row["sentence"] for row in rows] and loaded["label"] == [r["label"] for r in rows]
+    pretty = write(tmp_path / "pretty.json", json.dumps(rows[:3], indent=2))
+    assert load_custom_files(pretty, None, ["sentence"])[0]["train"]["sentence"] == [r["sentence"] for r in rows[:3]]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (
+            '[\n  {"sentence": "a", "label": 1},\n  {"label": 0}\n]',
+            r"pretty\.json, line 3: missing column\(s\) \['sentence'\]",
+        ),
+        (
+            '[\n  {"sentence": "a", "label": 1},\n  ["b", 0]\n]',
+            r"line 3: expected a JSON object in the array, got list",
+        ),
+        (
+            '[{"sentence": "a", "label": 1} {"sentence": "b", "label": 0}]',
+            r"line 1: expected ',' or '\]' after an object",
+        ),
+        ('[{"sentence": "a", "label": 1}]\n[]', r"line 2: text after the JSON array's end"),
+        ('[{"sentence": "a", "label": 1},\n{"sentence": "b", "label": }]', r"line 2: not valid JSON"),
+        ("[]", r"holds no examples: no JSON object"),
+    ],
+)
+def test_a_bad_json_array_file_is_refused_naming_its_line(tmp_path, text, match):
+    train = write(tmp_path / "pretty.json", text)
+    with pytest.raises(ValueError, match=match) as error:
+        load_custom_files(train, None, ["sentence"])
+    assert "\n" not in str(error.value)
+
+
+def test_a_json_array_in_a_jsonl_file_is_refused_in_a_short_line(tmp_path):
+    rows = [{"sentence": f"this is example sentence number {index}", "label": index % 2} for index in range(2000)]
+    train = write(tmp_path / "records.jsonl", json.dumps(rows))
     with pytest.raises(ValueError) as error:
         load_custom_files(train, None, ["sentence"])
     message = str(error.value)
     assert "\n" not in message and len(message) < 400
-    assert "records.json, line 1: a JSON array" in message
-    assert "write JSON lines (pandas: to_json(orient='records', lines=True))" in message
+    assert "records.jsonl, line 1: a JSON array" in message
+    assert "write JSON lines (pandas: to_json(orient='records', lines=True)), or name the file .json" in message
 
 
 def test_a_long_json_value_that_is_not_an_object_is_quoted_short(tmp_path):

@@ -377,7 +377,8 @@ def test_custom_files_refuse_a_missing_column(tmp_path):
 def test_custom_files_refuse_an_unknown_extension(tmp_path):
     train = tmp_path / "train.parquet"
     train.write_text("")
-    with pytest.raises(ValueError, match=r"unknown extension '\.parquet'. Use \.csv, \.tsv or \.jsonl"):
+    with pytest.raises(ValueError, match=r"unknown extension '\.parquet'. Use \.csv, \.tsv, \.jsonl \(JSON lines\) or "
+                       r"\.json"):  # fmt: skip
         load_custom_files(train, None, ["text"], "label")
 
 

@@ -204,3 +204,13 @@ def test_max_samples_reads_only_the_rows_it_keeps(tmp_path, suffix):
     assert out["sentence"] == lines[:10] and out["label"] == [-100] * 10
     with pytest.raises(ValueError, match=r"line 100[12]"):  # read whole, the bad line is still refused
         load_unlabeled_file(path, ["sentence"], regression=False)
+
+
+def test_an_unlabeled_json_array_file_is_read_and_capped(tmp_path):
+    # a .json file holding one array of objects (pandas' to_json(orient="records")) was refused
+    import json
+
+    path = tmp_path / "reviews.json"
+    path.write_text(json.dumps([{"sentence": f"review {i}", "stars": i % 5} for i in range(10)], indent=1))
+    rows = load_unlabeled_file(path, ["sentence"], regression=False, max_samples=4)
+    assert rows["sentence"] == [f"review {i}" for i in range(4)] and rows["label"] == [-100] * 4
