@@ -127,7 +127,6 @@ def time_student_epoch(teacher, student, rows, collator, grouped: bool) -> float
             model=copy.deepcopy(student), teacher_model=teacher, args=args, train_dataset=rows, data_collator=collator
         )
         # built before the clock starts: this times the student's epoch, plus train() taking the fingerprint again
-        # (well under a second beside the epoch)
         trainer.prepare_teacher_cache()
         start = time.perf_counter()
         trainer.train()

@@ -67,8 +67,16 @@ def check_output_dir(
             f"{readme} is not an hf-distill model card, and this run would overwrite it with one (even with "
             "--overwrite_output_dir). Move that README.md elsewhere, or choose another --output_dir."
         )
-    if push:
-        _refuse_pushing_others(output_dir, cache_root)
+    # once, for both refusals below: the folder listing (and its search for cache folders) is not cheap
+    others = _not_written_by_us(output_dir, cache_root) if push or not overwrite else []
+    if push and others:
+        # Refused rather than left out of the push, --overwrite_output_dir or not (which lets a run write among
+        # them, never publish them): a file left out is a push that differs from the folder, silently.
+        raise ValueError(
+            f"Output directory {output_dir} holds files hf-distill did not write ({_named(others)}), and "
+            "--push_to_hub would upload them with the student, --overwrite_output_dir or not. Nothing was trained; "
+            "move them out of the folder, or choose another --output_dir."
+        )
     if overwrite:
         return
     # by step, not as text: checkpoint-1000 is later than checkpoint-500 (name[11:] follows "checkpoint-")
@@ -91,25 +99,11 @@ def check_output_dir(
             f"Output directory {output_dir} already holds a model ({', '.join(found)}); refusing to overwrite it. "
             "Pass --overwrite_output_dir to replace it, or choose another --output_dir."
         )
-    others = _not_written_by_us(output_dir, cache_root)
     if others:
         raise ValueError(
             f"Output directory {output_dir} holds files hf-distill did not write ({_named(others)}): the run would "
             "write its outputs among them, and --push_to_hub would upload them as part of the student. Choose an "
             "empty or new --output_dir, or pass --overwrite_output_dir to write into this one anyway."
-        )
-
-
-def _refuse_pushing_others(output_dir: Path, cache_root=None) -> None:
-    """A push uploads the output folder less the working files hf-distill knows (`IGNORE_ON_PUSH`): refused over
-    files it did not write, --overwrite_output_dir or not (which lets a run write among them, never publish them).
-    Refused rather than left out of the push: a file left out is a push that differs from the folder, silently."""
-    others = _not_written_by_us(output_dir, cache_root)
-    if others:
-        raise ValueError(
-            f"Output directory {output_dir} holds files hf-distill did not write ({_named(others)}), and "
-            "--push_to_hub would upload them with the student, --overwrite_output_dir or not. Nothing was trained; "
-            "move them out of the folder, or choose another --output_dir."
         )
 
 

@@ -275,8 +275,14 @@ def _json_array(path: Path, text: str) -> Iterator[tuple[dict, int]]:
             at += 1
         return at
 
+    counted = [0, 1]  # (a position, its line): each count goes on from the last, never from the file's start
+
     def line(at: int) -> int:
-        return text.count("\n", 0, at) + 1
+        if at < counted[0]:  # (an error's position may lie before the last item's start)
+            return text.count("\n", 0, at) + 1
+        counted[1] += text.count("\n", counted[0], at)
+        counted[0] = at
+        return counted[1]
 
     position = skip(position)
     if position < len(text) and text[position] == "]":
