@@ -122,6 +122,11 @@ def token_kl_divergence(
             f"token_kl_divergence takes token logits of shape (B, L, V), got shape {tuple(student_logits.shape)}; "
             "use class_kl_divergence for (B, C) class logits."
         )
+    if student_logits.shape[-1] < 2:
+        raise ValueError(
+            "token_kl_divergence needs V > 1 logits per position: a softmax over one logit is constant and the KL "
+            "is always 0."
+        )
     check_same_shape(student_logits, teacher_logits)
     per_position = kl_divergence_per_row(
         student_logits=counted_positions(student_logits, mask=mask),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,6 +207,19 @@ class DistillationTrainingArguments(TrainingArguments):
             _check_positive_int(
                 "token_kd_chunk_size", self.token_kd_chunk_size, fix="pass e.g. 1024, or leave it unset"
             )
+            if not self.token_kd_gather_positions:  # the chunks are of the counted positions the heads' hooks keep
+                raise ValueError(
+                    f"token_kd_chunk_size={self.token_kd_chunk_size} chunks the counted positions that "
+                    "token_kd_gather_positions keeps, but token_kd_gather_positions=False runs the heads on every "
+                    "position: set token_kd_gather_positions=True, or leave token_kd_chunk_size unset."
+                )
+        smoothing = self.label_smoothing_factor
+        _check_finite("label_smoothing_factor", smoothing, fix="pass a value in [0, 1], e.g. 0.1, or 0 for none")
+        if not 0 <= smoothing <= 1:
+            raise ValueError(
+                f"label_smoothing_factor must be in [0, 1], got {smoothing!r}: it is the share of each label's mass "
+                "spread over the classes. Pass e.g. 0.1, or 0 for none."
+            )
         if self.value_relation_heads is not None:
             _check_positive_int("value_relation_heads", self.value_relation_heads, fix="pass R such as 12")
         from .intermediate import parse_layer_map  # validates the syntax now; the depths are checked at construction
@@ -247,7 +261,8 @@ def distillation_settings(args: DistillationTrainingArguments) -> dict[str, Any]
 
 
 def _check_finite(name: str, value: float, *, fix: str) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+    # numbers.Real: numpy's float32 and int64 too (not subclasses of float or int)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}: {fix}.")
 
 

@@ -7,12 +7,15 @@ same number of labels and the same kind of head); a mismatch is refused before a
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from torch import nn
 
 from .loss_terms import active_terms
 from .token_heads import output_head
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "check_distillable",
@@ -61,6 +64,13 @@ def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
     teacher_config = getattr(teacher, "config", None)
     if student_config is None or teacher_config is None:
         return  # plain nn.Modules: shapes are checked on the first batch
+    for config, model, role in ((student_config, student, "student"), (teacher_config, teacher, "teacher")):
+        if getattr(config, "is_encoder_decoder", False):  # failed inside the model at the first step
+            raise ValueError(
+                f"The {role} ({type(model).__name__}) is an encoder-decoder model, whose forward needs decoder inputs "
+                "that DistillationTrainer does not build. Distil an encoder (sequence or token classifier, masked "
+                "LM) or a decoder-only causal LM."
+            )
     _check_heads(student, teacher)
     for config, role in ((student_config, "student"), (teacher_config, "teacher")):
         if getattr(config, "problem_type", None) == "multi_label_classification":
@@ -89,6 +99,43 @@ def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
             f"The student has num_labels={student_labels} but the teacher has num_labels={teacher_labels}: their "
             "outputs cannot be compared. Load the student with the teacher's num_labels (and id2label)."
         )
+    for model, role in ((student, "student"), (teacher, "teacher")):
+        if type(model).__name__.endswith("ForTokenClassification") and getattr(model.config, "num_labels", 2) < 2:
+            raise ValueError(
+                f"The {role} is a token classifier with num_labels={model.config.num_labels}: the token KL is a "
+                "softmax over each position's labels, and over one logit it is always 0 (nothing would be "
+                "distilled). Give both models num_labels >= 2."
+            )
+    if _has_label_head(student) and _has_label_head(teacher):
+        _check_label_names(student_config, teacher_config)
+
+
+def _label_names(config) -> list[str] | None:
+    """The labels' names in id order, or None when they are transformers' defaults (LABEL_0...): nothing to compare."""
+    id2label = getattr(config, "id2label", None) or {}
+    count = getattr(config, "num_labels", len(id2label))
+    names = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(count)]
+    return None if all(name == f"LABEL_{i}" for i, name in enumerate(names)) else names
+
+
+def _check_label_names(student_config, teacher_config) -> None:
+    """The student's class i must be the teacher's class i: the same names in another order would teach every
+    positive as a negative. Names that differ are said (they may be the same classes, renamed)."""
+    student_names, teacher_names = _label_names(student_config), _label_names(teacher_config)
+    if student_names is None or teacher_names is None or student_names == teacher_names:
+        return
+    student_order, teacher_order = dict(enumerate(student_names)), dict(enumerate(teacher_names))
+    if sorted(student_names) == sorted(teacher_names):
+        raise ValueError(
+            f"The student orders its labels {student_order} and the teacher {teacher_order}: the teacher's logits "
+            "would teach the student the wrong classes. Load the student with the teacher's id2label and label2id "
+            "(and a head in that order)."
+        )
+    logger.warning(
+        "The student names its labels %s and the teacher %s: they are taken to be the same classes in this order.",
+        student_order,
+        teacher_order,
+    )
 
 
 def check_hooks_under_data_parallel(teacher: nn.Module, args: Any) -> None:
@@ -276,6 +323,9 @@ def check_intermediate(student: nn.Module, teacher: nn.Module, args: Any) -> Non
 
     if args.alpha_hidden > 0:
         layer_pairs(args.hidden_layer_map, student, teacher)
+    if args.alpha_attention > 0:
+        for model, role in ((student, "student"), (teacher, "teacher")):
+            _check_plain_attention_scores(model, role)
     if args.alpha_attention > 0 and num_heads(student) != num_heads(teacher):
         raise ValueError(
             f"alpha_attention compares attention heads one to one, but the student has {num_heads(student)} heads "
@@ -283,6 +333,14 @@ def check_intermediate(student: nn.Module, teacher: nn.Module, args: Any) -> Non
             "alpha_attention=0."
         )
     if args.alpha_value_relation > 0:
+        for model, role in ((student, "student"), (teacher, "teacher")):
+            if getattr(getattr(model, "config", None), "rotary_value", False):
+                raise ValueError(
+                    f"alpha_value_relation compares the last layer's value projections' outputs, but the {role} "
+                    f"({type(model).__name__}) turns its values by rotary embeddings inside the layer "
+                    "(rotary_value=True): the term would compare values neither model attends with. Set "
+                    "alpha_value_relation=0."
+                )
         heads = args.value_relation_heads or num_heads(teacher)
         widths = (hidden_size(student), hidden_size(teacher))
         if any(width % heads for width in widths):
@@ -290,3 +348,29 @@ def check_intermediate(student: nn.Module, teacher: nn.Module, args: Any) -> Non
                 f"value_relation_heads={heads} must divide both widths (student {widths[0]}, teacher {widths[1]}). "
                 "Pass --value_relation_heads with a common divisor."
             )
+
+
+# Models whose attention scores are not softmax(q k^T / sqrt(d)) of the projections' outputs: rotary embeddings turn q
+# and k inside the layer (RoFormer; ESM's "rotary"), relative positions add terms (BERT's relative_key, DeBERTa).
+_POSITION_SCORES = {"roformer": "rotary position embeddings", "deberta": "relative attention",
+                    "deberta-v2": "relative attention"}  # fmt: skip
+
+
+def _check_plain_attention_scores(model: nn.Module, role: str) -> None:
+    """Refuses alpha_attention for a model whose attention the last-layer tap cannot recompute: the tap takes
+    softmax(q k^T / sqrt(d)) from the query and key projections' outputs (`LastLayerTap`), and the scores of these
+    models hold more than that, so the term would compare attentions neither model computes."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return
+    kind = getattr(config, "position_embedding_type", None)
+    why = _POSITION_SCORES.get(getattr(config, "model_type", None))
+    if why is None and kind not in (None, "absolute"):
+        why = f"position_embedding_type={kind!r}"
+    if why is not None:
+        raise ValueError(
+            f"alpha_attention recomputes the last layer's attention from its query and key projections, but the "
+            f"{role} ({type(model).__name__}) has {why}, which change its attention scores: the term would compare "
+            "attentions neither model computes. Set alpha_attention=0 (alpha_value_relation, which compares values, "
+            "still can)."
+        )

@@ -13,7 +13,7 @@ from hf_distill import losses
 
 from .intermediate import PROJECTION_NAME, LastLayerTap, layer_pairs, num_heads
 from .model_inputs import unwrap
-from .token_heads import output_head
+from .token_heads import check_head_output, output_head
 
 __all__ = ["NOT_SELECTING", "ModelInternalsMixin"]
 
@@ -69,10 +69,11 @@ class ModelInternalsMixin:
         defer = self.args.token_kd_chunk_size is not None
         return self._counted_positions.selecting(mask, defer=defer)
 
-    def _chunked_heads(self, model: nn.Module) -> dict[str, Any]:
-        """What `LossContext.chunked_sums` needs when the heads were deferred: both heads, their kept inputs."""
+    def _chunked_heads(self, model: nn.Module, student_logits: torch.Tensor, teacher_logits: torch.Tensor):
+        """What `LossContext.chunked_sums` needs when the heads were deferred: both heads, their kept inputs; each
+        head checked against the logits its model's own code gave at the first counted position (`(k, V)`)."""
         student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
-        return {
+        chunked = {
             "student_head": student_head,
             "teacher_head": teacher_head,
             "student_head_input": self._counted_positions.take(student_head),
@@ -80,3 +81,8 @@ class ModelInternalsMixin:
             "chunk_size": self.args.token_kd_chunk_size,
             "autocast": self._counted_positions.autocast_of(student_head),
         }
+        probed = (("student", student_head, student_logits), ("teacher", teacher_head, teacher_logits))
+        for role, head, logits in probed:
+            check_head_output(head, chunked[f"{role}_head_input"], logits, role=role,
+                              autocast=self._counted_positions.autocast_of(head))  # fmt: skip
+        return chunked

@@ -6,6 +6,12 @@ pre-hook on each model's output embeddings (the decoder `Linear` that maps hidde
 only the counted positions of its input, so the head returns `(N, V)` logits for the N counted positions and
 nothing else is ever computed. The hook is on a submodule, so the student is still called through its DDP/FSDP
 wrapper. Evaluation and any forward outside `selecting(...)` see the full logits.
+
+A model may compute its logits without calling that module (MobileBERT multiplies by its weight itself): its full
+logits are then gathered at the counted positions after the forward (`CountedPositions.gathered`). The chunked loss
+(`token_kd_chunk_size`) runs the heads itself, which is exact only when the model does nothing to the head's output
+(Gemma 2 soft-caps it, Cohere and Granite scale it): each step the model's own code still runs on the first counted
+position, and `check_head_output` refuses a model whose logits there are not its head's.
 """
 
 from __future__ import annotations
@@ -16,7 +22,11 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["CountedPositions", "chunked_token_sums", "output_head"]
+__all__ = ["CountedPositions", "check_head_output", "chunked_token_sums", "output_head"]
+
+# Counted positions a deferred head still runs on inside the forward, through the model's own code: the loss checks
+# the heads it runs itself against the logits the model gave there (`check_head_output`).
+PROBED_POSITIONS = 1
 
 
 def output_head(model: nn.Module) -> nn.Module | None:
@@ -41,6 +51,7 @@ class CountedPositions:
         self.kept_autocast: dict[int, tuple[str, torch.dtype] | None] = {}
         self._handles = []
         self._heads: list[nn.Module] = []
+        self._called: set[int] = set()  # the heads whose hook ran in this `selecting`: their forward called them
 
     def attach(self, head: nn.Module) -> None:
         if any(head is known for known in self._heads):
@@ -66,13 +77,36 @@ class CountedPositions:
                 f"shape {tuple(self._mask.shape)}; set token_kd_gather_positions=False for this model."
             )
         selected = hidden[self._mask.to(hidden.device)]  # (N, D); a teacher spread by device_map: its own device
+        self._called.add(id(module))
         if self._defer:
             self.kept[id(module)] = selected
             device = hidden.device.type
             enabled = torch.is_autocast_enabled(device)
             self.kept_autocast[id(module)] = (device, torch.get_autocast_dtype(device)) if enabled else None
-            return (selected[:0], *args[1:])  # the head runs on no position; the loss runs it in chunks
+            # the model's own code runs on the first counted position only (what the loss checks its heads
+            # against); the loss runs the heads over all of them, in chunks
+            return (selected[:PROBED_POSITIONS], *args[1:])
         return (selected, *args[1:])
+
+    def gathered(self, head: nn.Module, logits: torch.Tensor, role: str) -> torch.Tensor:
+        """`logits`, the output of a forward inside `selecting`, at the counted positions `(N, V)`: as the model gave
+        them when it called `head`; else (a model that computes its logits from the head's weights without calling
+        it) its full `(B, L, V)` logits, gathered here. Under `defer` the loss needs the head's input, which such a
+        model never gives: refused."""
+        if id(head) in self._called:
+            return logits
+        if self._defer:
+            raise ValueError(
+                f"token_kd_chunk_size runs the {role}'s output head ({type(head).__name__}) on the counted positions "
+                f"itself, but the {role}'s forward never calls that module (it computes its logits another way, as "
+                "MobileBERT does): unset token_kd_chunk_size for this model."
+            )
+        if logits.dim() != 3 or logits.shape[:2] != self._mask.shape:
+            raise ValueError(
+                f"the {role}'s logits have shape {tuple(logits.shape)}, not (B, L, V) for the counted-position mask "
+                f"of shape {tuple(self._mask.shape)}; set token_kd_gather_positions=False for this model."
+            )
+        return logits[self._mask.to(logits.device)]  # (N, V)
 
     def take(self, head: nn.Module) -> torch.Tensor:
         """The kept input of `head` from the last deferred forward, forgotten here: it holds that step's graph."""
@@ -85,7 +119,7 @@ class CountedPositions:
     @contextlib.contextmanager
     def selecting(self, mask: torch.Tensor, *, defer: bool = False) -> Iterator[None]:
         self._mask, self._defer = mask.bool(), defer
-        self.kept, self.kept_autocast = {}, {}
+        self.kept, self.kept_autocast, self._called = {}, {}, set()
         try:
             yield
         finally:
@@ -95,6 +129,50 @@ class CountedPositions:
         for handle in self._handles:
             handle.remove()
         self._handles, self._heads = [], []
+
+
+def _under(autocast: tuple[str, torch.dtype] | None):
+    return torch.autocast(autocast[0], dtype=autocast[1]) if autocast else contextlib.nullcontext()
+
+
+def check_head_output(
+    head: nn.Module,
+    head_input: torch.Tensor,
+    logits: torch.Tensor,
+    *,
+    role: str,
+    autocast: tuple[str, torch.dtype] | None = None,
+) -> None:
+    """Refuses a model whose logits are not its output head's: the chunked loss runs `head` itself, and would skip
+    whatever the model does after it (Gemma 2's final_logit_softcapping, Cohere's logit_scale, Granite's
+    logits_scaling; a DeBERTa-v2 head whose output embeddings are a hidden-to-hidden layer).
+
+    Args:
+        head_input (`torch.Tensor` of shape `(N, D)`): the head's kept input at the counted positions.
+        logits (`torch.Tensor` of shape `(k, V)`): the model's own logits at the first k of them (`PROBED_POSITIONS`).
+    """
+    probed = logits.shape[0]
+    if probed == 0:
+        return  # no counted position in this micro-batch
+    with torch.no_grad(), _under(autocast):
+        dtype = next(head.parameters()).dtype
+        mine = head(head_input[:probed] if autocast else head_input[:probed].to(dtype))
+    if mine.shape == logits.shape:
+        gap = (mine.float() - logits.float()).abs().max()
+        scale = logits.float().abs().max().clamp(min=1.0)
+        # the same rows through the same head: equal up to the kernels' rounding, at most an ulp or two of the
+        # logits' dtype (bf16: 2**-8)
+        tolerance = 1e-4 if torch.finfo(logits.dtype).bits >= 32 else 3e-2
+        if gap <= tolerance * scale:
+            return
+        found = f"differ by up to {gap.item():.4g} at the first counted position"
+    else:
+        found = f"have shape {tuple(logits.shape)}, the head's output {tuple(mine.shape)}"
+    raise ValueError(
+        f"token_kd_chunk_size runs the {role}'s output head ({type(head).__name__}) itself, but the {role}'s logits "
+        f"are not that head's output: they {found} (the model transforms them after the head, e.g. a soft-cap or a "
+        "scale). Unset token_kd_chunk_size for this model."
+    )
 
 
 def chunked_token_sums(
@@ -127,13 +205,10 @@ def chunked_token_sums(
 
     from .loss_terms import task_sum  # the task term's one definition (loss_terms imports this module lazily)
 
-    def under_autocast():
-        return torch.autocast(autocast[0], dtype=autocast[1]) if autocast else contextlib.nullcontext()
-
     teacher_dtype = next(teacher_head.parameters()).dtype
 
     def sums(student_chunk, teacher_chunk, label_chunk):
-        with under_autocast():
+        with _under(autocast):
             student_logits = student_head(student_chunk)  # (c, V)
             with torch.no_grad():
                 # without autocast, a half-precision teacher's head takes its own dtype

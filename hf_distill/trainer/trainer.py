@@ -36,7 +36,7 @@ from .model_internals import NOT_SELECTING, ModelInternalsMixin
 from .secrets import hide_hub_token
 from .student_setup import StudentSetupMixin
 from .teacher import prepare_teacher
-from .token_heads import CountedPositions
+from .token_heads import CountedPositions, output_head
 
 logger = logging.getLogger(__name__)
 
@@ -266,9 +266,13 @@ class DistillationTrainer(
         with_hidden = any(term.needs_hidden_states for term, _ in self._loss_terms)
         student_inputs = select_inputs(inputs, self._student_input_names, keep_labels=False)
         selecting = self._position_selector(model, inputs, cached)
+        selected = selecting is not NOT_SELECTING
         with selecting:  # LM heads on the counted positions only, for both models (token_heads.py)
             outputs = model(**student_inputs, **({"output_hidden_states": True} if with_hidden else {}))
-            teacher, teacher_outputs = self._teacher_targets(inputs, cached, outputs.logits, with_hidden)
+            if selected:  # a model that computed its full logits without calling its head: gathered here
+                head = output_head(unwrap(model))
+                outputs.logits = self._counted_positions.gathered(head, outputs.logits, "student")
+            teacher, teacher_outputs = self._teacher_targets(inputs, cached, outputs.logits, with_hidden, selected)
         if with_hidden:
             self._check_hidden_states(outputs, teacher_outputs)
         context = LossContext(
@@ -276,8 +280,8 @@ class DistillationTrainer(
             teacher=teacher,
             teacher_outputs=teacher_outputs,
             inputs=inputs,
-            kind="token_selected" if selecting is not NOT_SELECTING else self._output_kind(outputs.logits),
-            chunked=self._chunked_heads(model) if self._counted_positions.kept else None,
+            kind="token_selected" if selected else self._output_kind(outputs.logits),
+            chunked=self._chunked_heads(model, outputs.logits, teacher) if self._counted_positions.kept else None,
             temperature=self.args.temperature,
             label_smoothing=self.args.label_smoothing_factor,
             **intermediate,
@@ -324,8 +328,9 @@ class DistillationTrainer(
             return "regression"
         return "class"
 
-    def _teacher_targets(self, inputs, cached, student_logits, with_hidden):
-        """The teacher's side of the loss: (logits, or the cached top-k pair; the online outputs or None)."""
+    def _teacher_targets(self, inputs, cached, student_logits, with_hidden, selected=False):
+        """The teacher's side of the loss: (logits, or the cached top-k pair; the online outputs or None); with
+        `selected` (inside `CountedPositions.selecting`), the logits at the counted positions."""
         if TOPK_INDICES_COLUMN in cached:
             teacher = (cached[TOPK_LOG_PROBS_COLUMN], cached[TOPK_INDICES_COLUMN])  # (B, L, k) each
             if student_logits.dim() != 3 or teacher[1].shape[:2] != student_logits.shape[:2]:
@@ -341,6 +346,9 @@ class DistillationTrainer(
         else:
             teacher_outputs = self._teacher_forward(inputs, output_hidden_states=with_hidden)
             teacher = teacher_outputs.logits
+            if selected:
+                head = output_head(unwrap(self._teacher_module))
+                teacher = self._counted_positions.gathered(head, teacher, "teacher")
         if teacher.shape != student_logits.shape:
             raise ValueError(
                 f"student logits have shape {tuple(student_logits.shape)} but teacher logits "

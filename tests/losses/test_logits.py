@@ -238,6 +238,10 @@ def test_single_logit_softmax_is_refused():
     # Mistake 3: a softmax over one logit is constant, so a KL-distilled STS-B learns nothing from the teacher.
     with pytest.raises(ValueError, match="C > 1"):
         losses.class_kl_divergence(student_logits=torch.randn(4, 1), teacher_logits=torch.randn(4, 1), temperature=2)
+    # the token KL took it and returned 0 (a token classifier with num_labels=1)
+    with pytest.raises(ValueError, match="V > 1"):
+        losses.token_kl_divergence(student_logits=torch.randn(2, 3, 1), teacher_logits=torch.randn(2, 3, 1), mask=None,
+                                   temperature=2)  # fmt: skip
 
 
 @pytest.mark.parametrize(

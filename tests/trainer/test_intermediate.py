@@ -242,6 +242,29 @@ def test_refuses_mismatched_heads_and_relation_heads(tmp_path):
     make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_value_relation=1.0, value_relation_heads=4)
 
 
+def test_attention_term_refuses_models_whose_scores_hold_more_than_query_times_key(tmp_path):
+    # the tap recomputes softmax(q k^T / sqrt(d)) from the projections: for a rotary RoFormer it was up to 0.998 away
+    # from the attention the layer computed, and the term compared attentions neither model had
+    from transformers import RoFormerConfig, RoFormerForSequenceClassification
+
+    shape = dict(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, embedding_size=32, num_attention_heads=4,
+                 intermediate_size=48, max_position_embeddings=64, num_labels=3)  # fmt: skip
+    torch.manual_seed(0)
+    roformer = RoFormerForSequenceClassification(RoFormerConfig(num_hidden_layers=2, **shape))
+    student = RoFormerForSequenceClassification(RoFormerConfig(num_hidden_layers=1, **shape))
+    with pytest.raises(ValueError, match=r"the student \(RoFormerForSequenceClassification\) has rotary position "
+                                         r"embeddings.* Set alpha_attention=0"):  # fmt: skip
+        make_trainer(tmp_path, student, roformer, tiny.class_rows(4), alpha_attention=1.0)
+    make_trainer(tmp_path, student, roformer, tiny.class_rows(4), alpha_value_relation=1.0)  # values are not turned
+    turned = RoFormerForSequenceClassification(RoFormerConfig(num_hidden_layers=1, rotary_value=True, **shape))
+    with pytest.raises(ValueError, match=r"turns its values by rotary embeddings .*rotary_value=True"):
+        make_trainer(tmp_path, turned, roformer, tiny.class_rows(4), alpha_value_relation=1.0)
+    teacher, _ = models()
+    relative = tiny.classifier(layers=1, seed=1, position_embedding_type="relative_key")
+    with pytest.raises(ValueError, match=r"has position_embedding_type='relative_key'"):
+        make_trainer(tmp_path, relative, teacher, tiny.class_rows(4), alpha_attention=1.0)
+
+
 def test_a_masked_lm_matches_hidden_states_and_attention_at_every_token_not_only_the_masked_ones(tmp_path):
     # DistilBERT's cosine, TinyBERT's hidden MSE and MiniLM's attention transfer match every attended token; the KD
     # counts a masked LM's masked positions only. Over the masked positions alone, a row with one masked token would

@@ -20,7 +20,7 @@ def mlm_rows(n: int, *, seed: int = 3) -> tiny.ListDataset:
 
 
 def trainer_for(tmp_path, student, teacher, data, **overrides):
-    args = make_args(tmp_path, temperature=2.0, alpha_kd=5.0, alpha_task=2.0, **overrides)
+    args = make_args(tmp_path, **{"temperature": 2.0, "alpha_kd": 5.0, "alpha_task": 2.0, **overrides})
     return DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data,
                                data_collator=tiny.collate)  # fmt: skip
 
@@ -51,9 +51,10 @@ def test_gathered_heads_give_the_full_logit_loss_and_gradients_in_float64(tmp_pa
             assert shapes == [(*batch["input_ids"].shape, tiny.VOCAB_SIZE)]
         elif chunk is None:
             assert shapes == [(counted, tiny.VOCAB_SIZE)]  # gathered: the head only ever saw the N counted positions
-        else:  # deferred in the forward (0 rows), then chunks of at most 3 positions, recomputed in the backward
-            assert shapes[0] == (0, tiny.VOCAB_SIZE) and max(shape[0] for shape in shapes) == 3
-            assert sum(shape[0] for shape in shapes[1:]) == 2 * counted
+        else:  # deferred in the forward (the model's own code on 1 position, checked against the head run by the
+            # loss on it), then chunks of at most 3 positions, recomputed in the backward
+            assert shapes[:2] == [(1, tiny.VOCAB_SIZE)] * 2 and max(shape[0] for shape in shapes) == 3
+            assert sum(shape[0] for shape in shapes[2:]) == 2 * counted
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-10, abs=1e-10)
     for name, grad in results[False][1].items():
         torch.testing.assert_close(results[True][1][name], grad, rtol=1e-9, atol=1e-10, msg=f"{name} differs")
@@ -166,3 +167,83 @@ def test_a_new_trials_student_lets_the_old_students_head_go(tmp_path):
     hooked = trainer._counted_positions._heads
     assert len(hooked) == 2 and any(head is teacher.get_output_embeddings() for head in hooked)
     assert heads[1]() is not None and any(head is heads[1]() for head in hooked)
+
+
+def _float64_token_kd(student, teacher, batch, temperature):
+    """T^2 KL(teacher || student) averaged over the counted positions, from the two models' full logits in float64,
+    written from the definition (no hf-distill code)."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        s = student.double().eval()(**inputs).logits
+        t = teacher.double().eval()(**inputs).logits
+    counted = batch["labels"] != -100
+    p = torch.softmax(t[counted] / temperature, dim=-1)
+    log_q = torch.log_softmax(s[counted] / temperature, dim=-1)
+    return (temperature**2 * (p * (p.log() - log_q)).sum(-1).mean()).item()
+
+
+def _softcapped_lm(seed: int):
+    """A tiny Gemma 2 causal LM whose logits are soft-capped after its head (final_logit_softcapping)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Gemma2Config(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                          final_logit_softcapping=2.0, attn_implementation="eager")  # fmt: skip
+    model = Gemma2ForCausalLM(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.5)  # logits well past the cap
+    return model.double()
+
+
+def test_a_model_that_transforms_its_logits_after_the_head_is_exact_gathered_and_refused_chunked(tmp_path):
+    # the chunked loss ran the head itself and skipped Gemma 2's soft-cap: a loss of 2.61 for a true 1.89, silently
+    teacher, student = _softcapped_lm(0), _softcapped_lm(1)
+    data = mlm_rows(3, seed=5)
+    batch = tiny.collate([data[i] for i in range(3)])
+    reference = _float64_token_kd(copy.deepcopy(student), copy.deepcopy(teacher), batch, 2.0)
+    for gather in (False, True):
+        copy_ = copy.deepcopy(student).train()
+        trainer = trainer_for(tmp_path / str(gather), copy_, teacher, data, alpha_kd=1.0, alpha_task=0.0,
+                              token_kd_gather_positions=gather)  # fmt: skip
+        assert trainer.compute_loss(copy_, dict(batch)).item() == pytest.approx(reference, rel=1e-10)
+    copy_ = copy.deepcopy(student).train()
+    trainer = trainer_for(tmp_path / "chunked", copy_, teacher, data, alpha_kd=1.0, alpha_task=0.0,
+                          token_kd_chunk_size=4)  # fmt: skip
+    refused = r"runs the student.s output head .* not that head.s output: they differ by up to [0-9.]+ .* Unset"
+    with pytest.raises(ValueError, match=refused):
+        trainer.compute_loss(copy_, dict(batch))
+
+
+def _mobilebert_lm(seed: int):
+    """A tiny MobileBERT masked LM: it computes its logits from its decoder's weight without calling the decoder
+    module that get_output_embeddings() returns."""
+    from transformers import MobileBertConfig, MobileBertForMaskedLM
+
+    torch.manual_seed(seed)
+    config = MobileBertConfig(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, embedding_size=32, intra_bottleneck_size=32,
+                              true_hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=48,
+                              num_feedforward_networks=1, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                              attention_probs_dropout_prob=0.0)  # fmt: skip
+    return MobileBertForMaskedLM(config).double()
+
+
+def test_a_model_that_never_calls_its_head_module_is_gathered_from_its_full_logits(tmp_path):
+    # MobileBERT's hook never fired, so the student's (B, L, V) logits met the teacher's (N, V) ones: the default
+    # token_kd_gather_positions=True failed at the first step with "must have the same head and output size"
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5).double()
+    for student, role in ((_mobilebert_lm(1), "student"), (tiny.masked_lm(layers=1, seed=1).double(), None)):
+        pair = {"student": student, "teacher": teacher}
+        if role is None:  # a MobileBERT teacher, a BERT student
+            pair = {"student": student, "teacher": _mobilebert_lm(2)}
+        data = mlm_rows(4, seed=5)
+        batch = tiny.collate([data[i] for i in range(4)])
+        reference = _float64_token_kd(copy.deepcopy(pair["student"]), copy.deepcopy(pair["teacher"]), batch, 2.0)
+        copy_ = copy.deepcopy(pair["student"]).train()
+        trainer = trainer_for(tmp_path / str(role), copy_, pair["teacher"], data, alpha_kd=1.0, alpha_task=0.0)
+        assert trainer.compute_loss(copy_, dict(batch)).item() == pytest.approx(reference, rel=1e-10)
+        trainer = trainer_for(tmp_path / f"{role}-chunked", copy_, pair["teacher"], data, token_kd_chunk_size=4)
+        with pytest.raises(ValueError, match=r"token_kd_chunk_size runs the (student|teacher)'s output head .* never "
+                                             r"calls that module .* unset token_kd_chunk_size"):  # fmt: skip
+            trainer.compute_loss(copy_, dict(batch))

@@ -483,6 +483,14 @@ def test_resume_from_checkpoint_ends_with_the_same_student(tmp_path):
         (dict(alpha_task=-2), r"alpha_task must be >= 0, got -2"),
         (dict(alpha_cos=-0.5), r"alpha_cos must be >= 0, got -0.5"),
         (dict(alpha_kd=0.0, alpha_task=0.0), r"every loss weight .*is 0"),
+        # was accepted, then every chunk ignored: the heads ran on every position (out of memory where it was set)
+        (
+            dict(token_kd_chunk_size=64, token_kd_gather_positions=False),
+            r"token_kd_chunk_size=64 chunks .* token_kd_gather_positions=False runs the heads on every position",
+        ),
+        # was accepted, then the first step failed inside torch's cross-entropy
+        (dict(label_smoothing_factor=1.5), r"label_smoothing_factor must be in \[0, 1\], got 1.5: .*0.1"),
+        (dict(label_smoothing_factor=-0.1), r"label_smoothing_factor must be in \[0, 1\], got -0.1"),
     ],
 )
 def test_arguments_refuse_bad_values_naming_field_value_and_fix(tmp_path, overrides, message):
@@ -565,6 +573,56 @@ def test_refuses_pairs_that_cannot_be_distilled(tmp_path, student_kwargs, messag
     student = tiny.classifier(layers=1, **{"num_labels": 3, **student_kwargs})
     with pytest.raises(ValueError, match=message):
         make_trainer(tmp_path, student, teacher, tiny.class_rows(4))
+
+
+def test_arguments_take_numpy_numbers_as_numbers(tmp_path):
+    # np.float32 and np.int64 are not float or int subclasses: "alpha_kd must be a finite number, got 0.5"
+    import numpy as np
+
+    args = make_args(tmp_path, alpha_kd=np.float32(0.5), temperature=np.int64(2), label_smoothing_factor=np.float32(0))
+    assert (args.alpha_kd, args.temperature) == (0.5, 2.0) and type(args.temperature) is float
+
+
+def test_refuses_classifiers_whose_labels_are_ordered_otherwise_and_says_other_names(tmp_path, caplog):
+    # negative/positive against positive/negative was accepted: the KL taught every positive as a negative
+    teacher = tiny.classifier(num_labels=2, id2label={0: "negative", 1: "positive"})
+    flipped = tiny.classifier(layers=1, num_labels=2, id2label={0: "positive", 1: "negative"})
+    with pytest.raises(ValueError, match=r"student orders its labels \{0: 'positive', 1: 'negative'\} and the teacher "
+                                         r"\{0: 'negative', 1: 'positive'\}.* id2label"):  # fmt: skip
+        make_trainer(tmp_path, flipped, teacher, tiny.class_rows(4, num_labels=2))
+    token_teacher = tiny.token_classifier(num_labels=2, id2label={0: "O", 1: "B-PER"})
+    with pytest.raises(ValueError, match=r"student orders its labels"):
+        make_trainer(tmp_path, tiny.token_classifier(layers=1, num_labels=2, id2label={0: "B-PER", 1: "O"}),
+                     token_teacher, tiny.token_rows(4))  # fmt: skip
+    # the same order, or default names on either side: accepted without a word
+    for student in (tiny.classifier(layers=1, num_labels=2, id2label={0: "negative", 1: "positive"}),
+                    tiny.classifier(layers=1, num_labels=2)):  # fmt: skip
+        with caplog.at_level("WARNING"):
+            make_trainer(tmp_path, student, teacher, tiny.class_rows(4, num_labels=2))
+        assert "names its labels" not in caplog.text
+    renamed = tiny.classifier(layers=1, num_labels=2, id2label={0: "neg", 1: "pos"})
+    with caplog.at_level("WARNING"):
+        make_trainer(tmp_path, renamed, teacher, tiny.class_rows(4, num_labels=2))
+    said = "student names its labels {0: 'neg', 1: 'pos'} and the teacher {0: 'negative', 1: 'positive'}"
+    assert said in caplog.text
+
+
+def test_refuses_an_encoder_decoder_model_before_training(tmp_path):
+    # a T5 pair passed every check and failed inside the model at the first step ("specify exactly one of input_ids")
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    config = T5Config(vocab_size=tiny.VOCAB_SIZE, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4)
+    torch.manual_seed(0)
+    t5 = T5ForConditionalGeneration(config)
+    with pytest.raises(ValueError, match=r"The student \(T5ForConditionalGeneration\) is an encoder-decoder model"):
+        make_trainer(tmp_path, t5, copy.deepcopy(t5), tiny.token_rows(4))
+
+
+def test_refuses_a_token_classifier_with_one_label(tmp_path):
+    # one logit per position: a softmax over it is 1, so the token KL was 0 and the student got no gradient
+    teacher = tiny.token_classifier(num_labels=1)
+    with pytest.raises(ValueError, match=r"The student is a token classifier with num_labels=1: .*always 0"):
+        make_trainer(tmp_path, tiny.token_classifier(layers=1, num_labels=1), teacher, tiny.token_rows(4))
 
 
 def test_refuses_token_classifiers_with_different_label_counts(tmp_path):
