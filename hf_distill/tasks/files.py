@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["check_text_columns", "load_custom_files"]
 
@@ -58,7 +61,9 @@ def load_custom_files(
         files["validation"] = Path(validation_file)
     records = {split: _read_records(path, [*text_columns, label_column], encoding) for split, path in files.items()}
 
-    train_labels = [_typed_label(value) for value, _ in _labels(records["train"], label_column, files["train"])]
+    read = [(_typed_label(value), line) for value, line in _labels(records["train"], label_column, files["train"])]
+    train_labels = [value for value, _ in read]
+    _say_mixed_labels(files["train"], read)
     if any(isinstance(value, float) for value in train_labels):
         label_names, to_id = None, None
         label_feature = Value("float32")
@@ -165,6 +170,20 @@ def _iter_records(
         csv.field_size_limit(previous_limit)
 
 
+def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[dict]:
+    """`reader`'s rows; a malformed quote is a one-line error naming its line."""
+    try:
+        yield from reader
+    except csv.Error as error:
+        # DictReader's line_num is the last row it gave; its reader's, the line the error was found on
+        start, end = reader.line_num + 1, reader.reader.line_num
+        lines = f"line {end}" if end <= start else f"lines {start}-{end}"
+        raise ValueError(
+            f"{path}, {lines}: {error} (a quote opened in a field on line {start} and not closed as CSV closes it?). "
+            'Double a quote that is part of the text ("") and quote the whole field, or remove the stray quote.'
+        ) from None
+
+
 def _opening(encoding: str | None) -> str:
     """The codec a file is opened with: UTF-8 skips a byte-order mark (Excel's "CSV UTF-8"), which would otherwise
     become part of the first column's name or line."""
@@ -186,7 +205,9 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
     with open(path, encoding=encoding, newline="") as handle:
         if suffix in (".csv", ".tsv"):
             if suffix == ".csv":
-                reader = csv.DictReader(handle)
+                # strict: a quote left open (`I'd say meh" overall`) is an error, not a field that swallows the lines
+                # after it into one row with the last line's label
+                reader = csv.DictReader(handle, strict=True)
             else:
                 reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
             present = reader.fieldnames or []
@@ -203,7 +224,11 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                     f"{path}, line 1: the header names the column(s) {repeated} more than once, so only the last "
                     "one's values would be read. Rename the repeated column(s) in the header."
                 )
-            for row in reader:
+            spanning, line_before = [], reader.line_num
+            for row in _csv_rows(path, reader):
+                if reader.line_num - line_before > 1:  # a quoted field holding line breaks: valid CSV, but said below
+                    spanning.append(line_before + 1)
+                line_before = reader.line_num
                 if None in row or None in row.values():  # DictReader's marks for extra / missing fields
                     raise ValueError(
                         f"{path}, line {reader.line_num}: expected {len(present)} fields ({present}), got a different "
@@ -213,6 +238,14 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                     _check_unquoted(path, reader.line_num, row, required)
                 records += 1
                 yield row, reader.line_num
+            if spanning:
+                logger.warning(
+                    "%s: %d row(s) span more than one line (a quoted field holding line breaks), the first starting "
+                    "on line %d: if a stray quote merged lines there, fix it.",
+                    path,
+                    len(spanning),
+                    spanning[0],
+                )
         elif suffix == ".json" and _starts_an_array(handle):
             # a JSON array of objects (pandas' to_json(orient="records"), datasets' to_json(lines=False)): read
             # whole, each object named by the line it starts on
@@ -369,6 +402,11 @@ def _labels(records: list[tuple[dict, int]], label_column: str, path: Path):
                 f"{path}, line {line}: label {_shown(value, with_type=False)} in column {label_column!r} is a "
                 f"{type(value).__name__}, not a class name or number. Write the label itself (a string or a number)."
             )
+        if isinstance(value, str) and value.strip() == label_column:
+            raise ValueError(
+                f"{path}, line {line}: the label is {value!r}, the label column's own name: a repeated header line "
+                "(files joined with cat?). Remove that line."
+            )
         typed = _typed_label(value)
         if isinstance(typed, float) and not math.isfinite(typed):
             # NaN marks "no label" for a regression head, and "nan" would make a classification a regression.
@@ -377,6 +415,36 @@ def _labels(records: list[tuple[dict, int]], label_column: str, path: Path):
                 "the label or drop the line (unlabelled text belongs in --unlabeled_file)."
             )
         yield value, line
+
+
+def _say_mixed_labels(path: Path, read: list[tuple[int | float | str, int]]) -> None:
+    """Warns of labels whose kinds mix in a way a typo makes: a few decimals among whole numbers (one "1.0" turns a
+    classification into a regression), or numbers among names (the classes are then ordered as text: "10" before
+    "2")."""
+    kinds: dict[type, list[int]] = {}
+    for value, line in read:
+        kinds.setdefault(type(value), []).append(line)
+    decimals, integers, names = kinds.get(float, []), kinds.get(int, []), kinds.get(str, [])
+    if decimals and integers and len(decimals) <= max(len(read) // 100, 1):
+        logger.warning(
+            "%s: %d of %d labels are decimals (the first on line %d), so the labels are read as regression targets; "
+            "if they are classes, write those labels as whole numbers.",
+            path,
+            len(decimals),
+            len(read),
+            decimals[0],
+        )
+    elif names and (integers or decimals):
+        numbers = sorted(integers + decimals)
+        logger.warning(
+            "%s: the labels mix numbers (%d rows, the first on line %d) and names (%d rows, the first on line %d), "
+            "so every label is a class name ordered as text ('10' before '2'); if that is not meant, fix those lines.",
+            path,
+            len(numbers),
+            numbers[0],
+            len(names),
+            names[0],
+        )
 
 
 def _shown(value, *, with_type: bool = True) -> str:

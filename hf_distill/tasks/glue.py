@@ -175,6 +175,13 @@ def load_glue_tsv(task: str, data_dir: str | Path, splits: Sequence[str] | None 
             f"root) or the {spec.folder} folder itself."
         )
     task_dir = data_dir / spec.folder if (data_dir / spec.folder).is_dir() else data_dir
+    name = task_dir.name.lower()
+    other = next((o for o in GLUE_TASKS.values() if o.folder.lower() == name != spec.folder.lower()), None)
+    if other is not None:  # RTE read from WNLI's folder (the same columns) flipped every label: WNLI's 1 is entailment
+        raise ValueError(
+            f"GLUE data_dir {str(data_dir)!r} is {other.name}'s folder ({other.folder}/), not {spec.name}'s: pass the "
+            f"GLUE root holding {spec.folder}/, or the {spec.folder} folder itself."
+        )
     if splits is None:
         splits = [split for split, file in spec.split_files.items() if (task_dir / file).is_file()]
         if not splits:

@@ -203,3 +203,49 @@ def test_labels_are_numbers_only_when_written_as_plain_ascii_numbers(tmp_path):
     decimals.write_text("text,label\na,3.8\nb,1e-1\nc,2\n")
     data, names = load_custom_files(decimals, None, ["text"], "label")
     assert names is None and data["train"]["label"] == pytest.approx([3.8, 0.1, 2.0])
+
+
+# ---- quotes, repeated headers and labels of mixed kinds ----
+
+
+def test_a_csv_quote_left_open_is_refused_not_merged_into_one_row(tmp_path):
+    # the default (non-strict) reader took lines 2-5 as one text with line 5's label: 2 rows read from 5 lines
+    train = write(tmp_path / "train.csv", 'text,label\n"Great film, he said,1\ndull and slow,0\nnot bad,1\n'
+                                          "I'd say \"meh\" overall,0\na fine cast,1\n")  # fmt: skip
+    with pytest.raises(ValueError, match=r"train\.csv, lines 2-5: .*\(a quote opened in a field on line 2 .*\(\"\"\)"):
+        load_custom_files(train, None, ["text"])
+
+
+def test_a_quoted_field_holding_line_breaks_is_read_and_said(tmp_path, caplog):
+    train = write(tmp_path / "train.csv", 'text,label\n"two\nlines",1\none line,0\n"a ""quoted"" word",1\n')
+    with caplog.at_level("WARNING"):
+        data, names = load_custom_files(train, None, ["text"])
+    assert data["train"]["text"] == ["two\nlines", "one line", 'a "quoted" word'] and names == ["0", "1"]
+    assert "1 row(s) span more than one line (a quoted field holding line breaks), the first starting on line 2" in (
+        caplog.text
+    )
+
+
+def test_a_repeated_header_line_is_refused_not_made_a_class(tmp_path):
+    # two exports joined with cat: the second header became a third class named "label"
+    train = write(tmp_path / "train.csv", "text,label\ngood film,1\nbad film,0\ntext,label\nfine,1\n")
+    with pytest.raises(ValueError, match=r"train\.csv, line 4: the label is 'label', the label column's own name: a "
+                                         r"repeated header line"):  # fmt: skip
+        load_custom_files(train, None, ["text"])
+
+
+def test_labels_of_mixed_kinds_are_said(tmp_path, caplog):
+    rows = "".join(f"t{i},{i % 3}\n" for i in range(150))
+    with caplog.at_level("WARNING"):  # one "1.0" among 150 whole numbers: read as a regression, said
+        data, names = load_custom_files(write(tmp_path / "typo.csv", f"text,label\n{rows}x,1.0\n"), None, ["text"])
+    assert names is None and "1 of 151 labels are decimals (the first on line 152)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # numbers among names: classes ordered as text, said
+        data, names = load_custom_files(write(tmp_path / "mix.csv", "text,label\na,2\nb,10\nc,pos\n"), None, ["text"])
+    assert names == ["10", "2", "pos"]
+    assert "mix numbers (2 rows, the first on line 2) and names (1 rows, the first on line 4)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a regression's whole and decimal scores, or names alone: nothing said
+        load_custom_files(write(tmp_path / "scores.csv", "text,label\na,2\nb,3.5\nc,4.25\n"), None, ["text"])
+        load_custom_files(write(tmp_path / "names.csv", "text,label\na,pos\nb,neg\n"), None, ["text"])
+    assert "labels" not in caplog.text

@@ -244,6 +244,23 @@ def test_refuses_a_folder_without_the_task_files(tmp_path):
         load_glue_tsv("rte", tmp_path)
 
 
+def test_refuses_another_tasks_folder_as_the_tasks_own(tmp_path):
+    # RTE read from WNLI's folder (the same columns) loaded without a word, every label flipped: WNLI's 1 is
+    # entailment, RTE's id 1 not_entailment
+    write_tsv(
+        tmp_path / "WNLI" / "train.tsv", [["index", "sentence1", "sentence2", "label"], ["0", "A b.", "A.", "1"]]
+    )
+    with pytest.raises(ValueError, match=r"data_dir .*WNLI' is wnli's folder \(WNLI/\), not rte's: pass the GLUE root "
+                                         r"holding RTE/, or the RTE folder itself"):  # fmt: skip
+        load_glue_tsv("rte", tmp_path / "WNLI")
+    assert load_glue_tsv("wnli", tmp_path / "WNLI")["train"][0]["label"] == 1  # its own folder, as before
+    (tmp_path / "RTE").mkdir()  # the root holding both: each task reads its own
+    write_tsv(
+        tmp_path / "RTE" / "dev.tsv", [["index", "sentence1", "sentence2", "label"], ["0", "A b.", "A.", "entailment"]]
+    )
+    assert load_glue_tsv("rte", tmp_path)["validation"][0]["label"] == 0
+
+
 def test_refuses_a_requested_split_whose_file_is_missing(tmp_path):
     write_tsv(tmp_path / "SST-2" / "dev.tsv", [["sentence", "label"], ["bad ", "0"]])
     with pytest.raises(ValueError, match=r"split 'train' needs the file .*SST-2/train\.tsv"):
