@@ -1,6 +1,6 @@
 """`scripts/distill_glue.py --student_training labels_only` with a plain transformers `Trainer` in place of
 `LabelsTrainer`: the baseline as transformers 5 trains it, kept to measure what its loss scaling costs (README,
-"The baseline to beat"). Every argument goes to distill_glue.py unchanged, e.g.
+"Python API", the paragraph "The baseline to beat"). Every argument goes to distill_glue.py unchanged, e.g.
 
     python benchmarks/plain_trainer.py configs/offline/sst2.yaml --data_dir ../shared/data/glue --seed 42 \\
         --teacher_model_name_or_path outputs/results/sst2/seed42/ours/teacher --finetune_teacher false \\

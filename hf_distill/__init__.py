@@ -5,7 +5,7 @@ The package, by architectural part:
 - `hf_distill.trainer`: the Python API's core: `DistillationTrainingArguments`, `DistillationTrainer` and its
   table of loss terms, the teacher's placement per engine, teacher/student compatibility checks; `LabelsTrainer`,
   the labels-only training (baselines, the teacher's fine-tune) with the same exact loss normalisation.
-- `hf_distill.losses`: pure loss functions of tensors (logits, hidden states, masks).
+- `hf_distill.losses`: pure loss functions of tensors (logits, hidden states, attention, masks).
 - `hf_distill.cache`: the teacher-output cache (store, fingerprint, collator, the trainer's side).
 - `hf_distill.students`: building a student from a teacher (layer choice, BERT and DistilBERT mappings).
 - `hf_distill.tasks`: GLUE, your own files, metrics: the data a student is trained and scored on.

@@ -9,7 +9,7 @@ only, side by side in one process; ratios are against the recipe's step.
 One training step each (forward of both models, DistilBERT's 5 / 2 / 1 loss, backward), random weights, 15% of the
 positions masked, interleaved over `--repeats` rounds (in the order listed, then reversed, in turn). Peak memory is
 above what was allocated before the step, i.e. above the models' weights (the student's gradients are cleared before
-each measured step): CUDA tensors on a GPU, the sampled resident set size on a CPU (see scripts/benchmark.py's
+each measured step): CUDA tensors on a GPU, the sampled resident set size on a CPU (see benchmarks/memory.py's
 PeakMemory; a CPU peak under 1 MiB is noise, its ratio printed n/a). Prints one table.
 """
 

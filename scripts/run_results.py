@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Reproduce docs/results.md: a real teacher and three students per GLUE task and seed, all through distill_glue.py.
+"""Reproduce docs/results.md: a real teacher and its students (every variant of the table: labels only, the copied
+recipe, ours, ours + transfer set, pseudo-labels and the rest) per GLUE task and seed, all through distill_glue.py.
 
-    python scripts/run_results.py                               # sst2 mrpc stsb cola, seeds 42 43 44
+    python scripts/run_results.py                               # every task and variant, seeds 42-46 (many hours)
     python scripts/run_results.py --tasks sst2 --seeds 42       # a part; runs finished as asked are skipped on rerun
     python scripts/run_results.py --tasks stsb --variants ours  # one variant (delete its run folders to rerun it)
     python scripts/run_results.py --search --tasks mrpc         # how ours' settings were chosen (train split only)
@@ -991,8 +992,8 @@ def render(results: dict) -> str:
         "",
         "Version 2 adds (e) ours + transfer set: DistillationTrainer over the labelled rows plus a transfer set the",
         "teacher labels (unlabelled in-domain text for SST-2; augmented copies elsewhere), and (f) hard",
-        "pseudo-labels: the same transfer rows labelled with the teacher's argmax and trained as labels (a plain",
-        "Trainer). A cell over fewer seeds than its row says so (n = k). (b), (c),",
+        "pseudo-labels: the same transfer rows labelled with the teacher's argmax and trained as labels (",
+        "`LabelsTrainer`, same schedule). A cell over fewer seeds than its row says so (n = k). (b), (c),",
         "(d) train on the labelled rows only; every variant of a seed shares that seed's teacher, fit on the labelled",
         "rows only.",
         "",

@@ -34,7 +34,7 @@ class MlmDataArguments:
         default=None,
         metadata={
             "help": "Without validation_file: hold out this many lines (drawn at random, seeded) to score on; the "
-            "rest train in corpus order. A Hub dataset without a validation split holds out 5% of its lines (at "
+            "rest train in corpus order. A Hub dataset without a validation split holds out 5%% of its lines (at "
             "most 10,000) unless this is given."
         },
     )
@@ -56,7 +56,7 @@ class MlmDataArguments:
         },
     )
     mlm_probability: float = field(
-        default=0.15, metadata={"help": "Share of tokens masked (80% [MASK], 10% random, 10% kept), in (0, 1)."}
+        default=0.15, metadata={"help": "Share of tokens masked (80%% [MASK], 10%% random, 10%% kept), in (0, 1)."}
     )
     max_train_samples: int | None = field(
         default=None,
