@@ -10,6 +10,7 @@ A YAML file sets values, command-line flags override it, and an unknown key is a
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -142,7 +143,7 @@ def parse_arguments(
             replaced.add("overwrite_output_dir")
         argv = _yaml_to_flags(Path(config_path), parser, replaced) + argv
     model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
+        args=_home_expanded(argv), return_remaining_strings=True
     )
     if remaining:
         hint = (
@@ -152,6 +153,32 @@ def parse_arguments(
         )
         raise ValueError(f"Unknown command-line argument(s) {_shown(remaining)}: {hint}.")
     return model_args, data_args, training_args, config_path
+
+
+# Options naming a local file or folder: a leading ~ is the user's home, as a shell would read it. A YAML value or
+# `--flag=~/x` reaches the script unexpanded, and every check and loader then looked for a folder named "~".
+PATH_OPTIONS = frozenset(
+    {"teacher_model_name_or_path", "student_model_name_or_path", "data_dir", "train_file", "validation_file",
+     "unlabeled_file", "augment_mlm_model", "teacher_cache_dir", "cache_dir", "output_dir", "logging_dir",
+     "resume_from_checkpoint"}
+)  # fmt: skip
+
+
+def _home_expanded(argv: list[str]) -> list[str]:
+    """`argv` with the values of `PATH_OPTIONS` that start with ~ expanded (`--data_dir ~/x`, `--data-dir=~/x`)."""
+    expanded, path_next = [], False
+    for token in argv:
+        if path_next and token.startswith("~"):
+            token = os.path.expanduser(token)
+        path_next = False
+        if token.startswith("--"):
+            flag, equals, value = token.partition("=")
+            is_path = flag[2:].replace("-", "_") in PATH_OPTIONS
+            if equals and is_path and value.startswith("~"):
+                token = f"{flag}={os.path.expanduser(value)}"
+            path_next = is_path and not equals
+        expanded.append(token)
+    return expanded
 
 
 def _shown(remaining: list[str]) -> list[str]:
@@ -174,7 +201,7 @@ def _shown(remaining: list[str]) -> list[str]:
 
 STUDENT_CHOICES = ("student_model_name_or_path", "student_num_layers", "student_layers")
 # Options that take one comma-separated text: a YAML list of them is joined with commas
-COMMA_SEPARATED = frozenset({"student_layers", "export", "hidden_layer_map"})
+COMMA_SEPARATED = frozenset({"student_layers", "export", "hidden_layer_map", "report_to"})
 
 
 def _option_named(token: str) -> str | None:
@@ -188,23 +215,49 @@ def _option_named(token: str) -> str | None:
 
 
 class _ConfigLoader(yaml.SafeLoader):
-    """YAML 1.1 reads `1e-6` (no dot) as text: harmless for a top-level option (argparse converts it), but a value
-    inside a mapping (`lr_scheduler_kwargs: {min_lr: 1e-6}`) reached the scheduler as a string and crashed it once
-    training had started. Here it is the float it looks like, as in YAML 1.2."""
+    """A config's numbers as YAML 1.2 reads them, not 1.1: `1e-6` (no dot) is a float, not text (inside a mapping,
+    `lr_scheduler_kwargs: {min_lr: 1e-6}`, it reached the scheduler as a string and crashed it once training had
+    started); `seed: 042` is 42, not octal 34; `hidden_layer_map: 1:3` is text, not the base-60 number 63. A key given
+    twice is refused (the last one won, without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark
+                )  # fmt: skip
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+# ints before floats: a resolver list is tried in order, and the float pattern also matches "42"
+_ConfigLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
 _ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
     list("-+0123456789."),
+)
+_ConfigLoader.add_constructor(
+    _INT, lambda loader, node: int(text, 16) if (text := loader.construct_scalar(node)).startswith("0x") else int(text)
 )
 
 
 def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = frozenset()) -> list[str]:
     if not path.is_file():
         raise ValueError(f"Config file {path} does not exist.")
+    text = path.read_text()
     try:
-        values = yaml.load(path.read_text(), Loader=_ConfigLoader) or {}
+        values = yaml.load(text, Loader=_ConfigLoader) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -219,6 +272,7 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
         if f.init
     }
     known = set(types)
+    written = _as_written(text)
     flags: list[str] = []
     for key, value in values.items():
         if key not in known:
@@ -226,6 +280,13 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
         if value is None or key in replaced:
             continue
         takes = types[key].replace("typing.", "").replace("NoneType", "None")
+        numbers = isinstance(value, int | float) and not isinstance(value, bool)
+        if numbers and "str" in takes and not any(kind in takes for kind in ("int", "float", "bool")):
+            value = written.get(key, value)  # text as written: `model_revision: 1.10` is not the number 1.1
+        elif isinstance(value, float) and "int" in takes and "float" not in takes:
+            if not value.is_integer():
+                raise ValueError(f"{key!r} in {path} is {value!r}, but {key} takes a whole number ({takes}).")
+            value = int(value)  # `max_steps: 1e4`
         if isinstance(value, list) and key in COMMA_SEPARATED:  # `student_layers: [0, 3]` means "0,3"
             value = ",".join(_scalar(item) for item in value)
         if isinstance(value, list) and "list" not in takes:
@@ -235,9 +296,12 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
             )
         if isinstance(value, bool) and "bool" not in takes and f"Literal[{value}]" not in takes:
             # YAML 1.1 reads an unquoted no/off/yes/on as a boolean: `eval_strategy: no` arrived as "false"
+            fix = f'quote the text you mean, e.g. {key}: "{written.get(key, "no")}"' if "str" in takes else (
+                f"give a value of that type, e.g. {key}: 1"
+            )  # fmt: skip
             raise ValueError(
                 f"{key!r} in {path} is the YAML boolean {str(value).lower()} (an unquoted no, off, yes or on is read "
-                f'as one), but {key} takes a value of type {takes}: quote the text you mean, e.g. {key}: "no".'
+                f"as one), but {key} takes a value of type {takes}: {fix}."
             )
         if isinstance(value, dict) and "dict" not in takes and "str" not in takes:
             raise ValueError(f"{key!r} in {path} is a mapping ({value!r}), but {key} takes a value of type {takes}.")
@@ -249,6 +313,14 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
         else:
             flags.append(_scalar(value))
     return flags
+
+
+def _as_written(text: str) -> dict[str, str]:
+    """The top-level scalar values of a (valid) config as written, by key."""
+    node = yaml.compose(text, Loader=_ConfigLoader)
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {key.value: value.value for key, value in node.value if isinstance(value, yaml.ScalarNode)}
 
 
 def _declared_type(dataclass_type: type, field: Any) -> Any:

@@ -17,6 +17,9 @@ from hf_distill.publish.model_card import CARD_TAG
 from hf_distill.tasks.positions import usable_positions
 from hf_distill.trainer.batch_counts import check_planned_data_parallel_only
 
+from .run_record import check_resumed_settings, run_settings
+from .training import check_recipe_available
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -299,6 +302,74 @@ def check_search_plan(model_args, data_args, training_args) -> None:
         )
 
 
+def check_report_to(training_args) -> None:
+    """--report_to's integrations must exist and be installed: transformers finds out when the student's Trainer is
+    built, after the data, the models and a teacher fine-tune (whose saved teacher then blocks the same command's
+    rerun). A comma-separated list (`tensorboard,codecarbon`, a YAML list) is taken as its names."""
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    given = training_args.report_to or []
+    names = [name.strip() for item in ([given] if isinstance(given, str) else given) for name in str(item).split(",")]
+    names = [name for name in names if name and name != "none"]
+    unknown = [name for name in names if name not in INTEGRATION_TO_CALLBACK and name != "all"]
+    if unknown:
+        raise ValueError(
+            f"--report_to {','.join(unknown)}: no such integration. Pass one or more (comma-separated) of "
+            f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))}, or none."
+        )
+    installed = set(get_available_reporting_integrations())
+    missing = [name for name in names if name != "all" and name not in installed]
+    if missing:
+        raise ValueError(
+            f"--report_to {','.join(missing)}: not installed here (pip install {' '.join(missing)}), or pass "
+            "--report_to none."
+        )
+    if names != list(training_args.report_to or []) and "all" not in names:
+        training_args.report_to = names
+
+
+# What each --student_training reads of the distillation settings (None: all of them). The copied recipe weighs its
+# KL by 1 - alpha_task and knows nothing else of hf-distill's; the labels-only trainings have no teacher term.
+_READ_BY_TRAINING = {"distill": None, "recipe": {"temperature", "alpha_task"}, "labels_only": set(),
+                     "pseudo_labels": set()}  # fmt: skip
+
+
+def warn_of_unread_options(model_args, data_args, training_args) -> None:
+    """Says which options given (away from their defaults) the run never reads: the card's command would list them
+    as if they had trained the student."""
+    import dataclasses
+
+    from hf_distill.trainer.arguments import distillation_settings
+
+    defaults = {field.name: field.default for field in dataclasses.fields(training_args)}
+    training = getattr(data_args, "student_training", "distill")
+    read = _READ_BY_TRAINING.get(training)
+    unread = []
+    if read is not None:
+        unread = [
+            f"--{name} {value}"
+            for name, value in distillation_settings(training_args).items()
+            if name not in read and value != defaults.get(name) and not name.startswith(("teacher_cache", "cache_"))
+        ]
+    if not model_args.finetune_teacher:
+        model_defaults = {field.name: field.default for field in dataclasses.fields(model_args)}
+        unread += [
+            f"--{name} {getattr(model_args, name)}"
+            for name in ("teacher_num_train_epochs", "teacher_learning_rate")
+            if getattr(model_args, name) != model_defaults.get(name)
+        ]
+    if unread:
+        logger.warning(
+            "This run never reads %s (--student_training %s%s): drop them, or change the run that should read them.",
+            ", ".join(unread),
+            training,
+            "" if model_args.finetune_teacher else ", no --finetune_teacher",
+        )
+
+
 def check_before_loading(model_args, data_args, training_args) -> str | None:
     """The refusals that cost nothing: the output folder, the Hub push (its repo id included), the model paths.
 
@@ -314,6 +385,11 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     )
     check_teacher_cache_dir(training_args)
     check_checkpoint(training_args.resume_from_checkpoint, Path(training_args.output_dir))
+    # as the command gave them, before a search replaces any: what each checkpoint records (train_and_save)
+    training_args.hf_distill_run_settings = run_settings(model_args, data_args, training_args)
+    check_resumed_settings(
+        training_args.resume_from_checkpoint, training_args.hf_distill_run_settings, Path(training_args.output_dir)
+    )
     teacher_dir = Path(training_args.output_dir) / "teacher"
     if model_args.finetune_teacher and not data_args.overwrite_output_dir and (teacher_dir / "config.json").exists():
         # an --hp_search_only run leaves its teacher and no student: a refit would replace the teacher its trials
@@ -326,6 +402,9 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     if getattr(data_args, "hp_search_trials", None):  # distill_mlm has no search
         check_search_plan(model_args, data_args, training_args)
     check_training_numbers(training_args)
+    check_report_to(training_args)
+    check_recipe_available(getattr(data_args, "student_training", "distill"))
+    warn_of_unread_options(model_args, data_args, training_args)
     check_cache_engine(training_args)
     check_fsdp_wrap(model_args, training_args)
     check_planned_data_parallel_only(training_args)  # the trainers refuse it too, but only once built

@@ -11,6 +11,8 @@ from transformers import Trainer
 from hf_distill.publish.export import remove_exports
 from hf_distill.trainer import DistillationTrainer, LabelsTrainer
 
+from .run_record import RunRecordCallback
+
 __all__ = ["STUDENT_TRAININGS", "make_trainer", "recipe_trainer_class", "script_training_defaults", "train_and_save"]
 
 # distill: ours; labels_only: the same student without a teacher; recipe: the copied blog recipe; pseudo_labels: the
@@ -62,6 +64,9 @@ def train_and_save(trainer: Trainer) -> None:
         for name in (*RESULTS_FILES, "README.md"):
             (Path(trainer.args.output_dir) / name).unlink(missing_ok=True)
         remove_exports(trainer.args.output_dir)
+    settings = getattr(trainer.args, "hf_distill_run_settings", None)  # set by check_before_loading
+    if settings is not None:
+        trainer.add_callback(RunRecordCallback(settings))  # each checkpoint says what it was trained with
     result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     TRAINED.append(type(trainer).__name__)  # a ValueError from here on is no bad input (run_entry_point)
     trainer.save_model()
@@ -69,9 +74,23 @@ def train_and_save(trainer: Trainer) -> None:
     trainer.save_state()
 
 
+RECIPE_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "recipe.py"
+
+
+def check_recipe_available(student_training: str) -> None:
+    """--student_training recipe reads the copied recipe from the source checkout's benchmarks/, which an installed
+    wheel lacks: refused before any data or model loads, not when its trainer is built after them."""
+    if student_training == "recipe" and not RECIPE_FILE.is_file():
+        raise ValueError(
+            "--student_training recipe trains with the copied recipe in the source checkout's benchmarks/recipe.py, "
+            "which this installation lacks: install hf-distill from a checkout (pip install -e .), or choose "
+            "another --student_training."
+        )
+
+
 def recipe_trainer_class() -> type:
     """The copied Trainer-subclass recipe, kept in benchmarks/ as the baseline (not part of the library)."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "recipe.py"
+    path = RECIPE_FILE
     spec = importlib.util.spec_from_file_location("hf_distill_benchmarks_recipe", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -83,7 +83,9 @@ def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
     if student_vocab is not None and teacher_vocab is not None and student_vocab != teacher_vocab:
         raise ValueError(
             f"The student's vocabulary has {student_vocab} tokens but the teacher's has {teacher_vocab}: the teacher "
-            "would read different tokens than the student. Build the student from the teacher's tokenizer."
+            "would read different tokens than the student. Build the student from the teacher's tokenizer (if both "
+            "use one tokenizer and a table is only padded, rounded up for speed, resize the other to match: "
+            "model.resize_token_embeddings(n))."
         )
     student_regression, teacher_regression = is_regression(student), is_regression(teacher)
     if student_regression != teacher_regression:

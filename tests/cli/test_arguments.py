@@ -103,3 +103,54 @@ def test_a_teacher_an_earlier_run_fine_tuned_is_named_on_the_card_by_the_model_i
     model_args = parsed(tmp_path, *flags)[0]
     assert model_args.teacher_card_name == "bert-base-uncased" and model_args.base_model_hub_id == "bert-base-uncased"
     assert model_args.teacher_display_name == "teacher"  # messages about the folder still name the folder
+
+
+def test_yaml_numbers_are_read_as_yaml_1_2_reads_them(tmp_path):
+    # YAML 1.1: `seed: 042` was octal 34, `hidden_layer_map: 1:3` the base-60 number 63, `model_revision: 1.10` the
+    # number 1.1 (another revision), `max_steps: 1e4` reached argparse as "10000.0" (a usage dump)
+    config = "seed: 042\nhidden_layer_map: '1:3'\nmodel_revision: 1.10\nmax_steps: 1e4\nlearning_rate: 5e-5\n"
+    model_args, _, training_args, _ = parsed(tmp_path, "--student_num_layers", "1", config=config)
+    assert (training_args.seed, training_args.max_steps, training_args.learning_rate) == (42, 10000, 5e-5)
+    assert model_args.model_revision == "1.10"
+    _, _, training_args, _ = parsed(
+        tmp_path, "--student_num_layers", "1", config="hidden_layer_map: 1:3\nalpha_hidden: 1.0\n"
+    )
+    assert training_args.hidden_layer_map == "1:3"
+    with pytest.raises(ValueError, match=r"'max_steps' in .*c\.yaml is 1000\.5, but max_steps takes a whole number"):
+        parsed(tmp_path, "--student_num_layers", "1", config="max_steps: 1000.5\n")
+
+
+def test_a_yaml_key_given_twice_is_refused(tmp_path):
+    # the last one won without a word: learning_rate 1e-3 ... learning_rate 5e-5 trained at 5e-5
+    config = "learning_rate: 1.0e-3\nnum_train_epochs: 3\nlearning_rate: 5.0e-5\n"
+    twice = r"not valid YAML at line 3, .*the key 'learning_rate' is given twice \(lines 1 and 3\); keep one"
+    with pytest.raises(ValueError, match=twice):
+        parsed(tmp_path, "--student_num_layers", "1", config=config)
+
+
+def test_a_yaml_boolean_for_a_number_is_refused_without_advice_to_quote_it(tmp_path):
+    # `max_train_samples: yes` was told to write `max_train_samples: "no"`, which its int type refuses too
+    boolean = r"'max_train_samples' in .* is the YAML boolean true .*takes a value of type int \| None: give a value "
+    with pytest.raises(ValueError, match=boolean + r"of that type, e\.g\. max_train_samples: 1\.$"):
+        parsed(tmp_path, "--student_num_layers", "1", config="max_train_samples: yes\n")
+    with pytest.raises(ValueError, match=r'quote the text you mean, e\.g\. eval_strategy: "no"'):
+        parsed(tmp_path, "--student_num_layers", "1", config="eval_strategy: no\n")
+
+
+def test_a_home_relative_path_is_expanded_in_yaml_and_in_flag_equals_value(tmp_path, monkeypatch):
+    # `data_dir: ~/glue` (or --data_dir=~/glue, which no shell expands) looked for a folder named "~"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _, data_args, training_args, _ = parsed(
+        tmp_path, "--student_num_layers", "1", "--teacher_cache_dir=~/cache", config="data_dir: ~/glue\n"
+    )
+    assert data_args.data_dir == str(tmp_path / "glue") and training_args.teacher_cache_dir == str(tmp_path / "cache")
+    _, data_args, _, _ = parsed(
+        tmp_path, "--student_num_layers", "1", "--data-dir", "~/other", "--max_train_samples", "7"
+    )
+    assert data_args.data_dir == str(tmp_path / "other") and data_args.max_train_samples == 7
+
+
+def test_a_yaml_list_of_report_to_integrations_is_joined(tmp_path):
+    # refused with "Unknown command-line argument(s) ['wandb']": the parser takes one string
+    _, _, training_args, _ = parsed(tmp_path, "--student_num_layers", "1", config="report_to: [tensorboard, wandb]\n")
+    assert training_args.report_to == ["tensorboard,wandb"]  # split into its names by check_report_to

@@ -204,3 +204,63 @@ def test_a_push_rerun_into_the_folder_an_earlier_run_wrote_is_not_refused(tmp_pa
     (tmp_path / "logs").mkdir()  # not a cache: the user's
     with pytest.raises(ValueError, match=r"did not write \(logs\)"):
         check_output_dir(tmp_path, True, None, push=True, cache_root=tmp_path / "logits")
+
+
+def test_a_checkpoint_without_a_run_record_is_said_and_resumed(tmp_path, caplog):
+    from hf_distill.cli.run_record import RUN_RECORD, check_resumed_settings
+
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    with caplog.at_level("WARNING"):  # an older hf-distill's checkpoint, or a plain Trainer's
+        check_resumed_settings(str(checkpoint), {"learning_rate": 1e-3}, tmp_path)
+    assert f"holds no {RUN_RECORD}" in caplog.text
+    (checkpoint / RUN_RECORD).write_text('{"learning_rate": 0.001, "seed": 42}')
+    check_resumed_settings(str(checkpoint), {"learning_rate": 1e-3, "seed": 42}, tmp_path)  # the same: resumed
+    with pytest.raises(ValueError, match=r"\(seed: 42 then, None now\)"):  # a setting the run no longer has
+        check_resumed_settings(str(checkpoint), {"learning_rate": 1e-3}, tmp_path)
+
+
+def test_report_to_names_are_checked_before_anything_loads(monkeypatch):
+    # a typo or an integration not installed was found when the student's Trainer was built, after a teacher fine-tune
+    # whose saved teacher then blocked the corrected command
+    from types import SimpleNamespace
+
+    from transformers.integrations import integration_utils
+
+    from hf_distill.cli.checks import check_report_to
+
+    monkeypatch.setattr(integration_utils, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    with pytest.raises(ValueError, match=r"--report_to tensorbord: no such integration\. Pass one or more .*wandb"):
+        check_report_to(SimpleNamespace(report_to=["tensorbord"]))
+    with pytest.raises(ValueError, match=r"--report_to wandb: not installed here \(pip install wandb\)"):
+        check_report_to(SimpleNamespace(report_to=["tensorboard", "wandb"]))
+    args = SimpleNamespace(report_to=["tensorboard, tensorboard"])  # a comma list (a YAML list is joined into one)
+    check_report_to(args)
+    assert args.report_to == ["tensorboard", "tensorboard"]
+    for nothing in ([], None, ["none"]):
+        check_report_to(SimpleNamespace(report_to=nothing))
+
+
+def test_options_the_run_never_reads_are_said(tmp_path, caplog):
+    # labels_only with --temperature 4 --alpha_kd 0.9, or a teacher's epochs without --finetune_teacher, ran without a
+    # word, and the card's command listed them as if they had trained the student
+    from hf_distill.cli.arguments import parse_arguments
+    from hf_distill.cli.checks import warn_of_unread_options
+
+    def said(*flags):
+        argv = ["--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--output_dir",
+                str(tmp_path / "out"), "--use_cpu", "true", "--student_num_layers", "1", *flags]  # fmt: skip
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            warn_of_unread_options(*parse_arguments(argv)[:3])
+        return caplog.text
+
+    text = said("--student_training", "labels_only", "--temperature", "4", "--alpha_kd", "0.9", "--teacher_num_train_"
+                "epochs", "5")  # fmt: skip
+    assert "never reads --temperature 4.0, --alpha_kd 0.9, --teacher_num_train_epochs 5.0 (--student_training " in text
+    assert "labels_only, no --finetune_teacher)" in text
+    text = said("--student_training", "recipe", "--temperature", "4", "--alpha_task", "0.3", "--alpha_hidden", "1")
+    assert "never reads --alpha_hidden 1.0 (--student_training recipe" in text and "temperature" not in text
+    assert (
+        said("--temperature", "4", "--alpha_hidden", "1", "--teacher_cache_dir", "x") == ""
+    )  # distill reads them all

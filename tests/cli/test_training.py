@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import tiny
 from trainers import make_args
 
@@ -23,3 +24,15 @@ def test_a_rerun_removes_the_earlier_students_card_and_exports_before_training(t
     assert not (out / "README.md").exists() and not (out / "onnx").exists()
     assert "eval_accuracy" not in (out / "all_results.json").read_text()
     assert (out / "model.safetensors").is_file()
+
+
+def test_the_recipe_is_refused_before_loading_where_the_checkout_lacks_it(monkeypatch, tmp_path):
+    # an installed wheel has no benchmarks/: the recipe's trainer failed with FileNotFoundError after data, models and
+    # a teacher fine-tune
+    from hf_distill.cli import training
+
+    training.check_recipe_available("recipe")  # the checkout has it
+    monkeypatch.setattr(training, "RECIPE_FILE", tmp_path / "benchmarks" / "recipe.py")
+    with pytest.raises(ValueError, match=r"--student_training recipe .*benchmarks/recipe\.py.*pip install -e \."):
+        training.check_recipe_available("recipe")
+    training.check_recipe_available("distill")  # the others need no file

@@ -655,3 +655,31 @@ def safetensors_of(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(folder / "model.safetensors")
+
+
+@needs_glue
+def test_a_resume_with_other_settings_is_refused_naming_each_and_the_runs_own_teacher_resumes(tmp_path):
+    # a checkpoint of an SST-2 run at lr 1e-3 resumed with --task_name cola --learning_rate 0.3 trained on without a
+    # word, under a card describing the new settings only
+    base = save_teacher(tmp_path / "base", num_labels=2)
+    flags = [
+        *common_flags(tmp_path, base, "--task_name", "SST-2", "--data_dir", str(GLUE_DIR)),
+        "--student_num_layers", "1", "--finetune_teacher", "true", "--teacher_num_train_epochs", "1",
+        "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2",
+    ]  # fmt: skip
+    distill_glue.main(flags)
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    recorded = json.loads((checkpoint / "hf_distill_run.json").read_text())
+    assert recorded["learning_rate"] == 1e-3 and recorded["task_name"] == "sst2"
+    assert str(tmp_path) not in json.dumps(recorded)  # local paths as digests of where they resolve
+    resume = [*flags, "--resume_from_checkpoint", str(checkpoint), "--overwrite_output_dir", "true"]
+    other = r"checkpoint-2 was trained with other settings than this run's \(learning_rate: 0\.001 then, 0\.3 now; "
+    with pytest.raises(ValueError, match=other + r"temperature: 2\.0 then, 9\.0 now\)"):
+        distill_glue.main([*resume, "--learning_rate", "0.3", "--temperature", "9"])
+    with pytest.raises(ValueError, match=r"\(finetune_teacher: True then, False now\)"):  # the base, not fine-tuned
+        distill_glue.main([*resume, "--teacher_model_name_or_path", str(tmp_path / "base"), "--finetune_teacher",
+                           "false"])  # fmt: skip
+    # the teacher the run fine-tuned, reused as the refusal of a refit says to: the same run, resumed
+    teacher = tmp_path / "out" / "teacher"
+    distill_glue.main([*resume, "--teacher_model_name_or_path", str(teacher), "--finetune_teacher", "false"])
+    assert read_results(tmp_path / "out")["train_examples"] == 48
