@@ -34,6 +34,12 @@ class TeacherCacheCollator:
         self.top_k = top_k
         self.drop_columns = tuple(drop_columns)
 
+    @property
+    def tokenizer(self) -> Any:
+        """The wrapped collator's tokenizer: Trainer saves it with the model when no processing_class was given (with
+        the cache on, a student passed only `DataCollatorWithPadding(tokenizer)` was saved without one)."""
+        return getattr(self.collator, "tokenizer", None)
+
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         if not features or not any(name in features[0] for name in CACHE_COLUMNS):
             return self.collator(features)

@@ -6,6 +6,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from torch.utils.data import SequentialSampler
+from transformers.trainer_utils import has_length
+
 __all__ = ["EveryEvaluationRowMixin"]
 
 
@@ -25,6 +28,15 @@ class EveryEvaluationRowMixin:
     def get_test_dataloader(self, test_dataset: Any):
         with keeping_the_last_batch(self.args):
             return super().get_test_dataloader(test_dataset)
+
+    def _get_eval_sampler(self, eval_dataset: Any):
+        # transformers 5 groups evaluation and prediction by length too under train_sampling_strategy=
+        # "group_by_length": the scores are the same, but predictions[i] is no longer row i of the dataset
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_eval_sampler(eval_dataset)
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None  # as for the other strategies
 
 
 @contextlib.contextmanager

@@ -94,6 +94,22 @@ class StudentSetupMixin:
             self._check_student(student, self.args)
         return student
 
+    def _check_given_optimizer(self, student: nn.Module) -> None:
+        """An optimizer passed as `optimizers=(optimizer, scheduler)` was built from the student's parameters before
+        the trainer gave a narrower student its hidden-state projection: it would never train it (a random map for
+        the whole run, its term logged as if it worked). Refused, naming the fix."""
+        projection = getattr(unwrap(student), PROJECTION_NAME, None)
+        if projection is None:
+            return
+        held = {id(parameter) for group in self.optimizer.param_groups for parameter in group["params"]}
+        if any(id(parameter) not in held for parameter in projection.parameters()):
+            raise ValueError(
+                f"alpha_hidden > 0 gives this student, narrower than its teacher, a projection ({PROJECTION_NAME}) "
+                "that the trainer adds, but the optimizer passed in `optimizers=` was built before it and would never "
+                "train it. Build the optimizer after the trainer, from trainer.model.parameters() (or leave "
+                "`optimizers` unset)."
+            )
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """[`~transformers.Trainer.save_model`]: checkpoints keep the hidden-state projection (resume is exact); the
         saved student leaves it out, so it loads as a plain `AutoModelFor...`."""

@@ -116,6 +116,12 @@ class DistillationTrainer(
                 f"args must be DistillationTrainingArguments (it adds temperature, alpha_kd and alpha_task), "
                 f"got {type(args).__name__}. Build it with DistillationTrainingArguments(output_dir=..., ...)."
             )
+        if kwargs.get("compute_loss_func") is not None:  # accepted by Trainer, never called by compute_loss below
+            raise ValueError(
+                "DistillationTrainer computes its loss from its table of terms (alpha_task, alpha_kd...), so "
+                "compute_loss_func would never be called. Drop it, or subclass DistillationTrainer and override "
+                "compute_loss; LabelsTrainer takes it for labels-only training."
+            )
         check_tokenizers(kwargs.get("processing_class"), teacher_processing_class)
         if args is None:
             args = DistillationTrainingArguments(output_dir="trainer_output")
@@ -126,6 +132,8 @@ class DistillationTrainer(
         check_hooks_under_data_parallel(teacher_model, args)
         super().__init__(model=model, args=args, **kwargs)
         hide_hub_token(self.args)
+        if model is not None and self.optimizer is not None:
+            self._check_given_optimizer(model)
         if self.args.fsdp and self.accelerator.distributed_type != DistributedType.FSDP:
             # Accelerate drops an FSDP plugin on CPU (MULTI_CPU runs DDP) without a word; say what happens instead.
             logger.warning(

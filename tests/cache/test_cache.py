@@ -1013,3 +1013,23 @@ def test_the_cache_turned_on_after_the_trainer_was_built_is_built_and_read(tmp_p
     trainer.train()
     assert trainer.teacher_cache is not None and trainer.teacher_cache.built
     assert len(forwards) == math.ceil(len(data) / 5)  # the build's batches alone: training read the cache
+
+
+def test_a_tokenizer_given_only_through_the_collator_is_saved_with_the_cache_on(tmp_path):
+    # Trainer saves the data collator's tokenizer when no processing_class is given; the cache's wrapper collator had
+    # none, so with cache_teacher_logits=True the saved student came without its tokenizer
+    from transformers import DataCollatorWithPadding
+
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    texts = ["the quick fox", "a b c d", "hello world", "quick"] * 2
+    rows = datasets.Dataset.from_dict({"text": texts, "labels": [i % 3 for i in range(len(texts))]})
+    rows = rows.map(lambda batch: tokenizer(batch["text"]), batched=True).remove_columns("text")
+    for cache in (False, True):
+        args = make_args(tmp_path / str(cache), cache_teacher_logits=cache, max_steps=1)
+        student, teacher = tiny.classifier(layers=1, seed=1), tiny.classifier(layers=2)
+        collator = DataCollatorWithPadding(tokenizer)
+        trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=rows,
+                                      data_collator=collator)  # fmt: skip
+        trainer.train()
+        trainer.save_model(str(tmp_path / f"saved-{cache}"))
+        assert (tmp_path / f"saved-{cache}" / "tokenizer_config.json").is_file(), f"cache={cache}"

@@ -790,3 +790,43 @@ def test_a_trainer_whose_terms_never_read_the_teacher_says_it_still_runs(tmp_pat
     with caplog.at_level("WARNING", logger="hf_distill.trainer.student_setup"):
         make_trainer(tmp_path / "kd", tiny.classifier(layers=1, seed=1), teacher, tiny.class_rows(8), max_steps=2)
     assert "No active loss term reads the teacher" not in caplog.text
+
+
+def test_refuses_a_compute_loss_func_it_would_never_call(tmp_path):
+    # accepted and never called: a class-weighted task loss was silently replaced by the built-in one
+    with pytest.raises(ValueError, match=r"compute_loss_func would never be called\. .*LabelsTrainer takes it"):
+        DistillationTrainer(model=tiny.classifier(layers=1), teacher_model=tiny.classifier(layers=2),
+                            args=make_args(tmp_path), compute_loss_func=lambda outputs, labels, **_: 0)  # fmt: skip
+
+
+def test_refuses_a_given_optimizer_that_misses_the_hidden_state_projection(tmp_path):
+    # the projection the trainer adds to a narrower student was not in an optimizer built before it: it stayed random
+    # for the whole run while its term was logged
+    from hf_distill.trainer.intermediate import PROJECTION_NAME
+
+    teacher = tiny.classifier(layers=2, seed=0)
+    narrow = tiny.classifier(layers=1, seed=1, hidden_size=16, intermediate_size=24)
+    early = torch.optim.AdamW(narrow.parameters(), lr=1e-3)
+    with pytest.raises(
+        ValueError, match=rf"projection \({PROJECTION_NAME}\) .* Build the optimizer after the trainer"
+    ):
+        DistillationTrainer(model=narrow, teacher_model=teacher, args=make_args(tmp_path, alpha_hidden=1.0),
+                            train_dataset=tiny.class_rows(4), data_collator=tiny.collate,
+                            optimizers=(early, None))  # fmt: skip
+    student = copy.deepcopy(narrow)  # an optimizer over a student already holding its projection is accepted
+    DistillationTrainer(model=student, teacher_model=teacher, args=make_args(tmp_path, alpha_hidden=1.0),
+                        train_dataset=tiny.class_rows(4), data_collator=tiny.collate,
+                        optimizers=(torch.optim.AdamW(student.parameters(), lr=1e-3), None))  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", ["random", "group_by_length"])
+def test_predictions_come_back_in_the_datasets_order(tmp_path, strategy):
+    # transformers 5 groups prediction by length too under group_by_length: predictions[i] was not row i
+    rows = tiny.class_rows(40, seed=5)
+    trainer = make_trainer(tmp_path, tiny.classifier(layers=1, seed=1), tiny.classifier(layers=2), rows,
+                           train_sampling_strategy=strategy, per_device_eval_batch_size=8)  # fmt: skip
+    predicted = trainer.predict(rows)
+    assert predicted.label_ids.tolist() == [row["labels"] for row in rows.rows]
+    with torch.no_grad():
+        first = trainer.model(**{k: v for k, v in tiny.collate([rows[0]]).items() if k != "labels"}).logits
+    torch.testing.assert_close(torch.as_tensor(predicted.predictions[0]), first[0], rtol=1e-4, atol=1e-5)
