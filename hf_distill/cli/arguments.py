@@ -141,10 +141,13 @@ def parse_arguments(
         if "output_dir" in given and "overwrite_output_dir" not in given:
             # a config's overwrite is for its own output_dir (the demo's): a folder given by flag may hold a student
             replaced.add("overwrite_output_dir")
+    command_line = {name for token in argv if token.startswith("--") and (name := _flag_name(token, parser))}
+    if config_path is not None:
         argv = _yaml_to_flags(Path(config_path), parser, replaced) + argv
     model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
         args=_home_expanded(argv), return_remaining_strings=True
     )
+    training_args.hf_distill_command_line_options = command_line  # what warn_of_unread_options may name
     if remaining:
         hint = (
             "a config file goes first, before the flags"
@@ -162,6 +165,16 @@ PATH_OPTIONS = frozenset(
      "unlabeled_file", "augment_mlm_model", "teacher_cache_dir", "cache_dir", "output_dir", "logging_dir",
      "resume_from_checkpoint"}
 )  # fmt: skip
+
+
+def _flag_name(token: str, parser: HfArgumentParser) -> str | None:
+    """The option a command-line token sets (`--alpha-kd=0.5` and argparse's unique prefixes too), else None."""
+    name = token[2:].split("=", 1)[0].replace("-", "_")
+    options = {f.name for dataclass_type in parser.dataclass_types for f in fields(dataclass_type) if f.init}
+    if name in options:
+        return name
+    matches = [option for option in options if option.startswith(name)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _home_expanded(argv: list[str]) -> list[str]:
@@ -223,6 +236,8 @@ class _ConfigLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged by SafeConstructor
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, str) and key in seen:
                 raise yaml.constructor.ConstructorError(

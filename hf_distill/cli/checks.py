@@ -17,7 +17,7 @@ from hf_distill.publish.model_card import CARD_TAG
 from hf_distill.tasks.positions import usable_positions
 from hf_distill.trainer.batch_counts import check_planned_data_parallel_only
 
-from .run_record import check_resumed_settings, run_settings
+from .run_record import check_resumed_settings, given_paths, run_settings
 from .training import check_recipe_available
 
 logger = logging.getLogger(__name__)
@@ -302,6 +302,13 @@ def check_search_plan(model_args, data_args, training_args) -> None:
         )
 
 
+# --report_to names and the package each needs, for those transformers' get_available_reporting_integrations lists
+_INTEGRATION_PACKAGES = {"comet_ml": "comet_ml", "dagshub": "dagshub", "dvclive": "dvclive", "mlflow": "mlflow",
+                         "neptune": "neptune", "tensorboard": "tensorboard", "wandb": "wandb",
+                         "codecarbon": "codecarbon", "clearml": "clearml", "swanlab": "swanlab", "trackio": "trackio",
+                         "kubeflow": "kubeflow"}  # fmt: skip
+
+
 def check_report_to(training_args) -> None:
     """--report_to's integrations must exist and be installed: transformers finds out when the student's Trainer is
     built, after the data, the models and a teacher fine-tune (whose saved teacher then blocks the same command's
@@ -321,11 +328,13 @@ def check_report_to(training_args) -> None:
             f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))}, or none."
         )
     installed = set(get_available_reporting_integrations())
-    missing = [name for name in names if name != "all" and name not in installed]
+    # the integrations that list says installed, by the package each needs (azure_ml is listed only without mlflow,
+    # flyte never: those are left to transformers)
+    missing = [name for name in names if name in _INTEGRATION_PACKAGES and name not in installed]
     if missing:
+        packages = " ".join(_INTEGRATION_PACKAGES[name] for name in missing)
         raise ValueError(
-            f"--report_to {','.join(missing)}: not installed here (pip install {' '.join(missing)}), or pass "
-            "--report_to none."
+            f"--report_to {','.join(missing)}: not installed here (pip install {packages}), or pass --report_to none."
         )
     if names != list(training_args.report_to or []) and "all" not in names:
         training_args.report_to = names
@@ -338,12 +347,14 @@ _READ_BY_TRAINING = {"distill": None, "recipe": {"temperature", "alpha_task"}, "
 
 
 def warn_of_unread_options(model_args, data_args, training_args) -> None:
-    """Says which options given (away from their defaults) the run never reads: the card's command would list them
-    as if they had trained the student."""
+    """Says which options given on the command line (away from their defaults) the run never reads: the card's command
+    would list them as if they had trained the student."""
     import dataclasses
 
     from hf_distill.trainer.arguments import distillation_settings
 
+    # given on the command line: a config's values serve several runs (run_results.py runs every variant from one)
+    given = getattr(training_args, "hf_distill_command_line_options", None)
     defaults = {field.name: field.default for field in dataclasses.fields(training_args)}
     training = getattr(data_args, "student_training", "distill")
     read = _READ_BY_TRAINING.get(training)
@@ -361,6 +372,8 @@ def warn_of_unread_options(model_args, data_args, training_args) -> None:
             for name in ("teacher_num_train_epochs", "teacher_learning_rate")
             if getattr(model_args, name) != model_defaults.get(name)
         ]
+    if given is not None:
+        unread = [option for option in unread if option.split()[0][2:] in given]
     if unread:
         logger.warning(
             "This run never reads %s (--student_training %s%s): drop them, or change the run that should read them.",
@@ -388,7 +401,10 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     # as the command gave them, before a search replaces any: what each checkpoint records (train_and_save)
     training_args.hf_distill_run_settings = run_settings(model_args, data_args, training_args)
     check_resumed_settings(
-        training_args.resume_from_checkpoint, training_args.hf_distill_run_settings, Path(training_args.output_dir)
+        training_args.resume_from_checkpoint,
+        training_args.hf_distill_run_settings,
+        Path(training_args.output_dir),
+        given_paths(model_args, data_args),
     )
     teacher_dir = Path(training_args.output_dir) / "teacher"
     if model_args.finetune_teacher and not data_args.overwrite_output_dir and (teacher_dir / "config.json").exists():

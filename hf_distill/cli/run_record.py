@@ -21,7 +21,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_distill.trainer.arguments import distillation_settings
 
-__all__ = ["RUN_RECORD", "RunRecordCallback", "check_resumed_settings", "run_settings"]
+__all__ = ["RUN_RECORD", "RunRecordCallback", "check_resumed_settings", "given_paths", "run_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ _FREE_DISTILLATION = frozenset(
     {"teacher_cache_dir", "teacher_cache_batch_size", "cache_teacher_logits", "token_kd_gather_positions",
      "token_kd_chunk_size"}
 )  # fmt: skip
-# TrainingArguments that decide the optimisation the checkpoint is part of.
+# TrainingArguments that decide the optimisation the checkpoint is part of (its length may grow: Trainer resumes a
+# run given more epochs or steps; the batch is compared whole, so fewer processes with more accumulation resume).
 _TRAINING = (
     "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim",
-    "lr_scheduler_type", "warmup_steps", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "seed", "data_seed", "label_smoothing_factor", "fp16", "bf16",
+    "lr_scheduler_type", "warmup_steps", "seed", "data_seed", "label_smoothing_factor", "fp16", "bf16",
 )  # fmt: skip
 # Options naming a local file or folder (or a Hub id): compared by where they resolve.
 _PATHS = frozenset(
@@ -66,9 +66,16 @@ def run_settings(model_args: Any, data_args: Any, training_args: Any) -> dict[st
             settings[name] = value
     for name in _TRAINING:
         settings[name] = getattr(training_args, name, None)
+    per_step = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    settings["total_train_batch_size"] = per_step * training_args.world_size
     for name in _PATHS & settings.keys():
         settings[name] = _identity(settings[name])
     return json.loads(json.dumps(settings, default=str))  # enums, paths: as text, as they are compared
+
+
+def given_paths(model_args: Any, data_args: Any) -> dict[str, Any]:
+    """The path options as given, for messages (the record keeps digests)."""
+    return {name: getattr(args, name) for args in (model_args, data_args) for name in _PATHS if hasattr(args, name)}
 
 
 def _identity(value: Any) -> Any:
@@ -86,12 +93,22 @@ def _shown(value: Any) -> str:
     return "a local path" if isinstance(value, dict) and "resolves_to" in value else repr(value)
 
 
-def check_resumed_settings(checkpoint: Any, settings: dict[str, Any], output_dir: Path) -> None:
+def _moved(recorded: Any, now: Any) -> bool:
+    """Both local paths, resolving to other places: perhaps the same files moved (another mount, checkout or
+    environment), which a digest of the place cannot tell from other files."""
+    return all(isinstance(value, dict) and "resolves_to" in value for value in (recorded, now))
+
+
+def check_resumed_settings(
+    checkpoint: Any, settings: dict[str, Any], output_dir: Path, now_given: dict[str, Any] | None = None
+) -> None:
     """Refuses a resume whose settings differ from those the checkpoint was trained with, naming each, before any
-    data or model loads. A checkpoint without a record (an older hf-distill's, a plain Trainer's) is said and
-    resumed."""
+    data or model loads; a local path that resolves elsewhere is said, not refused (`now_given`: the path options as
+    given now, named in that warning). A checkpoint without a record (an older hf-distill's, a plain Trainer's) is
+    said and resumed."""
     if not checkpoint or isinstance(checkpoint, bool):
         return
+    now_given = now_given or {}  # the path options as given now, for the message
     record = Path(checkpoint) / RUN_RECORD
     if not record.is_file():
         logger.warning(
@@ -110,6 +127,16 @@ def check_resumed_settings(checkpoint: Any, settings: dict[str, Any], output_dir
                 compared[name] = recorded.get(name)
     names = sorted(recorded.keys() | compared.keys())
     differing = [name for name in names if recorded.get(name) != compared.get(name)]
+    moved = [name for name in differing if _moved(recorded.get(name), compared.get(name))]
+    if moved:
+        logger.warning(
+            "%s was trained with %s at another place than now (%s): resumed as the same files moved; if they are "
+            "other files, stop and pass those it was trained with.",
+            checkpoint,
+            ", ".join(moved),
+            ", ".join(f"{name} {now_given.get(name)}" for name in moved),
+        )
+    differing = [name for name in differing if name not in moved]
     if differing:
         shown = "; ".join(
             f"{name}: {_shown(recorded.get(name))} then, {_shown(compared.get(name))} now" for name in differing
@@ -117,7 +144,8 @@ def check_resumed_settings(checkpoint: Any, settings: dict[str, Any], output_dir
         raise ValueError(
             f"--resume_from_checkpoint {checkpoint} was trained with other settings than this run's ({shown}): "
             "resumed, the student would continue another run's training under this run's card. Pass the settings "
-            "it was trained with, or drop --resume_from_checkpoint (with --overwrite_output_dir) to start afresh."
+            "it was trained with, drop --resume_from_checkpoint (with --overwrite_output_dir) to start afresh, or "
+            f"delete {Path(checkpoint) / RUN_RECORD} to resume with these settings anyway."
         )
 
 

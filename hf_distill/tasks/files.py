@@ -226,7 +226,8 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                 )
             spanning, line_before = [], reader.line_num
             for row in _csv_rows(path, reader):
-                if reader.line_num - line_before > 1:  # a quoted field holding line breaks: valid CSV, but said below
+                # a quoted field holding line breaks: valid CSV, but said below (blank lines skipped are not)
+                if any(isinstance(value, str) and ("\n" in value or "\r" in value) for value in row.values()):
                     spanning.append(line_before + 1)
                 line_before = reader.line_num
                 if None in row or None in row.values():  # DictReader's marks for extra / missing fields

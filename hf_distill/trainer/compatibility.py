@@ -124,10 +124,13 @@ def _check_label_names(student_config, teacher_config) -> None:
     """The student's class i must be the teacher's class i: the same names in another order would teach every
     positive as a negative. Names that differ are said (they may be the same classes, renamed)."""
     student_names, teacher_names = _label_names(student_config), _label_names(teacher_config)
-    if student_names is None or teacher_names is None or student_names == teacher_names:
+    if student_names is None or teacher_names is None:
+        return
+    student_lower, teacher_lower = [n.lower() for n in student_names], [n.lower() for n in teacher_names]
+    if student_lower == teacher_lower:  # NEG/POS and neg/pos: the same classes
         return
     student_order, teacher_order = dict(enumerate(student_names)), dict(enumerate(teacher_names))
-    if sorted(student_names) == sorted(teacher_names):
+    if sorted(student_lower) == sorted(teacher_lower):
         raise ValueError(
             f"The student orders its labels {student_order} and the teacher {teacher_order}: the teacher's logits "
             "would teach the student the wrong classes. Load the student with the teacher's id2label and label2id "

@@ -154,3 +154,13 @@ def test_a_yaml_list_of_report_to_integrations_is_joined(tmp_path):
     # refused with "Unknown command-line argument(s) ['wandb']": the parser takes one string
     _, _, training_args, _ = parsed(tmp_path, "--student_num_layers", "1", config="report_to: [tensorboard, wandb]\n")
     assert training_args.report_to == ["tensorboard,wandb"]  # split into its names by check_report_to
+
+
+def test_yaml_merge_keys_still_merge():
+    # the duplicate-key check read `<<` as a key and failed: "could not determine a constructor for ...merge"
+    import yaml
+
+    from hf_distill.cli.arguments import _ConfigLoader
+
+    text = "base: &b {min_lr: 1e-6, warmup: 2}\nkwargs:\n  <<: *b\n  warmup: 3\n"
+    assert yaml.load(text, Loader=_ConfigLoader)["kwargs"] == {"min_lr": 1e-6, "warmup": 3}

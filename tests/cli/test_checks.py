@@ -264,3 +264,54 @@ def test_options_the_run_never_reads_are_said(tmp_path, caplog):
     assert (
         said("--temperature", "4", "--alpha_hidden", "1", "--teacher_cache_dir", "x") == ""
     )  # distill reads them all
+
+
+def test_report_to_leaves_integrations_transformers_cannot_list_to_it(monkeypatch):
+    # flyte is never in get_available_reporting_integrations, azure_ml not beside mlflow: both were refused always
+    from types import SimpleNamespace
+
+    from transformers.integrations import integration_utils
+
+    from hf_distill.cli.checks import check_report_to
+
+    monkeypatch.setattr(integration_utils, "get_available_reporting_integrations", lambda: [])
+    for name in ("flyte", "azure_ml"):
+        check_report_to(SimpleNamespace(report_to=[name]))
+
+
+def test_a_resume_may_move_its_files_train_longer_and_trade_processes_for_accumulation(tmp_path, caplog):
+    import json
+
+    from hf_distill.cli.run_record import RUN_RECORD, check_resumed_settings
+
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    then = {"data_dir": {"resolves_to": "aaaa"}, "total_train_batch_size": 32, "learning_rate": 1e-3}
+    (checkpoint / RUN_RECORD).write_text(json.dumps(then))
+    moved = {**then, "data_dir": {"resolves_to": "bbbb"}}  # the same folder at another mount: said, resumed
+    with caplog.at_level("WARNING"):
+        check_resumed_settings(str(checkpoint), moved, tmp_path, {"data_dir": "/mnt/glue"})
+    assert "trained with data_dir at another place than now (data_dir /mnt/glue)" in caplog.text
+    with pytest.raises(
+        ValueError, match=rf"\(total_train_batch_size: 32 then, 64 now\).* or delete .*{RUN_RECORD} to"
+    ):
+        check_resumed_settings(str(checkpoint), {**then, "total_train_batch_size": 64}, tmp_path)
+    check_resumed_settings(str(checkpoint), dict(then), tmp_path)  # epochs and steps are not compared
+
+
+def test_unread_options_from_a_config_are_not_said(tmp_path, caplog):
+    # run_results.py runs every variant from one config: its temperature is read by some of them, and the labels-only
+    # run was told to drop options it could not drop
+    from hf_distill.cli.arguments import parse_arguments
+    from hf_distill.cli.checks import warn_of_unread_options
+
+    config = tmp_path / "c.yaml"
+    config.write_text("temperature: 4.0\nalpha_kd: 0.9\n")
+    argv = [str(config), "--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--output_dir",
+            str(tmp_path / "out"), "--use_cpu", "true", "--student_num_layers", "1", "--student_training",
+            "labels_only"]  # fmt: skip
+    with caplog.at_level("WARNING"):
+        warn_of_unread_options(*parse_arguments(argv)[:3])
+        assert "never reads" not in caplog.text
+        warn_of_unread_options(*parse_arguments([*argv, "--alpha-kd=0.8"])[:3])
+    assert "never reads --alpha_kd 0.8 (" in caplog.text and "temperature" not in caplog.text

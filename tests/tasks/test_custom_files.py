@@ -249,3 +249,12 @@ def test_labels_of_mixed_kinds_are_said(tmp_path, caplog):
         load_custom_files(write(tmp_path / "scores.csv", "text,label\na,2\nb,3.5\nc,4.25\n"), None, ["text"])
         load_custom_files(write(tmp_path / "names.csv", "text,label\na,pos\nb,neg\n"), None, ["text"])
     assert "labels" not in caplog.text
+
+
+def test_blank_lines_and_stray_carriage_returns_are_no_rows_spanning_lines(tmp_path, caplog):
+    # the warning measured the jump in line numbers, which blank lines and \r\r\n endings make too
+    train = tmp_path / "train.csv"
+    train.write_bytes(b"text,label\r\r\ngood film,1\r\r\n\r\nbad film,0\r\r\n")
+    with caplog.at_level("WARNING"):
+        data, _ = load_custom_files(train, None, ["text"])
+    assert data["train"]["text"] == ["good film", "bad film"] and "span more than one line" not in caplog.text

@@ -600,6 +600,13 @@ def test_refuses_classifiers_whose_labels_are_ordered_otherwise_and_says_other_n
         with caplog.at_level("WARNING"):
             make_trainer(tmp_path, student, teacher, tiny.class_rows(4, num_labels=2))
         assert "names its labels" not in caplog.text
+    upper = tiny.classifier(layers=1, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"})  # case is no other name
+    with caplog.at_level("WARNING"):
+        make_trainer(tmp_path, upper, teacher, tiny.class_rows(4, num_labels=2))
+    assert "names its labels" not in caplog.text
+    with pytest.raises(ValueError, match=r"student orders its labels \{0: 'POSITIVE', 1: 'NEGATIVE'\}"):
+        make_trainer(tmp_path, tiny.classifier(layers=1, num_labels=2, id2label={0: "POSITIVE", 1: "NEGATIVE"}),
+                     teacher, tiny.class_rows(4, num_labels=2))  # fmt: skip
     renamed = tiny.classifier(layers=1, num_labels=2, id2label={0: "neg", 1: "pos"})
     with caplog.at_level("WARNING"):
         make_trainer(tmp_path, renamed, teacher, tiny.class_rows(4, num_labels=2))
