@@ -239,8 +239,8 @@ def _read_open_records(path: Path, required: list[str], encoding: str, fix: str)
                     _check_unquoted(path, reader.line_num, row, required)
                 records += 1
                 yield row, reader.line_num
-            if spanning:
-                logger.warning(
+            if spanning:  # info: texts with line breaks are common (tweets); strict quoting refuses most merges
+                logger.info(
                     "%s: %d row(s) span more than one line (a quoted field holding line breaks), the first starting "
                     "on line %d: if a stray quote merged lines there, fix it.",
                     path,

@@ -218,7 +218,7 @@ def test_a_csv_quote_left_open_is_refused_not_merged_into_one_row(tmp_path):
 
 def test_a_quoted_field_holding_line_breaks_is_read_and_said(tmp_path, caplog):
     train = write(tmp_path / "train.csv", 'text,label\n"two\nlines",1\none line,0\n"a ""quoted"" word",1\n')
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         data, names = load_custom_files(train, None, ["text"])
     assert data["train"]["text"] == ["two\nlines", "one line", 'a "quoted" word'] and names == ["0", "1"]
     assert "1 row(s) span more than one line (a quoted field holding line breaks), the first starting on line 2" in (
@@ -255,6 +255,6 @@ def test_blank_lines_and_stray_carriage_returns_are_no_rows_spanning_lines(tmp_p
     # the warning measured the jump in line numbers, which blank lines and \r\r\n endings make too
     train = tmp_path / "train.csv"
     train.write_bytes(b"text,label\r\r\ngood film,1\r\r\n\r\nbad film,0\r\r\n")
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         data, _ = load_custom_files(train, None, ["text"])
     assert data["train"]["text"] == ["good film", "bad film"] and "span more than one line" not in caplog.text
