@@ -66,6 +66,13 @@ def prepare_teacher(
         # loaded with device_map="auto" over several devices (accelerate's hooks move the activations): kept so
         logger.info("The teacher stays where its device_map put it: %s.", sorted(set(map(str, placed.values()))))
         return teacher
+    on_meta = [name for name, tensor in (*teacher.named_parameters(), *teacher.named_buffers()) if tensor.is_meta]
+    if on_meta:  # .to() below failed with "Cannot copy out of meta tensor; no data!"
+        raise ValueError(
+            f"The teacher's weights are on the meta device ({len(on_meta)} of them, the first {on_meta[0]!r}): it was "
+            "built without them (torch.device('meta'), init_empty_weights) and never loaded. Load the teacher with "
+            "from_pretrained (a device_map that offloads it to several devices is kept as it is)."
+        )
     if getattr(teacher, "is_quantized", False) or getattr(teacher, "quantization_method", None) is not None:
         # an 8-bit or 4-bit teacher (bitsandbytes, GPTQ...) runs as loaded: transformers refuses any dtype cast of it
         return teacher.to(device=accelerator.device)

@@ -837,3 +837,12 @@ def test_predictions_come_back_in_the_datasets_order(tmp_path, strategy):
     with torch.no_grad():
         first = trainer.model(**{k: v for k, v in tiny.collate([rows[0]]).items() if k != "labels"}).logits
     torch.testing.assert_close(torch.as_tensor(predicted.predictions[0]), first[0], rtol=1e-4, atol=1e-5)
+
+
+def test_refuses_a_teacher_built_on_the_meta_device_when_constructed(tmp_path):
+    # .to() failed inside the trainer's construction with "Cannot copy out of meta tensor; no data!"
+    with torch.device("meta"):
+        teacher = tiny.classifier(layers=2)
+    meta = r"teacher's weights are on the meta device \(\d+ of them, the first 'bert\.embeddings\.word_embeddings\."
+    with pytest.raises(ValueError, match=meta + r"weight.\).* from_pretrained"):
+        make_trainer(tmp_path, tiny.classifier(layers=1), teacher, tiny.class_rows(4))
