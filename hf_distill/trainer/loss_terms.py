@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_distill import losses
+from hf_distill.losses._common import at_least_float32
 
 from .batch_counts import labelled_rows, sequence_input
 
@@ -179,7 +180,7 @@ def task_sum(logits: torch.Tensor, labels: torch.Tensor, kind: str, label_smooth
     """
     if kind == "token":
         return F.cross_entropy(
-            logits.float().flatten(0, 1),
+            at_least_float32(logits).flatten(0, 1),
             labels.flatten(),
             ignore_index=-100,
             reduction="sum",
@@ -190,11 +191,12 @@ def task_sum(logits: torch.Tensor, labels: torch.Tensor, kind: str, label_smooth
         # Boolean selection, not a where() over NaN targets: a NaN on the unselected side would still poison the
         # gradient (0 * NaN).
         keep = labelled_rows(labels.view(num_rows, -1))
-        predictions = logits.float().view(num_rows, -1)[keep]
-        targets = labels.float().view(num_rows, -1)[keep]
+        predictions = at_least_float32(logits).view(num_rows, -1)[keep]
+        targets = labels.to(predictions.dtype).view(num_rows, -1)[keep]
         return F.mse_loss(predictions, targets, reduction="none").mean(dim=1).sum()
+    # float32 at least (half-precision logits), a float64 student's float64
     return F.cross_entropy(
-        logits.float(), labels.view(-1), ignore_index=-100, reduction="sum", label_smoothing=label_smoothing
+        at_least_float32(logits), labels.view(-1), ignore_index=-100, reduction="sum", label_smoothing=label_smoothing
     )
 
 

@@ -301,7 +301,9 @@ class DistillationTrainer(
             # Normalised over the whole batch (REFERENCES.md, mistake 4); DDP averages the ranks' gradients, so
             # each rank's share is scaled back up by the number of ranks.
             counts = self.rank_counts(num_items_in_batch)
-        loss = outputs.logits.new_zeros((), dtype=torch.float32)
+        # float32 at least (half-precision logits), float64 for a float64 student: its terms are float64 and a float32
+        # sum would round them
+        loss = outputs.logits.new_zeros((), dtype=torch.promote_types(outputs.logits.dtype, torch.float32))
         values = []
         for term, weight in self._loss_terms:
             total = term.compute(context)

@@ -6,6 +6,33 @@ from __future__ import annotations
 import math
 
 
+def reference_task_loss(kind: str, logits, labels, smoothing: float = 0.0) -> float:
+    """The supervised loss from the definitions: the mean over labelled rows (class id, -100: none; regression target,
+    NaN: none) or counted positions (token ids, -100: not counted) of the cross-entropy (with label smoothing) or the
+    squared error. `logits` `(B, C)` or `(B, L, V)`, `labels` `(B,)` or `(B, L)`: anything `.tolist()` reads."""
+    logits, labels = logits.tolist(), labels.tolist()
+    if kind == "token":
+        pairs = [(row, label) for rows, row_labels in zip(logits, labels) for row, label in zip(rows, row_labels)]
+    else:
+        pairs = list(zip(logits, labels))
+    total, count = 0.0, 0
+    for row, label in pairs:
+        if kind == "regression":
+            label = label[0] if isinstance(label, list) else label
+            if math.isnan(label):
+                continue
+            total += (row[0] - label) ** 2
+        else:
+            if label == -100:
+                continue
+            top = max(row)
+            log_normaliser = top + math.log(sum(math.exp(x - top) for x in row))
+            log_probs = [x - log_normaliser for x in row]
+            total += -(1 - smoothing) * log_probs[int(label)] - smoothing * sum(log_probs) / len(log_probs)
+        count += 1
+    return total / count
+
+
 def reference_kl(student_row: list[float], teacher_row: list[float], temperature: float) -> float:
     """KL(softmax(t / T) || softmax(s / T)) for one row, straight from the definition."""
 

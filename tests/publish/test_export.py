@@ -190,7 +190,7 @@ def test_export_and_score_keys_and_int8(exported, sst2_rows, tokenizer, tmp_path
     assert results["onnx_agreement"] == 1.0
     assert results["onnx_max_abs_logit_diff"] < 1e-4
     assert 0.0 <= results["onnx_int8_agreement"] <= 1.0
-    assert results["onnx_int8_max_abs_logit_diff"] >= 0.0
+    assert results["onnx_int8_max_abs_logit_diff"] > 0.0  # int8 weights move the logits, if only a little
     for prefix in ("onnx_", "onnx_int8_"):
         assert 0.0 <= results[f"{prefix}eval_accuracy"] <= 1.0
         assert results[f"{prefix}latency_ms_batch1"] > 0 and results[f"{prefix}latency_ms_batch4"] > 0

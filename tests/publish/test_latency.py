@@ -50,29 +50,33 @@ def test_a_cpu_model_is_not_synchronised(monkeypatch):
 
 
 class Slept(torch.nn.Module):
-    """A model whose forward takes `seconds`, and writes its name into `order`."""
+    """A model whose forward takes `seconds` of a fake clock (`clock[0]`), and writes its name into `order`."""
 
-    def __init__(self, name: str, seconds: float, order: list[str]):
+    def __init__(self, name: str, seconds: float, order: list[str], clock: list[float]):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.name, self.seconds, self.order = name, seconds, order
+        self.name, self.seconds, self.order, self.clock = name, seconds, order, clock
 
     def forward(self, input_ids=None):
-        import time
-
-        time.sleep(self.seconds)
+        self.clock[0] += self.seconds
         self.order.append(self.name)
         return input_ids
 
 
-def test_models_are_timed_in_turns_so_a_busy_spell_falls_on_both():
-    # timed one after the other, a student timed while the machine was busy measured slower than its teacher
+def test_models_are_timed_in_turns_so_a_busy_spell_falls_on_both(monkeypatch):
+    # timed one after the other, a student timed while the machine was busy measured slower than its teacher; a fake
+    # clock: what each forward took, not what a busy machine's sleep overshot
     order: list[str] = []
+    clock = [0.0]
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
     batch = {"input_ids": torch.ones(1, 2)}
-    runs = {"teacher": (Slept("teacher", 0.004, order), batch), "student": (Slept("student", 0.001, order), batch)}
+    runs = {
+        "teacher": (Slept("teacher", 0.004, order, clock), batch),
+        "student": (Slept("student", 0.001, order, clock), batch),
+    }
     timed = latency.measure_latencies_ms(runs, warmup=1, repeats=4, min_seconds=0)
     assert order == ["teacher", "student"] + ["teacher", "student"] * 4  # warm-up each, then in turns
-    assert timed["teacher"] > timed["student"] >= 1.0
+    assert timed == {"teacher": pytest.approx(4.0), "student": pytest.approx(1.0)}  # medians in ms
 
 
 def test_a_student_that_measures_slower_than_its_teacher_is_warned_of(monkeypatch, caplog):

@@ -312,7 +312,7 @@ def test_a_seeded_masking_collator_works_in_a_spawned_process(tmp_path, monkeypa
     rows = [{"input_ids": tokenizer("the quick fox the quick fox")["input_ids"]} for _ in range(4)]
     in_main = MaskingCollator(tokenizer, mlm_probability=0.5, seed=11)(rows)
     monkeypatch.setattr(multiprocessing.current_process(), "name", "SpawnProcess-1")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Worker process information is not available for seeding"):
         masking_collator(tokenizer, seed=11)(rows)  # transformers' own
     spawned = MaskingCollator(tokenizer, mlm_probability=0.5, seed=11)(rows)
     assert spawned["labels"].tolist() == in_main["labels"].tolist()  # the same seed, the same masks

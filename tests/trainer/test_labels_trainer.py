@@ -9,6 +9,7 @@ import math
 import pytest
 import tiny
 import torch
+from references import reference_task_loss as reference_loss
 from trainers import EXACT_UPDATES, make_args, state
 from transformers import Trainer, TrainingArguments
 
@@ -31,27 +32,6 @@ def model_and_rows(kind: str, *, unlabelled: bool = False):
             if index % 3 == 1:
                 row["labels"] = math.nan if regression else -100
     return model, tiny.ListDataset(rows)
-
-
-def reference_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> float:
-    """The supervised loss in float64 from the definitions: the mean over labelled rows (or counted positions)."""
-    logits, total, count = logits.double(), 0.0, 0
-    if kind == "token":
-        pairs = [(logits[b, p], int(labels[b, p])) for b in range(labels.shape[0]) for p in range(labels.shape[1])]
-    else:
-        pairs = [(logits[b], labels[b].item()) for b in range(labels.shape[0])]
-    for row, label in pairs:
-        if kind == "regression":
-            if math.isnan(label):
-                continue
-            total += (row.item() - label) ** 2
-        else:
-            if label == -100:
-                continue
-            log_probs = [x - math.log(sum(math.exp(y) for y in row.tolist())) for x in row.tolist()]
-            total += -(1 - smoothing) * log_probs[label] - smoothing * sum(log_probs) / len(log_probs)
-        count += 1
-    return total / count
 
 
 def loss_on(trainer: LabelsTrainer, rows, n: int):

@@ -8,8 +8,7 @@ import json
 import pytest
 import tiny
 import torch
-import torch.nn.functional as F
-from references import reference_class_loss, reference_cosine_loss, reference_token_loss
+from references import reference_class_loss, reference_cosine_loss, reference_task_loss, reference_token_loss
 from safetensors.torch import load_file
 from trainers import EXACT_UPDATES, make_args, make_trainer, state
 from transformers import AutoModelForSequenceClassification, TrainingArguments
@@ -42,7 +41,7 @@ def test_class_loss_is_weighted_sum_of_reference_terms(tmp_path, temperature, al
         student_logits = student(**inputs).logits.double()
         teacher_logits = teacher(**inputs).logits.double()
     kd = reference_class_loss(student_logits, teacher_logits, temperature)
-    task = F.cross_entropy(student_logits, batch["labels"]).item()
+    task = reference_task_loss("class", student_logits, batch["labels"])
     assert kd > 1e-3  # the teacher and student really disagree, so the KD term is exercised
     assert loss.item() == pytest.approx(alpha_kd * kd + alpha_task * task, rel=1e-5)
     torch.testing.assert_close(outputs.logits.double(), student_logits)  # return_outputs gives the student's
@@ -61,7 +60,7 @@ def test_token_loss_counts_labelled_positions_else_attention_mask(tmp_path):
         teacher_logits = teacher(**inputs).logits.double()
     labelled = batch["labels"].ne(-100)
     kd = reference_token_loss(student_logits, teacher_logits, labelled, 3.0)
-    task = F.cross_entropy(student_logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100).item()
+    task = reference_task_loss("token", student_logits, batch["labels"])
     loss = trainer.compute_loss(student, batch)
     assert loss.item() == pytest.approx(0.7 * kd + 0.3 * task, rel=1e-5)
     # Without labels the loss is alpha_kd * KD over the attention mask (padding excluded).
@@ -134,9 +133,43 @@ def test_cosine_term_is_logged_and_trains(tmp_path):
     )
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2  # 16 rows in batches of 8 (make_args), logged every 2 steps... and at the end
     for entry in logged:
         weighted = 0.3 * entry["loss_kd"] + 0.2 * entry["loss_task"] + 0.5 * entry["loss_cos"]
         assert entry["loss_cos"] > 0 and entry["loss"] == pytest.approx(weighted, rel=1e-4)
+
+
+@pytest.mark.parametrize("term", ["alpha_kd", "alpha_task", "alpha_cos", "alpha_hidden", "alpha_attention",
+                                  "alpha_value_relation"])  # fmt: skip
+def test_each_term_alone_sends_the_student_its_own_gradient(tmp_path, term):
+    # a term whose value was right but detached from the graph (no gradient to the student) passed every other test:
+    # autograd's directional derivative of each term alone against a central finite difference of compute_loss
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5).double()
+    student = tiny.classifier(layers=2, seed=1, initializer_range=0.5).double().train()  # no dropout (tiny)
+    weights = {name: 0.0 for name in ("alpha_kd", "alpha_task", "alpha_cos", "alpha_hidden", "alpha_attention",
+                                      "alpha_value_relation")}  # fmt: skip
+    rows = tiny.class_rows(8)
+    trainer = make_trainer(tmp_path, student, teacher, rows, **{**weights, term: 1.0})
+    batch = tiny.collate([rows[i] for i in range(8)])
+    parameters = [parameter for parameter in student.parameters() if parameter.requires_grad]
+    generator = torch.Generator().manual_seed(0)
+    direction = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in parameters]
+    gradients = torch.autograd.grad(trainer.compute_loss(student, dict(batch)), parameters, allow_unused=True)
+    analytic = sum(float((g * v).sum()) for g, v in zip(gradients, direction) if g is not None)
+    step = 1e-3 if term == "alpha_attention" else 1e-6  # the attention tap computes in float32
+
+    def loss_moved(sign: float) -> float:
+        with torch.no_grad():
+            for parameter, v in zip(parameters, direction):
+                parameter.add_(sign * step * v)
+            value = trainer.compute_loss(student, dict(batch)).item()
+            for parameter, v in zip(parameters, direction):
+                parameter.sub_(sign * step * v)
+        return value
+
+    numeric = (loss_moved(1.0) - loss_moved(-1.0)) / (2 * step)
+    assert abs(numeric) > 1e-6  # the term moves with the student's weights
+    assert analytic == pytest.approx(numeric, rel=1e-3)
 
 
 def test_cosine_term_refuses_unequal_hidden_sizes_and_the_logit_cache(tmp_path):
