@@ -23,7 +23,7 @@ from hf_distill.publish.model_card import public_name
 from hf_distill.trainer.arguments import DistillationTrainingArguments
 
 from .data_arguments import DataArguments
-from .paths import hub_id_of, recorded_teacher, resolve_package_path
+from .paths import PATH_OPTIONS, hub_id_of, recorded_teacher, resolve_package_path
 
 __all__ = ["DataArguments", "ModelArguments", "hub_id_of", "parse_arguments", "resolve_package_path"]
 
@@ -133,21 +133,21 @@ def parse_arguments(
     config_path = None
     if argv and argv[0].endswith((".yaml", ".yml")):
         config_path, argv = argv[0], argv[1:]
+    options = {f.name for dataclass_type in parser.dataclass_types for f in fields(dataclass_type) if f.init}
+    given = {name for token in argv if token.startswith("--") and (name := _option_named(token, options))}
+    if config_path is not None:
         # A student chosen by flag replaces the config's choice (one of the three options is allowed).
-        given = {_option_named(token) for token in argv if token.startswith("--")}
         replaced = set(STUDENT_CHOICES) if given & set(STUDENT_CHOICES) else set()
         if "student_model_name_or_path" in given and "student_architecture" not in given:
             replaced.add("student_architecture")  # the config's way to build one: a ready student is loaded as it is
         if "output_dir" in given and "overwrite_output_dir" not in given:
             # a config's overwrite is for its own output_dir (the demo's): a folder given by flag may hold a student
             replaced.add("overwrite_output_dir")
-    command_line = {name for token in argv if token.startswith("--") and (name := _flag_name(token, parser))}
-    if config_path is not None:
         argv = _yaml_to_flags(Path(config_path), parser, replaced) + argv
     model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
-        args=_home_expanded(argv), return_remaining_strings=True
+        args=_home_expanded(argv, options), return_remaining_strings=True
     )
-    training_args.hf_distill_command_line_options = command_line  # what warn_of_unread_options may name
+    training_args.hf_distill_command_line_options = given  # what warn_of_unread_options may name
     if remaining:
         hint = (
             "a config file goes first, before the flags"
@@ -158,26 +158,7 @@ def parse_arguments(
     return model_args, data_args, training_args, config_path
 
 
-# Options naming a local file or folder: a leading ~ is the user's home, as a shell would read it. A YAML value or
-# `--flag=~/x` reaches the script unexpanded, and every check and loader then looked for a folder named "~".
-PATH_OPTIONS = frozenset(
-    {"teacher_model_name_or_path", "student_model_name_or_path", "data_dir", "train_file", "validation_file",
-     "unlabeled_file", "augment_mlm_model", "teacher_cache_dir", "cache_dir", "output_dir", "logging_dir",
-     "resume_from_checkpoint"}
-)  # fmt: skip
-
-
-def _flag_name(token: str, parser: HfArgumentParser) -> str | None:
-    """The option a command-line token sets (`--alpha-kd=0.5` and argparse's unique prefixes too), else None."""
-    name = token[2:].split("=", 1)[0].replace("-", "_")
-    options = {f.name for dataclass_type in parser.dataclass_types for f in fields(dataclass_type) if f.init}
-    if name in options:
-        return name
-    matches = [option for option in options if option.startswith(name)]
-    return matches[0] if len(matches) == 1 else None
-
-
-def _home_expanded(argv: list[str]) -> list[str]:
+def _home_expanded(argv: list[str], options: set[str]) -> list[str]:
     """`argv` with the values of `PATH_OPTIONS` that start with ~ expanded (`--data_dir ~/x`, `--data-dir=~/x`)."""
     expanded, path_next = [], False
     for token in argv:
@@ -186,7 +167,7 @@ def _home_expanded(argv: list[str]) -> list[str]:
         path_next = False
         if token.startswith("--"):
             flag, equals, value = token.partition("=")
-            is_path = flag[2:].replace("-", "_") in PATH_OPTIONS
+            is_path = _option_named(flag, options) in PATH_OPTIONS
             if equals and is_path and value.startswith("~"):
                 token = f"{flag}={os.path.expanduser(value)}"
             path_next = is_path and not equals
@@ -217,13 +198,13 @@ STUDENT_CHOICES = ("student_model_name_or_path", "student_num_layers", "student_
 COMMA_SEPARATED = frozenset({"student_layers", "export", "hidden_layer_map", "report_to"})
 
 
-def _option_named(token: str) -> str | None:
-    """The student option (or student_architecture, output_dir, overwrite_output_dir) a command-line token sets
-    (``--student-layers=0,2`` and argparse's unique prefixes such as ``--student_model`` too), else None."""
+def _option_named(token: str, options: set[str]) -> str | None:
+    """The option of `options` a command-line token sets (``--student-layers=0,2``, and argparse's unique prefixes
+    such as ``--student_model``), else None."""
     name = token[2:].split("=", 1)[0].replace("-", "_")
-    choices = (*STUDENT_CHOICES, "student_architecture", "output_dir", "overwrite_output_dir")
-    matches = [choice for choice in choices if choice == name]
-    matches = matches or [choice for choice in choices if choice.startswith(name)]
+    if name in options:
+        return name
+    matches = [option for option in options if option.startswith(name)]
     return matches[0] if len(matches) == 1 else None
 
 
@@ -270,14 +251,17 @@ _ConfigLoader.add_constructor(
 def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = frozenset()) -> list[str]:
     if not path.is_file():
         raise ValueError(f"Config file {path} does not exist.")
-    text = path.read_text()
+    loader = _ConfigLoader(path.read_text())
     try:
-        values = yaml.load(text, Loader=_ConfigLoader) or {}
+        node = loader.get_single_node()  # the tree, for the values as written; then the values, from it
+        values = (loader.construct_document(node) if node is not None else None) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ValueError(f"Config file {path} is not valid YAML{where}: {problem}. Fix the file.") from None
+    finally:
+        loader.dispose()
     if not isinstance(values, dict):
         raise ValueError(f"Config file {path} must hold a mapping of option: value, got {type(values).__name__}.")
     types = {
@@ -287,7 +271,7 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
         if f.init
     }
     known = set(types)
-    written = _as_written(text)
+    written = _as_written(node)
     flags: list[str] = []
     for key, value in values.items():
         if key not in known:
@@ -330,9 +314,8 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
     return flags
 
 
-def _as_written(text: str) -> dict[str, str]:
-    """The top-level scalar values of a (valid) config as written, by key."""
-    node = yaml.compose(text, Loader=_ConfigLoader)
+def _as_written(node) -> dict[str, str]:
+    """The top-level scalar values of a config's YAML tree as written, by key."""
     if not isinstance(node, yaml.MappingNode):
         return {}
     return {key.value: value.value for key, value in node.value if isinstance(value, yaml.ScalarNode)}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError, safe_open
 from transformers import SchedulerType
@@ -15,6 +17,7 @@ from hf_distill.publish.export import ONNX_FOLDER_FILES
 from hf_distill.publish.hub import check_can_push, check_repo_id, take_token_out_of_arguments
 from hf_distill.publish.model_card import CARD_TAG
 from hf_distill.tasks.positions import usable_positions
+from hf_distill.trainer.arguments import distillation_settings
 from hf_distill.trainer.batch_counts import check_planned_data_parallel_only
 
 from .run_record import check_resumed_settings, given_paths, run_settings
@@ -348,36 +351,31 @@ _READ_BY_TRAINING = {"distill": None, "recipe": {"temperature", "alpha_task"}, "
 
 def warn_of_unread_options(model_args, data_args, training_args) -> None:
     """Says which options given on the command line (away from their defaults) the run never reads: the card's command
-    would list them as if they had trained the student."""
-    import dataclasses
-
-    from hf_distill.trainer.arguments import distillation_settings
-
-    # given on the command line: a config's values serve several runs (run_results.py runs every variant from one)
-    given = getattr(training_args, "hf_distill_command_line_options", None)
-    defaults = {field.name: field.default for field in dataclasses.fields(training_args)}
+    would list them as if they had trained the student. A config's values are not said: one config serves several
+    runs (run_results.py runs every variant from one)."""
+    given = getattr(training_args, "hf_distill_command_line_options", None)  # set by parse_arguments
     training = getattr(data_args, "student_training", "distill")
+    unread: dict[str, Any] = {}
     read = _READ_BY_TRAINING.get(training)
-    unread = []
     if read is not None:
-        unread = [
-            f"--{name} {value}"
+        unread.update(
+            (name, value)
             for name, value in distillation_settings(training_args).items()
-            if name not in read and value != defaults.get(name) and not name.startswith(("teacher_cache", "cache_"))
-        ]
+            if name not in read and not name.startswith(("teacher_cache", "cache_"))
+        )
     if not model_args.finetune_teacher:
-        model_defaults = {field.name: field.default for field in dataclasses.fields(model_args)}
-        unread += [
-            f"--{name} {getattr(model_args, name)}"
-            for name in ("teacher_num_train_epochs", "teacher_learning_rate")
-            if getattr(model_args, name) != model_defaults.get(name)
-        ]
-    if given is not None:
-        unread = [option for option in unread if option.split()[0][2:] in given]
-    if unread:
+        teacher_fit = ("teacher_num_train_epochs", "teacher_learning_rate")
+        unread.update((name, getattr(model_args, name)) for name in teacher_fit)
+    defaults = {f.name: f.default for arguments in (model_args, training_args) for f in dataclasses.fields(arguments)}
+    named = [
+        f"--{name} {value}"
+        for name, value in unread.items()
+        if value != defaults.get(name) and (given is None or name in given)
+    ]
+    if named:
         logger.warning(
             "This run never reads %s (--student_training %s%s): drop them, or change the run that should read them.",
-            ", ".join(unread),
+            ", ".join(named),
             training,
             "" if model_args.finetune_teacher else ", no --finetune_teacher",
         )

@@ -7,9 +7,18 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["PACKAGE_PREFIX", "TEACHER_RECORD", "hub_id_of", "recorded_teacher", "resolve_package_path"]
+__all__ = ["PACKAGE_PREFIX", "PATH_OPTIONS", "TEACHER_RECORD", "hub_id_of", "recorded_teacher", "resolve_package_path"]
 
 PACKAGE_PREFIX = "package:"
+
+# The options naming a local file or folder (or a Hub id). A leading ~ in one is the user's home, as a shell reads it:
+# a YAML value or `--flag=~/x` reaches the script unexpanded (arguments.py expands it); the run record compares them
+# by where they resolve (run_record.py).
+PATH_OPTIONS = frozenset(
+    {"teacher_model_name_or_path", "student_model_name_or_path", "data_dir", "train_file", "validation_file",
+     "unlabeled_file", "augment_mlm_model", "teacher_cache_dir", "cache_dir", "output_dir", "logging_dir",
+     "resume_from_checkpoint"}
+)  # fmt: skip
 
 
 def resolve_package_path(value: str) -> str:

@@ -21,6 +21,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_distill.trainer.arguments import distillation_settings
 
+from .paths import PATH_OPTIONS
+
 __all__ = ["RUN_RECORD", "RunRecordCallback", "check_resumed_settings", "given_paths", "run_settings"]
 
 logger = logging.getLogger(__name__)
@@ -44,11 +46,6 @@ _TRAINING = (
     "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim",
     "lr_scheduler_type", "warmup_steps", "seed", "data_seed", "label_smoothing_factor", "fp16", "bf16",
 )  # fmt: skip
-# Options naming a local file or folder (or a Hub id): compared by where they resolve.
-_PATHS = frozenset(
-    {"teacher_model_name_or_path", "student_model_name_or_path", "data_dir", "train_file", "validation_file",
-     "unlabeled_file", "augment_mlm_model"}
-)  # fmt: skip
 # The teacher a --finetune_teacher run saved in <output_dir>/teacher, reused to resume it (what the refusal of a
 # refit says to pass): the same teacher as the base and the fine-tune that made it.
 _TEACHER_FIT = ("teacher_model_name_or_path", "finetune_teacher", "teacher_num_train_epochs", "teacher_learning_rate")
@@ -68,14 +65,15 @@ def run_settings(model_args: Any, data_args: Any, training_args: Any) -> dict[st
         settings[name] = getattr(training_args, name, None)
     per_step = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
     settings["total_train_batch_size"] = per_step * training_args.world_size
-    for name in _PATHS & settings.keys():
+    for name in PATH_OPTIONS & settings.keys():
         settings[name] = _identity(settings[name])
     return json.loads(json.dumps(settings, default=str))  # enums, paths: as text, as they are compared
 
 
 def given_paths(model_args: Any, data_args: Any) -> dict[str, Any]:
     """The path options as given, for messages (the record keeps digests)."""
-    return {name: getattr(args, name) for args in (model_args, data_args) for name in _PATHS if hasattr(args, name)}
+    arguments = (model_args, data_args)
+    return {name: getattr(args, name) for args in arguments for name in PATH_OPTIONS if hasattr(args, name)}
 
 
 def _identity(value: Any) -> Any:

@@ -90,8 +90,7 @@ def check_recipe_available(student_training: str) -> None:
 
 def recipe_trainer_class() -> type:
     """The copied Trainer-subclass recipe, kept in benchmarks/ as the baseline (not part of the library)."""
-    path = RECIPE_FILE
-    spec = importlib.util.spec_from_file_location("hf_distill_benchmarks_recipe", path)
+    spec = importlib.util.spec_from_file_location("hf_distill_benchmarks_recipe", RECIPE_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.RecipeDistillationTrainer

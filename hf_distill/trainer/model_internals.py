@@ -67,11 +67,13 @@ class ModelInternalsMixin:
         ids = inputs["input_ids"]
         mask = losses.token_mask(inputs.get("labels"), inputs.get("attention_mask"), ids.shape, ids.device)
         defer = self.args.token_kd_chunk_size is not None
-        return self._counted_positions.selecting(mask, defer=defer)
+        probe = defer and not {id(student_head), id(teacher_head)} <= self._counted_positions.checked
+        return self._counted_positions.selecting(mask, defer=defer, probe=probe)
 
     def _chunked_heads(self, model: nn.Module, student_logits: torch.Tensor, teacher_logits: torch.Tensor):
-        """What `LossContext.chunked_sums` needs when the heads were deferred: both heads, their kept inputs; each
-        head checked against the logits its model's own code gave at the first counted position (`(k, V)`)."""
+        """What `LossContext.chunked_sums` needs when the heads were deferred: both heads, their kept inputs. Heads
+        not checked yet are checked against the logits their models' own code gave at the first counted position
+        (`(k, V)`; k = 0 once checked, or when the micro-batch counts no position)."""
         student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
         chunked = {
             "student_head": student_head,
@@ -81,8 +83,10 @@ class ModelInternalsMixin:
             "chunk_size": self.args.token_kd_chunk_size,
             "autocast": self._counted_positions.autocast_of(student_head),
         }
-        probed = (("student", student_head, student_logits), ("teacher", teacher_head, teacher_logits))
-        for role, head, logits in probed:
-            check_head_output(head, chunked[f"{role}_head_input"], logits, role=role,
-                              autocast=self._counted_positions.autocast_of(head))  # fmt: skip
+        if student_logits.shape[0] > 0:  # probed (see _position_selector)
+            probed = (("student", student_head, student_logits), ("teacher", teacher_head, teacher_logits))
+            for role, head, logits in probed:
+                check_head_output(head, chunked[f"{role}_head_input"], logits, role=role,
+                                  autocast=self._counted_positions.autocast_of(head))  # fmt: skip
+            self._counted_positions.checked |= {id(student_head), id(teacher_head)}
         return chunked

@@ -10,8 +10,9 @@ wrapper. Evaluation and any forward outside `selecting(...)` see the full logits
 A model may compute its logits without calling that module (MobileBERT multiplies by its weight itself): its full
 logits are then gathered at the counted positions after the forward (`CountedPositions.gathered`). The chunked loss
 (`token_kd_chunk_size`) runs the heads itself, which is exact only when the model does nothing to the head's output
-(Gemma 2 soft-caps it, Cohere and Granite scale it): each step the model's own code still runs on the first counted
-position, and `check_head_output` refuses a model whose logits there are not its head's.
+(Gemma 2 soft-caps it, Cohere and Granite scale it): until a pair of heads has been checked, the models' own code
+still runs on the first counted position, and `check_head_output` refuses a model whose logits there are not its
+head's (a property of the model, checked once, not every step).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class CountedPositions:
         self._handles = []
         self._heads: list[nn.Module] = []
         self._called: set[int] = set()  # the heads whose hook ran in this `selecting`: their forward called them
+        self._probe = False
+        self.checked: set[int] = set()  # the heads `check_head_output` found giving their model's logits
 
     def attach(self, head: nn.Module) -> None:
         if any(head is known for known in self._heads):
@@ -65,6 +68,7 @@ class CountedPositions:
             if known is head:
                 self._handles.pop(index).remove()
                 self._heads.pop(index)
+                self.checked.discard(id(head))
                 return
 
     def _select(self, module: nn.Module, args: tuple) -> tuple | None:
@@ -83,9 +87,9 @@ class CountedPositions:
             device = hidden.device.type
             enabled = torch.is_autocast_enabled(device)
             self.kept_autocast[id(module)] = (device, torch.get_autocast_dtype(device)) if enabled else None
-            # the model's own code runs on the first counted position only (what the loss checks its heads
-            # against); the loss runs the heads over all of them, in chunks
-            return (selected[:PROBED_POSITIONS], *args[1:])
+            # the loss runs the head over all the positions, in chunks; while `probe`, the model's own code runs on
+            # the first one (what the loss checks the heads against)
+            return (selected[: PROBED_POSITIONS if self._probe else 0], *args[1:])
         return (selected, *args[1:])
 
     def gathered(self, head: nn.Module, logits: torch.Tensor, role: str) -> torch.Tensor:
@@ -117,18 +121,18 @@ class CountedPositions:
         return self.kept_autocast.get(id(head))
 
     @contextlib.contextmanager
-    def selecting(self, mask: torch.Tensor, *, defer: bool = False) -> Iterator[None]:
-        self._mask, self._defer = mask.bool(), defer
+    def selecting(self, mask: torch.Tensor, *, defer: bool = False, probe: bool = False) -> Iterator[None]:
+        self._mask, self._defer, self._probe = mask.bool(), defer, probe
         self.kept, self.kept_autocast, self._called = {}, {}, set()
         try:
             yield
         finally:
-            self._mask, self._defer = None, False
+            self._mask, self._defer, self._probe = None, False, False
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
-        self._handles, self._heads = [], []
+        self._handles, self._heads, self.checked = [], [], set()
 
 
 def _under(autocast: tuple[str, torch.dtype] | None):

@@ -247,3 +247,26 @@ def test_a_model_that_never_calls_its_head_module_is_gathered_from_its_full_logi
         with pytest.raises(ValueError, match=r"token_kd_chunk_size runs the (student|teacher)'s output head .* never "
                                              r"calls that module .* unset token_kd_chunk_size"):  # fmt: skip
             trainer.compute_loss(copy_, dict(batch))
+
+
+def test_the_chunked_heads_are_checked_once_not_every_step(tmp_path):
+    # whether a model transforms its logits after its head is a property of the model: the check (a head call and a
+    # host sync) ran every step, on the hot path
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
+    student = tiny.masked_lm(layers=1, seed=1, initializer_range=0.5).train()
+    data = mlm_rows(6)
+    batch = tiny.collate([data[i] for i in range(6)])
+    shapes = []
+    student.get_output_embeddings().register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape)))
+    trainer = trainer_for(tmp_path, student, teacher, data, token_kd_chunk_size=4)
+    counted = int(batch["labels"].ne(-100).sum())
+    for step in range(2):
+        shapes.clear()
+        trainer.compute_loss(student, dict(batch))
+        probes = [(1, tiny.VOCAB_SIZE)] * 2 if step == 0 else [(0, tiny.VOCAB_SIZE)]  # forward (+ the check)
+        assert shapes[: len(probes)] == probes
+        assert sum(shape[0] for shape in shapes[len(probes) :]) == counted  # then the chunks
+    assert trainer._counted_positions.checked == {
+        id(student.get_output_embeddings()),
+        id(teacher.get_output_embeddings()),
+    }
