@@ -21,7 +21,7 @@ from transformers import DataCollatorWithPadding
 from hf_distill.cli.arguments import parse_arguments
 from hf_distill.cli.checks import check_before_loading, check_metric_for_best_model
 from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
-from hf_distill.cli.hp_search import run_hp_search
+from hf_distill.cli.hp_search import apply_settings, run_hp_search
 from hf_distill.cli.models import load_models, ready_models
 from hf_distill.cli.training import make_trainer, script_training_defaults, train_and_save
 from hf_distill.cli.transfer import (
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if data_args.hp_search_only:  # no final student: hp_search.json holds the trials and the best settings
             logging.getLogger("distill_glue").info("--hp_search_only: the search is done and no student trained.")
             return {f"best_{objective}": best.report["best"][objective], **best}
-        for name, value in best.items():
-            setattr(training_args, name, value)
+        apply_settings(training_args, best)
         training_args.validate_distillation()
         # a resumed journal may hold more trials than asked for now: the card counts those the choice was made from
         settings_note = search_settings_note(

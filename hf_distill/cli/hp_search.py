@@ -33,7 +33,7 @@ from hf_distill.cache.fingerprint import fingerprint_model, fingerprint_rows
 from hf_distill.trainer import DistillationTrainer
 from hf_distill.trainer.compatibility import is_regression
 
-__all__ = ["SEARCHED_SETTINGS", "BestSettings", "hp_space", "run_hp_search", "sampler"]
+__all__ = ["SEARCHED_SETTINGS", "BestSettings", "apply_settings", "hp_space", "run_hp_search", "sampler"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,29 @@ def hp_space(trial, *, regression: bool = False) -> dict[str, float]:
         "learning_rate": trial.suggest_float("learning_rate", 2e-5, 3e-4, log=True),
         "num_train_epochs": float(trial.suggest_int("num_train_epochs", 1, 3)),
     }
+
+
+def apply_settings(training_args: Any, settings: dict[str, Any]) -> None:
+    """Sets a search's chosen settings on the final run's training arguments, and what was derived from them.
+
+    A --deepspeed config's "auto" values (the optimizer's lr, the scheduler's warmup_max_lr and total steps) were
+    filled from the command line's settings when the arguments were parsed, and the final Trainer builds DeepSpeed's
+    optimizer from that config as it stands: set on the arguments alone, the best trial's learning rate reached the
+    card while the student trained at the command line's. The config is refilled as TrainingArguments fills it, and
+    Accelerate's state (which keeps the last trial's DeepSpeed plugin) is reset, as between trials."""
+    for name, value in settings.items():
+        setattr(training_args, name, value)
+    if not training_args.deepspeed:
+        return
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DeepSpeedPlugin
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+    config = HfTrainerDeepSpeedConfig(training_args.deepspeed)
+    config.trainer_config_process(training_args)
+    training_args.hf_deepspeed_config = config
+    training_args.deepspeed_plugin = DeepSpeedPlugin(hf_ds_config=config)
+    AcceleratorState._reset_state()
 
 
 def sampler(n_trials: int, seed: int):

@@ -317,3 +317,37 @@ def test_a_search_whose_every_trial_scored_nan_says_so_after_writing_them_all(tm
         report["best"] is None
         and [row["failed"] for row in report["trials"]] == ["eval_score was not a finite number"] * 2
     )
+
+
+def test_the_best_settings_reach_a_deepspeed_configs_auto_learning_rate(tmp_path):
+    # distill_glue.py set the best trial's learning rate on the arguments alone: the DeepSpeed config's "auto" lr had
+    # been filled from the command line's at parsing, and the final Trainer builds DeepSpeed's optimizer from it
+    pytest.importorskip("deepspeed")
+    from accelerate.state import AcceleratorState
+
+    from hf_distill import DistillationTrainingArguments
+    from hf_distill.cli.hp_search import apply_settings
+
+    deepspeed = {
+        "train_micro_batch_size_per_gpu": "auto",
+        "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto"}},
+        "scheduler": {"type": "WarmupDecayLR", "params": {"warmup_max_lr": "auto", "total_num_steps": "auto"}},
+        "zero_optimization": {"stage": 2},
+    }
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(deepspeed))
+    args = DistillationTrainingArguments(
+        output_dir=str(tmp_path / "out"), learning_rate=1e-3, use_cpu=True, report_to="none", deepspeed=str(path)
+    )
+    assert args.hf_deepspeed_config.config["optimizer"]["params"]["lr"] == 1e-3
+    AcceleratorState._shared_state["stale"] = True  # a trial's state, with that trial's DeepSpeed plugin
+    apply_settings(args, {"learning_rate": 3e-5, "alpha_kd": 0.7, "alpha_task": 0.3})
+    assert (args.learning_rate, args.alpha_kd) == (3e-5, 0.7)
+    for config in (args.hf_deepspeed_config.config, args.deepspeed_plugin.hf_ds_config.config):
+        assert config["optimizer"]["params"]["lr"] == 3e-5
+        assert config["scheduler"]["params"]["warmup_max_lr"] == 3e-5
+    assert "stale" not in AcceleratorState._shared_state  # the final Trainer's Accelerator takes the new plugin
+    apply_settings(args, {"learning_rate": 5e-5})  # without DeepSpeed the arguments are all there is to set
+    plain = DistillationTrainingArguments(output_dir=str(tmp_path / "plain"), use_cpu=True, report_to="none")
+    apply_settings(plain, {"learning_rate": 5e-5})
+    assert plain.learning_rate == 5e-5 and plain.deepspeed_plugin is None
