@@ -140,6 +140,11 @@ def check_mlm_training_arguments(training_args) -> None:
             f"--eval_strategy {strategy}: distill_mlm.py evaluates nothing during training (teacher and student are "
             "scored once, after training, on the same fixed masks). Pass --eval_strategy no."
         )
+    if training_args.eval_on_start:
+        raise ValueError(
+            "--eval_on_start true: distill_mlm.py evaluates nothing during training (teacher and student are scored "
+            "once, after training, on the same fixed masks). Pass --eval_on_start false."
+        )
     if training_args.cache_teacher_logits:
         raise ValueError(
             "--cache_teacher_logits true: distill_mlm.py masks its blocks with DataCollatorForLanguageModeling, which "

@@ -92,6 +92,7 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
         student_tokenizer = AutoTokenizer.from_pretrained(
             model_args.student_model_name_or_path, **hub_kwargs(model_args)
         )
+        check_vocabulary_fits(student_tokenizer, student.config, who="student")  # a folder without tokenizer files
         check_tokenizers(student_tokenizer, tokenizer)
         check_intermediate(student, teacher, training_args)
     else:  # refused now, not after a teacher fine-tune (the student built then: ready_mlm_models' layers)

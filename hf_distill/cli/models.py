@@ -237,6 +237,7 @@ def load_models(model_args, training_args, num_labels: int, label_names, *, max_
         student_tokenizer = AutoTokenizer.from_pretrained(
             model_args.student_model_name_or_path, **hub_kwargs(model_args)
         )
+        check_vocabulary_fits(student_tokenizer, student.config, who="student")  # a folder without tokenizer files
         check_tokenizers(student_tokenizer, tokenizer)
     else:  # refused now, not after a teacher fine-tune
         check_buildable(teacher, model_args.student_architecture)

@@ -346,6 +346,11 @@ def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
     other = save_teacher(models / "other_tok", num_labels=2, layers=1, tokenizer_words=("brown", "fox"))
     flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
     refuse(tmp_path, [*flags, "--student_model_name_or_path", str(other)], "tokenizers encode the same text")
+    untokenized = models / "no_tokenizer"  # saved with save_pretrained alone: every word became [UNK], and the
+    tiny.classifier(layers=1, num_labels=2).save_pretrained(untokenized)  # refusal said the two tokenizers differ
+    refuse(tmp_path, [*flags, "--student_model_name_or_path", str(untokenized)],
+           r"The student's tokenizer has \d+ tokens but the student's embedding table holds .*a folder without "
+           r"tokenizer files.*Save the tokenizer beside the student")  # fmt: skip
 
     three_way_student = save_teacher(models / "three_student", num_labels=3, layers=1)
     refuse(tmp_path, [*flags, "--student_model_name_or_path", str(three_way_student)],

@@ -181,6 +181,11 @@ def test_mlm_refusals(tmp_path):
     flags[flags.index("--student_num_layers") : flags.index("--student_num_layers") + 2] = [
         "--student_model_name_or_path", str(other)]  # fmt: skip
     refuse(tmp_path, flags, r"vocab")
+    untokenized = tmp_path / "models" / "no_tokenizer"
+    tiny.masked_lm(layers=1).save_pretrained(untokenized)  # said to encode text otherwise than the teacher's
+    flags[flags.index("--student_model_name_or_path") + 1] = str(untokenized)
+    refuse(tmp_path, flags, r"The student's tokenizer has \d+ tokens but the student's embedding table .*without "
+                            r"tokenizer files")  # fmt: skip
     added = save_mlm_teacher(tmp_path / "models" / "added_tokens")  # a tokenizer larger than the embedding table
     grown = tiny.tokenizer(tmp_path / "models" / "tok4")
     grown.add_tokens([f"newword{i}" for i in range(tiny.VOCAB_SIZE - len(grown) + 5)])
@@ -217,6 +222,7 @@ def save_roberta_teacher(folder: Path) -> Path:
     ("case", "message"),
     [
         ("--eval_strategy steps", r"--eval_strategy steps: .* scored once, after training, .* --eval_strategy no"),
+        ("--eval_on_start true", r"--eval_on_start true: .* scored once, after training, .* --eval_on_start false"),
         ("--cache_teacher_logits true --alpha_cos 0",
          r"--cache_teacher_logits true: .*DataCollatorForLanguageModeling.* Pass --cache_teacher_logits false"),
         ("roberta", r"is a RobertaForMaskedLM \(model_type 'roberta'\): a student is built from a BERT teacher's "
@@ -226,8 +232,8 @@ def save_roberta_teacher(folder: Path) -> Path:
         ("nothing masked", r"The held-out set has no masked position \(1 block\(s\), 1 maskable token\(s\).*"
                            r"larger --validation_split_size or --max_eval_samples"),
     ],
-    ids=["eval_strategy", "cache_teacher_logits", "roberta_teacher", "max_seq_length", "roberta_position_offset",
-         "nothing_masked"],
+    ids=["eval_strategy", "eval_on_start", "cache_teacher_logits", "roberta_teacher", "max_seq_length",
+         "roberta_position_offset", "nothing_masked"],
 )  # fmt: skip
 def test_mlm_refusals_come_before_the_teacher_fine_tune(tmp_path, case, message):
     # each was refused only after --finetune_teacher had trained and saved a teacher, which then blocked the rerun
