@@ -69,9 +69,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     del mlm  # the masked LM has filled in its words: not held (on the GPU) through training
     if transfer.rows is not None:
         raw["transfer"] = transfer.rows
-        warn_of_evaluation_rows(transfer.rows, raw, eval_splits, text_columns)
     split_rows = len(raw[eval_splits[0]])  # before --max_eval_samples cuts it (in place)
     tokenized, eval_datasets = limit_and_tokenize(raw, data_args, models.tokenizer, text_columns, eval_splits)
+    if transfer.rows is not None:  # against the rows scored: after --max_eval_samples
+        warn_of_evaluation_rows(transfer.rows, raw, eval_splits, text_columns)
     script_training_defaults(training_args)
     collator = DataCollatorWithPadding(models.tokenizer, pad_to_multiple_of=training_args.pad_to_multiple_of)
     task_metrics = compute_metrics_fn(data_args.task_name) if data_args.task_name else None

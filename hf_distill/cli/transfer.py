@@ -268,6 +268,13 @@ def build_transfer_set(
             regression=regression,
             keep_duplicates=data_args.augment_keep_duplicates,
         )
+        if len(copies) == 0:  # else trained as if no augmentation had been asked for (pseudo-labels: a crash later)
+            raise ValueError(
+                f"--augment {data_args.augment} --augment_copies {data_args.augment_copies} --augment_probability "
+                f"{data_args.augment_probability} made no copy that differs from its row among the {len(labelled):,} "
+                "labelled rows (copies identical to their row are dropped): pass a larger --augment_probability, or "
+                "--augment_keep_duplicates true to keep them."
+            )
         parts.append(copies)
         augmented = len(copies)
     if not parts:

@@ -98,6 +98,11 @@ def load_unlabeled_file(
             e.g. the task's ``("sentence1", "sentence2")`` for a file that calls them ``("question", "answer")``.
     """
     text_columns = check_text_columns(text_columns)
+    if len(text_columns) == 2 and text_columns[0] == text_columns[1]:
+        raise ValueError(
+            f"The unlabelled file's text columns (--unlabeled_text_column) name {text_columns[0]!r} twice: every pair "
+            f"would be that text with itself. Pass the two different columns of {Path(path).name} that hold the pair."
+        )
     output_columns = text_columns if output_columns is None else check_text_columns(output_columns)
     if len(output_columns) != len(text_columns):
         raise ValueError(

@@ -277,12 +277,30 @@ SEARCH_ONLY = ["--hp_search_trials", "2", "--validation_split_size", "16", "--hp
             r"--augment_mlm_model 'some/mlm' is used only by --augment mlm, but --augment is 'none'",
         ),
         (["--max_unlabeled_samples", "5"], r"--max_unlabeled_samples 5 applies to the rows of --unlabeled_file"),
+        (  # every copy identical to its row, so dropped: pseudo-labels crashed after the teacher's fine-tune
+            [*"--augment mask --augment_copies 2 --augment_probability 0 --student_training pseudo_labels".split()],
+            r"--augment mask --augment_copies 2 --augment_probability 0.0 made no copy that differs from its row "
+            r"among the 48 labelled rows .*--augment_keep_duplicates true",
+        ),
         (["--unlabeled_text_column", "text"], r"--unlabeled_text_column \['text'\] applies to the rows of"),
     ],
 )
 def test_refuses_bad_transfer_options(tmp_path, teacher_folder, extra, message):
     # with --finetune_teacher: refused before the fine-tune, which would write <output_dir>/teacher
     refuse(tmp_path, [*sst2_flags(tmp_path, teacher_folder, "--finetune_teacher", "true"), *extra], message)
+
+
+@needs_glue
+def test_the_warning_of_transfer_rows_repeating_dev_rows_counts_the_rows_scored(tmp_path, teacher_folder, caplog):
+    # it counted the whole dev split before --max_eval_samples cut it: rows never scored were said to inflate scores
+    with open(GLUE_DIR / "SST-2" / "dev.tsv", newline="") as handle:
+        dev = [row["sentence"] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    unlabelled = write_csv(tmp_path / "unlabelled.csv", ["sentence"], [[text] for text in dev[:5] + dev[100:110]])
+    with caplog.at_level(logging.WARNING, logger="hf_distill.cli.transfer"):
+        distill_glue.main(sst2_flags(tmp_path, teacher_folder, "--unlabeled_file", str(unlabelled)))
+    assert "5 of the 15 transfer rows repeat the text of a row it is evaluated or searched on (validation: 5)" in (
+        caplog.text
+    )
 
 
 @needs_glue
@@ -305,6 +323,12 @@ def test_refuses_unlabeled_text_columns_that_do_not_match_the_tasks(tmp_path, te
     two = write_csv(tmp_path / "two.csv", ["a", "b"], [["x", "y"]])
     flags = sst2_flags(tmp_path, teacher_folder, "--unlabeled_file", str(two), "--unlabeled_text_column", "a", "b")
     refuse(tmp_path, flags, r"--unlabeled_text_column a b names 2 column\(s\), but the task's text is 1 column")
+    # the labelled files' loader refused a repeated column; the unlabelled one paired each text with itself
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "mrpc", "--data_dir", str(GLUE_DIR),
+                         "--student_num_layers", "1", "--unlabeled_file", str(one),
+                         "--unlabeled_text_column", "text", "text")  # fmt: skip
+    refuse(tmp_path, flags, r"The unlabelled file's text columns \(--unlabeled_text_column\) name 'text' twice: .*"
+           r"Pass the two different columns of one\.csv")  # fmt: skip
 
 
 @needs_glue
