@@ -111,16 +111,57 @@ def check_deterministic_collator(collator: Any) -> None:
         )
 
 
-def check_keeps_row_order(collator: Any, dataset: Any) -> None:
-    """Raises `ValueError` when `collator` returns a batch's rows in another order than it was given them (a collator
-    sorting by length for packed sequences), found by collating a few rows forwards and backwards: the cache stacks
-    each row's stored outputs in the order the rows come, so they would go to other rows' inputs."""
-    count = min(5, len(dataset))  # odd: no reordering but the identity commutes with both probes below
+_PROBE_SCAN = 1000  # rows read for lengths to pick the probe rows from
+
+
+def _probe_rows(dataset: Any, length_column: str = "input_ids") -> list[int]:
+    """Up to 5 row indices for the collator probes: rows of pairwise different lengths where the first rows hold them
+    (a collator sorting by length keeps tied rows in place, and a dataset may start with equally long rows), else the
+    first rows. Odd: no reordering but the identity commutes with both order probes."""
+    scanned = min(len(dataset), _PROBE_SCAN)
+    picked: dict[int, int] = {}
+    if isinstance(dataset, datasets.Dataset):
+        lengths = _row_lengths(dataset.select(range(scanned)), length_column).tolist()
+    else:
+        lengths = [
+            len(row[length_column]) if length_column in row else 0 for row in map(dataset.__getitem__, range(scanned))
+        ]
+    for index, length in enumerate(lengths):
+        picked.setdefault(length, index)
+        if len(picked) == 5:
+            break
+    if len(picked) < 3:
+        return list(range(min(5, len(dataset))))
+    return list(picked.values())[: 5 if len(picked) == 5 else 3]
+
+
+def check_keeps_row_order(collator: Any, dataset: Any, *, token_level: bool = False) -> None:
+    """Raises `ValueError`, before the teacher pass, when `collator` cannot be used with a cache of per-row outputs.
+
+    - It returns a batch's rows in another order than it was given them (a collator sorting by length for packed
+      sequences), found by collating a few rows of different lengths forwards, backwards and rotated: the cache stacks
+      each row's stored outputs in the order the rows come, so they would go to other rows' inputs.
+    - It returns another number of rows than it was given (a packing collator such as DataCollatorWithFlattening,
+      one that drops or splits rows): stored outputs would have no row, or another row's.
+    - `token_level`: which positions of a row count (labels other than -100, else the attention mask) changes with
+      the row it is padded beside (labels padded with another value than -100, no attention mask): the positions
+      stored for a row would not be the positions its training batches count.
+    """
+    indices = _probe_rows(dataset)
+    count = len(indices)
     if count < 2:
         return
-    rows = [dataset[index] for index in range(count)]
+    rows = [dataset[index] for index in indices]
     # each call gets its own copies: a collator may edit its rows (labels = [row.pop("labels") ...])
     forwards = collator(copy.deepcopy(rows))
+    ids = forwards.get("input_ids") if hasattr(forwards, "get") else None
+    if isinstance(ids, torch.Tensor) and ids.dim() > 0 and ids.shape[0] != count:
+        raise ValueError(
+            f"cache_teacher_logits=True: the data collator ({type(collator).__name__}) turned {count} rows into a "
+            f"batch of {ids.shape[0]} (input_ids {tuple(ids.shape)}): it packs, drops or splits rows, so teacher "
+            "outputs stored per row would have no row, or another row's. Use a collator that keeps one batch row per "
+            "example (e.g. DataCollatorWithPadding), or set cache_teacher_logits=False."
+        )
     probes = (
         ("reversed", rows[::-1], lambda value: value.flip(0)),
         ("rotated by one", rows[1:] + rows[:1], lambda value: value.roll(-1, dims=0)),
@@ -141,6 +182,34 @@ def check_keeps_row_order(collator: Any, dataset: Any) -> None:
                     "another order, so teacher outputs stored per row would go to other rows. Keep the rows' order "
                     "in the collator, or set cache_teacher_logits=False."
                 )
+    if token_level:
+        _check_counts_ignore_padding(collator, rows)
+
+
+def _counted_per_row(batch: Any) -> list[int] | None:
+    reference = batch.get("input_ids", batch.get("attention_mask", batch.get("labels")))
+    if not isinstance(reference, torch.Tensor) or reference.dim() != 2:
+        return None
+    mask = token_mask(batch.get("labels"), batch.get("attention_mask"), reference.shape, reference.device)
+    return mask.sum(dim=1).tolist()
+
+
+def _check_counts_ignore_padding(collator: Any, rows: list) -> None:
+    """Refuses a token-level cache whose rows' counted positions depend on the padding: each row alone against the
+    same rows collated together (padded to the longest)."""
+    together = _counted_per_row(collator(copy.deepcopy(rows)))
+    alone = [_counted_per_row(collator(copy.deepcopy([row]))) for row in rows]
+    if together is None or None in alone:
+        return
+    alone = [counts[0] for counts in alone]
+    if together != alone:
+        raise ValueError(
+            f"cache_teacher_logits=True: which positions of a row count changes with its padding: {len(rows)} rows "
+            f"collated alone count {alone} positions, collated together {together}. Padded positions count when the "
+            "collator pads labels with another value than -100 and the batch has no attention_mask to tell them: pad "
+            "labels with -100 (DataCollatorForTokenClassification's label_pad_token_id) or give an attention_mask, "
+            "or set cache_teacher_logits=False."
+        )
 
 
 # ---- building and loading ------------------------------------------------------------------------------------------
@@ -197,6 +266,12 @@ def build_teacher_cache(
         for batch, rows in zip(progress, batches):  # the bar first, so that it reaches 100%
             batch = {key: _to(value, device) for key, value in batch.items()}
             logits = run_teacher(batch)
+            if logits.dim() == 0 or logits.shape[0] != len(rows):
+                raise ValueError(
+                    f"The teacher gave logits of shape {tuple(logits.shape)} for a batch of {len(rows)} rows: one row "
+                    "of outputs per example is needed to store them per example. Use a collator that keeps one batch "
+                    "row per example, or set cache_teacher_logits=False."
+                )
             token_level = logits.dim() == 3
             if not token_level:
                 values = logits.float().cpu().numpy()  # (B, C)

@@ -126,7 +126,7 @@ class TeacherCacheMixin:
         with self._teacher_input_columns_kept():
             visible = self._remove_unused_columns(dataset, description="Training")
         collator = self.data_collator.collator
-        check_keeps_row_order(collator, visible)
+        check_keeps_row_order(collator, visible, token_level=not self._teacher_output_is_per_example())
         path = self._teacher_cache_root() / cache_fingerprint(
             teacher_hash=fingerprint_model(_engine_unwrapped(self._teacher_module)),
             rows_hash=fingerprint_rows(visible),

@@ -690,6 +690,75 @@ def test_refuses_a_collator_that_reorders_rows(tmp_path, how):
     assert not (tmp_path / "out" / "teacher_cache").exists()
 
 
+def test_refuses_a_length_sorting_collator_when_the_first_rows_are_equally_long(tmp_path):
+    # the probe collated the first 5 rows only: equally long, a stable sort by length kept them in place, the probe
+    # passed and the cached logits went to other rows (0.017 off, with no error)
+    teacher, student, data = models_and_data("class")
+    rows = [data[index] for index in range(len(data))]
+    for row in rows[:5]:
+        row["input_ids"] = (list(row["input_ids"]) * 3)[:8]
+
+    def sorting(batch):
+        return tiny.collate(sorted(batch, key=lambda row: -len(row["input_ids"])))  # longest first, stable
+
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, data_collator=sorting,
+                                  train_dataset=datasets.Dataset.from_list(rows),
+                                  args=make_args(tmp_path, cache_teacher_logits=True))  # fmt: skip
+    with pytest.raises(ValueError, match=r"data collator does not keep the order of the rows"):
+        trainer.prepare_teacher_cache()
+    assert not (tmp_path / "out" / "teacher_cache").exists()
+
+
+def test_refuses_a_collator_that_packs_rows_before_the_teacher_pass(tmp_path):
+    # DataCollatorWithFlattening makes one (1, total) row of a batch: the whole teacher pass ran, then a TypeError
+    from transformers import DataCollatorWithFlattening
+
+    teacher, student = tiny.masked_lm(layers=2, seed=0), tiny.masked_lm(layers=1, seed=1)
+    forwards = []
+    teacher.register_forward_hook(lambda *_: forwards.append(1))
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, data_collator=DataCollatorWithFlattening(),
+                                  train_dataset=tiny.mlm_rows(12),
+                                  args=make_args(tmp_path, cache_teacher_logits=True))  # fmt: skip
+    with pytest.raises(ValueError, match=r"DataCollatorWithFlattening\) turned 5 rows into a batch of 1 .*packs"):
+        trainer.prepare_teacher_cache()
+    assert not forwards
+
+
+def test_a_teacher_giving_another_number_of_rows_stops_the_build_at_its_first_batch(tmp_path):
+    from hf_distill.cache.store import build_teacher_cache
+
+    rows = datasets.Dataset.from_list([{"input_ids": [1, 2, 3]}, {"input_ids": [4, 5]}, {"input_ids": [6]}])
+    batches = []
+
+    def run_teacher(batch):
+        batches.append(1)
+        return torch.zeros(1, 3)  # one row of outputs for the whole batch
+
+    with pytest.raises(ValueError, match=r"logits of shape \(1, 3\) for a batch of 2 rows"):
+        build_teacher_cache(dataset=rows, collator=tiny.collate, run_teacher=run_teacher, device=torch.device("cpu"),
+                            batch_size=2, top_k=1, temperature=1.0, path=tmp_path / "c",
+                            show_progress=False)  # fmt: skip
+    assert batches == [1]
+
+
+def test_refuses_token_labels_padded_with_a_counted_value_before_the_teacher_pass(tmp_path):
+    # labels padded with 0 count the padding, so a row's counted positions depend on its batch: refused only at the
+    # first training batch, after the whole teacher pass, and blamed on "the data changed under the cache"
+    def zero_padded(rows):
+        batch = tiny.collate(rows)
+        batch["labels"][batch["labels"] == -100] = 0
+        return batch
+
+    teacher, student = tiny.token_classifier(layers=2, seed=0), tiny.token_classifier(layers=1, seed=1)
+    data = tiny.token_rows(16, num_labels=5, seed=2, ignored_fraction=0.0)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, data_collator=zero_padded, train_dataset=data,
+                                  args=make_args(tmp_path, cache_teacher_logits=True))  # fmt: skip
+    with pytest.raises(ValueError, match=r"which positions of a row count changes with its padding: .*collated alone "
+                                         r"count \[\d+(, \d+)*\] .*pad labels with -100"):  # fmt: skip
+        trainer.prepare_teacher_cache()
+    assert not (tmp_path / "out" / "teacher_cache").exists()
+
+
 def test_refuses_a_dataset_transform_and_keeps_the_users_format(tmp_path):
     teacher, student, rows = models_and_data("class")
     table = datasets.Dataset.from_list([rows[i] for i in range(len(rows))])
