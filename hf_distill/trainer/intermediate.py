@@ -53,6 +53,14 @@ def parse_layer_map(value: str) -> list[tuple[int, int]] | str:
                 f"hidden_layer_map must be 'uniform', 'init' or pairs 'student:teacher' such as '0:1,1:3,2:5', got "
                 f"{value!r}."
             ) from None
+    seen: dict[int, int] = {}
+    for student, teacher in pairs:
+        if student in seen:  # a repeated pair would weigh twice, a second teacher layer halve the first one's weight
+            raise ValueError(
+                f"hidden_layer_map {value!r} names student layer {student} twice ({student}:{seen[student]} and "
+                f"{student}:{teacher}): each student layer matches one teacher layer. Give each student layer once."
+            )
+        seen[student] = teacher
     return pairs
 
 
@@ -106,8 +114,12 @@ class LastLayerTap:
     """
 
     def __init__(self, model: nn.Module):
+        from .compatibility import is_causal_lm
+
         self.outputs: dict[str, torch.Tensor] = {}
         self.heads = num_heads(model)
+        # a decoder's query attends to its own and earlier positions only (BertLMHeadModel, RobertaForCausalLM)
+        self.causal = bool(getattr(getattr(model, "config", None), "is_decoder", False)) or is_causal_lm(model)
         block = _last_attention_block(model)
         self._modules = {role: getattr(block, name) for role, name in zip(("query", "key", "value"), _names_in(block))}
         self._handles = [module.register_forward_hook(self._keep(role)) for role, module in self._modules.items()]
@@ -156,6 +168,9 @@ class LastLayerTap:
         if attention_mask is not None:
             keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
             scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+        if self.causal:
+            future = torch.ones(length, length, dtype=torch.bool, device=scores.device).triu(diagonal=1)
+            scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
         return scores
 
     def remove(self) -> None:
@@ -172,7 +187,9 @@ def _names_in(block: nn.Module) -> tuple[str, str, str]:
 
 def _last_attention_block(model: nn.Module) -> nn.Module:
     blocks = []
-    for module in model.modules():
+    for name, module in model.named_modules():
+        if "crossattention" in name:  # a decoder's cross-attention: it runs only beside an encoder's outputs
+            continue
         try:
             _names_in(module)
         except ValueError:

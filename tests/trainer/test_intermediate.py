@@ -122,6 +122,42 @@ def test_recomputed_attention_equals_the_models_eager_attention():
     assert recomputed[~keys].abs().max() == 0  # padded keys carry no mass
 
 
+@pytest.mark.parametrize("cross_attention", [False, True])
+def test_a_decoders_recomputed_attention_is_causal_and_taken_from_its_self_attention(cross_attention):
+    # the tap put mass on future keys that a BertLMHeadModel never attends to (the term trained towards attention
+    # neither model has); with add_cross_attention it hooked the cross-attention, which never runs without an
+    # encoder, and the first step failed with KeyError: 'query'
+    from transformers import BertLMHeadModel
+
+    torch.manual_seed(0)
+    config = tiny.bert_config(layers=2, is_decoder=True, add_cross_attention=cross_attention, initializer_range=0.5)
+    decoder = BertLMHeadModel(config).eval()
+    eager = copy.deepcopy(decoder)
+    eager.config._attn_implementation = "eager"
+    tap = LastLayerTap(decoder)
+    batch = batch_of(tiny.class_rows(8, seed=5))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        decoder(**inputs)
+        reference = eager(**inputs, output_attentions=True).attentions[-1]
+    recomputed = tap.attention_probabilities(batch["attention_mask"])
+    keys = batch["attention_mask"].bool()[:, None, None, :].expand_as(reference)
+    assert reference.triu(1).abs().max() == 0  # the model's own: no future key
+    torch.testing.assert_close(recomputed[keys], reference[keys], rtol=1e-4, atol=1e-4)
+    assert recomputed.triu(1).abs().max() == 0
+
+
+def test_an_explicit_layer_map_naming_a_student_layer_twice_is_refused():
+    # '0:1,0:1' weighed the pair twice and the embeddings a third; '0:1,0:3' halved each teacher layer's weight
+    teacher, student = models()
+    for value, pairs in (("0:1,0:1", r"\(0:1 and 0:1\)"), ("0:1,1:3,0:3", r"\(0:1 and 0:3\)")):
+        with pytest.raises(ValueError, match=rf"hidden_layer_map '{value}' names student layer 0 twice {pairs}: each "
+                                             r"student layer matches one teacher layer"):  # fmt: skip
+            layer_pairs(value, student, teacher)
+    with pytest.raises(ValueError, match=r"names student layer 1 twice"):
+        DistillationTrainingArguments(output_dir="x", alpha_hidden=1.0, hidden_layer_map="1:1,1:3")
+
+
 def tapped_forward(student, teacher, data):
     """Both models' last-layer taps after one forward of a batch (the student in training mode), and its mask."""
     student_tap, teacher_tap = LastLayerTap(student), LastLayerTap(teacher)
