@@ -255,8 +255,28 @@ def main() -> None:
         record_runs(options, root, results_path)
 
 
+def _search_tasks(task: str) -> dict[str, bool]:
+    """Which searches can run for `task`: those on held-out train rows need its SEARCH_HELD_OUT split (sst2_1k has
+    none: its ours settings are SST-2's), related text and embedding copies replace augmented copies (not SST-2's
+    unlabelled text)."""
+    held_out = task in SEARCH_HELD_OUT
+    copies = held_out and task not in TRANSFER_FLAGS and task not in CONFIG_OF
+    return {"search": held_out, "search_cos": held_out, "search_intermediate": held_out, "search_transfer": True,
+            "search_related": copies, "search_transfer_layers": held_out, "search_augment": copies}  # fmt: skip
+
+
 def run_searches(options: argparse.Namespace, root: Path) -> None:
-    """The asked searches, task by task (their scores go to docs/search.json, or OUTPUT_ROOT/search.json)."""
+    """The asked searches, task by task (their scores go to docs/search.json, or OUTPUT_ROOT/search.json). A search
+    that cannot run for one of the tasks is refused before any runs (it failed hours in, after the tasks before)."""
+    for name in _search_tasks(options.tasks[0]):
+        if getattr(options, name):
+            unfit = [task for task in options.tasks if not _search_tasks(task)[name]]
+            if unfit:
+                fit = [task for task in METRICS if _search_tasks(task)[name]]
+                sys.exit(
+                    f"run_results.py: --{name} cannot run for {', '.join(unfit)} (no held-out split of its own, or a "
+                    f"transfer set of another kind); pass --tasks with some of {', '.join(fit)}."
+                )
     for task in options.tasks:
         if options.search_related:
             search_related(task, root / "search_related" / task, options.data_dir, options.extra)
@@ -304,7 +324,7 @@ def record_runs(options: argparse.Namespace, root: Path, results_path: Path) -> 
             if task in embedding_tasks():
                 commands["ours_embedding"] = [*transfer, *_reuse_teacher(run_dir), "--augment", "embedding"]
             chosen = [v for v in VARIANTS if v in options.variants]
-            if any(v in INTERMEDIATE_VARIANTS for v in chosen):
+            if any(v in INTERMEDIATE_VARIANTS for v in chosen) and task in SEARCH_HELD_OUT:
                 inner = intermediate_flags(task)
                 for variant, flags in inner.items():
                     commands[variant] = [*(transfer if "transfer" in variant else base), *_reuse_teacher(run_dir)]
@@ -316,6 +336,8 @@ def record_runs(options: argparse.Namespace, root: Path, results_path: Path) -> 
                         if variant in RELATED_VARIANTS
                         else "its --search_augment did not score embedding copies higher (docs/search.json)"
                         if variant in EMBEDDING_VARIANTS
+                        else "it has no held-out split to search the intermediate terms on"
+                        if task not in SEARCH_HELD_OUT
                         else "the held-out search recommends no intermediate term"
                     )
                     print(f"{task}: skipping {variant}: {why}", flush=True)
@@ -854,13 +876,28 @@ def relative_command(command: str) -> str:
     on another machine are moved by the folders every checkout shares (`/.../outputs/` to `outputs/`, `/.../shared/`
     to `../shared/`): docs/results.* name no secret and no folder of the machine that ran them."""
     # its relative paths are the repository's: every run's command runs there (cwd=ROOT), wherever this one runs
-    return sanitize_command([_moved_path(argument) for argument in shlex.split(command)], ROOT, cwd=ROOT)
+    arguments = redact_secrets([_moved_path(argument) for argument in shlex.split(command)])
+    # A path already relative inside or beside the repository (../shared/data/glue, written relative by this script)
+    # stays as written: sanitize_command would cut it to its last folder in a checkout in the home folder (where
+    # "beside the repository" is the home folder), and the recorded commands would no longer run.
+    return shlex.join(argument if _beside(argument) else shlex.split(sanitize_command([argument], ROOT, cwd=ROOT))[0]
+                      for argument in arguments)  # fmt: skip
+
+
+def _beside(argument: str) -> bool:
+    value = argument.partition("=")[2] if argument.startswith("--") else argument
+    return value.startswith(("./", "../")) and not os.path.normpath(value).startswith(("../..", "/"))
 
 
 def _moved_path(argument: str) -> str:
+    """An absolute path of another machine's checkout moved by the folders every checkout has: this machine's own
+    paths are left to `sanitize_command` (a folder above the repository may be called outputs or shared too)."""
     flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
-    moved = re.sub(r"^/\S*?/(outputs|configs|scripts)/", r"\1/", value)
-    return flag + equals + re.sub(r"^/\S*?/shared/", "../shared/", moved)
+    if not value.startswith("/") or Path(value).is_relative_to(ROOT.parent):
+        return argument
+    # the last such folder: /srv/shared/proj/shared/data/glue is ../shared/data/glue
+    moved = re.sub(r"^/\S*/(outputs|configs|scripts)/", r"\1/", value)
+    return flag + equals + re.sub(r"^/\S*/shared/", "../shared/", moved)
 
 
 def redacted(arguments: list[str]) -> list[str]:
@@ -1726,8 +1763,8 @@ def _gap(found: dict | None, used: set[str]) -> str:
 def start_layers(arguments: list[str]) -> str | None:
     """The teacher layers a distill_glue.py command starts its student from: its --student_layers, else its YAML
     config's; None for a command with neither."""
-    if "--student_layers" in arguments:
-        return arguments[arguments.index("--student_layers") + 1]
+    if "--student_layers" in arguments:  # the last, as argparse takes it
+        return _flag_value(arguments, "--student_layers")
     config = next((a for a in arguments if a.endswith(".yaml")), None)
     layers = yaml_config(config).get("student_layers") if config and (ROOT / config).exists() else None
     return None if layers is None else str(layers)

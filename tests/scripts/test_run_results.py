@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import itertools
@@ -1639,3 +1640,75 @@ def test_search_json_holds_no_bare_nan_and_a_point_without_a_finite_score_says_s
         assert f"{point}: no finite score" in rendered, point
     assert "their teacher no finite score)" in rendered
     assert "| T=1.0, alpha_kd=0.9 | no finite score |" in rendered
+
+
+def test_a_task_without_a_held_out_split_skips_the_intermediate_variants_and_the_rest_run(
+    tmp_path, monkeypatch, capsys
+):
+    # the default run (every task and variant) stopped at sst2_1k, which has no intermediate search nor can have one,
+    # so MRPC, STS-B and CoLA never ran
+    import json
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.json").write_text('{"tasks": {}}')
+    (tmp_path / "docs" / "search.json").write_text('{"tasks": {}}')
+    monkeypatch.setattr(run_results, "ROOT", tmp_path)
+    monkeypatch.setattr(run_results, "render", lambda results: "")
+    ran = []
+
+    def fake_run(command, output_dir):
+        ran.append((output_dir.parent.parent.name, output_dir.name))
+        return {"eval_accuracy": 0.8, "teacher_eval_accuracy": 0.82}
+
+    monkeypatch.setattr(run_results, "run", fake_run)
+    argv = ["run_results.py", "--tasks", "sst2_1k", "--seeds", "42", "--variants", "labels_only", "ours_hidden"]
+    monkeypatch.setattr(run_results.sys, "argv", [*argv, "--output_root", str(tmp_path / "out")])
+    run_results.main()
+    assert ran == [("sst2_1k", "labels_only")]
+    assert "sst2_1k: skipping ours_hidden: it has no held-out split to search the intermediate terms on" in (
+        capsys.readouterr().out
+    )
+    entry = json.loads((tmp_path / "docs" / "results.json").read_text())["tasks"]["sst2_1k"]
+    assert entry["student_labels_only"] == [0.8]
+
+
+@pytest.mark.parametrize(
+    ("flag", "tasks"), [("--search", ["sst2", "sst2_1k"]), ("--search_intermediate", ["sst2_1k"]),
+                        ("--search_augment", ["mrpc", "sst2"])]
+)  # fmt: skip
+def test_a_search_that_cannot_run_for_an_asked_task_is_refused_before_any_runs(monkeypatch, flag, tasks):
+    # --search with the default tasks ran SST-2's grid for hours, then failed on sst2_1k with KeyError: 'sst2_1k'
+    monkeypatch.setattr(run_results, "run", lambda *a, **k: pytest.fail("nothing may run"))
+    monkeypatch.setattr(run_results, "results_lock", lambda path: contextlib.nullcontext())
+    monkeypatch.setattr(run_results.sys, "argv", ["run_results.py", flag, "--tasks", *tasks])
+    with pytest.raises(SystemExit, match=rf"{flag} cannot run for {tasks[-1]} .*pass --tasks with some of "):
+        run_results.main()
+
+
+def test_recorded_relative_paths_beside_the_repository_stay_as_written_in_a_checkout_in_the_home_folder(
+    monkeypatch,
+):
+    # with the repository in ~, every --data_dir ../shared/data/glue became --data_dir glue on --render
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: run_results.ROOT.parent))
+    command = "python scripts/distill_glue.py configs/offline/sst2.yaml --data_dir ../shared/data/glue --seed 42"
+    assert run_results.relative_command(command) == command
+    assert run_results.relative_command("python x.py --data_dir=../shared/data/glue") == (
+        "python x.py --data_dir=../shared/data/glue"
+    )
+    # one that climbs further still names no folder of this machine, and a token is still redacted
+    climbing = run_results.relative_command("python x.py --data_dir ../../private/glue --hub_token hf_secret")
+    assert climbing == "python x.py --data_dir glue --hub_token '<redacted>'"
+
+
+def test_another_machines_paths_are_moved_by_the_last_shared_or_outputs_folder():
+    # a folder above that checkout called shared or outputs moved the path to a folder that does not exist
+    assert run_results._moved_path("/srv/shared/proj/shared/data/glue") == "../shared/data/glue"
+    assert run_results._moved_path("--data_dir=/srv/shared/proj/shared/data/glue") == "--data_dir=../shared/data/glue"
+    moved = run_results._moved_path("/home/u/outputs/hf-distill/outputs/results/sst2/seed42/ours/teacher")
+    assert moved == "outputs/results/sst2/seed42/ours/teacher"
+    assert run_results._moved_path("outputs/results/x") == "outputs/results/x"
+
+
+def test_the_start_layers_of_a_command_are_its_last_student_layers_as_argparse_takes_them():
+    arguments = ["configs/offline/sst2.yaml", "--student_layers", "0,1,2", "--seed", "42", "--student_layers", "1,3,5"]
+    assert run_results.start_layers(arguments) == "1,3,5"
