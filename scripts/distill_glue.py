@@ -22,7 +22,7 @@ from hf_distill.cli.arguments import parse_arguments
 from hf_distill.cli.checks import check_before_loading, check_metric_for_best_model
 from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
 from hf_distill.cli.hp_search import apply_settings, run_hp_search
-from hf_distill.cli.models import load_models, ready_models
+from hf_distill.cli.models import load_models, ready_models, teacher_label_names
 from hf_distill.cli.training import make_trainer, script_training_defaults, train_and_save
 from hf_distill.cli.transfer import (
     build_transfer_set,
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     push_token = check_before_loading(model_args, data_args, training_args)  # refusals that cost nothing
 
     # ---- data, transfer set and models: every mismatch is refused before any training ----
-    raw, label_names, text_columns, eval_splits, metric_names = load_data(data_args)
+    label_order = None if data_args.task_name else teacher_label_names(model_args)  # your own files' string labels
+    raw, label_names, text_columns, eval_splits, metric_names = load_data(data_args, label_order)
     check_unlabeled_file(data_args, text_columns)  # its first row: before any model loads
     check_metric_for_best_model(training_args, metric_names)
     regression = label_names is None

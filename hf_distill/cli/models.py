@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,17 @@ def student_layers(model_args, depth: int) -> list[int] | None:
     if model_args.student_layers is not None:
         return validate_layers(model_args.student_layers, depth)
     return None
+
+
+def teacher_label_names(model_args) -> list[str] | None:
+    """The label names of a teacher used as it is (no --finetune_teacher), in its id order; None when it names them
+    LABEL_i or has none. Your own files' string labels take this order where they are these names."""
+    if model_args.finetune_teacher:
+        return None
+    config = AutoConfig.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(len(id2label))]
+    return None if all(re.fullmatch(r"LABEL_\d+", name) for name in names) else names
 
 
 def load_models(model_args, training_args, num_labels: int, label_names, *, max_seq_length: int) -> ScriptModels:

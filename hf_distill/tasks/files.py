@@ -28,6 +28,7 @@ def load_custom_files(
     text_columns: Sequence[str],
     label_column: str = "label",
     encoding: str = "utf-8",
+    label_order: Sequence[str] | None = None,
 ) -> tuple[DatasetDict, list[str] | None]:
     """Load your own train (and validation) files: CSV, TSV or JSON lines, chosen by extension.
 
@@ -39,7 +40,8 @@ def load_custom_files(
     - any label written as a decimal (``3.8``, or a JSON float) makes the task a regression: float labels, no names;
     - all integers: classification; the distinct values, sorted numerically, become ids 0..K-1 (``0``/``1`` keep
       their values; ``1..5`` stars become ids 0..4), names are the values as strings;
-    - otherwise strings: the distinct strings, sorted, become ids 0..K-1.
+    - otherwise strings: the distinct strings, sorted, become ids 0..K-1; or, when `label_order` (the teacher's
+      label names, in its id order) holds the same names (ignoring case), ids in that order.
 
     Names come from the training file; a validation label outside them is an error.
 
@@ -70,7 +72,7 @@ def load_custom_files(
     else:
         distinct = set(train_labels)
         ordered = sorted(distinct) if all(isinstance(value, int) for value in distinct) else sorted(map(str, distinct))
-        label_names = [str(value) for value in ordered]
+        label_names = _in_order(ordered, label_order, files["train"])
         to_id = {name: index for index, name in enumerate(label_names)}
         label_feature = ClassLabel(names=label_names)
 
@@ -122,6 +124,23 @@ def check_text_columns(text_columns: Sequence[str]) -> tuple[str, ...]:
             "('sentence',) or ('sentence1', 'sentence2')."
         )
     return text_columns
+
+
+def _in_order(ordered: list, label_order: Sequence[str] | None, path: Path) -> list[str]:
+    """The label names as ids 0..K-1: `ordered`, or the teacher's order (`label_order`) when the file's string labels
+    are the teacher's names, ignoring case: a teacher ordered contradiction, neutral, entailment reads the file's
+    entailment/neutral/contradiction as its own classes, not as the alphabetical order it would be refused for."""
+    names = [str(value) for value in ordered]
+    if not label_order or any(isinstance(value, int) for value in ordered):
+        return names
+    by_lower = {name.lower(): name for name in names}
+    theirs = [str(name).lower() for name in label_order]
+    if len(by_lower) != len(names) or sorted(by_lower) != sorted(theirs):
+        return names
+    chosen = [by_lower[name] for name in theirs]
+    if chosen != names:
+        logger.info("%s: its labels take the teacher's order, %s.", path.name, dict(enumerate(chosen)))
+    return chosen
 
 
 def _check_file_columns(text_columns: tuple[str, ...], label_column: str) -> None:

@@ -27,8 +27,9 @@ HELD_OUT_SEED = 42  # the held-out split of --validation_split_size never moves 
 HP_VALIDATION = "hp_validation"  # the rows a hyperparameter search scores its trials on
 
 
-def load_data(data_args):
-    """Returns (DatasetDict, label names or None, text columns, evaluation splits, metric names)."""
+def load_data(data_args, label_order=None):
+    """Returns (DatasetDict, label names or None, text columns, evaluation splits, metric names). `label_order`: the
+    teacher's label names in its id order, which your own files' string labels follow where they are those names."""
     if data_args.task_name:
         task = GLUE_TASKS[data_args.task_name]
         eval_splits = ["validation_matched", "validation_mismatched"] if task.name == "mnli" else ["validation"]
@@ -63,6 +64,7 @@ def load_data(data_args):
         data_args.text_column,
         data_args.label_column,
         encoding=data_args.file_encoding,
+        label_order=label_order,
     )
     text_columns = tuple(check_text_columns(data_args.text_column))  # a Python caller's "text" is one column
     if data_args.validation_file is None:

@@ -141,6 +141,20 @@ def test_finetune_teacher_refits_the_head_of_a_teacher_fine_tuned_on_other_label
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").config.num_labels == 2
 
 
+def test_your_own_files_string_labels_take_the_order_of_a_teacher_named_with_them(tmp_path):
+    # sorted alphabetically, entailment/neutral/contradiction became ids contradiction, entailment, neutral, and a
+    # teacher ordered CONTRADICTION, NEUTRAL, ENTAILMENT (roberta-large-mnli's) was refused with no fix that helped
+    names = {0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"}
+    teacher = save_teacher(tmp_path / "nli", num_labels=3, id2label=names, label2id={v: k for k, v in names.items()})
+    words = ("entailment", "neutral", "contradiction")
+    rows = "\n".join(f"fox {i} dog {i % 3},{words[i % 3]}" for i in range(30))
+    (tmp_path / "train.csv").write_text("text,label\n" + rows + "\n")
+    flags = common_flags(tmp_path, teacher, "--train_file", str(tmp_path / "train.csv"), "--text_column", "text")
+    distill_glue.main([*flags, "--validation_split_size", "6", "--student_num_layers", "1"])
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert student.config.id2label == {0: "contradiction", 1: "neutral", 2: "entailment"}
+
+
 def test_finetune_teacher_then_distil_from_a_pretrained_base(tmp_path):
     base = save_teacher(tmp_path / "base", num_labels=2, base_model=True)
     rows = "\n".join(f"{'good fun' if i % 2 else 'bad sad'} {i},{'pos' if i % 2 else 'neg'}" for i in range(40))

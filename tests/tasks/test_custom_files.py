@@ -258,3 +258,19 @@ def test_blank_lines_and_stray_carriage_returns_are_no_rows_spanning_lines(tmp_p
     with caplog.at_level("INFO"):
         data, _ = load_custom_files(train, None, ["text"])
     assert data["train"]["text"] == ["good film", "bad film"] and "span more than one line" not in caplog.text
+
+
+def test_string_labels_take_a_given_teachers_order_only_where_they_are_its_names(tmp_path):
+    train = write(tmp_path / "train.csv", "text,label\na,Neutral\nb,entailment\nc,contradiction\n")
+    teacher = ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"]
+    assert load_custom_files(train, None, ["text"], label_order=teacher)[1] == [
+        "contradiction",
+        "Neutral",
+        "entailment",
+    ]
+    assert load_custom_files(train, None, ["text"])[1] == ["Neutral", "contradiction", "entailment"]  # sorted
+    # other names (or another count) keep the sorted order, and the teacher check says or refuses as before
+    assert load_custom_files(train, None, ["text"], label_order=["neg", "neu", "pos"])[1][0] == "Neutral"
+    assert load_custom_files(train, None, ["text"], label_order=teacher[:2])[1][0] == "Neutral"
+    numbers = write(tmp_path / "numbers.csv", "text,label\na,2\nb,0\nc,1\n")  # ids are the file's own numbers
+    assert load_custom_files(numbers, None, ["text"], label_order=["2", "1", "0"])[1] == ["0", "1", "2"]
