@@ -44,11 +44,29 @@ def hold_out(task: str, data_dir: Path, rows: int, seed: int) -> tuple[list[str]
     return kept, held, header
 
 
-def repeated_rows(kept: list[str], held: list[str]) -> int:
-    """How many held-out lines also stand in the kept training lines (a split that repeats rows puts copies on both
-    sides)."""
-    training = set(kept)
-    return sum(line in training for line in held)
+def repeated_rows(kept: list[str], held: list[str], positions: list[int] | None = None) -> int:
+    """How many held-out lines repeat the text of a kept training line (a split that repeats rows puts copies on both
+    sides): their text fields (`positions`, 0-based), not whole lines, which hold an index, a genre or a source that
+    differs between copies of one text (STS-B, CoLA, RTE); whole lines without `positions`."""
+
+    def text(line: str) -> tuple[str, ...] | str:
+        if positions is None:
+            return line
+        fields = line.split("\t")
+        return tuple(fields[i] if i < len(fields) else "" for i in positions)
+
+    training = {text(line) for line in kept}
+    return sum(text(line) in training for line in held)
+
+
+def text_positions(task: str, header: str | None) -> list[int]:
+    """The 0-based positions of `task`'s text fields in its train.tsv lines: by the header's names, else (CoLA) by
+    its header-less layout."""
+    spec = GLUE_TASKS[normalize_task_name(task)]
+    if header is None:
+        return [spec.headerless[1][column] for column in spec.text_columns]
+    names = header.lstrip("\ufeff").split("\t")
+    return [names.index(spec.tsv_columns[column]) for column in spec.text_columns]
 
 
 def main() -> None:
@@ -82,11 +100,12 @@ def main() -> None:
         partial.write_text("\n".join([header, *lines] if header is not None else lines) + "\n", "utf-8")
         partial.replace(folder / name)
     print(f"{spec.name}: {len(kept)} training rows in {folder / 'train.tsv'}, {len(held)} held out in dev.tsv")
-    repeated = repeated_rows(kept, held)
+    repeated = repeated_rows(kept, held, text_positions(spec.name, header))
     if repeated:  # the split is kept as it is (recorded searches name it); what it leaks is said
         print(
-            f"hold_out_glue.py: note: {repeated} held-out row(s) also stand, word for word, in train.tsv "
-            f"({spec.name}'s training split repeats them): their held-out scores are of rows the model trained on."
+            f"hold_out_glue.py: note: {repeated} held-out row(s) repeat, word for word, the text of a row in "
+            f"train.tsv ({spec.name}'s training split repeats them): their held-out scores are of texts the model "
+            "trained on."
         )
 
 

@@ -195,6 +195,15 @@ def load_glue_tsv(task: str, data_dir: str | Path, splits: Sequence[str] | None 
         if split not in spec.split_files:
             raise ValueError(f"{spec.name} has no split {split!r}; its splits are {', '.join(spec.split_files)}.")
         path = task_dir / spec.split_files[split]
+        if (
+            not path.is_file()
+            and task_dir == data_dir
+            and not any((data_dir / f).is_file() for f in spec.split_files.values())
+        ):
+            raise ValueError(
+                f"GLUE data_dir {str(data_dir)!r} holds no {spec.folder}/ folder and no {spec.name} files: pass the "
+                f"GLUE root holding {spec.folder}/, or the {spec.folder} folder itself."
+            )
         if not path.is_file():
             raise ValueError(
                 f"{spec.name} split {split!r} needs the file {str(path)!r}, which does not exist. Add the file, or "
@@ -251,6 +260,11 @@ def _read_glue_file(spec: GlueTask, path: Path, *, has_labels: bool) -> Dataset:
             layout,
             skipped[0],
             spec.folder,
+        )
+    if not columns["label"]:  # else trained and scored on nothing: a run that fails after saving its student
+        raise ValueError(
+            f"{path} holds no {spec.name} rows ({'all lines cut' if skipped else 'empty, or a header alone'}): give "
+            f"the whole {spec.folder} file, or pass the data_dir holding GLUE's files."
         )
     columns["idx"] = list(range(len(columns["label"])))
     return Dataset.from_dict(columns, features=_glue_features(spec))

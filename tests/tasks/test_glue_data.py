@@ -269,6 +269,27 @@ def test_refuses_a_requested_split_whose_file_is_missing(tmp_path):
         load_glue_tsv("mnli", tmp_path, splits=["validation"])
 
 
+def test_refuses_a_glue_root_without_the_tasks_folder_naming_the_folder(tmp_path):
+    # it said "qqp split 'train' needs the file '<root>/train.tsv' ... leave the split out of `splits`"
+    write_tsv(tmp_path / "SST-2" / "train.tsv", [["sentence", "label"], ["good ", "1"]])
+    with pytest.raises(ValueError, match=r"data_dir .* holds no QQP/ folder and no qqp files: pass the GLUE root "
+                                         r"holding QQP/, or the QQP folder itself"):  # fmt: skip
+        load_glue_tsv("qqp", tmp_path, splits=["train", "validation"])
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_refuses_a_split_with_no_rows(tmp_path, header):
+    # a dev.tsv holding its header alone (or an empty CoLA dev.tsv, which has none) trained a student, scored it on
+    # nothing and failed after saving it (ZeroDivisionError in the latency pass)
+    task = "sst2" if header else "cola"
+    folder = tmp_path / ("SST-2" if header else "CoLA")
+    folder.mkdir()
+    (folder / "dev.tsv").write_text("sentence\tlabel\n" if header else "")
+    what = "empty, or a header alone"
+    with pytest.raises(ValueError, match=rf"dev\.tsv holds no {task} rows \({what}\): give the whole"):
+        load_glue_tsv(task, tmp_path, splits=["validation"])
+
+
 def test_refuses_a_header_without_the_task_columns(tmp_path):
     path = write_tsv(
         tmp_path / "RTE" / "train.tsv", [["index", "premise", "hypothesis", "label"], ["0", "a", "b", "0"]]
