@@ -204,11 +204,7 @@ class DataArguments:
                 f"student_training must be one of {', '.join(map(repr, STUDENT_TRAININGS))}, got "
                 f"{self.student_training!r}."
             )
-        self._check_transfer_options()
-        if self.export:
-            items = self.export if isinstance(self.export, list) else str(self.export).split(",")
-            self.export = ",".join(check_export_formats([item.strip() for item in items if item.strip()]))
-        for name in (
+        for name in (  # first: a 0 is out of range, whatever the option's other checks would make of it
             "max_seq_length",
             "max_train_samples",
             "max_eval_samples",
@@ -220,6 +216,10 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
+        self._check_transfer_options()
+        if self.export:
+            items = self.export if isinstance(self.export, list) else str(self.export).split(",")
+            self.export = ",".join(check_export_formats([item.strip() for item in items if item.strip()]))
         if self.task_name is not None and GLUE_TASKS[self.task_name].is_regression:
             self._check_regression_rows()
         try:

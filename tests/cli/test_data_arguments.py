@@ -85,3 +85,9 @@ def test_a_regression_task_scored_on_one_row_is_refused(extra, option):
 def test_a_zero_is_still_said_as_out_of_range_for_a_regression():
     with pytest.raises(ValueError, match=r"max_eval_samples must be >= 1, got 0"):
         DataArguments(task_name="stsb", data_dir="/nowhere/glue", max_eval_samples=0)
+
+
+def test_a_zero_transfer_row_count_is_said_as_out_of_range():
+    # it was said that every training row is labelled (the check of --max_train_samples' absence came first)
+    with pytest.raises(ValueError, match=r"unlabeled_train_rows must be >= 1, got 0"):
+        DataArguments(task_name="sst2", data_dir="/nowhere/glue", unlabeled_train_rows=0)
