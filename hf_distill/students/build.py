@@ -60,6 +60,7 @@ def build_bert_student(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTr
     # Which teacher layer each student layer starts from (hidden_layer_map="init" pairs them); replaces the record a
     # teacher that was itself built by hf-distill carries in its config.
     config.hf_distill_teacher_layers = list(layers)
+    config.hf_distill_teacher_num_layers = teacher.config.num_hidden_layers  # "init" pairs with this depth only
     if type(teacher) is BertModel:  # a bare encoder may have been built without its pooler
         student = BertModel(config, add_pooling_layer=teacher.pooler is not None).to(torch.float32)
     else:

@@ -105,6 +105,7 @@ def build_distilbert_student(teacher: PreTrainedModel, layers: Sequence[int]) ->
     student_class, head_names = _DISTILBERT_HEADS[type(teacher)]
     config = _distilbert_config(teacher.config, num_layers=len(layers))
     config.hf_distill_teacher_layers = list(layers)  # which teacher layer each student layer starts from
+    config.hf_distill_teacher_num_layers = teacher.config.num_hidden_layers  # of a teacher this deep
     student = student_class(config).to(torch.float32)
 
     teacher_weights = teacher.state_dict()

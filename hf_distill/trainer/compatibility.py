@@ -318,6 +318,7 @@ def check_intermediate_for_built_student(layers: list[int], teacher: nn.Module, 
         num_attention_heads=num_heads(teacher),
         hidden_size=hidden_size(teacher),
         hf_distill_teacher_layers=list(layers),
+        hf_distill_teacher_num_layers=teacher.config.num_hidden_layers,
     )
     check_intermediate(SimpleNamespace(config=planned), teacher, args)
 

@@ -91,6 +91,13 @@ def layer_pairs(layer_map: str, student: nn.Module, teacher: nn.Module) -> list[
                 "config records the teacher layers it started from); this one records none. Pass 'uniform' or "
                 "explicit pairs such as '0:1,1:3'."
             )
+        depth = getattr(student.config, "hf_distill_teacher_num_layers", None)  # recorded since 2026-12-07
+        if depth is not None and depth != depth_t:  # a 12-layer teacher's layers 0..11 fit a 24-layer one too
+            raise ValueError(
+                f"hidden_layer_map='init': the student was built from a {depth}-layer teacher (its layers "
+                f"{list(source)}), but this teacher has {depth_t} layers: its layers with those numbers are others. "
+                "Pass 'uniform' or explicit pairs such as '0:1,1:3', or distil from the teacher it was built from."
+            )
         if not all(0 <= int(t) < depth_t for t in source):
             raise ValueError(
                 f"hidden_layer_map='init': the student records teacher layers {list(source)}, but this teacher has "

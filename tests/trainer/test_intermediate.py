@@ -83,8 +83,16 @@ def test_layer_maps_uniform_init_and_explicit():
         layer_pairs("init", student, teacher)
     # a student built from a deeper teacher records layers this teacher lacks: refused, never an index past its end
     deeper = build_student(tiny.classifier(layers=6, seed=0), layers=[0, 5])
+    with pytest.raises(ValueError, match=r"built from a 6-layer teacher \(its layers \[0, 5\]\), but this teacher has "
+                                         r"4 layers"):  # fmt: skip
+        layer_pairs("init", deeper, teacher)
+    del deeper.config.hf_distill_teacher_num_layers  # a student built before the depth was recorded
     with pytest.raises(ValueError, match=r"records teacher layers \[0, 5\], but this teacher has layers 0\.\.3"):
         layer_pairs("init", deeper, teacher)
+    # built from a 6-layer teacher with layers that a deeper one also has: they were paired with its other layers
+    shallow = build_student(tiny.classifier(layers=3, seed=0), layers=[0, 2])
+    with pytest.raises(ValueError, match=r"built from a 3-layer teacher .* but this teacher has 4 layers"):
+        layer_pairs("init", shallow, teacher)
     with pytest.raises(ValueError, match="multiple of the student's 3"):
         layer_pairs("uniform", tiny.classifier(layers=3), teacher)
     with pytest.raises(ValueError, match="hidden_layer_map must be"):
