@@ -27,12 +27,21 @@ class TeacherCacheCollator:
         top_k (`int`, *optional*): k of a token-level cache.
         drop_columns (`Sequence[str]`): other columns added for the trainer's own use (a length column), removed
             before the user's collator sees the examples.
+        next_token (`bool`): a causal LM's cache, whose positions are those predicting a counted token.
     """
 
-    def __init__(self, collator: Callable, *, top_k: int | None = None, drop_columns: Sequence[str] = ()):
+    def __init__(
+        self,
+        collator: Callable,
+        *,
+        top_k: int | None = None,
+        drop_columns: Sequence[str] = (),
+        next_token: bool = False,
+    ):
         self.collator = collator
         self.top_k = top_k
         self.drop_columns = tuple(drop_columns)
+        self.next_token = next_token  # a causal LM's positions (`token_mask`), as the cache was built with
 
     @property
     def tokenizer(self) -> Any:
@@ -60,7 +69,10 @@ class TeacherCacheCollator:
                 "set collator.top_k before collating."
             )
         reference = batch.get("input_ids", batch.get("attention_mask", batch.get("labels")))
-        mask = token_mask(batch.get("labels"), batch.get("attention_mask"), reference.shape, reference.device)
+        mask = token_mask(
+            batch.get("labels"), batch.get("attention_mask"), reference.shape, reference.device,
+            next_token=self.next_token,
+        )  # fmt: skip
         log_probs = [np.asarray(row[TOPK_LOG_PROBS_COLUMN], dtype=np.float32) for row in features]
         indices = [np.asarray(row[TOPK_INDICES_COLUMN], dtype=np.int64) for row in features]
         # Checked here on the CPU, where it costs nothing, not in compute_loss where it would stall the GPU.

@@ -316,6 +316,7 @@ def cache_fingerprint(
     token_level: bool,
     top_k: int | None = None,
     temperature: float | None = None,
+    next_token: bool = False,
 ) -> str:
     """The cache folder's name: a sha256 of everything the stored outputs depend on.
 
@@ -333,6 +334,8 @@ def cache_fingerprint(
     }
     if token_level:
         parts.update(top_k=top_k, temperature=float(temperature))
+    if next_token:  # a causal LM's positions since 2026-12-07 (before: its labels' own); others' names unchanged
+        parts.update(next_token=True)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

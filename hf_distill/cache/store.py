@@ -135,7 +135,7 @@ def _probe_rows(dataset: Any, length_column: str = "input_ids") -> list[int]:
     return list(picked.values())[: 5 if len(picked) == 5 else 3]
 
 
-def check_keeps_row_order(collator: Any, dataset: Any, *, token_level: bool = False) -> None:
+def check_keeps_row_order(collator: Any, dataset: Any, *, token_level: bool = False, next_token: bool = False) -> None:
     """Raises `ValueError`, before the teacher pass, when `collator` cannot be used with a cache of per-row outputs.
 
     - It returns a batch's rows in another order than it was given them (a collator sorting by length for packed
@@ -183,22 +183,24 @@ def check_keeps_row_order(collator: Any, dataset: Any, *, token_level: bool = Fa
                     "in the collator, or set cache_teacher_logits=False."
                 )
     if token_level:
-        _check_counts_ignore_padding(collator, rows)
+        _check_counts_ignore_padding(collator, rows, next_token)
 
 
-def _counted_per_row(batch: Any) -> list[int] | None:
+def _counted_per_row(batch: Any, next_token: bool) -> list[int] | None:
     reference = batch.get("input_ids", batch.get("attention_mask", batch.get("labels")))
     if not isinstance(reference, torch.Tensor) or reference.dim() != 2:
         return None
-    mask = token_mask(batch.get("labels"), batch.get("attention_mask"), reference.shape, reference.device)
+    mask = token_mask(
+        batch.get("labels"), batch.get("attention_mask"), reference.shape, reference.device, next_token=next_token
+    )
     return mask.sum(dim=1).tolist()
 
 
-def _check_counts_ignore_padding(collator: Any, rows: list) -> None:
+def _check_counts_ignore_padding(collator: Any, rows: list, next_token: bool = False) -> None:
     """Refuses a token-level cache whose rows' counted positions depend on the padding: each row alone against the
     same rows collated together (padded to the longest)."""
-    together = _counted_per_row(collator(copy.deepcopy(rows)))
-    alone = [_counted_per_row(collator(copy.deepcopy([row]))) for row in rows]
+    together = _counted_per_row(collator(copy.deepcopy(rows)), next_token)
+    alone = [_counted_per_row(collator(copy.deepcopy([row])), next_token) for row in rows]
     if together is None or None in alone:
         return
     alone = [counts[0] for counts in alone]
@@ -228,6 +230,7 @@ def build_teacher_cache(
     length_column: str = "input_ids",
     num_workers: int = 0,
     show_progress: bool = True,
+    next_token: bool = False,
 ) -> TeacherCache:
     """Runs the teacher once over `dataset` and saves its outputs in `path` (written elsewhere, then renamed).
 
@@ -241,6 +244,7 @@ def build_teacher_cache(
         temperature (`float`): T of the stored token log-probabilities.
         path (`Path`): the cache folder (its name is the fingerprint).
         length_column (`str`): the column whose list lengths order the examples (less padding per batch).
+        next_token (`bool`): a causal LM: token outputs are stored at the positions predicting a counted token.
     """
     start = time.perf_counter()
     lengths = _row_lengths(dataset, length_column)
@@ -279,7 +283,9 @@ def build_teacher_cache(
                     logits_rows[row] = value
                 continue
             k = min(top_k, logits.shape[-1])
-            mask = token_mask(batch.get("labels"), batch.get("attention_mask"), logits.shape, logits.device)
+            mask = token_mask(
+                batch.get("labels"), batch.get("attention_mask"), logits.shape, logits.device, next_token=next_token
+            )
             mask = mask.to(logits.device)  # (B, L); a teacher spread by a device_map returns its logits elsewhere
             # Only the stored positions: a float32 softmax over padding and -100 positions too is a (B, L, V) copy
             # of the logits, mostly thrown away. Each position's softmax is its own, so the values are the same.

@@ -17,6 +17,7 @@ from accelerate.utils import DistributedType
 from torch import nn
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from hf_distill.trainer.compatibility import is_causal_lm
 from hf_distill.trainer.model_inputs import select_inputs, unwrap
 
 from .fingerprint import cache_fingerprint, collator_identity, fingerprint_model, fingerprint_rows, value_identity
@@ -126,16 +127,20 @@ class TeacherCacheMixin:
         with self._teacher_input_columns_kept():
             visible = self._remove_unused_columns(dataset, description="Training")
         collator = self.data_collator.collator
-        check_keeps_row_order(collator, visible, token_level=not self._teacher_output_is_per_example())
+        token_level = not self._teacher_output_is_per_example()
+        # a causal LM's token outputs are stored at the positions predicting a counted token (`token_mask`)
+        next_token = token_level and is_causal_lm(_engine_unwrapped(self._teacher_module))
+        check_keeps_row_order(collator, visible, token_level=token_level, next_token=next_token)
         path = self._teacher_cache_root() / cache_fingerprint(
             teacher_hash=fingerprint_model(_engine_unwrapped(self._teacher_module)),
             rows_hash=fingerprint_rows(visible),
             max_length=getattr(self.processing_class, "model_max_length", None),
             precision=str(self.accelerator.mixed_precision),
             collator_name=collator_identity(collator),
-            token_level=not self._teacher_output_is_per_example(),
+            token_level=token_level,
             top_k=self.args.teacher_cache_top_k,
             temperature=self.args.temperature,
+            next_token=next_token,
         )
         settings = (path, self.args.train_sampling_strategy, self.args.length_column_name)
         if self.train_dataset is self._cached_train_dataset and settings == self._cached_settings:
@@ -160,6 +165,7 @@ class TeacherCacheMixin:
                         length_column=self._length_input_name(),
                         num_workers=self.args.dataloader_num_workers,
                         show_progress=self.is_local_process_zero() and not self.args.disable_tqdm,
+                        next_token=next_token,
                     )
                 elif cache is not None:
                     logger.info("Using the teacher cache in %s.", path)
@@ -203,6 +209,7 @@ class TeacherCacheMixin:
             # expects.
             attached = attached.with_format("numpy", columns=cache.column_names, output_all_columns=True)
         self.data_collator.top_k = cache.top_k
+        self.data_collator.next_token = next_token
         self.data_collator.drop_columns = (self._cache_length_column,) if self._cache_length_column else ()
         self.teacher_cache = cache
         self._cache_source_dataset = source

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from hf_distill.losses.masks import token_mask
+
 __all__ = [
     "COUNT_NAMES",
     "WholeBatchCountsMixin",
@@ -58,12 +60,13 @@ def sequence_input(batch: dict[str, Any]) -> torch.Tensor | None:
     return next((batch[k] for k in ("input_ids", "inputs_embeds") if isinstance(batch.get(k), torch.Tensor)), None)
 
 
-def count_items(batch: dict[str, Any]) -> torch.Tensor:
+def count_items(batch: dict[str, Any], *, next_token: bool = False) -> torch.Tensor:
     """`(4,)` float tensor for one micro-batch: examples, labelled examples, counted token positions and tokens.
 
     Counted positions are labels != -100 when the batch has token labels `(B, L)` (integer), else attention mask 1,
-    else every input position (of `input_ids`, else `inputs_embeds`); the losses' `token_mask` uses the same rule.
-    Tokens are attention mask 1, else every input position (`attended_mask`).
+    else every input position (of `input_ids`, else `inputs_embeds`): the losses' `token_mask`, which this calls
+    (`next_token`: a causal LM's positions, those predicting a counted token). Tokens are attention mask 1, else every
+    input position (`attended_mask`).
     """
     labels = batch.get("labels")
     reference = next(value for value in batch.values() if isinstance(value, torch.Tensor))
@@ -77,7 +80,10 @@ def count_items(batch: dict[str, Any]) -> torch.Tensor:
         tokens = reference.new_tensor(sequence.shape[0] * sequence.shape[1])
     else:
         tokens = num_examples
-    if has_labels and labels.dim() >= 2 and not labels.is_floating_point():
+    if next_token and sequence is not None:
+        positions = token_mask(labels, batch.get("attention_mask"), sequence.shape, sequence.device, next_token=True)
+        positions = positions.sum()
+    elif has_labels and labels.dim() >= 2 and not labels.is_floating_point():
         positions = labels.ne(-100).sum()
     else:
         positions = tokens
@@ -187,6 +193,10 @@ class WholeBatchCountsMixin:
             # compute_loss passes no loss kwargs to the model, so this only says the loss is already scaled.
             self.model_accepts_loss_kwargs = True
 
+    def counts_next_token(self) -> bool:
+        """Whether the counted positions are a causal LM's (those predicting a counted token, `token_mask`)."""
+        return False
+
     def uses_whole_batch_counts(self) -> bool:
         """Whether `compute_loss` divides by this mixin's counts (a subclass may hand some runs to `Trainer`)."""
         return True
@@ -207,7 +217,9 @@ class WholeBatchCountsMixin:
                 break
         if not batch_samples:
             return batch_samples, None
-        counts = torch.stack([count_items(batch) for batch in batch_samples]).sum(dim=0).to(device)
+        next_token = self.counts_next_token()
+        counts = torch.stack([count_items(batch, next_token=next_token) for batch in batch_samples])
+        counts = counts.sum(dim=0).to(device)
         if self.accelerator.num_processes > 1:
             counts = self.accelerator.reduce(counts, reduction="sum")
         return batch_samples, counts

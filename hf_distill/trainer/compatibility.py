@@ -290,6 +290,15 @@ def _check_heads(student: nn.Module, teacher: nn.Module) -> None:
             f"{per_token} one per token ({type(models[per_token]).__name__}): their logits cannot be compared. "
             "Load both with the same kind of head (both sequence classifiers, or both per-token heads)."
         )
+    if kinds["student"] == kinds["teacher"] == "token" and is_causal_lm(student) != is_causal_lm(teacher):
+        causal = "student" if is_causal_lm(student) else "teacher"
+        other = "teacher" if causal == "student" else "student"
+        raise ValueError(
+            f"The {causal} is a causal LM ({type(models[causal]).__name__}: its logits at position i predict token "
+            f"i + 1), the {other} not ({type(models[other]).__name__}: its logits at i are about token i): the KL "
+            "would compare predictions of different tokens. Distil a causal LM into a causal LM, and a masked LM or "
+            "token classifier into one of those."
+        )
 
 
 def _is_sequence_classifier(model: nn.Module) -> bool:

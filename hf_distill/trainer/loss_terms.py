@@ -40,6 +40,7 @@ class LossContext:
         temperature: the softmax temperature T.
         label_smoothing: the task term's cross-entropy label smoothing (`label_smoothing_factor`; class and token
             heads, never regression).
+        next_token: a causal LM: the token KD counts the positions that predict a counted token (`token_mask`).
     """
 
     student_outputs: Any
@@ -55,6 +56,7 @@ class LossContext:
     value_relation_heads: int = 1
     chunked: dict[str, Any] | None = None  # the deferred vocabulary heads and their inputs (token_kd_chunk_size)
     label_smoothing: float = 0.0
+    next_token: bool = False
 
     @property
     def student_logits(self) -> torch.Tensor:
@@ -82,10 +84,12 @@ class LossContext:
             autocast=self.chunked.get("autocast"),
         )
 
-    def _positions(self, labels: torch.Tensor | None) -> torch.Tensor:
+    def _positions(self, labels: torch.Tensor | None, next_token: bool = False) -> torch.Tensor:
         sequence = sequence_input(self.inputs)  # the positions `batch_counts.count_items` counts
         reference = self.student_logits if sequence is None else sequence
-        return losses.token_mask(labels, self.inputs.get("attention_mask"), reference.shape, reference.device)
+        return losses.token_mask(
+            labels, self.inputs.get("attention_mask"), reference.shape, reference.device, next_token=next_token
+        )
 
     @cached_property
     def attended_mask(self) -> torch.Tensor:
@@ -96,7 +100,7 @@ class LossContext:
     @cached_property
     def token_mask(self) -> torch.Tensor:
         """`(B, L)` bool: the positions that count (see `hf_distill.losses.token_mask`)."""
-        return self._positions(self.labels)
+        return self._positions(self.labels, self.next_token)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,13 @@ class ModelInternalsMixin:
         self._counted_positions.attach(student_head)
         self._counted_positions.attach(teacher_head)
         ids = inputs["input_ids"]
-        mask = losses.token_mask(inputs.get("labels"), inputs.get("attention_mask"), ids.shape, ids.device)
+        mask = losses.token_mask(
+            inputs.get("labels"),
+            inputs.get("attention_mask"),
+            ids.shape,
+            ids.device,
+            next_token=self.counts_next_token(),
+        )
         defer = self.args.token_kd_chunk_size is not None
         probe = defer and not {id(student_head), id(teacher_head)} <= self._counted_positions.checked
         return self._counted_positions.selecting(mask, defer=defer, probe=probe)

@@ -292,11 +292,12 @@ class DistillationTrainer(
             chunked=self._chunked_heads(model, outputs.logits, teacher) if self._counted_positions.kept else None,
             temperature=self.args.temperature,
             label_smoothing=self.args.label_smoothing_factor,
+            next_token=self.counts_next_token(),
             **intermediate,
         )
         # clamp: an accumulated batch with nothing to count (no labelled row) gives 0, never 0 / 0.
         if num_items_in_batch is None:
-            counts = count_items(inputs).to(outputs.logits.device).clamp(min=1)
+            counts = count_items(inputs, next_token=self.counts_next_token()).to(outputs.logits.device).clamp(min=1)
         else:
             # Normalised over the whole batch (REFERENCES.md, mistake 4); DDP averages the ranks' gradients, so
             # each rank's share is scaled back up by the number of ranks.
@@ -330,6 +331,11 @@ class DistillationTrainer(
         # with logging_nan_inf_filter on, its default, leaves such a batch out of eval_loss, which is NaN only when
         # every batch is); a clamp made it 0, weighed in by the batch's rows
         return total / (labels != -100).sum()
+
+    def counts_next_token(self) -> bool:
+        """A causal-LM student: its token KD counts the positions that predict a counted token (`token_mask`), in the
+        loss, the whole batch's counts and the teacher cache alike."""
+        return self.model is not None and is_causal_lm(unwrap(self.model))
 
     def _output_kind(self, student_logits: torch.Tensor) -> str:
         if student_logits.dim() == 3:

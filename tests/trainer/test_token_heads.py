@@ -169,14 +169,19 @@ def test_a_new_trials_student_lets_the_old_students_head_go(tmp_path):
     assert heads[1]() is not None and any(head is heads[1]() for head in hooked)
 
 
-def _float64_token_kd(student, teacher, batch, temperature):
+def _float64_token_kd(student, teacher, batch, temperature, *, causal=False):
     """T^2 KL(teacher || student) averaged over the counted positions, from the two models' full logits in float64,
-    written from the definition (no hf-distill code)."""
+    written from the definition (no hf-distill code). `causal`: the positions before each labelled token (a causal
+    LM's logits at i predict token i + 1), attended ones."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     with torch.no_grad():
         s = student.double().eval()(**inputs).logits
         t = teacher.double().eval()(**inputs).logits
     counted = batch["labels"] != -100
+    if causal:
+        shifted = torch.zeros_like(counted)
+        shifted[:, :-1] = counted[:, 1:]
+        counted = shifted & batch["attention_mask"].bool()
     p = torch.softmax(t[counted] / temperature, dim=-1)
     log_q = torch.log_softmax(s[counted] / temperature, dim=-1)
     return (temperature**2 * (p * (p.log() - log_q)).sum(-1).mean()).item()
@@ -202,7 +207,7 @@ def test_a_model_that_transforms_its_logits_after_the_head_is_exact_gathered_and
     teacher, student = _softcapped_lm(0), _softcapped_lm(1)
     data = mlm_rows(3, seed=5)
     batch = tiny.collate([data[i] for i in range(3)])
-    reference = _float64_token_kd(copy.deepcopy(student), copy.deepcopy(teacher), batch, 2.0)
+    reference = _float64_token_kd(copy.deepcopy(student), copy.deepcopy(teacher), batch, 2.0, causal=True)
     for gather in (False, True):
         copy_ = copy.deepcopy(student).train()
         trainer = trainer_for(tmp_path / str(gather), copy_, teacher, data, alpha_kd=1.0, alpha_task=0.0,

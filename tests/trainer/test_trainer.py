@@ -394,14 +394,14 @@ def test_a_student_sharing_the_teachers_modules_is_refused(tmp_path):
 
 
 def _train_final_state(
-    tmp_path, name, student, teacher, data, *, batch, accumulation, trainer_class=None, alpha_cos=0.0
+    tmp_path, name, student, teacher, data, *, batch, accumulation, trainer_class=None, alpha_cos=0.0, **extra
 ):
     trainer_class = trainer_class or DistillationTrainer
     args = make_args(
         tmp_path / name,
         per_device_train_batch_size=batch,
         gradient_accumulation_steps=accumulation,
-        **EXACT_UPDATES,
+        **{**EXACT_UPDATES, **extra},
         alpha_cos=alpha_cos,
     )
     trainer = trainer_class(
@@ -457,6 +457,46 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, level):
             alpha_cos=alpha_cos,
         )
         assert any(not torch.allclose(naive[n], t, rtol=1e-4, atol=1e-4) for n, t in one_batch.items())
+
+
+def test_gradient_accumulation_matches_one_large_batch_for_a_causal_lm(tmp_path):
+    # its counted positions are those predicting a labelled token: the whole batch's counts must be taken the same
+    # way as each micro-batch's loss, or unevenly labelled micro-batches are weighed wrongly
+    teacher, student = _gpt2(0, torch.float32), _gpt2(1, torch.float32)
+    generator = torch.Generator().manual_seed(3)
+    rows = []
+    for _ in range(32):
+        length = int(torch.randint(4, 12, (1,), generator=generator))
+        ids = torch.randint(5, tiny.VOCAB_SIZE, (length,), generator=generator).tolist()
+        prompt = int(torch.randint(0, length, (1,), generator=generator))  # completion-only labels, or all (0)
+        rows.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    data = tiny.ListDataset(rows)
+    one_batch, losses_one = _train_final_state(
+        tmp_path, "1x8", copy.deepcopy(student), teacher, data, batch=8, accumulation=1, alpha_task=0.0, alpha_kd=1.0
+    )
+    accumulated, losses_acc = _train_final_state(
+        tmp_path, "2x4", copy.deepcopy(student), teacher, data, batch=4, accumulation=2, alpha_task=0.0, alpha_kd=1.0
+    )
+    for name, tensor in one_batch.items():
+        torch.testing.assert_close(accumulated[name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+    assert losses_acc == pytest.approx(losses_one, rel=1e-5)
+    # and the sum of the micro-batches' losses is the mean KL over the whole batch's predicting positions (the
+    # equivalence above holds with any divisor both runs share)
+    teacher, student = _gpt2(0), _gpt2(1)
+    trainer = make_trainer(tmp_path / "sum", student, teacher, data, alpha_task=0.0, alpha_kd=1.0, temperature=2.0)
+    micro = [tiny.collate([rows[i] for i in range(j, j + 4)]) for j in (0, 4)]
+    _, counts = trainer.get_batch_samples(iter(micro), 2, torch.device("cpu"))
+    student.train()
+    total = sum(trainer.compute_loss(student, batch, num_items_in_batch=counts).item() for batch in micro)
+    kl, count = 0.0, 0
+    for batch in micro:
+        mask = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
+        mask[:, :-1] = batch["labels"][:, 1:].ne(-100)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        with torch.no_grad():
+            kl += reference_token_loss(student(**inputs).logits, teacher(**inputs).logits, mask, 2.0) * int(mask.sum())
+        count += int(mask.sum())
+    assert counts[2] == count and total == pytest.approx(kl / count, rel=1e-9)
 
 
 class _BeforeTransformers519(DistillationTrainer):
@@ -795,6 +835,70 @@ def test_a_causal_lm_student_is_refused_the_unshifted_task_term_but_distils_on_t
     trainer = make_trainer(tmp_path / "kl", student, teacher, rows, alpha_task=0.0, max_steps=1)
     trainer.train()
     assert trainer.state.global_step == 1
+
+
+def _gpt2(seed, dtype=torch.float64):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=tiny.VOCAB_SIZE, n_positions=32, n_embd=16, n_layer=1, n_head=2, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.5)  # fmt: skip
+    return GPT2LMHeadModel(config).to(dtype)
+
+
+@pytest.mark.parametrize("how", ["gathered", "full", "chunked", "cached"])
+def test_a_causal_lms_token_kl_counts_the_positions_that_predict_its_labelled_tokens(tmp_path, how):
+    # its logits at i predict token i + 1: with completion-only labels (the prompt -100) the KL was taken at the
+    # labelled positions themselves, leaving out the prompt's last position (which predicts the first answer token)
+    # and counting the answer's last (which predicts past the end); the model's own loss shifts its labels
+    from trainers import make_args
+
+    from hf_distill.trainer.batch_counts import count_index, count_items
+
+    teacher, student = _gpt2(0), _gpt2(1)
+    generator = torch.Generator().manual_seed(5)
+    rows = []
+    for length, answer in ((8, 2), (5, 2), (6, 1)):
+        ids = torch.randint(5, tiny.VOCAB_SIZE, (length,), generator=generator).tolist()
+        rows.append({"input_ids": ids, "labels": [-100] * (length - answer) + ids[length - answer :]})
+    data = tiny.ListDataset(rows)
+    options = {"gathered": {}, "full": {"token_kd_gather_positions": False}, "chunked": {"token_kd_chunk_size": 2},
+               "cached": {"cache_teacher_logits": True, "teacher_cache_top_k": tiny.VOCAB_SIZE}}[how]  # fmt: skip
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, data_collator=tiny.collate, train_dataset=data,
+                                  args=make_args(tmp_path, alpha_kd=1.0, alpha_task=0.0, temperature=2.0,
+                                                 **options))  # fmt: skip
+    if how == "cached":
+        trainer.prepare_teacher_cache()
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    else:
+        batch = tiny.collate(rows)
+    expected_mask = torch.zeros(3, 8, dtype=torch.bool)  # the positions before each labelled token
+    expected_mask[0, 5:7] = expected_mask[1, 2:4] = expected_mask[2, 4] = True
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        s, t = student(**inputs).logits, teacher(**inputs).logits
+    expected = reference_token_loss(s, t, expected_mask, 2.0)
+    unshifted = reference_token_loss(s, t, batch["labels"].ne(-100), 2.0)
+    # the cache stores float32 log-probabilities (k = V: no rest bucket)
+    rel = 1e-4 if how == "cached" else 1e-9
+    assert abs(unshifted - expected) > 20 * rel * expected  # the two conventions are told apart
+    student.train()
+    assert trainer.compute_loss(student, batch).item() == pytest.approx(expected, rel=rel)
+    counted = count_items(tiny.collate(rows), next_token=True)[count_index("positions")]
+    assert counted == 5 and count_items(tiny.collate(rows))[count_index("positions")] == 5  # the same count here
+    plain = count_items({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, next_token=True)
+    assert plain[count_index("positions")] == 16  # without labels: each attended position before an attended one
+
+
+def test_a_causal_lm_is_not_distilled_into_a_masked_lm_or_the_reverse(tmp_path):
+    # the KL compared the teacher's prediction of token i + 1 with the student's of token i, without a word
+    masked = tiny.masked_lm(layers=1)
+    rows = tiny.mlm_rows(4)
+    for student, teacher in ((masked, _gpt2(0, torch.float32)), (_gpt2(1, torch.float32), tiny.masked_lm(layers=2))):
+        causal = "student" if student is not masked else "teacher"
+        with pytest.raises(ValueError, match=rf"The {causal} is a causal LM \(GPT2LMHeadModel: .* Distil a causal LM "
+                                             r"into a causal LM"):  # fmt: skip
+            make_trainer(tmp_path, student, teacher, rows, alpha_task=0.0)
 
 
 def test_only_causal_lms_count_as_causal():
