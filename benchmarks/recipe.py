@@ -5,9 +5,15 @@ with its published defaults (alpha 0.5, temperature 2.0) and only the change cur
 (`compute_loss` must take `num_items_in_batch`). Its known faults are kept on purpose, since they are what is
 measured (REFERENCES.md, "Mistakes peers made"):
 
-- the teacher is moved with `.to(device)` and never passes through Accelerate, so under fp16/bf16 it runs in fp32;
+- the teacher is moved with `.to(device)` and never passes through Accelerate: under fp16/bf16 there is no autocast
+  for it, so it runs in the dtype it was given (fp32 for a teacher loaded in fp32; `distill_glue.py --bf16` stores its
+  teacher in bf16 first, so there it runs in bf16);
 - it is given every input, labels included, so it also computes a loss nobody reads;
-- `KLDivLoss(reduction="batchmean")` on class logits only, and a mean loss under gradient accumulation.
+- `KLDivLoss(reduction="batchmean")` on class logits only, each micro-batch its own mean: under gradient
+  accumulation on transformers 5, whose Trainer leaves the division by the accumulation steps to a `compute_loss`
+  that takes `num_items_in_batch` (BERT's forward takes `**kwargs`), the k micro-batches' means are summed, not
+  averaged: k times the loss, the gradient and the logged loss;
+- the student's loss is the model's own, so `label_smoothing_factor` is not applied (the script warns of it).
 
 Not part of the library: `scripts/benchmark.py` times it, `scripts/distill_glue.py --student_training recipe` trains
 with it.

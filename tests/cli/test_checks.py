@@ -261,6 +261,10 @@ def test_options_the_run_never_reads_are_said(tmp_path, caplog):
     assert "labels_only, no --finetune_teacher)" in text
     text = said("--student_training", "recipe", "--temperature", "4", "--alpha_task", "0.3", "--alpha_hidden", "1")
     assert "never reads --alpha_hidden 1.0 (--student_training recipe" in text and "temperature" not in text
+    # the recipe takes the model's own, unsmoothed loss; the other trainings smooth it
+    text = said("--student_training", "recipe", "--label_smoothing_factor", "0.1")
+    assert "never reads --label_smoothing_factor 0.1 (--student_training recipe" in text
+    assert said("--student_training", "labels_only", "--label_smoothing_factor", "0.1") == ""
     assert (
         said("--temperature", "4", "--alpha_hidden", "1", "--teacher_cache_dir", "x") == ""
     )  # distill reads them all
