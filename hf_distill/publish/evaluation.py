@@ -74,8 +74,13 @@ def evaluate_side_by_side(
         suffix = "_mm" if split == "validation_mismatched" else ""
         for evaluator in (trainer, teacher_evaluator):
             _forget_eval_dataloader(evaluator)
-        # the rows the teacher's LabelsTrainer scores: all of them; and the student in its own precision
-        with keeping_the_last_batch(trainer.args), _in_stored_precision(trainer.args):
+        # the rows the teacher's LabelsTrainer scores: all of them; the student in its own precision, with the same
+        # metrics (a trainer built without compute_metrics, or with others, scored the two on different ones)
+        with (
+            keeping_the_last_batch(trainer.args),
+            _in_stored_precision(trainer.args),
+            _scored_by(trainer, compute_metrics),
+        ):
             result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")
         if in_place:
             scored = evaluate_in_place(teacher_evaluator, teacher, dataset, metric_key_prefix="teacher_eval")
@@ -85,6 +90,17 @@ def evaluate_side_by_side(
         result.update(scored)
         metrics.update({f"{key}{suffix}": value for key, value in result.items()})
     return metrics
+
+
+@contextlib.contextmanager
+def _scored_by(trainer: Trainer, compute_metrics: Any) -> Iterator[None]:
+    """`trainer.compute_metrics` set to `compute_metrics` for the block, as the teacher's evaluator has it."""
+    saved = trainer.compute_metrics
+    trainer.compute_metrics = compute_metrics
+    try:
+        yield
+    finally:
+        trainer.compute_metrics = saved
 
 
 @contextlib.contextmanager

@@ -169,6 +169,18 @@ def test_a_run_that_evaluated_and_kept_its_best_checkpoint_is_scored_beside_its_
     assert metrics["epoch"] == 1.0  # the student's, not the teacher evaluator's 0
 
 
+def test_the_student_is_scored_with_the_metrics_given_as_the_teacher_is(tmp_path):
+    # a trainer built without compute_metrics scored the student without them: the teacher's accuracy stood alone
+    teacher = tiny.classifier(layers=1, num_labels=3, seed=0)
+    student = tiny.classifier(layers=1, num_labels=3, seed=1)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=make_args(tmp_path),
+                                  data_collator=tiny.collate)  # fmt: skip
+    metrics = evaluation.evaluate_side_by_side(trainer, teacher, {"validation": tiny.class_rows(21, seed=3)},
+                                               tiny.collate, accuracy)  # fmt: skip
+    assert {"eval_accuracy", "teacher_eval_accuracy"} <= set(metrics)
+    assert trainer.compute_metrics is None  # the trainer's own, back
+
+
 @pytest.mark.parametrize("flag", ["bf16_full_eval", "fp16_full_eval"])
 def test_scoring_under_a_half_precision_eval_leaves_both_models_in_float32(tmp_path, flag):
     # Trainer's evaluation casts the model it scores to half precision in place: the student then exported and
