@@ -893,7 +893,9 @@ def _moved_path(argument: str) -> str:
     """An absolute path of another machine's checkout moved by the folders every checkout has: this machine's own
     paths are left to `sanitize_command` (a folder above the repository may be called outputs or shared too)."""
     flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
-    if not value.startswith("/") or Path(value).is_relative_to(ROOT.parent):
+    # beside the repository counts as this machine's unless that is the filesystem's root (a checkout at /app)
+    beside = ROOT.parent if ROOT.parent != Path(ROOT.anchor) else ROOT
+    if not value.startswith("/") or Path(value).is_relative_to(beside):
         return argument
     # the last such folder: /srv/shared/proj/shared/data/glue is ../shared/data/glue
     moved = re.sub(r"^/\S*/(outputs|configs|scripts)/", r"\1/", value)

@@ -366,7 +366,7 @@ def warn_of_unread_options(model_args, data_args, training_args) -> None:
     if not model_args.finetune_teacher:
         teacher_fit = ("teacher_num_train_epochs", "teacher_learning_rate")
         unread.update((name, getattr(model_args, name)) for name in teacher_fit)
-    if training == "recipe":  # it takes the model's own, unsmoothed loss
+    if training == "recipe" and not model_args.finetune_teacher:  # the model's own loss; a teacher's fit smooths
         unread["label_smoothing_factor"] = training_args.label_smoothing_factor
     defaults = {f.name: f.default for arguments in (model_args, training_args) for f in dataclasses.fields(arguments)}
     named = [

@@ -261,7 +261,7 @@ def _read_glue_file(spec: GlueTask, path: Path, *, has_labels: bool) -> Dataset:
             skipped[0],
             spec.folder,
         )
-    if not columns["label"]:  # else trained and scored on nothing: a run that fails after saving its student
+    if has_labels and not columns["label"]:  # trained or scored on nothing: a run failing after saving its student
         raise ValueError(
             f"{path} holds no {spec.name} rows ({'all lines cut' if skipped else 'empty, or a header alone'}): give "
             f"the whole {spec.folder} file, or pass the data_dir holding GLUE's files."

@@ -163,20 +163,24 @@ def check_hooks_under_data_parallel(teacher: nn.Module, args: Any) -> None:
 
 def is_causal_lm(model: nn.Module) -> bool:
     """Whether `model` is a causal LM (`*ForCausalLM`, `GPT2LMHeadModel`...): its logits at position i predict the
-    token at i + 1."""
-    return _is_causal_lm_class(type(model).__name__)
+    token at i + 1. Read from its class and the classes above it: FSDP2's `fully_shard` renames a model's class in
+    place (`FSDPGPT2LMHeadModel`, a subclass of the model's own), and a user's subclass of a causal LM is one too."""
+    return _is_causal_lm_class(type(model))
 
 
 @functools.cache  # evaluation asks once per batch
-def _is_causal_lm_class(name: str) -> bool:
+def _is_causal_lm_class(cls: type) -> bool:
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     )
 
-    if name in MODEL_FOR_MASKED_LM_MAPPING_NAMES.values():  # XLMWithLMHeadModel is in both maps, and unshifted
-        return False
-    return name.endswith("ForCausalLM") or name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
+    for name in (klass.__name__ for klass in cls.__mro__):  # the nearest class the maps or the name tell
+        if name in MODEL_FOR_MASKED_LM_MAPPING_NAMES.values():  # XLMWithLMHeadModel is in both maps, and unshifted
+            return False
+        if name.endswith("ForCausalLM") or name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+            return True
+    return False
 
 
 def check_task_term(student: nn.Module, alpha_task: float) -> None:

@@ -265,6 +265,8 @@ def test_options_the_run_never_reads_are_said(tmp_path, caplog):
     text = said("--student_training", "recipe", "--label_smoothing_factor", "0.1")
     assert "never reads --label_smoothing_factor 0.1 (--student_training recipe" in text
     assert said("--student_training", "labels_only", "--label_smoothing_factor", "0.1") == ""
+    # the recipe's teacher fit (LabelsTrainer, with the run's arguments) smooths its loss
+    assert said("--student_training", "recipe", "--label_smoothing_factor", "0.1", "--finetune_teacher", "true") == ""
     assert (
         said("--temperature", "4", "--alpha_hidden", "1", "--teacher_cache_dir", "x") == ""
     )  # distill reads them all

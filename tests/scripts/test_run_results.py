@@ -1709,6 +1709,14 @@ def test_another_machines_paths_are_moved_by_the_last_shared_or_outputs_folder()
     assert run_results._moved_path("outputs/results/x") == "outputs/results/x"
 
 
+def test_another_machines_paths_are_moved_when_this_checkout_sits_at_the_filesystems_root(monkeypatch):
+    # with the repository at /app every absolute path was "beside" it: cut to its last folder by sanitize_command
+    monkeypatch.setattr(run_results, "ROOT", Path("/app"))
+    other = "--teacher_model_name_or_path=/home/bob/hf-distill/outputs/results/sst2/seed42/ours/teacher"
+    assert run_results._moved_path(other) == "--teacher_model_name_or_path=outputs/results/sst2/seed42/ours/teacher"
+    assert run_results._moved_path("/app/outputs/results/x") == "/app/outputs/results/x"  # this checkout's own
+
+
 def test_the_start_layers_of_a_command_are_its_last_student_layers_as_argparse_takes_them():
     arguments = ["configs/offline/sst2.yaml", "--student_layers", "0,1,2", "--seed", "42", "--student_layers", "1,3,5"]
     assert run_results.start_layers(arguments) == "1,3,5"

@@ -913,6 +913,14 @@ def test_only_causal_lms_count_as_causal():
     # XLM's LM head model is in transformers' causal and masked maps alike, and its loss does not shift: a masked LM
     xlm = XLMWithLMHeadModel(XLMConfig(vocab_size=tiny.VOCAB_SIZE, emb_dim=16, n_layers=1, n_heads=2, causal=False))
     assert not is_causal_lm(xlm)
+    # FSDP2's fully_shard renames the class in place (FSDPGPT2LMHeadModel, a subclass of the model's own): a GPT-2
+    # pair was refused as causal against masked once the teacher was sharded, and the shift quietly undone
+    from torch.distributed.fsdp import FSDPModule
+
+    for model in (GPT2LMHeadModel(GPT2Config(**small)), tiny.masked_lm(layers=1)):
+        causal = is_causal_lm(model)
+        model.__class__ = type(f"FSDP{type(model).__name__}", (FSDPModule, type(model)), {})
+        assert is_causal_lm(model) == causal
 
 
 def test_a_trainer_whose_terms_never_read_the_teacher_says_it_still_runs(tmp_path, caplog):
