@@ -55,7 +55,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     check_metric_for_best_model(training_args, metric_names)
     regression = label_names is None
     num_labels = 1 if regression else len(label_names)
-    models = load_models(model_args, training_args, num_labels, label_names, max_seq_length=data_args.max_seq_length)
+    models = load_models(
+        model_args,
+        training_args,
+        num_labels,
+        label_names,
+        max_seq_length=data_args.max_seq_length,
+        student_training=data_args.student_training,
+    )
     mlm = check_mlm_augmenter(data_args, model_args, models.tokenizer, device=training_args.device)
     raw["train"], transfer = build_transfer_set(
         raw["train"],

@@ -64,7 +64,7 @@ def _label_kwargs(num_labels: int, label_names: list[str] | None) -> dict:
     }
 
 
-def load_teacher(model_args, training_args, num_labels: int, label_names):
+def load_teacher(model_args, training_args, num_labels: int, label_names, *, outside_trainer: bool = False):
     # Fine-tuning needs fp32 master weights, and a student built from the teacher would start from bf16-rounded
     # weights: both load it in float32 (ready_models casts it to bf16 after). A teacher only run is loaded in the
     # dtype it runs in.
@@ -75,8 +75,11 @@ def load_teacher(model_args, training_args, num_labels: int, label_names):
     if model_args.finetune_teacher:
         kwargs = {**_label_kwargs(num_labels, label_names), "ignore_mismatched_sizes": True}
     # A student built from a teacher that is not fine-tuned first is copied from its weights: whole, not ZeRO-3's
-    # partitions (a refit teacher is read back whole after its fine-tune, in finetune_teacher).
-    with loaded_whole(not model_args.finetune_teacher and not model_args.student_model_name_or_path):
+    # partitions (a refit teacher is read back whole after its fine-tune, in finetune_teacher). So is a teacher run
+    # outside DistillationTrainer's engine (`outside_trainer`: pseudo-labels, the baselines' evaluation, the recipe's
+    # training), which would call empty partitions: only the trainer's ZeRO-3 engine gathers them.
+    whole = not model_args.student_model_name_or_path or outside_trainer
+    with loaded_whole(not model_args.finetune_teacher and whole):
         teacher = AutoModelForSequenceClassification.from_pretrained(
             model_args.teacher_model_name_or_path, dtype=dtype, **kwargs, **hub_kwargs(model_args)
         )
@@ -226,7 +229,9 @@ def teacher_label_names(model_args) -> list[str] | None:
     return None if all(re.fullmatch(r"LABEL_\d+", name) for name in names) else names
 
 
-def load_models(model_args, training_args, num_labels: int, label_names, *, max_seq_length: int) -> ScriptModels:
+def load_models(
+    model_args, training_args, num_labels: int, label_names, *, max_seq_length: int, student_training: str = "distill"
+) -> ScriptModels:
     """Loads and checks teacher, tokenizer and any given student; every mismatch is refused here, before training."""
     # Seed before loading: a fine-tuned teacher's (or a Hub student's) new head is initialised here, long before
     # the first Trainer seeds; unseeded, a rerun with the same --seed refits a different teacher.
@@ -237,7 +242,9 @@ def load_models(model_args, training_args, num_labels: int, label_names, *, max_
     layers = student_layers(model_args, teacher_config.num_hidden_layers)
     tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
     check_vocabulary_fits(tokenizer, teacher_config)
-    teacher = load_teacher(model_args, training_args, num_labels, label_names)
+    # any training but distill runs the teacher outside DistillationTrainer (pseudo-labels, evaluation, the recipe)
+    outside = student_training != "distill"
+    teacher = load_teacher(model_args, training_args, num_labels, label_names, outside_trainer=outside)
     student = None
     if model_args.student_model_name_or_path:
         student = load_student(model_args, num_labels, label_names)

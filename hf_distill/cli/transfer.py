@@ -26,7 +26,7 @@ from hf_distill.tasks.loading import HP_VALIDATION, text_rows
 from hf_distill.tasks.transfer import drop_labels, load_unlabeled_file, mix_transfer_rows
 from hf_distill.trainer.model_inputs import accepted_inputs, select_inputs
 
-from .models import hub_kwargs
+from .models import hub_kwargs, loaded_whole
 
 __all__ = [
     "TransferSet",
@@ -109,9 +109,10 @@ def check_mlm_augmenter(data_args, model_args, teacher_tokenizer, device=None):
             f"teacher's ({len(teacher_tokenizer)}): its replacement words would be split differently. Give a masked "
             "LM with the teacher's vocabulary (the teacher's own pretrained checkpoint, for instance)."
         )
-    model, loading = AutoModelForMaskedLM.from_pretrained(
-        name, dtype=torch.float32, output_loading_info=True, **hub_kwargs(model_args)
-    )
+    with loaded_whole():  # it fills in words outside any trainer: ZeRO-3's empty partitions would fail there
+        model, loading = AutoModelForMaskedLM.from_pretrained(
+            name, dtype=torch.float32, output_loading_info=True, **hub_kwargs(model_args)
+        )
     if loading["missing_keys"]:  # transformers only warns, and initialises them at random
         missing = sorted(loading["missing_keys"])
         raise ValueError(

@@ -145,6 +145,57 @@ def test_under_zero3_a_teacher_a_student_is_built_from_is_loaded_whole(tmp_path)
     assert shapes == {"teacher": [tiny.VOCAB_SIZE, 32], "student": [tiny.VOCAB_SIZE, 32]}
 
 
+_ZERO3_OUTSIDE = """
+import json, sys
+from transformers import AutoTokenizer
+from hf_distill.cli.arguments import parse_arguments
+from hf_distill.cli.models import load_teacher
+from hf_distill.cli.transfer import check_mlm_augmenter
+
+model_args, data_args, training_args, _ = parse_arguments(sys.argv[1:])
+shapes = {}
+for outside in (False, True):
+    teacher = load_teacher(model_args, training_args, 2, ["negative", "positive"], outside_trainer=outside)
+    shapes[str(outside)] = list(teacher.bert.embeddings.word_embeddings.weight.shape)
+tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path)
+mlm, _ = check_mlm_augmenter(data_args, model_args, tokenizer)
+shapes["mlm"] = list(mlm.get_input_embeddings().weight.shape)
+print(json.dumps(shapes))
+"""
+
+
+def test_under_zero3_a_teacher_or_masked_lm_run_outside_the_trainer_is_loaded_whole(tmp_path):
+    # a given student kept the teacher in ZeRO-3's empty partitions, which only DistillationTrainer's engine gathers:
+    # pseudo-labels and --augment mlm failed with "'weight' must be 2-D" before training, labels_only after it
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("deepspeed")
+    for folder, model in (("teacher", tiny.classifier(layers=2, num_labels=2)), ("mlm", tiny.masked_lm(layers=1))):
+        model.save_pretrained(tmp_path / folder)
+        tiny.tokenizer(tmp_path / folder)
+    tiny.classifier(layers=1, num_labels=2).save_pretrained(tmp_path / "student")
+    env = {
+        **os.environ, "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
+        "ACCELERATE_DEEPSPEED_ZERO3_INIT": "true", "ACCELERATE_MIXED_PRECISION": "no", "DS_ACCELERATOR": "cpu",
+        "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29532", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+    }  # fmt: skip
+    arguments = ["--task_name", "sst2", "--teacher_model_name_or_path", str(tmp_path / "teacher"), "--output_dir",
+                 str(tmp_path / "out"), "--finetune_teacher", "false", "--cache_teacher_logits", "false",
+                 "--use_cpu", "true", "--report_to", "none", "--student_model_name_or_path", str(tmp_path / "student"),
+                 "--augment", "mlm", "--augment_mlm_model", str(tmp_path / "mlm"),
+                 "--augment_copies", "1"]  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", _ZERO3_OUTSIDE, *arguments], env=env, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    shapes = json.loads(result.stdout.strip().splitlines()[-1])
+    # distilled by DistillationTrainer: partitioned, its engine gathers them; run outside it: whole
+    assert shapes == {"False": [0], "True": [tiny.VOCAB_SIZE, 32], "mlm": [tiny.VOCAB_SIZE, 32]}
+
+
 def test_eval_on_start_does_not_stop_the_teachers_fine_tune_which_has_no_eval_set(tmp_path, monkeypatch):
     # the student's run may evaluate before its first step; the teacher's fine-tune, with no eval set, failed as it
     # started (after the models had loaded)
