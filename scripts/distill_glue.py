@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         label_names,
         max_seq_length=data_args.max_seq_length,
         student_training=data_args.student_training,
+        text_pairs=len(text_columns) == 2,
     )
     mlm = check_mlm_augmenter(data_args, model_args, models.tokenizer, device=training_args.device)
     raw["train"], transfer = build_transfer_set(

@@ -23,7 +23,7 @@ from hf_distill.trainer.compatibility import (
 )
 
 from .checks import check_sequence_length
-from .models import ScriptModels, finetune_teacher, hub_kwargs, loaded_whole, student_layers
+from .models import ScriptModels, finetune_teacher, hub_kwargs, loaded_whole, pad_on_the_right, student_layers
 
 __all__ = ["load_mlm_models", "ready_mlm_models"]
 
@@ -53,6 +53,7 @@ def load_mlm_models(model_args, training_args, *, max_seq_length: int) -> Script
             "a masked-LM teacher whose tokenizer has one ([MASK])."
         )
     check_vocabulary_fits(tokenizer, config)
+    pad_on_the_right(tokenizer)  # --line_by_line pads its rows
     layers = student_layers(model_args, config.num_hidden_layers)
     # float32 when the teacher is fine-tuned (master weights) or the student is built from it: a student copied from
     # a bf16 teacher would start from rounded weights. ready_mlm_models casts the teacher to bf16 afterwards.

@@ -229,8 +229,44 @@ def teacher_label_names(model_args) -> list[str] | None:
     return None if all(re.fullmatch(r"LABEL_\d+", name) for name in names) else names
 
 
+def check_token_types(tokenizer, config, role: str) -> None:
+    """Refuses a model whose token-type table is smaller than the types the tokenizer gives a sentence pair (a
+    RoBERTa-style model with type_vocab_size 1 under a BERT tokenizer's 0/1 types): an IndexError at the first step."""
+    size = getattr(config, "type_vocab_size", None)
+    if not size:  # no token types (DistilBERT), or DeBERTa-v2's 0: the ids are not read
+        return
+    types = tokenizer("a", "b").get("token_type_ids") or [0]
+    if max(types) >= size:
+        raise ValueError(
+            f"The tokenizer gives a sentence pair's second text token type {max(types)}, but the {role}'s token-type "
+            f"table holds {size} (type_vocab_size={size}): it would index past it at the first step. Give a {role} "
+            f"made for this tokenizer (type_vocab_size {max(types) + 1} or more), or a tokenizer made for the {role}."
+        )
+
+
+def pad_on_the_right(tokenizer) -> None:
+    """Sets an encoder's tokenizer to pad on the right: padded on the left, a BERT-like encoder reads each row's
+    tokens at positions shifted by its padding (absolute position ids count from the row's first slot), so the
+    teacher's soft targets and both models' scores were of inputs neither was trained on. Said when it changes."""
+    side = getattr(tokenizer, "padding_side", "right")
+    if side != "right":
+        logger.warning(
+            "The tokenizer pads on the %s; an encoder's absolute positions would then shift with each row's padding: "
+            "padding on the right (saved so with the student).",
+            side,
+        )
+        tokenizer.padding_side = "right"
+
+
 def load_models(
-    model_args, training_args, num_labels: int, label_names, *, max_seq_length: int, student_training: str = "distill"
+    model_args,
+    training_args,
+    num_labels: int,
+    label_names,
+    *,
+    max_seq_length: int,
+    student_training: str = "distill",
+    text_pairs: bool = False,
 ) -> ScriptModels:
     """Loads and checks teacher, tokenizer and any given student; every mismatch is refused here, before training."""
     # Seed before loading: a fine-tuned teacher's (or a Hub student's) new head is initialised here, long before
@@ -242,6 +278,9 @@ def load_models(
     layers = student_layers(model_args, teacher_config.num_hidden_layers)
     tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
     check_vocabulary_fits(tokenizer, teacher_config)
+    pad_on_the_right(tokenizer)
+    if text_pairs:  # (a built student keeps the teacher's table)
+        check_token_types(tokenizer, teacher_config, "teacher")
     # any training but distill runs the teacher outside DistillationTrainer (pseudo-labels, evaluation, the recipe)
     outside = student_training != "distill"
     teacher = load_teacher(model_args, training_args, num_labels, label_names, outside_trainer=outside)
@@ -258,6 +297,8 @@ def load_models(
         )
         check_vocabulary_fits(student_tokenizer, student.config, who="student")  # a folder without tokenizer files
         check_tokenizers(student_tokenizer, tokenizer)
+        if text_pairs:
+            check_token_types(tokenizer, student.config, "student")
     else:  # refused now, not after a teacher fine-tune
         check_buildable(teacher, model_args.student_architecture)
         check_intermediate_for_built_student(layers, teacher, training_args)

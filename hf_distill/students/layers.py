@@ -90,7 +90,9 @@ def check_bert_teacher(teacher: PreTrainedModel) -> BertModel:
         raise ValueError(
             f"The teacher must be a BERT model (transformers BertModel or a BertFor* task model with a `bert` "
             f"encoder), got {type(teacher).__name__} (model_type {model_type!r}). Other architectures name and lay "
-            "out their layers differently; load a BERT checkpoint such as bert-base-uncased as the teacher."
+            "out their layers differently: give a student of the teacher's kind you built yourself "
+            "(--student_model_name_or_path in the scripts, model= in DistillationTrainer), or load a BERT checkpoint "
+            "such as bert-base-uncased as the teacher."
         )
     return base
 

@@ -16,6 +16,9 @@ def usable_positions(config) -> int | None:
     """How many tokens a model's position table holds: max_position_embeddings, less the offset of RoBERTa-style
     position ids (None: the config has no position table)."""
     positions = getattr(config, "max_position_embeddings", None)
-    if positions is not None and getattr(config, "model_type", None) in _OFFSET_POSITIONS:
+    model_type = getattr(config, "model_type", None)
+    if model_type in ("deberta", "deberta-v2") and not getattr(config, "position_biased_input", True):
+        return None  # relative positions only: no table to run past (deberta-v3 reads any length)
+    if positions is not None and model_type in _OFFSET_POSITIONS:
         positions -= (getattr(config, "pad_token_id", None) or 0) + 1
     return positions

@@ -338,10 +338,14 @@ def check_intermediate_for_built_student(layers: list[int], teacher: nn.Module, 
 
 def check_intermediate(student: nn.Module, teacher: nn.Module, args: Any) -> None:
     """Refuses intermediate-layer terms the two models cannot support, naming the values and the fix."""
-    from .intermediate import layer_pairs, num_heads
+    from .intermediate import _last_attention_block, layer_pairs, num_heads
 
     if args.alpha_hidden > 0:
         layer_pairs(args.hidden_layer_map, student, teacher)
+    if args.alpha_attention > 0 or args.alpha_value_relation > 0:
+        for model in (student, teacher):  # the projections the taps hook: now, not at the first step
+            if isinstance(model, nn.Module):  # (a student still to be built is the teacher's kind)
+                _last_attention_block(model)
     if args.alpha_attention > 0:
         for model, role in ((student, "student"), (teacher, "teacher")):
             _check_plain_attention_scores(model, role)
@@ -373,6 +377,9 @@ def check_intermediate(student: nn.Module, teacher: nn.Module, args: Any) -> Non
 # and k inside the layer (RoFormer; ESM's "rotary"), relative positions add terms (BERT's relative_key, DeBERTa).
 _POSITION_SCORES = {"roformer": "rotary position embeddings", "deberta": "relative attention",
                     "deberta-v2": "relative attention"}  # fmt: skip
+# the modules a model builds for a position_embedding_type other than "absolute" (relative_key's distance table, ESM's
+# rotary embeddings)
+_POSITION_MODULES = frozenset({"distance_embedding", "rotary_embeddings"})
 
 
 def _check_plain_attention_scores(model: nn.Module, role: str) -> None:
@@ -384,7 +391,10 @@ def _check_plain_attention_scores(model: nn.Module, role: str) -> None:
         return
     kind = getattr(config, "position_embedding_type", None)
     why = _POSITION_SCORES.get(getattr(config, "model_type", None))
-    if why is None and kind not in (None, "absolute"):
+    # only where the model's code reads it: it built the modules those positions need (BERT in transformers 5 ignores
+    # the attribute, and its attention is plain)
+    reads = any(name.rsplit(".", 1)[-1] in _POSITION_MODULES for name, _ in model.named_modules())
+    if why is None and kind not in (None, "absolute") and reads:
         why = f"position_embedding_type={kind!r}"
     if why is not None:
         raise ValueError(

@@ -350,6 +350,41 @@ def test_refuses_missing_relative_folder_under_an_existing_one(tmp_path, monkeyp
 
 
 @needs_glue
+def test_a_student_whose_token_type_table_the_tokenizers_pairs_overrun_is_refused(tmp_path):
+    # a RoBERTa-style student (type_vocab_size 1) under a BERT tokenizer: MRPC's second sentences (type 1) failed
+    # with a raw IndexError at the first step
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                           intermediate_size=48, max_position_embeddings=66, pad_token_id=0,
+                           type_vocab_size=1)  # fmt: skip
+    RobertaForSequenceClassification(config).save_pretrained(tmp_path / "roberta")
+    tiny.tokenizer(tmp_path / "tok").save_pretrained(tmp_path / "roberta")
+    flags = common_flags(tmp_path, teacher, "--task_name", "mrpc", "--data_dir", str(GLUE_DIR))
+    refuse(tmp_path, [*flags, "--student_model_name_or_path", str(tmp_path / "roberta")],
+           r"The tokenizer gives a sentence pair's second text token type 1, but the student's token-type table "
+           r"holds 1 \(type_vocab_size=1\)")  # fmt: skip
+
+
+@needs_glue
+def test_a_tokenizer_padding_on_the_left_pads_on_the_right_and_is_saved_so(tmp_path, caplog):
+    # padded on the left, BERT read each row's tokens at positions shifted by its padding: the teacher's soft targets
+    # and both models' scores were of inputs neither was trained on (a left-padded ELECTRA teacher scored 0.5625 for
+    # its 0.65625)
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    config = json.loads((teacher / "tokenizer_config.json").read_text())
+    (teacher / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}))
+    assert AutoTokenizer.from_pretrained(teacher).padding_side == "left"
+    with caplog.at_level("WARNING"):
+        distill_glue.main([*common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR)),
+                           "--student_num_layers", "1"])  # fmt: skip
+    assert "The tokenizer pads on the left; an encoder's absolute positions would then shift" in caplog.text
+    assert AutoTokenizer.from_pretrained(tmp_path / "out").padding_side == "right"
+
+
+@needs_glue
 def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
     models = tmp_path / "models"
     three_way = save_teacher(models / "three", num_labels=3)

@@ -568,3 +568,13 @@ def test_real_mrpc_tokenized_copy_has_the_same_labels():
     tokenized = load_glue_tsv("mrpc", folder, splits=["train", "validation"])
     for split in ("train", "validation"):
         assert tokenized[split]["label"] == original[split]["label"]
+
+
+def test_a_deberta_with_relative_positions_only_reads_any_length():
+    # its position table was said to end at max_position_embeddings (deberta-v3: 512), though no input reads it
+    from transformers import DebertaV2Config
+
+    from hf_distill.tasks.positions import usable_positions
+
+    assert usable_positions(DebertaV2Config(max_position_embeddings=64, position_biased_input=False)) is None
+    assert usable_positions(DebertaV2Config(max_position_embeddings=64, position_biased_input=True)) == 64

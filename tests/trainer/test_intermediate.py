@@ -304,9 +304,27 @@ def test_attention_term_refuses_models_whose_scores_hold_more_than_query_times_k
     with pytest.raises(ValueError, match=r"turns its values by rotary embeddings .*rotary_value=True"):
         make_trainer(tmp_path, turned, roformer, tiny.class_rows(4), alpha_value_relation=1.0)
     teacher, _ = models()
+    # transformers 5's BERT ignores position_embedding_type (its attention stays plain): refused only where the model
+    # built the modules those positions need
     relative = tiny.classifier(layers=1, seed=1, position_embedding_type="relative_key")
+    make_trainer(tmp_path, relative, teacher, tiny.class_rows(4), alpha_attention=1.0)
+    relative.bert.encoder.layer[0].attention.self.distance_embedding = torch.nn.Embedding(3, 8)
     with pytest.raises(ValueError, match=r"has position_embedding_type='relative_key'"):
         make_trainer(tmp_path, relative, teacher, tiny.class_rows(4), alpha_attention=1.0)
+
+
+def test_a_model_without_query_key_value_projections_is_refused_the_taps_when_the_trainer_is_built(tmp_path):
+    # DeBERTa-v2's attention has none: alpha_value_relation was refused at the first step, after a teacher fine-tune
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    shape = dict(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, num_attention_heads=4, intermediate_size=48,
+                 max_position_embeddings=64, num_labels=3)  # fmt: skip
+    torch.manual_seed(0)
+    teacher = DebertaV2ForSequenceClassification(DebertaV2Config(num_hidden_layers=2, **shape))
+    student = DebertaV2ForSequenceClassification(DebertaV2Config(num_hidden_layers=1, **shape))
+    with pytest.raises(ValueError, match=r"need a BERT-like model whose attention has query/key/value .*"
+                                         r"DebertaV2ForSequenceClassification has none"):  # fmt: skip
+        make_trainer(tmp_path, student, teacher, tiny.class_rows(4), alpha_value_relation=1.0)
 
 
 def test_a_masked_lm_matches_hidden_states_and_attention_at_every_token_not_only_the_masked_ones(tmp_path):
