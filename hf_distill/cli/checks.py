@@ -383,12 +383,41 @@ def warn_of_unread_options(model_args, data_args, training_args) -> None:
         )
 
 
+def check_launched_processes(training_args) -> None:
+    """Refuses a launch of several processes (torchrun, WORLD_SIZE > 1) that the training arguments run as one each:
+    on a machine without a GPU, transformers leaves distributed training off unless --use_cpu is given, and every
+    process trained alone on every row into the same output folder, its card and table written once per process."""
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if launched > 1 and training_args.world_size == 1:
+        raise ValueError(
+            f"WORLD_SIZE={launched}: a launcher started {launched} processes, but the training arguments run each "
+            "alone (on a CPU, distributed training needs --use_cpu true): every process would train on every row "
+            "into the same --output_dir. Pass --use_cpu true on a machine without a GPU, or launch one process."
+        )
+
+
+def check_output_is_no_model_read(model_args, training_args) -> None:
+    """Refuses an --output_dir that is the teacher's or the given student's own folder: the run writes its student
+    there, and --overwrite_output_dir (the fix the output-folder refusal gives) replaced the teacher with it."""
+    output = Path(training_args.output_dir).expanduser().resolve()
+    for role, name in (("teacher", model_args.teacher_model_name_or_path),
+                       ("student", getattr(model_args, "student_model_name_or_path", None))):  # fmt: skip
+        if name and Path(name).expanduser().is_dir() and Path(name).expanduser().resolve() == output:
+            raise ValueError(
+                f"--output_dir {training_args.output_dir} is the {role}'s own folder "
+                f"(--{role}_model_name_or_path {name}): the student written there would replace the {role}. Pass "
+                "another --output_dir."
+            )
+
+
 def check_before_loading(model_args, data_args, training_args) -> str | None:
     """The refusals that cost nothing: the output folder, the Hub push (its repo id included), the model paths.
 
     Turns `training_args.push_to_hub` off (the script pushes once, at the end, with the card) and takes any
     `--hub_token` out of the arguments. Returns the token to push with, or None when nothing is to be pushed.
     """
+    check_launched_processes(training_args)
+    check_output_is_no_model_read(model_args, training_args)
     check_output_dir(
         Path(training_args.output_dir),
         data_args.overwrite_output_dir,

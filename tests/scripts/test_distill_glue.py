@@ -385,6 +385,34 @@ def test_a_tokenizer_padding_on_the_left_pads_on_the_right_and_is_saved_so(tmp_p
 
 
 @needs_glue
+def test_an_output_folder_that_is_the_teachers_own_is_refused_even_with_overwrite(tmp_path):
+    # the output-folder refusal said to pass --overwrite_output_dir, which then replaced the teacher with the student
+    teacher = save_teacher(tmp_path / "teacher", num_labels=2)
+    before = (teacher / "model.safetensors").read_bytes()
+    flags = common_flags(tmp_path, teacher, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    for extra in ([], ["--overwrite_output_dir", "true"]):
+        refuse(tmp_path, [*flags, "--student_num_layers", "1", "--output_dir", str(teacher), *extra],
+               r"--output_dir .*teacher is the teacher's own folder \(--teacher_model_name_or_path .*\): the "
+               r"student written there would replace the teacher\. Pass another --output_dir")  # fmt: skip
+    assert (teacher / "model.safetensors").read_bytes() == before
+
+
+def test_a_launch_of_several_processes_each_running_alone_is_refused(monkeypatch):
+    # torchrun --nproc_per_node 2 on a CPU without --use_cpu: each process trained alone on every row into one folder
+    from types import SimpleNamespace
+
+    from hf_distill.cli.checks import check_launched_processes
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"WORLD_SIZE=2: a launcher started 2 processes, but the training arguments "
+                                         r"run each alone .* Pass --use_cpu true"):  # fmt: skip
+        check_launched_processes(SimpleNamespace(world_size=1))
+    check_launched_processes(SimpleNamespace(world_size=2))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    check_launched_processes(SimpleNamespace(world_size=1))
+
+
+@needs_glue
 def test_refuses_label_count_and_tokenizer_mismatches(tmp_path):
     models = tmp_path / "models"
     three_way = save_teacher(models / "three", num_labels=3)
