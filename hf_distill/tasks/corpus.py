@@ -46,7 +46,9 @@ logger = logging.getLogger(__name__)
 
 def _read_lines(path: Path, text_column: str, encoding: str) -> list[str]:
     if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
-        records = _read_records(path, [text_column], encoding)
+        records = _read_records(
+            path, [text_column], encoding, fix="Pass the file's text column (--text_column), or rename it in the file."
+        )
         return [_text(row[text_column], path, line, text_column).strip() for row, line in records]
     if not path.is_file():
         raise ValueError(f"Corpus file {str(path)!r} does not exist.")

@@ -16,7 +16,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["check_text_columns", "load_custom_files"]
 
-_COLUMNS_FIX = "Pass the right text_columns / label_column, or rename the columns in the file."
+_COLUMNS_FIX = (
+    "Pass the file's column names (--text_column, and --label_column for labelled files), or rename the columns in "
+    "the file."
+)
 _FIELD_SIZE_LIMIT = 2**31 - 1  # csv's largest (a C long on every platform)
 _OUTPUT_COLUMNS = ("label", "idx")  # what load_custom_files writes beside the text columns
 _SHOWN = 80  # characters of a bad value quoted in a message: a whole file can be one JSON line

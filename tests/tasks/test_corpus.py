@@ -318,3 +318,11 @@ def test_a_seeded_masking_collator_works_in_a_spawned_process(tmp_path, monkeypa
     assert spawned["labels"].tolist() == in_main["labels"].tolist()  # the same seed, the same masks
     other = MaskingCollator(tokenizer, mlm_probability=0.5, seed=12)(rows)
     assert other["labels"].tolist() != in_main["labels"].tolist()
+
+
+def test_a_corpus_file_without_the_text_column_names_the_option_the_script_has(tmp_path):
+    # it said "Pass the right text_columns / label_column": distill_mlm.py has --text_column, and no label column
+    (tmp_path / "own.csv").write_text("sentence,stars\na line,5\n")
+    with pytest.raises(ValueError, match=r"own\.csv: missing column\(s\) \['text'\].*Pass the file's text column "
+                                         r"\(--text_column\), or rename it in the file"):  # fmt: skip
+        load_corpus(corpus_arguments(train_file=str(tmp_path / "own.csv"), validation_split_size=1))
