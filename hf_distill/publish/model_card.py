@@ -386,7 +386,20 @@ Latency measured on {data.hardware or data.latency_device}; libraries: {data.lib
 ```bash
 {data.command}
 ```
-"""
+{_resumed_note(data.command)}"""
+
+
+def _resumed_note(command: str) -> str:
+    """A resumed run's command continues it from a checkpoint of the machine that trained it, which the push does not
+    upload: said, so the command is not read as one that reproduces the student from nothing."""
+    if "--resume_from_checkpoint" not in command:
+        return ""
+    return (
+        "\nThis run was resumed from a checkpoint of the machine that trained it (`--resume_from_checkpoint`), which "
+        "is not uploaded: the command above continues that run, and the run it continued was started by the same "
+        "command without `--resume_from_checkpoint` (and with the teacher it names, when the teacher was fine-tuned "
+        "then).\n"
+    )
 
 
 _KD_TAGS = ("distillation", "knowledge-distillation")

@@ -321,3 +321,11 @@ def test_a_search_states_the_labelled_rows_it_read_to_choose_the_settings():
     assert "- **Training rows**: 48 labelled\n" in text
     assert "- **Search rows**: 16 labelled rows held out of the training data" in text and "not to train" in text
     assert "Search rows" not in render_model_card(card(train_examples={"labelled": 48}))
+
+
+def test_a_resumed_runs_card_says_its_command_continues_a_local_checkpoint():
+    # its Reproduce command named a checkpoint folder the push never uploads, as if it reproduced the student
+    command = "python scripts/distill_glue.py --resume_from_checkpoint out/checkpoint-8"
+    resumed = render_model_card(card(command=command))
+    assert "This run was resumed from a checkpoint of the machine that trained it" in resumed
+    assert "resumed from a checkpoint" not in render_model_card(card())
