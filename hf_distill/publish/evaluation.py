@@ -89,7 +89,14 @@ def evaluate_side_by_side(
         scored.pop("epoch", None)  # the teacher evaluator's 0 would replace the student's
         result.update(scored)
         metrics.update({f"{key}{suffix}": value for key, value in result.items()})
+    _remove_if_empty(Path(teacher_args.output_dir))
     return metrics
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """The teacher evaluator's output folder, which Trainer makes and nothing fills: not left in every run's output."""
+    with contextlib.suppress(OSError):  # not empty (something wrote there), or gone: left as it is
+        folder.rmdir()
 
 
 @contextlib.contextmanager

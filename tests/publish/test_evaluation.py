@@ -179,6 +179,7 @@ def test_the_student_is_scored_with_the_metrics_given_as_the_teacher_is(tmp_path
                                                tiny.collate, accuracy)  # fmt: skip
     assert {"eval_accuracy", "teacher_eval_accuracy"} <= set(metrics)
     assert trainer.compute_metrics is None  # the trainer's own, back
+    assert not (tmp_path / "out" / "teacher_eval").exists()  # the evaluator's empty folder is not left behind
 
 
 @pytest.mark.parametrize("flag", ["bf16_full_eval", "fp16_full_eval"])
