@@ -393,7 +393,9 @@ def _check_plain_attention_scores(model: nn.Module, role: str) -> None:
     why = _POSITION_SCORES.get(getattr(config, "model_type", None))
     # only where the model's code reads it: it built the modules those positions need (BERT in transformers 5 ignores
     # the attribute, and its attention is plain)
-    reads = any(name.rsplit(".", 1)[-1] in _POSITION_MODULES for name, _ in model.named_modules())
+    # (a student still to be built is the teacher's kind: the teacher's modules tell)
+    modules = model.named_modules() if isinstance(model, nn.Module) else ()
+    reads = any(name.rsplit(".", 1)[-1] in _POSITION_MODULES for name, _ in modules)
     if why is None and kind not in (None, "absolute") and reads:
         why = f"position_embedding_type={kind!r}"
     if why is not None:

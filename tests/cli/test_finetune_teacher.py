@@ -101,6 +101,18 @@ def test_a_schedule_that_steps_on_evaluations_leaves_the_teachers_fine_tune_on_a
     assert finetuned is trained and (tmp_path / "teacher" / "model.safetensors").exists()
 
 
+def zero3_environment(port: int) -> dict[str, str]:
+    """What `accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml` sets for one CPU process."""
+    import os
+
+    return {
+        **os.environ, "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
+        "ACCELERATE_DEEPSPEED_ZERO3_INIT": "true", "ACCELERATE_MIXED_PRECISION": "no", "DS_ACCELERATOR": "cpu",
+        "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+    }  # fmt: skip
+
+
 _ZERO3_BUILD = """
 import json, sys
 from hf_distill import build_student
@@ -122,19 +134,13 @@ def test_under_zero3_a_teacher_a_student_is_built_from_is_loaded_whole(tmp_path)
     # accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml, no --finetune_teacher: zero.Init left
     # the teacher in empty partitions and build_student failed inside torch (a size mismatch from shape [0])
     import json
-    import os
     import subprocess
     import sys
 
     pytest.importorskip("deepspeed")
     teacher = tiny.classifier(layers=4, num_labels=2)
     teacher.save_pretrained(tmp_path / "teacher")
-    env = {
-        **os.environ, "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
-        "ACCELERATE_DEEPSPEED_ZERO3_INIT": "true", "ACCELERATE_MIXED_PRECISION": "no", "DS_ACCELERATOR": "cpu",
-        "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": "29531", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-    }  # fmt: skip
+    env = zero3_environment(port=29531)
     arguments = ["--task_name", "sst2", "--teacher_model_name_or_path", str(tmp_path / "teacher"), "--output_dir",
                  str(tmp_path / "out"), "--finetune_teacher", "false", "--cache_teacher_logits", "false",
                  "--use_cpu", "true", "--report_to", "none", "--student_layers", "0,2"]  # fmt: skip
@@ -168,7 +174,6 @@ def test_under_zero3_a_teacher_or_masked_lm_run_outside_the_trainer_is_loaded_wh
     # a given student kept the teacher in ZeRO-3's empty partitions, which only DistillationTrainer's engine gathers:
     # pseudo-labels and --augment mlm failed with "'weight' must be 2-D" before training, labels_only after it
     import json
-    import os
     import subprocess
     import sys
 
@@ -177,12 +182,7 @@ def test_under_zero3_a_teacher_or_masked_lm_run_outside_the_trainer_is_loaded_wh
         model.save_pretrained(tmp_path / folder)
         tiny.tokenizer(tmp_path / folder)
     tiny.classifier(layers=1, num_labels=2).save_pretrained(tmp_path / "student")
-    env = {
-        **os.environ, "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
-        "ACCELERATE_DEEPSPEED_ZERO3_INIT": "true", "ACCELERATE_MIXED_PRECISION": "no", "DS_ACCELERATOR": "cpu",
-        "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": "29532", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-    }  # fmt: skip
+    env = zero3_environment(port=29532)
     arguments = ["--task_name", "sst2", "--teacher_model_name_or_path", str(tmp_path / "teacher"), "--output_dir",
                  str(tmp_path / "out"), "--finetune_teacher", "false", "--cache_teacher_logits", "false",
                  "--use_cpu", "true", "--report_to", "none", "--student_model_name_or_path", str(tmp_path / "student"),

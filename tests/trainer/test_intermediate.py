@@ -114,18 +114,24 @@ def test_hidden_term_is_the_mean_over_mapped_pairs_of_the_reference_mse(tmp_path
     assert difference == pytest.approx(0.7 * expected, rel=1e-5)
 
 
-def test_recomputed_attention_equals_the_models_eager_attention():
-    teacher, _ = models()
-    eager = copy.deepcopy(teacher)
+def tapped_and_eager_attention(model):
+    """The last layer's attention as the tap recomputes it (the model run with SDPA, which returns no weights) and as
+    the model's eager attention gives it, `(B, H, L, L)` each, and the counted keys."""
+    eager = copy.deepcopy(model)
     eager.config._attn_implementation = "eager"
-    tap = LastLayerTap(teacher)
+    tap = LastLayerTap(model)
     batch = batch_of(tiny.class_rows(8, seed=5))
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with torch.no_grad():
-        teacher(**inputs)  # SDPA: returns no attention weights
-        reference = eager(**inputs, output_attentions=True).attentions[-1]  # (B, H, L, L)
-    recomputed = tap.attention_probabilities(batch["attention_mask"])
+        model(**inputs)
+        reference = eager(**inputs, output_attentions=True).attentions[-1]
     keys = batch["attention_mask"].bool()[:, None, None, :].expand_as(reference)
+    return tap.attention_probabilities(batch["attention_mask"]), reference, keys
+
+
+def test_recomputed_attention_equals_the_models_eager_attention():
+    teacher, _ = models()
+    recomputed, reference, keys = tapped_and_eager_attention(teacher)
     torch.testing.assert_close(recomputed[keys], reference[keys], rtol=1e-4, atol=1e-4)  # float32 op order
     assert recomputed[~keys].abs().max() == 0  # padded keys carry no mass
 
@@ -139,17 +145,7 @@ def test_a_decoders_recomputed_attention_is_causal_and_taken_from_its_self_atten
 
     torch.manual_seed(0)
     config = tiny.bert_config(layers=2, is_decoder=True, add_cross_attention=cross_attention, initializer_range=0.5)
-    decoder = BertLMHeadModel(config).eval()
-    eager = copy.deepcopy(decoder)
-    eager.config._attn_implementation = "eager"
-    tap = LastLayerTap(decoder)
-    batch = batch_of(tiny.class_rows(8, seed=5))
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    with torch.no_grad():
-        decoder(**inputs)
-        reference = eager(**inputs, output_attentions=True).attentions[-1]
-    recomputed = tap.attention_probabilities(batch["attention_mask"])
-    keys = batch["attention_mask"].bool()[:, None, None, :].expand_as(reference)
+    recomputed, reference, keys = tapped_and_eager_attention(BertLMHeadModel(config).eval())
     assert reference.triu(1).abs().max() == 0  # the model's own: no future key
     torch.testing.assert_close(recomputed[keys], reference[keys], rtol=1e-4, atol=1e-4)
     assert recomputed.triu(1).abs().max() == 0
@@ -286,16 +282,24 @@ def test_refuses_mismatched_heads_and_relation_heads(tmp_path):
     make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_value_relation=1.0, value_relation_heads=4)
 
 
+def teacher_and_student(model_class, config_class, **extra):
+    """A tiny 2-layer teacher and 1-layer student of one family, 3 labels."""
+    shape = dict(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, num_attention_heads=4, intermediate_size=48,
+                 max_position_embeddings=64, num_labels=3, **extra)  # fmt: skip
+    torch.manual_seed(0)
+    return model_class(config_class(num_hidden_layers=2, **shape)), model_class(
+        config_class(num_hidden_layers=1, **shape)
+    )
+
+
 def test_attention_term_refuses_models_whose_scores_hold_more_than_query_times_key(tmp_path):
     # the tap recomputes softmax(q k^T / sqrt(d)) from the projections: for a rotary RoFormer it was up to 0.998 away
     # from the attention the layer computed, and the term compared attentions neither model had
     from transformers import RoFormerConfig, RoFormerForSequenceClassification
 
+    roformer, student = teacher_and_student(RoFormerForSequenceClassification, RoFormerConfig, embedding_size=32)
     shape = dict(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, embedding_size=32, num_attention_heads=4,
                  intermediate_size=48, max_position_embeddings=64, num_labels=3)  # fmt: skip
-    torch.manual_seed(0)
-    roformer = RoFormerForSequenceClassification(RoFormerConfig(num_hidden_layers=2, **shape))
-    student = RoFormerForSequenceClassification(RoFormerConfig(num_hidden_layers=1, **shape))
     with pytest.raises(ValueError, match=r"the student \(RoFormerForSequenceClassification\) has rotary position "
                                          r"embeddings.* Set alpha_attention=0"):  # fmt: skip
         make_trainer(tmp_path, student, roformer, tiny.class_rows(4), alpha_attention=1.0)
@@ -317,11 +321,7 @@ def test_a_model_without_query_key_value_projections_is_refused_the_taps_when_th
     # DeBERTa-v2's attention has none: alpha_value_relation was refused at the first step, after a teacher fine-tune
     from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
-    shape = dict(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, num_attention_heads=4, intermediate_size=48,
-                 max_position_embeddings=64, num_labels=3)  # fmt: skip
-    torch.manual_seed(0)
-    teacher = DebertaV2ForSequenceClassification(DebertaV2Config(num_hidden_layers=2, **shape))
-    student = DebertaV2ForSequenceClassification(DebertaV2Config(num_hidden_layers=1, **shape))
+    teacher, student = teacher_and_student(DebertaV2ForSequenceClassification, DebertaV2Config)
     with pytest.raises(ValueError, match=r"need a BERT-like model whose attention has query/key/value .*"
                                          r"DebertaV2ForSequenceClassification has none"):  # fmt: skip
         make_trainer(tmp_path, student, teacher, tiny.class_rows(4), alpha_value_relation=1.0)
