@@ -397,17 +397,16 @@ def check_launched_processes(training_args) -> None:
 
 
 def check_output_is_no_model_read(model_args, training_args) -> None:
-    """Refuses an --output_dir that is the teacher's or the given student's own folder: the run writes its student
-    there, and --overwrite_output_dir (the fix the output-folder refusal gives) replaced the teacher with it."""
+    """Refuses an --output_dir that is the teacher's own folder: the run writes its student there, and
+    --overwrite_output_dir (the fix the output-folder refusal gives) replaced the teacher with it. (A given student's
+    folder may be written over on purpose, with --overwrite_output_dir: training it further in place.)"""
     output = Path(training_args.output_dir).expanduser().resolve()
-    for role, name in (("teacher", model_args.teacher_model_name_or_path),
-                       ("student", getattr(model_args, "student_model_name_or_path", None))):  # fmt: skip
-        if name and Path(name).expanduser().is_dir() and Path(name).expanduser().resolve() == output:
-            raise ValueError(
-                f"--output_dir {training_args.output_dir} is the {role}'s own folder "
-                f"(--{role}_model_name_or_path {name}): the student written there would replace the {role}. Pass "
-                "another --output_dir."
-            )
+    name = model_args.teacher_model_name_or_path
+    if name and Path(name).expanduser().is_dir() and Path(name).expanduser().resolve() == output:
+        raise ValueError(
+            f"--output_dir {training_args.output_dir} is the teacher's own folder (--teacher_model_name_or_path "
+            f"{name}): the student written there would replace the teacher. Pass another --output_dir."
+        )
 
 
 def check_before_loading(model_args, data_args, training_args) -> str | None:

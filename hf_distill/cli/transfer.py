@@ -26,7 +26,7 @@ from hf_distill.tasks.loading import HP_VALIDATION, text_rows
 from hf_distill.tasks.transfer import drop_labels, load_unlabeled_file, mix_transfer_rows
 from hf_distill.trainer.model_inputs import accepted_inputs, select_inputs
 
-from .models import hub_kwargs, loaded_whole
+from .models import hub_kwargs, loaded_whole, pad_on_the_right
 
 __all__ = [
     "TransferSet",
@@ -98,6 +98,7 @@ def check_mlm_augmenter(data_args, model_args, teacher_tokenizer, device=None):
     name = data_args.augment_mlm_model
     check_model_path(name, "--augment_mlm_model")
     tokenizer = AutoTokenizer.from_pretrained(name, **hub_kwargs(model_args))
+    pad_on_the_right(tokenizer)  # it pads the copies it fills in: a BERT-like masked LM's positions would shift
     if tokenizer.mask_token is None:
         raise ValueError(
             f"--augment_mlm_model {name!r} has a tokenizer without a mask token, so it cannot fill in words. Give a "

@@ -54,6 +54,7 @@ class ModelCardData:
     student_latency_ms: dict[int, float]
     command: str
     base_model: str | None = None  # a Hub id; None (omitted) for a local teacher
+    resumed: bool = False  # continued from a checkpoint (resume_from_checkpoint, however it was given)
     latency_device: str = "a CPU, float32"
     alpha_cos: float = 0.0
     # intermediate-layer terms: name -> weight (hidden, attention, value_relation), and the hidden layer pairs
@@ -386,13 +387,13 @@ Latency measured on {data.hardware or data.latency_device}; libraries: {data.lib
 ```bash
 {data.command}
 ```
-{_resumed_note(data.command)}"""
+{_resumed_note(data)}"""
 
 
-def _resumed_note(command: str) -> str:
+def _resumed_note(data: ModelCardData) -> str:
     """A resumed run's command continues it from a checkpoint of the machine that trained it, which the push does not
     upload: said, so the command is not read as one that reproduces the student from nothing."""
-    if "--resume_from_checkpoint" not in command:
+    if not data.resumed:
         return ""
     return (
         "\nThis run was resumed from a checkpoint of the machine that trained it (`--resume_from_checkpoint`), which "

@@ -89,6 +89,7 @@ def publish_student(
         hardware=hardware,
         library_versions=versions,
         export_error=metrics.get("export_error", ""),
+        resumed=bool(getattr(args, "resume_from_checkpoint", None)),
         **card,
     )
     (output_dir / "README.md").write_text(render_model_card(data))

@@ -62,3 +62,26 @@ def test_augment_settings_without_an_augmentation_are_said_to_make_no_copies(cap
             assert "no copies are made" not in caplog.text
         else:
             assert said in caplog.text and "Pass --augment mask_ngram" in caplog.text
+
+
+def test_the_masked_lm_that_fills_in_words_pads_on_the_right(tmp_path):
+    # its own tokenizer padded on the left: a BERT-like masked LM read each short row at shifted positions, and other
+    # words were filled in (top-5 ids changed)
+    import json
+
+    import tiny
+    from transformers import AutoTokenizer
+
+    from hf_distill.cli.data_arguments import DataArguments
+
+    folder = tmp_path / "mlm"
+    tiny.masked_lm(layers=1).save_pretrained(folder)
+    tiny.tokenizer(tmp_path / "tok").save_pretrained(folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}))
+    data_args = DataArguments(task_name="sst2", data_dir="/nowhere/glue", augment="mlm", augment_copies=1,
+                              augment_mlm_model=str(folder))  # fmt: skip
+    model_args = SimpleNamespace(trust_remote_code=False, cache_dir=None, model_revision="main")
+    teacher_tokenizer = AutoTokenizer.from_pretrained(folder)
+    _, tokenizer = check_mlm_augmenter(data_args, model_args, teacher_tokenizer)
+    assert tokenizer.padding_side == "right"

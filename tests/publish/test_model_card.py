@@ -325,7 +325,7 @@ def test_a_search_states_the_labelled_rows_it_read_to_choose_the_settings():
 
 def test_a_resumed_runs_card_says_its_command_continues_a_local_checkpoint():
     # its Reproduce command named a checkpoint folder the push never uploads, as if it reproduced the student
-    command = "python scripts/distill_glue.py --resume_from_checkpoint out/checkpoint-8"
-    resumed = render_model_card(card(command=command))
+    # from the parsed arguments: --resume-from-checkpoint, an abbreviation or a YAML key resume alike
+    resumed = render_model_card(card(command="python scripts/distill_glue.py run.yaml", resumed=True))
     assert "This run was resumed from a checkpoint of the machine that trained it" in resumed
     assert "resumed from a checkpoint" not in render_model_card(card())

@@ -765,3 +765,5 @@ def test_a_resume_with_other_settings_is_refused_naming_each_and_the_runs_own_te
     teacher = tmp_path / "out" / "teacher"
     distill_glue.main([*resume, "--teacher_model_name_or_path", str(teacher), "--finetune_teacher", "false"])
     assert read_results(tmp_path / "out")["train_examples"] == 48
+    # its card says the command continues a local checkpoint, which is not uploaded
+    assert "This run was resumed from a checkpoint" in (tmp_path / "out" / "README.md").read_text()
