@@ -114,18 +114,12 @@ def check_deterministic_collator(collator: Any) -> None:
 _PROBE_SCAN = 1000  # rows read for lengths to pick the probe rows from
 
 
-def _probe_rows(dataset: Any, length_column: str = "input_ids") -> list[int]:
+def _probe_rows(dataset: datasets.Dataset, length_column: str = "input_ids") -> list[int]:
     """Up to 5 row indices for the collator probes: rows of pairwise different lengths where the first rows hold them
     (a collator sorting by length keeps tied rows in place, and a dataset may start with equally long rows), else the
     first rows. Odd: no reordering but the identity commutes with both order probes."""
-    scanned = min(len(dataset), _PROBE_SCAN)
+    lengths = _row_lengths(dataset.select(range(min(len(dataset), _PROBE_SCAN))), length_column).tolist()
     picked: dict[int, int] = {}
-    if isinstance(dataset, datasets.Dataset):
-        lengths = _row_lengths(dataset.select(range(scanned)), length_column).tolist()
-    else:
-        lengths = [
-            len(row[length_column]) if length_column in row else 0 for row in map(dataset.__getitem__, range(scanned))
-        ]
     for index, length in enumerate(lengths):
         picked.setdefault(length, index)
         if len(picked) == 5:
@@ -135,7 +129,9 @@ def _probe_rows(dataset: Any, length_column: str = "input_ids") -> list[int]:
     return list(picked.values())[: 5 if len(picked) == 5 else 3]
 
 
-def check_keeps_row_order(collator: Any, dataset: Any, *, token_level: bool = False, next_token: bool = False) -> None:
+def check_keeps_row_order(
+    collator: Any, dataset: datasets.Dataset, *, token_level: bool = False, next_token: bool = False
+) -> None:
     """Raises `ValueError`, before the teacher pass, when `collator` cannot be used with a cache of per-row outputs.
 
     - It returns a batch's rows in another order than it was given them (a collator sorting by length for packed
@@ -183,7 +179,7 @@ def check_keeps_row_order(collator: Any, dataset: Any, *, token_level: bool = Fa
                     "in the collator, or set cache_teacher_logits=False."
                 )
     if token_level:
-        _check_counts_ignore_padding(collator, rows, next_token)
+        _check_counts_ignore_padding(collator, rows, forwards, next_token)
 
 
 def _counted_per_row(batch: Any, next_token: bool) -> list[int] | None:
@@ -196,10 +192,10 @@ def _counted_per_row(batch: Any, next_token: bool) -> list[int] | None:
     return mask.sum(dim=1).tolist()
 
 
-def _check_counts_ignore_padding(collator: Any, rows: list, next_token: bool = False) -> None:
+def _check_counts_ignore_padding(collator: Any, rows: list, together: Any, next_token: bool = False) -> None:
     """Refuses a token-level cache whose rows' counted positions depend on the padding: each row alone against the
-    same rows collated together (padded to the longest)."""
-    together = _counted_per_row(collator(copy.deepcopy(rows)), next_token)
+    same rows collated together (`together`, padded to the longest)."""
+    together = _counted_per_row(together, next_token)
     alone = [_counted_per_row(collator(copy.deepcopy([row])), next_token) for row in rows]
     if together is None or None in alone:
         return

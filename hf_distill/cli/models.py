@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from hf_distill.trainer.compatibility import (
     check_intermediate_for_built_student,
     check_tokenizers,
     check_vocabulary_fits,
+    config_label_names,
 )
 
 from .checks import EVALUATION_SCHEDULES, check_sequence_length, check_teacher_head
@@ -223,10 +223,9 @@ def teacher_label_names(model_args) -> list[str] | None:
     LABEL_i or has none. Your own files' string labels take this order where they are these names."""
     if model_args.finetune_teacher:
         return None
-    config = AutoConfig.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
-    id2label = getattr(config, "id2label", None) or {}
-    names = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(len(id2label))]
-    return None if all(re.fullmatch(r"LABEL_\d+", name) for name in names) else names
+    return config_label_names(
+        AutoConfig.from_pretrained(model_args.teacher_model_name_or_path, **hub_kwargs(model_args))
+    )
 
 
 def check_token_types(tokenizer, config, role: str) -> None:

@@ -80,12 +80,12 @@ def count_items(batch: dict[str, Any], *, next_token: bool = False) -> torch.Ten
         tokens = reference.new_tensor(sequence.shape[0] * sequence.shape[1])
     else:
         tokens = num_examples
-    if next_token and sequence is not None:
-        positions = token_mask(labels, batch.get("attention_mask"), sequence.shape, sequence.device, next_token=True)
-        positions = positions.sum()
-    elif has_labels and labels.dim() >= 2 and not labels.is_floating_point():
-        positions = labels.ne(-100).sum()
-    else:
+    token_labels = has_labels and labels.dim() >= 2 and not labels.is_floating_point()
+    shaped = sequence if sequence is not None else labels if token_labels else None
+    if shaped is not None:
+        mask = token_mask(labels, batch.get("attention_mask"), shaped.shape, shaped.device, next_token=next_token)
+        positions = mask.sum()
+    else:  # no token sequence: its attended tokens, else one per example
         positions = tokens
     return torch.stack([num_examples, labelled, positions.float(), tokens.float()])
 

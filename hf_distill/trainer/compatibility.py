@@ -24,6 +24,7 @@ __all__ = [
     "check_task_term",
     "check_tokenizers",
     "check_vocabulary_fits",
+    "config_label_names",
     "is_causal_lm",
     "is_regression",
 ]
@@ -112,7 +113,7 @@ def check_distillable(student: nn.Module, teacher: nn.Module) -> None:
         _check_label_names(student_config, teacher_config)
 
 
-def _label_names(config) -> list[str] | None:
+def config_label_names(config) -> list[str] | None:
     """The labels' names in id order, or None when they are transformers' defaults (LABEL_0...): nothing to compare."""
     id2label = getattr(config, "id2label", None) or {}
     count = getattr(config, "num_labels", len(id2label))
@@ -123,7 +124,7 @@ def _label_names(config) -> list[str] | None:
 def _check_label_names(student_config, teacher_config) -> None:
     """The student's class i must be the teacher's class i: the same names in another order would teach every
     positive as a negative. Names that differ are said (they may be the same classes, renamed)."""
-    student_names, teacher_names = _label_names(student_config), _label_names(teacher_config)
+    student_names, teacher_names = config_label_names(student_config), config_label_names(teacher_config)
     if student_names is None or teacher_names is None:
         return
     student_lower, teacher_lower = [n.lower() for n in student_names], [n.lower() for n in teacher_names]
