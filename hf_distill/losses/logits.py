@@ -51,8 +51,9 @@ def kl_divergence_per_row(
     teacher_log_probs = torch.log_softmax(at_least_float32(teacher_logits) / temperature, dim=-1)
     teacher_probs = teacher_log_probs.exp()
     pointwise = teacher_probs * (teacher_log_probs - student_log_probs)
-    # 0 * log 0 = 0: a class the teacher gives no mass (a -inf logit) must not turn the row into NaN.
-    pointwise = torch.where(teacher_probs > 0, pointwise, torch.zeros_like(pointwise))
+    # 0 * log 0 = 0: a class the teacher gives no mass (a -inf logit) must not turn the row into NaN. `== 0`, not
+    # `> 0`: a NaN teacher (an overflowed fp16 one) keeps its NaN, where it hid as 0 beside a NaN gradient.
+    pointwise = torch.where(teacher_probs == 0, torch.zeros_like(pointwise), pointwise)
     return pointwise.sum(dim=-1)
 
 
@@ -199,8 +200,8 @@ def token_topk_kl_divergence(
     teacher_log_probs = teacher_topk_log_probs.to(student.dtype)
     teacher_probs = teacher_log_probs.exp()
     pointwise = teacher_probs * (teacher_log_probs - student_log_probs)
-    # 0 * log 0 = 0: a cached class with no teacher mass must not turn the position into NaN.
-    per_position = torch.where(teacher_probs > 0, pointwise, torch.zeros_like(pointwise)).sum(dim=-1)  # (N,)
+    # 0 * log 0 = 0: a cached class with no teacher mass must not turn the position into NaN (a NaN one stays NaN).
+    per_position = torch.where(teacher_probs == 0, torch.zeros_like(pointwise), pointwise).sum(dim=-1)  # (N,)
     if k < vocabulary:
         # clamp: rounding can make the cached top-k sum to a hair above 1.
         teacher_rest = (1 - teacher_probs.sum(dim=-1)).clamp(min=0)  # (N,)
@@ -213,7 +214,7 @@ def token_topk_kl_divergence(
             has_rest, torch.logsumexp(outside, dim=-1) - log_normaliser, float("-inf")
         )  # log(1 - sum_S q)
         # 0 log 0 = 0 on both sides: xlogy(r, r) = r log r, and no teacher rest adds nothing whatever the student's
-        cross = torch.where(teacher_rest > 0, teacher_rest * student_log_rest, torch.zeros_like(teacher_rest))
+        cross = torch.where(teacher_rest == 0, torch.zeros_like(teacher_rest), teacher_rest * student_log_rest)
         per_position = per_position + torch.xlogy(teacher_rest, teacher_rest) - cross
     # With k = V the rest bucket is empty for both distributions and contributes exactly 0; skipping it avoids the
     # logsumexp of an all -inf row (whose gradient is NaN).

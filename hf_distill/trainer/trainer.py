@@ -14,6 +14,7 @@ import torch
 from accelerate.utils import DistributedType
 from torch import nn
 from transformers import PreTrainedModel, Trainer
+from transformers.utils import is_torch_xla_available
 
 from hf_distill.cache.collator import TeacherCacheCollator
 from hf_distill.cache.store import (
@@ -314,7 +315,13 @@ class DistillationTrainer(
             value = total / counts[count_index(term.count(context.kind))]
             loss = loss + weight * value
             values.append(value.detach().float())
-        self._logged_term_sums += torch.stack(values)
+        step_values = torch.stack(values)
+        if self.args.logging_nan_inf_filter and not is_torch_xla_available():
+            # Trainer leaves a NaN or inf step out of the logged loss, adding the window's sum so far over (1 + its
+            # steps) instead: the terms do the same (no sync: a where), so the logged loss stays their weighted sum
+            window = 1 + self.state.global_step - self._logged_terms_since_step
+            step_values = torch.where(torch.isfinite(loss.detach()), step_values, self._logged_term_sums / window)
+        self._logged_term_sums += step_values
         return (loss, outputs) if return_outputs else loss
 
     def _smoothed_eval_loss(self, model: nn.Module, logits: torch.Tensor, labels: Any, loss: torch.Tensor):

@@ -222,6 +222,31 @@ def test_teacher_minus_infinity_logits_do_not_produce_nan():
     )
 
 
+def test_a_nan_teacher_row_gives_a_nan_loss_not_a_hidden_zero():
+    # A NaN teacher logit (an fp16 teacher that overflowed) made its row's KL 0 (the 0 log 0 rule's `p > 0` is False
+    # for NaN) while the student's gradient was NaN: the logged loss looked fine as the weights went NaN.
+    teacher = torch.tensor([[0.0, 1.0, 2.0], [float("nan"), 1.0, 2.0]])
+    for kl, student, teacher_logits in [
+        (losses.class_kl_divergence, torch.randn(2, 3), teacher),
+        (losses.token_kl_divergence, torch.randn(1, 2, 3), teacher[None]),
+    ]:
+        student.requires_grad_(True)
+        extra = {"mask": None} if kl is losses.token_kl_divergence else {}
+        value = kl(student_logits=student, teacher_logits=teacher_logits, temperature=2.0, **extra)
+        assert torch.isnan(value), kl.__name__
+    log_probs = torch.log_softmax(teacher[None] / 2.0, dim=-1)  # the cache's top-k, a NaN position among them
+    topk = losses.token_topk_kl_divergence(
+        student_logits=torch.randn(1, 2, 3), teacher_topk_log_probs=log_probs[..., :2],
+        teacher_topk_indices=torch.tensor([[[0, 1], [0, 1]]]), mask=None, temperature=2.0,
+    )  # fmt: skip
+    assert torch.isnan(topk)
+    full = losses.token_topk_kl_divergence(
+        student_logits=torch.randn(1, 2, 3), teacher_topk_log_probs=log_probs,
+        teacher_topk_indices=torch.tensor([[[0, 1, 2], [0, 1, 2]]]), mask=None, temperature=2.0,
+    )  # fmt: skip
+    assert torch.isnan(full)
+
+
 def test_regression_mse_matches_reference_and_has_no_temperature():
     student = torch.tensor([0.5, 2.0, -1.0], dtype=torch.float64)
     teacher = torch.tensor([1.0, 2.5, 1.0], dtype=torch.float64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pytest
 import tiny
@@ -991,3 +992,31 @@ def test_refuses_a_teacher_built_on_the_meta_device_when_constructed(tmp_path):
     meta = r"teacher's weights are on the meta device \(\d+ of them, the first 'bert\.embeddings\.word_embeddings\."
     with pytest.raises(ValueError, match=meta + r"weight.\).* from_pretrained"):
         make_trainer(tmp_path, tiny.classifier(layers=1), teacher, tiny.class_rows(4))
+
+
+@pytest.mark.parametrize("nan_filter", [True, False])
+def test_logged_loss_terms_follow_the_nan_inf_filter(tmp_path, nan_filter):
+    # Trainer's logging_nan_inf_filter (on by default) leaves a step whose loss is NaN or inf out of the logged loss,
+    # adding the window's average so far instead; the terms summed that step as they were, so loss_kd logged NaN
+    # beside a finite loss. They follow the filter: filtered, loss is still their weighted sum; unfiltered, NaN both.
+    teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
+
+    calls = []
+
+    def nan_on_the_last_step(module, args, outputs):
+        calls.append(1)
+        if len(calls) == 4:
+            outputs.logits = torch.full_like(outputs.logits, float("nan"))
+        return outputs
+
+    teacher.register_forward_hook(nan_on_the_last_step)
+    trainer = make_trainer(tmp_path, tiny.classifier(layers=1, seed=1, initializer_range=0.5), teacher,
+                           tiny.class_rows(16), logging_steps=4, max_steps=4, alpha_kd=0.3, alpha_task=0.7,
+                           logging_nan_inf_filter=nan_filter)  # fmt: skip
+    trainer.train()
+    (entry,) = [entry for entry in trainer.state.log_history if "loss" in entry]
+    if nan_filter:
+        assert math.isfinite(entry["loss"]) and math.isfinite(entry["loss_kd"]) and math.isfinite(entry["loss_task"])
+        assert entry["loss"] == pytest.approx(0.3 * entry["loss_kd"] + 0.7 * entry["loss_task"], rel=1e-4)
+    else:
+        assert math.isnan(entry["loss"]) and math.isnan(entry["loss_kd"])
