@@ -94,10 +94,13 @@ def attention_kl(
             "heads), or map the teacher's heads onto the student's first."
         )
     key_counted = _key_mask(mask, batch=batch, length=length)
+    # The cells of a counted query and a counted key (B, 1, L, L): an uncounted query's row is left without mass, so
+    # what a model put there (NaN too, which a counted row now keeps) reaches neither the value nor the gradient.
+    counted = None if key_counted is None else key_counted & key_counted.transpose(-1, -2)
     renormalised = _renormalised_from_log_probs if log_space else _renormalised_log_probs
     per_head = _kl_over_keys(
-        student_log_probs=renormalised(student_attentions, key_counted=key_counted),
-        teacher_log_probs=renormalised(teacher_attentions, key_counted=key_counted),
+        student_log_probs=renormalised(student_attentions, key_counted=counted),
+        teacher_log_probs=renormalised(teacher_attentions, key_counted=counted),
     )  # (B, H, L)
     return reduce_positions(per_head.mean(dim=1), mask=mask, temperature=1.0, reduction=reduction)
 
@@ -184,13 +187,15 @@ def _key_mask(mask: torch.Tensor | None, *, batch: int, length: int) -> torch.Te
 def _renormalised_log_probs(attentions: torch.Tensor, *, key_counted: torch.Tensor | None) -> torch.Tensor:
     """Log of the attention rows restricted to the counted keys and renormalised there; -inf where no mass."""
     probs = at_least_float32(attentions)
-    has_mass = probs > 0 if key_counted is None else key_counted & (probs > 0)
+    # `!= 0`, not `> 0`: a NaN probability (an overflowed half-precision model) is not a key without mass, it stays
+    # NaN (and its row with it) rather than the row being renormalised over the other keys
+    has_mass = probs != 0 if key_counted is None else key_counted & (probs != 0)
     ones = torch.ones_like(probs)
     # log of 1, not of 0, where there is no mass: log's gradient there would be 0 / 0 = NaN even when unused.
     log_probs = torch.where(has_mass, torch.log(torch.where(has_mass, probs, ones)), float("-inf"))
     mass = torch.where(has_mass, probs, torch.zeros_like(probs)).sum(dim=-1, keepdim=True)  # (B, H, L, 1)
     # a row with no mass on the counted keys stays all -inf (it carries no mass) rather than -inf - -inf = NaN.
-    log_mass = torch.log(torch.where(mass > 0, mass, torch.ones_like(mass)))
+    log_mass = torch.log(torch.where(mass == 0, torch.ones_like(mass), mass))
     return log_probs - log_mass
 
 
@@ -198,7 +203,8 @@ def _renormalised_from_log_probs(log_probs: torch.Tensor, *, key_counted: torch.
     """`_renormalised_log_probs` from log-probabilities: restricted to the counted keys, renormalised there by a
     logsumexp; -inf where no mass."""
     log_probs = at_least_float32(log_probs)
-    has_mass = log_probs > float("-inf") if key_counted is None else key_counted & (log_probs > float("-inf"))
+    # `!=`, not `>`: a NaN log-probability is kept (NaN), not taken for a key without mass
+    has_mass = log_probs != float("-inf") if key_counted is None else key_counted & (log_probs != float("-inf"))
     row_has_mass = has_mass.any(dim=-1, keepdim=True)
     # a row with no mass is summed as zeros (its logsumexp over -inf alone would be -inf, and -inf - -inf NaN), and
     # stays all -inf: it carries no mass

@@ -94,6 +94,28 @@ def test_attention_kl_with_nothing_counted_is_zero_with_finite_gradients():
     assert all(torch.isfinite(gradient).all() for gradient in torch.autograd.grad(got, (student, teacher)))
 
 
+def test_a_nan_attention_on_a_counted_key_gives_nan_and_one_on_padding_changes_nothing():
+    # A NaN probability failed `p > 0` and was read as a key without mass: the row was renormalised over the others
+    # and the loss stayed finite, hiding a teacher that overflowed. At a counted key it is NaN now; padding still
+    # changes nothing.
+    generator = torch.Generator().manual_seed(15)
+    student = softmax_attentions((3, 2, 5, 5), generator=generator)
+    teacher = softmax_attentions((3, 2, 5, 5), generator=generator)
+    expected = losses.attention_kl(student_attentions=student, teacher_attentions=teacher, mask=MASK)
+    for log_space in (False, True):
+        inputs = {"student_attentions": student, "teacher_attentions": teacher}
+        if log_space:
+            inputs = {name: values.log() for name, values in inputs.items()}
+        for name in inputs:
+            at_counted, at_padding = inputs[name].clone(), inputs[name].clone()
+            at_counted[0, 1, 2, 1] = float("nan")  # example 0 counts keys 0..2 and query 2
+            at_padding[0, 1, 2, 4] = float("nan")  # key 4 of example 0 is padding
+            got = losses.attention_kl(**{**inputs, name: at_counted}, mask=MASK, log_space=log_space)
+            assert torch.isnan(got), (name, log_space)
+            got = losses.attention_kl(**{**inputs, name: at_padding}, mask=MASK, log_space=log_space)
+            assert got.item() == pytest.approx(expected.item(), abs=1e-10), (name, log_space)
+
+
 def test_attention_kl_gradcheck_with_padding():
     generator = torch.Generator().manual_seed(14)
     student = softmax_attentions((2, 2, 3, 3), generator=generator).requires_grad_(True)
