@@ -621,6 +621,28 @@ def test_retention_of_a_partly_run_variant_uses_the_teachers_of_the_seeds_it_ran
     assert "| 100.0% |" in run_results.render(results)
 
 
+@pytest.mark.parametrize("teacher", [0.0, -0.05])
+def test_a_teacher_at_or_below_zero_has_no_retention(teacher):
+    # CoLA's Matthews correlation is 0 for a teacher that predicts one class and negative for one worse than chance:
+    # the ratio divided by 0 (ZeroDivisionError after results.json was written, so every later --render failed too)
+    # or called a worse student a higher retention (-0.10 / -0.05 = 200%).
+    metrics = {"sst2": "accuracy", "mrpc": "f1", "stsb": "pearson", "cola": "matthews_correlation"}
+    results = {"teacher_base": "base", "tasks": {}}
+    for task, metric in metrics.items():
+        for variant in ("ours", "labels_only", "recipe", "ours_transfer"):
+            scores = outcome(-0.10 if task == "cola" else 0.80, teacher if task == "cola" else 0.85)
+            scores[f"eval_{metric}"], scores[f"teacher_eval_{metric}"] = scores.pop("eval_accuracy"), scores.pop(
+                "teacher_eval_accuracy")  # fmt: skip
+            run_results.record(results, task, 42, variant, scores, ["--seed", "42"], True)
+    entry = results["tasks"]["cola"]
+    assert run_results.retention_of(entry, "ours") is None and run_results.retention_of(entry, "ours_transfer") is None
+    page = run_results.render(results)
+    row = next(line for line in page.splitlines() if line.startswith("| cola |"))  # the main table's
+    assert row.split(" | ")[11] == "–"
+    assert "over the 3 task(s) of this table (sst2, mrpc, stsb):" in page
+    assert "cola's teacher scores" in page and "200.0%" not in page
+
+
 def test_the_recommended_intermediate_config_is_the_task_config_plus_the_searched_terms():
     import shlex
 
