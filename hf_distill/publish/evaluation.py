@@ -151,18 +151,23 @@ def evaluate_in_place(evaluator: Trainer, model: Any, dataset: Any, metric_key_p
     try:
         for batch in evaluator.get_eval_dataloader(dataset):
             batch = evaluator._prepare_inputs(batch)
-            with accelerator.autocast():
-                output = model(**batch)
-            batches += 1
             label_names = [name for name in evaluator.label_names if name in batch]
-            loss, logits = _loss_and_logits(output, has_labels=bool(label_names))
+            label = batch[label_names[0]] if label_names else None  # before compute_loss, which may pop it
+            with accelerator.autocast():
+                if label_names:  # the evaluator's own loss, as its prediction_step takes it (label smoothing too)
+                    loss, output = evaluator.compute_loss(model, batch, return_outputs=True)
+                else:
+                    loss, output = None, model(**batch)
+            batches += 1
+            # a tuple output starts with the loss when the model was given the labels (a label smoother pops them)
+            _, logits = _loss_and_logits(output, has_labels=bool(label_names) and label_names[0] in batch)
             if loss is not None:
                 loss = loss.detach().float().reshape(1).repeat(len(logits))
                 losses = _append(losses, accelerator.gather_for_metrics(loss))
             logits = accelerator.pad_across_processes(logits.detach().float(), dim=1, pad_index=-100)
             predictions = _append(predictions, accelerator.gather_for_metrics(logits))
-            if label_names:
-                label = accelerator.pad_across_processes(batch[label_names[0]], dim=1, pad_index=-100)
+            if label is not None:
+                label = accelerator.pad_across_processes(label, dim=1, pad_index=-100)
                 labels = _append(labels, accelerator.gather_for_metrics(label))
     finally:
         model.train(was_training)
@@ -171,6 +176,9 @@ def evaluate_in_place(evaluator: Trainer, model: Any, dataset: Any, metric_key_p
         computed = evaluator.compute_metrics(EvalPrediction(predictions=predictions.numpy(), label_ids=labels.numpy()))
         metrics.update({f"{metric_key_prefix}_{key}": value for key, value in computed.items()})
     if losses is not None:
+        finite = torch.isfinite(losses)
+        if evaluator.args.logging_nan_inf_filter and finite.any():  # as Trainer's evaluation loop leaves them out
+            losses = losses[finite]
         metrics[f"{metric_key_prefix}_loss"] = losses.mean().item()
     num_samples = 0 if predictions is None else len(predictions)
     metrics.update(speed_metrics(metric_key_prefix, start, num_samples=num_samples, num_steps=batches))

@@ -17,11 +17,11 @@ def accuracy(prediction) -> dict[str, float]:
     return {"accuracy": float(np.mean(prediction.predictions.argmax(-1) == prediction.label_ids))}
 
 
-def side_by_side(tmp_path, monkeypatch, *, engine: bool) -> tuple[dict[str, float], list[str]]:
+def side_by_side(tmp_path, monkeypatch, *, engine: bool, **args) -> tuple[dict[str, float], list[str]]:
     teacher = tiny.classifier(layers=2, num_labels=3, seed=0, initializer_range=0.5)
     student = tiny.classifier(layers=1, num_labels=3, seed=1, initializer_range=0.5)
     trainer = DistillationTrainer(
-        model=student, teacher_model=teacher, args=make_args(tmp_path), data_collator=tiny.collate
+        model=student, teacher_model=teacher, args=make_args(tmp_path, **args), data_collator=tiny.collate
     )
     if engine:  # what Trainer reports under FSDP or DeepSpeed, which Accelerate runs on no CPU
         trainer.is_fsdp_enabled = True
@@ -37,12 +37,17 @@ def side_by_side(tmp_path, monkeypatch, *, engine: bool) -> tuple[dict[str, floa
     return evaluation.evaluate_side_by_side(trainer, teacher, splits, tiny.collate, accuracy), calls
 
 
-def test_a_whole_teacher_under_an_engine_is_scored_in_place_as_a_trainer_scores_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("label_smoothing_factor", [0.0, 0.2])
+def test_a_whole_teacher_under_an_engine_is_scored_in_place_as_a_trainer_scores_it(
+    tmp_path, monkeypatch, label_smoothing_factor
+):
     # Under FSDP2, a new Trainer would `accelerator.prepare` the teacher, which accelerate 1.15 refuses without an
     # optimizer (seen on an H200 with --student_training labels_only's path): the teacher is scored in place instead.
-    through_trainer, calls = side_by_side(tmp_path / "plain", monkeypatch, engine=False)
+    # Its loss is the evaluator's, label smoothing included (in place, it was the model's own, unsmoothed loss).
+    smoothing = {"label_smoothing_factor": label_smoothing_factor}
+    through_trainer, calls = side_by_side(tmp_path / "plain", monkeypatch, engine=False, **smoothing)
     assert calls == []
-    in_place, calls = side_by_side(tmp_path / "engine", monkeypatch, engine=True)
+    in_place, calls = side_by_side(tmp_path / "engine", monkeypatch, engine=True, **smoothing)
     assert calls == ["teacher_eval", "teacher_eval"]
     timings = ("runtime", "per_second", "preparation_time")
     keys = sorted(key for key in through_trainer if not any(timing in key for timing in timings))
@@ -194,3 +199,15 @@ def test_scoring_under_a_half_precision_eval_leaves_both_models_in_float32(tmp_p
     evaluation.evaluate_side_by_side(trainer, teacher, {"validation": tiny.class_rows(6)}, tiny.collate, accuracy)
     assert next(student.parameters()).dtype == torch.float32
     assert next(teacher.parameters()).dtype == torch.float32
+
+
+def test_in_place_leaves_a_non_finite_batch_loss_out_as_trainer_does(tmp_path):
+    # Trainer's evaluation loop, with logging_nan_inf_filter on (its default), leaves the non-finite batch losses out
+    # of eval_loss (a NaN-labelled regression row makes its batch's MSE NaN); in place, eval_loss was NaN.
+    teacher = tiny.classifier(layers=2, num_labels=1, seed=0).eval()
+    rows = tiny.class_rows(21, seed=3, regression=True)
+    rows.rows[2]["labels"] = float("nan")  # in the first batch of 8
+    evaluator = evaluation.LabelsTrainer(model=teacher, args=make_args(tmp_path), data_collator=tiny.collate)
+    through_trainer = evaluator.evaluate(eval_dataset=rows, metric_key_prefix="teacher_eval")["teacher_eval_loss"]
+    in_place = evaluation.evaluate_in_place(evaluator, teacher, rows, metric_key_prefix="teacher_eval")
+    assert np.isfinite(through_trainer) and in_place["teacher_eval_loss"] == pytest.approx(through_trainer, rel=1e-6)
