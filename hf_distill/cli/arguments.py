@@ -129,12 +129,13 @@ def parse_arguments(
     """Parses ``[CONFIG.yaml] [--flag value ...]``; flags override the YAML. Returns the three dataclasses and the
     config path. `data_class` is the entry point's data arguments (the GLUE script's `DataArguments` by default).
     """
-    parser = HfArgumentParser((ModelArguments, data_class, DistillationTrainingArguments))
+    parser = _Parser((ModelArguments, data_class, DistillationTrainingArguments))
     config_path = None
     if argv and argv[0].endswith((".yaml", ".yml")):
         config_path, argv = argv[0], argv[1:]
     options = {f.name for dataclass_type in parser.dataclass_types for f in fields(dataclass_type) if f.init}
     given = {name for token in argv if token.startswith("--") and (name := _option_named(token, options))}
+    parser.config_path, parser.given = config_path, given
     if config_path is not None:
         # A student chosen by flag replaces the config's choice (one of the three options is allowed).
         replaced = set(STUDENT_CHOICES) if given & set(STUDENT_CHOICES) else set()
@@ -156,6 +157,24 @@ def parse_arguments(
         )
         raise ValueError(f"Unknown command-line argument(s) {_shown(remaining)}: {hint}.")
     return model_args, data_args, training_args, config_path
+
+
+class _Parser(HfArgumentParser):
+    """`HfArgumentParser` whose errors are one line, a `ValueError` (which `run_entry_point` prints), naming the config
+    file a bad value came from: argparse printed the usage of every option (155 lines) before the error itself."""
+
+    config_path: str | None = None
+    given: set[str] = set()
+
+    def error(self, message: str):
+        # an ambiguous prefix is quoted with its value (`--hub=hf_...` could match --hub_token): the flag alone
+        message = re.sub(r"(ambiguous option: [^\s=]+)=\S*", r"\1", message)
+        named = re.match(r"argument (--[\w-]+)", message)
+        option = named.group(1)[2:].replace("-", "_") if named else None
+        where = ""
+        if self.config_path is not None and option is not None and option not in self.given:
+            where = f" (the value of {option!r} in {self.config_path})"
+        raise ValueError(f"{message}{where}: see --help for the options.")
 
 
 def _home_expanded(argv: list[str], options: set[str]) -> list[str]:
@@ -183,8 +202,7 @@ def _shown(remaining: list[str]) -> list[str]:
     for token in remaining:
         if token.startswith("-"):
             flag, equals, value = token.partition("=")
-            name = flag.lstrip("-").replace("-", "_").lower()  # -token, --HF_TOKEN, --Hub-Token=...
-            secret = "tok" in name or name.startswith("hub_t") or "secret" in name or "key" in name
+            secret = _is_secret(flag)  # -token, --HF_TOKEN, --Hub-Token=...
             shown.append(flag + (f"={'<redacted>' if secret else value}" if equals else ""))
             hide_next = secret and not equals
         else:
@@ -288,16 +306,35 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
             value = int(value)  # `max_steps: 1e4`
         if isinstance(value, list) and key in COMMA_SEPARATED:  # `student_layers: [0, 3]` means "0,3"
             value = ",".join(_scalar(item) for item in value)
+        secret = _is_secret(key)
         if isinstance(value, list) and "list" not in takes:
+            shown = "<redacted>" if secret else (value[0] if value else "...")
             raise ValueError(
-                f"{key!r} in {path} is a list ({value!r}), but {key} takes one value of type {takes}. Give a single "
-                "value, e.g. " + f"{key}: {value[0] if value else '...'}."
+                f"{key!r} in {path} is a list ({'<redacted>' if secret else repr(value)}), but {key} takes one value "
+                f"of type {takes}. Give a single value, e.g. {key}: {shown}."
             )
+        if isinstance(value, list):  # each item as a top-level value is read: no YAML boolean, text as written
+            items = written.get(key) if isinstance(written.get(key), list) else [None] * len(value)
+            for item, as_written in zip(value, items):
+                if isinstance(item, bool) and "bool" not in takes:
+                    raise ValueError(
+                        f"{key!r} in {path} holds the YAML boolean {str(item).lower()} (an unquoted no, off, yes or "
+                        f"on is read as one), but {key} takes values of type {takes}: quote the text you mean, e.g. "
+                        f'"{as_written or "no"}".'
+                    )
+            if "str" in takes and all(isinstance(item, str) for item in items):
+                value = [
+                    as_written if isinstance(item, int | float) and not isinstance(item, bool) else item
+                    for item, as_written in zip(value, items)
+                ]  # `text_column: [sentence, 1.10]` is the column "1.10", not "1.1"
         if isinstance(value, bool) and "bool" not in takes and f"Literal[{value}]" not in takes:
             # YAML 1.1 reads an unquoted no/off/yes/on as a boolean: `eval_strategy: no` arrived as "false"
-            fix = f'quote the text you mean, e.g. {key}: "{written.get(key, "no")}"' if "str" in takes else (
-                f"give a value of that type, e.g. {key}: 1"
-            )  # fmt: skip
+            if key == "resume_from_checkpoint":  # quoted, "false" would be a checkpoint folder's name
+                fix = "remove the key to start afresh, or give the checkpoint folder to resume from"
+            elif "str" in takes:
+                fix = f'quote the text you mean, e.g. {key}: "{written.get(key, "no")}"'
+            else:
+                fix = f"give a value of that type, e.g. {key}: 1"
             raise ValueError(
                 f"{key!r} in {path} is the YAML boolean {str(value).lower()} (an unquoted no, off, yes or on is read "
                 f"as one), but {key} takes a value of type {takes}: {fix}."
@@ -314,11 +351,24 @@ def _yaml_to_flags(path: Path, parser: HfArgumentParser, replaced: set[str] = fr
     return flags
 
 
-def _as_written(node) -> dict[str, str]:
-    """The top-level scalar values of a config's YAML tree as written, by key."""
+def _as_written(node) -> dict[str, str | list[str | None]]:
+    """The top-level scalar values of a config's YAML tree as written, by key; a list's items too (None for an item
+    that is no scalar)."""
     if not isinstance(node, yaml.MappingNode):
         return {}
-    return {key.value: value.value for key, value in node.value if isinstance(value, yaml.ScalarNode)}
+    written: dict[str, str | list[str | None]] = {}
+    for key, value in node.value:
+        if isinstance(value, yaml.ScalarNode):
+            written[key.value] = value.value
+        elif isinstance(value, yaml.SequenceNode):
+            written[key.value] = [item.value if isinstance(item, yaml.ScalarNode) else None for item in value.value]
+    return written
+
+
+def _is_secret(name: str) -> bool:
+    """An option whose value may be a secret (a Hub token): never printed."""
+    name = name.lstrip("-").replace("-", "_").lower()
+    return "tok" in name or name.startswith("hub_t") or "secret" in name or "key" in name
 
 
 def _declared_type(dataclass_type: type, field: Any) -> Any:

@@ -164,3 +164,42 @@ def test_yaml_merge_keys_still_merge():
 
     text = "base: &b {min_lr: 1e-6, warmup: 2}\nkwargs:\n  <<: *b\n  warmup: 3\n"
     assert yaml.load(text, Loader=_ConfigLoader)["kwargs"] == {"min_lr": 1e-6, "warmup": 3}
+
+
+def test_a_value_the_parser_refuses_is_one_line_naming_the_config_it_came_from(tmp_path):
+    # argparse printed the usage of every option (155 lines) and exited, the error itself on the last line
+    with pytest.raises(ValueError, match=r"^argument --seed: invalid int value: 'abc': see --help for the options\.$"):
+        parsed(tmp_path, "--student_num_layers", "1", "--seed", "abc")
+    in_config = r"invalid int value: 'abc' \(the value of 'seed' in \S*c\.yaml\): see --help"
+    with pytest.raises(ValueError, match=in_config):
+        parsed(tmp_path, "--student_num_layers", "1", config="seed: abc\n")
+    with pytest.raises(ValueError) as ambiguous:  # a prefix of several options, quoted with a secret as its value
+        parsed(tmp_path, "--student_num_layers", "1", "--hub=hf_SECRETVALUE")
+    assert "ambiguous option: --hub could match" in str(ambiguous.value) and "SECRET" not in str(ambiguous.value)
+
+
+def test_a_hub_token_given_as_a_yaml_list_is_never_printed(tmp_path):
+    with pytest.raises(ValueError, match=r"'hub_token' in \S* is a list \(<redacted>\)") as refused:
+        parsed(tmp_path, "--student_num_layers", "1", config="hub_token: [hf_SECRETVALUE]\n")
+    assert "SECRET" not in str(refused.value)
+
+
+def test_resume_from_checkpoint_false_is_told_to_remove_the_key_not_to_quote_it(tmp_path):
+    # quoted as advised, "false" became a checkpoint folder's name, which check_checkpoint then refused
+    with pytest.raises(ValueError, match="remove the key to start afresh, or give the checkpoint folder") as refused:
+        parsed(tmp_path, "--student_num_layers", "1", config="resume_from_checkpoint: false\n")
+    assert "quote the text" not in str(refused.value)
+
+
+def test_the_items_of_a_yaml_list_are_read_as_a_single_value_is(tmp_path):
+    # `text_column: [no, 1.10]` became the columns "False" and "1.1": a YAML boolean in a list is refused as a
+    # single one is, and a number is the text as written
+    with pytest.raises(ValueError, match=r"'text_column' in \S* holds the YAML boolean false .*e\.g\. \"no\""):
+        parsed(tmp_path, "--student_num_layers", "1", config="text_column: [sentence, no]\n")
+    config = tmp_path / "own.yaml"
+    config.write_text("text_column: [sentence, 1.10]\n")
+    flags = ["--teacher_model_name_or_path", "bert-base-uncased", "--train_file", str(tmp_path / "t.csv"),
+             "--validation_split_size", "2", "--output_dir", str(tmp_path / "o"), "--use_cpu", "true",
+             "--student_num_layers", "1"]  # fmt: skip
+    _, data_args, _, _ = parse_arguments([str(config), *flags])
+    assert data_args.text_column == ["sentence", "1.10"]
