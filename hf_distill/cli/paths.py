@@ -11,13 +11,13 @@ __all__ = ["PACKAGE_PREFIX", "PATH_OPTIONS", "TEACHER_RECORD", "hub_id_of", "rec
 
 PACKAGE_PREFIX = "package:"
 
-# The options naming a local file or folder (or a Hub id). A leading ~ in one is the user's home, as a shell reads it:
-# a YAML value or `--flag=~/x` reaches the script unexpanded (arguments.py expands it); the run record compares them
-# by where they resolve (run_record.py).
+# The options naming a local file or folder (or a Hub id: distill_mlm's --dataset_name may be either). A leading ~ in
+# one is the user's home, as a shell reads it: a YAML value or `--flag=~/x` reaches the script unexpanded
+# (arguments.py expands it); the run record compares them by where they resolve (run_record.py).
 PATH_OPTIONS = frozenset(
     {"teacher_model_name_or_path", "student_model_name_or_path", "data_dir", "train_file", "validation_file",
      "unlabeled_file", "augment_mlm_model", "teacher_cache_dir", "cache_dir", "output_dir", "logging_dir",
-     "resume_from_checkpoint"}
+     "resume_from_checkpoint", "dataset_name"}
 )  # fmt: skip
 
 

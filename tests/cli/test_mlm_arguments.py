@@ -42,3 +42,22 @@ def test_help_prints_for_each_entry_point(capsys, entry):
     assert "--teacher_model_name_or_path" in printed and "--temperature" in printed
     if entry == "distill_mlm":
         assert "(80% [MASK], 10% random, 10% kept)" in " ".join(printed.split())  # wrapped to the terminal
+
+
+def test_a_local_dataset_folder_is_recorded_by_where_it_resolves_never_as_its_path(tmp_path, monkeypatch):
+    # --dataset_name may be a saved dataset's folder: the run record (every checkpoint's) wrote it verbatim, a machine
+    # path, and a resume that spelt the same folder another way was refused as other settings
+    from hf_distill.cli.run_record import run_settings
+    from hf_distill.trainer.arguments import DistillationTrainingArguments
+
+    folder = tmp_path / "my_private_corpus"
+    folder.mkdir()
+    training_args = DistillationTrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
+    monkeypatch.chdir(tmp_path)
+    no_model = dataclasses.make_dataclass("NoModel", [])()
+    settings = [
+        run_settings(no_model, MlmDataArguments(dataset_name=name, validation_split_size=1), training_args)
+        for name in (str(folder), "my_private_corpus", "org/hub-dataset")
+    ]
+    assert settings[0]["dataset_name"] == settings[1]["dataset_name"] and "resolves_to" in settings[0]["dataset_name"]
+    assert "my_private_corpus" not in str(settings[0]) and settings[2]["dataset_name"] == "org/hub-dataset"
