@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import transformers
+import yaml
 
 from hf_distill.publish.model_card import sanitize_command
 
@@ -20,9 +21,22 @@ __all__ = ["run_entry_point", "script_argv", "setup_logging"]
 
 def script_argv(script: str, argv: Sequence[str] | None, default_config: Path) -> tuple[list[str], str]:
     """The arguments to parse (the default config when none were given) and the command to state on the card."""
-    argv = list(sys.argv[1:] if argv is None else argv) or [str(default_config)]
+    argv = list(sys.argv[1:] if argv is None else argv)
     repository = Path(default_config).resolve().parents[2]  # configs/<kind>/<file>.yaml
+    if not argv:
+        argv = [str(default_config), *_demo_output_in(repository, default_config)]
     return argv, sanitize_command(["python", f"scripts/{script}", *argv], root=repository)
+
+
+def _demo_output_in(repository: Path, default_config: Path) -> list[str]:
+    """The default (demo) config's relative output_dir is the repository's, wherever the script is run from: it also
+    sets overwrite_output_dir, and from another folder it replaced whatever that folder's outputs/demo held."""
+    values = yaml.safe_load(Path(default_config).read_text()) or {}
+    output_dir = values.get("output_dir")
+    if not output_dir or Path(output_dir).is_absolute() or Path.cwd().resolve() == repository:
+        return []
+    overwrite = ["--overwrite_output_dir", "true"] if values.get("overwrite_output_dir") else []
+    return ["--output_dir", str(repository / output_dir), *overwrite]
 
 
 def setup_logging() -> None:

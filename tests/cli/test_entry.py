@@ -3,6 +3,8 @@ traceback."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import tiny
 import torch
@@ -111,3 +113,28 @@ def test_an_os_error_from_anywhere_else_keeps_its_traceback(teardowns):
     with pytest.raises(OSError, match="No space left"):
         entry.run_entry_point(main, "distill_glue.py")
     assert teardowns == []
+
+
+@pytest.mark.parametrize(("script", "config"), [("distill_glue.py", "offline/demo.yaml"),
+                                                ("distill_mlm.py", "mlm/tiny_demo.yaml")])  # fmt: skip
+def test_the_default_demo_writes_into_the_repositorys_outputs_from_any_folder(tmp_path, monkeypatch, script, config):
+    # the demo config's output_dir (outputs/demo) with its overwrite_output_dir was read against the working folder:
+    # run from another project, the demo replaced that project's outputs/demo without asking
+    import yaml
+
+    from hf_distill.cli.arguments import parse_arguments
+    from hf_distill.cli.entry import script_argv
+    from hf_distill.cli.mlm_arguments import MlmDataArguments
+
+    repository = Path(__file__).resolve().parents[2]
+    default = repository / "configs" / config
+    monkeypatch.chdir(repository)
+    assert script_argv(script, [], default)[0] == [str(default)]  # from the repository: the README's command as it is
+    monkeypatch.chdir(tmp_path)
+    argv, command = script_argv(script, [], default)
+    data_class = MlmDataArguments if script == "distill_mlm.py" else None
+    _, data_args, training_args, _ = parse_arguments(argv, **({"data_class": data_class} if data_class else {}))
+    expected = repository / yaml.safe_load(default.read_text())["output_dir"]
+    assert Path(training_args.output_dir) == expected and data_args.overwrite_output_dir
+    assert str(repository) not in command and f"--output_dir {expected.relative_to(repository)}" in command
+    assert script_argv(script, ["--help"], default)[0] == ["--help"]  # given arguments: as they are
