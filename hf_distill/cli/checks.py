@@ -34,6 +34,7 @@ __all__ = [
     "check_teacher_cache_dir",
     "check_teacher_head",
     "check_training_numbers",
+    "check_unread_training_options",
 ]
 
 
@@ -383,6 +384,34 @@ def warn_of_unread_options(model_args, data_args, training_args) -> None:
         )
 
 
+def check_unread_training_options(training_args) -> None:
+    """Refuses the `TrainingArguments` the scripts never read, where a run would do other than they ask: the scripts
+    always train, then score on the evaluation split(s) with predictions concatenated, and push once, at the end."""
+    given = getattr(training_args, "hf_distill_command_line_options", None) or set()
+    if "do_train" in given and not training_args.do_train:
+        raise ValueError(
+            "--do_train false: this script always trains a student (it has no evaluation-only mode; with "
+            "--overwrite_output_dir it would replace the model in --output_dir). Drop --do_train, and score a saved "
+            "student with transformers' Trainer.evaluate."
+        )
+    if training_args.do_predict:
+        raise ValueError(
+            "--do_predict: this script writes no test-set predictions (GLUE's test labels are hidden). Drop "
+            "--do_predict, and predict with the saved student."
+        )
+    if not training_args.eval_do_concat_batches:
+        raise ValueError(
+            "--eval_do_concat_batches false: the metrics are taken over the whole evaluation split, from the "
+            "predictions of every batch together. Drop --eval_do_concat_batches."
+        )
+    strategy = str(getattr(training_args.hub_strategy, "value", training_args.hub_strategy))
+    if training_args.push_to_hub and strategy in ("checkpoint", "all_checkpoints"):
+        raise ValueError(
+            f"--hub_strategy {strategy}: the script pushes the student once, at the end, with its card, and no "
+            "checkpoint. Drop --hub_strategy (to resume elsewhere, copy the checkpoint folder)."
+        )
+
+
 def check_launched_processes(training_args) -> None:
     """Refuses a launch of several processes (torchrun, WORLD_SIZE > 1) that the training arguments run as one each:
     on a machine without a GPU, transformers leaves distributed training off unless --use_cpu is given, and every
@@ -416,6 +445,7 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     `--hub_token` out of the arguments. Returns the token to push with, or None when nothing is to be pushed.
     """
     check_launched_processes(training_args)
+    check_unread_training_options(training_args)
     check_output_is_no_model_read(model_args, training_args)
     check_output_dir(
         Path(training_args.output_dir),

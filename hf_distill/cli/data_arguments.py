@@ -273,6 +273,12 @@ class DataArguments:
                 f"--label_column {self.label_column!r} goes with --train_file (your own data); --task_name "
                 f"{task.name} reads the task's own label: drop --label_column."
             )
+        if self.file_encoding != "utf-8" and self.unlabeled_file is None:
+            raise ValueError(
+                f"--file_encoding {self.file_encoding!r} is the encoding of your own files (--train_file, "
+                f"--validation_file, --unlabeled_file), but --task_name {task.name} reads the task's UTF-8 files: "
+                "drop --file_encoding."
+            )
 
     def _check_regression_rows(self) -> None:
         """Pearson and Spearman fail on one row, at the first evaluation: after a teacher fine-tune or an epoch."""

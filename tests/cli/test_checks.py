@@ -321,3 +321,41 @@ def test_unread_options_from_a_config_are_not_said(tmp_path, caplog):
         assert "never reads" not in caplog.text
         warn_of_unread_options(*parse_arguments([*argv, "--alpha-kd=0.8"])[:3])
     assert "never reads --alpha_kd 0.8 (" in caplog.text and "temperature" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--do_train", "false"], r"--do_train false: this script always trains a student"),
+        (["--do_predict", "true"], r"--do_predict: this script writes no test-set predictions"),
+        (["--eval_do_concat_batches", "false"], r"--eval_do_concat_batches false: the metrics are taken over the "),
+        (["--push_to_hub", "true", "--hub_model_id", "me/x", "--hub_strategy", "checkpoint"],
+         r"--hub_strategy checkpoint: the script pushes the student once, at the end"),
+    ],
+)  # fmt: skip
+def test_training_options_the_scripts_never_read_are_refused_before_anything_runs(tmp_path, flags, message):
+    # they were accepted without a word: `--do_train false --do_eval true`, the usual way to score a saved model,
+    # trained (and with --overwrite_output_dir replaced it); unconcatenated predictions crashed the metrics after
+    # training; checkpoints were never pushed
+    from hf_distill.cli.arguments import parse_arguments
+    from hf_distill.cli.checks import check_before_loading
+
+    model_args, data_args, training_args, _ = parse_arguments(
+        ["--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--student_num_layers", "1",
+         "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", *flags]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        check_before_loading(model_args, data_args, training_args)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_training_options_the_scripts_read_as_given_pass(tmp_path):
+    from hf_distill.cli.arguments import parse_arguments
+    from hf_distill.cli.checks import check_unread_training_options
+
+    for flags in (["--do_train", "true", "--do_eval", "false"], ["--hub_strategy", "end"], []):
+        training_args = parse_arguments(
+            ["--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--student_num_layers", "1",
+             "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", *flags]
+        )[2]  # fmt: skip
+        check_unread_training_options(training_args)

@@ -26,6 +26,9 @@ OWN = {"train_file": "/nowhere/train.csv", "text_column": ["text"], "validation_
         ({"label_column": "y"},
          r"--label_column 'y' goes with --train_file \(your own data\); --task_name sst2 reads the task's own label: "
          r"drop --label_column\.$"),
+        ({"file_encoding": "latin-1"},
+         r"--file_encoding 'latin-1' is the encoding of your own files .*--task_name sst2 reads the task's UTF-8 "
+         r"files: drop --file_encoding\.$"),
     ],
 )  # fmt: skip
 def test_options_of_your_own_files_are_refused_with_a_glue_task(extra, message):
@@ -34,8 +37,12 @@ def test_options_of_your_own_files_are_refused_with_a_glue_task(extra, message):
         DataArguments(**GLUE, **extra)
 
 
-def test_the_default_label_column_is_fine_with_a_glue_task():
+def test_the_default_label_column_is_fine_with_a_glue_task(tmp_path):
     assert DataArguments(**GLUE, label_column="label").task_name == "sst2"
+    # the encoding of an unlabelled file beside the task's own (the GLUE files are read as UTF-8 whatever it says)
+    unlabeled = tmp_path / "u.csv"
+    unlabeled.write_text("sentence\nfine\n")
+    assert DataArguments(**GLUE, file_encoding="latin-1", unlabeled_file=str(unlabeled)).file_encoding == "latin-1"
 
 
 def test_data_dir_is_refused_with_your_own_files():
