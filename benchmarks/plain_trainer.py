@@ -23,7 +23,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import distill_glue  # noqa: E402
 
 import hf_distill.cli.training as training  # noqa: E402
+from hf_distill.cli.entry import run_entry_point  # noqa: E402
 
 if __name__ == "__main__":
     training.LabelsTrainer = transformers.Trainer  # make_trainer's labels_only / pseudo_labels trainer
-    distill_glue.main(sys.argv[1:])
+    # as distill_glue.py runs: bad input is one line and exit 2, and a distributed run ends on every rank
+    run_entry_point(lambda: distill_glue.main(sys.argv[1:]), "plain_trainer.py")

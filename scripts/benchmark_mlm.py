@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--smoke", action="store_true")
     options = parser.parse_args()
+    if options.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA GPU (torch.cuda.is_available() is False): pass --device cpu")
     teacher, student, inputs = setup(options.smoke, options.device)
     student.train()
     trainers = {}

@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--examples", type=positive_int, help="transfer sentences (default: all 63,349)")
     parser.add_argument("--repeats", type=positive_int, help="rounds (default 2)")
     parser.add_argument("--max_length", type=positive_int, default=64)
-    parser.add_argument("--eval_batch_size", type=positive_int, default=128)
+    parser.add_argument("--eval_batch_size", type=positive_int, help="the labelling passes' batch (default 128)")
     parser.add_argument("--smoke", action="store_true", help="256 sentences, one round: checks, times nothing")
     parser.add_argument(
         "--parts",
@@ -149,6 +149,9 @@ def main() -> None:
     )
     options = parser.parse_args()
     refuse_sizes_with_smoke(parser, options, "examples", "repeats")
+    if options.eval_batch_size is not None and "labelling" not in options.parts:
+        parser.error("--eval_batch_size sets the labelling passes' batch, but --parts has no labelling: drop it")
+    options.eval_batch_size = options.eval_batch_size or 128
     if options.smoke:
         options.examples, options.repeats = 256, 1
     options.examples, options.repeats = options.examples or 63349, options.repeats or 2

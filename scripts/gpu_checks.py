@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -215,6 +216,10 @@ def main() -> None:
                         help="an SST-2 run on a GPU passes at this student dev accuracy or above (chance ~0.5; the "
                         "same config scored 0.82 on a CPU, docs/results.md)")  # fmt: skip
     options = parser.parse_args()
+    if options.budget_s is not None and not (math.isfinite(options.budget_s) and options.budget_s > 0):
+        parser.error(f"--budget_s must be a number of seconds > 0, got {options.budget_s}: e.g. 560")
+    if not 0 <= options.min_accuracy <= 1:
+        parser.error(f"--min_accuracy is a fraction in [0, 1], got {options.min_accuracy}: e.g. 0.75, not 75")
     out = Path(options.out)
     work = Path(options.work or tempfile.mkdtemp(prefix="gpu_checks_"))
     data_dir = Path(options.data_dir).resolve()

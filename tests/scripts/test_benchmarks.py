@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from scripts_under_test import load_script as _script
 
 
@@ -108,7 +109,11 @@ def test_benchmark_flags_that_would_be_ignored_or_crash_are_refused_before_anyth
         ("benchmark_intermediate", "--repeats", "zero"): "--repeats: expected a whole number >= 1, got 'zero'",
         ("benchmark_transfer", "--repeats", "0"): "--repeats: expected a whole number >= 1, got 0",
         ("benchmark_transfer", "--smoke", "--examples", "50"): "would ignore --examples 50",
+        ("benchmark_transfer", "--parts", "training", "--eval_batch_size", "512"): "--eval_batch_size sets the "
+        "labelling passes' batch, but --parts has no labelling: drop it",
     }
+    if not torch.cuda.is_available():  # it crashed in setup: "Torch not compiled with CUDA enabled"
+        cases[("benchmark_mlm", "--device", "cuda")] = "--device cuda needs a CUDA GPU"
     for (script, *argv), message in cases.items():
         assert message in _refused(script, argv, capsys), (script, argv)
 
@@ -153,3 +158,22 @@ def test_every_configuration_is_warmed_up_before_its_timed_rounds(monkeypatch, c
     warm = [(name, rows) for name, rows, steps in calls if steps == 3]
     assert warm == [(name, benchmark.WARMUP_ROWS) for name in benchmark.CONFIGS]
     assert calls[len(warm) :] == [(name, 300, -1) for name in benchmark.CONFIGS]  # timed: every row, whole run
+
+
+def test_the_plain_trainer_baseline_refuses_bad_input_in_one_line_as_the_script_does(tmp_path):
+    # it called distill_glue.main itself: a refusal came out as a traceback with exit 1, and a distributed run's
+    # processes were not ended as run_entry_point ends them
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    found = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "plain_trainer.py"), "--teacher_model_name_or_path",
+         "bert-base-uncased", "--task_name", "no_such_task", "--student_num_layers", "1", "--output_dir",
+         str(tmp_path / "out"), "--use_cpu", "true"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert found.returncode == 2, found.stderr
+    assert "Traceback" not in found.stderr and "plain_trainer.py: error:" in found.stderr
+    assert "no_such_task" in found.stderr.strip().splitlines()[-1]

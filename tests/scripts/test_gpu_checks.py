@@ -129,3 +129,20 @@ def test_a_logged_check_keeps_its_whole_output_and_prints_its_last_lines(tmp_pat
     gpu_checks.run("broken", failing, rows, None, log=tmp_path / "out" / "broken.log")
     assert rows[-1][:2] == ("broken", "FAILED (exit 3)")
     assert (tmp_path / "out" / "broken.log").read_text() == "partial table\n"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--budget_s", "-5"], "--budget_s must be a number of seconds > 0, got -5.0"),
+        (["--budget_s", "nan"], "--budget_s must be a number of seconds > 0, got nan"),
+        (["--min_accuracy", "82"], "--min_accuracy is a fraction in [0, 1], got 82.0: e.g. 0.75, not 75"),
+    ],
+)
+def test_a_budget_or_accuracy_that_would_fail_every_check_is_refused_first(monkeypatch, capsys, flags, message):
+    # accepted: every check then read FAILED ("0 s of --budget_s left", "acc 0.8 < 82"), a GPU call wasted
+    monkeypatch.setattr(gpu_checks, "preflight", lambda *_: pytest.fail("the arguments are checked first"))
+    monkeypatch.setattr("sys.argv", ["gpu_checks.py", "--smoke", *flags])
+    with pytest.raises(SystemExit) as exited:
+        gpu_checks.main()
+    assert exited.value.code == 2 and message in capsys.readouterr().err
