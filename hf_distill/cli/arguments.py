@@ -144,11 +144,16 @@ def parse_arguments(
         if "output_dir" in given and "overwrite_output_dir" not in given:
             # a config's overwrite is for its own output_dir (the demo's): a folder given by flag may hold a student
             replaced.add("overwrite_output_dir")
-        argv = _yaml_to_flags(Path(config_path), parser, replaced) + argv
+        from_config = _yaml_to_flags(Path(config_path), parser, replaced)
+        argv = from_config + argv
     model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
         args=_home_expanded(argv, options), return_remaining_strings=True
     )
     training_args.hf_distill_command_line_options = given  # what warn_of_unread_options may name
+    # what the command line or the config set (check_unread_training_options: `do_train: false` is set, not a default)
+    training_args.hf_distill_set_options = given | (
+        {token[2:] for token in from_config if token.startswith("--")} if config_path is not None else set()
+    )
     if remaining:
         hint = (
             "a config file goes first, before the flags"

@@ -387,7 +387,7 @@ def warn_of_unread_options(model_args, data_args, training_args) -> None:
 def check_unread_training_options(training_args) -> None:
     """Refuses the `TrainingArguments` the scripts never read, where a run would do other than they ask: the scripts
     always train, then score on the evaluation split(s) with predictions concatenated, and push once, at the end."""
-    given = getattr(training_args, "hf_distill_command_line_options", None) or set()
+    given = getattr(training_args, "hf_distill_set_options", None) or set()
     if "do_train" in given and not training_args.do_train:
         raise ValueError(
             "--do_train false: this script always trains a student (it has no evaluation-only mode; with "

@@ -347,6 +347,14 @@ def test_training_options_the_scripts_never_read_are_refused_before_anything_run
     with pytest.raises(ValueError, match=message):
         check_before_loading(model_args, data_args, training_args)
     assert not (tmp_path / "out").exists()
+    config = tmp_path / "c.yaml"  # a config's key too
+    config.write_text("".join(f"{flag[2:]}: {value}\n" for flag, value in zip(flags[::2], flags[1::2])))
+    model_args, data_args, training_args, _ = parse_arguments(
+        [str(config), "--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2",
+         "--student_num_layers", "1", "--output_dir", str(tmp_path / "out"), "--use_cpu", "true"]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        check_before_loading(model_args, data_args, training_args)
 
 
 def test_the_training_options_the_scripts_read_as_given_pass(tmp_path):
