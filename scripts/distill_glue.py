@@ -33,7 +33,7 @@ from hf_distill.cli.transfer import (
     warn_of_evaluation_rows,
 )
 from hf_distill.publish.evaluation import evaluate_side_by_side
-from hf_distill.publish.model_card import describe_student, scored_rows, search_settings_note
+from hf_distill.publish.model_card import describe_student, intermediate_terms, scored_rows, search_settings_note
 from hf_distill.publish.report import publish_student
 from hf_distill.tasks.loading import HP_VALIDATION, limit_and_tokenize, load_data
 from hf_distill.tasks.metrics import compute_metrics_fn, custom_metrics_fn, main_metric
@@ -171,11 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         alpha_kd=training_args.alpha_kd,
         alpha_task=training_args.alpha_task,
         alpha_cos=training_args.alpha_cos if distilled else 0.0,
-        intermediate_terms={
-            name: getattr(training_args, f"alpha_{name}")
-            for name in ("hidden", "attention", "value_relation")
-            if distilled and getattr(training_args, f"alpha_{name}") > 0
-        },
+        intermediate_terms=intermediate_terms(training_args, distilled=distilled),
         hidden_layer_map=training_args.hidden_layer_map,
         command=command,
         base_model=model_args.base_model_hub_id,

@@ -25,7 +25,7 @@ from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
 from hf_distill.cli.mlm_arguments import MlmDataArguments, check_mlm_training_arguments
 from hf_distill.cli.mlm_models import fitting_multiple, load_mlm_models, rank_mask_seed, ready_mlm_models
 from hf_distill.cli.training import script_training_defaults, train_and_save
-from hf_distill.publish.model_card import corpus_card_name, describe_student
+from hf_distill.publish.model_card import corpus_card_name, describe_student, intermediate_terms, scored_lines
 from hf_distill.publish.report import publish_student
 from hf_distill.tasks.corpus import MaskingCollator, fixed_masks, load_corpus, tokenize_corpus
 from hf_distill.tasks.mlm_metrics import MLM_METRICS, score_masked_lm
@@ -94,11 +94,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         hub_dataset=hub_dataset,  # a corpus file or folder is never named as a Hub dataset
         dataset_config=data_args.dataset_config_name,
         # the held-out lines: the corpus's validation split (or file), or lines held out of train
-        dataset_split=str(raw["validation"].split),
+        **scored_lines(str(raw["validation"].split), len(raw["validation"]), data_args.max_eval_samples),
         temperature=training_args.temperature,
         alpha_kd=training_args.alpha_kd,
         alpha_task=training_args.alpha_task,
         alpha_cos=training_args.alpha_cos,
+        intermediate_terms=intermediate_terms(training_args),
+        hidden_layer_map=training_args.hidden_layer_map,
         command=command,
         base_model=model_args.base_model_hub_id,
         pipeline_tag="fill-mask",
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         metric_names=list(MLM_METRICS),
         card=card,
         push_token=push_token,
+        not_pushed=("hp_search.json",),  # an earlier distill_glue search's record, in the folder: not this student's
     )
 
 

@@ -51,6 +51,13 @@ IGNORE_ON_PUSH = [
     ".*.partial-*/**",
     # Trainer's state names the best checkpoint by this machine's path (load_best_model_at_end)
     "trainer_state.json",
+    # what a desktop or a notebook leaves in any folder it opens (the output-folder check counts them as no one's):
+    # a notebook's checkpoint copy would publish the notebook
+    ".DS_Store",
+    "**/.DS_Store",
+    "Thumbs.db",
+    ".ipynb_checkpoints/**",
+    "**/.ipynb_checkpoints/**",
 ]
 # Files an earlier push may have left in the repo that this run's folder may not hold: deleted in the push's commit
 # unless this run uploads them again (an earlier run's ONNX files would stand beside a student they were not

@@ -19,11 +19,13 @@ __all__ = [
     "ModelCardData",
     "describe_student",
     "format_table",
+    "intermediate_terms",
     "is_hub_dataset",
     "public_name",
     "redact_secrets",
     "render_model_card",
     "sanitize_command",
+    "scored_lines",
     "search_settings_note",
 ]
 
@@ -350,7 +352,12 @@ def render_model_card(data: ModelCardData) -> str:
                 metric_value=round(float(data.student_metrics[name]), 6),
             )
             for name in data.metric_names
-            if name in data.student_metrics and hub_dataset and data.index_results
+            # a NaN or inf score (a collapsed regression student's Pearson, an overflowed perplexity) is no result:
+            # the card's table states it, the model-index does not
+            if name in data.student_metrics
+            and hub_dataset
+            and data.index_results
+            and math.isfinite(float(data.student_metrics[name]))
         ]
         or None,
     )
@@ -575,6 +582,29 @@ def _scored_rows(data_args, rows: int, split_rows: int | None = None) -> dict[st
         split = "validation_matched" if data_args.task_name == "mnli" else "validation"
         found.update(dataset_split=f"{split}[:{rows}]", evaluation_note=f" (its first {rows:,} rows)")
     return found
+
+
+def scored_lines(held_out_of: str, lines: int, max_eval_samples: int | None) -> dict[str, Any]:
+    """distill_mlm's account of the `lines` both models were scored on, as `scored_rows` gives distill_glue's: lines
+    held out of the training split (`held_out_of` "train") or the first N non-empty lines of the evaluation split
+    (`--max_eval_samples`, cut after the empty lines are dropped: no exact slice) get no model-index, which the Hub
+    would read as the whole split's scores, and a note."""
+    if held_out_of == "train":
+        note = f" ({lines:,} lines held out of the training split, never trained on)"
+        return {"dataset_split": "train", "index_results": False, "evaluation_note": note}
+    if max_eval_samples is not None and lines >= max_eval_samples:
+        note = f" (its first {lines:,} non-empty lines)"
+        return {"dataset_split": held_out_of, "index_results": False, "evaluation_note": note}
+    return {"dataset_split": held_out_of}
+
+
+def intermediate_terms(training_args, *, distilled: bool = True) -> dict[str, float]:
+    """The intermediate-layer terms a run trained with (`alpha_<name>` > 0), by name, for the card's loss line."""
+    return {
+        name: getattr(training_args, f"alpha_{name}")
+        for name in ("hidden", "attention", "value_relation")
+        if distilled and getattr(training_args, f"alpha_{name}") > 0
+    }
 
 
 def describe_student(student, model_args, layers, training: str) -> str:

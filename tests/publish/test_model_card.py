@@ -77,6 +77,32 @@ def test_a_masked_lm_card_names_the_corpus_config_and_split_it_scored_on():
     assert "config" not in without["model-index"][0]["results"][0]["dataset"]  # a dataset with one config: none
 
 
+def test_masked_lm_lines_held_out_of_train_or_cut_from_the_split_are_never_indexed_as_the_whole_split():
+    # distill_mlm indexed its scores as the whole train split's (for lines held out of it) or the whole validation
+    # split's (for its first --max_eval_samples non-empty lines), with no word on the card
+    from hf_distill.publish.model_card import scored_lines
+
+    for found, note in (
+        (scored_lines("train", 32, None), " (32 lines held out of the training split, never trained on)"),
+        (scored_lines("train", 8, 8), " (8 lines held out of the training split, never trained on)"),
+        (scored_lines("validation", 8, 8), " (its first 8 non-empty lines)"),
+    ):
+        assert found["index_results"] is False and found["evaluation_note"] == note
+        fields = dict(task="masked-lm", dataset="wikitext", dataset_config="wikitext-2-raw-v1", **found)
+        assert "model-index" not in metadata(card(**fields)) and note in render_model_card(card(**fields))
+    whole = scored_lines("validation", 40, 100)  # fewer lines than the cut: the whole split
+    assert whole == {"dataset_split": "validation"}
+    fields = dict(task="masked-lm", dataset="wikitext", dataset_config="wikitext-2-raw-v1", **whole)
+    assert splits(metadata(card(**fields))) == ["validation"]
+
+
+def test_a_non_finite_score_is_stated_but_never_indexed():
+    # `value: .nan` went into the model-index (a collapsed STS-B student's Pearson, an overflowed perplexity)
+    found = metadata(card(metric_names=["accuracy", "f1"], teacher_metrics={"accuracy": 0.9, "f1": 0.9},
+                          student_metrics={"accuracy": 0.8, "f1": float("nan")}))  # fmt: skip
+    assert [m["name"] for m in found["model-index"][0]["results"][0]["metrics"]] == ["accuracy"]
+
+
 def test_the_metadata_names_metrics_by_the_hubs_ids():
     # "pearson" and "f1_macro" are this project's names, not Hub metric ids ("pearsonr", "f1" averaged "macro"):
     # the Hub warned, and left the scores off the model's evaluation results

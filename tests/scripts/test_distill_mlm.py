@@ -257,9 +257,15 @@ def test_finetune_teacher_fits_a_masked_lm_head_on_a_base_bert_then_distils_it(t
     base = save_mlm_teacher(tmp_path / "base", base_model=True)
     corpus = sentences(tmp_path, n=64)
     distill_mlm.main(
-        mlm_flags(tmp_path, base, corpus, "--finetune_teacher", "true", "--teacher_num_train_epochs", "1")
-    )
+        mlm_flags(tmp_path, base, corpus, "--finetune_teacher", "true", "--teacher_num_train_epochs", "1",
+                  "--alpha_hidden", "1", "--alpha_attention", "0.5", "--hidden_layer_map", "init")
+    )  # fmt: skip
     out = tmp_path / "mlm_out"
+    # the card's loss is the one trained, intermediate terms included (they were left off it); its lines held out of
+    # train are said, and not indexed as the train split's scores
+    card = " ".join((out / "README.md").read_text().split())
+    assert "`5.0 * KD + 2.0 * task + 1.0 * cos + 1.0 * hidden + 0.5 * attention`" in card
+    assert "(32 lines held out of the training split, never trained on)" in card and "model-index" not in card
     # The saved configs name the class: AutoModelForMaskedLM would load any BERT checkpoint as a BertForMaskedLM.
     teacher = json.loads((out / "teacher" / "config.json").read_text())
     assert teacher["architectures"] == ["BertForMaskedLM"]  # the fine-tuned teacher keeps its masked-LM head
