@@ -385,8 +385,9 @@ def warn_of_unread_options(model_args, data_args, training_args) -> None:
 
 
 def check_unread_training_options(training_args) -> None:
-    """Refuses the `TrainingArguments` the scripts never read, where a run would do other than they ask: the scripts
-    always train, then score on the evaluation split(s) with predictions concatenated, and push once, at the end."""
+    """Refuses the `TrainingArguments` the scripts never read, or read otherwise, where a run would do other than they
+    ask: the scripts always train, then score on the evaluation split(s) whole, from the predictions, and push once,
+    at the end."""
     given = getattr(training_args, "hf_distill_set_options", None) or set()
     if "do_train" in given and not training_args.do_train:
         raise ValueError(
@@ -398,6 +399,18 @@ def check_unread_training_options(training_args) -> None:
         raise ValueError(
             "--do_predict: this script writes no test-set predictions (GLUE's test labels are hidden). Drop "
             "--do_predict, and predict with the saved student."
+        )
+    if training_args.prediction_loss_only:
+        raise ValueError(
+            "--prediction_loss_only: the scores on the card, in all_results.json and of a search's trials come from "
+            "the predictions, which it drops (the card read n/a, a search failed after its first trial). Drop "
+            "--prediction_loss_only."
+        )
+    if training_args.batch_eval_metrics:
+        raise ValueError(
+            "--batch_eval_metrics: the scripts score each evaluation split whole, with metrics that take no "
+            "compute_result argument (transformers refused it only once the models were loaded, after a teacher "
+            "fine-tune). Drop --batch_eval_metrics."
         )
     if not training_args.eval_do_concat_batches:
         raise ValueError(

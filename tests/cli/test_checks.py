@@ -329,6 +329,8 @@ def test_unread_options_from_a_config_are_not_said(tmp_path, caplog):
         (["--do_train", "false"], r"--do_train false: this script always trains a student"),
         (["--do_predict", "true"], r"--do_predict: this script writes no test-set predictions"),
         (["--eval_do_concat_batches", "false"], r"--eval_do_concat_batches false: the metrics are taken over the "),
+        (["--prediction_loss_only", "true"], r"--prediction_loss_only: the scores on the card, .* which it drops"),
+        (["--batch_eval_metrics", "true"], r"--batch_eval_metrics: the scripts score each evaluation split whole"),
         (["--push_to_hub", "true", "--hub_model_id", "me/x", "--hub_strategy", "checkpoint"],
          r"--hub_strategy checkpoint: the script pushes the student once, at the end"),
     ],
