@@ -3,7 +3,7 @@
 Written from the recipe's public description (a blog post and the Hugging Face docs' knowledge-distillation guide),
 with its published defaults (alpha 0.5, temperature 2.0) and only the change current transformers forces on it
 (`compute_loss` must take `num_items_in_batch`). Its known faults are kept on purpose, since they are what is
-measured (REFERENCES.md, "Mistakes peers made"):
+measured (hf-distill has a test for each):
 
 - the teacher is moved with `.to(device)` and never passes through Accelerate: under fp16/bf16 there is no autocast
   for it, so it runs in the dtype it was given (fp32 for a teacher loaded in fp32; `distill_glue.py --bf16` stores its

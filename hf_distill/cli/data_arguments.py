@@ -85,7 +85,8 @@ class DataArguments:
         metadata={"help": "Text column(s) of unlabeled_file; defaults to the task's text columns (or text_column)."},
     )
     max_unlabeled_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N rows of unlabeled_file."}
+        default=None,
+        metadata={"help": "Use only the first N rows of unlabeled_file that hold text (blank ones skipped)."},
     )
     unlabeled_train_rows: int | None = field(
         default=None,

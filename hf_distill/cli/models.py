@@ -120,7 +120,7 @@ def load_student(model_args, num_labels: int, label_names):
             f"The student {model_args.student_model_name_or_path!r} has num_labels={config.num_labels} but the task "
             f"has {num_labels}. Give a student without a classification head, or one with {num_labels} labels."
         )
-    # Always fp32: transformers 5 loads a checkpoint's own dtype, and an fp16 student trains badly (REFERENCES.md).
+    # Always fp32: transformers 5 loads a checkpoint's own dtype, and an fp16 student trains badly (no master weights).
     return AutoModelForSequenceClassification.from_pretrained(
         model_args.student_model_name_or_path,
         dtype=torch.float32,
@@ -315,5 +315,5 @@ def ready_models(models: ScriptModels, train_dataset, collator, model_args, trai
         student.config.id2label, student.config.label2id = teacher.config.id2label, teacher.config.label2id
         student.config.problem_type = teacher.config.problem_type
     if training_args.bf16:
-        teacher = teacher.to(torch.bfloat16)  # stored in the dtype it runs in (REFERENCES.md, speed)
+        teacher = teacher.to(torch.bfloat16)  # stored in the dtype it runs in (docs/benchmarks.md: speed)
     return dataclasses.replace(models, teacher=teacher, student=student)

@@ -2,7 +2,7 @@
 
 The teacher only runs forward passes, so it must never be wrapped for DDP (a frozen model has no gradients to
 reduce, and DDP refuses it), never be handed to the optimizer, and never be saved. What it needs depends on the
-engine (REFERENCES.md, "The frozen teacher under each Accelerate mode"):
+engine (as read in transformers 5 and accelerate's source; tests/trainer checks each that runs on a CPU):
 
 - one device or DDP: moved to the student's device; under bf16 its weights are stored in bf16 (autocast only caches
   casts of weights that require grad, so fp32 weights would be re-cast every step); otherwise in float32 (a

@@ -300,7 +300,9 @@ class DistillationTrainer(
         if num_items_in_batch is None:
             counts = count_items(inputs, next_token=self.counts_next_token()).to(outputs.logits.device).clamp(min=1)
         else:
-            # Normalised over the whole batch (REFERENCES.md, mistake 4); DDP averages the ranks' gradients, so
+            # Normalised over the whole accumulated batch: transformers 5 leaves the division by the accumulation
+            # steps to a compute_loss taking num_items_in_batch (for a model whose forward takes **kwargs, as BERT's),
+            # so a micro-batch mean stepped N times too far at N steps. DDP averages the ranks' gradients, so
             # each rank's share is scaled back up by the number of ranks.
             counts = self.rank_counts(num_items_in_batch)
         # float32 at least (half-precision logits), float64 for a float64 student: its terms are float64 and a float32
@@ -404,7 +406,7 @@ class DistillationTrainer(
     @torch.no_grad()
     def _teacher_forward(self, inputs: dict[str, torch.Tensor | Any], output_hidden_states: bool = False) -> Any:
         # Accelerate autocasts only the prepared student; a teacher left outside runs in fp32 under fp16/bf16
-        # and costs twice what it should (REFERENCES.md, speed).
+        # and costs twice what it should (docs/benchmarks.md).
         teacher_inputs = select_inputs(inputs, self._teacher_input_names, keep_labels=False)
         with self.accelerator.autocast():
             if output_hidden_states:
