@@ -158,3 +158,26 @@ def test_a_block_is_padded_to_bf16s_multiple_only_where_the_position_table_holds
     assert fitting_multiple(8, 32, models(34, "roberta", pad=1)) == 8  # 32 of roberta's 34 - 2
     assert fitting_multiple(8, 30, models(33, "roberta", pad=1)) is None  # 31 usable
     assert fitting_multiple(None, 30, models(30)) is None
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_half_precision_checkpoints_load_as_a_float32_student_and_a_teacher_in_the_runs_dtype(tmp_path, bf16):
+    # transformers 5 loads a checkpoint in the dtype it was stored in: without the scripts' dtype= an fp16 student
+    # trained in fp16 (no float32 master weights) and an fp16 teacher ran in fp16 under an fp32 or bf16 run
+    flags = ["--bf16", "true"] if bf16 else []
+    teacher_dtype = torch.bfloat16 if bf16 else torch.float32
+    mlm_teacher = save(tiny.masked_lm(layers=2, seed=0).half(), tmp_path / "mlm_teacher")
+    mlm_student = save(tiny.masked_lm(layers=1, seed=1).half(), tmp_path / "mlm_student")
+    model_args, training_args = arguments(tmp_path, mlm_teacher, "--student_model_name_or_path", str(mlm_student),
+                                          *flags)  # fmt: skip
+    models = ready_mlm_models(load_mlm_models(model_args, training_args, max_seq_length=32), None, None, model_args,
+                              training_args)  # fmt: skip
+    glue_teacher = save(tiny.classifier(layers=2, num_labels=2, seed=0).half(), tmp_path / "glue_teacher")
+    glue_student = save(tiny.classifier(layers=1, num_labels=2, seed=1).half(), tmp_path / "glue_student")
+    model_args, training_args = arguments(tmp_path, glue_teacher, "--student_model_name_or_path", str(glue_student),
+                                          *flags)  # fmt: skip
+    glue = load_models(model_args, training_args, 2, ["a", "b"], max_seq_length=32)
+    glue = ready_models(glue, None, None, model_args, training_args)
+    for loaded in (models, glue):
+        assert {p.dtype for p in loaded.student.parameters()} == {torch.float32}
+        assert {p.dtype for p in loaded.teacher.parameters()} == {teacher_dtype}

@@ -304,14 +304,33 @@ def test_evaluation_runs_the_student_alone_and_reports_its_task_loss(tmp_path):
 def test_bf16_runs_the_teacher_in_half_precision_and_keeps_fp32_student(tmp_path):
     teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
     student = tiny.classifier(layers=1, seed=1)
-    seen = []
+    seen, autocast = [], []
     teacher.classifier.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    # under autocast too, not only in bf16 weights: an fp16 run keeps fp32 weights and relies on autocast alone (a
+    # forward outside it ran in fp32 at twice the cost, and the bf16 weights hid that here)
+    teacher.register_forward_pre_hook(lambda module, args: autocast.append(torch.is_autocast_enabled("cpu")))
     trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), bf16=True, max_steps=2)
     trainer.train()
-    assert seen and set(seen) == {torch.bfloat16}
+    assert seen and set(seen) == {torch.bfloat16} and autocast and all(autocast)
     assert next(teacher.parameters()).dtype == torch.bfloat16  # the caller's object, cast in place (no second copy)
     assert all(p.dtype == torch.float32 for p in student.parameters())
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
+
+
+def test_evaluation_before_training_runs_the_student_under_the_runs_autocast(tmp_path):
+    # Preparing the teacher with accelerator.prepare_model made an evaluate() before train() run the student in
+    # float32 without autocast under bf16
+    student = tiny.classifier(layers=1, seed=1)
+    autocast = []
+    # inside the forward: Accelerate's autocast wraps the prepared student's forward, past its pre-hooks
+    student.classifier.register_forward_hook(
+        lambda module, args, output: autocast.append(
+            torch.is_autocast_enabled("cpu") and output.dtype == torch.bfloat16
+        )
+    )
+    trainer = make_trainer(tmp_path, student, tiny.classifier(layers=2, seed=0), tiny.class_rows(8), bf16=True)
+    trainer.evaluate(tiny.class_rows(8, seed=4))
+    assert autocast and all(autocast)
 
 
 def test_a_half_precision_teacher_runs_in_float32_without_bf16(tmp_path):
