@@ -141,6 +141,9 @@ def parse_arguments(
         replaced = set(STUDENT_CHOICES) if given & set(STUDENT_CHOICES) else set()
         if "student_model_name_or_path" in given and "student_architecture" not in given:
             replaced.add("student_architecture")  # the config's way to build one: a ready student is loaded as it is
+        # the command line's options replace the config's: a bad value there is never parsed, nor refused as the
+        # command line's (the one-line parser error names the config only for options the command line lacks)
+        replaced |= given
         if "output_dir" in given and "overwrite_output_dir" not in given:
             # a config's overwrite is for its own output_dir (the demo's): a folder given by flag may hold a student
             replaced.add("overwrite_output_dir")

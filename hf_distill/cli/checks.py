@@ -384,10 +384,11 @@ def warn_of_unread_options(model_args, data_args, training_args) -> None:
         )
 
 
-def check_unread_training_options(training_args) -> None:
+def check_unread_training_options(training_args, *, scores_with_trainer: bool = True) -> None:
     """Refuses the `TrainingArguments` the scripts never read, or read otherwise, where a run would do other than they
-    ask: the scripts always train, then score on the evaluation split(s) whole, from the predictions, and push once,
-    at the end."""
+    ask: the scripts always train and push once, at the end; distill_glue (`scores_with_trainer`) scores each
+    evaluation split whole, from its predictions, through Trainer (distill_mlm scores its held-out lines itself, and
+    those options change nothing there)."""
     given = getattr(training_args, "hf_distill_set_options", None) or set()
     if "do_train" in given and not training_args.do_train:
         raise ValueError(
@@ -397,9 +398,17 @@ def check_unread_training_options(training_args) -> None:
         )
     if training_args.do_predict:
         raise ValueError(
-            "--do_predict: this script writes no test-set predictions (GLUE's test labels are hidden). Drop "
-            "--do_predict, and predict with the saved student."
+            "--do_predict: this script writes no predictions on a test split. Drop --do_predict, and predict with the "
+            "saved student."
         )
+    strategy = str(getattr(training_args.hub_strategy, "value", training_args.hub_strategy))
+    if training_args.push_to_hub and strategy in ("checkpoint", "all_checkpoints"):
+        raise ValueError(
+            f"--hub_strategy {strategy}: the script pushes the student once, at the end, with its card, and no "
+            "checkpoint. Drop --hub_strategy (to resume elsewhere, copy the checkpoint folder)."
+        )
+    if not scores_with_trainer:
+        return
     if training_args.prediction_loss_only:
         raise ValueError(
             "--prediction_loss_only: the scores on the card, in all_results.json and of a search's trials come from "
@@ -416,12 +425,6 @@ def check_unread_training_options(training_args) -> None:
         raise ValueError(
             "--eval_do_concat_batches false: the metrics are taken over the whole evaluation split, from the "
             "predictions of every batch together. Drop --eval_do_concat_batches."
-        )
-    strategy = str(getattr(training_args.hub_strategy, "value", training_args.hub_strategy))
-    if training_args.push_to_hub and strategy in ("checkpoint", "all_checkpoints"):
-        raise ValueError(
-            f"--hub_strategy {strategy}: the script pushes the student once, at the end, with its card, and no "
-            "checkpoint. Drop --hub_strategy (to resume elsewhere, copy the checkpoint folder)."
         )
 
 
@@ -458,7 +461,8 @@ def check_before_loading(model_args, data_args, training_args) -> str | None:
     `--hub_token` out of the arguments. Returns the token to push with, or None when nothing is to be pushed.
     """
     check_launched_processes(training_args)
-    check_unread_training_options(training_args)
+    # distill_mlm (no GLUE task, no search) scores its held-out lines itself, not through Trainer.evaluate
+    check_unread_training_options(training_args, scores_with_trainer=hasattr(data_args, "task_name"))
     check_output_is_no_model_read(model_args, training_args)
     check_output_dir(
         Path(training_args.output_dir),

@@ -274,7 +274,7 @@ class DataArguments:
                 f"--label_column {self.label_column!r} goes with --train_file (your own data); --task_name "
                 f"{task.name} reads the task's own label: drop --label_column."
             )
-        if self.file_encoding != "utf-8" and self.unlabeled_file is None:
+        if _encoding_name(self.file_encoding) != "utf-8" and self.unlabeled_file is None:
             raise ValueError(
                 f"--file_encoding {self.file_encoding!r} is the encoding of your own files (--train_file, "
                 f"--validation_file, --unlabeled_file), but --task_name {task.name} reads the task's UTF-8 files: "
@@ -386,3 +386,11 @@ class DataArguments:
 
 def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
+
+
+def _encoding_name(encoding: str) -> str:
+    """An encoding's canonical name (`UTF-8`, `utf8` and `U8` are all "utf-8"); an unknown one as given."""
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        return encoding

@@ -117,6 +117,11 @@ def check_resumed_settings(
         )
         return
     recorded = json.loads(record.read_text())
+    for name in PATH_OPTIONS & recorded.keys():
+        if isinstance(recorded[name], str) and isinstance(settings.get(name), dict):
+            # a path option an older record kept as text (distill_mlm's --dataset_name before 2026-12-07): compared
+            # by where it resolves, as it is recorded now
+            recorded[name] = _identity(recorded[name])
     compared = dict(settings)
     if recorded.get("finetune_teacher") and not compared.get("finetune_teacher"):
         saved_teacher = _identity(output_dir / "teacher")

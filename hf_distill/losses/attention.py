@@ -187,15 +187,16 @@ def _key_mask(mask: torch.Tensor | None, *, batch: int, length: int) -> torch.Te
 def _renormalised_log_probs(attentions: torch.Tensor, *, key_counted: torch.Tensor | None) -> torch.Tensor:
     """Log of the attention rows restricted to the counted keys and renormalised there; -inf where no mass."""
     probs = at_least_float32(attentions)
-    # `!= 0`, not `> 0`: a NaN probability (an overflowed half-precision model) is not a key without mass, it stays
-    # NaN (and its row with it) rather than the row being renormalised over the other keys
-    has_mass = probs != 0 if key_counted is None else key_counted & (probs != 0)
+    # `not <= 0`, not `> 0`: a NaN probability (an overflowed half-precision model) is not a key without mass, it
+    # stays NaN (and its row with it) rather than the row being renormalised over the other keys; entries <= 0 carry
+    # no mass, as documented
+    has_mass = ~(probs <= 0) if key_counted is None else key_counted & ~(probs <= 0)
     ones = torch.ones_like(probs)
     # log of 1, not of 0, where there is no mass: log's gradient there would be 0 / 0 = NaN even when unused.
     log_probs = torch.where(has_mass, torch.log(torch.where(has_mass, probs, ones)), float("-inf"))
     mass = torch.where(has_mass, probs, torch.zeros_like(probs)).sum(dim=-1, keepdim=True)  # (B, H, L, 1)
     # a row with no mass on the counted keys stays all -inf (it carries no mass) rather than -inf - -inf = NaN.
-    log_mass = torch.log(torch.where(mass == 0, torch.ones_like(mass), mass))
+    log_mass = torch.log(torch.where(mass <= 0, torch.ones_like(mass), mass))
     return log_probs - log_mass
 
 

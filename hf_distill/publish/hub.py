@@ -56,6 +56,7 @@ IGNORE_ON_PUSH = [
     ".DS_Store",
     "**/.DS_Store",
     "Thumbs.db",
+    "**/Thumbs.db",
     ".ipynb_checkpoints/**",
     "**/.ipynb_checkpoints/**",
 ]

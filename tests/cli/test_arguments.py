@@ -173,6 +173,8 @@ def test_a_value_the_parser_refuses_is_one_line_naming_the_config_it_came_from(t
     in_config = r"invalid int value: 'abc' \(the value of 'seed' in \S*c\.yaml\): see --help"
     with pytest.raises(ValueError, match=in_config):
         parsed(tmp_path, "--student_num_layers", "1", config="seed: abc\n")
+    # a config's bad value that the command line replaces is never parsed (it was refused, named as the flag's)
+    assert parsed(tmp_path, "--student_num_layers", "1", "--seed", "1", config="seed: abc\n")[2].seed == 1
     with pytest.raises(ValueError) as ambiguous:  # a prefix of several options, quoted with a secret as its value
         parsed(tmp_path, "--student_num_layers", "1", "--hub=hf_SECRETVALUE")
     assert "ambiguous option: --hub could match" in str(ambiguous.value) and "SECRET" not in str(ambiguous.value)

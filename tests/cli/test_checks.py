@@ -327,7 +327,7 @@ def test_unread_options_from_a_config_are_not_said(tmp_path, caplog):
     ("flags", "message"),
     [
         (["--do_train", "false"], r"--do_train false: this script always trains a student"),
-        (["--do_predict", "true"], r"--do_predict: this script writes no test-set predictions"),
+        (["--do_predict", "true"], r"--do_predict: this script writes no predictions on a test split"),
         (["--eval_do_concat_batches", "false"], r"--eval_do_concat_batches false: the metrics are taken over the "),
         (["--prediction_loss_only", "true"], r"--prediction_loss_only: the scores on the card, .* which it drops"),
         (["--batch_eval_metrics", "true"], r"--batch_eval_metrics: the scripts score each evaluation split whole"),
@@ -369,3 +369,42 @@ def test_the_training_options_the_scripts_read_as_given_pass(tmp_path):
              "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", *flags]
         )[2]  # fmt: skip
         check_unread_training_options(training_args)
+
+
+def test_the_evaluation_options_distill_mlm_never_reads_are_not_refused_there(tmp_path):
+    # it scores its held-out lines itself, not through Trainer.evaluate: refused, with distill_glue's reasons
+    from hf_distill.cli.arguments import parse_arguments
+    from hf_distill.cli.checks import check_before_loading
+    from hf_distill.cli.mlm_arguments import MlmDataArguments
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick fox\n" * 8)
+    base = ["--teacher_model_name_or_path", "bert-base-uncased", "--train_file", str(corpus),
+            "--validation_split_size", "2", "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--report_to",
+            "none", "--student_num_layers", "1"]  # fmt: skip
+    for flags in (["--prediction_loss_only", "true"], ["--batch_eval_metrics", "true"],
+                  ["--eval_do_concat_batches", "false"]):  # fmt: skip
+        check_before_loading(*parse_arguments([*base, *flags], data_class=MlmDataArguments)[:3])
+    with pytest.raises(ValueError, match=r"--do_predict: this script writes no predictions on a test split"):
+        check_before_loading(*parse_arguments([*base, "--do_predict", "true"], data_class=MlmDataArguments)[:3])
+
+
+def test_a_path_an_older_record_kept_as_text_is_compared_by_where_it_resolves(tmp_path):
+    # distill_mlm's --dataset_name was recorded as text before it became a path option: resuming such a checkpoint
+    # with the same folder was refused as another setting (a path then, "a local path" now)
+    import json
+
+    from hf_distill.cli.run_record import RUN_RECORD, _identity, check_resumed_settings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / RUN_RECORD).write_text(json.dumps({"dataset_name": str(corpus), "learning_rate": 1e-3}))
+    check_resumed_settings(str(checkpoint), {"dataset_name": _identity(str(corpus)), "learning_rate": 1e-3}, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (checkpoint / RUN_RECORD).write_text(json.dumps({"dataset_name": "org/hub-corpus", "learning_rate": 1e-3}))
+    with pytest.raises(ValueError, match=r"dataset_name: 'org/hub-corpus' then, a local path now"):
+        check_resumed_settings(str(checkpoint), {"dataset_name": _identity(str(other)), "learning_rate": 1e-3},
+                               tmp_path)  # fmt: skip

@@ -39,6 +39,8 @@ def test_options_of_your_own_files_are_refused_with_a_glue_task(extra, message):
 
 def test_the_default_label_column_is_fine_with_a_glue_task(tmp_path):
     assert DataArguments(**GLUE, label_column="label").task_name == "sst2"
+    for spelling in ("UTF-8", "utf8", "U8"):  # what the task's files are read as, however it is spelt
+        assert DataArguments(**GLUE, file_encoding=spelling).file_encoding == spelling
     # the encoding of an unlabelled file beside the task's own (the GLUE files are read as UTF-8 whatever it says)
     unlabeled = tmp_path / "u.csv"
     unlabeled.write_text("sentence\nfine\n")

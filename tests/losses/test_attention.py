@@ -114,6 +114,14 @@ def test_a_nan_attention_on_a_counted_key_gives_nan_and_one_on_padding_changes_n
             assert torch.isnan(got), (name, log_space)
             got = losses.attention_kl(**{**inputs, name: at_padding}, mask=MASK, log_space=log_space)
             assert got.item() == pytest.approx(expected.item(), abs=1e-10), (name, log_space)
+    # an entry <= 0 carries no mass, as documented (the NaN rule made a tiny negative one NaN): as an entry of 0
+    both = {"student_attentions": student, "teacher_attentions": teacher}
+    for name in both:
+        negative = both[name].clone()
+        negative[0, 1, 2, 1] = -1e-9
+        got = losses.attention_kl(**{**both, name: negative}, mask=MASK)
+        as_zero = losses.attention_kl(**{**both, name: negative.clamp(min=0)}, mask=MASK)
+        assert not torch.isnan(got) and got.item() == as_zero.item(), name  # a student's: inf (teacher has mass)
 
 
 def test_attention_kl_gradcheck_with_padding():

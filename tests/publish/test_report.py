@@ -181,7 +181,7 @@ def test_the_push_uploads_the_student_and_its_records_never_a_runs_working_files
         "search_command.json",
         # a desktop's and a notebook's litter, which the output-folder check lets stand: a notebook's checkpoint copy
         # was published with the student
-        ".DS_Store", "onnx/.DS_Store", "Thumbs.db", ".ipynb_checkpoints/analysis-checkpoint.ipynb",
+        ".DS_Store", "onnx/.DS_Store", "Thumbs.db", "onnx/Thumbs.db", ".ipynb_checkpoints/analysis-checkpoint.ipynb",
         "onnx/.ipynb_checkpoints/notes-checkpoint.ipynb",
     ]  # fmt: skip
     kept = list(filter_repo_objects(files, ignore_patterns=IGNORE_ON_PUSH))
