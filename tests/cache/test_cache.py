@@ -72,6 +72,22 @@ def test_cached_and_online_give_the_same_loss(tmp_path, level):
     assert cached_loss.item() == pytest.approx(online_loss.item(), rel=1e-6)
 
 
+def test_a_token_classifier_with_fewer_labels_than_top_k_reads_its_cache_at_the_capped_k(tmp_path):
+    # k is capped at the number of labels (5 < the default 64): the collator must read the cache's k, not the
+    # argument's, or the first batch is refused as holding another number of positions
+    teacher, student = tiny.token_classifier(layers=2, seed=0), tiny.token_classifier(layers=1, seed=1)
+    data = tiny.token_rows(24, num_labels=5, seed=2)
+    trainer = cached_trainer(tmp_path, student, teacher, data)
+    cache = trainer.prepare_teacher_cache()
+    assert cache.top_k == 5 == trainer.data_collator.top_k
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    online = {key: value for key, value in batch.items() if key not in (TOPK_LOG_PROBS_COLUMN, TOPK_INDICES_COLUMN)}
+    student.train()
+    assert trainer.compute_loss(student, batch).item() == pytest.approx(trainer.compute_loss(student, online).item(),
+                                                                        rel=1e-6)  # fmt: skip
+    trainer.train()  # and a whole epoch
+
+
 def test_cache_size_is_c_floats_per_example_and_2k_numbers_per_counted_token(tmp_path):
     teacher, student, data = models_and_data("class")
     cache = cached_trainer(tmp_path / "c", student, teacher, data).prepare_teacher_cache()
@@ -185,6 +201,16 @@ def test_changed_teacher_dataset_max_length_or_top_k_gets_a_new_cache(tmp_path):
     ]
     assert all(v.built for v in variants)
     assert len({first.path, *(v.path for v in variants)}) == 6 == len(cache_dirs(tmp_path))
+
+
+def test_the_precision_the_teacher_ran_in_is_part_of_the_fingerprint():
+    # under fp16 the teacher keeps its float32 weights (their hash unchanged) and runs under autocast: its outputs
+    # differ from an fp32 run's, so the precision alone must tell the two caches apart (needs a GPU end to end)
+    from hf_distill.cache.fingerprint import cache_fingerprint
+
+    same = dict(teacher_hash="t", rows_hash="r", max_length=64, collator_name="c", token_level=False)
+    names = {cache_fingerprint(precision=precision, **same) for precision in ("no", "fp16", "bf16")}
+    assert len(names) == 3
 
 
 def test_another_collate_function_or_collator_setting_gets_a_new_cache(tmp_path):
@@ -654,6 +680,9 @@ def test_boolean_columns_are_hashed_by_value(tmp_path):
 
     first = rows_hash([True, False], [[True, False], [True]])
     assert first == rows_hash([True, False], [[True, False], [True]])
+    # the same values cut into other rows are other rows (a re-tokenisation that moves a boundary)
+    cut = [datasets.Dataset.from_dict({"input_ids": ids}) for ids in ([[11, 12], [13]], [[11], [12, 13]])]
+    assert fingerprint_rows(cut[0]) != fingerprint_rows(cut[1])
     assert first != rows_hash([False, False], [[True, False], [True]])
     assert first != rows_hash([True, False], [[True, True], [True]])
     assert first != rows_hash([True, None], [[True, False], [True]])  # a null is not False

@@ -331,6 +331,10 @@ def test_distilbert_student_config_mirrors_the_teacher():
     assert (config.vocab_size, config.max_position_embeddings, config.pad_token_id) == (99, 40, 3)
     assert config.activation == "relu"
     assert config.sinusoidal_pos_embds is False
+    # the head's dropout is BERT's classifier_dropout where set (else hidden_dropout_prob), as the teacher's head
+    separate = build_distilbert_student(tiny_teacher(classifier_dropout=0.3, hidden_dropout_prob=0.1), [0, 1]).config
+    assert (separate.seq_classif_dropout, separate.dropout) == (0.3, 0.1)
+    assert build_distilbert_student(tiny_teacher(hidden_dropout_prob=0.1), [0, 1]).config.seq_classif_dropout == 0.1
 
 
 @pytest.mark.parametrize(

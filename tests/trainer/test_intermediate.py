@@ -86,6 +86,10 @@ def test_layer_maps_uniform_init_and_explicit():
     with pytest.raises(ValueError, match=r"built from a 6-layer teacher \(its layers \[0, 5\]\), but this teacher has "
                                          r"4 layers"):  # fmt: skip
         layer_pairs("init", deeper, teacher)
+    distilled = build_student(tiny.classifier(layers=6, seed=0), layers=[0, 2], architecture="distilbert")
+    with pytest.raises(ValueError, match=r"built from a 6-layer teacher \(its layers \[0, 2\]\), but this teacher has "
+                                         r"4 layers"):  # fmt: skip
+        layer_pairs("init", distilled, teacher)  # a DistilBERT student records its teacher's depth too
     del deeper.config.hf_distill_teacher_num_layers  # a student built before the depth was recorded
     with pytest.raises(ValueError, match=r"records teacher layers \[0, 5\], but this teacher has layers 0\.\.3"):
         layer_pairs("init", deeper, teacher)
@@ -186,6 +190,12 @@ def test_attention_and_value_relation_terms_match_their_references(tmp_path):
     difference, _ = term_difference(tmp_path, student, teacher, data, alpha_attention=0.3)
     assert difference == pytest.approx(0.3 * attention, rel=1e-4)
     difference, _ = term_difference(tmp_path, student, teacher, data, alpha_value_relation=0.4)
+    assert difference == pytest.approx(0.4 * values, rel=1e-4)
+    # the relation heads default to the teacher's attention heads (4), whatever the student's (2)
+    two_heads = tiny.classifier(layers=2, seed=1, initializer_range=0.5, num_attention_heads=2)
+    student_tap, teacher_tap, mask = tapped_forward(two_heads, teacher, data)
+    values = reference_value_relation_kl(student_tap.values().double(), teacher_tap.values().double(), mask, 4)
+    difference, _ = term_difference(tmp_path / "two", two_heads, teacher, data, alpha_value_relation=0.4)
     assert difference == pytest.approx(0.4 * values, rel=1e-4)
 
 
