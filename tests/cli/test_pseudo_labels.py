@@ -84,3 +84,22 @@ def test_two_ranks_each_label_their_share_and_gather_every_row_in_order(tmp_path
     for rank in ranks:  # every rank holds every row's logits, in the rows' order (batches differ: float noise only)
         torch.testing.assert_close(rank["logits"], single["logits"], rtol=1e-4, atol=1e-5)
         assert torch.equal(rank["logits"].argmax(-1), single["logits"].argmax(-1))
+
+
+def test_a_teacher_handed_over_in_train_mode_labels_as_in_eval_mode(tmp_path):
+    # Trainer.train leaves a fine-tuned teacher in train mode: with its dropout on, 28 of 40 labels were other labels
+    rows = tiny.class_rows(40, seed=11).rows
+    transfer = datasets.Dataset.from_dict({"input_ids": [r["input_ids"] for r in rows],
+                                           "attention_mask": [[1] * len(r["input_ids"]) for r in rows],
+                                           "labels": [-100] * 40})  # fmt: skip
+    teacher = tiny.classifier(layers=1, seed=0, initializer_range=0.5)
+    for module in teacher.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    teacher.eval()
+    with torch.no_grad():
+        expected = [int(teacher(input_ids=torch.tensor([ids])).logits.argmax(-1)) for ids in transfer["input_ids"]]
+    teacher.train()
+    args = TrainingArguments(output_dir=str(tmp_path / "o"), per_device_eval_batch_size=8, use_cpu=True,
+                             report_to="none", disable_tqdm=True)  # fmt: skip
+    assert pseudo_label(teacher, transfer, tiny.collate, args, regression=False)["labels"] == expected

@@ -85,3 +85,34 @@ def test_the_masked_lm_that_fills_in_words_pads_on_the_right(tmp_path):
     teacher_tokenizer = AutoTokenizer.from_pretrained(folder)
     _, tokenizer = check_mlm_augmenter(data_args, model_args, teacher_tokenizer)
     assert tokenizer.padding_side == "right"
+
+
+def _transfer(seed, **options):
+    from datasets import Dataset
+
+    from hf_distill.cli.data_arguments import DataArguments
+    from hf_distill.cli.transfer import build_transfer_set
+
+    rows = Dataset.from_dict({"sentence": [f"w{i} x{i} y{i} z{i}" for i in range(6)], "label": [0, 1] * 3})
+    args = DataArguments(task_name="sst2", student_training="distill", **options)
+    return build_transfer_set(rows, args, ["sentence"], regression=False, seed=seed, mask_token="[MASK]")
+
+
+def test_the_augmentation_follows_the_runs_seed():
+    # build_transfer_set's own seed reaching the augmentation was tested only by calling augment_dataset itself
+    options = dict(augment="mask", augment_copies=3, augment_probability=0.5)
+    first, again, other = (_transfer(seed, **options)[1].rows["sentence"] for seed in (1, 1, 2))
+    assert first == again and first != other
+
+
+def test_the_augmented_count_is_the_copies_kept_after_duplicates_are_dropped():
+    # a 1..5-gram of a 4-word row is often the row itself or another copy: dropped, and not counted
+    transfer = _transfer(1, augment="ngram", augment_copies=3, augment_probability=0.3)[1]
+    assert transfer.augmented == len(transfer.rows) < 6 * 3
+
+
+def test_unlabeled_train_rows_are_the_rows_after_the_labelled_ones():
+    # only their number was checked: rows 0..N (the labelled rows again) passed
+    labelled, transfer = _transfer(0, max_train_samples=3, unlabeled_train_rows=3)
+    assert labelled["sentence"] == [f"w{i} x{i} y{i} z{i}" for i in range(3)]
+    assert transfer.rows["sentence"] == [f"w{i} x{i} y{i} z{i}" for i in range(3, 6)]

@@ -274,3 +274,10 @@ def test_string_labels_take_a_given_teachers_order_only_where_they_are_its_names
     assert load_custom_files(train, None, ["text"], label_order=teacher[:2])[1][0] == "Neutral"
     numbers = write(tmp_path / "numbers.csv", "text,label\na,2\nb,0\nc,1\n")  # ids are the file's own numbers
     assert load_custom_files(numbers, None, ["text"], label_order=["2", "1", "0"])[1] == ["0", "1", "2"]
+
+
+def test_integer_labels_keep_their_numeric_order(tmp_path):
+    # sorted as text, 10 came before 2: ids 0, 2, 1
+    (tmp_path / "t.csv").write_text("text,label\na,1\nb,2\nc,10\n")
+    data, names = load_custom_files(tmp_path / "t.csv", None, ["text"])
+    assert names == ["1", "2", "10"] and data["train"]["label"] == [0, 1, 2]

@@ -156,3 +156,12 @@ def test_custom_metrics_use_the_logits_of_a_list_of_outputs_as_of_a_tuple():
     for outputs in ((logits, np.zeros((3, 4))), [logits, np.zeros((3, 4))]):
         result = custom_metrics_fn(False)(EvalPrediction(predictions=outputs, label_ids=np.array([1, 0, 0])))
         assert result["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_f1_counts_class_1_as_positive_and_f1_macro_averages_every_class():
+    # the shared example scores the same F1 whichever class is positive, and no test read f1_macro's value: class 0
+    # as positive, or a weighted average, passed
+    assert glue_metric("mrpc").compute(predictions=[1, 1, 1], references=[1, 0, 0])["f1"] == pytest.approx(0.5)
+    logits = np.array([[1.0, 0.0]] * 4)  # class 0 everywhere; the references hold one class-1 row
+    scored = custom_metrics_fn(False)(EvalPrediction(predictions=logits, label_ids=np.array([0, 0, 0, 1])))
+    assert scored["f1_macro"] == pytest.approx((6 / 7 + 0) / 2) and scored["accuracy"] == pytest.approx(0.75)
