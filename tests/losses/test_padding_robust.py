@@ -114,3 +114,14 @@ def test_cosine_with_different_widths_names_the_hidden_size():
 def test_regression_predictions_of_different_shapes_say_to_reshape():
     with pytest.raises(ValueError, match=r"\(4, 1\).*\(4,\).*same shape"):
         losses.regression_mse(student_predictions=torch.randn(4, 1), teacher_predictions=torch.randn(4))
+
+
+def test_a_causal_lms_next_token_positions_leave_out_left_padding():
+    # position i predicts token i + 1: counted where both are attended; a left pad before the first real token
+    # predicts it, and was counted when the mask dropped the attention mask
+    attention = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0]])
+    counted = losses.token_mask(None, attention, attention.shape, attention.device, next_token=True)
+    assert counted.int().tolist() == [[0, 0, 1, 1, 0], [1, 1, 0, 0, 0]]
+    labels = torch.tensor([[-100, -100, 7, 8, 9], [4, 5, 6, -100, -100]])
+    counted = losses.token_mask(labels, attention, attention.shape, attention.device, next_token=True)
+    assert counted.int().tolist() == [[0, 0, 1, 1, 0], [1, 1, 0, 0, 0]]

@@ -375,3 +375,25 @@ def test_a_built_trainer_reads_deepspeeds_tensor_parallel_size_from_the_launcher
         check_data_parallel_only(trainer)
     deepspeed.config = {"zero_optimization": {"stage": 3}}
     check_data_parallel_only(trainer)  # ZeRO alone: every rank holds its own rows
+
+
+def test_a_regression_head_with_several_outputs_averages_them_as_its_own_loss():
+    # tested with one output only: a sum over the K outputs (K times the model's own MSE) passed
+    from hf_distill.trainer.loss_terms import task_sum
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 2, generator=generator, dtype=torch.float64)
+    labels = torch.randn(4, 2, generator=generator, dtype=torch.float64)
+    expected = torch.nn.functional.mse_loss(logits, labels).item()
+    assert (task_sum(logits, labels, "regression") / 4).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_each_rank_divides_the_whole_batchs_counts_by_the_number_of_ranks():
+    # only the two-process DDP test would see the counts scaled twice (or not at all); here, without processes
+    from types import SimpleNamespace
+
+    from hf_distill.trainer.batch_counts import WholeBatchCountsMixin
+
+    ranks = SimpleNamespace(accelerator=SimpleNamespace(num_processes=2))
+    counts = WholeBatchCountsMixin.rank_counts(ranks, torch.tensor([8.0, 6.0, 0.0, 3.0]))
+    assert counts.tolist() == [4.0, 3.0, 0.5, 1.5]  # a count of 0 is taken as 1: a zero term, never 0 / 0

@@ -1040,3 +1040,20 @@ def test_logged_loss_terms_follow_the_nan_inf_filter(tmp_path, nan_filter):
         assert entry["loss"] == pytest.approx(0.3 * entry["loss_kd"] + 0.7 * entry["loss_task"], rel=1e-4)
     else:
         assert math.isnan(entry["loss"]) and math.isnan(entry["loss_kd"])
+
+
+def test_the_teachers_own_input_columns_reach_the_batch_a_student_without_them_gets(tmp_path):
+    # a DistilBERT student takes no token_type_ids: Trainer's unused-column removal, by the student's forward alone,
+    # dropped them, and a BERT teacher read sentence pairs as one segment (the tests' collator drops them anyway)
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification, default_data_collator
+
+    torch.manual_seed(1)
+    student = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=tiny.VOCAB_SIZE, dim=32, hidden_dim=37, n_layers=1, n_heads=2, max_position_embeddings=64,
+        num_labels=3, pad_token_id=0))  # fmt: skip
+    rows = tiny.ListDataset([{"input_ids": [5, 6, 7, 8], "token_type_ids": [0, 0, 1, 1], "labels": 1}] * 4)
+    trainer = DistillationTrainer(model=student, teacher_model=tiny.classifier(layers=2, seed=0),
+                                  args=make_args(tmp_path), train_dataset=rows,
+                                  data_collator=default_data_collator)  # fmt: skip
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert sorted(batch) == ["input_ids", "labels", "token_type_ids"]
