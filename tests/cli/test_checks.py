@@ -339,36 +339,31 @@ def test_training_options_the_scripts_never_read_are_refused_before_anything_run
     # they were accepted without a word: `--do_train false --do_eval true`, the usual way to score a saved model,
     # trained (and with --overwrite_output_dir replaced it); unconcatenated predictions crashed the metrics after
     # training; checkpoints were never pushed
-    from hf_distill.cli.arguments import parse_arguments
     from hf_distill.cli.checks import check_before_loading
 
-    model_args, data_args, training_args, _ = parse_arguments(
-        ["--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--student_num_layers", "1",
-         "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", *flags]
-    )  # fmt: skip
     with pytest.raises(ValueError, match=message):
-        check_before_loading(model_args, data_args, training_args)
+        check_before_loading(*_sst2_arguments(tmp_path, *flags))
     assert not (tmp_path / "out").exists()
     config = tmp_path / "c.yaml"  # a config's key too
     config.write_text("".join(f"{flag[2:]}: {value}\n" for flag, value in zip(flags[::2], flags[1::2])))
-    model_args, data_args, training_args, _ = parse_arguments(
-        [str(config), "--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2",
-         "--student_num_layers", "1", "--output_dir", str(tmp_path / "out"), "--use_cpu", "true"]
-    )  # fmt: skip
     with pytest.raises(ValueError, match=message):
-        check_before_loading(model_args, data_args, training_args)
+        check_before_loading(*_sst2_arguments(tmp_path, config=config))
 
 
 def test_the_training_options_the_scripts_read_as_given_pass(tmp_path):
-    from hf_distill.cli.arguments import parse_arguments
     from hf_distill.cli.checks import check_unread_training_options
 
     for flags in (["--do_train", "true", "--do_eval", "false"], ["--hub_strategy", "end"], []):
-        training_args = parse_arguments(
-            ["--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--student_num_layers", "1",
-             "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", *flags]
-        )[2]  # fmt: skip
-        check_unread_training_options(training_args)
+        check_unread_training_options(_sst2_arguments(tmp_path, *flags)[2])
+
+
+def _sst2_arguments(tmp_path, *flags, config=None):
+    """The three argument dataclasses of a GLUE run (SST-2, a one-layer student, CPU), with `flags` and a config."""
+    from hf_distill.cli.arguments import parse_arguments
+
+    argv = ["--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--student_num_layers", "1",
+            "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", *flags]  # fmt: skip
+    return parse_arguments([str(config), *argv] if config else argv)[:3]
 
 
 def test_the_evaluation_options_distill_mlm_never_reads_are_not_refused_there(tmp_path):
