@@ -331,6 +331,30 @@ def test_the_token_build_takes_log_softmax_over_the_counted_positions_only(tmp_p
             torch.testing.assert_close(values.double(), reference[position][mask].topk(k).values, rtol=0, atol=1e-6)
 
 
+def test_a_token_cache_capped_at_fewer_labels_than_top_k_is_read_back_at_that_k(tmp_path):
+    # its completion file said the argument's k (64), not the 5 it holds: a second run reading the cache handed the
+    # collator k = 64, and its first batch was refused as holding another number of positions
+    teacher = tiny.token_classifier(layers=2, seed=0)
+    data = tiny.token_rows(24, num_labels=5, seed=2)
+
+    def token_trainer(name):
+        return DistillationTrainer(
+            model=tiny.token_classifier(layers=1, seed=1),
+            teacher_model=teacher,
+            args=make_args(tmp_path / name, cache_teacher_logits=True, teacher_cache_dir=str(tmp_path / "cache")),
+            train_dataset=data,
+            data_collator=tiny.collate,
+        )
+
+    built = token_trainer("first").prepare_teacher_cache()
+    assert built.built and built.top_k == 5
+    second = token_trainer("second")
+    cache = second.prepare_teacher_cache()
+    assert not cache.built and cache.path == built.path  # read back, not rebuilt
+    assert cache.top_k == 5 == second.data_collator.top_k
+    second.train()
+
+
 # ---- error messages ------------------------------------------------------------------------------------------------
 
 

@@ -44,7 +44,14 @@ def accuracy(prediction) -> dict[str, float]:
 
 
 def search(
-    tmp_path, n_trials: int, *, teacher_seed: int = 0, restart: bool = False, monkeypatch=None, **arguments
+    tmp_path,
+    n_trials: int,
+    *,
+    teacher_seed: int = 0,
+    restart: bool = False,
+    monkeypatch=None,
+    compute_metrics=accuracy,
+    **arguments,
 ) -> list:
     """Runs run_hp_search on tiny models; returns one entry per trial that trained in this call."""
     import tiny
@@ -69,7 +76,7 @@ def search(
     hp_search.run_hp_search(
         student=student, teacher=teacher, training_args=args, train_dataset=class_dataset(24, 1),
         search_dataset=class_dataset(8, 2), objective_metric="eval_accuracy", n_trials=n_trials, restart=restart,
-        data_collator=tiny.collate, compute_metrics=accuracy,
+        data_collator=tiny.collate, compute_metrics=compute_metrics,
     )  # fmt: skip
     return trained
 
@@ -119,16 +126,57 @@ def test_the_search_fingerprint_tells_apart_devices_and_settings_that_change_a_t
     student = build_student(teacher, layers=[0])
     train, held = class_dataset(8, 1), class_dataset(4, 2)
 
+    def args_of(**arguments):
+        return DistillationTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", **arguments)
+
     def fingerprint(**arguments):
-        values = dict(output_dir=str(tmp_path), use_cpu=True, report_to="none", **arguments)
-        args = DistillationTrainingArguments(**values)
-        return _search_fingerprint(student, teacher, args, train, held, "eval_accuracy")
+        return _search_fingerprint(student, teacher, args_of(**arguments), train, held, "eval_accuracy")
 
     cpu = fingerprint()
     assert fingerprint() == cpu
     assert fingerprint(auto_find_batch_size=True) != cpu
+    # the fixed arguments a trial trains under, and the rows it trains on: a journal of other ones is not resumed
+    for other in (dict(seed=4), dict(per_device_train_batch_size=16), dict(warmup_steps=3)):
+        assert fingerprint(**other) != cpu, other
+    assert _search_fingerprint(student, teacher, args_of(), class_dataset(16, 5), held, "eval_accuracy") != cpu
+    assert fingerprint(learning_rate=1e-3, alpha_kd=0.2) == cpu  # the searched settings are each trial's own
     monkeypatch.setattr(DistillationTrainingArguments, "device", property(lambda self: torch.device("cuda", 0)))
     assert fingerprint() != cpu
+
+
+def test_the_search_space_ties_alpha_task_to_alpha_kd_and_draws_the_learning_rate_on_a_log_scale():
+    from hf_distill.cli.hp_search import hp_space
+
+    params = {"temperature": 2.0, "alpha_kd": 0.3, "learning_rate": 1e-4, "num_train_epochs": 2}
+    settings = hp_space(optuna.trial.FixedTrial(params))
+    assert settings["alpha_task"] == pytest.approx(0.7)  # the weights sum to 1: the learning rate keeps its meaning
+    assert settings == {
+        "temperature": 2.0, "alpha_kd": 0.3, "alpha_task": pytest.approx(0.7), "learning_rate": 1e-4,
+        "num_train_epochs": 2.0,
+    }  # fmt: skip
+    # the learning rate spans an order of magnitude: drawn uniformly, 3 trials in 4 would fall above 1e-4
+    trial = optuna.create_study(direction="maximize").ask()
+    hp_space(trial)
+    assert trial.distributions["learning_rate"] == optuna.distributions.FloatDistribution(2e-5, 3e-4, log=True)
+
+
+def test_every_trial_is_scored_on_the_held_out_rows_only(tmp_path, monkeypatch):
+    scored_rows = []
+
+    def counting(prediction):
+        scored_rows.append(len(prediction.label_ids))
+        return accuracy(prediction)
+
+    search(tmp_path, 2, monkeypatch=monkeypatch, compute_metrics=counting)  # 24 training rows, 8 held out
+    report = json.loads((tmp_path / "out" / "hp_search.json").read_text())
+    assert scored_rows == [8, 8] and report["scored_on_rows"] == 8
+    assert all(row["alpha_task"] == pytest.approx(1 - row["alpha_kd"]) for row in report["trials"])
+
+
+def test_the_trials_teacher_cache_goes_to_the_given_teacher_cache_dir(tmp_path, monkeypatch):
+    search(tmp_path, 1, monkeypatch=monkeypatch, teacher_cache_dir=str(tmp_path / "c"))  # cache_teacher_logits on
+    assert (tmp_path / "c").is_dir() and any((tmp_path / "c").iterdir())
+    assert not (tmp_path / "out" / "teacher_cache").exists()
 
 
 def test_every_trial_starts_from_the_given_students_weights_and_leaves_them_untouched(tmp_path, monkeypatch):

@@ -61,3 +61,25 @@ def test_a_local_dataset_folder_is_recorded_by_where_it_resolves_never_as_its_pa
     ]
     assert settings[0]["dataset_name"] == settings[1]["dataset_name"] and "resolves_to" in settings[0]["dataset_name"]
     assert "my_private_corpus" not in str(settings[0]) and settings[2]["dataset_name"] == "org/hub-dataset"
+
+
+def test_mlm_probability_defaults_to_bert_s_share_of_masked_tokens(tmp_path):
+    from transformers import HfArgumentParser
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick fox\n" * 4)
+    (data,) = HfArgumentParser(MlmDataArguments).parse_args_into_dataclasses(
+        ["--train_file", str(corpus), "--validation_split_size", "1"]
+    )
+    assert data.mlm_probability == 0.15
+
+
+@pytest.mark.parametrize("name", ["max_train_samples", "max_eval_samples", "validation_split_size"])
+def test_a_line_count_of_zero_is_refused(tmp_path, name):
+    # accepted, --max_train_samples 0 / --max_eval_samples 0 kept every line (`lines[:0 or None]`), and
+    # --validation_split_size 0 held out nothing to score on
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick fox\n" * 4)
+    counts = {"validation_split_size": 1, name: 0}
+    with pytest.raises(ValueError, match=rf"^--{name} must be >= 1, got 0\.$"):
+        MlmDataArguments(train_file=str(corpus), **counts)

@@ -78,8 +78,30 @@ def test_shuffle_lines_draws_the_training_lines_of_a_corpus_stored_in_some_order
     random.Random(HELD_OUT_SEED).shuffle(order)
     assert shuffled["train"]["text"] == [lines[i] for i in order[4:]]  # the held-out draw's permutation
     given = load_corpus(corpus_arguments(train_file=str(corpus), validation_file=str(corpus), shuffle_lines=True))
-    assert sorted(given["train"]["text"]) == sorted(lines) != given["train"]["text"]
+    assert given["train"]["text"] == [lines[i] for i in order] != lines  # every line, shuffled alike
     assert given["validation"]["text"] == lines  # held-out lines as given
+
+
+def test_validation_split_size_holds_out_training_lines_of_a_hub_dataset_with_a_validation_split(tmp_path):
+    folder = hub_folder(tmp_path)  # 20 train lines, a validation split of 2
+    raw = load_corpus(corpus_arguments(dataset_name=str(folder), text_column="sentence", validation_split_size=5))
+    held_out = raw["validation"]["text"]
+    assert len(held_out) == 5 and all(line.startswith("train line") for line in held_out)
+    assert str(raw["validation"].split) == "train" and len(raw["train"]) == 15
+
+
+def test_max_eval_samples_keeps_the_first_of_the_held_out_lines_whatever_max_train_samples(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"line {i}\n" for i in range(40)))
+    uncapped = load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=10))
+    capped = load_corpus(corpus_arguments(train_file=str(corpus), validation_split_size=10, max_eval_samples=3))
+    assert capped["validation"]["text"] == uncapped["validation"]["text"][:3]
+    assert capped["train"]["text"] == uncapped["train"]["text"]  # 30 lines
+    both = load_corpus(
+        corpus_arguments(train_file=str(corpus), validation_split_size=10, max_eval_samples=3, max_train_samples=5)
+    )
+    assert both["validation"]["text"] == uncapped["validation"]["text"][:3]
+    assert both["train"]["text"] == uncapped["train"]["text"][:5]
 
 
 def test_a_hub_dataset_without_a_validation_split_holds_out_a_capped_share(tmp_path, monkeypatch):
@@ -125,6 +147,21 @@ def test_packed_lines_are_separated_and_no_block_doubles_its_edges(tmp_path):
     cut = tokenize_corpus(one_word, tokenizer, max_seq_length=7, line_by_line=False)["train"]["input_ids"]
     # bodies of 5: "q S q S q", then "S q S q S" loses both edges (two tokens fewer)
     assert cut[:2] == [[cls, *word, sep, *word, sep, *word, sep], [cls, *word, sep, *word, sep]]
+
+
+def test_a_corpus_that_fills_its_last_block_exactly_keeps_that_block(tmp_path):
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    (word,) = tokenizer("quick", add_special_tokens=False)["input_ids"]
+    sep, cls = tokenizer.sep_token_id, tokenizer.cls_token_id
+    # 8 one-word lines are 15 ids (7 [SEP] between them): three bodies of 5, the last one ending the corpus
+    raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["quick"] * 8})})
+    blocks = tokenize_corpus(raw, tokenizer, max_seq_length=7, line_by_line=False)["train"]["input_ids"]
+    assert blocks == [
+        [cls, word, sep, word, sep, word, sep],
+        [cls, word, sep, word, sep],  # "S q S q S" lost both edges
+        [cls, word, sep, word, sep, word, sep],
+    ]
+    assert sum(block.count(word) for block in blocks) == 8  # every word kept
 
 
 def test_fixed_masks_refuse_a_held_out_set_with_no_masked_position(tmp_path):
