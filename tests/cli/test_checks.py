@@ -403,3 +403,69 @@ def test_a_path_an_older_record_kept_as_text_is_compared_by_where_it_resolves(tm
     with pytest.raises(ValueError, match=r"dataset_name: 'org/hub-corpus' then, a local path now"):
         check_resumed_settings(str(checkpoint), {"dataset_name": _identity(str(other)), "learning_rate": 1e-3},
                                tmp_path)  # fmt: skip
+
+
+def _resumed(tmp_path, then, now):
+    """Resumes, with the settings `now`, a checkpoint whose record holds the settings `then`."""
+    import json
+
+    from hf_distill.cli.run_record import RUN_RECORD, check_resumed_settings
+
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir(exist_ok=True)
+    (checkpoint / RUN_RECORD).write_text(json.dumps(then))
+    check_resumed_settings(str(checkpoint), now, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("option", "then", "now", "shown"),
+    [
+        ("max_train_samples", "100", "5000", "100 then, 5000 now"),
+        ("max_seq_length", "128", "16", "128 then, 16 now"),
+        ("warmup_steps", "0", "500", "0.0 then, 500.0 now"),
+        ("data_seed", "1", "2", "1 then, 2 now"),
+    ],
+)
+def test_a_resume_with_other_training_rows_or_another_optimisation_is_refused_naming_the_option(
+    tmp_path, option, then, now, shown
+):
+    from hf_distill.cli.run_record import run_settings
+
+    recorded = run_settings(*_sst2_arguments(tmp_path, f"--{option}", then))
+    _resumed(tmp_path, recorded, run_settings(*_sst2_arguments(tmp_path, f"--{option}", then)))
+    with pytest.raises(ValueError, match=rf"other settings than this run's \({option}: {shown}\): resumed"):
+        _resumed(tmp_path, recorded, run_settings(*_sst2_arguments(tmp_path, f"--{option}", now)))
+
+
+def test_the_batch_a_resume_compares_is_per_device_times_accumulation_times_processes(tmp_path, monkeypatch):
+    from hf_distill.cli.run_record import run_settings
+
+    def on(processes, *flags):
+        arguments = _sst2_arguments(tmp_path, "--per_device_train_batch_size", "16", *flags)
+        monkeypatch.setattr(type(arguments[2]), "world_size", property(lambda self: processes))  # as under a launcher
+        return run_settings(*arguments)
+
+    recorded = on(3, "--gradient_accumulation_steps", "2")
+    assert recorded["total_train_batch_size"] == 96
+    _resumed(tmp_path, recorded, on(1, "--gradient_accumulation_steps", "6"))  # fewer processes, more accumulation
+    for now, batch in ((on(1, "--gradient_accumulation_steps", "2"), 32), (on(3), 48)):
+        with pytest.raises(ValueError, match=rf"\(total_train_batch_size: 96 then, {batch} now\)"):
+            _resumed(tmp_path, recorded, now)
+
+
+@pytest.mark.parametrize(
+    ("option", "then", "now"),
+    [
+        ("teacher_cache_dir", "caches", "elsewhere/caches"),
+        ("teacher_cache_batch_size", "64", "8"),
+        ("per_device_eval_batch_size", "64", "8"),
+    ],
+)
+def test_a_resume_may_change_where_the_teacher_cache_lies_and_the_batches_that_train_nothing(
+    tmp_path, option, then, now
+):
+    from hf_distill.cli.run_record import run_settings
+
+    cached = ("--cache_teacher_logits", "true")
+    recorded = run_settings(*_sst2_arguments(tmp_path, *cached, f"--{option}", then))
+    _resumed(tmp_path, recorded, run_settings(*_sst2_arguments(tmp_path, *cached, f"--{option}", now)))

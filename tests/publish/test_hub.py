@@ -84,6 +84,53 @@ def test_a_repo_in_a_namespace_the_user_cannot_write_to_is_refused_before_traini
     assert check_can_push(secret, repo_id="someone-else/student") == secret
 
 
+def test_the_token_in_hf_token_is_used_when_none_is_given(hub, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from hf_distill.publish.hub import check_can_push
+
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))  # no login's token file on this machine
+    monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    secret = "hf_" + "e" * 34
+    monkeypatch.setenv("HF_TOKEN", secret)
+    assert check_can_push(None, repo_id="me/student") == secret
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(ValueError, match=r"--push_to_hub needs a Hugging Face token, and none was found"):
+        check_can_push(None, repo_id="me/student")
+
+
+def test_the_namespace_is_the_users_or_an_organisations_whatever_the_case_either_is_written_in(hub, monkeypatch):
+    # the Hub's names are case-insensitive: a user "Me" pushing to me/student was refused before training
+    from hf_distill.publish.hub import check_can_push
+
+    def whoami(self, token=None):
+        orgs = [{"name": "My-Lab", "roleInOrg": "write"}]
+        return {"type": "user", "name": "Me", "orgs": orgs, "auth": {"accessToken": {"role": "write"}}}
+
+    monkeypatch.setattr(_Hub, "whoami", whoami)
+    secret = "hf_" + "w" * 34
+    for repo_id in ("me/student", "ME/student", "my-lab/student", "MY-LAB/student"):
+        assert check_can_push(secret, repo_id=repo_id) == secret
+    with pytest.raises(ValueError, match=r"the token's user 'Me' is not 'my-labs' nor in an organisation of that"):
+        check_can_push(secret, repo_id="my-labs/student")
+
+
+@pytest.mark.parametrize("revision", ["exp.", "-exp", "exp@{1}", "tab\there", ".exp", "a/.b"])
+def test_a_revision_git_refuses_as_a_branch_name_is_refused(revision):
+    from hf_distill.publish.hub import check_revision
+
+    with pytest.raises(ValueError, match=r"^--hub_revision .* is not a branch name git accepts .*Nothing was trained"):
+        check_revision(revision)
+
+
+@pytest.mark.parametrize("revision", ["exp.1", "my-exp", "exp-", "v1.0/rc.2", "a@b"])
+def test_a_revision_with_a_dot_or_dash_inside_passes(revision):
+    from hf_distill.publish.hub import check_revision
+
+    check_revision(revision)
+
+
 class _Uploads:
     """Stands in for HfApi in a push: what `upload_folder` would upload, filtered as huggingface_hub filters it."""
 

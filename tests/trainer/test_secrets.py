@@ -48,3 +48,17 @@ def test_the_hub_token_is_used_but_never_written(tmp_path, which):
     assert copy.deepcopy(trainer.args).hub_token == TOKEN
     assert pickle.loads(pickle.dumps(trainer.args)).hub_token is None
     assert TOKEN not in repr(trainer.args.hub_token)
+
+
+def test_a_copied_token_is_still_hidden_and_never_pickled(tmp_path):
+    # wandb's log_model deep-copies the arguments into a Trainer that saves training_args.bin: a copy holding the
+    # plain token would write it in clear
+    from hf_distill.trainer.secrets import HiddenToken, hide_hub_token
+
+    args = make_args(tmp_path, hub_token=TOKEN)
+    hide_hub_token(args)
+    token = args.hub_token
+    for copied in (copy.copy(token), copy.deepcopy(token), copy.copy(args).hub_token, copy.deepcopy(args).hub_token):
+        assert type(copied) is HiddenToken and copied == TOKEN
+        assert TOKEN.encode() not in pickle.dumps(copied)
+    assert TOKEN.encode() not in pickle.dumps(copy.deepcopy(args))
