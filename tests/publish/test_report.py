@@ -88,17 +88,54 @@ def test_a_rerun_leaves_no_results_of_the_earlier_run(tmp_path):
 
 
 def test_an_earlier_runs_exports_are_never_published_as_this_students(tmp_path):
+    # written after training (train_and_save clears them too): publish_student, which library users call on a
+    # trainer of their own, must clear them itself
     out = tmp_path / "out"
-    (out / "onnx").mkdir(parents=True)
+    trainer = trained(tmp_path)
+    (out / "onnx").mkdir()
     for name in ("model.onnx", "model_int8.onnx"):
         (out / "onnx" / name).write_bytes(b"an earlier student")
     (out / "onnx" / "notes.txt").write_text("the user's")  # not this tool's: kept
-    publish(trained(tmp_path))  # this run exports nothing
+    publish(trainer)  # this run exports nothing
     assert sorted(path.name for path in (out / "onnx").iterdir()) == ["notes.txt"]
     (out / "onnx" / "notes.txt").unlink()
     (out / "onnx" / "model.onnx").write_bytes(b"an earlier student")
-    publish(trained(tmp_path))
+    publish(trainer)
     assert not (out / "onnx").exists()  # emptied of this tool's files: gone
+
+
+@pytest.mark.skipif(not exports_installed, reason="the export extra is not installed")
+def test_each_exported_files_card_row_shows_its_own_scores(tmp_path, monkeypatch):
+    # the int8 file's agreement, metric, size and speed are its own, never the float32 file's beside it
+    from hf_distill.publish import report
+
+    def scored(student, output_dir, formats, **kwargs):
+        scores = {}
+        for prefix, agreement, accuracy, size, ms in (
+            ("onnx_", 1.0, 0.5, 4e6, 2.0),
+            ("onnx_int8_", 0.5, 0.25, 1e6, 1.0),
+        ):
+            scores |= {
+                f"{prefix}agreement": agreement,
+                f"{prefix}eval_accuracy": accuracy,
+                f"{prefix}size_bytes": size,
+            }
+            scores |= {f"{prefix}max_abs_logit_diff": 0.1}
+            for b in report.LATENCY_BATCH_SIZES:
+                scores |= {f"{prefix}latency_ms_batch{b}": ms, f"{prefix}reference_latency_ms_batch{b}": 4.0}
+        return scores
+
+    monkeypatch.setattr(report, "export_and_score", scored)
+    publish(trained(tmp_path), export_formats=("int8",))
+    card = (tmp_path / "out" / "README.md").read_text()
+    rows = {line.split(" | ")[0]: line for line in card.splitlines() if line.startswith("| student, ONNX")}
+    n = len(report.LATENCY_BATCH_SIZES)
+    assert rows == {
+        "| student, ONNX fp32": " | ".join(["| student, ONNX fp32", "0.5000", "6/6 (100%)", "4.0 MB", *["2.0"] * n,
+                                            *["2.00x"] * n]) + " |",
+        "| student, ONNX int8": " | ".join(["| student, ONNX int8", "0.2500", "3/6 (50.00%)", "1.0 MB", *["1.0"] * n,
+                                            *["4.00x"] * n]) + " |",
+    }  # fmt: skip
 
 
 @pytest.mark.skipif(not exports_installed, reason="the export extra is not installed")
