@@ -29,11 +29,12 @@ def test_timing_settings_that_measure_nothing_are_refused_with_the_value(setting
         measure_latency_ms(model, batch, **settings)
 
 
-def test_latency_is_a_positive_median_and_the_models_mode_is_restored():
-    model = student().train()
+@pytest.mark.parametrize("training", [True, False])
+def test_latency_is_a_positive_median_and_the_models_mode_is_restored(training):
+    model = student().train(training)
     batch = {"input_ids": torch.ones(2, 5, dtype=torch.long)}
     value = measure_latency_ms(model, batch, warmup=0, repeats=3, min_seconds=0)
-    assert isinstance(value, float) and value > 0 and model.training
+    assert isinstance(value, float) and value > 0 and model.training is training
 
 
 @pytest.mark.parametrize("device", ["cuda:1", "mps", "xpu:0"])
@@ -77,6 +78,19 @@ def test_models_are_timed_in_turns_so_a_busy_spell_falls_on_both(monkeypatch):
     timed = latency.measure_latencies_ms(runs, warmup=1, repeats=4, min_seconds=0)
     assert order == ["teacher", "student"] + ["teacher", "student"] * 4  # warm-up each, then in turns
     assert timed == {"teacher": pytest.approx(4.0), "student": pytest.approx(1.0)}  # medians in ms
+
+
+def test_one_slow_pass_does_not_move_the_latency(monkeypatch):
+    # the second measured pass of five takes 50 ms of the fake clock (another process's burst), the others 1 ms
+    order: list[str] = []
+    clock = [0.0]
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
+    model = Slept("model", 0.001, order, clock)
+    seconds = iter([0.001, 0.050, 0.001, 0.001, 0.001])
+    model.register_forward_pre_hook(lambda module, inputs: setattr(module, "seconds", next(seconds)))
+    value = measure_latency_ms(model, {"input_ids": torch.ones(1, 2)}, warmup=0, repeats=5, min_seconds=0)
+    assert order == ["model"] * 5
+    assert value == pytest.approx(1.0)  # the median; the mean would be 10.8
 
 
 def test_a_student_that_measures_slower_than_its_teacher_is_warned_of(monkeypatch, caplog):
