@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import tiny
 import torch
+import transformers.trainer
 from trainers import make_args
 
 from hf_distill import DistillationTrainer
@@ -211,3 +214,21 @@ def test_in_place_leaves_a_non_finite_batch_loss_out_as_trainer_does(tmp_path):
     through_trainer = evaluator.evaluate(eval_dataset=rows, metric_key_prefix="teacher_eval")["teacher_eval_loss"]
     in_place = evaluation.evaluate_in_place(evaluator, teacher, rows, metric_key_prefix="teacher_eval")
     assert np.isfinite(through_trainer) and in_place["teacher_eval_loss"] == pytest.approx(through_trainer, rel=1e-6)
+
+
+def test_in_a_run_that_pushes_only_the_students_hub_repo_is_created(tmp_path, monkeypatch):
+    # The teacher's evaluator copies the run's arguments: with push_to_hub on, building it created a Hub repo too.
+    created = []
+
+    class RecordingHub:  # stands for transformers' hf_api(): records repo creation, refuses anything else
+        def create_repo(self, repo_id, **kwargs):
+            created.append(repo_id)
+            return SimpleNamespace(repo_id=repo_id)
+
+        def __getattr__(self, name):
+            raise AssertionError(f"the Hub was called: {name}")
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", RecordingHub)
+    metrics, _ = side_by_side(tmp_path, monkeypatch, engine=False, push_to_hub=True, hub_model_id="someone/student")
+    assert "teacher_eval_loss" in metrics
+    assert created == ["someone/student"]  # the student trainer's own, once

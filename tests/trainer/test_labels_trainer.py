@@ -18,10 +18,12 @@ from hf_distill.cli.training import make_trainer
 
 
 def model_and_rows(kind: str, *, unlabelled: bool = False):
-    """A tiny student and 16 rows of `kind` (class, regression, token); with `unlabelled`, every third row has no
-    label (-100, NaN for regression)."""
+    """A tiny student and 16 rows of `kind` (class, regression, token, masked_lm); with `unlabelled`, every third row
+    has no label (-100, NaN for regression; masked_lm rows, each with its own count of masked positions, unchanged)."""
     if kind == "token":
         return tiny.token_classifier(layers=1, seed=1, initializer_range=0.5), tiny.token_rows(16, seed=2)
+    if kind == "masked_lm":
+        return tiny.masked_lm(layers=1, seed=1, initializer_range=0.5), tiny.mlm_rows(16, seed=3)
     regression = kind == "regression"
     model = tiny.classifier(layers=1, seed=1, num_labels=1 if regression else 3, initializer_range=0.5)
     if regression:
@@ -168,9 +170,10 @@ def train_copy(model, trainer_class, args, rows, collate=tiny.collate, **extra):
     return state(trained), [entry["loss"] for entry in trainer.state.log_history if "loss" in entry], trained
 
 
-@pytest.mark.parametrize("kind", ["class", "regression", "token"])
+@pytest.mark.parametrize("kind", ["class", "regression", "token", "masked_lm"])
 def test_gradient_accumulation_matches_one_large_batch(tmp_path, kind):
-    # Micro-batches of 4 hold different numbers of labelled rows (class, regression) or counted positions (token).
+    # Micro-batches of 4 hold different numbers of labelled rows (class, regression) or counted positions (token,
+    # masked_lm).
     # In float64: with these large steps float32 summation order alone moved a weight by 1.4e-4 (regression).
     model, rows = model_and_rows(kind, unlabelled=True)
     model = model.double()

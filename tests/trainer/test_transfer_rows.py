@@ -14,6 +14,8 @@ from references import reference_class_loss
 from trainers import EXACT_UPDATES, make_args, make_trainer, state
 
 from hf_distill import DistillationTrainer
+from hf_distill.trainer.batch_counts import count_index, count_items
+from hf_distill.trainer.loss_terms import task_sum
 
 
 def mixed_rows(n: int, *, regression: bool, seed: int = 3) -> tiny.ListDataset:
@@ -101,6 +103,18 @@ def test_a_batch_with_no_labelled_row_trains_on_the_teacher_alone(tmp_path):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         kd = reference_class_loss(student(**inputs).logits.double(), teacher(**inputs).logits.double(), 2.0)
     assert loss.item() == pytest.approx(0.5 * kd, rel=1e-5)  # task term 0, never 0 / 0
+
+
+def test_a_multi_output_regression_row_with_one_missing_target_is_left_out_of_the_task_loss():
+    batch = tiny.collate([{"input_ids": [5, 6, 7], "labels": 0.0}] * 4)
+    batch["labels"] = torch.tensor([[1.0, 2.0], [0.5, math.nan], [3.0, 1.0], [2.0, 2.0]])
+    logits = torch.tensor([[0.5, 1.0], [9.0, 9.0], [2.0, 3.0], [1.5, 2.5]])
+    labelled = count_items(batch)[count_index("labelled")]
+    assert labelled.item() == 3
+    loss = task_sum(logits, batch["labels"], "regression") / labelled
+    complete = [0, 2, 3]
+    expected = F.mse_loss(logits[complete].double(), batch["labels"][complete].double()).item()
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_model_init_builds_and_checks_the_student(tmp_path):
