@@ -469,3 +469,72 @@ def test_a_resume_may_change_where_the_teacher_cache_lies_and_the_batches_that_t
     cached = ("--cache_teacher_logits", "true")
     recorded = run_settings(*_sst2_arguments(tmp_path, *cached, f"--{option}", then))
     _resumed(tmp_path, recorded, run_settings(*_sst2_arguments(tmp_path, *cached, f"--{option}", now)))
+
+
+def test_a_model_folder_with_only_pytorch_model_bin_weights_is_accepted(tmp_path):
+    # an older checkpoint (save_pretrained before safetensors, or safe_serialization=False)
+    from hf_distill.cli.checks import check_model_path
+
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "config.json").write_text("{}")
+    torch.save({"weight": torch.zeros(64)}, tmp_path / "teacher" / "pytorch_model.bin")
+    check_model_path(str(tmp_path / "teacher"), "teacher")
+
+
+def test_a_max_seq_length_of_exactly_the_teachers_positions_is_accepted(tmp_path):
+    from transformers import BertConfig
+
+    from hf_distill.cli.checks import check_sequence_length
+
+    config = BertConfig(max_position_embeddings=512)  # bert-base-uncased's, and the length runs usually ask for
+    check_sequence_length(512, config, "teacher")
+    with pytest.raises(
+        ValueError, match=r"^--max_seq_length 513 is longer than the teacher's 512 position embeddings"
+    ):
+        check_sequence_length(513, config, "teacher")
+
+
+def test_metric_for_best_model_is_accepted_with_or_without_the_eval_prefix():
+    # Trainer itself adds "eval_" to a name without it, and users copy names from the logged metrics, which have it
+    from types import SimpleNamespace
+
+    from hf_distill.cli.checks import check_metric_for_best_model
+
+    for name in ("eval_accuracy", "accuracy", "eval_loss", "loss"):
+        check_metric_for_best_model(SimpleNamespace(metric_for_best_model=name), ["accuracy"])
+    with pytest.raises(ValueError, match=r"--metric_for_best_model 'eval_f1' is not a metric"):
+        check_metric_for_best_model(SimpleNamespace(metric_for_best_model="eval_f1"), ["accuracy"])
+
+
+def test_an_output_dir_that_is_the_teachers_folder_by_another_spelling_is_refused(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from hf_distill.cli.checks import check_output_is_no_model_read
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    monkeypatch.chdir(tmp_path)
+    for output_dir, name in (("teacher", str(teacher)), (str(teacher), "teacher"), ("./teacher/", "teacher")):
+        with pytest.raises(ValueError, match=rf"^--output_dir {output_dir} is the teacher's own folder"):
+            check_output_is_no_model_read(
+                SimpleNamespace(teacher_model_name_or_path=name), SimpleNamespace(output_dir=output_dir)
+            )
+    check_output_is_no_model_read(
+        SimpleNamespace(teacher_model_name_or_path=str(teacher)), SimpleNamespace(output_dir="student")
+    )
+
+
+def test_an_earlier_search_journal_is_refused_for_a_teacher_refit_unless_overwrite(tmp_path):
+    from hf_distill.cli.checks import check_search_plan
+    from hf_distill.cli.hp_search import STUDY_FILE
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / STUDY_FILE).write_text("")
+    search = ("--hp_search_trials", "2", "--validation_split_size", "4")
+    with pytest.raises(ValueError, match=r"out/hp_search_study\.journal holds the trials of an earlier search .* pass "
+                                         r"--overwrite_output_dir to start afresh"):  # fmt: skip
+        check_search_plan(*_sst2_arguments(tmp_path, *search, "--finetune_teacher", "true"))
+    check_search_plan(
+        *_sst2_arguments(tmp_path, *search, "--finetune_teacher", "true", "--overwrite_output_dir", "true")
+    )
+    check_search_plan(*_sst2_arguments(tmp_path, *search))  # a given teacher: the trials resume

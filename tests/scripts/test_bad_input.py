@@ -36,6 +36,7 @@ def write_config(tmp_path, values: dict | str):
         (["--max_seq_length", "4096"], r"--max_seq_length 4096 is longer than the teacher's 128 position embeddings.*"
                                        r"--max_seq_length 128 or less"),
         (["--per_device_train_batch_size", "0"], r"--per_device_train_batch_size must be >= 1, got 0"),
+        (["--per_device_eval_batch_size", "0"], r"--per_device_eval_batch_size must be >= 1, got 0"),
         (["--num_train_epochs", "0"], r"--num_train_epochs must be > 0 \(or --max_steps > 0\), got 0"),
         (["--learning_rate", "0"], r"--learning_rate must be > 0, got 0"),
         (["--max_train_samples", "0"], r"max_train_samples must be >= 1, got 0"),
@@ -114,6 +115,19 @@ def test_bad_output_folders(tmp_path, teacher_folder):
         r"--finetune_teacher would replace the teacher already fine-tuned in .*out/teacher\. Pass "
         r"--teacher_model_name_or_path .*out/teacher --finetune_teacher false to reuse it",
     )
+
+
+def test_a_teacher_refit_beside_a_saved_teacher_is_refused_only_without_overwrite(tmp_path, teacher_folder):
+    # --overwrite_output_dir is the refit the refusal offers: it must then pass
+    from hf_distill.cli.arguments import parse_arguments
+    from hf_distill.cli.checks import check_before_loading
+
+    shutil.copytree(teacher_folder, tmp_path / "out" / "teacher")
+    flags = [*common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--student_num_layers", "1"),
+             "--finetune_teacher", "true"]  # fmt: skip
+    with pytest.raises(ValueError, match=r"--finetune_teacher would replace the teacher already fine-tuned in "):
+        check_before_loading(*parse_arguments(flags)[:3])
+    check_before_loading(*parse_arguments([*flags, "--overwrite_output_dir", "true"])[:3])
 
 
 @needs_glue

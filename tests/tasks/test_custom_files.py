@@ -281,3 +281,49 @@ def test_integer_labels_keep_their_numeric_order(tmp_path):
     (tmp_path / "t.csv").write_text("text,label\na,1\nb,2\nc,10\n")
     data, names = load_custom_files(tmp_path / "t.csv", None, ["text"])
     assert names == ["1", "2", "10"] and data["train"]["label"] == [0, 1, 2]
+
+
+# ---- what each line holds ----
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("TRAIN.CSV", "text,label\ngood,1\nbad,0\n"),
+        ("Train.JSONL", '{"text": "good", "label": 1}\n{"text": "bad", "label": 0}\n'),
+    ],
+)
+def test_a_file_whose_extension_is_in_capitals_is_read_like_its_lowercase_kind(tmp_path, name, text):
+    # Windows exports and old tools name files TRAIN.CSV
+    data, names = load_custom_files(write(tmp_path / name, text), None, ["text"])
+    assert data["train"]["text"] == ["good", "bad"] and data["train"]["label"] == [1, 0] and names == ["0", "1"]
+
+
+def test_a_csv_line_with_too_few_fields_is_refused_naming_it(tmp_path):
+    # csv.DictReader fills the missing fields with None: line 3 became a row with an empty text
+    train = write(tmp_path / "train.csv", "label,text\n1,good film\n0\n1,great\n0,bad\n")
+    with pytest.raises(ValueError, match=r"train\.csv, line 3: expected 2 fields \(\['label', 'text'\]\), got a "
+                                         r"different number"):  # fmt: skip
+        load_custom_files(train, None, ["text"])
+
+
+def test_a_label_of_only_spaces_is_refused_not_made_a_class(tmp_path):
+    train = write(tmp_path / "train.csv", "text,label\ngood,pos\nbad,neg\nmeh, \n")
+    with pytest.raises(ValueError, match=r"train\.csv, line 4: label ' ' in column 'label' is empty or not a class "
+                                         r"name or number\. Fill in the label or drop the line\.$"):  # fmt: skip
+        load_custom_files(train, None, ["text"])
+
+
+def test_a_json_nan_text_is_read_as_empty_text(tmp_path):
+    # Python's json.dumps writes a float NaN (a pandas column's missing text) as NaN: it must not become the word "nan"
+    train = write(tmp_path / "train.jsonl", '{"text": NaN, "label": 1}\n{"text": "bad", "label": 0}\n')
+    assert load_custom_files(train, None, ["text"])[0]["train"]["text"] == ["", "bad"]
+
+
+def test_a_jsonl_line_without_the_text_column_is_refused_naming_it(tmp_path):
+    # unchecked, the missing column surfaced as a KeyError traceback
+    train = write(tmp_path / "train.jsonl", '{"text": "good", "label": 1}\n{"txt": "bad", "label": 0}\n')
+    with pytest.raises(ValueError, match=r"train\.jsonl, line 2: missing column\(s\) \['text'\]; the columns present "
+                                         r"are \['txt', 'label'\]") as error:  # fmt: skip
+        load_custom_files(train, None, ["text"])
+    assert "\n" not in str(error.value)

@@ -290,6 +290,19 @@ def test_refuses_mismatched_heads_and_relation_heads(tmp_path):
         make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_value_relation=1.0, value_relation_heads=3)
     # any widths work when R divides both
     make_trainer(tmp_path, narrow, teacher, tiny.class_rows(4), alpha_value_relation=1.0, value_relation_heads=4)
+    # R dividing the teacher's width alone is refused when the trainer is built too, not at the first step
+    twenty = tiny.classifier(layers=1, seed=1, hidden_size=20, num_attention_heads=4, intermediate_size=40)
+    with pytest.raises(ValueError, match=r"value_relation_heads=8 must divide both widths \(student 20, teacher 32\)"):
+        make_trainer(tmp_path, twenty, teacher, tiny.class_rows(4), alpha_value_relation=1.0, value_relation_heads=8)
+
+
+def test_value_relation_heads_default_to_the_teachers_where_the_students_would_not_divide_both_widths(tmp_path):
+    # the teacher's 4 heads divide 24 and 32; the student's own 3 would not divide the teacher's 32
+    teacher = tiny.classifier(layers=2, seed=0)
+    student = tiny.classifier(layers=1, seed=1, hidden_size=24, num_attention_heads=3, intermediate_size=40)
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_value_relation=1.0, max_steps=1)
+    trainer.train()
+    assert trainer._intermediate_context(student)["value_relation_heads"] == 4
 
 
 def teacher_and_student(model_class, config_class, **extra):
@@ -432,6 +445,9 @@ def test_one_process_over_several_gpus_is_refused_for_the_hooked_terms(tmp_path,
         make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_attention=1.0)
     with pytest.raises(ValueError, match=r"hooks of token heads' counted positions"):
         make_trainer(tmp_path, tiny.masked_lm(layers=1, seed=1), tiny.masked_lm(seed=0), tiny.mlm_rows(8))
+    # with the teacher's logits cached, no hook on its head runs in training: built
+    make_trainer(tmp_path, tiny.masked_lm(layers=1, seed=1), tiny.masked_lm(seed=0), tiny.mlm_rows(8),
+                 cache_teacher_logits=True)  # fmt: skip
     # turned on after the trainer was built: by hand, or by a search trial (the check ran in __init__ alone)
     trainer = make_trainer(tmp_path, copy.deepcopy(student), teacher, tiny.class_rows(8))
     trainer.args.alpha_attention = 1.0

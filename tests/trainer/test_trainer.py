@@ -781,6 +781,34 @@ def test_refuses_tokenizers_that_encode_text_differently(tmp_path):
     )
 
 
+def test_refuses_tokenizers_that_differ_only_in_stripping_accents(tmp_path):
+    # the first probe sentence is plain ASCII: only the second one's "naïvely" tells them apart
+    from transformers import BertTokenizerFast
+
+    from hf_distill.trainer.compatibility import check_tokenizers
+
+    stripping = tiny.tokenizer(tmp_path / "a")
+    vocab = (tmp_path / "a" / "vocab.txt").read_text().split()
+    keeping = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True,
+                                strip_accents=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"tokenizers encode the same text differently.* For \"Distillation keeps"):
+        check_tokenizers(stripping, keeping)
+
+
+def test_a_tokenizer_exactly_the_size_of_the_embedding_table_fits(tmp_path):
+    # as bert-base-uncased: 30522 tokens, 30522 embeddings
+    from transformers import BertConfig
+
+    from hf_distill.trainer.compatibility import check_vocabulary_fits
+
+    tokenizer = tiny.tokenizer(tmp_path / "a")
+    check_vocabulary_fits(tokenizer, BertConfig(vocab_size=len(tokenizer)))
+    smaller = len(tokenizer) - 1
+    refusal = rf"tokenizer has {len(tokenizer)} tokens but the teacher's embedding table holds {smaller} \(config\."
+    with pytest.raises(ValueError, match=refusal + rf"vocab_size\): ids {smaller}\.\.{smaller} "):
+        check_vocabulary_fits(tokenizer, BertConfig(vocab_size=smaller))
+
+
 def test_processors_that_are_not_tokenizers_are_never_called_with_text(tmp_path):
     # image processors are callable too: the check called two of them with a sentence, as if it were an image
     class ImageProcessor:
