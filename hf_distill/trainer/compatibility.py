@@ -18,6 +18,7 @@ from .token_heads import output_head
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "check_chunkable_heads",
     "check_distillable",
     "check_hidden_sizes",
     "check_hooks_under_data_parallel",
@@ -160,6 +161,53 @@ def check_hooks_under_data_parallel(teacher: nn.Module, args: Any) -> None:
             f"break the hooks of {', '.join(hooked)}: launch one process per GPU (torchrun or accelerate launch), "
             "make one GPU visible (CUDA_VISIBLE_DEVICES=0), or turn those off."
         )
+
+
+# Config attributes of models that transform their logits after the output head, and the values that leave them
+# unchanged: a soft-cap (Gemma 2 and 3, Gemma-style models) is on whenever set; a scale or multiplier (Cohere's
+# logit_scale, Granite's logits_scaling, Falcon-H1's lm_head_multiplier) unless it is 1.
+_SOFT_CAPS = ("final_logit_softcapping", "softcap")
+_SCALES = ("logit_scale", "logits_scaling", "lm_head_multiplier", "output_multiplier")
+
+
+def _logit_transforms(model: nn.Module) -> list[str]:
+    """The `name=value` of each setting of `model`'s config that transforms its logits after its output head."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return []
+    configs = [config]
+    text_config = config.get_text_config() if callable(getattr(config, "get_text_config", None)) else None
+    if text_config is not None and text_config is not config:
+        configs.append(text_config)
+    found = []
+    for settings in configs:
+        for name in _SOFT_CAPS:
+            if getattr(settings, name, None) is not None:
+                found.append(f"{name}={getattr(settings, name)}")
+        for name in _SCALES:
+            value = getattr(settings, name, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value != 1:
+                found.append(f"{name}={value}")
+    return list(dict.fromkeys(found))
+
+
+def check_chunkable_heads(student: nn.Module, teacher: nn.Module, args: Any) -> None:
+    """Refuses `token_kd_chunk_size` for a model whose config says it transforms its logits after its output head:
+    the chunked loss runs the heads itself and would skip the transform. Read from the config, before training: the
+    first step's numeric check (`check_head_output`) cannot see a soft-cap while the logits are still small (a cap of
+    30 changes a logit of 0.5 by 1e-4), and they grow as the model trains."""
+    if getattr(args, "token_kd_chunk_size", None) is None:
+        return
+    for model, role in ((student, "student"), (teacher, "teacher")):
+        if output_head(model) is None:
+            continue
+        transforms = _logit_transforms(model)
+        if transforms:
+            raise ValueError(
+                f"token_kd_chunk_size={args.token_kd_chunk_size} runs the {role}'s output head itself, but the "
+                f"{role} ({type(model).__name__}) transforms its logits after that head ({', '.join(transforms)}), "
+                "which the chunked loss would skip. Unset token_kd_chunk_size for this model."
+            )
 
 
 def is_causal_lm(model: nn.Module) -> bool:

@@ -17,6 +17,7 @@ from torch import nn
 
 from .arguments import DistillationTrainingArguments, distillation_settings
 from .compatibility import (
+    check_chunkable_heads,
     check_distillable,
     check_hidden_sizes,
     check_hooks_under_data_parallel,
@@ -53,6 +54,7 @@ class StudentSetupMixin:
         if args.alpha_cos > 0:
             check_hidden_sizes(student, self._unplaced_teacher)
         check_intermediate(student, self._unplaced_teacher, args)
+        check_chunkable_heads(student, self._unplaced_teacher, args)
         attach_projection(student, self._unplaced_teacher, args)
 
     def _check_distillation_args(self) -> None:

@@ -10,9 +10,11 @@ wrapper. Evaluation and any forward outside `selecting(...)` see the full logits
 A model may compute its logits without calling that module (MobileBERT multiplies by its weight itself): its full
 logits are then gathered at the counted positions after the forward (`CountedPositions.gathered`). The chunked loss
 (`token_kd_chunk_size`) runs the heads itself, which is exact only when the model does nothing to the head's output
-(Gemma 2 soft-caps it, Cohere and Granite scale it): until a pair of heads has been checked, the models' own code
-still runs on the first counted position, and `check_head_output` refuses a model whose logits there are not its
-head's (a property of the model, checked once, not every step).
+(Gemma 2 soft-caps it, Cohere and Granite scale it). A model whose config names such a change is refused before
+training (`compatibility.check_chunkable_heads`: a soft-cap hardly changes the small logits of a fresh model, so the
+numbers alone would let it through); for a change no config names, until a pair of heads has been checked, the
+models' own code still runs on the first counted position, and `check_head_output` refuses a model whose logits
+there are not its head's (a property of the model, checked once, not every step).
 """
 
 from __future__ import annotations

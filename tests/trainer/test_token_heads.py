@@ -8,6 +8,7 @@ import copy
 import pytest
 import tiny
 import torch
+import transformers
 from trainers import EXACT_UPDATES, make_args, state
 
 from hf_distill import DistillationTrainer, build_student
@@ -187,18 +188,20 @@ def _float64_token_kd(student, teacher, batch, temperature, *, causal=False):
     return (temperature**2 * (p * (p.log() - log_q)).sum(-1).mean()).item()
 
 
-def _softcapped_lm(seed: int):
-    """A tiny Gemma 2 causal LM whose logits are soft-capped after its head (final_logit_softcapping)."""
+def _softcapped_lm(seed: int, *, cap: float | None = 2.0, std: float | None = 0.5):
+    """A tiny Gemma 2 causal LM whose logits are soft-capped after its head (final_logit_softcapping; None: not
+    capped). `std`: its weights drawn from N(0, std) (logits well past a cap of 2), None: Gemma 2's own init."""
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
     torch.manual_seed(seed)
     config = Gemma2Config(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
-                          final_logit_softcapping=2.0, attn_implementation="eager")  # fmt: skip
+                          final_logit_softcapping=cap, attn_implementation="eager")  # fmt: skip
     model = Gemma2ForCausalLM(config)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0, 0.5)  # logits well past the cap
+    if std is not None:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_(0, std)
     return model.double()
 
 
@@ -213,12 +216,77 @@ def test_a_model_that_transforms_its_logits_after_the_head_is_exact_gathered_and
         trainer = trainer_for(tmp_path / str(gather), copy_, teacher, data, alpha_kd=1.0, alpha_task=0.0,
                               token_kd_gather_positions=gather)  # fmt: skip
         assert trainer.compute_loss(copy_, dict(batch)).item() == pytest.approx(reference, rel=1e-10)
-    copy_ = copy.deepcopy(student).train()
-    trainer = trainer_for(tmp_path / "chunked", copy_, teacher, data, alpha_kd=1.0, alpha_task=0.0,
+    refused = (
+        r"^token_kd_chunk_size=4 runs the student's output head itself, but the student \(Gemma2ForCausalLM\) "
+        r"transforms its logits after that head \(final_logit_softcapping=2.0\), .* Unset token_kd_chunk_size"
+    )
+    with pytest.raises(ValueError, match=refused):  # when the trainer is built, before any step
+        trainer_for(tmp_path / "chunked", copy.deepcopy(student), teacher, data, alpha_kd=1.0, alpha_task=0.0,
+                    token_kd_chunk_size=4)  # fmt: skip
+
+
+def test_a_soft_capped_model_is_refused_chunked_while_its_logits_are_still_small(tmp_path):
+    # the refusal was the first step's numeric check only: with Gemma 2's cap of 30 and its own small initial
+    # weights the cap changes the logits by under 1e-4, the check passed, and once the logits grew the chunked loss
+    # skipped the cap without a word (151.4 for a true 62.4)
+    capped, plain = _softcapped_lm(0, cap=30.0, std=None), _softcapped_lm(1, cap=None, std=None)
+    data = mlm_rows(3, seed=5)
+    batch = tiny.collate([data[i] for i in range(3)])
+    with torch.no_grad():
+        logits = capped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert logits.abs().max() < 0.6  # small enough that the cap is invisible in them (30 tanh(x / 30) ~ x)
+    for student, teacher, role in ((capped, plain, "student"), (plain, capped, "teacher")):
+        refused = rf"runs the {role}'s output head itself, but the {role} \(Gemma2ForCausalLM\) .* \(final_logit_s"
+        refused += r"oftcapping=30.0\)"
+        with pytest.raises(ValueError, match=refused):
+            trainer_for(tmp_path / role, copy.deepcopy(student), teacher, data, alpha_kd=1.0, alpha_task=0.0,
+                        token_kd_chunk_size=4)  # fmt: skip
+    # unchunked, the model's own code applies the cap: accepted
+    trainer = trainer_for(tmp_path / "gathered", copy.deepcopy(plain), capped, data, alpha_kd=1.0, alpha_task=0.0)
+    reference = _float64_token_kd(copy.deepcopy(plain), copy.deepcopy(capped), batch, 2.0, causal=True)
+    assert trainer.compute_loss(trainer.model, dict(batch)).item() == pytest.approx(reference, rel=1e-10)
+
+
+def _granite_lm(seed: int, logits_scaling: float):
+    from transformers import GraniteConfig, GraniteForCausalLM
+
+    torch.manual_seed(seed)
+    config = GraniteConfig(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                           logits_scaling=logits_scaling)  # fmt: skip
+    return GraniteForCausalLM(config).double()
+
+
+def test_a_logit_scale_of_one_is_chunked_exactly_and_any_other_is_refused(tmp_path):
+    data = mlm_rows(3, seed=5)
+    batch = tiny.collate([data[i] for i in range(3)])
+    teacher, student = _granite_lm(0, 1.0), _granite_lm(1, 1.0)
+    reference = _float64_token_kd(copy.deepcopy(student), copy.deepcopy(teacher), batch, 2.0, causal=True)
+    trainer = trainer_for(tmp_path / "one", copy.deepcopy(student), teacher, data, alpha_kd=1.0, alpha_task=0.0,
                           token_kd_chunk_size=4)  # fmt: skip
+    assert trainer.compute_loss(trainer.model, dict(batch)).item() == pytest.approx(reference, rel=1e-10)
+    with pytest.raises(ValueError, match=r"the teacher \(GraniteForCausalLM\) .* \(logits_scaling=4.0\)"):
+        trainer_for(tmp_path / "four", copy.deepcopy(student), _granite_lm(0, 4.0), data, alpha_kd=1.0,
+                    alpha_task=0.0, token_kd_chunk_size=4)  # fmt: skip
+
+
+class _DoubledLogitsLM(transformers.BertForMaskedLM):
+    """A masked LM that scales its logits in its own code, with nothing in its config to say so."""
+
+    def forward(self, *args, **kwargs):
+        outputs = super().forward(*args, **kwargs)
+        outputs.logits = outputs.logits * 2
+        return outputs
+
+
+def test_a_transform_the_config_does_not_name_is_refused_at_the_first_step(tmp_path):
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
+    student = _DoubledLogitsLM(tiny.masked_lm(layers=1, seed=1).config)
+    data = mlm_rows(3, seed=5)
+    trainer = trainer_for(tmp_path, student, teacher, data, token_kd_chunk_size=4)  # no config says so: built
     refused = r"runs the student.s output head .* not that head.s output: they differ by up to [0-9.]+ .* Unset"
     with pytest.raises(ValueError, match=refused):
-        trainer.compute_loss(copy_, dict(batch))
+        trainer.compute_loss(student, dict(tiny.collate([data[i] for i in range(3)])))
 
 
 def _mobilebert_lm(seed: int):
