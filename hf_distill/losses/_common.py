@@ -89,5 +89,5 @@ def check_same_shape(student: torch.Tensor, teacher: torch.Tensor) -> None:
 
 
 def check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+    if not 0 < temperature < float("inf"):  # NaN fails both; inf softens every row to uniform, and 0 * inf**2 is NaN
+        raise ValueError(f"temperature must be > 0 and finite, got {temperature!r}: pass e.g. 1.0 or 2.0.")

@@ -282,7 +282,16 @@ def test_single_logit_softmax_is_refused():
             lambda: losses.class_kl_divergence(
                 student_logits=torch.randn(2, 3), teacher_logits=torch.randn(2, 3), temperature=0.0
             ),
-            "temperature must be > 0, got 0.0",
+            "temperature must be > 0 and finite, got 0.0",
+        ),
+        *(
+            (
+                lambda bad=bad: losses.class_kl_divergence(
+                    student_logits=torch.randn(2, 3), teacher_logits=torch.randn(2, 3), temperature=bad
+                ),
+                f"temperature must be > 0 and finite, got {bad}: pass e.g. 1.0",
+            )
+            for bad in (float("nan"), float("inf"))
         ),
         (
             lambda: losses.class_kl_divergence(
