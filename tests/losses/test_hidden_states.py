@@ -42,6 +42,19 @@ def test_hidden_state_cosine_ignores_scale_and_is_zero_for_parallel_states():
     assert empty.item() == 0.0
 
 
+def test_an_all_zero_student_state_has_cosine_distance_one_with_a_finite_gradient():
+    generator = torch.Generator().manual_seed(4)
+    teacher = torch.randn(1, 3, 4, generator=generator, dtype=torch.float64)
+    student = torch.randn(1, 3, 4, generator=generator, dtype=torch.float64)
+    student[0, 1] = 0.0  # counted (no mask): its norm product is 0, bounded below by eps, so cos 0
+    others = reference_cosine_loss(student, teacher, torch.tensor([[1, 0, 1]]))  # the mean of the 2 others
+    student.requires_grad_(True)
+    value = losses.hidden_state_cosine(student_hidden=student, teacher_hidden=teacher)
+    assert value.item() == pytest.approx((1 + 2 * others) / 3, rel=1e-12)
+    value.backward()
+    assert torch.isfinite(student.grad).all()
+
+
 def test_hidden_state_cosine_gradcheck_and_refusals():
     student = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
     teacher = torch.randn(2, 3, 4, dtype=torch.float64)

@@ -259,6 +259,19 @@ def test_regression_mse_matches_reference_and_has_no_temperature():
     assert total.item() == pytest.approx(3 * expected, rel=1e-12)
 
 
+def test_regression_mse_with_several_outputs_is_f_mse_loss_and_sums_per_example_means():
+    # K = 3 outputs per example: each example's squared error is its mean over K (not its sum), so the mean over B
+    # examples is F.mse_loss and the sum over them B times that
+    generator = torch.Generator().manual_seed(5)
+    student = torch.randn(4, 3, generator=generator, dtype=torch.float64)
+    teacher = torch.randn(4, 3, generator=generator, dtype=torch.float64)
+    expected = torch.nn.functional.mse_loss(student, teacher).item()
+    value = losses.regression_mse(student_predictions=student, teacher_predictions=teacher)
+    assert value.item() == pytest.approx(expected, rel=1e-12)
+    total = losses.regression_mse(student_predictions=student, teacher_predictions=teacher, reduction="sum")
+    assert total.item() == pytest.approx(4 * expected, rel=1e-12)
+
+
 def test_single_logit_softmax_is_refused():
     # Mistake 3: a softmax over one logit is constant, so a KL-distilled STS-B learns nothing from the teacher.
     with pytest.raises(ValueError, match="C > 1"):

@@ -107,6 +107,26 @@ def test_topk_kl_gradcheck_and_degenerate_cases_stay_finite():
     assert nothing.item() == 0.0
 
 
+def test_topk_kl_of_a_float32_student_confident_on_the_kept_set_matches_float64_with_a_finite_gradient():
+    # the student's mass outside S is 3 e^-20 (~6e-9): 1 - sum(q_S) rounds to 0 in float32 (not yet in the float64
+    # reference), so a rest mass taken as log1p(-sum q_S) is log 0 = -inf, against a teacher that puts ~5%
+    # (6 / (2 e^4 + 6)) outside S
+    student = torch.full((1, 1, 8), -20.0)
+    student[..., :2] = 0.0
+    teacher = torch.zeros(1, 1, 8)
+    teacher[..., :2] = 4.0
+    values, indices = teacher_topk(teacher, 2, 1.0)
+    assert 1 - values.exp().sum().item() == pytest.approx(0.052, abs=1e-3)
+    student.requires_grad_(True)
+    value = losses.token_topk_kl_divergence(
+        student_logits=student, teacher_topk_log_probs=values, teacher_topk_indices=indices, mask=None, temperature=1.0
+    )
+    value.backward()
+    expected = reference_topk_loss(student.detach().double(), values.double(), indices, torch.ones(1, 1), 1.0)
+    assert value.item() == pytest.approx(expected, abs=1e-5)
+    assert torch.isfinite(student.grad).all()
+
+
 def test_topk_kl_refuses_mismatched_shapes():
     with pytest.raises(ValueError, match="k <= V"):
         losses.token_topk_kl_divergence(

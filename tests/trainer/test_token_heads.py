@@ -270,23 +270,68 @@ def test_a_logit_scale_of_one_is_chunked_exactly_and_any_other_is_refused(tmp_pa
                     alpha_task=0.0, token_kd_chunk_size=4)  # fmt: skip
 
 
-class _DoubledLogitsLM(transformers.BertForMaskedLM):
-    """A masked LM that scales its logits in its own code, with nothing in its config to say so."""
+class _ScaledLogitsLM(transformers.BertForMaskedLM):
+    """A masked LM that scales its logits by `factor` in its own code, with nothing in its config to say so."""
+
+    factor = 2.0
 
     def forward(self, *args, **kwargs):
         outputs = super().forward(*args, **kwargs)
-        outputs.logits = outputs.logits * 2
+        outputs.logits = outputs.logits * self.factor
         return outputs
 
 
-def test_a_transform_the_config_does_not_name_is_refused_at_the_first_step(tmp_path):
-    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
-    student = _DoubledLogitsLM(tiny.masked_lm(layers=1, seed=1).config)
+@pytest.mark.parametrize("role", ["student", "teacher"])
+def test_a_transform_the_config_does_not_name_is_refused_at_the_first_step(tmp_path, role):
+    plain = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5)
+    scaled = _ScaledLogitsLM(tiny.masked_lm(layers=1, seed=1).config)
+    student, teacher = (scaled, plain) if role == "student" else (plain, scaled)
     data = mlm_rows(3, seed=5)
     trainer = trainer_for(tmp_path, student, teacher, data, token_kd_chunk_size=4)  # no config says so: built
-    refused = r"runs the student.s output head .* not that head.s output: they differ by up to [0-9.]+ .* Unset"
+    refused = rf"runs the {role}.s output head .* not that head.s output: they differ by up to [0-9.]+ .* Unset"
     with pytest.raises(ValueError, match=refused):
         trainer.compute_loss(student, dict(tiny.collate([data[i] for i in range(3)])))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_logits_one_percent_off_the_heads_output_are_refused_in_float32_and_float64(tmp_path, dtype):
+    # the same rows through the same head agree to rounding (1e-4 of the logits' scale in float32 and float64); a 1%
+    # change is far above that, though inside the 3e-2 of the logits' scale allowed for half precision's rounding
+    teacher = tiny.masked_lm(layers=2, seed=0, initializer_range=0.5).to(dtype)
+    student = _ScaledLogitsLM(tiny.masked_lm(layers=1, seed=1, initializer_range=0.5).config).to(dtype)
+    student.factor = 1.01
+    data = mlm_rows(3, seed=5)
+    trainer = trainer_for(tmp_path, student, teacher, data, token_kd_chunk_size=4)
+    with pytest.raises(ValueError, match=r"runs the student.s output head .* they differ by up to [0-9.]+ "):
+        trainer.compute_loss(student, dict(tiny.collate([data[i] for i in range(3)])))
+
+
+def _deberta_v2_lm(layers: int, seed: int):
+    """A tiny DeBERTa-v2 masked LM with legacy=False: its get_output_embeddings() is a hidden-to-hidden dense layer,
+    the vocabulary projection happening after it in the model's own code."""
+    from transformers import DebertaV2Config, DebertaV2ForMaskedLM
+
+    torch.manual_seed(seed)
+    config = DebertaV2Config(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, num_hidden_layers=layers,
+                             num_attention_heads=4, intermediate_size=48, max_position_embeddings=64,
+                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, legacy=False,
+                             initializer_range=0.5)  # fmt: skip
+    return DebertaV2ForMaskedLM(config).double()
+
+
+def test_a_head_whose_output_is_not_the_logits_shape_is_exact_gathered_and_refused_chunked(tmp_path):
+    teacher, student = _deberta_v2_lm(2, 0), _deberta_v2_lm(1, 1)
+    assert student.get_output_embeddings().out_features == 32 != tiny.VOCAB_SIZE
+    data = mlm_rows(4, seed=5)
+    batch = tiny.collate([data[i] for i in range(4)])
+    reference = _float64_token_kd(copy.deepcopy(student), copy.deepcopy(teacher), batch, 2.0)
+    copy_ = copy.deepcopy(student).train()
+    trainer = trainer_for(tmp_path / "gathered", copy_, teacher, data, alpha_kd=1.0, alpha_task=0.0)
+    assert trainer.compute_loss(copy_, dict(batch)).item() == pytest.approx(reference, rel=1e-10)
+    trainer = trainer_for(tmp_path / "chunked", copy_, teacher, data, token_kd_chunk_size=4)
+    refused = rf"student.s output head \(Linear\) .* have shape \(1, {tiny.VOCAB_SIZE}\), the head.s output \(1, 32\)"
+    with pytest.raises(ValueError, match=refused):
+        trainer.compute_loss(copy_, dict(batch))
 
 
 def _mobilebert_lm(seed: int):

@@ -71,20 +71,27 @@ def test_token_loss_counts_labelled_positions_else_attention_mask(tmp_path):
     assert unlabelled.item() == pytest.approx(0.7 * kd_attention, rel=1e-5)
 
 
-def test_regression_distils_with_mse_not_a_constant_softmax(tmp_path):
-    # Mistake 3: KL over a one-logit softmax is identically 0 (the copied recipe's STS-B).
-    teacher = tiny.classifier(layers=2, num_labels=1, seed=0, initializer_range=0.5)
-    student = tiny.classifier(layers=1, num_labels=1, seed=1, initializer_range=0.5)
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_regression_distils_with_mse_not_a_constant_softmax(tmp_path, outputs):
+    # Mistake 3: KL over a one-logit softmax is identically 0 (the copied recipe's STS-B). With several outputs the
+    # KD term is F.mse_loss over every output (each example's mean over them), not each example's sum
+    options = dict(num_labels=outputs, initializer_range=0.5)
+    if outputs > 1:  # one output is taken for regression; several must say so
+        options["problem_type"] = "regression"
+    teacher = tiny.classifier(layers=2, seed=0, **options)
+    student = tiny.classifier(layers=1, seed=1, **options)
     data = tiny.class_rows(8, regression=True)
     trainer = make_trainer(tmp_path, student, teacher, data, alpha_kd=0.6, alpha_task=0.4)
     batch = tiny.collate([data[i] for i in range(8)])
+    if outputs > 1:  # (B, K) float targets (tiny.collate pads list labels as token labels)
+        batch["labels"] = batch["labels"][:, None] * torch.linspace(1.0, -1.0, outputs)
     student.train()
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with torch.no_grad():
         s = student(**inputs).logits.double().view(-1)
         t = teacher(**inputs).logits.double().view(-1)
     kd = ((s - t) ** 2).mean().item()
-    task = ((s - batch["labels"].double()) ** 2).mean().item()
+    task = ((s - batch["labels"].double().view(-1)) ** 2).mean().item()
     assert kd > 1e-4
     assert trainer.compute_loss(student, batch).item() == pytest.approx(0.6 * kd + 0.4 * task, rel=1e-5)
 
