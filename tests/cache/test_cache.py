@@ -34,7 +34,7 @@ def models_and_data(level: str):
     return tiny.masked_lm(layers=2, seed=0), tiny.masked_lm(layers=1, seed=1), data
 
 
-def cached_trainer(tmp_path, student, teacher, data, **overrides) -> DistillationTrainer:
+def cached_trainer(tmp_path, student, teacher, data, *, collator=tiny.collate, **overrides) -> DistillationTrainer:
     values = dict(cache_teacher_logits=True, teacher_cache_dir=str(tmp_path / "cache"), teacher_cache_batch_size=5)
     values.update(overrides)
     return DistillationTrainer(
@@ -42,7 +42,7 @@ def cached_trainer(tmp_path, student, teacher, data, **overrides) -> Distillatio
         teacher_model=teacher,
         args=make_args(tmp_path, **values),
         train_dataset=data,
-        data_collator=tiny.collate,
+        data_collator=collator,
     )
 
 
@@ -412,14 +412,23 @@ def test_gradient_accumulation_with_the_cache_matches_one_large_batch(tmp_path, 
 
 def test_length_grouping_and_evaluation_with_the_cache(tmp_path):
     teacher, student, data = models_and_data("class")
+    seen = []
+
+    def collate(rows):  # tiny.collate drops keys it does not know: what the user's collator is given is recorded
+        seen.extend(set(row) for row in rows)
+        return tiny.collate(rows)
+
     trainer = cached_trainer(
-        tmp_path, student, teacher, data, train_sampling_strategy="group_by_length", max_steps=4, eval_strategy="no"
-    )
+        tmp_path, student, teacher, data, collator=collate, train_sampling_strategy="group_by_length", max_steps=4,
+        eval_strategy="no",
+    )  # fmt: skip
     trainer.train()
     # The lengths come from a column added beside the cache, not from reading every row; the collator drops it.
     assert trainer.train_dataset["length"] == [len(data[i]["input_ids"]) for i in range(len(data))]
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     assert "length" not in batch and LOGITS_COLUMN in batch
+    # nor does the user's own collator ever see it (nor the cache's columns)
+    assert seen and set().union(*seen) == {"input_ids", "labels"}
     calls = count_forwards(teacher)
     metrics = trainer.evaluate(eval_dataset=tiny.class_rows(8, seed=7))
     assert calls == [] and math.isfinite(metrics["eval_loss"])

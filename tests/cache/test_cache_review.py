@@ -364,3 +364,18 @@ def test_the_cache_collator_without_top_k_says_how_to_pass_it():
     with pytest.raises(ValueError, match=r"^TeacherCacheCollator needs top_k .*got None.*top_k=cache\.top_k") as info:
         collator([row])
     assert "\n" not in str(info.value)
+
+
+def test_the_cache_collator_refuses_rows_whose_counted_positions_differ_even_when_the_totals_match():
+    # row 0 counts 3 positions and row 1 one, the cache entries were stored for 1 and 3: the same 4 positions in all,
+    # which laid out by the batch's mask would have put row 1's values at row 0's positions
+    k = 2
+    rows = [
+        {"input_ids": [5, 6, 7, 8], "labels": [9, 9, 9, -100]},
+        {"input_ids": [5, 6, 7, 8], "labels": [-100, 9, -100, -100]},
+    ]
+    for row, stored in zip(rows, (1, 3)):
+        row[TOPK_LOG_PROBS_COLUMN] = np.full(stored * k, -0.5, dtype=np.float32)
+        row[TOPK_INDICES_COLUMN] = np.arange(stored * k, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"holds \[1, 3\] counted positions.*has \[3, 1\]"):
+        TeacherCacheCollator(tiny.collate, top_k=k)(rows)

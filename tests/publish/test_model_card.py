@@ -242,6 +242,13 @@ def test_the_environment_line_names_the_device_the_latency_ran_on(monkeypatch):
     assert environment("cuda")[0] == "one NVIDIA H100 #0"
 
 
+def test_the_speed_up_column_is_the_teachers_latency_over_each_models():
+    text = render_model_card(card(teacher_latency_ms={1: 2.0, 32: 40.0}, student_latency_ms={1: 1.0, 32: 10.0}))
+    assert "| latency b=1 (ms) | latency b=32 (ms) | speed-up b=1 | speed-up b=32 |" in text
+    assert "| teacher | 0.9000 | 100 | 2.0 | 40.0 | 1.00x | 1.00x |" in text
+    assert "| student | 0.8000 | 50 | 1.0 | 10.0 | 2.00x | 4.00x |" in text
+
+
 def test_a_regression_exports_closeness_is_its_largest_difference_not_an_agreement_that_is_always_0():
     # a regression's int8 file agreed with PyTorch on 0.0% of rows (within 1e-3): its card read "0.0% agrees"
     row = {"name": "student, ONNX int8", "metrics": {"pearson": 0.8}, "agreement": 0.0, "max_abs_diff": 0.1412,
