@@ -7,11 +7,11 @@ import pytest
 from hf_distill.cli.arguments import parse_arguments
 
 
-def parsed(tmp_path, *flags, config: str | None = None):
+def parsed(tmp_path, *flags, config: str | None = None, config_name: str = "c.yaml"):
     argv = ["--teacher_model_name_or_path", "bert-base-uncased", "--task_name", "sst2", "--output_dir",
             str(tmp_path / "out"), "--use_cpu", "true", *flags]  # fmt: skip
     if config is not None:
-        path = tmp_path / "c.yaml"
+        path = tmp_path / config_name
         path.write_text(config)
         argv = [str(path), *argv]
     return parse_arguments(argv)
@@ -148,6 +148,36 @@ def test_a_home_relative_path_is_expanded_in_yaml_and_in_flag_equals_value(tmp_p
         tmp_path, "--student_num_layers", "1", "--data-dir", "~/other", "--max_train_samples", "7"
     )
     assert data_args.data_dir == str(tmp_path / "other") and data_args.max_train_samples == 7
+    # the models' paths too: a later --teacher_model_name_or_path replaces parsed()'s bert-base-uncased
+    (tmp_path / "t").mkdir()
+    (tmp_path / "s").mkdir()
+    model_args = parsed(tmp_path, "--teacher_model_name_or_path=~/t", "--student_model_name_or_path=~/s")[0]
+    assert model_args.teacher_model_name_or_path == str(tmp_path / "t")
+    assert model_args.student_model_name_or_path == str(tmp_path / "s")
+    flags = ["--teacher_model_name_or_path", "bert-base-uncased", "--train_file=~/own.csv", "--text_column", "text",
+             "--validation_split_size", "2", "--output_dir", str(tmp_path / "o"), "--use_cpu", "true",
+             "--student_num_layers", "1"]  # fmt: skip
+    assert parse_arguments(flags)[1].train_file == str(tmp_path / "own.csv")
+
+
+def test_a_yml_config_is_read_as_a_yaml_one(tmp_path):
+    config = "student_num_layers: 2\nlearning_rate: 1.0e-4\n"
+    model_args, _, training_args, config_path = parsed(tmp_path, config=config, config_name="c.yml")
+    assert config_path == str(tmp_path / "c.yml")
+    assert (model_args.student_num_layers, training_args.learning_rate) == (2, 1e-4)
+
+
+def test_a_yaml_null_or_empty_value_leaves_the_option_unset(tmp_path):
+    # passed on as the text "None": a teacher cache folder named None, a Hub repository named None
+    config = "student_num_layers: 2\nteacher_cache_dir: null\nhub_model_id:\n"
+    _, _, training_args, _ = parsed(tmp_path, config=config)
+    assert training_args.teacher_cache_dir is None and training_args.hub_model_id is None
+
+
+def test_a_student_as_deep_as_the_teacher_starts_from_every_teacher_layer(tmp_path):
+    from hf_distill.cli.models import student_layers
+
+    assert student_layers(parsed(tmp_path, "--student_num_layers", "4")[0], 4) == [0, 1, 2, 3]
 
 
 def test_a_yaml_list_of_report_to_integrations_is_joined(tmp_path):

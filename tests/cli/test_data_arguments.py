@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from hf_distill.cli.data_arguments import DataArguments
@@ -100,3 +102,22 @@ def test_a_zero_transfer_row_count_is_said_as_out_of_range():
     # it was said that every training row is labelled (the check of --max_train_samples' absence came first)
     with pytest.raises(ValueError, match=r"unlabeled_train_rows must be >= 1, got 0"):
         DataArguments(task_name="sst2", data_dir="/nowhere/glue", unlabeled_train_rows=0)
+
+
+def test_augmentation_with_zero_copies_is_no_transfer_set():
+    # --augment mask --augment_copies 0 makes no rows: pseudo-labels would train on the labels alone
+    assert DataArguments(**GLUE, augment="mask", augment_copies=0).transfer_flags() == []
+    with pytest.raises(ValueError, match=r"no transfer set was asked for"):
+        DataArguments(**GLUE, student_training="pseudo_labels", augment="mask", augment_copies=0)
+
+
+def test_a_search_holds_its_rows_out_of_train_beside_your_validation_file():
+    # the trials are scored on the held-out rows, the final student on the validation file; without a search the
+    # held-out rows would be a second evaluation split
+    own = {**OWN, "validation_split_size": 20, "validation_file": "/nowhere/v.csv"}
+    with pytest.raises(ValueError, match=r"'v\.csv' is the evaluation split: drop one of them"):
+        DataArguments(**own)
+    if importlib.util.find_spec("optuna") is None:  # the constructor refuses a search without it
+        pytest.skip("optuna is not installed")
+    args = DataArguments(**own, hp_search_trials=4)
+    assert (args.validation_split_size, args.validation_file, args.hp_search_trials) == (20, "/nowhere/v.csv", 4)

@@ -91,6 +91,23 @@ def test_a_value_error_once_the_student_is_trained_keeps_its_traceback(tmp_path,
         entry.run_entry_point(lambda: (_ for _ in ()).throw(ValueError("bad input")), "distill_glue.py")
 
 
+def test_an_os_error_once_the_student_is_trained_keeps_its_traceback(tmp_path, teardowns, capsys):
+    # reading a saved model back (to export or score it) failed: it was printed as a misspelled model name, exit 2
+    from transformers import AutoConfig
+
+    from hf_distill.cli.training import train_and_save
+
+    def main():
+        trainer = Trainer(model=FailsOnStep(step=10**6), args=make_args(tmp_path, max_steps=1),
+                          train_dataset=tiny.class_rows(4), data_collator=tiny.collate)  # fmt: skip
+        train_and_save(trainer)
+        AutoConfig.from_pretrained(str(tmp_path / "missing"), local_files_only=True)
+
+    with pytest.raises(OSError, match="missing"):
+        entry.run_entry_point(main, "distill_glue.py")
+    assert "error:" not in capsys.readouterr().err and teardowns == []
+
+
 def test_a_model_that_cannot_be_loaded_is_one_line_naming_it(teardowns, capsys):
     # a misspelled Hub id (or no network) was a traceback ending in transformers' OSError, naming no model
     from transformers import AutoConfig

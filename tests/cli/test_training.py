@@ -6,7 +6,7 @@ import pytest
 import tiny
 from trainers import make_args
 
-from hf_distill.cli.training import train_and_save
+from hf_distill.cli.training import script_training_defaults, train_and_save
 from hf_distill.trainer import LabelsTrainer
 
 
@@ -36,3 +36,11 @@ def test_the_recipe_is_refused_before_loading_where_the_checkout_lacks_it(monkey
     with pytest.raises(ValueError, match=r"--student_training recipe .*benchmarks/recipe\.py.*pip install -e \."):
         training.check_recipe_available("recipe")
     training.check_recipe_available("distill")  # the others need no file
+
+
+def test_script_defaults_turn_off_ddps_unused_parameter_search_only_where_the_user_left_it_unset(tmp_path):
+    # a user's True (a student some of whose weights a step leaves unused) must stay: DDP raises without it
+    unset, chosen = make_args(tmp_path), make_args(tmp_path, ddp_find_unused_parameters=True)
+    script_training_defaults(unset)
+    script_training_defaults(chosen)
+    assert (unset.ddp_find_unused_parameters, chosen.ddp_find_unused_parameters) == (False, True)
