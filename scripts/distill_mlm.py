@@ -25,7 +25,13 @@ from hf_distill.cli.entry import run_entry_point, script_argv, setup_logging
 from hf_distill.cli.mlm_arguments import MlmDataArguments, check_mlm_training_arguments
 from hf_distill.cli.mlm_models import fitting_multiple, load_mlm_models, rank_mask_seed, ready_mlm_models
 from hf_distill.cli.training import script_training_defaults, train_and_save
-from hf_distill.publish.model_card import corpus_card_name, describe_student, intermediate_terms, scored_lines
+from hf_distill.publish.model_card import (
+    corpus_card_name,
+    describe_student,
+    intermediate_terms,
+    public_name,
+    scored_lines,
+)
 from hf_distill.publish.report import publish_student
 from hf_distill.tasks.corpus import MaskingCollator, fixed_masks, load_corpus, tokenize_corpus
 from hf_distill.tasks.mlm_metrics import MLM_METRICS, score_masked_lm
@@ -95,6 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         dataset_config=data_args.dataset_config_name,
         # the held-out lines: the corpus's validation split (or file), or lines held out of train
         **scored_lines(str(raw["validation"].split), len(raw["validation"]), data_args.max_eval_samples),
+        # scored on the user's --validation_file, not on the corpus's own split: named as such
+        evaluation_set=f"{public_name(data_args.validation_file)} evaluation set" if data_args.validation_file else "",
         temperature=training_args.temperature,
         alpha_kd=training_args.alpha_kd,
         alpha_task=training_args.alpha_task,

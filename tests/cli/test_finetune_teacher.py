@@ -204,3 +204,18 @@ def test_eval_on_start_does_not_stop_the_teachers_fine_tune_which_has_no_eval_se
         eval_strategy="epoch", eval_on_start=True,
     )  # fmt: skip
     assert finetuned is trained and (tmp_path / "teacher" / "model.safetensors").exists()
+
+
+def test_the_teachers_fine_tune_runs_its_own_epochs_whatever_the_students_max_steps(tmp_path, monkeypatch):
+    # --max_steps is the student's budget: carried into the teacher's fine-tune, it cut --teacher_num_train_epochs
+    steps = []
+    original = LabelsTrainer.train
+
+    def recording(self, *args, **kwargs):
+        output = original(self, *args, **kwargs)
+        steps.append(self.state.global_step)
+        return output
+
+    monkeypatch.setattr(LabelsTrainer, "train", recording)
+    finetune(tmp_path, monkeypatch, tiny.classifier(layers=1, seed=0), tiny.class_rows(32, seed=3), max_steps=1)
+    assert steps == [4]  # 1 teacher epoch of 32 rows in batches of 8

@@ -3,6 +3,7 @@ and the student built from them, on tiny random BERTs saved to tmp (no training)
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -181,3 +182,55 @@ def test_half_precision_checkpoints_load_as_a_float32_student_and_a_teacher_in_t
     for loaded in (models, glue):
         assert {p.dtype for p in loaded.student.parameters()} == {torch.float32}
         assert {p.dtype for p in loaded.teacher.parameters()} == {teacher_dtype}
+
+
+def test_a_teachers_remote_code_is_never_run_without_trust_remote_code(tmp_path):
+    # config.json's auto_map names a Python file in the folder: loaded with trust_remote_code=True, transformers
+    # imports it (here it would leave a marker file). Without the flag the folder's own model_type (bert) is loaded.
+    teacher = save(tiny.classifier(layers=2, num_labels=2), tmp_path / "teacher")
+    marker = tmp_path / "remote_code_ran"
+    config = json.loads((teacher / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig"}
+    (teacher / "config.json").write_text(json.dumps(config))
+    (teacher / "configuration_evil.py").write_text(
+        f"from transformers import BertConfig\nopen({str(marker)!r}, 'w').write('ran')\n"
+        "class EvilConfig(BertConfig):\n    model_type = 'bert'\n"
+    )
+    model_args, training_args = arguments(tmp_path, teacher, "--student_num_layers", "1")
+    assert model_args.trust_remote_code is False
+    try:
+        models = load_models(model_args, training_args, 2, None, max_seq_length=32)
+    finally:  # checked even where the load fails (loaded as remote code, EvilConfig maps to no classifier)
+        assert not marker.exists(), "the teacher folder's Python file was executed"
+    assert type(models.teacher.config).__name__ == "BertConfig"  # auto_map ignored: loaded as the BERT it is
+
+
+def test_a_pinned_model_revision_reaches_every_from_pretrained_without_remote_code(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from hf_distill.cli import models
+
+    teacher = save(tiny.classifier(layers=2, num_labels=2, seed=0), tmp_path / "teacher")
+    student = save(tiny.classifier(layers=1, num_labels=2, seed=1), tmp_path / "student")
+    calls = []
+
+    def recording(role, auto_class):
+        def from_pretrained(name_or_path, *args, **kwargs):
+            calls.append((role, name_or_path, kwargs.get("revision", "<absent>"), kwargs.get("trust_remote_code")))
+            return auto_class.from_pretrained(name_or_path, *args, **kwargs)
+
+        return SimpleNamespace(from_pretrained=from_pretrained)
+
+    # the names models.py calls (transformers' own inner from_pretrained calls are not recorded)
+    for name, role in (("AutoConfig", "config"), ("AutoTokenizer", "tokenizer"),
+                       ("AutoModelForSequenceClassification", "model")):  # fmt: skip
+        monkeypatch.setattr(models, name, recording(role, getattr(models, name)))
+    model_args, training_args = arguments(
+        tmp_path, teacher, "--student_model_name_or_path", str(student), "--model_revision", "v1.0"
+    )
+    load_models(model_args, training_args, 2, ["a", "b"], max_seq_length=32)
+    assert sorted((role, path) for role, path, _, _ in calls) == [
+        (role, str(folder)) for role in ("config", "model", "tokenizer") for folder in (student, teacher)
+    ]
+    for role, path, revision, trust_remote_code in calls:
+        assert (revision, trust_remote_code) == ("v1.0", False), (role, path)

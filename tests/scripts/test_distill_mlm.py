@@ -275,6 +275,40 @@ def test_finetune_teacher_fits_a_masked_lm_head_on_a_base_bert_then_distils_it(t
 
 
 @needs_glue
+def test_the_card_names_a_reused_teachers_base_the_hub_students_checkpoint_and_the_validation_lines_scored(
+    tmp_path, monkeypatch
+):
+    # A teacher folder an earlier --finetune_teacher run wrote was named by its folder ("teacher"), a ready Hub
+    # student's base_model was the teacher, lines cut by --max_eval_samples were indexed as the whole file's scores,
+    # and the --validation_file scored was named as the training corpus
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # the Hub student is read from --cache_dir's copy alone
+    teacher = save_mlm_teacher(tmp_path / "run" / "teacher")
+    (teacher / "hf_distill_teacher.json").write_text(json.dumps({"teacher": "bert-base", "hub_id": "bert-base"}))
+    repo = tmp_path / "hub" / "models--tiny-org--mlm-student"
+    save_mlm_teacher(repo / "snapshots" / ("0" * 40))  # as the Hub's cache holds a downloaded model
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    corpus = sentences(tmp_path, n=64)
+    validation = tmp_path / "held_out.txt"
+    validation.write_text("\nthe quick fox jumps over the lazy dog\nthe dog sleeps in the sun\na line never scored\n")
+    flags = mlm_flags(tmp_path, teacher, corpus, "--validation_file", str(validation), "--max_eval_samples", "2",
+                      "--cache_dir", str(tmp_path / "hub"))  # fmt: skip
+    flags[flags.index("--student_num_layers") : flags.index("--student_num_layers") + 2] = [
+        "--student_model_name_or_path", "tiny-org/mlm-student"]  # fmt: skip
+    del flags[flags.index("--validation_split_size") : flags.index("--validation_split_size") + 2]
+    distill_mlm.main(flags)
+    card = (tmp_path / "mlm_out" / "README.md").read_text()
+    assert "\nbase_model: tiny-org/mlm-student\n" in card.split("---")[1]  # the student's weights, not bert-base
+    prose = " ".join(card.split("---")[2].split())
+    assert "from the teacher `bert-base`, over the masked-LM objective" in prose  # its recorded base, not "teacher"
+    # the file scored, not the training corpus
+    assert "Evaluated on the same held_out.txt evaluation set (its first 2 non-empty lines);" in prose
+    assert "model-index" not in card  # the Hub would read it as the whole file's scores
+
+
+@needs_glue
 def test_a_bf16_run_scores_student_and_teacher_under_the_same_autocast(tmp_path, monkeypatch):
     # the teacher is stored in bf16 there: scored without autocast beside a float32 student, the two would be
     # compared at different precisions
