@@ -191,6 +191,19 @@ def test_the_leak_filter_compares_letters_by_default_or_case_and_spaces(tmp_path
     assert kept == {"letters": False, "spaces": True}
 
 
+def test_the_letters_match_tells_texts_apart_by_their_digits(tmp_path):
+    data = glue_dir(tmp_path)
+    with open(data / "STS-B" / "dev.tsv", "a", encoding="utf-8") as handle:
+        handle.write(_stsb_line(1, "Stocks fell 5 percent.", "Shares slid.", 3.0) + "\n")
+    with open(data / "RTE" / "train.tsv", "a", encoding="utf-8") as handle:
+        handle.write("2\tStocks fell 7 percent.\tMarkets were down.\tentailment\n")  # another number: kept
+        handle.write("3\tstocks fell 5 PERCENT!\tMarkets were down.\tentailment\n")  # the same letters and digits
+    rows, counts = build_related_text.related_rows("stsb", data, ["rte"])
+    assert rows == [("Paris is the capital of France.", "Paris is in France."),
+                    ("Stocks fell 7 percent.", "Markets were down.")]  # fmt: skip
+    assert counts == {"rte": {"rows": 2, "left_out_sharing_a_text_with_the_task": 2}}
+
+
 def test_single_sentence_sources_for_a_pair_task_are_refused_by_name(tmp_path, monkeypatch):
     data = glue_dir(tmp_path)
     with pytest.raises(SystemExit, match=r"--sources sst2 cola: single-sentence tasks give no pairs for stsb; pass "
@@ -214,3 +227,61 @@ def test_a_held_out_row_the_training_split_repeats_is_counted():
     assert hold_out_glue.repeated_rows(kept, held) == 0 and hold_out_glue.repeated_rows(kept, held, positions) == 1
     assert hold_out_glue.text_positions("cola", None) == [3]  # no header: its fixed layout
     assert hold_out_glue.text_positions("mrpc", "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String") == [3, 4]
+
+
+def _sst2_root(tmp_path: Path, end: str = "") -> Path:
+    """A GLUE root holding only SST-2's train.tsv: its header, then 10 rows, sentences s0 ... s9, then `end`."""
+    root = tmp_path / "glue"
+    (root / "SST-2").mkdir(parents=True)
+    lines = "".join(f"s{index}\t{index % 2}\n" for index in range(10))
+    (root / "SST-2" / "train.tsv").write_text("sentence\tlabel\n" + lines + end, encoding="utf-8")
+    return root
+
+
+def test_every_training_line_the_last_included_can_be_held_out(tmp_path):
+    data = _sst2_root(tmp_path)
+    held = set()
+    for seed in range(50):
+        kept, dev, header = hold_out_glue.hold_out("sst2", data, 3, seed)
+        assert header == "sentence\tlabel" and len(kept) == 7 and len(dev) == 3
+        held.update(dev)
+    assert held == {f"s{index}\t{index % 2}" for index in range(10)}
+
+
+def test_the_seed_chooses_the_held_out_rows(tmp_path, monkeypatch):
+    data = _sst2_root(tmp_path)
+    dev = {}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        run_main(hold_out_glue, monkeypatch, "--task", "sst2", "--data_dir", str(data), "--rows", "3", "--seed", seed,
+                 "--output", str(tmp_path / name))  # fmt: skip
+        dev[name] = (tmp_path / name / "SST-2" / "dev.tsv").read_text(encoding="utf-8")
+    assert dev["a"] == dev["b"] and dev["a"] != dev["c"]
+
+
+def test_a_blank_line_at_the_end_of_train_is_never_a_row(tmp_path, monkeypatch):
+    data = _sst2_root(tmp_path, end="\n")  # a doubled final newline
+    rows = sorted(f"s{index}\t{index % 2}" for index in range(10))
+    for seed in range(20):
+        output = tmp_path / "held"
+        run_main(hold_out_glue, monkeypatch, "--task", "sst2", "--data_dir", str(data), "--rows", "3", "--seed",
+                 str(seed), "--output", str(output), "--overwrite")  # fmt: skip
+        dev = (output / "SST-2" / "dev.tsv").read_text(encoding="utf-8").split("\n")
+        train = (output / "SST-2" / "train.tsv").read_text(encoding="utf-8").split("\n")
+        assert dev[0] == train[0] == "sentence\tlabel" and dev[-1] == train[-1] == ""
+        held, kept = dev[1:-1], train[1:-1]
+        assert len(held) == 3 and sorted(held + kept) == rows  # no blank row on either side
+
+
+def test_main_notes_held_out_rows_whose_text_a_kept_row_repeats_under_another_index(tmp_path, monkeypatch, capsys):
+    data = glue_dir(tmp_path)
+    output = tmp_path / "held"
+    run_main(hold_out_glue, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--rows", "2", "--output",
+             str(output))  # fmt: skip
+    assert "note:" not in capsys.readouterr().out  # three different texts
+    # one text three times, each line with its own index and score: whichever 2 are held out, a kept line repeats them
+    lines = [STSB_HEADER] + [_stsb_line(index, "A cat sleeps.", "A dog runs.", score) for index, score in
+                             enumerate((1.0, 1.2, 0.8))]  # fmt: skip
+    (data / "STS-B" / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_main(hold_out_glue, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--rows", "2", "--output",
+             str(output), "--overwrite")  # fmt: skip
+    assert "hold_out_glue.py: note: 2 held-out row(s) repeat, word for word," in capsys.readouterr().out
