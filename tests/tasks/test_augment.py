@@ -192,6 +192,15 @@ def test_ngram_outputs_are_contiguous_runs_of_one_to_five_words():
     assert augment(method="ngram", probability=0.0)["sentence"] == [text for text in SENTENCES for _ in range(3)]
 
 
+def test_ngram_cuts_every_span_of_one_to_five_words_the_first_and_last_included():
+    words = WORDS[:10]  # ten distinct words: a cut's words tell where it starts
+    dataset = Dataset.from_dict({"sentence": [" ".join(words)], "label": [0]})
+    out = augment(dataset, method="ngram", probability=1.0, copies=500)["sentence"]
+    every_span = {" ".join(words[start : start + n]) for n in range(1, 6) for start in range(len(words) - n + 1)}
+    assert set(out) == every_span  # 40 spans, each drawn about 1 time in 40
+    assert any(text.endswith(" " + words[-1]) for text in out) and any(text.startswith(words[0] + " ") for text in out)
+
+
 def test_ngram_at_half_keeps_some_texts_whole():
     out = augment(method="ngram", probability=0.5, copies=20)["sentence"]
     long_rows = out[40:60]  # the third sentence has 10 words, so an n-gram of it is always shorter
@@ -215,6 +224,15 @@ def test_pairs_augment_each_side_independently():
     for i, (a, b) in enumerate(zip(out["sentence1"], out["sentence2"])):
         assert is_contiguous(a.split(), SENTENCES[i // 20].split())
         assert is_contiguous(b.split(), SENTENCES[::-1][i // 20].split())
+
+
+def test_the_two_sides_of_a_pair_draw_their_own_randomness():
+    # the same text on both sides: sides sharing one draw would get the same masking in every copy
+    text = "the cat sat on the mat in park"
+    dataset = Dataset.from_dict({"sentence1": [text], "sentence2": [text], "label": [0]})
+    out = augment(dataset, text_columns=["sentence1", "sentence2"], probability=0.5, copies=50)
+    different = sum(a != b for a, b in zip(out["sentence1"], out["sentence2"]))
+    assert different > 45  # independent maskings of 8 words agree 1 time in 2**8
 
 
 # ---- masked LM ----
@@ -258,6 +276,21 @@ def test_mlm_top_1_is_the_best_allowed_prediction_for_every_seed(model, tokenize
     assert mlm(model, tokenizer, probability=1.0, copies=2, seed=9, mlm_top_k=1)["sentence"] == first
 
 
+def test_mlm_replacements_may_be_numbers(tmp_path):
+    # the output bias makes "42" the top prediction everywhere: a word of digits is a whole word, so it replaces
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("\n".join([*VOCAB, "42"]) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(str(vocab_file))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB) + 1, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=MAX_POSITIONS)  # fmt: skip
+    model = BertForMaskedLM(config).eval()
+    with torch.no_grad():
+        model.get_output_embeddings().bias[tokenizer.convert_tokens_to_ids("42")] = 100.0
+    out = mlm(model, tokenizer, sentences().select([0]), probability=1.0, copies=2, mlm_top_k=1)["sentence"]
+    assert out == ["42 42 42 42 42 42"] * 2
+
+
 def test_mlm_keeps_unchosen_words_that_hold_a_literal_mask_token(model, tokenizer):
     # "a[MASK]b" tokenizes to a mask too: the chosen words must still get the predictions at their own positions.
     dataset = Dataset.from_dict({"sentence": ["a[MASK]b the cat sat"]})
@@ -276,7 +309,12 @@ def test_mlm_pairs_truncation_and_training_mode(model, tokenizer):
     model.train()
     try:
         out = mlm(model, tokenizer, dataset, text_columns=["sentence1", "sentence2"], probability=1.0, copies=2)
-        assert model.training  # the caller's mode is restored
+        assert model.training  # the caller's mode is restored...
+    finally:
+        model.eval()
+    try:
+        mlm(model, tokenizer, dataset, text_columns=["sentence1", "sentence2"], probability=1.0, copies=1)
+        assert not model.training  # ...eval() too
     finally:
         model.eval()
     assert out["label"] == [-100] * 4 and out["sentence1"][2:] == ["", ""]
@@ -357,6 +395,14 @@ def test_embedding_keeps_punctuation_and_capitals_and_skips_what_the_table_lacks
         the, cat, sat, rest = copy.split(" ", 3)
         assert the in ("A", "This") and cat == "dog," and sat == "(ran)" and rest == "on Mat's mat."
     assert out[3:] == ["... !"] * 3
+
+
+def test_embedding_looks_a_capitalised_word_up_as_written_in_a_cased_table():
+    # a cased tokenizer's table holds "Paris" and no "paris": the word is looked up as written first
+    dataset = Dataset.from_dict({"sentence": ["Paris is big", "I like Paris."], "label": [0, 1]})
+    out = augment(dataset, method="embedding", mask_token=None, neighbours={"Paris": ["London"], "big": ["large"]},
+                  probability=1.0, copies=1)  # fmt: skip
+    assert out["sentence"] == ["London is large", "I like London."]
 
 
 def test_embedding_with_half_probability_replaces_about_half_the_words():

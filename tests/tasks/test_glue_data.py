@@ -231,6 +231,13 @@ def test_load_glue_tsv_loads_only_the_requested_splits(tmp_path):
     assert list(load_glue_tsv("sst2", tmp_path, splits=["validation"])) == ["validation"]
 
 
+def test_a_doubled_final_newline_adds_no_row(tmp_path):
+    path = write_tsv(tmp_path / "SST-2" / "train.tsv", [["sentence", "label"], ["a fine film ", "1"], ["dull ", "0"]])
+    path.write_text(path.read_text() + "\n")
+    train = load_glue_tsv("sst2", tmp_path, splits=["train"])["train"]
+    assert train["sentence"] == ["a fine film ", "dull "] and train["label"] == [1, 0]
+
+
 # ---- refusals ----
 
 

@@ -11,6 +11,7 @@ import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from hf_distill.cli.data_arguments import DataArguments
+from hf_distill.tasks.glue import load_glue_tsv
 from hf_distill.tasks.loading import HELD_OUT_SEED, hold_out, load_data
 
 
@@ -53,6 +54,19 @@ def test_held_out_pairs_are_compared_on_both_texts_and_nothing_is_said_without_r
     with caplog.at_level(logging.INFO, logger="hf_distill.tasks.loading"):
         hold_out(raw, 2, stratify=False, text_columns=["a", "b"])
     assert "held-out rows" not in caplog.text  # "x" repeats, but no pair (a, b) does
+
+
+def test_a_glue_tasks_held_out_rows_keep_its_class_mix(tmp_path):
+    (tmp_path / "SST-2").mkdir()
+    rows = "".join(f"film {index} \t{int(index % 10 < 3)}\n" for index in range(100))  # 70 negative, 30 positive
+    for name in ("train.tsv", "dev.tsv"):
+        (tmp_path / "SST-2" / name).write_text("sentence\tlabel\n" + rows)
+    raw = load_data(DataArguments(task_name="sst2", data_dir=str(tmp_path), validation_split_size=10))[0]
+    expected = load_glue_tsv("sst2", tmp_path, splits=["train"])["train"].train_test_split(
+        test_size=10, seed=HELD_OUT_SEED, stratify_by_column="label"
+    )
+    assert raw["validation"]["idx"] == expected["test"]["idx"]
+    assert sorted(raw["validation"]["label"]) == [0] * 7 + [1] * 3
 
 
 # ---- the stratified split's conditions, said with the option ----

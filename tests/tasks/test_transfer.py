@@ -206,6 +206,15 @@ def test_max_samples_reads_only_the_rows_it_keeps(tmp_path, suffix):
         load_unlabeled_file(path, ["sentence"], regression=False)
 
 
+def test_max_samples_stops_at_its_last_row_without_reading_the_next_line(tmp_path):
+    import json
+
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"sentence": f"line {i}"}) + "\n" for i in range(10)) + "{not json\n")
+    out = load_unlabeled_file(path, ["sentence"], regression=False, max_samples=10)
+    assert out["sentence"] == [f"line {i}" for i in range(10)]
+
+
 def test_an_unlabeled_json_array_file_is_read_and_capped(tmp_path):
     # a .json file holding one array of objects (pandas' to_json(orient="records")) was refused
     import json
