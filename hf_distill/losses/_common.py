@@ -8,6 +8,9 @@ import torch
 
 Reduction = Literal["mean", "sum"]
 
+# The largest temperature whose square (the loss's T**2 factor) float32 holds: about 1.84e19.
+MAX_TEMPERATURE = torch.finfo(torch.float32).max ** 0.5
+
 
 def reduce_positions(
     per_position: torch.Tensor, *, mask: torch.Tensor | None, temperature: float, reduction: Reduction
@@ -89,5 +92,10 @@ def check_same_shape(student: torch.Tensor, teacher: torch.Tensor) -> None:
 
 
 def check_temperature(temperature: float) -> None:
-    if not 0 < temperature < float("inf"):  # NaN fails both; inf softens every row to uniform, and 0 * inf**2 is NaN
-        raise ValueError(f"temperature must be > 0 and finite, got {temperature!r}: pass e.g. 1.0 or 2.0.")
+    # NaN fails both; past MAX_TEMPERATURE (inf included) every row softens to uniform, T**2 overflows float32 to
+    # inf, and the loss is 0 * inf = NaN
+    if not 0 < temperature <= MAX_TEMPERATURE:
+        raise ValueError(
+            f"temperature must be > 0 and finite (at most {MAX_TEMPERATURE:.3g}, whose square float32 holds), got "
+            f"{temperature!r}: pass e.g. 1.0 or 2.0."
+        )

@@ -12,6 +12,7 @@ from typing import Any
 from transformers import TrainingArguments
 from transformers.utils import is_torch_bf16_gpu_available
 
+from ..losses._common import MAX_TEMPERATURE
 from .loss_terms import LOSS_TERMS
 
 __all__ = ["DistillationTrainingArguments", "distillation_settings"]
@@ -173,6 +174,11 @@ class DistillationTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"temperature must be > 0, got {self.temperature!r}: the soft targets are softmax(logits / "
                 "temperature). Pass a positive value such as 2.0."
+            )
+        if self.temperature > MAX_TEMPERATURE:
+            raise ValueError(
+                f"temperature={self.temperature!r} is past {MAX_TEMPERATURE:.3g}: the loss's temperature**2 factor "
+                "overflows float32 (a NaN loss). Pass a temperature such as 2.0."
             )
         # Floats, even when given as ints: a search trial's value is cast to the type of the one it replaces
         # (Trainer._hp_search_setup), and int(2.9) would train at T = 2.

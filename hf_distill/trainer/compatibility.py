@@ -164,10 +164,14 @@ def check_hooks_under_data_parallel(teacher: nn.Module, args: Any) -> None:
 
 
 # Config attributes of models that transform their logits after the output head, and the values that leave them
-# unchanged: a soft-cap (Gemma 2 and 3, Gemma-style models) is on whenever set; a scale or multiplier (Cohere's
-# logit_scale, Granite's logits_scaling, Falcon-H1's lm_head_multiplier) unless it is 1.
-_SOFT_CAPS = ("final_logit_softcapping", "softcap")
+# unchanged: a soft-cap (Gemma 2 and 3, RecurrentGemma's logits_soft_cap, xLSTM's output_logit_soft_cap) is on
+# whenever set; a scale or multiplier (Cohere's logit_scale, Granite's logits_scaling, Falcon-H1's
+# lm_head_multiplier) unless it is 1.
+_SOFT_CAPS = ("final_logit_softcapping", "softcap", "logits_soft_cap", "output_logit_soft_cap")
 _SCALES = ("logit_scale", "logits_scaling", "lm_head_multiplier", "output_multiplier")
+# Model types whose config carries one of those names but whose forward never applies it to the logits after the
+# head (MPT's logit_scale is read by nothing in transformers' MPT).
+_NOT_APPLIED = {"mpt": {"logit_scale"}}
 
 
 def _logit_transforms(model: nn.Module) -> list[str]:
@@ -181,12 +185,16 @@ def _logit_transforms(model: nn.Module) -> list[str]:
         configs.append(text_config)
     found = []
     for settings in configs:
-        for name in _SOFT_CAPS:
-            if getattr(settings, name, None) is not None:
-                found.append(f"{name}={getattr(settings, name)}")
-        for name in _SCALES:
+        skipped = _NOT_APPLIED.get(getattr(settings, "model_type", None), set())
+        for name in (*_SOFT_CAPS, *_SCALES):
+            # a property (MiniCPM3's logits_scaling, hidden_size / dim_model_base) is derived for the model's own
+            # code, which scales the hidden states before the head with it: not a setting of the logits
+            if name in skipped or isinstance(getattr(type(settings), name, None), property):
+                continue
             value = getattr(settings, name, None)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value != 1:
+            if name in _SOFT_CAPS and value is not None:
+                found.append(f"{name}={value}")
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and value != 1:
                 found.append(f"{name}={value}")
     return list(dict.fromkeys(found))
 
@@ -195,8 +203,9 @@ def check_chunkable_heads(student: nn.Module, teacher: nn.Module, args: Any) -> 
     """Refuses `token_kd_chunk_size` for a model whose config says it transforms its logits after its output head:
     the chunked loss runs the heads itself and would skip the transform. Read from the config, before training: the
     first step's numeric check (`check_head_output`) cannot see a soft-cap while the logits are still small (a cap of
-    30 changes a logit of 0.5 by 1e-4), and they grow as the model trains."""
-    if getattr(args, "token_kd_chunk_size", None) is None:
+    30 changes a logit of 0.5 by 1e-4), and they grow as the model trains. With the teacher's outputs cached nothing
+    is chunked (the cache holds the teacher's own logits, the student runs its whole head): nothing to refuse."""
+    if getattr(args, "token_kd_chunk_size", None) is None or getattr(args, "cache_teacher_logits", False):
         return
     for model, role in ((student, "student"), (teacher, "teacher")):
         if output_head(model) is None:

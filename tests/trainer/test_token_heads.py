@@ -270,6 +270,81 @@ def test_a_logit_scale_of_one_is_chunked_exactly_and_any_other_is_refused(tmp_pa
                     alpha_task=0.0, token_kd_chunk_size=4)  # fmt: skip
 
 
+def _lm_of(kind: str, seed: int = 0):
+    """Tiny causal LMs whose configs carry a logit-transform name: applied after the head (RecurrentGemma's
+    logits_soft_cap, xLSTM's output_logit_soft_cap) or not (MiniCPM3's logits_scaling is a property it divides the
+    hidden states by before the head; transformers' MPT never reads its logit_scale)."""
+    torch.manual_seed(seed)
+    if kind == "recurrent_gemma":
+        config = transformers.RecurrentGemmaConfig(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, intermediate_size=48,
+                                                   num_hidden_layers=2, num_attention_heads=4, lru_width=32,
+                                                   attention_window_size=16,
+                                                   block_types=["recurrent", "attention"])  # fmt: skip
+        return transformers.RecurrentGemmaForCausalLM(config)
+    if kind == "xlstm":
+        config = transformers.xLSTMConfig(vocab_size=tiny.VOCAB_SIZE, hidden_size=64, num_blocks=1, num_heads=4,
+                                          qk_dim_factor=1.0, autocast_kernel_dtype="float32")  # fmt: skip
+        return transformers.xLSTMForCausalLM(config)
+    if kind == "minicpm3":
+        config = transformers.MiniCPM3Config(vocab_size=tiny.VOCAB_SIZE, hidden_size=64, intermediate_size=48,
+                                             num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4,
+                                             q_lora_rank=16, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8,
+                                             v_head_dim=8, dim_model_base=16)  # fmt: skip
+        return transformers.MiniCPM3ForCausalLM(config)
+    config = transformers.MptConfig(vocab_size=tiny.VOCAB_SIZE, d_model=32, n_heads=4, n_layers=1, max_seq_len=64,
+                                    logit_scale=0.5)  # fmt: skip
+    return transformers.MptForCausalLM(config)
+
+
+@pytest.mark.parametrize(
+    "kind, refused",
+    [("recurrent_gemma", "logits_soft_cap=30.0"), ("xlstm", "output_logit_soft_cap=30.0"), ("minicpm3", None),
+     ("mpt", None)],
+)  # fmt: skip
+def test_a_config_name_is_refused_chunked_only_where_the_model_applies_it_after_its_head(tmp_path, kind, refused):
+    # RecurrentGemma and xLSTM soft-cap under other names than Gemma 2's and were let through while their logits were
+    # small; MiniCPM3 (logits_scaling 4.0 here) and MPT (logit_scale 0.5) give their head's output as their logits, and
+    # were refused
+    model = _lm_of(kind).double().eval()
+    head = model.get_output_embeddings()
+    captured = {}
+    handle = head.register_forward_hook(lambda module, args, out: captured.setdefault("head", out))
+    with torch.no_grad():
+        logits = model(input_ids=torch.randint(0, tiny.VOCAB_SIZE, (1, 8))).logits
+    handle.remove()
+    applied = not torch.equal(logits, captured["head"])
+    assert applied == (refused is not None)  # the config tells the truth about the forward
+    data = mlm_rows(3, seed=5)
+    teacher = _lm_of(kind, seed=1).double()
+    if refused is not None:
+        for student, teacher_ in ((model, teacher), (_granite_lm(2, 1.0), teacher)):  # as student, as teacher
+            with pytest.raises(ValueError, match=rf"transforms its logits after that head \({refused}\)"):
+                trainer_for(tmp_path, student, teacher_, data, alpha_kd=1.0, alpha_task=0.0, token_kd_chunk_size=4)
+        return
+    batch = tiny.collate([data[i] for i in range(3)])
+    losses = []
+    for chunk in (None, 4):  # accepted, and the chunked loss is the model's own
+        student = copy.deepcopy(model).train()
+        trainer = trainer_for(tmp_path / str(chunk), student, teacher, data, alpha_kd=1.0, alpha_task=0.0,
+                              token_kd_chunk_size=chunk)  # fmt: skip
+        losses.append(trainer.compute_loss(student, dict(batch)).item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-10) and losses[0] > 0
+
+
+def test_a_soft_capped_teacher_is_not_refused_chunked_when_its_outputs_are_cached(tmp_path):
+    # with the cache nothing runs a head in chunks (the cache holds the teacher's own capped logits, the student runs
+    # its whole head): the refusal said the chunked loss would skip a cap it never skips
+    data = mlm_rows(4, seed=5)
+    losses = {}
+    for chunk in (None, 4):
+        trainer = trainer_for(tmp_path / str(chunk), _granite_lm(1, 1.0), _softcapped_lm(0, cap=30.0, std=None),
+                              data, alpha_kd=1.0, alpha_task=0.0, cache_teacher_logits=True,
+                              token_kd_chunk_size=chunk, per_device_train_batch_size=4)  # fmt: skip
+        trainer.train()
+        losses[chunk] = trainer.state.log_history[0]["loss"]
+    assert losses[4] == losses[None]
+
+
 class _ScaledLogitsLM(transformers.BertForMaskedLM):
     """A masked LM that scales its logits by `factor` in its own code, with nothing in its config to say so."""
 

@@ -579,6 +579,7 @@ def test_resume_from_checkpoint_ends_with_the_same_student(tmp_path):
     [
         (dict(temperature=0.0), r"temperature must be > 0, got 0.0"),
         (dict(temperature=-1.0), r"temperature must be > 0, got -1.0"),
+        (dict(temperature=2e19), r"temperature=2e\+19 is past 1.84e\+19: the loss's temperature\*\*2 factor over"),
         (dict(temperature=float("nan")), r"temperature must be a finite number, got nan"),
         (dict(alpha_kd=-0.1), r"alpha_kd must be >= 0, got -0.1"),
         (dict(alpha_task=-2), r"alpha_task must be >= 0, got -2"),
