@@ -40,10 +40,12 @@ def load_custom_files(
     as .csv); ``.jsonl``/``.json`` one JSON object per line, or a ``.json`` file holding one JSON array of objects
     (pandas' ``to_json(orient="records")``). Labels:
 
-    - any label written as a decimal (``3.8``, or a JSON float) makes the task a regression: float labels, no names;
+    - any label written as a decimal (``3.8``, or a JSON float) among numbers only makes the task a regression:
+      float labels, no names;
     - all integers: classification; the distinct values, sorted numerically, become ids 0..K-1 (``0``/``1`` keep
       their values; ``1..5`` stars become ids 0..4), names are the values as strings;
-    - otherwise strings: the distinct strings, sorted, become ids 0..K-1; or, when `label_order` (the teacher's
+    - otherwise strings (numbers among names included, said in a warning): the distinct strings, sorted, become ids
+      0..K-1; or, when `label_order` (the teacher's
       label names, in its id order) holds the same names (ignoring case), ids in that order.
 
     Names come from the training file; a validation label outside them is an error.
@@ -69,7 +71,9 @@ def load_custom_files(
     read = [(_typed_label(value), line) for value, line in _labels(records["train"], label_column, files["train"])]
     train_labels = [value for value, _ in read]
     _say_mixed_labels(files["train"], read)
-    if any(isinstance(value, float) for value in train_labels):
+    # decimals among names are class names like the names' other numbers (as `_say_mixed_labels` says): read as a
+    # regression, every name's line was refused
+    if any(isinstance(value, float) for value in train_labels) and not any(isinstance(v, str) for v in train_labels):
         label_names, to_id = None, None
         label_feature = Value("float32")
     else:
