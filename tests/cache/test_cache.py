@@ -190,17 +190,21 @@ def test_changed_teacher_dataset_max_length_or_top_k_gets_a_new_cache(tmp_path):
     changed_teacher = copy.deepcopy(teacher)
     with torch.no_grad():
         changed_teacher.bert.encoder.layer[0].output.dense.weight[0, 0] += 1e-3  # one weight
+    # the same weights with another activation: other outputs, which only the teacher's config tells apart
+    relu_teacher = tiny.masked_lm(layers=2, hidden_act="relu")
+    relu_teacher.load_state_dict(teacher.state_dict())
     rows = [dict(row) for row in data.rows]
     rows[5] = {**rows[5], "input_ids": [rows[5]["input_ids"][0] % 90 + 5] + rows[5]["input_ids"][1:]}  # one token
     variants = [
         prepare(teacher=changed_teacher),
+        prepare(teacher=relu_teacher),
         prepare(data=tiny.ListDataset(rows)),
         prepare(max_length=32),
         prepare(top_k=8),
         prepare(temperature=3.0),  # top-k log-probabilities are taken at the temperature
     ]
     assert all(v.built for v in variants)
-    assert len({first.path, *(v.path for v in variants)}) == 6 == len(cache_dirs(tmp_path))
+    assert len({first.path, *(v.path for v in variants)}) == 7 == len(cache_dirs(tmp_path))
 
 
 def test_the_precision_the_teacher_ran_in_is_part_of_the_fingerprint():

@@ -22,15 +22,16 @@ def test_transfer_rows_that_repeat_evaluation_rows_are_counted_in_a_warning(capl
     from hf_distill.cli.transfer import warn_of_evaluation_rows
 
     pairs = ("sentence1", "sentence2")
+    # ("e", "v") is a row of both splits: counted in each split, once in the rows that repeat
     raw = DatasetDict(
-        validation=Dataset.from_dict({"sentence1": ["a", "b", "c"], "sentence2": ["x", "y", "z"]}),
-        hp_validation=Dataset.from_dict({"sentence1": ["d"], "sentence2": ["w"]}),
+        validation=Dataset.from_dict({"sentence1": ["a", "b", "c", "e"], "sentence2": ["x", "y", "z", "v"]}),
+        hp_validation=Dataset.from_dict({"sentence1": ["d", "e"], "sentence2": ["w", "v"]}),
     )
-    transfer = Dataset.from_dict({"sentence1": ["a", "b", "d", "c"], "sentence2": ["x", "other", "w", "z"]})
+    transfer = Dataset.from_dict({"sentence1": ["a", "b", "d", "c", "e"], "sentence2": ["x", "other", "w", "z", "v"]})
     with caplog.at_level("WARNING"):
         warn_of_evaluation_rows(transfer, raw, ["validation"], pairs)
-    assert "3 of the 4 transfer rows repeat the text of a row it is evaluated or searched on" in caplog.text
-    assert "validation: 2, hp_validation: 1" in caplog.text
+    assert "4 of the 5 transfer rows repeat the text of a row it is evaluated or searched on" in caplog.text
+    assert "validation: 3, hp_validation: 2" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         warn_of_evaluation_rows(transfer.select([1]), raw, ["validation"], pairs)
@@ -116,3 +117,16 @@ def test_unlabeled_train_rows_are_the_rows_after_the_labelled_ones():
     labelled, transfer = _transfer(0, max_train_samples=3, unlabeled_train_rows=3)
     assert labelled["sentence"] == [f"w{i} x{i} y{i} z{i}" for i in range(3)]
     assert transfer.rows["sentence"] == [f"w{i} x{i} y{i} z{i}" for i in range(3, 6)]
+
+
+def test_unlabeled_file_rows_are_its_first_max_unlabeled_samples_counted_with_the_train_rows(tmp_path):
+    # --max_unlabeled_samples was not applied (all 10 file rows transferred), and the unlabelled count reported in
+    # all_results counted the file's rows alone when --unlabeled_train_rows added more
+    path = tmp_path / "unlabelled.csv"
+    path.write_text("sentence\n" + "".join(f"file row {i}\n" for i in range(10)))
+    options = dict(max_train_samples=4, unlabeled_train_rows=2, unlabeled_file=str(path), max_unlabeled_samples=3)
+    labelled, transfer = _transfer(0, **options)
+    assert len(labelled) == 4
+    assert transfer.rows["sentence"] == ["w4 x4 y4 z4", "w5 x5 y5 z5", "file row 0", "file row 1", "file row 2"]
+    assert (transfer.from_train, transfer.from_file) == (2, 3)
+    assert transfer.unlabeled == 5 == len(transfer.rows)
