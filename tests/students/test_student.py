@@ -112,6 +112,7 @@ def test_select_layers_refuses_non_integers():
         ([2, 1], r"strictly increasing.*layers\[1\] = 1 follows 2"),
         ([0, 0], r"strictly increasing.*layers\[1\] = 0 follows 0"),
         ([0, 1.0], r"layers\[1\] must be an int, got 1.0"),
+        ([False, True], r"layers\[0\] must be an int, got False"),  # bools are ints to Python, not layer indices
         ("024", "must be a list of teacher layer indices"),
     ],
 )
@@ -335,22 +336,42 @@ def test_distilbert_student_config_mirrors_the_teacher():
     separate = build_distilbert_student(tiny_teacher(classifier_dropout=0.3, hidden_dropout_prob=0.1), [0, 1]).config
     assert (separate.seq_classif_dropout, separate.dropout) == (0.3, 0.1)
     assert build_distilbert_student(tiny_teacher(hidden_dropout_prob=0.1), [0, 1]).config.seq_classif_dropout == 0.1
+    # the encoder's two dropouts, each from its BERT counterpart (values that differ, so a swap shows)
+    unequal = build_distilbert_student(tiny_teacher(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0), [0, 1])
+    assert (unequal.config.dropout, unequal.config.attention_dropout) == (0.1, 0.0)
 
 
 @pytest.mark.parametrize(
-    ("model_class", "student_class"),
-    [(BertForTokenClassification, DistilBertForTokenClassification), (BertForMaskedLM, DistilBertForMaskedLM)],
+    ("model_class", "student_class", "overrides"),
+    [
+        (BertForTokenClassification, DistilBertForTokenClassification, {}),
+        (BertForMaskedLM, DistilBertForMaskedLM, {}),
+        # a decoder of its own: tied to the word embeddings, the student's logits would be another model's
+        (BertForMaskedLM, DistilBertForMaskedLM, {"tie_word_embeddings": False}),
+    ],
 )
-def test_distilbert_student_reproduces_token_level_heads(model_class, student_class):
-    teacher = tiny_teacher(model_class)
+def test_distilbert_student_reproduces_token_level_heads(model_class, student_class, overrides):
+    teacher = tiny_teacher(model_class, **overrides)
     student = build_distilbert_student(teacher, list(range(NUM_TEACHER_LAYERS))).eval()
     assert type(student) is student_class
+    assert student.config.tie_word_embeddings == teacher.config.tie_word_embeddings
     input_ids, attention_mask = padded_batch()
     with torch.no_grad():
         expected = teacher(input_ids, attention_mask=attention_mask).logits
         actual = student(input_ids, attention_mask=attention_mask).logits
     real = attention_mask.bool()
     torch.testing.assert_close(actual[real], expected[real], rtol=0, atol=1e-4)
+
+
+def test_distilbert_student_keeps_an_eager_teachers_attention_and_returns_its_maps():
+    # the default (sdpa) attention returns no attention maps
+    teacher = tiny_teacher(attn_implementation="eager")
+    student = build_student(teacher, num_layers=2, architecture="distilbert").eval()
+    assert student.config._attn_implementation == "eager"
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        attentions = student(input_ids, attention_mask=attention_mask, output_attentions=True).attentions
+    assert [tuple(a.shape) for a in attentions] == [(3, 4, 9, 9)] * 2
 
 
 def test_distilbert_student_refuses_a_different_layer_norm_eps():

@@ -182,6 +182,13 @@ def test_a_tsv_field_quoted_the_csv_way_is_refused_naming_its_line(tmp_path):
     assert data["train"]["text"] == ["plain text", 'He said "hi" to me']
 
 
+def test_a_csv_quoted_second_text_column_of_a_tsv_is_refused_naming_it(tmp_path):
+    path = tmp_path / "pair.tsv"
+    path.write_text('s1\ts2\tlabel\nworld\tplain\t0\nhello\t"He said ""hi"" to me"\t1\n')
+    with pytest.raises(ValueError, match=r"pair\.tsv, line 3: column 's2' holds '\"He said.*quoted the CSV way"):
+        load_custom_files(path, None, ["s1", "s2"], "label")
+
+
 def test_literal_quotes_in_a_tsv_are_text_as_in_glue(tmp_path):
     path = tmp_path / "g.tsv"  # GLUE's own style: quotes are part of the sentence, and "" alone is no CSV quoting
     path.write_text('text\tlabel\n"a quoted sentence"\t0\nhe said "hi\t1\n"" is two quotes\t0\n')

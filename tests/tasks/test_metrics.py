@@ -165,3 +165,15 @@ def test_f1_counts_class_1_as_positive_and_f1_macro_averages_every_class():
     logits = np.array([[1.0, 0.0]] * 4)  # class 0 everywhere; the references hold one class-1 row
     scored = custom_metrics_fn(False)(EvalPrediction(predictions=logits, label_ids=np.array([0, 0, 0, 1])))
     assert scored["f1_macro"] == pytest.approx((6 / 7 + 0) / 2) and scored["accuracy"] == pytest.approx(0.75)
+
+
+def test_custom_regression_metrics_are_pearson_and_spearman():
+    predictions = np.array(REGRESSION_PREDICTIONS)[:, None]
+    references = np.array(REGRESSION_REFERENCES)
+    scored = custom_metrics_fn(True)(EvalPrediction(predictions=predictions, label_ids=references))
+    assert scored == pytest.approx({"pearson": REGRESSION_PEARSON, "spearmanr": REGRESSION_SPEARMAN}, abs=1e-12)
+
+
+def test_a_metric_on_no_predictions_is_refused():
+    with pytest.raises(ValueError, match="predictions is empty"):
+        glue_metric("sst2").compute(predictions=[], references=[])
