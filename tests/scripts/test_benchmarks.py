@@ -177,3 +177,98 @@ def test_the_plain_trainer_baseline_refuses_bad_input_in_one_line_as_the_script_
     assert found.returncode == 2, found.stderr
     assert "Traceback" not in found.stderr and "plain_trainer.py: error:" in found.stderr
     assert "no_such_task" in found.stderr.strip().splitlines()[-1]
+
+
+def test_the_transfer_benchmark_warms_up_times_every_row_and_rates_each_pass_against_the_last(monkeypatch, capsys):
+    import datasets
+
+    benchmark_transfer = _script("benchmark_transfer")
+    rows = datasets.Dataset.from_dict({"labels": [-100] * 1000})
+    monkeypatch.setattr(benchmark_transfer, "load", lambda examples, max_length: ("teacher", "tokenizer", rows))
+    monkeypatch.setattr(benchmark_transfer, "DataCollatorWithPadding", lambda tokenizer: "collator")
+    monkeypatch.setattr(benchmark_transfer, "build_student", lambda teacher, layers: "student")
+    calls = []
+
+    def timer(name, seconds):
+        def time_it(teacher, rows, collator, batch_size):
+            calls.append((name, len(rows), batch_size))
+            return seconds(batch_size)
+
+        return time_it
+
+    monkeypatch.setattr(benchmark_transfer, "time_cache_build", timer("cache build", lambda batch: 1.0))
+    monkeypatch.setattr(benchmark_transfer, "time_pseudo_label", timer("pseudo_label", lambda batch: 2.0))
+    monkeypatch.setattr(
+        benchmark_transfer, "time_predict", timer("predict", lambda batch: 2.5 if batch == 512 else 4.0)
+    )
+
+    def time_student_epoch(teacher, student, rows, collator, grouped):
+        calls.append(("epoch", len(rows), grouped))
+        return 1.0 if grouped else 2.0
+
+    monkeypatch.setattr(benchmark_transfer, "time_student_epoch", time_student_epoch)
+    monkeypatch.setattr("sys.argv", ["benchmark_transfer.py", "--examples", "1000", "--repeats", "2"])
+    benchmark_transfer.main()
+    # the cache build batches at 4 x the eval batch (128), pseudo_label at the eval batch; predict at both
+    labelling = [("cache build", 512), ("pseudo_label", 128), ("predict", 512), ("predict", 128)]
+    training = [("epoch", True), ("epoch", False)]  # group_by_length, random batches
+    warm = [(name, benchmark_transfer.WARMUP_ROWS, setting) for name, setting in labelling + training]
+    first = [(name, 1000, setting) for name, setting in labelling + training]
+    second = [(name, 1000, setting) for name, setting in labelling[::-1] + training[::-1]]
+    assert calls == warm + first + second
+    out = capsys.readouterr().out
+    assert "| cache build (sorted, 4x batch, inference_mode) | 1.0 | 1,000 | 4.00x |" in out
+    assert "| pseudo_label (the same sorted pass, argmax per row) | 2.0 | 500 | 2.00x |" in out
+    assert "| Trainer.predict (dataset order), 4x batch | 2.5 | 400 | 1.60x |" in out
+    assert "| Trainer.predict (dataset order) | 4.0 | 250 | 1.00x |" in out
+    assert "| student epoch, group_by_length | 1.0 | 1,000 | 2.00x |" in out
+    assert "| student epoch, random batches | 2.0 | 500 | 1.00x |" in out
+
+
+def test_the_benchmark_table_rates_each_configuration_against_the_baseline_with_and_without_its_cache_build(
+    monkeypatch, capsys
+):
+    benchmark = _script("benchmark")
+    seconds = {
+        "baseline": 10.0,
+        "ours_online": 8.0,
+        "ours_cached": 5.0,
+        "ours_cached_grouped": 4.0,
+        "student_alone": 2.0,
+    }
+    timed = []
+
+    def run_one(name, setup, workdir, max_steps=-1):
+        timed.append((name, workdir.name))
+        cached = "cached" in name
+        return benchmark.Result(
+            seconds=seconds[name],
+            build_seconds=1.0 if cached else 0.0,
+            peak_bytes=0,
+            cache_bytes_per_example=8.0 if cached else None,
+        )
+
+    monkeypatch.setattr(benchmark, "run_one", run_one)
+    setup = benchmark.gpu_setup(smoke=True, variable=False, examples=64, use_cpu=True)  # 64 rows x 2 epochs
+    benchmark.benchmark(setup, repeats=2, warmup=False)
+    # round 2 starts one configuration further on: none always runs first
+    rotated = benchmark.CONFIGS[1:] + benchmark.CONFIGS[:1]
+    assert timed == [(name, "round0") for name in benchmark.CONFIGS] + [(name, "round1") for name in rotated]
+    out = capsys.readouterr().out
+    assert "| baseline: copied recipe | 12.8 | 1.00x | - | - | 0 MiB |" in out
+    assert "| ours, online teacher | 16.0 | 1.25x | - | - | 0 MiB |" in out
+    assert "| ours, cached teacher | 25.6 | 2.00x | 32.0 | 2.50x | 0 MiB |" in out  # 128 / (5 - 1) s
+    assert "| ours, cached + group_by_length | 32.0 | 2.50x | 42.7 | 3.33x | 0 MiB |" in out  # 128 / (4 - 1) s
+    assert "| student alone (floor) | 64.0 | 5.00x | - | - | 0 MiB |" in out
+
+
+def test_the_two_cached_benchmark_configurations_of_a_round_each_build_their_own_cache(tmp_path):
+    # one folder for both: the grouped run found the plain one's cache (sampling is not in its fingerprint), built
+    # nothing, and its row reported no build time
+    benchmark = _script("benchmark")
+    setup = benchmark.gpu_setup(smoke=True, variable=False, examples=64, use_cpu=True)
+    trainers = [
+        benchmark.make_trainer(name, setup, tmp_path / "round0") for name in ("ours_cached", "ours_cached_grouped")
+    ]
+    assert trainers[0].args.teacher_cache_dir != trainers[1].args.teacher_cache_dir
+    assert [trainer.prepare_teacher_cache().built for trainer in trainers] == [True, True]
