@@ -329,12 +329,14 @@ class DistillationTrainer(
     def _smoothed_eval_loss(self, model: nn.Module, logits: torch.Tensor, labels: Any, loss: torch.Tensor):
         """The evaluation loss with `label_smoothing_factor`, as training's task term and `LabelsTrainer`'s evaluation
         (Trainer's label smoother) take it: the mean over this batch's labelled rows or counted positions, for class
-        ids of a sequence classifier or token ids scored at their own position (not a causal LM, which shifts them).
-        Other heads keep the model's own `loss`."""
+        ids of a sequence classifier, token ids scored at their own position, or, for a causal LM, at the position
+        before (its logits at i predict token i + 1; the label smoother shifts them alike). Other heads keep the
+        model's own `loss`."""
         kind = self._output_kind(logits)
-        causal = is_causal_lm(unwrap(model))
-        if labels.is_floating_point() or kind == "regression" or (kind == "token" and causal):
+        if labels.is_floating_point() or kind == "regression":
             return loss
+        if kind == "token" and is_causal_lm(unwrap(model)):
+            logits, labels = logits[:, :-1], labels[:, 1:]  # the model's own loss (unsmoothed) shifts them too
         total = task_sum(logits, labels, kind, label_smoothing=self.args.label_smoothing_factor)
         # 0 / 0 = NaN for a batch with no labelled row, as the model's own loss and LabelsTrainer's give (Trainer,
         # with logging_nan_inf_filter on, its default, leaves such a batch out of eval_loss, which is NaN only when
