@@ -79,6 +79,10 @@ def test_layer_maps_uniform_init_and_explicit():
     assert layer_pairs("1:3", student, teacher) == [(0, 0), (2, 4)]
     with pytest.raises(ValueError, match=r"pair 2:1 is out of range: the student has layers 0\.\.1"):
         layer_pairs("2:1", student, teacher)
+    for pair in ("-1:1", "0:-1"):  # never Python's index from the end
+        with pytest.raises(ValueError, match=rf"pair {pair} is out of range: the student has layers 0\.\.1 and the "
+                                             r"teacher 0\.\.3"):  # fmt: skip
+            layer_pairs(pair, student, teacher)
     with pytest.raises(ValueError, match="records none"):
         layer_pairs("init", student, teacher)
     # a student built from a deeper teacher records layers this teacher lacks: refused, never an index past its end
@@ -93,6 +97,11 @@ def test_layer_maps_uniform_init_and_explicit():
     del deeper.config.hf_distill_teacher_num_layers  # a student built before the depth was recorded
     with pytest.raises(ValueError, match=r"records teacher layers \[0, 5\], but this teacher has layers 0\.\.3"):
         layer_pairs("init", deeper, teacher)
+    # its last layer one past this teacher's last (4 of 0..3): refused too, not an index error at the first step
+    just_deeper = build_student(tiny.classifier(layers=5, seed=0), layers=[0, 4])
+    del just_deeper.config.hf_distill_teacher_num_layers
+    with pytest.raises(ValueError, match=r"records teacher layers \[0, 4\], but this teacher has layers 0\.\.3"):
+        layer_pairs("init", just_deeper, teacher)
     # built from a 6-layer teacher with layers that a deeper one also has: they were paired with its other layers
     shallow = build_student(tiny.classifier(layers=3, seed=0), layers=[0, 2])
     with pytest.raises(ValueError, match=r"built from a 3-layer teacher .* but this teacher has 4 layers"):
@@ -272,6 +281,19 @@ def test_equal_widths_get_no_projection(tmp_path):
     teacher, student = models()
     make_trainer(tmp_path, student, teacher, tiny.class_rows(4), alpha_hidden=1.0)
     assert not hasattr(student, PROJECTION_NAME)
+
+
+def test_the_projections_first_weights_follow_the_seed_not_the_callers_random_stream(tmp_path):
+    teacher = tiny.classifier(layers=4, seed=0)
+
+    def projection(seed, draws):
+        student = tiny.classifier(layers=2, seed=1, hidden_size=16)
+        torch.randn(draws)  # the caller's stream elsewhere (a dataset shuffled, a dropout run)
+        make_trainer(tmp_path, student, teacher, tiny.class_rows(4), alpha_hidden=1.0, seed=seed)
+        return getattr(student, PROJECTION_NAME).weight.detach().clone()
+
+    torch.testing.assert_close(projection(1, draws=10), projection(1, draws=20), rtol=0, atol=0)
+    assert not torch.equal(projection(1, draws=10), projection(2, draws=10))
 
 
 @pytest.mark.parametrize("weight", ["alpha_hidden", "alpha_attention", "alpha_value_relation"])

@@ -223,15 +223,23 @@ def test_training_leaves_teacher_bit_identical_and_out_of_optimizer_and_checkpoi
         torch.testing.assert_close(tensor, student.state_dict()[name])
 
 
-def test_logs_loss_terms_beside_loss(tmp_path):
+@pytest.mark.parametrize(
+    ("logging", "steps"),
+    [
+        (dict(logging_steps=2), [2, 4]),
+        # windows of 1 and 2 steps, not logging_steps=3: the terms were divided by logging_steps, not the window
+        (dict(logging_steps=3, logging_first_step=True), [1, 3]),
+        (dict(logging_steps=0.5), [2, 4]),  # a ratio of the 4 steps: windows of 2, never divided by 0.5
+    ],
+    ids=["every_2", "first_step", "ratio"],
+)
+def test_logs_loss_terms_beside_loss(tmp_path, logging, steps):
     teacher = tiny.classifier(layers=2, seed=0, initializer_range=0.5)
     student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
-    trainer = make_trainer(
-        tmp_path, student, teacher, tiny.class_rows(16), logging_steps=2, alpha_kd=0.3, alpha_task=0.7
-    )
+    trainer = make_trainer(tmp_path, student, teacher, tiny.class_rows(16), alpha_kd=0.3, alpha_task=0.7, **logging)
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-    assert len(logged) == 2
+    assert [entry["step"] for entry in logged] == steps  # 16 rows in batches of 4 (make_args): 4 steps
     for entry in logged:
         assert entry["loss_kd"] > 0 and entry["loss_task"] > 0
         assert entry["loss"] == pytest.approx(0.3 * entry["loss_kd"] + 0.7 * entry["loss_task"], rel=1e-4)
@@ -593,6 +601,9 @@ def test_resume_from_checkpoint_ends_with_the_same_student(tmp_path):
         # was accepted, then the first step failed inside torch's cross-entropy
         (dict(label_smoothing_factor=1.5), r"label_smoothing_factor must be in \[0, 1\], got 1.5: .*0.1"),
         (dict(label_smoothing_factor=-0.1), r"label_smoothing_factor must be in \[0, 1\], got -0.1"),
+        (dict(value_relation_heads=0), r"value_relation_heads must be an integer >= 1, got 0: pass R such as 12"),
+        # a bool is an int to Python: alpha_kd=True would have trained at weight 1.0
+        (dict(alpha_kd=True), r"alpha_kd must be a finite number, got True"),
     ],
 )
 def test_arguments_refuse_bad_values_naming_field_value_and_fix(tmp_path, overrides, message):
@@ -683,6 +694,14 @@ def test_arguments_take_numpy_numbers_as_numbers(tmp_path):
 
     args = make_args(tmp_path, alpha_kd=np.float32(0.5), temperature=np.int64(2), label_smoothing_factor=np.float32(0))
     assert (args.alpha_kd, args.temperature) == (0.5, 2.0) and type(args.temperature) is float
+
+
+def test_arguments_store_whole_number_weights_as_floats(tmp_path):
+    # a search trial's value is cast to the type of the one it replaces: an int weight would turn 0.3 into 0
+    names = ("alpha_kd", "alpha_task", "alpha_cos", "alpha_hidden", "alpha_attention", "alpha_value_relation")
+    args = make_args(tmp_path, **dict.fromkeys(names, 1))
+    assert {name: type(getattr(args, name)) for name in names} == dict.fromkeys(names, float)
+    assert [getattr(args, name) for name in names] == [1.0] * 6
 
 
 def test_refuses_classifiers_whose_labels_are_ordered_otherwise_and_says_other_names(tmp_path, caplog):
@@ -901,6 +920,32 @@ def _gpt2(seed, dtype=torch.float64):
     config = GPT2Config(vocab_size=tiny.VOCAB_SIZE, n_positions=32, n_embd=16, n_layer=1, n_head=2, resid_pdrop=0.0,
                         embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.5)  # fmt: skip
     return GPT2LMHeadModel(config).to(dtype)
+
+
+def test_a_causal_lms_eval_loss_under_label_smoothing_is_its_shifted_smoothed_loss(tmp_path):
+    # its logits at i predict token i + 1: it kept the model's own loss, shifted but unsmoothed (7.240 here), beside
+    # LabelsTrainer's shifted smoothed one (7.195): the student's and the baseline's eval losses differed in kind
+    from hf_distill import LabelsTrainer
+
+    teacher, student = _gpt2(0, torch.float32), _gpt2(1, torch.float32)
+    rows = tiny.ListDataset([{"input_ids": r["input_ids"], "labels": r["input_ids"]} for r in tiny.class_rows(8)])
+    trainer = make_trainer(tmp_path / "d", student, teacher, rows, eval_dataset=rows, alpha_task=0.0,
+                           label_smoothing_factor=0.1, per_device_eval_batch_size=8)  # fmt: skip
+    loss = trainer.evaluate()["eval_loss"]
+    batch = tiny.collate([rows[i] for i in range(8)])
+    student.eval()
+    with torch.no_grad():
+        logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels, vocab = batch["labels"], logits.shape[-1]
+    shifted = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, vocab), labels[:, 1:].reshape(-1), label_smoothing=0.1
+    )
+    unshifted = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), label_smoothing=0.1)
+    assert abs(shifted.item() - unshifted.item()) > 0.1  # the two conventions are told apart
+    assert loss == pytest.approx(shifted.item(), rel=1e-5)
+    baseline = LabelsTrainer(model=student, args=make_args(tmp_path / "l", label_smoothing_factor=0.1,
+                             per_device_eval_batch_size=8), eval_dataset=rows, data_collator=tiny.collate)  # fmt: skip
+    assert loss == pytest.approx(baseline.evaluate()["eval_loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("how", ["gathered", "full", "chunked", "cached"])
