@@ -40,12 +40,10 @@ def load_custom_files(
     as .csv); ``.jsonl``/``.json`` one JSON object per line, or a ``.json`` file holding one JSON array of objects
     (pandas' ``to_json(orient="records")``). Labels:
 
-    - any label written as a decimal (``3.8``, or a JSON float) among numbers only makes the task a regression:
-      float labels, no names;
+    - any label written as a decimal (``3.8``, or a JSON float) makes the task a regression: float labels, no names;
     - all integers: classification; the distinct values, sorted numerically, become ids 0..K-1 (``0``/``1`` keep
       their values; ``1..5`` stars become ids 0..4), names are the values as strings;
-    - otherwise strings (numbers among names included, said in a warning): the distinct strings, sorted, become ids
-      0..K-1; or, when `label_order` (the teacher's
+    - otherwise strings: the distinct strings, sorted, become ids 0..K-1; or, when `label_order` (the teacher's
       label names, in its id order) holds the same names (ignoring case), ids in that order.
 
     Names come from the training file; a validation label outside them is an error.
@@ -71,9 +69,8 @@ def load_custom_files(
     read = [(_typed_label(value), line) for value, line in _labels(records["train"], label_column, files["train"])]
     train_labels = [value for value, _ in read]
     _say_mixed_labels(files["train"], read)
-    # decimals among names are class names like the names' other numbers (as `_say_mixed_labels` says): read as a
-    # regression, every name's line was refused
-    if any(isinstance(value, float) for value in train_labels) and not any(isinstance(v, str) for v in train_labels):
+    decimals = [line for value, line in read if isinstance(value, float)]
+    if decimals:
         label_names, to_id = None, None
         label_feature = Value("float32")
     else:
@@ -93,9 +90,12 @@ def load_custom_files(
             typed = _typed_label(value)
             if to_id is None:
                 if isinstance(typed, str):
+                    # name the decimals too: among names, the odd label may be the decimal, not this line
                     raise ValueError(
                         f"{path}, line {line}: label {value!r} is not a number, but the task is a regression (the "
-                        "training labels are decimals)."
+                        f"training labels are decimals: {len(decimals)} of them, the first on line {decimals[0]} of "
+                        f"{files['train'].name}). Write every label as a number, or, if the labels are classes, "
+                        "write them as names or whole numbers."
                     )
                 labels.append(float(typed))
             elif str(typed) in to_id:
@@ -461,8 +461,8 @@ def _say_mixed_labels(path: Path, read: list[tuple[int | float | str, int]]) -> 
             len(read),
             decimals[0],
         )
-    elif names and (integers or decimals):
-        numbers = sorted(integers + decimals)
+    elif names and integers and not decimals:  # with a decimal the task is a regression, and the names are refused
+        numbers = integers
         logger.warning(
             "%s: the labels mix numbers (%d rows, the first on line %d) and names (%d rows, the first on line %d), "
             "so every label is a class name ordered as text ('10' before '2'); if that is not meant, fix those lines.",

@@ -252,12 +252,14 @@ def test_labels_of_mixed_kinds_are_said(tmp_path, caplog):
     assert names == ["10", "2", "pos"]
     assert "mix numbers (2 rows, the first on line 2) and names (1 rows, the first on line 4)" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING"):  # a decimal among names is a name too, as the warning says (it was read as a
-        # regression, and the first name's line refused as "not a number")
-        rows = "".join(f"t{i},{'pos' if i % 2 else 'neg'}\n" for i in range(20))
-        data, names = load_custom_files(write(tmp_path / "dec.csv", f"text,label\n{rows}u,2.5\n"), None, ["text"])
-    assert names == ["2.5", "neg", "pos"] and data["train"]["label"][-1] == 0
-    assert "mix numbers (1 rows, the first on line 22) and names (20 rows, the first on line 2)" in caplog.text
+    # a decimal among names makes a regression that refuses the names, naming the decimal's line as well: the warning
+    # had said "every label is a class name" and the refusal blamed the first name alone
+    rows = "".join(f"t{i},{'pos' if i % 2 else 'neg'}\n" for i in range(20))
+    with caplog.at_level("WARNING"), pytest.raises(ValueError, match=r"dec.csv, line 2: label 'neg' is not a number, "
+                                                   r"but the task is a regression \(the training labels are decimals: "
+                                                   r"1 of them, the first on line 22 of dec.csv\)"):  # fmt: skip
+        load_custom_files(write(tmp_path / "dec.csv", f"text,label\n{rows}u,2.5\n"), None, ["text"])
+    assert "class name" not in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):  # a regression's whole and decimal scores, or names alone: nothing said
         load_custom_files(write(tmp_path / "scores.csv", "text,label\na,2\nb,3.5\nc,4.25\n"), None, ["text"])
