@@ -112,7 +112,7 @@ class DistillationTrainingArguments(TrainingArguments):
             "help": "With token_kd_gather_positions: run the vocabulary heads this many counted positions at a "
             "time, under activation checkpointing, so at most one chunk's (chunk, V) logits exist even when every "
             "position counts. Exact; costs one more head forward per chunk in the backward. None: all counted "
-            "positions at once."
+            "positions at once. Not with cache_teacher_logits (refused: the cache runs no teacher head)."
         },
     )
     cache_teacher_logits: bool = field(
@@ -218,6 +218,13 @@ class DistillationTrainingArguments(TrainingArguments):
                     f"token_kd_chunk_size={self.token_kd_chunk_size} chunks the counted positions that "
                     "token_kd_gather_positions keeps, but token_kd_gather_positions=False runs the heads on every "
                     "position: set token_kd_gather_positions=True, or leave token_kd_chunk_size unset."
+                )
+            if self.cache_teacher_logits:  # a cached batch runs no head in chunks (`_position_selector`)
+                raise ValueError(
+                    f"token_kd_chunk_size={self.token_kd_chunk_size} chunks the heads of an online teacher, but "
+                    "cache_teacher_logits=True reads the teacher's logits from its cache and runs the student's head "
+                    "on every position, so no chunk would bound the memory: unset token_kd_chunk_size, or set "
+                    "cache_teacher_logits=False."
                 )
         smoothing = self.label_smoothing_factor
         _check_finite("label_smoothing_factor", smoothing, fix="pass a value in [0, 1], e.g. 0.1, or 0 for none")

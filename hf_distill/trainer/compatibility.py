@@ -204,7 +204,8 @@ def check_chunkable_heads(student: nn.Module, teacher: nn.Module, args: Any) -> 
     the chunked loss runs the heads itself and would skip the transform. Read from the config, before training: the
     first step's numeric check (`check_head_output`) cannot see a soft-cap while the logits are still small (a cap of
     30 changes a logit of 0.5 by 1e-4), and they grow as the model trains. With the teacher's outputs cached nothing
-    is chunked (the cache holds the teacher's own logits, the student runs its whole head): nothing to refuse."""
+    is chunked (the cache holds the teacher's own logits, the student runs its whole head): not this refusal (the
+    arguments refuse the chunk size with the cache, but a script may set either after they were made)."""
     if getattr(args, "token_kd_chunk_size", None) is None or getattr(args, "cache_teacher_logits", False):
         return
     for model, role in ((student, "student"), (teacher, "teacher")):
