@@ -5,6 +5,8 @@ only, side by side in one process; ratios are against the recipe's step.
     python scripts/benchmark_mlm.py                  # BERT-base-shaped teacher -> 6-layer student, 32 x 128, CPU
     python scripts/benchmark_mlm.py --device cuda    # the same on a GPU
     python scripts/benchmark_mlm.py --smoke          # tiny sizes: checks the script, measures nothing
+    python scripts/benchmark_mlm.py --cached         # the teacher's top-64 cached: the student's full logits against
+                                                     # its head on the counted positions (KD + MLM loss, no cosine)
 
 One training step each (forward of both models, DistilBERT's 5 / 2 / 1 loss, backward), random weights, 15% of the
 positions masked, interleaved over `--repeats` rounds (in the order listed, then reversed, in turn). Peak memory is
@@ -34,6 +36,9 @@ from hf_distill import DistillationTrainer, DistillationTrainingArguments, build
 
 MIN_PEAK_BYTES = 2**20  # below this a CPU peak is the sampler's noise: its ratio is not printed
 RECIPE = "recipe: full logits, KL over every position"
+CACHED_FULL = "cached top-64: the student's full logits"
+CACHED_GATHERED = "cached top-64: ours, head on counted positions"
+CACHE_TOP_K = 64
 
 
 def setup(smoke: bool, device: str):
@@ -49,6 +54,20 @@ def setup(smoke: bool, device: str):
     labels = torch.where(torch.rand(batch, length) < 0.15, input_ids, -100)
     inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
     return teacher.to(device), student.to(device), {k: v.to(device) for k, v in inputs.items()}
+
+
+def with_cached_top_k(teacher, inputs, temperature: float):
+    """`inputs` plus the teacher's top-k log-probabilities at T and their indices, `(B, L, k)`, filled at the counted
+    positions as the teacher cache's collator gives them (`hf_distill.cache.collator`)."""
+    from hf_distill.cache.store import TOPK_INDICES_COLUMN, TOPK_LOG_PROBS_COLUMN
+
+    with torch.inference_mode():
+        logits = teacher(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        top = torch.log_softmax(logits.float() / temperature, dim=-1).topk(CACHE_TOP_K, dim=-1)
+    counted = inputs["labels"].ne(-100).unsqueeze(-1)
+    log_probs = torch.where(counted, top.values, torch.zeros_like(top.values))
+    indices = torch.where(counted, top.indices, torch.zeros_like(top.indices))
+    return {**inputs, TOPK_LOG_PROBS_COLUMN: log_probs.clone(), TOPK_INDICES_COLUMN: indices.clone()}
 
 
 def step(trainer, student, inputs) -> None:
@@ -89,6 +108,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--cached", action="store_true", help="the teacher's outputs cached (see the docstring)")
     options = parser.parse_args()
     if options.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA GPU (torch.cuda.is_available() is False): pass --device cpu")
@@ -101,13 +121,18 @@ def main() -> None:
             ("ours: heads on counted positions", True, None),
             ("ours: + chunks of 128 positions", True, 128),
         )
+        if options.cached:  # the cosine term needs the teacher online: KD and the MLM loss alone
+            configurations = ((CACHED_FULL, False, None), (CACHED_GATHERED, True, None))
+            inputs = with_cached_top_k(teacher, inputs, temperature=2.0)
         for name, gather, chunk in configurations:
             args = DistillationTrainingArguments(
-                output_dir=folder, temperature=2.0, alpha_kd=5.0, alpha_task=2.0, alpha_cos=1.0, report_to="none",
+                output_dir=folder, temperature=2.0, alpha_kd=5.0, alpha_task=2.0,
+                alpha_cos=0.0 if options.cached else 1.0, cache_teacher_logits=options.cached, report_to="none",
                 use_cpu=options.device == "cpu", token_kd_gather_positions=gather, token_kd_chunk_size=chunk,
             )  # fmt: skip
             trainers[name] = DistillationTrainer(model=student, teacher_model=teacher, args=args)
-        trainers[RECIPE] = KLOverEveryPosition(teacher)  # the teacher as the trainers placed it (frozen, eval)
+        if not options.cached:
+            trainers[RECIPE] = KLOverEveryPosition(teacher)  # the teacher as the trainers placed it (frozen, eval)
         cuda = options.device.startswith("cuda")
         for trainer in trainers.values():  # warm-up: first-call allocations and kernels
             student.zero_grad(set_to_none=True)
@@ -133,9 +158,10 @@ def main() -> None:
     print(f"\nOne training step, {batch} x {length} tokens ({counted} masked), V = {vocab:,}, teacher "
           f"{teacher.config.num_hidden_layers} layers -> student {student.config.num_hidden_layers}, "
           f"{options.device}; median of {options.repeats} interleaved rounds"
+          f"{f'; the teacher top-{CACHE_TOP_K} cached (it runs in no step)' if options.cached else ''}"
           f"{' (smoke: measures nothing)' if options.smoke else ''}.\n")  # fmt: skip
-    base = RECIPE
-    print("| configuration | peak memory above weights (MiB) | vs recipe | seconds/step | samples/s | vs recipe |")
+    base, versus = (CACHED_FULL, "vs full logits") if options.cached else (RECIPE, "vs recipe")
+    print(f"| configuration | peak memory above weights (MiB) | {versus} | seconds/step | samples/s | {versus} |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in trainers:
         peak, time_ = statistics.median(peaks[name]), statistics.median(seconds[name])

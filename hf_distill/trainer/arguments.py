@@ -102,7 +102,8 @@ class DistillationTrainingArguments(TrainingArguments):
         default=True,
         metadata={
             "help": "Language-model heads (models with output embeddings, e.g. *ForMaskedLM): run both models' "
-            "vocabulary heads on the counted positions only (labels != -100), so no (B, L, V) logits are ever built. "
+            "vocabulary heads on the counted positions only (labels != -100), so no (B, L, V) logits are ever built "
+            "(with cache_teacher_logits, the student's head; the teacher's top-k are read at the same positions). "
             "Exact (the same loss and gradients); False computes full logits, for comparison."
         },
     )
@@ -221,10 +222,10 @@ class DistillationTrainingArguments(TrainingArguments):
                 )
             if self.cache_teacher_logits:  # a cached batch runs no head in chunks (`_position_selector`)
                 raise ValueError(
-                    f"token_kd_chunk_size={self.token_kd_chunk_size} chunks the heads of an online teacher, but "
-                    "cache_teacher_logits=True reads the teacher's logits from its cache and runs the student's head "
-                    "on every position, so no chunk would bound the memory: unset token_kd_chunk_size, or set "
-                    "cache_teacher_logits=False."
+                    f"token_kd_chunk_size={self.token_kd_chunk_size} chunks the heads of an online teacher and its "
+                    "student, but cache_teacher_logits=True runs no teacher head (the student's runs on all the "
+                    "counted positions at once), so the chunk size would be ignored: unset token_kd_chunk_size, or "
+                    "set cache_teacher_logits=False."
                 )
         smoothing = self.label_smoothing_factor
         _check_finite("label_smoothing_factor", smoothing, fix="pass a value in [0, 1], e.g. 0.1, or 0 for none")

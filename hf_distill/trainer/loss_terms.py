@@ -132,6 +132,15 @@ def _kd_sum(context: LossContext) -> torch.Tensor:
     if context.chunked is not None:  # the heads deferred: run in chunks over the counted positions
         return context.chunked_sums[0]
     if context.kind == "token_selected":  # (N, V): the heads ran on the counted positions only (token_heads.py)
+        if isinstance(teacher, tuple):  # the token-level cache's top-k at those positions, (N, k) each
+            return losses.token_topk_kl_divergence(
+                student_logits=logits.unsqueeze(0),
+                teacher_topk_log_probs=teacher[0].unsqueeze(0),
+                teacher_topk_indices=teacher[1].unsqueeze(0),
+                mask=None,
+                temperature=temperature,
+                reduction="sum",
+            )
         return losses.class_kl_divergence(
             student_logits=logits, teacher_logits=teacher, temperature=temperature, reduction="sum"
         )

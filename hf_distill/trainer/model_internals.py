@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from hf_distill import losses
+from hf_distill.cache.store import TOPK_INDICES_COLUMN
 
 from .intermediate import PROJECTION_NAME, LastLayerTap, layer_pairs, num_heads
 from .model_inputs import unwrap
@@ -51,19 +52,23 @@ class ModelInternalsMixin:
         return extra
 
     def _position_selector(self, model: nn.Module, inputs: dict[str, Any], cached: dict[str, Any]):
-        """`CountedPositions.selecting(mask)` when both models have vocabulary heads and the teacher runs online,
-        else a context that does nothing."""
-        if not self.args.token_kd_gather_positions or cached or not isinstance(inputs.get("input_ids"), torch.Tensor):
+        """`CountedPositions.selecting(mask)` when both models have vocabulary heads and the teacher runs online, or
+        the student has one and the teacher's token-level top-k comes from the cache (its positions are gathered by
+        the same mask, `_teacher_targets`), else a context that does nothing."""
+        if not self.args.token_kd_gather_positions or not isinstance(inputs.get("input_ids"), torch.Tensor):
+            return NOT_SELECTING
+        if cached and TOPK_INDICES_COLUMN not in cached:  # cached (B, C) logits: a sequence head, nothing to gather
             return NOT_SELECTING
         student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
-        if student_head is None or teacher_head is None:
+        if student_head is None or (teacher_head is None and not cached):
             return NOT_SELECTING
         if self._counted_student_head is not None and self._counted_student_head is not student_head:
             # model_init built a new student: the old one's head (and its hook) is let go, not kept alive
             self._counted_positions.detach(self._counted_student_head)
         self._counted_student_head = student_head
         self._counted_positions.attach(student_head)
-        self._counted_positions.attach(teacher_head)
+        if not cached:  # the cache runs no teacher head
+            self._counted_positions.attach(teacher_head)
         ids = inputs["input_ids"]
         mask = losses.token_mask(
             inputs.get("labels"),
@@ -72,7 +77,7 @@ class ModelInternalsMixin:
             ids.device,
             next_token=self.counts_next_token(),
         )
-        defer = self.args.token_kd_chunk_size is not None
+        defer = self.args.token_kd_chunk_size is not None and not cached  # chunks run both heads: online only
         probe = defer and not {id(student_head), id(teacher_head)} <= self._counted_positions.checked
         return self._counted_positions.selecting(mask, defer=defer, probe=probe)
 

@@ -114,6 +114,11 @@ class CountedPositions:
             )
         return logits[self._mask.to(logits.device)]  # (N, V)
 
+    def at_counted(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` `(B, L, ...)` at the counted positions of the current `selecting`, `(N, ...)`: the teacher cache's
+        top-k beside a student head that ran on those positions only."""
+        return values[self._mask.to(values.device)]
+
     def take(self, head: nn.Module) -> torch.Tensor:
         """The kept input of `head` from the last deferred forward, forgotten here: it holds that step's graph."""
         return self.kept.pop(id(head))

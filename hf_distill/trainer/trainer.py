@@ -360,12 +360,16 @@ class DistillationTrainer(
         `selected` (inside `CountedPositions.selecting`), the logits at the counted positions."""
         if TOPK_INDICES_COLUMN in cached:
             teacher = (cached[TOPK_LOG_PROBS_COLUMN], cached[TOPK_INDICES_COLUMN])  # (B, L, k) each
-            if student_logits.dim() != 3 or teacher[1].shape[:2] != student_logits.shape[:2]:
+            # selected: the student's head ran on the counted positions, (N, V), the same mask gathers the cache's
+            positions = inputs["input_ids"].shape if selected else student_logits.shape[:2]
+            if (student_logits.dim() != (2 if selected else 3)) or teacher[1].shape[:2] != positions[:2]:
                 raise ValueError(
                     f"The teacher cache holds token-level top-k outputs of shape {tuple(teacher[1].shape)} but the "
                     f"student's logits have shape {tuple(student_logits.shape)}: the cache was built for another "
                     "kind of model. Delete teacher_cache_dir or set cache_teacher_logits=False."
                 )
+            if selected:
+                teacher = tuple(self._counted_positions.at_counted(values) for values in teacher)  # (N, k) each
             return teacher, None
         teacher_outputs = None
         if LOGITS_COLUMN in cached:

@@ -72,6 +72,37 @@ def test_cached_and_online_give_the_same_loss(tmp_path, level):
     assert cached_loss.item() == pytest.approx(online_loss.item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("top_k", [8, tiny.VOCAB_SIZE])
+def test_a_cached_masked_lm_runs_the_students_head_on_the_counted_positions_only(tmp_path, top_k):
+    # the cache holds the teacher's top-k at the counted positions only, but the student ran its vocabulary head on
+    # every position, (B, L, V), whatever token_kd_gather_positions said: it now runs it on the N counted positions,
+    # (N, V), with the same loss and gradients as its full logits (float64, the same cached teacher)
+    teacher, student, data = models_and_data("token")
+    student = student.double()
+    results = {}
+    for gather in (True, False):
+        copy_ = copy.deepcopy(student).train()
+        shapes = []
+        head = copy_.get_output_embeddings()
+        head.register_forward_hook(lambda m, a, out, seen=shapes: seen.append(tuple(out.shape)))
+        trainer = cached_trainer(tmp_path / str(gather), copy_, teacher, data, teacher_cache_top_k=top_k,
+                                 token_kd_gather_positions=gather, alpha_task=1.0, alpha_kd=2.0)  # fmt: skip
+        trainer.prepare_teacher_cache()
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+        calls = count_forwards(teacher)
+        loss = trainer.compute_loss(copy_, batch)
+        loss.backward()
+        assert calls == []  # the teacher never runs
+        counted = int(batch["labels"].ne(-100).sum())
+        batch_size, length = batch["input_ids"].shape
+        assert 0 < counted < batch_size * length
+        assert shapes == [(counted, tiny.VOCAB_SIZE) if gather else (batch_size, length, tiny.VOCAB_SIZE)]
+        results[gather] = loss.item(), {name: p.grad.clone() for name, p in copy_.named_parameters()}
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-12)
+    for name, grad in results[False][1].items():
+        torch.testing.assert_close(results[True][1][name], grad, rtol=1e-10, atol=1e-12, msg=f"{name}'s gradient")
+
+
 def test_a_token_classifier_with_fewer_labels_than_top_k_reads_its_cache_at_the_capped_k(tmp_path):
     # k is capped at the number of labels (5 < the default 64): the collator must read the cache's k, not the
     # argument's, or the first batch is refused as holding another number of positions

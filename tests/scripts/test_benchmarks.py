@@ -40,6 +40,31 @@ def test_the_masked_lm_memory_is_measured_from_a_start_without_the_last_steps_gr
     assert "| full logits |" in out and "| recipe: full logits, KL over every position | " in out
 
 
+def test_the_cached_masked_lm_rows_run_no_teacher_and_gather_only_the_student_head(monkeypatch, capsys):
+    benchmark_mlm = _script("benchmark_mlm")
+    calls, head_shapes = [], []
+    original_setup = benchmark_mlm.setup
+
+    def setup(smoke, device):
+        teacher, student, inputs = original_setup(smoke, device)
+        teacher.register_forward_hook(lambda *_: calls.append(1))
+        student.get_output_embeddings().register_forward_hook(lambda m, a, out: head_shapes.append(out.shape))
+        benchmark_mlm.counted = int(inputs["labels"].ne(-100).sum())
+        return teacher, student, inputs
+
+    monkeypatch.setattr(benchmark_mlm, "setup", setup)
+    monkeypatch.setattr("sys.argv", ["benchmark_mlm.py", "--smoke", "--cached", "--repeats", "1"])
+    benchmark_mlm.main()
+    assert calls == [1]  # once, for the cached top-k; never in a step
+    # warm-up and one round, each row once: full (4, 16, V) logits, then the counted positions' (N, V)
+    assert sorted(tuple(shape) for shape in head_shapes) == sorted(
+        [(4, 16, 500)] * 2 + [(benchmark_mlm.counted, 500)] * 2
+    )
+    out = capsys.readouterr().out
+    assert "| cached top-64: the student's full logits |" in out and "| cached top-64: ours, head on counted" in out
+    assert "recipe" not in out and "| vs full logits |" in out
+
+
 def test_each_intermediate_benchmark_row_runs_its_own_teacher(monkeypatch, capsys):
     # The rows shared one teacher: the other rows' hooks (last-layer taps, hidden states) then ran in the "logits only"
     # steps too.

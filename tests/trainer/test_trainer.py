@@ -598,11 +598,12 @@ def test_resume_from_checkpoint_ends_with_the_same_student(tmp_path):
             dict(token_kd_chunk_size=64, token_kd_gather_positions=False),
             r"token_kd_chunk_size=64 chunks .* token_kd_gather_positions=False runs the heads on every position",
         ),
-        # was accepted, then ignored: with the cache no head runs in chunks (the student's runs on every position)
+        # was accepted, then ignored: with the cache no head runs in chunks
         (
             dict(token_kd_chunk_size=64, cache_teacher_logits=True),
-            r"^token_kd_chunk_size=64 chunks the heads of an online teacher, but cache_teacher_logits=True .*every "
-            r"position.*: unset token_kd_chunk_size, or set cache_teacher_logits=False\.$",
+            r"^token_kd_chunk_size=64 chunks the heads of an online teacher and its student, but "
+            r"cache_teacher_logits=True runs no teacher head .*: unset token_kd_chunk_size, or set "
+            r"cache_teacher_logits=False\.$",
         ),
         # was accepted, then the first step failed inside torch's cross-entropy
         (dict(label_smoothing_factor=1.5), r"label_smoothing_factor must be in \[0, 1\], got 1.5: .*0.1"),
