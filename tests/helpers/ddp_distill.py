@@ -1,11 +1,14 @@
 """Run under `torchrun --nproc_per_node 2`: a token-level distillation on CPU (gloo); each rank saves its student.
 
-    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION [cache|mixed|mlm|mlm_chunked|intermediate|labels]
+    ddp_distill.py OUTPUT_DIR PER_DEVICE_BATCH ACCUMULATION MODE
+
+MODE (optional): cache, mixed, mlm, mlm_chunked, mlm_cached, intermediate or labels.
 
 With `cache`, the teacher's outputs are cached first; each rank also saves how often its teacher ran. With `mixed`,
 a class-level distillation whose every third row is unlabelled (-100): ranks hold different numbers of labelled rows.
 With `mlm`, a masked-LM distillation whose vocabulary heads run on the counted positions only; `mlm_chunked`, 3
-positions at a time, outside the DDP wrapper's forward. With `intermediate`, the `mixed` rows with every
+positions at a time, outside the DDP wrapper's forward; `mlm_cached`, the teacher's top-k cached first (the
+student's head alone runs, on the counted positions). With `intermediate`, the `mixed` rows with every
 intermediate-layer term on and a student half the teacher's width: the learned hidden-state projection trains with
 it (its state is saved with the student's). With `labels`, the `mixed` rows train the student on its labels alone
 (`LabelsTrainer`, no teacher), which is then evaluated on 16 labelled rows (`eval_loss` saved).
@@ -125,7 +128,8 @@ def main(
 
 if __name__ == "__main__":
     mode = sys.argv[4:]
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=mode == ["cache"], mixed=mode == ["mixed"],
-         mlm=mode in (["mlm"], ["mlm_chunked"]), chunk=3 if mode == ["mlm_chunked"] else None,
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), cache=mode in (["cache"], ["mlm_cached"]),
+         mixed=mode == ["mixed"], mlm=mode in (["mlm"], ["mlm_chunked"], ["mlm_cached"]),
+         chunk=3 if mode == ["mlm_chunked"] else None,
          intermediate=mode == ["intermediate"], labels=mode == ["labels"])  # fmt: skip
     end_distributed()

@@ -50,6 +50,8 @@ def test_two_rank_ddp_matches_one_process_with_the_whole_batch(tmp_path):
         "mlm",
         # the same, the heads run by the loss in chunks of 3 positions (outside the DDP wrapper's forward)
         "mlm_chunked",
+        # the teacher's top-k cached first: the student's head alone runs, on its rank's counted positions
+        "mlm_cached",
         # hidden states (through a learned projection: the student is half as wide), attention and value relations
         "intermediate",
         # no teacher: LabelsTrainer, the baselines' and the teacher fine-tune's trainer (a plain Trainer reports and
@@ -66,6 +68,11 @@ def test_two_rank_ddp_matches_one_process_for_unlabelled_rows_and_lm_heads(tmp_p
     for name, tensor in one["state"].items():
         assert torch.equal(rank0["state"][name], rank1["state"][name]), f"ranks disagree on {name}"
         torch.testing.assert_close(rank0["state"][name], tensor, rtol=1e-4, atol=1e-4, msg=f"{name} differs")
+    if mode == "mlm_cached":  # only the main process ran the teacher, for the cache; the step's loss is gathered
+        assert rank0["teacher_calls"] > 0 and rank1["teacher_calls"] == 0 and rank0["cache_built"]
+        assert [e["loss"] for e in rank0["log"] if "loss" in e] == pytest.approx(
+            [e["loss"] for e in one["log"] if "loss" in e], rel=1e-5
+        )
     if mode == "labels":  # the same logged training losses and evaluation loss as one process
         assert rank0["wrapper_type"] == "DistributedDataParallel" and one["wrapper_type"] != "DistributedDataParallel"
         ddp_losses = [entry["loss"] for entry in rank0["log"] if "loss" in entry]
