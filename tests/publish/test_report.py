@@ -56,9 +56,9 @@ def trained(tmp_path, **overrides) -> DistillationTrainer:
     return trainer
 
 
-def publish(trainer, **kwargs) -> dict[str, float]:
+def publish(trainer, metrics: dict[str, float] | None = None, **kwargs) -> dict[str, float]:
     rows = tiny.class_rows(6, num_labels=2, seed=3)
-    metrics = {"eval_accuracy": 0.5, "teacher_eval_accuracy": 0.5}
+    metrics = metrics or {"eval_accuracy": 0.5, "teacher_eval_accuracy": 0.5}
     return publish_student(
         trainer,
         trainer.teacher_model,
@@ -189,6 +189,17 @@ def test_the_scores_are_saved_before_latency_and_export_run(tmp_path, monkeypatc
     assert results["eval_accuracy"] == 0.5 and results["teacher_eval_accuracy"] == 0.5
 
 
+def test_the_card_shows_the_students_and_the_teachers_own_scores(tmp_path):
+    from huggingface_hub import ModelCard
+
+    publish(trained(tmp_path), {"eval_accuracy": 0.75, "teacher_eval_accuracy": 0.90})
+    text = (tmp_path / "out" / "README.md").read_text()
+    rows = [line.split(" | ")[:2] for line in text.splitlines() if line.startswith(("| teacher |", "| student |"))]
+    assert rows == [["| teacher", "0.9000"], ["| student", "0.7500"]]
+    (result,) = ModelCard(text).data.eval_results  # the model-index holds the student's score
+    assert (result.metric_name, result.metric_value) == ("accuracy", 0.75)
+
+
 def test_the_card_counts_the_student_as_saved_without_its_training_only_projection(tmp_path):
     # alpha_hidden with a narrower student gives it a hidden-state projection that the saved student leaves out
     trainer = trained(tmp_path, alpha_hidden=1.0, student=dict(hidden_size=16, intermediate_size=32))
@@ -296,6 +307,11 @@ def test_the_push_leaves_out_a_cache_folder_of_any_name_and_deletes_files_no_lon
     trainer = trained(tmp_path, cache_teacher_logits=True, teacher_cache_dir=str(tmp_path / "out" / "logits"))
     trainer.save_state()
     assert any((tmp_path / "out" / "logits").rglob("*.arrow")) and (tmp_path / "out" / "trainer_state.json").exists()
+    # a build killed before it wrote its metadata file leaves a folder no finished-cache pattern names: only the
+    # cache folder's own pattern keeps it local
+    partial = tmp_path / "out" / "logits" / ".0f3a9c.partial-host-1-0a1b2c3d"
+    partial.mkdir()
+    (partial / "data-00000-of-00001.arrow").write_bytes(b"rows")
     publish(trainer, push_token="token")
     assert "model.safetensors" in calls["uploaded"] and "README.md" in calls["uploaded"]
     assert not [f for f in calls["uploaded"] if f.startswith("logits/") or f == "trainer_state.json"]

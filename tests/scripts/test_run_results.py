@@ -42,6 +42,15 @@ def test_record_fills_one_value_per_seed_in_each_column():
     assert run_results.mismatched_teachers(entry) == []
 
 
+def test_record_keeps_a_transfer_sets_unlabelled_and_augmented_rows_apart():
+    results = filled({"ours/42": (0.80, 0.84), "labels_only/42": (0.79, 0.84)})
+    rows = {"train_unlabeled_examples": 300, "train_augmented_examples": 1200}
+    run_results.record(results, "sst2", 42, "ours_transfer", outcome(0.82, 0.84) | rows, ["--seed", "42"], True)
+    assert results["tasks"]["sst2"]["transfer"] == {"unlabeled": 300, "augmented": 1200}
+    row = next(line for line in run_results.render(results).splitlines() if line.startswith("| sst2 | accuracy"))
+    assert row.split(" | ")[3] == "300 unlabeled + 1,200 augmented"  # the transfer rows cell
+
+
 def test_a_baseline_scored_against_another_teacher_is_flagged():
     results = filled({"ours/42": (0.82, 0.85), "labels_only/42": (0.80, 0.84), "recipe/42": (0.81, 0.85)})
     assert run_results.mismatched_teachers(results["tasks"]["sst2"]) == ["labels_only/42"]
@@ -432,6 +441,22 @@ def test_the_first_versions_retention_target_averages_its_four_tasks_only():
     targets = "\n".join(run_results._targets_section(results))
     # (1 + 1 + 1 + 0.5) / 4, over one seed per task: no verdict
     assert "- Mean retention over the four tasks ≥ 96% (87.5%): not assessable: 1 seed of 5" in targets
+
+
+def test_the_first_versions_retention_target_gives_no_verdict_over_fewer_than_its_four_tasks():
+    # five seeds each, so that a mean over SST-2 and MRPC alone would read "met"
+    results = {"teacher_base": "base", "tasks": {}}
+    for task, seed in itertools.product(("sst2", "mrpc"), range(42, 47)):
+        scores = {k.replace("accuracy", run_results.METRICS[task]): v for k, v in outcome(0.80, 0.81).items()}
+        run_results.record(results, task, seed, "ours", scores, ["--seed", str(seed)], True)
+    targets = run_results._targets_section(results)
+    first = [line for line in targets if line.startswith("- Mean retention over the four tasks ≥ 96%")]
+    assert first == ["- Mean retention over the four tasks ≥ 96%: NOT measured (ours ran on 2 of them)."]
+    # the version-2 line names its own target, not the first version's
+    assert (
+        "- Mean retention of ours + transfer over SST-2, MRPC, STS-B, CoLA ≥ 97%: NOT measured (ours + transfer "
+        "ran on 0 of them)." in targets
+    )
 
 
 def test_the_augmentation_text_follows_the_transfer_config():
@@ -1180,6 +1205,44 @@ def test_each_run_records_its_cpu_and_a_run_found_finished_keeps_the_one_it_ran_
     assert f"(`cpu` in results.json, since 2026-12-05): {counts}" in text
 
 
+@pytest.mark.parametrize("earlier", [None, '{"teacher_base": "base", "tasks": {}, "version": 1}'])
+def test_recording_a_run_marks_results_json_as_version_2_whatever_it_held(tmp_path, monkeypatch, earlier):
+    import argparse
+    import json
+
+    results_path = tmp_path / "results.json"
+    if earlier is not None:
+        results_path.write_text(earlier)
+    monkeypatch.setattr(run_results, "run", lambda arguments, output_dir: outcome(0.80, 0.84))
+    # with extra flags the runs are kept in results_path alone: nothing is written under docs/
+    options = argparse.Namespace(tasks=["sst2"], seeds=[42], variants=["ours"], data_dir="../shared/data/glue",
+                                 extra=["--max_train_samples", "8"])  # fmt: skip
+    run_results.record_runs(options, tmp_path / "out", results_path)
+    assert json.loads(results_path.read_text())["version"] == 2
+
+
+def test_a_run_that_record_runs_makes_now_is_recorded_as_made_now(tmp_path, monkeypatch):
+    # whether it ran now is read before the run: afterwards its folder holds its finished results, which read as a
+    # run found finished (no seeded teacher head, CPU or start layers of its own)
+    import argparse
+    import json
+
+    def fake_subprocess_run(command, cwd, check):
+        output_dir = Path(command[command.index("--output_dir") + 1])
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "all_results.json").write_text(json.dumps(outcome(0.80, 0.84)))
+
+    monkeypatch.setattr(run_results.subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(run_results, "cpu_model", lambda: "Some CPU")
+    options = argparse.Namespace(tasks=["sst2"], seeds=[42], variants=["ours"], data_dir="../shared/data/glue",
+                                 extra=["--max_train_samples", "8"])  # fmt: skip
+    results_path = tmp_path / "results.json"
+    run_results.record_runs(options, tmp_path / "out", results_path)
+    run = json.loads(results_path.read_text())["tasks"]["sst2"]["runs"]["ours/42"]
+    assert run["teacher_head_seeded"] is True and run["cpu"] == "Some CPU"
+    assert run["student_layers"] == str(run_results._config("sst2")["student_layers"])
+
+
 def test_cpu_model_names_a_cpu():
     assert run_results.cpu_model().strip() not in ("", "unknown")
 
@@ -1523,6 +1586,22 @@ def test_a_retention_target_over_fewer_than_five_seeds_is_not_assessable():
         "- Mean retention of ours + transfer over SST-2, MRPC, STS-B, CoLA ≥ 97% (98.8%): not assessable: 4 seeds of 5"
         in targets
     )
+    # each verdict counts the runs of the variant its line averages: (e) on two seeds where ours ran five...
+    short = recorded([42, 43, 44, 45, 46])
+    for task, seed in itertools.product(("sst2", "mrpc", "stsb", "cola"), (44, 45, 46)):
+        del short["tasks"][task]["runs"][f"ours_transfer/{seed}"]
+    targets = run_results._targets_section(run_results.summarised(short))
+    assert "- Mean retention over the four tasks ≥ 96% (98.8%): met" in targets
+    assert (
+        "- Mean retention of ours + transfer over SST-2, MRPC, STS-B, CoLA ≥ 97% (98.8%): not assessable: 2 seeds of 5"
+        in targets
+    )
+    # ... and ours on two where labels only (and so the task) ran five
+    short = recorded([42, 43, 44, 45, 46])
+    for task, seed in itertools.product(("sst2", "mrpc", "stsb", "cola"), (44, 45, 46)):
+        del short["tasks"][task]["runs"][f"ours/{seed}"]
+    targets = run_results._targets_section(run_results.summarised(short))
+    assert "- Mean retention over the four tasks ≥ 96% (98.8%): not assessable: 2 seeds of 5" in targets
 
 
 def test_render_derives_the_paired_statistics_from_the_runs():
@@ -1701,6 +1780,18 @@ def test_the_sign_test_leaves_a_tie_out_and_the_documents_say_so():
     assert "mean ± sample standard deviation (n − 1) over seeds" in text
     assert "else by its dev score to 1e-6, which two refit teachers could share" in text
     assert run_results._mean_std([0.80, 0.82]) == "81.0 ± 1.4"  # n − 1: the population's would be ± 1.0
+
+
+def test_a_variant_that_loses_on_every_seed_has_a_sign_test_p_of_one():
+    # no seed gained: the one-sided sign test over five losses is p = 1, not left undefined
+    scores = {}
+    for seed in range(42, 47):
+        scores[f"labels_only/{seed}"] = (0.80, 0.85)
+        scores[f"ours_transfer/{seed}"] = (0.80 - 0.01 * (seed - 41), 0.85)
+    results = filled(scores)
+    assert results["tasks"]["sst2"]["sign_test_p"] == 1.0
+    row = "| sst2 | (e) ours + transfer | 5 | -3.00 | -1.0 -2.0 -3.0 -4.0 -5.0 | 0.99 | 0.99 | 1 |"
+    assert row in run_results.render(results).splitlines()
 
 
 def test_a_p_value_beside_the_threshold_is_never_rounded_onto_it():
