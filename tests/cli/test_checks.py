@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from hf_distill.cli.checks import check_output_dir
+from hf_distill.publish.model_card import CARD_TAG
 
 
 def test_an_interrupted_run_is_resumed_from_its_latest_checkpoint_by_step(tmp_path):
@@ -63,13 +64,25 @@ def test_a_folder_holding_the_users_files_is_refused_unless_overwrite(tmp_path):
 
 def test_the_tools_own_outputs_are_no_reason_to_refuse(tmp_path):
     # an interrupted run resumed, a stopped search run again, a folder that run_results.py marks: all this tool's
-    for name in ("checkpoint-4", "teacher", "teacher_cache", "runs", "hp_search", "onnx", ".ipynb_checkpoints"):
+    for name in ("checkpoint-4", "teacher", "teacher_cache", "runs", "predict", "teacher_eval", "hp_search", "onnx",
+                 ".ipynb_checkpoints", "pytorch_model_fsdp_0", ".3f9c.partial-12"):  # fmt: skip
         (tmp_path / name).mkdir()
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                 "training_args.bin", "trainer_state.json", "train_results.json", "hp_search.json",
-                 "hp_search_study.journal", "run_results.command.json", ".DS_Store"):  # fmt: skip
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                 "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+                 "chat_template.jinja", "training_args.bin", "trainer_state.json", "train_results.json",
+                 "eval_results.json", "hp_search.json", "hp_search.json.partial", "hp_search_study.journal",
+                 "run_results.command.json", "related_text.command.json", "search_command.json",
+                 "run_results.reproduces.json", "emissions.csv", ".DS_Store", "Thumbs.db"):  # fmt: skip
         (tmp_path / name).write_text("{}")
     check_output_dir(tmp_path, False, str(tmp_path / "checkpoint-4"))
+    # a finished run's folder (the side-by-side evaluation left an empty teacher_eval/) rerun with
+    # --overwrite_output_dir --push_to_hub: nothing in it is the user's, so nothing is refused
+    for name in ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+                 "model-00001-of-00002.safetensors", "pytorch_model.bin", "pytorch_model.bin.index.json",
+                 "pytorch_model-00001-of-00002.bin", "all_results.json"):  # fmt: skip
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "README.md").write_text(f"---\ntags: [{CARD_TAG}]\n---\n")
+    check_output_dir(tmp_path, True, None, push=True)
 
 
 def test_a_readme_that_is_not_an_hf_distill_card_is_never_overwritten(tmp_path):
@@ -335,6 +348,8 @@ def test_unread_options_from_a_config_are_not_said(tmp_path, caplog):
         (["--batch_eval_metrics", "true"], r"--batch_eval_metrics: the scripts score each evaluation split whole"),
         (["--push_to_hub", "true", "--hub_model_id", "me/x", "--hub_strategy", "checkpoint"],
          r"--hub_strategy checkpoint: the script pushes the student once, at the end"),
+        (["--push_to_hub", "true", "--hub_model_id", "me/x", "--hub_strategy", "all_checkpoints"],
+         r"--hub_strategy all_checkpoints: the script pushes the student once, at the end"),
     ],
 )  # fmt: skip
 def test_training_options_the_scripts_never_read_are_refused_before_anything_runs(tmp_path, flags, message):

@@ -37,6 +37,7 @@ def write_config(tmp_path, values: dict | str):
                                        r"--max_seq_length 128 or less"),
         (["--per_device_train_batch_size", "0"], r"--per_device_train_batch_size must be >= 1, got 0"),
         (["--per_device_eval_batch_size", "0"], r"--per_device_eval_batch_size must be >= 1, got 0"),
+        (["--gradient_accumulation_steps", "0"], r"--gradient_accumulation_steps must be >= 1, got 0"),
         (["--num_train_epochs", "0"], r"--num_train_epochs must be > 0 \(or --max_steps > 0\), got 0"),
         (["--learning_rate", "0"], r"--learning_rate must be > 0, got 0"),
         (["--max_train_samples", "0"], r"max_train_samples must be >= 1, got 0"),
@@ -309,6 +310,13 @@ def test_a_teacher_whose_labels_are_the_tasks_in_another_order_is_refused(tmp_pa
         check_teacher_head(AutoConfig.from_pretrained(swapped), 2, model_args, ("negative", "positive"))
     assert "names its labels {0: 'bad', 1: 'good'} and the task {0: 'negative', 1: 'positive'}" in caplog.text
     check_teacher_head(AutoConfig.from_pretrained(teacher_folder), 2, model_args, ("negative", "positive"))  # LABEL_i
+    # the task's names in its order, capitalised (distilbert-base-uncased-finetuned-sst-2-english's): accepted, unsaid
+    config.update(id2label={"0": "NEGATIVE", "1": "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    (swapped / "config.json").write_text(json.dumps(config))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_teacher_head(AutoConfig.from_pretrained(swapped), 2, model_args, ("negative", "positive"))
+    assert "names its labels" not in caplog.text
 
 
 @needs_glue

@@ -461,8 +461,10 @@ def test_reentrant_activation_checkpointing_is_refused_for_the_last_layer_terms(
 
 def test_one_process_over_several_gpus_is_refused_for_the_hooked_terms(tmp_path, monkeypatch):
     # torch.nn.DataParallel's replicas share the forward hooks, which then see a part of the batch each.
-    monkeypatch.setattr(DistillationTrainingArguments, "n_gpu", property(lambda self: 2))
     teacher, student = models()
+    monkeypatch.setattr(DistillationTrainingArguments, "n_gpu", property(lambda self: 1))  # no DataParallel: built
+    make_trainer(tmp_path, copy.deepcopy(student), teacher, tiny.class_rows(8), alpha_attention=1.0)
+    monkeypatch.setattr(DistillationTrainingArguments, "n_gpu", property(lambda self: 2))
     with pytest.raises(ValueError, match=r"drives 2 GPUs .*hooks of attention: launch one process per GPU"):
         make_trainer(tmp_path, student, teacher, tiny.class_rows(8), alpha_attention=1.0)
     with pytest.raises(ValueError, match=r"hooks of token heads' counted positions"):
@@ -558,6 +560,28 @@ def test_hub_strategy_checkpoint_uploads_the_checkpoint_folder_itself(tmp_path, 
     trainer.train()
     pushed = [(folder, where) for folder, where, _ in uploads if where is not None]
     assert pushed == [(str(tmp_path / "out" / "checkpoint-1"), "checkpoint-1")]
+
+
+@pytest.mark.parametrize("term", ["alpha_attention", "alpha_value_relation"])
+def test_a_new_trials_student_is_tapped_for_the_last_layer_terms(tmp_path, term):
+    # the last layer's taps stayed on the first student model_init built: the next trial's terms were read from the
+    # old student's attention, left from its last forward
+    teacher, _ = models()
+    seeds = iter([1, 2])
+    trainer = DistillationTrainer(
+        model_init=lambda: tiny.classifier(layers=2, seed=next(seeds), initializer_range=0.5),
+        teacher_model=teacher, args=make_args(tmp_path, alpha_kd=0.0, alpha_task=0.0, **{term: 1.0}),
+        train_dataset=tiny.class_rows(8), data_collator=tiny.collate,
+    )  # fmt: skip
+    batch = batch_of(tiny.class_rows(8))
+    with torch.no_grad():
+        first = trainer.compute_loss(trainer.model, batch).item()
+        trainer.model = second = trainer.call_model_init()
+        found = trainer.compute_loss(second, batch).item()
+        fresh = make_trainer(tmp_path / "fresh", copy.deepcopy(second), teacher, tiny.class_rows(8), alpha_kd=0.0,
+                             alpha_task=0.0, **{term: 1.0})  # fmt: skip
+        expected = fresh.compute_loss(fresh.model, batch).item()
+    assert found == pytest.approx(expected, rel=1e-6) and abs(found - first) > 1e-3
 
 
 @pytest.mark.parametrize("order", ["student_first", "values_first"])

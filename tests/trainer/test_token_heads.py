@@ -270,6 +270,27 @@ def test_a_logit_scale_of_one_is_chunked_exactly_and_any_other_is_refused(tmp_pa
                     alpha_task=0.0, token_kd_chunk_size=4)  # fmt: skip
 
 
+def test_a_model_whose_text_config_soft_caps_its_logits_is_refused_chunked(tmp_path):
+    # Gemma 3's multimodal model keeps final_logit_softcapping in its text_config only, and applies it after its head:
+    # a check of the top-level config let the chunked loss skip the cap
+    torch.manual_seed(0)
+    config = transformers.Gemma3Config(
+        text_config=dict(vocab_size=tiny.VOCAB_SIZE, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                         final_logit_softcapping=30.0),
+        vision_config=dict(hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14),
+    )  # fmt: skip
+    multimodal = transformers.Gemma3ForConditionalGeneration(config)
+    assert getattr(config, "final_logit_softcapping", None) is None
+    data = mlm_rows(3, seed=5)
+    plain = _granite_lm(1, 1.0)
+    for student, teacher, role in ((multimodal, plain, "student"), (plain, multimodal, "teacher")):
+        refused = rf"the {role} \(Gemma3ForConditionalGeneration\) .* \(final_logit_softcapping=30.0\)"
+        with pytest.raises(ValueError, match=refused):
+            trainer_for(tmp_path / role, student, teacher, data, alpha_kd=1.0, alpha_task=0.0, token_kd_chunk_size=4)
+
+
 def _lm_of(kind: str, seed: int = 0):
     """Tiny causal LMs whose configs carry a logit-transform name: applied after the head (RecurrentGemma's
     logits_soft_cap, xLSTM's output_logit_soft_cap) or not (MiniCPM3's logits_scaling is a property it divides the
