@@ -152,7 +152,8 @@ def check_hooks_under_data_parallel(teacher: nn.Module, args: Any) -> None:
     if args.n_gpu <= 1:
         return
     hooked = [term.name for term, _ in active_terms(args) if term.needs_last_layer]
-    online_heads = output_head(teacher) is not None and not args.cache_teacher_logits  # a cache reads no heads
+    # cached, the student's head keeps its full logits under DataParallel (`_position_selector`): nothing to refuse
+    online_heads = output_head(teacher) is not None and not args.cache_teacher_logits
     if online_heads and (args.token_kd_gather_positions or args.token_kd_chunk_size):
         hooked.append("token heads' counted positions (token_kd_gather_positions / token_kd_chunk_size)")
     if hooked:

@@ -59,6 +59,11 @@ class ModelInternalsMixin:
             return NOT_SELECTING
         if cached and TOPK_INDICES_COLUMN not in cached:  # cached (B, C) logits: a sequence head, nothing to gather
             return NOT_SELECTING
+        if cached and self.args.n_gpu > 1:
+            # torch.nn.DataParallel: its replicas share the head's hook, each with a part of the batch against the
+            # whole batch's mask. Online, the hooks are refused there (`check_hooks_under_data_parallel`); cached,
+            # the student keeps its full logits, as it did before its head was gathered
+            return NOT_SELECTING
         student_head, teacher_head = output_head(unwrap(model)), output_head(unwrap(self._teacher_module))
         if student_head is None or (teacher_head is None and not cached):
             return NOT_SELECTING

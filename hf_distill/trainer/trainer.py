@@ -126,6 +126,7 @@ class DistillationTrainer(
         check_tokenizers(kwargs.get("processing_class"), teacher_processing_class)
         if args is None:
             args = DistillationTrainingArguments(output_dir="trainer_output")
+        args.validate_distillation()  # again: fields set after the arguments were made were never checked
         # Read by call_model_init, which Trainer.__init__ already calls when only model_init is given.
         self._unplaced_teacher = teacher_model
         if model is not None:

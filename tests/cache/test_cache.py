@@ -103,6 +103,32 @@ def test_a_cached_masked_lm_runs_the_students_head_on_the_counted_positions_only
         torch.testing.assert_close(results[True][1][name], grad, rtol=1e-10, atol=1e-12, msg=f"{name}'s gradient")
 
 
+def test_a_cached_masked_lm_over_several_gpus_in_one_process_keeps_its_full_logits(tmp_path, monkeypatch):
+    # torch.nn.DataParallel's replicas share the head's hook, each seeing a part of the batch against the whole batch's
+    # mask: the cached path trained there with full logits before its head was gathered, and still does
+    monkeypatch.setattr(DistillationTrainingArguments, "n_gpu", property(lambda self: 2))
+    teacher, student, data = models_and_data("token")
+    shapes = []
+    student.get_output_embeddings().register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape)))
+    trainer = cached_trainer(tmp_path, student, teacher, data, teacher_cache_top_k=8)
+    trainer.prepare_teacher_cache()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    student.train()
+    assert trainer.compute_loss(student, batch).item() > 0
+    assert shapes == [(*batch["input_ids"].shape, tiny.VOCAB_SIZE)]
+
+
+def test_arguments_changed_before_the_trainer_is_built_are_checked_when_it_is(tmp_path):
+    # they were checked only when made, and again at train() only if they changed after __init__: set in between,
+    # token_kd_chunk_size beside the cache trained with the chunk size ignored
+    teacher, student, data = models_and_data("token")
+    args = make_args(tmp_path, cache_teacher_logits=True)
+    args.token_kd_chunk_size = 4
+    with pytest.raises(ValueError, match=r"^token_kd_chunk_size=4 chunks the heads of an online teacher"):
+        DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data,
+                            data_collator=tiny.collate)  # fmt: skip
+
+
 def test_a_token_classifier_with_fewer_labels_than_top_k_reads_its_cache_at_the_capped_k(tmp_path):
     # k is capped at the number of labels (5 < the default 64): the collator must read the cache's k, not the
     # argument's, or the first batch is refused as holding another number of positions
