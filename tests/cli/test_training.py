@@ -44,3 +44,36 @@ def test_script_defaults_turn_off_ddps_unused_parameter_search_only_where_the_us
     script_training_defaults(unset)
     script_training_defaults(chosen)
     assert (unset.ddp_find_unused_parameters, chosen.ddp_find_unused_parameters) == (False, True)
+
+
+@pytest.mark.parametrize(("device", "pinned"), [("cpu", False), ("cuda", True)])
+def test_script_defaults_turn_off_memory_pinning_only_on_a_machine_without_an_accelerator(
+    tmp_path, monkeypatch, device, pinned
+):
+    import torch
+
+    # without --use_cpu (which already turns pinning off): a machine that has no GPU, or one that has
+    args = make_args(tmp_path, use_cpu=False)
+    monkeypatch.setattr(type(args), "device", property(lambda self: torch.device(device)))
+    assert args.dataloader_pin_memory is True  # Trainer's default
+    script_training_defaults(args)
+    assert args.dataloader_pin_memory is pinned
+
+
+def test_a_resumed_run_continues_from_its_checkpoints_step(tmp_path):
+    from transformers import TrainerCallback
+
+    def trainer(callbacks=(), **overrides):
+        args = make_args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, **overrides)
+        return LabelsTrainer(model=tiny.classifier(layers=1), args=args, train_dataset=tiny.class_rows(32),
+                             data_collator=tiny.collate, callbacks=list(callbacks))  # fmt: skip
+
+    trainer().train()
+
+    class Steps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            steps.append(state.global_step)
+
+    steps = []
+    train_and_save(trainer([Steps()], resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2")))
+    assert steps == [3, 4]  # steps 1 and 2 came from the checkpoint, not trained again

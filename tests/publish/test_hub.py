@@ -100,6 +100,24 @@ def test_the_token_in_hf_token_is_used_when_none_is_given(hub, monkeypatch, tmp_
         check_can_push(None, repo_id="me/student")
 
 
+def test_an_explicit_token_is_checked_and_used_over_the_one_in_hf_token(hub, monkeypatch):
+    # HF_TOKEN of another account (a read token): the explicit --hub_token's write access must be the one checked
+    from hf_distill.publish.hub import check_can_push
+
+    explicit, in_environment = "hf_" + "x" * 34, "hf_" + "v" * 34
+    asked = []
+    answer = hub.whoami
+
+    def whoami(self, token=None):
+        asked.append(token)
+        return answer(self, token)
+
+    monkeypatch.setattr(hub, "whoami", whoami)
+    monkeypatch.setenv("HF_TOKEN", in_environment)
+    assert check_can_push(explicit, repo_id="me/student") == explicit
+    assert asked == [explicit]
+
+
 def test_the_namespace_is_the_users_or_an_organisations_whatever_the_case_either_is_written_in(hub, monkeypatch):
     # the Hub's names are case-insensitive: a user "Me" pushing to me/student was refused before training
     from hf_distill.publish.hub import check_can_push

@@ -578,6 +578,22 @@ def test_push_uploads_the_student_and_card_only_and_never_writes_the_token(tmp_p
 
 
 @needs_glue
+def test_the_recipes_plain_trainer_never_writes_the_token_into_its_checkpoints(tmp_path, teacher_folder, monkeypatch):
+    # the recipe is a plain Trainer, which pickles its arguments, --hub_token included, into every checkpoint's
+    # training_args.bin: the token must be out of them before the trainer is built, pushing or not
+    monkeypatch.setenv("HF_TOKEN", "")  # restored after the test: the run moves --hub_token into the environment
+    secret = "hf_" + "r" * 34
+    flags = common_flags(tmp_path, teacher_folder, "--task_name", "sst2", "--data_dir", str(GLUE_DIR))
+    flags += ["--student_training", "recipe", "--student_num_layers", "1", "--save_strategy", "steps"]
+    distill_glue.main([*flags, "--save_steps", "1", "--max_steps", "2", "--hub_token", secret])
+    out = tmp_path / "out"
+    pickled = sorted(str(path.relative_to(out)) for path in out.rglob("training_args.bin"))
+    assert pickled == ["checkpoint-1/training_args.bin", "checkpoint-2/training_args.bin", "training_args.bin"]
+    leaked = [path for path in out.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+    assert leaked == [], f"the token leaked into {leaked}"
+
+
+@needs_glue
 def test_a_rerun_without_a_search_does_not_push_an_earlier_searchs_record(tmp_path, teacher_folder, monkeypatch):
     # the folder's hp_search.json was an earlier run's: its trials did not choose this student's settings
     use_fake_hub(monkeypatch)

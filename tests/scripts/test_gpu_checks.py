@@ -45,6 +45,43 @@ def test_a_teacher_precision_check_that_saw_no_teacher_forward_fails(monkeypatch
     assert "| SST-2, bf16 | ok |" in table and "| teacher precision under bf16 | FAILED" in table
 
 
+def test_a_teacher_that_ran_in_half_precision_only_on_some_steps_fails_the_precision_check(monkeypatch):
+    import torch
+
+    from hf_distill import DistillationTrainer
+
+    def train(self, *args, **kwargs):  # one step's teacher forward in fp32 (what the recipe does), one in bf16
+        input_ids = torch.randint(1000, 2000, (2, 8))
+        with torch.no_grad():
+            self.teacher_model.float()(input_ids=input_ids)
+            self.teacher_model.to(torch.bfloat16)(input_ids=input_ids)
+
+    monkeypatch.setattr(DistillationTrainer, "train", train)
+    with pytest.raises(AssertionError, match=r"teacher logits in bfloat16, float32, not bfloat16 alone"):
+        gpu_checks.teacher_precision("bf16", use_cpu=True)
+
+
+def test_on_a_gpu_every_check_runs_under_fp16_as_well_as_bf16(monkeypatch, tmp_path):
+    # fp16 autocast needs a GPU: the CPU smoke run leaves it out, a GPU run must not
+    monkeypatch.setattr(gpu_checks.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu_checks.torch.cuda, "get_device_name", lambda index=0: "a GPU")
+    monkeypatch.setattr(gpu_checks, "preflight", lambda data_dir: None)
+    monkeypatch.setattr(gpu_checks, "run", lambda name, command, rows, *_, **__: gpu_checks.add(rows, name, "ok", 0))
+    monkeypatch.setattr(gpu_checks, "teacher_precision", lambda precision, use_cpu: gpu_checks.HALF[precision])
+    flags = ["--no_benchmark", "--budget_s", "100000", "--out", str(tmp_path / "out")]
+    flags += ["--work", str(tmp_path / "work")]
+    monkeypatch.setattr("sys.argv", ["gpu_checks.py", *flags])
+    gpu_checks.main()
+    rows = (tmp_path / "out" / "gpu_checks.md").read_text().splitlines()[4:]
+    assert rows == [
+        "| SST-2, bf16 | ok | 0 |",
+        "| SST-2, fp16 | ok | 0 |",
+        "| SST-2, FSDP config, 1 process | ok | 0 |",
+        "| teacher precision under bf16 | teacher logits in bfloat16 | 0 |",
+        "| teacher precision under fp16 | teacher logits in float16 | 0 |",
+    ]
+
+
 def glue_folder(tmp_path: Path) -> Path:
     (tmp_path / "glue" / "SST-2").mkdir(parents=True)
     for name in ("train.tsv", "dev.tsv"):
@@ -68,12 +105,14 @@ def test_an_sst2_run_passes_only_with_readable_results_at_the_accuracy_floor(tmp
     folder = results_folder(tmp_path, **PASSING)
     gpu_checks.run("passing", OK, rows, folder, out=tmp_path / "out", min_accuracy=0.75)
     gpu_checks.run("below", OK, rows, folder, min_accuracy=0.9)  # a student that trained nothing scores ~0.5
+    gpu_checks.run("at the floor", OK, rows, folder, min_accuracy=PASSING["eval_accuracy"])
     (folder / "all_results.json").write_text(json.dumps({"eval_accuracy": 0.8}))
     gpu_checks.run("unreadable", OK, rows, folder)  # a key missing: reported, never a KeyError ending the call
     verdicts = {name: result for name, result, _ in rows}
     assert verdicts["passing"].startswith("student acc 0.810, teacher acc 0.840")
     assert json.loads((tmp_path / "out" / "sst2_bf16.json").read_text()) == PASSING  # what comes back: small files
     assert verdicts["below"].startswith("FAILED (student acc 0.810 < --min_accuracy 0.9)")
+    assert verdicts["at the floor"] == verdicts["passing"]  # "at least --min_accuracy": the floor itself passes
     assert verdicts["unreadable"].startswith("FAILED (its results are unreadable: KeyError")
 
 
