@@ -116,7 +116,8 @@ _PROBE_SCAN = 1000  # rows read for lengths to pick the probe rows from
 
 def _probe_rows(dataset: datasets.Dataset, length_column: str = "input_ids") -> list[int]:
     """Up to 5 row indices for the collator probes: rows of pairwise different lengths where the first rows hold them
-    (a collator sorting by length keeps tied rows in place, and a dataset may start with equally long rows), else the
+    (a collator sorting by length keeps tied rows in place, and a dataset may start with equally long rows); with two
+    lengths only, the first row of each and one more row (short, long, short: a sort either way moves one); else the
     first rows. Odd: no reordering but the identity commutes with both order probes."""
     lengths = _row_lengths(dataset.select(range(min(len(dataset), _PROBE_SCAN))), length_column).tolist()
     picked: dict[int, int] = {}
@@ -124,6 +125,9 @@ def _probe_rows(dataset: datasets.Dataset, length_column: str = "input_ids") -> 
         picked.setdefault(length, index)
         if len(picked) == 5:
             break
+    if len(picked) == 2 and len(lengths) >= 3:
+        first = sorted(picked.values())
+        return [*first, next(index for index in range(len(lengths)) if index not in first)]
     if len(picked) < 3:
         return list(range(min(5, len(dataset))))
     return list(picked.values())[: 5 if len(picked) == 5 else 3]

@@ -789,13 +789,20 @@ def test_refuses_a_collator_that_reorders_rows(tmp_path, how):
     assert not (tmp_path / "out" / "teacher_cache").exists()
 
 
-def test_refuses_a_length_sorting_collator_when_the_first_rows_are_equally_long(tmp_path):
+@pytest.mark.parametrize("lengths", ["many", "two"])
+def test_refuses_a_length_sorting_collator_when_the_first_rows_are_equally_long(tmp_path, lengths):
     # the probe collated the first 5 rows only: equally long, a stable sort by length kept them in place, the probe
-    # passed and the cached logits went to other rows (0.017 off, with no error)
+    # passed and the cached logits went to other rows (0.017 off, with no error); with only two lengths among the
+    # rows it still fell back to the first 5
     teacher, student, data = models_and_data("class")
     rows = [data[index] for index in range(len(data))]
-    for row in rows[:5]:
-        row["input_ids"] = (list(row["input_ids"]) * 3)[:8]
+    for index, row in enumerate(rows):
+        if index < 5 or lengths == "many":
+            row["input_ids"] = (list(row["input_ids"]) * 3)[: 8 if index < 5 else len(row["input_ids"])]
+        else:
+            row["input_ids"] = (list(row["input_ids"]) * 3)[:6]
+    if lengths == "two":
+        assert {len(row["input_ids"]) for row in rows} == {8, 6}
 
     def sorting(batch):
         return tiny.collate(sorted(batch, key=lambda row: -len(row["input_ids"])))  # longest first, stable

@@ -272,6 +272,38 @@ def test_without_a_boot_id_no_build_folder_is_swept(tmp_path, monkeypatch):
     assert folder.exists()
 
 
+def test_another_users_running_build_is_never_swept(tmp_path, monkeypatch):
+    # os.kill(pid, 0) on another user's live process raises PermissionError: that build is running, not abandoned
+    other_user = dead_pid()
+    real_kill = os.kill
+
+    def kill(pid, signal):
+        if pid == other_user:
+            raise PermissionError(1, "Operation not permitted")
+        return real_kill(pid, signal)
+
+    monkeypatch.setattr(os, "kill", kill)
+    folder = tmp_path / f".abc.partial-{store._builder()}-{other_user}-0a1b2c3d"
+    folder.mkdir()
+    store._remove_abandoned_builds(tmp_path / "abc")
+    assert folder.exists()
+
+
+def test_a_completion_file_that_is_not_a_json_object_reads_as_an_unfinished_cache(tmp_path):
+    # a damaged completion file is rebuilt over (with a warning), never a crash inside the cache's loading
+    folder = tmp_path / "fingerprint"
+    folder.mkdir()
+    (folder / store._METADATA_FILE).write_text("[1]")
+    assert store.load_teacher_cache(folder, num_rows=4) is None and store._complete(folder) is False
+
+
+def test_unlabelled_regression_rows_marked_nan_pass_the_row_order_probe():
+    # NaN != NaN: a collator keeping the rows' order looked as if it changed them, and a regression transfer set
+    # (its unlabelled rows NaN) could not be cached at all
+    rows = [{"input_ids": list(range(1, 3 + i)), "labels": float(i) if i % 2 else float("nan")} for i in range(6)]
+    store.check_keeps_row_order(tiny.collate, datasets.Dataset.from_list(rows))
+
+
 # ---- the token-level build -----------------------------------------------------------------------------------------
 
 
