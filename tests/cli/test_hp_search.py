@@ -139,6 +139,8 @@ def test_the_search_fingerprint_tells_apart_devices_and_settings_that_change_a_t
     for other in (dict(seed=4), dict(per_device_train_batch_size=16), dict(warmup_steps=3)):
         assert fingerprint(**other) != cpu, other
     assert _search_fingerprint(student, teacher, args_of(), class_dataset(16, 5), held, "eval_accuracy") != cpu
+    # nor the held-out rows its score is taken on
+    assert _search_fingerprint(student, teacher, args_of(), train, class_dataset(4, 7), "eval_accuracy") != cpu
     assert fingerprint(learning_rate=1e-3, alpha_kd=0.2) == cpu  # the searched settings are each trial's own
     monkeypatch.setattr(DistillationTrainingArguments, "device", property(lambda self: torch.device("cuda", 0)))
     assert fingerprint() != cpu

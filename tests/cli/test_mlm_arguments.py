@@ -83,3 +83,13 @@ def test_a_line_count_of_zero_is_refused(tmp_path, name):
     counts = {"validation_split_size": 1, name: 0}
     with pytest.raises(ValueError, match=rf"^--{name} must be >= 1, got 0\.$"):
         MlmDataArguments(train_file=str(corpus), **counts)
+
+
+def test_a_train_file_without_held_out_lines_is_refused(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick fox\n" * 4)
+    with pytest.raises(ValueError, match=r"^--train_file needs --validation_file or --validation_split_size N "):
+        MlmDataArguments(train_file=str(corpus))
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text("a held out line\n")
+    assert MlmDataArguments(train_file=str(corpus), validation_file=str(held_out)).validation_file == str(held_out)

@@ -14,9 +14,16 @@ from pathlib import Path
 import pytest
 import tiny
 import torch
-from test_distill_glue import GLUE_DIR, ROOT, common_flags, needs_glue, save_teacher
+from test_distill_glue import GLUE_DIR, ROOT, FakeHub, common_flags, needs_glue, save_teacher, use_fake_hub
 from test_distill_glue import distill_glue as glue_script
-from transformers import AutoModelForMaskedLM, BertModel, RobertaConfig, RobertaForMaskedLM, pipeline
+from transformers import (
+    AutoModelForMaskedLM,
+    BertModel,
+    BertTokenizerFast,
+    RobertaConfig,
+    RobertaForMaskedLM,
+    pipeline,
+)
 
 spec = importlib.util.spec_from_file_location("distill_mlm", ROOT / "scripts" / "distill_mlm.py")
 distill_mlm = importlib.util.module_from_spec(spec)
@@ -88,9 +95,19 @@ def test_mlm_distillation_end_to_end_then_glue_distillation_from_its_student(tmp
     teacher = save_mlm_teacher(tmp_path / "teacher")
     corpus = sentences(tmp_path)
     scored = record_scored_batches(monkeypatch)
+    packed = []
+    original_tokenize = distill_mlm.tokenize_corpus
+
+    def tokenize(*args, **kwargs):
+        packed.append(original_tokenize(*args, **kwargs))
+        return packed[-1]
+
+    monkeypatch.setattr(distill_mlm, "tokenize_corpus", tokenize)
     distill_mlm.main(mlm_flags(tmp_path, teacher, corpus, "--student_architecture", architecture))
     out = tmp_path / "mlm_out"
     results = json.loads((out / "all_results.json").read_text())
+    # the packed blocks trained on, not the 160 - 32 lines they were packed from
+    assert results["train_blocks"] == len(packed[0]["train"]) != 160 - 32
     for role in ("eval", "teacher_eval"):
         assert results[f"{role}_loss"] > 0 and results[f"{role}_perplexity"] > 1
         assert 0 <= results[f"{role}_top1_accuracy"] <= results[f"{role}_top5_accuracy"] <= 1
@@ -146,6 +163,27 @@ def test_fixed_masks_are_the_same_whatever_the_training_seed(tmp_path):
         assert fixed_masks(rows, seeded, seed=7)["labels"] == first["labels"]
 
 
+def test_the_script_draws_the_held_out_masks_with_eval_mask_seed_not_the_training_seed(tmp_path, monkeypatch):
+    seeds = []
+
+    class Drawn(Exception):
+        pass
+
+    def recording(dataset, collator, *, seed):
+        seeds.append(seed)
+        raise Drawn  # nothing after the masks is needed
+
+    monkeypatch.setattr(distill_mlm, "fixed_masks", recording)
+    teacher = save_mlm_teacher(tmp_path / "teacher")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"the quick fox {i}\n" for i in range(8)))
+    flags = mlm_flags(tmp_path, teacher, corpus, "--seed", "1", "--eval_mask_seed", "7")
+    flags[flags.index("--validation_split_size") + 1] = "2"
+    with pytest.raises(Drawn):
+        distill_mlm.main(flags)
+    assert seeds == [7]
+
+
 # ---- refusals, before any training, writing nothing ----------------------------------------------------------------
 
 
@@ -186,6 +224,16 @@ def test_mlm_refusals(tmp_path):
     flags[flags.index("--student_model_name_or_path") + 1] = str(untokenized)
     refuse(tmp_path, flags, r"The student's tokenizer has \d+ tokens but the student's embedding table .*without "
                             r"tokenizer files")  # fmt: skip
+    # a tokenizer of the teacher's size, so only the ids it gives tell it apart: "the" and "quick" trade theirs
+    swapped = save_mlm_teacher(tmp_path / "models" / "swapped_ids")
+    vocab = tiny.tokenizer(tmp_path / "models" / "tok5").get_vocab()
+    vocab["the"], vocab["quick"] = vocab["quick"], vocab["the"]
+    BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(swapped)
+    flags[flags.index("--student_model_name_or_path") + 1] = str(swapped)
+    refuse(tmp_path, flags, r"The student's and the teacher's tokenizers encode the same text differently")
+    short = save_mlm_teacher(tmp_path / "models" / "short_student", positions=16)
+    flags[flags.index("--student_model_name_or_path") + 1] = str(short)
+    refuse(tmp_path, flags, r"--max_seq_length 32 is longer than the student's 16 position embeddings")
     added = save_mlm_teacher(tmp_path / "models" / "added_tokens")  # a tokenizer larger than the embedding table
     grown = tiny.tokenizer(tmp_path / "models" / "tok4")
     grown.add_tokens([f"newword{i}" for i in range(tiny.VOCAB_SIZE - len(grown) + 5)])
@@ -231,19 +279,27 @@ def save_roberta_teacher(folder: Path) -> Path:
         ("roberta --max_seq_length 66", r"--max_seq_length 66 is longer than the teacher's 65 position embeddings"),
         ("nothing masked", r"The held-out set has no masked position \(1 block\(s\), 1 maskable token\(s\).*"
                            r"larger --validation_split_size or --max_eval_samples"),
+        ("student of hidden_size 48", r"alpha_cos > 0 compares hidden states, but the student's hidden_size is 48 "
+                                      r"and the teacher's 32"),
+        ("student --alpha_hidden 1 --hidden_layer_map 0:9",
+         r"hidden_layer_map pair 0:9 is out of range: the student has layers 0\.\.1 and the teacher 0\.\.1"),
     ],
     ids=["eval_strategy", "eval_on_start", "cache_teacher_logits", "roberta_teacher", "max_seq_length",
-         "roberta_position_offset", "nothing_masked"],
+         "roberta_position_offset", "nothing_masked", "given_student_width", "given_student_layer_map"],
 )  # fmt: skip
 def test_mlm_refusals_come_before_the_teacher_fine_tune(tmp_path, case, message):
     # each was refused only after --finetune_teacher had trained and saved a teacher, which then blocked the rerun
     corpus = sentences(tmp_path)
     models = tmp_path / "models"
-    roberta = case.startswith("roberta")
+    roberta, given = case.startswith("roberta"), case.startswith("student")
     teacher = save_roberta_teacher(models / "roberta") if roberta else save_mlm_teacher(models / "base")
     flags = mlm_flags(tmp_path, teacher, corpus, "--finetune_teacher", "true")
+    if given:  # a ready student, checked against the teacher when loaded (the trainer checked it again, too late)
+        student = save_mlm_teacher(models / "student", hidden_size=48 if "hidden_size 48" in case else 32)
+        at = flags.index("--student_num_layers")
+        flags[at : at + 2] = ["--student_model_name_or_path", str(student)]
     if "--" in case:
-        flags += case.split()[1:] if roberta else case.split()
+        flags += case.split()[1:] if roberta or given else case.split()
     if case == "nothing masked":  # one held-out word, and a mask seed that masks nothing in it
         one_word = tmp_path / "one_word.txt"
         one_word.write_text("quick\n")
@@ -306,6 +362,23 @@ def test_the_card_names_a_reused_teachers_base_the_hub_students_checkpoint_and_t
     # the file scored, not the training corpus
     assert "Evaluated on the same held_out.txt evaluation set (its first 2 non-empty lines);" in prose
     assert "model-index" not in card  # the Hub would read it as the whole file's scores
+
+
+@needs_glue
+def test_a_push_leaves_out_an_earlier_searchs_hp_search_json(tmp_path, monkeypatch):
+    # a distill_glue search's record, left in the folder: its trials did not choose this student's settings
+    use_fake_hub(monkeypatch)
+    out = tmp_path / "mlm_out"
+    out.mkdir()
+    (out / "hp_search.json").write_text('{"trials": [], "best": {}}')
+    teacher = save_mlm_teacher(tmp_path / "teacher")
+    flags = mlm_flags(tmp_path, teacher, sentences(tmp_path, n=64), "--alpha_cos", "0", "--max_steps", "1",
+                      "--overwrite_output_dir", "true", "--push_to_hub", "true", "--hub_model_id", "me/student",
+                      "--hub_token", "hf_" + "q" * 34)  # fmt: skip
+    distill_mlm.main(flags)
+    uploaded = FakeHub.calls[-1][2]
+    assert "README.md" in uploaded and "model.safetensors" in uploaded and "hp_search.json" not in uploaded
+    assert (out / "hp_search.json").exists()  # kept locally: not this run's to delete
 
 
 @needs_glue

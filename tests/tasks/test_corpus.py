@@ -363,3 +363,19 @@ def test_a_corpus_file_without_the_text_column_names_the_option_the_script_has(t
     with pytest.raises(ValueError, match=r"own\.csv: missing column\(s\) \['text'\].*Pass the file's text column "
                                          r"\(--text_column\), or rename it in the file"):  # fmt: skip
         load_corpus(corpus_arguments(train_file=str(tmp_path / "own.csv"), validation_split_size=1))
+
+
+def test_each_dataloader_worker_masks_with_the_seed_plus_its_id(tmp_path):
+    # seeded alike, the workers of one DataLoader masked their rows alike: every worker's batch repeated the others'
+    import torch
+
+    from hf_distill.tasks.corpus import MaskingCollator
+
+    tokenizer = tiny.tokenizer(tmp_path / "tok")
+    rows = [{"input_ids": tokenizer("the quick fox " * 8)["input_ids"]}] * 2  # one row for each worker
+    collator = MaskingCollator(tokenizer, mlm_probability=0.5, seed=7)
+    loader = torch.utils.data.DataLoader(rows, batch_size=1, num_workers=2, collate_fn=collator)
+    worker_0, worker_1 = (batch["labels"] for batch in loader)  # a batch each, in worker order
+    assert not torch.equal(worker_0, worker_1)
+    assert torch.equal(worker_0, MaskingCollator(tokenizer, mlm_probability=0.5, seed=7)(rows[:1])["labels"])
+    assert torch.equal(worker_1, MaskingCollator(tokenizer, mlm_probability=0.5, seed=8)(rows[:1])["labels"])
