@@ -111,26 +111,36 @@ def check_deterministic_collator(collator: Any) -> None:
         )
 
 
-_PROBE_SCAN = 1000  # rows read for lengths to pick the probe rows from
-
-
 def _probe_rows(dataset: datasets.Dataset, length_column: str = "input_ids") -> list[int]:
-    """Up to 5 row indices for the collator probes: rows of pairwise different lengths where the first rows hold them
-    (a collator sorting by length keeps tied rows in place, and a dataset may start with equally long rows); with two
-    lengths only, the first row of each and one more row (short, long, short: a sort either way moves one); else the
-    first rows. Odd: no reordering but the identity commutes with both order probes."""
-    lengths = _row_lengths(dataset.select(range(min(len(dataset), _PROBE_SCAN))), length_column).tolist()
-    picked: dict[int, int] = {}
+    """Row indices for the collator probes, chosen from the lengths of every row (a dataset sorted by length starts
+    with rows of one length), an odd number where the dataset allows (a collator applying one fixed permutation of
+    an even number of rows, half a rotation, commutes with both order probes):
+
+    - a length that two rows share, x, and one or three others, as `[x, y, x']` or `[x, y, z, w, x']`: the equal
+      lengths apart, at both ends, so that no probe's order is already sorted or grouped, and a collator sorting by
+      length (either way, stable or not) or grouping equal lengths moves a row;
+    - every row a length of its own: 5 or 3 of them (a sort moves one; grouping moves nothing in such a dataset);
+    - one length: the first rows (sorting and grouping move nothing there).
+    """
+    lengths = _row_lengths(dataset, length_column).tolist()
+    first: dict[int, int] = {}  # length -> its first row, in the order the lengths appear
+    second: dict[int, int] = {}  # length -> its second row
     for index, length in enumerate(lengths):
-        picked.setdefault(length, index)
-        if len(picked) == 5:
+        if length not in first:
+            first[length] = index
+        elif length not in second:
+            second[length] = index
+        if len(first) >= 4 and second:
             break
-    if len(picked) == 2 and len(lengths) >= 3:
-        first = sorted(picked.values())
-        return [*first, next(index for index in range(len(lengths)) if index not in first)]
-    if len(picked) < 3:
-        return list(range(min(5, len(dataset))))
-    return list(picked.values())[: 5 if len(picked) == 5 else 3]
+    if len(first) >= 2 and second:
+        repeated = min(second, key=first.__getitem__)  # the repeated length whose first row comes first
+        others = [index for length, index in first.items() if length != repeated]
+        return [first[repeated], *others[: 3 if len(others) >= 3 else 1], second[repeated]]
+    if len(first) >= 3:
+        picked = list(first.values())
+        return picked[: 5 if len(picked) >= 5 else 3]
+    count = len(lengths)
+    return list(range(count if count <= 2 else min(5, count if count % 2 else count - 1)))
 
 
 def check_keeps_row_order(

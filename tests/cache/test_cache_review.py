@@ -272,6 +272,42 @@ def test_without_a_boot_id_no_build_folder_is_swept(tmp_path, monkeypatch):
     assert folder.exists()
 
 
+def _padded(rows):
+    width = max(len(row["input_ids"]) for row in rows)
+    ids = torch.tensor([row["input_ids"] + [0] * (width - len(row["input_ids"])) for row in rows])
+    return {"input_ids": ids, "labels": torch.tensor([row["labels"] for row in rows])}
+
+
+def _grouped_by_length(rows):
+    """Rows of equal length together, the lengths in the order they first appear (bucketing for padding)."""
+    groups: dict[int, list] = {}
+    for row in rows:
+        groups.setdefault(len(row["input_ids"]), []).append(row)
+    return _padded([row for group in groups.values() for row in group])
+
+
+@pytest.mark.parametrize(
+    ("lengths", "reordering"),
+    [
+        # the first rows short, long, long: probed as they come, every probe was already grouped by length
+        ([2, 3, 3, 2, 2, 3], _grouped_by_length),
+        # three lengths or more, each probed once: grouping moved none of them
+        ([2, 2, 3, 4], _grouped_by_length),
+        ([2, 3, 4, 5, 2, 6, 7], _grouped_by_length),
+        # a dataset sorted by length: the first 1,000 rows, all one length, were the only ones read
+        ([4] * 1000 + [8] * 200, lambda rows: _padded(sorted(rows, key=lambda row: -len(row["input_ids"])))),
+    ],
+    ids=["short-long-long", "three-lengths", "six-lengths", "sorted-dataset"],
+)
+def test_the_order_probe_refuses_collators_that_group_or_sort_by_length(lengths, reordering):
+    dataset = datasets.Dataset.from_list(
+        [{"input_ids": [index + 1] * length, "labels": index} for index, length in enumerate(lengths)]
+    )
+    store.check_keeps_row_order(_padded, dataset)  # keeping the order: accepted
+    with pytest.raises(ValueError, match=r"data collator does not keep the order of the rows it is given"):
+        store.check_keeps_row_order(reordering, dataset)
+
+
 def test_another_users_running_build_is_never_swept(tmp_path, monkeypatch):
     # os.kill(pid, 0) on another user's live process raises PermissionError: that build is running, not abandoned
     other_user = dead_pid()

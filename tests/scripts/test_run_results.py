@@ -459,6 +459,19 @@ def test_the_first_versions_retention_target_gives_no_verdict_over_fewer_than_it
     )
 
 
+def test_a_teacher_at_zero_beside_a_task_that_never_ran_says_why_retention_is_not_measured():
+    # the reason was taken over all four tasks, and a task that had not run raised KeyError: no report at all
+    results = {"teacher_base": "base", "tasks": {}}
+    for task, (student, teacher) in {"sst2": (0.80, 0.90), "cola": (0.0, 0.0)}.items():
+        scores = {k.replace("accuracy", run_results.METRICS[task]): v for k, v in outcome(student, teacher).items()}
+        run_results.record(results, task, 42, "ours", scores, ["--seed", "42"], True)
+    targets = run_results._targets_section(results)
+    assert (
+        "- Mean retention over the four tasks ≥ 96%: NOT measured: cola's teacher scores 0.0 (a retention needs a "
+        "teacher above 0)" in targets
+    )
+
+
 def test_the_augmentation_text_follows_the_transfer_config():
     single = {"task_name": "cola", "augment": "mask", "augment_copies": 3, "augment_probability": 0.1}
     text = run_results._augmentation(single)
