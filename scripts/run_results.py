@@ -1843,8 +1843,7 @@ def _targets_section(results: dict) -> list[str]:
             f"- Mean retention over the four tasks ≥ 96% ({mean:.1f}%): {_verdict_over_seeds(counts, mean >= 96)}"
         )
     else:
-        ran = len(retentions)
-        lines.append(f"- Mean retention over the four tasks ≥ 96%: NOT measured (ours ran on {ran} of them).")
+        lines.append(f"- Mean retention over the four tasks ≥ 96%: NOT measured (ours ran on {len(ran)} of them).")
     lines += ["", "Version 2 (transfer set) targets, means over seeds:", ""]
     for task, floor in (("sst2", 3.0), ("sst2_1k", 3.0)):
         entry = results["tasks"].get(task)
