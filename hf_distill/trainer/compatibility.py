@@ -204,10 +204,9 @@ def check_chunkable_heads(student: nn.Module, teacher: nn.Module, args: Any) -> 
     """Refuses `token_kd_chunk_size` for a model whose config says it transforms its logits after its output head:
     the chunked loss runs the heads itself and would skip the transform. Read from the config, before training: the
     first step's numeric check (`check_head_output`) cannot see a soft-cap while the logits are still small (a cap of
-    30 changes a logit of 0.5 by 1e-4), and they grow as the model trains. With the teacher's outputs cached nothing
-    is chunked (the cache holds the teacher's own logits, the student runs its whole head): not this refusal (the
-    arguments refuse the chunk size with the cache, but a script may set either after they were made)."""
-    if getattr(args, "token_kd_chunk_size", None) is None or getattr(args, "cache_teacher_logits", False):
+    30 changes a logit of 0.5 by 1e-4), and they grow as the model trains. (With the teacher's outputs cached the
+    arguments refuse a chunk size, before any student is checked.)"""
+    if getattr(args, "token_kd_chunk_size", None) is None:
         return
     for model, role in ((student, "student"), (teacher, "teacher")):
         if output_head(model) is None:

@@ -363,7 +363,7 @@ class DistillationTrainer(
             teacher = (cached[TOPK_LOG_PROBS_COLUMN], cached[TOPK_INDICES_COLUMN])  # (B, L, k) each
             # selected: the student's head ran on the counted positions, (N, V), the same mask gathers the cache's
             positions = inputs["input_ids"].shape if selected else student_logits.shape[:2]
-            if (student_logits.dim() != (2 if selected else 3)) or teacher[1].shape[:2] != positions[:2]:
+            if student_logits.dim() != (2 if selected else 3) or teacher[1].shape[:2] != positions:
                 raise ValueError(
                     f"The teacher cache holds token-level top-k outputs of shape {tuple(teacher[1].shape)} but the "
                     f"student's logits have shape {tuple(student_logits.shape)}: the cache was built for another "
