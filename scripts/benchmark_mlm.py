@@ -67,7 +67,7 @@ def with_cached_top_k(teacher, inputs, temperature: float):
     counted = inputs["labels"].ne(-100).unsqueeze(-1)
     log_probs = torch.where(counted, top.values, torch.zeros_like(top.values))
     indices = torch.where(counted, top.indices, torch.zeros_like(top.indices))
-    return {**inputs, TOPK_LOG_PROBS_COLUMN: log_probs.clone(), TOPK_INDICES_COLUMN: indices.clone()}
+    return {**inputs, TOPK_LOG_PROBS_COLUMN: log_probs, TOPK_INDICES_COLUMN: indices}
 
 
 def step(trainer, student, inputs) -> None:
