@@ -1,10 +1,12 @@
 """Run under `torchrun --nproc_per_node 2` (CPU, gloo): the teacher sharded by hf-distill's FSDP2 or ZeRO-3 path.
 
-    fsdp_teacher.py OUTPUT_DIR [sharded|replicated|zero3]
+    fsdp_teacher.py OUTPUT_DIR [sharded|replicated|zero3|zero2]
 
 zero3: the teacher partitioned by DeepSpeed ZeRO-3 through `prepare_teacher` (needs deepspeed and DS_ACCELERATOR=cpu:
-DeepSpeed's CPU accelerator, gloo). Under Trainer on CPU, Accelerate counts one process per rank for DeepSpeed (each
-rank would iterate the whole dataset), so here too the plugin object drives the project's path directly.
+DeepSpeed's CPU accelerator, gloo). zero2: the same under a ZeRO-2 config, which shards optimizer state and
+gradients only (a frozen teacher has neither): the teacher runs in a DeepSpeed engine, whole on every rank. Under
+Trainer on CPU, Accelerate counts one process per rank for DeepSpeed (each rank would iterate the whole dataset),
+so here too the plugin object drives the project's path directly.
 
 Accelerate runs no FSDP on CPU: with `use_cpu=True` it resolves MULTI_CPU and drops the FSDP plugin (DDP instead),
 and without it Trainer refuses `fsdp` outside distributed GPU training. So the project's path is driven with the
@@ -17,6 +19,7 @@ gathered whole (`gather_whole`, rank 0 only).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -49,10 +52,15 @@ def shard_with_fsdp2(teacher, accelerator, *, micro_batch_size: int = 1, keep_ro
     )
 
 
-def partition_with_zero3(teacher, accelerator, *, micro_batch_size: int = 1, keep_root_gathered: bool = False):
-    """`prepare_teacher` as it runs under Accelerate's DeepSpeed plugin with a ZeRO-3 config, on this CPU (ZeRO-3
+PLUGIN_CONFIGS: list[dict] = []
+
+
+def partition_with_zero3(teacher, accelerator, *, micro_batch_size: int = 1, keep_root_gathered: bool = False,
+                         stage: int = 3):  # fmt: skip
+    """`prepare_teacher` as it runs under Accelerate's DeepSpeed plugin with a ZeRO-`stage` config, on this CPU (ZeRO-3
     gathers a module's weights whenever it is called: `keep_root_gathered` is FSDP2's alone)."""
-    config = {"zero_optimization": {"stage": 3}, "optimizer": {"type": "AdamW"}, "gradient_clipping": 1.0}
+    config = {"zero_optimization": {"stage": stage}, "optimizer": {"type": "AdamW"}, "gradient_clipping": 1.0}
+    PLUGIN_CONFIGS.append(config)  # the student's config, which the teacher's must leave as it was
     state = SimpleNamespace(deepspeed_plugin=SimpleNamespace(deepspeed_config=config))
     ds_accelerator = SimpleNamespace(
         distributed_type=DistributedType.DEEPSPEED, state=state, device=accelerator.device, mixed_precision="no"
@@ -87,6 +95,8 @@ def main(output_dir: str, mode: str) -> None:
         teacher.to = lambda *a, **k: (moves.append(repr((a, k))), real_to(*a, **k))[1]
     elif mode == "zero3":
         trainer_module.prepare_teacher = partition_with_zero3
+    elif mode == "zero2":
+        trainer_module.prepare_teacher = functools.partial(partition_with_zero3, stage=2)
     student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
     # replicated: FSDP asked of Trainer on CPU, as a user would; Accelerate runs DDP and the trainer must say so
     fsdp = {"fsdp": "full_shard", "fsdp_config": {"fsdp_version": 2}} if mode == "replicated" else {}
@@ -124,6 +134,8 @@ def main(output_dir: str, mode: str) -> None:
             "is_dtensor": all(hasattr(p, "to_local") for p in module.parameters()),
             "is_partitioned": all(hasattr(p, "ds_tensor") for p in module.parameters()),
             "teacher_type": type(trainer.teacher_model).__name__,
+            "zero_stage": getattr(trainer.teacher_model, "zero_optimization_stage", lambda: None)(),
+            "plugin_configs": PLUGIN_CONFIGS,
             "sharded_logits": sharded_logits,
             "full_logits": full_logits,
             "state": trainer.model.state_dict() if hasattr(trainer.model, "state_dict") else None,

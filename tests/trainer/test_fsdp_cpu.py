@@ -85,6 +85,31 @@ def test_zero3_partitioned_teacher_matches_the_replicated_one(tmp_path):
     check_scored_and_gathered(partitioned, replicated)
 
 
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed")
+def test_zero2_teacher_runs_whole_in_a_stage_0_engine_and_matches_the_replicated_one(tmp_path):
+    # ZeRO-1/2 shard optimizer state and gradients, which a frozen teacher has none of: its engine runs at stage 0,
+    # every rank holding the whole teacher, and the student's own ZeRO-2 config is left as it was.
+    env = {"DS_ACCELERATOR": "cpu"}
+    for mode in ("zero2", "replicated"):
+        run_checked(["torchrun", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / mode), mode], cwd=tmp_path,
+                    env=env)  # fmt: skip
+    ranks = [torch.load(tmp_path / "zero2" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    replicated = torch.load(tmp_path / "replicated" / "rank0.pt", weights_only=True)
+    for rank in ranks:
+        assert rank["teacher_type"] == "DeepSpeedEngine" and rank["zero_stage"] == 0
+        assert not rank["is_partitioned"]
+        assert rank["local_shapes"] == rank["full_shapes"]  # whole on every rank
+        assert rank["plugin_configs"] == [
+            {"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW"}, "gradient_clipping": 1.0}
+        ]
+        torch.testing.assert_close(rank["sharded_logits"], rank["full_logits"], rtol=1e-6, atol=1e-6)
+    for name, tensor in replicated["state"].items():
+        assert torch.equal(ranks[0]["state"][name], ranks[1]["state"][name]), f"ranks disagree on {name}"
+        torch.testing.assert_close(ranks[0]["state"][name], tensor, rtol=1e-5, atol=1e-6, msg=f"{name} differs")
+    check_scored_and_gathered(ranks, replicated)
+
+
 def check_scored_and_gathered(ranks: list[dict], replicated: dict) -> None:
     """The sharded teacher, scored where it is (no second `accelerator.prepare`, which accelerate < 1.16 refuses under
     FSDP2), scores as the unsharded teacher does by hand and through a plain Trainer; gathered whole, it is the teacher
