@@ -104,6 +104,25 @@ def test_a_zero_transfer_row_count_is_said_as_out_of_range():
         DataArguments(task_name="sst2", data_dir="/nowhere/glue", unlabeled_train_rows=0)
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["max_seq_length", "max_train_samples", "max_eval_samples", "validation_split_size", "max_unlabeled_samples",
+     "unlabeled_train_rows", "hp_search_trials"],
+)  # fmt: skip
+@pytest.mark.parametrize("value", [0, -3])
+def test_every_count_below_one_is_refused_naming_the_option(name, value):
+    # --max_unlabeled_samples 0 read no row of the file: the run distilled without a transfer set and said nothing
+    extra = {"unlabeled_file": "/nowhere/u.csv"} if name == "max_unlabeled_samples" else {}
+    with pytest.raises(ValueError, match=rf"^{name} must be >= 1, got {value}\.$"):
+        DataArguments(**GLUE, **extra, **{name: value})
+
+
+def test_a_bool_is_no_copy_count():
+    # from Python only (the parser refuses it): True made one copy and said "--augment_copies True" on the card
+    with pytest.raises(ValueError, match=r"--augment_copies must be an integer >= 0, got True"):
+        DataArguments(**GLUE, augment="mask", augment_copies=True)
+
+
 def test_augmentation_with_zero_copies_is_no_transfer_set():
     # --augment mask --augment_copies 0 makes no rows: pseudo-labels would train on the labels alone
     assert DataArguments(**GLUE, augment="mask", augment_copies=0).transfer_flags() == []

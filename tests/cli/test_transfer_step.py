@@ -52,6 +52,7 @@ def test_augment_settings_without_an_augmentation_are_said_to_make_no_copies(cap
         ({}, None),
         ({"augment": "mask", "augment_copies": 1}, None),
         ({"augment_copies": 8, "student_training": "labels_only"}, "--augment_copies 8 sets how augmented copies"),
+        ({"augment_keep_duplicates": True}, "--augment_keep_duplicates True sets how augmented copies are made, but "),
     ]:
         data_args = DataArguments(
             train_file="/nowhere/train.csv", text_column=["sentence"], validation_split_size=1, **extra
