@@ -324,6 +324,38 @@ def test_measure_onnx_latency_ms(exported):
     assert isinstance(latency, float) and latency > 0
 
 
+def fake_timed_classifier(durations_ms: list[int], monkeypatch) -> tuple[OnnxClassifier, list[int]]:
+    """An OnnxClassifier whose session's runs take `durations_ms` (then 1 ms each) of a fake clock, counted in whole
+    milliseconds so that elapsed times compare exactly; returns it and the list of runs taken."""
+    clock, runs = [0], []
+    monkeypatch.setattr(export.time, "perf_counter", lambda: clock[0] / 1000)
+    durations = iter(durations_ms)
+
+    class Session:
+        def run(self, outputs, feed):
+            runs.append(next(durations, 1))
+            clock[0] += runs[-1]
+            return [np.zeros((1, 2), dtype=np.float32)]
+
+    classifier = OnnxClassifier.__new__(OnnxClassifier)
+    classifier.session, classifier.input_names = Session(), ["input_ids"]
+    return classifier, runs
+
+
+def test_onnx_latency_is_the_median_of_the_measured_runs_after_the_warmup(monkeypatch):
+    # a 200 ms cold first run (warm-up), then five measured runs, the second a 50 ms burst: the mean would read 10.8
+    classifier, runs = fake_timed_classifier([200, 1, 1, 1, 50, 1, 1, 1], monkeypatch)
+    value = measure_onnx_latency_ms(classifier, {"input_ids": np.ones((1, 4))}, warmup=3, repeats=5, min_seconds=0)
+    assert value == pytest.approx(1.0)
+    assert len(runs) == 3 + 5
+
+
+def test_onnx_latency_keeps_timing_for_min_seconds(monkeypatch):
+    classifier, runs = fake_timed_classifier([], monkeypatch)
+    measure_onnx_latency_ms(classifier, {"input_ids": np.ones((1, 4))}, warmup=0, repeats=10, min_seconds=0.5)
+    assert len(runs) == 500  # 0.5 s of 1 ms runs, not the 10 repeats
+
+
 def test_agreement_for_a_regression_head():
     reference = np.array([[0.0], [2.0], [1000.0]], dtype=np.float32)
     close = reference + np.array([[5e-4], [1e-3], [1.5]], dtype=np.float32)
@@ -354,6 +386,24 @@ def test_a_scoring_failure_names_the_file_inside_the_output_folder_not_the_machi
             torch_logits=np.zeros((3, 2), dtype=np.float32),
         )  # fmt: skip
     assert str(tmp_path) not in str(raised.value) and str(tmp_path.resolve()) not in str(raised.value)
+
+
+def test_a_failure_naming_the_resolved_output_folder_keeps_none_of_the_machines_path(tmp_path):
+    # /home -> /mnt/nfs/home: the folder as given is the tail of its resolved path, so replacing the given form first
+    # left "<machine prefix>/mnt/nfs<output_dir>" in the pushed message
+    root = tmp_path.resolve()
+    mounted = Path(f"{root}/mnt/nfs{root}/home")
+    (mounted / "out").mkdir(parents=True)
+    (root / "home").symlink_to(mounted)
+    given = root / "home" / "out"
+    resolved = given.resolve()
+    assert resolved == mounted / "out" and str(resolved).endswith(str(given))
+    with pytest.raises(ExportError) as raised:
+        with export._failure_names("onnx", "scoring", given):
+            raise OSError(f"cannot open {resolved}/onnx/model.onnx")
+    said = "Export format 'onnx' failed while scoring: OSError: cannot open <output_dir>/onnx/model.onnx"
+    assert str(raised.value) == said
+    assert str(resolved) not in str(raised.value) and f"{root}/mnt/nfs" not in str(raised.value)
 
 
 @pytest.mark.parametrize("settings", [{"repeats": 0, "min_seconds": 0}, {"warmup": -1}, {"min_seconds": -1.0}])
@@ -389,6 +439,22 @@ def test_an_fp32_file_that_does_not_compute_the_student_fails_and_is_removed(tmp
     with caplog.at_level("WARNING", logger="hf_distill.publish.export"):
         scores = export_and_score(model, tmp_path, ("onnx",), **data, torch_logits=right)
     assert scores["onnx_agreement"] == 1.0 and scores["onnx_max_abs_logit_diff"] < 1e-4 and caplog.text == ""
+
+
+def test_an_fp32_file_is_held_to_a_logit_difference_of_1e_3_below_unit_logits(tmp_path):
+    model = bert()
+    dataset = tiny.class_rows(12, num_labels=2)
+    data = {"dataset": dataset, "collator": tiny.collate, "compute_metrics": None}
+    right = torch_logits(model, dataset, tiny.collate)
+    assert np.abs(right).max() < 1  # so the bound is FP32_TOLERANCE itself, 1e-3
+    off = right.copy()
+    off[:, 0] += 5e-3
+    with pytest.raises(ExportError, match=r"differ from the PyTorch student's by up to 0\.005, more than the 0\.001"):
+        export_and_score(model, tmp_path, ("onnx",), **data, torch_logits=off)
+    off = right.copy()
+    off[:, 0] += 5e-4
+    scores = export_and_score(model, tmp_path, ("onnx",), **data, torch_logits=off)
+    assert scores["onnx_max_abs_logit_diff"] == pytest.approx(5e-4, abs=1e-5)
 
 
 def test_a_file_whose_logits_are_not_finite_fails(tmp_path, monkeypatch):
@@ -481,6 +547,18 @@ def test_an_export_cut_short_leaves_no_file_under_the_final_name(tmp_path, monke
     assert not (tmp_path / "onnx").exists()
 
 
+def test_a_graph_the_checker_rejects_is_never_renamed_to_model_onnx(tmp_path, monkeypatch):
+    import onnx.checker
+
+    def rejected(path, *args, **kwargs):
+        raise onnx.checker.ValidationError("invalid graph")
+
+    monkeypatch.setattr(onnx.checker, "check_model", rejected)
+    with pytest.raises(onnx.checker.ValidationError, match="invalid graph"):
+        export_onnx(bert(), tmp_path)
+    assert sorted(path.name for path in (tmp_path / "onnx").iterdir()) == ["model.onnx.partial"]
+
+
 def test_the_reference_must_be_the_float32_student_on_the_cpu(tmp_path):
     # a student left in bf16 (or on a GPU) crashed in scoring, deleting a good file, or was timed elsewhere
     model = bert()
@@ -491,6 +569,11 @@ def test_the_reference_must_be_the_float32_student_on_the_cpu(tmp_path):
     ):
         export_and_score(model, tmp_path, ("onnx",), dataset=dataset, collator=tiny.collate, compute_metrics=None,
                          reference_model=half)  # fmt: skip
+    assert not (tmp_path / "onnx").exists()
+    elsewhere = copy.deepcopy(model).to("meta")  # stands in for a GPU: a device other than the CPU
+    with pytest.raises(ValueError, match=r"reference_model must be the student on the CPU.*meta torch\.float32"):
+        export_and_score(model, tmp_path, ("onnx",), dataset=dataset, collator=tiny.collate, compute_metrics=None,
+                         reference_model=elsewhere)  # fmt: skip
     assert not (tmp_path / "onnx").exists()
 
 

@@ -93,6 +93,31 @@ def test_one_slow_pass_does_not_move_the_latency(monkeypatch):
     assert value == pytest.approx(1.0)  # the median; the mean would be 10.8
 
 
+def test_models_are_timed_for_min_seconds_each(monkeypatch):
+    # with two models in turns, min_seconds of the clock between them gave each half of it
+    order: list[str] = []
+    clock = [0.0]
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
+    batch = {"input_ids": torch.ones(1, 2)}
+    runs = {
+        "teacher": (Slept("teacher", 0.004, order, clock), batch),
+        "student": (Slept("student", 0.001, order, clock), batch),
+    }
+    latency.measure_latencies_ms(runs, warmup=0, repeats=10, min_seconds=0.5)
+    assert 2 * 0.5 <= clock[0] < 2 * 0.5 + 0.005  # stopped after the first turn (5 ms) that reached 1 s
+    assert order.count("teacher") == order.count("student")
+
+
+def test_each_model_is_timed_at_most_1000_passes(monkeypatch):
+    order: list[str] = []
+    clock = [0.0]
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
+    batch = {"input_ids": torch.ones(1, 2)}
+    runs = {name: (Slept(name, 0.0001, order, clock), batch) for name in ("teacher", "student")}
+    latency.measure_latencies_ms(runs, warmup=0, repeats=10, min_seconds=60)
+    assert order.count("teacher") == order.count("student") == 1000
+
+
 def test_a_student_that_measures_slower_than_its_teacher_is_warned_of(monkeypatch, caplog):
     teacher, small = tiny.classifier(layers=2, num_labels=2), tiny.classifier(layers=1, num_labels=2)
     monkeypatch.setattr(latency, "measure_latencies_ms", lambda runs: {"teacher": 2.0, "student": 5.0})
@@ -105,6 +130,51 @@ def test_a_student_that_measures_slower_than_its_teacher_is_warned_of(monkeypatc
         results = latency.measure_models(teacher, small, tiny.class_rows(4), tiny.collate, Args())
     assert results["speedup_batch1"] == pytest.approx(0.4)
     assert "measured slower than its teacher" in caplog.text and "rerun on an idle machine" in caplog.text
+
+
+def test_models_are_timed_without_labels_on_distinct_rows_padded_to_the_longest(monkeypatch):
+    # 5 rows of 4..16 tokens: the batch of 32 cycles through them all, padded to the longest of the five
+    teacher, small = tiny.classifier(layers=2, num_labels=2), tiny.classifier(layers=1, num_labels=2)
+    dataset = tiny.class_rows(5, num_labels=2)
+    timed = []
+    medians = {"teacher": 2.0, "student": 1.0}
+    monkeypatch.setattr(latency, "measure_latencies_ms", lambda runs: timed.append(runs) or medians)
+
+    class Args:
+        device = torch.device("cpu")
+        bf16 = fp16 = False
+
+    latency.measure_models(teacher, small, dataset, tiny.collate, Args())
+    assert [list(runs) for runs in timed] == [["teacher", "student"]] * len(latency.LATENCY_BATCH_SIZES)
+    for batch_size, runs in zip(latency.LATENCY_BATCH_SIZES, timed):
+        expected = tiny.collate([{"input_ids": dataset[i % len(dataset)]["input_ids"]} for i in range(batch_size)])
+        for _, batch in runs.values():
+            assert sorted(batch) == ["attention_mask", "input_ids"]  # no labels: the loss is not timed
+            for key, value in expected.items():
+                assert torch.equal(batch[key], value), (batch_size, key)
+    assert len({tuple(row.tolist()) for row in timed[-1]["student"][1]["input_ids"]}) == len(dataset)
+
+
+@pytest.mark.parametrize(
+    ("device", "bf16", "fp16", "dtype", "said"),
+    [
+        ("cuda", True, False, torch.bfloat16, "one NVIDIA H100, bfloat16"),
+        ("cuda", False, True, torch.float16, "one NVIDIA H100, float16"),
+        ("cuda", False, False, torch.float32, "one NVIDIA H100, float32"),
+        ("cpu", True, False, torch.float32, "a CPU, float32"),
+        ("cpu", False, True, torch.float32, "a CPU, float32"),
+    ],
+)
+def test_latency_is_timed_in_the_runs_half_precision_on_a_gpu_only(monkeypatch, device, bf16, fp16, dtype, said):
+    # torch.device("cuda") is built without a GPU; only its name is asked of CUDA
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100")
+
+    class Args:
+        pass
+
+    Args.device, Args.bf16, Args.fp16 = torch.device(device), bf16, fp16
+    assert latency.latency_dtype(Args()) == dtype
+    assert latency.latency_device(Args()) == said
 
 
 def test_a_model_already_on_the_device_in_the_dtype_is_timed_as_it_is_and_never_cast_in_place():
