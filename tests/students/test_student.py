@@ -121,6 +121,23 @@ def test_validate_layers_refuses_bad_lists(layers, match):
         validate_layers(layers, 6)
 
 
+@pytest.mark.parametrize("builder", [build_bert_student, build_distilbert_student], ids=["bert", "distilbert"])
+@pytest.mark.parametrize(
+    ("layers", "match"),
+    [
+        ([2, 1], r"strictly increasing.*layers\[1\] = 1 follows 2"),
+        ([0, 0], r"strictly increasing.*layers\[1\] = 0 follows 0"),
+        ([True, 1], r"layers\[0\] must be an int, got True"),
+        ([0, NUM_TEACHER_LAYERS], rf"layers\[1\] = {NUM_TEACHER_LAYERS} is out of range"),
+    ],
+    ids=["unsorted", "duplicate", "bool", "out_of_range"],
+)
+def test_the_public_builders_called_directly_refuse_bad_layer_lists(builder, layers, match):
+    # build_student validates before it calls them; called on their own they must check the list themselves
+    with pytest.raises(ValueError, match=match):
+        builder(tiny_teacher(), layers)
+
+
 def test_validate_layers_accepts_numpy_integers():
     import numpy as np
 
@@ -166,6 +183,30 @@ def test_build_student_refuses_a_teacher_whose_weights_are_not_in_memory(archite
     with pytest.raises(ValueError, match=r"word_embeddings\.weight is a DeepSpeed ZeRO-3 partition .*zero\.Init"):
         build_student(partitioned, num_layers=2, architecture=architecture)
     check_buildable(partitioned, architecture)  # before a fine-tune, whose teacher is read back whole: accepted
+
+
+@pytest.mark.parametrize("architecture", ["bert", "distilbert"])
+def test_build_student_refuses_a_teacher_sharded_by_fsdp(architecture, monkeypatch):
+    # FSDP2's fully_shard swaps every parameter for a DTensor; a one-process gloo group is enough to shard
+    import socket
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        teacher = tiny_teacher()
+        fully_shard(teacher, mesh=init_device_mesh("cpu", (1,)))
+        with pytest.raises(ValueError, match=r"word_embeddings\.weight is an FSDP shard \(DTensor\)"):
+            build_student(teacher, num_layers=2, architecture=architecture)
+    finally:
+        dist.destroy_process_group()
 
 
 def test_build_student_refuses_more_layers_than_the_teacher():
@@ -326,11 +367,14 @@ def test_distilbert_student_copies_the_chosen_layers_in_order():
 
 
 def test_distilbert_student_config_mirrors_the_teacher():
-    teacher = tiny_teacher(hidden_act="relu", pad_token_id=3)
+    teacher = tiny_teacher(hidden_act="relu", pad_token_id=3, initializer_range=0.5)
     config = build_distilbert_student(teacher, [0, 1]).config
     assert (config.dim, config.hidden_dim, config.n_heads, config.n_layers) == (32, 37, 4, 2)
     assert (config.vocab_size, config.max_position_embeddings, config.pad_token_id) == (99, 40, 3)
     assert config.activation == "relu"
+    assert config.initializer_range == 0.5
+    assert config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    assert config.label2id == {"negative": 0, "neutral": 1, "positive": 2}
     assert config.sinusoidal_pos_embds is False
     # the head's dropout is BERT's classifier_dropout where set (else hidden_dropout_prob), as the teacher's head
     separate = build_distilbert_student(tiny_teacher(classifier_dropout=0.3, hidden_dropout_prob=0.1), [0, 1]).config
@@ -339,6 +383,14 @@ def test_distilbert_student_config_mirrors_the_teacher():
     # the encoder's two dropouts, each from its BERT counterpart (values that differ, so a swap shows)
     unequal = build_distilbert_student(tiny_teacher(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0), [0, 1])
     assert (unequal.config.dropout, unequal.config.attention_dropout) == (0.1, 0.0)
+
+
+def test_a_teachers_zero_classifier_dropout_gives_a_distilbert_head_without_dropout():
+    # 0.0 is a set classifier_dropout, not an unset one: BERT's head then applies none, whatever hidden_dropout_prob is
+    student = build_distilbert_student(tiny_teacher(classifier_dropout=0.0, hidden_dropout_prob=0.1), [0, 1])
+    assert student.config.seq_classif_dropout == 0.0
+    assert student.dropout.p == 0.0
+    assert student.config.dropout == 0.1  # the encoder's dropout is still hidden_dropout_prob
 
 
 @pytest.mark.parametrize(
@@ -377,6 +429,9 @@ def test_distilbert_student_keeps_an_eager_teachers_attention_and_returns_its_ma
 def test_distilbert_student_refuses_a_different_layer_norm_eps():
     with pytest.raises(ValueError, match="layer_norm_eps is 1e-05, but DistilBERT hardcodes eps=1e-12"):
         build_student(tiny_teacher(layer_norm_eps=1e-5), num_layers=2, architecture="distilbert")
+    # a smaller eps differs as much as a larger one
+    with pytest.raises(ValueError, match="layer_norm_eps is 1e-13, but DistilBERT hardcodes eps=1e-12"):
+        build_student(tiny_teacher(layer_norm_eps=1e-13), num_layers=2, architecture="distilbert")
     # The BERT architecture keeps the teacher's eps, so it accepts the same teacher.
     build_student(tiny_teacher(layer_norm_eps=1e-5), num_layers=2, architecture="bert")
 

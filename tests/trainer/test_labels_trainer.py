@@ -297,6 +297,21 @@ def test_heads_it_does_not_sum_keep_their_own_loss_averaged_over_the_step(tmp_pa
         assert torch.equal(finals["plain_1x8"][key], value), f"{key} differs from a plain Trainer's"
 
 
+def test_a_head_it_does_not_sum_logs_a_lone_last_micro_batchs_own_loss(tmp_path):
+    # 12 rows in micro-batches of 4 under 2 accumulation steps: the epoch's second step holds one micro-batch, whose
+    # loss is its own mean (divided by the step's 1 micro-batch, not the configured 2). Learning rate 0 keeps the
+    # model fixed, so each step's loss is the untrained model's.
+    model, rows = tiny.classifier(layers=1, seed=1), multi_label_rows(12)
+    with torch.no_grad():
+        own = [model(**collate_multi_label(rows.rows[start : start + 4])).loss.item() for start in (0, 4, 8)]
+    args = make_args(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=2, learning_rate=0.0,
+                     train_sampling_strategy="sequential")  # fmt: skip
+    trainer = LabelsTrainer(model=model, args=args, train_dataset=rows, data_collator=collate_multi_label)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses == pytest.approx([(own[0] + own[1]) / 2, own[2]], rel=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["class", "regression"])
 def test_the_saved_config_says_what_the_head_trained_as(tmp_path, kind):
     # The summed path calls the model without labels, where BERT would set problem_type itself on its first call.
