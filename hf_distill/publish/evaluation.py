@@ -88,6 +88,8 @@ def evaluate_side_by_side(
             scored = teacher_evaluator.evaluate(eval_dataset=dataset, metric_key_prefix="teacher_eval")
         scored.pop("epoch", None)  # the teacher evaluator's 0 would replace the student's
         result.update(scored)
+        if suffix and "epoch" in metrics:  # the training's epoch, said once, not again as "epoch_mm"
+            result.pop("epoch", None)
         metrics.update({f"{key}{suffix}": value for key, value in result.items()})
     _remove_if_empty(Path(teacher_args.output_dir))
     return metrics

@@ -172,9 +172,11 @@ def test_a_run_that_evaluated_and_kept_its_best_checkpoint_is_scored_beside_its_
         data_collator=tiny.collate, compute_metrics=accuracy,
     )  # fmt: skip
     trainer.train()
-    metrics = evaluation.evaluate_side_by_side(trainer, teacher, {"validation": rows}, tiny.collate, accuracy)
-    assert "eval_accuracy" in metrics and "teacher_eval_accuracy" in metrics
+    splits = {"validation": rows, "validation_mismatched": tiny.class_rows(5, seed=4)}  # as MNLI's
+    metrics = evaluation.evaluate_side_by_side(trainer, teacher, splits, tiny.collate, accuracy)
+    assert "eval_accuracy" in metrics and "teacher_eval_accuracy" in metrics and "eval_accuracy_mm" in metrics
     assert metrics["epoch"] == 1.0  # the student's, not the teacher evaluator's 0
+    assert "epoch_mm" not in metrics  # the one training's epoch, said once
 
 
 def test_the_student_is_scored_with_the_metrics_given_as_the_teacher_is(tmp_path):
