@@ -64,9 +64,8 @@ class Slept(torch.nn.Module):
         return input_ids
 
 
-def test_models_are_timed_in_turns_so_a_busy_spell_falls_on_both(monkeypatch):
-    # timed one after the other, a student timed while the machine was busy measured slower than its teacher; a fake
-    # clock: what each forward took, not what a busy machine's sleep overshot
+def teacher_and_student_on_a_fake_clock(monkeypatch) -> tuple[list[str], list[float], dict]:
+    """A 4 ms teacher and a 1 ms student on a fake clock: the order they ran in, the clock, and `runs` to time."""
     order: list[str] = []
     clock = [0.0]
     monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
@@ -75,6 +74,13 @@ def test_models_are_timed_in_turns_so_a_busy_spell_falls_on_both(monkeypatch):
         "teacher": (Slept("teacher", 0.004, order, clock), batch),
         "student": (Slept("student", 0.001, order, clock), batch),
     }
+    return order, clock, runs
+
+
+def test_models_are_timed_in_turns_so_a_busy_spell_falls_on_both(monkeypatch):
+    # timed one after the other, a student timed while the machine was busy measured slower than its teacher; a fake
+    # clock: what each forward took, not what a busy machine's sleep overshot
+    order, clock, runs = teacher_and_student_on_a_fake_clock(monkeypatch)
     timed = latency.measure_latencies_ms(runs, warmup=1, repeats=4, min_seconds=0)
     assert order == ["teacher", "student"] + ["teacher", "student"] * 4  # warm-up each, then in turns
     assert timed == {"teacher": pytest.approx(4.0), "student": pytest.approx(1.0)}  # medians in ms
@@ -95,14 +101,7 @@ def test_one_slow_pass_does_not_move_the_latency(monkeypatch):
 
 def test_models_are_timed_for_min_seconds_each(monkeypatch):
     # with two models in turns, min_seconds of the clock between them gave each half of it
-    order: list[str] = []
-    clock = [0.0]
-    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
-    batch = {"input_ids": torch.ones(1, 2)}
-    runs = {
-        "teacher": (Slept("teacher", 0.004, order, clock), batch),
-        "student": (Slept("student", 0.001, order, clock), batch),
-    }
+    order, clock, runs = teacher_and_student_on_a_fake_clock(monkeypatch)
     latency.measure_latencies_ms(runs, warmup=0, repeats=10, min_seconds=0.5)
     assert 2 * 0.5 <= clock[0] < 2 * 0.5 + 0.005  # stopped after the first turn (5 ms) that reached 1 s
     assert order.count("teacher") == order.count("student")

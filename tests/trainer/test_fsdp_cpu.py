@@ -67,21 +67,14 @@ def test_fsdp2_sharded_masked_lm_teacher_keeps_its_tied_head_and_serves_chunked_
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed")
 def test_zero3_partitioned_teacher_matches_the_replicated_one(tmp_path):
     # DeepSpeed's CPU accelerator with gloo: ZeRO-3 partitions the teacher across the two CPU ranks.
-    env = {"DS_ACCELERATOR": "cpu"}
-    for mode in ("zero3", "replicated"):
-        run_checked(["torchrun", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / mode), mode], cwd=tmp_path,
-                    env=env)  # fmt: skip
-    partitioned = [torch.load(tmp_path / "zero3" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    replicated = torch.load(tmp_path / "replicated" / "rank0.pt", weights_only=True)
+    partitioned, replicated = run_beside_replicated(tmp_path, "zero3")
     for rank in partitioned:
         assert rank["is_partitioned"] and rank["teacher_type"] == "DeepSpeedEngine"
         local = sum(torch.Size(shape).numel() for shape in rank["local_shapes"].values())
         full = sum(torch.Size(shape).numel() for shape in rank["full_shapes"].values())
         assert local <= full / 2 + 64
         torch.testing.assert_close(rank["sharded_logits"], rank["full_logits"], rtol=1e-6, atol=1e-6)
-    for name, tensor in replicated["state"].items():
-        assert torch.equal(partitioned[0]["state"][name], partitioned[1]["state"][name]), f"ranks disagree on {name}"
-        torch.testing.assert_close(partitioned[0]["state"][name], tensor, rtol=1e-5, atol=1e-6, msg=f"{name} differs")
+    check_students_agree(partitioned, replicated)
     check_scored_and_gathered(partitioned, replicated)
 
 
@@ -90,12 +83,7 @@ def test_zero3_partitioned_teacher_matches_the_replicated_one(tmp_path):
 def test_zero2_teacher_runs_whole_in_a_stage_0_engine_and_matches_the_replicated_one(tmp_path):
     # ZeRO-1/2 shard optimizer state and gradients, which a frozen teacher has none of: its engine runs at stage 0,
     # every rank holding the whole teacher, and the student's own ZeRO-2 config is left as it was.
-    env = {"DS_ACCELERATOR": "cpu"}
-    for mode in ("zero2", "replicated"):
-        run_checked(["torchrun", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / mode), mode], cwd=tmp_path,
-                    env=env)  # fmt: skip
-    ranks = [torch.load(tmp_path / "zero2" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    replicated = torch.load(tmp_path / "replicated" / "rank0.pt", weights_only=True)
+    ranks, replicated = run_beside_replicated(tmp_path, "zero2")
     for rank in ranks:
         assert rank["teacher_type"] == "DeepSpeedEngine" and rank["zero_stage"] == 0
         assert not rank["is_partitioned"]
@@ -104,10 +92,25 @@ def test_zero2_teacher_runs_whole_in_a_stage_0_engine_and_matches_the_replicated
             {"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW"}, "gradient_clipping": 1.0}
         ]
         torch.testing.assert_close(rank["sharded_logits"], rank["full_logits"], rtol=1e-6, atol=1e-6)
+    check_students_agree(ranks, replicated)
+    check_scored_and_gathered(ranks, replicated)
+
+
+def run_beside_replicated(tmp_path, mode: str) -> tuple[list[dict], dict]:
+    """`mode`'s two ranks' records and the replicated run's rank 0, each run under torchrun on DeepSpeed's CPU
+    accelerator (gloo)."""
+    for run in (mode, "replicated"):
+        run_checked(["torchrun", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / run), run], cwd=tmp_path,
+                    env={"DS_ACCELERATOR": "cpu"})  # fmt: skip
+    ranks = [torch.load(tmp_path / mode / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    return ranks, torch.load(tmp_path / "replicated" / "rank0.pt", weights_only=True)
+
+
+def check_students_agree(ranks: list[dict], replicated: dict) -> None:
+    """Both ranks trained the same student, the one the replicated teacher's run trained."""
     for name, tensor in replicated["state"].items():
         assert torch.equal(ranks[0]["state"][name], ranks[1]["state"][name]), f"ranks disagree on {name}"
         torch.testing.assert_close(ranks[0]["state"][name], tensor, rtol=1e-5, atol=1e-6, msg=f"{name} differs")
-    check_scored_and_gathered(ranks, replicated)
 
 
 def check_scored_and_gathered(ranks: list[dict], replicated: dict) -> None:
