@@ -62,6 +62,7 @@ def test_a_pair_task_gets_the_other_pair_tasks_pairs_minus_any_sharing_a_text_wi
     output = tmp_path / "stsb.tsv"
     run_main(build_related_text, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--output", str(output))
     lines = output.read_text(encoding="utf-8").splitlines()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["glue", "stsb.tsv"]  # no stsb.tsv.partial beside it
     assert lines[0] == "sentence1\tsentence2"
     assert sorted(lines[1:]) == [
         "Paris is the capital of France.\tParis is in France.",
@@ -71,6 +72,26 @@ def test_a_pair_task_gets_the_other_pair_tasks_pairs_minus_any_sharing_a_text_wi
     assert "mrpc: 1 rows, 1 left out" in printed and "rte: 1 rows, 1 left out" in printed
     rows = load_unlabeled_file(output, ("sentence1", "sentence2"), regression=True)
     assert len(rows) == 2 and set(rows["sentence2"]) == {"Paris is in France.", "Profits rose, the company said."}
+
+
+def test_a_pair_sharing_the_tasks_second_sentence_or_a_test_text_is_left_out_and_a_blank_side_never_written(
+    tmp_path, monkeypatch, capsys
+):
+    # the leak check reads every text column of every split (dev's sentence2, test's sentence1), and a pair needs
+    # two non-blank sides
+    data = glue_dir(tmp_path)
+    rte = ["index\tsentence1\tsentence2\tlabel", "0\tParis is the capital of France.\tThe bill passed.\tentailment",
+           "1\tClouds gather.\tRain is likely today.\tentailment", "2\tAn empty side.\t \tentailment",
+           "3\tThe river is wide.\tThe river flows.\tentailment"]  # fmt: skip
+    (data / "RTE" / "train.tsv").write_text("\n".join(rte) + "\n", encoding="utf-8")
+    output = tmp_path / "stsb.tsv"
+    run_main(build_related_text, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--output", str(output),
+             "--sources", "rte")  # fmt: skip
+    assert output.read_text(encoding="utf-8").splitlines() == [
+        "sentence1\tsentence2",
+        "The river is wide.\tThe river flows.",
+    ]
+    assert "rte: 1 rows, 2 left out" in capsys.readouterr().out
 
 
 def test_a_single_sentence_task_gets_every_sentence_of_the_others_as_a_row(tmp_path, monkeypatch):
@@ -183,12 +204,12 @@ def test_the_leak_filter_compares_letters_by_default_or_case_and_spaces(tmp_path
     with open(data / "STS-B" / "dev.tsv", "a", encoding="utf-8") as handle:
         handle.write(_stsb_line(1, "The index .SPX fell.", "Stocks slid.", 3.0) + "\n")
     kept = {}
-    for match in ("letters", "spaces"):
+    for match, option in (("default", []), ("letters", ["--match", "letters"]), ("spaces", ["--match", "spaces"])):
         output = tmp_path / f"{match}.tsv"
         run_main(build_related_text, monkeypatch, "--task", "stsb", "--data_dir", str(data), "--output", str(output),
-                 "--match", match)  # fmt: skip
+                 *option)  # fmt: skip
         kept[match] = "The index <.SPX> fell." in output.read_text(encoding="utf-8")
-    assert kept == {"letters": False, "spaces": True}
+    assert kept == {"default": False, "letters": False, "spaces": True}
 
 
 def test_the_letters_match_tells_texts_apart_by_their_digits(tmp_path):
@@ -202,6 +223,52 @@ def test_the_letters_match_tells_texts_apart_by_their_digits(tmp_path):
     assert rows == [("Paris is the capital of France.", "Paris is in France."),
                     ("Stocks fell 7 percent.", "Markets were down.")]  # fmt: skip
     assert counts == {"rte": {"rows": 2, "left_out_sharing_a_text_with_the_task": 2}}
+
+
+def test_the_spaces_match_ignores_case_and_repeated_spaces(tmp_path):
+    # MRPC's "the  SENATE passed the bill." is STS-B dev's "The senate passed the bill." in other case and spacing
+    rows, counts = build_related_text.related_rows("stsb", glue_dir(tmp_path), ["mrpc"], match="spaces")
+    assert rows == [("The company said profits rose.", "Profits rose, the company said.")]
+    assert counts == {"mrpc": {"rows": 1, "left_out_sharing_a_text_with_the_task": 1}}
+
+
+@pytest.mark.parametrize(
+    "shared",
+    ["Lawmakers met.\tThe bill passed.", "Rain is likely today.\tClouds gathered."],
+    ids=["dev_sentence2", "test_sentence1"],
+)
+def test_a_pair_sharing_a_text_with_either_column_of_any_split_of_the_task_is_left_out(tmp_path, shared):
+    data = glue_dir(tmp_path)
+    with open(data / "RTE" / "train.tsv", "a", encoding="utf-8") as handle:
+        handle.write(f"2\t{shared}\tentailment\n")
+    rows, counts = build_related_text.related_rows("stsb", data, ["rte"])
+    assert rows == [("Paris is the capital of France.", "Paris is in France.")]
+    # the new pair, and the fixture's pair holding an STS-B train sentence
+    assert counts == {"rte": {"rows": 1, "left_out_sharing_a_text_with_the_task": 2}}
+
+
+def test_a_pair_with_a_blank_side_is_never_a_row_nor_counted_as_left_out(tmp_path):
+    data = glue_dir(tmp_path)
+    with open(data / "RTE" / "train.tsv", "a", encoding="utf-8") as handle:
+        handle.write("2\tIt rains.\t   \tentailment\n")  # a side of spaces only, blank once stripped
+    rows, counts = build_related_text.related_rows("stsb", data, ["rte"])
+    assert rows == [("Paris is the capital of France.", "Paris is in France.")]
+    assert counts == {"rte": {"rows": 1, "left_out_sharing_a_text_with_the_task": 1}}
+
+
+def test_no_output_is_written_when_every_source_row_leaks_or_is_blank(tmp_path, monkeypatch):
+    data = glue_dir(tmp_path)
+    (data / "RTE" / "train.tsv").write_text(
+        "index\tsentence1\tsentence2\tlabel\n"
+        "0\tA cat sleeps.\tCats sleep.\tentailment\n"  # an STS-B train sentence
+        "1\tIt rains.\t   \tentailment\n",
+        encoding="utf-8",
+    )
+    output = tmp_path / "out" / "stsb.tsv"
+    with pytest.raises(SystemExit, match=r"^build_related_text.py: no rows for stsb from rte\.$"):
+        run_main(build_related_text, monkeypatch, "--task", "stsb", "--sources", "rte", "--data_dir", str(data),
+                 "--output", str(output))  # fmt: skip
+    assert not output.parent.exists()  # neither the file, nor its .partial, nor its folder
 
 
 def test_single_sentence_sources_for_a_pair_task_are_refused_by_name(tmp_path, monkeypatch):
