@@ -40,17 +40,19 @@ def side_by_side(tmp_path, monkeypatch, *, engine: bool, **args) -> tuple[dict[s
     return evaluation.evaluate_side_by_side(trainer, teacher, splits, tiny.collate, accuracy), calls
 
 
-@pytest.mark.parametrize("label_smoothing_factor", [0.0, 0.2])
-def test_a_whole_teacher_under_an_engine_is_scored_in_place_as_a_trainer_scores_it(
-    tmp_path, monkeypatch, label_smoothing_factor
-):
+@pytest.mark.parametrize(
+    "settings",
+    [{"label_smoothing_factor": 0.0}, {"label_smoothing_factor": 0.2}, {"bf16": True}],
+    ids=["plain", "label_smoothing", "bf16_autocast"],
+)
+def test_a_whole_teacher_under_an_engine_is_scored_in_place_as_a_trainer_scores_it(tmp_path, monkeypatch, settings):
     # Under FSDP2, a new Trainer would `accelerator.prepare` the teacher, which accelerate 1.15 refuses without an
     # optimizer (seen on an H200 with --student_training labels_only's path): the teacher is scored in place instead.
-    # Its loss is the evaluator's, label smoothing included (in place, it was the model's own, unsmoothed loss).
-    smoothing = {"label_smoothing_factor": label_smoothing_factor}
-    through_trainer, calls = side_by_side(tmp_path / "plain", monkeypatch, engine=False, **smoothing)
+    # Its loss is the evaluator's, label smoothing included (in place, it was the model's own, unsmoothed loss), and
+    # under the run's autocast (bf16 on CPU too: without it the in-place loss differs in the 4th digit).
+    through_trainer, calls = side_by_side(tmp_path / "plain", monkeypatch, engine=False, **settings)
     assert calls == []
-    in_place, calls = side_by_side(tmp_path / "engine", monkeypatch, engine=True, **smoothing)
+    in_place, calls = side_by_side(tmp_path / "engine", monkeypatch, engine=True, **settings)
     assert calls == ["teacher_eval", "teacher_eval"]
     timings = ("runtime", "per_second", "preparation_time")
     keys = sorted(key for key in through_trainer if not any(timing in key for timing in timings))
@@ -204,18 +206,43 @@ def test_scoring_under_a_half_precision_eval_leaves_both_models_in_float32(tmp_p
     evaluation.evaluate_side_by_side(trainer, teacher, {"validation": tiny.class_rows(6)}, tiny.collate, accuracy)
     assert next(student.parameters()).dtype == torch.float32
     assert next(teacher.parameters()).dtype == torch.float32
+    assert getattr(trainer.args, flag) is True  # the run's setting, turned off only while scoring
 
 
-def test_in_place_leaves_a_non_finite_batch_loss_out_as_trainer_does(tmp_path):
+@pytest.mark.parametrize("nan_inf_filter", [True, False])
+def test_in_place_leaves_a_non_finite_batch_loss_out_only_where_trainer_does(tmp_path, nan_inf_filter):
     # Trainer's evaluation loop, with logging_nan_inf_filter on (its default), leaves the non-finite batch losses out
-    # of eval_loss (a NaN-labelled regression row makes its batch's MSE NaN); in place, eval_loss was NaN.
+    # of eval_loss (a NaN-labelled regression row makes its batch's MSE NaN); in place, eval_loss was NaN. With the
+    # setting off, Trainer's eval_loss is NaN, and so is the in-place one.
     teacher = tiny.classifier(layers=2, num_labels=1, seed=0).eval()
     rows = tiny.class_rows(21, seed=3, regression=True)
     rows.rows[2]["labels"] = float("nan")  # in the first batch of 8
-    evaluator = evaluation.LabelsTrainer(model=teacher, args=make_args(tmp_path), data_collator=tiny.collate)
+    args = make_args(tmp_path, logging_nan_inf_filter=nan_inf_filter)
+    evaluator = evaluation.LabelsTrainer(model=teacher, args=args, data_collator=tiny.collate)
     through_trainer = evaluator.evaluate(eval_dataset=rows, metric_key_prefix="teacher_eval")["teacher_eval_loss"]
     in_place = evaluation.evaluate_in_place(evaluator, teacher, rows, metric_key_prefix="teacher_eval")
-    assert np.isfinite(through_trainer) and in_place["teacher_eval_loss"] == pytest.approx(through_trainer, rel=1e-6)
+    if nan_inf_filter:
+        assert np.isfinite(through_trainer)
+        assert in_place["teacher_eval_loss"] == pytest.approx(through_trainer, rel=1e-6)
+    else:
+        assert np.isnan(through_trainer) and np.isnan(in_place["teacher_eval_loss"])
+
+
+def test_the_teachers_evaluator_reports_to_no_tracker(tmp_path, monkeypatch):
+    # The teacher's evaluator copied the run's report_to: its teacher_eval_* metrics went to the run's tracker too,
+    # logged at its own step 0 beside the student's. A recording callback stands for the tracker (none installed).
+    logged = []
+
+    class RecordingTracker(transformers.TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logged.append(dict(logs))
+
+    monkeypatch.setattr(transformers.trainer, "get_reporting_integration_callbacks",
+                        lambda report_to: [RecordingTracker] if report_to else [])  # fmt: skip
+    metrics, _ = side_by_side(tmp_path, monkeypatch, engine=False, report_to="tensorboard")
+    assert "teacher_eval_loss" in metrics and "teacher_eval_loss_mm" in metrics
+    assert not [key for logs in logged for key in logs if key.startswith("teacher_eval")]
+    assert [sorted(key for key in logs if key.startswith("eval_loss")) for logs in logged] == [["eval_loss"]] * 2
 
 
 def test_in_a_run_that_pushes_only_the_students_hub_repo_is_created(tmp_path, monkeypatch):
