@@ -55,8 +55,8 @@ def shard_with_fsdp2(teacher, accelerator, *, micro_batch_size: int = 1, keep_ro
 PLUGIN_CONFIGS: list[dict] = []
 
 
-def partition_with_zero3(teacher, accelerator, *, micro_batch_size: int = 1, keep_root_gathered: bool = False,
-                         stage: int = 3):  # fmt: skip
+def prepare_under_zero(teacher, accelerator, *, micro_batch_size: int = 1, keep_root_gathered: bool = False,
+                       stage: int = 3):  # fmt: skip
     """`prepare_teacher` as it runs under Accelerate's DeepSpeed plugin with a ZeRO-`stage` config, on this CPU (ZeRO-3
     gathers a module's weights whenever it is called: `keep_root_gathered` is FSDP2's alone)."""
     config = {"zero_optimization": {"stage": stage}, "optimizer": {"type": "AdamW"}, "gradient_clipping": 1.0}
@@ -94,9 +94,9 @@ def main(output_dir: str, mode: str) -> None:
         real_to = teacher.to
         teacher.to = lambda *a, **k: (moves.append(repr((a, k))), real_to(*a, **k))[1]
     elif mode == "zero3":
-        trainer_module.prepare_teacher = partition_with_zero3
+        trainer_module.prepare_teacher = prepare_under_zero
     elif mode == "zero2":
-        trainer_module.prepare_teacher = functools.partial(partition_with_zero3, stage=2)
+        trainer_module.prepare_teacher = functools.partial(prepare_under_zero, stage=2)
     student = tiny.classifier(layers=1, seed=1, initializer_range=0.5)
     # replicated: FSDP asked of Trainer on CPU, as a user would; Accelerate runs DDP and the trainer must say so
     fsdp = {"fsdp": "full_shard", "fsdp_config": {"fsdp_version": 2}} if mode == "replicated" else {}

@@ -15,10 +15,7 @@ SCRIPT = HELPERS / "fsdp_teacher.py"
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
 def test_fsdp2_sharded_teacher_matches_the_replicated_one(tmp_path):
-    for mode in ("sharded", "replicated"):
-        run_checked(["torchrun", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / mode), mode], cwd=tmp_path)
-    sharded = [torch.load(tmp_path / "sharded" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    replicated = torch.load(tmp_path / "replicated" / "rank0.pt", weights_only=True)
+    sharded, replicated = run_beside_replicated(tmp_path, "sharded")
     for rank in sharded:
         assert rank["world_size"] == 2 and rank["is_dtensor"]
         # never moved whole before sharding: a teacher bigger than one GPU would not fit there
@@ -33,9 +30,7 @@ def test_fsdp2_sharded_teacher_matches_the_replicated_one(tmp_path):
     assert not replicated["is_dtensor"]
     # The replicated run asked Trainer for FSDP on CPU, as a user would: Accelerate ran DDP, and the trainer said so.
     assert replicated["fsdp_warning"]
-    for name, tensor in replicated["state"].items():
-        assert torch.equal(sharded[0]["state"][name], sharded[1]["state"][name]), f"ranks disagree on {name}"
-        torch.testing.assert_close(sharded[0]["state"][name], tensor, rtol=1e-5, atol=1e-6, msg=f"{name} differs")
+    check_students_agree(sharded, replicated)
     check_scored_and_gathered(sharded, replicated)
 
 
@@ -97,11 +92,12 @@ def test_zero2_teacher_runs_whole_in_a_stage_0_engine_and_matches_the_replicated
 
 
 def run_beside_replicated(tmp_path, mode: str) -> tuple[list[dict], dict]:
-    """`mode`'s two ranks' records and the replicated run's rank 0, each run under torchrun on DeepSpeed's CPU
-    accelerator (gloo)."""
+    """`mode`'s two ranks' records and the replicated run's rank 0, each run under torchrun (gloo; a ZeRO mode on
+    DeepSpeed's CPU accelerator)."""
+    env = {"DS_ACCELERATOR": "cpu"} if mode.startswith("zero") else None
     for run in (mode, "replicated"):
         run_checked(["torchrun", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / run), run], cwd=tmp_path,
-                    env={"DS_ACCELERATOR": "cpu"})  # fmt: skip
+                    env=env)  # fmt: skip
     ranks = [torch.load(tmp_path / mode / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     return ranks, torch.load(tmp_path / "replicated" / "rank0.pt", weights_only=True)
 
